@@ -1,0 +1,52 @@
+# Durable Agent Teams — the two commands a newcomer needs:
+#   make demo   run the research team end to end on an embedded Temporal server
+#   make test   lint, type-check and run the test suite
+# Both create .venv and install what they need first.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit install server worker histories compose-check bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m teamctl.demo
+
+test: $(STAMP) lint typecheck unit compose-check
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+compose-check: $(STAMP)
+	$(BIN)/docker-compose -f docker-compose.yml config --quiet
+
+# Run the pieces by hand: `make server` in one terminal, `make worker` in another.
+server: $(STAMP)
+	$(BIN)/teamctl dev-server
+
+worker: $(STAMP)
+	$(BIN)/python -m worker
+
+# Re-record the replay histories in tests/histories/ (only when a workflow
+# change is deliberate and guarded by workflow.patched()).
+histories: $(STAMP)
+	$(BIN)/python -m tests.record_histories
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
