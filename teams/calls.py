@@ -1,0 +1,107 @@
+"""One agent call across the workflow/activity boundary.
+
+The workflow builds an :class:`AgentCall` for every model call; the
+``call_agent`` activity returns an :class:`AgentOutcome`. Handoffs between
+agents are structured :class:`HandoffItem` s (the outputs that matter), never a
+whole transcript, which keeps history growth linear in the number of calls.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from teams.outputs import ReviewVerdict, RouteDecision
+from teams.pricing import ModelPrice, TokenUsage
+from teams.resolved import PromptRef
+from teams.spec import OutputKind
+
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
+
+
+class HandoffItem(BaseModel):
+    """One earlier agent's output handed to the next agent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="The agent that produced it.")
+    content: str
+
+
+class AgentCall(BaseModel):
+    """Everything one model call needs; the activity's only input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str = Field(description="Stable id: workflow id / stage / agent / sequence.")
+    team: str
+    tenant: str | None = None
+    stage: str
+    agent: str
+    role: str
+    model: str
+    fallback_for: str | None = Field(
+        default=None, description="The primary model this call stands in for, if a fallback."
+    )
+    prompt: PromptRef
+    system: str = Field(description="The system prompt text (the prompt file's content).")
+    task: str
+    handoff: list[HandoffItem] = Field(default_factory=list)
+    feedback: list[str] = Field(
+        default_factory=list, description="A reviewer's reasons, when revising rejected work."
+    )
+    iteration: int = Field(default=1, ge=1)
+    repair: str | None = Field(
+        default=None,
+        description="Why the previous structured answer was invalid, fed back for one retry.",
+    )
+    output: OutputKind = OutputKind.TEXT
+    rubric: list[str] = Field(default_factory=list)
+    threshold: int | None = None
+    routes: list[str] = Field(default_factory=list)
+    max_tokens: int = Field(ge=1)
+    price: ModelPrice
+
+
+class AgentOutcome(BaseModel):
+    """What one successful model call produced, used and cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    agent: str
+    model: str
+    provider: str
+    prompt: PromptRef
+    text: str
+    verdict: ReviewVerdict | None = None
+    route: RouteDecision | None = None
+    usage: TokenUsage
+    cost_micro: int = Field(ge=0)
+    latency_ms: int = Field(ge=0, description="Wall time of the successful attempt.")
+    attempt: int = Field(ge=1, description="Which Temporal attempt succeeded.")
+    stop_reason: StopReason
+    truncated: bool = Field(default=False, description="Stopped at max_tokens.")
+
+
+class CallFailureDetails(BaseModel):
+    """Details attached to a failed call's ``ApplicationError``.
+
+    ``cost_micro`` is what the failed attempt was billed (a malformed structured
+    answer still used tokens), so the run can charge it exactly once.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int = Field(ge=1)
+    usage: TokenUsage = TokenUsage()
+    cost_micro: int = Field(default=0, ge=0)
+
+
+class CallProgress(BaseModel):
+    """Heartbeat details of a streaming call: output tokens received so far."""
+
+    model_config = ConfigDict(frozen=True)
+
+    output_tokens: int = Field(ge=0)

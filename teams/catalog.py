@@ -1,0 +1,176 @@
+"""The team catalog: team files, prompt files and the price table on disk.
+
+A :class:`Catalog` is built once (by the worker, the CLI or a test) and passed
+to whoever needs it; nothing here runs at import time. Resolution turns a team
+name or inline spec into a :class:`teams.resolved.ResolvedTeam`, refusing, with
+an error naming the file and field, anything that could fail later: unknown
+agents, missing prompt files, models without a price.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from teams.errors import PromptError, TeamSpecError, UnknownModelError, UnknownTeamError
+from teams.pricing import ModelPrice, PriceTable, load_price_table
+from teams.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
+from teams.spec import AgentSpec, TeamSpec
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_TEAMS_DIR = PACKAGE_DIR / "shipped"
+SHIPPED_PROMPTS_DIR = PACKAGE_DIR / "prompts"
+SHIPPED_PRICES = PACKAGE_DIR / "prices.toml"
+INLINE_SOURCE = "inline spec"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Catalog:
+    """Where team files, prompt files and prices come from.
+
+    Directories are searched in order, so a deployment can put its own
+    ``teams_dirs``/``prompts_dirs`` ahead of the shipped ones.
+    """
+
+    teams_dirs: tuple[Path, ...] = (SHIPPED_TEAMS_DIR,)
+    prompts_dirs: tuple[Path, ...] = (SHIPPED_PROMPTS_DIR,)
+    prices: PriceTable
+
+    @classmethod
+    def shipped(cls, *, prices_path: Path = SHIPPED_PRICES) -> Catalog:
+        """The catalog of shipped teams and prompts, with the given price table."""
+        return cls(prices=load_price_table(prices_path))
+
+    def team_names(self) -> list[str]:
+        """Every team name the catalog can resolve, sorted."""
+        names = {p.stem for d in self.teams_dirs if d.is_dir() for p in d.glob("*.toml")}
+        return sorted(names)
+
+    def team_file(self, name: str) -> Path:
+        """The file defining team ``name``; :class:`UnknownTeamError` if none does."""
+        for directory in self.teams_dirs:
+            candidate = directory / f"{name}.toml"
+            if candidate.is_file():
+                return candidate
+        raise UnknownTeamError(name, self.team_names())
+
+    def load_team(self, name: str) -> TeamSpec:
+        """Load and validate the team file for ``name``."""
+        path = self.team_file(name)
+        spec = load_team_file(path)
+        if spec.name != name:
+            raise TeamSpecError(
+                str(path), [f"name: is {spec.name!r} but the file is {path.name}; they must match"]
+            )
+        return spec
+
+    def resolve(self, team: str | TeamSpec) -> ResolvedTeam:
+        """Resolve a team name or inline spec into everything a run needs."""
+        if isinstance(team, str):
+            source = str(self.team_file(team))
+            spec = self.load_team(team)
+        else:
+            source, spec = INLINE_SOURCE, team
+        prompts = {a.name: self._resolve_prompt(a, source) for a in spec.agents}
+        return ResolvedTeam(
+            spec=spec, source=source, prompts=prompts, prices=self._prices_for(spec, source)
+        )
+
+    def _resolve_prompt(self, agent: AgentSpec, source: str) -> ResolvedPrompt:
+        if agent.prompt is None:
+            # AgentSpec validation guarantees exactly one of prompt/instructions.
+            return _prompt(f"{agent.name}-inline", "inline", agent.instructions or "")
+        relative = Path(agent.prompt) / f"{agent.prompt_version}.md"
+        for directory in self.prompts_dirs:
+            path = directory / relative
+            if path.is_file():
+                text = path.read_text(encoding="utf-8").strip()
+                if not text:
+                    raise PromptError(source, [f"agents ({agent.name}).prompt: {path} is empty"])
+                return _prompt(agent.prompt, agent.prompt_version, text)
+        searched = ", ".join(str(d / relative) for d in self.prompts_dirs)
+        raise PromptError(
+            source,
+            [
+                f"agents ({agent.name}).prompt: no prompt file {agent.prompt!r} version "
+                f"{agent.prompt_version!r} (looked for {searched})"
+            ],
+        )
+
+    def _prices_for(self, spec: TeamSpec, source: str) -> dict[str, ModelPrice]:
+        problems = []
+        for agent in spec.agents:
+            for field in ("model", "fallback_model"):
+                model = getattr(agent, field)
+                if model is not None and self.prices.price_of(model) is None:
+                    known = ", ".join(sorted(self.prices.models))
+                    problems.append(
+                        f"agents ({agent.name}).{field}: model {model!r} is not in the price "
+                        f"table {self.prices.source} (known: {known})"
+                    )
+        if problems:
+            raise UnknownModelError(source, problems)
+        return {m: self.prices.models[m] for m in spec.models()}
+
+
+def _prompt(name: str, version: str, text: str) -> ResolvedPrompt:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return ResolvedPrompt(ref=PromptRef(name=name, version=version, sha256=digest), text=text)
+
+
+def load_team_file(path: Path) -> TeamSpec:
+    """Read a team file (TOML) and validate it; errors name the file and field."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise TeamSpecError(str(path), ["file does not exist"]) from err
+    except tomllib.TOMLDecodeError as err:
+        raise TeamSpecError(str(path), [f"not valid TOML: {err}"]) from err
+    return parse_team_spec(data, source=str(path))
+
+
+def parse_team_spec(data: object, *, source: str = INLINE_SOURCE) -> TeamSpec:
+    """Validate a parsed spec, turning pydantic errors into one line per field."""
+    try:
+        return TeamSpec.model_validate(data)
+    except ValidationError as err:
+        raw = data if isinstance(data, dict) else {}
+        raise TeamSpecError(source, describe_spec_errors(err, raw)) from err
+
+
+def describe_spec_errors(err: ValidationError, data: dict[str, Any]) -> list[str]:
+    """``agents[1] (writer).max_tokens: Input should be ...`` for each error."""
+    lines = []
+    for item in err.errors():
+        lines.append(f"{_field_path(item['loc'], data)}: {_clean_message(item['msg'])}")
+    return lines
+
+
+def _field_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    parts: list[str] = []
+    node: Any = data
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            parts[-1] += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            name = node.get("name") if isinstance(node, dict) else None
+            if isinstance(name, str):
+                parts[-1] += f" ({name})"
+            continue
+        # Discriminated unions put the tag ("gate", "fan_out"...) in the path:
+        # skip it, the stage's name already says which stage this is.
+        previous = loc[index - 1] if index else None
+        if isinstance(previous, int) and isinstance(node, dict) and node.get("kind") == part:
+            continue
+        parts.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(parts) or "(spec)"
+
+
+def _clean_message(message: str) -> str:
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,166 @@
+"""Token usage, model prices and cost arithmetic, in integer micro-dollars.
+
+Invariants:
+- Money is an ``int`` of micro-dollars (1 USD = 1_000_000). No float ever
+  holds money: prices are read from the table as decimals and stored as
+  integer micro-dollars per million tokens.
+- A cost is rounded *up* to the next micro-dollar, once, over the whole call,
+  so a run is never charged less than the provider bills.
+- These functions are pure, so workflow code uses them too (budget
+  reservations) without breaking determinism.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from teams.errors import PriceTableError
+
+MICRO_PER_USD = 1_000_000
+TOKENS_PER_PRICE_UNIT = 1_000_000
+"""Prices are quoted per million tokens."""
+
+
+class TokenUsage(BaseModel):
+    """Tokens one model call used, split the way providers bill them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_creation_input_tokens: int = Field(default=0, ge=0)
+    cache_read_input_tokens: int = Field(default=0, ge=0)
+
+    @property
+    def total_input_tokens(self) -> int:
+        """All prompt tokens, cached or not."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt and completion tokens together."""
+        return self.total_input_tokens + self.output_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_creation_input_tokens=(
+                self.cache_creation_input_tokens + other.cache_creation_input_tokens
+            ),
+            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
+        )
+
+
+class ModelPrice(BaseModel):
+    """One model's prices, in micro-dollars per million tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    input: int = Field(ge=0)
+    output: int = Field(ge=0)
+    cache_write: int = Field(ge=0)
+    cache_read: int = Field(ge=0)
+
+    def cost_micro(self, usage: TokenUsage) -> int:
+        """What ``usage`` costs on this model, rounded up to a whole micro-dollar."""
+        scaled = (
+            usage.input_tokens * self.input
+            + usage.output_tokens * self.output
+            + usage.cache_creation_input_tokens * self.cache_write
+            + usage.cache_read_input_tokens * self.cache_read
+        )
+        return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
+
+    def worst_case_micro(self, prompt_tokens: int, max_tokens: int) -> int:
+        """The most a call can cost, rounded up to a whole micro-dollar.
+
+        Every prompt token is priced at the dearest input rate (a cache write
+        costs more than a plain input token) and the full ``max_tokens`` of
+        output is assumed.
+        """
+        dearest_input = max(self.input, self.cache_write)
+        scaled = prompt_tokens * dearest_input + max_tokens * self.output
+        return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
+
+
+class PriceTable(BaseModel):
+    """Prices for every model a team may name, keyed by model id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    models: dict[str, ModelPrice]
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        """The model's price row, or ``None`` when the table has no such model."""
+        return self.models.get(model)
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def usd_to_micro(amount: Decimal) -> int:
+    """Exact USD → micro-dollars; sub-micro-dollar fractions round up."""
+    scaled = amount * MICRO_PER_USD
+    whole = int(scaled)
+    return whole + (1 if scaled > whole else 0)
+
+
+def format_usd(micro: int) -> str:
+    """Render micro-dollars as ``$0.012345`` (exact, no float)."""
+    sign = "-" if micro < 0 else ""
+    dollars, rest = divmod(abs(micro), MICRO_PER_USD)
+    return f"{sign}${dollars}.{rest:06d}"
+
+
+_PRICE_FIELDS = ("input", "output", "cache_write", "cache_read")
+
+
+def _usd_per_mtok_to_micro(model: str, field: str, raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise PriceTableError(f"models.{model}.{field}: expected a number of USD, got {raw!r}")
+    try:
+        # str() first: a TOML float such as 0.3 becomes exactly Decimal("0.3").
+        value = Decimal(str(raw))
+    except InvalidOperation as err:
+        raise PriceTableError(f"models.{model}.{field}: {raw!r} is not a number") from err
+    if value < 0:
+        raise PriceTableError(f"models.{model}.{field}: price cannot be negative")
+    return usd_to_micro(value)
+
+
+def parse_price_table(data: dict[str, object], source: str) -> PriceTable:
+    """Build a :class:`PriceTable` from the parsed TOML of a price file."""
+    raw_models = data.get("models")
+    if not isinstance(raw_models, dict) or not raw_models:
+        raise PriceTableError(f'{source}: needs a [models."<model id>"] table per model')
+    models: dict[str, ModelPrice] = {}
+    for model, row in raw_models.items():
+        if not isinstance(row, dict):
+            raise PriceTableError(f"{source}: models.{model} must be a table")
+        missing = [f for f in _PRICE_FIELDS if f not in row]
+        if missing:
+            raise PriceTableError(f"{source}: models.{model} is missing {', '.join(missing)}")
+        models[model] = ModelPrice(
+            model=model,
+            **{f: _usd_per_mtok_to_micro(model, f, row[f]) for f in _PRICE_FIELDS},
+        )
+    return PriceTable(source=source, models=models)
+
+
+def load_price_table(path: Path) -> PriceTable:
+    """Read and validate a price table file (TOML, USD per million tokens)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise PriceTableError(f"price table {path} does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise PriceTableError(f"{path}: {err}") from err
+    return parse_price_table(data, str(path))

@@ -1,0 +1,72 @@
+"""How an :class:`AgentCall` becomes the text a model reads, and its token estimate.
+
+One rendering is shared by every provider and by the workflow's budget check,
+so the worst case the workflow reserves is computed over exactly the text the
+provider will send. Pure functions only: workflow code imports this module.
+"""
+
+from __future__ import annotations
+
+from teams.calls import AgentCall
+from teams.outputs import DIRECT_ROUTE
+from teams.spec import OutputKind
+
+ESTIMATE_BYTES_PER_TOKEN = 3
+"""Conservative: real tokenizers average ~4 bytes per token on English text, so
+estimating 3 over-counts, and a worst-case check that over-counts never lets a
+call past the budget."""
+ESTIMATE_OVERHEAD_TOKENS = 16
+"""Per-request framing (roles, separators) that the text itself does not show."""
+
+
+def render_user_message(call: AgentCall) -> str:
+    """The user turn for ``call``: task, handoffs, feedback and output instructions."""
+    parts = [f"# Task\n{call.task}"]
+    for item in call.handoff:
+        parts.append(f"# Input from {item.source}\n{item.content}")
+    if call.feedback:
+        reasons = "\n".join(f"- {reason}" for reason in call.feedback)
+        parts.append(f"# Reviewer feedback to address (revision {call.iteration})\n{reasons}")
+    parts.append(_output_instructions(call))
+    if call.repair:
+        parts.append(f"# Your previous answer was invalid\n{call.repair}\nAnswer again, validly.")
+    return "\n\n".join(parts)
+
+
+def _output_instructions(call: AgentCall) -> str:
+    if call.output is OutputKind.VERDICT:
+        rubric = "\n".join(f"- {item}" for item in call.rubric)
+        return (
+            "# Your answer\nScore the latest input from 0 to 10 against this rubric, "
+            f"where {call.threshold} or more passes:\n{rubric}\n"
+            "Return a verdict with score, passed and the reasons it falls short."
+        )
+    if call.output is OutputKind.ROUTE:
+        routes = ", ".join(call.routes)
+        direct = (
+            f" Use route '{DIRECT_ROUTE}' with an answer for simple requests."
+            if DIRECT_ROUTE in call.routes
+            else ""
+        )
+        return f"# Your answer\nPick one route from: {routes}.{direct}"
+    return "# Your answer\nWrite your output for the next agent."
+
+
+def estimate_tokens(text: str) -> int:
+    """Upper-leaning token estimate for ``text`` (never zero for non-empty text)."""
+    size = len(text.encode("utf-8"))
+    return -(-size // ESTIMATE_BYTES_PER_TOKEN)
+
+
+def estimate_prompt_tokens(call: AgentCall) -> int:
+    """Estimated prompt tokens for ``call``: system prompt plus user turn."""
+    return (
+        estimate_tokens(call.system)
+        + estimate_tokens(render_user_message(call))
+        + ESTIMATE_OVERHEAD_TOKENS
+    )
+
+
+def worst_case_cost_micro(call: AgentCall) -> int:
+    """The most ``call`` can cost: estimated prompt plus its full ``max_tokens``."""
+    return call.price.worst_case_micro(estimate_prompt_tokens(call), call.max_tokens)

@@ -1,0 +1,61 @@
+"""The workflow's input: :class:`TeamRequest`.
+
+This is public interface. Starting a run from the ``temporal`` CLI with
+``--input '{"team":"research","task":"..."}'`` must keep working, so fields are
+only ever added, with defaults.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from teams.errors import RequestError
+from teams.spec import Slug, TeamSpec
+
+MAX_TASK_CHARS = 50_000
+"""Bounds the request text so the workflow input stays far below Temporal's 2 MB limit."""
+
+
+class TeamRequest(BaseModel):
+    """Start a team run: which team, on what task, for whom, within what budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    team: Slug | TeamSpec = Field(
+        description="Name of a shipped team (research, code-review, support) or an inline spec."
+    )
+    task: str = Field(min_length=1, max_length=MAX_TASK_CHARS, description="The request text.")
+    tenant: Slug | None = Field(default=None, description="Who the run is for (cost attribution).")
+    budget_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        decimal_places=6,
+        description="Per-run budget in USD; overrides the team's default budget.",
+    )
+
+    @property
+    def team_name(self) -> str:
+        """The team's name, whether shipped or inline."""
+        return self.team if isinstance(self.team, str) else self.team.name
+
+
+def describe_validation_error(err: ValidationError) -> list[str]:
+    """One ``field: problem`` line per pydantic error, fields written as paths."""
+    lines = []
+    for item in err.errors():
+        path = ".".join(str(part) for part in item["loc"]) or "(request)"
+        lines.append(f"{path}: {item['msg']}")
+    return lines
+
+
+def parse_team_request(data: object) -> TeamRequest:
+    """Validate raw input (a dict, or JSON text) into a request, or raise RequestError."""
+    try:
+        if isinstance(data, str | bytes):
+            return TeamRequest.model_validate_json(data)
+        return TeamRequest.model_validate(data)
+    except ValidationError as err:
+        raise RequestError(describe_validation_error(err)) from err

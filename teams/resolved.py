@@ -1,0 +1,49 @@
+"""A team spec resolved for one run: spec, prompt texts and prices.
+
+``load_team_spec`` returns a :class:`ResolvedTeam` as an activity result, so the
+exact spec, prompt versions (with content hashes) and prices a run used are
+recorded in its history. Workflow code reads everything from here and never
+touches files.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from teams.pricing import ModelPrice
+from teams.spec import TeamSpec
+
+
+class PromptRef(BaseModel):
+    """Which prompt a call used: name, version and a hash of the exact text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{12}$", description="First 12 hex digits.")
+
+    @property
+    def label(self) -> str:
+        """``name/version#hash``, the form reports and results show."""
+        return f"{self.name}/{self.version}#{self.sha256}"
+
+
+class ResolvedPrompt(BaseModel):
+    """A prompt file's text with its reference."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: PromptRef
+    text: str
+
+
+class ResolvedTeam(BaseModel):
+    """Everything a run needs to execute a team, resolved once at start."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: TeamSpec
+    source: str = Field(description="The team file path, or 'inline spec'.")
+    prompts: dict[str, ResolvedPrompt] = Field(description="Agent name → its prompt.")
+    prices: dict[str, ModelPrice] = Field(description="Model id → price, for every model used.")

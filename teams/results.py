@@ -1,0 +1,189 @@
+"""What a run reports: the live :class:`TeamStatus` and the final :class:`TeamResult`.
+
+Both are built from the same per-call :class:`AgentCallRecord` list, so the
+live view and the result always agree. Money is integer micro-dollars.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
+from teams.outputs import RouteDecision
+from teams.pricing import format_usd
+
+
+class RunStatus(StrEnum):
+    """Final status of a run. Values are public: add, never rename."""
+
+    COMPLETED = "COMPLETED"
+    DEGRADED = "DEGRADED"
+    REJECTED = "REJECTED"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
+    FAILED = "FAILED"
+
+
+class DegradationLevel(StrEnum):
+    """How complete a fan-out was, by how many of its agents succeeded."""
+
+    FULL = "FULL"
+    PARTIAL = "PARTIAL"
+    MINIMAL = "MINIMAL"
+    FAILED = "FAILED"
+
+
+class CallStatus(StrEnum):
+    """How one agent call ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    """Cancelled because its fan-out stage timed out."""
+    SKIPPED_BUDGET = "skipped_budget"
+    """Not made: its worst-case cost did not fit in what was left of the budget."""
+
+
+Phase = Literal["starting", "running", "awaiting_approval", "finished"]
+AgentState = Literal["pending", "running", "done", "failed", "skipped"]
+
+
+class AgentCallRecord(BaseModel):
+    """One agent call as the run saw it, successful or not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    stage: str
+    agent: str
+    model: str
+    provider: str | None = None
+    prompt_version: str = Field(description="name/version#sha256 of the prompt used.")
+    iteration: int = 1
+    fallback_for: str | None = Field(
+        default=None, description="Primary model this fallback call replaced."
+    )
+    status: CallStatus
+    attempts: int | None = Field(default=None, description="Temporal attempts, when known.")
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_micro: int = 0
+    reserved_micro: int = Field(default=0, description="Worst-case cost checked before the call.")
+    latency_ms: int | None = Field(default=None, description="Model time of the final attempt.")
+    elapsed_ms: int = Field(default=0, description="Workflow time, retries and back-off included.")
+    quality_score: int | None = None
+    stop_reason: str | None = None
+    truncated: bool = False
+    error_type: str | None = None
+    error: str | None = None
+
+
+class AgentTotals(BaseModel):
+    """One agent's calls, tokens, cost and latency so far."""
+
+    model_config = ConfigDict(frozen=True)
+
+    agent: str
+    state: AgentState
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_micro: int = 0
+    latency_ms: int = 0
+    last_output: str | None = Field(default=None, description="Start of its latest output.")
+
+
+class GateReport(BaseModel):
+    """How a quality gate went: the scores per round and whether it passed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    threshold: int
+    max_iterations: int
+    iterations: int
+    scores: list[int]
+    passed: bool
+    exhausted: bool = Field(description="Stopped at max_iterations without passing.")
+    last_reasons: list[str] = Field(default_factory=list)
+
+
+class FanOutReport(BaseModel):
+    """How a fan-out stage went: who answered, who did not, and the level."""
+
+    model_config = ConfigDict(frozen=True)
+
+    stage: str
+    level: DegradationLevel
+    succeeded: list[str]
+    missing: list[str]
+    warning: str | None = None
+
+
+class TeamStatus(BaseModel):
+    """Answer of the ``status`` query: where the run is and what it has spent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: str
+    team: str
+    tenant: str | None
+    phase: Phase
+    stage: str | None
+    waiting_for: str | None
+    provider: str | None = Field(default=None, description="Provider of the latest call.")
+    pending_approval: PendingApproval | None
+    agents: list[AgentTotals]
+    calls: int
+    budget_micro: int
+    spent_micro: int
+    reserved_micro: int
+    budget_left_micro: int
+    status: RunStatus | None = Field(default=None, description="Set once the run has finished.")
+
+
+class TeamResult(BaseModel):
+    """The run's result: status, final output, and every call it made."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: str
+    team: str
+    team_version: str
+    spec_source: str
+    tenant: str | None
+    status: RunStatus
+    output: str = Field(description="The final output (the approved text, merged review, ...).")
+    reason: str | None = Field(default=None, description="Why the run did not complete.")
+    calls: list[AgentCallRecord]
+    agents: list[AgentTotals]
+    degradation: DegradationLevel
+    fan_outs: list[FanOutReport] = Field(default_factory=list)
+    missing_perspectives: list[str] = Field(default_factory=list)
+    gates: list[GateReport] = Field(default_factory=list)
+    route: RouteDecision | None = None
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    ignored_decisions: list[IgnoredDecision] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    prompt_versions: dict[str, str] = Field(description="Agent → prompt name/version#sha256.")
+    budget_micro: int
+    total_cost_micro: int
+    total_input_tokens: int
+    total_output_tokens: int
+    total_cache_creation_input_tokens: int
+    total_cache_read_input_tokens: int
+    started_at: datetime
+    finished_at: datetime
+
+    @property
+    def total_cost_usd(self) -> str:
+        """Total cost as ``$0.012345``."""
+        return format_usd(self.total_cost_micro)

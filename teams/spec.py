@@ -1,0 +1,305 @@
+"""Team specs: the pydantic models a team file (TOML) is validated against.
+
+A team is a list of agents and an ordered list of stages. Stages are one of:
+
+- ``sequential``: agents run one after another, each seeing what came before;
+- ``fan_out``: agents run concurrently under one stage timeout, graded into a
+  degradation level by how many succeed, optionally followed by a merge agent;
+- ``gate``: a reviewer scores the reviser's latest output against a rubric;
+  below the threshold the work goes back with the reasons, up to
+  ``max_iterations`` rounds;
+- ``router``: a cheap router picks one specialist, or answers directly;
+- ``approval``: the run waits durably for a human decision.
+
+Cross-references (stage → agent, gate → verdict output, router → routes) are
+checked here, so a spec that validates can always be executed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from teams.durations import Duration
+
+Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+"""Lower-case identifier used for team, agent, stage and approver names."""
+
+
+class _Spec(BaseModel):
+    # Unknown keys are typos, not extensions: refuse them so "max_token = 10"
+    # is an error rather than a silently ignored line.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputKind(StrEnum):
+    """What an agent returns: free text, or a structured model."""
+
+    TEXT = "text"
+    VERDICT = "verdict"
+    """A :class:`teams.outputs.ReviewVerdict` (score, pass/fail, reasons)."""
+    ROUTE = "route"
+    """A :class:`teams.outputs.RouteDecision` (specialist or direct answer)."""
+
+
+class RetrySpec(_Spec):
+    """Temporal retry policy for one agent's calls.
+
+    The default is the house policy: 1 s initial interval, ×2 backoff, 3
+    attempts. Error types that can never succeed on retry are always listed as
+    non-retryable (see :data:`providers.errors.NON_RETRYABLE_ERROR_TYPES`).
+    """
+
+    initial_interval: Duration = timedelta(seconds=1)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=10.0)
+    maximum_interval: Duration = timedelta(seconds=30)
+    maximum_attempts: int = Field(default=3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _intervals_ordered(self) -> RetrySpec:
+        if self.maximum_interval < self.initial_interval:
+            raise ValueError("maximum_interval must be at least initial_interval")
+        return self
+
+
+class AgentTimeouts(_Spec):
+    """Activity timeouts for one agent's calls.
+
+    ``start_to_close`` bounds one attempt, ``schedule_to_close`` caps all
+    attempts and back-off together, and ``heartbeat`` is how fast a dead worker
+    is noticed (the activity heartbeats while the model streams).
+    """
+
+    start_to_close: Duration = timedelta(seconds=60)
+    schedule_to_close: Duration = timedelta(seconds=180)
+    heartbeat: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentTimeouts:
+        if self.schedule_to_close < self.start_to_close:
+            raise ValueError("schedule_to_close must be at least start_to_close")
+        if self.heartbeat > self.start_to_close:
+            raise ValueError("heartbeat must not exceed start_to_close")
+        if min(self.start_to_close, self.heartbeat) <= timedelta(0):
+            raise ValueError("timeouts must be positive")
+        return self
+
+
+class AgentSpec(_Spec):
+    """One agent: who it is, which prompt and model it uses, and its limits."""
+
+    name: Slug
+    role: str = Field(min_length=1, max_length=200)
+    prompt: Slug | None = None
+    """Prompt file name under ``teams/prompts/<prompt>/<prompt_version>.md``."""
+    prompt_version: str = Field(default="v1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    instructions: str | None = Field(default=None, min_length=1, max_length=20_000)
+    """Inline system prompt (inline specs); exclusive with ``prompt``."""
+    model: str = Field(min_length=1)
+    fallback_model: str | None = None
+    max_tokens: int = Field(ge=1, le=64_000)
+    output: OutputKind = OutputKind.TEXT
+    timeouts: AgentTimeouts = AgentTimeouts()
+    retry: RetrySpec = RetrySpec()
+
+    @model_validator(mode="after")
+    def _one_prompt_source(self) -> AgentSpec:
+        if (self.prompt is None) == (self.instructions is None):
+            raise ValueError("set exactly one of prompt (a prompt file) or instructions")
+        if self.fallback_model == self.model:
+            raise ValueError("fallback_model must differ from model")
+        return self
+
+
+class SequentialStage(_Spec):
+    """Agents run one after another; each sees the outputs before it."""
+
+    kind: Literal["sequential"]
+    name: Slug
+    agents: list[Slug] = Field(min_length=1)
+
+
+class DegradationThresholds(_Spec):
+    """How many fan-out agents must succeed for each degradation level."""
+
+    full: int = Field(ge=1)
+    partial: int = Field(ge=1)
+    minimal: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DegradationThresholds:
+        if not self.full >= self.partial >= self.minimal:
+            raise ValueError("thresholds must satisfy full >= partial >= minimal")
+        return self
+
+
+class FanOutStage(_Spec):
+    """Agents run concurrently; the stage ends when all return or ``timeout`` fires."""
+
+    kind: Literal["fan_out"]
+    name: Slug
+    agents: list[Slug] = Field(min_length=2)
+    timeout: Duration
+    degradation: DegradationThresholds
+    merge: Slug | None = None
+    """Agent that merges the successful outputs (skipped when the level is FAILED)."""
+
+    @model_validator(mode="after")
+    def _thresholds_fit(self) -> FanOutStage:
+        if self.degradation.full > len(self.agents):
+            raise ValueError(
+                f"degradation.full is {self.degradation.full} but the stage has only "
+                f"{len(self.agents)} agents"
+            )
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be positive")
+        return self
+
+
+class GateStage(_Spec):
+    """A quality gate: review, and send rejected work back with the reasons."""
+
+    kind: Literal["gate"]
+    name: Slug
+    reviewer: Slug
+    reviser: Slug
+    threshold: int = Field(ge=0, le=10)
+    """Minimum score (0-10) for the work to pass."""
+    max_iterations: int = Field(ge=1, le=10)
+    """Reviews at most this many drafts; the reviser rewrites at most N-1 times."""
+    rubric: list[str] = Field(min_length=1)
+
+
+class RouterStage(_Spec):
+    """A router classifies the request and picks one specialist (or answers)."""
+
+    kind: Literal["router"]
+    name: Slug
+    router: Slug
+    routes: dict[Slug, Slug] = Field(min_length=1)
+    """Category → specialist agent."""
+    allow_direct: bool = True
+    """Let the router answer simple requests itself and end the run early."""
+
+
+class ApprovalStage(_Spec):
+    """A durable wait for a human decision on the current output."""
+
+    kind: Literal["approval"]
+    name: Slug
+    approvers: list[Slug] = Field(min_length=1)
+    timeout: Duration
+    on_timeout: Literal["approve", "reject", "escalate"] = "reject"
+    escalate_to: list[Slug] = Field(default_factory=list)
+    escalation_timeout: Duration | None = None
+    on_escalation_timeout: Literal["approve", "reject"] = "reject"
+
+    @model_validator(mode="after")
+    def _escalation_complete(self) -> ApprovalStage:
+        if self.timeout <= timedelta(0):
+            raise ValueError("timeout must be positive")
+        if self.on_timeout == "escalate":
+            if not self.escalate_to:
+                raise ValueError("on_timeout = 'escalate' needs escalate_to approvers")
+            if self.escalation_timeout is None:
+                raise ValueError("on_timeout = 'escalate' needs escalation_timeout")
+        elif self.escalate_to:
+            raise ValueError("escalate_to is only used when on_timeout = 'escalate'")
+        return self
+
+
+Stage = Annotated[
+    SequentialStage | FanOutStage | GateStage | RouterStage | ApprovalStage,
+    Field(discriminator="kind"),
+]
+
+
+class BudgetSpec(_Spec):
+    """The default per-run budget; a request's ``budget_usd`` overrides it."""
+
+    max_usd: Decimal = Field(gt=0, le=10_000, decimal_places=6)
+
+
+class TeamSpec(_Spec):
+    """A whole team: its agents, its stages in order, and its budget."""
+
+    name: Slug
+    version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    description: str = ""
+    budget: BudgetSpec
+    agents: list[AgentSpec] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1)
+
+    def agent(self, name: str) -> AgentSpec:
+        """The agent called ``name`` (validation guarantees it exists)."""
+        return self._agents_by_name()[name]
+
+    def models(self) -> list[str]:
+        """Every model the team may call, primaries and fallbacks, sorted."""
+        names = {a.model for a in self.agents}
+        names |= {a.fallback_model for a in self.agents if a.fallback_model}
+        return sorted(names)
+
+    def _agents_by_name(self) -> dict[str, AgentSpec]:
+        return {a.name: a for a in self.agents}
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> TeamSpec:
+        names = [a.name for a in self.agents]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"agent names must be unique; repeated: {', '.join(duplicates)}")
+        stage_names = [s.name for s in self.stages]
+        repeated = sorted({n for n in stage_names if stage_names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"stage names must be unique; repeated: {', '.join(repeated)}")
+        agents = self._agents_by_name()
+        for index, stage in enumerate(self.stages):
+            for field, agent in _stage_agent_refs(stage):
+                if agent not in agents:
+                    raise ValueError(
+                        f"stages[{index}] ({stage.name}).{field}: no agent named {agent!r}"
+                    )
+            _check_outputs(index, stage, agents)
+        return self
+
+
+def _stage_agent_refs(stage: Stage) -> list[tuple[str, str]]:
+    if isinstance(stage, SequentialStage):
+        return [(f"agents[{i}]", a) for i, a in enumerate(stage.agents)]
+    if isinstance(stage, FanOutStage):
+        refs = [(f"agents[{i}]", a) for i, a in enumerate(stage.agents)]
+        return refs + ([("merge", stage.merge)] if stage.merge else [])
+    if isinstance(stage, GateStage):
+        return [("reviewer", stage.reviewer), ("reviser", stage.reviser)]
+    if isinstance(stage, RouterStage):
+        return [("router", stage.router)] + [(f"routes.{k}", v) for k, v in stage.routes.items()]
+    return []
+
+
+def _check_outputs(index: int, stage: Stage, agents: dict[str, AgentSpec]) -> None:
+    where = f"stages[{index}] ({stage.name})"
+    if isinstance(stage, GateStage):
+        if agents[stage.reviewer].output is not OutputKind.VERDICT:
+            raise ValueError(
+                f"{where}.reviewer: agent {stage.reviewer!r} must have output = 'verdict'"
+            )
+        if agents[stage.reviser].output is not OutputKind.TEXT:
+            raise ValueError(f"{where}.reviser: agent {stage.reviser!r} must have output = 'text'")
+    elif isinstance(stage, RouterStage):
+        if agents[stage.router].output is not OutputKind.ROUTE:
+            raise ValueError(f"{where}.router: agent {stage.router!r} must have output = 'route'")
+        if "direct" in stage.routes:
+            raise ValueError(f"{where}.routes: 'direct' is reserved for the router's own answer")
+    elif isinstance(stage, SequentialStage | FanOutStage):
+        merge = [stage.merge] if isinstance(stage, FanOutStage) and stage.merge else []
+        for agent in [*stage.agents, *merge]:
+            if agents[agent].output is not OutputKind.TEXT:
+                raise ValueError(
+                    f"{where}: agent {agent!r} returns {agents[agent].output.value!r}; "
+                    "only text agents run in sequential and fan_out stages"
+                )
