@@ -1,0 +1,8 @@
+"""Stable activity names, shared by workers and workflows.
+
+They are public: they appear in every history, in the Temporal UI and in
+retry-policy configuration. Renaming one breaks replay of running workflows.
+"""
+
+CALL_AGENT = "call_agent"
+LOAD_TEAM_SPEC = "load_team_spec"

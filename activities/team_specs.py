@@ -1,0 +1,45 @@
+"""The ``load_team_spec`` activity: resolve a team once, at the start of a run.
+
+Resolving in an activity (not in workflow code) keeps file reads out of the
+workflow and records the exact spec, prompt texts and prices in the run's
+history, so a replay or an audit sees what the run really used even after the
+files change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel, ConfigDict
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.names import LOAD_TEAM_SPEC
+from teams.catalog import Catalog
+from teams.errors import TeamSpecError
+from teams.resolved import ResolvedTeam
+from teams.spec import Slug, TeamSpec
+
+
+class TeamSpecRef(BaseModel):
+    """Input of ``load_team_spec``: a shipped team's name or an inline spec."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team: Slug | TeamSpec
+
+
+class TeamSpecActivities:
+    """Catalog activities, bound to the catalog the worker was given."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+
+    @activity.defn(name=LOAD_TEAM_SPEC)
+    async def load_team_spec(self, ref: TeamSpecRef) -> ResolvedTeam:
+        """Resolve ``ref`` into spec, prompts and prices; bad specs fail for good."""
+        try:
+            # File reads are blocking: keep them off the worker's event loop.
+            return await asyncio.to_thread(self._catalog.resolve, ref.team)
+        except TeamSpecError as err:
+            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err

@@ -1,0 +1,55 @@
+"""The one interface every model provider implements.
+
+A provider turns an :class:`teams.calls.AgentCall` into a
+:class:`ModelResponse`, streaming progress (output tokens so far) to a callback
+so the activity can heartbeat. It raises only :mod:`providers.errors` types and
+never retries: Temporal owns retries.
+
+Providers are built by the worker from its settings and passed into the
+activities; nothing is constructed at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from teams.calls import AgentCall, StopReason
+from teams.pricing import TokenUsage
+
+ProgressCallback = Callable[[int], Awaitable[None]]
+"""Called with the number of output tokens streamed so far."""
+
+
+class ModelResponse(BaseModel):
+    """A provider's raw answer: text and/or structured data, usage, stop reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    text: str = ""
+    data: dict[str, Any] | None = None
+    """Structured output as returned (tool input / JSON), validated by the activity."""
+    usage: TokenUsage
+    stop_reason: StopReason
+
+
+class ModelProvider(Protocol):
+    """A source of model completions (``simulated``, ``anthropic``)."""
+
+    @property
+    def name(self) -> str:
+        """Stable provider name, recorded with every call."""
+        ...
+
+    async def generate(
+        self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
+    ) -> ModelResponse:
+        """Make one model call. ``attempt`` is Temporal's attempt number (from 1)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once when the worker stops."""
+        ...

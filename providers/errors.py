@@ -1,0 +1,126 @@
+"""Errors a model provider raises, classified once, at the provider boundary.
+
+``call_agent`` turns each into a Temporal ``ApplicationError`` whose ``type`` is
+the class name, so retry policies and workflow code match on stable strings.
+Temporal owns every retry: a retryable error is simply re-raised, and
+``retry_after`` becomes the attempt's ``next_retry_delay``.
+
+Tree (R = retryable, N = non-retryable)::
+
+    ProviderError
+    ├── RateLimited            R  429; honours retry-after
+    ├── ProviderOverloaded     R  529
+    ├── ProviderUnavailable    R  other 5xx
+    ├── ProviderTimeout        R  the request timed out
+    ├── ProviderConnectionError R the connection failed or was reset
+    ├── InvalidRequest         N  400
+    ├── AuthenticationFailed   N  401 / 403
+    ├── ModelNotFound          N  404
+    ├── RequestTooLarge        N  413
+    ├── ContextOverflow        N  the prompt does not fit the model's context
+    ├── MalformedOutput        N  structured output failed validation; the
+    │                             workflow retries once with the error fed back
+    └── EmptyResponse          N  empty or refused answer
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ProviderError(Exception):
+    """A model call failed. ``retryable`` says whether another attempt can help."""
+
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(ProviderError):
+    """HTTP 429: the account's rate limit was hit; retry after ``retry_after_s``."""
+
+
+class ProviderOverloaded(ProviderError):
+    """HTTP 529: the provider is overloaded; retry with back-off."""
+
+
+class ProviderUnavailable(ProviderError):
+    """Another 5xx: a transient server-side failure."""
+
+
+class ProviderTimeout(ProviderError):
+    """The request did not finish within the client's timeout."""
+
+
+class ProviderConnectionError(ProviderError):
+    """The connection could not be made or was reset mid-request."""
+
+
+class InvalidRequest(ProviderError):
+    """HTTP 400: the request is malformed; retrying cannot help."""
+
+    retryable = False
+
+
+class AuthenticationFailed(ProviderError):
+    """HTTP 401/403: the key is missing, wrong or lacks permission."""
+
+    retryable = False
+
+
+class ModelNotFound(ProviderError):
+    """HTTP 404: the model id does not exist for this account."""
+
+    retryable = False
+
+
+class RequestTooLarge(ProviderError):
+    """HTTP 413: the request body is over the provider's size limit."""
+
+    retryable = False
+
+
+class ContextOverflow(ProviderError):
+    """The prompt is longer than the model's context window."""
+
+    retryable = False
+
+
+class MalformedOutput(ProviderError):
+    """Structured output did not validate against its model.
+
+    Non-retryable at the Temporal level on purpose: a blind retry of the same
+    request tends to fail the same way. The workflow re-asks once with the
+    validation error fed back, then falls back.
+    """
+
+    retryable = False
+
+
+class EmptyResponse(ProviderError):
+    """The model returned nothing usable (an empty or refused answer)."""
+
+    retryable = False
+
+
+ALL_PROVIDER_ERRORS: tuple[type[ProviderError], ...] = (
+    RateLimited,
+    ProviderOverloaded,
+    ProviderUnavailable,
+    ProviderTimeout,
+    ProviderConnectionError,
+    InvalidRequest,
+    AuthenticationFailed,
+    ModelNotFound,
+    RequestTooLarge,
+    ContextOverflow,
+    MalformedOutput,
+    EmptyResponse,
+)
+
+NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = tuple(
+    cls.__name__ for cls in ALL_PROVIDER_ERRORS if not cls.retryable
+)
+"""Listed in every agent call's RetryPolicy, so Temporal never retries them."""
