@@ -1,0 +1,146 @@
+"""``AgentTeamWorkflow``: runs any team spec, durably.
+
+The run resolves its team once (through ``load_team_spec``, so the spec in use
+is in history), then executes the stages in order. Every model call is a
+``call_agent`` activity with the agent's timeouts and retry policy, preceded by
+a budget check. Approval points wait on signals (``approve``/``reject``) or the
+``decide`` update; the ``status`` query shows progress at any time. The result
+is always a :class:`TeamResult` carrying every call made, whatever the status.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.names import LOAD_TEAM_SPEC
+    from activities.team_specs import TeamSpecRef
+    from teams.approvals import DecideRequest, Decision, DecisionReceipt
+    from teams.calls import HandoffItem
+    from teams.pricing import usd_to_micro
+    from teams.requests import TeamRequest
+    from teams.resolved import ResolvedTeam
+    from teams.results import RunStatus, TeamResult, TeamStatus
+    from workflows.agent_runner import AgentRunner
+    from workflows.approvals import ApprovalDesk
+    from workflows.budget import RunBudget
+    from workflows.run_state import RunState
+    from workflows.stages import StageRunner
+    from workflows.stops import RunStopped
+
+WORKFLOW_NAME = "AgentTeamWorkflow"
+DEFAULT_TASK_QUEUE = "agent-teams"
+SPEC_ERROR_TYPES = ["TeamSpecError", "UnknownTeamError", "PromptError", "UnknownModelError"]
+
+
+# ValidationError: an input that does not decode into a TeamRequest (e.g. from
+# `temporal workflow start --input`) fails the run with the field named,
+# instead of failing the workflow task over and over.
+@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
+class AgentTeamWorkflow:
+    """Runs a team of agents on one task (see module docstring)."""
+
+    @workflow.init
+    def __init__(self, request: TeamRequest) -> None:
+        self._state = RunState(
+            workflow_id=workflow.info().workflow_id,
+            team=request.team_name,
+            tenant=request.tenant,
+        )
+        self._desk = ApprovalDesk(self._state)
+        self._budget: RunBudget | None = None
+        self._final: RunStatus | None = None
+
+    @workflow.run
+    async def run(self, request: TeamRequest) -> TeamResult:
+        """Resolve the team, run its stages, and report every call made."""
+        started = workflow.now()
+        team = await self._resolve(request)
+        budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
+        self._budget = budget
+        self._state.begin(team)
+        runner = AgentRunner(team=team, request=request, budget=budget, state=self._state)
+        stages = StageRunner(runner=runner, state=self._state, desk=self._desk)
+        status, reason = await self._run_stages(stages, team)
+        self._final = status
+        self._state.phase = "finished"
+        self._state.stage = None
+        # Let in-flight signal/update handlers finish before the run closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state.result(
+            status=status,
+            reason=reason,
+            budget=budget,
+            approvals=self._desk.records,
+            ignored=self._desk.ignored,
+            started_at=started,
+            finished_at=workflow.now(),
+        )
+
+    async def _resolve(self, request: TeamRequest) -> ResolvedTeam:
+        try:
+            resolved: ResolvedTeam = await workflow.execute_activity(
+                LOAD_TEAM_SPEC,
+                TeamSpecRef(team=request.team),
+                result_type=ResolvedTeam,
+                summary=f"load team {request.team_name}",
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=5, non_retryable_error_types=SPEC_ERROR_TYPES
+                ),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            raise ApplicationError(
+                f"cannot run team {request.team_name!r}: {detail}",
+                type="InvalidTeamSpec",
+                non_retryable=True,
+            ) from err
+        return resolved
+
+    async def _run_stages(
+        self, stages: StageRunner, team: ResolvedTeam
+    ) -> tuple[RunStatus, str | None]:
+        handoff: list[HandoffItem] = []
+        try:
+            for stage in team.spec.stages:
+                self._state.enter_stage(stage.name)
+                outcome = await stages.run(stage, handoff)
+                handoff = outcome.handoff
+                if outcome.finish_early:
+                    break
+        except RunStopped as stop:
+            return stop.status, stop.reason
+        return (RunStatus.DEGRADED if self._state.degraded else RunStatus.COMPLETED), None
+
+    @workflow.signal(name="approve")
+    def approve(self, decision: Decision) -> None:
+        """Approve the pending approval point (ignored, and recorded, if not allowed)."""
+        self._desk.on_signal("approve", decision)
+
+    @workflow.signal(name="reject")
+    def reject(self, decision: Decision) -> None:
+        """Reject the pending approval point (ignored, and recorded, if not allowed)."""
+        self._desk.on_signal("reject", decision)
+
+    @workflow.update(name="decide")
+    def decide(self, request: DecideRequest) -> DecisionReceipt:
+        """Approve or reject synchronously; refused unless a point is pending for you."""
+        return self._desk.on_update(request)
+
+    @decide.validator
+    def validate_decide(self, request: DecideRequest) -> None:
+        """Refuse unknown approvers, and any decision when nothing is pending."""
+        self._desk.validate_update(request)
+
+    @workflow.query(name="status")
+    def status(self) -> TeamStatus:
+        """Phase, what the run waits for, per-agent calls/tokens/cost, budget left."""
+        return self._state.status(self._budget, self._desk.pending, self._final)

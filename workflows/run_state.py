@@ -1,0 +1,205 @@
+"""Everything a run has done so far, and the views built from it.
+
+:class:`RunState` is the single record the ``status`` query and the final
+:class:`TeamResult` are both built from, so the live view and the result agree.
+It is plain deterministic bookkeeping: no Temporal calls, no clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
+    from teams.calls import HandoffItem
+    from teams.outputs import RouteDecision
+    from teams.resolved import ResolvedTeam
+    from teams.results import (
+        AgentCallRecord,
+        AgentState,
+        AgentTotals,
+        CallStatus,
+        DegradationLevel,
+        FanOutReport,
+        GateReport,
+        Phase,
+        RunStatus,
+        TeamResult,
+        TeamStatus,
+    )
+    from workflows.budget import RunBudget
+
+PREVIEW_CHARS = 280
+"""How much of an agent's latest output the status query shows."""
+
+_STATE_AFTER: dict[CallStatus, AgentState] = {
+    CallStatus.SUCCEEDED: "done",
+    CallStatus.FAILED: "failed",
+    CallStatus.TIMED_OUT: "failed",
+    CallStatus.CANCELLED: "failed",
+    CallStatus.SKIPPED_BUDGET: "skipped",
+}
+
+
+class RunState:
+    """The run's calls, outputs, reports and phase (see module docstring)."""
+
+    def __init__(self, *, workflow_id: str, team: str, tenant: str | None) -> None:
+        self.workflow_id = workflow_id
+        self.team = team
+        self.tenant = tenant
+        self.team_version = ""
+        self.spec_source = ""
+        self.phase: Phase = "starting"
+        self.stage: str | None = None
+        self.waiting_for: str | None = None
+        self.records: list[AgentCallRecord] = []
+        self.output = ""
+        self.warnings: list[str] = []
+        self.fan_outs: list[FanOutReport] = []
+        self.gates: list[GateReport] = []
+        self.route: RouteDecision | None = None
+        self.prompt_versions: dict[str, str] = {}
+        self.degraded = False
+        self._agents: list[str] = []
+        self._agent_state: dict[str, AgentState] = {}
+        self._latest: dict[str, str] = {}
+        self._inputs: dict[str, list[HandoffItem]] = {}
+
+    def begin(self, team: ResolvedTeam) -> None:
+        """Start running ``team`` (called once its spec is resolved)."""
+        self.team = team.spec.name
+        self.team_version = team.spec.version
+        self.spec_source = team.source
+        self._agents = [a.name for a in team.spec.agents]
+        self._agent_state = {name: "pending" for name in self._agents}
+        self.prompt_versions = {name: p.ref.label for name, p in team.prompts.items()}
+        self.phase = "running"
+
+    def enter_stage(self, name: str) -> None:
+        """Mark stage ``name`` as the one running."""
+        self.stage = name
+
+    def agent_running(self, agent: str) -> None:
+        """An agent call has started."""
+        self._agent_state[agent] = "running"
+
+    def record(self, record: AgentCallRecord) -> None:
+        """Add a finished (or skipped) call."""
+        self.records.append(record)
+        self._agent_state[record.agent] = _STATE_AFTER[record.status]
+
+    def produced(self, agent: str, text: str, inputs: list[HandoffItem]) -> None:
+        """Remember ``agent``'s latest output and the handoff it worked from."""
+        self._latest[agent] = text
+        self._inputs[agent] = inputs
+
+    def latest_output(self, agent: str) -> str | None:
+        """``agent``'s latest output, if it has produced one."""
+        return self._latest.get(agent)
+
+    def inputs_of(self, agent: str) -> list[HandoffItem]:
+        """The handoff ``agent`` last worked from."""
+        return self._inputs.get(agent, [])
+
+    def warn(self, message: str, *, degrade: bool = True) -> None:
+        """Add a warning to the result; ``degrade`` also marks the run DEGRADED."""
+        self.warnings.append(message)
+        self.degraded = self.degraded or degrade
+
+    def totals(self) -> list[AgentTotals]:
+        """Per-agent calls, tokens, cost and latency so far, in spec order."""
+        return [self._totals_for(agent) for agent in self._agents]
+
+    def _totals_for(self, agent: str) -> AgentTotals:
+        mine = [r for r in self.records if r.agent == agent]
+        made = [r for r in mine if r.status is not CallStatus.SKIPPED_BUDGET]
+        latest = self._latest.get(agent)
+        return AgentTotals(
+            agent=agent,
+            state=self._agent_state.get(agent, "pending"),
+            calls=len(made),
+            input_tokens=sum(r.input_tokens for r in mine),
+            output_tokens=sum(r.output_tokens for r in mine),
+            cache_creation_input_tokens=sum(r.cache_creation_input_tokens for r in mine),
+            cache_read_input_tokens=sum(r.cache_read_input_tokens for r in mine),
+            cost_micro=sum(r.cost_micro for r in mine),
+            latency_ms=sum(r.latency_ms or 0 for r in mine),
+            last_output=latest[:PREVIEW_CHARS] if latest is not None else None,
+        )
+
+    def status(
+        self, budget: RunBudget | None, pending: PendingApproval | None, final: RunStatus | None
+    ) -> TeamStatus:
+        """The ``status`` query's answer."""
+        limit = budget.limit_micro if budget else 0
+        spent = budget.spent_micro if budget else 0
+        reserved = budget.reserved_micro if budget else 0
+        return TeamStatus(
+            workflow_id=self.workflow_id,
+            team=self.team,
+            tenant=self.tenant,
+            phase=self.phase,
+            stage=self.stage,
+            waiting_for=self.waiting_for,
+            provider=next((r.provider for r in reversed(self.records) if r.provider), None),
+            pending_approval=pending,
+            agents=self.totals(),
+            calls=len([r for r in self.records if r.status is not CallStatus.SKIPPED_BUDGET]),
+            budget_micro=limit,
+            spent_micro=spent,
+            reserved_micro=reserved,
+            budget_left_micro=limit - spent - reserved,
+            status=final,
+        )
+
+    def degradation(self) -> DegradationLevel:
+        """The worst fan-out level of the run (FULL when it had none)."""
+        order = list(DegradationLevel)
+        levels = [report.level for report in self.fan_outs] or [DegradationLevel.FULL]
+        return max(levels, key=order.index)
+
+    def result(
+        self,
+        *,
+        status: RunStatus,
+        reason: str | None,
+        budget: RunBudget,
+        approvals: list[ApprovalRecord],
+        ignored: list[IgnoredDecision],
+        started_at: datetime,
+        finished_at: datetime,
+    ) -> TeamResult:
+        """The final :class:`TeamResult`, with every call the run made."""
+        calls = self.records
+        return TeamResult(
+            workflow_id=self.workflow_id,
+            team=self.team,
+            team_version=self.team_version,
+            spec_source=self.spec_source,
+            tenant=self.tenant,
+            status=status,
+            output=self.output,
+            reason=reason,
+            calls=calls,
+            agents=self.totals(),
+            degradation=self.degradation(),
+            fan_outs=self.fan_outs,
+            missing_perspectives=[m for report in self.fan_outs for m in report.missing],
+            gates=self.gates,
+            route=self.route,
+            approvals=approvals,
+            ignored_decisions=ignored,
+            warnings=self.warnings,
+            prompt_versions=self.prompt_versions,
+            budget_micro=budget.limit_micro,
+            total_cost_micro=sum(r.cost_micro for r in calls),
+            total_input_tokens=sum(r.input_tokens for r in calls),
+            total_output_tokens=sum(r.output_tokens for r in calls),
+            total_cache_creation_input_tokens=sum(r.cache_creation_input_tokens for r in calls),
+            total_cache_read_input_tokens=sum(r.cache_read_input_tokens for r in calls),
+            started_at=started_at,
+            finished_at=finished_at,
+        )

@@ -1,0 +1,281 @@
+"""Stage executors: one small function per kind of stage in a team spec.
+
+Each takes the handoff from the stage before and returns the handoff for the
+stage after, keeping ``RunState.output`` current as work appears, so a run that
+stops midway still reports the best output it had. Stages end a run early by
+raising :class:`RunStopped` (budget, rejection, failure) or by returning
+``finish_early`` (a router's direct answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from teams.calls import AgentOutcome, HandoffItem
+    from teams.durations import format_duration
+    from teams.outputs import DIRECT_ROUTE, ReviewVerdict
+    from teams.results import DegradationLevel, FanOutReport, GateReport, RunStatus
+    from teams.spec import (
+        ApprovalStage,
+        DegradationThresholds,
+        FanOutStage,
+        GateStage,
+        RouterStage,
+        SequentialStage,
+        Stage,
+    )
+    from workflows.agent_runner import AgentRunner, AgentStep, output_of
+    from workflows.approvals import ApprovalDesk
+    from workflows.run_state import RunState
+    from workflows.stops import AgentFailed, RunStopped
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What a stage hands to the next one."""
+
+    handoff: list[HandoffItem]
+    finish_early: bool = False
+
+
+class StageRunner:
+    """Executes the stages of one run."""
+
+    def __init__(self, *, runner: AgentRunner, state: RunState, desk: ApprovalDesk) -> None:
+        self._runner = runner
+        self._state = state
+        self._desk = desk
+
+    async def run(self, stage: Stage, incoming: list[HandoffItem]) -> StageOutcome:
+        """Execute ``stage`` on the handoff it receives."""
+        if isinstance(stage, SequentialStage):
+            return await self._sequential(stage, incoming)
+        if isinstance(stage, FanOutStage):
+            return await self._fan_out(stage, incoming)
+        if isinstance(stage, GateStage):
+            return await self._gate(stage, incoming)
+        if isinstance(stage, RouterStage):
+            return await self._router(stage, incoming)
+        return await self._approval(stage, incoming)
+
+    async def _required(self, step: AgentStep) -> AgentOutcome:
+        """Run an agent the run cannot do without: its failure fails the run."""
+        try:
+            return await self._runner.run(step)
+        except AgentFailed as failed:
+            raise RunStopped(
+                RunStatus.FAILED, f"stage {step.stage!r}: {failed.agent} failed: {failed.reason}"
+            ) from None
+
+    async def _sequential(
+        self, stage: SequentialStage, incoming: list[HandoffItem]
+    ) -> StageOutcome:
+        produced: list[HandoffItem] = []
+        for agent in stage.agents:
+            outcome = await self._required(
+                AgentStep(stage=stage.name, agent=agent, handoff=incoming + produced)
+            )
+            produced.append(output_of(outcome))
+            self._state.output = outcome.text
+        return StageOutcome(produced)
+
+    async def _fan_out(self, stage: FanOutStage, incoming: list[HandoffItem]) -> StageOutcome:
+        tasks = [
+            asyncio.create_task(
+                self._runner.run(AgentStep(stage=stage.name, agent=agent, handoff=incoming))
+            )
+            for agent in stage.agents
+        ]
+        # The stage ends when every agent has returned or its timeout fires;
+        # a hung agent is cancelled and counted as missing, never waited for.
+        _, pending = await workflow.wait(tasks, timeout=stage.timeout.total_seconds())
+        for task in pending:
+            task.cancel()
+        settled = await asyncio.gather(*tasks, return_exceptions=True)
+        succeeded: list[AgentOutcome] = []
+        missing: dict[str, str] = {}
+        budget_stop: RunStopped | None = None
+        for agent, result in zip(stage.agents, settled, strict=True):
+            if isinstance(result, AgentOutcome):
+                succeeded.append(result)
+            elif isinstance(result, RunStopped):
+                budget_stop = budget_stop or result
+                missing[agent] = "not run: budget"
+            elif isinstance(result, asyncio.CancelledError):
+                missing[agent] = (
+                    f"no answer within the stage timeout ({format_duration(stage.timeout)})"
+                )
+            elif isinstance(result, AgentFailed):
+                missing[agent] = result.reason
+            else:
+                raise result
+        handoff = [output_of(o) for o in succeeded]
+        self._state.output = _combined(handoff)
+        self._report_fan_out(stage, [o.agent for o in succeeded], missing)
+        if budget_stop is not None:
+            raise budget_stop
+        if not succeeded or self._state.fan_outs[-1].level is DegradationLevel.FAILED:
+            answered = f"{len(succeeded)} of {len(stage.agents)}"
+            raise RunStopped(
+                RunStatus.FAILED, f"stage {stage.name!r}: only {answered} agents answered"
+            )
+        if stage.merge is None:
+            return StageOutcome(handoff)
+        return await self._merge(stage, stage.merge, handoff)
+
+    def _report_fan_out(
+        self, stage: FanOutStage, succeeded: list[str], missing: dict[str, str]
+    ) -> None:
+        level = grade(len(succeeded), stage.degradation)
+        warning = None
+        if missing:
+            reasons = "; ".join(f"{agent} ({why})" for agent, why in missing.items())
+            warning = (
+                f"{stage.name}: {len(succeeded)} of {len(stage.agents)} agents answered "
+                f"({level.value}); missing perspectives: {reasons}"
+            )
+            self._state.warn(warning)
+        self._state.fan_outs.append(
+            FanOutReport(
+                stage=stage.name,
+                level=level,
+                succeeded=succeeded,
+                missing=list(missing),
+                warning=warning,
+            )
+        )
+
+    async def _merge(
+        self, stage: FanOutStage, merge: str, handoff: list[HandoffItem]
+    ) -> StageOutcome:
+        try:
+            merged = await self._runner.run(
+                AgentStep(stage=stage.name, agent=merge, handoff=handoff)
+            )
+        except AgentFailed as failed:
+            # The perspectives are still worth returning: degrade, don't fail.
+            self._state.warn(
+                f"{stage.name}: merge by {merge} failed ({failed.reason}); "
+                "returning the perspectives unmerged"
+            )
+            return StageOutcome(handoff)
+        self._state.output = merged.text
+        return StageOutcome([output_of(merged)])
+
+    async def _gate(self, stage: GateStage, incoming: list[HandoffItem]) -> StageOutcome:
+        draft = self._state.latest_output(stage.reviser)
+        inputs = self._state.inputs_of(stage.reviser)
+        if draft is None:
+            first = await self._required(
+                AgentStep(stage=stage.name, agent=stage.reviser, handoff=incoming)
+            )
+            draft, inputs = first.text, incoming
+        scores: list[int] = []
+        verdict: ReviewVerdict | None = None
+        for iteration in range(1, stage.max_iterations + 1):
+            verdict = await self._review(stage, draft, iteration)
+            scores.append(verdict.score)
+            if verdict.score >= stage.threshold or iteration == stage.max_iterations:
+                break
+            revision = await self._required(
+                AgentStep(
+                    stage=stage.name,
+                    agent=stage.reviser,
+                    handoff=[*inputs, HandoffItem(source=stage.reviser, content=draft)],
+                    feedback=verdict.reasons or [f"raise the score to {stage.threshold}"],
+                    iteration=iteration + 1,
+                )
+            )
+            draft = revision.text
+            self._state.output = draft
+        self._report_gate(stage, scores, verdict)
+        return StageOutcome([HandoffItem(source=stage.reviser, content=draft)])
+
+    async def _review(self, stage: GateStage, draft: str, iteration: int) -> ReviewVerdict:
+        outcome = await self._required(
+            AgentStep(
+                stage=stage.name,
+                agent=stage.reviewer,
+                handoff=[HandoffItem(source=stage.reviser, content=draft)],
+                iteration=iteration,
+                rubric=stage.rubric,
+                threshold=stage.threshold,
+            )
+        )
+        if outcome.verdict is None:  # call_agent validates verdicts; defensive only
+            raise RunStopped(RunStatus.FAILED, f"{stage.reviewer} returned no verdict")
+        return outcome.verdict
+
+    def _report_gate(
+        self, stage: GateStage, scores: list[int], verdict: ReviewVerdict | None
+    ) -> None:
+        passed = bool(scores) and scores[-1] >= stage.threshold
+        exhausted = not passed and len(scores) == stage.max_iterations
+        if exhausted:
+            self._state.warn(
+                f"quality gate {stage.name!r} stopped after {len(scores)} iterations "
+                f"(max_iterations); scores {scores} never reached the threshold {stage.threshold}"
+            )
+        self._state.gates.append(
+            GateReport(
+                stage=stage.name,
+                threshold=stage.threshold,
+                max_iterations=stage.max_iterations,
+                iterations=len(scores),
+                scores=scores,
+                passed=passed,
+                exhausted=exhausted,
+                last_reasons=list(verdict.reasons) if verdict and not passed else [],
+            )
+        )
+
+    async def _router(self, stage: RouterStage, incoming: list[HandoffItem]) -> StageOutcome:
+        routes = list(stage.routes) + ([DIRECT_ROUTE] if stage.allow_direct else [])
+        routed = await self._required(
+            AgentStep(stage=stage.name, agent=stage.router, handoff=incoming, routes=routes)
+        )
+        decision = routed.route
+        if decision is None:  # call_agent validates routes; defensive only
+            raise RunStopped(RunStatus.FAILED, f"{stage.router} returned no route")
+        self._state.route = decision
+        if decision.route == DIRECT_ROUTE:
+            self._state.output = decision.answer or ""
+            return StageOutcome([output_of(routed)], finish_early=True)
+        note = HandoffItem(
+            source=stage.router, content=f"Routed to {decision.route}: {decision.rationale}"
+        )
+        answer = await self._required(
+            AgentStep(
+                stage=stage.name, agent=stage.routes[decision.route], handoff=[*incoming, note]
+            )
+        )
+        self._state.output = answer.text
+        return StageOutcome([output_of(answer)])
+
+    async def _approval(self, stage: ApprovalStage, incoming: list[HandoffItem]) -> StageOutcome:
+        record = await self._desk.wait(stage)
+        if record.outcome == "rejected":
+            comment = f": {record.comment}" if record.comment else ""
+            raise RunStopped(
+                RunStatus.REJECTED, f"{stage.name}: rejected by {record.approver}{comment}"
+            )
+        return StageOutcome(incoming)
+
+
+def grade(succeeded: int, thresholds: DegradationThresholds) -> DegradationLevel:
+    """The degradation level for ``succeeded`` answers under ``thresholds``."""
+    if succeeded >= thresholds.full:
+        return DegradationLevel.FULL
+    if succeeded >= thresholds.partial:
+        return DegradationLevel.PARTIAL
+    if succeeded >= thresholds.minimal:
+        return DegradationLevel.MINIMAL
+    return DegradationLevel.FAILED
+
+
+def _combined(handoff: list[HandoffItem]) -> str:
+    return "\n\n".join(f"## {item.source}\n{item.content}" for item in handoff)
