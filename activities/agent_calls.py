@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.names import CALL_AGENT
 from activities.structured import parse_structured, render_structured
@@ -119,6 +119,13 @@ def call_failed(
         type=type(err).__name__,
         non_retryable=not err.retryable,
         next_retry_delay=delay,
+        # Throttling is expected under load: keep it out of the SDK's error
+        # logs. Every attempt still shows in history.
+        category=(
+            ApplicationErrorCategory.BENIGN
+            if err.throttling
+            else ApplicationErrorCategory.UNSPECIFIED
+        ),
     )
 
 

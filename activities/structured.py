@@ -32,9 +32,14 @@ def parse_structured(
         return _validate(ReviewVerdict, data, call), None
     decision = _validate(RouteDecision, data, call)
     if decision.route not in call.routes:
-        raise MalformedOutput(f"route: {decision.route!r} is not one of {', '.join(call.routes)}")
+        raise MalformedOutput(
+            f"{call.agent} returned an invalid route: route: {decision.route!r} "
+            f"is not one of {', '.join(call.routes)}"
+        )
     if decision.route == DIRECT_ROUTE and not decision.answer:
-        raise MalformedOutput("answer: required when route is 'direct'")
+        raise MalformedOutput(
+            f"{call.agent} returned an invalid route: answer: required when route is 'direct'"
+        )
     return None, decision
 
 

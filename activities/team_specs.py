@@ -17,8 +17,8 @@ from temporalio.exceptions import ApplicationError
 from activities.names import LOAD_TEAM_SPEC
 from teams.catalog import Catalog
 from teams.errors import TeamSpecError
+from teams.requests import TeamRef
 from teams.resolved import ResolvedTeam
-from teams.spec import Slug, TeamSpec
 
 
 class TeamSpecRef(BaseModel):
@@ -26,7 +26,7 @@ class TeamSpecRef(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    team: Slug | TeamSpec
+    team: TeamRef
 
 
 class TeamSpecActivities:

@@ -32,6 +32,8 @@ class ProviderError(Exception):
     """A model call failed. ``retryable`` says whether another attempt can help."""
 
     retryable: ClassVar[bool] = True
+    throttling: ClassVar[bool] = False
+    """The provider asked us to slow down: expected under load, logged quietly."""
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -41,9 +43,13 @@ class ProviderError(Exception):
 class RateLimited(ProviderError):
     """HTTP 429: the account's rate limit was hit; retry after ``retry_after_s``."""
 
+    throttling = True
+
 
 class ProviderOverloaded(ProviderError):
     """HTTP 529: the provider is overloaded; retry with back-off."""
+
+    throttling = True
 
 
 class ProviderUnavailable(ProviderError):

@@ -78,11 +78,16 @@ class FaultRule(BaseModel):
     )
     rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of matching calls hit.")
     retry_after_s: float = Field(default=1.0, ge=0.0)
+    hits_repairs: bool = Field(
+        default=False,
+        description="Also hit calls that carry repair feedback (a model that stays wrong).",
+    )
 
     def matches(self, call: AgentCall, attempt: int) -> bool:
         """Whether this rule applies to ``call`` on ``attempt`` (before the rate)."""
         return (
-            self.agent in ("*", call.agent)
+            (call.repair is None or self.hits_repairs)
+            and self.agent in ("*", call.agent)
             and self.model in ("*", call.model)
             and (self.attempts is None or attempt in self.attempts)
         )

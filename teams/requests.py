@@ -8,11 +8,23 @@ only ever added, with defaults.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from teams.errors import RequestError
 from teams.spec import Slug, TeamSpec
+
+
+def _team_kind(value: Any) -> str:
+    return "name" if isinstance(value, str) else "spec"
+
+
+TeamRef = Annotated[
+    Annotated[Slug, Tag("name")] | Annotated[TeamSpec, Tag("spec")],
+    Discriminator(_team_kind),
+]
+"""A shipped team's name, or an inline :class:`TeamSpec` (errors say which was meant)."""
 
 MAX_TASK_CHARS = 50_000
 """Bounds the request text so the workflow input stays far below Temporal's 2 MB limit."""
@@ -23,7 +35,7 @@ class TeamRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    team: Slug | TeamSpec = Field(
+    team: TeamRef = Field(
         description="Name of a shipped team (research, code-review, support) or an inline spec."
     )
     task: str = Field(min_length=1, max_length=MAX_TASK_CHARS, description="The request text.")

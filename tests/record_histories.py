@@ -1,0 +1,155 @@
+"""Record the replay histories in ``tests/histories/`` (``make histories``).
+
+Each scenario runs a shipped team on a fresh dev server (or the time-skipping
+server, for day-long approval waits) with the real worker and the simulated
+provider, then saves the run's history as JSON. ``test_replay.py`` replays them
+on every test run, so a workflow change that would break running workflows
+fails the suite. Re-record only for a deliberate change guarded by
+``workflow.patched()``, and keep the old files too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from providers.simulated import FaultKind, FaultRule
+from teamctl.devserver import temporal_binary, test_server_binary
+from teamctl.runs import decide
+from teams.approvals import Decision
+from teams.results import TeamResult
+from tests.support import awaiting_approval, inline_team, running_worker, stage, start
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
+
+
+async def research_approved(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    async with running_worker(client, queue):
+        handle = await start(client, queue, "research", "How do durable workflows help LLM agents?")
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="mallory", comment="not mine to approve"))
+        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.result()
+    return handle
+
+
+async def research_rejected_by_update(
+    client: Client, queue: str
+) -> WorkflowHandle[Any, TeamResult]:
+    async with running_worker(client, queue):
+        handle = await start(client, queue, "research", "Summarise the case for durable agents")
+        await awaiting_approval(handle)
+        await decide(handle, approver="editor", decision="reject", comment="too long")
+        await handle.result()
+    return handle
+
+
+async def research_budget_exceeded(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    async with running_worker(client, queue):
+        handle = await start(client, queue, "research", "Budget test", budget_usd="0.035")
+        await handle.result()
+    return handle
+
+
+async def code_review_partial(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    def fast(data: dict[str, Any]) -> None:
+        for item in data["agents"]:
+            item["retry"] = {"initial_interval": "50ms", "maximum_interval": "200ms"}
+        stage(data, "reviews")["timeout"] = "3s"
+
+    faults = [
+        FaultRule(kind=FaultKind.ERROR, agent="performance-reviewer"),
+        FaultRule(kind=FaultKind.HANG, agent="maintainability-reviewer"),
+        FaultRule(
+            kind=FaultKind.RATE_LIMIT, agent="security-reviewer", attempts=[1], retry_after_s=0.2
+        ),
+    ]
+    async with running_worker(client, queue, faults=faults):
+        handle = await start(client, queue, inline_team("code-review", fast), "Add retries")
+        await handle.result()
+    return handle
+
+
+async def code_review_full(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    async with running_worker(client, queue):
+        handle = await start(client, queue, "code-review", "Add retries to the payment client")
+        await handle.result()
+    return handle
+
+
+async def support_specialist(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    faults = [FaultRule(kind=FaultKind.MALFORMED, agent="router", attempts=[1])]
+    async with running_worker(client, queue, faults=faults):
+        handle = await start(client, queue, "support", "My invoice shows a double charge")
+        await handle.result()
+    return handle
+
+
+async def support_direct(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    async with running_worker(client, queue):
+        handle = await start(client, queue, "support", "What are your opening hours?")
+        await handle.result()
+    return handle
+
+
+DEV_SERVER_SCENARIOS: dict[str, Scenario] = {
+    "research-approved": research_approved,
+    "research-rejected-by-update": research_rejected_by_update,
+    "research-budget-exceeded": research_budget_exceeded,
+    "code-review-full": code_review_full,
+    "code-review-partial": code_review_partial,
+    "support-specialist": support_specialist,
+    "support-direct": support_direct,
+}
+
+
+async def research_escalated(
+    env: WorkflowEnvironment, queue: str
+) -> WorkflowHandle[Any, TeamResult]:
+    async with running_worker(env.client, queue):
+        handle = await start(env.client, queue, "research", "Escalation path")
+        await awaiting_approval(handle)
+        await env.sleep(timedelta(days=2, minutes=1))
+        await handle.signal("approve", Decision(approver="ops-lead", comment="covering"))
+        await handle.result()
+    return handle
+
+
+async def _save(name: str, handle: WorkflowHandle[Any, TeamResult]) -> None:
+    history = await handle.fetch_history()
+    path = HISTORIES / f"{name}.json"
+    path.write_text(history.to_json())
+    print(f"recorded {path.relative_to(HISTORIES.parent.parent)} ({len(history.events)} events)")
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()), data_converter=pydantic_data_converter
+    )
+    try:
+        for name, scenario in DEV_SERVER_SCENARIOS.items():
+            await _save(name, await scenario(env.client, f"record-{name}"))
+    finally:
+        await env.shutdown()
+    ts_env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_binary()), data_converter=pydantic_data_converter
+    )
+    try:
+        await _save("research-escalated", await research_escalated(ts_env, "record-escalated"))
+    finally:
+        await ts_env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    os._exit(0)  # the Temporal core can abort at interpreter exit (sdk-python #300)

@@ -1,0 +1,155 @@
+"""Call-level behaviour on a real server: Temporal-owned retries, retry-after,
+malformed structured output repaired once, refusals, truncation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from providers.simulated import FaultKind, FaultRule
+from teams.results import CallStatus, RunStatus
+from tests.support import (
+    agent,
+    history_events,
+    inline_team,
+    running_worker,
+    start,
+    started_attempts,
+)
+
+TASK = "My invoice shows a double charge"
+
+
+async def test_rate_limit_burst_is_retried_by_temporal_after_retry_after(
+    client: Client, task_queue: str
+) -> None:
+    burst = [
+        FaultRule(kind=FaultKind.RATE_LIMIT, agent="router", attempts=[1, 2], retry_after_s=0.3)
+    ]
+    async with running_worker(client, task_queue, faults=burst):
+        handle = await start(client, task_queue, "support", TASK)
+        result = await handle.result()
+
+    router = result.calls[0]
+    assert (router.agent, router.status, router.attempts) == ("router", CallStatus.SUCCEEDED, 3)
+    events = await history_events(handle)
+    assert started_attempts(events)["triage/router/1"] == 3
+    # Two retry-after delays of 0.3 s (not the 1 s/2 s back-off) separate schedule and start.
+    scheduled = next(
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_id == "triage/router/1"
+    )
+    started = next(
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id == scheduled.event_id
+    )
+    waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
+    assert 0.6 <= waited.total_seconds() < 3.0
+    # Charged once, for the attempt that answered.
+    assert result.total_cost_micro == sum(c.cost_micro for c in result.calls)
+    assert result.status is RunStatus.COMPLETED
+
+
+async def test_malformed_structured_output_gets_one_repair(client: Client, task_queue: str) -> None:
+    bad_once = [FaultRule(kind=FaultKind.MALFORMED, agent="router", attempts=[1])]
+    async with running_worker(client, task_queue, faults=bad_once):
+        result = await (await start(client, task_queue, "support", TASK)).result()
+
+    first, repaired, specialist = result.calls
+    assert (first.status, first.error_type, first.attempts) == (
+        CallStatus.FAILED,
+        "MalformedOutput",
+        1,
+    )
+    assert "router returned an invalid route" in (first.error or "")
+    # The malformed answer used tokens: it is charged, once.
+    assert first.cost_micro > 0 and first.output_tokens > 0
+    assert (repaired.agent, repaired.status, repaired.model) == (
+        "router",
+        CallStatus.SUCCEEDED,
+        "claude-haiku-4-5",
+    )
+    assert specialist.agent == "billing-specialist"
+    assert result.total_cost_micro == first.cost_micro + repaired.cost_micro + specialist.cost_micro
+    assert result.status is RunStatus.COMPLETED
+
+
+async def test_malformed_twice_falls_back(client: Client, task_queue: str) -> None:
+    always_bad = [
+        FaultRule(
+            kind=FaultKind.MALFORMED, agent="router", model="claude-haiku-4-5", hits_repairs=True
+        )
+    ]
+    async with running_worker(client, task_queue, faults=always_bad):
+        result = await (await start(client, task_queue, "support", TASK)).result()
+
+    models = [(c.agent, c.model, c.status) for c in result.calls]
+    assert models == [
+        ("router", "claude-haiku-4-5", CallStatus.FAILED),
+        ("router", "claude-haiku-4-5", CallStatus.FAILED),
+        ("router", "claude-3-5-haiku-latest", CallStatus.SUCCEEDED),
+        ("billing-specialist", "claude-sonnet-4-5", CallStatus.SUCCEEDED),
+    ]
+    assert result.status is RunStatus.DEGRADED
+
+
+async def test_refusal_is_a_typed_failure_not_an_empty_string(
+    client: Client, task_queue: str
+) -> None:
+    refusals = [FaultRule(kind=FaultKind.REFUSAL, agent="billing-specialist")]
+    async with running_worker(client, task_queue, faults=refusals):
+        result = await (await start(client, task_queue, "support", TASK)).result()
+
+    assert result.status is RunStatus.FAILED
+    failed = [c for c in result.calls if c.agent == "billing-specialist"]
+    assert [(c.error_type, c.attempts) for c in failed] == [("EmptyResponse", 1)] * 2
+    assert result.reason is not None and result.reason.startswith(
+        "stage 'triage': billing-specialist failed: fallback claude-haiku-4-5 failed too"
+    )
+    assert result.output == ""  # never an empty answer passed on as if it were one
+    assert result.route is not None and result.route.route == "billing"
+
+
+async def test_default_retry_policy_three_attempts_with_backoff(
+    client: Client, task_queue: str
+) -> None:
+    spec = inline_team("support", lambda d: agent(d, "router").pop("fallback_model"))
+    errors = [FaultRule(kind=FaultKind.ERROR, agent="router")]
+    async with running_worker(client, task_queue, faults=errors):
+        handle = await start(client, task_queue, spec, TASK)
+        result = await handle.result()
+
+    assert result.status is RunStatus.FAILED
+    (router,) = result.calls
+    assert (router.attempts, router.error_type) == (3, "ProviderUnavailable")
+    events = await history_events(handle)
+    failed = [e for e in events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED]
+    assert len(failed) == 1  # retries live on the server; history shows the final failure
+    assert started_attempts(events)["triage/router/1"] == 3
+    # Back-off 1 s then 2 s between the three attempts (default policy).
+    assert router.elapsed_ms >= 3_000
+
+
+async def test_max_tokens_stop_is_flagged_truncated(client: Client, task_queue: str) -> None:
+    def small(data: dict[str, Any]) -> None:
+        agent(data, "billing-specialist")["max_tokens"] = 50
+
+    async with running_worker(client, task_queue):
+        result = await (
+            await start(client, task_queue, inline_team("support", small), TASK)
+        ).result()
+
+    specialist = result.calls[-1]
+    assert (specialist.stop_reason, specialist.truncated, specialist.output_tokens) == (
+        "max_tokens",
+        True,
+        50,
+    )
+    assert "billing-specialist: output truncated at max_tokens (50)" in result.warnings
+    assert result.status is RunStatus.DEGRADED

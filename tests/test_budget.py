@@ -1,0 +1,70 @@
+"""Budget checks: a call whose worst case does not fit is never made, and the
+run ends BUDGET_EXCEEDED keeping every result it had."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from temporalio.client import Client
+
+from teams.results import CallStatus, RunStatus
+from tests.support import activity_types, history_events, running_worker, start
+
+TASK = "How do durable workflows help LLM agents?"
+
+
+async def test_budget_runs_out_mid_pipeline(client: Client, task_queue: str) -> None:
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, "research", TASK, budget_usd=Decimal("0.035"))
+        result = await handle.result()
+
+    assert result.status is RunStatus.BUDGET_EXCEEDED
+    assert result.budget_micro == 35_000
+    researcher, writer = result.calls
+    assert (researcher.agent, researcher.status) == ("researcher", CallStatus.SUCCEEDED)
+    assert researcher.cost_micro == 7_527
+    # The writer's worst case (prompt estimate + 2000 max_tokens at sonnet prices)
+    # exceeds the 27_341 micro-USD left, so it is recorded as skipped, not made.
+    assert (writer.agent, writer.status, writer.attempts) == (
+        "writer",
+        CallStatus.SKIPPED_BUDGET,
+        0,
+    )
+    assert writer.reserved_micro > 35_000 - 7_527
+    assert writer.cost_micro == 0
+    assert result.total_cost_micro == 7_527
+    assert (
+        result.reason is not None
+        and "writer on claude-sonnet-4-5 could cost up to" in result.reason
+    )
+    # Partial results are kept: the research notes are the output.
+    assert result.output.startswith("Research notes: How do durable workflows")
+    # The skipped call never became an activity.
+    assert activity_types(await history_events(handle)) == ["load_team_spec", "call_agent"]
+
+
+async def test_concurrent_fan_out_never_overspends(client: Client, task_queue: str) -> None:
+    async with running_worker(client, task_queue):
+        handle = await start(
+            client,
+            task_queue,
+            "code-review",
+            "Add retries to the payment client",
+            budget_usd=Decimal("0.04"),
+        )
+        result = await handle.result()
+
+    assert result.status is RunStatus.BUDGET_EXCEEDED
+    statuses = {c.agent: c.status for c in result.calls}
+    # Worst cases are reserved in spec order: two sonnet reviewers fit, the
+    # third reservation would push reserved + spent over 40_000 and is refused.
+    assert statuses == {
+        "security-reviewer": CallStatus.SUCCEEDED,
+        "performance-reviewer": CallStatus.SUCCEEDED,
+        "maintainability-reviewer": CallStatus.SKIPPED_BUDGET,
+    }
+    made = [c for c in result.calls if c.status is CallStatus.SUCCEEDED]
+    assert sum(c.reserved_micro for c in made) <= 40_000
+    assert result.total_cost_micro == sum(c.cost_micro for c in made) <= 40_000
+    assert result.missing_perspectives == ["maintainability-reviewer"]
+    assert "## security-reviewer" in result.output and "## performance-reviewer" in result.output

@@ -1,0 +1,127 @@
+"""teamctl and the `temporal` CLI against a real server, as a user would type them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.processes import teamctl_async, temporal_cli
+from tests.support import running_worker
+
+
+async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_queue: str) -> None:
+    run_id = f"cli-{uuid.uuid4().hex[:8]}"
+    async with running_worker(env.client, task_queue):
+        code, out, err = await teamctl_async(
+            env,
+            "--task-queue",
+            task_queue,
+            "run",
+            "research",
+            "Why durable agents?",
+            "--tenant",
+            "acme",
+            "--id",
+            run_id,
+        )
+        assert (code, err) == (0, "")
+        assert f"started {run_id} on task queue {task_queue}" in out
+        assert "provider: simulated" in out
+        assert "waiting for approval of 'final-text' by editor" in out
+        assert f"approve: teamctl approve {run_id} --as editor" in out
+        assert (
+            f"temporal workflow signal --workflow-id {run_id} --name approve "
+            """--input '{"approver": "editor", "comment": "looks good"}'"""
+        ) in out
+
+        code, out, _ = await teamctl_async(env, "status", run_id)
+        assert code == 0
+        assert "phase      awaiting_approval  stage final-text" in out
+        assert f"run        {run_id}  (team research, tenant acme)" in out
+
+        code, _, err = await teamctl_async(env, "approve", run_id, "--as", "mallory")
+        assert code == 1
+        assert "decision refused: 'mallory' is not an approver of 'final-text'" in err
+
+        code, out, err = await teamctl_async(
+            env, "approve", run_id, "--as", "editor", "--comment", "ship it", "--wait"
+        )
+        assert (code, err) == (0, "")
+        assert f"approved 'final-text' of {run_id} as editor" in out
+        assert "status     COMPLETED  (degradation FULL)" in out
+        assert "approval   final-text: approved by editor via update" in out
+        assert "total           5" in out  # per-agent cost table, 5 calls
+
+    code, out, _ = await teamctl_async(env, "result", run_id, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["status"] == "COMPLETED"
+    assert result["tenant"] == "acme"
+    assert result["total_cost_micro"] == sum(c["cost_micro"] for c in result["calls"])
+
+
+async def test_temporal_cli_start_query_signal_result(
+    env: WorkflowEnvironment, task_queue: str
+) -> None:
+    """The issue's done-when flow, with the stock `temporal` CLI."""
+    run_id = f"tcli-{uuid.uuid4().hex[:8]}"
+    async with running_worker(env.client, task_queue):
+        code, _, err = await temporal_cli(
+            env,
+            "workflow",
+            "start",
+            "--type",
+            "AgentTeamWorkflow",
+            "--task-queue",
+            task_queue,
+            "--workflow-id",
+            run_id,
+            "--input",
+            '{"team":"research","task":"Why durable agents?"}',
+        )
+        assert code == 0, err
+        for _ in range(200):
+            code, out, err = await temporal_cli(
+                env,
+                "workflow",
+                "query",
+                "--workflow-id",
+                run_id,
+                "--type",
+                "status",
+                "--output",
+                "json",
+            )
+            assert code == 0, err
+            status = json.loads(out)["queryResult"][0]
+            if status["phase"] == "awaiting_approval":
+                break
+        assert status["waiting_for"] == "approval of 'final-text' by editor"
+        code, _, err = await temporal_cli(
+            env,
+            "workflow",
+            "signal",
+            "--workflow-id",
+            run_id,
+            "--name",
+            "approve",
+            "--input",
+            '{"approver":"editor","comment":"ok"}',
+        )
+        assert code == 0, err
+        code, out, err = await temporal_cli(
+            env, "workflow", "result", "--workflow-id", run_id, "--output", "json"
+        )
+        assert code == 0, err
+    result = json.loads(out)["result"]
+    assert result["status"] == "COMPLETED"
+    assert [c["agent"] for c in result["calls"]] == [
+        "researcher",
+        "writer",
+        "reviewer",
+        "writer",
+        "reviewer",
+    ]
+    assert all(c["cost_micro"] > 0 for c in result["calls"])

@@ -1,0 +1,100 @@
+"""A worker SIGKILLed mid-run: a new worker finishes the run, and no agent call
+that had completed runs again (counted in the simulated provider's journal)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+
+from teams.approvals import Decision
+from teams.results import CallStatus, RunStatus
+from tests.processes import worker_process
+from tests.support import agent, awaiting_approval, inline_team, start
+
+
+def _journal(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def _until(predicate: Any, *, attempts: int = 600) -> None:
+    for _ in range(attempts):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
+async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
+    env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        # Notice the dead worker within 2 s instead of the writer's 2 min start-to-close.
+        agent(data, "writer")["timeouts"] = {
+            "start_to_close": "2m",
+            "schedule_to_close": "6m",
+            "heartbeat": "2s",
+        }
+
+    spec = inline_team("research", edit)
+    journal = tmp_path / "calls.jsonl"
+    sim = {
+        "SIM_JOURNAL": str(journal),
+        "SIM_LATENCY_SCALE": "1",
+        "SIM_LATENCY": json.dumps({"researcher": 0.2, "writer": 2.0, "reviewer": 0.1}),
+    }
+    first = worker_process(env, task_queue, tmp_path / "worker1.log", **sim)
+    try:
+        handle = await start(env.client, task_queue, spec, "How do durable workflows help?")
+        # Kill the worker while the writer's first call is streaming, after the
+        # researcher's call has completed.
+        await _until(lambda: any(e["agent"] == "writer" for e in _journal(journal)))
+        await asyncio.sleep(0.5)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    killed_pid = first.pid
+    before = _journal(journal)
+    assert [(e["event"], e["agent"]) for e in before] == [
+        ("start", "researcher"),
+        ("complete", "researcher"),
+        ("start", "writer"),
+    ]
+
+    second = worker_process(env, task_queue, tmp_path / "worker2.log", **sim)
+    try:
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="editor", comment="after the crash"))
+        result = await handle.result()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+
+    assert result.status is RunStatus.COMPLETED
+    events = _journal(journal)
+    completed = Counter(e["call_id"] for e in events if e["event"] == "complete")
+    # Every call completed exactly once: the researcher was not called again.
+    assert set(completed.values()) == {1}
+    researcher_id = next(e["call_id"] for e in events if e["agent"] == "researcher")
+    starts = [e for e in events if e["event"] == "start" and e["call_id"] == researcher_id]
+    assert [(e["attempt"], e["pid"]) for e in starts] == [(1, killed_pid)]
+    # The interrupted writer call was retried, as attempt 2, by the new worker.
+    writer_id = before[-1]["call_id"]
+    writer_starts = [
+        (e["attempt"], e["pid"])
+        for e in events
+        if e["call_id"] == writer_id and e["event"] == "start"
+    ]
+    assert writer_starts == [(1, killed_pid), (2, second.pid)]
+    record = next(c for c in result.calls if c.call_id == writer_id)
+    assert (record.status, record.attempts) == (CallStatus.SUCCEEDED, 2)
+    assert len(result.calls) == len(completed) == 5

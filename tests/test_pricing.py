@@ -1,0 +1,67 @@
+"""Money arithmetic in integer micro-dollars."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from teams.errors import PriceTableError
+from teams.pricing import ModelPrice, TokenUsage, format_usd, load_price_table, usd_to_micro
+
+SONNET = ModelPrice(
+    model="claude-sonnet-4-5",
+    input=3_000_000,
+    output=15_000_000,
+    cache_write=3_750_000,
+    cache_read=300_000,
+)
+
+
+def test_cost_of_a_call_with_cache_tokens() -> None:
+    usage = TokenUsage(
+        input_tokens=33,
+        output_tokens=486,
+        cache_creation_input_tokens=72,
+        cache_read_input_tokens=0,
+    )
+    # 33*3 + 486*15 + 72*3.75 = 99 + 7290 + 270 = 7659 micro-USD, exactly.
+    assert SONNET.cost_micro(usage) == 7_659
+
+
+def test_cost_rounds_up_once_per_call() -> None:
+    # 1 cache-read token = 0.3 micro-USD: charged as 1, never 0.
+    assert SONNET.cost_micro(TokenUsage(cache_read_input_tokens=1)) == 1
+    # 10 of them = exactly 3.
+    assert SONNET.cost_micro(TokenUsage(cache_read_input_tokens=10)) == 3
+
+
+def test_worst_case_prices_prompt_at_the_dearest_input_rate() -> None:
+    # 1000 prompt tokens at the cache-write rate (3.75) + 2000 output at 15.
+    assert SONNET.worst_case_micro(1_000, 2_000) == 3_750 + 30_000
+
+
+def test_usd_conversion_is_exact() -> None:
+    assert usd_to_micro(Decimal("0.50")) == 500_000
+    assert usd_to_micro(Decimal("0.1234567")) == 123_457  # sub-micro fractions round up
+    assert format_usd(31_801) == "$0.031801"
+    assert format_usd(12_500_000) == "$12.500000"
+
+
+def test_shipped_price_table_is_read_exactly() -> None:
+    table = load_price_table(Path(__file__).parents[1] / "teams/prices.toml")
+    assert table.models["claude-3-5-haiku-latest"].cache_read == 80_000
+    assert table.models["claude-opus-4-1"].cache_write == 18_750_000
+
+
+def test_price_table_errors_name_model_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "prices.toml"
+    path.write_text('[models."m"]\ninput = "1"\noutput = "x"\ncache_write = 1\ncache_read = 0\n')
+    with pytest.raises(PriceTableError, match="models.m.output: 'x' is not a number"):
+        load_price_table(path)
+    path.write_text('[models."m"]\ninput = "1"\n')
+    with pytest.raises(
+        PriceTableError, match="models.m is missing output, cache_write, cache_read"
+    ):
+        load_price_table(path)

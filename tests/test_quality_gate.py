@@ -1,0 +1,61 @@
+"""The reviewer gate: rejected drafts go back with reasons; the loop is bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+
+from teams.approvals import Decision
+from teams.results import RunStatus
+from tests.support import awaiting_approval, inline_team, running_worker, stage, start
+
+
+def _strict_gate(data: dict[str, Any]) -> None:
+    stage(data, "review").update(threshold=10, max_iterations=2)
+
+
+async def test_quality_loop_stops_at_max_iterations(client: Client, task_queue: str) -> None:
+    spec = inline_team("research", _strict_gate)
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, spec, "How do durable workflows help LLM agents?")
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="editor", comment="good enough"))
+        result = await handle.result()
+
+    gate = result.gates[0]
+    assert (gate.iterations, gate.max_iterations, gate.scores) == (2, 2, [6, 8])
+    assert (gate.passed, gate.exhausted) == (False, True)
+    assert gate.last_reasons == ["Is concise and well structured"]
+    assert [c.agent for c in result.calls] == [
+        "researcher",
+        "writer",
+        "reviewer",
+        "writer",
+        "reviewer",
+    ]
+    assert (
+        "quality gate 'review' stopped after 2 iterations (max_iterations); "
+        "scores [6, 8] never reached the threshold 10"
+    ) in result.warnings
+    # A human still approved it, but the result says the gate did not pass.
+    assert result.status is RunStatus.DEGRADED
+
+
+async def test_rejected_draft_returns_with_reasons(client: Client, task_queue: str) -> None:
+    spec = inline_team("research", lambda d: stage(d, "review").update(threshold=9))
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, spec, "How do durable workflows help LLM agents?")
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="editor"))
+        result = await handle.result()
+
+    assert result.gates[0].scores == [6, 8, 10]
+    assert result.gates[0].passed
+    # Each revision lists the reasons it addressed, cumulatively.
+    assert result.output.splitlines()[-2:] == [
+        "Revision 1: addressed - Cites at least two sources for its claims; "
+        "Answers the question asked in the task",
+        "Revision 2: addressed - Is concise and well structured",
+    ]
+    assert result.status is RunStatus.COMPLETED

@@ -1,0 +1,63 @@
+"""Replay every checked-in history against today's workflow code.
+
+A change to workflow logic that would alter the command sequence of a running
+workflow fails here. Such changes must go behind ``workflow.patched()``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from teams.requests import TeamRequest
+from teams.results import TeamResult
+from worker.main import workflow_runner
+from workflows.agent_team import AgentTeamWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def _history(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def test_every_shipped_team_has_histories() -> None:
+    names = {path.stem for path in HISTORIES}
+    for team in ("research", "code-review", "support"):
+        assert any(name.startswith(f"{team}-") for name in names), team
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    replayer = Replayer(
+        workflows=[AgentTeamWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+    result = await replayer.replay_workflow(_history(path))
+    assert result.replay_failure is None
+
+
+@workflow.defn(name="AgentTeamWorkflow", sandboxed=False)
+class ChangedAgentTeamWorkflow:
+    """A careless edit: a new timer before the first activity."""
+
+    @workflow.run
+    async def run(self, request: TeamRequest) -> TeamResult:
+        await workflow.sleep(timedelta(seconds=1))
+        raise NotImplementedError
+
+
+async def test_a_non_deterministic_change_fails_replay() -> None:
+    replayer = Replayer(
+        workflows=[ChangedAgentTeamWorkflow], data_converter=pydantic_data_converter
+    )
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(_history(HISTORIES[0]))

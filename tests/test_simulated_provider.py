@@ -1,0 +1,206 @@
+"""The simulated provider: deterministic, realistic, and able to inject faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from providers.errors import ProviderOverloaded, ProviderUnavailable, RateLimited
+from providers.simulated import (
+    FaultKind,
+    FaultRule,
+    Persona,
+    SimulatedConfig,
+    SimulatedProvider,
+    count_tokens,
+    persona_of,
+)
+from teams.calls import AgentCall, HandoffItem
+from teams.catalog import Catalog
+from teams.prompting import estimate_prompt_tokens, render_user_message
+from teams.spec import OutputKind
+
+CATALOG = Catalog.shipped()
+
+
+def _call(agent: str = "researcher", **changes: object) -> AgentCall:
+    fields: dict[str, object] = {
+        "call_id": f"wf/stage/{agent}/1",
+        "team": "research",
+        "stage": "stage",
+        "agent": agent,
+        "role": "Research analyst",
+        "model": "claude-sonnet-4-5",
+        "prompt": CATALOG.resolve("research").prompts["researcher"].ref,
+        "system": "You are a researcher. " * 20,
+        "task": "How do durable workflows help LLM agents?",
+        "max_tokens": 1500,
+        "price": CATALOG.prices.models["claude-sonnet-4-5"],
+    }
+    fields.update(changes)
+    return AgentCall.model_validate(fields)
+
+
+async def _noop(_: int) -> None:
+    return None
+
+
+async def test_same_call_same_answer() -> None:
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
+    first = await provider.generate(_call(), attempt=1, on_progress=_noop)
+    second = await provider.generate(_call(), attempt=2, on_progress=_noop)
+    assert first == second
+    assert first.text.startswith("Research notes: How do durable workflows help LLM agents?")
+
+
+async def test_token_counts_follow_the_text_and_cache_rules() -> None:
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
+    call = _call()
+    response = await provider.generate(call, attempt=1, on_progress=_noop)
+    usage = response.usage
+    assert usage.output_tokens == count_tokens(response.text)
+    assert usage.cache_creation_input_tokens == count_tokens(call.system)
+    assert usage.cache_read_input_tokens == 0
+    assert usage.input_tokens == count_tokens(render_user_message(call)) + 8
+    # The workflow's conservative estimate bounds the real prompt size.
+    assert estimate_prompt_tokens(call) >= usage.total_input_tokens
+    later = await provider.generate(
+        call.model_copy(update={"iteration": 2}), attempt=1, on_progress=_noop
+    )
+    assert later.usage.cache_read_input_tokens == count_tokens(call.system)
+    assert later.usage.cache_creation_input_tokens == 0
+
+
+async def test_output_is_bounded_by_max_tokens() -> None:
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
+    response = await provider.generate(_call(max_tokens=40), attempt=1, on_progress=_noop)
+    assert (response.stop_reason, response.usage.output_tokens) == ("max_tokens", 40)
+
+
+async def test_reviewer_scores_rise_with_addressed_revisions() -> None:
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
+    rubric = ["Cites sources", "Answers the question"]
+    draft = "Draft: x\nParagraph 1: text"
+    revised = draft + "\nRevision 1: addressed - Cites sources; Answers the question"
+    verdicts = []
+    for text in (draft, revised):
+        call = _call(
+            "reviewer",
+            role="Reviewer",
+            output=OutputKind.VERDICT,
+            rubric=rubric,
+            threshold=7,
+            handoff=[HandoffItem(source="writer", content=text)],
+        )
+        verdicts.append((await provider.generate(call, attempt=1, on_progress=_noop)).data)
+    assert verdicts[0] == {"score": 6, "passed": False, "reasons": rubric}
+    assert verdicts[1] == {"score": 8, "passed": True, "reasons": []}
+
+
+@pytest.mark.parametrize(
+    ("task", "route"),
+    [
+        ("I was charged twice on my invoice", "billing"),
+        ("The API returns an error 500", "technical"),
+        ("I cannot log in to my account", "account"),
+        ("Hello! Are you open on Sundays?", "direct"),
+    ],
+)
+async def test_router_picks_by_keywords_or_answers_directly(task: str, route: str) -> None:
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
+    call = _call(
+        "router",
+        role="Router",
+        output=OutputKind.ROUTE,
+        task=task,
+        routes=["billing", "technical", "account", "direct"],
+    )
+    data = (await provider.generate(call, attempt=1, on_progress=_noop)).data
+    assert data is not None and data["route"] == route
+    assert ("answer" in data) is (route == "direct")
+
+
+def test_persona_from_role_and_output() -> None:
+    assert persona_of(_call("writer", role="Technical writer")) is Persona.WRITER
+    assert persona_of(_call("security-reviewer", role="Security reviewer")) is Persona.CODE_REVIEWER
+    assert persona_of(_call("merger", role="Lead who merges reviews")) is Persona.MERGER
+    assert persona_of(_call("x", role="Reviewer", output=OutputKind.VERDICT)) is Persona.REVIEWER
+
+
+async def test_faults_by_attempt() -> None:
+    provider = SimulatedProvider(
+        SimulatedConfig(
+            latency_scale=0,
+            faults=[
+                FaultRule(kind=FaultKind.RATE_LIMIT, attempts=[1], retry_after_s=2.5),
+                FaultRule(kind=FaultKind.OVERLOADED, attempts=[2]),
+                FaultRule(kind=FaultKind.ERROR, attempts=[3]),
+            ],
+        )
+    )
+    with pytest.raises(RateLimited) as limited:
+        await provider.generate(_call(), attempt=1, on_progress=_noop)
+    assert limited.value.retry_after_s == 2.5
+    with pytest.raises(ProviderOverloaded):
+        await provider.generate(_call(), attempt=2, on_progress=_noop)
+    with pytest.raises(ProviderUnavailable):
+        await provider.generate(_call(), attempt=3, on_progress=_noop)
+    assert (await provider.generate(_call(), attempt=4, on_progress=_noop)).text
+
+
+async def test_fault_rate_is_deterministic_per_call() -> None:
+    rule = FaultRule(kind=FaultKind.ERROR, rate=0.5)
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0, faults=[rule]))
+    outcomes = []
+    for index in range(40):
+        try:
+            await provider.generate(_call(call_id=f"wf/s/a/{index}"), attempt=1, on_progress=_noop)
+            outcomes.append(True)
+        except ProviderUnavailable:
+            outcomes.append(False)
+    again = []
+    for index in range(40):
+        try:
+            await provider.generate(_call(call_id=f"wf/s/a/{index}"), attempt=1, on_progress=_noop)
+            again.append(True)
+        except ProviderUnavailable:
+            again.append(False)
+    assert outcomes == again
+    assert 10 <= outcomes.count(False) <= 30
+
+
+async def test_streams_progress_and_journals(tmp_path: Path) -> None:
+    journal = tmp_path / "calls.jsonl"
+    provider = SimulatedProvider(
+        SimulatedConfig(latency_s={"researcher": 0.2}, progress_interval_s=0.05, journal=journal)
+    )
+    seen: list[int] = []
+
+    async def progress(tokens: int) -> None:
+        seen.append(tokens)
+
+    response = await provider.generate(_call(), attempt=1, on_progress=progress)
+    assert len(seen) == 4 and seen == sorted(seen)
+    assert seen[-1] == response.usage.output_tokens
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [(e["event"], e["agent"], e["attempt"]) for e in events] == [
+        ("start", "researcher", 1),
+        ("complete", "researcher", 1),
+    ]
+
+
+def test_config_from_environment() -> None:
+    config = SimulatedConfig.from_env(
+        {
+            "SIM_LATENCY_SCALE": "0.1",
+            "SIM_LATENCY": '{"writer": 2}',
+            "SIM_FAULTS": '[{"kind": "hang", "agent": "writer"}]',
+            "SIM_JOURNAL": "/tmp/j.jsonl",
+        }
+    )
+    assert config.latency_scale == 0.1
+    assert config.latency_s == {"writer": 2.0}
+    assert config.faults == [FaultRule(kind=FaultKind.HANG, agent="writer")]
+    assert config.journal == Path("/tmp/j.jsonl")

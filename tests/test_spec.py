@@ -1,0 +1,177 @@
+"""Team files: shipped teams resolve; bad files fail naming file, field and problem."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from teams.catalog import SHIPPED_PROMPTS_DIR, Catalog, load_team_file, parse_team_spec
+from teams.errors import (
+    PromptError,
+    RequestError,
+    TeamSpecError,
+    UnknownModelError,
+    UnknownTeamError,
+)
+from teams.requests import parse_team_request
+from teams.spec import ApprovalStage, FanOutStage, GateStage, RouterStage
+from tests.support import agent, stage, team_data
+
+
+def test_shipped_teams_resolve(catalog: Catalog) -> None:
+    assert catalog.team_names() == ["code-review", "research", "support"]
+    research = catalog.resolve("research")
+    assert research.spec.version == "1"
+    assert research.prompts["writer"].ref.version == "v2"
+    assert research.prompts["writer"].text.startswith("You are the writer")
+    assert sorted(research.prices) == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    assert research.prices["claude-sonnet-4-5"].output == 15_000_000
+    kinds = [type(s) for s in research.spec.stages]
+    assert kinds[2:] == [GateStage, ApprovalStage]
+    approval = research.spec.stages[3]
+    assert isinstance(approval, ApprovalStage)
+    assert (approval.approvers, approval.on_timeout, approval.escalate_to) == (
+        ["editor"],
+        "escalate",
+        ["ops-lead"],
+    )
+    assert approval.timeout == timedelta(days=2)
+    review = catalog.resolve("code-review").spec.stages[0]
+    assert isinstance(review, FanOutStage) and review.merge == "merger"
+    triage = catalog.resolve("support").spec.stages[0]
+    assert isinstance(triage, RouterStage) and triage.allow_direct
+
+
+def _write(tmp_path: Path, text: str, name: str = "broken.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name = 'x\n")
+    with pytest.raises(TeamSpecError) as err:
+        load_team_file(path)
+    assert str(path) in str(err.value)
+    assert "not valid TOML" in str(err.value)
+
+
+def _problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(TeamSpecError) as err:
+        parse_team_spec(data, source="teams/x.toml")
+    assert err.value.source == "teams/x.toml"
+    return err.value.problems
+
+
+def test_typo_in_a_field_is_an_error_naming_agent_and_field() -> None:
+    data = team_data("research")
+    agent(data, "writer")["max_token"] = 10
+    assert _problems(data) == ["agents[1] (writer).max_token: Extra inputs are not permitted"]
+
+
+def test_out_of_range_value_names_the_field() -> None:
+    data = team_data("research")
+    agent(data, "writer")["max_tokens"] = 0
+    stage(data, "review")["threshold"] = 11
+    assert _problems(data) == [
+        "agents[1] (writer).max_tokens: Input should be greater than or equal to 1",
+        "stages[2] (review).threshold: Input should be less than or equal to 10",
+    ]
+
+
+def test_reference_to_a_missing_agent() -> None:
+    data = team_data("research")
+    stage(data, "review")["reviewer"] = "nobody"
+    assert _problems(data) == ["(spec): stages[2] (review).reviewer: no agent named 'nobody'"]
+
+
+def test_gate_reviewer_must_return_a_verdict() -> None:
+    data = team_data("research")
+    stage(data, "review")["reviewer"] = "researcher"
+    assert _problems(data) == [
+        "(spec): stages[2] (review).reviewer: agent 'researcher' must have output = 'verdict'"
+    ]
+
+
+def test_fan_out_thresholds_must_fit_the_agents() -> None:
+    data = team_data("code-review")
+    stage(data, "reviews")["degradation"] = {"full": 4, "partial": 2, "minimal": 1}
+    assert _problems(data) == [
+        "stages[0] (reviews): degradation.full is 4 but the stage has only 3 agents"
+    ]
+
+
+def test_escalation_needs_escalation_approvers() -> None:
+    data = team_data("research")
+    del stage(data, "final-text")["escalate_to"]
+    assert _problems(data) == [
+        "stages[3] (final-text): on_timeout = 'escalate' needs escalate_to approvers"
+    ]
+
+
+def test_bad_duration_names_the_field() -> None:
+    data = team_data("research")
+    stage(data, "final-text")["timeout"] = "two days"
+    (problem,) = _problems(data)
+    assert problem.startswith("stages[3] (final-text).timeout: Input should be a valid timedelta")
+
+
+def test_missing_prompt_file(tmp_path: Path) -> None:
+    data = team_data("research")
+    agent(data, "writer")["prompt_version"] = "v9"
+    path = _write(tmp_path, "", "research.toml")
+    catalog = Catalog(teams_dirs=(tmp_path,), prices=Catalog.shipped().prices)
+    spec = parse_team_spec(data)
+    with pytest.raises(PromptError) as err:
+        catalog.resolve(spec)
+    assert err.value.problems == [
+        f"agents (writer).prompt: no prompt file 'writer' version 'v9' "
+        f"(looked for {SHIPPED_PROMPTS_DIR / 'writer' / 'v9.md'})"
+    ]
+    assert path.exists()
+
+
+def test_unknown_model_fails_before_any_call(catalog: Catalog) -> None:
+    data = team_data("support")
+    agent(data, "router")["model"] = "gpt-imaginary"
+    with pytest.raises(UnknownModelError) as err:
+        catalog.resolve(parse_team_spec(data))
+    (problem,) = err.value.problems
+    assert problem.startswith(
+        "agents (router).model: model 'gpt-imaginary' is not in the price table"
+    )
+
+
+def test_unknown_team_lists_the_shipped_ones(catalog: Catalog) -> None:
+    with pytest.raises(UnknownTeamError) as err:
+        catalog.resolve("nope")
+    assert err.value.problems == [
+        "team: no team named 'nope'; shipped teams are: code-review, research, support"
+    ]
+
+
+def test_file_name_must_match_team_name(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "teams/shipped/support.toml").read_text()
+    _write(tmp_path, text, "helpdesk.toml")
+    catalog = Catalog(teams_dirs=(tmp_path,), prices=Catalog.shipped().prices)
+    with pytest.raises(TeamSpecError, match="name: is 'support' but the file is helpdesk.toml"):
+        catalog.load_team("helpdesk")
+
+
+def test_request_validation_names_fields() -> None:
+    with pytest.raises(RequestError) as err:
+        parse_team_request({"team": "Research!", "task": "  ", "budget_usd": "-1"})
+    assert err.value.problems == [
+        "team.name: String should match pattern '^[a-z][a-z0-9_-]{0,62}$'",
+        "task: String should have at least 1 character",
+        "budget_usd: Input should be greater than 0",
+    ]
+
+
+def test_request_from_temporal_cli_json() -> None:
+    request = parse_team_request('{"team":"research","task":"hello","budget_usd":0.25}')
+    assert request.team == "research"
+    assert str(request.budget_usd) == "0.25"

@@ -1,0 +1,138 @@
+"""Each shipped team end to end: real dev server, real worker and activities,
+simulated provider. Costs are checked against a hand-written price formula."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+
+from teams.approvals import Decision
+from teams.results import CallStatus, DegradationLevel, RunStatus, TeamResult
+from tests.support import (
+    activity_types,
+    awaiting_approval,
+    history_events,
+    running_worker,
+    start,
+)
+
+# USD per million tokens, written out by hand (input, output, cache write, cache read).
+PRICES = {
+    "claude-sonnet-4-5": (3.00, 15.00, 3.75, 0.30),
+    "claude-haiku-4-5": (1.00, 5.00, 1.25, 0.10),
+    "claude-3-5-haiku-latest": (0.80, 4.00, 1.00, 0.08),
+}
+
+
+def hand_cost_micro(model: str, i: int, o: int, cw: int, cr: int) -> int:
+    p_in, p_out, p_cw, p_cr = (round(x * 1_000_000) for x in PRICES[model])
+    scaled = i * p_in + o * p_out + cw * p_cw + cr * p_cr
+    return -(-scaled // 1_000_000)
+
+
+def assert_costs_add_up(result: TeamResult) -> None:
+    for call in result.calls:
+        expected = hand_cost_micro(
+            call.model,
+            call.input_tokens,
+            call.output_tokens,
+            call.cache_creation_input_tokens,
+            call.cache_read_input_tokens,
+        )
+        assert call.cost_micro == expected, call
+        assert call.cost_micro <= call.reserved_micro, "reservation must bound the actual cost"
+    assert result.total_cost_micro == sum(c.cost_micro for c in result.calls)
+    assert result.total_cost_micro == sum(a.cost_micro for a in result.agents)
+    assert result.total_cost_micro <= result.budget_micro
+
+
+async def test_research_pipeline_with_gate_and_approval(client: Client, task_queue: str) -> None:
+    async with running_worker(client, task_queue):
+        handle = await start(
+            client, task_queue, "research", "How do durable workflows help LLM agents?"
+        )
+        status = await awaiting_approval(handle)
+        assert status.pending_approval is not None
+        assert status.pending_approval.approvers == ["editor"]
+        assert status.waiting_for == "approval of 'final-text' by editor"
+        assert [a.state for a in status.agents] == ["done", "done", "done"]
+        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        result = await handle.result()
+
+    assert result.status is RunStatus.COMPLETED
+    assert [(c.stage, c.agent, c.iteration) for c in result.calls] == [
+        ("research", "researcher", 1),
+        ("write", "writer", 1),
+        ("review", "reviewer", 1),
+        ("review", "writer", 2),
+        ("review", "reviewer", 2),
+    ]
+    assert all(c.status is CallStatus.SUCCEEDED and c.attempts == 1 for c in result.calls)
+    assert [c.quality_score for c in result.calls if c.agent == "reviewer"] == [6, 8]
+    gate = result.gates[0]
+    assert (gate.scores, gate.passed, gate.exhausted, gate.iterations) == ([6, 8], True, False, 2)
+    # The revision carries the reviewer's reasons, appended to the draft it rewrote.
+    assert "Revision 1: addressed - Cites at least two sources for its claims" in result.output
+    assert result.prompt_versions["writer"].startswith("writer/v2#")
+    assert {c.prompt_version.split("#")[0] for c in result.calls} == {
+        "researcher/v1",
+        "writer/v2",
+        "reviewer/v1",
+    }
+    assert [(a.approver, a.outcome, a.comment, a.via) for a in result.approvals] == [
+        ("editor", "approved", "ok", "signal")
+    ]
+    assert_costs_add_up(result)
+    assert result.total_cost_micro == 31801  # deterministic: same task, same simulated answers
+    # Every agent call is an activity in the run's history.
+    assert activity_types(await history_events(handle)) == ["load_team_spec"] + ["call_agent"] * 5
+
+
+async def test_code_review_fan_out_merges_three_perspectives(
+    client: Client, task_queue: str
+) -> None:
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, "code-review", "Add retries to the payment client")
+        result = await handle.result()
+
+    assert result.status is RunStatus.COMPLETED
+    assert result.degradation is DegradationLevel.FULL
+    assert result.missing_perspectives == []
+    assert sorted(c.agent for c in result.calls) == [
+        "maintainability-reviewer",
+        "merger",
+        "performance-reviewer",
+        "security-reviewer",
+    ]
+    assert result.calls[-1].agent == "merger"
+    assert result.output.startswith("Merged review (3 perspectives:")
+    assert result.fan_outs[0].succeeded == [
+        "security-reviewer",
+        "performance-reviewer",
+        "maintainability-reviewer",
+    ]
+    assert_costs_add_up(result)
+
+
+async def test_support_routes_to_one_specialist(client: Client, task_queue: str) -> None:
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, "support", "My invoice shows a double charge")
+        result = await handle.result()
+
+    assert result.status is RunStatus.COMPLETED
+    assert result.route is not None and result.route.route == "billing"
+    assert [c.agent for c in result.calls] == ["router", "billing-specialist"]
+    assert [c.model for c in result.calls] == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    assert result.output.startswith("Billing specialist: answer to My invoice")
+    assert_costs_add_up(result)
+
+
+async def test_support_answers_simple_request_directly(client: Client, task_queue: str) -> None:
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, "support", "What are your opening hours?")
+        result = await handle.result()
+
+    assert result.status is RunStatus.COMPLETED
+    assert result.route is not None and result.route.route == "direct"
+    assert [c.agent for c in result.calls] == ["router"]  # early exit: no specialist
+    assert result.output.startswith("Thanks for asking.")
+    assert_costs_add_up(result)
