@@ -1,0 +1,133 @@
+"""``make demo``: the research team end to end on an embedded Temporal server.
+
+Starts the dev server (SQLite state under ``.temporal/``, UI on
+http://localhost:8233) and a worker process, runs the research team, approves
+the final text as the editor would (printing the equivalent ``temporal
+workflow signal`` command), prints the result and the UI link, then stops
+everything it started. The run's history stays in ``.temporal/dev.sqlite``:
+``make server`` brings the UI back with it.
+
+``DEMO_PORT`` moves the server (UI on ``DEMO_PORT + 1000``) when 7233 is taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+
+from teamctl import render
+from teamctl.cli import follow_and_report
+from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
+from teamctl.runs import new_workflow_id, query_status, start_team_run
+from teams.approvals import Decision
+from teams.catalog import Catalog
+from teams.requests import TeamRequest
+from teams.results import RunStatus, TeamResult
+from worker.settings import choose_provider
+
+STATE_DIR = Path(".temporal")
+NAMESPACE = "default"
+TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
+APPROVAL = Decision(approver="editor", comment="Clear and well sourced. Approved for publication.")
+
+
+def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
+    environ = dict(os.environ)
+    environ["TEMPORAL_ADDRESS"] = address
+    # Scaled-down model latencies so the demo takes seconds, not a minute.
+    environ.setdefault("SIM_LATENCY_SCALE", "0.3")
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker"], env=environ, stdout=out, stderr=out
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _approve_like_a_person(
+    handle: WorkflowHandle[object, TeamResult], address: str
+) -> TeamResult:
+    status = await query_status(handle)
+    if status.phase != "awaiting_approval":
+        return await handle.result()
+    payload = json.dumps(APPROVAL.model_dump())
+    print("\nThe editor reads the draft and approves it. The same, from any terminal:")
+    print(
+        f"  temporal workflow signal --address {address} --workflow-id {handle.id} "
+        f"--name approve --input '{payload}'\n"
+    )
+    await asyncio.sleep(1.0)
+    await handle.signal("approve", APPROVAL)
+    result = await handle.result()
+    print(render.result_text(result))
+    return result
+
+
+async def _run_demo(client: Client, server: DevServer) -> RunStatus:
+    request = TeamRequest(team="research", task=TASK, tenant="demo")
+    handle = await start_team_run(
+        client, request, catalog=Catalog.shipped(), workflow_id=new_workflow_id("demo-research")
+    )
+    print(f"\nstarted {handle.id}: research team on '{TASK}'")
+    await follow_and_report(handle)
+    result = await _approve_like_a_person(handle, server.address)
+    print(f"\nTemporal UI: {server.ui_url}/namespaces/{NAMESPACE}/workflows/{handle.id}")
+    return result.status
+
+
+async def demo() -> int:
+    """Run the demo; return the process exit code."""
+    port = int(os.environ.get("DEMO_PORT", "7233"))
+    STATE_DIR.mkdir(exist_ok=True)
+    provider, why = choose_provider(os.environ)
+    print(f"Durable Agent Teams demo — model provider: {provider} ({why})")
+    server = start_dev_server(
+        port=port,
+        ui_port=port + 1000,
+        db_file=STATE_DIR / "dev.sqlite",
+        log_file=STATE_DIR / "dev-server.log",
+    )
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        client = await wait_until_ready(server, NAMESPACE)
+        print(f"Temporal dev server on {server.address} (UI {server.ui_url}, state {STATE_DIR}/)")
+        worker = _start_worker(server.address, STATE_DIR / "worker.log")
+        print(f"worker started (pid {worker.pid}, log {STATE_DIR}/worker.log)")
+        status = await _run_demo(client, server)
+    finally:
+        if worker is not None:
+            _stop(worker)
+        server.stop()
+        print("stopped the worker and the dev server")
+    return 0 if status is RunStatus.COMPLETED else 1
+
+
+def main() -> None:
+    """Entry point for ``python -m teamctl.demo``."""
+    try:
+        code = asyncio.run(demo())
+    except DevServerError as err:
+        print(f"demo: {err} (set DEMO_PORT to use other ports)", file=sys.stderr)
+        code = 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the Temporal core can abort at interpreter exit (sdk-python #300)
+
+
+if __name__ == "__main__":
+    main()
