@@ -72,7 +72,7 @@ class Catalog:
     def resolve(self, team: str | TeamSpec) -> ResolvedTeam:
         """Resolve a team name or inline spec into everything a run needs."""
         if isinstance(team, str):
-            source = str(self.team_file(team))
+            source = display_path(self.team_file(team))
             spec = self.load_team(team)
         else:
             source, spec = INLINE_SOURCE, team
@@ -116,6 +116,13 @@ class Catalog:
         if problems:
             raise UnknownModelError(source, problems)
         return {m: self.prices.models[m] for m in spec.models()}
+
+
+def display_path(path: Path) -> str:
+    """Shipped files as ``teams/shipped/x.toml`` (no host paths in history); others as given."""
+    if path.is_relative_to(PACKAGE_DIR):
+        return str(Path(PACKAGE_DIR.name) / path.relative_to(PACKAGE_DIR))
+    return str(path)
 
 
 def _prompt(name: str, version: str, text: str) -> ResolvedPrompt:

@@ -153,21 +153,16 @@ async def test_faults_by_attempt() -> None:
 async def test_fault_rate_is_deterministic_per_call() -> None:
     rule = FaultRule(kind=FaultKind.ERROR, rate=0.5)
     provider = SimulatedProvider(SimulatedConfig(latency_scale=0, faults=[rule]))
-    outcomes = []
-    for index in range(40):
+
+    async def answered(index: int) -> bool:
         try:
             await provider.generate(_call(call_id=f"wf/s/a/{index}"), attempt=1, on_progress=_noop)
-            outcomes.append(True)
         except ProviderUnavailable:
-            outcomes.append(False)
-    again = []
-    for index in range(40):
-        try:
-            await provider.generate(_call(call_id=f"wf/s/a/{index}"), attempt=1, on_progress=_noop)
-            again.append(True)
-        except ProviderUnavailable:
-            again.append(False)
-    assert outcomes == again
+            return False
+        return True
+
+    outcomes = [await answered(i) for i in range(40)]
+    assert outcomes == [await answered(i) for i in range(40)]
     assert 10 <= outcomes.count(False) <= 30
 
 

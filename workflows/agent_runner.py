@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.names import CALL_AGENT
     from providers.errors import NON_RETRYABLE_ERROR_TYPES
     from teams.calls import AgentCall, AgentOutcome, CallFailureDetails, HandoffItem
+    from teams.pricing import TokenUsage
     from teams.prompting import worst_case_cost_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
@@ -200,31 +201,21 @@ class AgentRunner:
     def _record_success(
         self, call: AgentCall, outcome: AgentOutcome, worst: int, started: datetime
     ) -> None:
-        self._state.record(
-            AgentCallRecord(
-                call_id=call.call_id,
-                stage=call.stage,
-                agent=call.agent,
-                model=outcome.model,
-                provider=outcome.provider,
-                prompt_version=outcome.prompt.label,
-                iteration=call.iteration,
-                fallback_for=call.fallback_for,
-                status=CallStatus.SUCCEEDED,
-                attempts=outcome.attempt,
-                input_tokens=outcome.usage.input_tokens,
-                output_tokens=outcome.usage.output_tokens,
-                cache_creation_input_tokens=outcome.usage.cache_creation_input_tokens,
-                cache_read_input_tokens=outcome.usage.cache_read_input_tokens,
-                cost_micro=outcome.cost_micro,
-                reserved_micro=worst,
-                latency_ms=outcome.latency_ms,
-                elapsed_ms=_elapsed_ms(started),
-                quality_score=outcome.verdict.score if outcome.verdict else None,
-                stop_reason=outcome.stop_reason,
-                truncated=outcome.truncated,
-            )
+        record = _record(call, CallStatus.SUCCEEDED, worst, outcome.usage).model_copy(
+            update={
+                "model": outcome.model,
+                "provider": outcome.provider,
+                "prompt_version": outcome.prompt.label,
+                "attempts": outcome.attempt,
+                "cost_micro": outcome.cost_micro,
+                "latency_ms": outcome.latency_ms,
+                "elapsed_ms": _elapsed_ms(started),
+                "quality_score": outcome.verdict.score if outcome.verdict else None,
+                "stop_reason": outcome.stop_reason,
+                "truncated": outcome.truncated,
+            }
         )
+        self._state.record(record)
         self._state.produced(call.agent, outcome.text, call.handoff)
         if outcome.truncated:
             self._state.warn(f"{call.agent}: output truncated at max_tokens ({call.max_tokens})")
@@ -232,47 +223,46 @@ class AgentRunner:
     def _record_failure(
         self, call: AgentCall, failure: _Failure, worst: int, started: datetime
     ) -> None:
-        usage = failure.details.usage if failure.details else None
-        self._state.record(
-            AgentCallRecord(
-                call_id=call.call_id,
-                stage=call.stage,
-                agent=call.agent,
-                model=call.model,
-                prompt_version=call.prompt.label,
-                iteration=call.iteration,
-                fallback_for=call.fallback_for,
-                status=failure.status,
-                attempts=failure.attempts,
-                input_tokens=usage.input_tokens if usage else 0,
-                output_tokens=usage.output_tokens if usage else 0,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens if usage else 0,
-                cache_read_input_tokens=usage.cache_read_input_tokens if usage else 0,
-                cost_micro=failure.cost_micro,
-                reserved_micro=worst,
-                elapsed_ms=_elapsed_ms(started),
-                error_type=failure.error_type,
-                error=failure.message,
-            )
+        usage = failure.details.usage if failure.details else TokenUsage()
+        record = _record(call, failure.status, worst, usage).model_copy(
+            update={
+                "attempts": failure.attempts,
+                "cost_micro": failure.cost_micro,
+                "elapsed_ms": _elapsed_ms(started),
+                "error_type": failure.error_type,
+                "error": failure.message,
+            }
         )
+        self._state.record(record)
 
     def _record_skip(self, call: AgentCall, worst: int) -> None:
-        self._state.record(
-            AgentCallRecord(
-                call_id=call.call_id,
-                stage=call.stage,
-                agent=call.agent,
-                model=call.model,
-                prompt_version=call.prompt.label,
-                iteration=call.iteration,
-                fallback_for=call.fallback_for,
-                status=CallStatus.SKIPPED_BUDGET,
-                attempts=0,
-                reserved_micro=worst,
-                error_type="BudgetExceeded",
-                error=f"worst case {worst} micro-USD > {self._budget.left_micro} left",
-            )
+        record = _record(call, CallStatus.SKIPPED_BUDGET, worst, TokenUsage()).model_copy(
+            update={
+                "attempts": 0,
+                "error_type": "BudgetExceeded",
+                "error": f"worst case {worst} micro-USD > {self._budget.left_micro} left",
+            }
         )
+        self._state.record(record)
+
+
+def _record(call: AgentCall, status: CallStatus, worst: int, usage: TokenUsage) -> AgentCallRecord:
+    """The fields every call record has, whatever the outcome."""
+    return AgentCallRecord(
+        call_id=call.call_id,
+        stage=call.stage,
+        agent=call.agent,
+        model=call.model,
+        prompt_version=call.prompt.label,
+        iteration=call.iteration,
+        fallback_for=call.fallback_for,
+        status=status,
+        reserved_micro=worst,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+    )
 
 
 def _retry_policy(spec: AgentSpec) -> RetryPolicy:
