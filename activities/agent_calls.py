@@ -20,6 +20,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.context import fit_context
 from activities.names import CALL_AGENT
 from activities.structured import parse_structured, render_structured
 from providers.base import ModelProvider, ModelResponse
@@ -45,6 +46,7 @@ class AgentActivities:
         keepalive = asyncio.create_task(progress.keep_alive(_keepalive_interval(info)))
         started = time.monotonic()
         try:
+            call, context = await fit_context(call, self._provider.count_tokens)
             response = await self._provider.generate(
                 call, attempt=info.attempt, on_progress=progress.update
             )
@@ -55,7 +57,8 @@ class AgentActivities:
         latency_ms = int((time.monotonic() - started) * 1000)
         cost = call.price.cost_micro(response.usage)
         try:
-            return _outcome(call, response, self._provider.name, info.attempt, latency_ms, cost)
+            outcome = _outcome(call, response, self._provider.name, info.attempt, latency_ms, cost)
+            return outcome.model_copy(update={"context": context})
         except ProviderError as err:
             # The tokens were used even though the answer is unusable: report
             # them so the run charges this attempt exactly once.

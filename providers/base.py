@@ -50,6 +50,10 @@ class ModelProvider(Protocol):
         """Make one model call. ``attempt`` is Temporal's attempt number (from 1)."""
         ...
 
+    async def count_tokens(self, call: AgentCall) -> int | None:
+        """Prompt tokens ``call`` would use, or ``None`` when the provider cannot count."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections; called once when the worker stops."""
         ...

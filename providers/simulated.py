@@ -213,6 +213,10 @@ class SimulatedProvider:
     async def aclose(self) -> None:
         """Nothing to release: the simulator holds no connections."""
 
+    async def count_tokens(self, call: AgentCall) -> int | None:
+        """The simulator's own count of the prompt (what it would bill as input)."""
+        return _usage(call, render_user_message(call), 0).total_input_tokens
+
     async def generate(
         self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
     ) -> ModelResponse:

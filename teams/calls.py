@@ -27,6 +27,12 @@ class HandoffItem(BaseModel):
 
     source: str = Field(description="The agent that produced it.")
     content: str
+    importance: int = Field(
+        default=1,
+        ge=0,
+        le=3,
+        description="Higher is kept longer when the context budget forces trimming.",
+    )
 
 
 class AgentCall(BaseModel):
@@ -62,6 +68,39 @@ class AgentCall(BaseModel):
     routes: list[str] = Field(default_factory=list)
     max_tokens: int = Field(ge=1)
     price: ModelPrice
+    context_budget_tokens: int | None = Field(
+        default=None, description="Most prompt tokens to send; handoffs are trimmed to fit."
+    )
+    request_timeout_s: float | None = Field(
+        default=None, description="The provider request timeout (from the agent's timeouts)."
+    )
+    fallback_reason: str | None = Field(
+        default=None, description="Why the fallback runs (the primary's final error)."
+    )
+
+
+class ContextTrim(BaseModel):
+    """One handoff item the context budget shortened or removed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    action: Literal["summarised", "dropped"]
+    tokens_before: int
+    tokens_after: int
+
+
+class ContextReport(BaseModel):
+    """How a call's prompt was fitted into the agent's context budget."""
+
+    model_config = ConfigDict(frozen=True)
+
+    budget_tokens: int
+    prompt_tokens_before: int
+    prompt_tokens_after: int
+    counted_by: Literal["provider", "estimate"]
+    """``provider``: the provider's token-count endpoint; ``estimate``: the local estimate."""
+    trimmed: list[ContextTrim] = Field(default_factory=list)
 
 
 class AgentOutcome(BaseModel):
@@ -83,6 +122,9 @@ class AgentOutcome(BaseModel):
     attempt: int = Field(ge=1, description="Which Temporal attempt succeeded.")
     stop_reason: StopReason
     truncated: bool = Field(default=False, description="Stopped at max_tokens.")
+    context: ContextReport | None = Field(
+        default=None, description="Set when the call had a context budget."
+    )
 
 
 class CallFailureDetails(BaseModel):

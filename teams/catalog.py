@@ -77,28 +77,40 @@ class Catalog:
         else:
             source, spec = INLINE_SOURCE, team
         prompts = {a.name: self._resolve_prompt(a, source) for a in spec.agents}
+        fallback_prompts = {
+            a.name: self._resolve_prompt(a, source, version=a.fallback_prompt_version)
+            for a in spec.agents
+            if a.fallback_prompt_version is not None
+        }
         return ResolvedTeam(
-            spec=spec, source=source, prompts=prompts, prices=self._prices_for(spec, source)
+            spec=spec,
+            source=source,
+            prompts=prompts,
+            fallback_prompts=fallback_prompts,
+            prices=self._prices_for(spec, source),
         )
 
-    def _resolve_prompt(self, agent: AgentSpec, source: str) -> ResolvedPrompt:
+    def _resolve_prompt(
+        self, agent: AgentSpec, source: str, *, version: str | None = None
+    ) -> ResolvedPrompt:
         if agent.prompt is None:
             # AgentSpec validation guarantees exactly one of prompt/instructions.
             return _prompt(f"{agent.name}-inline", "inline", agent.instructions or "")
-        relative = Path(agent.prompt) / f"{agent.prompt_version}.md"
+        version = version or agent.prompt_version
+        relative = Path(agent.prompt) / f"{version}.md"
         for directory in self.prompts_dirs:
             path = directory / relative
             if path.is_file():
                 text = path.read_text(encoding="utf-8").strip()
                 if not text:
                     raise PromptError(source, [f"agents ({agent.name}).prompt: {path} is empty"])
-                return _prompt(agent.prompt, agent.prompt_version, text)
+                return _prompt(agent.prompt, version, text)
         searched = ", ".join(str(d / relative) for d in self.prompts_dirs)
         raise PromptError(
             source,
             [
                 f"agents ({agent.name}).prompt: no prompt file {agent.prompt!r} version "
-                f"{agent.prompt_version!r} (looked for {searched})"
+                f"{version!r} (looked for {searched})"
             ],
         )
 

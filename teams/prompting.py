@@ -21,16 +21,28 @@ ESTIMATE_OVERHEAD_TOKENS = 16
 
 def render_user_message(call: AgentCall) -> str:
     """The user turn for ``call``: task, handoffs, feedback and output instructions."""
-    parts = [f"# Task\n{call.task}"]
-    for item in call.handoff:
-        parts.append(f"# Input from {item.source}\n{item.content}")
+    stable, volatile = render_user_parts(call)
+    return f"{stable}\n\n{volatile}"
+
+
+def render_user_parts(call: AgentCall) -> tuple[str, str]:
+    """The user turn split in two: stable context, and what changes per call.
+
+    The stable part (task and handoffs) is worth caching across an agent's
+    calls; the rest (feedback, output instructions, repair notes) is not.
+    """
+    stable = [f"# Task\n{call.task}"]
+    stable += [f"# Input from {item.source}\n{item.content}" for item in call.handoff]
+    volatile = []
     if call.feedback:
         reasons = "\n".join(f"- {reason}" for reason in call.feedback)
-        parts.append(f"# Reviewer feedback to address (revision {call.iteration})\n{reasons}")
-    parts.append(_output_instructions(call))
+        volatile.append(f"# Reviewer feedback to address (revision {call.iteration})\n{reasons}")
+    volatile.append(_output_instructions(call))
     if call.repair:
-        parts.append(f"# Your previous answer was invalid\n{call.repair}\nAnswer again, validly.")
-    return "\n\n".join(parts)
+        volatile.append(
+            f"# Your previous answer was invalid\n{call.repair}\nAnswer again, validly."
+        )
+    return "\n\n".join(stable), "\n\n".join(volatile)
 
 
 def _output_instructions(call: AgentCall) -> str:

@@ -46,4 +46,8 @@ class ResolvedTeam(BaseModel):
     spec: TeamSpec
     source: str = Field(description="The team file path, or 'inline spec'.")
     prompts: dict[str, ResolvedPrompt] = Field(description="Agent name → its prompt.")
+    fallback_prompts: dict[str, ResolvedPrompt] = Field(
+        default_factory=dict,
+        description="Agent name → the simpler prompt its fallback call uses, if it has one.",
+    )
     prices: dict[str, ModelPrice] = Field(description="Model id → price, for every model used.")

@@ -67,6 +67,7 @@ class AgentCallRecord(BaseModel):
     fallback_for: str | None = Field(
         default=None, description="Primary model this fallback call replaced."
     )
+    fallback_reason: str | None = Field(default=None, description="Why the fallback ran.")
     status: CallStatus
     attempts: int | None = Field(default=None, description="Temporal attempts, when known.")
     input_tokens: int = 0
@@ -82,6 +83,10 @@ class AgentCallRecord(BaseModel):
     truncated: bool = False
     error_type: str | None = None
     error: str | None = None
+    context_trimmed: list[str] = Field(
+        default_factory=list,
+        description="Handoff items the context budget cut: 'source: summarised|dropped'.",
+    )
 
 
 class AgentTotals(BaseModel):
@@ -92,6 +97,7 @@ class AgentTotals(BaseModel):
     agent: str
     state: AgentState
     calls: int = 0
+    fallbacks: int = Field(default=0, description="Fallback activations for this agent.")
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0

@@ -101,7 +101,12 @@ class AgentSpec(_Spec):
     """Inline system prompt (inline specs); exclusive with ``prompt``."""
     model: str = Field(min_length=1)
     fallback_model: str | None = None
+    """A cheaper model to run when ``model`` exhausts its retries."""
+    fallback_prompt_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    """A simpler version of ``prompt`` for the fallback call (with or without a fallback model)."""
     max_tokens: int = Field(ge=1, le=64_000)
+    context_budget_tokens: int | None = Field(default=None, ge=256, le=1_000_000)
+    """Most prompt tokens this agent may be sent; handoffs are trimmed by rule to fit."""
     output: OutputKind = OutputKind.TEXT
     timeouts: AgentTimeouts = AgentTimeouts()
     retry: RetrySpec = RetrySpec()
@@ -112,7 +117,15 @@ class AgentSpec(_Spec):
             raise ValueError("set exactly one of prompt (a prompt file) or instructions")
         if self.fallback_model == self.model:
             raise ValueError("fallback_model must differ from model")
+        if self.fallback_prompt_version is not None and self.prompt is None:
+            raise ValueError("fallback_prompt_version needs a prompt file (prompt = ...)")
+        if self.fallback_prompt_version == self.prompt_version:
+            raise ValueError("fallback_prompt_version must differ from prompt_version")
         return self
+
+    def has_fallback(self) -> bool:
+        """Whether a fallback call exists (a cheaper model and/or a simpler prompt)."""
+        return self.fallback_model is not None or self.fallback_prompt_version is not None
 
 
 class SequentialStage(_Spec):

@@ -110,7 +110,8 @@ async def test_refusal_is_a_typed_failure_not_an_empty_string(
     failed = [c for c in result.calls if c.agent == "billing-specialist"]
     assert [(c.error_type, c.attempts) for c in failed] == [("EmptyResponse", 1)] * 2
     assert result.reason is not None and result.reason.startswith(
-        "stage 'triage': billing-specialist failed: fallback claude-haiku-4-5 failed too"
+        "stage 'triage': billing-specialist failed: fallback claude-haiku-4-5 with prompt "
+        "billing-specialist/v1 failed too (EmptyResponse after 1 attempt:"
     )
     assert result.output == ""  # never an empty answer passed on as if it were one
     assert result.route is not None and result.route.route == "billing"

@@ -138,6 +138,6 @@ async def test_fallback_model_rescues_an_agent(client: Client, task_queue: str) 
     )
     assert any(
         w.startswith("security-reviewer: claude-sonnet-4-5 failed (ProviderOverloaded after 3")
-        and w.endswith("fell back to claude-haiku-4-5")
+        and w.endswith("fell back to claude-haiku-4-5 with prompt security-reviewer/v1")
         for w in result.warnings
     )

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from providers.errors import NON_RETRYABLE_ERROR_TYPES
     from teams.calls import AgentCall, AgentOutcome, CallFailureDetails, HandoffItem
     from teams.pricing import TokenUsage
-    from teams.prompting import worst_case_cost_micro
+    from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import AgentCallRecord, CallStatus, RunStatus
@@ -43,6 +43,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.stops import AgentFailed, RunStopped
 
 MALFORMED_OUTPUT = "MalformedOutput"
+CONTEXT_OVERFLOW = "ContextOverflow"
+SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
+"""Patch id: runs started before this behaviour existed fall back instead of shrinking."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,44 +93,57 @@ class AgentRunner:
         self._sequence: dict[str, int] = {}
 
     async def run(self, step: AgentStep) -> AgentOutcome:
-        """Run ``step``; raise :class:`AgentFailed` if no model could answer."""
+        """Run ``step``; raise :class:`AgentFailed` if neither primary nor fallback answered."""
         spec = self._team.spec.agent(step.agent)
         try:
-            return await self._with_repair(self._call(step, spec, spec.model), spec)
+            return await self._with_recovery(self._call(step, spec), spec)
         except _CallFailed as primary:
-            if spec.fallback_model is None:
-                raise AgentFailed(step.agent, _describe(primary.detail)) from None
             reason = _describe(primary.detail)
-            self._state.warn(
-                f"{step.agent}: {spec.model} failed ({reason}); fell back to {spec.fallback_model}"
-            )
-        fallback = self._call(step, spec, spec.fallback_model, fallback_for=spec.model)
+            if not spec.has_fallback():
+                raise AgentFailed(step.agent, reason) from None
+        fallback = self._call(step, spec, fallback_reason=reason)
+        self._state.note_fallback(step.agent)
+        self._state.warn(
+            f"{step.agent}: {spec.model} failed ({reason}); fell back to {_describe_call(fallback)}"
+        )
         try:
-            return await self._with_repair(fallback, spec)
+            return await self._with_recovery(fallback, spec)
         except _CallFailed as second:
             raise AgentFailed(
                 step.agent,
-                f"fallback {spec.fallback_model} failed too ({_describe(second.detail)})",
+                f"fallback {_describe_call(fallback)} failed too ({_describe(second.detail)})",
             ) from None
 
-    async def _with_repair(self, call: AgentCall, spec: AgentSpec) -> AgentOutcome:
+    async def _with_recovery(self, call: AgentCall, spec: AgentSpec) -> AgentOutcome:
+        """Run ``call``, re-asking once when the failure is one a changed request can fix."""
         try:
             return await self._execute(call, spec)
         except _CallFailed as failed:
-            if failed.detail.error_type != MALFORMED_OUTPUT:
+            retry = self._recovery_for(call, failed.detail)
+            if retry is None:
                 raise
-            repair = call.model_copy(
-                update={
-                    "call_id": self._next_id(call.stage, call.agent),
-                    "repair": failed.detail.message,
-                }
-            )
-            return await self._execute(repair, spec)
+            return await self._execute(retry, spec)
+
+    def _recovery_for(self, call: AgentCall, failure: _Failure) -> AgentCall | None:
+        change: dict[str, object]
+        if failure.error_type == MALFORMED_OUTPUT:
+            # Feed the validation error back once; a blind retry fails the same way.
+            change = {"repair": failure.message}
+        elif failure.error_type == CONTEXT_OVERFLOW and workflow.patched(SHRINK_CONTEXT_PATCH):
+            # Halve the context budget once; call_agent trims handoffs by rule to fit.
+            budget = call.context_budget_tokens or estimate_prompt_tokens(call)
+            change = {"context_budget_tokens": budget // 2}
+        else:
+            return None
+        return call.model_copy(update={**change, "call_id": self._next_id(call.stage, call.agent)})
 
     def _call(
-        self, step: AgentStep, spec: AgentSpec, model: str, *, fallback_for: str | None = None
+        self, step: AgentStep, spec: AgentSpec, *, fallback_reason: str | None = None
     ) -> AgentCall:
-        prompt = self._team.prompts[spec.name]
+        fallback = fallback_reason is not None
+        model = (spec.fallback_model or spec.model) if fallback else spec.model
+        prompts = self._team.fallback_prompts if fallback else {}
+        prompt = prompts.get(spec.name) or self._team.prompts[spec.name]
         return AgentCall(
             call_id=self._next_id(step.stage, step.agent),
             team=self._team.spec.name,
@@ -136,7 +152,8 @@ class AgentRunner:
             agent=spec.name,
             role=spec.role,
             model=model,
-            fallback_for=fallback_for,
+            fallback_for=spec.model if fallback else None,
+            fallback_reason=fallback_reason,
             prompt=prompt.ref,
             system=prompt.text,
             task=self._request.task,
@@ -149,6 +166,9 @@ class AgentRunner:
             routes=step.routes,
             max_tokens=spec.max_tokens,
             price=self._team.prices[model],
+            context_budget_tokens=spec.context_budget_tokens,
+            # Slightly under start-to-close, so the SDK's typed timeout wins the race.
+            request_timeout_s=spec.timeouts.start_to_close.total_seconds() * 0.9,
         )
 
     def _next_id(self, stage: str, agent: str) -> str:
@@ -213,6 +233,10 @@ class AgentRunner:
                 "quality_score": outcome.verdict.score if outcome.verdict else None,
                 "stop_reason": outcome.stop_reason,
                 "truncated": outcome.truncated,
+                "context_trimmed": [
+                    f"{trim.source}: {trim.action}"
+                    for trim in (outcome.context.trimmed if outcome.context else [])
+                ],
             }
         )
         self._state.record(record)
@@ -256,6 +280,7 @@ def _record(call: AgentCall, status: CallStatus, worst: int, usage: TokenUsage) 
         prompt_version=call.prompt.label,
         iteration=call.iteration,
         fallback_for=call.fallback_for,
+        fallback_reason=call.fallback_reason,
         status=status,
         reserved_micro=worst,
         input_tokens=usage.input_tokens,
@@ -309,8 +334,13 @@ def _failure_details(cause: ApplicationError) -> CallFailureDetails | None:
         return None
 
 
+def _describe_call(call: AgentCall) -> str:
+    return f"{call.model} with prompt {call.prompt.name}/{call.prompt.version}"
+
+
 def _describe(failure: _Failure) -> str:
-    attempts = f" after {failure.attempts} attempts" if failure.attempts else ""
+    plural = "s" if failure.attempts != 1 else ""
+    attempts = f" after {failure.attempts} attempt{plural}" if failure.attempts else ""
     return f"{failure.error_type}{attempts}: {failure.message}"
 
 

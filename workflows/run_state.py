@@ -67,6 +67,7 @@ class RunState:
         self._agent_state: dict[str, AgentState] = {}
         self._latest: dict[str, str] = {}
         self._inputs: dict[str, list[HandoffItem]] = {}
+        self._fallbacks: dict[str, int] = {}
 
     def begin(self, team: ResolvedTeam) -> None:
         """Start running ``team`` (called once its spec is resolved)."""
@@ -90,6 +91,10 @@ class RunState:
         """Add a finished (or skipped) call."""
         self.records.append(record)
         self._agent_state[record.agent] = _STATE_AFTER[record.status]
+
+    def note_fallback(self, agent: str) -> None:
+        """Count one fallback activation for ``agent``."""
+        self._fallbacks[agent] = self._fallbacks.get(agent, 0) + 1
 
     def produced(self, agent: str, text: str, inputs: list[HandoffItem]) -> None:
         """Remember ``agent``'s latest output and the handoff it worked from."""
@@ -121,6 +126,7 @@ class RunState:
             agent=agent,
             state=self._agent_state.get(agent, "pending"),
             calls=len(made),
+            fallbacks=self._fallbacks.get(agent, 0),
             input_tokens=sum(r.input_tokens for r in mine),
             output_tokens=sum(r.output_tokens for r in mine),
             cache_creation_input_tokens=sum(r.cache_creation_input_tokens for r in mine),

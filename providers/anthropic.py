@@ -1,0 +1,285 @@
+"""The ``anthropic`` provider: real Claude calls through the official SDK.
+
+Invariants:
+- The SDK never retries (``max_retries=0``): Temporal owns every retry, so each
+  attempt is visible in history and none is paid for twice.
+- Every SDK error is classified here, once, into a :mod:`providers.errors`
+  type; ``retry-after-ms``/``retry-after`` become ``retry_after_s``.
+- Calls stream, reporting output tokens as they arrive so the activity can
+  heartbeat; the request timeout comes from the agent's spec.
+- Structured output (verdicts, routes) uses a forced tool call whose input
+  schema is the pydantic model's JSON schema; the activity validates it.
+- The system prompt and the stable part of the user turn (task and handoffs)
+  are marked for prompt caching.
+- The API key lives only in the client. Error messages are redacted of it, so
+  it can never reach a log, an ``ApplicationError`` or workflow history.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, cast
+
+import anthropic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from providers.base import ModelResponse, ProgressCallback
+from providers.errors import (
+    AuthenticationFailed,
+    ContextOverflow,
+    InvalidRequest,
+    ModelNotFound,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderOverloaded,
+    ProviderTimeout,
+    ProviderUnavailable,
+    RateLimited,
+    RequestTooLarge,
+)
+from teams.calls import AgentCall, StopReason
+from teams.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
+from teams.pricing import TokenUsage
+from teams.prompting import render_user_parts
+from teams.spec import OutputKind
+
+log = logging.getLogger(__name__)
+
+VERDICT_TOOL = "review_verdict"
+ROUTE_TOOL = "route_decision"
+CHARS_PER_TOKEN = 4
+"""Only for progress heartbeats while streaming; billing uses the API's usage."""
+_STOP_REASONS: set[str] = {
+    "end_turn",
+    "max_tokens",
+    "stop_sequence",
+    "tool_use",
+    "refusal",
+    "pause_turn",
+}
+_PROMPT_TOO_LONG = ("prompt is too long", "prompt_too_long", "context window")
+
+
+class AnthropicConfig(BaseModel):
+    """How to reach the Messages API. The key is a ``SecretStr``: never printed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_key: SecretStr
+    base_url: str | None = None
+    default_timeout_s: float = Field(default=600.0, gt=0)
+    count_tokens: bool = True
+    """Use the token-count endpoint for context budgets (else a local estimate)."""
+
+
+class AnthropicProvider:
+    """Claude through ``AsyncAnthropic`` (see the module docstring)."""
+
+    name = "anthropic"
+
+    def __init__(self, config: AnthropicConfig) -> None:
+        self._config = config
+        self._secret = config.api_key.get_secret_value()
+        self._client = anthropic.AsyncAnthropic(
+            api_key=self._secret,
+            base_url=config.base_url,
+            max_retries=0,  # Temporal owns retries
+            timeout=config.default_timeout_s,
+        )
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def generate(
+        self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
+    ) -> ModelResponse:
+        """Stream one Messages API call, reporting output tokens as they arrive."""
+        params = build_request(call)
+        timeout = call.request_timeout_s or self._config.default_timeout_s
+        started = time.monotonic()
+        try:
+            async with self._client.messages.stream(**params, timeout=timeout) as stream:
+                chars = 0
+                async for event in stream:
+                    chars = await _report(event, chars, on_progress)
+                message = await stream.get_final_message()
+        except anthropic.APIError as err:
+            raise classify_error(err, secret=self._secret) from None
+        log.debug(
+            "anthropic %s answered in %.2fs (attempt %d)",
+            call.model,
+            time.monotonic() - started,
+            attempt,
+        )
+        return to_response(call, message)
+
+    async def count_tokens(self, call: AgentCall) -> int | None:
+        """Prompt tokens from the token-count endpoint; ``None`` if it is unavailable."""
+        if not self._config.count_tokens:
+            return None
+        params = build_request(call)
+        params.pop("max_tokens")
+        try:
+            counted = await self._client.messages.count_tokens(
+                **params, timeout=call.request_timeout_s or self._config.default_timeout_s
+            )
+        except anthropic.APIError as err:
+            log.info(
+                "token count unavailable, estimating: %s", classify_error(err, secret=self._secret)
+            )
+            return None
+        return int(counted.input_tokens)
+
+
+def build_request(call: AgentCall) -> dict[str, Any]:
+    """Messages API parameters for ``call``, with cache breakpoints and tools."""
+    stable, volatile = render_user_parts(call)
+    cache = {"type": "ephemeral"}
+    params: dict[str, Any] = {
+        "model": call.model,
+        "max_tokens": call.max_tokens,
+        "system": [{"type": "text", "text": call.system, "cache_control": cache}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    # Task and handoffs repeat across an agent's calls (revisions,
+                    # repairs): cache them; feedback and instructions change.
+                    {"type": "text", "text": stable, "cache_control": cache},
+                    {"type": "text", "text": volatile},
+                ],
+            }
+        ],
+    }
+    tool = _tool_for(call)
+    if tool is not None:
+        params["tools"] = [tool]
+        params["tool_choice"] = {"type": "tool", "name": tool["name"]}
+    return params
+
+
+def _tool_for(call: AgentCall) -> dict[str, Any] | None:
+    if call.output is OutputKind.VERDICT:
+        return {
+            "name": VERDICT_TOOL,
+            "description": "Record your verdict on the draft against the rubric.",
+            "input_schema": ReviewVerdict.model_json_schema(),
+        }
+    if call.output is OutputKind.ROUTE:
+        schema = RouteDecision.model_json_schema()
+        schema["properties"]["route"]["enum"] = list(call.routes)
+        direct = (
+            f" Use '{DIRECT_ROUTE}' with an answer for simple requests."
+            if (DIRECT_ROUTE in call.routes)
+            else ""
+        )
+        return {
+            "name": ROUTE_TOOL,
+            "description": f"Route the request to one of: {', '.join(call.routes)}.{direct}",
+            "input_schema": schema,
+        }
+    return None
+
+
+async def _report(event: Any, chars: int, on_progress: ProgressCallback) -> int:
+    kind = getattr(event, "type", "")
+    if kind == "content_block_delta":
+        delta = event.delta
+        chars += len(getattr(delta, "text", "") or getattr(delta, "partial_json", "") or "")
+        await on_progress(chars // CHARS_PER_TOKEN)
+    elif kind == "message_delta" and getattr(event, "usage", None) is not None:
+        await on_progress(int(event.usage.output_tokens))
+    return chars
+
+
+def to_response(call: AgentCall, message: Any) -> ModelResponse:
+    """Our :class:`ModelResponse` from the SDK's final ``Message``."""
+    if message.stop_reason == "model_context_window_exceeded":
+        raise ContextOverflow(f"{call.model}: the prompt and output exceed the context window")
+    text = "".join(block.text for block in message.content if block.type == "text")
+    data = next((dict(block.input) for block in message.content if block.type == "tool_use"), None)
+    usage = message.usage
+    stop = message.stop_reason if message.stop_reason in _STOP_REASONS else "end_turn"
+    return ModelResponse(
+        model=message.model or call.model,
+        text=text,
+        data=data,
+        usage=TokenUsage(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        ),
+        stop_reason=cast(StopReason, stop),
+    )
+
+
+def classify_error(err: anthropic.APIError, *, secret: str) -> ProviderError:
+    """Turn an SDK error into our error class (see README, "What each error does")."""
+    if isinstance(err, anthropic.APITimeoutError):
+        return ProviderTimeout("the Messages API did not answer within the request timeout")
+    if isinstance(err, anthropic.APIConnectionError):
+        return ProviderConnectionError(
+            _redact(f"connection to the Messages API failed: {err}", secret)
+        )
+    if not isinstance(err, anthropic.APIStatusError):
+        return ProviderUnavailable(
+            _redact(f"unexpected response from the Messages API: {err}", secret)
+        )
+    status, kind = err.status_code, err.type or ""
+    detail = _redact(f"HTTP {status} {kind}: {err.api_message or err.message}".strip(), secret)
+    retry_after = parse_retry_after(err.response.headers)
+    return _status_error(status, kind, detail, retry_after, err.error_code or "")
+
+
+def _status_error(
+    status: int, kind: str, detail: str, retry_after: float | None, code: str
+) -> ProviderError:
+    # The error type in the body wins over the status: a mid-stream `error`
+    # event arrives on an HTTP 200 response.
+    if kind == "rate_limit_error" or status == 429:
+        return RateLimited(detail, retry_after_s=retry_after)
+    if kind == "overloaded_error" or status == 529:
+        return ProviderOverloaded(detail, retry_after_s=retry_after)
+    if kind in ("api_error", "timeout_error") or status >= 500 or status in (408, 409):
+        return ProviderUnavailable(detail, retry_after_s=retry_after)
+    if kind == "request_too_large" or status == 413:
+        return RequestTooLarge(detail)
+    if kind in ("authentication_error", "permission_error") or status in (401, 403):
+        return AuthenticationFailed(detail)
+    if kind == "not_found_error" or status == 404:
+        return ModelNotFound(detail)
+    lowered = f"{detail} {code}".lower()
+    if any(marker in lowered for marker in _PROMPT_TOO_LONG):
+        return ContextOverflow(detail)
+    return InvalidRequest(detail)
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "[redacted]") if secret else text
