@@ -4,11 +4,19 @@ Invariants:
 - Temporal owns retries. A retryable provider error is re-raised as a
   retryable ``ApplicationError`` (``next_retry_delay`` = retry-after); a final
   one is raised non-retryable. The provider itself never retries.
-- The activity heartbeats while the model streams (output tokens so far as
-  details) and on a keep-alive tick, so a dead worker is noticed within the
-  heartbeat timeout and a fan-out stage's cancellation reaches a slow call.
-- Cost is computed here from the provider's usage and the price carried in the
-  call, so the amount charged is the amount the workflow reserved against.
+- The activity heartbeats while the model streams (usage so far as details)
+  and on a keep-alive tick, so a dead worker is noticed within the heartbeat
+  timeout and a stage's cancellation reaches a slow call.
+- Every attempt's tokens are charged exactly once. An interrupted attempt's
+  usage reaches the next attempt through the last heartbeat's details (Temporal
+  keeps them across attempts), and the attempt that answers, or fails for good,
+  reports them with its own.
+- A cancellation *requested by the workflow* (its stage timed out) is answered
+  with a ``cancelled`` outcome carrying the partial usage, so the stage can
+  charge it; any other cancellation (worker shutdown) is re-raised so the call
+  is retried elsewhere.
+- Cost is computed here from usage and the price carried in the call, so the
+  amount charged is priced like the amount the workflow reserved.
 """
 
 from __future__ import annotations
@@ -42,36 +50,43 @@ class AgentActivities:
     async def call_agent(self, call: AgentCall) -> AgentOutcome:
         """Call ``call.model`` for ``call.agent`` and return text, usage and cost."""
         info = activity.info()
-        progress = _Heartbeats()
-        keepalive = asyncio.create_task(progress.keep_alive(_keepalive_interval(info)))
+        beats = _Heartbeats(info.attempt, _earlier_usage(info))
+        keepalive = asyncio.create_task(beats.keep_alive(_keepalive_interval(info)))
         started = time.monotonic()
         try:
             call, context = await fit_context(call, self._provider.count_tokens)
             response = await self._provider.generate(
-                call, attempt=info.attempt, on_progress=progress.update
+                call, attempt=info.attempt, on_progress=beats.update
             )
         except ProviderError as err:
-            raise call_failed(err, attempt=info.attempt) from err
+            beats.flush()
+            raise call_failed(err, call, attempt=info.attempt, usage=beats.total) from None
+        except asyncio.CancelledError:
+            beats.flush()
+            if not _cancel_requested():
+                raise  # worker shutdown: the call is retried, the heartbeat carries its usage
+            return _cancelled(call, self._provider.name, info.attempt, beats)
         finally:
             keepalive.cancel()
         latency_ms = int((time.monotonic() - started) * 1000)
-        cost = call.price.cost_micro(response.usage)
         try:
-            outcome = _outcome(call, response, self._provider.name, info.attempt, latency_ms, cost)
-            return outcome.model_copy(update={"context": context})
+            outcome = _outcome(call, response, self._provider.name, info.attempt, latency_ms)
         except ProviderError as err:
             # The tokens were used even though the answer is unusable: report
             # them so the run charges this attempt exactly once.
-            raise call_failed(err, attempt=info.attempt, usage=response.usage, cost=cost) from err
+            usage = beats.earlier + response.usage
+            raise call_failed(err, call, attempt=info.attempt, usage=usage) from None
+        return outcome.model_copy(
+            update={
+                "context": context,
+                "earlier_attempts_usage": beats.earlier,
+                "cost_micro": call.price.cost_micro(beats.earlier + response.usage),
+            }
+        )
 
 
 def _outcome(
-    call: AgentCall,
-    response: ModelResponse,
-    provider: str,
-    attempt: int,
-    latency_ms: int,
-    cost: int,
+    call: AgentCall, response: ModelResponse, provider: str, attempt: int, latency_ms: int
 ) -> AgentOutcome:
     verdict, route = parse_structured(call, response)
     text = response.text if call.output is OutputKind.TEXT else render_structured(verdict, route)
@@ -90,7 +105,7 @@ def _outcome(
         verdict=verdict,
         route=route,
         usage=response.usage,
-        cost_micro=cost,
+        cost_micro=call.price.cost_micro(response.usage),
         latency_ms=latency_ms,
         attempt=attempt,
         stop_reason=response.stop_reason,
@@ -98,21 +113,38 @@ def _outcome(
     )
 
 
+def _cancelled(call: AgentCall, provider: str, attempt: int, beats: _Heartbeats) -> AgentOutcome:
+    return AgentOutcome(
+        call_id=call.call_id,
+        agent=call.agent,
+        model=call.model,
+        provider=provider,
+        prompt=call.prompt,
+        text="",
+        usage=beats.usage,
+        earlier_attempts_usage=beats.earlier,
+        cost_micro=call.price.cost_micro(beats.total),
+        latency_ms=0,
+        attempt=attempt,
+        stop_reason="end_turn",
+        cancelled=True,
+    )
+
+
 def call_failed(
-    err: ProviderError,
-    *,
-    attempt: int,
-    usage: TokenUsage | None = None,
-    cost: int = 0,
+    err: ProviderError, call: AgentCall, *, attempt: int, usage: TokenUsage
 ) -> ApplicationError:
     """The ``ApplicationError`` Temporal sees for a provider error.
 
     ``type`` is the error's class name (matched by retry policies and the
     workflow), ``non_retryable`` follows the class, and a provider's
-    retry-after becomes ``next_retry_delay``.
+    retry-after becomes ``next_retry_delay``. The details carry the usage and
+    cost of every attempt so far, for when this failure is final.
     """
     delay = timedelta(seconds=err.retry_after_s) if err.retry_after_s is not None else None
-    details = CallFailureDetails(attempt=attempt, usage=usage or TokenUsage(), cost_micro=cost)
+    details = CallFailureDetails(
+        attempt=attempt, usage=usage, cost_micro=call.price.cost_micro(usage)
+    )
     activity.logger.warning(
         "agent call failed: %s: %s (attempt %d)", type(err).__name__, err, attempt
     )
@@ -132,23 +164,55 @@ def call_failed(
     )
 
 
+def _cancel_requested() -> bool:
+    details = activity.cancellation_details()
+    return bool(details and details.cancel_requested)
+
+
+def _earlier_usage(info: activity.Info) -> TokenUsage:
+    """Tokens of the interrupted attempts before this one, from the last heartbeat."""
+    if not info.heartbeat_details:
+        return TokenUsage()
+    try:
+        last = CallProgress.model_validate(info.heartbeat_details[0])
+    except ValueError:
+        return TokenUsage()
+    if last.attempt >= info.attempt:  # not from an earlier attempt: nothing to carry
+        return last.earlier
+    return last.earlier + last.usage
+
+
 def _keepalive_interval(info: activity.Info) -> float:
     timeout = info.heartbeat_timeout or DEFAULT_KEEPALIVE * 3
     return max(0.2, timeout.total_seconds() / 3)
 
 
 class _Heartbeats:
-    """Heartbeats with the output tokens streamed so far."""
+    """Heartbeats with this attempt's usage so far and the earlier attempts'."""
 
-    def __init__(self) -> None:
-        self._tokens = 0
+    def __init__(self, attempt: int, earlier: TokenUsage) -> None:
+        self.attempt = attempt
+        self.earlier = earlier
+        self.usage = TokenUsage()
 
-    async def update(self, output_tokens: int) -> None:
-        self._tokens = output_tokens
+    @property
+    def total(self) -> TokenUsage:
+        """Every attempt's tokens so far."""
+        return self.earlier + self.usage
+
+    async def update(self, usage: TokenUsage) -> None:
+        self.usage = usage
         # The SDK throttles heartbeats to the server, so calling per chunk is cheap.
-        activity.heartbeat(CallProgress(output_tokens=output_tokens))
+        self.flush()
+
+    def flush(self) -> None:
+        activity.heartbeat(
+            CallProgress(attempt=self.attempt, usage=self.usage, earlier=self.earlier)
+        )
 
     async def keep_alive(self, interval_s: float) -> None:
+        # Sleep first: the SDK sends the first heartbeat at once and throttles
+        # the rest, so let that first one carry the provider's prompt usage.
         while True:
-            activity.heartbeat(CallProgress(output_tokens=self._tokens))
             await asyncio.sleep(interval_s)
+            self.flush()

@@ -103,9 +103,9 @@ class AnthropicProvider:
         started = time.monotonic()
         try:
             async with self._client.messages.stream(**params, timeout=timeout) as stream:
-                chars = 0
+                progress = _StreamUsage(on_progress)
                 async for event in stream:
-                    chars = await _report(event, chars, on_progress)
+                    await progress.observe(event)
                 message = await stream.get_final_message()
         except anthropic.APIError as err:
             raise classify_error(err, secret=self._secret) from None
@@ -185,15 +185,46 @@ def _tool_for(call: AgentCall) -> dict[str, Any] | None:
     return None
 
 
-async def _report(event: Any, chars: int, on_progress: ProgressCallback) -> int:
-    kind = getattr(event, "type", "")
-    if kind == "content_block_delta":
-        delta = event.delta
-        chars += len(getattr(delta, "text", "") or getattr(delta, "partial_json", "") or "")
-        await on_progress(chars // CHARS_PER_TOKEN)
-    elif kind == "message_delta" and getattr(event, "usage", None) is not None:
-        await on_progress(int(event.usage.output_tokens))
-    return chars
+class _StreamUsage:
+    """Usage so far while streaming.
+
+    Prompt tokens come from ``message_start``; output tokens are estimated from
+    the deltas, then exact from ``message_delta``.
+    """
+
+    def __init__(self, on_progress: ProgressCallback) -> None:
+        self._on_progress = on_progress
+        self._usage = TokenUsage()
+        self._chars = 0
+
+    async def observe(self, event: Any) -> None:
+        kind = getattr(event, "type", "")
+        if kind == "message_start":
+            self._usage = _usage_of(event.message.usage)
+        elif kind == "content_block_delta":
+            delta = event.delta
+            self._chars += len(
+                getattr(delta, "text", "") or getattr(delta, "partial_json", "") or ""
+            )
+            self._usage = self._usage.model_copy(
+                update={"output_tokens": self._chars // CHARS_PER_TOKEN}
+            )
+        elif kind == "message_delta" and getattr(event, "usage", None) is not None:
+            self._usage = self._usage.model_copy(
+                update={"output_tokens": int(event.usage.output_tokens)}
+            )
+        else:
+            return
+        await self._on_progress(self._usage)
+
+
+def _usage_of(usage: Any) -> TokenUsage:
+    return TokenUsage(
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+    )
 
 
 def to_response(call: AgentCall, message: Any) -> ModelResponse:
@@ -202,18 +233,12 @@ def to_response(call: AgentCall, message: Any) -> ModelResponse:
         raise ContextOverflow(f"{call.model}: the prompt and output exceed the context window")
     text = "".join(block.text for block in message.content if block.type == "text")
     data = next((dict(block.input) for block in message.content if block.type == "tool_use"), None)
-    usage = message.usage
     stop = message.stop_reason if message.stop_reason in _STOP_REASONS else "end_turn"
     return ModelResponse(
         model=message.model or call.model,
         text=text,
         data=data,
-        usage=TokenUsage(
-            input_tokens=usage.input_tokens or 0,
-            output_tokens=usage.output_tokens or 0,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-        ),
+        usage=_usage_of(message.usage),
         stop_reason=cast(StopReason, stop),
     )
 

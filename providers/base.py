@@ -19,8 +19,10 @@ from pydantic import BaseModel, ConfigDict
 from teams.calls import AgentCall, StopReason
 from teams.pricing import TokenUsage
 
-ProgressCallback = Callable[[int], Awaitable[None]]
-"""Called with the number of output tokens streamed so far."""
+ProgressCallback = Callable[[TokenUsage], Awaitable[None]]
+"""Called as the call streams, with the usage so far: prompt tokens once the
+provider has accepted the request, output tokens as they arrive. The activity
+heartbeats it, so an interrupted attempt's tokens are known to the next one."""
 
 
 class ModelResponse(BaseModel):

@@ -32,6 +32,8 @@ class ProviderError(Exception):
     """A model call failed. ``retryable`` says whether another attempt can help."""
 
     retryable: ClassVar[bool] = True
+    fallback_can_help: ClassVar[bool] = True
+    """Whether another model or prompt could succeed where this one failed."""
     throttling: ClassVar[bool] = False
     """The provider asked us to slow down: expected under load, logged quietly."""
 
@@ -74,6 +76,7 @@ class AuthenticationFailed(ProviderError):
     """HTTP 401/403: the key is missing, wrong or lacks permission."""
 
     retryable = False
+    fallback_can_help = False  # the fallback uses the same key
 
 
 class ModelNotFound(ProviderError):
@@ -86,6 +89,7 @@ class RequestTooLarge(ProviderError):
     """HTTP 413: the request body is over the provider's size limit."""
 
     retryable = False
+    fallback_can_help = False  # the fallback sends the same body
 
 
 class ContextOverflow(ProviderError):
@@ -130,3 +134,11 @@ NON_RETRYABLE_ERROR_TYPES: tuple[str, ...] = tuple(
     cls.__name__ for cls in ALL_PROVIDER_ERRORS if not cls.retryable
 )
 """Listed in every agent call's RetryPolicy, so Temporal never retries them."""
+
+NO_FALLBACK_ERROR_TYPES: tuple[str, ...] = tuple(
+    cls.__name__ for cls in ALL_PROVIDER_ERRORS if not cls.fallback_can_help
+)
+"""Failures a fallback model or prompt cannot fix: the agent fails at once."""
+
+MALFORMED_OUTPUT = MalformedOutput.__name__
+CONTEXT_OVERFLOW = ContextOverflow.__name__

@@ -232,16 +232,13 @@ class SimulatedProvider:
         malformed = fault is not None and fault.kind is FaultKind.MALFORMED
         refused = fault is not None and fault.kind is FaultKind.REFUSAL
         text, data = ("", None) if refused else _answer(persona, call, rng, malformed=malformed)
-        text, stop_reason = _bound(text, call.max_tokens, refused=refused, structured=data)
+        text, data, stop_reason = _bound(text, call.max_tokens, refused=refused, structured=data)
         output_tokens = count_tokens(json.dumps(data)) if data is not None else count_tokens(text)
-        await self._stream(call, persona, output_tokens, on_progress)
+        usage = _usage(call, user, output_tokens)
+        await self._stream(call, persona, usage, on_progress)
         await self._journal("complete", call, attempt)
         return ModelResponse(
-            model=call.model,
-            text=text,
-            data=data,
-            usage=_usage(call, user, output_tokens),
-            stop_reason=stop_reason,
+            model=call.model, text=text, data=data, usage=usage, stop_reason=stop_reason
         )
 
     def _fault_for(self, call: AgentCall, attempt: int) -> FaultRule | None:
@@ -268,17 +265,21 @@ class SimulatedProvider:
             await asyncio.Event().wait()
 
     async def _stream(
-        self, call: AgentCall, persona: Persona, tokens: int, on_progress: ProgressCallback
+        self, call: AgentCall, persona: Persona, usage: TokenUsage, on_progress: ProgressCallback
     ) -> None:
         base = self._config.latency_s.get(call.agent, DEFAULT_LATENCY_S[persona])
         total = base * self._config.latency_scale
         if total <= 0:
-            await on_progress(tokens)
+            await on_progress(usage)
             return
+        # Like a real stream: the prompt is billed as soon as generation starts,
+        # output tokens as they arrive.
+        await on_progress(usage.model_copy(update={"output_tokens": 0}))
         chunks = max(1, int(total / self._config.progress_interval_s))
         for index in range(1, chunks + 1):
             await asyncio.sleep(total / chunks)
-            await on_progress(tokens * index // chunks)
+            streamed = usage.output_tokens * index // chunks
+            await on_progress(usage.model_copy(update={"output_tokens": streamed}))
 
     async def _journal(self, event: str, call: AgentCall, attempt: int) -> None:
         path = self._config.journal
@@ -323,12 +324,18 @@ def _usage(call: AgentCall, user: str, output_tokens: int) -> TokenUsage:
 
 def _bound(
     text: str, max_tokens: int, *, refused: bool, structured: dict[str, Any] | None
-) -> tuple[str, StopReason]:
+) -> tuple[str, dict[str, Any] | None, StopReason]:
+    """Apply ``max_tokens`` like a model: a structured answer cut short is broken JSON."""
     if refused:
-        return "", "refusal"
-    if structured is None and count_tokens(text) > max_tokens:
-        return text[: max_tokens * CHARS_PER_TOKEN], "max_tokens"
-    return text, "tool_use" if structured is not None else "end_turn"
+        return "", None, "refusal"
+    if structured is not None:
+        raw = json.dumps(structured)
+        if count_tokens(raw) > max_tokens:
+            return raw[: max_tokens * CHARS_PER_TOKEN], None, "max_tokens"
+        return text, structured, "tool_use"
+    if count_tokens(text) > max_tokens:
+        return text[: max_tokens * CHARS_PER_TOKEN], None, "max_tokens"
+    return text, None, "end_turn"
 
 
 def _answer(

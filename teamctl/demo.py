@@ -18,7 +18,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
@@ -32,14 +34,26 @@ from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult
 from worker.settings import choose_provider
 
+_T = TypeVar("_T")
 STATE_DIR = Path(".temporal")
 NAMESPACE = "default"
 TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
 APPROVAL = Decision(approver="editor", comment="Clear and well sourced. Approved for publication.")
 
 
-def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
+def _demo_environment() -> dict[str, str]:
+    """The environment of the demo's worker.
+
+    The demo runs offline unless you explicitly ask for Claude
+    (``AGENT_TEAMS_PROVIDER=anthropic``): an exported key alone never spends money.
+    """
     environ = dict(os.environ)
+    environ.setdefault("AGENT_TEAMS_PROVIDER", "simulated")
+    return environ
+
+
+def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
+    environ = _demo_environment()
     environ["TEMPORAL_ADDRESS"] = address
     # Scaled-down model latencies so the demo takes seconds, not a minute.
     environ.setdefault("SIM_LATENCY_SCALE", "0.3")
@@ -78,14 +92,29 @@ async def _approve_like_a_person(
     return result
 
 
-async def _run_demo(client: Client, server: DevServer) -> RunStatus:
+async def _while_alive(worker: subprocess.Popen[bytes], work: Awaitable[_T]) -> _T:
+    """Await ``work``, failing fast if the worker process dies (queries would hang)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        if worker.poll() is not None:
+            task.cancel()
+            log = (STATE_DIR / "worker.log").read_text(errors="replace").splitlines()[-15:]
+            tail = "\n  ".join(log)
+            raise DevServerError(f"the worker exited with code {worker.returncode}:\n  {tail}")
+        await asyncio.wait({task}, timeout=0.5)
+    return task.result()
+
+
+async def _run_demo(
+    client: Client, server: DevServer, worker: subprocess.Popen[bytes]
+) -> RunStatus:
     request = TeamRequest(team="research", task=TASK, tenant="demo")
     handle = await start_team_run(
         client, request, catalog=Catalog.shipped(), workflow_id=new_workflow_id("demo-research")
     )
     print(f"\nstarted {handle.id}: research team on '{TASK}'")
-    await follow_and_report(handle)
-    result = await _approve_like_a_person(handle, server.address)
+    await _while_alive(worker, follow_and_report(handle))
+    result = await _while_alive(worker, _approve_like_a_person(handle, server.address))
     print(f"\nTemporal UI: {server.ui_url}/namespaces/{NAMESPACE}/workflows/{handle.id}")
     return result.status
 
@@ -94,7 +123,7 @@ async def demo() -> int:
     """Run the demo; return the process exit code."""
     port = int(os.environ.get("DEMO_PORT", "7233"))
     STATE_DIR.mkdir(exist_ok=True)
-    provider, why = choose_provider(os.environ)
+    provider, why = choose_provider(_demo_environment())
     print(f"Durable Agent Teams demo — model provider: {provider} ({why})")
     server = start_dev_server(
         port=port,
@@ -108,7 +137,7 @@ async def demo() -> int:
         print(f"Temporal dev server on {server.address} (UI {server.ui_url}, state {STATE_DIR}/)")
         worker = _start_worker(server.address, STATE_DIR / "worker.log")
         print(f"worker started (pid {worker.pid}, log {STATE_DIR}/worker.log)")
-        status = await _run_demo(client, server)
+        status = await _run_demo(client, server, worker)
     finally:
         if worker is not None:
             _stop(worker)

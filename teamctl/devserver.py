@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +119,22 @@ def start_dev_server(
     args += list(extra_args)
     output = log_file.open("ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(
-        args, stdout=output, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True
+        args,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=_without_secrets(os.environ),
+        start_new_session=True,
     )
     ui_url = f"http://localhost:{ui_port}" if ui_port is not None else None
     return DevServer(process=process, address=f"127.0.0.1:{port}", ui_url=ui_url)
+
+
+SECRET_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_FILE")
+
+
+def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """The server never needs model credentials: don't hand them to it."""
+    return {k: v for k, v in environ.items() if k not in SECRET_VARIABLES}
 
 
 async def wait_until_ready(server: DevServer, namespace: str, timeout_s: float = 60.0) -> Client:

@@ -117,13 +117,22 @@ class AgentOutcome(BaseModel):
     verdict: ReviewVerdict | None = None
     route: RouteDecision | None = None
     usage: TokenUsage
-    cost_micro: int = Field(ge=0)
+    """The answering attempt's usage."""
+    earlier_attempts_usage: TokenUsage = Field(
+        default_factory=TokenUsage,
+        description="Usage of earlier attempts that were interrupted (crash, timeout, error).",
+    )
+    cost_micro: int = Field(ge=0, description="All attempts of this call, at the call's price.")
     latency_ms: int = Field(ge=0, description="Wall time of the successful attempt.")
     attempt: int = Field(ge=1, description="Which Temporal attempt succeeded.")
     stop_reason: StopReason
     truncated: bool = Field(default=False, description="Stopped at max_tokens.")
     context: ContextReport | None = Field(
         default=None, description="Set when the call had a context budget."
+    )
+    cancelled: bool = Field(
+        default=False,
+        description="Stopped on request (its stage timed out): text is partial or empty.",
     )
 
 
@@ -138,12 +147,22 @@ class CallFailureDetails(BaseModel):
 
     attempt: int = Field(ge=1)
     usage: TokenUsage = TokenUsage()
+    """Tokens of every attempt of the call, the failed one included."""
     cost_micro: int = Field(default=0, ge=0)
 
 
 class CallProgress(BaseModel):
-    """Heartbeat details of a streaming call: output tokens received so far."""
+    """Heartbeat details of a streaming call.
+
+    Temporal hands the last heartbeat's details to the next attempt, so an
+    attempt interrupted by a crash, a timeout or an error still has its tokens
+    charged (by the attempt that finally answers), exactly once.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    output_tokens: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    usage: TokenUsage = TokenUsage()
+    """This attempt's usage so far."""
+    earlier: TokenUsage = TokenUsage()
+    """Usage of earlier, interrupted attempts of the same call."""

@@ -66,6 +66,15 @@ class PriceTableError(AgentTeamsError):
     """The price table file cannot be read or fails validation."""
 
 
+SPEC_ERROR_TYPES: tuple[str, ...] = (
+    TeamSpecError.__name__,
+    UnknownTeamError.__name__,
+    PromptError.__name__,
+    UnknownModelError.__name__,
+)
+"""``ApplicationError`` types ``load_team_spec`` raises: final, never retried."""
+
+
 class RequestError(AgentTeamsError):
     """A :class:`teams.contracts.TeamRequest` is invalid; no workflow is started."""
 

@@ -25,6 +25,8 @@ class RunStatus(StrEnum):
     REJECTED = "REJECTED"
     BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    """The run was cancelled (``temporal workflow cancel``); seen in the ``status`` query."""
 
 
 class DegradationLevel(StrEnum):

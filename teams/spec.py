@@ -163,6 +163,9 @@ class FanOutStage(_Spec):
 
     @model_validator(mode="after")
     def _thresholds_fit(self) -> FanOutStage:
+        repeated = sorted({a for a in self.agents if self.agents.count(a) > 1})
+        if repeated:
+            raise ValueError(f"agents must be distinct; repeated: {', '.join(repeated)}")
         if self.degradation.full > len(self.agents):
             raise ValueError(
                 f"degradation.full is {self.degradation.full} but the stage has only "

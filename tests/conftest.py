@@ -5,15 +5,18 @@ the real activities on the simulated provider."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from providers.anthropic import AnthropicConfig, AnthropicProvider
 from teamctl.devserver import temporal_binary, test_server_binary
 from teams.catalog import Catalog
+from tests.messages_standin import MessagesStandIn
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +55,20 @@ def task_queue() -> str:
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return Catalog.shipped()
+
+
+@pytest.fixture
+def standin() -> Iterator[MessagesStandIn]:
+    """A fresh Messages API stand-in on a free loopback port."""
+    server = MessagesStandIn().start()
+    yield server
+    server.stop()
+
+
+API_KEY = "sk-ant-test-0123456789abcdef"
+
+
+@pytest.fixture
+def claude(standin: MessagesStandIn) -> AnthropicProvider:
+    """The real anthropic provider (real SDK, real HTTP) pointed at the stand-in."""
+    return AnthropicProvider(AnthropicConfig(api_key=SecretStr(API_KEY), base_url=standin.url))

@@ -7,12 +7,14 @@ import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 
+from providers.base import ModelProvider
 from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.requests import TeamRequest
@@ -31,16 +33,22 @@ async def running_worker(
     faults: list[FaultRule] | None = None,
     latency_s: dict[str, float] | None = None,
     latency_scale: float = 0.0,
-) -> AsyncIterator[SimulatedProvider]:
-    """Run the real worker (workflow + real activities, simulated provider) in-process."""
-    provider = SimulatedProvider(
+    provider: ModelProvider | None = None,
+) -> AsyncIterator[ModelProvider]:
+    """Run the real worker (workflow + real activities) in-process.
+
+    The provider is the simulated one unless ``provider`` is given.
+    """
+    chosen = provider or SimulatedProvider(
         SimulatedConfig(faults=faults or [], latency_s=latency_s or {}, latency_scale=latency_scale)
     )
     worker = build_worker(
-        client, task_queue=task_queue, provider=provider, catalog=catalog or Catalog.shipped()
+        client, task_queue=task_queue, provider=chosen, catalog=catalog or Catalog.shipped()
     )
     async with worker:
-        yield provider
+        yield chosen
+    if provider is not None:
+        await provider.aclose()
 
 
 def team_data(name: str) -> dict[str, Any]:
@@ -128,3 +136,34 @@ def started_attempts(events: list[HistoryEvent]) -> dict[str, int]:
         for e in events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
     }
+
+
+def _scheduled(events: list[HistoryEvent], activity_id: str) -> HistoryEvent:
+    return next(
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_id == activity_id
+    )
+
+
+def _started(events: list[HistoryEvent], activity_id: str) -> HistoryEvent:
+    scheduled = _scheduled(events, activity_id)
+    return next(
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id == scheduled.event_id
+    )
+
+
+def last_start(events: list[HistoryEvent], activity_id: str) -> Any:
+    """The ActivityTaskStarted attributes of an activity's last attempt."""
+    return _started(events, activity_id).activity_task_started_event_attributes
+
+
+def wait_before_start(events: list[HistoryEvent], activity_id: str) -> timedelta:
+    """History time from scheduling an activity to starting its last attempt:
+    the failed attempts plus every retry delay between them."""
+    scheduled = _scheduled(events, activity_id).event_time.ToDatetime()
+    return _started(events, activity_id).event_time.ToDatetime() - scheduled

@@ -14,10 +14,13 @@ from tests.support import (
     agent,
     history_events,
     inline_team,
+    last_start,
     running_worker,
     start,
     started_attempts,
+    wait_before_start,
 )
+from tests.test_teams_e2e import hand_cost_micro
 
 TASK = "My invoice shows a double charge"
 
@@ -25,34 +28,36 @@ TASK = "My invoice shows a double charge"
 async def test_rate_limit_burst_is_retried_by_temporal_after_retry_after(
     client: Client, task_queue: str
 ) -> None:
+    # A 30 s back-off: if retry-after were ignored, the retries would wait that long.
+    spec = inline_team(
+        "support",
+        lambda d: agent(d, "router").update(
+            retry={"initial_interval": "30s", "maximum_interval": "60s"}
+        ),
+    )
     burst = [
         FaultRule(kind=FaultKind.RATE_LIMIT, agent="router", attempts=[1, 2], retry_after_s=0.3)
     ]
     async with running_worker(client, task_queue, faults=burst):
-        handle = await start(client, task_queue, "support", TASK)
+        handle = await start(client, task_queue, spec, TASK)
         result = await handle.result()
 
     router = result.calls[0]
     assert (router.agent, router.status, router.attempts) == ("router", CallStatus.SUCCEEDED, 3)
     events = await history_events(handle)
-    assert started_attempts(events)["triage/router/1"] == 3
-    # Two retry-after delays of 0.3 s (not the 1 s/2 s back-off) separate schedule and start.
-    scheduled = next(
-        e
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_id == "triage/router/1"
+    started = last_start(events, "triage/router/1")
+    assert started.attempt == 3
+    assert started.last_failure.application_failure_info.type == "RateLimited"
+    # Two 0.3 s retry-after delays, not the 30 s back-off, separate schedule and start.
+    assert 0.6 <= wait_before_start(events, "triage/router/1").total_seconds() < 30
+    # Charged once, for the attempt that answered: throttled attempts cost nothing.
+    assert router.cost_micro == hand_cost_micro(
+        "claude-haiku-4-5",
+        router.input_tokens,
+        router.output_tokens,
+        router.cache_creation_input_tokens,
+        router.cache_read_input_tokens,
     )
-    started = next(
-        e
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-        and e.activity_task_started_event_attributes.scheduled_event_id == scheduled.event_id
-    )
-    waited = started.event_time.ToDatetime() - scheduled.event_time.ToDatetime()
-    assert 0.6 <= waited.total_seconds() < 3.0
-    # Charged once, for the attempt that answered.
-    assert result.total_cost_micro == sum(c.cost_micro for c in result.calls)
     assert result.status is RunStatus.COMPLETED
 
 
@@ -93,8 +98,8 @@ async def test_malformed_twice_falls_back(client: Client, task_queue: str) -> No
     assert models == [
         ("router", "claude-haiku-4-5", CallStatus.FAILED),
         ("router", "claude-haiku-4-5", CallStatus.FAILED),
-        ("router", "claude-3-5-haiku-latest", CallStatus.SUCCEEDED),
-        ("billing-specialist", "claude-sonnet-4-5", CallStatus.SUCCEEDED),
+        ("router", "claude-sonnet-4-6", CallStatus.SUCCEEDED),
+        ("billing-specialist", "claude-sonnet-4-6", CallStatus.SUCCEEDED),
     ]
     assert result.status is RunStatus.DEGRADED
 

@@ -7,15 +7,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
+from providers.simulated import FaultKind, FaultRule
 from teamctl.runs import DecisionRefusedError, decide
 from teams.approvals import DecideRequest, Decision, DecisionReceipt
 from teams.results import RunStatus
 from tests.support import (
+    agent,
     awaiting_approval,
+    history_events,
     inline_team,
     running_worker,
     stage,
@@ -104,19 +108,45 @@ async def test_decide_validator_refuses_unknown_approver(client: Client, task_qu
     assert [a.approver for a in result.approvals] == ["editor"]
 
 
-async def test_decide_validator_refuses_when_nothing_is_pending(
+async def test_nothing_pending_refuses_decisions_and_cancel_keeps_results(
     client: Client, task_queue: str
 ) -> None:
-    slow_research = {"researcher": 1.5, "writer": 0.0, "reviewer": 0.0}
-    async with running_worker(client, task_queue, latency_s=slow_research, latency_scale=1):
-        handle = await start(client, task_queue, "research", TASK)
-        await wait_for(handle, lambda s: s.phase == "running")
+    def quick_heartbeat(data: dict[str, Any]) -> None:
+        agent(data, "researcher")["timeouts"] = {
+            "start_to_close": "5m",
+            "schedule_to_close": "10m",
+            "heartbeat": "3s",
+        }
+
+    spec = inline_team("research", quick_heartbeat)
+    hang = [FaultRule(kind=FaultKind.HANG, agent="researcher")]
+    async with running_worker(client, task_queue, faults=hang):
+        handle = await start(client, task_queue, spec, TASK)
+        await wait_for(handle, lambda s: bool(s.agents) and s.agents[0].state == "running")
         with pytest.raises(DecisionRefusedError, match="no approval is pending"):
             await decide(handle, approver="editor", decision="approve")
-        await awaiting_approval(handle)
-        await decide(handle, approver="editor", decision="approve")
-        result = await handle.result()
-    assert result.status is RunStatus.COMPLETED
+        await handle.signal("approve", Decision(approver="editor", comment="too early"))
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as ended:
+            await handle.result()
+        assert isinstance(ended.value.cause, CancelledError)
+        # The run is over, but its status still tells everything it did.
+        final = await status_of(handle)
+
+    assert (final.phase, final.status) == ("finished", RunStatus.CANCELLED)
+    researcher = final.agents[0]
+    assert (researcher.agent, researcher.state, researcher.calls) == ("researcher", "failed", 1)
+    events = await history_events(handle)
+    kinds = [e.event_type for e in events]
+    # The hung call was asked to stop, and answered, before the run closed.
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in kinds
+    assert kinds.index(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) < kinds.index(
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED
+    )
+    signal = next(
+        e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+    assert signal.workflow_execution_signaled_event_attributes.signal_name == "approve"
 
 
 def _with_policy(**approval: Any) -> Any:

@@ -28,12 +28,13 @@ async def _assert_never_started(client: Client, workflow_id: str) -> None:
     assert missing.value.status is RPCStatusCode.NOT_FOUND
 
 
-def test_cli_unknown_team_starts_nothing(env: WorkflowEnvironment) -> None:
+async def test_cli_unknown_team_starts_nothing(env: WorkflowEnvironment) -> None:
     workflow_id = f"bad-{uuid.uuid4().hex[:8]}"
     done = teamctl(env, "run", "nope", "a task", "--id", workflow_id)
     assert done.returncode == 2
     assert "no team named 'nope'; shipped teams are: code-review, research, support" in done.stderr
     assert done.stdout == ""
+    await _assert_never_started(env.client, workflow_id)
 
 
 async def test_cli_bad_request_and_bad_team_file_start_nothing(

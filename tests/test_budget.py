@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from temporalio.client import Client
 
+from providers.simulated import SimulatedConfig, SimulatedProvider
 from teams.results import CallStatus, RunStatus
 from tests.support import activity_types, history_events, running_worker, start
 
@@ -22,7 +23,7 @@ async def test_budget_runs_out_mid_pipeline(client: Client, task_queue: str) -> 
     assert result.budget_micro == 35_000
     researcher, writer = result.calls
     assert (researcher.agent, researcher.status) == ("researcher", CallStatus.SUCCEEDED)
-    assert researcher.cost_micro == 7_527
+    assert researcher.cost_micro == 7_557
     # The writer's worst case (prompt estimate + 2000 max_tokens at sonnet prices)
     # exceeds the 27_341 micro-USD left, so it is recorded as skipped, not made.
     assert (writer.agent, writer.status, writer.attempts) == (
@@ -30,12 +31,12 @@ async def test_budget_runs_out_mid_pipeline(client: Client, task_queue: str) -> 
         CallStatus.SKIPPED_BUDGET,
         0,
     )
-    assert writer.reserved_micro > 35_000 - 7_527
+    assert writer.reserved_micro > 35_000 - 7_557
     assert writer.cost_micro == 0
-    assert result.total_cost_micro == 7_527
+    assert result.total_cost_micro == 7_557
     assert (
         result.reason is not None
-        and "writer on claude-sonnet-4-5 could cost up to" in result.reason
+        and "writer on claude-sonnet-4-6 could cost up to" in result.reason
     )
     # Partial results are kept: the research notes are the output.
     assert result.output.startswith("Research notes: How do durable workflows")
@@ -68,3 +69,34 @@ async def test_concurrent_fan_out_never_overspends(client: Client, task_queue: s
     assert result.total_cost_micro == sum(c.cost_micro for c in made) <= 40_000
     assert result.missing_perspectives == ["maintainability-reviewer"]
     assert "## security-reviewer" in result.output and "## performance-reviewer" in result.output
+
+
+class UnderestimatedProvider(SimulatedProvider):
+    """A model whose prompts tokenize far worse than the 3-bytes-per-token estimate
+    (think digits, CJK, emoji): reported usage exceeds the worst case reserved."""
+
+    async def generate(self, call, *, attempt, on_progress):  # type: ignore[no-untyped-def]
+        response = await super().generate(call, attempt=attempt, on_progress=on_progress)
+        heavy = response.usage.model_copy(update={"input_tokens": 20_000})
+        return response.model_copy(update={"usage": heavy})
+
+
+async def test_cost_above_the_reservation_is_charged_and_flagged(
+    client: Client, task_queue: str
+) -> None:
+    async with running_worker(
+        client, task_queue, provider=UnderestimatedProvider(SimulatedConfig(latency_scale=0))
+    ):
+        handle = await start(client, task_queue, "support", "What are your opening hours?")
+        result = await handle.result()
+
+    (router,) = result.calls
+    # 20 000 prompt tokens at $1/MTok alone are 20 000 micro-USD: far above the
+    # reservation, and charged in full (a budget never under-counts).
+    assert router.input_tokens == 20_000
+    assert router.cost_micro > router.reserved_micro
+    assert result.total_cost_micro == router.cost_micro
+    assert (
+        f"router: call cost {router.cost_micro} micro-USD, over its {router.reserved_micro} "
+        "reservation (interrupted attempts are charged too)"
+    ) in result.warnings

@@ -10,12 +10,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from providers.simulated import SimulatedProvider
 from teams.approvals import Decision
+from teams.calls import AgentCall
+from teams.pricing import TokenUsage
 from teams.results import CallStatus, RunStatus
 from tests.processes import worker_process
-from tests.support import agent, awaiting_approval, inline_team, start
+from tests.support import agent, awaiting_approval, history_events, inline_team, start
 
 
 def _journal(path: Path) -> list[dict[str, Any]]:
@@ -98,3 +102,27 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     record = next(c for c in result.calls if c.call_id == writer_id)
     assert (record.status, record.attempts) == (CallStatus.SUCCEEDED, 2)
     assert len(result.calls) == len(completed) == 5
+    # The killed attempt's prompt was billed as it started streaming; its last
+    # heartbeat carried that usage to attempt 2, so the call is charged for both.
+    call = await _scheduled_call(handle, writer_id)
+    one_prompt = await SimulatedProvider().count_tokens(call)
+    assert record.input_tokens + record.cache_creation_input_tokens == 2 * one_prompt
+    price = call.price
+    assert record.cost_micro == price.cost_micro(
+        TokenUsage(
+            input_tokens=record.input_tokens,
+            output_tokens=record.output_tokens,
+            cache_creation_input_tokens=record.cache_creation_input_tokens,
+        )
+    )
+
+
+async def _scheduled_call(handle: Any, call_id: str) -> AgentCall:
+    """The AgentCall an activity was scheduled with, decoded from history."""
+    activity_id = call_id.split("/", 1)[1]
+    for event in await history_events(handle):
+        attributes = event.activity_task_scheduled_event_attributes
+        if attributes.activity_id == activity_id:
+            (call,) = await pydantic_data_converter.decode(attributes.input.payloads, [AgentCall])
+            return call
+    raise AssertionError(f"{activity_id} was never scheduled")

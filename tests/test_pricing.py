@@ -51,8 +51,8 @@ def test_usd_conversion_is_exact() -> None:
 
 def test_shipped_price_table_is_read_exactly() -> None:
     table = load_price_table(Path(__file__).parents[1] / "teams/prices.toml")
-    assert table.models["claude-3-5-haiku-latest"].cache_read == 80_000
-    assert table.models["claude-opus-4-1"].cache_write == 18_750_000
+    assert table.models["claude-haiku-4-5"].cache_read == 100_000
+    assert table.models["claude-opus-5"].cache_write == 6_250_000
 
 
 def test_price_table_errors_name_model_and_field(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ workflow fails here. Such changes must go behind ``workflow.patched()``.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from teams.requests import TeamRequest
+from teams.resolved import ResolvedTeam
 from teams.results import TeamResult
 from worker.main import workflow_runner
 from workflows.agent_team import AgentTeamWorkflow
@@ -45,19 +46,25 @@ async def test_history_replays(path: Path) -> None:
     assert result.replay_failure is None
 
 
-@workflow.defn(name="AgentTeamWorkflow", sandboxed=False)
-class ChangedAgentTeamWorkflow:
-    """A careless edit: a new timer before the first activity."""
+@workflow.defn(name="AgentTeamWorkflow")
+class CarelessAgentTeamWorkflow(AgentTeamWorkflow):
+    """A careless edit of the real workflow: stages run in reverse order."""
 
     @workflow.run
     async def run(self, request: TeamRequest) -> TeamResult:
-        await workflow.sleep(timedelta(seconds=1))
-        raise NotImplementedError
+        return await super().run(request)
+
+    async def _run_stages(self, stages: Any, team: ResolvedTeam) -> Any:
+        spec = team.spec.model_copy(update={"stages": list(reversed(team.spec.stages))})
+        return await super()._run_stages(stages, team.model_copy(update={"spec": spec}))
 
 
 async def test_a_non_deterministic_change_fails_replay() -> None:
     replayer = Replayer(
-        workflows=[ChangedAgentTeamWorkflow], data_converter=pydantic_data_converter
+        workflows=[CarelessAgentTeamWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
     )
+    history = next(h for h in HISTORIES if h.stem == "research-approved")
     with pytest.raises(NondeterminismError):
-        await replayer.replay_workflow(_history(HISTORIES[0]))
+        await replayer.replay_workflow(_history(history))

@@ -19,6 +19,7 @@ from providers.simulated import (
 )
 from teams.calls import AgentCall, HandoffItem
 from teams.catalog import Catalog
+from teams.pricing import TokenUsage
 from teams.prompting import estimate_prompt_tokens, render_user_message
 from teams.spec import OutputKind
 
@@ -32,18 +33,18 @@ def _call(agent: str = "researcher", **changes: object) -> AgentCall:
         "stage": "stage",
         "agent": agent,
         "role": "Research analyst",
-        "model": "claude-sonnet-4-5",
+        "model": "claude-sonnet-4-6",
         "prompt": CATALOG.resolve("research").prompts["researcher"].ref,
         "system": "You are a researcher. " * 20,
         "task": "How do durable workflows help LLM agents?",
         "max_tokens": 1500,
-        "price": CATALOG.prices.models["claude-sonnet-4-5"],
+        "price": CATALOG.prices.models["claude-sonnet-4-6"],
     }
     fields.update(changes)
     return AgentCall.model_validate(fields)
 
 
-async def _noop(_: int) -> None:
+async def _noop(_: TokenUsage) -> None:
     return None
 
 
@@ -171,14 +172,17 @@ async def test_streams_progress_and_journals(tmp_path: Path) -> None:
     provider = SimulatedProvider(
         SimulatedConfig(latency_s={"researcher": 0.2}, progress_interval_s=0.05, journal=journal)
     )
-    seen: list[int] = []
+    seen: list[TokenUsage] = []
 
-    async def progress(tokens: int) -> None:
-        seen.append(tokens)
+    async def progress(usage: TokenUsage) -> None:
+        seen.append(usage)
 
     response = await provider.generate(_call(), attempt=1, on_progress=progress)
-    assert len(seen) == 4 and seen == sorted(seen)
-    assert seen[-1] == response.usage.output_tokens
+    # The prompt is reported first (billed as generation starts), then output grows.
+    outputs = [u.output_tokens for u in seen]
+    assert len(seen) == 5 and outputs[0] == 0 and outputs == sorted(outputs)
+    assert all(u.input_tokens == response.usage.input_tokens for u in seen)
+    assert seen[-1] == response.usage
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     assert [(e["event"], e["agent"], e["attempt"]) for e in events] == [
         ("start", "researcher", 1),

@@ -27,8 +27,8 @@ def test_shipped_teams_resolve(catalog: Catalog) -> None:
     assert research.spec.version == "1"
     assert research.prompts["writer"].ref.version == "v2"
     assert research.prompts["writer"].text.startswith("You are the writer")
-    assert sorted(research.prices) == ["claude-haiku-4-5", "claude-sonnet-4-5"]
-    assert research.prices["claude-sonnet-4-5"].output == 15_000_000
+    assert sorted(research.prices) == ["claude-haiku-4-5", "claude-sonnet-4-6"]
+    assert research.prices["claude-sonnet-4-6"].output == 15_000_000
     kinds = [type(s) for s in research.spec.stages]
     assert kinds[2:] == [GateStage, ApprovalStage]
     approval = research.spec.stages[3]

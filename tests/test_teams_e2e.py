@@ -17,9 +17,8 @@ from tests.support import (
 
 # USD per million tokens, written out by hand (input, output, cache write, cache read).
 PRICES = {
-    "claude-sonnet-4-5": (3.00, 15.00, 3.75, 0.30),
+    "claude-sonnet-4-6": (3.00, 15.00, 3.75, 0.30),
     "claude-haiku-4-5": (1.00, 5.00, 1.25, 0.10),
-    "claude-3-5-haiku-latest": (0.80, 4.00, 1.00, 0.08),
 }
 
 
@@ -82,7 +81,7 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         ("editor", "approved", "ok", "signal")
     ]
     assert_costs_add_up(result)
-    assert result.total_cost_micro == 31801  # deterministic: same task, same simulated answers
+    assert result.total_cost_micro == 31388  # deterministic: same task, same simulated answers
     # Every agent call is an activity in the run's history.
     assert activity_types(await history_events(handle)) == ["load_team_spec"] + ["call_agent"] * 5
 
@@ -121,7 +120,7 @@ async def test_support_routes_to_one_specialist(client: Client, task_queue: str)
     assert result.status is RunStatus.COMPLETED
     assert result.route is not None and result.route.route == "billing"
     assert [c.agent for c in result.calls] == ["router", "billing-specialist"]
-    assert [c.model for c in result.calls] == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    assert [c.model for c in result.calls] == ["claude-haiku-4-5", "claude-sonnet-4-6"]
     assert result.output.startswith("Billing specialist: answer to My invoice")
     assert_costs_add_up(result)
 

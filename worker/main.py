@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -12,11 +13,12 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.agent_calls import AgentActivities
 from activities.team_specs import TeamSpecActivities
+from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from teams.catalog import Catalog
 from worker.connection import connect
-from worker.settings import SettingsError, WorkerSettings
+from worker.settings import WorkerSettings, load_api_key
 from workflows.agent_team import AgentTeamWorkflow
 
 log = logging.getLogger("worker")
@@ -42,13 +44,15 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_provider(settings: WorkerSettings, environ: dict[str, str]) -> ModelProvider:
-    """The model provider the settings ask for."""
+    """The model provider the settings ask for (the key is read here, and only here)."""
     if settings.provider == "simulated":
         return SimulatedProvider(SimulatedConfig.from_env(environ))
-    raise SettingsError(
-        "AGENT_TEAMS_PROVIDER=anthropic is not available in this build; "
-        "unset ANTHROPIC_API_KEY or set AGENT_TEAMS_PROVIDER=simulated"
+    config = AnthropicConfig(
+        api_key=load_api_key(environ),
+        base_url=environ.get("ANTHROPIC_BASE_URL") or None,
+        count_tokens=environ.get("AGENT_TEAMS_COUNT_TOKENS", "1") != "0",
     )
+    return AnthropicProvider(config)
 
 
 def build_worker(
@@ -63,6 +67,9 @@ def build_worker(
         workflows=[AgentTeamWorkflow],
         activities=[agents.call_agent, specs.load_team_spec],
         workflow_runner=workflow_runner(),
+        # On SIGTERM, let model calls in flight finish (compose gives 30 s)
+        # before they are cancelled and retried on another worker.
+        graceful_shutdown_timeout=timedelta(seconds=25),
     )
 
 

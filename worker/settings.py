@@ -10,6 +10,8 @@ Variable                       Meaning                                     Defau
 ``AGENT_TEAMS_TEAMS_DIR``      Extra team files, searched first            (shipped only)
 ``AGENT_TEAMS_PROMPTS_DIR``    Extra prompt files, searched first          (shipped only)
 ``AGENT_TEAMS_PRICES``         Price table file                            shipped table
+``ANTHROPIC_API_KEY``          Anthropic key (or ``ANTHROPIC_API_KEY_FILE``)  unset
+``ANTHROPIC_BASE_URL``         Messages API base URL                       api.anthropic.com
 =============================  ==========================================  =================
 
 The provider defaults to ``anthropic`` when ``ANTHROPIC_API_KEY`` is set and to
@@ -23,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from teams.catalog import SHIPPED_PRICES, SHIPPED_PROMPTS_DIR, SHIPPED_TEAMS_DIR, Catalog
 from teams.errors import AgentTeamsError
@@ -98,4 +100,29 @@ def choose_provider(environ: Mapping[str, str]) -> tuple[str, str]:
         return explicit, "AGENT_TEAMS_PROVIDER"
     if environ.get("ANTHROPIC_API_KEY", "").strip():
         return "anthropic", "ANTHROPIC_API_KEY is set"
+    if environ.get("ANTHROPIC_API_KEY_FILE", "").strip():
+        return "anthropic", "ANTHROPIC_API_KEY_FILE is set"
     return "simulated", "ANTHROPIC_API_KEY is not set"
+
+
+def load_api_key(environ: Mapping[str, str]) -> SecretStr:
+    """The Anthropic key, from ``ANTHROPIC_API_KEY`` or the file ``ANTHROPIC_API_KEY_FILE``.
+
+    The key is only ever held as a ``SecretStr`` and handed to the client; errors
+    name the variable or file, never the value.
+    """
+    direct = environ.get("ANTHROPIC_API_KEY", "").strip()
+    if direct:
+        return SecretStr(direct)
+    path = environ.get("ANTHROPIC_API_KEY_FILE", "").strip()
+    if not path:
+        raise SettingsError(
+            "the anthropic provider needs ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_FILE"
+        )
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise SettingsError(f"ANTHROPIC_API_KEY_FILE: cannot read {path}: {err.strerror}") from None
+    if not key:
+        raise SettingsError(f"ANTHROPIC_API_KEY_FILE: {path} is empty")
+    return SecretStr(key)

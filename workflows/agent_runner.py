@@ -1,4 +1,4 @@
-"""Run one agent: budget check, activity call, one repair, fallback, record.
+"""Run one agent: budget check, activity call, one recovery, fallback, record.
 
 For each call the runner:
 1. builds the :class:`AgentCall` (prompt, handoff, price) deterministically;
@@ -7,9 +7,18 @@ For each call the runner:
    with ``BUDGET_EXCEEDED``;
 3. runs ``call_agent`` with the agent's timeouts and retry policy, letting
    Temporal own every retry;
-4. settles the actual cost (a failed attempt that used tokens is charged too);
-5. on ``MalformedOutput`` re-asks once with the validation error fed back; when
-   the model still fails, runs the agent's fallback model, flagged degraded.
+4. settles what the call really cost, every attempt included (a failed or
+   cancelled call that used tokens is charged too), and warns if that ever
+   exceeds the reservation;
+5. re-asks once when a changed request can help (``MalformedOutput``: the
+   validation error fed back; ``ContextOverflow``: half the context budget);
+6. when the primary still fails, runs the agent's fallback (a cheaper model
+   and/or a simpler prompt), flagged degraded, unless no fallback can help.
+
+Cancellation is cooperative (since patch ``cooperative-cancellation``): when a
+fan-out stage times out, or the run is cancelled, the runner asks the activity
+to stop and waits for its answer, which carries the partial usage, so nothing
+is left running unbilled.
 """
 
 from __future__ import annotations
@@ -20,32 +29,49 @@ from datetime import datetime
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-    RetryState,
-    TimeoutError,
-)
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityCancellationType, ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from activities.names import CALL_AGENT
-    from providers.errors import NON_RETRYABLE_ERROR_TYPES
-    from teams.calls import AgentCall, AgentOutcome, CallFailureDetails, HandoffItem
+    from providers.errors import (
+        CONTEXT_OVERFLOW,
+        MALFORMED_OUTPUT,
+        NO_FALLBACK_ERROR_TYPES,
+        NON_RETRYABLE_ERROR_TYPES,
+    )
+    from teams.calls import AgentCall, AgentOutcome, HandoffItem
     from teams.pricing import TokenUsage
     from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
-    from teams.results import AgentCallRecord, CallStatus, RunStatus
+    from teams.results import CallStatus, RunStatus
     from teams.spec import AgentSpec
+    from workflows import call_records
     from workflows.budget import RunBudget
+    from workflows.call_failures import CallFailure, classify
     from workflows.run_state import RunState
-    from workflows.stops import AgentFailed, RunStopped
+    from workflows.stops import AgentFailed, RunStopped, StageStopped
 
-MALFORMED_OUTPUT = "MalformedOutput"
-CONTEXT_OVERFLOW = "ContextOverflow"
 SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
-"""Patch id: runs started before this behaviour existed fall back instead of shrinking."""
+"""Patch id: runs started before this behaviour fall back instead of shrinking."""
+COOPERATIVE_CANCEL_PATCH = "cooperative-cancellation"
+"""Patch id: runs started before this behaviour cancel with TRY_CANCEL."""
+
+
+class StopFlag:
+    """Set when a stage's time is up: calls in flight are asked to stop, no new one starts."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Ask every call watching this flag to stop."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Whether the stage has asked its calls to stop."""
+        return self._set
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,22 +86,13 @@ class AgentStep:
     rubric: list[str] = field(default_factory=list)
     threshold: int | None = None
     routes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    status: CallStatus
-    error_type: str
-    message: str
-    attempts: int | None
-    cost_micro: int
-    details: CallFailureDetails | None
+    stop: StopFlag | None = None
 
 
 class _CallFailed(ApplicationError):
     """One model's call failed for good (caught within this module)."""
 
-    def __init__(self, failure: _Failure) -> None:
+    def __init__(self, failure: CallFailure) -> None:
         super().__init__(failure.message, type="CallFailed", non_retryable=True)
         self.detail = failure
 
@@ -84,22 +101,34 @@ class AgentRunner:
     """Runs agent steps for one run; see the module docstring."""
 
     def __init__(
-        self, *, team: ResolvedTeam, request: TeamRequest, budget: RunBudget, state: RunState
+        self,
+        *,
+        team: ResolvedTeam,
+        request: TeamRequest,
+        budget: RunBudget,
+        state: RunState,
+        cooperative_cancel: bool,
     ) -> None:
         self._team = team
         self._request = request
         self._budget = budget
         self._state = state
+        self._cooperative = cooperative_cancel
         self._sequence: dict[str, int] = {}
+
+    @property
+    def cooperative_cancel(self) -> bool:
+        """Whether calls are stopped cooperatively (partial usage charged)."""
+        return self._cooperative
 
     async def run(self, step: AgentStep) -> AgentOutcome:
         """Run ``step``; raise :class:`AgentFailed` if neither primary nor fallback answered."""
         spec = self._team.spec.agent(step.agent)
         try:
-            return await self._with_recovery(self._call(step, spec), spec)
+            return await self._with_recovery(self._call(step, spec), spec, step.stop)
         except _CallFailed as primary:
-            reason = _describe(primary.detail)
-            if not spec.has_fallback():
+            reason = primary.detail.describe()
+            if not spec.has_fallback() or primary.detail.error_type in NO_FALLBACK_ERROR_TYPES:
                 raise AgentFailed(step.agent, reason) from None
         fallback = self._call(step, spec, fallback_reason=reason)
         self._state.note_fallback(step.agent)
@@ -107,24 +136,26 @@ class AgentRunner:
             f"{step.agent}: {spec.model} failed ({reason}); fell back to {_describe_call(fallback)}"
         )
         try:
-            return await self._with_recovery(fallback, spec)
+            return await self._with_recovery(fallback, spec, step.stop)
         except _CallFailed as second:
             raise AgentFailed(
                 step.agent,
-                f"fallback {_describe_call(fallback)} failed too ({_describe(second.detail)})",
+                f"fallback {_describe_call(fallback)} failed too ({second.detail.describe()})",
             ) from None
 
-    async def _with_recovery(self, call: AgentCall, spec: AgentSpec) -> AgentOutcome:
+    async def _with_recovery(
+        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
+    ) -> AgentOutcome:
         """Run ``call``, re-asking once when the failure is one a changed request can fix."""
         try:
-            return await self._execute(call, spec)
+            return await self._execute(call, spec, stop)
         except _CallFailed as failed:
             retry = self._recovery_for(call, failed.detail)
             if retry is None:
                 raise
-            return await self._execute(retry, spec)
+            return await self._execute(retry, spec, stop)
 
-    def _recovery_for(self, call: AgentCall, failure: _Failure) -> AgentCall | None:
+    def _recovery_for(self, call: AgentCall, failure: CallFailure) -> AgentCall | None:
         change: dict[str, object]
         if failure.error_type == MALFORMED_OUTPUT:
             # Feed the validation error back once; a blind retry fails the same way.
@@ -176,118 +207,118 @@ class AgentRunner:
         self._sequence[agent] = number
         return f"{workflow.info().workflow_id}/{stage}/{agent}/{number}"
 
-    async def _execute(self, call: AgentCall, spec: AgentSpec) -> AgentOutcome:
-        worst = worst_case_cost_micro(call)
-        if not self._budget.try_reserve(call.call_id, worst):
-            self._record_skip(call, worst)
-            raise RunStopped(
-                RunStatus.BUDGET_EXCEEDED,
-                f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
-                f"{self._budget.left_micro} of {self._budget.limit_micro} are left",
-            )
+    async def _execute(
+        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
+    ) -> AgentOutcome:
+        if stop is not None and stop.is_set():
+            raise StageStopped(call.agent)  # the stage is over: start nothing new
+        worst = self._reserve(call)
         self._state.agent_running(call.agent)
         started = workflow.now()
+        handle = workflow.start_activity(
+            CALL_AGENT,
+            call,
+            result_type=AgentOutcome,
+            # Readable ids in the UI: "<stage>/<agent>/<n>".
+            activity_id=call.call_id.removeprefix(f"{workflow.info().workflow_id}/"),
+            summary=f"{call.agent} · {call.model}",
+            start_to_close_timeout=spec.timeouts.start_to_close,
+            schedule_to_close_timeout=spec.timeouts.schedule_to_close,
+            heartbeat_timeout=spec.timeouts.heartbeat,
+            retry_policy=_retry_policy(spec),
+            cancellation_type=(
+                ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if self._cooperative
+                else ActivityCancellationType.TRY_CANCEL
+            ),
+        )
         try:
-            outcome: AgentOutcome = await workflow.execute_activity(
-                CALL_AGENT,
-                call,
-                result_type=AgentOutcome,
-                # Readable ids in the UI: "<stage>/<agent>/<n>".
-                activity_id=call.call_id.removeprefix(f"{workflow.info().workflow_id}/"),
-                summary=f"{call.agent} · {call.model}",
-                start_to_close_timeout=spec.timeouts.start_to_close,
-                schedule_to_close_timeout=spec.timeouts.schedule_to_close,
-                heartbeat_timeout=spec.timeouts.heartbeat,
-                retry_policy=_retry_policy(spec),
-            )
+            outcome = await self._outcome_of(handle, stop)
         except ActivityError as err:
-            failure = _classify(err, spec)
-            self._budget.settle(call.call_id, failure.cost_micro)
-            self._record_failure(call, failure, worst, started)
+            failure = self._failed(call, spec, err, worst, started)
             if failure.status is CallStatus.CANCELLED:
-                raise asyncio.CancelledError() from None
+                raise StageStopped(call.agent) from None
             raise _CallFailed(failure) from None
         except asyncio.CancelledError:
-            cancelled = _Failure(
-                CallStatus.CANCELLED, "Cancelled", "stage timed out", None, 0, None
-            )
-            self._budget.settle(call.call_id, 0)
-            self._record_failure(call, cancelled, worst, started)
+            await self._on_run_cancelled(call, spec, handle, worst, started)
             raise
-        self._budget.settle(call.call_id, outcome.cost_micro)
-        self._record_success(call, outcome, worst, started)
-        return outcome
-
-    def _record_success(
-        self, call: AgentCall, outcome: AgentOutcome, worst: int, started: datetime
-    ) -> None:
-        record = _record(call, CallStatus.SUCCEEDED, worst, outcome.usage).model_copy(
-            update={
-                "model": outcome.model,
-                "provider": outcome.provider,
-                "prompt_version": outcome.prompt.label,
-                "attempts": outcome.attempt,
-                "cost_micro": outcome.cost_micro,
-                "latency_ms": outcome.latency_ms,
-                "elapsed_ms": _elapsed_ms(started),
-                "quality_score": outcome.verdict.score if outcome.verdict else None,
-                "stop_reason": outcome.stop_reason,
-                "truncated": outcome.truncated,
-                "context_trimmed": [
-                    f"{trim.source}: {trim.action}"
-                    for trim in (outcome.context.trimmed if outcome.context else [])
-                ],
-            }
-        )
-        self._state.record(record)
+        self._answered(call, outcome, worst, started)
+        if outcome.cancelled:
+            raise StageStopped(call.agent)
         self._state.produced(call.agent, outcome.text, call.handoff)
         if outcome.truncated:
             self._state.warn(f"{call.agent}: output truncated at max_tokens ({call.max_tokens})")
+        return outcome
 
-    def _record_failure(
-        self, call: AgentCall, failure: _Failure, worst: int, started: datetime
+    async def _outcome_of(
+        self, handle: ActivityHandle[AgentOutcome], stop: StopFlag | None
+    ) -> AgentOutcome:
+        """Await the call, asking it to stop if the stage's time runs out first."""
+        if self._cooperative and stop is not None:
+            await workflow.wait_condition(lambda: handle.done() or stop.is_set())
+            if not handle.done():
+                handle.cancel()
+        return await handle
+
+    async def _on_run_cancelled(
+        self,
+        call: AgentCall,
+        spec: AgentSpec,
+        handle: ActivityHandle[AgentOutcome],
+        worst: int,
+        started: datetime,
     ) -> None:
-        usage = failure.details.usage if failure.details else TokenUsage()
-        record = _record(call, failure.status, worst, usage).model_copy(
-            update={
-                "attempts": failure.attempts,
-                "cost_micro": failure.cost_micro,
-                "elapsed_ms": _elapsed_ms(started),
-                "error_type": failure.error_type,
-                "error": failure.message,
-            }
-        )
-        self._state.record(record)
+        """Record (and charge) a call caught by the cancellation of the whole run."""
+        if not self._cooperative:
+            # Runs from before cooperative cancellation: the activity was
+            # abandoned and its partial usage is unknown.
+            unknown = CallFailure(
+                CallStatus.CANCELLED, "Cancelled", "cancelled", None, TokenUsage(), 0
+            )
+            self._settle(call, 0, worst)
+            self._state.record(call_records.failed(call, unknown, worst, _elapsed_ms(started)))
+            return
+        # Stop the call and wait for its answer, which carries what it used.
+        handle.cancel()
+        try:
+            self._answered(call, await handle, worst, started)
+        except ActivityError as err:
+            self._failed(call, spec, err, worst, started)
 
-    def _record_skip(self, call: AgentCall, worst: int) -> None:
-        record = _record(call, CallStatus.SKIPPED_BUDGET, worst, TokenUsage()).model_copy(
-            update={
-                "attempts": 0,
-                "error_type": "BudgetExceeded",
-                "error": f"worst case {worst} micro-USD > {self._budget.left_micro} left",
-            }
-        )
-        self._state.record(record)
+    def _answered(
+        self, call: AgentCall, outcome: AgentOutcome, worst: int, started: datetime
+    ) -> None:
+        self._settle(call, outcome.cost_micro, worst)
+        self._state.record(call_records.answered(call, outcome, worst, _elapsed_ms(started)))
 
+    def _failed(
+        self, call: AgentCall, spec: AgentSpec, err: ActivityError, worst: int, started: datetime
+    ) -> CallFailure:
+        failure = classify(err, spec, call.price)
+        self._settle(call, failure.cost_micro, worst)
+        self._state.record(call_records.failed(call, failure, worst, _elapsed_ms(started)))
+        return failure
 
-def _record(call: AgentCall, status: CallStatus, worst: int, usage: TokenUsage) -> AgentCallRecord:
-    """The fields every call record has, whatever the outcome."""
-    return AgentCallRecord(
-        call_id=call.call_id,
-        stage=call.stage,
-        agent=call.agent,
-        model=call.model,
-        prompt_version=call.prompt.label,
-        iteration=call.iteration,
-        fallback_for=call.fallback_for,
-        fallback_reason=call.fallback_reason,
-        status=status,
-        reserved_micro=worst,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-        cache_read_input_tokens=usage.cache_read_input_tokens,
-    )
+    def _reserve(self, call: AgentCall) -> int:
+        worst = worst_case_cost_micro(call)
+        if not self._budget.try_reserve(call.call_id, worst):
+            left = self._budget.left_micro
+            self._state.record(call_records.skipped(call, worst, left))
+            raise RunStopped(
+                RunStatus.BUDGET_EXCEEDED,
+                f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
+                f"{left} of {self._budget.limit_micro} are left",
+            )
+        return worst
+
+    def _settle(self, call: AgentCall, actual: int, reserved: int) -> None:
+        self._budget.settle(call.call_id, actual)
+        if actual > reserved:
+            self._state.warn(
+                f"{call.agent}: call cost {actual} micro-USD, over its {reserved} reservation "
+                "(interrupted attempts are charged too)",
+                degrade=False,
+            )
 
 
 def _retry_policy(spec: AgentSpec) -> RetryPolicy:
@@ -300,48 +331,8 @@ def _retry_policy(spec: AgentSpec) -> RetryPolicy:
     )
 
 
-def _classify(err: ActivityError, spec: AgentSpec) -> _Failure:
-    cause = err.cause
-    attempts = (
-        spec.retry.maximum_attempts
-        if err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
-        else None
-    )
-    if isinstance(cause, CancelledError):
-        return _Failure(CallStatus.CANCELLED, "Cancelled", "stage timed out", attempts, 0, None)
-    if isinstance(cause, TimeoutError):
-        kind = cause.type.name if cause.type is not None else "UNKNOWN"
-        return _Failure(CallStatus.TIMED_OUT, f"Timeout.{kind}", str(cause), attempts, 0, None)
-    if isinstance(cause, ApplicationError):
-        details = _failure_details(cause)
-        return _Failure(
-            CallStatus.FAILED,
-            cause.type or "ApplicationError",
-            cause.message,
-            details.attempt if details else attempts,
-            details.cost_micro if details else 0,
-            details,
-        )
-    return _Failure(CallStatus.FAILED, type(cause).__name__, str(cause or err), attempts, 0, None)
-
-
-def _failure_details(cause: ApplicationError) -> CallFailureDetails | None:
-    if not cause.details:
-        return None
-    try:
-        return CallFailureDetails.model_validate(cause.details[0])
-    except ValueError:
-        return None
-
-
 def _describe_call(call: AgentCall) -> str:
     return f"{call.model} with prompt {call.prompt.name}/{call.prompt.version}"
-
-
-def _describe(failure: _Failure) -> str:
-    plural = "s" if failure.attempts != 1 else ""
-    attempts = f" after {failure.attempts} attempt{plural}" if failure.attempts else ""
-    return f"{failure.error_type}{attempts}: {failure.message}"
 
 
 def _elapsed_ms(started: datetime) -> int:

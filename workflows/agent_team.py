@@ -10,6 +10,7 @@ is always a :class:`TeamResult` carrying every call made, whatever the status.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -23,20 +24,20 @@ with workflow.unsafe.imports_passed_through():
     from activities.team_specs import TeamSpecRef
     from teams.approvals import DecideRequest, Decision, DecisionReceipt
     from teams.calls import HandoffItem
+    from teams.errors import SPEC_ERROR_TYPES
     from teams.pricing import usd_to_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import RunStatus, TeamResult, TeamStatus
-    from workflows.agent_runner import AgentRunner
+    from workflows.agent_runner import COOPERATIVE_CANCEL_PATCH, AgentRunner
     from workflows.approvals import ApprovalDesk
     from workflows.budget import RunBudget
     from workflows.run_state import RunState
     from workflows.stages import StageRunner
-    from workflows.stops import RunStopped
+    from workflows.stops import RunStopped, StageStopped
 
 WORKFLOW_NAME = "AgentTeamWorkflow"
 DEFAULT_TASK_QUEUE = "agent-teams"
-SPEC_ERROR_TYPES = ["TeamSpecError", "UnknownTeamError", "PromptError", "UnknownModelError"]
 
 
 # ValidationError: an input that does not decode into a TeamRequest (e.g. from
@@ -65,9 +66,24 @@ class AgentTeamWorkflow:
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
-        runner = AgentRunner(team=team, request=request, budget=budget, state=self._state)
+        runner = AgentRunner(
+            team=team,
+            request=request,
+            budget=budget,
+            state=self._state,
+            cooperative_cancel=workflow.patched(COOPERATIVE_CANCEL_PATCH),
+        )
         stages = StageRunner(runner=runner, state=self._state, desk=self._desk)
-        status, reason = await self._run_stages(stages, team)
+        try:
+            status, reason = await self._run_stages(stages, team)
+        except (asyncio.CancelledError, StageStopped):
+            if workflow.cancellation_reason() is None:
+                raise
+            # Cancelled from outside: every call in flight has been stopped and
+            # charged; the status query keeps reporting them after the run ends.
+            self._final = RunStatus.CANCELLED
+            self._state.phase = "finished"
+            raise asyncio.CancelledError() from None
         self._final = status
         self._state.phase = "finished"
         self._state.stage = None
@@ -91,8 +107,9 @@ class AgentTeamWorkflow:
                 result_type=ResolvedTeam,
                 summary=f"load team {request.team_name}",
                 start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(
-                    maximum_attempts=5, non_retryable_error_types=SPEC_ERROR_TYPES
+                    maximum_attempts=5, non_retryable_error_types=list(SPEC_ERROR_TYPES)
                 ),
             )
         except ActivityError as err:
@@ -117,6 +134,8 @@ class AgentTeamWorkflow:
                 if outcome.finish_early:
                     break
         except RunStopped as stop:
+            if workflow.cancellation_reason() is not None:
+                raise asyncio.CancelledError() from None
             return stop.status, stop.reason
         return (RunStatus.DEGRADED if self._state.degraded else RunStatus.COMPLETED), None
 

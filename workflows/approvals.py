@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -38,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
 TIMEOUT_APPROVER = "timeout-policy"
 """Recorded as the approver when a timeout policy decided."""
 
-_OUTCOME = {"approve": "approved", "reject": "rejected"}
+DecidedVia = Literal["signal", "update"]
+TimeoutPolicy = Literal["approve", "reject"]
 
 
 class ApprovalDesk:
@@ -102,8 +104,10 @@ class ApprovalDesk:
         self._open(stage.name, list(stage.approvers), stage.timeout, escalated=False)
         if await self._wait_for_decision(stage.timeout):
             return self._close()
-        if stage.on_timeout != "escalate" or stage.escalation_timeout is None:
+        if stage.on_timeout == "approve" or stage.on_timeout == "reject":
             return self._close(self._by_timeout(stage.on_timeout, stage.timeout, False))
+        if stage.escalation_timeout is None:  # ApprovalStage validation requires it
+            return self._close(self._by_timeout("reject", stage.timeout, False))
         approvers = list(stage.approvers) + [
             a for a in stage.escalate_to if a not in stage.approvers
         ]
@@ -149,7 +153,7 @@ class ApprovalDesk:
         return True
 
     def _decide(
-        self, kind: DecisionKind, approver: str, comment: str, *, via: str
+        self, kind: DecisionKind, approver: str, comment: str, *, via: DecidedVia
     ) -> ApprovalRecord:
         pending = self.pending
         if pending is None:  # refused by the callers; kept for type narrowing
@@ -160,14 +164,16 @@ class ApprovalDesk:
             approver=approver,
             comment=comment,
             decided_at=workflow.now(),
-            via="signal" if via == "signal" else "update",
+            via=via,
             escalated=pending.escalated,
         )
         self._decided = record
         self.pending = None
         return record
 
-    def _by_timeout(self, policy: str, timeout: timedelta, escalated: bool) -> ApprovalRecord:
+    def _by_timeout(
+        self, policy: TimeoutPolicy, timeout: timedelta, escalated: bool
+    ) -> ApprovalRecord:
         point = self.pending.point if self.pending else ""
         return ApprovalRecord(
             point=point,

@@ -28,10 +28,10 @@ with workflow.unsafe.imports_passed_through():
         SequentialStage,
         Stage,
     )
-    from workflows.agent_runner import AgentRunner, AgentStep, output_of
+    from workflows.agent_runner import AgentRunner, AgentStep, StopFlag, output_of
     from workflows.approvals import ApprovalDesk
     from workflows.run_state import RunState
-    from workflows.stops import AgentFailed, RunStopped
+    from workflows.stops import AgentFailed, RunStopped, StageStopped
 
 
 @dataclass(frozen=True)
@@ -84,17 +84,24 @@ class StageRunner:
         return StageOutcome(produced)
 
     async def _fan_out(self, stage: FanOutStage, incoming: list[HandoffItem]) -> StageOutcome:
+        stop = StopFlag() if self._runner.cooperative_cancel else None
         tasks = [
             asyncio.create_task(
-                self._runner.run(AgentStep(stage=stage.name, agent=agent, handoff=incoming))
+                self._runner.run(
+                    AgentStep(stage=stage.name, agent=agent, handoff=incoming, stop=stop)
+                )
             )
             for agent in stage.agents
         ]
         # The stage ends when every agent has returned or its timeout fires;
-        # a hung agent is cancelled and counted as missing, never waited for.
-        _, pending = await workflow.wait(tasks, timeout=stage.timeout.total_seconds())
-        for task in pending:
-            task.cancel()
+        # a hung agent is stopped and counted as missing, never waited for.
+        try:
+            _, pending = await workflow.wait(tasks, timeout=stage.timeout.total_seconds())
+        except asyncio.CancelledError:
+            await _stop_all(tasks, stop)  # the run is cancelled: stop and charge every call
+            raise
+        if pending:
+            await _stop_all(pending, stop)
         settled = await asyncio.gather(*tasks, return_exceptions=True)
         succeeded: list[AgentOutcome] = []
         missing: dict[str, str] = {}
@@ -105,7 +112,7 @@ class StageRunner:
             elif isinstance(result, RunStopped):
                 budget_stop = budget_stop or result
                 missing[agent] = "not run: budget"
-            elif isinstance(result, asyncio.CancelledError):
+            elif isinstance(result, asyncio.CancelledError | StageStopped):
                 missing[agent] = (
                     f"no answer within the stage timeout ({format_duration(stage.timeout)})"
                 )
@@ -264,6 +271,20 @@ class StageRunner:
                 RunStatus.REJECTED, f"{stage.name}: rejected by {record.approver}{comment}"
             )
         return StageOutcome(incoming)
+
+
+async def _stop_all(tasks: list[asyncio.Task[AgentOutcome]], stop: StopFlag | None) -> None:
+    """Stop the calls of ``tasks``.
+
+    Cooperatively, each call stops and reports its usage; for runs from before
+    cooperative cancellation, the tasks are cancelled.
+    """
+    if stop is None:
+        for task in tasks:
+            task.cancel()
+        return
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def grade(succeeded: int, thresholds: DegradationThresholds) -> DegradationLevel:

@@ -31,3 +31,13 @@ class AgentFailed(ApplicationError):
         super().__init__(f"{agent}: {reason}", type="AgentFailed", non_retryable=True)
         self.agent = agent
         self.reason = reason
+
+
+class StageStopped(ApplicationError):
+    """An agent's call was stopped (or never started) because its stage ran out of time."""
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(
+            f"{agent}: stopped by the stage timeout", type="StageStopped", non_retryable=True
+        )
+        self.agent = agent

@@ -1,0 +1,363 @@
+"""A Messages API stand-in on loopback, for testing the real ``anthropic`` SDK.
+
+It speaks enough of ``POST /v1/messages`` (streamed as server-sent events, or
+not) and ``POST /v1/messages/count_tokens`` for the SDK to work unmodified, and
+answers like a small, deterministic model:
+
+- a forced ``review_verdict`` tool call scores the draft 5, +2 per
+  ``Revision`` line, and lists the rubric items the draft does not mention;
+- a forced ``route_decision`` tool call picks the route whose keywords the task
+  mentions, or answers short requests directly;
+- text requests get a short answer that, when reviewer feedback is attached,
+  ends with a ``Revision k: addressed - ...`` line per revision.
+
+Usage is reported like the real API: the system prompt is a cache write the
+first time a (model, system) pair is seen and a cache read after.
+
+Tests script failures in front of that default: an HTTP status with a body and
+headers, a delay before answering, a connection reset, a slow stream, or a
+custom answer. Every request is recorded (with the key it authenticated with), and
+so is the usage of every answer, so tests can compute exact costs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Request = dict[str, Any]
+Matcher = Callable[[Request], bool]
+KEYWORDS = {
+    "billing": ("invoice", "refund", "charge", "billing", "payment"),
+    "technical": ("error", "crash", "bug", "install", "api", "timeout"),
+    "account": ("password", "login", "log in", "account", "email"),
+}
+
+
+def tokens(text: str) -> int:
+    return -(-len(text) // 4) if text else 0
+
+
+def any_request(_: Request) -> bool:
+    return True
+
+
+def for_tool(name: str) -> Matcher:
+    return lambda r: any(t.get("name") == name for t in r.get("tools", []))
+
+
+def for_model(model: str) -> Matcher:
+    return lambda r: r.get("model") == model
+
+
+def for_system(fragment: str) -> Matcher:
+    return lambda r: fragment in system_text(r)
+
+
+@dataclass
+class Step:
+    """A scripted reply for the next ``times`` requests that ``match``."""
+
+    match: Matcher = any_request
+    status: int = 200
+    error_type: str = ""
+    message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    """Sleep before answering (e.g. longer than the client's timeout)."""
+    reset: bool = False
+    """Drop the connection with a TCP reset instead of answering."""
+    chunk_delay_s: float = 0.0
+    """Sleep between streamed events (a slow stream)."""
+    answer: Callable[[Request], dict[str, Any]] | None = None
+    """Replace the default answer: returns {"content": [...], "stop_reason": ...}."""
+    times: int = 1
+
+
+@dataclass
+class Recorded:
+    path: str
+    api_key: str | None
+    body: Request
+    at: float
+    usage: dict[str, int] | None = None
+    status: int = 200
+
+
+class MessagesStandIn:
+    """Start with :meth:`start`; point ``AnthropicConfig.base_url`` at :attr:`url`."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._script: list[Step] = []
+        self._cache: set[str] = set()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> MessagesStandIn:
+        handler = type("Handler", (_Handler,), {"standin": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def script(self, *steps: Step) -> None:
+        with self._lock:
+            self._script.extend(steps)
+
+    def messages(self, match: Matcher = any_request) -> list[Recorded]:
+        """Recorded POST /v1/messages requests matching ``match``."""
+        return [r for r in self.requests if r.path == "/v1/messages" and match(r.body)]
+
+    def _next_step(self, request: Request) -> Step | None:
+        with self._lock:
+            for step in self._script:
+                if step.times > 0 and step.match(request):
+                    step.times -= 1
+                    return step
+        return None
+
+    def _usage(self, request: Request, output_tokens: int) -> dict[str, int]:
+        system = system_text(request)
+        key = hashlib.sha256(f"{request.get('model')}|{system}".encode()).hexdigest()
+        with self._lock:
+            first = key not in self._cache
+            self._cache.add(key)
+        return {
+            "input_tokens": tokens(user_text(request)) + 10,
+            "output_tokens": output_tokens,
+            "cache_creation_input_tokens": tokens(system) if first else 0,
+            "cache_read_input_tokens": 0 if first else tokens(system),
+        }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    standin: MessagesStandIn
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        record = Recorded(
+            path=self.path.split("?")[0],
+            api_key=self.headers.get("x-api-key") or _bearer(self.headers.get("authorization")),
+            body=body,
+            at=time.time(),
+        )
+        with self.standin._lock:
+            self.standin.requests.append(record)
+        if record.path == "/v1/messages/count_tokens":
+            count = tokens(system_text(body)) + tokens(user_text(body)) + 10
+            self._json(200, {"input_tokens": count})
+            return
+        step = self.standin._next_step(body)
+        if step is not None and step.delay_s:
+            time.sleep(step.delay_s)
+        if step is not None and step.reset:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            record.status = 0
+            return
+        if step is not None and step.status != 200:
+            record.status = step.status
+            error = {"type": step.error_type, "message": step.message}
+            self._json(step.status, {"type": "error", "error": error}, step.headers)
+            return
+        answer = (step.answer if step and step.answer else default_answer)(body)
+        output = sum(
+            tokens(b.get("text", "")) or tokens(json.dumps(b.get("input", {})))
+            for b in answer["content"]
+        )
+        usage = self.standin._usage(body, output)
+        record.usage = usage
+        message = {
+            "id": f"msg_{len(self.standin.requests)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model"),
+            "content": answer["content"],
+            "stop_reason": answer["stop_reason"],
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if body.get("stream"):
+            self._stream(message, step.chunk_delay_s if step else 0.0)
+        else:
+            self._json(200, message)
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("request-id", "req_standin")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _stream(self, message: dict[str, Any], chunk_delay_s: float) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        usage = message["usage"]
+        start = {
+            **message,
+            "content": [],
+            "stop_reason": None,
+            "usage": {**usage, "output_tokens": 1},
+        }
+        self._event("message_start", {"type": "message_start", "message": start})
+        for index, block in enumerate(message["content"]):
+            self._block(index, block, chunk_delay_s)
+        self._event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+        self._event("message_stop", {"type": "message_stop"})
+
+    def _block(self, index: int, block: dict[str, Any], chunk_delay_s: float) -> None:
+        if block["type"] == "text":
+            opening: dict[str, Any] = {"type": "text", "text": ""}
+            pieces = [block["text"][i : i + 40] for i in range(0, len(block["text"]), 40)]
+            deltas = [{"type": "text_delta", "text": p} for p in pieces]
+        else:
+            opening = {**block, "input": {}}
+            raw = json.dumps(block["input"])
+            deltas = [
+                {"type": "input_json_delta", "partial_json": raw[i : i + 40]}
+                for i in range(0, len(raw), 40)
+            ]
+        self._event(
+            "content_block_start",
+            {"type": "content_block_start", "index": index, "content_block": opening},
+        )
+        for delta in deltas:
+            if chunk_delay_s:
+                time.sleep(chunk_delay_s)
+            self._event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": index, "delta": delta},
+            )
+        self._event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+    def _event(self, name: str, data: dict[str, Any]) -> None:
+        self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+        self.wfile.flush()
+
+
+def _bearer(header: str | None) -> str | None:
+    return header.removeprefix("Bearer ") if header else None
+
+
+def system_text(request: Request) -> str:
+    system = request.get("system", "")
+    if isinstance(system, str):
+        return system
+    return "".join(block.get("text", "") for block in system)
+
+
+def user_text(request: Request) -> str:
+    parts = []
+    for message in request.get("messages", []):
+        content = message.get("content", "")
+        if isinstance(content, str):
+            parts.append(content)
+        else:
+            parts += [block.get("text", "") for block in content]
+    return "\n\n".join(parts)
+
+
+def default_answer(request: Request) -> dict[str, Any]:
+    tools = request.get("tools") or []
+    text = user_text(request)
+    if tools:
+        name = tools[0]["name"]
+        data = _verdict(text) if name == "review_verdict" else _route(text, tools[0])
+        block = {"type": "tool_use", "id": "toolu_standin", "name": name, "input": data}
+        return {"content": [block], "stop_reason": "tool_use"}
+    answer = _text(text, request.get("model", ""))
+    limit = int(request.get("max_tokens", 4096)) * 4
+    if len(answer) > limit:
+        return {"content": [{"type": "text", "text": answer[:limit]}], "stop_reason": "max_tokens"}
+    return {"content": [{"type": "text", "text": answer}], "stop_reason": "end_turn"}
+
+
+def _section(text: str, heading: str) -> str:
+    match = re.search(rf"^# {re.escape(heading)}[^\n]*\n(.*?)(?=^# |\Z)", text, re.S | re.M)
+    return match.group(1) if match else ""
+
+
+def _task(text: str) -> str:
+    return _section(text, "Task").strip()
+
+
+def _text(text: str, model: str) -> str:
+    task = _task(text)
+    lines = [f"Answer from {model} on: {task[:80]}"]
+    lines += [f"Point {i}: a considered remark about {task[:40]}." for i in range(1, 9)]
+    previous = re.findall(r"^Revision \d+: .*$", text, re.M)
+    feedback = _section(text, "Reviewer feedback to address")
+    if feedback:
+        reasons = [line[2:] for line in feedback.splitlines() if line.startswith("- ")]
+        previous.append(f"Revision {len(previous) + 1}: addressed - {'; '.join(reasons)}")
+        lines += previous
+    return "\n".join(lines)
+
+
+def _verdict(text: str) -> dict[str, Any]:
+    draft = "".join(
+        _section(text, heading) for heading in re.findall(r"^# (Input from [^\n]+)$", text, re.M)
+    )
+    revisions = len(re.findall(r"^Revision \d+: ", draft, re.M))
+    score = min(10, 5 + 2 * revisions)
+    threshold = int(m.group(1)) if (m := re.search(r"where (\d+) or more passes", text)) else 7
+    rubric_block = text.split("against this rubric", 1)[-1].split("Return a verdict", 1)[0]
+    rubric = [line[2:] for line in rubric_block.splitlines() if line.startswith("- ")]
+    missing = [item for item in rubric if item.lower() not in draft.lower()][:2]
+    passed = score >= threshold
+    reasons = [] if passed else (missing or ["add one concrete example"])
+    return {"score": score, "passed": passed, "reasons": reasons}
+
+
+def _route(text: str, tool: dict[str, Any]) -> dict[str, Any]:
+    routes = tool["input_schema"]["properties"]["route"].get("enum", [])
+    task = _task(text).lower()
+    for route in routes:
+        hits = [w for w in KEYWORDS.get(route, (route,)) if w in task]
+        if hits:
+            return {"route": route, "rationale": f"mentions {', '.join(hits)}"}
+    if "direct" in routes and len(task) <= 160:
+        return {"route": "direct", "rationale": "simple", "answer": "We are open 9-17, Mon-Fri."}
+    return {"route": routes[0], "rationale": "default"}

@@ -1,0 +1,118 @@
+"""The three shipped teams, unchanged, on the anthropic provider: the real SDK
+over HTTP to the Messages API stand-in, with the real worker on a real server."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+
+from providers.anthropic import AnthropicProvider
+from teams.approvals import Decision
+from teams.results import CallStatus, DegradationLevel, RunStatus, TeamResult
+from tests.conftest import API_KEY
+from tests.messages_standin import MessagesStandIn, for_tool
+from tests.support import activity_types, awaiting_approval, history_events, running_worker, start
+from tests.test_teams_e2e import hand_cost_micro
+
+
+def assert_billed_as_reported(result: TeamResult, standin: MessagesStandIn) -> None:
+    """Each call costs exactly what the stand-in's reported usage costs, once."""
+    answered = [r for r in standin.messages() if r.usage is not None]
+    assert len(answered) == len([c for c in result.calls if c.status is CallStatus.SUCCEEDED])
+    for call in result.calls:
+        assert call.provider in ("anthropic", None)
+        expected = hand_cost_micro(
+            call.model,
+            call.input_tokens,
+            call.output_tokens,
+            call.cache_creation_input_tokens,
+            call.cache_read_input_tokens,
+        )
+        assert call.cost_micro == expected
+    reported = sum(
+        hand_cost_micro(
+            r.body["model"],
+            r.usage["input_tokens"],
+            r.usage["output_tokens"],
+            r.usage["cache_creation_input_tokens"],
+            r.usage["cache_read_input_tokens"],
+        )
+        for r in answered
+        if r.usage
+    )
+    assert result.total_cost_micro == reported
+    # The key only ever travels in the request's auth header.
+    assert {r.api_key for r in standin.requests} == {API_KEY}
+
+
+async def test_research_on_claude(
+    client: Client, task_queue: str, claude: AnthropicProvider, standin: MessagesStandIn
+) -> None:
+    async with running_worker(client, task_queue, provider=claude):
+        handle = await start(client, task_queue, "research", "How do durable workflows help?")
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        result = await handle.result()
+
+    assert result.status is RunStatus.COMPLETED
+    assert [(c.agent, c.iteration, c.provider) for c in result.calls] == [
+        ("researcher", 1, "anthropic"),
+        ("writer", 1, "anthropic"),
+        ("reviewer", 1, "anthropic"),
+        ("writer", 2, "anthropic"),
+        ("reviewer", 2, "anthropic"),
+    ]
+    assert result.gates[0].scores == [5, 7] and result.gates[0].passed
+    assert "Revision 1: addressed - Cites at least two sources" in result.output
+    # Prompt caching: the writer's second call reads its system prompt from cache.
+    writer_calls = [c for c in result.calls if c.agent == "writer"]
+    assert writer_calls[0].cache_creation_input_tokens > 0
+    assert writer_calls[1].cache_read_input_tokens == writer_calls[0].cache_creation_input_tokens
+    assert_billed_as_reported(result, standin)
+    events = await history_events(handle)
+    assert activity_types(events) == ["load_team_spec"] + ["call_agent"] * 5
+    # Requests carry cache breakpoints on the system prompt and the stable context.
+    first = standin.messages()[0].body
+    assert first["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert first["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert first["stream"] is True
+    verdict = standin.messages(for_tool("review_verdict"))[0].body
+    assert verdict["tool_choice"] == {"type": "tool", "name": "review_verdict"}
+
+
+async def test_code_review_on_claude(
+    client: Client, task_queue: str, claude: AnthropicProvider, standin: MessagesStandIn
+) -> None:
+    async with running_worker(client, task_queue, provider=claude):
+        result = await (await start(client, task_queue, "code-review", "Add retries")).result()
+
+    assert result.status is RunStatus.COMPLETED
+    assert result.degradation is DegradationLevel.FULL
+    assert sorted(c.agent for c in result.calls) == [
+        "maintainability-reviewer",
+        "merger",
+        "performance-reviewer",
+        "security-reviewer",
+    ]
+    assert result.output.startswith("Answer from claude-haiku-4-5 on: Add retries")
+    assert_billed_as_reported(result, standin)
+
+
+async def test_support_on_claude(
+    client: Client, task_queue: str, claude: AnthropicProvider, standin: MessagesStandIn
+) -> None:
+    async with running_worker(client, task_queue, provider=claude):
+        routed = await (await start(client, task_queue, "support", "Refund my invoice")).result()
+        direct = await (await start(client, task_queue, "support", "Are you open today?")).result()
+
+    assert routed.status is RunStatus.COMPLETED
+    assert routed.route is not None and routed.route.route == "billing"
+    assert [c.agent for c in routed.calls] == ["router", "billing-specialist"]
+    assert direct.route is not None and direct.route.route == "direct"
+    assert direct.output == "We are open 9-17, Mon-Fri."
+    route_tool = standin.messages(for_tool("route_decision"))[0].body["tools"][0]
+    assert route_tool["input_schema"]["properties"]["route"]["enum"] == [
+        "billing",
+        "technical",
+        "account",
+        "direct",
+    ]

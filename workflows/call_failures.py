@@ -1,0 +1,102 @@
+"""What went wrong with an agent call, read from the ``ActivityError`` Temporal raised.
+
+Pure functions over SDK exception objects: no Temporal calls. The usage of a
+failed call (every attempt's tokens) comes from the activity's failure details
+or, for timeouts, from the last heartbeat, so a failed call is still charged
+for what it consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio import workflow
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    RetryState,
+    TimeoutError,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from teams.calls import CallFailureDetails, CallProgress
+    from teams.pricing import ModelPrice, TokenUsage
+    from teams.results import CallStatus
+    from teams.spec import AgentSpec
+
+
+@dataclass(frozen=True)
+class CallFailure:
+    """A call that ended without an answer, and what it consumed."""
+
+    status: CallStatus
+    error_type: str
+    message: str
+    attempts: int | None
+    usage: TokenUsage
+    cost_micro: int
+
+    def describe(self) -> str:
+        """``ProviderUnavailable after 3 attempts: HTTP 500 ...``."""
+        plural = "s" if self.attempts != 1 else ""
+        attempts = f" after {self.attempts} attempt{plural}" if self.attempts else ""
+        return f"{self.error_type}{attempts}: {self.message}"
+
+
+def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFailure:
+    """The :class:`CallFailure` behind ``err``."""
+    cause = err.cause
+    attempts = (
+        spec.retry.maximum_attempts
+        if err.retry_state is RetryState.MAXIMUM_ATTEMPTS_REACHED
+        else None
+    )
+    if isinstance(cause, CancelledError):
+        return CallFailure(
+            CallStatus.CANCELLED, "Cancelled", "cancelled", attempts, TokenUsage(), 0
+        )
+    if isinstance(cause, TimeoutError):
+        usage = _heartbeat_usage(cause.last_heartbeat_details)
+        kind = cause.type.name if cause.type is not None else "UNKNOWN"
+        message = f"activity {kind.lower().replace('_', '-')} timeout"
+        return CallFailure(
+            CallStatus.TIMED_OUT,
+            f"Timeout.{kind}",
+            message,
+            attempts,
+            usage,
+            price.cost_micro(usage),
+        )
+    if isinstance(cause, ApplicationError):
+        details = _failure_details(cause)
+        return CallFailure(
+            CallStatus.FAILED,
+            cause.type or "ApplicationError",
+            cause.message,
+            details.attempt if details else attempts,
+            details.usage if details else TokenUsage(),
+            details.cost_micro if details else 0,
+        )
+    message = str(cause or err)
+    return CallFailure(CallStatus.FAILED, type(cause).__name__, message, attempts, TokenUsage(), 0)
+
+
+def _failure_details(cause: ApplicationError) -> CallFailureDetails | None:
+    if not cause.details:
+        return None
+    try:
+        return CallFailureDetails.model_validate(cause.details[0])
+    except ValueError:
+        return None
+
+
+def _heartbeat_usage(details: object) -> TokenUsage:
+    """Every attempt's tokens, from a timed-out call's last heartbeat."""
+    if not isinstance(details, list | tuple) or not details:
+        return TokenUsage()
+    try:
+        progress = CallProgress.model_validate(details[0])
+    except ValueError:
+        return TokenUsage()
+    return progress.earlier + progress.usage

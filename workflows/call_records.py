@@ -1,0 +1,84 @@
+"""Build the :class:`AgentCallRecord` of a call, whatever its outcome (pure)."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from teams.calls import AgentCall, AgentOutcome
+    from teams.pricing import TokenUsage
+    from teams.results import AgentCallRecord, CallStatus
+    from workflows.call_failures import CallFailure
+
+
+def base_record(
+    call: AgentCall, status: CallStatus, reserved: int, usage: TokenUsage, elapsed_ms: int
+) -> AgentCallRecord:
+    """The fields every call record has."""
+    return AgentCallRecord(
+        call_id=call.call_id,
+        stage=call.stage,
+        agent=call.agent,
+        model=call.model,
+        prompt_version=call.prompt.label,
+        iteration=call.iteration,
+        fallback_for=call.fallback_for,
+        fallback_reason=call.fallback_reason,
+        status=status,
+        reserved_micro=reserved,
+        elapsed_ms=elapsed_ms,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_creation_input_tokens=usage.cache_creation_input_tokens,
+        cache_read_input_tokens=usage.cache_read_input_tokens,
+    )
+
+
+def answered(
+    call: AgentCall, outcome: AgentOutcome, reserved: int, elapsed_ms: int
+) -> AgentCallRecord:
+    """A call that answered (or was cancelled mid-stream: ``outcome.cancelled``)."""
+    status = CallStatus.CANCELLED if outcome.cancelled else CallStatus.SUCCEEDED
+    usage = outcome.earlier_attempts_usage + outcome.usage
+    trims = outcome.context.trimmed if outcome.context else []
+    return base_record(call, status, reserved, usage, elapsed_ms).model_copy(
+        update={
+            "model": outcome.model,
+            "provider": outcome.provider,
+            "prompt_version": outcome.prompt.label,
+            "attempts": outcome.attempt,
+            "cost_micro": outcome.cost_micro,
+            "latency_ms": None if outcome.cancelled else outcome.latency_ms,
+            "quality_score": outcome.verdict.score if outcome.verdict else None,
+            "stop_reason": None if outcome.cancelled else outcome.stop_reason,
+            "truncated": outcome.truncated,
+            "context_trimmed": [f"{trim.source}: {trim.action}" for trim in trims],
+            "error_type": "Cancelled" if outcome.cancelled else None,
+            "error": "stopped by the stage timeout" if outcome.cancelled else None,
+        }
+    )
+
+
+def failed(
+    call: AgentCall, failure: CallFailure, reserved: int, elapsed_ms: int
+) -> AgentCallRecord:
+    """A call that ended without an answer."""
+    return base_record(call, failure.status, reserved, failure.usage, elapsed_ms).model_copy(
+        update={
+            "attempts": failure.attempts,
+            "cost_micro": failure.cost_micro,
+            "error_type": failure.error_type,
+            "error": failure.message,
+        }
+    )
+
+
+def skipped(call: AgentCall, reserved: int, left: int) -> AgentCallRecord:
+    """A call never made: its worst case did not fit in the budget left."""
+    return base_record(call, CallStatus.SKIPPED_BUDGET, reserved, TokenUsage(), 0).model_copy(
+        update={
+            "attempts": 0,
+            "error_type": "BudgetExceeded",
+            "error": f"worst case {reserved} micro-USD > {left} left",
+        }
+    )
