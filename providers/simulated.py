@@ -18,8 +18,8 @@ bounded by ``max_tokens`` (with a ``max_tokens`` stop), and latency follows
 published per-role figures (researcher 3.2 s, writer 4.1 s, reviewer 1.1 s),
 scaled by ``latency_scale``. Faults can be injected per agent, model and
 attempt: 5xx errors, 529s, rate-limit bursts, hangs, malformed structured
-output and refusals. An optional journal file records every call, so tests can
-count how often a call really ran.
+output, refusals and small context windows. An optional journal file records
+every call, so tests can count how often a call really ran.
 """
 
 from __future__ import annotations
@@ -38,7 +38,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.base import ModelResponse, ProgressCallback
-from providers.errors import ProviderOverloaded, ProviderUnavailable, RateLimited
+from providers.errors import (
+    ContextOverflow,
+    ProviderOverloaded,
+    ProviderUnavailable,
+    RateLimited,
+)
 from teams.calls import AgentCall, StopReason
 from teams.outputs import DIRECT_ROUTE
 from teams.pricing import TokenUsage
@@ -63,6 +68,8 @@ class FaultKind(StrEnum):
     """Structured output that fails validation (structured agents only)."""
     REFUSAL = "refusal"
     """An empty answer with stop reason ``refusal``."""
+    CONTEXT_WINDOW = "context_window"
+    """A small context window: prompts over ``context_tokens`` fail with ``ContextOverflow``."""
 
 
 class FaultRule(BaseModel):
@@ -78,6 +85,9 @@ class FaultRule(BaseModel):
     )
     rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of matching calls hit.")
     retry_after_s: float = Field(default=1.0, ge=0.0)
+    context_tokens: int = Field(
+        default=1_000, ge=1, description="The window of a context_window fault, in tokens."
+    )
     hits_repairs: bool = Field(
         default=False,
         description="Also hit calls that carry repair feedback (a model that stays wrong).",
@@ -223,6 +233,14 @@ class SimulatedProvider:
         """Answer ``call`` as the simulated model, after its simulated latency."""
         await self._journal("start", call, attempt)
         fault = self._fault_for(call, attempt)
+        if fault is not None and fault.kind is FaultKind.CONTEXT_WINDOW:
+            prompt = await self.count_tokens(call) or 0
+            if prompt > fault.context_tokens:
+                await self._journal("fault:context_window", call, attempt)
+                raise ContextOverflow(
+                    f"prompt is too long: {prompt} tokens > {fault.context_tokens} maximum"
+                )
+            fault = None
         if fault is not None:
             await self._journal(f"fault:{fault.kind.value}", call, attempt)
             await self._raise_or_hang(fault)

@@ -4,8 +4,9 @@ Each scenario runs a shipped team on a fresh dev server (or the time-skipping
 server, for day-long approval waits) with the real worker and the simulated
 provider, then saves the run's history as JSON. ``test_replay.py`` replays them
 on every test run, so a workflow change that would break running workflows
-fails the suite. Re-record only for a deliberate change guarded by
-``workflow.patched()``, and keep the old files too.
+fails the suite. Histories are kept in sets (``histories/v1``, ``v2``...): after a
+deliberate change guarded by ``workflow.patched()``, record a new set and keep
+the old ones, since runs started under old code may still be running.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -26,9 +27,19 @@ from teamctl.devserver import temporal_binary, test_server_binary
 from teamctl.runs import decide
 from teams.approvals import Decision
 from teams.results import TeamResult
-from tests.support import awaiting_approval, inline_team, running_worker, stage, start
+from tests.support import (
+    awaiting_approval,
+    inline_team,
+    running_worker,
+    stage,
+    start,
+    wait_for,
+)
 
-HISTORIES = Path(__file__).resolve().parent / "histories"
+HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
+CURRENT_SET = "v2"
+"""v1: before cooperative cancellation and context shrinking (kept for replay)."""
+HISTORIES = HISTORIES_ROOT / CURRENT_SET
 Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
 
 
@@ -101,7 +112,40 @@ async def support_direct(client: Client, queue: str) -> WorkflowHandle[Any, Team
     return handle
 
 
+async def research_context_shrink(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    window = [FaultRule(kind=FaultKind.CONTEXT_WINDOW, agent="writer", context_tokens=900)]
+    async with running_worker(client, queue, faults=window):
+        handle = await start(client, queue, "research", "Context window pressure")
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.result()
+    return handle
+
+
+async def code_review_cancelled(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    def quick(data: dict[str, Any]) -> None:
+        for item in data["agents"]:
+            item["timeouts"] = {
+                "start_to_close": "60s",
+                "schedule_to_close": "2m",
+                "heartbeat": "2s",
+            }
+
+    hang = [FaultRule(kind=FaultKind.HANG, agent="performance-reviewer")]
+    async with running_worker(client, queue, faults=hang):
+        handle = await start(client, queue, inline_team("code-review", quick), "Cancel me")
+        await wait_for(handle, lambda s: any(a.state == "done" for a in s.agents))
+        await handle.cancel()
+        try:
+            await handle.result()
+        except WorkflowFailureError:
+            pass
+    return handle
+
+
 DEV_SERVER_SCENARIOS: dict[str, Scenario] = {
+    "research-context-shrink": research_context_shrink,
+    "code-review-cancelled": code_review_cancelled,
     "research-approved": research_approved,
     "research-rejected-by-update": research_rejected_by_update,
     "research-budget-exceeded": research_budget_exceeded,
@@ -128,11 +172,11 @@ async def _save(name: str, handle: WorkflowHandle[Any, TeamResult]) -> None:
     history = await handle.fetch_history()
     path = HISTORIES / f"{name}.json"
     path.write_text(history.to_json())
-    print(f"recorded {path.relative_to(HISTORIES.parent.parent)} ({len(history.events)} events)")
+    print(f"recorded {path.relative_to(HISTORIES_ROOT.parent)} ({len(history.events)} events)")
 
 
 async def main() -> None:
-    HISTORIES.mkdir(exist_ok=True)
+    HISTORIES.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()), data_converter=pydantic_data_converter
     )

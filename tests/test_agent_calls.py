@@ -9,9 +9,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from providers.simulated import FaultKind, FaultRule
+from teams.approvals import Decision
 from teams.results import CallStatus, RunStatus
 from tests.support import (
     agent,
+    awaiting_approval,
     history_events,
     inline_team,
     last_start,
@@ -159,3 +161,29 @@ async def test_max_tokens_stop_is_flagged_truncated(client: Client, task_queue: 
     )
     assert "billing-specialist: output truncated at max_tokens (50)" in result.warnings
     assert result.status is RunStatus.DEGRADED
+
+
+async def test_context_overflow_shrinks_the_handoff_once(client: Client, task_queue: str) -> None:
+    # A model with a 900-token window: the writer's first draft fits; its
+    # revision (notes + previous draft + feedback) does not.
+    window = [FaultRule(kind=FaultKind.CONTEXT_WINDOW, agent="writer", context_tokens=900)]
+    async with running_worker(client, task_queue, faults=window):
+        handle = await start(client, task_queue, "research", "How do durable workflows help?")
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="editor"))
+        result = await handle.result()
+
+    writer = [c for c in result.calls if c.agent == "writer"]
+    overflowed, shrunk = writer[1], writer[2]
+    assert (overflowed.status, overflowed.error_type, overflowed.attempts) == (
+        CallStatus.FAILED,
+        "ContextOverflow",
+        1,
+    )
+    assert "prompt is too long" in (overflowed.error or "")
+    assert overflowed.cost_micro == 0  # refused before generating: nothing billed
+    # The retry halved the prompt: the oldest, least important input was cut first.
+    assert shrunk.status is CallStatus.SUCCEEDED
+    assert shrunk.context_trimmed[0] == "researcher: summarised"
+    assert shrunk.fallback_for is None  # fixed without falling back
+    assert result.status is RunStatus.COMPLETED

@@ -22,7 +22,7 @@ from teams.results import TeamResult
 from worker.main import workflow_runner
 from workflows.agent_team import AgentTeamWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 
 
 def _history(path: Path) -> WorkflowHistory:
@@ -30,12 +30,13 @@ def _history(path: Path) -> WorkflowHistory:
 
 
 def test_every_shipped_team_has_histories() -> None:
-    names = {path.stem for path in HISTORIES}
-    for team in ("research", "code-review", "support"):
-        assert any(name.startswith(f"{team}-") for name in names), team
+    for version in sorted({path.parent.name for path in HISTORIES}):
+        names = {path.stem for path in HISTORIES if path.parent.name == version}
+        for team in ("research", "code-review", "support"):
+            assert any(name.startswith(f"{team}-") for name in names), (version, team)
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+@pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[AgentTeamWorkflow],
@@ -65,6 +66,6 @@ async def test_a_non_deterministic_change_fails_replay() -> None:
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )
-    history = next(h for h in HISTORIES if h.stem == "research-approved")
+    history = next(h for h in HISTORIES if h.stem == "research-approved")  # the first set
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(_history(history))

@@ -161,8 +161,9 @@ class AgentRunner:
             # Feed the validation error back once; a blind retry fails the same way.
             change = {"repair": failure.message}
         elif failure.error_type == CONTEXT_OVERFLOW and workflow.patched(SHRINK_CONTEXT_PATCH):
-            # Halve the context budget once; call_agent trims handoffs by rule to fit.
-            budget = call.context_budget_tokens or estimate_prompt_tokens(call)
+            # Halve the prompt once; call_agent trims handoffs by rule to fit.
+            prompt = estimate_prompt_tokens(call)
+            budget = min(call.context_budget_tokens or prompt, prompt)
             change = {"context_budget_tokens": budget // 2}
         else:
             return None

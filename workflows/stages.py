@@ -192,7 +192,12 @@ class StageRunner:
                 AgentStep(
                     stage=stage.name,
                     agent=stage.reviser,
-                    handoff=[*inputs, HandoffItem(source=stage.reviser, content=draft)],
+                    # The draft under revision is what matters most if the
+                    # context budget forces trimming: older inputs go first.
+                    handoff=[
+                        *inputs,
+                        HandoffItem(source=stage.reviser, content=draft, importance=3),
+                    ],
                     feedback=verdict.reasons or [f"raise the score to {stage.threshold}"],
                     iteration=iteration + 1,
                 )
