@@ -111,7 +111,7 @@ class MessagesStandIn:
 
     def start(self) -> MessagesStandIn:
         handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -149,6 +149,13 @@ class MessagesStandIn:
             "cache_creation_input_tokens": tokens(system) if first else 0,
             "cache_read_input_tokens": 0 if first else tokens(system),
         }
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-stream (a killed worker, a timed-out
+        # request) is part of the tests, not an error worth a traceback.
+        return
 
 
 class _Handler(BaseHTTPRequestHandler):

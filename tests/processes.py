@@ -20,17 +20,17 @@ def address_of(env: WorkflowEnvironment) -> str:
 
 
 def worker_process(
-    env: WorkflowEnvironment, task_queue: str, log: Path, **sim: str
+    env: WorkflowEnvironment, task_queue: str, log: Path, **settings: str
 ) -> subprocess.Popen[bytes]:
     """``python -m worker`` in its own process, configured like production: by environment."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
     environ = {
-        **os.environ,
+        **inherited,
         "TEMPORAL_ADDRESS": address_of(env),
         "AGENT_TEAMS_TASK_QUEUE": task_queue,
         "AGENT_TEAMS_PROVIDER": "simulated",
-        **sim,
+        **settings,
     }
-    environ.pop("ANTHROPIC_API_KEY", None)
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "worker"], cwd=ROOT, env=environ, stdout=out, stderr=out

@@ -1,0 +1,99 @@
+"""A worker SIGKILLed while Claude is streaming: the next worker retries the
+call after the heartbeat timeout, not the start-to-close timeout, and the
+interrupted attempt's prompt is charged once. Measured on history timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import TimeoutType
+from temporalio.testing import WorkflowEnvironment
+
+from teams.approvals import Decision
+from teams.results import CallStatus, RunStatus
+from tests.conftest import API_KEY
+from tests.messages_standin import MessagesStandIn, Step, for_system
+from tests.processes import worker_process
+from tests.support import (
+    agent,
+    awaiting_approval,
+    history_events,
+    inline_team,
+    last_start,
+    start,
+    wait_before_start,
+)
+from tests.test_teams_e2e import hand_cost_micro
+
+RESEARCHER = for_system("You are the researcher")
+
+
+async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
+    env: WorkflowEnvironment, task_queue: str, standin: MessagesStandIn, tmp_path: Path
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        agent(data, "researcher")["timeouts"] = {
+            "start_to_close": "5m",
+            "schedule_to_close": "10m",
+            "heartbeat": "2s",
+        }
+
+    claude = {
+        "AGENT_TEAMS_PROVIDER": "anthropic",
+        "ANTHROPIC_API_KEY": API_KEY,
+        "ANTHROPIC_BASE_URL": standin.url,
+    }
+    # The first researcher request streams slowly (about 10 s).
+    standin.script(Step(RESEARCHER, chunk_delay_s=0.5))
+    first = worker_process(env, task_queue, tmp_path / "worker1.log", **claude)
+    try:
+        handle = await start(env.client, task_queue, inline_team("research", edit), "Durable?")
+        for _ in range(400):
+            if standin.messages(RESEARCHER):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # mid-stream
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+    second = worker_process(env, task_queue, tmp_path / "worker2.log", **claude)
+    try:
+        await awaiting_approval(handle)
+        await handle.signal("approve", Decision(approver="editor"))
+        result = await handle.result()
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)
+
+    assert result.status is RunStatus.COMPLETED
+    events = await history_events(handle)
+    attempt = last_start(events, "research/researcher/1")
+    assert attempt.attempt == 2
+    # The dead worker was noticed by the heartbeat timeout...
+    timeout = attempt.last_failure.timeout_failure_info.timeout_type
+    assert timeout == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
+    # ...so attempt 2 started long before the 5 min start-to-close would have
+    # fired: within heartbeat (2 s) + retry back-off (1 s) of the crash, plus
+    # the second worker's start-up.
+    assert wait_before_start(events, "research/researcher/1").total_seconds() < 60
+    # Charged once per attempt: the killed stream's prompt (reported as it
+    # started) and the full answer of attempt 2.
+    killed, answered = standin.messages(RESEARCHER)[:2]
+    assert killed.usage is not None and answered.usage is not None
+    record = next(c for c in result.calls if c.agent == "researcher")
+    assert (record.status, record.attempts) == (CallStatus.SUCCEEDED, 2)
+    assert record.input_tokens == killed.usage["input_tokens"] + answered.usage["input_tokens"]
+    assert record.output_tokens >= answered.usage["output_tokens"]
+    assert record.cost_micro == hand_cost_micro(
+        record.model,
+        record.input_tokens,
+        record.output_tokens,
+        record.cache_creation_input_tokens,
+        record.cache_read_input_tokens,
+    )
