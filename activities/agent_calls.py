@@ -31,8 +31,10 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.context import fit_context
 from activities.names import CALL_AGENT
 from activities.structured import parse_structured, render_structured
+from activities.token_rate import TokenRateLimiter
 from providers.base import ModelProvider, ModelResponse
 from providers.errors import EmptyResponse, ProviderError
+from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from teams.calls import AgentCall, AgentOutcome, CallFailureDetails, CallProgress
 from teams.pricing import TokenUsage
 from teams.spec import OutputKind
@@ -41,10 +43,18 @@ DEFAULT_KEEPALIVE = timedelta(seconds=5)
 
 
 class AgentActivities:
-    """Model-calling activities, bound to one provider chosen by the worker."""
+    """Model-calling activities, bound to the provider, cache and limiter of the worker."""
 
-    def __init__(self, provider: ModelProvider) -> None:
+    def __init__(
+        self,
+        provider: ModelProvider,
+        *,
+        cache: ResponseCache | None = None,
+        limiter: TokenRateLimiter | None = None,
+    ) -> None:
         self._provider = provider
+        self._cache = cache
+        self._limiter = limiter
 
     @activity.defn(name=CALL_AGENT)
     async def call_agent(self, call: AgentCall) -> AgentOutcome:
@@ -55,6 +65,11 @@ class AgentActivities:
         started = time.monotonic()
         try:
             call, context = await fit_context(call, self._provider.count_tokens)
+            cached = await self._cached(call)
+            if cached is not None:
+                return self._from_cache(call, cached, info.attempt, beats)
+            if self._limiter is not None:
+                await self._limiter.acquire(call, info.attempt)
             response = await self._provider.generate(
                 call, attempt=info.attempt, on_progress=beats.update
             )
@@ -76,12 +91,63 @@ class AgentActivities:
             # them so the run charges this attempt exactly once.
             usage = beats.earlier + response.usage
             raise call_failed(err, call, attempt=info.attempt, usage=usage) from None
-        return outcome.model_copy(
+        outcome = outcome.model_copy(
             update={
                 "context": context,
                 "earlier_attempts_usage": beats.earlier,
                 "cost_micro": call.price.cost_micro(beats.earlier + response.usage),
             }
+        )
+        await self._remember(call, outcome)
+        return outcome
+
+    async def _cached(self, call: AgentCall) -> CachedAnswer | None:
+        if self._cache is None or call.cache_ttl_s is None:
+            return None
+        try:
+            return await self._cache.get(call.tenant or "-", cache_key(call))
+        except Exception as err:  # a cache outage must never fail a call
+            activity.logger.warning("response cache unavailable, calling the model: %s", err)
+            return None
+
+    async def _remember(self, call: AgentCall, outcome: AgentOutcome) -> None:
+        if self._cache is None or call.cache_ttl_s is None or outcome.truncated:
+            return
+        answer = CachedAnswer(
+            model=outcome.model,
+            provider=outcome.provider,
+            text=outcome.text,
+            verdict=outcome.verdict,
+            route=outcome.route,
+            stop_reason=outcome.stop_reason,
+            cost_micro=call.price.cost_micro(outcome.usage),
+        )
+        try:
+            await self._cache.put(call.tenant or "-", cache_key(call), answer, call.cache_ttl_s)
+        except Exception as err:  # a cache outage must never fail a call
+            activity.logger.warning("response cache unavailable, answer not stored: %s", err)
+
+    def _from_cache(
+        self, call: AgentCall, cached: CachedAnswer, attempt: int, beats: _Heartbeats
+    ) -> AgentOutcome:
+        """The cached answer, charged nothing (earlier interrupted attempts excepted)."""
+        return AgentOutcome(
+            call_id=call.call_id,
+            agent=call.agent,
+            model=cached.model,
+            provider=cached.provider,
+            prompt=call.prompt,
+            text=cached.text,
+            verdict=cached.verdict,
+            route=cached.route,
+            usage=TokenUsage(),
+            earlier_attempts_usage=beats.earlier,
+            cost_micro=call.price.cost_micro(beats.earlier),
+            latency_ms=0,
+            attempt=attempt,
+            stop_reason=cached.stop_reason,
+            cache_hit=True,
+            saved_micro=cached.cost_micro,
         )
 
 

@@ -6,3 +6,6 @@ retry-policy configuration. Renaming one breaks replay of running workflows.
 
 CALL_AGENT = "call_agent"
 LOAD_TEAM_SPEC = "load_team_spec"
+ADMIT_CALL = "admit_call"
+SETTLE_CALL = "settle_call"
+RECORD_RUN_COST = "record_run_cost"

@@ -32,14 +32,26 @@ class TeamSpecRef(BaseModel):
 class TeamSpecActivities:
     """Catalog activities, bound to the catalog the worker was given."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(
+        self, catalog: Catalog, *, calls_task_queue: str | None = None, cost_controls: bool = True
+    ) -> None:
         self._catalog = catalog
+        self._calls_task_queue = calls_task_queue
+        self._cost_controls = cost_controls
 
     @activity.defn(name=LOAD_TEAM_SPEC)
     async def load_team_spec(self, ref: TeamSpecRef) -> ResolvedTeam:
         """Resolve ``ref`` into spec, prompts and prices; bad specs fail for good."""
         try:
             # File reads are blocking: keep them off the worker's event loop.
-            return await asyncio.to_thread(self._catalog.resolve, ref.team)
+            resolved = await asyncio.to_thread(self._catalog.resolve, ref.team)
         except TeamSpecError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        # Recorded in history with the spec, so every call of the run, replays
+        # included, goes to the same (rate-limited) queue under the same controls.
+        return resolved.model_copy(
+            update={
+                "calls_task_queue": self._calls_task_queue,
+                "cost_controls": self._cost_controls,
+            }
+        )

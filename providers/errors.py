@@ -36,6 +36,9 @@ class ProviderError(Exception):
     """Whether another model or prompt could succeed where this one failed."""
     throttling: ClassVar[bool] = False
     """The provider asked us to slow down: expected under load, logged quietly."""
+    counts_against_breaker: ClassVar[bool] = True
+    """Whether this failure says something about the model's or agent's health
+    (as opposed to this one request being wrong)."""
 
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
@@ -69,12 +72,14 @@ class ProviderConnectionError(ProviderError):
 class InvalidRequest(ProviderError):
     """HTTP 400: the request is malformed; retrying cannot help."""
 
+    counts_against_breaker = False
     retryable = False
 
 
 class AuthenticationFailed(ProviderError):
     """HTTP 401/403: the key is missing, wrong or lacks permission."""
 
+    counts_against_breaker = False
     retryable = False
     fallback_can_help = False  # the fallback uses the same key
 
@@ -88,6 +93,7 @@ class ModelNotFound(ProviderError):
 class RequestTooLarge(ProviderError):
     """HTTP 413: the request body is over the provider's size limit."""
 
+    counts_against_breaker = False
     retryable = False
     fallback_can_help = False  # the fallback sends the same body
 
@@ -95,6 +101,7 @@ class RequestTooLarge(ProviderError):
 class ContextOverflow(ProviderError):
     """The prompt is longer than the model's context window."""
 
+    counts_against_breaker = False
     retryable = False
 
 
@@ -139,6 +146,11 @@ NO_FALLBACK_ERROR_TYPES: tuple[str, ...] = tuple(
     cls.__name__ for cls in ALL_PROVIDER_ERRORS if not cls.fallback_can_help
 )
 """Failures a fallback model or prompt cannot fix: the agent fails at once."""
+
+BREAKER_NEUTRAL_ERROR_TYPES: tuple[str, ...] = tuple(
+    cls.__name__ for cls in ALL_PROVIDER_ERRORS if not cls.counts_against_breaker
+)
+"""Failures of one request, not of a model: they never open a circuit breaker."""
 
 MALFORMED_OUTPUT = MalformedOutput.__name__
 CONTEXT_OVERFLOW = ContextOverflow.__name__

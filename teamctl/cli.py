@@ -38,7 +38,8 @@ from teams.errors import AgentTeamsError
 from teams.requests import TeamRequest, parse_team_request
 from teams.results import RunStatus, TeamResult, TeamStatus
 from worker.connection import connect
-from worker.settings import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, WorkerSettings
+from worker.deployment import DEFAULT_TASK_QUEUE
+from worker.settings import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, WorkerSettings
 
 OK_STATUSES = {RunStatus.COMPLETED, RunStatus.DEGRADED}
 

@@ -22,6 +22,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from worker.connection import connect
+from worker.search_attributes import dev_server_args
 
 
 class DevServerError(RuntimeError):
@@ -116,6 +117,8 @@ def start_dev_server(
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)
         args += ["--db-filename", str(db_file)]
+    # Registered at start-up: the UI can filter on them from the first run.
+    args += dev_server_args()
     args += list(extra_args)
     output = log_file.open("ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(

@@ -77,6 +77,10 @@ class AgentCall(BaseModel):
     fallback_reason: str | None = Field(
         default=None, description="Why the fallback runs (the primary's final error)."
     )
+    routing: str | None = Field(default=None, description="Why this model was chosen.")
+    cache_ttl_s: float | None = Field(
+        default=None, description="Serve from / store in the response cache (None: don't)."
+    )
 
 
 class ContextTrim(BaseModel):
@@ -134,6 +138,8 @@ class AgentOutcome(BaseModel):
         default=False,
         description="Stopped on request (its stage timed out): text is partial or empty.",
     )
+    cache_hit: bool = Field(default=False, description="Answered from the response cache.")
+    saved_micro: int = Field(default=0, ge=0, description="What the cached answer cost once.")
 
 
 class CallFailureDetails(BaseModel):

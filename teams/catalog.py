@@ -117,8 +117,12 @@ class Catalog:
     def _prices_for(self, spec: TeamSpec, source: str) -> dict[str, ModelPrice]:
         problems = []
         for agent in spec.agents:
-            for field in ("model", "fallback_model"):
-                model = getattr(agent, field)
+            cheap = agent.routing.cheap_model if agent.routing else None
+            for field, model in (
+                ("model", agent.model),
+                ("fallback_model", agent.fallback_model),
+                ("routing.cheap_model", cheap),
+            ):
                 if model is not None and self.prices.price_of(model) is None:
                     known = ", ".join(sorted(self.prices.models))
                     problems.append(

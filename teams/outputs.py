@@ -7,6 +7,8 @@ and never parses JSON.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 DIRECT_ROUTE = "direct"
@@ -41,4 +43,8 @@ class RouteDecision(BaseModel):
         default=None,
         max_length=20_000,
         description="The direct answer, required when route is 'direct'.",
+    )
+    complexity: Literal["simple", "complex"] | None = Field(
+        default=None,
+        description="How hard the request is: lets a specialist run on a cheaper model.",
     )

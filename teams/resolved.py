@@ -51,3 +51,11 @@ class ResolvedTeam(BaseModel):
         description="Agent name → the simpler prompt its fallback call uses, if it has one.",
     )
     prices: dict[str, ModelPrice] = Field(description="Model id → price, for every model used.")
+    calls_task_queue: str | None = Field(
+        default=None,
+        description="Task queue of model calls (rate-limited); None: the run's own queue.",
+    )
+    cost_controls: bool = Field(
+        default=True,
+        description="Whether calls go through the shared daily ledgers and breakers.",
+    )

@@ -47,7 +47,9 @@ class CallStatus(StrEnum):
     CANCELLED = "cancelled"
     """Cancelled because its fan-out stage timed out."""
     SKIPPED_BUDGET = "skipped_budget"
-    """Not made: its worst-case cost did not fit in what was left of the budget."""
+    """Not made: its worst-case cost did not fit in what was left of a budget."""
+    SKIPPED_CIRCUIT = "skipped_circuit_open"
+    """Not made: a circuit breaker on its model or agent was open."""
 
 
 Phase = Literal["starting", "running", "awaiting_approval", "finished"]
@@ -85,6 +87,9 @@ class AgentCallRecord(BaseModel):
     truncated: bool = False
     error_type: str | None = None
     error: str | None = None
+    routing: str | None = Field(default=None, description="Why this model was chosen.")
+    cache_hit: bool = False
+    saved_micro: int = Field(default=0, description="What a cache hit saved.")
     context_trimmed: list[str] = Field(
         default_factory=list,
         description="Handoff items the context budget cut: 'source: summarised|dropped'.",

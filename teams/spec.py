@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from teams.breakers import BreakerSettings
 from teams.durations import Duration
 
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
@@ -89,6 +90,30 @@ class AgentTimeouts(_Spec):
         return self
 
 
+class ModelRouting(_Spec):
+    """Choose, per call, between the agent's ``model`` and a cheaper one.
+
+    Rules (every decision is recorded on the call):
+    - ``router_decision``: cheap when the team's router judged the request simple;
+    - ``input_length``: cheap when the prompt is at most ``max_cheap_input_tokens``;
+    - ``budget_left``: the agent's model only while at least ``min_budget_left_usd``
+      of the run's budget is left, cheap after.
+    """
+
+    cheap_model: str = Field(min_length=1)
+    rule: Literal["router_decision", "input_length", "budget_left"]
+    max_cheap_input_tokens: int | None = Field(default=None, ge=1)
+    min_budget_left_usd: Decimal | None = Field(default=None, gt=0, decimal_places=6)
+
+    @model_validator(mode="after")
+    def _rule_has_its_setting(self) -> ModelRouting:
+        if self.rule == "input_length" and self.max_cheap_input_tokens is None:
+            raise ValueError("rule = 'input_length' needs max_cheap_input_tokens")
+        if self.rule == "budget_left" and self.min_budget_left_usd is None:
+            raise ValueError("rule = 'budget_left' needs min_budget_left_usd")
+        return self
+
+
 class AgentSpec(_Spec):
     """One agent: who it is, which prompt and model it uses, and its limits."""
 
@@ -108,6 +133,11 @@ class AgentSpec(_Spec):
     context_budget_tokens: int | None = Field(default=None, ge=256, le=1_000_000)
     """Most prompt tokens this agent may be sent; handoffs are trimmed by rule to fit."""
     output: OutputKind = OutputKind.TEXT
+    routing: ModelRouting | None = None
+    """Pick a cheaper model per call, by rule (see :class:`ModelRouting`)."""
+    cache: bool = True
+    """Serve identical calls from the response cache (per tenant, within ``cache_ttl``)."""
+    cache_ttl: Duration = timedelta(hours=1)
     timeouts: AgentTimeouts = AgentTimeouts()
     retry: RetrySpec = RetrySpec()
 
@@ -121,6 +151,8 @@ class AgentSpec(_Spec):
             raise ValueError("fallback_prompt_version needs a prompt file (prompt = ...)")
         if self.fallback_prompt_version == self.prompt_version:
             raise ValueError("fallback_prompt_version must differ from prompt_version")
+        if self.routing is not None and self.routing.cheap_model == self.model:
+            raise ValueError("routing.cheap_model must differ from model")
         return self
 
     def has_fallback(self) -> bool:
@@ -238,6 +270,9 @@ class BudgetSpec(_Spec):
     """The default per-run budget; a request's ``budget_usd`` overrides it."""
 
     max_usd: Decimal = Field(gt=0, le=10_000, decimal_places=6)
+    degrade_to_cheaper: bool = False
+    """When a call does not fit (this run's budget or a daily one), try the agent's
+    cheaper model (its routing ``cheap_model``, else its fallback) before stopping."""
 
 
 class TeamSpec(_Spec):
@@ -247,6 +282,8 @@ class TeamSpec(_Spec):
     version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
     description: str = ""
     budget: BudgetSpec
+    breakers: BreakerSettings = BreakerSettings()
+    """When the model and agent circuit breakers of this team's calls open."""
     agents: list[AgentSpec] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
 
@@ -258,6 +295,7 @@ class TeamSpec(_Spec):
         """Every model the team may call, primaries and fallbacks, sorted."""
         names = {a.model for a in self.agents}
         names |= {a.fallback_model for a in self.agents if a.fallback_model}
+        names |= {a.routing.cheap_model for a in self.agents if a.routing}
         return sorted(names)
 
     def _agents_by_name(self) -> dict[str, AgentSpec]:

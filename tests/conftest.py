@@ -17,6 +17,8 @@ from providers.anthropic import AnthropicConfig, AnthropicProvider
 from teamctl.devserver import temporal_binary, test_server_binary
 from teams.catalog import Catalog
 from tests.messages_standin import MessagesStandIn
+from worker.search_attributes import ensure_search_attributes
+from workflows.visibility import SEARCH_ATTRIBUTES
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +28,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         dev_server_existing_path=str(temporal_binary()),
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     yield environment
     await environment.shutdown()
@@ -38,6 +41,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(test_server_binary()),
         data_converter=pydantic_data_converter,
     )
+    await ensure_search_attributes(environment.client, "default")
     yield environment
     await environment.shutdown()
 

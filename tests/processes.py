@@ -29,6 +29,10 @@ def worker_process(
         "TEMPORAL_ADDRESS": address_of(env),
         "AGENT_TEAMS_TASK_QUEUE": task_queue,
         "AGENT_TEAMS_PROVIDER": "simulated",
+        # No response cache unless a test asks: answers must come from the model.
+        "AGENT_TEAMS_CACHE_URL": "off",
+        "AGENT_TEAMS_CALLS_TASK_QUEUE": f"{task_queue}-calls",
+        "AGENT_TEAMS_ENTITY_PREFIX": f"{task_queue}/",
         **settings,
     }
     with log.open("ab") as out:

@@ -35,6 +35,8 @@ from tests.support import (
     start,
     wait_for,
 )
+from worker.search_attributes import ensure_search_attributes
+from workflows.visibility import SEARCH_ATTRIBUTES
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
 CURRENT_SET = "v2"
@@ -178,7 +180,9 @@ async def _save(name: str, handle: WorkflowHandle[Any, TeamResult]) -> None:
 async def main() -> None:
     HISTORIES.mkdir(parents=True, exist_ok=True)
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal_binary()), data_converter=pydantic_data_converter
+        dev_server_existing_path=str(temporal_binary()),
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     try:
         for name, scenario in DEV_SERVER_SCENARIOS.items():
@@ -188,6 +192,7 @@ async def main() -> None:
     ts_env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_binary()), data_converter=pydantic_data_converter
     )
+    await ensure_search_attributes(ts_env.client, "default")
     try:
         await _save("research-escalated", await research_escalated(ts_env, "record-escalated"))
     finally:

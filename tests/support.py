@@ -6,7 +6,7 @@ import asyncio
 import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -16,12 +16,23 @@ from temporalio.client import Client, WorkflowHandle
 
 from providers.base import ModelProvider
 from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
+from stores.response_cache import ResponseCache
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.requests import TeamRequest
 from teams.results import TeamResult, TeamStatus
 from teams.spec import TeamSpec
-from worker.main import build_worker
+from worker.deployment import Deployment
+from worker.main import build_workers
 from workflows.agent_team import WORKFLOW_NAME
+
+TIME_SKIPPING: dict[str, Any] = {"cost_controls": False}
+"""Deployment overrides for workers on the time-skipping server.
+
+Ledgers and breakers outlive a test's worker; once time skips past their
+timers they have workflow tasks no worker will take, and the test server stops
+skipping time while any task is outstanding. Shared controls are tested on the
+dev server instead.
+"""
 
 
 @asynccontextmanager
@@ -34,6 +45,8 @@ async def running_worker(
     latency_s: dict[str, float] | None = None,
     latency_scale: float = 0.0,
     provider: ModelProvider | None = None,
+    cache: ResponseCache | None = None,
+    deployment_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[ModelProvider]:
     """Run the real worker (workflow + real activities) in-process.
 
@@ -42,10 +55,19 @@ async def running_worker(
     chosen = provider or SimulatedProvider(
         SimulatedConfig(faults=faults or [], latency_s=latency_s or {}, latency_scale=latency_scale)
     )
-    worker = build_worker(
-        client, task_queue=task_queue, provider=chosen, catalog=catalog or Catalog.shipped()
+    deployment = Deployment(
+        task_queue=task_queue,
+        calls_task_queue=f"{task_queue}-calls",
+        # Each test gets its own ledgers, breakers and limiters.
+        entity_prefix=f"{task_queue}/",
+        **(deployment_overrides or {}),
     )
-    async with worker:
+    workers = build_workers(
+        client, deployment, provider=chosen, catalog=catalog or Catalog.shipped(), cache=cache
+    )
+    async with AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
         yield chosen
     if provider is not None:
         await provider.aclose()

@@ -17,6 +17,7 @@ from teamctl.runs import DecisionRefusedError, decide
 from teams.approvals import DecideRequest, Decision, DecisionReceipt
 from teams.results import RunStatus
 from tests.support import (
+    TIME_SKIPPING,
     agent,
     awaiting_approval,
     history_events,
@@ -167,7 +168,7 @@ async def test_timeout_policy_decides_after_days(
     ts_env: WorkflowEnvironment, task_queue: str, policy: str, status: RunStatus, outcome: str
 ) -> None:
     spec = _with_policy(timeout="3d", on_timeout=policy)
-    async with running_worker(ts_env.client, task_queue):
+    async with running_worker(ts_env.client, task_queue, deployment_overrides=TIME_SKIPPING):
         handle = await start(ts_env.client, task_queue, spec, TASK)
         result = await handle.result()  # the test server skips the three days
 
@@ -181,7 +182,7 @@ async def test_timeout_policy_decides_after_days(
 async def test_timeout_escalates_to_ops_lead_who_approves(
     ts_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    async with running_worker(ts_env.client, task_queue):
+    async with running_worker(ts_env.client, task_queue, deployment_overrides=TIME_SKIPPING):
         handle = await start(ts_env.client, task_queue, "research", TASK)
         first = await awaiting_approval(handle)
         assert first.pending_approval is not None and not first.pending_approval.escalated
@@ -201,7 +202,7 @@ async def test_timeout_escalates_to_ops_lead_who_approves(
 
 
 async def test_escalation_timeout_rejects(ts_env: WorkflowEnvironment, task_queue: str) -> None:
-    async with running_worker(ts_env.client, task_queue):
+    async with running_worker(ts_env.client, task_queue, deployment_overrides=TIME_SKIPPING):
         handle = await start(ts_env.client, task_queue, "research", TASK)
         result = await handle.result()
 

@@ -1,25 +1,35 @@
-"""Build and run the worker: workflows and activities on one task queue."""
+"""Build and run a worker process: orchestration and model calls, each on its queue."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.admission import AdmissionActivities, EntityPlacement
 from activities.agent_calls import AgentActivities
 from activities.team_specs import TeamSpecActivities
+from activities.token_rate import TokenRateLimiter
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
+from stores.factory import open_cache
+from stores.response_cache import ResponseCache
 from teams.catalog import Catalog
 from worker.connection import connect
+from worker.deployment import Deployment
+from worker.search_attributes import ensure_search_attributes
 from worker.settings import WorkerSettings, load_api_key
 from workflows.agent_team import AgentTeamWorkflow
+from workflows.breaker import CircuitBreakerWorkflow
+from workflows.ledger import BudgetLedgerWorkflow
+from workflows.token_rate import TokenRateWorkflow
 
 log = logging.getLogger("worker")
 
@@ -55,22 +65,65 @@ def build_provider(settings: WorkerSettings, environ: dict[str, str]) -> ModelPr
     return AnthropicProvider(config)
 
 
-def build_worker(
-    client: Client, *, task_queue: str, provider: ModelProvider, catalog: Catalog
-) -> Worker:
-    """A worker running ``AgentTeamWorkflow`` and its activities on ``task_queue``."""
-    agents = AgentActivities(provider)
-    specs = TeamSpecActivities(catalog)
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[AgentTeamWorkflow],
-        activities=[agents.call_agent, specs.load_team_spec],
-        workflow_runner=workflow_runner(),
-        # On SIGTERM, let model calls in flight finish (compose gives 30 s)
-        # before they are cancelled and retried on another worker.
-        graceful_shutdown_timeout=timedelta(seconds=25),
+def build_workers(
+    client: Client,
+    deployment: Deployment,
+    *,
+    provider: ModelProvider,
+    catalog: Catalog,
+    cache: ResponseCache | None = None,
+) -> list[Worker]:
+    """The two workers of a process.
+
+    One runs the workflows (team runs, ledgers, breakers, limiters) and the
+    light activities on ``task_queue``; the other runs model calls on
+    ``calls_task_queue``, rate-limited on the server for the whole fleet.
+    """
+    placement = EntityPlacement(task_queue=deployment.task_queue, prefix=deployment.entity_prefix)
+    limiter = (
+        TokenRateLimiter(client, placement, dict(deployment.tokens_per_minute))
+        if deployment.tokens_per_minute
+        else None
     )
+    agents = AgentActivities(provider, cache=cache, limiter=limiter)
+    specs = TeamSpecActivities(
+        catalog,
+        calls_task_queue=deployment.calls_task_queue,
+        cost_controls=deployment.cost_controls,
+    )
+    admission = AdmissionActivities(client, deployment.budgets, placement)
+    # On SIGTERM, let work in flight finish (compose gives 30 s) before it is
+    # cancelled and retried on another worker.
+    grace = timedelta(seconds=25)
+    orchestration = Worker(
+        client,
+        task_queue=deployment.task_queue,
+        workflows=[
+            AgentTeamWorkflow,
+            BudgetLedgerWorkflow,
+            CircuitBreakerWorkflow,
+            TokenRateWorkflow,
+        ],
+        activities=[
+            specs.load_team_spec,
+            admission.admit_call,
+            admission.settle_call,
+            admission.record_run_cost,
+        ],
+        workflow_runner=workflow_runner(),
+        graceful_shutdown_timeout=grace,
+    )
+    calls = Worker(
+        client,
+        task_queue=deployment.calls_task_queue,
+        activities=[agents.call_agent],
+        max_concurrent_activities=deployment.max_concurrent_calls,
+        # Enforced by the server across every worker polling this queue; the
+        # last poller's value wins, so give every worker the same setting.
+        max_task_queue_activities_per_second=deployment.calls_per_second,
+        graceful_shutdown_timeout=grace,
+    )
+    return [orchestration, calls]
 
 
 async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
@@ -78,8 +131,12 @@ async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
     provider = build_provider(settings, environ)
     catalog = settings.catalog()
     client = await connect(settings.temporal_address, settings.temporal_namespace)
-    worker = build_worker(
-        client, task_queue=settings.task_queue, provider=provider, catalog=catalog
+    added = await ensure_search_attributes(client, settings.temporal_namespace)
+    if added:
+        log.info("registered search attributes: %s", ", ".join(added))
+    cache = open_cache(settings.cache_url)
+    workers = build_workers(
+        client, settings.deployment(), provider=provider, catalog=catalog, cache=cache
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -93,7 +150,11 @@ async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
         provider.name,
         settings.provider_reason,
     )
-    async with worker:
+    async with AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
         await stop.wait()
         log.info("worker stopping")
     await provider.aclose()
+    if cache is not None:
+        await cache.aclose()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -40,22 +41,26 @@ with workflow.unsafe.imports_passed_through():
         NO_FALLBACK_ERROR_TYPES,
         NON_RETRYABLE_ERROR_TYPES,
     )
+    from teams.breakers import agent_breaker, model_breaker
     from teams.calls import AgentCall, AgentOutcome, HandoffItem
-    from teams.pricing import TokenUsage
+    from teams.pricing import TokenUsage, format_usd, usd_to_micro
     from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
-    from teams.results import CallStatus, RunStatus
-    from teams.spec import AgentSpec
+    from teams.results import AgentCallRecord, CallStatus, RunStatus
+    from teams.spec import AgentSpec, ModelRouting
     from workflows import call_records
     from workflows.budget import RunBudget
     from workflows.call_failures import CallFailure, classify
     from workflows.run_state import RunState
+    from workflows.shared_controls import SharedControls
     from workflows.stops import AgentFailed, RunStopped, StageStopped
+    from workflows.visibility import Visibility
 
 SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
 """Patch id: runs started before this behaviour fall back instead of shrinking."""
 COOPERATIVE_CANCEL_PATCH = "cooperative-cancellation"
+CIRCUIT_OPEN = "CircuitOpen"
 """Patch id: runs started before this behaviour cancel with TRY_CANCEL."""
 
 
@@ -108,12 +113,16 @@ class AgentRunner:
         budget: RunBudget,
         state: RunState,
         cooperative_cancel: bool,
+        visibility: Visibility,
+        shared: SharedControls | None,
     ) -> None:
         self._team = team
         self._request = request
         self._budget = budget
         self._state = state
         self._cooperative = cooperative_cancel
+        self._visibility = visibility
+        self._shared = shared
         self._sequence: dict[str, int] = {}
 
     @property
@@ -176,7 +185,7 @@ class AgentRunner:
         model = (spec.fallback_model or spec.model) if fallback else spec.model
         prompts = self._team.fallback_prompts if fallback else {}
         prompt = prompts.get(spec.name) or self._team.prompts[spec.name]
-        return AgentCall(
+        call = AgentCall(
             call_id=self._next_id(step.stage, step.agent),
             team=self._team.spec.name,
             tenant=self._request.tenant,
@@ -199,9 +208,39 @@ class AgentRunner:
             max_tokens=spec.max_tokens,
             price=self._team.prices[model],
             context_budget_tokens=spec.context_budget_tokens,
+            cache_ttl_s=spec.cache_ttl.total_seconds() if spec.cache else None,
             # Slightly under start-to-close, so the SDK's typed timeout wins the race.
             request_timeout_s=spec.timeouts.start_to_close.total_seconds() * 0.9,
         )
+        if fallback or spec.routing is None:
+            return call
+        return self._route(call, spec.routing)
+
+    def _route(self, call: AgentCall, routing: ModelRouting) -> AgentCall:
+        """Apply the agent's routing rule; the decision is recorded on the call."""
+        cheap, why = self._routing_choice(call, routing)
+        model = routing.cheap_model if cheap else call.model
+        note = f"{routing.rule}: {why}: {'cheap' if cheap else 'default'} model {model}"
+        if cheap:
+            call = call.model_copy(update={"model": model, "price": self._team.prices[model]})
+        return call.model_copy(update={"routing": note})
+
+    def _routing_choice(self, call: AgentCall, routing: ModelRouting) -> tuple[bool, str]:
+        if routing.rule == "input_length":
+            tokens = estimate_prompt_tokens(call)
+            limit = routing.max_cheap_input_tokens or 0
+            return (
+                tokens <= limit,
+                f"prompt ~{tokens} tokens {'<=' if tokens <= limit else '>'} {limit}",
+            )
+        if routing.rule == "budget_left":
+            left = self._budget.left_micro
+            floor = usd_to_micro(routing.min_budget_left_usd or Decimal(0))
+            low = left < floor
+            return low, f"{format_usd(left)} left {'<' if low else '>='} {format_usd(floor)}"
+        decision = self._state.route
+        complexity = decision.complexity if decision is not None else None
+        return complexity == "simple", f"the router judged the request {complexity or 'unrated'}"
 
     def _next_id(self, stage: str, agent: str) -> str:
         number = self._sequence.get(agent, 0) + 1
@@ -213,13 +252,14 @@ class AgentRunner:
     ) -> AgentOutcome:
         if stop is not None and stop.is_set():
             raise StageStopped(call.agent)  # the stage is over: start nothing new
-        worst = self._reserve(call)
+        call, worst = await self._admit(call, spec)
         self._state.agent_running(call.agent)
         started = workflow.now()
         handle = workflow.start_activity(
             CALL_AGENT,
             call,
             result_type=AgentOutcome,
+            task_queue=self._team.calls_task_queue,
             # Readable ids in the UI: "<stage>/<agent>/<n>".
             activity_id=call.call_id.removeprefix(f"{workflow.info().workflow_id}/"),
             summary=f"{call.agent} · {call.model}",
@@ -236,14 +276,14 @@ class AgentRunner:
         try:
             outcome = await self._outcome_of(handle, stop)
         except ActivityError as err:
-            failure = self._failed(call, spec, err, worst, started)
+            failure = await self._failed(call, spec, err, worst, started)
             if failure.status is CallStatus.CANCELLED:
                 raise StageStopped(call.agent) from None
             raise _CallFailed(failure) from None
         except asyncio.CancelledError:
             await self._on_run_cancelled(call, spec, handle, worst, started)
             raise
-        self._answered(call, outcome, worst, started)
+        await self._close(call, call_records.answered(call, outcome, worst, _elapsed_ms(started)))
         if outcome.cancelled:
             raise StageStopped(call.agent)
         self._state.produced(call.agent, outcome.text, call.handoff)
@@ -276,50 +316,118 @@ class AgentRunner:
             unknown = CallFailure(
                 CallStatus.CANCELLED, "Cancelled", "cancelled", None, TokenUsage(), 0
             )
-            self._settle(call, 0, worst)
-            self._state.record(call_records.failed(call, unknown, worst, _elapsed_ms(started)))
+            await self._close(call, call_records.failed(call, unknown, worst, _elapsed_ms(started)))
             return
         # Stop the call and wait for its answer, which carries what it used.
         handle.cancel()
         try:
-            self._answered(call, await handle, worst, started)
+            outcome = await handle
         except ActivityError as err:
-            self._failed(call, spec, err, worst, started)
+            await self._failed(call, spec, err, worst, started)
+            return
+        await self._close(call, call_records.answered(call, outcome, worst, _elapsed_ms(started)))
 
-    def _answered(
-        self, call: AgentCall, outcome: AgentOutcome, worst: int, started: datetime
-    ) -> None:
-        self._settle(call, outcome.cost_micro, worst)
-        self._state.record(call_records.answered(call, outcome, worst, _elapsed_ms(started)))
-
-    def _failed(
+    async def _failed(
         self, call: AgentCall, spec: AgentSpec, err: ActivityError, worst: int, started: datetime
     ) -> CallFailure:
         failure = classify(err, spec, call.price)
-        self._settle(call, failure.cost_micro, worst)
-        self._state.record(call_records.failed(call, failure, worst, _elapsed_ms(started)))
+        await self._close(call, call_records.failed(call, failure, worst, _elapsed_ms(started)))
         return failure
 
-    def _reserve(self, call: AgentCall) -> int:
+    async def _admit(self, call: AgentCall, spec: AgentSpec) -> tuple[AgentCall, int]:
+        """Reserve the call's worst case (run budget, daily ledgers) and pass its breakers.
+
+        A budget refusal stops the run, unless the team allows degrading to a
+        cheaper model and one exists; a breaker refusal fails the call (the
+        agent then goes straight to its fallback).
+        """
+        try:
+            return call, await self._admit_once(call, spec)
+        except _BudgetRefused as refused:
+            reason = refused.reason
+        degrade = self._team.spec.budget.degrade_to_cheaper
+        cheaper = self._cheaper(call, spec) if degrade else None
+        if cheaper is None:
+            raise RunStopped(RunStatus.BUDGET_EXCEEDED, reason)
+        cheaper = cheaper.model_copy(
+            update={"routing": f"budget: {reason}; degraded to cheaper {cheaper.model}"}
+        )
+        try:
+            return cheaper, await self._admit_once(cheaper, spec)
+        except _BudgetRefused as again:
+            raise RunStopped(RunStatus.BUDGET_EXCEEDED, again.reason) from None
+
+    async def _admit_once(self, call: AgentCall, spec: AgentSpec) -> int:
         worst = worst_case_cost_micro(call)
         if not self._budget.try_reserve(call.call_id, worst):
-            left = self._budget.left_micro
-            self._state.record(call_records.skipped(call, worst, left))
-            raise RunStopped(
-                RunStatus.BUDGET_EXCEEDED,
+            reason = (
                 f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
-                f"{left} of {self._budget.limit_micro} are left",
+                f"{self._budget.left_micro} of {self._budget.limit_micro} are left"
             )
-        return worst
+            self._state.record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
+            raise _BudgetRefused(reason)
+        if self._shared is None:
+            return worst
+        admission = await self._shared.admit(call, worst, self._breakers_for(call))
+        if admission.granted:
+            return worst
+        self._budget.settle(call.call_id, 0)  # nothing will be spent: free the reservation
+        reason = admission.reason or "refused"
+        if admission.refused_by == "breaker":
+            self._state.record(
+                call_records.skipped(call, worst, CallStatus.SKIPPED_CIRCUIT, reason)
+            )
+            raise _CallFailed(
+                CallFailure(CallStatus.SKIPPED_CIRCUIT, CIRCUIT_OPEN, reason, 0, TokenUsage(), 0)
+            )
+        self._state.record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
+        raise _BudgetRefused(reason)
 
-    def _settle(self, call: AgentCall, actual: int, reserved: int) -> None:
-        self._budget.settle(call.call_id, actual)
-        if actual > reserved:
+    def _cheaper(self, call: AgentCall, spec: AgentSpec) -> AgentCall | None:
+        """The same call on the agent's cheaper model, if it has one that costs less."""
+        current = worst_case_cost_micro(call)
+        for model in (spec.routing.cheap_model if spec.routing else None, spec.fallback_model):
+            if model is None or model == call.model:
+                continue
+            candidate = call.model_copy(
+                update={
+                    "model": model,
+                    "price": self._team.prices[model],
+                    "call_id": self._next_id(call.stage, call.agent),
+                }
+            )
+            if worst_case_cost_micro(candidate) < current:
+                return candidate
+        return None
+
+    def _breakers_for(self, call: AgentCall) -> list[str]:
+        """The model's breaker, and (for the primary path) the agent's."""
+        keys = [model_breaker(call.model)]
+        if call.fallback_reason is None:
+            keys.append(agent_breaker(self._team.spec.name, call.agent))
+        return keys
+
+    async def _close(self, call: AgentCall, record: AgentCallRecord) -> None:
+        """Charge a finished call everywhere it counts, and record it."""
+        self._budget.settle(call.call_id, record.cost_micro)
+        self._visibility.cost(self._budget.spent_micro)
+        if record.cost_micro > record.reserved_micro:
             self._state.warn(
-                f"{call.agent}: call cost {actual} micro-USD, over its {reserved} reservation "
-                "(interrupted attempts are charged too)",
+                f"{call.agent}: call cost {record.cost_micro} micro-USD, over its "
+                f"{record.reserved_micro} reservation (interrupted attempts are charged too)",
                 degrade=False,
             )
+        self._state.record(record)
+        if self._shared is not None:
+            await self._shared.settle(call, record, self._breakers_for(call))
+
+
+class _BudgetRefused(ApplicationError):
+    """A budget (the run's or a daily one) refused a call (caught within this module)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, type="BudgetRefused", non_retryable=True)
+        self.reason = reason
 
 
 def _retry_policy(spec: AgentSpec) -> RetryPolicy:

@@ -33,8 +33,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import ApprovalDesk
     from workflows.budget import RunBudget
     from workflows.run_state import RunState
+    from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
     from workflows.stages import StageRunner
     from workflows.stops import RunStopped, StageStopped
+    from workflows.visibility import Visibility
 
 WORKFLOW_NAME = "AgentTeamWorkflow"
 DEFAULT_TASK_QUEUE = "agent-teams"
@@ -54,7 +56,8 @@ class AgentTeamWorkflow:
             team=request.team_name,
             tenant=request.tenant,
         )
-        self._desk = ApprovalDesk(self._state)
+        self._visibility = Visibility()
+        self._desk = ApprovalDesk(self._state, self._visibility)
         self._budget: RunBudget | None = None
         self._final: RunStatus | None = None
 
@@ -66,14 +69,28 @@ class AgentTeamWorkflow:
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
+        shared = (
+            SharedControls(team=team, request=request, state=self._state)
+            if team.cost_controls and workflow.patched(COST_CONTROL_PATCH)
+            else None
+        )
+        self._visibility.started(
+            team=team.spec.name,
+            tenant=request.tenant,
+            prompts=[f"{p.ref.name}/{p.ref.version}" for p in team.prompts.values()],
+        )
         runner = AgentRunner(
             team=team,
             request=request,
             budget=budget,
             state=self._state,
             cooperative_cancel=workflow.patched(COOPERATIVE_CANCEL_PATCH),
+            visibility=self._visibility,
+            shared=shared,
         )
-        stages = StageRunner(runner=runner, state=self._state, desk=self._desk)
+        stages = StageRunner(
+            runner=runner, state=self._state, desk=self._desk, visibility=self._visibility
+        )
         try:
             status, reason = await self._run_stages(stages, team)
         except (asyncio.CancelledError, StageStopped):
@@ -83,8 +100,14 @@ class AgentTeamWorkflow:
             # charged; the status query keeps reporting them after the run ends.
             self._final = RunStatus.CANCELLED
             self._state.phase = "finished"
+            self._visibility.finished(
+                RunStatus.CANCELLED.value, self._state.degradation().value, budget.spent_micro
+            )
             raise asyncio.CancelledError() from None
         self._final = status
+        self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
+        if shared is not None:
+            await shared.record_run(budget.spent_micro)
         self._state.phase = "finished"
         self._state.stage = None
         # Let in-flight signal/update handlers finish before the run closes.

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from teams.durations import format_duration
     from teams.spec import ApprovalStage
     from workflows.run_state import RunState
+    from workflows.visibility import Visibility
 
 TIMEOUT_APPROVER = "timeout-policy"
 """Recorded as the approver when a timeout policy decided."""
@@ -46,8 +47,9 @@ TimeoutPolicy = Literal["approve", "reject"]
 class ApprovalDesk:
     """Pending approval, decisions taken and decisions ignored, for one run."""
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, visibility: Visibility) -> None:
         self._state = state
+        self._visibility = visibility
         self.records: list[ApprovalRecord] = []
         self.ignored: list[IgnoredDecision] = []
         self.pending: PendingApproval | None = None
@@ -140,6 +142,7 @@ class ApprovalDesk:
         workflow.set_current_details(
             f"Waiting for approval of **{point}** by {who} until {deadline}"
         )
+        self._visibility.awaiting(approvers)
 
     async def _wait_for_decision(self, timeout: timedelta) -> bool:
         try:
@@ -195,4 +198,5 @@ class ApprovalDesk:
         self._state.phase = "running"
         self._state.waiting_for = None
         workflow.set_current_details("")
+        self._visibility.awaiting(None)
         return decided

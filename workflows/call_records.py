@@ -24,6 +24,7 @@ def base_record(
         iteration=call.iteration,
         fallback_for=call.fallback_for,
         fallback_reason=call.fallback_reason,
+        routing=call.routing,
         status=status,
         reserved_micro=reserved,
         elapsed_ms=elapsed_ms,
@@ -55,6 +56,8 @@ def answered(
             "context_trimmed": [f"{trim.source}: {trim.action}" for trim in trims],
             "error_type": "Cancelled" if outcome.cancelled else None,
             "error": "stopped by the stage timeout" if outcome.cancelled else None,
+            "cache_hit": outcome.cache_hit,
+            "saved_micro": outcome.saved_micro,
         }
     )
 
@@ -73,12 +76,9 @@ def failed(
     )
 
 
-def skipped(call: AgentCall, reserved: int, left: int) -> AgentCallRecord:
-    """A call never made: its worst case did not fit in the budget left."""
-    return base_record(call, CallStatus.SKIPPED_BUDGET, reserved, TokenUsage(), 0).model_copy(
-        update={
-            "attempts": 0,
-            "error_type": "BudgetExceeded",
-            "error": f"worst case {reserved} micro-USD > {left} left",
-        }
+def skipped(call: AgentCall, reserved: int, status: CallStatus, reason: str) -> AgentCallRecord:
+    """A call never made: a budget or a circuit breaker refused it."""
+    error_type = "CircuitOpen" if status is CallStatus.SKIPPED_CIRCUIT else "BudgetExceeded"
+    return base_record(call, status, reserved, TokenUsage(), 0).model_copy(
+        update={"attempts": 0, "error_type": error_type, "error": reason}
     )

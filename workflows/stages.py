@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import ApprovalDesk
     from workflows.run_state import RunState
     from workflows.stops import AgentFailed, RunStopped, StageStopped
+    from workflows.visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,13 @@ class StageOutcome:
 class StageRunner:
     """Executes the stages of one run."""
 
-    def __init__(self, *, runner: AgentRunner, state: RunState, desk: ApprovalDesk) -> None:
+    def __init__(
+        self, *, runner: AgentRunner, state: RunState, desk: ApprovalDesk, visibility: Visibility
+    ) -> None:
         self._runner = runner
         self._state = state
         self._desk = desk
+        self._visibility = visibility
 
     async def run(self, stage: Stage, incoming: list[HandoffItem]) -> StageOutcome:
         """Execute ``stage`` on the handoff it receives."""
@@ -155,6 +159,7 @@ class StageRunner:
                 warning=warning,
             )
         )
+        self._visibility.degradation(self._state.degradation().value)
 
     async def _merge(
         self, stage: FanOutStage, merge: str, handoff: list[HandoffItem]

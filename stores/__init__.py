@@ -1,0 +1,1 @@
+"""Shared stores used by workers: the response cache and its backends."""

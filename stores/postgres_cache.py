@@ -1,0 +1,65 @@
+"""PostgreSQL response cache: shared across hosts, in the database you already run.
+
+Needs ``psycopg`` (``pip install durable-agent-teams[postgres]``). The table is
+created on first use; expired rows are skipped on read and purged on write.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stores.response_cache import CachedAnswer
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agent_teams_response_cache (
+    tenant     TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    answer     JSONB NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant, key)
+)
+"""
+
+
+class PostgresResponseCache:
+    """A :class:`stores.response_cache.ResponseCache` in a PostgreSQL table."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._ready = False
+
+    async def _connect(self) -> Any:
+        import psycopg  # optional dependency: imported only when configured
+
+        connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+        if not self._ready:
+            await connection.execute(_SCHEMA)
+            self._ready = True
+        return connection
+
+    async def get(self, tenant: str, key: str) -> CachedAnswer | None:
+        """The live entry, if any."""
+        async with await self._connect() as db:
+            cursor = await db.execute(
+                "SELECT answer::text FROM agent_teams_response_cache "
+                "WHERE tenant = %s AND key = %s AND expires_at > now()",
+                (tenant, key),
+            )
+            row = await cursor.fetchone()
+        return CachedAnswer.model_validate_json(row[0]) if row else None
+
+    async def put(self, tenant: str, key: str, answer: CachedAnswer, ttl_s: float) -> None:
+        """Store ``answer`` until ``ttl_s`` seconds from now."""
+        expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
+        async with await self._connect() as db:
+            await db.execute("DELETE FROM agent_teams_response_cache WHERE expires_at <= now()")
+            await db.execute(
+                "INSERT INTO agent_teams_response_cache (tenant, key, answer, expires_at) "
+                "VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (tenant, key) "
+                "DO UPDATE SET answer = EXCLUDED.answer, expires_at = EXCLUDED.expires_at",
+                (tenant, key, answer.model_dump_json(), expires),
+            )
+
+    async def aclose(self) -> None:
+        """Nothing to close: each operation opens its own connection."""

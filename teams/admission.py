@@ -1,0 +1,68 @@
+"""Contracts of the admission activities: a call's way through breakers and ledgers.
+
+``admit_call`` runs before a model call: it asks the call's circuit breakers,
+then reserves the worst case on the tenant's and the global daily ledger.
+``settle_call`` runs after: it charges the actual cost on both ledgers and tells
+the breakers how the call went. Both are idempotent by reservation id.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from teams.breakers import BreakerSettings
+from teams.ledger import Charge, RunCostReport
+
+BreakerOutcome = Literal["success", "failure", "none"]
+
+
+class AdmissionRequest(BaseModel):
+    """Ask whether a call may be made, and reserve its worst case."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reservation_id: str
+    run_id: str
+    day: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day of the call.")
+    tenant: str | None = None
+    amount_micro: int = Field(ge=0)
+    breakers: list[str] = Field(default_factory=list)
+    breaker_settings: BreakerSettings = BreakerSettings()
+
+
+class Admission(BaseModel):
+    """The answer: granted, or refused by a breaker or a daily budget."""
+
+    model_config = ConfigDict(frozen=True)
+
+    granted: bool
+    refused_by: Literal["breaker", "budget"] | None = None
+    reason: str | None = None
+    probes: list[str] = Field(
+        default_factory=list, description="Breakers this call is the half-open probe of."
+    )
+
+
+class SettlementRequest(BaseModel):
+    """Charge a call's actual cost and report its outcome to its breakers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reservation_id: str
+    day: str
+    tenant: str | None = None
+    charge: Charge
+    breakers: list[str] = Field(default_factory=list)
+    outcome: BreakerOutcome = "none"
+    breaker_settings: BreakerSettings = BreakerSettings()
+
+
+class RunCostRequest(BaseModel):
+    """A finished run's cost, for the team's outlier alert."""
+
+    model_config = ConfigDict(frozen=True)
+
+    day: str
+    report: RunCostReport

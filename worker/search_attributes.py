@@ -1,0 +1,70 @@
+"""Register the project's custom search attributes on a namespace.
+
+The worker does this at start-up (idempotently), the dev server gets them on its
+command line, and the tests register them on both test servers, so a run never
+upserts an attribute the server does not know (which would stall its workflow
+task).
+"""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.visibility import SEARCH_ATTRIBUTES
+
+_CLI_TYPE = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.DOUBLE: "Double",
+    SearchAttributeIndexedValueType.BOOL: "Bool",
+    SearchAttributeIndexedValueType.KEYWORD_LIST: "KeywordList",
+    SearchAttributeIndexedValueType.INT: "Int",
+    SearchAttributeIndexedValueType.TEXT: "Text",
+    SearchAttributeIndexedValueType.DATETIME: "Datetime",
+}
+
+
+def dev_server_args() -> list[str]:
+    """``--search-attribute Name=Type`` flags for ``temporal server start-dev``."""
+    args: list[str] = []
+    for key in SEARCH_ATTRIBUTES:
+        args += ["--search-attribute", f"{key.name}={_CLI_TYPE[key.indexed_value_type]}"]
+    return args
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Add whichever attributes the namespace lacks; return their names."""
+    known = await _known_attributes(client, namespace)
+    missing = {
+        key.name: IndexedValueType.ValueType(int(key.indexed_value_type))
+        for key in SEARCH_ATTRIBUTES
+        if key.name not in known
+    }
+    if missing:
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            )
+        except RPCError as err:
+            if err.status is not RPCStatusCode.ALREADY_EXISTS:
+                raise
+    return sorted(missing)
+
+
+async def _known_attributes(client: Client, namespace: str) -> set[str]:
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+    except RPCError as err:
+        # The time-skipping test server can add attributes but not list them.
+        if err.status is RPCStatusCode.UNIMPLEMENTED:
+            return set()
+        raise
+    return set(existing.custom_attributes) | set(existing.system_attributes)

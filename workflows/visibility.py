@@ -1,0 +1,118 @@
+"""Custom search attributes: what an operator filters runs by in the Temporal UI.
+
+=====================  ===========  =============================================
+Attribute              Type         Value
+=====================  ===========  =============================================
+``TeamName``           Keyword      the team's name
+``Tenant``             Keyword      the request's tenant (unset without one)
+``TeamStatus``         Keyword      RUNNING, AWAITING_APPROVAL, then the final
+                                    status (COMPLETED, DEGRADED, ...)
+``CostUsd``            Double       cost so far, in USD (for filtering only: money
+                                    is exact, in micro-dollars, in the result)
+``DegradationLevel``   Keyword      FULL, PARTIAL, MINIMAL or FAILED
+``AwaitingApproval``   Bool         true while an approval point is pending
+``PendingApprovers``   KeywordList  who may decide the pending point
+``PromptVersions``     KeywordList  name/version of every prompt the team uses
+=====================  ===========  =============================================
+
+Examples: ``AwaitingApproval = true``, ``CostUsd > 1``, ``TeamName = 'research' AND
+TeamStatus = 'DEGRADED'``, ``PendingApprovers = 'editor'``.
+
+Upserts are deterministic workflow commands; they are issued only behind the
+``search-attributes`` patch, so runs started before it replay unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+
+TEAM_NAME = SearchAttributeKey.for_keyword("TeamName")
+TENANT = SearchAttributeKey.for_keyword("Tenant")
+TEAM_STATUS = SearchAttributeKey.for_keyword("TeamStatus")
+COST_USD = SearchAttributeKey.for_float("CostUsd")
+DEGRADATION_LEVEL = SearchAttributeKey.for_keyword("DegradationLevel")
+AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
+PENDING_APPROVERS = SearchAttributeKey.for_keyword_list("PendingApprovers")
+PROMPT_VERSIONS = SearchAttributeKey.for_keyword_list("PromptVersions")
+
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
+    TEAM_NAME,
+    TENANT,
+    TEAM_STATUS,
+    COST_USD,
+    DEGRADATION_LEVEL,
+    AWAITING_APPROVAL,
+    PENDING_APPROVERS,
+    PROMPT_VERSIONS,
+)
+"""Every attribute the workflow sets; registered by the dev server, tests and worker."""
+
+SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+
+
+class Visibility:
+    """Keeps a run's search attributes current (a no-op for runs from before the patch)."""
+
+    def __init__(self) -> None:
+        self._enabled: bool | None = None
+        self._cost_micro = -1
+
+    def _on(self) -> bool:
+        if self._enabled is None:
+            self._enabled = workflow.patched(SEARCH_ATTRIBUTES_PATCH)
+        return self._enabled
+
+    def _upsert(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
+        if self._on():
+            workflow.upsert_search_attributes(updates)
+
+    def started(self, *, team: str, tenant: str | None, prompts: list[str]) -> None:
+        """The run began: name it, and say it is running."""
+        updates: list[SearchAttributeUpdate[Any]] = [
+            TEAM_NAME.value_set(team),
+            TEAM_STATUS.value_set("RUNNING"),
+            COST_USD.value_set(0.0),
+            DEGRADATION_LEVEL.value_set("FULL"),
+            AWAITING_APPROVAL.value_set(False),
+            PROMPT_VERSIONS.value_set(sorted(set(prompts))),
+        ]
+        if tenant:
+            updates.append(TENANT.value_set(tenant))
+        self._upsert(updates)
+
+    def cost(self, total_micro: int) -> None:
+        """The run's cost changed."""
+        if total_micro != self._cost_micro:
+            self._cost_micro = total_micro
+            self._upsert([COST_USD.value_set(total_micro / 1_000_000)])
+
+    def awaiting(self, approvers: list[str] | None) -> None:
+        """An approval point opened (``approvers``) or closed (``None``)."""
+        waiting = approvers is not None
+        self._upsert(
+            [
+                AWAITING_APPROVAL.value_set(waiting),
+                TEAM_STATUS.value_set("AWAITING_APPROVAL" if waiting else "RUNNING"),
+                PENDING_APPROVERS.value_set(approvers or []),
+            ]
+        )
+
+    def degradation(self, level: str) -> None:
+        """A fan-out was graded."""
+        self._upsert([DEGRADATION_LEVEL.value_set(level)])
+
+    def finished(self, status: str, level: str, total_micro: int) -> None:
+        """The run ended with ``status``."""
+        self._cost_micro = total_micro
+        self._upsert(
+            [
+                TEAM_STATUS.value_set(status),
+                DEGRADATION_LEVEL.value_set(level),
+                AWAITING_APPROVAL.value_set(False),
+                PENDING_APPROVERS.value_set([]),
+                COST_USD.value_set(total_micro / 1_000_000),
+            ]
+        )
