@@ -9,8 +9,9 @@ answers the same way, driven by the prompt and the agent's role:
   a merger the combined review, a specialist an answer;
 - a reviewer scores the draft (5 or 6 for a first draft, +2 per revision that
   addressed feedback) and lists the rubric items the draft has not addressed;
-- a router picks the route whose keywords the task mentions, and answers short
-  requests that match none directly.
+- a router picks the route whose keywords the task mentions, answers short
+  requests that match none directly, and rates requests up to 160 characters
+  simple (the rest complex), for routing by complexity.
 
 Token counts are realistic (about 4 characters per token, system prompt billed
 as a cache write on an agent's first call and a cache read after), output is
@@ -173,6 +174,9 @@ TARGET_OUTPUT_TOKENS: dict[Persona, int] = {
     Persona.SPECIALIST: 300,
     Persona.GENERIC: 250,
 }
+
+SIMPLE_REQUEST_CHARS = 160
+"""Requests up to this long are rated simple (and may be answered directly)."""
 
 ROUTE_KEYWORDS: dict[str, tuple[str, ...]] = {
     "billing": ("invoice", "refund", "charge", "billing", "payment", "price", "subscription"),
@@ -471,17 +475,28 @@ def _verdict(call: AgentCall) -> dict[str, Any]:
 
 def _route(call: AgentCall) -> dict[str, Any]:
     task = call.task.lower()
+    simple = len(call.task) <= SIMPLE_REQUEST_CHARS
+    complexity = "simple" if simple else "complex"
     categories = [route for route in call.routes if route != DIRECT_ROUTE]
     for category in categories:
         keywords = ROUTE_KEYWORDS.get(category, (category,))
         hits = [word for word in keywords if word in task]
         if hits:
-            return {"route": category, "rationale": f"mentions {', '.join(hits)}"}
-    if DIRECT_ROUTE in call.routes and len(call.task) <= 160:
+            return {
+                "route": category,
+                "rationale": f"mentions {', '.join(hits)}",
+                "complexity": complexity,
+            }
+    if DIRECT_ROUTE in call.routes and simple:
         return {
             "route": DIRECT_ROUTE,
             "rationale": "a simple request no specialist is needed for",
             "answer": f"Thanks for asking. Short answer to '{_topic(call)}': see our help centre, "
             "or reply here if you need more.",
+            "complexity": complexity,
         }
-    return {"route": categories[0], "rationale": "no clear category; default specialist"}
+    return {
+        "route": categories[0],
+        "rationale": "no clear category; default specialist",
+        "complexity": complexity,
+    }

@@ -151,6 +151,11 @@ class RunCostReport(BaseModel):
     team: str
     tenant: str | None = None
     cost_micro: int = Field(ge=0)
+    ran_to_the_end: bool = Field(
+        default=True,
+        description="False for runs stopped by a budget or a failure: they are checked "
+        "against the team's median but do not count towards it.",
+    )
 
 
 AlertKind = Literal["budget_80", "budget_100", "run_cost_outlier"]

@@ -254,6 +254,7 @@ class AgentRunner:
             raise StageStopped(call.agent)  # the stage is over: start nothing new
         call, worst = await self._admit(call, spec)
         self._state.agent_running(call.agent)
+        self._show_progress()
         started = workflow.now()
         handle = workflow.start_activity(
             CALL_AGENT,
@@ -418,8 +419,17 @@ class AgentRunner:
                 degrade=False,
             )
         self._state.record(record)
+        self._show_progress()
         if self._shared is not None:
             await self._shared.settle(call, record, self._breakers_for(call))
+
+    def _show_progress(self) -> None:
+        self._visibility.progress(
+            self._state.stage,
+            self._state.running_agents(),
+            len(self._state.records),
+            format_usd(self._budget.spent_micro),
+        )
 
 
 class _BudgetRefused(ApplicationError):

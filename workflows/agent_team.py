@@ -107,7 +107,7 @@ class AgentTeamWorkflow:
         self._final = status
         self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
         if shared is not None:
-            await shared.record_run(budget.spent_micro)
+            await shared.record_run(budget.spent_micro, status)
         self._state.phase = "finished"
         self._state.stage = None
         # Let in-flight signal/update handlers finish before the run closes.

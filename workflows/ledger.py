@@ -145,7 +145,8 @@ class BudgetLedgerWorkflow:
                     f"trailing median of {format_usd(int(typical))}",
                     run_id=report.run_id,
                 )
-        self._recent_runs[report.team] = [*history, report.cost_micro][-TRAILING_RUNS:]
+        if report.ran_to_the_end:
+            self._recent_runs[report.team] = [*history, report.cost_micro][-TRAILING_RUNS:]
 
     @workflow.query(name="summary")
     def summary(self) -> LedgerSummary:

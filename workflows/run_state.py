@@ -40,7 +40,10 @@ _STATE_AFTER: dict[CallStatus, AgentState] = {
     CallStatus.TIMED_OUT: "failed",
     CallStatus.CANCELLED: "failed",
     CallStatus.SKIPPED_BUDGET: "skipped",
+    CallStatus.SKIPPED_CIRCUIT: "failed",
 }
+
+_NOT_MADE = (CallStatus.SKIPPED_BUDGET, CallStatus.SKIPPED_CIRCUIT)
 
 
 class RunState:
@@ -87,6 +90,10 @@ class RunState:
         """An agent call has started."""
         self._agent_state[agent] = "running"
 
+    def running_agents(self) -> list[str]:
+        """Agents with a call in flight, in spec order."""
+        return [a for a in self._agents if self._agent_state.get(a) == "running"]
+
     def record(self, record: AgentCallRecord) -> None:
         """Add a finished (or skipped) call."""
         self.records.append(record)
@@ -120,7 +127,7 @@ class RunState:
 
     def _totals_for(self, agent: str) -> AgentTotals:
         mine = [r for r in self.records if r.agent == agent]
-        made = [r for r in mine if r.status is not CallStatus.SKIPPED_BUDGET]
+        made = [r for r in mine if r.status not in _NOT_MADE]
         latest = self._latest.get(agent)
         return AgentTotals(
             agent=agent,
@@ -153,7 +160,7 @@ class RunState:
             provider=next((r.provider for r in reversed(self.records) if r.provider), None),
             pending_approval=pending,
             agents=self.totals(),
-            calls=len([r for r in self.records if r.status is not CallStatus.SKIPPED_BUDGET]),
+            calls=len([r for r in self.records if r.status not in _NOT_MADE]),
             budget_micro=limit,
             spent_micro=spent,
             reserved_micro=reserved,

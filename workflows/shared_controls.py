@@ -117,13 +117,14 @@ class SharedControls:
                 degrade=False,
             )
 
-    async def record_run(self, total_micro: int) -> None:
+    async def record_run(self, total_micro: int, status: RunStatus) -> None:
         """Report the run's total, for its team's cost-outlier alert."""
         report = RunCostReport(
             run_id=workflow.info().workflow_id,
             team=self._team.spec.name,
             tenant=self._request.tenant,
             cost_micro=total_micro,
+            ran_to_the_end=status not in (RunStatus.BUDGET_EXCEEDED, RunStatus.FAILED),
         )
         try:
             await workflow.execute_local_activity(

@@ -100,6 +100,15 @@ class Visibility:
             ]
         )
 
+    def progress(self, stage: str | None, running: list[str], calls: int, spent: str) -> None:
+        """Say what the run is doing in its current details (shown in the UI).
+
+        Current details are not a command: they change nothing in history.
+        """
+        doing = f"running {', '.join(running)}" if running else "between calls"
+        where = f"Stage **{stage}**: " if stage else ""
+        workflow.set_current_details(f"{where}{doing}. {calls} calls so far, {spent} spent.")
+
     def degradation(self, level: str) -> None:
         """A fan-out was graded."""
         self._upsert([DEGRADATION_LEVEL.value_set(level)])
@@ -107,6 +116,9 @@ class Visibility:
     def finished(self, status: str, level: str, total_micro: int) -> None:
         """The run ended with ``status``."""
         self._cost_micro = total_micro
+        workflow.set_current_details(
+            f"Finished: **{status}** ({level}), ${total_micro / 1_000_000:.6f} spent."
+        )
         self._upsert(
             [
                 TEAM_STATUS.value_set(status),
