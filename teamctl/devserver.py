@@ -120,14 +120,18 @@ def start_dev_server(
     # Registered at start-up: the UI can filter on them from the first run.
     args += dev_server_args()
     args += list(extra_args)
-    output = log_file.open("ab") if log_file else subprocess.DEVNULL
-    process = subprocess.Popen(
-        args,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        env=_without_secrets(os.environ),
-        start_new_session=True,
-    )
+    log = log_file.open("ab") if log_file else None
+    try:
+        process = subprocess.Popen(
+            args,
+            stdout=log if log is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=_without_secrets(os.environ),
+            start_new_session=True,
+        )
+    finally:
+        if log is not None:
+            log.close()  # the server has its own copy of the descriptor
     ui_url = f"http://localhost:{ui_port}" if ui_port is not None else None
     return DevServer(process=process, address=f"127.0.0.1:{port}", ui_url=ui_url)
 

@@ -20,7 +20,12 @@ def address_of(env: WorkflowEnvironment) -> str:
 
 
 def worker_process(
-    env: WorkflowEnvironment, task_queue: str, log: Path, **settings: str
+    env: WorkflowEnvironment,
+    task_queue: str,
+    log: Path,
+    *,
+    module: str = "worker",
+    **settings: str,
 ) -> subprocess.Popen[bytes]:
     """``python -m worker`` in its own process, configured like production: by environment."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
@@ -37,7 +42,7 @@ def worker_process(
     }
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker"], cwd=ROOT, env=environ, stdout=out, stderr=out
+            [sys.executable, "-m", module], cwd=ROOT, env=environ, stdout=out, stderr=out
         )
 
 
