@@ -13,8 +13,14 @@ COPY activities ./activities
 COPY workflows ./workflows
 COPY worker ./worker
 COPY teamctl ./teamctl
-RUN pip install . \
-    && useradd --uid 10001 --no-create-home agent
+COPY stores ./stores
+# Both shared response-cache backends, so AGENT_TEAMS_CACHE_URL can name
+# redis://... or postgresql://... without rebuilding the image.
+# .temporal/ is the worker's state dir: the default cache URL
+# (sqlite:///.temporal/response-cache.sqlite) must be writable by the worker user.
+RUN pip install ".[redis,postgres]" \
+    && useradd --uid 10001 --no-create-home agent \
+    && install -d -o agent -g agent /app/.temporal
 
 USER agent
 CMD ["python", "-m", "worker"]

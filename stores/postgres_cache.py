@@ -1,12 +1,21 @@
-"""PostgreSQL response cache: shared across hosts, in the database you already run.
+r"""PostgreSQL response cache: shared across hosts, in the database you already run.
 
 Needs ``psycopg`` (``pip install durable-agent-teams[postgres]``). The table is
 created on first use; expired rows are skipped on read and purged on write.
+
+Invariants:
+
+- Expiry is computed and checked on the database's clock (``now()``), never the
+  worker's, so workers whose clocks drift still agree on what is live.
+- The answer is stored as JSON *text*, not ``JSONB``: JSONB refuses ``\u0000``,
+  which a model's text may contain; the text round-trips exactly.
+- Creating the table is serialised by an advisory lock: ``CREATE TABLE IF NOT
+  EXISTS`` run concurrently (many calls, many workers, one new database) fails
+  with a duplicate-key error otherwise.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stores.response_cache import CachedAnswer
@@ -15,11 +24,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_teams_response_cache (
     tenant     TEXT NOT NULL,
     key        TEXT NOT NULL,
-    answer     JSONB NOT NULL,
+    answer     TEXT NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (tenant, key)
 )
 """
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('agent_teams_response_cache'))"
 
 
 class PostgresResponseCache:
@@ -33,15 +43,23 @@ class PostgresResponseCache:
         import psycopg  # optional dependency: imported only when configured
 
         connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
-        if not self._ready:
-            await connection.execute(_SCHEMA)
-            self._ready = True
+        if self._ready:
+            return connection
+        try:
+            async with connection.transaction():
+                await connection.execute(_SCHEMA_LOCK)
+                await connection.execute(_SCHEMA)
+        except BaseException:
+            await connection.close()
+            raise
+        self._ready = True
         return connection
 
     async def get(self, tenant: str, key: str) -> CachedAnswer | None:
         """The live entry, if any."""
         async with await self._connect() as db:
             cursor = await db.execute(
+                # ::text also reads tables created before the column was TEXT (JSONB).
                 "SELECT answer::text FROM agent_teams_response_cache "
                 "WHERE tenant = %s AND key = %s AND expires_at > now()",
                 (tenant, key),
@@ -50,15 +68,15 @@ class PostgresResponseCache:
         return CachedAnswer.model_validate_json(row[0]) if row else None
 
     async def put(self, tenant: str, key: str, answer: CachedAnswer, ttl_s: float) -> None:
-        """Store ``answer`` until ``ttl_s`` seconds from now."""
-        expires = datetime.now(UTC) + timedelta(seconds=ttl_s)
+        """Store ``answer`` until ``ttl_s`` seconds from now (by the database's clock)."""
         async with await self._connect() as db:
             await db.execute("DELETE FROM agent_teams_response_cache WHERE expires_at <= now()")
             await db.execute(
                 "INSERT INTO agent_teams_response_cache (tenant, key, answer, expires_at) "
-                "VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (tenant, key) "
+                "VALUES (%s, %s, %s, now() + make_interval(secs => %s)) "
+                "ON CONFLICT (tenant, key) "
                 "DO UPDATE SET answer = EXCLUDED.answer, expires_at = EXCLUDED.expires_at",
-                (tenant, key, answer.model_dump_json(), expires),
+                (tenant, key, answer.model_dump_json(), ttl_s),
             )
 
     async def aclose(self) -> None:

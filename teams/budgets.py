@@ -52,8 +52,14 @@ def load_budgets(path: Path | None) -> DailyBudgets:
         raise BudgetConfigError(f"budgets file {path} does not exist") from err
     except tomllib.TOMLDecodeError as err:
         raise BudgetConfigError(f"{path}: {err}") from err
-    glob = data.get("global", {})
-    tenants = dict(data.get("tenants", {}))
+    unknown = sorted(set(data) - {"global", "tenants"})
+    if unknown:
+        raise BudgetConfigError(f"{path}: unknown section(s) {', '.join(unknown)}")
+    glob = _table(path, data, "global")
+    extra = sorted(set(glob) - {"daily_usd"})
+    if extra:
+        raise BudgetConfigError(f"{path}: global.{extra[0]}: unknown key (expected daily_usd)")
+    tenants = _table(path, data, "tenants")
     default = tenants.pop("default_daily_usd", None)
     return DailyBudgets(
         global_micro=_usd(path, "global.daily_usd", glob.get("daily_usd")),
@@ -62,6 +68,13 @@ def load_budgets(path: Path | None) -> DailyBudgets:
             name: _required_usd(path, f"tenants.{name}", value) for name, value in tenants.items()
         },
     )
+
+
+def _table(path: Path, data: dict[str, object], name: str) -> dict[str, object]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise BudgetConfigError(f"{path}: {name}: must be a table ([{name}])")
+    return dict(table)
 
 
 def _usd(path: Path, key: str, value: object) -> int | None:
@@ -73,6 +86,8 @@ def _required_usd(path: Path, key: str, value: object) -> int:
         amount = Decimal(str(value))
     except InvalidOperation as err:
         raise BudgetConfigError(f"{path}: {key}: {value!r} is not an amount of USD") from err
+    if isinstance(value, bool) or not amount.is_finite():
+        raise BudgetConfigError(f"{path}: {key}: {value!r} is not an amount of USD")
     if amount <= 0:
         raise BudgetConfigError(f"{path}: {key}: must be positive")
     return usd_to_micro(amount)

@@ -1,0 +1,389 @@
+"""The response cache's backends against real stores, its URL parsing, and its key.
+
+Every backend (a SQLite file, a throwaway ``redis-server``, a throwaway
+PostgreSQL cluster: see ``tests/stores_support.py``) gets the same contract
+tests; a backend whose server binary is missing is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from stores.factory import CacheConfigError, open_cache
+from stores.postgres_cache import PostgresResponseCache
+from stores.redis_cache import RedisResponseCache
+from stores.response_cache import CachedAnswer, ResponseCache, cache_key
+from stores.sqlite_cache import SqliteResponseCache
+from teams.calls import AgentCall, HandoffItem
+from teams.catalog import Catalog
+from teams.outputs import ReviewVerdict, RouteDecision
+from teams.resolved import PromptRef
+from tests.stores_support import (  # noqa: F401  (registers the fixtures in this module)
+    postgres_database_url_fixture,
+    postgres_url_fixture,
+    redis_url_fixture,
+)
+
+CATALOG = Catalog.shipped()
+
+ANSWER = CachedAnswer(
+    model="claude-sonnet-4-6",
+    provider="simulated",
+    text="Naïve summary — 東京 🚀\nline two",
+    verdict=ReviewVerdict(score=7, passed=True, reasons=["cite sources", "shorter intro"]),
+    stop_reason="end_turn",
+    cost_micro=12_345,
+)
+OTHER = CachedAnswer(
+    model="claude-haiku-4-5",
+    provider="anthropic",
+    text="",
+    route=RouteDecision(route="direct", rationale="simple", answer="42", complexity="simple"),
+    stop_reason="max_tokens",
+    cost_micro=1,
+)
+KEY = "0" * 64
+LONG_TTL_S = 3600.0
+SHORT_TTL_S = 0.3
+EXPIRY_DEADLINE_S = 30.0
+"""Hang guard for polling an entry's expiry (not a performance bound)."""
+
+
+@dataclass(frozen=True)
+class Store:
+    """One backend's store, as the worker would name it (``AGENT_TEAMS_CACHE_URL``)."""
+
+    backend: str
+    url: str
+
+    def open(self) -> ResponseCache:
+        cache = open_cache(self.url)
+        assert cache is not None
+        return cache
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """A fresh store per test: a new file, a shared Redis, a new PostgreSQL database."""
+    backend: str = request.param
+    if backend == "sqlite":
+        return Store(backend, f"sqlite:///{tmp_path / 'cache.sqlite'}")
+    if backend == "redis":
+        return Store(backend, request.getfixturevalue("redis_url"))
+    return Store(backend, request.getfixturevalue("postgres_database_url"))
+
+
+@pytest.fixture
+async def cache(store: Store) -> AsyncIterator[ResponseCache]:
+    opened = store.open()
+    yield opened
+    await opened.aclose()
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A tenant of this test only (the Redis server is shared by the session)."""
+    return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+async def _wait_until_expired(cache: ResponseCache, tenant: str, key: str) -> None:
+    deadline = time.monotonic() + EXPIRY_DEADLINE_S
+    while await cache.get(tenant, key) is not None:
+        if time.monotonic() > deadline:
+            pytest.fail(f"entry {key} still live {EXPIRY_DEADLINE_S}s after a {SHORT_TTL_S}s TTL")
+        await asyncio.sleep(0.05)
+
+
+# --- the contract, on every backend -------------------------------------------------
+
+
+async def test_miss_is_none(cache: ResponseCache, tenant: str) -> None:
+    assert await cache.get(tenant, KEY) is None
+
+
+async def test_put_then_get_returns_an_equal_answer(cache: ResponseCache, tenant: str) -> None:
+    await cache.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    await cache.put(tenant, "1" * 64, OTHER, LONG_TTL_S)
+
+    assert await cache.get(tenant, KEY) == ANSWER
+    assert await cache.get(tenant, "1" * 64) == OTHER
+    assert await cache.get(tenant, "2" * 64) is None
+
+
+async def test_any_model_text_round_trips_exactly(cache: ResponseCache, tenant: str) -> None:
+    # Model text is arbitrary: a NUL, escapes, quotes, astral characters, JSON-looking text.
+    text = 'a\x00b \\u0000 "quoted" \\ \t🚀 {"json": [1, 2]} \r\n' + "x" * 10_000
+    answer = ANSWER.model_copy(update={"text": text})
+    await cache.put(tenant, KEY, answer, LONG_TTL_S)
+
+    cached = await cache.get(tenant, KEY)
+
+    assert cached == answer
+    assert cached is not None and cached.text == text
+
+
+async def test_entries_never_cross_tenants(cache: ResponseCache, tenant: str) -> None:
+    other_tenant = f"{tenant}-other"
+    await cache.put(tenant, KEY, ANSWER, LONG_TTL_S)
+
+    assert await cache.get(other_tenant, KEY) is None
+
+    await cache.put(other_tenant, KEY, OTHER, LONG_TTL_S)
+    assert await cache.get(tenant, KEY) == ANSWER
+    assert await cache.get(other_tenant, KEY) == OTHER
+
+
+async def test_entry_expires_after_its_ttl(cache: ResponseCache, tenant: str) -> None:
+    short, long, renewed = "a" * 64, "b" * 64, "c" * 64
+    await cache.put(tenant, long, OTHER, LONG_TTL_S)
+    # Written with the short TTL, then overwritten with a long one: the overwrite's TTL wins.
+    await cache.put(tenant, renewed, OTHER, SHORT_TTL_S)
+    await cache.put(tenant, renewed, ANSWER, LONG_TTL_S)
+
+    started = time.monotonic()
+    await cache.put(tenant, short, ANSWER, SHORT_TTL_S)
+    first = await cache.get(tenant, short)
+    if time.monotonic() - started < SHORT_TTL_S:
+        assert first == ANSWER  # still inside its TTL: it must be live
+
+    await _wait_until_expired(cache, tenant, short)
+    assert await cache.get(tenant, long) == OTHER
+    assert await cache.get(tenant, renewed) == ANSWER
+
+
+async def test_put_overwrites(cache: ResponseCache, tenant: str) -> None:
+    await cache.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    await cache.put(tenant, KEY, OTHER, LONG_TTL_S)
+
+    assert await cache.get(tenant, KEY) == OTHER
+
+
+async def test_entries_outlive_the_cache_object(store: Store, tenant: str) -> None:
+    first = store.open()
+    await first.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    await first.aclose()
+
+    reopened = store.open()
+    try:
+        assert await reopened.get(tenant, KEY) == ANSWER
+    finally:
+        await reopened.aclose()
+
+
+async def test_two_open_caches_share_entries(store: Store, tenant: str) -> None:
+    # What makes the cache shared: one worker stores, another is served.
+    writer, reader = store.open(), store.open()
+    try:
+        await writer.put(tenant, KEY, ANSWER, LONG_TTL_S)
+        assert await reader.get(tenant, KEY) == ANSWER
+    finally:
+        await writer.aclose()
+        await reader.aclose()
+
+
+async def test_concurrent_calls_on_a_fresh_store(cache: ResponseCache, tenant: str) -> None:
+    # A worker runs many calls at once; the very first ones may find no table yet.
+    keys = [f"{i:064x}" for i in range(20)]
+    answers = [ANSWER.model_copy(update={"cost_micro": i + 1}) for i in range(20)]
+
+    misses = await asyncio.gather(*(cache.get(tenant, key) for key in keys))
+    await asyncio.gather(
+        *(cache.put(tenant, k, a, LONG_TTL_S) for k, a in zip(keys, answers, strict=True))
+    )
+    hits = await asyncio.gather(*(cache.get(tenant, key) for key in keys))
+
+    assert misses == [None] * 20
+    assert hits == answers
+
+
+# --- backend specifics --------------------------------------------------------------
+
+
+async def test_postgres_workers_create_the_table_once(postgres_url: str) -> None:
+    # Many workers' first calls against a database without the table: every one
+    # must succeed (unserialised CREATE TABLE IF NOT EXISTS raises duplicate-key errors).
+    for _ in range(3):
+        url = _new_database(postgres_url)
+        caches = [PostgresResponseCache(url) for _ in range(30)]
+        results = await asyncio.gather(*(c.get("t", KEY) for c in caches), return_exceptions=True)
+        assert results == [None] * 30
+
+
+def _new_database(postgres_url: str) -> str:
+    name = f"fresh_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def test_postgres_reads_a_table_from_before_answers_were_text(
+    postgres_database_url: str, tenant: str
+) -> None:
+    # The first release stored answers as JSONB; such a table must keep working.
+    with psycopg.connect(postgres_database_url, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE agent_teams_response_cache (tenant TEXT NOT NULL, key TEXT NOT NULL, "
+            "answer JSONB NOT NULL, expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (tenant, key))"
+        )
+    cache = PostgresResponseCache(postgres_database_url)
+
+    await cache.put(tenant, KEY, ANSWER, LONG_TTL_S)
+
+    assert await cache.get(tenant, KEY) == ANSWER
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
+async def test_expired_rows_are_purged_on_write(
+    store: Store, cache: ResponseCache, tenant: str
+) -> None:
+    await cache.put(tenant, "a" * 64, ANSWER, SHORT_TTL_S)
+    await _wait_until_expired(cache, tenant, "a" * 64)
+    assert _row_keys(store) == ["a" * 64]  # skipped on read, not yet removed
+
+    await cache.put(tenant, "b" * 64, OTHER, LONG_TTL_S)
+
+    assert _row_keys(store) == ["b" * 64]
+
+
+def _row_keys(store: Store) -> list[str]:
+    if store.backend == "sqlite":
+        with closing(sqlite3.connect(store.url.removeprefix("sqlite:///"))) as db:
+            rows = db.execute("SELECT key FROM response_cache ORDER BY key").fetchall()
+    else:
+        with psycopg.connect(store.url) as db:
+            rows = db.execute("SELECT key FROM agent_teams_response_cache ORDER BY key").fetchall()
+    return [row[0] for row in rows]
+
+
+async def test_redis_expiry_is_set_on_the_key(redis_url: str, tenant: str) -> None:
+    import redis.asyncio
+
+    cache = RedisResponseCache(redis_url)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        await cache.put(tenant, KEY, ANSWER, 90.0)
+        # Redis drops the entry itself: no unbounded growth, no purge pass.
+        ttl_ms = await raw.pttl(f"agent-teams:response-cache:{tenant}:{KEY}")
+        assert 0 < ttl_ms <= 90_000
+    finally:
+        await raw.aclose()
+        await cache.aclose()
+
+
+# --- open_cache: AGENT_TEAMS_CACHE_URL ----------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["off", "none", ""])
+def test_open_cache_off(url: str) -> None:
+    assert open_cache(url) is None
+
+
+def test_open_cache_sqlite_creates_the_file_and_its_folder(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "cache.sqlite"
+
+    cache = open_cache(f"sqlite:///{path}")
+
+    assert isinstance(cache, SqliteResponseCache)
+    assert path.is_file()
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.internal:6380/2"])
+async def test_open_cache_redis(url: str) -> None:
+    cache = open_cache(url)  # builds a client; connects on first use only
+
+    assert isinstance(cache, RedisResponseCache)
+    await cache.aclose()
+
+
+@pytest.mark.parametrize("url", ["postgresql://u:p@db.internal/cache", "postgres://u@db/cache"])
+def test_open_cache_postgres(url: str) -> None:
+    assert isinstance(open_cache(url), PostgresResponseCache)
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme"),
+    [("memcached://cache:11211", "memcached"), ("file:///tmp/x", "file"), ("sqlite://x", "sqlite")],
+)
+def test_open_cache_unknown_scheme_names_the_variable(url: str, scheme: str) -> None:
+    with pytest.raises(CacheConfigError, match=f"AGENT_TEAMS_CACHE_URL: unknown cache '{scheme}'"):
+        open_cache(url)
+
+
+# --- cache_key ----------------------------------------------------------------------
+
+
+def _call(**changes: object) -> AgentCall:
+    fields: dict[str, object] = {
+        "call_id": "wf-1/research/researcher/1",
+        "team": "research",
+        "tenant": "acme",
+        "stage": "research",
+        "agent": "researcher",
+        "role": "Research analyst",
+        "model": "claude-sonnet-4-6",
+        "prompt": CATALOG.resolve("research").prompts["researcher"].ref,
+        "system": "You are a researcher.",
+        "task": "How do durable workflows help LLM agents?",
+        "handoff": [HandoffItem(source="planner", content="Focus on retries.")],
+        "max_tokens": 1500,
+        "price": CATALOG.prices.models["claude-sonnet-4-6"],
+        "cache_ttl_s": 600.0,
+    }
+    fields.update(changes)
+    return AgentCall.model_validate(fields)
+
+
+def test_identical_calls_have_the_same_key() -> None:
+    key = cache_key(_call())
+
+    assert key == cache_key(_call())
+    assert len(key) == 64 and int(key, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"model": "claude-haiku-4-5"}, id="model"),
+        pytest.param(
+            {"prompt": PromptRef(name="researcher", version="v1", sha256="0123456789ab")},
+            id="prompt-sha",
+        ),
+        pytest.param({"system": "You are a careful researcher."}, id="system"),
+        pytest.param({"task": "How do durable workflows help humans?"}, id="task"),
+        pytest.param(
+            {"handoff": [HandoffItem(source="planner", content="Focus on timeouts.")]},
+            id="handoff-input",
+        ),
+        pytest.param({"handoff": []}, id="no-handoff"),
+        pytest.param({"feedback": ["cite sources"]}, id="feedback"),
+        pytest.param({"max_tokens": 1501}, id="max-tokens"),
+        pytest.param({"tenant": "globex"}, id="tenant"),
+        pytest.param({"tenant": None}, id="no-tenant"),
+    ],
+)
+def test_a_change_that_can_change_the_answer_changes_the_key(change: dict[str, object]) -> None:
+    assert cache_key(_call(**change)) != cache_key(_call())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"call_id": "wf-2/research/researcher/1"}, id="another-run"),
+        pytest.param({"cache_ttl_s": 60.0}, id="ttl"),
+        pytest.param({"request_timeout_s": 30.0}, id="timeout"),
+        pytest.param({"routing": "cheapest model that passes"}, id="routing-note"),
+    ],
+)
+def test_what_cannot_change_the_answer_keeps_the_key(change: dict[str, object]) -> None:
+    # Another run asking the same thing must be served from the cache.
+    assert cache_key(_call(**change)) == cache_key(_call())
