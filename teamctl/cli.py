@@ -1,12 +1,16 @@
 """``teamctl``: the command line for team runs.
 
-Commands: ``run``, ``approve``, ``reject``, ``status``, ``result``, ``teams``,
-``dev-server``. Connection settings come from ``--address``/``--namespace`` or
-``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, like the worker.
+Commands: ``run``, ``approve``, ``reject``, ``status``, ``result``, ``costs``,
+``pending``, ``teams``, ``dev-server``. Connection settings come from
+``--address``/``--namespace`` or ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, like
+the worker. ``costs`` reads the daily ledgers named with the worker's
+``AGENT_TEAMS_ENTITY_PREFIX`` (or ``--entity-prefix``).
 
 Exit codes: 0 success (a run that ended COMPLETED or DEGRADED, or is waiting
-for approval); 1 a run that ended REJECTED, BUDGET_EXCEEDED or FAILED, or a
-refused decision; 2 bad input (nothing was started); 130 interrupted.
+for approval; a costs or pending report, empty or not); 1 a run that ended
+REJECTED, BUDGET_EXCEEDED or FAILED, a refused decision, or an error reported
+by Temporal; 2 bad input (nothing was started or read, e.g. an unknown team or
+a bad ``--day``); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from teamctl import render
+from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
 from teamctl.devserver import DevServerError, start_dev_server, wait_until_ready
+from teamctl.pending import DEFAULT_LIMIT, check_limit, list_pending, visibility_query
 from teamctl.runs import (
     DecisionRefusedError,
     decide,
@@ -83,6 +90,37 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("workflow_id")
     result.add_argument("--json", action="store_true")
 
+    costs = commands.add_parser(
+        "costs", help="spend per day, tenant, team, agent, model and prompt, with budgets"
+    )
+    costs.add_argument("--day", help="YYYY-MM-DD, UTC (default: today); the last day with --days")
+    costs.add_argument("--days", type=int, default=1, help="the last N days (default: 1)")
+    costs.add_argument("--tenant", help="only this tenant's calls ('-': runs without a tenant)")
+    costs.add_argument("--team", help="only this team's calls")
+    costs.add_argument(
+        "--by",
+        default=",".join(COLUMNS),
+        help=f"grouping columns, comma-separated (default: {','.join(COLUMNS)})",
+    )
+    costs.add_argument(
+        "--entity-prefix",
+        default=env.get("AGENT_TEAMS_ENTITY_PREFIX", ""),
+        help="the workers' AGENT_TEAMS_ENTITY_PREFIX (default: that variable, or empty)",
+    )
+    costs.add_argument("--json", action="store_true")
+
+    pending = commands.add_parser("pending", help="list the runs waiting for approval")
+    pending.add_argument("--team", help="only runs of this team")
+    pending.add_argument("--tenant", help="only runs of this tenant")
+    pending.add_argument("--approver", help="only runs this approver may decide")
+    pending.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"at most N runs (default: {DEFAULT_LIMIT})",
+    )
+    pending.add_argument("--json", action="store_true")
+
     commands.add_parser("teams", help="list the shipped teams")
 
     dev = commands.add_parser("dev-server", help="run the embedded Temporal dev server")
@@ -103,6 +141,22 @@ async def dispatch(args: argparse.Namespace) -> int:
         _catalog().resolve(request.team)  # bad input fails here, before anything connects
         client = await _connect(args)
         return await _run(client, args, request)
+    if args.command == "costs":
+        days, by = _costs_input(args)  # bad input fails here, before anything connects
+        return await _costs(
+            await _connect(args),
+            days,
+            prefix=args.entity_prefix,
+            by=by,
+            tenant=args.tenant,
+            team=args.team,
+            as_json=args.json,
+        )
+    if args.command == "pending":
+        # Bad filters fail here, before anything connects.
+        query = visibility_query(team=args.team, tenant=args.tenant, approver=args.approver)
+        limit = check_limit(args.limit)
+        return await _pending(await _connect(args), query, limit=limit, as_json=args.json)
     client = await _connect(args)
     handle = run_handle(client, args.workflow_id)
     if args.command in ("approve", "reject"):
@@ -218,6 +272,33 @@ async def _result(handle: WorkflowHandle[object, TeamResult], *, as_json: bool) 
     result = await handle.result()
     print(result.model_dump_json(indent=2) if as_json else render.result_text(result))
     return 0 if result.status in OK_STATUSES else 1
+
+
+def _costs_input(args: argparse.Namespace) -> tuple[list[str], list[Column]]:
+    last = parse_day(args.day) if args.day else datetime.now(UTC).date()
+    return day_range(last, args.days), parse_columns(args.by)
+
+
+async def _costs(
+    client: Client,
+    days: Sequence[str],
+    *,
+    prefix: str,
+    by: Sequence[Column] = COLUMNS,
+    tenant: str | None = None,
+    team: str | None = None,
+    as_json: bool = False,
+) -> int:
+    """Print the costs report of ``days`` from the ledgers named with ``prefix``."""
+    report = await fetch_report(client, days, prefix=prefix, by=by, tenant=tenant, team=team)
+    print(report.model_dump_json(indent=2) if as_json else render.costs_text(report))
+    return 0
+
+
+async def _pending(client: Client, query: str, *, limit: int, as_json: bool) -> int:
+    pending = await list_pending(client, query, limit=limit)
+    print(pending.model_dump_json(indent=2) if as_json else render.pending_text(pending))
+    return 0
 
 
 def _list_teams() -> int:

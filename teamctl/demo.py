@@ -3,9 +3,10 @@
 Starts the dev server (SQLite state under ``.temporal/``, UI on
 http://localhost:8233) and a worker process, runs the research team, approves
 the final text as the editor would (printing the equivalent ``temporal
-workflow signal`` command), prints the result and the UI link, then stops
-everything it started. The run's history stays in ``.temporal/dev.sqlite``:
-``make server`` brings the UI back with it.
+workflow signal`` command), prints the result and the UI link, reads what the
+run cost from the daily ledgers, stops everything it started, and ends with
+that ``teamctl costs`` table. The run's history stays in
+``.temporal/dev.sqlite``: ``make server`` brings the UI back with it.
 
 ``DEMO_PORT`` moves the server (UI on ``DEMO_PORT + 1000``) when 7233 is taken.
 """
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable
+from datetime import UTC
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,19 +28,21 @@ from temporalio.client import Client, WorkflowHandle
 
 from teamctl import render
 from teamctl.cli import follow_and_report
+from teamctl.costs import Column, day_range, fetch_report
 from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
 from teamctl.runs import new_workflow_id, query_status, start_team_run
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult
-from worker.settings import choose_provider
+from worker.settings import WorkerSettings, choose_provider
 
 _T = TypeVar("_T")
 STATE_DIR = Path(".temporal")
 NAMESPACE = "default"
 TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
 APPROVAL = Decision(approver="editor", comment="Clear and well sourced. Approved for publication.")
+COSTS_BY: tuple[Column, ...] = ("team", "agent", "model", "prompt")
 
 
 def _demo_environment() -> dict[str, str]:
@@ -105,9 +109,34 @@ async def _while_alive(worker: subprocess.Popen[bytes], work: Awaitable[_T]) -> 
     return task.result()
 
 
+async def _costs(client: Client, result: TeamResult, address: str) -> str:
+    """The ``teamctl costs`` table of the run's tenant on the day(s) it ran."""
+    # The ledgers are named with the worker's prefix; the worker reads the same environment.
+    prefix = WorkerSettings.from_env(_demo_environment()).entity_prefix
+    first, last = (
+        moment.astimezone(UTC).date() for moment in (result.started_at, result.finished_at)
+    )
+    days = day_range(last, (last - first).days + 1)
+    report = await fetch_report(client, days, prefix=prefix, by=COSTS_BY, tenant=result.tenant)
+    command = f"teamctl --address {address} costs --tenant {result.tenant} --day {days[-1]}"
+    command += f" --days {len(days)}" if len(days) > 1 else ""
+    command += f" --entity-prefix {prefix}" if prefix else ""
+    lines = [
+        "\nWhat it cost, from the daily budget ledgers. The same table, later, with",
+        "`make server` and `make worker` running:",
+        f"  {command} --by {','.join(COSTS_BY)}",
+    ]
+    if report.total.cost_micro != result.total_cost_micro:
+        lines.append(
+            f"(includes earlier {result.tenant} runs of the day; this run cost "
+            f"{result.total_cost_usd})"
+        )
+    return "\n".join([*lines, "", render.costs_text(report)])
+
+
 async def _run_demo(
     client: Client, server: DevServer, worker: subprocess.Popen[bytes]
-) -> RunStatus:
+) -> tuple[RunStatus, str]:
     request = TeamRequest(team="research", task=TASK, tenant="demo")
     handle = await start_team_run(
         client, request, catalog=Catalog.shipped(), workflow_id=new_workflow_id("demo-research")
@@ -116,7 +145,9 @@ async def _run_demo(
     await _while_alive(worker, follow_and_report(handle))
     result = await _while_alive(worker, _approve_like_a_person(handle, server.address))
     print(f"\nTemporal UI: {server.ui_url}/namespaces/{NAMESPACE}/workflows/{handle.id}")
-    return result.status
+    # Ledger queries need the worker: read them now, print them once everything has stopped.
+    costs = await _while_alive(worker, _costs(client, result, server.address))
+    return result.status, costs
 
 
 async def demo() -> int:
@@ -137,12 +168,13 @@ async def demo() -> int:
         print(f"Temporal dev server on {server.address} (UI {server.ui_url}, state {STATE_DIR}/)")
         worker = _start_worker(server.address, STATE_DIR / "worker.log")
         print(f"worker started (pid {worker.pid}, log {STATE_DIR}/worker.log)")
-        status = await _run_demo(client, server, worker)
+        status, costs = await _run_demo(client, server, worker)
     finally:
         if worker is not None:
             _stop(worker)
         server.stop()
         print("stopped the worker and the dev server")
+    print(costs)
     return 0 if status is RunStatus.COMPLETED else 1
 
 

@@ -7,7 +7,10 @@ CLI stays a thin shell.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+from teamctl.costs import BudgetLine, CostReport
+from teamctl.pending import PendingList
 from teams.pricing import format_usd
 from teams.results import AgentTotals, TeamResult, TeamStatus
 
@@ -154,6 +157,111 @@ def result_text(result: TeamResult) -> str:
             cost_table(result.agents),
         ]
     )
+
+
+def costs_text(report: CostReport) -> str:
+    """The ``teamctl costs`` view: cost lines and a total, then budgets and alerts."""
+    by = list(report.by)
+    rows = [
+        [
+            *(line.column(c) for c in by),
+            str(line.calls),
+            str(line.input_tokens),
+            str(line.output_tokens),
+            format_usd(line.cost_micro),
+            str(line.cache_hits),
+            format_usd(line.saved_micro),
+            str(line.fallbacks),
+        ]
+        for line in report.lines
+    ]
+    total = report.total
+    rows.append(
+        [
+            *(["TOTAL", *[""] * (len(by) - 1)] if by else []),
+            str(total.calls),
+            str(total.input_tokens),
+            str(total.output_tokens),
+            format_usd(total.cost_micro),
+            str(total.cache_hits),
+            format_usd(total.saved_micro),
+            str(total.fallbacks),
+        ]
+    )
+    headers = [*by, "calls", "in tok", "out tok", "cost", "cache hits", "saved", "fallbacks"]
+    numbers = set(range(len(by), len(headers)))
+    days = report.days
+    scope = [f"day {days[0]}" if len(days) == 1 else f"days {days[0]} to {days[-1]}"]
+    scope += [f"tenant {report.tenant}"] if report.tenant is not None else []
+    scope += [f"team {report.team}"] if report.team is not None else []
+    budget_headers = ["day", "budget", "limit", "spent", "reserved", "used"]
+    budget_rows = [_budget_cells(b) for b in report.budgets]
+    alerts = [
+        f"alert  {a.day}  {a.scope}  {a.kind}: {a.message}"
+        for b in report.budgets
+        for a in b.alerts
+    ]
+    parts = [
+        f"costs for {', '.join(scope)}",
+        "",
+        table(headers, rows, right=numbers),
+        "",
+        table(budget_headers, budget_rows, right={3, 4, 5}),
+    ]
+    if alerts:
+        parts += ["", *alerts]
+    return "\n".join(parts)
+
+
+def _budget_cells(line: BudgetLine) -> list[str]:
+    if not line.recorded:
+        return [line.day, line.scope, "no spend recorded", "", "", ""]
+    used = line.used_tenths_percent
+    return [
+        line.day,
+        line.scope,
+        "no limit" if line.limit_micro is None else format_usd(line.limit_micro),
+        format_usd(line.spent_micro),
+        format_usd(line.reserved_micro),
+        "-" if used is None else f"{used // 10}.{used % 10}%",
+    ]
+
+
+def pending_text(pending: PendingList) -> str:
+    """The ``teamctl pending`` view: one line per run waiting for a decision."""
+    if not pending.runs:
+        return "no runs are waiting for approval"
+    rows = [
+        [
+            run.workflow_id,
+            run.team,
+            run.tenant or "-",
+            run.stage or run.point,
+            ",".join(run.approvers),
+            _when(run.since),
+            _when(run.deadline),
+            "yes" if run.escalated else "no",
+        ]
+        for run in pending.runs
+    ]
+    headers = [
+        "workflow id",
+        "team",
+        "tenant",
+        "stage",
+        "approvers",
+        "since",
+        "deadline",
+        "escalated",
+    ]
+    text = table(headers, rows, right=set())
+    if pending.truncated:
+        text += "\n(more runs are waiting: raise --limit to see them)"
+    return text
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _indent(text: str) -> str:
