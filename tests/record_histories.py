@@ -39,7 +39,7 @@ from worker.search_attributes import ensure_search_attributes
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
-CURRENT_SET = "v2"
+CURRENT_SET = "v3"
 """v1: before cooperative cancellation and context shrinking (kept for replay)."""
 HISTORIES = HISTORIES_ROOT / CURRENT_SET
 Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
