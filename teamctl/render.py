@@ -76,7 +76,8 @@ def calls_table(result: TeamResult) -> str:
             c.model + (" (fallback)" if c.fallback_for else ""),
             c.prompt_version,
             "-" if c.attempts is None else str(c.attempts),
-            c.status.value,
+            c.status.value
+            + (f" (cached, saved {format_usd(c.saved_micro)})" if c.cache_hit else ""),
             "-" if c.quality_score is None else str(c.quality_score),
             format_usd(c.cost_micro),
         ]
