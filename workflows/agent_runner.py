@@ -15,6 +15,9 @@ For each call the runner:
 6. when the primary still fails, runs the agent's fallback (a cheaper model
    and/or a simpler prompt), flagged degraded, unless no fallback can help.
 
+Every call's :class:`AgentCallRecord` (skipped ones too) goes to the run state and
+to the run's metrics (:mod:`workflows.metrics`) in one place, ``_record``.
+
 Cancellation is cooperative (since patch ``cooperative-cancellation``): when a
 fan-out stage times out, or the run is cancelled, the runner asks the activity
 to stop and waits for its answer, which carries the partial usage, so nothing
@@ -52,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import call_records
     from workflows.budget import RunBudget
     from workflows.call_failures import CallFailure, classify
+    from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.shared_controls import SharedControls
     from workflows.stops import AgentFailed, RunStopped, StageStopped
@@ -115,6 +119,7 @@ class AgentRunner:
         cooperative_cancel: bool,
         visibility: Visibility,
         shared: SharedControls | None,
+        metrics: RunMetrics,
     ) -> None:
         self._team = team
         self._request = request
@@ -123,6 +128,7 @@ class AgentRunner:
         self._cooperative = cooperative_cancel
         self._visibility = visibility
         self._shared = shared
+        self._metrics = metrics
         self._sequence: dict[str, int] = {}
 
     @property
@@ -141,6 +147,7 @@ class AgentRunner:
                 raise AgentFailed(step.agent, reason) from None
         fallback = self._call(step, spec, fallback_reason=reason)
         self._state.note_fallback(step.agent)
+        self._metrics.fallback(step.agent)
         self._state.warn(
             f"{step.agent}: {spec.model} failed ({reason}); fell back to {_describe_call(fallback)}"
         )
@@ -365,7 +372,7 @@ class AgentRunner:
                 f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
                 f"{self._budget.left_micro} of {self._budget.limit_micro} are left"
             )
-            self._state.record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
+            self._record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
             raise _BudgetRefused(reason)
         if self._shared is None:
             return worst
@@ -375,13 +382,11 @@ class AgentRunner:
         self._budget.settle(call.call_id, 0)  # nothing will be spent: free the reservation
         reason = admission.reason or "refused"
         if admission.refused_by == "breaker":
-            self._state.record(
-                call_records.skipped(call, worst, CallStatus.SKIPPED_CIRCUIT, reason)
-            )
+            self._record(call_records.skipped(call, worst, CallStatus.SKIPPED_CIRCUIT, reason))
             raise _CallFailed(
                 CallFailure(CallStatus.SKIPPED_CIRCUIT, CIRCUIT_OPEN, reason, 0, TokenUsage(), 0)
             )
-        self._state.record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
+        self._record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
         raise _BudgetRefused(reason)
 
     def _cheaper(self, call: AgentCall, spec: AgentSpec) -> AgentCall | None:
@@ -418,10 +423,15 @@ class AgentRunner:
                 f"{record.reserved_micro} reservation (interrupted attempts are charged too)",
                 degrade=False,
             )
-        self._state.record(record)
+        self._record(record)
         self._show_progress()
         if self._shared is not None:
             await self._shared.settle(call, record, self._breakers_for(call))
+
+    def _record(self, record: AgentCallRecord) -> None:
+        """Add a call's record to the run, and count it in the metrics."""
+        self._state.record(record)
+        self._metrics.call(record)
 
     def _show_progress(self) -> None:
         self._visibility.progress(

@@ -6,6 +6,9 @@ is in history), then executes the stages in order. Every model call is a
 a budget check. Approval points wait on signals (``approve``/``reject``) or the
 ``decide`` update; the ``status`` query shows progress at any time. The result
 is always a :class:`TeamResult` carrying every call made, whatever the status.
+Its metrics (:mod:`workflows.metrics`) count every call, degradation, gate
+rejection and approval as they happen, and the run's status and budget left when
+it ends.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_runner import COOPERATIVE_CANCEL_PATCH, AgentRunner
     from workflows.approvals import ApprovalDesk
     from workflows.budget import RunBudget
+    from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
     from workflows.stages import StageRunner
@@ -57,7 +61,8 @@ class AgentTeamWorkflow:
             tenant=request.tenant,
         )
         self._visibility = Visibility()
-        self._desk = ApprovalDesk(self._state, self._visibility)
+        self._metrics = RunMetrics(request.team_name)
+        self._desk = ApprovalDesk(self._state, self._visibility, self._metrics)
         self._budget: RunBudget | None = None
         self._final: RunStatus | None = None
 
@@ -87,9 +92,14 @@ class AgentTeamWorkflow:
             cooperative_cancel=workflow.patched(COOPERATIVE_CANCEL_PATCH),
             visibility=self._visibility,
             shared=shared,
+            metrics=self._metrics,
         )
         stages = StageRunner(
-            runner=runner, state=self._state, desk=self._desk, visibility=self._visibility
+            runner=runner,
+            state=self._state,
+            desk=self._desk,
+            visibility=self._visibility,
+            metrics=self._metrics,
         )
         try:
             status, reason = await self._run_stages(stages, team)
@@ -103,6 +113,7 @@ class AgentTeamWorkflow:
             self._visibility.finished(
                 RunStatus.CANCELLED.value, self._state.degradation().value, budget.spent_micro
             )
+            self._metrics.finished(RunStatus.CANCELLED, _left(budget))
             raise asyncio.CancelledError() from None
         self._final = status
         self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
@@ -112,6 +123,7 @@ class AgentTeamWorkflow:
         self._state.stage = None
         # Let in-flight signal/update handlers finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._metrics.finished(status, _left(budget))
         return self._state.result(
             status=status,
             reason=reason,
@@ -138,6 +150,7 @@ class AgentTeamWorkflow:
         except ActivityError as err:
             cause = err.cause
             detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            self._metrics.finished(RunStatus.FAILED, None)
             raise ApplicationError(
                 f"cannot run team {request.team_name!r}: {detail}",
                 type="InvalidTeamSpec",
@@ -186,3 +199,8 @@ class AgentTeamWorkflow:
     def status(self) -> TeamStatus:
         """Phase, what the run waits for, per-agent calls/tokens/cost, budget left."""
         return self._state.status(self._budget, self._desk.pending, self._final)
+
+
+def _left(budget: RunBudget) -> int:
+    """What was left of the run's budget (limit minus spend)."""
+    return budget.limit_micro - budget.spent_micro

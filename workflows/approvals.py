@@ -12,10 +12,17 @@ Rules:
   ``on_escalation_timeout`` applies).
 - The wait is a Temporal timer plus a condition: it survives worker restarts
   and costs nothing while it lasts, for days if need be.
+- Metrics: a point counts once as opened when it starts waiting (an escalation
+  keeps it open) and once as closed when it stops, whether by a decision, a
+  timeout policy or the run's cancellation; opened minus closed is the number
+  of runs awaiting approval (see :mod:`workflows.metrics`). A *terminated* run
+  runs no more code, so its open point is never counted as closed: the derived
+  level stays one too high until the worker process restarts.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Literal
 
@@ -34,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from teams.durations import format_duration
     from teams.spec import ApprovalStage
+    from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.visibility import Visibility
 
@@ -47,9 +55,10 @@ TimeoutPolicy = Literal["approve", "reject"]
 class ApprovalDesk:
     """Pending approval, decisions taken and decisions ignored, for one run."""
 
-    def __init__(self, state: RunState, visibility: Visibility) -> None:
+    def __init__(self, state: RunState, visibility: Visibility, metrics: RunMetrics) -> None:
         self._state = state
         self._visibility = visibility
+        self._metrics = metrics
         self.records: list[ApprovalRecord] = []
         self.ignored: list[IgnoredDecision] = []
         self.pending: PendingApproval | None = None
@@ -102,6 +111,18 @@ class ApprovalDesk:
 
     async def wait(self, stage: ApprovalStage) -> ApprovalRecord:
         """Wait durably for a decision on ``stage``, applying its timeout policy."""
+        self._metrics.approval_opened()
+        try:
+            record = await self._decision_on(stage)
+        except asyncio.CancelledError:
+            # The run was cancelled while waiting (or evicted from the worker's
+            # cache, which the SDK treats as replay: nothing is recorded then).
+            self._metrics.approval_closed("cancelled", "cancel")
+            raise
+        self._metrics.approval_closed(record.outcome, record.via)
+        return record
+
+    async def _decision_on(self, stage: ApprovalStage) -> ApprovalRecord:
         self._decided = None
         self._open(stage.name, list(stage.approvers), stage.timeout, escalated=False)
         if await self._wait_for_decision(stage.timeout):

@@ -4,6 +4,7 @@ One entity per model and per agent (``breaker/model:<id>``,
 ``breaker/agent:<team>.<agent>``), reached through update-with-start. Reports
 are idempotent by request id. The half-open probe is a lease: if its report
 never arrives (its worker died), another call may probe once the lease lapses.
+Each state change is counted (``CIRCUIT_TRANSITIONS``, :mod:`workflows.metrics`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         BreakerStatus,
         BreakerTransition,
     )
+    from workflows.metrics import BreakerMetrics
 
 UPDATES_PER_RUN = 500
 REPORTS_MEMORY = 500
@@ -40,6 +42,7 @@ class CircuitBreakerWorkflow:
         self._s = status
         self._updates = 0
         self._touched = 0
+        self._metrics = BreakerMetrics(status.key)
 
     @workflow.run
     async def run(self, status: BreakerStatus) -> BreakerStatus:
@@ -140,6 +143,4 @@ class CircuitBreakerWorkflow:
             }
         )
         workflow.logger.warning("circuit %s -> %s: %s", self._s.key, to, reason)
-        workflow.metric_meter().create_counter(
-            "agent_teams_circuit_transitions", "Circuit breaker state changes"
-        ).add(1, {"breaker": self._s.key, "to": to})
+        self._metrics.transition(to)

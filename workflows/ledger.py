@@ -12,6 +12,10 @@ the ledger exists as soon as anyone needs it. Invariants:
   (after its handlers finish), carrying only aggregates and open reservations.
 - It stays open for a week after its day (late settlements), then completes;
   its summary remains queryable.
+- Metrics (:mod:`workflows.metrics`): alerts are counted as they are raised, and
+  while its day is today a ledger with a limit shows what is left of it after
+  every reserve, settle and release (a past day's late settlement does not
+  overwrite today's figure).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         SettleResponse,
     )
     from teams.pricing import format_usd
+    from workflows.metrics import LedgerMetrics
 
 UPDATES_PER_RUN = 500
 """Continue-as-new after this many updates (about 1 500 history events)."""
@@ -68,6 +73,7 @@ class BudgetLedgerWorkflow:
         self._recent_runs = {team: list(costs) for team, costs in state.recent_runs.items()}
         self._recorded_runs = list(state.recorded_runs)
         self._updates = 0
+        self._metrics = LedgerMetrics(state.scope)
 
     @workflow.run
     async def run(self, state: LedgerState) -> LedgerSummary:
@@ -105,8 +111,10 @@ class BudgetLedgerWorkflow:
                 f"{format_usd(request.amount_micro)}"
             )
             self._alert("budget_100", f"{reason}; calls are being refused")
+            self._show_left()
             return self._response(granted=False, reason=reason)
         self._reserved[request.reservation_id] = request.amount_micro
+        self._show_left()
         return self._response(granted=True)
 
     @workflow.update(name="settle")
@@ -118,6 +126,7 @@ class BudgetLedgerWorkflow:
         self._reserved.pop(request.reservation_id, None)
         self._settled = [*self._settled, request.reservation_id][-SETTLED_MEMORY:]
         self._charge(request.charge)
+        self._show_left()
         return SettleResponse(charged=True, spent_micro=self._spent)
 
     @workflow.update(name="release")
@@ -125,6 +134,7 @@ class BudgetLedgerWorkflow:
         """Drop a reservation whose call will not be made (charges nothing)."""
         self._updates += 1
         self._reserved.pop(reservation_id, None)
+        self._show_left()
         return self._response(granted=True)
 
     @workflow.update(name="record_run")
@@ -193,9 +203,13 @@ class BudgetLedgerWorkflow:
             )
         )
         workflow.logger.warning("budget alert (%s): %s", kind, message)
-        workflow.metric_meter().create_counter(
-            "agent_teams_budget_alerts", "Budget and cost alerts raised by ledgers"
-        ).add(1, {"kind": kind, "scope": self._scope})
+        self._metrics.alert(kind)
+
+    def _show_left(self) -> None:
+        """Set the day's budget-left gauge, if the ledger has a limit and its day is today."""
+        if self._limit is None or workflow.now().strftime("%Y-%m-%d") != self._day:
+            return
+        self._metrics.budget_left(self._limit - self._spent - sum(self._reserved.values()))
 
     def _response(self, *, granted: bool, reason: str | None = None) -> ReserveResponse:
         return ReserveResponse(

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.agent_runner import AgentRunner, AgentStep, StopFlag, output_of
     from workflows.approvals import ApprovalDesk
+    from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.stops import AgentFailed, RunStopped, StageStopped
     from workflows.visibility import Visibility
@@ -47,12 +48,19 @@ class StageRunner:
     """Executes the stages of one run."""
 
     def __init__(
-        self, *, runner: AgentRunner, state: RunState, desk: ApprovalDesk, visibility: Visibility
+        self,
+        *,
+        runner: AgentRunner,
+        state: RunState,
+        desk: ApprovalDesk,
+        visibility: Visibility,
+        metrics: RunMetrics,
     ) -> None:
         self._runner = runner
         self._state = state
         self._desk = desk
         self._visibility = visibility
+        self._metrics = metrics
 
     async def run(self, stage: Stage, incoming: list[HandoffItem]) -> StageOutcome:
         """Execute ``stage`` on the handoff it receives."""
@@ -142,6 +150,8 @@ class StageRunner:
         self, stage: FanOutStage, succeeded: list[str], missing: dict[str, str]
     ) -> None:
         level = grade(len(succeeded), stage.degradation)
+        if level is not DegradationLevel.FULL:
+            self._metrics.degraded(level)
         warning = None
         if missing:
             reasons = "; ".join(f"{agent} ({why})" for agent, why in missing.items())
@@ -193,6 +203,7 @@ class StageRunner:
             scores.append(verdict.score)
             if verdict.score >= stage.threshold or iteration == stage.max_iterations:
                 break
+            self._metrics.gate_rejected(stage.name)
             revision = await self._required(
                 AgentStep(
                     stage=stage.name,

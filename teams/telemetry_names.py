@@ -1,0 +1,78 @@
+"""Names of the project's own metrics and span attributes: a public interface.
+
+Dashboards, alerts and the tests refer to these names; add, never rename.
+Every per-call metric is labelled ``team``, ``agent`` and ``model``.
+"""
+
+from __future__ import annotations
+
+# Per agent call (labels: team, agent, model; plus the one noted).
+AGENT_LATENCY = "agent_teams_agent_latency_seconds"
+"""Histogram: model time of a call's final attempt, in seconds."""
+AGENT_CALLS = "agent_teams_agent_calls_total"
+"""Counter: finished calls; label ``status`` (succeeded, failed, timed_out, ...)."""
+AGENT_TOKENS = "agent_teams_agent_tokens_total"
+"""Counter: tokens; label ``kind`` (input, output, cache_write, cache_read)."""
+AGENT_COST = "agent_teams_agent_cost_microdollars_total"
+"""Counter: cost in micro-dollars."""
+AGENT_ERRORS = "agent_teams_agent_errors_total"
+"""Counter: failed calls; label ``error_type``."""
+AGENT_RETRIES = "agent_teams_agent_retries_total"
+"""Counter: attempts beyond the first."""
+AGENT_FALLBACKS = "agent_teams_agent_fallbacks_total"
+"""Counter: fallback activations (labels: team, agent)."""
+CACHE_HITS = "agent_teams_cache_hits_total"
+"""Counter: calls answered from the response cache."""
+
+# Per run or stage (label: team; plus the one noted).
+DEGRADATIONS = "agent_teams_degradations_total"
+"""Counter: fan-outs graded below FULL; label ``level``."""
+GATE_REJECTIONS = "agent_teams_gate_rejections_total"
+"""Counter: drafts a quality gate sent back; label ``stage``."""
+RUNS_AWAITING_APPROVAL = "agent_teams_runs_awaiting_approval"
+"""Runs waiting for a human right now: not emitted by the workers (the Python SDK
+has no up-down counter); derive it as ``APPROVALS_OPENED - APPROVALS_CLOSED``,
+e.g. a Prometheus recording rule under this name."""
+APPROVALS_OPENED = "agent_teams_approvals_opened_total"
+"""Counter: approval points that started waiting (an escalation is the same point)."""
+APPROVALS_CLOSED = "agent_teams_approvals_closed_total"
+"""Counter: approval points that stopped waiting; labels ``outcome`` (approved,
+rejected, cancelled) and ``via`` (signal, update, timeout, cancel)."""
+RUN_BUDGET_LEFT = "agent_teams_run_budget_left_microdollars"
+"""Histogram: what was left of a run's budget when it finished."""
+RUNS_FINISHED = "agent_teams_runs_total"
+"""Counter: finished runs; label ``status``."""
+
+# Shared controls (label: scope, or breaker).
+BUDGET_ALERTS = "agent_teams_budget_alerts"
+"""Counter: ledger alerts; labels ``kind``, ``scope``."""
+DAILY_BUDGET_LEFT = "agent_teams_daily_budget_left_microdollars"
+"""Gauge: a daily ledger's limit minus spend and reservations; label ``scope``."""
+CIRCUIT_TRANSITIONS = "agent_teams_circuit_transitions"
+"""Counter: breaker state changes; labels ``breaker``, ``to``."""
+
+
+# Span attributes on agent-call activity spans (beside the GenAI conventions
+# gen_ai.system, gen_ai.request.model, gen_ai.usage.input_tokens/output_tokens).
+SPAN_AGENT = "agent_teams.agent"
+SPAN_TEAM = "agent_teams.team"
+SPAN_STAGE = "agent_teams.stage"
+SPAN_PROMPT_VERSION = "agent_teams.prompt_version"
+SPAN_COST = "agent_teams.cost_microdollars"
+SPAN_ATTEMPT = "agent_teams.attempt"
+SPAN_CACHE_HIT = "agent_teams.cache_hit"
+SPAN_QUALITY_SCORE = "agent_teams.quality_score"
+
+
+def histogram_buckets() -> dict[str, list[float]]:
+    """Bucket bounds for this module's histograms, for an exporter's overrides.
+
+    Pass as ``PrometheusConfig(histogram_bucket_overrides=histogram_buckets())`` (or
+    ``OpenTelemetryConfig``): the SDK's default buckets suit milliseconds, not
+    seconds or micro-dollars. A fresh ``dict`` each call, as the SDK's bridge
+    accepts nothing else.
+    """
+    return {
+        AGENT_LATENCY: [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+        RUN_BUDGET_LEFT: [0, 1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000],
+    }
