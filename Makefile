@@ -41,7 +41,7 @@ server: $(STAMP)
 	$(BIN)/teamctl dev-server
 
 worker: $(STAMP)
-	$(BIN)/python -m worker
+	AGENT_TEAMS_LOG_FORMAT=$${AGENT_TEAMS_LOG_FORMAT:-text} $(BIN)/python -m worker
 
 # Re-record the replay histories in tests/histories/ (only when a workflow
 # change is deliberate and guarded by workflow.patched()).

@@ -17,14 +17,24 @@ Invariants:
   is retried elsewhere.
 - Cost is computed here from usage and the price carried in the call, so the
   amount charged is priced like the amount the workflow reserved.
+- Each attempt describes itself on its ``RunActivity:call_agent`` span (the
+  tracing interceptor's, when tracing is on; a no-op otherwise): the GenAI
+  semantic conventions plus ``agent_teams.*`` (``teams/telemetry_names.py``).
+  Tokens and cost are *this attempt's*, so a call's attempt spans add up to
+  its record (to within a micro-dollar of rounding per attempt).
+- Logs carry ``team``, ``agent`` and ``stage`` as fields, never the prompt,
+  unless the worker runs with ``AGENT_TEAMS_LOG_PROMPTS`` (a debug switch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 
+from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
@@ -35,11 +45,31 @@ from activities.token_rate import TokenRateLimiter
 from providers.base import ModelProvider, ModelResponse
 from providers.errors import EmptyResponse, ProviderError
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
+from teams import telemetry_names as names
 from teams.calls import AgentCall, AgentOutcome, CallFailureDetails, CallProgress
+from teams.outputs import ReviewVerdict
 from teams.pricing import TokenUsage
+from teams.prompting import render_user_message
 from teams.spec import OutputKind
 
 DEFAULT_KEEPALIVE = timedelta(seconds=5)
+
+# GenAI semantic conventions. opentelemetry-semantic-conventions has these only
+# in its private ``_incubating`` package, deprecated there because they moved
+# to their own repository, so the (stable) names are spelled out here.
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_SYSTEM = "gen_ai.system"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+"""The newer name of ``gen_ai.system``; both are set, backends read one or the other."""
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+"""Every prompt token, cache writes and reads included, as the conventions ask."""
+GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+ERROR_TYPE = "error.type"
 
 
 class AgentActivities:
@@ -51,15 +81,18 @@ class AgentActivities:
         *,
         cache: ResponseCache | None = None,
         limiter: TokenRateLimiter | None = None,
+        log_prompts: bool = False,
     ) -> None:
         self._provider = provider
         self._cache = cache
         self._limiter = limiter
+        self._log_prompts = log_prompts
 
     @activity.defn(name=CALL_AGENT)
     async def call_agent(self, call: AgentCall) -> AgentOutcome:
         """Call ``call.model`` for ``call.agent`` and return text, usage and cost."""
         info = activity.info()
+        span = _CallSpan(call, self._provider.name, info.attempt)
         beats = _Heartbeats(info.attempt, _earlier_usage(info))
         keepalive = asyncio.create_task(beats.keep_alive(_keepalive_interval(info)))
         started = time.monotonic()
@@ -67,20 +100,34 @@ class AgentActivities:
             call, context = await fit_context(call, self._provider.count_tokens)
             cached = await self._cached(call)
             if cached is not None:
-                return self._from_cache(call, cached, info.attempt, beats)
+                outcome = self._from_cache(call, cached, info.attempt, beats)
+                span.answered(TokenUsage(), call, outcome)
+                return outcome
             if self._limiter is not None:
                 await self._limiter.acquire(call, info.attempt)
+            if self._log_prompts:
+                activity.logger.debug(
+                    "prompt of %s (attempt %d):\n%s\n\n%s",
+                    call.agent,
+                    info.attempt,
+                    call.system,
+                    render_user_message(call),
+                    extra=log_fields(call),
+                )
             response = await self._provider.generate(
                 call, attempt=info.attempt, on_progress=beats.update
             )
         except ProviderError as err:
             beats.flush()
+            span.failed(beats.usage, call, err)
             raise call_failed(err, call, attempt=info.attempt, usage=beats.total) from None
         except asyncio.CancelledError:
             beats.flush()
             if not _cancel_requested():
                 raise  # worker shutdown: the call is retried, the heartbeat carries its usage
-            return _cancelled(call, self._provider.name, info.attempt, beats)
+            outcome = _cancelled(call, self._provider.name, info.attempt, beats)
+            span.answered(beats.usage, call, outcome)
+            return outcome
         finally:
             keepalive.cancel()
         latency_ms = int((time.monotonic() - started) * 1000)
@@ -89,6 +136,7 @@ class AgentActivities:
         except ProviderError as err:
             # The tokens were used even though the answer is unusable: report
             # them so the run charges this attempt exactly once.
+            span.failed(response.usage, call, err)
             usage = beats.earlier + response.usage
             raise call_failed(err, call, attempt=info.attempt, usage=usage) from None
         outcome = outcome.model_copy(
@@ -98,6 +146,7 @@ class AgentActivities:
                 "cost_micro": call.price.cost_micro(beats.earlier + response.usage),
             }
         )
+        span.answered(response.usage, call, outcome)
         await self._remember(call, outcome)
         return outcome
 
@@ -107,7 +156,9 @@ class AgentActivities:
         try:
             return await self._cache.get(call.tenant or "-", cache_key(call))
         except Exception as err:  # a cache outage must never fail a call
-            activity.logger.warning("response cache unavailable, calling the model: %s", err)
+            activity.logger.warning(
+                "response cache unavailable, calling the model: %s", err, extra=log_fields(call)
+            )
             return None
 
     async def _remember(self, call: AgentCall, outcome: AgentOutcome) -> None:
@@ -125,7 +176,9 @@ class AgentActivities:
         try:
             await self._cache.put(call.tenant or "-", cache_key(call), answer, call.cache_ttl_s)
         except Exception as err:  # a cache outage must never fail a call
-            activity.logger.warning("response cache unavailable, answer not stored: %s", err)
+            activity.logger.warning(
+                "response cache unavailable, answer not stored: %s", err, extra=log_fields(call)
+            )
 
     def _from_cache(
         self, call: AgentCall, cached: CachedAnswer, attempt: int, beats: _Heartbeats
@@ -212,7 +265,11 @@ def call_failed(
         attempt=attempt, usage=usage, cost_micro=call.price.cost_micro(usage)
     )
     activity.logger.warning(
-        "agent call failed: %s: %s (attempt %d)", type(err).__name__, err, attempt
+        "agent call failed: %s: %s (attempt %d)",
+        type(err).__name__,
+        err,
+        attempt,
+        extra=log_fields(call),
     )
     return ApplicationError(
         str(err),
@@ -228,6 +285,67 @@ def call_failed(
             else ApplicationErrorCategory.UNSPECIFIED
         ),
     )
+
+
+def log_fields(call: AgentCall) -> dict[str, str]:
+    """The project's fields of a call's log lines (``extra=``): team, agent, stage."""
+    return {"team": call.team, "agent": call.agent, "stage": call.stage}
+
+
+class _CallSpan:
+    """The attempt's description on the current span (the interceptor's ``RunActivity``).
+
+    Without tracing the current span is a non-recording one, and every call
+    here does nothing.
+    """
+
+    def __init__(self, call: AgentCall, provider: str, attempt: int) -> None:
+        self._span = trace.get_current_span()
+        self._span.set_attributes(
+            {
+                GEN_AI_OPERATION_NAME: "chat",
+                GEN_AI_SYSTEM: provider,
+                GEN_AI_PROVIDER_NAME: provider,
+                GEN_AI_REQUEST_MODEL: call.model,
+                GEN_AI_REQUEST_MAX_TOKENS: call.max_tokens,
+                names.SPAN_TEAM: call.team,
+                names.SPAN_STAGE: call.stage,
+                names.SPAN_AGENT: call.agent,
+                names.SPAN_PROMPT_VERSION: call.prompt.label,
+                names.SPAN_ATTEMPT: attempt,
+            }
+        )
+
+    def answered(self, usage: TokenUsage, call: AgentCall, outcome: AgentOutcome) -> None:
+        """The attempt answered (from the model, the cache, or cut short on request)."""
+        attributes = _usage_attributes(usage, call)
+        attributes[GEN_AI_RESPONSE_MODEL] = outcome.model
+        attributes[names.SPAN_CACHE_HIT] = outcome.cache_hit
+        attributes.update(_quality(outcome.verdict))
+        self._span.set_attributes(attributes)
+
+    def failed(self, usage: TokenUsage, call: AgentCall, err: ProviderError) -> None:
+        """The attempt failed with ``err`` after using ``usage``."""
+        attributes = _usage_attributes(usage, call)
+        attributes[names.SPAN_CACHE_HIT] = False
+        attributes[ERROR_TYPE] = type(err).__name__
+        self._span.set_attributes(attributes)
+
+
+def _usage_attributes(usage: TokenUsage, call: AgentCall) -> dict[str, AttributeValue]:
+    return {
+        GEN_AI_INPUT_TOKENS: (
+            usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+        ),
+        GEN_AI_OUTPUT_TOKENS: usage.output_tokens,
+        GEN_AI_CACHE_CREATION_TOKENS: usage.cache_creation_input_tokens,
+        GEN_AI_CACHE_READ_TOKENS: usage.cache_read_input_tokens,
+        names.SPAN_COST: call.price.cost_micro(usage),
+    }
+
+
+def _quality(verdict: ReviewVerdict | None) -> Mapping[str, AttributeValue]:
+    return {names.SPAN_QUALITY_SCORE: verdict.score} if verdict is not None else {}
 
 
 def _cancel_requested() -> bool:

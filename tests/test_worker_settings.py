@@ -1,12 +1,20 @@
-"""Worker settings: provider choice and where the API key may come from."""
+"""Worker settings: provider choice, where the API key may come from, logs, metrics, traces."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from worker.settings import SettingsError, WorkerSettings, choose_provider, load_api_key
+from worker.settings import (
+    SettingsError,
+    TracingSettings,
+    WorkerSettings,
+    choose_provider,
+    load_api_key,
+)
+from worker.telemetry import worker_runtime
 
 
 def test_provider_defaults_follow_the_key() -> None:
@@ -50,3 +58,127 @@ def test_settings_from_environment_name_a_bad_variable() -> None:
     )
     with pytest.raises(SettingsError, match="AGENT_TEAMS_PROVIDER: Input should be"):
         WorkerSettings.from_env({"AGENT_TEAMS_PROVIDER": "openai"})
+
+
+def test_observability_defaults() -> None:
+    settings = WorkerSettings.from_env({})
+    assert (
+        settings.log_format,
+        settings.log_level,
+        settings.log_prompts,
+        settings.metrics_address,
+        settings.otlp_metrics_endpoint,
+    ) == ("json", "INFO", False, None, None)
+    assert settings.tracing == TracingSettings(
+        exporter="none", endpoint=None, service_name="agent-teams-worker"
+    )
+    tuned = WorkerSettings.from_env(
+        {
+            "AGENT_TEAMS_LOG_FORMAT": "text",
+            "AGENT_TEAMS_LOG_LEVEL": "debug",
+            "AGENT_TEAMS_LOG_PROMPTS": "true",
+            "AGENT_TEAMS_METRICS_ADDRESS": "0.0.0.0:9464",
+        }
+    )
+    assert (tuned.log_format, tuned.log_level, tuned.log_prompts, tuned.metrics_address) == (
+        "text",
+        "DEBUG",
+        True,
+        "0.0.0.0:9464",
+    )
+    assert WorkerSettings.from_env({"AGENT_TEAMS_METRICS_ADDRESS": "[::]:9464"}).metrics_address
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, TracingSettings(exporter="none", service_name="teamctl")),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318/"},
+            TracingSettings(
+                exporter="otlp", endpoint="http://localhost:4318/v1/traces", service_name="teamctl"
+            ),
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://ignored:4318",
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://collector/traces",
+                "OTEL_SERVICE_NAME": "cli",
+            },
+            TracingSettings(
+                exporter="otlp", endpoint="https://collector/traces", service_name="cli"
+            ),
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp"},
+            TracingSettings(
+                exporter="otlp", endpoint="http://localhost:4318/v1/traces", service_name="teamctl"
+            ),
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "Console", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+            TracingSettings(exporter="console", service_name="teamctl"),
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"},
+            TracingSettings(exporter="none", service_name="teamctl"),
+        ),
+        (
+            {"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"},
+            TracingSettings(exporter="none", service_name="teamctl"),
+        ),
+    ],
+)
+def test_tracing_follows_the_standard_otel_variables(
+    environ: dict[str, str], expected: TracingSettings
+) -> None:
+    assert TracingSettings.from_env(environ, service_name="teamctl") == expected
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"AGENT_TEAMS_LOG_FORMAT": "xml"}, "AGENT_TEAMS_LOG_FORMAT: Input should be 'json' or"),
+        ({"AGENT_TEAMS_LOG_LEVEL": "loud"}, "AGENT_TEAMS_LOG_LEVEL: Input should be 'DEBUG'"),
+        ({"AGENT_TEAMS_LOG_PROMPTS": "maybe"}, "AGENT_TEAMS_LOG_PROMPTS: Input should be a valid"),
+        ({"AGENT_TEAMS_METRICS_ADDRESS": "9464"}, "AGENT_TEAMS_METRICS_ADDRESS: .* host:port"),
+        (
+            {"AGENT_TEAMS_METRICS_ADDRESS": "0.0.0.0:99999"},
+            "AGENT_TEAMS_METRICS_ADDRESS: .* host:port",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "collector:4318"},
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: .* is not an http",
+        ),
+        (
+            {
+                "AGENT_TEAMS_METRICS_ADDRESS": "0.0.0.0:9464",
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318/v1/metrics",
+            },
+            "AGENT_TEAMS_METRICS_ADDRESS and OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: set one",
+        ),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER: 'zipkin' is not one of"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "localhost:4318"},
+            "OTEL_EXPORTER_OTLP_ENDPOINT: 'localhost:4318' is not an http",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://c/v1/traces"},
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'ftp://c/v1/traces' is not an http",
+        ),
+    ],
+)
+def test_bad_observability_settings_name_the_variable(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        WorkerSettings.from_env(environ)
+
+
+def test_a_metrics_address_in_use_names_the_variable() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(SettingsError, match="AGENT_TEAMS_METRICS_ADDRESS: .*in use"):
+            worker_runtime(WorkerSettings(metrics_address=address))

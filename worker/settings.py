@@ -20,20 +20,39 @@ Variable                       Meaning                                     Defau
 ``AGENT_TEAMS_CACHE_URL``      ``sqlite:///path``, ``redis://...``, ``postgresql://...`` or ``off``
 ``AGENT_TEAMS_COST_CONTROLS``  ``false``: no shared ledgers or breakers    ``true``
 ``AGENT_TEAMS_ENTITY_PREFIX``  Prefix of ledger/breaker workflow ids       empty
+``AGENT_TEAMS_LOG_FORMAT``     ``json`` (one object per line) or ``text``  ``json``
+``AGENT_TEAMS_LOG_LEVEL``      ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``  ``INFO``
+``AGENT_TEAMS_LOG_PROMPTS``    ``true``: log each rendered prompt at DEBUG  ``false``
+``AGENT_TEAMS_METRICS_ADDRESS``  ``host:port`` of a Prometheus ``/metrics``  off
+``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``  Push metrics over OTLP/HTTP instead  off
+``OTEL_TRACES_EXPORTER``       ``otlp``, ``console`` or ``none``           see below
+``OTEL_EXPORTER_OTLP_ENDPOINT``  OTLP/HTTP base URL (``/v1/traces`` added)  unset
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``  OTLP/HTTP traces URL, used as is   unset
+``OTEL_SERVICE_NAME``          Service name on every span                  ``agent-teams-worker``
+``OTEL_SDK_DISABLED``          ``true``: no tracing whatever else is set   ``false``
 =============================  ==========================================  =================
 
 The provider defaults to ``anthropic`` when ``ANTHROPIC_API_KEY`` is set and to
 ``simulated`` otherwise. The key itself is never stored in settings: only
 whether one is present.
+
+Traces are exported over OTLP/HTTP when ``OTEL_TRACES_EXPORTER=otlp`` or, with
+the variable unset, when an OTLP endpoint is set; to stdout (one JSON span per
+line) with ``console``; and not at all by default. The exporter reads the other
+standard ``OTEL_EXPORTER_OTLP_*`` variables (headers, timeout, certificates)
+itself. Logs never carry the API key (a filter redacts it and anything shaped
+like an Anthropic key) and carry prompts only with ``AGENT_TEAMS_LOG_PROMPTS``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from teams.budgets import load_budgets
 from teams.catalog import SHIPPED_PRICES, SHIPPED_PROMPTS_DIR, SHIPPED_TEAMS_DIR, Catalog
@@ -42,13 +61,77 @@ from teams.pricing import load_price_table
 from worker.deployment import DEFAULT_CALLS_TASK_QUEUE, DEFAULT_TASK_QUEUE, Deployment
 
 ProviderName = Literal["simulated", "anthropic"]
+LogFormat = Literal["json", "text"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+TracesExporter = Literal["otlp", "console", "none"]
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_CACHE_URL = "sqlite:///.temporal/response-cache.sqlite"
+WORKER_SERVICE_NAME = "agent-teams-worker"
+DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
+"""The OTLP/HTTP default of the OpenTelemetry specification."""
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
 
 
 class SettingsError(AgentTeamsError):
     """An environment variable has an invalid value (the message names it)."""
+
+
+class TracingSettings(BaseModel):
+    """Where spans go, from the standard ``OTEL_*`` variables (worker and CLI alike)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    exporter: TracesExporter = "none"
+    endpoint: str | None = None
+    """The full OTLP/HTTP traces URL (``.../v1/traces``), for ``otlp``."""
+    service_name: str = WORKER_SERVICE_NAME
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, service_name: str) -> TracingSettings:
+        """Read ``OTEL_*``; ``service_name`` is used when ``OTEL_SERVICE_NAME`` is unset."""
+        name = environ.get("OTEL_SERVICE_NAME", "").strip() or service_name
+        if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            return cls(exporter="none", service_name=name)
+        endpoint = _traces_endpoint(environ)
+        chosen = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        if not chosen:
+            chosen = "otlp" if endpoint else "none"
+        if chosen == "none":
+            return cls(exporter="none", service_name=name)
+        if chosen == "console":
+            return cls(exporter="console", service_name=name)
+        if chosen == "otlp":
+            return cls(
+                exporter="otlp",
+                endpoint=endpoint or DEFAULT_OTLP_TRACES_ENDPOINT,
+                service_name=name,
+            )
+        raise SettingsError(
+            f"invalid telemetry settings: OTEL_TRACES_EXPORTER: {chosen!r} is not one of "
+            "otlp, console, none"
+        )
+
+
+def _traces_endpoint(environ: Mapping[str, str]) -> str | None:
+    """The traces URL: the signal's own variable as is, or the base URL + ``/v1/traces``."""
+    for variable, suffix in (
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "/v1/traces"),
+    ):
+        value = environ.get(variable, "").strip()
+        if value:
+            _check_url(variable, value)
+            return value.rstrip("/") + suffix if suffix else value
+    return None
+
+
+def _check_url(variable: str, value: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(
+            f"invalid telemetry settings: {variable}: {value!r} is not an http(s) URL"
+        )
 
 
 class WorkerSettings(BaseModel):
@@ -72,6 +155,33 @@ class WorkerSettings(BaseModel):
     cache_url: str = DEFAULT_CACHE_URL
     entity_prefix: str = ""
     cost_controls: bool = True
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "INFO"
+    log_prompts: bool = False
+    metrics_address: str | None = None
+    """``host:port`` of the Prometheus endpoint (SDK and project metrics), if any."""
+    otlp_metrics_endpoint: str | None = None
+    """Push the same metrics over OTLP/HTTP instead (a full ``.../v1/metrics`` URL)."""
+    tracing: TracingSettings = TracingSettings()
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _HOST_PORT.match(value)
+        if match is None or not 0 < int(match.group(2)) < 65536:
+            raise ValueError(f"{value!r} is not host:port (e.g. 0.0.0.0:9464)")
+        return value
+
+    @field_validator("otlp_metrics_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WorkerSettings:
@@ -83,6 +193,14 @@ class WorkerSettings(BaseModel):
                 values[field] = environ[variable]
         if "tokens_per_minute" in values:
             values["tokens_per_minute"] = _parse_limits(str(values["tokens_per_minute"]))
+        if "log_level" in values:
+            values["log_level"] = str(values["log_level"]).strip().upper()
+        values["tracing"] = TracingSettings.from_env(environ, service_name=WORKER_SERVICE_NAME)
+        if values.get("metrics_address") and values.get("otlp_metrics_endpoint"):
+            raise SettingsError(
+                "invalid worker settings: AGENT_TEAMS_METRICS_ADDRESS and "
+                "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: set one (metrics go to one place)"
+            )
         try:
             return cls.model_validate(values)
         except ValidationError as err:
@@ -131,6 +249,11 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_CACHE_URL": "cache_url",
     "AGENT_TEAMS_ENTITY_PREFIX": "entity_prefix",
     "AGENT_TEAMS_COST_CONTROLS": "cost_controls",
+    "AGENT_TEAMS_LOG_FORMAT": "log_format",
+    "AGENT_TEAMS_LOG_LEVEL": "log_level",
+    "AGENT_TEAMS_LOG_PROMPTS": "log_prompts",
+    "AGENT_TEAMS_METRICS_ADDRESS": "metrics_address",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "otlp_metrics_endpoint",
 }
 
 
