@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import opentelemetry.sdk.environment_variables as otel_environment
 import pytest
 
 from teams.budgets import BudgetConfigError, DailyBudgets, load_budgets
@@ -192,9 +193,14 @@ def test_compose_worker_takes_limits_from_the_shell(tmp_path: Path) -> None:
 
 
 def test_compose_worker_sets_only_variables_the_worker_knows() -> None:
-    # A misspelt variable would be silently ignored by the worker.
+    # A misspelt variable would be silently ignored by the worker (or by the
+    # OpenTelemetry SDK, which reads the OTEL_* ones itself).
     environment = _compose_config()["services"]["worker"]["environment"]
-    known = set(_ENV_FIELDS) | {"AGENT_TEAMS_PROVIDER", "ANTHROPIC_API_KEY_FILE"}
+    known = (
+        set(_ENV_FIELDS)
+        | {"AGENT_TEAMS_PROVIDER", "ANTHROPIC_API_KEY_FILE"}
+        | {v for k, v in vars(otel_environment).items() if k.startswith("OTEL_")}
+    )
 
     assert {v for v in environment if not v.startswith("SIM_")} <= known
 
