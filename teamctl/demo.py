@@ -4,8 +4,9 @@ Starts the dev server (SQLite state under ``.temporal/``, UI on
 http://localhost:8233) and a worker process, runs the research team, approves
 the final text as the editor would (printing the equivalent ``temporal
 workflow signal`` command), prints the result and the UI link, reads what the
-run cost from the daily ledgers, stops everything it started, and ends with
-that ``teamctl costs`` table. The run's history stays in
+run cost from the daily ledgers and the operator report of the day's research
+runs from the server, stops everything it started, and ends with that ``teamctl
+costs`` table and that ``teamctl report``. The run's history stays in
 ``.temporal/dev.sqlite``: ``make server`` brings the UI back with it.
 
 ``DEMO_PORT`` moves the server (UI on ``DEMO_PORT + 1000``) when 7233 is taken.
@@ -20,7 +21,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,6 +31,8 @@ from teamctl import render
 from teamctl.cli import follow_and_report
 from teamctl.costs import Column, day_range, fetch_report
 from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
+from teamctl.report import OperatorReport
+from teamctl.report import fetch_report as fetch_operator_report
 from teamctl.runs import new_workflow_id, query_status, start_team_run
 from teams.approvals import Decision
 from teams.catalog import Catalog
@@ -43,6 +46,9 @@ NAMESPACE = "default"
 TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
 APPROVAL = Decision(approver="editor", comment="Clear and well sourced. Approved for publication.")
 COSTS_BY: tuple[Column, ...] = ("team", "agent", "model", "prompt")
+REPORT_SINCE = timedelta(hours=24)
+REPORT_READS = 40
+"""How often to look for the finished run in visibility before reading the report."""
 
 
 def _demo_environment() -> dict[str, str]:
@@ -134,6 +140,35 @@ async def _costs(client: Client, result: TeamResult, address: str) -> str:
     return "\n".join([*lines, "", render.costs_text(report)])
 
 
+async def _report(client: Client, result: TeamResult, address: str) -> str:
+    """The ``teamctl report`` of the day's research runs, once it includes this one."""
+    report = await _report_with(client, result)
+    lines = [
+        "\nThe operator report of the last 24 hours of research runs, read from the server",
+        "(visibility, results and histories; no worker needed). The same, later:",
+        f"  teamctl --address {address} report --since 24h --team {result.team}",
+    ]
+    earlier = sum(line.runs + line.in_flight + len(line.without_result) for line in report.teams)
+    if earlier > 1:
+        lines.append(f"(includes {earlier - 1} earlier {result.team} runs of the last 24 hours)")
+    return "\n".join([*lines, "", render.report_text(report)])
+
+
+async def _report_with(client: Client, result: TeamResult) -> OperatorReport:
+    # Visibility is eventually consistent: wait (boundedly) until it lists the run closed.
+    query = f"WorkflowId = '{result.workflow_id}' AND ExecutionStatus = 'Completed'"
+    for _ in range(REPORT_READS):
+        if (await client.count_workflows(query)).count:
+            break
+        await asyncio.sleep(0.25)
+    return await fetch_operator_report(
+        client,
+        since=REPORT_SINCE,
+        catalog=WorkerSettings.from_env(_demo_environment()).catalog(),
+        team=result.team,
+    )
+
+
 async def _run_demo(
     client: Client, server: DevServer, worker: subprocess.Popen[bytes]
 ) -> tuple[RunStatus, str]:
@@ -147,7 +182,9 @@ async def _run_demo(
     print(f"\nTemporal UI: {server.ui_url}/namespaces/{NAMESPACE}/workflows/{handle.id}")
     # Ledger queries need the worker: read them now, print them once everything has stopped.
     costs = await _while_alive(worker, _costs(client, result, server.address))
-    return result.status, costs
+    # The report needs only the server, but it too stops before anything is printed.
+    report = await _report(client, result, server.address)
+    return result.status, f"{costs}\n{report}"
 
 
 async def demo() -> int:
@@ -168,13 +205,13 @@ async def demo() -> int:
         print(f"Temporal dev server on {server.address} (UI {server.ui_url}, state {STATE_DIR}/)")
         worker = _start_worker(server.address, STATE_DIR / "worker.log")
         print(f"worker started (pid {worker.pid}, log {STATE_DIR}/worker.log)")
-        status, costs = await _run_demo(client, server, worker)
+        status, closing = await _run_demo(client, server, worker)
     finally:
         if worker is not None:
             _stop(worker)
         server.stop()
         print("stopped the worker and the dev server")
-    print(costs)
+    print(closing)
     return 0 if status is RunStatus.COMPLETED else 1
 
 

@@ -11,6 +11,11 @@ A team is a list of agents and an ordered list of stages. Stages are one of:
 - ``router``: a cheap router picks one specialist, or answers directly;
 - ``approval``: the run waits durably for a human decision.
 
+Operator targets live in the spec too, so a run's history records the ones it
+ran with: each agent's optional ``sla`` (the p99 of its call time) and the
+team's ``[alerts]`` table (error rate, cost per run). ``teamctl report`` raises
+its alerts from them (see :mod:`teamctl.report`).
+
 Cross-references (stage → agent, gate → verdict output, router → routes) are
 checked here, so a spec that validates can always be executed.
 """
@@ -140,6 +145,16 @@ class AgentSpec(_Spec):
     cache_ttl: Duration = timedelta(hours=1)
     timeouts: AgentTimeouts = AgentTimeouts()
     retry: RetrySpec = RetrySpec()
+    sla: Duration | None = None
+    """Latency target: the p99 of this agent's call time (``elapsed_ms``: from the
+    call's start in the workflow to its end, queueing, retries and back-off included) that
+    ``teamctl report`` alerts above. None: no latency alert for this agent."""
+
+    @model_validator(mode="after")
+    def _sla_positive(self) -> AgentSpec:
+        if self.sla is not None and self.sla <= timedelta(0):
+            raise ValueError("sla must be positive")
+        return self
 
     @model_validator(mode="after")
     def _one_prompt_source(self) -> AgentSpec:
@@ -275,8 +290,22 @@ class BudgetSpec(_Spec):
     cheaper model (its routing ``cheap_model``, else its fallback) before stopping."""
 
 
+class AlertSpec(_Spec):
+    """When ``teamctl report`` raises an alert for this team (production defaults).
+
+    An agent's latency target is its own ``sla``; these are the rest.
+    """
+
+    error_rate_percent: Decimal = Field(default=Decimal(5), ge=0, le=100, decimal_places=2)
+    """Alert when more than this share of an agent's calls (or of the team's) failed
+    or timed out."""
+    cost_per_run_usd: Decimal | None = Field(default=None, gt=0, le=10_000, decimal_places=6)
+    """Alert when the team's mean cost per run is above this; None: the budget's
+    ``max_usd``."""
+
+
 class TeamSpec(_Spec):
-    """A whole team: its agents, its stages in order, and its budget."""
+    """A whole team: its agents, its stages in order, its budget and alert thresholds."""
 
     name: Slug
     version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
@@ -284,6 +313,8 @@ class TeamSpec(_Spec):
     budget: BudgetSpec
     breakers: BreakerSettings = BreakerSettings()
     """When the model and agent circuit breakers of this team's calls open."""
+    alerts: AlertSpec = AlertSpec()
+    """Thresholds of the operator report's alerts."""
     agents: list[AgentSpec] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
 
@@ -297,6 +328,10 @@ class TeamSpec(_Spec):
         names |= {a.fallback_model for a in self.agents if a.fallback_model}
         names |= {a.routing.cheap_model for a in self.agents if a.routing}
         return sorted(names)
+
+    def cost_alert_usd(self) -> Decimal:
+        """Mean cost per run above which the report alerts (default: the budget)."""
+        return self.alerts.cost_per_run_usd or self.budget.max_usd
 
     def _agents_by_name(self) -> dict[str, AgentSpec]:
         return {a.name: a for a in self.agents}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from teams.errors import (
     UnknownTeamError,
 )
 from teams.requests import parse_team_request
-from teams.spec import ApprovalStage, FanOutStage, GateStage, RouterStage
+from teams.spec import AlertSpec, ApprovalStage, FanOutStage, GateStage, RouterStage, TeamSpec
 from tests.support import agent, stage, team_data
 
 
@@ -175,3 +177,73 @@ def test_request_from_temporal_cli_json() -> None:
     request = parse_team_request('{"team":"research","task":"hello","budget_usd":0.25}')
     assert request.team == "research"
     assert str(request.budget_usd) == "0.25"
+
+
+def test_shipped_agents_have_latency_targets(catalog: Catalog) -> None:
+    slas = {
+        name: {a.name: a.sla for a in catalog.load_team(name).agents}
+        for name in catalog.team_names()
+    }
+    seconds = timedelta(seconds=1)
+    assert slas == {
+        "code-review": {
+            "security-reviewer": 45 * seconds,
+            "performance-reviewer": 40 * seconds,
+            "maintainability-reviewer": 30 * seconds,
+            "merger": 45 * seconds,
+        },
+        "research": {"researcher": 60 * seconds, "writer": 90 * seconds, "reviewer": 30 * seconds},
+        "support": {
+            "router": 10 * seconds,
+            "billing-specialist": 40 * seconds,
+            "technical-specialist": 45 * seconds,
+            "account-specialist": 40 * seconds,
+        },
+    }
+    # Each fits inside its agent's whole retry window.
+    for name in catalog.team_names():
+        for spec_agent in catalog.load_team(name).agents:
+            assert spec_agent.sla is not None
+            assert spec_agent.sla <= spec_agent.timeouts.schedule_to_close
+
+
+def test_alert_thresholds_default_to_production_values(catalog: Catalog) -> None:
+    research = catalog.load_team("research")
+    assert research.alerts.error_rate_percent == Decimal(5)
+    assert research.alerts.cost_per_run_usd is None
+    assert research.cost_alert_usd() == Decimal("0.50")  # the budget
+
+    data = team_data("research")
+    data["alerts"] = {"error_rate_percent": 2.5, "cost_per_run_usd": "0.05"}
+    agent(data, "writer")["sla"] = "750ms"
+    spec = parse_team_spec(data)
+    assert (spec.alerts.error_rate_percent, spec.cost_alert_usd()) == (
+        Decimal("2.5"),
+        Decimal("0.05"),
+    )
+    assert spec.agent("writer").sla == timedelta(milliseconds=750)
+    # An agent without one has no latency target (no alert).
+    del agent(data, "writer")["sla"]
+    assert parse_team_spec(data).agent("writer").sla is None
+
+
+def test_bad_alert_thresholds_name_the_field() -> None:
+    data = team_data("support")
+    data["alerts"] = {"error_rate_percent": 101, "cost_per_run_usd": "0", "p99": "1s"}
+    agent(data, "router")["sla"] = "0s"
+    assert _problems(data) == [
+        "alerts.error_rate_percent: Input should be less than or equal to 100",
+        "alerts.cost_per_run_usd: Input should be greater than 0",
+        "alerts.p99: Extra inputs are not permitted",
+        "agents[0] (router): sla must be positive",
+    ]
+
+
+def test_old_specs_without_the_new_fields_still_validate() -> None:
+    # Histories recorded before sla and [alerts] existed carry specs without them.
+    data = team_data("support")
+    for item in data["agents"]:
+        del item["sla"]
+    spec = TeamSpec.model_validate_json(json.dumps(data))
+    assert spec.alerts == AlertSpec()
+    assert [a.sla for a in spec.agents] == [None, None, None, None]
