@@ -1,16 +1,19 @@
 """``teamctl``: the command line for team runs.
 
 Commands: ``run``, ``approve``, ``reject``, ``status``, ``result``, ``costs``,
-``pending``, ``teams``, ``dev-server``. Connection settings come from
+``pending``, ``report``, ``teams``, ``dev-server``. Connection settings come from
 ``--address``/``--namespace`` or ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, like
 the worker. ``costs`` reads the daily ledgers named with the worker's
-``AGENT_TEAMS_ENTITY_PREFIX`` (or ``--entity-prefix``).
+``AGENT_TEAMS_ENTITY_PREFIX`` (or ``--entity-prefix``). ``report`` (the operator
+report: latency percentiles, error, retry, fallback, degradation and gate
+figures, tokens and cost per run, per agent and per team, with alerts) reads only
+the server: visibility, results and histories (see :mod:`teamctl.report`).
 
 Exit codes: 0 success (a run that ended COMPLETED or DEGRADED, or is waiting
-for approval; a costs or pending report, empty or not); 1 a run that ended
-REJECTED, BUDGET_EXCEEDED or FAILED, a refused decision, or an error reported
-by Temporal; 2 bad input (nothing was started or read, e.g. an unknown team or
-a bad ``--day``); 130 interrupted.
+for approval; a costs, pending or operator report, empty or not, alerts or not);
+1 a run that ended REJECTED, BUDGET_EXCEEDED or FAILED, a refused decision, or an
+error reported by Temporal; 2 bad input (nothing was started or read, e.g. an
+unknown team, a bad ``--day`` or ``--since``); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from teamctl import render
+from teamctl import report as operator_report
 from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
 from teamctl.devserver import DevServerError, start_dev_server, wait_until_ready
 from teamctl.pending import DEFAULT_LIMIT, check_limit, list_pending, visibility_query
@@ -46,7 +50,8 @@ from teams.requests import TeamRequest, parse_team_request
 from teams.results import RunStatus, TeamResult, TeamStatus
 from worker.connection import connect
 from worker.deployment import DEFAULT_TASK_QUEUE
-from worker.settings import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, WorkerSettings
+from worker.settings import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, TracingSettings, WorkerSettings
+from worker.telemetry import build_tracer_provider, without_tracing
 
 OK_STATUSES = {RunStatus.COMPLETED, RunStatus.DEGRADED}
 
@@ -121,6 +126,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pending.add_argument("--json", action="store_true")
 
+    report = commands.add_parser(
+        "report",
+        help="per agent and team: latency, errors, retries, fallbacks, cost per run; alerts",
+    )
+    report.add_argument(
+        "--since",
+        default=operator_report.DEFAULT_SINCE,
+        help="runs started in the last 30m, 24h, 7d, ... (default: %(default)s)",
+    )
+    report.add_argument("--team", help="only runs of this team")
+    report.add_argument(
+        "--limit",
+        type=int,
+        default=operator_report.DEFAULT_LIMIT,
+        help="read at most the newest N runs (default: %(default)s)",
+    )
+    report.add_argument(
+        "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
+    )
+
     commands.add_parser("teams", help="list the shipped teams")
 
     dev = commands.add_parser("dev-server", help="run the embedded Temporal dev server")
@@ -157,6 +182,14 @@ async def dispatch(args: argparse.Namespace) -> int:
         query = visibility_query(team=args.team, tenant=args.tenant, approver=args.approver)
         limit = check_limit(args.limit)
         return await _pending(await _connect(args), query, limit=limit, as_json=args.json)
+    if args.command == "report":
+        # Bad input fails here, before anything connects.
+        since = operator_report.parse_since(args.since)
+        operator_report.visibility_query(datetime.now(UTC), team=args.team)
+        operator_report.check_limit(args.limit)
+        return await _report(
+            await _connect(args), since, team=args.team, limit=args.limit, fmt=args.format
+        )
     client = await _connect(args)
     handle = run_handle(client, args.workflow_id)
     if args.command in ("approve", "reject"):
@@ -168,7 +201,9 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 async def _connect(args: argparse.Namespace) -> Client:
     try:
-        return await connect(args.address, args.namespace)
+        return await connect(
+            args.address, args.namespace, tracer_provider=getattr(args, "tracer_provider", None)
+        )
     except RuntimeError as err:
         raise ConnectionFailedError(
             f"cannot reach Temporal at {args.address} (namespace {args.namespace}): {err}. "
@@ -201,14 +236,18 @@ async def _run(client: Client, args: argparse.Namespace, request: TeamRequest) -
         task_queue=args.task_queue,
     )
     print(f"started {handle.id} on task queue {args.task_queue}")
+    args.workflow_id = handle.id  # named if Ctrl-C stops the display
     if args.no_follow:
         return 0
-    return await follow_and_report(handle)
+    # Status polls are not part of the run: keep them out of its trace.
+    quiet = without_tracing(client).get_workflow_handle(handle.id, result_type=TeamResult)
+    return await follow_and_report(quiet)
 
 
 async def follow_and_report(handle: WorkflowHandle[object, TeamResult]) -> int:
     """Print progress until the run finishes or waits for approval; then report."""
     seen: dict[str, tuple[str, int]] = {}
+    previewed: dict[str, str] = {}
     provider_shown = False
     stage: str | None = None
     last: TeamStatus | None = None
@@ -225,6 +264,10 @@ async def follow_and_report(handle: WorkflowHandle[object, TeamResult]) -> int:
             if agent.state != "pending" and seen.get(agent.agent) != key:
                 seen[agent.agent] = key
                 print(render.agent_line(agent))
+                if agent.last_output and previewed.get(agent.agent) != agent.last_output:
+                    # A call finished with new output: show it as it lands.
+                    previewed[agent.agent] = agent.last_output
+                    print(render.output_preview(agent.last_output))
     if last is not None and last.phase == "awaiting_approval" and last.pending_approval:
         _print_approval_hint(handle.id, last)
         return 0
@@ -301,6 +344,17 @@ async def _pending(client: Client, query: str, *, limit: int, as_json: bool) -> 
     return 0
 
 
+async def _report(
+    client: Client, since: timedelta, *, team: str | None, limit: int, fmt: str
+) -> int:
+    """Print the operator report of the runs started in the last ``since``."""
+    report = await operator_report.fetch_report(
+        client, since=since, catalog=_catalog(), team=team, limit=limit
+    )
+    print(report.model_dump_json(indent=2) if fmt == "json" else render.report_text(report))
+    return 0
+
+
 def _list_teams() -> int:
     catalog = _catalog()
     for name in catalog.team_names():
@@ -325,6 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, and return the exit code."""
     args = build_parser().parse_args(argv)
     try:
+        # OTEL_* variables as for the worker: a run started here is one trace
+        # from this start to its last activity.
+        args.tracer_provider = build_tracer_provider(
+            TracingSettings.from_env(os.environ, service_name="teamctl")
+        )
         return asyncio.run(dispatch(args))
     except (AgentTeamsError, DevServerError) as err:
         print(f"teamctl: {err}", file=sys.stderr)
@@ -333,9 +392,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"teamctl: Temporal said: {err.message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        run_id = getattr(args, "workflow_id", None) or "the run"
-        print(f"\nteamctl: stopped following; {run_id} goes on (see `teamctl status`)")
+        run_id = getattr(args, "workflow_id", None)
+        if run_id:
+            print(f"\nteamctl: stopped following; {run_id} goes on (see `teamctl status {run_id}`)")
+        else:
+            print("\nteamctl: interrupted")
         return 130
+    finally:
+        provider = getattr(args, "tracer_provider", None)
+        if provider is not None:
+            provider.shutdown()  # flush the last spans
 
 
 def entry() -> None:
