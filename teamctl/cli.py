@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--budget-usd", help="per-run budget in USD, e.g. 0.25")
     run.add_argument("--id", dest="workflow_id", help="workflow id (default: <team>-<random>)")
     run.add_argument("--no-follow", action="store_true", help="start and return at once")
+    run.add_argument(
+        "--skip-approvals",
+        action="store_true",
+        help="run the team without its approval stages (sent as an inline spec)",
+    )
 
     for name in ("approve", "reject"):
         cmd = commands.add_parser(name, help=f"{name} the pending approval point of a run")
@@ -219,6 +224,11 @@ def _request_from_args(args: argparse.Namespace) -> TeamRequest:
     team: object = args.team
     if args.spec is not None:
         team = load_team_file(args.spec).model_dump(mode="json")
+    if args.skip_approvals:
+        spec = (
+            load_team_file(args.spec) if args.spec is not None else _catalog().load_team(args.team)
+        )
+        team = spec.without_approvals().model_dump(mode="json")
     data: dict[str, object] = {"team": team, "task": args.task}
     if args.tenant:
         data["tenant"] = args.tenant

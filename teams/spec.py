@@ -329,6 +329,19 @@ class TeamSpec(_Spec):
         names |= {a.routing.cheap_model for a in self.agents if a.routing}
         return sorted(names)
 
+    def without_approvals(self) -> TeamSpec:
+        """The team with its approval stages removed, for unattended runs.
+
+        Run it as an inline spec (``teamctl run --skip-approvals``): the spec the
+        run actually used is recorded in its history, so skipping a human
+        sign-off is visible, never silent. Anyone who can start a run can also
+        send the approval signal, so this grants no new power.
+        """
+        stages = [s for s in self.stages if s.kind != "approval"]
+        if not stages:
+            raise ValueError(f"team {self.name!r} has only approval stages")
+        return self.model_validate(self.model_dump() | {"stages": [s.model_dump() for s in stages]})
+
     def cost_alert_usd(self) -> Decimal:
         """Mean cost per run above which the report alerts (default: the budget)."""
         return self.alerts.cost_per_run_usd or self.budget.max_usd

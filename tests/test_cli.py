@@ -125,3 +125,31 @@ async def test_temporal_cli_start_query_signal_result(
         "reviewer",
     ]
     assert all(c["cost_micro"] > 0 for c in result["calls"])
+
+
+async def test_teamctl_run_skip_approvals(env: WorkflowEnvironment, task_queue: str) -> None:
+    run_id = f"cli-{uuid.uuid4().hex[:8]}"
+    async with running_worker(env.client, task_queue):
+        code, out, err = await teamctl_async(
+            env,
+            "--task-queue",
+            task_queue,
+            "run",
+            "research",
+            "Why durable agents?",
+            "--skip-approvals",
+            "--id",
+            run_id,
+        )
+        assert (code, err) == (0, "")
+        assert "waiting for approval" not in out
+        assert "status     COMPLETED  (degradation FULL)" in out
+        assert "total           5" in out
+
+    # The spec the run used is in its history: the skipped sign-off is visible.
+    history = await env.client.get_workflow_handle(run_id).fetch_history()
+    request = json.loads(
+        history.events[0].workflow_execution_started_event_attributes.input.payloads[0].data
+    )
+    assert [s["kind"] for s in request["team"]["stages"]] == ["sequential", "sequential", "gate"]
+    assert request["team"]["name"] == "research"

@@ -247,3 +247,33 @@ def test_old_specs_without_the_new_fields_still_validate() -> None:
     spec = TeamSpec.model_validate_json(json.dumps(data))
     assert spec.alerts == AlertSpec()
     assert [a.sla for a in spec.agents] == [None, None, None, None]
+
+
+def test_without_approvals_drops_only_the_approval_stages(catalog: Catalog) -> None:
+    research = catalog.load_team("research")
+    unattended = research.without_approvals()
+    assert [s.name for s in unattended.stages] == ["research", "write", "review"]
+    assert unattended.agents == research.agents
+    assert unattended.budget == research.budget
+    # Teams without approval points are unchanged.
+    review = catalog.load_team("code-review")
+    assert review.without_approvals() == review
+
+
+def test_without_approvals_refuses_a_team_of_approvals_only() -> None:
+    data = {
+        "name": "sign-off",
+        "budget": {"max_usd": "0.10"},
+        "agents": [
+            {
+                "name": "a",
+                "role": "r",
+                "prompt": "writer",
+                "model": "claude-haiku-4-5",
+                "max_tokens": 100,
+            }
+        ],
+        "stages": [{"kind": "approval", "name": "ok", "approvers": ["editor"], "timeout": "1h"}],
+    }
+    with pytest.raises(ValueError, match="'sign-off' has only approval stages"):
+        TeamSpec.model_validate(data).without_approvals()
