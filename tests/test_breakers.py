@@ -8,10 +8,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 
 from providers.simulated import FaultKind, FaultRule
-from teams.breakers import agent_breaker, model_breaker
+from teams.breakers import (
+    BREAKER_WORKFLOW,
+    BreakerReport,
+    BreakerStatus,
+    agent_breaker,
+    breaker_id,
+    model_breaker,
+)
 from teams.results import CallStatus, RunStatus, TeamResult
 from tests.ledgers import breaker_status
 from tests.support import activity_types, agent, history_events, inline_team, running_worker, start
@@ -111,3 +120,45 @@ async def test_a_failed_probe_opens_the_breaker_again(client: Client, task_queue
     assert [t.to for t in status.transitions] == ["open", "half_open", "open"]
     assert status.transitions[2].reason.startswith("probe ")
     assert status.transitions[2].reason.endswith(" failed")
+
+
+async def test_report_answers_stay_small_as_the_idempotency_memory_grows(
+    client: Client, task_queue: str
+) -> None:
+    """Each report's answer is stored in the breaker's history: it must not carry
+    the memory of recent report ids (that made a busy breaker's history balloon)."""
+    key = model_breaker(HAIKU)
+    async with running_worker(client, task_queue):
+        handle = await client.start_workflow(
+            BREAKER_WORKFLOW,
+            BreakerStatus(key=key),
+            id=f"{task_queue}/{breaker_id(key)}",
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        answers = [
+            await handle.execute_update(
+                "report",
+                BreakerReport(request_id=f"call-{i:03d}", success=True),
+                result_type=BreakerStatus,
+            )
+            for i in range(60)
+        ]
+        # A repeated report is recognised (idempotent) and answered alike.
+        repeat = await handle.execute_update(
+            "report", BreakerReport(request_id="call-007", success=True), result_type=BreakerStatus
+        )
+        status = await breaker_status(client, f"{task_queue}/", key)
+        events = await history_events(handle)
+
+    assert [a.recent_reports for a in answers + [repeat]] == [[]] * 61
+    assert [(a.key, a.state, a.consecutive_failures) for a in answers] == [(key, "closed", 0)] * 60
+    assert status.recent_reports == [f"call-{i:03d}" for i in range(60)]
+    completed = [
+        e.workflow_execution_update_completed_event_attributes.outcome.success.payloads[0]
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
+    ]
+    assert len(completed) == 61
+    # Every answer is the same few hundred bytes, however many ids are remembered.
+    assert len({len(p.data) for p in completed}) == 1
