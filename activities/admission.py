@@ -10,6 +10,7 @@ local activity after a worker crash, never reserve or charge twice.
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
 from teams.admission import Admission, AdmissionRequest, RunCostRequest, SettlementRequest
@@ -42,6 +44,12 @@ from teams.ledger import (
 )
 
 _R = TypeVar("_R", bound=BaseModel)
+
+BUSY_FIRST_DELAY_S = 0.02
+BUSY_MAX_DELAY_S = 0.5
+"""Back-off between tries of an update a busy entity shed (jittered ±50%)."""
+BUSY_STATUSES = (RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE)
+"""Shed (in-flight update limit) or aborted ("workflow update was aborted")."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,13 +179,30 @@ class AdmissionActivities:
         arg: Any,
         result_type: type[_R] | None,
     ) -> Any:
-        start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
-            workflow_type,
-            start_arg,
-            id=f"{self._placement.prefix}{workflow_id}",
-            task_queue=self._placement.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
-        return await self._client.execute_update_with_start_workflow(
-            update, arg, start_workflow_operation=start, result_type=result_type
-        )
+        delay = BUSY_FIRST_DELAY_S
+        while True:
+            # A start operation is single-use: each try needs its own.
+            start: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+                workflow_type,
+                start_arg,
+                id=f"{self._placement.prefix}{workflow_id}",
+                task_queue=self._placement.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+            try:
+                return await self._client.execute_update_with_start_workflow(
+                    update, arg, start_workflow_operation=start, result_type=result_type
+                )
+            except RPCError as err:
+                if err.status not in BUSY_STATUSES:
+                    raise
+            # The server admits only a few in-flight updates per workflow
+            # (history.maxInFlightUpdates, 10 by default) and sheds the rest;
+            # updates that wait too long in a busy workflow are aborted. A hot
+            # entity (the global ledger, a model's breaker) is busy, not broken:
+            # wait a moment and try this one update again, instead of failing
+            # the activity into Temporal's retry (1 s and up, and every update
+            # of the activity redone). Updates are idempotent by request id, and
+            # the activity's timeout still bounds the whole.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, BUSY_MAX_DELAY_S)

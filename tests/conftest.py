@@ -18,6 +18,7 @@ from teamctl.devserver import temporal_binary, test_server_binary
 from teams.catalog import Catalog
 from tests.messages_standin import MessagesStandIn
 from worker.search_attributes import ensure_search_attributes
+from worker.server_config import dynamic_config_args
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 
@@ -29,6 +30,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
         search_attributes=SEARCH_ATTRIBUTES,
+        # As `teamctl dev-server` and compose run it (worker/server_config.py).
+        dev_server_extra_args=dynamic_config_args(),
     )
     yield environment
     await environment.shutdown()
