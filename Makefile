@@ -1,12 +1,14 @@
 # Durable Agent Teams — the two commands a newcomer needs:
 #   make demo   run the research team end to end on an embedded Temporal server
 #   make test   lint, type-check and run the test suite
+# and `make bench` for the benchmark suite (not part of make test).
 # Both create .venv and install what they need first.
 
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: demo test lint typecheck unit install server worker histories compose-check bench clean
 
@@ -17,6 +19,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m teamctl.demo
@@ -47,6 +53,12 @@ worker: $(STAMP)
 # change is deliberate and guarded by workflow.patched()).
 histories: $(STAMP)
 	$(BIN)/python -m tests.record_histories
+
+# The benchmark suite (not part of `make test`; ~8 minutes on 2 cores). It
+# writes docs/performance/. BENCH_SCALE=1 uses the published model latencies
+# as they are (default 0.1); BENCH_REPEATS sets the repeats (default 3).
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

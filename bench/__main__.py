@@ -1,0 +1,244 @@
+"""``python -m bench`` (``make bench``): every section, one invocation, one report.
+
+Figures are only compared within one invocation: every system runs on the
+same server, provider and machine, interleaved. The report goes to stdout
+and to ``--out`` (``results.md``, ``results.json``, ``chart.png``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import chart, cost, history, latency, recovery, throughput
+from bench.environment import SERVER_MODE, dev_server, machine
+from bench.stats import Table
+from bench.systems import SYSTEMS, AsyncioSystem, System, provider, temporal_systems
+from bench.workloads import LATENCY_TABLE, call_plan, task_of, workload_spec
+from teams.catalog import Catalog
+
+SECTIONS = ("latency", "throughput", "recovery", "history", "cost")
+DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
+
+
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=float(os.environ.get("BENCH_SCALE", "0.1")),
+        help="model latency scale (1 = the published figures; default 0.1 or $BENCH_SCALE)",
+    )
+    parser.add_argument("--repeats", type=int, default=int(os.environ.get("BENCH_REPEATS", "3")))
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--cost-requests", type=int, default=40)
+    parser.add_argument("--repeat-share", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    unknown = set(args.sections.split(",")) - set(SECTIONS)
+    if unknown:
+        parser.error(f"--sections: unknown {', '.join(sorted(unknown))}; known: {SECTIONS}")
+    if args.scale <= 0 or args.repeats < 1:
+        parser.error("--scale must be > 0 and --repeats >= 1")
+    return args
+
+
+async def _systems(
+    server_client: Any, scale: float, catalog: Catalog, label: str, folder: Path, stack: Any
+) -> list[System]:
+    from bench.langgraph_baseline import LangGraphSystem
+
+    model = provider(scale)
+    bare, project, lean = await stack.enter_async_context(
+        temporal_systems(server_client, model, catalog, label)
+    )
+    graph = await stack.enter_async_context(
+        LangGraphSystem.open(model, folder / f"langgraph-{label}.sqlite")
+    )
+    return [AsyncioSystem(model), bare, project, lean, graph]
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from contextlib import AsyncExitStack
+
+    sections = args.sections.split(",")
+    catalog = Catalog.shipped()
+    plans = {w: call_plan(catalog, w) for w in ("research", "code-review", "code-review-seq")}
+    report: dict[str, Any] = {"tables": [], "data": {}}
+    tables: list[Table] = report["tables"]
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        folder = Path(work)
+        async with dev_server() as server, AsyncExitStack() as stack:
+            lat = thr = None
+            if "latency" in sections:
+                began = time.perf_counter()
+                systems = await _systems(server.client, args.scale, catalog, "lat", folder, stack)
+                lat = await latency.measure(
+                    systems,
+                    catalog,
+                    plans,
+                    scale=args.scale,
+                    repeats=args.repeats,
+                    concurrencies=(1, 20),
+                )
+                tables += [
+                    latency.latency_table(lat, SYSTEMS),
+                    latency.fan_out_table(lat, SYSTEMS),
+                ]
+                report["data"]["latency"] = {
+                    "paths": {k: asdict(v) for k, v in lat.paths.items()},
+                    "runs": {"|".join(map(str, k)): v.as_dict() for k, v in lat.spreads.items()},
+                }
+                timings["latency"] = time.perf_counter() - began
+                print(f"latency: {timings['latency']:.0f}s", flush=True)
+            zero = await _systems(server.client, 0.0, catalog, "zero", folder, stack)
+            if "throughput" in sections:
+                began = time.perf_counter()
+                spec = workload_spec(catalog, "research")
+                thr = await throughput.measure(
+                    zero,
+                    plans["research"],
+                    spec,
+                    repeats=args.repeats,
+                    concurrencies=(1, 10, 50),
+                    server_pid=server.process.process.pid,
+                )
+                tables.append(throughput.throughput_table(thr, SYSTEMS))
+                report["data"]["throughput"] = {
+                    "|".join(map(str, k)): v.as_dict() for k, v in thr.spreads.items()
+                }
+                timings["throughput"] = time.perf_counter() - began
+                print(f"throughput: {timings['throughput']:.0f}s", flush=True)
+            if "recovery" in sections:
+                began = time.perf_counter()
+                rec = await recovery.measure(
+                    server,
+                    workload_spec(catalog, "research"),
+                    task_of("research"),
+                    scale=args.scale,
+                    repeats=args.repeats,
+                    folder=folder,
+                )
+                tables.append(recovery.recovery_table(rec))
+                report["data"]["recovery"] = {
+                    "undisturbed": {k: v.as_dict() for k, v in rec.undisturbed.items()},
+                    "disturbed": {k: v.as_dict() for k, v in rec.disturbed.items()},
+                    "after_fault": {k: v.as_dict() for k, v in rec.after_fault.items()},
+                }
+                timings["recovery"] = time.perf_counter() - began
+                print(f"recovery: {timings['recovery']:.0f}s", flush=True)
+            if "history" in sections:
+                began = time.perf_counter()
+                bare, project = zero[1], zero[2]
+                rows = await history.measure(project, bare, catalog, plans)  # type: ignore[arg-type]
+                tables.append(history.history_table(rows))
+                report["data"]["history"] = [asdict(r) for r in rows]
+                timings["history"] = time.perf_counter() - began
+                print(f"history: {timings['history']:.0f}s", flush=True)
+            if "cost" in sections:
+                began = time.perf_counter()
+                figures, facts = await cost.measure(
+                    server.client,
+                    provider(0.0),
+                    catalog,
+                    total=args.cost_requests,
+                    repeat_share=args.repeat_share,
+                )
+                tables.append(cost.cost_table(figures, facts))
+                report["data"]["cost"] = {"rows": [asdict(r) for r in figures], **facts}
+                timings["cost"] = time.perf_counter() - began
+                print(f"cost: {timings['cost']:.0f}s", flush=True)
+            report["latency"], report["throughput"] = lat, thr
+    report["timings"] = timings
+    return report
+
+
+def header(args: argparse.Namespace) -> list[str]:
+    latencies = ", ".join(f"{agent} {seconds}s" for agent, seconds in LATENCY_TABLE.items())
+    return [
+        f"Durable Agent Teams benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"machine: {machine(SERVER_MODE).line()}",
+        f"model: simulated provider, latencies {latencies} (code reviewer 2.4s, merger 1.5s) "
+        f"x{args.scale} latency scale",
+        f"repeats: {args.repeats} after a warm-up; figures are median (min–max)",
+    ]
+
+
+def write(args: argparse.Namespace, report: dict[str, Any], lines: list[str]) -> None:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    tables: list[Table] = report["tables"]
+    markdown = "\n\n".join(
+        ["\n".join(f"{line}  " for line in lines), *(t.markdown() for t in tables)]
+    )
+    (out / "results.md").write_text(markdown + "\n", encoding="utf-8")
+    data = {"header": lines, "timings_s": report["timings"], **report["data"]}
+    (out / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if report["latency"] is not None and report["throughput"] is not None:
+        chart.draw(out / "chart.png", report["latency"], report["throughput"], SYSTEMS, lines[1])
+
+
+SIGNS = {
+    "update shed (in-flight limit)": "limit on number of concurrent in-flight updates",
+    "aborted update": "workflow update was aborted",
+    "workflow task not found on completion": "Task not found when completing",
+    "history shorter than the task expected": "expected to be able to fetch more events",
+    "workflow task held open over 5 s": "Workflow task duration exceeded",
+    "activity failed into a retry": "Completing activity as failed",
+}
+"""What the SDK and server log under strain, counted so the tables can say why."""
+
+
+def redirect_stderr(path: Path) -> None:
+    """Send this process's stderr (SDK core and Python warnings) to ``path``."""
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+
+
+def strain_table(path: Path) -> Table:
+    text = path.read_text(errors="replace")
+    table = Table("What the SDK logged during the run", ["sign of strain", "lines"])
+    for label, pattern in SIGNS.items():
+        table.rows.append([label, str(text.count(pattern))])
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    lines = header(args)
+    print("\n".join(lines), flush=True)
+    stderr_log = Path(tempfile.gettempdir()) / f"bench-stderr-{os.getpid()}.log"
+    redirect_stderr(stderr_log)
+    began = time.perf_counter()
+    report = asyncio.run(run(args))
+    report["tables"].append(strain_table(stderr_log))
+    print()
+    for table in report["tables"]:
+        print(table.text(), end="\n\n")
+    total = time.perf_counter() - began
+    sections = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items())
+    lines.append(f"bench time: {total:.0f}s ({sections})")
+    write(args, report, lines)
+    print(lines[-1])
+    print(f"wrote {args.out / 'results.md'}, results.json and chart.png")
+    print(f"the SDK's log of the run: {stderr_log}")
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    # The SDK's runtime threads can abort interpreter exit; everything is shut down.
+    os._exit(code)

@@ -1,0 +1,75 @@
+"""The bench's Temporal server and what the machine is, printed with every table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from temporalio.client import Client
+
+from teamctl.devserver import DevServer, free_port, start_dev_server, wait_until_ready
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The facts a reader needs to weigh the figures."""
+
+    cores: int
+    python: str
+    temporalio: str
+    server_mode: str
+
+    def line(self) -> str:
+        return (
+            f"{self.cores} cores, Python {self.python}, temporalio {self.temporalio}, "
+            f"server: {self.server_mode}"
+        )
+
+
+def machine(server_mode: str) -> Machine:
+    return Machine(
+        cores=os.cpu_count() or 1,
+        python=platform.python_version(),
+        temporalio=version("temporalio"),
+        server_mode=server_mode,
+    )
+
+
+SERVER_MODE = "temporal dev server (start-dev), in-memory SQLite"
+
+
+@dataclass
+class Server:
+    """A dev server this process started, and a client on it."""
+
+    process: DevServer
+    client: Client
+    port: int
+    db_file: Path | None
+
+
+@asynccontextmanager
+async def dev_server(db_file: Path | None = None) -> AsyncIterator[Server]:
+    """A dev server on a free port (in-memory unless ``db_file``), stopped on exit."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as folder:
+        log = Path(folder) / "server.log"
+        process = start_dev_server(port=port, db_file=db_file, log_file=log)
+        try:
+            client = await wait_until_ready(process, "default")
+            yield Server(process, client, port, db_file)
+        finally:
+            process.stop()
+
+
+async def restart(server: Server) -> None:
+    """Stop the server and start it again on the same port and database file."""
+    server.process.stop()
+    server.process = start_dev_server(port=server.port, db_file=server.db_file)
+    await wait_until_ready(server.process, "default")

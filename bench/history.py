@@ -1,0 +1,168 @@
+"""Section 5: history size. Events and bytes per run and per agent call, per shipped
+team, and what the payloads weigh raw and compressed.
+
+"Compressed" is each payload's serialized bytes through zlib (level 6), one
+payload at a time: what a compressing payload codec on the client and worker
+would store. The project ships no such codec (histories stay readable in the
+UI); the figure says what one would save.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
+
+from bench.bare import BareInput, BareTeamWorkflow
+from bench.stats import Table
+from bench.systems import BareTemporalSystem, ProjectSystem
+from bench.workloads import CallPlan
+from teamctl.runs import start_team_run
+from teams.approvals import Decision
+from teams.catalog import Catalog
+from teams.requests import TeamRequest
+from teams.results import TeamResult, TeamStatus
+from teams.spec import ApprovalStage
+
+TASKS = {
+    "research": "What does it take to run multi-agent LLM workflows reliably in production?",
+    "code-review": "Review: the payment client retries charges three times with a fixed sleep.",
+    "support": "I was charged twice for my subscription this month, please refund one charge.",
+}
+
+
+@dataclass(frozen=True)
+class HistoryFigures:
+    """One run's history: events, bytes, calls, and payload bytes raw and compressed."""
+
+    run: str
+    calls: int
+    events: int
+    history_bytes: int
+    payloads: int
+    payload_bytes: int
+    compressed_bytes: int
+    largest_payload: int
+
+
+def payloads_in(message: Message) -> Iterator[Payload]:
+    """Every Payload inside ``message``, at any depth."""
+    if isinstance(message, Payload):
+        yield message
+        return
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        if isinstance(value, Message):
+            yield from payloads_in(value)
+            continue
+        items = value.values() if hasattr(value, "values") else value  # repeated or map
+        for item in items:
+            if isinstance(item, Message):
+                yield from payloads_in(item)
+
+
+def figures(run: str, calls: int, events: list[HistoryEvent]) -> HistoryFigures:
+    payloads = [p for e in events for p in payloads_in(e)]
+    sizes = [p.ByteSize() for p in payloads]
+    compressed = [len(zlib.compress(p.SerializeToString(), 6)) for p in payloads]
+    return HistoryFigures(
+        run=run,
+        calls=calls,
+        events=len(events),
+        history_bytes=sum(e.ByteSize() for e in events),
+        payloads=len(payloads),
+        payload_bytes=sum(sizes),
+        compressed_bytes=sum(compressed),
+        largest_payload=max(sizes, default=0),
+    )
+
+
+async def _approve_when_waiting(handle: WorkflowHandle[Any, TeamResult], approver: str) -> None:
+    for _ in range(6000):
+        status = await handle.query("status", result_type=TeamStatus)
+        if status.phase == "awaiting_approval":
+            await handle.signal("approve", Decision(approver=approver, comment="bench"))
+            return
+        await asyncio.sleep(0.01)
+    raise RuntimeError(f"{handle.id} never waited for approval")
+
+
+async def project_run(project: ProjectSystem, catalog: Catalog, team: str) -> HistoryFigures:
+    spec = catalog.load_team(team)
+    handle = await start_team_run(
+        project.client,
+        TeamRequest(team=team, task=TASKS.get(team, TASKS["research"]), tenant="bench"),
+        catalog=catalog,
+        task_queue=project.task_queue,
+    )
+    approvals = [s for s in spec.stages if isinstance(s, ApprovalStage)]
+    for stage in approvals:
+        await _approve_when_waiting(handle, stage.approvers[0])
+    result = await handle.result()
+    history = await handle.fetch_history()
+    label = f"{team} (agent-teams{', approval' if approvals else ''})"
+    return figures(label, len(result.calls), list(history.events))
+
+
+async def bare_run(bare: BareTemporalSystem, plan: CallPlan) -> HistoryFigures:
+    handle = await bare.client.start_workflow(
+        BareTeamWorkflow.run,
+        BareInput(plan=plan, run_id=uuid.uuid4().hex[:12]),
+        id=f"bench-bare-history-{uuid.uuid4().hex[:10]}",
+        task_queue=bare.task_queue,
+    )
+    result = await handle.result()
+    history = await handle.fetch_history()
+    return figures(f"{plan.workload} (bare-temporal)", result.calls, list(history.events))
+
+
+async def measure(
+    project: ProjectSystem, bare: BareTemporalSystem, catalog: Catalog, plans: dict[str, CallPlan]
+) -> list[HistoryFigures]:
+    rows = [await project_run(project, catalog, team) for team in catalog.team_names()]
+    rows += [await bare_run(bare, plans[w]) for w in ("research", "code-review")]
+    print("  history: done", flush=True)
+    return rows
+
+
+def history_table(rows: list[HistoryFigures]) -> Table:
+    table = Table(
+        "History per run and per agent call; payloads raw and zlib-compressed",
+        [
+            "run",
+            "calls",
+            "events",
+            "events/call",
+            "KiB",
+            "KiB/call",
+            "payload KiB",
+            "compressed KiB",
+            "saved",
+            "largest payload KiB",
+        ],
+    )
+    for r in rows:
+        table.rows.append(
+            [
+                r.run,
+                str(r.calls),
+                str(r.events),
+                f"{r.events / r.calls:.1f}",
+                f"{r.history_bytes / 1024:.1f}",
+                f"{r.history_bytes / 1024 / r.calls:.1f}",
+                f"{r.payload_bytes / 1024:.1f}",
+                f"{r.compressed_bytes / 1024:.1f}",
+                f"{1 - r.compressed_bytes / r.payload_bytes:.0%}",
+                f"{r.largest_payload / 1024:.1f}",
+            ]
+        )
+    return table

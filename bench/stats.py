@@ -1,0 +1,69 @@
+"""Figures: median of repeated measurements with min and max, and plain tables."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The median of repeated measurements, with their min and max."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread:
+        if not values:
+            raise ValueError("no measurements")
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    def scaled(self, factor: float) -> Spread:
+        return Spread(self.median * factor, self.low * factor, self.high * factor, self.n)
+
+    def show(self, unit: str = "", digits: int = 2) -> str:
+        """``median (min–max)``."""
+        f = f"{{:.{digits}f}}"
+        return f"{f.format(self.median)}{unit} ({f.format(self.low)}–{f.format(self.high)})"
+
+    def as_dict(self) -> dict[str, float]:
+        return {"median": self.median, "min": self.low, "max": self.high, "n": self.n}
+
+
+@dataclass
+class Table:
+    """A titled table with a note per figure that needs one."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        widths = [
+            max(len(str(c)), *(len(str(r[i])) for r in self.rows)) if self.rows else len(c)
+            for i, c in enumerate(self.columns)
+        ]
+        line = "  ".join("-" * w for w in widths)
+        head = "  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True))
+        body = [
+            "  ".join(
+                (str(v).ljust(w) if i == 0 else str(v).rjust(w))
+                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+            for row in self.rows
+        ]
+        notes = [f"  note: {n}" for n in self.notes]
+        return "\n".join([self.title, "", head, line, *body, *([""] + notes if notes else [])])
+
+    def markdown(self) -> str:
+        head = "| " + " | ".join(self.columns) + " |"
+        rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(self.columns))) + "|"
+        body = ["| " + " | ".join(str(v) for v in row) + " |" for row in self.rows]
+        notes = [f"- {n}" for n in self.notes]
+        return "\n".join(
+            [f"**{self.title}**", "", head, rule, *body, *([""] + notes if notes else [])]
+        )
