@@ -232,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines.append(f"bench time: {total:.0f}s ({sections})")
     write(args, report, lines)
     print(lines[-1])
-    print(f"wrote {args.out / 'results.md'}, results.json and chart.png")
+    charted = report["latency"] is not None and report["throughput"] is not None
+    print(f"wrote {args.out / 'results.md'}, results.json" + (" and chart.png" if charted else ""))
     print(f"the SDK's log of the run: {stderr_log}")
     return 0
 

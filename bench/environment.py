@@ -61,11 +61,13 @@ async def dev_server(db_file: Path | None = None) -> AsyncIterator[Server]:
     with tempfile.TemporaryDirectory(prefix="bench-server-") as folder:
         log = Path(folder) / "server.log"
         process = start_dev_server(port=port, db_file=db_file, log_file=log)
+        server: Server | None = None
         try:
-            client = await wait_until_ready(process, "default")
-            yield Server(process, client, port, db_file)
+            server = Server(process, await wait_until_ready(process, "default"), port, db_file)
+            yield server
         finally:
-            process.stop()
+            # Recovery restarts the server: stop the one running now.
+            (server.process if server is not None else process).stop()
 
 
 async def restart(server: Server) -> None:
