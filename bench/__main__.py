@@ -14,18 +14,31 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from temporalio.client import Client
 
 from bench import chart, cost, history, latency, recovery, throughput
 from bench.environment import SERVER_MODE, dev_server, machine
-from bench.stats import Table
-from bench.systems import SYSTEMS, AsyncioSystem, System, provider, temporal_systems
+from bench.stats import Spread, Table
+from bench.systems import (
+    SYSTEMS,
+    AsyncioSystem,
+    BareTemporalSystem,
+    ProjectSystem,
+    System,
+    provider,
+    temporal_systems,
+)
 from bench.workloads import LATENCY_TABLE, call_plan, task_of, workload_spec
 from teams.catalog import Catalog
+
+_Key = TypeVar("_Key", bound=tuple[object, ...])
 
 SECTIONS = ("latency", "throughput", "recovery", "history", "cost")
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
@@ -53,115 +66,124 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+@dataclass(frozen=True)
+class Systems:
+    """The five systems on one provider, in table order, and the two Temporal ones by name."""
+
+    all: list[System]
+    bare: BareTemporalSystem
+    project: ProjectSystem
+
+
 async def _systems(
-    server_client: Any, scale: float, catalog: Catalog, label: str, folder: Path, stack: Any
-) -> list[System]:
+    client: Client, scale: float, catalog: Catalog, label: str, folder: Path, stack: AsyncExitStack
+) -> Systems:
     from bench.langgraph_baseline import LangGraphSystem
 
     model = provider(scale)
     bare, project, lean = await stack.enter_async_context(
-        temporal_systems(server_client, model, catalog, label)
+        temporal_systems(client, model, catalog, label)
     )
     graph = await stack.enter_async_context(
         LangGraphSystem.open(model, folder / f"langgraph-{label}.sqlite")
     )
-    return [AsyncioSystem(model), bare, project, lean, graph]
+    return Systems([AsyncioSystem(model), bare, project, lean, graph], bare, project)
+
+
+def _by_key(spreads: Mapping[_Key, Spread]) -> dict[str, dict[str, float]]:
+    """Spreads keyed ``a|b|c`` for JSON."""
+    return {"|".join(map(str, key)): spread.as_dict() for key, spread in spreads.items()}
+
+
+@contextmanager
+def _timed(section: str, timings: dict[str, float]) -> Iterator[None]:
+    """Time a section into ``timings`` and say when it is done."""
+    began = time.perf_counter()
+    yield
+    timings[section] = time.perf_counter() - began
+    print(f"{section}: {timings[section]:.0f}s", flush=True)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from contextlib import AsyncExitStack
-
     sections = args.sections.split(",")
     catalog = Catalog.shipped()
     plans = {w: call_plan(catalog, w) for w in ("research", "code-review", "code-review-seq")}
-    report: dict[str, Any] = {"tables": [], "data": {}}
-    tables: list[Table] = report["tables"]
+    research = workload_spec(catalog, "research")
+    tables: list[Table] = []
+    data: dict[str, Any] = {}
     timings: dict[str, float] = {}
+    lat = thr = None
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         folder = Path(work)
         async with dev_server() as server, AsyncExitStack() as stack:
-            lat = thr = None
             if "latency" in sections:
-                began = time.perf_counter()
-                systems = await _systems(server.client, args.scale, catalog, "lat", folder, stack)
-                lat = await latency.measure(
-                    systems,
-                    catalog,
-                    plans,
-                    scale=args.scale,
-                    repeats=args.repeats,
-                    concurrencies=(1, 20),
-                )
-                tables += [
-                    latency.latency_table(lat, SYSTEMS),
-                    latency.fan_out_table(lat, SYSTEMS),
-                ]
-                report["data"]["latency"] = {
-                    "paths": {k: asdict(v) for k, v in lat.paths.items()},
-                    "runs": {"|".join(map(str, k)): v.as_dict() for k, v in lat.spreads.items()},
-                }
-                timings["latency"] = time.perf_counter() - began
-                print(f"latency: {timings['latency']:.0f}s", flush=True)
-            zero = await _systems(server.client, 0.0, catalog, "zero", folder, stack)
+                with _timed("latency", timings):
+                    timed = await _systems(server.client, args.scale, catalog, "lat", folder, stack)
+                    lat = await latency.measure(
+                        timed.all,
+                        catalog,
+                        plans,
+                        scale=args.scale,
+                        repeats=args.repeats,
+                        concurrencies=(1, 20),
+                    )
+                    tables += [
+                        latency.latency_table(lat, SYSTEMS),
+                        latency.fan_out_table(lat, SYSTEMS),
+                    ]
+                    data["latency"] = {
+                        "paths": {k: asdict(v) for k, v in lat.paths.items()},
+                        "runs": {
+                            "|".join(map(str, k)): v.as_dict() for k, v in lat.spreads.items()
+                        },
+                    }
+            if "throughput" in sections or "history" in sections:
+                zero = await _systems(server.client, 0.0, catalog, "zero", folder, stack)
             if "throughput" in sections:
-                began = time.perf_counter()
-                spec = workload_spec(catalog, "research")
-                thr = await throughput.measure(
-                    zero,
-                    plans["research"],
-                    spec,
-                    repeats=args.repeats,
-                    concurrencies=(1, 10, 50),
-                    server_pid=server.process.process.pid,
-                )
-                tables.append(throughput.throughput_table(thr, SYSTEMS))
-                report["data"]["throughput"] = {
-                    "|".join(map(str, k)): v.as_dict() for k, v in thr.spreads.items()
-                }
-                timings["throughput"] = time.perf_counter() - began
-                print(f"throughput: {timings['throughput']:.0f}s", flush=True)
+                with _timed("throughput", timings):
+                    thr = await throughput.measure(
+                        zero.all,
+                        plans["research"],
+                        research,
+                        repeats=args.repeats,
+                        concurrencies=(1, 10, 50),
+                        server_pid=server.process.process.pid,
+                    )
+                    tables.append(throughput.throughput_table(thr, SYSTEMS))
+                    data["throughput"] = _by_key(thr.spreads)
             if "recovery" in sections:
-                began = time.perf_counter()
-                rec = await recovery.measure(
-                    server,
-                    workload_spec(catalog, "research"),
-                    task_of("research"),
-                    scale=args.scale,
-                    repeats=args.repeats,
-                    folder=folder,
-                )
-                tables.append(recovery.recovery_table(rec))
-                report["data"]["recovery"] = {
-                    "undisturbed": {k: v.as_dict() for k, v in rec.undisturbed.items()},
-                    "disturbed": {k: v.as_dict() for k, v in rec.disturbed.items()},
-                    "after_fault": {k: v.as_dict() for k, v in rec.after_fault.items()},
-                }
-                timings["recovery"] = time.perf_counter() - began
-                print(f"recovery: {timings['recovery']:.0f}s", flush=True)
+                with _timed("recovery", timings):
+                    rec = await recovery.measure(
+                        server,
+                        research,
+                        task_of("research"),
+                        scale=args.scale,
+                        repeats=args.repeats,
+                        folder=folder,
+                    )
+                    tables.append(recovery.recovery_table(rec))
+                    data["recovery"] = {
+                        "undisturbed": {k: v.as_dict() for k, v in rec.undisturbed.items()},
+                        "disturbed": {k: v.as_dict() for k, v in rec.disturbed.items()},
+                        "after_fault": {k: v.as_dict() for k, v in rec.after_fault.items()},
+                    }
             if "history" in sections:
-                began = time.perf_counter()
-                bare, project = zero[1], zero[2]
-                rows = await history.measure(project, bare, catalog, plans)  # type: ignore[arg-type]
-                tables.append(history.history_table(rows))
-                report["data"]["history"] = [asdict(r) for r in rows]
-                timings["history"] = time.perf_counter() - began
-                print(f"history: {timings['history']:.0f}s", flush=True)
+                with _timed("history", timings):
+                    rows = await history.measure(zero.project, zero.bare, catalog, plans)
+                    tables.append(history.history_table(rows))
+                    data["history"] = [asdict(r) for r in rows]
             if "cost" in sections:
-                began = time.perf_counter()
-                figures, facts = await cost.measure(
-                    server.client,
-                    provider(0.0),
-                    catalog,
-                    total=args.cost_requests,
-                    repeat_share=args.repeat_share,
-                )
-                tables.append(cost.cost_table(figures, facts))
-                report["data"]["cost"] = {"rows": [asdict(r) for r in figures], **facts}
-                timings["cost"] = time.perf_counter() - began
-                print(f"cost: {timings['cost']:.0f}s", flush=True)
-            report["latency"], report["throughput"] = lat, thr
-    report["timings"] = timings
-    return report
+                with _timed("cost", timings):
+                    figures, facts = await cost.measure(
+                        server.client,
+                        provider(0.0),
+                        catalog,
+                        total=args.cost_requests,
+                        repeat_share=args.repeat_share,
+                    )
+                    tables.append(cost.cost_table(figures, facts))
+                    data["cost"] = {"rows": [asdict(r) for r in figures], **facts}
+    return {"tables": tables, "data": data, "timings": timings, "latency": lat, "throughput": thr}
 
 
 def header(args: argparse.Namespace) -> list[str]:

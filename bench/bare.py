@@ -8,27 +8,15 @@ attributes, status query or call records.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    from bench.workloads import (
-        CallPlan,
-        gate_done,
-        merger_call,
-        researcher_call,
-        reviewer_call,
-        revision_feedback,
-        specialist_call,
-        writer_call,
-    )
+    from bench.workloads import Answer, CallPlan, ask, run_dag
     from providers.base import ModelProvider
     from teams.calls import AgentCall
-    from teams.outputs import ReviewVerdict
-    from teams.pricing import TokenUsage
 
 
 class BareInput(BaseModel):
@@ -38,13 +26,6 @@ class BareInput(BaseModel):
 
     plan: CallPlan
     run_id: str
-
-
-class BareAnswer(BaseModel):
-    """A model call's text and, for reviewers, its verdict."""
-
-    text: str
-    verdict: ReviewVerdict | None = None
 
 
 class BareResult(BaseModel):
@@ -61,59 +42,20 @@ class BareActivities:
         self._provider = provider
 
     @activity.defn(name="bench_bare_call")
-    async def call(self, call: AgentCall) -> BareAnswer:
-        response = await self._provider.generate(
-            call, attempt=activity.info().attempt, on_progress=_ignore
-        )
-        verdict = ReviewVerdict.model_validate(response.data) if response.data else None
-        return BareAnswer(text=response.text, verdict=verdict)
-
-
-async def _ignore(_usage: TokenUsage) -> None:
-    return None
+    async def call(self, call: AgentCall) -> Answer:
+        return await ask(self._provider, call, attempt=activity.info().attempt)
 
 
 @workflow.defn(name="BenchBareTeam")
 class BareTeamWorkflow:
-    """The workload's DAG as plain workflow code."""
-
-    def __init__(self) -> None:
-        self._calls = 0
+    """The workload's DAG as plain workflow code, one activity per call."""
 
     @workflow.run
     async def run(self, request: BareInput) -> BareResult:
-        plan, run_id = request.plan, request.run_id
-        if plan.workload == "research":
-            reviews = await self._research(plan, run_id)
-            return BareResult(calls=self._calls, reviews=reviews)
-        reviews_by = await self._code_review(plan, run_id)
-        await self._call(merger_call(plan, run_id, reviews_by))
-        return BareResult(calls=self._calls, reviews=0)
+        outcome = await run_dag(request.plan, request.run_id, self._call)
+        return BareResult(calls=outcome.calls, reviews=outcome.reviews)
 
-    async def _research(self, plan: CallPlan, run_id: str) -> int:
-        findings = (await self._call(researcher_call(plan, run_id))).text
-        draft = (await self._call(writer_call(plan, run_id, findings))).text
-        iteration = 1
-        while True:
-            answer = await self._call(reviewer_call(plan, run_id, draft, iteration))
-            assert answer.verdict is not None
-            if gate_done(plan, answer.verdict, iteration):
-                return iteration
-            feedback = revision_feedback(plan, answer.verdict)
-            revised = writer_call(plan, run_id, findings, draft, feedback, iteration + 1)
-            draft = (await self._call(revised)).text
-            iteration += 1
-
-    async def _code_review(self, plan: CallPlan, run_id: str) -> dict[str, str]:
-        calls = [specialist_call(plan, run_id, a) for a in plan.reviewers]
-        if plan.workload == "code-review-seq":
-            answers = [await self._call(c) for c in calls]
-        else:
-            answers = list(await asyncio.gather(*(self._call(c) for c in calls)))
-        return {c.agent: a.text for c, a in zip(calls, answers, strict=True)}
-
-    async def _call(self, call: AgentCall) -> BareAnswer:
-        self._calls += 1
+    async def _call(self, call: AgentCall) -> Answer:
         return await workflow.execute_activity_method(
             BareActivities.call,
             call,

@@ -20,7 +20,7 @@ import random
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +28,15 @@ from typing import Any
 from temporalio.client import Client
 
 from bench.stats import Table
+from bench.systems import completed, serving, start_team
 from providers.simulated import SimulatedProvider
 from stores.factory import open_cache
 from teams.catalog import Catalog
 from teams.pricing import ModelPrice
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult
+from teams.results import TeamResult
 from teams.spec import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers
-from workflows.agent_team import WORKFLOW_NAME
 
 CHEAP_MODEL = "claude-haiku-4-5"
 TOPICS = {
@@ -133,9 +132,7 @@ async def cached_worker(
         )
         workers = build_workers(client, deployment, provider=model, catalog=catalog, cache=cache)
         try:
-            async with AsyncExitStack() as running:
-                for worker in workers:
-                    await running.enter_async_context(worker)
+            async with serving(workers):
                 yield queue
         finally:
             if cache is not None:
@@ -148,16 +145,8 @@ async def run_config(
     tenant = f"bench-{uuid.uuid4().hex[:6]}"  # a fresh cache namespace per measurement
     results: list[TeamResult] = []
     for task in tasks:
-        result = await client.execute_workflow(
-            WORKFLOW_NAME,
-            TeamRequest(team=spec, task=task, tenant=tenant),
-            id=f"bench-cost-{uuid.uuid4().hex[:10]}",
-            task_queue=queue,
-            result_type=TeamResult,
-        )
-        if result.status is not RunStatus.COMPLETED:
-            raise RuntimeError(f"{result.workflow_id} ended {result.status}: {result.reason}")
-        results.append(result)
+        handle = await start_team(client, queue, spec, task, tenant=tenant)
+        results.append(completed(await handle.result()))
     calls = [c for r in results for c in r.calls]
     return CostFigures(
         config=config,

@@ -9,27 +9,22 @@ UI); the figure says what one would save.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowHandle
 
 from bench.bare import BareInput, BareTeamWorkflow
 from bench.stats import Table
-from bench.systems import BareTemporalSystem, ProjectSystem
+from bench.systems import BareTemporalSystem, ProjectSystem, start_team
 from bench.workloads import CallPlan
-from teamctl.runs import start_team_run
+from teamctl.runs import follow
 from teams.approvals import Decision
 from teams.catalog import Catalog
-from teams.requests import TeamRequest
-from teams.results import TeamResult, TeamStatus
 from teams.spec import ApprovalStage
 
 TASKS = {
@@ -86,27 +81,18 @@ def figures(run: str, calls: int, events: list[HistoryEvent]) -> HistoryFigures:
     )
 
 
-async def _approve_when_waiting(handle: WorkflowHandle[Any, TeamResult], approver: str) -> None:
-    for _ in range(6000):
-        status = await handle.query("status", result_type=TeamStatus)
-        if status.phase == "awaiting_approval":
-            await handle.signal("approve", Decision(approver=approver, comment="bench"))
-            return
-        await asyncio.sleep(0.01)
-    raise RuntimeError(f"{handle.id} never waited for approval")
-
-
 async def project_run(project: ProjectSystem, catalog: Catalog, team: str) -> HistoryFigures:
     spec = catalog.load_team(team)
-    handle = await start_team_run(
-        project.client,
-        TeamRequest(team=team, task=TASKS.get(team, TASKS["research"]), tenant="bench"),
-        catalog=catalog,
-        task_queue=project.task_queue,
+    handle = await start_team(
+        project.client, project.task_queue, team, TASKS.get(team, TASKS["research"])
     )
     approvals = [s for s in spec.stages if isinstance(s, ApprovalStage)]
     for stage in approvals:
-        await _approve_when_waiting(handle, stage.approvers[0])
+        # follow ends when the run waits for approval (or has finished).
+        statuses = [status async for status in follow(handle, interval_s=0.01)]
+        if statuses[-1].phase != "awaiting_approval":
+            raise RuntimeError(f"{handle.id} never waited for approval of {stage.name!r}")
+        await handle.signal("approve", Decision(approver=stage.approvers[0], comment="bench"))
     result = await handle.result()
     history = await handle.fetch_history()
     label = f"{team} (agent-teams{', approval' if approvals else ''})"

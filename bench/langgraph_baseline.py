@@ -19,9 +19,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from langgraph.graph import END, START, StateGraph
 
-from bench.systems import RunOutcome, ignore_progress, new_run_id, verdict_of
+from bench.systems import new_run_id
 from bench.workloads import (
+    Answer,
     CallPlan,
+    RunOutcome,
+    ask,
     gate_done,
     merger_call,
     researcher_call,
@@ -32,6 +35,7 @@ from bench.workloads import (
 )
 from providers.simulated import SimulatedProvider
 from teams.calls import AgentCall
+from teams.outputs import ReviewVerdict
 from teams.spec import TeamSpec
 
 
@@ -75,15 +79,14 @@ class LangGraphSystem:
         state = await self._graphs[plan.workload].ainvoke({"calls": 0}, config)
         return RunOutcome(state["calls"], state.get("iteration", 0))
 
-    async def _generate(self, call: AgentCall) -> tuple[str, dict[str, Any] | None]:
-        response = await self._model.generate(call, attempt=1, on_progress=ignore_progress)
-        return response.text, response.data
+    async def _ask(self, call: AgentCall) -> Answer:
+        return await ask(self._model, call)
 
     def _research_graph(self) -> Any:
         async def research(state: _ResearchState, config: RunnableConfig) -> _ResearchState:
             plan, run_id = _conf(config)
-            text, _ = await self._generate(researcher_call(plan, run_id))
-            return {"findings": text, "calls": state["calls"] + 1}
+            answer = await self._ask(researcher_call(plan, run_id))
+            return {"findings": answer.text, "calls": state["calls"] + 1}
 
         async def write(state: _ResearchState, config: RunnableConfig) -> _ResearchState:
             plan, run_id = _conf(config)
@@ -91,23 +94,25 @@ class LangGraphSystem:
             if iteration == 0:
                 call = writer_call(plan, run_id, state["findings"])
             else:
-                verdict = verdict_of(state["verdict"])
+                verdict = ReviewVerdict.model_validate(state["verdict"])
                 feedback = revision_feedback(plan, verdict)
                 call = writer_call(
                     plan, run_id, state["findings"], state["draft"], feedback, iteration + 1
                 )
-            text, _ = await self._generate(call)
-            return {"draft": text, "calls": state["calls"] + 1}
+            answer = await self._ask(call)
+            return {"draft": answer.text, "calls": state["calls"] + 1}
 
         async def review(state: _ResearchState, config: RunnableConfig) -> _ResearchState:
             plan, run_id = _conf(config)
             iteration = state.get("iteration", 0) + 1
-            _, data = await self._generate(reviewer_call(plan, run_id, state["draft"], iteration))
-            return {"verdict": data or {}, "iteration": iteration, "calls": state["calls"] + 1}
+            answer = await self._ask(reviewer_call(plan, run_id, state["draft"], iteration))
+            verdict = answer.review().model_dump()
+            return {"verdict": verdict, "iteration": iteration, "calls": state["calls"] + 1}
 
         def route(state: _ResearchState, config: RunnableConfig) -> str:
             plan, _ = _conf(config)
-            done = gate_done(plan, verdict_of(state["verdict"]), state["iteration"])
+            verdict = ReviewVerdict.model_validate(state["verdict"])
+            done = gate_done(plan, verdict, state["iteration"])
             return END if done else "write"
 
         graph = StateGraph(_ResearchState)
@@ -124,14 +129,14 @@ class LangGraphSystem:
         def specialist(agent: str) -> Any:
             async def node(state: _ReviewState, config: RunnableConfig) -> _ReviewState:
                 plan, run_id = _conf(config)
-                text, _ = await self._generate(specialist_call(plan, run_id, agent))
-                return {"reviews": {agent: text}, "calls": 1}
+                answer = await self._ask(specialist_call(plan, run_id, agent))
+                return {"reviews": {agent: answer.text}, "calls": 1}
 
             return node
 
         async def merge(state: _ReviewState, config: RunnableConfig) -> _ReviewState:
             plan, run_id = _conf(config)
-            await self._generate(merger_call(plan, run_id, state["reviews"]))
+            await self._ask(merger_call(plan, run_id, state["reviews"]))
             return {"calls": 1}
 
         agents = ["security-reviewer", "performance-reviewer", "maintainability-reviewer"]

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.stats import Spread, Table
-from bench.systems import RunOutcome, System
-from bench.workloads import CallPlan, CriticalPath, critical_path, workload_spec
+from bench.systems import System
+from bench.workloads import CallPlan, CriticalPath, RunOutcome, critical_path, workload_spec
 from teams.catalog import Catalog
 from teams.spec import TeamSpec
 

@@ -40,8 +40,8 @@ async def profile(runs: int, concurrency: int, top: int) -> None:
 
     catalog = Catalog.shipped()
     async with dev_server() as server:
-        async with temporal_systems(server.client, provider(0.0), catalog, "profile") as systems:
-            project = systems[1]
+        systems = temporal_systems(server.client, provider(0.0), catalog, "profile")
+        async with systems as (_bare, project, _lean):
             plan, spec = call_plan(catalog, "research"), workload_spec(catalog, "research")
             await batch(project, plan, spec, concurrency)  # warm-up
             yappi.set_clock_type("cpu")

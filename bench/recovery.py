@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,10 +27,10 @@ from temporalio.service import RPCError
 
 from bench.environment import Server, dev_server, restart
 from bench.stats import Spread, Table
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult, TeamStatus
+from bench.systems import completed, start_team
+from teamctl.runs import follow
+from teams.results import TeamResult
 from teams.spec import TeamSpec
-from workflows.agent_team import WORKFLOW_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED_AGENT = "writer"
@@ -110,44 +111,26 @@ def _epoch(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-async def start_run(
-    client: Client, task_queue: str, spec: TeamSpec, task: str
-) -> WorkflowHandle[Any, TeamResult]:
-    return await client.start_workflow(
-        WORKFLOW_NAME,
-        TeamRequest(team=spec, task=task, tenant="bench"),
-        id=f"bench-recovery-{uuid.uuid4().hex[:10]}",
-        task_queue=task_queue,
-        result_type=TeamResult,
-    )
-
-
 async def result_of(handle: WorkflowHandle[Any, TeamResult]) -> TeamResult:
     """The run's result, riding out a server that is restarting."""
     while True:
         try:
-            result = await handle.result()
+            return completed(await handle.result())
         except RPCError:
             await asyncio.sleep(0.1)
-            continue
-        if result.status is not RunStatus.COMPLETED:
-            raise RuntimeError(f"{handle.id} ended {result.status}: {result.reason}")
-        return result
 
 
 async def agent_running(handle: WorkflowHandle[Any, TeamResult], agent: str) -> None:
-    """Poll the status query until ``agent`` has a call in flight."""
-    for _ in range(6000):
-        status = await handle.query("status", result_type=TeamStatus)
+    """Follow the run's status until ``agent`` has a call in flight."""
+    async for status in follow(handle, interval_s=0.01):
         if any(a.agent == agent and a.state == "running" for a in status.agents):
             return
-        await asyncio.sleep(0.01)
-    raise RuntimeError(f"{agent} never started in {handle.id}")
+    raise RuntimeError(f"{agent} never ran in {handle.id}")
 
 
 async def undisturbed(client: Client, task_queue: str, spec: TeamSpec, task: str) -> float:
     started = time.perf_counter()
-    await result_of(await start_run(client, task_queue, spec, task))
+    await result_of(await start_team(client, task_queue, spec, task))
     return time.perf_counter() - started
 
 
@@ -157,7 +140,7 @@ async def killed_worker(
     spec: TeamSpec,
     task: str,
     worker: WorkerProcess,
-    respawn: Any,
+    respawn: Callable[[], WorkerProcess],
 ) -> tuple[Disturbed, float, TeamResult, WorkerProcess]:
     """One run whose worker is SIGKILLed while ``KILLED_AGENT`` is mid-call.
 
@@ -165,7 +148,7 @@ async def killed_worker(
     latency, the new worker's start-up time, the result and the new worker.
     """
     started = time.perf_counter()
-    handle = await start_run(client, task_queue, spec, task)
+    handle = await start_team(client, task_queue, spec, task)
     await agent_running(handle, KILLED_AGENT)
     worker.kill()
     killed = time.perf_counter()
@@ -179,7 +162,7 @@ async def killed_worker(
 async def restarted_server(server: Server, task_queue: str, spec: TeamSpec, task: str) -> Disturbed:
     """One run whose dev server is stopped and started again while ``KILLED_AGENT`` runs."""
     started = time.perf_counter()
-    handle = await start_run(server.client, task_queue, spec, task)
+    handle = await start_team(server.client, task_queue, spec, task)
     await agent_running(handle, KILLED_AGENT)
     stopped = time.perf_counter()
     await restart(server)
@@ -226,44 +209,58 @@ WORKER_KILL = "worker SIGKILL"
 SERVER_RESTART = "dev server restart"
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What both faults are measured with."""
+
+    spec: TeamSpec
+    task: str
+    scale: float
+    repeats: int
+    folder: Path
+
+    def worker(self, server: Server, queue: str, log: str) -> WorkerProcess:
+        return WorkerProcess(server.process.address, queue, self.scale, self.folder / log)
+
+    async def calm(self, server: Server, queue: str) -> list[float]:
+        """A warm-up run, then ``repeats`` undisturbed runs' latencies."""
+        await undisturbed(server.client, queue, self.spec, self.task)
+        return [
+            await undisturbed(server.client, queue, self.spec, self.task)
+            for _ in range(self.repeats)
+        ]
+
+
 async def measure(
     memory: Server, spec: TeamSpec, task: str, *, scale: float, repeats: int, folder: Path
 ) -> RecoveryResults:
     """Both faults, ``repeats`` times each, after a warm-up run."""
+    setup = Setup(spec, task, scale, repeats, folder)
     heartbeat = spec.agent(KILLED_AGENT).timeouts.heartbeat
-    results = RecoveryResults(heartbeat_s=heartbeat.total_seconds() if heartbeat else 0.0)
-    await _worker_kills(memory, spec, task, scale, repeats, folder, results)
+    results = RecoveryResults(heartbeat_s=heartbeat.total_seconds())
+    await _worker_kills(memory, setup, results)
     print("  recovery: worker kills done", flush=True)
     async with dev_server(db_file=folder / "server.sqlite") as disk:
-        await _server_restarts(disk, spec, task, scale, repeats, folder, results)
+        await _server_restarts(disk, setup, results)
     print("  recovery: server restarts done", flush=True)
     return results
 
 
-async def _worker_kills(
-    server: Server,
-    spec: TeamSpec,
-    task: str,
-    scale: float,
-    repeats: int,
-    folder: Path,
-    results: RecoveryResults,
-) -> None:
+async def _worker_kills(server: Server, setup: Setup, results: RecoveryResults) -> None:
     queue = f"bench-kill-{uuid.uuid4().hex[:8]}"
 
     def spawn() -> WorkerProcess:
-        return WorkerProcess(server.process.address, queue, scale, folder / "worker-kill.log")
+        return setup.worker(server, queue, "worker-kill.log")
 
     worker = spawn()
     try:
         await worker.ready()
-        await undisturbed(server.client, queue, spec, task)  # warm-up
-        calm = [await undisturbed(server.client, queue, spec, task) for _ in range(repeats)]
+        calm = await setup.calm(server, queue)
         runs: list[Disturbed] = []
         readies: list[float] = []
-        for _ in range(repeats):
+        for _ in range(setup.repeats):
             run, ready, result, worker = await killed_worker(
-                server.client, queue, spec, task, worker, spawn
+                server.client, queue, setup.spec, setup.task, worker, spawn
             )
             runs.append(run)
             readies.append(ready)
@@ -276,22 +273,16 @@ async def _worker_kills(
     results.worker_ready_s = Spread.of(readies)
 
 
-async def _server_restarts(
-    server: Server,
-    spec: TeamSpec,
-    task: str,
-    scale: float,
-    repeats: int,
-    folder: Path,
-    results: RecoveryResults,
-) -> None:
+async def _server_restarts(server: Server, setup: Setup, results: RecoveryResults) -> None:
     queue = f"bench-restart-{uuid.uuid4().hex[:8]}"
-    worker = WorkerProcess(server.process.address, queue, scale, folder / "worker-restart.log")
+    worker = setup.worker(server, queue, "worker-restart.log")
     try:
         await worker.ready()
-        await undisturbed(server.client, queue, spec, task)  # warm-up
-        calm = [await undisturbed(server.client, queue, spec, task) for _ in range(repeats)]
-        runs = [await restarted_server(server, queue, spec, task) for _ in range(repeats)]
+        calm = await setup.calm(server, queue)
+        runs = [
+            await restarted_server(server, queue, setup.spec, setup.task)
+            for _ in range(setup.repeats)
+        ]
     finally:
         worker.stop()
     _record(results, SERVER_RESTART, calm, runs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from teamctl import render
+
 
 @dataclass(frozen=True)
 class Spread:
@@ -43,21 +45,10 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def text(self) -> str:
-        widths = [
-            max(len(str(c)), *(len(str(r[i])) for r in self.rows)) if self.rows else len(c)
-            for i, c in enumerate(self.columns)
-        ]
-        line = "  ".join("-" * w for w in widths)
-        head = "  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=True))
-        body = [
-            "  ".join(
-                (str(v).ljust(w) if i == 0 else str(v).rjust(w))
-                for i, (v, w) in enumerate(zip(row, widths, strict=True))
-            )
-            for row in self.rows
-        ]
+        """The table as ``teamctl`` prints its own: the first column left, numbers right."""
+        body = render.table(self.columns, self.rows, right=set(range(1, len(self.columns))))
         notes = [f"  note: {n}" for n in self.notes]
-        return "\n".join([self.title, "", head, line, *body, *([""] + notes if notes else [])])
+        return "\n".join([self.title, "", body, *([""] + notes if notes else [])])
 
     def markdown(self) -> str:
         head = "| " + " | ".join(self.columns) + " |"

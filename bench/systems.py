@@ -1,10 +1,11 @@
-"""The four systems under test, behind one interface.
+"""The systems under test, behind one interface.
 
 (a) ``asyncio``: the same calls, awaited directly; no durability. The floor.
 (b) ``bare-temporal``: a workflow of the same shape (:mod:`bench.bare`).
 (c) ``agent-teams``: this project, as deployed (shared ledgers and breakers,
     budget checks, quality gate, status, search attributes, tracing to a
     discarding exporter); response cache off, so repeated runs call the model.
+(c') ``agent-teams/no-ledgers``: (c) without the shared ledgers and breakers.
 (d) ``langgraph``: a LangGraph ``StateGraph`` of the same DAG with its SQLite
     checkpointer (:mod:`bench.langgraph_baseline`, optional ``bench`` extra).
 """
@@ -15,30 +16,18 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from bench.bare import BareActivities, BareInput, BareTeamWorkflow
-from bench.workloads import (
-    CallPlan,
-    gate_done,
-    merger_call,
-    researcher_call,
-    reviewer_call,
-    revision_feedback,
-    specialist_call,
-    writer_call,
-)
+from bench.workloads import Answer, CallPlan, RunOutcome, ask, run_dag
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from teams.calls import AgentCall
 from teams.catalog import Catalog
-from teams.outputs import ReviewVerdict
-from teams.pricing import TokenUsage
 from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult
 from teams.spec import TeamSpec
@@ -47,24 +36,11 @@ from worker.main import build_workers
 from worker.telemetry import tracing_interceptor
 from workflows.agent_team import WORKFLOW_NAME
 
-SYSTEMS = (
-    "asyncio",
-    "bare-temporal",
-    "agent-teams",
-    NO_LEDGERS := "agent-teams/no-ledgers",
-    "langgraph",
-)
+NO_LEDGERS = "agent-teams/no-ledgers"
+SYSTEMS = ("asyncio", "bare-temporal", "agent-teams", NO_LEDGERS, "langgraph")
 """In table order. ``agent-teams/no-ledgers`` is (c) with the shared daily ledgers
 and circuit breakers switched off (``AGENT_TEAMS_COST_CONTROLS=false``): the
 difference between the two is what those shared entities cost."""
-
-
-@dataclass(frozen=True)
-class RunOutcome:
-    """What one run did: calls made and gate reviews (to check the systems agree)."""
-
-    calls: int
-    reviews: int
 
 
 class System(Protocol):
@@ -80,14 +56,6 @@ def provider(scale: float) -> SimulatedProvider:
     return SimulatedProvider(SimulatedConfig(latency_scale=scale))
 
 
-async def ignore_progress(_usage: TokenUsage) -> None:
-    return None
-
-
-def verdict_of(data: dict[str, Any] | None) -> ReviewVerdict:
-    return ReviewVerdict.model_validate(data)
-
-
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -100,34 +68,11 @@ class AsyncioSystem:
     def __init__(self, model: SimulatedProvider) -> None:
         self._model = model
 
-    async def _call(self, call: AgentCall) -> tuple[str, dict[str, Any] | None]:
-        response = await self._model.generate(call, attempt=1, on_progress=ignore_progress)
-        return response.text, response.data
-
     async def run(self, plan: CallPlan, spec: TeamSpec) -> RunOutcome:
-        run_id = new_run_id()
-        if plan.workload == "research":
-            findings, _ = await self._call(researcher_call(plan, run_id))
-            draft, _ = await self._call(writer_call(plan, run_id, findings))
-            iteration, calls = 1, 2
-            while True:
-                _, data = await self._call(reviewer_call(plan, run_id, draft, iteration))
-                calls += 1
-                verdict = verdict_of(data)
-                if gate_done(plan, verdict, iteration):
-                    return RunOutcome(calls, iteration)
-                feedback = revision_feedback(plan, verdict)
-                call = writer_call(plan, run_id, findings, draft, feedback, iteration + 1)
-                draft, _ = await self._call(call)
-                calls, iteration = calls + 1, iteration + 1
-        calls_ = [specialist_call(plan, run_id, a) for a in plan.reviewers]
-        if plan.workload == "code-review-seq":
-            answers = [await self._call(c) for c in calls_]
-        else:
-            answers = list(await asyncio.gather(*(self._call(c) for c in calls_)))
-        reviews = {c.agent: a[0] for c, a in zip(calls_, answers, strict=True)}
-        await self._call(merger_call(plan, run_id, reviews))
-        return RunOutcome(len(calls_) + 1, 0)
+        return await run_dag(plan, new_run_id(), self._call)
+
+    async def _call(self, call: AgentCall) -> Answer:
+        return await ask(self._model, call)
 
 
 class BareTemporalSystem:
@@ -150,6 +95,27 @@ class BareTemporalSystem:
         return RunOutcome(result.calls, result.reviews)
 
 
+async def start_team(
+    client: Client, task_queue: str, team: str | TeamSpec, task: str, *, tenant: str = "bench"
+) -> WorkflowHandle[Any, TeamResult]:
+    """Start a run of this project (a shipped team's name or an inline spec)."""
+    name = team if isinstance(team, str) else team.name
+    return await client.start_workflow(
+        WORKFLOW_NAME,
+        TeamRequest(team=team, task=task, tenant=tenant),
+        id=f"bench-{name}-{new_run_id()}",
+        task_queue=task_queue,
+        result_type=TeamResult,
+    )
+
+
+def completed(result: TeamResult) -> TeamResult:
+    """``result``, if the run completed: a bench figure never counts a failed run."""
+    if result.status is not RunStatus.COMPLETED:
+        raise RuntimeError(f"{result.workflow_id} ended {result.status}: {result.reason}")
+    return result
+
+
 class ProjectSystem:
     """(c) This project: the real workers, the real workflow, an inline spec."""
 
@@ -159,16 +125,8 @@ class ProjectSystem:
         self.name = name
 
     async def run(self, plan: CallPlan, spec: TeamSpec) -> RunOutcome:
-        request = TeamRequest(team=spec, task=plan.task, tenant="bench")
-        result = await self.client.execute_workflow(
-            WORKFLOW_NAME,
-            request,
-            id=f"bench-{spec.name}-{new_run_id()}",
-            task_queue=self.task_queue,
-            result_type=TeamResult,
-        )
-        if result.status is not RunStatus.COMPLETED:
-            raise RuntimeError(f"{result.workflow_id} ended {result.status}: {result.reason}")
+        handle = await start_team(self.client, self.task_queue, spec, plan.task)
+        result = completed(await handle.result())
         reviews = sum(1 for c in result.calls if c.agent == "reviewer")
         return RunOutcome(len(result.calls), reviews)
 
@@ -190,6 +148,15 @@ def traced(client: Client) -> tuple[Client, TracerProvider]:
     config = client.config()
     config["interceptors"] = [tracing_interceptor(tracer)]
     return Client(**config), tracer
+
+
+@asynccontextmanager
+async def serving(workers: Sequence[Worker]) -> AsyncIterator[None]:
+    """Run ``workers`` until the block ends, then shut them all down."""
+    async with AsyncExitStack() as running:
+        for worker in workers:
+            await running.enter_async_context(worker)
+        yield
 
 
 @asynccontextmanager
@@ -223,9 +190,7 @@ async def temporal_systems(
     )
     workers += build_workers(traced_client, lean, provider=model, catalog=catalog)
     try:
-        async with AsyncExitStack() as running:
-            for worker in [bare, *workers]:
-                await running.enter_async_context(worker)
+        async with serving([bare, *workers]):
             yield (
                 BareTemporalSystem(client, bare_queue),
                 ProjectSystem(traced_client, project_queue),

@@ -14,14 +14,18 @@ simulated provider, so their latencies differ only by orchestration:
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from providers.base import ModelProvider
 from providers.simulated import DEFAULT_LATENCY_S, persona_of
 from teams.calls import AgentCall, HandoffItem
 from teams.catalog import Catalog
 from teams.outputs import ReviewVerdict
+from teams.pricing import TokenUsage
 from teams.resolved import ResolvedTeam
 from teams.spec import FanOutStage, GateStage, TeamSpec
 
@@ -116,6 +120,83 @@ def _template(resolved: ResolvedTeam, agent: str, task: str) -> AgentCall:
         max_tokens=spec.max_tokens,
         price=resolved.prices[spec.model],
     )
+
+
+class Answer(BaseModel):
+    """A model call's text and, for reviewers, its verdict."""
+
+    text: str
+    verdict: ReviewVerdict | None = None
+
+    def review(self) -> ReviewVerdict:
+        """The verdict of a reviewer's answer."""
+        if self.verdict is None:
+            raise RuntimeError("a reviewer answered without a verdict")
+        return self.verdict
+
+
+async def _ignore_progress(_usage: TokenUsage) -> None:
+    return None
+
+
+async def ask(model: ModelProvider, call: AgentCall, *, attempt: int = 1) -> Answer:
+    """One model call as the baselines make it: no budget, cache or records."""
+    response = await model.generate(call, attempt=attempt, on_progress=_ignore_progress)
+    verdict = ReviewVerdict.model_validate(response.data) if response.data else None
+    return Answer(text=response.text, verdict=verdict)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one run did: calls made and gate reviews (to check the systems agree)."""
+
+    calls: int
+    reviews: int
+
+
+Caller = Callable[[AgentCall], Awaitable[Answer]]
+"""How a system makes one call (directly, or as an activity)."""
+
+
+async def run_dag(plan: CallPlan, run_id: str, call: Caller) -> RunOutcome:
+    """The workload's DAG as plain async code, each call made through ``call``.
+
+    Systems (a) and (b) share it: deterministic, so it runs as workflow code too.
+    """
+    made = 0
+
+    async def counted(one: AgentCall) -> Answer:
+        nonlocal made
+        made += 1
+        return await call(one)
+
+    if plan.workload == "research":
+        reviews = await _research(plan, run_id, counted)
+        return RunOutcome(made, reviews)
+    calls = [specialist_call(plan, run_id, a) for a in plan.reviewers]
+    if plan.workload == "code-review-seq":
+        answers = [await counted(c) for c in calls]
+    else:
+        answers = list(await asyncio.gather(*(counted(c) for c in calls)))
+    reviews_by = {c.agent: a.text for c, a in zip(calls, answers, strict=True)}
+    await counted(merger_call(plan, run_id, reviews_by))
+    return RunOutcome(made, 0)
+
+
+async def _research(plan: CallPlan, run_id: str, call: Caller) -> int:
+    """Research, write, then review and revise until the gate passes; the reviews made."""
+    findings = (await call(researcher_call(plan, run_id))).text
+    draft = (await call(writer_call(plan, run_id, findings))).text
+    iteration = 1
+    while True:
+        verdict = (await call(reviewer_call(plan, run_id, draft, iteration))).review()
+        if gate_done(plan, verdict, iteration):
+            return iteration
+        feedback = revision_feedback(plan, verdict)
+        draft = (
+            await call(writer_call(plan, run_id, findings, draft, feedback, iteration + 1))
+        ).text
+        iteration += 1
 
 
 # The research workload's calls, step by step (shared by the baselines).
