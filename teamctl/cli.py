@@ -45,9 +45,10 @@ from teamctl.runs import (
 )
 from teams.approvals import DecisionKind
 from teams.catalog import Catalog, load_team_file
-from teams.errors import AgentTeamsError
+from teams.errors import AgentTeamsError, RequestError
 from teams.requests import TeamRequest, parse_team_request
 from teams.results import RunStatus, TeamResult, TeamStatus
+from teams.spec import TeamSpec
 from worker.connection import connect
 from worker.deployment import DEFAULT_TASK_QUEUE
 from worker.settings import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, TracingSettings, WorkerSettings
@@ -222,19 +223,24 @@ def _catalog() -> Catalog:
 
 def _request_from_args(args: argparse.Namespace) -> TeamRequest:
     team: object = args.team
-    if args.spec is not None:
-        team = load_team_file(args.spec).model_dump(mode="json")
+    spec = load_team_file(args.spec) if args.spec is not None else None
     if args.skip_approvals:
-        spec = (
-            load_team_file(args.spec) if args.spec is not None else _catalog().load_team(args.team)
-        )
-        team = spec.without_approvals().model_dump(mode="json")
+        spec = _without_approvals(spec or _catalog().load_team(args.team))
+    if spec is not None:
+        team = spec.model_dump(mode="json")
     data: dict[str, object] = {"team": team, "task": args.task}
     if args.tenant:
         data["tenant"] = args.tenant
     if args.budget_usd:
         data["budget_usd"] = args.budget_usd
     return parse_team_request(data)
+
+
+def _without_approvals(spec: TeamSpec) -> TeamSpec:
+    try:
+        return spec.without_approvals()
+    except ValueError as err:  # a team of approvals only: nothing would be left to run
+        raise RequestError([f"--skip-approvals: {err}"]) from err
 
 
 async def _run(client: Client, args: argparse.Namespace, request: TeamRequest) -> int:

@@ -117,3 +117,24 @@ async def test_raw_unknown_team_fails_the_run_clearly(client: Client, task_queue
     assert cause.non_retryable
     assert "cannot run team 'nope'" in cause.message
     assert "shipped teams are: code-review, research, support" in cause.message
+
+
+async def test_cli_skip_approvals_of_a_team_of_approvals_only_starts_nothing(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    workflow_id = f"bad-{uuid.uuid4().hex[:8]}"
+    spec = tmp_path / "sign-off.toml"
+    spec.write_text(
+        'name = "sign-off"\n'
+        '[budget]\nmax_usd = "0.10"\n'
+        '[[agents]]\nname = "a"\nrole = "r"\nprompt = "writer"\n'
+        'model = "claude-haiku-4-5"\nmax_tokens = 100\n'
+        '[[stages]]\nkind = "approval"\nname = "ok"\napprovers = ["editor"]\ntimeout = "1h"\n'
+    )
+    done = teamctl(
+        env, "run", "-", "x", "--spec", str(spec), "--skip-approvals", "--id", workflow_id
+    )
+    assert done.returncode == 2
+    assert "--skip-approvals: team 'sign-off' has only approval stages" in done.stderr
+    assert "Traceback" not in done.stderr
+    await _assert_never_started(env.client, workflow_id)
