@@ -11,21 +11,18 @@ from tests.processes import teamctl_async, temporal_cli
 from tests.support import running_worker
 
 
+async def _run_research(
+    env: WorkflowEnvironment, task_queue: str, run_id: str, *options: str
+) -> tuple[int, str, str]:
+    """``teamctl run research ... --id RUN_ID [options]`` on ``task_queue``."""
+    args = ("--task-queue", task_queue, "run", "research", "Why durable agents?", *options)
+    return await teamctl_async(env, *args, "--id", run_id)
+
+
 async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_queue: str) -> None:
     run_id = f"cli-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, task_queue):
-        code, out, err = await teamctl_async(
-            env,
-            "--task-queue",
-            task_queue,
-            "run",
-            "research",
-            "Why durable agents?",
-            "--tenant",
-            "acme",
-            "--id",
-            run_id,
-        )
+        code, out, err = await _run_research(env, task_queue, run_id, "--tenant", "acme")
         assert (code, err) == (0, "")
         assert f"started {run_id} on task queue {task_queue}" in out
         assert "provider: simulated" in out
@@ -130,17 +127,7 @@ async def test_temporal_cli_start_query_signal_result(
 async def test_teamctl_run_skip_approvals(env: WorkflowEnvironment, task_queue: str) -> None:
     run_id = f"cli-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, task_queue):
-        code, out, err = await teamctl_async(
-            env,
-            "--task-queue",
-            task_queue,
-            "run",
-            "research",
-            "Why durable agents?",
-            "--skip-approvals",
-            "--id",
-            run_id,
-        )
+        code, out, err = await _run_research(env, task_queue, run_id, "--skip-approvals")
         assert (code, err) == (0, "")
         assert "waiting for approval" not in out
         assert "status     COMPLETED  (degradation FULL)" in out

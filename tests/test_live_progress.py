@@ -46,6 +46,19 @@ async def _teamctl(
     )
 
 
+async def _teamctl_run(
+    env: WorkflowEnvironment,
+    task_queue: str,
+    team: str,
+    task: str,
+    run_id: str,
+    environ: dict[str, str] | None = None,
+) -> asyncio.subprocess.Process:
+    """``teamctl run TEAM TASK --id RUN_ID`` on ``task_queue``, following the run."""
+    args = ("--task-queue", task_queue, "run", team, task, "--id", run_id)
+    return await _teamctl(env, *args, environ=environ)
+
+
 async def _lines_until(process: asyncio.subprocess.Process, marker: str) -> list[str]:
     """Read stdout line by line until a line contains ``marker`` (or the output ends)."""
     assert process.stdout is not None
@@ -64,16 +77,7 @@ async def test_progress_shows_each_agent_and_its_output_as_it_finishes(
 ) -> None:
     run_id = f"live-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, task_queue, latency_s=LATENCY, latency_scale=1.0):
-        process = await _teamctl(
-            env,
-            "--task-queue",
-            task_queue,
-            "run",
-            "research",
-            "Why durable agents?",
-            "--id",
-            run_id,
-        )
+        process = await _teamctl_run(env, task_queue, "research", "Why durable agents?", run_id)
         lines = await _lines_until(process, "waiting for approval")
         await process.communicate()
 
@@ -103,16 +107,7 @@ async def test_ctrl_c_stops_following_and_the_run_goes_on(
 ) -> None:
     run_id = f"live-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, task_queue, latency_s=LATENCY, latency_scale=1.0):
-        process = await _teamctl(
-            env,
-            "--task-queue",
-            task_queue,
-            "run",
-            "research",
-            "Why durable agents?",
-            "--id",
-            run_id,
-        )
+        process = await _teamctl_run(env, task_queue, "research", "Why durable agents?", run_id)
         before = await _lines_until(process, "writer")
         process.send_signal(signal.SIGINT)
         out, err = await process.communicate()
@@ -141,14 +136,11 @@ async def test_a_run_started_by_teamctl_is_one_trace_with_the_workers_spans(
     traced = Client(**config)
     run_id = f"traced-{uuid.uuid4().hex[:8]}"
     async with running_worker(traced, task_queue):
-        process = await _teamctl(
+        process = await _teamctl_run(
             env,
-            "--task-queue",
             task_queue,
-            "run",
             "support",
             "My invoice shows a double charge",
-            "--id",
             run_id,
             environ={"OTEL_TRACES_EXPORTER": "console"},
         )
