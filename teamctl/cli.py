@@ -262,8 +262,7 @@ async def _run(client: Client, args: argparse.Namespace, request: TeamRequest) -
 
 async def follow_and_report(handle: WorkflowHandle[object, TeamResult]) -> int:
     """Print progress until the run finishes or waits for approval; then report."""
-    seen: dict[str, tuple[str, int]] = {}
-    previewed: dict[str, str] = {}
+    seen: dict[str, tuple[str, int, int]] = {}
     provider_shown = False
     stage: str | None = None
     last: TeamStatus | None = None
@@ -276,13 +275,14 @@ async def follow_and_report(handle: WorkflowHandle[object, TeamResult]) -> int:
             stage = status.stage
             print(f"  stage {stage}")
         for agent in status.agents:
-            key = (agent.state, agent.calls)
+            key = (agent.state, agent.calls, agent.outputs)
             if agent.state != "pending" and seen.get(agent.agent) != key:
+                shown_outputs = seen[agent.agent][2] if agent.agent in seen else 0
                 seen[agent.agent] = key
                 print(render.agent_line(agent))
-                if agent.last_output and previewed.get(agent.agent) != agent.last_output:
-                    # A call finished with new output: show it as it lands.
-                    previewed[agent.agent] = agent.last_output
+                if agent.outputs > shown_outputs and agent.last_output is not None:
+                    # New output landed since the last poll (the agent may already
+                    # be at work again): show the latest, even if it repeats one.
                     print(render.output_preview(agent.last_output))
     if last is not None and last.phase == "awaiting_approval" and last.pending_approval:
         _print_approval_hint(handle.id, last)

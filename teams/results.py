@@ -111,6 +111,9 @@ class AgentTotals(BaseModel):
     cache_read_input_tokens: int = 0
     cost_micro: int = 0
     latency_ms: int = 0
+    outputs: int = Field(
+        default=0, description="Outputs it has produced; last_output is the latest."
+    )
     last_output: str | None = Field(default=None, description="Start of its latest output.")
 
 

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from teams.results import TeamResult
 from tests.processes import ROOT, address_of
-from tests.support import awaiting_approval, running_worker
+from tests.support import awaiting_approval, running_worker, start, status_of
 from worker.telemetry import tracing_interceptor
 
 LATENCY = {"researcher": 0.6, "writer": 1.5, "reviewer": 0.2}
@@ -96,10 +96,45 @@ async def test_progress_shows_each_agent_and_its_output_as_it_finishes(
     ]
     # Every output is shown once, as it lands: one research note, two drafts, two reviews.
     outputs = [agent for agent, kind in shown if kind == "output"]
-    assert outputs == ["researcher", "writer", "reviewer", "writer", "reviewer"]
+    assert outputs == ["researcher", "writer", "reviewer", "writer", "reviewer"], "\n".join(lines)
     previews = [line for line in lines if line.startswith("      ↳ ")]
     assert previews[0].startswith("      ↳ Research notes: Why durable agents?")
     assert previews[-1] == "      ↳ score 8/10 (pass)"
+
+
+async def test_a_status_never_shows_a_call_done_without_its_output(
+    env: WorkflowEnvironment, task_queue: str
+) -> None:
+    # The display shows an output when it sees an agent's output count go up; so
+    # the status must never count an answered call before its output is in. Poll as
+    # fast as queries go, through the daily ledgers' settlement after each call.
+    shown: dict[tuple[str, int], set[str | None]] = {}
+    async with running_worker(env.client, task_queue, latency_s=LATENCY, latency_scale=1.0):
+        handle = await start(env.client, task_queue, "research", "Why durable agents?")
+        polls = 0
+        while True:
+            status = await status_of(handle)
+            polls += 1
+            for agent in status.agents:
+                if agent.state == "done":
+                    assert agent.outputs == agent.calls, agent
+                    shown.setdefault((agent.agent, agent.calls), set()).add(agent.last_output)
+            if status.phase == "awaiting_approval":
+                break
+
+    assert polls > 20
+    assert sorted(shown) == [
+        ("researcher", 1),
+        ("reviewer", 1),
+        ("reviewer", 2),
+        ("writer", 1),
+        ("writer", 2),
+    ]
+    for (agent, calls), outputs in shown.items():
+        assert len(outputs) == 1 and None not in outputs, (agent, calls, outputs)
+    # Each answered call showed its own output: the writer's revision is not its first draft.
+    assert shown[("writer", 1)] != shown[("writer", 2)]
+    assert shown[("reviewer", 2)] == {"score 8/10 (pass)"}
 
 
 async def test_ctrl_c_stops_following_and_the_run_goes_on(

@@ -291,10 +291,14 @@ class AgentRunner:
         except asyncio.CancelledError:
             await self._on_run_cancelled(call, spec, handle, worst, started)
             raise
+        if not outcome.cancelled:
+            # Before the call is recorded, in the same activation: a status query
+            # never sees the call done without its output (the shared ledgers'
+            # settlement below takes round trips).
+            self._state.produced(call.agent, outcome.text, call.handoff)
         await self._close(call, call_records.answered(call, outcome, worst, _elapsed_ms(started)))
         if outcome.cancelled:
             raise StageStopped(call.agent)
-        self._state.produced(call.agent, outcome.text, call.handoff)
         if outcome.truncated:
             self._state.warn(f"{call.agent}: output truncated at max_tokens ({call.max_tokens})")
         return outcome

@@ -69,6 +69,7 @@ class RunState:
         self._agents: list[str] = []
         self._agent_state: dict[str, AgentState] = {}
         self._latest: dict[str, str] = {}
+        self._outputs: dict[str, int] = {}
         self._inputs: dict[str, list[HandoffItem]] = {}
         self._fallbacks: dict[str, int] = {}
 
@@ -106,6 +107,7 @@ class RunState:
     def produced(self, agent: str, text: str, inputs: list[HandoffItem]) -> None:
         """Remember ``agent``'s latest output and the handoff it worked from."""
         self._latest[agent] = text
+        self._outputs[agent] = self._outputs.get(agent, 0) + 1
         self._inputs[agent] = inputs
 
     def latest_output(self, agent: str) -> str | None:
@@ -140,6 +142,7 @@ class RunState:
             cache_read_input_tokens=sum(r.cache_read_input_tokens for r in mine),
             cost_micro=sum(r.cost_micro for r in mine),
             latency_ms=sum(r.latency_ms or 0 for r in mine),
+            outputs=self._outputs.get(agent, 0),
             last_output=latest[:PREVIEW_CHARS] if latest is not None else None,
         )
 
