@@ -191,7 +191,7 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         # Bad input fails here, before anything connects.
         since = operator_report.parse_since(args.since)
-        operator_report.visibility_query(datetime.now(UTC), team=args.team)
+        operator_report.check_team(args.team)
         operator_report.check_limit(args.limit)
         return await _report(
             await _connect(args), since, team=args.team, limit=args.limit, fmt=args.format
@@ -276,11 +276,11 @@ async def follow_and_report(handle: WorkflowHandle[object, TeamResult]) -> int:
             print(f"  stage {stage}")
         for agent in status.agents:
             key = (agent.state, agent.calls, agent.outputs)
-            if agent.state != "pending" and seen.get(agent.agent) != key:
-                shown_outputs = seen[agent.agent][2] if agent.agent in seen else 0
+            prior = seen.get(agent.agent)
+            if agent.state != "pending" and prior != key:
                 seen[agent.agent] = key
                 print(render.agent_line(agent))
-                if agent.outputs > shown_outputs and agent.last_output is not None:
+                if agent.outputs > (prior[2] if prior else 0) and agent.last_output is not None:
                     # New output landed since the last poll (the agent may already
                     # be at work again): show the latest, even if it repeats one.
                     print(render.output_preview(agent.last_output))

@@ -372,14 +372,19 @@ def check_limit(limit: int) -> int:
     return limit
 
 
+def check_team(team: str | None) -> str | None:
+    """``team``, if it can go into the list filter as it is; :class:`ReportInputError` otherwise."""
+    # Refuse what would need escaping rather than guess the server's quoting rules.
+    if team is not None and (not team or any(c in team for c in "'\"\\\n")):
+        raise ReportInputError(f"--team: expected a plain name, got {team!r}")
+    return team
+
+
 def visibility_query(since: datetime, *, team: str | None = None) -> str:
     """The list filter for team runs started after ``since``, of ``team`` if given."""
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     query = f"WorkflowType = '{WORKFLOW_NAME}' AND StartTime > '{stamp}'"
-    if team is not None:
-        # Refuse what would need escaping rather than guess the server's quoting rules.
-        if not team or any(c in team for c in "'\"\\\n"):
-            raise ReportInputError(f"--team: expected a plain name, got {team!r}")
+    if check_team(team) is not None:
         query += f" AND {TEAM_NAME.name} = '{team}'"
     return query
 

@@ -451,6 +451,12 @@ def test_bad_since_is_bad_input(env: WorkflowEnvironment) -> None:
     assert (
         done.stderr == "teamctl: --since: expected a duration such as 30m, 24h or 7d, got 'abc'\n"
     )
+    done = teamctl(env, "report", "--team", "x' OR 'a' = 'a")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "teamctl: --team: expected a plain name, got \"x' OR 'a' = 'a\"\n"
+    done = teamctl(env, "report", "--limit", "0")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "teamctl: --limit: expected at least 1, got 0\n"
     done = teamctl(env, "report", "--format", "xml")
     assert done.returncode == 2
     assert "invalid choice: 'xml'" in done.stderr
