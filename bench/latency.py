@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bench.stats import Spread, Table
+from bench.stats import Spread, Table, rotated
 from bench.systems import System
 from bench.workloads import CallPlan, CriticalPath, RunOutcome, critical_path, workload_spec
 from teams.catalog import Catalog
@@ -69,8 +69,7 @@ async def measure(
             seen.add((await batch(system, plan, spec, concurrency))[1])
         samples: dict[str, list[float]] = {s.name: [] for s in systems}
         for repeat in range(repeats):
-            turn = repeat % len(systems)
-            for system in [*systems[turn:], *systems[:turn]]:
+            for system in rotated(systems, repeat):
                 seconds, outcome = await batch(system, plan, spec, concurrency)
                 samples[system.name].append(seconds)
                 seen.add(outcome)

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from teamctl import render
+
+_T = TypeVar("_T")
+
+
+def rotated(systems: Sequence[_T], repeat: int) -> list[_T]:
+    """``systems`` in the order of round ``repeat``: each round starts with the next
+    one, so drift over a measurement (warming caches, a noisy neighbour) hits all alike."""
+    turn = repeat % len(systems)
+    return [*systems[turn:], *systems[:turn]]
 
 
 @dataclass(frozen=True)

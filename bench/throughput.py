@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.stats import Spread, Table
+from bench.stats import Spread, Table, rotated
 from bench.systems import System
 from bench.workloads import CallPlan
 from teams.spec import TeamSpec
@@ -98,8 +98,7 @@ async def measure(
         results.totals[concurrency] = runs_for(concurrency)
         samples: dict[str, list[LoopFigures]] = {s.name: [] for s in systems}
         for repeat in range(repeats):
-            turn = repeat % len(systems)
-            for system in [*systems[turn:], *systems[:turn]]:
+            for system in rotated(systems, repeat):
                 loop = await closed_loop(system, plan, spec, concurrency, server_pid)
                 samples[system.name].append(loop)
         for name, loops in samples.items():

@@ -8,7 +8,7 @@ from temporalio.api.history.v1 import HistoryEvent
 
 from bench.cost import largest_model, optimised, requests, unoptimised
 from bench.history import figures, payloads_in
-from bench.stats import Spread
+from bench.stats import Spread, rotated
 from bench.workloads import call_plan, critical_path, workload_spec
 from teams.catalog import Catalog
 
@@ -19,6 +19,16 @@ def test_spread_is_median_min_max() -> None:
     assert spread.show("s", 1) == "2.5s (1.0–10.0)"
     with pytest.raises(ValueError):
         Spread.of([])
+
+
+def test_each_round_starts_with_the_next_system() -> None:
+    systems = ["asyncio", "bare", "teams"]
+    assert [rotated(systems, r) for r in range(4)] == [
+        ["asyncio", "bare", "teams"],
+        ["bare", "teams", "asyncio"],
+        ["teams", "asyncio", "bare"],
+        ["asyncio", "bare", "teams"],
+    ]
 
 
 def test_critical_paths_follow_the_latency_table(catalog: Catalog) -> None:
