@@ -1,0 +1,267 @@
+"""The controls store's contract: what every backend (SQLite, PostgreSQL, Redis) does.
+
+The controls shared by every run of the fleet (daily budgets, circuit breakers,
+rate limits) are counters touched by every model call, so they live in a store
+built for atomic counters and are reached from the ``call_agent`` activity,
+never from a workflow (one workflow execution is a serialization point with a
+bounded update rate).
+
+Invariants every backend keeps (``tests/test_controls_store.py`` checks them
+against all three):
+
+- **Atomic.** Each operation is one transaction (SQL) or one script (Redis):
+  two workers reserving the last dollar at once cannot both get it.
+- **Idempotent by key.** ``reserve``/``settle``/``release`` are keyed by the
+  *call key* (run id + call id), breaker reports and bucket takes by a request
+  id, run records by the run key: a retried activity never counts twice.
+- **Reservations expire.** A reservation holds budget until its call settles
+  it, is released, or its ``ttl_s`` (the call's schedule-to-close) passes, so a
+  killed worker or a terminated run cannot hold budget for the rest of the day.
+- **Settlement is cumulative and monotonic.** ``settle`` carries a call's cost
+  *so far, every attempt included*; the store charges the difference from what
+  it already charged, never less than zero. An attempt that dies after the model
+  answered is settled by the retry attempt (its heartbeat carried the usage),
+  exactly once.
+- **Spend never passes a limit through reservations**: a reservation is granted
+  only if ``spent + held + amount <= limit`` for every scope it touches (held:
+  live reservations not yet charged).
+- **Bounded.** ``prune`` drops expired reservations, old idempotency keys and
+  days past retention; nothing grows without limit.
+- **The store's clock** (the database's, Redis's ``TIME``, the host's for SQLite)
+  decides expiry, cool-downs and refills, so workers with drifting clocks agree.
+
+Money is integer micro-dollars.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from teams.breakers import BreakerSettings, BreakerState, BreakerStatus, BreakerTransition
+from teams.ledger import Alert, CostKey, LedgerSummary
+from teams.pricing import TokenUsage
+
+DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+MAX_TTL_S = 30 * 86_400.0
+"""No reservation may be held longer than 30 days (calls are capped well below)."""
+
+
+class Retention(BaseModel):
+    """How long ``prune`` keeps what it keeps (the defaults suit production)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    finished_calls_s: float = Field(default=7 * 86_400.0, ge=0)
+    """Settled or released calls are remembered this long (a late duplicate is a no-op)."""
+    expired_grace_s: float = Field(default=3_600.0, ge=0)
+    """Expired reservations are dropped this long after they expired (they hold nothing)."""
+    takes_s: float = Field(default=600.0, ge=0)
+    """Bucket take ids are remembered this long (an attempt retries within seconds)."""
+    reports_s: float = Field(default=86_400.0, ge=0)
+    """Breaker report ids are remembered this long."""
+    runs_s: float = Field(default=30 * 86_400.0, ge=0)
+    """Run records outside each team's trailing window are kept this long."""
+    ledger_days: int = Field(default=400, ge=1, le=36_500)
+    """Daily totals, cost rows and alerts are kept this many days (``teamctl costs --days``)."""
+
+
+DEFAULT_RETENTION = Retention()
+
+TRANSITIONS_MEMORY = 50
+"""Breaker transitions kept per breaker."""
+
+
+class Reservation(BaseModel):
+    """``reserve``: hold ``amount_micro`` for a call on the day's global and tenant budgets.
+
+    ``amount_micro`` is the call's whole hold: charged so far plus this
+    attempt's worst case. Reserving again with the same or a smaller amount is
+    a no-op; a larger amount grows the hold, if it fits.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    call_key: str = Field(min_length=1, max_length=512)
+    day: str = Field(pattern=DAY_PATTERN)
+    tenant: str | None = None
+    amount_micro: int = Field(ge=0)
+    ttl_s: float = Field(gt=0, le=MAX_TTL_S)
+    global_limit_micro: int | None = Field(default=None, ge=0)
+    tenant_limit_micro: int | None = Field(default=None, ge=0)
+
+
+class ReserveAnswer(BaseModel):
+    """Granted, or refused by the named scope, with each limited scope's room left."""
+
+    model_config = ConfigDict(frozen=True)
+
+    granted: bool
+    refused_scope: str | None = None
+    reason: str | None = None
+    left_micro: dict[str, int] = Field(
+        default_factory=dict,
+        description="Scope → limit minus spent minus held, after this operation (limited "
+        "scopes only).",
+    )
+    alerts: list[Alert] = Field(default_factory=list, description="Alerts this raised.")
+
+
+class Settlement(BaseModel):
+    """``settle``: charge a call's cost so far (every attempt), and close it if ``final``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_key: str = Field(min_length=1, max_length=512)
+    day: str = Field(pattern=DAY_PATTERN)
+    tenant: str | None = None
+    key: CostKey
+    usage: TokenUsage = TokenUsage()
+    cost_micro: int = Field(ge=0)
+    cache_hit: bool = False
+    saved_micro: int = Field(default=0, ge=0)
+    fallback: bool = False
+    final: bool = True
+    ttl_s: float = Field(default=3_600.0, gt=0, le=MAX_TTL_S)
+    """How long a not-final settlement of a call with no reservation stays open."""
+    global_limit_micro: int | None = Field(default=None, ge=0)
+    tenant_limit_micro: int | None = Field(default=None, ge=0)
+
+
+class SettleAnswer(BaseModel):
+    """What this settlement charged (``0``: nothing new), and alerts it raised."""
+
+    model_config = ConfigDict(frozen=True)
+
+    charged_micro: int
+    total_micro: int = Field(
+        description="Everything charged for this call so far: what the run records as its cost."
+    )
+    left_micro: dict[str, int] = Field(default_factory=dict)
+    alerts: list[Alert] = Field(default_factory=list)
+
+
+class BucketTake(BaseModel):
+    """``take``: draw ``tokens`` from a token bucket that refills ``per_second``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str = Field(min_length=1, max_length=256)
+    request_id: str = Field(min_length=1, max_length=512)
+    tokens: float = Field(ge=0)
+    capacity: float = Field(gt=0)
+    per_second: float = Field(gt=0)
+
+
+class TakeAnswer(BaseModel):
+    """Granted, or how long until the bucket holds enough."""
+
+    model_config = ConfigDict(frozen=True)
+
+    granted: bool
+    retry_after_s: float = 0.0
+    level: float = 0.0
+
+
+class BreakerAnswer(BaseModel):
+    """A breaker's answer to ``breaker_admit`` or ``breaker_report``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed: bool = True
+    probe: bool = Field(default=False, description="This call is the half-open probe.")
+    state: BreakerState
+    consecutive_failures: int = 0
+    transition: BreakerTransition | None = Field(
+        default=None, description="The state change this operation caused, if any."
+    )
+
+
+class RunRecord(BaseModel):
+    """``record_run``: a finished run's total, for its team's cost-outlier alert."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_key: str = Field(
+        min_length=1, max_length=512, description="Run id and workflow id: once per run."
+    )
+    workflow_id: str = Field(min_length=1, max_length=512, description="Named in the alert.")
+    day: str = Field(pattern=DAY_PATTERN)
+    team: str
+    tenant: str | None = None
+    cost_micro: int = Field(ge=0)
+    ran_to_the_end: bool = True
+
+
+class PruneReport(BaseModel):
+    """How many rows (or keys) ``prune`` removed, by kind."""
+
+    model_config = ConfigDict(frozen=True)
+
+    removed: dict[str, int] = Field(default_factory=dict)
+
+
+class ControlsStore(Protocol):
+    """The shared controls: budgets, breakers, token buckets, run records (see module doc)."""
+
+    backend: str
+    """``sqlite``, ``postgresql`` or ``redis``."""
+    location: str
+    """Where it is, for the worker's start-up line (no password)."""
+
+    async def reserve(self, reservation: Reservation) -> ReserveAnswer:
+        """Hold a call's worst case on its day's global and tenant budgets, if it fits."""
+        ...
+
+    async def settle(self, settlement: Settlement) -> SettleAnswer:
+        """Charge a call's cumulative cost (the difference from before), once."""
+        ...
+
+    async def release(self, call_key: str) -> bool:
+        """Drop a call's reservation without charging; ``False`` if none was open."""
+        ...
+
+    async def breaker_admit(
+        self, key: str, request_id: str, settings: BreakerSettings
+    ) -> BreakerAnswer:
+        """Let a call through, refuse it (open), or make it the half-open probe."""
+        ...
+
+    async def breaker_report(
+        self, key: str, request_id: str, success: bool, settings: BreakerSettings
+    ) -> BreakerAnswer:
+        """Count a finished call (once per request id): failures open, the probe decides."""
+        ...
+
+    async def take(self, take: BucketTake) -> TakeAnswer:
+        """Draw tokens from a bucket (once per request id)."""
+        ...
+
+    async def record_run(self, record: RunRecord) -> list[Alert]:
+        """Note a finished run's cost (once); alert if it is an outlier for its team."""
+        ...
+
+    async def ledger(self, scope: str, day: str) -> LedgerSummary | None:
+        """Where a scope's day stands, with its cost rows and alerts; ``None`` if untouched."""
+        ...
+
+    async def breaker(self, key: str) -> BreakerStatus | None:
+        """A breaker's state and recent transitions; ``None`` if never used."""
+        ...
+
+    async def prune(self) -> PruneReport:
+        """Drop what retention no longer needs (see the ``*_RETENTION`` constants)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+class ControlsUnavailableError(Exception):
+    """The store could not be reached or did not answer in time.
+
+    Backends raise this (and only this) for outages, so callers can fail
+    budgets closed and breakers/rate limits open without knowing the backend.
+    """

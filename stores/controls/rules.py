@@ -1,0 +1,198 @@
+"""Rules every controls backend applies the same way (pure functions, no I/O).
+
+Scopes, alert wording, threshold crossings, the outlier test and the breaker's
+state machine are written once here; the backends only store and lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from statistics import median
+
+from teams.breakers import BreakerSettings, BreakerState, BreakerTransition
+from teams.ledger import (
+    ALERT_THRESHOLDS_PERCENT,
+    GLOBAL_SCOPE,
+    MIN_RUNS_FOR_MEDIAN,
+    OUTLIER_FACTOR,
+    Alert,
+    AlertKind,
+    tenant_scope,
+)
+from teams.pricing import format_usd
+
+PROBE_LEASE_MIN_S = 30.0
+"""A half-open probe holds its lease at least this long (or twice the cool-down)."""
+
+
+def scopes_of(tenant: str | None) -> list[str]:
+    """The budget scopes a call touches, in lock order: global first, then its tenant's."""
+    return [GLOBAL_SCOPE] + ([tenant_scope(tenant)] if tenant else [])
+
+
+def limits_of(
+    tenant: str | None, global_limit: int | None, tenant_limit: int | None
+) -> dict[str, int | None]:
+    """Each scope a call touches (in lock order: global, then its tenant's) with its limit."""
+    return {
+        scope: global_limit if scope == GLOBAL_SCOPE else tenant_limit
+        for scope in scopes_of(tenant)
+    }
+
+
+def at(epoch_s: float) -> datetime:
+    """A store timestamp (seconds since the epoch) as an aware UTC datetime."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+def refusal_reason(scope: str, day: str, limit: int, held: int, amount: int) -> str:
+    """Why a reservation did not fit."""
+    return (
+        f"{scope} daily budget {format_usd(limit)} for {day}: {format_usd(held)} spent or "
+        f"reserved, the call could cost up to {format_usd(amount)}"
+    )
+
+
+def refusal_alert(scope: str, day: str, reason: str, now: float) -> Alert:
+    """The 100 % alert a first refusal raises."""
+    return Alert(
+        kind="budget_100",
+        scope=scope,
+        day=day,
+        message=f"{reason}; calls are being refused",
+        at=at(now),
+    )
+
+
+def crossed_thresholds(
+    scope: str, day: str, limit: int | None, before: int, after: int, now: float
+) -> list[Alert]:
+    """Alerts for every threshold (80 %, 100 %) that spend crossed going ``before`` → ``after``."""
+    if not limit:
+        return []
+    alerts = []
+    for percent in ALERT_THRESHOLDS_PERCENT:
+        line = limit * percent // 100
+        if before < line <= after:
+            kind: AlertKind = "budget_80" if percent == 80 else "budget_100"
+            alerts.append(
+                Alert(
+                    kind=kind,
+                    scope=scope,
+                    day=day,
+                    message=(
+                        f"{scope} spent {format_usd(after)} on {day}: {percent}% of its "
+                        f"{format_usd(limit)} daily budget"
+                    ),
+                    at=at(now),
+                )
+            )
+    return alerts
+
+
+def outlier_alert(
+    workflow_id: str, team: str, day: str, cost: int, trailing: list[int], now: float
+) -> Alert | None:
+    """The cost-outlier alert, if ``cost`` is over twice the team's trailing median."""
+    if len(trailing) < MIN_RUNS_FOR_MEDIAN:
+        return None
+    typical = median(trailing)
+    if cost <= OUTLIER_FACTOR * typical:
+        return None
+    return Alert(
+        kind="run_cost_outlier",
+        scope=GLOBAL_SCOPE,
+        day=day,
+        message=(
+            f"run {workflow_id} of team {team} cost {format_usd(cost)}, over {OUTLIER_FACTOR}x the "
+            f"team's trailing median of {format_usd(int(typical))}"
+        ),
+        at=at(now),
+        run_id=workflow_id,
+    )
+
+
+@dataclass(frozen=True)
+class BreakerRow:
+    """A breaker's stored state (times in store seconds)."""
+
+    state: BreakerState = "closed"
+    consecutive_failures: int = 0
+    opened_at: float | None = None
+    probe_id: str | None = None
+    probe_deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class BreakerStep:
+    """The outcome of one breaker operation: the new row, the answer, any transition."""
+
+    row: BreakerRow
+    allowed: bool
+    probe: bool
+    transition: BreakerTransition | None = None
+
+
+def breaker_admit(
+    row: BreakerRow, request_id: str, settings: BreakerSettings, now: float
+) -> BreakerStep:
+    """Closed: allow. Open past its cool-down (or a lapsed probe lease): make this the probe."""
+    if row.state == "closed" or request_id == row.probe_id:
+        return BreakerStep(row, allowed=True, probe=request_id == row.probe_id)
+    cool_down = settings.cool_down.total_seconds()
+    opened = row.opened_at if row.opened_at is not None else now
+    lease_over = row.probe_deadline is None or now >= row.probe_deadline
+    if (row.state == "open" and now - opened >= cool_down) or (
+        row.state == "half_open" and lease_over
+    ):
+        lease = max(cool_down * 2, PROBE_LEASE_MIN_S)
+        probing = replace(row, probe_id=request_id, probe_deadline=now + lease)
+        moved, transition = _move(probing, "half_open", f"cool-down over: {request_id} probes", now)
+        return BreakerStep(moved, allowed=True, probe=True, transition=transition)
+    return BreakerStep(row, allowed=False, probe=False)
+
+
+def breaker_report(
+    row: BreakerRow, request_id: str, success: bool, settings: BreakerSettings, now: float
+) -> BreakerStep:
+    """Count a finished call: consecutive failures open the breaker, the probe decides."""
+    if request_id == row.probe_id:
+        cleared = replace(row, probe_id=None, probe_deadline=None)
+        if success:
+            moved, transition = _move(
+                replace(cleared, consecutive_failures=0),
+                "closed",
+                f"probe {request_id} succeeded",
+                now,
+            )
+        else:
+            moved, transition = _open(cleared, f"probe {request_id} failed", now)
+        return BreakerStep(moved, allowed=True, probe=True, transition=transition)
+    if success:
+        return BreakerStep(replace(row, consecutive_failures=0), allowed=True, probe=False)
+    failures = row.consecutive_failures + 1
+    counted = replace(row, consecutive_failures=failures)
+    if row.state == "closed" and failures >= settings.failure_threshold:
+        moved, transition = _open(counted, f"{failures} consecutive failures", now)
+        return BreakerStep(moved, allowed=True, probe=False, transition=transition)
+    return BreakerStep(counted, allowed=True, probe=False)
+
+
+def _open(row: BreakerRow, reason: str, now: float) -> tuple[BreakerRow, BreakerTransition | None]:
+    return _move(replace(row, opened_at=now), "open", reason, now)
+
+
+def _move(
+    row: BreakerRow, to: BreakerState, reason: str, now: float
+) -> tuple[BreakerRow, BreakerTransition | None]:
+    if to == row.state and to != "open":
+        return row, None
+    return replace(row, state=to), BreakerTransition(to=to, at=at(now), reason=reason)
+
+
+def bucket_level(
+    level: float, updated: float, capacity: float, per_second: float, now: float
+) -> float:
+    """A token bucket's level now, refilled since ``updated`` and capped at ``capacity``."""
+    return min(capacity, level + max(0.0, now - updated) * per_second)

@@ -1,0 +1,188 @@
+"""The controls store in one SQLite file: the embedded default.
+
+Every worker process on a host shares the file (``make demo``, ``make test`` and
+a single-machine deployment need nothing else):
+
+- WAL journal, so readers never block the writer; ``synchronous=NORMAL``, so a
+  commit costs no fsync (a power cut may lose the last transactions, never
+  corrupt the file; a process crash loses nothing).
+- Every operation is one ``BEGIN IMMEDIATE`` transaction: the write lock is
+  taken up front, so two processes never both read a budget and both spend it.
+  Waiting for another process's lock is bounded by ``busy_timeout``; past it
+  the operation fails as :class:`ControlsUnavailableError`.
+- One connection per process, used by one thread, so the event loop never
+  blocks on the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stores.controls import sql
+from stores.controls.contract import (
+    DEFAULT_RETENTION,
+    BreakerAnswer,
+    BucketTake,
+    ControlsUnavailableError,
+    PruneReport,
+    Reservation,
+    ReserveAnswer,
+    Retention,
+    RunRecord,
+    SettleAnswer,
+    Settlement,
+    TakeAnswer,
+)
+from teams.breakers import BreakerSettings, BreakerStatus
+from teams.ledger import Alert, LedgerSummary
+
+_T = TypeVar("_T")
+BUSY_TIMEOUT_S = 5.0
+"""How long an operation waits for another process's write lock."""
+
+
+class _SqliteTx:
+    """:class:`stores.controls.sql.Tx` over a sqlite3 connection."""
+
+    for_update = ""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self.now = time.time()
+
+    def one(self, statement: str, *params: Any) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = self._db.execute(statement, params).fetchone()
+        return row
+
+    def all(self, statement: str, *params: Any) -> list[Sequence[Any]]:
+        return list(self._db.execute(statement, params).fetchall())
+
+    def run(self, statement: str, *params: Any) -> int:
+        return self._db.execute(statement, params).rowcount
+
+
+class SqliteControls:
+    """A :class:`stores.controls.contract.ControlsStore` in a SQLite file."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        retention: Retention = DEFAULT_RETENTION,
+    ) -> None:
+        self.location = str(path)
+        self._retention = retention
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controls-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in sql.schema("INTEGER PRIMARY KEY AUTOINCREMENT"):
+                    db.execute(statement)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _transaction(self, work: Callable[[sql.Tx], _T]) -> _T:
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+        except (sqlite3.Error, OSError) as err:
+            raise ControlsUnavailableError(f"sqlite controls store {self._path}: {err}") from err
+        try:
+            result = work(_SqliteTx(db))
+            db.execute("COMMIT")
+        except sqlite3.Error as err:
+            db.execute("ROLLBACK")
+            raise ControlsUnavailableError(f"sqlite controls store {self._path}: {err}") from err
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    async def _run(self, work: Callable[[sql.Tx], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._transaction, work)
+
+    async def reserve(self, reservation: Reservation) -> ReserveAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.reserve(tx, reservation))
+
+    async def settle(self, settlement: Settlement) -> SettleAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.settle(tx, settlement))
+
+    async def release(self, call_key: str) -> bool:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.release(tx, call_key))
+
+    async def breaker_admit(
+        self, key: str, request_id: str, settings: BreakerSettings
+    ) -> BreakerAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.breaker_admit(tx, key, request_id, settings))
+
+    async def breaker_report(
+        self, key: str, request_id: str, success: bool, settings: BreakerSettings
+    ) -> BreakerAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(
+            lambda tx: sql.breaker_report(tx, key, request_id, success, settings)
+        )
+
+    async def take(self, take: BucketTake) -> TakeAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.take(tx, take))
+
+    async def record_run(self, record: RunRecord) -> list[Alert]:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.record_run(tx, record))
+
+    async def ledger(self, scope: str, day: str) -> LedgerSummary | None:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.ledger(tx, scope, day))
+
+    async def breaker(self, key: str) -> BreakerStatus | None:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.breaker(tx, key))
+
+    async def prune(self) -> PruneReport:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.prune(tx, self._retention))
+
+    async def aclose(self) -> None:
+        """Close the connection and its thread."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
