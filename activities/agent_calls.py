@@ -1,27 +1,27 @@
-"""The ``call_agent`` activity: one model call through the configured provider.
+"""The ``call_agent`` activity: one model call, with the fleet's controls around it.
+
+One attempt reads as a straight line: fit the prompt to the context budget →
+answer from the response cache if it can → admission (breakers, daily budgets,
+rate limits: :mod:`activities.call_controls`) → the model call, heartbeating
+while it streams → settlement of what every attempt so far cost.
 
 Invariants:
 - Temporal owns retries. A retryable provider error is re-raised as a
   retryable ``ApplicationError`` (``next_retry_delay`` = retry-after); a final
   one is raised non-retryable. The provider itself never retries.
-- The activity heartbeats while the model streams (usage so far as details)
-  and on a keep-alive tick, so a dead worker is noticed within the heartbeat
-  timeout and a stage's cancellation reaches a slow call.
-- Every attempt's tokens are charged exactly once. An interrupted attempt's
-  usage reaches the next attempt through the last heartbeat's details (Temporal
-  keeps them across attempts), and the attempt that answers, or fails for good,
-  reports them with its own.
+- Every attempt's tokens are charged exactly once, in the run (through the
+  outcome or the failure details) and in the daily budgets (settlement is
+  cumulative and idempotent by call key). An interrupted attempt's usage reaches
+  the next attempt through the last heartbeat's details.
+- The cost the run records for a call is what the controls store charged for it
+  (the larger, should a settlement from an attempt that then died be there), so
+  the day's total is the sum of the runs' costs exactly.
 - A cancellation *requested by the workflow* (its stage timed out) is answered
   with a ``cancelled`` outcome carrying the partial usage, so the stage can
   charge it; any other cancellation (worker shutdown) is re-raised so the call
-  is retried elsewhere.
+  is retried elsewhere, its usage carried by the heartbeat.
 - Cost is computed here from usage and the price carried in the call, so the
   amount charged is priced like the amount the workflow reserved.
-- Each attempt describes itself on its ``RunActivity:call_agent`` span (the
-  tracing interceptor's, when tracing is on; a no-op otherwise): the GenAI
-  semantic conventions plus ``agent_teams.*`` (``teams/telemetry_names.py``).
-  Tokens and cost are *this attempt's*, so a call's attempt spans add up to
-  its record (to within a micro-dollar of rounding per attempt).
 - Logs carry ``team``, ``agent`` and ``stage`` as fields, never the prompt,
   unless the worker runs with ``AGENT_TEAMS_LOG_PROMPTS`` (a debug switch).
 """
@@ -30,125 +30,207 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from opentelemetry import trace
-from opentelemetry.util.types import AttributeValue
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.call_controls import CallControls, CallTicket
+from activities.call_spans import CallSpan
 from activities.context import fit_context
+from activities.heartbeats import Heartbeats, cancel_requested
 from activities.names import CALL_AGENT
 from activities.structured import parse_structured, render_structured
-from activities.token_rate import TokenRateLimiter
 from providers.base import ModelProvider, ModelResponse
 from providers.errors import EmptyResponse, ProviderError
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
-from teams import telemetry_names as names
-from teams.calls import AgentCall, AgentOutcome, CallFailureDetails, CallProgress
-from teams.outputs import ReviewVerdict
+from teams.calls import AgentCall, AgentOutcome, CallFailureDetails
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
 from teams.spec import OutputKind
 
-DEFAULT_KEEPALIVE = timedelta(seconds=5)
 
-# GenAI semantic conventions. opentelemetry-semantic-conventions has these only
-# in its private ``_incubating`` package, deprecated there because they moved
-# to their own repository, so the (stable) names are spelled out here.
-GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
-GEN_AI_SYSTEM = "gen_ai.system"
-GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
-"""The newer name of ``gen_ai.system``; both are set, backends read one or the other."""
-GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
-GEN_AI_REQUEST_MAX_TOKENS = "gen_ai.request.max_tokens"
-GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-"""Every prompt token, cache writes and reads included, as the conventions ask."""
-GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-GEN_AI_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
-GEN_AI_CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
-ERROR_TYPE = "error.type"
+@dataclass
+class _Attempt:
+    """One attempt in flight: its call, heartbeats, span, controls ticket, warnings."""
+
+    call: AgentCall
+    info: activity.Info
+    beats: Heartbeats
+    span: CallSpan
+    ticket: CallTicket | None
+    warnings: list[str] = field(default_factory=list)
+    model_called: bool = False
+    """Whether this attempt reached the model (only then does a failure count against
+    its breakers: a refusal by our own rate limits says nothing about the model)."""
 
 
 class AgentActivities:
-    """Model-calling activities, bound to the provider, cache and limiter of the worker."""
+    """Model-calling activities, bound to the provider, cache and controls of the worker."""
 
     def __init__(
         self,
         provider: ModelProvider,
         *,
         cache: ResponseCache | None = None,
-        limiter: TokenRateLimiter | None = None,
+        controls: CallControls | None = None,
         log_prompts: bool = False,
     ) -> None:
         self._provider = provider
         self._cache = cache
-        self._limiter = limiter
+        self._controls = controls
         self._log_prompts = log_prompts
 
     @activity.defn(name=CALL_AGENT)
     async def call_agent(self, call: AgentCall) -> AgentOutcome:
         """Call ``call.model`` for ``call.agent`` and return text, usage and cost."""
         info = activity.info()
-        span = _CallSpan(call, self._provider.name, info.attempt)
-        beats = _Heartbeats(info.attempt, _earlier_usage(info))
-        keepalive = asyncio.create_task(beats.keep_alive(_keepalive_interval(info)))
+        beats = Heartbeats(info)
+        attempt = _Attempt(
+            call=call,
+            info=info,
+            beats=beats,
+            span=CallSpan(call, self._provider.name, info.attempt),
+            ticket=CallTicket.of(call, info) if self._controls is not None else None,
+        )
+        keepalive = asyncio.create_task(beats.keep_alive())
+        try:
+            return await self._attempt(attempt)
+        finally:
+            keepalive.cancel()
+
+    async def _attempt(self, attempt: _Attempt) -> AgentOutcome:
+        beats = attempt.beats
         started = time.monotonic()
         try:
-            call, context = await fit_context(call, self._provider.count_tokens)
+            call, context = await fit_context(attempt.call, self._provider.count_tokens)
+            attempt.call = call
             cached = await self._cached(call)
             if cached is not None:
-                outcome = self._from_cache(call, cached, info.attempt, beats)
-                span.answered(TokenUsage(), call, outcome)
-                return outcome
-            if self._limiter is not None:
-                await self._limiter.acquire(call, info.attempt)
-            if self._log_prompts:
-                activity.logger.debug(
-                    "prompt of %s (attempt %d):\n%s\n\n%s",
-                    call.agent,
-                    info.attempt,
-                    call.system,
-                    render_user_message(call),
-                    extra=log_fields(call),
-                )
+                return await self._answer_from_cache(attempt, cached)
+            if self._controls is not None and attempt.ticket is not None:
+                earlier_cost = call.price.cost_micro(beats.earlier)
+                admission = await self._controls.admit(attempt.ticket, earlier_cost)
+                attempt.warnings += admission.warnings
+            self._log_prompt(call, attempt.info.attempt)
+            attempt.model_called = True
             response = await self._provider.generate(
-                call, attempt=info.attempt, on_progress=beats.update
+                call, attempt=attempt.info.attempt, on_progress=beats.update
             )
         except ProviderError as err:
             beats.flush()
-            span.failed(beats.usage, call, err)
-            raise call_failed(err, call, attempt=info.attempt, usage=beats.total) from None
+            attempt.span.failed(beats.usage, attempt.call, err)
+            raise await self._failed(attempt, err, beats.total) from None
         except asyncio.CancelledError:
             beats.flush()
-            if not _cancel_requested():
+            if not cancel_requested():
                 raise  # worker shutdown: the call is retried, the heartbeat carries its usage
-            outcome = _cancelled(call, self._provider.name, info.attempt, beats)
-            span.answered(beats.usage, call, outcome)
-            return outcome
-        finally:
-            keepalive.cancel()
+            return await self._stopped(attempt)
         latency_ms = int((time.monotonic() - started) * 1000)
+        # Before anything else can fail: if this worker dies now, the retry
+        # attempt knows what this one used and charges it.
+        beats.usage = response.usage
+        beats.flush()
         try:
-            outcome = _outcome(call, response, self._provider.name, info.attempt, latency_ms)
+            outcome = _outcome(
+                call, response, self._provider.name, attempt.info.attempt, latency_ms
+            )
         except ProviderError as err:
-            # The tokens were used even though the answer is unusable: report
-            # them so the run charges this attempt exactly once.
-            span.failed(response.usage, call, err)
-            usage = beats.earlier + response.usage
-            raise call_failed(err, call, attempt=info.attempt, usage=usage) from None
+            # The tokens were used even though the answer is unusable: charge them once.
+            attempt.span.failed(response.usage, call, err)
+            raise await self._failed(attempt, err, beats.total) from None
         outcome = outcome.model_copy(
-            update={
-                "context": context,
-                "earlier_attempts_usage": beats.earlier,
-                "cost_micro": call.price.cost_micro(beats.earlier + response.usage),
-            }
+            update={"context": context, "earlier_attempts_usage": beats.earlier}
         )
-        span.answered(response.usage, call, outcome)
+        outcome = await self._settled(attempt, outcome, "success")
+        attempt.span.answered(response.usage, call, outcome)
         await self._remember(call, outcome)
         return outcome
+
+    async def _answer_from_cache(self, attempt: _Attempt, cached: CachedAnswer) -> AgentOutcome:
+        """The cached answer, charged nothing (earlier interrupted attempts excepted)."""
+        call, beats = attempt.call, attempt.beats
+        outcome = AgentOutcome(
+            call_id=call.call_id,
+            agent=call.agent,
+            model=cached.model,
+            provider=cached.provider,
+            prompt=call.prompt,
+            text=cached.text,
+            verdict=cached.verdict,
+            route=cached.route,
+            usage=TokenUsage(),
+            earlier_attempts_usage=beats.earlier,
+            cost_micro=0,
+            latency_ms=0,
+            attempt=attempt.info.attempt,
+            stop_reason=cached.stop_reason,
+            cache_hit=True,
+            saved_micro=cached.cost_micro,
+        )
+        outcome = await self._settled(attempt, outcome, "success")
+        attempt.span.answered(TokenUsage(), call, outcome)
+        return outcome
+
+    async def _stopped(self, attempt: _Attempt) -> AgentOutcome:
+        """Cut short on the workflow's request: the partial usage, charged."""
+        call, beats = attempt.call, attempt.beats
+        outcome = AgentOutcome(
+            call_id=call.call_id,
+            agent=call.agent,
+            model=call.model,
+            provider=self._provider.name,
+            prompt=call.prompt,
+            text="",
+            usage=beats.usage,
+            earlier_attempts_usage=beats.earlier,
+            cost_micro=0,
+            latency_ms=0,
+            attempt=attempt.info.attempt,
+            stop_reason="end_turn",
+            cancelled=True,
+        )
+        outcome = await self._settled(attempt, outcome, "none")
+        attempt.span.answered(beats.usage, call, outcome)
+        return outcome
+
+    async def _settled(self, attempt: _Attempt, outcome: AgentOutcome, result: str) -> AgentOutcome:
+        """``outcome`` with its cost (every attempt), settled on the daily budgets."""
+        call = attempt.call
+        total = outcome.earlier_attempts_usage + outcome.usage
+        cost = call.price.cost_micro(total)
+        if self._controls is not None and attempt.ticket is not None:
+            cost, warnings = await self._controls.settle(
+                attempt.ticket,
+                usage=total,
+                cost_micro=cost,
+                final=True,
+                outcome="success" if result == "success" else "none",
+                cache_hit=outcome.cache_hit,
+                saved_micro=outcome.saved_micro,
+            )
+            attempt.warnings += warnings
+        return outcome.model_copy(update={"cost_micro": cost, "warnings": attempt.warnings})
+
+    async def _failed(
+        self, attempt: _Attempt, err: ProviderError, usage: TokenUsage
+    ) -> ApplicationError:
+        """Settle a failed attempt (final, or charged so far) and build Temporal's error."""
+        call = attempt.call
+        cost = call.price.cost_micro(usage)
+        final = not err.retryable or (attempt.ticket is not None and attempt.ticket.last_attempt)
+        if self._controls is not None and attempt.ticket is not None and (final or cost):
+            cost, _ = await self._controls.settle(
+                attempt.ticket,
+                usage=usage,
+                cost_micro=cost,
+                final=final,
+                outcome=(
+                    "failure" if attempt.model_called and err.counts_against_breaker else "none"
+                ),
+            )
+        return call_failed(err, call, attempt=attempt.info.attempt, usage=usage, cost_micro=cost)
 
     async def _cached(self, call: AgentCall) -> CachedAnswer | None:
         if self._cache is None or call.cache_ttl_s is None:
@@ -180,28 +262,16 @@ class AgentActivities:
                 "response cache unavailable, answer not stored: %s", err, extra=log_fields(call)
             )
 
-    def _from_cache(
-        self, call: AgentCall, cached: CachedAnswer, attempt: int, beats: _Heartbeats
-    ) -> AgentOutcome:
-        """The cached answer, charged nothing (earlier interrupted attempts excepted)."""
-        return AgentOutcome(
-            call_id=call.call_id,
-            agent=call.agent,
-            model=cached.model,
-            provider=cached.provider,
-            prompt=call.prompt,
-            text=cached.text,
-            verdict=cached.verdict,
-            route=cached.route,
-            usage=TokenUsage(),
-            earlier_attempts_usage=beats.earlier,
-            cost_micro=call.price.cost_micro(beats.earlier),
-            latency_ms=0,
-            attempt=attempt,
-            stop_reason=cached.stop_reason,
-            cache_hit=True,
-            saved_micro=cached.cost_micro,
-        )
+    def _log_prompt(self, call: AgentCall, attempt: int) -> None:
+        if self._log_prompts:
+            activity.logger.debug(
+                "prompt of %s (attempt %d):\n%s\n\n%s",
+                call.agent,
+                attempt,
+                call.system,
+                render_user_message(call),
+                extra=log_fields(call),
+            )
 
 
 def _outcome(
@@ -232,26 +302,13 @@ def _outcome(
     )
 
 
-def _cancelled(call: AgentCall, provider: str, attempt: int, beats: _Heartbeats) -> AgentOutcome:
-    return AgentOutcome(
-        call_id=call.call_id,
-        agent=call.agent,
-        model=call.model,
-        provider=provider,
-        prompt=call.prompt,
-        text="",
-        usage=beats.usage,
-        earlier_attempts_usage=beats.earlier,
-        cost_micro=call.price.cost_micro(beats.total),
-        latency_ms=0,
-        attempt=attempt,
-        stop_reason="end_turn",
-        cancelled=True,
-    )
-
-
 def call_failed(
-    err: ProviderError, call: AgentCall, *, attempt: int, usage: TokenUsage
+    err: ProviderError,
+    call: AgentCall,
+    *,
+    attempt: int,
+    usage: TokenUsage,
+    cost_micro: int | None = None,
 ) -> ApplicationError:
     """The ``ApplicationError`` Temporal sees for a provider error.
 
@@ -262,7 +319,9 @@ def call_failed(
     """
     delay = timedelta(seconds=err.retry_after_s) if err.retry_after_s is not None else None
     details = CallFailureDetails(
-        attempt=attempt, usage=usage, cost_micro=call.price.cost_micro(usage)
+        attempt=attempt,
+        usage=usage,
+        cost_micro=call.price.cost_micro(usage) if cost_micro is None else cost_micro,
     )
     activity.logger.warning(
         "agent call failed: %s: %s (attempt %d)",
@@ -290,113 +349,3 @@ def call_failed(
 def log_fields(call: AgentCall) -> dict[str, str]:
     """The project's fields of a call's log lines (``extra=``): team, agent, stage."""
     return {"team": call.team, "agent": call.agent, "stage": call.stage}
-
-
-class _CallSpan:
-    """The attempt's description on the current span (the interceptor's ``RunActivity``).
-
-    Without tracing the current span is a non-recording one, and every call
-    here does nothing.
-    """
-
-    def __init__(self, call: AgentCall, provider: str, attempt: int) -> None:
-        self._span = trace.get_current_span()
-        self._span.set_attributes(
-            {
-                GEN_AI_OPERATION_NAME: "chat",
-                GEN_AI_SYSTEM: provider,
-                GEN_AI_PROVIDER_NAME: provider,
-                GEN_AI_REQUEST_MODEL: call.model,
-                GEN_AI_REQUEST_MAX_TOKENS: call.max_tokens,
-                names.SPAN_TEAM: call.team,
-                names.SPAN_STAGE: call.stage,
-                names.SPAN_AGENT: call.agent,
-                names.SPAN_PROMPT_VERSION: call.prompt.label,
-                names.SPAN_ATTEMPT: attempt,
-            }
-        )
-
-    def answered(self, usage: TokenUsage, call: AgentCall, outcome: AgentOutcome) -> None:
-        """The attempt answered (from the model, the cache, or cut short on request)."""
-        attributes = _usage_attributes(usage, call)
-        attributes[GEN_AI_RESPONSE_MODEL] = outcome.model
-        attributes[names.SPAN_CACHE_HIT] = outcome.cache_hit
-        attributes.update(_quality(outcome.verdict))
-        self._span.set_attributes(attributes)
-
-    def failed(self, usage: TokenUsage, call: AgentCall, err: ProviderError) -> None:
-        """The attempt failed with ``err`` after using ``usage``."""
-        attributes = _usage_attributes(usage, call)
-        attributes[names.SPAN_CACHE_HIT] = False
-        attributes[ERROR_TYPE] = type(err).__name__
-        self._span.set_attributes(attributes)
-
-
-def _usage_attributes(usage: TokenUsage, call: AgentCall) -> dict[str, AttributeValue]:
-    return {
-        GEN_AI_INPUT_TOKENS: (
-            usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
-        ),
-        GEN_AI_OUTPUT_TOKENS: usage.output_tokens,
-        GEN_AI_CACHE_CREATION_TOKENS: usage.cache_creation_input_tokens,
-        GEN_AI_CACHE_READ_TOKENS: usage.cache_read_input_tokens,
-        names.SPAN_COST: call.price.cost_micro(usage),
-    }
-
-
-def _quality(verdict: ReviewVerdict | None) -> Mapping[str, AttributeValue]:
-    return {names.SPAN_QUALITY_SCORE: verdict.score} if verdict is not None else {}
-
-
-def _cancel_requested() -> bool:
-    details = activity.cancellation_details()
-    return bool(details and details.cancel_requested)
-
-
-def _earlier_usage(info: activity.Info) -> TokenUsage:
-    """Tokens of the interrupted attempts before this one, from the last heartbeat."""
-    if not info.heartbeat_details:
-        return TokenUsage()
-    try:
-        last = CallProgress.model_validate(info.heartbeat_details[0])
-    except ValueError:
-        return TokenUsage()
-    if last.attempt >= info.attempt:  # not from an earlier attempt: nothing to carry
-        return last.earlier
-    return last.earlier + last.usage
-
-
-def _keepalive_interval(info: activity.Info) -> float:
-    timeout = info.heartbeat_timeout or DEFAULT_KEEPALIVE * 3
-    return max(0.2, timeout.total_seconds() / 3)
-
-
-class _Heartbeats:
-    """Heartbeats with this attempt's usage so far and the earlier attempts'."""
-
-    def __init__(self, attempt: int, earlier: TokenUsage) -> None:
-        self.attempt = attempt
-        self.earlier = earlier
-        self.usage = TokenUsage()
-
-    @property
-    def total(self) -> TokenUsage:
-        """Every attempt's tokens so far."""
-        return self.earlier + self.usage
-
-    async def update(self, usage: TokenUsage) -> None:
-        self.usage = usage
-        # The SDK throttles heartbeats to the server, so calling per chunk is cheap.
-        self.flush()
-
-    def flush(self) -> None:
-        activity.heartbeat(
-            CallProgress(attempt=self.attempt, usage=self.usage, earlier=self.earlier)
-        )
-
-    async def keep_alive(self, interval_s: float) -> None:
-        # Sleep first: the SDK sends the first heartbeat at once and throttles
-        # the rest, so let that first one carry the provider's prompt usage.
-        while True:
-            await asyncio.sleep(interval_s)
-            self.flush()

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.names import LOAD_TEAM_SPEC
+from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
 from teams.errors import TeamSpecError
 from teams.requests import TeamRef
@@ -33,11 +34,17 @@ class TeamSpecActivities:
     """Catalog activities, bound to the catalog the worker was given."""
 
     def __init__(
-        self, catalog: Catalog, *, calls_task_queue: str | None = None, cost_controls: bool = True
+        self,
+        catalog: Catalog,
+        *,
+        calls_task_queue: str | None = None,
+        cost_controls: bool = True,
+        default_breakers: BreakerSettings | None = None,
     ) -> None:
         self._catalog = catalog
         self._calls_task_queue = calls_task_queue
         self._cost_controls = cost_controls
+        self._default_breakers = default_breakers or BreakerSettings()
 
     @activity.defn(name=LOAD_TEAM_SPEC)
     async def load_team_spec(self, ref: TeamSpecRef) -> ResolvedTeam:
@@ -47,11 +54,16 @@ class TeamSpecActivities:
             resolved = await asyncio.to_thread(self._catalog.resolve, ref.team)
         except TeamSpecError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        inline = not isinstance(ref.team, str)
         # Recorded in history with the spec, so every call of the run, replays
-        # included, goes to the same (rate-limited) queue under the same controls.
+        # included, goes to the same queue under the same controls. Breaker
+        # settings are the deployment's for an inline spec: a caller must not
+        # choose how fast a shared breaker opens.
         return resolved.model_copy(
             update={
                 "calls_task_queue": self._calls_task_queue,
                 "cost_controls": self._cost_controls,
+                "inline": inline,
+                "breakers": self._default_breakers if inline else resolved.spec.breakers,
             }
         )

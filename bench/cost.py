@@ -30,6 +30,7 @@ from temporalio.client import Client
 from bench.stats import Table
 from bench.systems import completed, serving, start_team
 from providers.simulated import SimulatedProvider
+from stores.controls.sqlite import SqliteControls
 from stores.factory import open_cache
 from teams.catalog import Catalog
 from teams.pricing import ModelPrice
@@ -127,14 +128,20 @@ async def cached_worker(
     queue = f"bench-cost-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as folder:
         cache = open_cache(f"sqlite:///{Path(folder) / 'cache.sqlite'}")
-        deployment = Deployment(
-            task_queue=queue, calls_task_queue=f"{queue}-calls", entity_prefix=f"{queue}/"
+        controls = SqliteControls(Path(folder) / "controls.sqlite")
+        workers = build_workers(
+            client,
+            Deployment(task_queue=queue),
+            provider=model,
+            catalog=catalog,
+            cache=cache,
+            controls=controls,
         )
-        workers = build_workers(client, deployment, provider=model, catalog=catalog, cache=cache)
         try:
             async with serving(workers):
                 yield queue
         finally:
+            await controls.aclose()
             if cache is not None:
                 await cache.aclose()
 

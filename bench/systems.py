@@ -13,9 +13,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -26,6 +29,7 @@ from temporalio.worker import Worker
 from bench.bare import BareActivities, BareInput, BareTeamWorkflow
 from bench.workloads import Answer, CallPlan, RunOutcome, ask, run_dag
 from providers.simulated import SimulatedConfig, SimulatedProvider
+from stores.controls.sqlite import SqliteControls
 from teams.calls import AgentCall
 from teams.catalog import Catalog
 from teams.requests import TeamRequest
@@ -175,19 +179,13 @@ async def temporal_systems(
         max_concurrent_activities=200,
     )
     traced_client, tracer = traced(client)
-    deployment = Deployment(
-        task_queue=project_queue,
-        calls_task_queue=f"{project_queue}-calls",
-        entity_prefix=f"{project_queue}/",
-        max_concurrent_calls=200,
+    deployment = Deployment(task_queue=project_queue, max_concurrent_calls=200)
+    folder = tempfile.mkdtemp(prefix="bench-controls-")
+    controls = SqliteControls(Path(folder) / "controls.sqlite")
+    workers = build_workers(
+        traced_client, deployment, provider=model, catalog=catalog, controls=controls
     )
-    workers = build_workers(traced_client, deployment, provider=model, catalog=catalog)
-    lean = Deployment(
-        task_queue=lean_queue,
-        calls_task_queue=f"{lean_queue}-calls",
-        max_concurrent_calls=200,
-        cost_controls=False,
-    )
+    lean = Deployment(task_queue=lean_queue, max_concurrent_calls=200, cost_controls=False)
     workers += build_workers(traced_client, lean, provider=model, catalog=catalog)
     try:
         async with serving([bare, *workers]):
@@ -197,4 +195,6 @@ async def temporal_systems(
                 ProjectSystem(traced_client, lean_queue, NO_LEDGERS),
             )
     finally:
+        await controls.aclose()
+        shutil.rmtree(folder, ignore_errors=True)
         await asyncio.to_thread(tracer.shutdown)

@@ -153,4 +153,15 @@ BREAKER_NEUTRAL_ERROR_TYPES: tuple[str, ...] = tuple(
 """Failures of one request, not of a model: they never open a circuit breaker."""
 
 MALFORMED_OUTPUT = MalformedOutput.__name__
+DAILY_BUDGET_EXCEEDED = "DailyBudgetExceeded"
+"""Not a provider error: ``call_agent``'s admission found no room in a daily budget
+(the global one or the tenant's). Final; the workflow stops the run or degrades."""
+CIRCUIT_OPEN = "CircuitOpen"
+"""Not a provider error: a circuit breaker of the call is open. Final; the agent
+goes to its fallback."""
+CONTROLS_UNAVAILABLE = "ControlsUnavailable"
+"""Not a provider error: the controls store could not be reached, so the daily
+budgets could not be checked and the call was not made (budgets fail closed)."""
+CONTROL_REFUSALS: tuple[str, ...] = (DAILY_BUDGET_EXCEEDED, CIRCUIT_OPEN)
+"""Admission refusals: listed as non-retryable in every agent call's retry policy."""
 CONTEXT_OVERFLOW = ContextOverflow.__name__

@@ -3,8 +3,8 @@
 Commands: ``run``, ``approve``, ``reject``, ``status``, ``result``, ``costs``,
 ``pending``, ``report``, ``teams``, ``dev-server``. Connection settings come from
 ``--address``/``--namespace`` or ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, like
-the worker. ``costs`` reads the daily ledgers named with the worker's
-``AGENT_TEAMS_ENTITY_PREFIX`` (or ``--entity-prefix``). ``report`` (the operator
+the worker. ``costs`` reads the controls store the workers use
+(``AGENT_TEAMS_CONTROLS_URL``, or ``--controls-url``). ``report`` (the operator
 report: latency percentiles, error, retry, fallback, degradation and gate
 figures, tokens and cost per run, per agent and per team, with alerts) reads only
 the server: visibility, results and histories (see :mod:`teamctl.report`).
@@ -30,6 +30,8 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from stores.controls.contract import ControlsStore
+from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
 from teamctl import render
 from teamctl import report as operator_report
 from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
@@ -114,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"grouping columns, comma-separated (default: {','.join(COLUMNS)})",
     )
     costs.add_argument(
-        "--entity-prefix",
-        default=env.get("AGENT_TEAMS_ENTITY_PREFIX", ""),
-        help="the workers' AGENT_TEAMS_ENTITY_PREFIX (default: that variable, or empty)",
+        "--controls-url",
+        default=env.get("AGENT_TEAMS_CONTROLS_URL", "") or DEFAULT_CONTROLS_URL,
+        help="the workers' controls store (default: AGENT_TEAMS_CONTROLS_URL, or "
+        f"{DEFAULT_CONTROLS_URL})",
     )
     costs.add_argument("--json", action="store_true")
 
@@ -175,9 +178,8 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "costs":
         days, by = _costs_input(args)  # bad input fails here, before anything connects
         return await _costs(
-            await _connect(args),
+            open_controls(args.controls_url),
             days,
-            prefix=args.entity_prefix,
             by=by,
             tenant=args.tenant,
             team=args.team,
@@ -339,17 +341,19 @@ def _costs_input(args: argparse.Namespace) -> tuple[list[str], list[Column]]:
 
 
 async def _costs(
-    client: Client,
+    store: ControlsStore,
     days: Sequence[str],
     *,
-    prefix: str,
     by: Sequence[Column] = COLUMNS,
     tenant: str | None = None,
     team: str | None = None,
     as_json: bool = False,
 ) -> int:
-    """Print the costs report of ``days`` from the ledgers named with ``prefix``."""
-    report = await fetch_report(client, days, prefix=prefix, by=by, tenant=tenant, team=team)
+    """Print the costs report of ``days`` from the controls store."""
+    try:
+        report = await fetch_report(store, days, by=by, tenant=tenant, team=team)
+    finally:
+        await store.aclose()
     print(report.model_dump_json(indent=2) if as_json else render.costs_text(report))
     return 0
 

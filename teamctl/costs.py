@@ -1,10 +1,11 @@
 """``teamctl costs``: spend per day, tenant, team, agent, model and prompt version.
 
-The report is read from the daily budget ledgers (``BudgetLedgerWorkflow``),
-never recomputed from runs: the ledgers hold exactly what the runs charged.
-Every call is charged on the *global* ledger of its UTC day, with its tenant in
-the row's key, so the cost rows come from global ledgers only; tenant ledgers
-add their own budget lines (limit, spent, alerts).
+The report is read from the daily ledgers in the controls store
+(:mod:`stores.controls`, the store the workers use), never recomputed from runs:
+the ledgers hold exactly what the runs charged. Every call is charged on the
+*global* ledger of its UTC day, with its tenant in the row's key, so the cost
+rows come from global ledgers only; tenant ledgers add their own budget lines
+(limit, spent, alerts). The store answers without any worker running.
 
 Fetching (:func:`fetch_report`) is kept apart from the pure aggregation
 (:func:`aggregate`), so the arithmetic is testable without a server. Money is
@@ -19,16 +20,14 @@ from datetime import date, timedelta
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
+from stores.controls.contract import ControlsStore
 from teams.errors import AgentTeamsError
 from teams.ledger import (
     GLOBAL_SCOPE,
     Alert,
     CostRow,
     LedgerSummary,
-    ledger_id,
     tenant_scope,
 )
 
@@ -240,25 +239,10 @@ def build_report(
     )
 
 
-async def fetch_ledger(
-    client: Client, *, prefix: str, scope: str, day: str
-) -> LedgerSummary | None:
-    """The ``summary`` of a ledger, or ``None`` if it was never started."""
-    handle = client.get_workflow_handle(f"{prefix}{ledger_id(scope, day)}")
-    try:
-        summary: LedgerSummary = await handle.query("summary", result_type=LedgerSummary)
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    return summary
-
-
 async def fetch_report(
-    client: Client,
+    store: ControlsStore,
     days: Sequence[str],
     *,
-    prefix: str = "",
     by: Sequence[Column] = COLUMNS,
     tenant: str | None = None,
     team: str | None = None,
@@ -268,9 +252,7 @@ async def fetch_report(
     Budget lines: the global ledger of each day, then the ledger of ``tenant``
     if one is given, else of every tenant with matching spend that day.
     """
-    global_ledgers = await asyncio.gather(
-        *(fetch_ledger(client, prefix=prefix, scope=GLOBAL_SCOPE, day=day) for day in days)
-    )
+    global_ledgers = await asyncio.gather(*(store.ledger(GLOBAL_SCOPE, day) for day in days))
     wanted = sorted(
         {
             (day, name)
@@ -279,10 +261,7 @@ async def fetch_report(
         }
     )
     summaries = await asyncio.gather(
-        *(
-            fetch_ledger(client, prefix=prefix, scope=tenant_scope(name), day=day)
-            for day, name in wanted
-        )
+        *(store.ledger(tenant_scope(name), day) for day, name in wanted)
     )
     return build_report(
         days,

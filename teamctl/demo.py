@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
+from stores.controls.factory import open_controls
 from teamctl import render
 from teamctl.cli import follow_and_report
 from teamctl.costs import Column, day_range, fetch_report
@@ -117,19 +118,21 @@ async def _while_alive(worker: subprocess.Popen[bytes], work: Awaitable[_T]) -> 
 
 async def _costs(client: Client, result: TeamResult, address: str) -> str:
     """The ``teamctl costs`` table of the run's tenant on the day(s) it ran."""
-    # The ledgers are named with the worker's prefix; the worker reads the same environment.
-    prefix = WorkerSettings.from_env(_demo_environment()).entity_prefix
+    # The worker reads the same environment: the same controls store.
+    url = WorkerSettings.from_env(_demo_environment()).controls_url
     first, last = (
         moment.astimezone(UTC).date() for moment in (result.started_at, result.finished_at)
     )
     days = day_range(last, (last - first).days + 1)
-    report = await fetch_report(client, days, prefix=prefix, by=COSTS_BY, tenant=result.tenant)
-    command = f"teamctl --address {address} costs --tenant {result.tenant} --day {days[-1]}"
+    store = open_controls(url)
+    try:
+        report = await fetch_report(store, days, by=COSTS_BY, tenant=result.tenant)
+    finally:
+        await store.aclose()
+    command = f"teamctl costs --tenant {result.tenant} --day {days[-1]}"
     command += f" --days {len(days)}" if len(days) > 1 else ""
-    command += f" --entity-prefix {prefix}" if prefix else ""
     lines = [
-        "\nWhat it cost, from the daily budget ledgers. The same table, later, with",
-        "`make server` and `make worker` running:",
+        "\nWhat it cost, from the daily budgets in the controls store. The same table, later:",
         f"  {command} --by {','.join(COSTS_BY)}",
     ]
     if report.total.cost_micro != result.total_cost_micro:

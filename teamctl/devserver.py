@@ -23,7 +23,6 @@ from temporalio.client import Client
 
 from worker.connection import connect
 from worker.search_attributes import dev_server_args
-from worker.server_config import dynamic_config_args
 
 
 class DevServerError(RuntimeError):
@@ -120,7 +119,6 @@ def start_dev_server(
         args += ["--db-filename", str(db_file)]
     # Registered at start-up: the UI can filter on them from the first run.
     args += dev_server_args()
-    args += dynamic_config_args()
     args += list(extra_args)
     log = log_file.open("ab") if log_file else None
     try:

@@ -68,6 +68,7 @@ Fetching (:func:`fetch_report`) is kept apart from the pure aggregation
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -107,6 +108,8 @@ SPEC_READS = 3
 """How many of a team's newest runs to try for a recorded spec before the catalog."""
 SPEC_SCAN_EVENTS = 50
 """``load_team_spec`` completes within a run's first few events; stop looking after these."""
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+"""The marker Temporal's SDKs record for a completed local activity (name, then result)."""
 UNKNOWN_TEAM = "(unknown)"
 """The team of a run that ended before it named one (e.g. an unknown team name)."""
 
@@ -725,9 +728,29 @@ async def recorded_start(
             if scheduled.get(completed.scheduled_event_id) == LOAD_TEAM_SPEC:
                 resolved = await _decode(client, completed.result.payloads, ResolvedTeam)
                 return request, resolved
+        elif _is_local_activity(event, LOAD_TEAM_SPEC):
+            # Since the controls-in-call patch the team is resolved by a local activity.
+            details = event.marker_recorded_event_attributes.details
+            resolved = await _decode(client, details["result"].payloads, ResolvedTeam)
+            return request, resolved
         if scanned >= SPEC_SCAN_EVENTS:
             break
     return request, None
+
+
+def _is_local_activity(event: HistoryEvent, activity_type: str) -> bool:
+    """Whether ``event`` is the marker of a completed local activity of ``activity_type``."""
+    if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+        return False
+    marker = event.marker_recorded_event_attributes
+    if marker.marker_name != LOCAL_ACTIVITY_MARKER or "result" not in marker.details:
+        return False
+    data = marker.details["data"].payloads if "data" in marker.details else []
+    try:
+        described = json.loads(data[0].data) if data else {}
+    except ValueError:
+        return False
+    return isinstance(described, dict) and described.get("activity_type") == activity_type
 
 
 async def _requested_team(client: Client, handle: WorkflowHandle[object, object]) -> str:

@@ -1,9 +1,10 @@
-"""Contracts of the admission activities: a call's way through breakers and ledgers.
+"""Contracts of the local activities between a run and the controls store.
 
-``admit_call`` runs before a model call: it asks the call's circuit breakers,
-then reserves the worst case on the tenant's and the global daily ledger.
-``settle_call`` runs after: it charges the actual cost on both ledgers and tells
-the breakers how the call went. Both are idempotent by reservation id.
+``record_run_cost`` (every run, as it finishes) reports the run's total. The
+others are how runs started before the ``controls-in-call`` patch admitted and
+settled each call; they are kept so such runs finish on today's workers:
+``admit_call`` asks the call's breakers and reserves its worst case,
+``settle_call`` charges its actual cost and tells the breakers how it went.
 """
 
 from __future__ import annotations

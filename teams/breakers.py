@@ -1,9 +1,12 @@
-"""Circuit breaker contracts: one durable breaker per model and per agent.
+"""Circuit breakers: one per model and one per team's agent, shared by the fleet.
 
 After ``failure_threshold`` consecutive failed calls a breaker *opens*: calls
 through it are refused for ``cool_down`` and the agent goes straight to its
 fallback. Then one call is let through as a *half-open probe*; its success
-closes the breaker, its failure opens it again.
+closes the breaker, its failure opens it again. Breakers live in the controls
+store (:mod:`stores.controls`); their rules are :mod:`stores.controls.rules`.
+Settings come from the deployment (a model's breaker) or the catalog team (an
+agent's), never from a caller's inline spec.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from teams.durations import Duration
 
-BREAKER_WORKFLOW = "CircuitBreakerWorkflow"
 BreakerState = Literal["closed", "open", "half_open"]
 
 
@@ -29,11 +31,6 @@ def agent_breaker(team: str, agent: str) -> str:
     return f"agent:{team}.{agent}"
 
 
-def breaker_id(key: str) -> str:
-    """Workflow id of the breaker entity for ``key``."""
-    return f"breaker/{key}"
-
-
 class BreakerSettings(BaseModel):
     """When a breaker opens and for how long (``[breakers]`` in a team file)."""
 
@@ -41,35 +38,6 @@ class BreakerSettings(BaseModel):
 
     failure_threshold: int = Field(default=5, ge=1, le=1_000)
     cool_down: Duration = timedelta(seconds=60)
-
-
-class BreakerAdmit(BaseModel):
-    """Update ``admit``: ask whether this call may go through."""
-
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str
-    settings: BreakerSettings = BreakerSettings()
-
-
-class BreakerDecision(BaseModel):
-    """The breaker's answer to ``admit``."""
-
-    model_config = ConfigDict(frozen=True)
-
-    allowed: bool
-    state: BreakerState
-    probe: bool = Field(default=False, description="This call is the half-open probe.")
-
-
-class BreakerReport(BaseModel):
-    """Update ``report``: how an admitted call ended."""
-
-    model_config = ConfigDict(frozen=True)
-
-    request_id: str
-    success: bool
-    settings: BreakerSettings = BreakerSettings()
 
 
 class BreakerTransition(BaseModel):
@@ -83,7 +51,7 @@ class BreakerTransition(BaseModel):
 
 
 class BreakerStatus(BaseModel):
-    """Query ``state``, and what the breaker carries across continue-as-new."""
+    """Where a breaker stands, as the controls store reports it."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -95,4 +63,3 @@ class BreakerStatus(BaseModel):
     probe_deadline: datetime | None = None
     settings: BreakerSettings = BreakerSettings()
     transitions: list[BreakerTransition] = Field(default_factory=list)
-    recent_reports: list[str] = Field(default_factory=list)

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from teams.breakers import BreakerSettings
 from teams.outputs import ReviewVerdict, RouteDecision
 from teams.pricing import ModelPrice, TokenUsage
 from teams.resolved import PromptRef
@@ -81,6 +82,22 @@ class AgentCall(BaseModel):
     cache_ttl_s: float | None = Field(
         default=None, description="Serve from / store in the response cache (None: don't)."
     )
+    shared_controls: bool = Field(
+        default=False,
+        description="Apply the fleet's controls (daily budgets, breakers, rate limits) in "
+        "call_agent. False for runs from before the controls-in-call patch: they admit and "
+        "settle through their own local activities.",
+    )
+    catalog_team: bool = Field(
+        default=True,
+        description="The team came from the worker's catalog, not an inline spec: its agent "
+        "breakers are the team's own.",
+    )
+    agent_breaker: BreakerSettings | None = Field(
+        default=None,
+        description="The agent breaker's settings as the worker resolved the team (never "
+        "the caller's); None: the deployment's.",
+    )
 
 
 class ContextTrim(BaseModel):
@@ -140,6 +157,11 @@ class AgentOutcome(BaseModel):
     )
     cache_hit: bool = Field(default=False, description="Answered from the response cache.")
     saved_micro: int = Field(default=0, ge=0, description="What the cached answer cost once.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Shared controls that could not be applied (they fail open), or a "
+        "settlement the daily budgets missed.",
+    )
 
 
 class CallFailureDetails(BaseModel):

@@ -1,10 +1,9 @@
-"""Cross-run cost control contracts: budget ledgers, their alerts and cost rows.
+"""Cross-run cost control: daily budget scopes, cost rows and alerts.
 
-A ledger is a durable entity workflow per scope (``global`` or
-``tenant:<name>``) per UTC day. Runs reserve a call's worst case before the
-call and settle its actual cost after, both idempotent by reservation id (the
-call id), so a retried activity or a replayed workflow never charges twice.
-Money is integer micro-dollars.
+A *ledger* is one scope (``global`` or ``tenant:<name>``) on one UTC day, kept
+in the controls store (:mod:`stores.controls`): what was spent and held, the
+cost rows by tenant, team, agent, model and prompt version, and the alerts
+raised. ``teamctl costs`` reads them. Money is integer micro-dollars.
 """
 
 from __future__ import annotations
@@ -14,7 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-LEDGER_WORKFLOW = "BudgetLedgerWorkflow"
+from teams.pricing import TokenUsage
+
 GLOBAL_SCOPE = "global"
 ALERT_THRESHOLDS_PERCENT = (80, 100)
 OUTLIER_FACTOR = 2
@@ -27,11 +27,6 @@ MIN_RUNS_FOR_MEDIAN = 5
 def tenant_scope(tenant: str) -> str:
     """The ledger scope of a tenant."""
     return f"tenant:{tenant}"
-
-
-def ledger_id(scope: str, day: str) -> str:
-    """Workflow id of the ledger for ``scope`` on ``day`` (YYYY-MM-DD, UTC)."""
-    return f"ledger/{scope}/{day}"
 
 
 class CostKey(BaseModel):
@@ -62,26 +57,6 @@ class CostRow(BaseModel):
     saved_micro: int = 0
     fallbacks: int = 0
 
-    def plus(self, charge: Charge) -> CostRow:
-        """The row, with one more settled call added."""
-        return self.model_copy(
-            update={
-                "calls": self.calls + 1,
-                "input_tokens": self.input_tokens + charge.input_tokens,
-                "output_tokens": self.output_tokens + charge.output_tokens,
-                "cache_creation_input_tokens": (
-                    self.cache_creation_input_tokens + charge.cache_creation_input_tokens
-                ),
-                "cache_read_input_tokens": (
-                    self.cache_read_input_tokens + charge.cache_read_input_tokens
-                ),
-                "cost_micro": self.cost_micro + charge.cost_micro,
-                "cache_hits": self.cache_hits + (1 if charge.cache_hit else 0),
-                "saved_micro": self.saved_micro + charge.saved_micro,
-                "fallbacks": self.fallbacks + (1 if charge.fallback else 0),
-            }
-        )
-
 
 class Charge(BaseModel):
     """The actual cost of one call, with what it is attributed to."""
@@ -90,56 +65,10 @@ class Charge(BaseModel):
 
     key: CostKey
     cost_micro: int = Field(ge=0)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
+    usage: TokenUsage = TokenUsage()
     cache_hit: bool = False
     saved_micro: int = 0
     fallback: bool = False
-
-
-class ReserveRequest(BaseModel):
-    """Update ``reserve``: hold ``amount_micro`` for a call, if the day's limit allows."""
-
-    model_config = ConfigDict(frozen=True)
-
-    reservation_id: str
-    run_id: str
-    amount_micro: int = Field(ge=0)
-    limit_micro: int | None = Field(
-        default=None, description="The scope's daily limit (None: unlimited, tracked only)."
-    )
-
-
-class ReserveResponse(BaseModel):
-    """Whether the reservation was granted, and the ledger's position after it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    granted: bool
-    spent_micro: int
-    reserved_micro: int
-    limit_micro: int | None
-    reason: str | None = None
-
-
-class SettleRequest(BaseModel):
-    """Update ``settle``: close a reservation and charge the call's actual cost."""
-
-    model_config = ConfigDict(frozen=True)
-
-    reservation_id: str
-    charge: Charge
-
-
-class SettleResponse(BaseModel):
-    """Whether this settlement charged anything (``False``: already settled)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    charged: bool
-    spent_micro: int
 
 
 class RunCostReport(BaseModel):
@@ -188,25 +117,3 @@ class LedgerSummary(BaseModel):
     settled_calls: int
     alerts: list[Alert]
     rows: list[CostRow]
-
-
-class LedgerState(BaseModel):
-    """Everything a ledger carries across continue-as-new (bounded in size)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    scope: str
-    day: str
-    limit_micro: int | None = None
-    spent_micro: int = 0
-    reserved: dict[str, int] = Field(default_factory=dict)
-    """Open reservations: reservation id → amount."""
-    recently_settled: list[str] = Field(default_factory=list)
-    """The last settled ids, so a duplicate settlement is recognised as such."""
-    settled_calls: int = 0
-    rows: list[CostRow] = Field(default_factory=list)
-    alerts: list[Alert] = Field(default_factory=list)
-    recent_runs: dict[str, list[int]] = Field(
-        default_factory=dict, description="Team → costs of its last runs (trailing median)."
-    )
-    recorded_runs: list[str] = Field(default_factory=list)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from teams.breakers import BreakerSettings
 from teams.pricing import ModelPrice
 from teams.spec import TeamSpec
 
@@ -57,5 +58,12 @@ class ResolvedTeam(BaseModel):
     )
     cost_controls: bool = Field(
         default=True,
-        description="Whether calls go through the shared daily ledgers and breakers.",
+        description="Whether calls go through the shared daily budgets and breakers.",
+    )
+    inline: bool = Field(default=False, description="The team was sent as an inline spec.")
+    breakers: BreakerSettings | None = Field(
+        default=None,
+        description="The agent breakers' settings as the worker resolved them: the catalog "
+        "team's own, or the deployment's for an inline spec (a caller never chooses them). "
+        "None in runs recorded before this field.",
     )

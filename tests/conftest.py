@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -14,11 +15,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from providers.anthropic import AnthropicConfig, AnthropicProvider
+from stores.controls.sqlite import SqliteControls
 from teamctl.devserver import temporal_binary, test_server_binary
 from teams.catalog import Catalog
 from tests.messages_standin import MessagesStandIn
 from worker.search_attributes import ensure_search_attributes
-from worker.server_config import dynamic_config_args
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 
@@ -30,8 +31,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         dev_server_log_level="error",
         search_attributes=SEARCH_ATTRIBUTES,
-        # As `teamctl dev-server` and compose run it (worker/server_config.py).
-        dev_server_extra_args=dynamic_config_args(),
+        # Default dynamic config, as a production cluster or Temporal Cloud has it.
     )
     yield environment
     await environment.shutdown()
@@ -47,6 +47,14 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     await ensure_search_attributes(environment.client, "default")
     yield environment
     await environment.shutdown()
+
+
+@pytest.fixture
+async def controls(tmp_path: Path) -> AsyncIterator[SqliteControls]:
+    """A controls store of the test's own (daily budgets, breakers, rate limits)."""
+    store = SqliteControls(tmp_path / "controls.sqlite")
+    yield store
+    await store.aclose()
 
 
 @pytest.fixture

@@ -36,8 +36,8 @@ def worker_process(
         "AGENT_TEAMS_PROVIDER": "simulated",
         # No response cache unless a test asks: answers must come from the model.
         "AGENT_TEAMS_CACHE_URL": "off",
-        "AGENT_TEAMS_CALLS_TASK_QUEUE": f"{task_queue}-calls",
-        "AGENT_TEAMS_ENTITY_PREFIX": f"{task_queue}/",
+        # Each test's own daily budgets, breakers and rate limits.
+        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{log.parent / f'controls-{task_queue}.sqlite'}",
         **settings,
     }
     with log.open("ab") as out:

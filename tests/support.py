@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
@@ -16,6 +18,8 @@ from temporalio.client import Client, WorkflowHandle
 
 from providers.base import ModelProvider
 from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
+from stores.controls.contract import ControlsStore
+from stores.controls.sqlite import SqliteControls
 from stores.response_cache import ResponseCache
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.requests import TeamRequest
@@ -25,14 +29,9 @@ from worker.deployment import Deployment
 from worker.main import build_workers
 from workflows.agent_team import WORKFLOW_NAME
 
-TIME_SKIPPING: dict[str, Any] = {"cost_controls": False}
-"""Deployment overrides for workers on the time-skipping server.
-
-Ledgers and breakers outlive a test's worker; once time skips past their
-timers they have workflow tasks no worker will take, and the test server stops
-skipping time while any task is outstanding. Shared controls are tested on the
-dev server instead.
-"""
+TIME_SKIPPING: dict[str, Any] = {}
+"""Deployment overrides for workers on the time-skipping server (none are needed:
+the shared controls live in a store, not in workflows that would outlive a test)."""
 
 
 @asynccontextmanager
@@ -46,31 +45,40 @@ async def running_worker(
     latency_scale: float = 0.0,
     provider: ModelProvider | None = None,
     cache: ResponseCache | None = None,
+    controls: ControlsStore | None = None,
     deployment_overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[ModelProvider]:
     """Run the real worker (workflow + real activities) in-process.
 
-    The provider is the simulated one unless ``provider`` is given.
+    The provider is the simulated one unless ``provider`` is given; the controls
+    store is ``controls``, or a fresh SQLite file of this worker's own.
     """
     chosen = provider or SimulatedProvider(
         SimulatedConfig(faults=faults or [], latency_s=latency_s or {}, latency_scale=latency_scale)
     )
-    deployment = Deployment(
-        task_queue=task_queue,
-        calls_task_queue=f"{task_queue}-calls",
-        # Each test gets its own ledgers, breakers and limiters.
-        entity_prefix=f"{task_queue}/",
-        **(deployment_overrides or {}),
-    )
+    deployment = Deployment(task_queue=task_queue, **(deployment_overrides or {}))
+    own = None
+    if controls is None and deployment.cost_controls:
+        # Each test gets its own daily budgets, breakers and rate limits.
+        own = SqliteControls(Path(tempfile.mkdtemp(prefix="agent-teams-controls-")) / "c.sqlite")
     workers = build_workers(
-        client, deployment, provider=chosen, catalog=catalog or Catalog.shipped(), cache=cache
+        client,
+        deployment,
+        provider=chosen,
+        catalog=catalog or Catalog.shipped(),
+        cache=cache,
+        controls=controls or own,
     )
-    async with AsyncExitStack() as running:
-        for worker in workers:
-            await running.enter_async_context(worker)
-        yield chosen
-    if provider is not None:
-        await provider.aclose()
+    try:
+        async with AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+            yield chosen
+    finally:
+        if own is not None:
+            await own.aclose()
+        if provider is not None:
+            await provider.aclose()
 
 
 def team_data(name: str) -> dict[str, Any]:
@@ -189,3 +197,111 @@ def wait_before_start(events: list[HistoryEvent], activity_id: str) -> timedelta
     the failed attempts plus every retry delay between them."""
     scheduled = _scheduled(events, activity_id).event_time.ToDatetime()
     return _started(events, activity_id).event_time.ToDatetime() - scheduled
+
+
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+PATCH_MARKER = "core_patch"
+WORKFLOW_TASK_EVENTS = (
+    EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+)
+
+
+def local_activity_types(events: list[HistoryEvent]) -> list[str]:
+    """Activity type of each local activity's marker, in order."""
+    import json
+
+    return [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)[
+            "activity_type"
+        ]
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER
+    ]
+
+
+def marker_names(events: list[HistoryEvent]) -> list[str]:
+    return [
+        e.marker_recorded_event_attributes.marker_name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+
+
+def upserted(events: list[HistoryEvent]) -> list[list[str]]:
+    """The attribute names of each search-attribute upsert, sorted, in order."""
+    return [
+        sorted(
+            e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        )
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+
+
+def events_of_each_call(events: list[HistoryEvent]) -> list[list[str]]:
+    """For each ``call_agent``: its events and the workflow task that follows them.
+
+    From the activity's scheduling to the completion of the workflow task that
+    handled its result, without the events of other activities in flight.
+    """
+    scheduled = {
+        e.event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "call_agent"
+    }
+    calls: list[list[str]] = []
+    for event_id in sorted(scheduled):
+        mine: list[str] = ["ACTIVITY_TASK_SCHEDULED"]
+        done = False
+        for e in events:
+            if e.event_id <= event_id:
+                continue
+            own = _belongs_to(e, event_id)
+            if own is not None:
+                mine.append(own)
+                done = own in ("ACTIVITY_TASK_COMPLETED", "ACTIVITY_TASK_FAILED")
+                continue
+            if done and e.event_type in WORKFLOW_TASK_EVENTS:
+                mine.append(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_"))
+                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                    break
+        calls.append(mine)
+    return calls
+
+
+def _belongs_to(event: HistoryEvent, scheduled_id: int) -> str | None:
+    for field in (
+        "activity_task_started_event_attributes",
+        "activity_task_completed_event_attributes",
+        "activity_task_failed_event_attributes",
+        "activity_task_timed_out_event_attributes",
+        "activity_task_cancel_requested_event_attributes",
+        "activity_task_canceled_event_attributes",
+    ):
+        if event.HasField(field) and getattr(event, field).scheduled_event_id == scheduled_id:
+            return EventType.Name(event.event_type).removeprefix("EVENT_TYPE_")
+    return None
+
+
+def catalog_with_edited(folder: Path, name: str, *edits: tuple[str, str]) -> Catalog:
+    """The shipped catalog with team ``name``'s file edited (text replaced) in ``folder``.
+
+    A catalog team, unlike an inline spec, is the deployment's: its ``[breakers]``
+    settings apply.
+    """
+    text = (SHIPPED_TEAMS_DIR / f"{name}.toml").read_text()
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.toml").write_text(text)
+    shipped = Catalog.shipped()
+    return Catalog(
+        teams_dirs=(folder, *shipped.teams_dirs),
+        prompts_dirs=shipped.prompts_dirs,
+        prices=shipped.prices,
+    )

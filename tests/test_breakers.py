@@ -1,42 +1,54 @@
-"""Circuit breakers on the real dev server: failures open a model's and an
-agent's breaker, open breakers send calls straight to the fallback, and after
-the cool-down one half-open probe closes them again. State is shared: each
-phase runs on a fresh worker."""
+"""Circuit breakers on the real dev server and a real controls store: failures open
+a model's and an agent's breaker, open breakers send calls straight to the
+fallback, and after the cool-down one half-open probe closes them again. State is
+shared through the store: each phase runs on a fresh worker."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from datetime import timedelta
+from pathlib import Path
 
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 
 from providers.simulated import FaultKind, FaultRule
-from teams.breakers import (
-    BREAKER_WORKFLOW,
-    BreakerReport,
-    BreakerStatus,
-    agent_breaker,
-    breaker_id,
-    model_breaker,
-)
+from stores.controls.sqlite import SqliteControls
+from teams.breakers import BreakerSettings, agent_breaker, model_breaker
+from teams.catalog import Catalog
 from teams.results import CallStatus, RunStatus, TeamResult
-from tests.ledgers import breaker_status
-from tests.support import activity_types, agent, history_events, inline_team, running_worker, start
+from tests.support import (
+    activity_types,
+    catalog_with_edited,
+    history_events,
+    running_worker,
+    start,
+)
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
 HAIKU = "claude-haiku-4-5"
 SONNET = "claude-sonnet-4-6"
-COOL_DOWN_S = 6
+COOL_DOWN_S = 3
+BREAKERS = BreakerSettings(failure_threshold=2, cool_down=timedelta(seconds=COOL_DOWN_S))
+DEPLOYMENT = {"model_breaker": BREAKERS}
+"""The deployment's settings for every model's breaker."""
 
 
-def _team() -> Any:
-    def edit(data: dict[str, Any]) -> None:
-        data["breakers"] = {"failure_threshold": 2, "cool_down": f"{COOL_DOWN_S}s"}
-        agent(data, "router")["retry"] = {"maximum_attempts": 1}
-
-    return inline_team("support", edit)
+def _catalog(folder: Path) -> Catalog:
+    """``support`` as the deployment ships it here: its agent breakers open after two
+    failures, and the router does not retry (each run is one failure)."""
+    return catalog_with_edited(
+        folder,
+        "support",
+        (
+            "[budget]",
+            f'[breakers]\nfailure_threshold = 2\ncool_down = "{COOL_DOWN_S}s"\n\n[budget]',
+        ),
+        (
+            'heartbeat = "10s" }\n\n[[agents]]\nname = "billing-specialist"',
+            'heartbeat = "10s" }\nretry = { maximum_attempts = 1 }\n\n'
+            '[[agents]]\nname = "billing-specialist"',
+        ),
+    )
 
 
 def _router_calls(result: TeamResult) -> list[tuple[str, CallStatus, str | None]]:
@@ -44,17 +56,18 @@ def _router_calls(result: TeamResult) -> list[tuple[str, CallStatus, str | None]
 
 
 async def test_breaker_opens_sends_calls_to_the_fallback_then_half_opens_and_closes(
-    client: Client, task_queue: str
+    client: Client, task_queue: str, controls: SqliteControls, tmp_path: Path
 ) -> None:
-    spec = _team()
+    catalog = _catalog(tmp_path / "teams")
     failing = [FaultRule(kind=FaultKind.ERROR, agent="router", model=HAIKU)]
-    async with running_worker(client, task_queue, faults=failing):
-        first = await (await start(client, task_queue, spec, BILLING)).result()
-        second = await (await start(client, task_queue, spec, BILLING)).result()
-        handle = await start(client, task_queue, spec, BILLING)
+    worker = {"catalog": catalog, "controls": controls, "deployment_overrides": DEPLOYMENT}
+    async with running_worker(client, task_queue, faults=failing, **worker):
+        first = await (await start(client, task_queue, "support", BILLING)).result()
+        second = await (await start(client, task_queue, "support", BILLING)).result()
+        handle = await start(client, task_queue, "support", BILLING)
         third = await handle.result()
         third_activities = activity_types(await history_events(handle))
-        opened = await breaker_status(client, f"{task_queue}/", model_breaker(HAIKU))
+    opened = await controls.breaker(model_breaker(HAIKU))
 
     # Two consecutive failures open both breakers; the fallback answers each time.
     for run in (first, second):
@@ -63,8 +76,8 @@ async def test_breaker_opens_sends_calls_to_the_fallback_then_half_opens_and_clo
             (HAIKU, CallStatus.FAILED, "ProviderUnavailable"),
             (SONNET, CallStatus.SUCCEEDED, None),
         ]
-    assert (opened.state, opened.consecutive_failures) == ("open", 2)
-    # Open: the primary is not called at all (no activity, no charge).
+    assert opened is not None and (opened.state, opened.consecutive_failures) == ("open", 2)
+    # Open: the primary is refused before the model is called (no charge).
     assert third.status is RunStatus.DEGRADED
     assert _router_calls(third) == [
         (HAIKU, CallStatus.SKIPPED_CIRCUIT, "CircuitOpen"),
@@ -75,38 +88,44 @@ async def test_breaker_opens_sends_calls_to_the_fallback_then_half_opens_and_clo
     assert skipped.error == (
         f"circuit open: {model_breaker(HAIKU)}, {agent_breaker('support', 'router')}"
     )
-    assert third_activities.count("call_agent") == 2  # the fallback and the specialist
+    # The refused call, the fallback and the specialist: one activity each.
+    assert third_activities == ["call_agent"] * 3
 
-    await asyncio.sleep(COOL_DOWN_S + 0.5)  # the cool-down (breaker time is server time)
-    async with running_worker(client, task_queue):  # the provider has recovered
-        fourth = await (await start(client, task_queue, spec, BILLING)).result()
-        closed = await breaker_status(client, f"{task_queue}/", model_breaker(HAIKU))
-        agent_closed = await breaker_status(
-            client, f"{task_queue}/", agent_breaker("support", "router")
-        )
-        fallback = await breaker_status(client, f"{task_queue}/", model_breaker(SONNET))
+    await asyncio.sleep(COOL_DOWN_S + 0.5)  # the cool-down (the store's clock)
+    async with running_worker(client, task_queue, **worker):  # the provider has recovered
+        fourth = await (await start(client, task_queue, "support", BILLING)).result()
+    closed = await controls.breaker(model_breaker(HAIKU))
+    agent_closed = await controls.breaker(agent_breaker("support", "router"))
+    fallback = await controls.breaker(model_breaker(SONNET))
 
     assert fourth.status is RunStatus.COMPLETED
     assert _router_calls(fourth) == [(HAIKU, CallStatus.SUCCEEDED, None)]
     for breaker in (closed, agent_closed):
+        assert breaker is not None
         assert (breaker.state, breaker.consecutive_failures) == ("closed", 0)
         assert [t.to for t in breaker.transitions] == ["open", "half_open", "closed"]
         assert breaker.transitions[0].reason == "2 consecutive failures"
         assert breaker.transitions[2].reason.startswith("probe ")
     # The fallback model's own breaker saw only successes.
-    assert (fallback.state, fallback.transitions) == ("closed", [])
+    assert fallback is not None and (fallback.state, fallback.transitions) == ("closed", [])
 
 
-async def test_a_failed_probe_opens_the_breaker_again(client: Client, task_queue: str) -> None:
-    spec = _team()
+async def test_a_failed_probe_opens_the_breaker_again(
+    client: Client, task_queue: str, controls: SqliteControls, tmp_path: Path
+) -> None:
     failing = [FaultRule(kind=FaultKind.ERROR, agent="router", model=HAIKU)]
-    async with running_worker(client, task_queue, faults=failing):
+    worker = {
+        "catalog": _catalog(tmp_path / "teams"),
+        "controls": controls,
+        "deployment_overrides": DEPLOYMENT,
+    }
+    async with running_worker(client, task_queue, faults=failing, **worker):
         for _ in range(2):
-            await (await start(client, task_queue, spec, BILLING)).result()
+            await (await start(client, task_queue, "support", BILLING)).result()
         await asyncio.sleep(COOL_DOWN_S + 0.5)
-        probe = await (await start(client, task_queue, spec, BILLING)).result()
-        after = await (await start(client, task_queue, spec, BILLING)).result()
-        status = await breaker_status(client, f"{task_queue}/", model_breaker(HAIKU))
+        probe = await (await start(client, task_queue, "support", BILLING)).result()
+        after = await (await start(client, task_queue, "support", BILLING)).result()
+    status = await controls.breaker(model_breaker(HAIKU))
 
     assert _router_calls(probe) == [
         (HAIKU, CallStatus.FAILED, "ProviderUnavailable"),
@@ -116,49 +135,7 @@ async def test_a_failed_probe_opens_the_breaker_again(client: Client, task_queue
         CallStatus.SKIPPED_CIRCUIT,
         CallStatus.SUCCEEDED,
     ]
-    assert status.state == "open"
+    assert status is not None and status.state == "open"
     assert [t.to for t in status.transitions] == ["open", "half_open", "open"]
     assert status.transitions[2].reason.startswith("probe ")
     assert status.transitions[2].reason.endswith(" failed")
-
-
-async def test_report_answers_stay_small_as_the_idempotency_memory_grows(
-    client: Client, task_queue: str
-) -> None:
-    """Each report's answer is stored in the breaker's history: it must not carry
-    the memory of recent report ids (that made a busy breaker's history balloon)."""
-    key = model_breaker(HAIKU)
-    async with running_worker(client, task_queue):
-        handle = await client.start_workflow(
-            BREAKER_WORKFLOW,
-            BreakerStatus(key=key),
-            id=f"{task_queue}/{breaker_id(key)}",
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
-        answers = [
-            await handle.execute_update(
-                "report",
-                BreakerReport(request_id=f"call-{i:03d}", success=True),
-                result_type=BreakerStatus,
-            )
-            for i in range(60)
-        ]
-        # A repeated report is recognised (idempotent) and answered alike.
-        repeat = await handle.execute_update(
-            "report", BreakerReport(request_id="call-007", success=True), result_type=BreakerStatus
-        )
-        status = await breaker_status(client, f"{task_queue}/", key)
-        events = await history_events(handle)
-
-    assert [a.recent_reports for a in answers + [repeat]] == [[]] * 61
-    assert [(a.key, a.state, a.consecutive_failures) for a in answers] == [(key, "closed", 0)] * 60
-    assert status.recent_reports == [f"call-{i:03d}" for i in range(60)]
-    completed = [
-        e.workflow_execution_update_completed_event_attributes.outcome.success.payloads[0]
-        for e in events
-        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED
-    ]
-    assert len(completed) == 61
-    # Every answer is the same few hundred bytes, however many ids are remembered.
-    assert len({len(p.data) for p in completed}) == 1

@@ -10,12 +10,14 @@ import re
 import subprocess
 import sys
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import opentelemetry.sdk.environment_variables as otel_environment
 import pytest
 
+from teams.breakers import BreakerSettings
 from teams.budgets import BudgetConfigError, DailyBudgets, load_budgets
 from worker.settings import _ENV_FIELDS, WorkerSettings
 
@@ -161,10 +163,13 @@ def test_compose_worker_defaults_leave_limits_unset_and_cache_on_redis() -> None
     # Empty values (`${VAR:-}`) reach the worker as "" and mean "use the default".
     assert settings.calls_per_second is None
     assert settings.tokens_per_minute == {}
-    assert settings.entity_prefix == ""
     assert settings.max_concurrent_calls == 100
     assert settings.cost_controls is True
-    assert (settings.task_queue, settings.calls_task_queue) == ("agent-teams", "agent-calls")
+    # Model calls on the runs' own queue (eager dispatch), controls in PostgreSQL.
+    assert (settings.task_queue, settings.calls_task_queue) == ("agent-teams", None)
+    assert settings.controls_url == "postgresql://temporal:temporal@postgresql:5432/agent_teams"
+    assert (settings.controls_outage, settings.breaker_failures) == ("fail", 5)
+    assert "postgresql" in config["services"]["worker"]["depends_on"]
     assert settings.cache_url == "redis://redis:6379/0"
     assert config["services"]["redis"]["image"] == "redis:7-alpine"
     assert "redis" in config["services"]["worker"]["depends_on"]
@@ -178,7 +183,10 @@ def test_compose_worker_takes_limits_from_the_shell(tmp_path: Path) -> None:
         AGENT_TEAMS_TOKENS_PER_MINUTE="claude-sonnet-4-6=80000,*=200000",
         AGENT_TEAMS_CACHE_URL="off",
         AGENT_TEAMS_COST_CONTROLS="false",
-        AGENT_TEAMS_ENTITY_PREFIX="blue/",
+        AGENT_TEAMS_CONTROLS_URL="redis://redis:6379/1",
+        AGENT_TEAMS_CONTROLS_OUTAGE="wait",
+        AGENT_TEAMS_BREAKER_FAILURES="3",
+        AGENT_TEAMS_BREAKER_COOL_DOWN="2m",
         AGENT_TEAMS_BUDGETS_FILE=str(budgets),
     )
     settings = _worker_settings(config["services"]["worker"])
@@ -188,8 +196,12 @@ def test_compose_worker_takes_limits_from_the_shell(tmp_path: Path) -> None:
     assert settings.tokens_per_minute == {"claude-sonnet-4-6": 80_000, "*": 200_000}
     assert settings.cache_url == "off"
     assert settings.cost_controls is False
-    assert settings.entity_prefix == "blue/"
-    assert settings.deployment().budgets == DailyBudgets(global_micro=7_500_000)
+    assert (settings.controls_url, settings.controls_outage) == ("redis://redis:6379/1", "wait")
+    deployment = settings.deployment()
+    assert deployment.model_breaker == BreakerSettings(
+        failure_threshold=3, cool_down=timedelta(minutes=2)
+    )
+    assert deployment.budgets == DailyBudgets(global_micro=7_500_000)
 
 
 def test_compose_worker_sets_only_variables_the_worker_knows() -> None:

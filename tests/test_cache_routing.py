@@ -14,13 +14,13 @@ from typing import Any
 from temporalio.client import Client
 
 from providers.simulated import SimulatedConfig, SimulatedProvider
+from stores.controls.sqlite import SqliteControls
 from stores.sqlite_cache import SqliteResponseCache
 from teams.budgets import DailyBudgets
 from teams.ledger import GLOBAL_SCOPE, tenant_scope
 from teams.pricing import format_usd
 from teams.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
-from tests.ledgers import day_of, ledger_summary
-from tests.support import agent, inline_team, running_worker, start
+from tests.support import activity_types, agent, history_events, inline_team, running_worker, start
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
 LONG_BILLING = BILLING + " " + "The second charge appeared on the 3rd of the month. " * 4
@@ -37,20 +37,27 @@ def _specialist(result: TeamResult) -> AgentCallRecord:
     return next(c for c in result.calls if c.agent == "billing-specialist")
 
 
+def day_of(result: TeamResult) -> str:
+    return result.started_at.strftime("%Y-%m-%d")
+
+
 async def test_a_cache_hit_charges_nothing_and_is_recorded(
-    client: Client, task_queue: str, tmp_path: Path
+    client: Client, task_queue: str, tmp_path: Path, controls: SqliteControls
 ) -> None:
     journal = tmp_path / "calls.jsonl"
     provider = SimulatedProvider(SimulatedConfig(journal=journal))
     cache = SqliteResponseCache(tmp_path / "cache.sqlite")
-    async with running_worker(client, task_queue, provider=provider, cache=cache):
+    async with running_worker(
+        client, task_queue, provider=provider, cache=cache, controls=controls
+    ):
         first = await (await start(client, task_queue, "support", BILLING, tenant="acme")).result()
         second = await (await start(client, task_queue, "support", BILLING, tenant="acme")).result()
         other = await (await start(client, task_queue, "support", BILLING, tenant="umbr")).result()
-        day = day_of(first)
-        acme = await ledger_summary(client, f"{task_queue}/", tenant_scope("acme"), day)
-        world = await ledger_summary(client, f"{task_queue}/", GLOBAL_SCOPE, day)
     await cache.aclose()
+    day = day_of(first)
+    acme = await controls.ledger(tenant_scope("acme"), day)
+    world = await controls.ledger(GLOBAL_SCOPE, day)
+    assert acme is not None and world is not None
 
     assert first.status is second.status is other.status is RunStatus.COMPLETED
     assert [c.cache_hit for c in first.calls] == [False, False]
@@ -158,13 +165,17 @@ async def test_routing_by_budget_left(client: Client, task_queue: str) -> None:
 
 
 async def test_a_refused_daily_budget_degrades_to_the_cheaper_model(
-    client: Client, task_queue: str
+    client: Client, task_queue: str, controls: SqliteControls
 ) -> None:
     spec = inline_team("support", lambda d: d["budget"].update(degrade_to_cheaper=True))
     budgets = DailyBudgets(global_micro=15_000)
-    async with running_worker(client, task_queue, deployment_overrides={"budgets": budgets}):
-        result = await (await start(client, task_queue, spec, BILLING)).result()
-        world = await ledger_summary(client, f"{task_queue}/", GLOBAL_SCOPE, day_of(result))
+    async with running_worker(
+        client, task_queue, controls=controls, deployment_overrides={"budgets": budgets}
+    ):
+        handle = await start(client, task_queue, spec, BILLING)
+        result = await handle.result()
+    world = await controls.ledger(GLOBAL_SCOPE, day_of(result))
+    assert world is not None
 
     refused, degraded = [c for c in result.calls if c.agent == "billing-specialist"]
     assert (refused.model, refused.status, refused.cost_micro) == (
@@ -177,3 +188,6 @@ async def test_a_refused_daily_budget_degrades_to_the_cheaper_model(
     assert degraded.routing == (f"budget: {refused.error}; degraded to cheaper {HAIKU}")
     assert result.status is RunStatus.COMPLETED
     assert world.spent_micro == result.total_cost_micro <= 15_000
+    # The refusal came from call_agent's admission: one activity each, the refused
+    # one failed before any model call.
+    assert activity_types(await history_events(handle)) == ["call_agent"] * 3

@@ -103,7 +103,7 @@ async def test_worker_logs_one_json_object_per_line_with_the_runs_ids(
         "activity_id": "triage/router/1",
         "activity_type": "call_agent",
         "attempt": 1,
-        "task_queue": f"{task_queue}-calls",
+        "task_queue": task_queue,
         "namespace": "default",
         "team": "support",
         "agent": "router",

@@ -24,7 +24,7 @@ from providers.simulated import FaultKind, FaultRule
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.runs import decide
 from teams.budgets import DailyBudgets
-from teams.ledger import GLOBAL_SCOPE, LEDGER_WORKFLOW
+from teams.ledger import GLOBAL_SCOPE
 from teams.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
 from teams.telemetry_names import (
     AGENT_CALLS,
@@ -61,6 +61,8 @@ RESEARCH = "Summarise the case for durable execution of agent teams"
 REVIEW = "Add retries to the payment client"
 SDK_LABELS = ("service_name", "namespace", "task_queue", "workflow_type")
 """Labels the SDK adds to every workflow metric."""
+ACTIVITY_SDK_LABELS = ("service_name", "namespace", "task_queue", "activity_type")
+"""Labels the SDK adds to every activity metric."""
 
 Update = tuple[dict[str, Any], int | float]
 
@@ -91,6 +93,24 @@ class Recorded:
                 "namespace": "default",
                 "task_queue": self.task_queue,
                 "workflow_type": workflow_type,
+            }
+            found.append((labels, update.value))
+        return found
+
+    def of_activity(self, name: str, activity_type: str) -> list[Update]:
+        """Like :meth:`of`, for a metric recorded in an activity (the SDK labels it so)."""
+        self.drain()
+        found = []
+        for update in self.updates:
+            if update.metric.name != name:
+                continue
+            labels = dict(update.attributes)
+            sdk = {key: labels.pop(key) for key in ACTIVITY_SDK_LABELS}
+            assert sdk == {
+                "service_name": "temporal-core-sdk",
+                "namespace": "default",
+                "task_queue": self.task_queue,
+                "activity_type": activity_type,
             }
             found.append((labels, update.value))
         return found
@@ -347,7 +367,7 @@ async def test_cache_hits_are_counted(metered: Metered, task_queue: str, tmp_pat
     assert metered.recorded.of(AGENT_COST) == _per_call(first)[AGENT_COST]
 
 
-async def test_a_daily_ledger_shows_what_is_left_of_its_limit(
+async def test_the_daily_budget_gauge_shows_what_is_left_of_its_limit(
     metered: Metered, task_queue: str
 ) -> None:
     limit = 1_000_000
@@ -359,7 +379,8 @@ async def test_a_daily_ledger_shows_what_is_left_of_its_limit(
 
     router, specialist = result.calls
     spent = router.cost_micro
-    assert metered.recorded.of(DAILY_BUDGET_LEFT, LEDGER_WORKFLOW) == [
+    # Set where the budget is reserved and settled: inside call_agent.
+    assert metered.recorded.of_activity(DAILY_BUDGET_LEFT, "call_agent") == [
         ({"scope": GLOBAL_SCOPE}, left)
         for left in [
             limit - router.reserved_micro,

@@ -81,7 +81,8 @@ async def test_worker_serves_sdk_and_project_metrics(
             frozenset(
                 common
                 | {("kind", "budget_100"), ("scope", "global")}
-                | {("workflow_type", "BudgetLedgerWorkflow")}
+                # Raised where the budget refused the call: inside call_agent.
+                | {("activity_type", "call_agent")}
             ),
             1.0,
         )
@@ -94,8 +95,13 @@ async def test_worker_serves_sdk_and_project_metrics(
     run = frozenset(common | {("workflow_type", "AgentTeamWorkflow")})
     assert ("temporal_workflow_completed", run, 1.0) in served
     assert (
-        "temporal_activity_execution_latency_count",
+        "temporal_local_activity_execution_latency_count",
         run | {("activity_type", "load_team_spec")},
+        1.0,
+    ) in served
+    assert (
+        "temporal_activity_execution_latency_count",
+        run | {("activity_type", "call_agent")},
         1.0,
     ) in served
     # Names as written: no unit or _total suffix added to any of them.

@@ -8,12 +8,29 @@ from temporalio.client import Client
 from teams.approvals import Decision
 from teams.results import CallStatus, DegradationLevel, RunStatus, TeamResult
 from tests.support import (
+    LOCAL_ACTIVITY_MARKER,
+    PATCH_MARKER,
+    WORKFLOW_TASK_EVENTS,
     activity_types,
     awaiting_approval,
+    events_of_each_call,
     history_events,
+    local_activity_types,
+    marker_names,
     running_worker,
     start,
+    upserted,
 )
+
+CALL_EVENTS = [
+    "ACTIVITY_TASK_SCHEDULED",
+    "ACTIVITY_TASK_STARTED",
+    "ACTIVITY_TASK_COMPLETED",
+    "WORKFLOW_TASK_SCHEDULED",
+    "WORKFLOW_TASK_STARTED",
+    "WORKFLOW_TASK_COMPLETED",
+]
+"""A call's events: its activity, then the workflow task that takes its result."""
 
 # USD per million tokens, written out by hand (input, output, cache write, cache read).
 PRICES = {
@@ -82,8 +99,27 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
     ]
     assert_costs_add_up(result)
     assert result.total_cost_micro == 31388  # deterministic: same task, same simulated answers
-    # Every agent call is an activity in the run's history.
-    assert activity_types(await history_events(handle)) == ["load_team_spec"] + ["call_agent"] * 5
+    events = await history_events(handle)
+    # One agent call is one call_agent activity and nothing else in history: no
+    # markers, no per-call upserts, no admission or settlement around it.
+    assert activity_types(events) == ["call_agent"] * 5
+    assert events_of_each_call(events) == [CALL_EVENTS] * 5
+    # Per run: one patch marker, the team resolved and the run's cost recorded
+    # (local activities), and search attributes on phase changes only.
+    assert marker_names(events) == [PATCH_MARKER] + [LOCAL_ACTIVITY_MARKER] * 2
+    assert local_activity_types(events) == ["load_team_spec", "record_run_cost"]
+    started = ["CostUsd", "DegradationLevel", "PromptVersions", "TeamName", "TeamStatus"]
+    waiting = ["AwaitingApproval", "CostUsd", "PendingApprovers", "TeamStatus"]
+    assert upserted(events) == [
+        ["TemporalChangeVersion"],  # the patch marker's
+        ["AwaitingApproval", *started],
+        ["CostUsd"],  # research -> write
+        ["CostUsd"],  # write -> review
+        waiting,  # review -> the approval wait
+        sorted([*waiting, "DegradationLevel"]),  # decided and finished
+    ]
+    # Everything but workflow tasks (how many of those depends on query timing).
+    assert len([e for e in events if e.event_type not in WORKFLOW_TASK_EVENTS]) == 29
 
 
 async def test_code_review_fan_out_merges_three_perspectives(

@@ -1,27 +1,39 @@
-"""How one worker fits the fleet: its queues, rate limits, budgets, entity names."""
+"""How one worker fits the fleet: its queues, its concurrency, and the fleet's controls."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
+from teams.breakers import BreakerSettings
 from teams.budgets import DailyBudgets
 
 DEFAULT_TASK_QUEUE = "agent-teams"
-DEFAULT_CALLS_TASK_QUEUE = "agent-calls"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Deployment:
-    """How this worker fits the fleet: queues, rate limits, budgets, entity names."""
+    """How this worker fits the fleet: queues, concurrency, budgets, breakers, rate limits.
+
+    Every worker of a fleet should run with the same values: the controls are
+    shared through the controls store, and a limit is only as strict as the
+    laxest worker applying it.
+    """
 
     task_queue: str = DEFAULT_TASK_QUEUE
-    calls_task_queue: str = DEFAULT_CALLS_TASK_QUEUE
+    calls_task_queue: str | None = None
+    """Model calls on their own queue (their own worker pool); None, the default: on
+    the run's queue, where the server hands a call to the worker that scheduled it
+    (eager dispatch) and saves a round trip."""
     calls_per_second: float | None = None
-    """Server-side limit on model calls started per second, for the whole fleet."""
+    """Model calls started per second, for the whole fleet (the controls store's bucket)."""
     max_concurrent_calls: int = 100
     tokens_per_minute: Mapping[str, int] = field(default_factory=dict)
-    entity_prefix: str = ""
     cost_controls: bool = True
-    """Off: runs skip the shared ledgers and breakers (per-run budgets still hold)."""
+    """Off: no daily budgets, breakers or rate limits (per-run budgets still hold)."""
     budgets: DailyBudgets = DailyBudgets()
+    model_breaker: BreakerSettings = BreakerSettings()
+    """Every model's breaker, and the agent breakers of inline specs."""
+    controls_outage: Literal["fail", "wait"] = "fail"
+    """When the controls store is unreachable: refuse calls (``fail``) or wait for it."""

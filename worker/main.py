@@ -1,24 +1,37 @@
-"""Build and run a worker process: orchestration and model calls, each on its queue."""
+"""Build and run a worker process: team runs and their model calls.
+
+By default one worker polls one task queue for everything: workflows, the local
+activities they run (team resolution, run cost), and ``call_agent``. With the
+calls on the run's own queue, the server hands each call straight back to the
+worker that scheduled it (eager activity dispatch), saving a round trip per
+call. ``AGENT_TEAMS_CALLS_TASK_QUEUE`` moves model calls to a queue (and worker
+pool) of their own. The fleet's rate limits hold either way: they are buckets in
+the controls store, not task-queue settings.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.admission import AdmissionActivities, EntityPlacement
+from activities.admission import AdmissionActivities
 from activities.agent_calls import AgentActivities
+from activities.call_controls import CallControls, ControlsPolicy
 from activities.team_specs import TeamSpecActivities
-from activities.token_rate import TokenRateLimiter
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
+from stores.controls.contract import ControlsStore
+from stores.controls.factory import open_controls
 from stores.factory import open_cache
 from stores.response_cache import ResponseCache
 from teams.catalog import Catalog
@@ -26,11 +39,8 @@ from worker.connection import connect
 from worker.deployment import Deployment
 from worker.search_attributes import ensure_search_attributes
 from worker.settings import WorkerSettings, load_api_key
-from worker.telemetry import build_tracer_provider, without_tracing, worker_runtime
+from worker.telemetry import build_tracer_provider, worker_runtime
 from workflows.agent_team import AgentTeamWorkflow
-from workflows.breaker import CircuitBreakerWorkflow
-from workflows.ledger import BudgetLedgerWorkflow
-from workflows.token_rate import TokenRateWorkflow
 
 log = logging.getLogger("worker")
 
@@ -73,63 +83,64 @@ def build_workers(
     provider: ModelProvider,
     catalog: Catalog,
     cache: ResponseCache | None = None,
+    controls: ControlsStore | None = None,
     log_prompts: bool = False,
 ) -> list[Worker]:
-    """The two workers of a process.
+    """The workers of a process: one, or two with model calls on their own queue.
 
-    One runs the workflows (team runs, ledgers, breakers, limiters) and the
-    light activities on ``task_queue``; the other runs model calls on
-    ``calls_task_queue``, rate-limited on the server for the whole fleet.
-    Both inherit the client's interceptors (tracing, when it is on); the shared
-    entities are reached through an untraced client (see :mod:`worker.telemetry`).
-    ``log_prompts`` makes ``call_agent`` log each rendered prompt at DEBUG.
+    ``controls`` is the fleet's controls store, required unless the deployment
+    turns cost controls off. Workers inherit the client's interceptors (tracing,
+    when it is on). ``log_prompts`` makes ``call_agent`` log each rendered
+    prompt at DEBUG.
     """
-    placement = EntityPlacement(task_queue=deployment.task_queue, prefix=deployment.entity_prefix)
-    entities = without_tracing(client)
-    limiter = (
-        TokenRateLimiter(entities, placement, dict(deployment.tokens_per_minute))
-        if deployment.tokens_per_minute
+    if deployment.cost_controls and controls is None:
+        raise ValueError("cost controls are on but no controls store was given")
+    policy = ControlsPolicy(
+        budgets=deployment.budgets,
+        model_breaker=deployment.model_breaker,
+        tokens_per_minute=dict(deployment.tokens_per_minute),
+        calls_per_second=deployment.calls_per_second,
+        outage=deployment.controls_outage,
+    )
+    call_controls = (
+        CallControls(controls, policy)
+        if deployment.cost_controls and controls is not None
         else None
     )
-    agents = AgentActivities(provider, cache=cache, limiter=limiter, log_prompts=log_prompts)
+    agents = AgentActivities(provider, cache=cache, controls=call_controls, log_prompts=log_prompts)
     specs = TeamSpecActivities(
         catalog,
         calls_task_queue=deployment.calls_task_queue,
         cost_controls=deployment.cost_controls,
+        default_breakers=deployment.model_breaker,
     )
-    admission = AdmissionActivities(entities, deployment.budgets, placement)
+    run_activities: list[Callable[..., Any]] = [specs.load_team_spec]
+    if controls is not None:
+        admission = AdmissionActivities(controls, policy)
+        run_activities += [admission.record_run_cost, admission.admit_call, admission.settle_call]
+    separate = deployment.calls_task_queue not in (None, deployment.task_queue)
     # On SIGTERM, let work in flight finish (compose gives 30 s) before it is
     # cancelled and retried on another worker.
     grace = timedelta(seconds=25)
-    orchestration = Worker(
+    runs = Worker(
         client,
         task_queue=deployment.task_queue,
-        workflows=[
-            AgentTeamWorkflow,
-            BudgetLedgerWorkflow,
-            CircuitBreakerWorkflow,
-            TokenRateWorkflow,
-        ],
-        activities=[
-            specs.load_team_spec,
-            admission.admit_call,
-            admission.settle_call,
-            admission.record_run_cost,
-        ],
+        workflows=[AgentTeamWorkflow],
+        activities=run_activities if separate else [*run_activities, agents.call_agent],
+        max_concurrent_activities=deployment.max_concurrent_calls,
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=grace,
     )
+    if not separate or deployment.calls_task_queue is None:
+        return [runs]
     calls = Worker(
         client,
         task_queue=deployment.calls_task_queue,
         activities=[agents.call_agent],
         max_concurrent_activities=deployment.max_concurrent_calls,
-        # Enforced by the server across every worker polling this queue; the
-        # last poller's value wins, so give every worker the same setting.
-        max_task_queue_activities_per_second=deployment.calls_per_second,
         graceful_shutdown_timeout=grace,
     )
-    return [orchestration, calls]
+    return [runs, calls]
 
 
 async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
@@ -159,12 +170,15 @@ async def _serve(
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
     cache = open_cache(settings.cache_url)
+    deployment = settings.deployment()
+    controls = open_controls(settings.controls_url) if deployment.cost_controls else None
     workers = build_workers(
         client,
-        settings.deployment(),
+        deployment,
         provider=provider,
         catalog=catalog,
         cache=cache,
+        controls=controls,
         log_prompts=settings.log_prompts,
     )
     stop = asyncio.Event()
@@ -173,12 +187,13 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     log.info(
         "worker ready: task queue %s on %s (namespace %s), provider: %s (%s), "
-        "tracing: %s, metrics: %s",
+        "controls store: %s, tracing: %s, metrics: %s",
         settings.task_queue,
         settings.temporal_address,
         settings.temporal_namespace,
         provider.name,
         settings.provider_reason,
+        f"{controls.backend} {controls.location}" if controls else "off (cost controls off)",
         settings.tracing.endpoint or settings.tracing.exporter,
         settings.metrics_address or settings.otlp_metrics_endpoint or "off",
     )
@@ -191,3 +206,5 @@ async def _serve(
     finally:
         if cache is not None:
             await cache.aclose()
+        if controls is not None:
+            await controls.aclose()

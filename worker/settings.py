@@ -12,14 +12,18 @@ Variable                       Meaning                                     Defau
 ``AGENT_TEAMS_PRICES``         Price table file                            shipped table
 ``ANTHROPIC_API_KEY``          Anthropic key (or ``ANTHROPIC_API_KEY_FILE``)  unset
 ``ANTHROPIC_BASE_URL``         Messages API base URL                       api.anthropic.com
-``AGENT_TEAMS_CALLS_TASK_QUEUE``  Task queue of model calls                ``agent-calls``
+``AGENT_TEAMS_CALLS_TASK_QUEUE``  Own task queue for model calls           the run's queue
 ``AGENT_TEAMS_CALLS_PER_SECOND``  Fleet-wide model calls started per second  unlimited
 ``AGENT_TEAMS_MAX_CONCURRENT_CALLS``  Model calls in flight on this worker  ``100``
 ``AGENT_TEAMS_TOKENS_PER_MINUTE``  ``model=tokens,...`` (``*`` any model)  unlimited
 ``AGENT_TEAMS_BUDGETS``        Daily budgets file (TOML)                   tracked, no limit
+``AGENT_TEAMS_CONTROLS_URL``   ``sqlite:///path``, ``postgresql://...``    ``sqlite:///.temporal/``
+                               or ``redis://...``: the controls store      ``controls.sqlite``
+``AGENT_TEAMS_CONTROLS_OUTAGE``  Store unreachable: ``fail`` or ``wait``   ``fail``
+``AGENT_TEAMS_BREAKER_FAILURES``  Consecutive failures that open a model's breaker  ``5``
+``AGENT_TEAMS_BREAKER_COOL_DOWN``  How long an open breaker refuses calls   ``60s``
 ``AGENT_TEAMS_CACHE_URL``      ``sqlite:///path``, ``redis://...``, ``postgresql://...`` or ``off``
-``AGENT_TEAMS_COST_CONTROLS``  ``false``: no shared ledgers or breakers    ``true``
-``AGENT_TEAMS_ENTITY_PREFIX``  Prefix of ledger/breaker workflow ids       empty
+``AGENT_TEAMS_COST_CONTROLS``  ``false``: no daily budgets, breakers, rate limits  ``true``
 ``AGENT_TEAMS_LOG_FORMAT``     ``json`` (one object per line) or ``text``  ``json``
 ``AGENT_TEAMS_LOG_LEVEL``      ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``  ``INFO``
 ``AGENT_TEAMS_LOG_PROMPTS``    ``true``: log each rendered prompt at DEBUG  ``false``
@@ -48,17 +52,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from stores.controls.factory import DEFAULT_CONTROLS_URL
+from teams.breakers import BreakerSettings
 from teams.budgets import load_budgets
 from teams.catalog import SHIPPED_PRICES, SHIPPED_PROMPTS_DIR, SHIPPED_TEAMS_DIR, Catalog
+from teams.durations import Duration
 from teams.errors import AgentTeamsError
 from teams.pricing import load_price_table
-from worker.deployment import DEFAULT_CALLS_TASK_QUEUE, DEFAULT_TASK_QUEUE, Deployment
+from worker.deployment import DEFAULT_TASK_QUEUE, Deployment
 
 ProviderName = Literal["simulated", "anthropic"]
 LogFormat = Literal["json", "text"]
@@ -147,13 +155,20 @@ class WorkerSettings(BaseModel):
     teams_dir: Path | None = None
     prompts_dir: Path | None = None
     prices_path: Path = SHIPPED_PRICES
-    calls_task_queue: str = DEFAULT_CALLS_TASK_QUEUE
-    calls_per_second: float | None = Field(default=None, gt=0)
-    max_concurrent_calls: int = Field(default=100, ge=1)
-    tokens_per_minute: dict[str, int] = Field(default_factory=dict)
+    calls_task_queue: str | None = None
+    calls_per_second: float | None = Field(default=None, gt=0, le=100_000)
+    max_concurrent_calls: int = Field(default=100, ge=1, le=10_000)
+    tokens_per_minute: dict[str, Annotated[int, Field(ge=1, le=10**12)]] = Field(
+        default_factory=dict
+    )
     budgets_path: Path | None = None
     cache_url: str = DEFAULT_CACHE_URL
-    entity_prefix: str = ""
+    controls_url: str = DEFAULT_CONTROLS_URL
+    controls_outage: Literal["fail", "wait"] = "fail"
+    breaker_failures: int = Field(default=5, ge=1, le=1_000)
+    breaker_cool_down: Duration = Field(
+        default=BreakerSettings().cool_down, gt=timedelta(0), le=timedelta(days=1)
+    )
     cost_controls: bool = True
     log_format: LogFormat = "json"
     log_level: LogLevel = "INFO"
@@ -220,9 +235,12 @@ class WorkerSettings(BaseModel):
             calls_per_second=self.calls_per_second,
             max_concurrent_calls=self.max_concurrent_calls,
             tokens_per_minute=self.tokens_per_minute,
-            entity_prefix=self.entity_prefix,
             cost_controls=self.cost_controls,
             budgets=load_budgets(self.budgets_path),
+            model_breaker=BreakerSettings(
+                failure_threshold=self.breaker_failures, cool_down=self.breaker_cool_down
+            ),
+            controls_outage=self.controls_outage,
         )
 
     def catalog(self) -> Catalog:
@@ -247,7 +265,10 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_TOKENS_PER_MINUTE": "tokens_per_minute",
     "AGENT_TEAMS_BUDGETS": "budgets_path",
     "AGENT_TEAMS_CACHE_URL": "cache_url",
-    "AGENT_TEAMS_ENTITY_PREFIX": "entity_prefix",
+    "AGENT_TEAMS_CONTROLS_URL": "controls_url",
+    "AGENT_TEAMS_CONTROLS_OUTAGE": "controls_outage",
+    "AGENT_TEAMS_BREAKER_FAILURES": "breaker_failures",
+    "AGENT_TEAMS_BREAKER_COOL_DOWN": "breaker_cool_down",
     "AGENT_TEAMS_COST_CONTROLS": "cost_controls",
     "AGENT_TEAMS_LOG_FORMAT": "log_format",
     "AGENT_TEAMS_LOG_LEVEL": "log_level",

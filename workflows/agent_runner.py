@@ -1,27 +1,31 @@
-"""Run one agent: budget check, activity call, one recovery, fallback, record.
+"""Run one agent: build the call → check the run budget → run ``call_agent`` → record.
 
-For each call the runner:
-1. builds the :class:`AgentCall` (prompt, handoff, price) deterministically;
-2. reserves the call's worst case (estimated prompt + ``max_tokens`` at the
-   model's prices); if it does not fit, the call is not made and the run stops
-   with ``BUDGET_EXCEEDED``;
-3. runs ``call_agent`` with the agent's timeouts and retry policy, letting
-   Temporal own every retry;
-4. settles what the call really cost, every attempt included (a failed or
-   cancelled call that used tokens is charged too), and warns if that ever
-   exceeds the reservation;
-5. re-asks once when a changed request can help (``MalformedOutput``: the
-   validation error fed back; ``ContextOverflow``: half the context budget);
-6. when the primary still fails, runs the agent's fallback (a cheaper model
-   and/or a simpler prompt), flagged degraded, unless no fallback can help.
+One call (:meth:`AgentRunner._budgeted_call`) reads as a straight line:
 
-Every call's :class:`AgentCallRecord` (skipped ones too) goes to the run state and
-to the run's metrics (:mod:`workflows.metrics`) in one place, ``_record``.
+1. the :class:`AgentCall` is built deterministically (prompt, handoff, price,
+   routing decision): :meth:`AgentRunner._build`;
+2. its worst case (estimated prompt + ``max_tokens`` at the model's prices) is
+   reserved on the run's own budget; if it does not fit, the call is not made;
+3. ``call_agent`` runs with the agent's timeouts and retry policy (Temporal owns
+   every retry); inside it, the fleet's daily budgets, breakers and rate limits
+   admit the call and settle it (:mod:`activities.call_controls`);
+4. the outcome is recorded in one place, :meth:`AgentRunner._record`: the run's
+   budget is settled with what every attempt cost (a failed or cancelled call
+   that used tokens is charged too), then the call record, metrics and progress.
 
-Cancellation is cooperative (since patch ``cooperative-cancellation``): when a
-fan-out stage times out, or the run is cancelled, the runner asks the activity
-to stop and waits for its answer, which carries the partial usage, so nothing
-is left running unbilled.
+Around it, three explicit steps:
+
+- **re-ask once** (:meth:`AgentRunner._ask`) when a changed request can help:
+  ``MalformedOutput`` (the validation error fed back) or ``ContextOverflow``
+  (half the context budget);
+- **a cheaper model** (:meth:`AgentRunner._within_budgets`) when a budget (the
+  run's, or a daily one) refuses the call and the team allows degrading;
+- **fall back** (:meth:`AgentRunner.run`) to the agent's cheaper model and/or
+  simpler prompt, flagged degraded, unless no fallback can help.
+
+Runs started before the ``controls-in-call`` patch admitted and settled every
+call through local activities around ``call_agent``; they still do
+(``SharedControls.legacy``), so their histories replay as they ran.
 """
 
 from __future__ import annotations
@@ -32,17 +36,16 @@ from datetime import datetime
 from decimal import Decimal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.workflow import ActivityCancellationType, ActivityHandle
+from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import CALL_AGENT
     from providers.errors import (
+        CIRCUIT_OPEN,
         CONTEXT_OVERFLOW,
+        CONTROLS_UNAVAILABLE,
         MALFORMED_OUTPUT,
         NO_FALLBACK_ERROR_TYPES,
-        NON_RETRYABLE_ERROR_TYPES,
     )
     from teams.breakers import agent_breaker, model_breaker
     from teams.calls import AgentCall, AgentOutcome, HandoffItem
@@ -54,33 +57,16 @@ with workflow.unsafe.imports_passed_through():
     from teams.spec import AgentSpec, ModelRouting
     from workflows import call_records
     from workflows.budget import RunBudget
+    from workflows.call_activity import StopFlag, outcome_of, start_call
     from workflows.call_failures import CallFailure, classify
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
-    from workflows.shared_controls import SharedControls
+    from workflows.shared_controls import SharedControls, unsettled
     from workflows.stops import AgentFailed, RunStopped, StageStopped
     from workflows.visibility import Visibility
 
 SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
 """Patch id: runs started before this behaviour fall back instead of shrinking."""
-COOPERATIVE_CANCEL_PATCH = "cooperative-cancellation"
-CIRCUIT_OPEN = "CircuitOpen"
-"""Patch id: runs started before this behaviour cancel with TRY_CANCEL."""
-
-
-class StopFlag:
-    """Set when a stage's time is up: calls in flight are asked to stop, no new one starts."""
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        """Ask every call watching this flag to stop."""
-        self._set = True
-
-    def is_set(self) -> bool:
-        """Whether the stage has asked its calls to stop."""
-        return self._set
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,12 +84,30 @@ class AgentStep:
     stop: StopFlag | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class RunnerMode:
+    """Which behaviours this run has (from its patches, fixed for the run's life)."""
+
+    current: bool
+    """Started under ``controls-in-call``: every behaviour below is on, no patch checked."""
+    cooperative_cancel: bool
+    """Calls are stopped cooperatively (partial usage charged)."""
+
+
 class _CallFailed(ApplicationError):
     """One model's call failed for good (caught within this module)."""
 
     def __init__(self, failure: CallFailure) -> None:
         super().__init__(failure.message, type="CallFailed", non_retryable=True)
         self.detail = failure
+
+
+class _BudgetRefused(ApplicationError):
+    """A budget (the run's or a daily one) refused a call (caught within this module)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, type="BudgetRefused", non_retryable=True)
+        self.reason = reason
 
 
 class AgentRunner:
@@ -116,7 +120,7 @@ class AgentRunner:
         request: TeamRequest,
         budget: RunBudget,
         state: RunState,
-        cooperative_cancel: bool,
+        mode: RunnerMode,
         visibility: Visibility,
         shared: SharedControls | None,
         metrics: RunMetrics,
@@ -125,7 +129,7 @@ class AgentRunner:
         self._request = request
         self._budget = budget
         self._state = state
-        self._cooperative = cooperative_cancel
+        self._mode = mode
         self._visibility = visibility
         self._shared = shared
         self._metrics = metrics
@@ -134,49 +138,192 @@ class AgentRunner:
     @property
     def cooperative_cancel(self) -> bool:
         """Whether calls are stopped cooperatively (partial usage charged)."""
-        return self._cooperative
+        return self._mode.cooperative_cancel
 
     async def run(self, step: AgentStep) -> AgentOutcome:
         """Run ``step``; raise :class:`AgentFailed` if neither primary nor fallback answered."""
         spec = self._team.spec.agent(step.agent)
         try:
-            return await self._with_recovery(self._call(step, spec), spec, step.stop)
+            return await self._ask(self._build(step, spec), spec, step.stop)
         except _CallFailed as primary:
             reason = primary.detail.describe()
             if not spec.has_fallback() or primary.detail.error_type in NO_FALLBACK_ERROR_TYPES:
                 raise AgentFailed(step.agent, reason) from None
-        fallback = self._call(step, spec, fallback_reason=reason)
+        fallback = self._build(step, spec, fallback_reason=reason)
         self._state.note_fallback(step.agent)
         self._metrics.fallback(step.agent)
         self._state.warn(
             f"{step.agent}: {spec.model} failed ({reason}); fell back to {_describe_call(fallback)}"
         )
         try:
-            return await self._with_recovery(fallback, spec, step.stop)
+            return await self._ask(fallback, spec, step.stop)
         except _CallFailed as second:
             raise AgentFailed(
                 step.agent,
                 f"fallback {_describe_call(fallback)} failed too ({second.detail.describe()})",
             ) from None
 
-    async def _with_recovery(
-        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
-    ) -> AgentOutcome:
+    async def _ask(self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None) -> AgentOutcome:
         """Run ``call``, re-asking once when the failure is one a changed request can fix."""
         try:
-            return await self._execute(call, spec, stop)
+            return await self._within_budgets(call, spec, stop)
         except _CallFailed as failed:
             retry = self._recovery_for(call, failed.detail)
             if retry is None:
                 raise
-            return await self._execute(retry, spec, stop)
+            return await self._within_budgets(retry, spec, stop)
+
+    async def _within_budgets(
+        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
+    ) -> AgentOutcome:
+        """Run ``call``; when a budget refuses it, the same call on a cheaper model, or stop.
+
+        A budget refusal stops the run (``BUDGET_EXCEEDED``), unless the team
+        allows degrading to a cheaper model and the agent has one.
+        """
+        if stop is not None and stop.is_set():
+            raise StageStopped(call.agent)  # the stage is over: start nothing new
+        try:
+            return await self._budgeted_call(call, spec, stop)
+        except _BudgetRefused as refused:
+            reason = refused.reason
+        degrade = self._team.spec.budget.degrade_to_cheaper
+        cheaper = self._cheaper(call, spec) if degrade else None
+        if cheaper is None:
+            raise RunStopped(RunStatus.BUDGET_EXCEEDED, reason)
+        cheaper = cheaper.model_copy(
+            update={"routing": f"budget: {reason}; degraded to cheaper {cheaper.model}"}
+        )
+        try:
+            return await self._budgeted_call(cheaper, spec, stop)
+        except _BudgetRefused as again:
+            raise RunStopped(RunStatus.BUDGET_EXCEEDED, again.reason) from None
+
+    async def _budgeted_call(
+        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
+    ) -> AgentOutcome:
+        """Check the run budget → run ``call_agent`` → record the outcome (one call)."""
+        worst = self._reserve_run_budget(call)
+        if self._shared is not None and self._shared.legacy:
+            await self._legacy_admit(self._shared, call, worst)
+        self._state.agent_running(call.agent)
+        self._show_progress()
+        started = workflow.now()
+        cooperative = self._mode.cooperative_cancel
+        handle = start_call(
+            call, spec, task_queue=self._team.calls_task_queue, cooperative=cooperative
+        )
+        try:
+            outcome = await outcome_of(handle, stop, cooperative=cooperative)
+        except ActivityError as err:
+            failure = classify(err, spec, call.price)
+            await self._record(call, call_records.failed(call, failure, worst, _elapsed(started)))
+            raise _raised_for(call, failure) from None
+        except asyncio.CancelledError:
+            await self._on_run_cancelled(call, spec, handle, worst, started)
+            raise
+        if not outcome.cancelled:
+            # Before the call is recorded, in the same activation: a status query
+            # never sees the call done without its output.
+            self._state.produced(call.agent, outcome.text, call.handoff)
+        await self._record(call, call_records.answered(call, outcome, worst, _elapsed(started)))
+        for warning in outcome.warnings:
+            self._state.warn(warning, degrade=False)
+        if outcome.cancelled:
+            raise StageStopped(call.agent)
+        if outcome.truncated:
+            self._state.warn(f"{call.agent}: output truncated at max_tokens ({call.max_tokens})")
+        return outcome
+
+    def _reserve_run_budget(self, call: AgentCall) -> int:
+        """Reserve the call's worst case on the run's budget, or refuse it (recorded)."""
+        worst = worst_case_cost_micro(call)
+        if not self._budget.try_reserve(call.call_id, worst):
+            reason = (
+                f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
+                f"{self._budget.left_micro} of {self._budget.limit_micro} are left"
+            )
+            self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
+            raise _BudgetRefused(reason)
+        return worst
+
+    async def _record(self, call: AgentCall, record: AgentCallRecord) -> None:
+        """Charge a finished call on the run's budget, record it, and show it."""
+        self._budget.settle(call.call_id, record.cost_micro)
+        self._visibility.cost(self._budget.spent_micro)
+        if record.cost_micro > record.reserved_micro:
+            self._state.warn(
+                f"{call.agent}: call cost {record.cost_micro} micro-USD, over its "
+                f"{record.reserved_micro} reservation (interrupted attempts are charged too)",
+                degrade=False,
+            )
+        self._note(record)
+        self._show_progress()
+        if self._shared is not None and (self._shared.legacy or unsettled(record)):
+            await self._shared.settle(call, record, self._breakers_for(call))
+
+    def _note(self, record: AgentCallRecord) -> None:
+        """Add a call's record to the run, and count it in the metrics."""
+        self._state.record(record)
+        self._metrics.call(record)
+
+    async def _on_run_cancelled(
+        self,
+        call: AgentCall,
+        spec: AgentSpec,
+        handle: ActivityHandle[AgentOutcome],
+        worst: int,
+        started: datetime,
+    ) -> None:
+        """Record (and charge) a call caught by the cancellation of the whole run."""
+        if not self._mode.cooperative_cancel:
+            # Runs from before cooperative cancellation: the activity was
+            # abandoned and its partial usage is unknown.
+            unknown = CallFailure(
+                CallStatus.CANCELLED, "Cancelled", "cancelled", None, TokenUsage(), 0
+            )
+            await self._record(call, call_records.failed(call, unknown, worst, _elapsed(started)))
+            return
+        # Stop the call and wait for its answer, which carries what it used.
+        handle.cancel()
+        try:
+            outcome = await handle
+        except ActivityError as err:
+            failure = classify(err, spec, call.price)
+            await self._record(call, call_records.failed(call, failure, worst, _elapsed(started)))
+            return
+        await self._record(call, call_records.answered(call, outcome, worst, _elapsed(started)))
+
+    async def _legacy_admit(self, shared: SharedControls, call: AgentCall, worst: int) -> None:
+        """Runs from before ``controls-in-call``: breakers and daily budgets, as they ran."""
+        admission = await shared.admit(call, worst, self._breakers_for(call))
+        if admission.granted:
+            return
+        self._budget.settle(call.call_id, 0)  # nothing will be spent: free the reservation
+        reason = admission.reason or "refused"
+        if admission.refused_by == "breaker":
+            self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_CIRCUIT, reason))
+            raise _CallFailed(
+                CallFailure(CallStatus.SKIPPED_CIRCUIT, CIRCUIT_OPEN, reason, 0, TokenUsage(), 0)
+            )
+        self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
+        raise _BudgetRefused(reason)
+
+    def _breakers_for(self, call: AgentCall) -> list[str]:
+        """Legacy runs: the model's breaker, and (for the primary path) the agent's."""
+        keys = [model_breaker(call.model)]
+        if call.fallback_reason is None:
+            keys.append(agent_breaker(self._team.spec.name, call.agent))
+        return keys
 
     def _recovery_for(self, call: AgentCall, failure: CallFailure) -> AgentCall | None:
         change: dict[str, object]
         if failure.error_type == MALFORMED_OUTPUT:
             # Feed the validation error back once; a blind retry fails the same way.
             change = {"repair": failure.message}
-        elif failure.error_type == CONTEXT_OVERFLOW and workflow.patched(SHRINK_CONTEXT_PATCH):
+        elif failure.error_type == CONTEXT_OVERFLOW and (
+            self._mode.current or workflow.patched(SHRINK_CONTEXT_PATCH)
+        ):
             # Halve the prompt once; call_agent trims handoffs by rule to fit.
             prompt = estimate_prompt_tokens(call)
             budget = min(call.context_budget_tokens or prompt, prompt)
@@ -185,7 +332,7 @@ class AgentRunner:
             return None
         return call.model_copy(update={**change, "call_id": self._next_id(call.stage, call.agent)})
 
-    def _call(
+    def _build(
         self, step: AgentStep, spec: AgentSpec, *, fallback_reason: str | None = None
     ) -> AgentCall:
         fallback = fallback_reason is not None
@@ -218,6 +365,9 @@ class AgentRunner:
             cache_ttl_s=spec.cache_ttl.total_seconds() if spec.cache else None,
             # Slightly under start-to-close, so the SDK's typed timeout wins the race.
             request_timeout_s=spec.timeouts.start_to_close.total_seconds() * 0.9,
+            shared_controls=self._mode.current and self._team.cost_controls,
+            catalog_team=not self._team.inline,
+            agent_breaker=self._team.breakers,
         )
         if fallback or spec.routing is None:
             return call
@@ -249,150 +399,6 @@ class AgentRunner:
         complexity = decision.complexity if decision is not None else None
         return complexity == "simple", f"the router judged the request {complexity or 'unrated'}"
 
-    def _next_id(self, stage: str, agent: str) -> str:
-        number = self._sequence.get(agent, 0) + 1
-        self._sequence[agent] = number
-        return f"{workflow.info().workflow_id}/{stage}/{agent}/{number}"
-
-    async def _execute(
-        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
-    ) -> AgentOutcome:
-        if stop is not None and stop.is_set():
-            raise StageStopped(call.agent)  # the stage is over: start nothing new
-        call, worst = await self._admit(call, spec)
-        self._state.agent_running(call.agent)
-        self._show_progress()
-        started = workflow.now()
-        handle = workflow.start_activity(
-            CALL_AGENT,
-            call,
-            result_type=AgentOutcome,
-            task_queue=self._team.calls_task_queue,
-            # Readable ids in the UI: "<stage>/<agent>/<n>".
-            activity_id=call.call_id.removeprefix(f"{workflow.info().workflow_id}/"),
-            summary=f"{call.agent} · {call.model}",
-            start_to_close_timeout=spec.timeouts.start_to_close,
-            schedule_to_close_timeout=spec.timeouts.schedule_to_close,
-            heartbeat_timeout=spec.timeouts.heartbeat,
-            retry_policy=_retry_policy(spec),
-            cancellation_type=(
-                ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
-                if self._cooperative
-                else ActivityCancellationType.TRY_CANCEL
-            ),
-        )
-        try:
-            outcome = await self._outcome_of(handle, stop)
-        except ActivityError as err:
-            failure = await self._failed(call, spec, err, worst, started)
-            if failure.status is CallStatus.CANCELLED:
-                raise StageStopped(call.agent) from None
-            raise _CallFailed(failure) from None
-        except asyncio.CancelledError:
-            await self._on_run_cancelled(call, spec, handle, worst, started)
-            raise
-        if not outcome.cancelled:
-            # Before the call is recorded, in the same activation: a status query
-            # never sees the call done without its output (the shared ledgers'
-            # settlement below takes round trips).
-            self._state.produced(call.agent, outcome.text, call.handoff)
-        await self._close(call, call_records.answered(call, outcome, worst, _elapsed_ms(started)))
-        if outcome.cancelled:
-            raise StageStopped(call.agent)
-        if outcome.truncated:
-            self._state.warn(f"{call.agent}: output truncated at max_tokens ({call.max_tokens})")
-        return outcome
-
-    async def _outcome_of(
-        self, handle: ActivityHandle[AgentOutcome], stop: StopFlag | None
-    ) -> AgentOutcome:
-        """Await the call, asking it to stop if the stage's time runs out first."""
-        if self._cooperative and stop is not None:
-            await workflow.wait_condition(lambda: handle.done() or stop.is_set())
-            if not handle.done():
-                handle.cancel()
-        return await handle
-
-    async def _on_run_cancelled(
-        self,
-        call: AgentCall,
-        spec: AgentSpec,
-        handle: ActivityHandle[AgentOutcome],
-        worst: int,
-        started: datetime,
-    ) -> None:
-        """Record (and charge) a call caught by the cancellation of the whole run."""
-        if not self._cooperative:
-            # Runs from before cooperative cancellation: the activity was
-            # abandoned and its partial usage is unknown.
-            unknown = CallFailure(
-                CallStatus.CANCELLED, "Cancelled", "cancelled", None, TokenUsage(), 0
-            )
-            await self._close(call, call_records.failed(call, unknown, worst, _elapsed_ms(started)))
-            return
-        # Stop the call and wait for its answer, which carries what it used.
-        handle.cancel()
-        try:
-            outcome = await handle
-        except ActivityError as err:
-            await self._failed(call, spec, err, worst, started)
-            return
-        await self._close(call, call_records.answered(call, outcome, worst, _elapsed_ms(started)))
-
-    async def _failed(
-        self, call: AgentCall, spec: AgentSpec, err: ActivityError, worst: int, started: datetime
-    ) -> CallFailure:
-        failure = classify(err, spec, call.price)
-        await self._close(call, call_records.failed(call, failure, worst, _elapsed_ms(started)))
-        return failure
-
-    async def _admit(self, call: AgentCall, spec: AgentSpec) -> tuple[AgentCall, int]:
-        """Reserve the call's worst case (run budget, daily ledgers) and pass its breakers.
-
-        A budget refusal stops the run, unless the team allows degrading to a
-        cheaper model and one exists; a breaker refusal fails the call (the
-        agent then goes straight to its fallback).
-        """
-        try:
-            return call, await self._admit_once(call, spec)
-        except _BudgetRefused as refused:
-            reason = refused.reason
-        degrade = self._team.spec.budget.degrade_to_cheaper
-        cheaper = self._cheaper(call, spec) if degrade else None
-        if cheaper is None:
-            raise RunStopped(RunStatus.BUDGET_EXCEEDED, reason)
-        cheaper = cheaper.model_copy(
-            update={"routing": f"budget: {reason}; degraded to cheaper {cheaper.model}"}
-        )
-        try:
-            return cheaper, await self._admit_once(cheaper, spec)
-        except _BudgetRefused as again:
-            raise RunStopped(RunStatus.BUDGET_EXCEEDED, again.reason) from None
-
-    async def _admit_once(self, call: AgentCall, spec: AgentSpec) -> int:
-        worst = worst_case_cost_micro(call)
-        if not self._budget.try_reserve(call.call_id, worst):
-            reason = (
-                f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
-                f"{self._budget.left_micro} of {self._budget.limit_micro} are left"
-            )
-            self._record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
-            raise _BudgetRefused(reason)
-        if self._shared is None:
-            return worst
-        admission = await self._shared.admit(call, worst, self._breakers_for(call))
-        if admission.granted:
-            return worst
-        self._budget.settle(call.call_id, 0)  # nothing will be spent: free the reservation
-        reason = admission.reason or "refused"
-        if admission.refused_by == "breaker":
-            self._record(call_records.skipped(call, worst, CallStatus.SKIPPED_CIRCUIT, reason))
-            raise _CallFailed(
-                CallFailure(CallStatus.SKIPPED_CIRCUIT, CIRCUIT_OPEN, reason, 0, TokenUsage(), 0)
-            )
-        self._record(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
-        raise _BudgetRefused(reason)
-
     def _cheaper(self, call: AgentCall, spec: AgentSpec) -> AgentCall | None:
         """The same call on the agent's cheaper model, if it has one that costs less."""
         current = worst_case_cost_micro(call)
@@ -410,32 +416,10 @@ class AgentRunner:
                 return candidate
         return None
 
-    def _breakers_for(self, call: AgentCall) -> list[str]:
-        """The model's breaker, and (for the primary path) the agent's."""
-        keys = [model_breaker(call.model)]
-        if call.fallback_reason is None:
-            keys.append(agent_breaker(self._team.spec.name, call.agent))
-        return keys
-
-    async def _close(self, call: AgentCall, record: AgentCallRecord) -> None:
-        """Charge a finished call everywhere it counts, and record it."""
-        self._budget.settle(call.call_id, record.cost_micro)
-        self._visibility.cost(self._budget.spent_micro)
-        if record.cost_micro > record.reserved_micro:
-            self._state.warn(
-                f"{call.agent}: call cost {record.cost_micro} micro-USD, over its "
-                f"{record.reserved_micro} reservation (interrupted attempts are charged too)",
-                degrade=False,
-            )
-        self._record(record)
-        self._show_progress()
-        if self._shared is not None:
-            await self._shared.settle(call, record, self._breakers_for(call))
-
-    def _record(self, record: AgentCallRecord) -> None:
-        """Add a call's record to the run, and count it in the metrics."""
-        self._state.record(record)
-        self._metrics.call(record)
+    def _next_id(self, stage: str, agent: str) -> str:
+        number = self._sequence.get(agent, 0) + 1
+        self._sequence[agent] = number
+        return f"{workflow.info().workflow_id}/{stage}/{agent}/{number}"
 
     def _show_progress(self) -> None:
         self._visibility.progress(
@@ -446,29 +430,24 @@ class AgentRunner:
         )
 
 
-class _BudgetRefused(ApplicationError):
-    """A budget (the run's or a daily one) refused a call (caught within this module)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, type="BudgetRefused", non_retryable=True)
-        self.reason = reason
-
-
-def _retry_policy(spec: AgentSpec) -> RetryPolicy:
-    return RetryPolicy(
-        initial_interval=spec.retry.initial_interval,
-        backoff_coefficient=spec.retry.backoff_coefficient,
-        maximum_interval=spec.retry.maximum_interval,
-        maximum_attempts=spec.retry.maximum_attempts,
-        non_retryable_error_types=list(NON_RETRYABLE_ERROR_TYPES),
-    )
+def _raised_for(call: AgentCall, failure: CallFailure) -> Exception:
+    """What a recorded failure does next: stop the stage, refuse the budget, fail, or stop."""
+    if failure.status is CallStatus.CANCELLED:
+        return StageStopped(call.agent)
+    if failure.status is CallStatus.SKIPPED_BUDGET:
+        return _BudgetRefused(failure.message)
+    if failure.error_type == CONTROLS_UNAVAILABLE:
+        # Budgets fail closed, and no fallback can help: the run stops.
+        return RunStopped(RunStatus.FAILED, f"{call.agent}: {failure.message}")
+    return _CallFailed(failure)
 
 
 def _describe_call(call: AgentCall) -> str:
     return f"{call.model} with prompt {call.prompt.name}/{call.prompt.version}"
 
 
-def _elapsed_ms(started: datetime) -> int:
+def _elapsed(started: datetime) -> int:
+    """Milliseconds of workflow time since ``started``."""
     return int((workflow.now() - started).total_seconds() * 1000)
 
 

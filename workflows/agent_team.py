@@ -32,9 +32,10 @@ with workflow.unsafe.imports_passed_through():
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import RunStatus, TeamResult, TeamStatus
-    from workflows.agent_runner import COOPERATIVE_CANCEL_PATCH, AgentRunner
+    from workflows.agent_runner import AgentRunner, RunnerMode
     from workflows.approvals import ApprovalDesk
     from workflows.budget import RunBudget
+    from workflows.call_activity import COOPERATIVE_CANCEL_PATCH
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
@@ -44,6 +45,13 @@ with workflow.unsafe.imports_passed_through():
 
 WORKFLOW_NAME = "AgentTeamWorkflow"
 DEFAULT_TASK_QUEUE = "agent-teams"
+CONTROLS_IN_CALL_PATCH = "controls-in-call"
+"""Patch id: the fleet's controls are applied inside ``call_agent`` (no local
+activities or entity updates per call), the team is resolved by a local activity,
+search attributes are upserted per phase, and every earlier patch's behaviour is
+on without checking it (one patch marker per run)."""
+SPEC_START_TO_CLOSE = timedelta(seconds=30)
+SPEC_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 
 
 # ValidationError: an input that does not decode into a TeamRequest (e.g. from
@@ -70,26 +78,29 @@ class AgentTeamWorkflow:
     async def run(self, request: TeamRequest) -> TeamResult:
         """Resolve the team, run its stages, and report every call made."""
         started = workflow.now()
-        team = await self._resolve(request)
+        # First, so a new run records one patch marker and old runs replay as they ran.
+        current = workflow.patched(CONTROLS_IN_CALL_PATCH)
+        team = await self._resolve(request, local=current)
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
-        shared = (
-            SharedControls(team=team, request=request, state=self._state)
-            if team.cost_controls and workflow.patched(COST_CONTROL_PATCH)
-            else None
-        )
+        self._visibility.begin(legacy=not current)
+        shared = _shared_controls(team, request, self._state, current=current)
         self._visibility.started(
             team=team.spec.name,
             tenant=request.tenant,
             prompts=[f"{p.ref.name}/{p.ref.version}" for p in team.prompts.values()],
+        )
+        mode = RunnerMode(
+            current=current,
+            cooperative_cancel=current or workflow.patched(COOPERATIVE_CANCEL_PATCH),
         )
         runner = AgentRunner(
             team=team,
             request=request,
             budget=budget,
             state=self._state,
-            cooperative_cancel=workflow.patched(COOPERATIVE_CANCEL_PATCH),
+            mode=mode,
             visibility=self._visibility,
             shared=shared,
             metrics=self._metrics,
@@ -134,21 +145,39 @@ class AgentTeamWorkflow:
             finished_at=workflow.now(),
         )
 
-    async def _resolve(self, request: TeamRequest) -> ResolvedTeam:
+    async def _resolve(self, request: TeamRequest, *, local: bool) -> ResolvedTeam:
+        """The team as the worker's catalog resolves it (recorded in history).
+
+        A local activity in current runs: no extra round trip through the
+        server before the first call. Runs from before ran a regular activity.
+        """
+        ref = TeamSpecRef(team=request.team)
+        retry = RetryPolicy(maximum_attempts=5, non_retryable_error_types=list(SPEC_ERROR_TYPES))
         try:
-            resolved: ResolvedTeam = await workflow.execute_activity(
-                LOAD_TEAM_SPEC,
-                TeamSpecRef(team=request.team),
-                result_type=ResolvedTeam,
-                summary=f"load team {request.team_name}",
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(
-                    maximum_attempts=5, non_retryable_error_types=list(SPEC_ERROR_TYPES)
-                ),
-            )
-        except ActivityError as err:
-            cause = err.cause
+            if local:
+                resolved: ResolvedTeam = await workflow.execute_local_activity(
+                    LOAD_TEAM_SPEC,
+                    ref,
+                    result_type=ResolvedTeam,
+                    summary=f"load team {request.team_name}",
+                    start_to_close_timeout=SPEC_START_TO_CLOSE,
+                    schedule_to_close_timeout=SPEC_SCHEDULE_TO_CLOSE,
+                    retry_policy=retry,
+                )
+            else:
+                resolved = await workflow.execute_activity(
+                    LOAD_TEAM_SPEC,
+                    ref,
+                    result_type=ResolvedTeam,
+                    summary=f"load team {request.team_name}",
+                    start_to_close_timeout=SPEC_START_TO_CLOSE,
+                    schedule_to_close_timeout=SPEC_SCHEDULE_TO_CLOSE,
+                    retry_policy=retry,
+                )
+        except (ActivityError, ApplicationError) as err:
+            # A regular activity's failure arrives as ActivityError(cause=...); a
+            # local activity's, as the activity's own ApplicationError.
+            cause = err.cause if isinstance(err, ActivityError) else err
             detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             self._metrics.finished(RunStatus.FAILED, None)
             raise ApplicationError(
@@ -165,6 +194,7 @@ class AgentTeamWorkflow:
         try:
             for stage in team.spec.stages:
                 self._state.enter_stage(stage.name)
+                self._visibility.stage_started(approval=stage.kind == "approval")
                 outcome = await stages.run(stage, handoff)
                 handoff = outcome.handoff
                 if outcome.finish_early:
@@ -199,6 +229,19 @@ class AgentTeamWorkflow:
     def status(self) -> TeamStatus:
         """Phase, what the run waits for, per-agent calls/tokens/cost, budget left."""
         return self._state.status(self._budget, self._desk.pending, self._final)
+
+
+def _shared_controls(
+    team: ResolvedTeam, request: TeamRequest, state: RunState, *, current: bool
+) -> SharedControls | None:
+    """The run's link to the fleet's controls (None: the team runs without them)."""
+    if not team.cost_controls:
+        return None
+    if current:
+        return SharedControls(team=team, request=request, state=state, legacy=False)
+    if workflow.patched(COST_CONTROL_PATCH):
+        return SharedControls(team=team, request=request, state=state, legacy=True)
+    return None
 
 
 def _left(budget: RunBudget) -> int:

@@ -20,6 +20,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from providers.errors import CIRCUIT_OPEN, DAILY_BUDGET_EXCEEDED
     from teams.calls import CallFailureDetails, CallProgress
     from teams.pricing import ModelPrice, TokenUsage
     from teams.results import CallStatus
@@ -70,6 +71,17 @@ def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFail
         )
     if isinstance(cause, ApplicationError):
         details = _failure_details(cause)
+        if cause.type in _REFUSALS:
+            # Refused by the shared controls before the model was called.
+            status, error_type = _REFUSALS[cause.type]
+            return CallFailure(
+                status,
+                error_type,
+                cause.message,
+                0,
+                details.usage if details else TokenUsage(),
+                details.cost_micro if details else 0,
+            )
         return CallFailure(
             CallStatus.FAILED,
             cause.type or "ApplicationError",
@@ -80,6 +92,14 @@ def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFail
         )
     message = str(cause or err)
     return CallFailure(CallStatus.FAILED, type(cause).__name__, message, attempts, TokenUsage(), 0)
+
+
+_REFUSALS: dict[str, tuple[CallStatus, str]] = {
+    DAILY_BUDGET_EXCEEDED: (CallStatus.SKIPPED_BUDGET, "BudgetExceeded"),
+    CIRCUIT_OPEN: (CallStatus.SKIPPED_CIRCUIT, CIRCUIT_OPEN),
+}
+"""Admission refusals (by type) → the status and error type of the call's record,
+the same as runs from before admission moved into ``call_agent`` recorded them."""
 
 
 def _failure_details(cause: ApplicationError) -> CallFailureDetails | None:

@@ -1,10 +1,19 @@
-"""A run's link to the controls shared by every run: daily ledgers and breakers.
+"""A run's few words with the controls shared by every run (daily budgets, breakers).
 
-Workflow code cannot update another workflow, so these calls go through local
-activities (``admit_call``, ``settle_call``, ``record_run_cost``): quick, recorded
-as markers in history, and idempotent by reservation id, so a re-run after a
-crash never reserves or charges twice. Only runs started after the
-``cost-control`` patch use them.
+Since the ``controls-in-call`` patch, each call's admission and settlement
+happen inside ``call_agent`` (:mod:`activities.call_controls`): nothing here is
+on a call's path. What is left, as local activities:
+
+- ``record_run_cost``, once as the run finishes, for the cost-outlier alert;
+- ``settle_call``, only for a call whose last attempt died with its worker
+  (the run charges what its heartbeat reported, and so must the daily budgets:
+  no attempt is left to do it);
+- for runs started before the patch (``legacy``), ``admit_call`` before and
+  ``settle_call`` after every call, as they ran then, so they replay and finish
+  unchanged on today's workers.
+
+All of them are idempotent by key (the call id, and the run id the activity
+adds), so a re-run after a crash never reserves or charges twice.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
@@ -27,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from teams.calls import AgentCall
     from teams.ledger import Charge, CostKey, RunCostReport
+    from teams.pricing import TokenUsage
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import AgentCallRecord, CallStatus, RunStatus
@@ -34,21 +44,27 @@ with workflow.unsafe.imports_passed_through():
     from workflows.stops import RunStopped
 
 COST_CONTROL_PATCH = "cost-control"
+"""Patch id: runs from before it had no shared controls at all."""
 START_TO_CLOSE = timedelta(seconds=30)
-SCHEDULE_TO_CLOSE = timedelta(minutes=5)
-RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+SCHEDULE_TO_CLOSE = timedelta(minutes=2)
+RETRY = RetryPolicy(maximum_interval=timedelta(seconds=2), maximum_attempts=3)
+"""A few quick tries: an unreachable store must not hold a finished run open."""
 
 
 class SharedControls:
-    """Admission and settlement against the shared ledgers and breakers."""
+    """The run's local activities with the controls store (see module docstring)."""
 
-    def __init__(self, *, team: ResolvedTeam, request: TeamRequest, state: RunState) -> None:
+    def __init__(
+        self, *, team: ResolvedTeam, request: TeamRequest, state: RunState, legacy: bool
+    ) -> None:
         self._team = team
         self._request = request
         self._state = state
+        self.legacy = legacy
+        """Admit and settle every call here, as runs from before the patch did."""
 
     async def admit(self, call: AgentCall, worst: int, breakers: list[str]) -> Admission:
-        """Pass the call's breakers and reserve its worst case on the daily ledgers."""
+        """Legacy runs: pass the call's breakers and reserve its worst case."""
         request = AdmissionRequest(
             reservation_id=call.call_id,
             run_id=workflow.info().workflow_id,
@@ -67,7 +83,9 @@ class SharedControls:
                 schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
                 retry_policy=RETRY,
             )
-        except ActivityError as err:
+        except FailureError as err:  # a local activity's failure is its own error
+            if isinstance(err, CancelledError):
+                raise
             # Fail closed: spending without the daily budgets in view is not allowed.
             raise RunStopped(
                 RunStatus.FAILED, f"cost controls unavailable, {call.agent} not called: {err}"
@@ -75,31 +93,32 @@ class SharedControls:
         return admission
 
     async def settle(self, call: AgentCall, record: AgentCallRecord, breakers: list[str]) -> None:
-        """Charge the call on the daily ledgers and report its outcome to its breakers."""
-        charge = Charge(
-            key=CostKey(
-                tenant=self._request.tenant or "-",
-                team=self._team.spec.name,
-                agent=call.agent,
-                model=record.model,
-                prompt_version=record.prompt_version.split("#")[0],
-            ),
-            cost_micro=record.cost_micro,
-            input_tokens=record.input_tokens,
-            output_tokens=record.output_tokens,
-            cache_creation_input_tokens=record.cache_creation_input_tokens,
-            cache_read_input_tokens=record.cache_read_input_tokens,
-            cache_hit=record.cache_hit,
-            saved_micro=record.saved_micro,
-            fallback=record.fallback_for is not None,
-        )
+        """Charge the call on the daily budgets (and, legacy runs, report it to its breakers)."""
         request = SettlementRequest(
             reservation_id=call.call_id,
             day=_today(),
             tenant=self._request.tenant,
-            charge=charge,
+            charge=Charge(
+                key=CostKey(
+                    tenant=self._request.tenant or "-",
+                    team=self._team.spec.name,
+                    agent=call.agent,
+                    model=record.model,
+                    prompt_version=record.prompt_version.split("#")[0],
+                ),
+                cost_micro=record.cost_micro,
+                usage=TokenUsage(
+                    input_tokens=record.input_tokens,
+                    output_tokens=record.output_tokens,
+                    cache_creation_input_tokens=record.cache_creation_input_tokens,
+                    cache_read_input_tokens=record.cache_read_input_tokens,
+                ),
+                cache_hit=record.cache_hit,
+                saved_micro=record.saved_micro,
+                fallback=record.fallback_for is not None,
+            ),
             breakers=breakers,
-            outcome=_outcome(record),
+            outcome=_outcome(record) if self.legacy else "none",
             breaker_settings=self._team.spec.breakers,
         )
         try:
@@ -110,9 +129,11 @@ class SharedControls:
                 schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
                 retry_policy=RETRY,
             )
-        except ActivityError as err:
+        except FailureError as err:  # a local activity's failure is its own error
+            if isinstance(err, CancelledError):
+                raise
             self._state.warn(
-                f"{call.agent}: the daily ledgers could not be charged ({err}); "
+                f"{call.agent}: the daily budgets could not be charged ({err}); "
                 "this run's own totals are exact",
                 degrade=False,
             )
@@ -134,8 +155,15 @@ class SharedControls:
                 schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
                 retry_policy=RETRY,
             )
-        except ActivityError as err:
-            self._state.warn(f"run cost not reported to the ledger: {err}", degrade=False)
+        except FailureError as err:  # a local activity's failure is its own error
+            if isinstance(err, CancelledError):
+                raise
+            self._state.warn(f"run cost not reported to the daily budgets: {err}", degrade=False)
+
+
+def unsettled(record: AgentCallRecord) -> bool:
+    """Whether a call ended with a cost no attempt of it settled: its last attempt died."""
+    return record.status is CallStatus.TIMED_OUT and record.cost_micro > 0
 
 
 def _today() -> str:

@@ -18,8 +18,13 @@ Attribute              Type         Value
 Examples: ``AwaitingApproval = true``, ``CostUsd > 1``, ``TeamName = 'research' AND
 TeamStatus = 'DEGRADED'``, ``PendingApprovers = 'editor'``.
 
-Upserts are deterministic workflow commands; they are issued only behind the
-``search-attributes`` patch, so runs started before it replay unchanged.
+Upserts are deterministic workflow commands, so each is an event in history.
+Runs upsert on phase changes only, merging what changed since the last one:
+the start, each next stage (cost and degradation, if they changed), an approval
+wait opening, and the finish (a research run: five upserts). Runs started
+before the ``controls-in-call`` patch upserted ``CostUsd`` after every call (and
+runs before the ``search-attributes`` patch not at all): they replay as they
+ran (``legacy=True``).
 """
 
 from __future__ import annotations
@@ -54,11 +59,20 @@ SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
 
 class Visibility:
-    """Keeps a run's search attributes current (a no-op for runs from before the patch)."""
+    """Keeps a run's search attributes current (see the module docstring)."""
 
     def __init__(self) -> None:
+        self._legacy = True
         self._enabled: bool | None = None
         self._cost_micro = -1
+        self._level = "FULL"
+        self._pending: dict[str, SearchAttributeUpdate[Any]] = {}
+
+    def begin(self, *, legacy: bool) -> None:
+        """Say how this run upserts: per phase, or (``legacy``) as runs before the patch."""
+        self._legacy = legacy
+        if not legacy:
+            self._enabled = True
 
     def _on(self) -> bool:
         if self._enabled is None:
@@ -68,6 +82,20 @@ class Visibility:
     def _upsert(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
         if self._on():
             workflow.upsert_search_attributes(updates)
+
+    def _defer(self, update: SearchAttributeUpdate[Any]) -> None:
+        """Upsert now (legacy runs), or with the next phase change."""
+        if self._legacy:
+            self._upsert([update])
+        else:
+            self._pending[update.key.name] = update
+
+    def _with_pending(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
+        named = {update.key.name: update for update in updates}
+        merged = [u for name, u in self._pending.items() if name not in named] + updates
+        self._pending = {}
+        if merged:
+            self._upsert(merged)
 
     def started(self, *, team: str, tenant: str | None, prompts: list[str]) -> None:
         """The run began: name it, and say it is running."""
@@ -84,21 +112,33 @@ class Visibility:
         self._upsert(updates)
 
     def cost(self, total_micro: int) -> None:
-        """The run's cost changed."""
+        """The run's cost changed (shown at the next phase change)."""
         if total_micro != self._cost_micro:
             self._cost_micro = total_micro
-            self._upsert([COST_USD.value_set(total_micro / 1_000_000)])
+            self._defer(COST_USD.value_set(total_micro / 1_000_000))
+
+    def stage_started(self, *, approval: bool) -> None:
+        """A stage starts: show what changed before it (an approval wait shows it itself)."""
+        if not approval:
+            self._with_pending([])
 
     def awaiting(self, approvers: list[str] | None) -> None:
-        """An approval point opened (``approvers``) or closed (``None``)."""
+        """An approval point opened (``approvers``) or closed (``None``).
+
+        Closing is shown with the next phase change (the next stage, or the
+        finish), which follows in the same workflow task.
+        """
         waiting = approvers is not None
-        self._upsert(
-            [
-                AWAITING_APPROVAL.value_set(waiting),
-                TEAM_STATUS.value_set("AWAITING_APPROVAL" if waiting else "RUNNING"),
-                PENDING_APPROVERS.value_set(approvers or []),
-            ]
-        )
+        updates: list[SearchAttributeUpdate[Any]] = [
+            AWAITING_APPROVAL.value_set(waiting),
+            TEAM_STATUS.value_set("AWAITING_APPROVAL" if waiting else "RUNNING"),
+            PENDING_APPROVERS.value_set(approvers or []),
+        ]
+        if waiting or self._legacy:
+            self._with_pending(updates)
+        else:
+            for update in updates:
+                self._defer(update)
 
     def progress(self, stage: str | None, running: list[str], calls: int, spent: str) -> None:
         """Say what the run is doing in its current details (shown in the UI).
@@ -110,12 +150,15 @@ class Visibility:
         workflow.set_current_details(f"{where}{doing}. {calls} calls so far, {spent} spent.")
 
     def degradation(self, level: str) -> None:
-        """A fan-out was graded."""
-        self._upsert([DEGRADATION_LEVEL.value_set(level)])
+        """A fan-out was graded (shown at the next phase change)."""
+        if self._legacy or level != self._level:
+            self._level = level
+            self._defer(DEGRADATION_LEVEL.value_set(level))
 
     def finished(self, status: str, level: str, total_micro: int) -> None:
         """The run ended with ``status``."""
         self._cost_micro = total_micro
+        self._pending = {}
         workflow.set_current_details(
             f"Finished: **{status}** ({level}), ${total_micro / 1_000_000:.6f} spent."
         )

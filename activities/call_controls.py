@@ -1,0 +1,442 @@
+"""The shared controls of one model call, applied inside ``call_agent``.
+
+Before the model is called, :meth:`CallControls.admit` asks the call's circuit
+breakers (first attempt only), reserves the call's worst case on the day's
+global and tenant budgets, and takes its share of the rate limits (tokens per
+minute per model, calls per second for the fleet: token buckets in the store;
+a short wait for one is spent in the attempt, a long one fails it as
+``RateLimited`` with the time to retry). After it, on every way out
+(answer, failure, cancellation), :meth:`CallControls.settle` charges the cost of
+every attempt so far, once, and tells the breakers how the call ended.
+
+Why here and not in the workflow: these counters are touched by every call of
+every run, so they live in a store built for atomic counters
+(:mod:`stores.controls`); a workflow execution is a serialization point with a
+bounded update rate. The run's own budget stays in the workflow.
+
+Keys and idempotency:
+
+- The call key is the run id plus the call id (``<run id>/<workflow id>/<stage>/
+  <agent>/<n>``): a retried attempt reuses it, a second run under a reused
+  workflow id does not (it is charged again).
+- A reservation lasts until the call's schedule-to-close passes, then expires.
+- Settlement is cumulative: the retry attempt after a crash charges what the
+  interrupted attempt used (its heartbeat carried the usage) with its own.
+
+When the store is unreachable:
+
+- budgets fail closed: ``fail`` (the default) refuses the call with the typed,
+  non-retryable ``ControlsUnavailable``; ``wait`` waits for the store while the
+  attempt's time lasts (heartbeating), then lets Temporal retry the attempt. A
+  call no daily limit applies to (spend tracked only) goes ahead, with a warning;
+- breakers and rate limits fail open: the call goes ahead, with a warning in
+  the log and on the outcome.
+
+Breaker settings never come from a caller: a model's breaker uses the
+deployment's settings, an agent's breaker those of the team as the catalog
+resolved it (inline specs get the deployment's, under their own key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from temporalio import activity
+from temporalio.common import MetricCounter, MetricGauge
+from temporalio.exceptions import ApplicationError
+
+from providers.errors import (
+    CIRCUIT_OPEN,
+    CONTROLS_UNAVAILABLE,
+    DAILY_BUDGET_EXCEEDED,
+    RateLimited,
+)
+from stores.controls.contract import (
+    BreakerAnswer,
+    BucketTake,
+    ControlsStore,
+    ControlsUnavailableError,
+    Reservation,
+    Settlement,
+)
+from teams.breakers import BreakerSettings, agent_breaker, model_breaker
+from teams.budgets import DailyBudgets
+from teams.calls import AgentCall, CallFailureDetails
+from teams.ledger import Alert, CostKey
+from teams.pricing import TokenUsage
+from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
+from teams.telemetry_names import BUDGET_ALERTS, CIRCUIT_TRANSITIONS, DAILY_BUDGET_LEFT
+
+log = logging.getLogger("activities.call_controls")
+
+OutageMode = Literal["fail", "wait"]
+WAIT_STEP_S = 2.0
+"""In ``wait`` mode, how often the store is tried again while it is unreachable."""
+SETTLE_TRIES = 3
+"""Settlement after the model answered is retried this many times, then warned about."""
+CALLS_BUCKET = "calls-per-second"
+MAX_RATE_WAIT_S = 30.0
+"""A rate limit is waited for within the attempt up to this long (or half its
+start-to-close); longer, the attempt fails as ``RateLimited`` and Temporal
+retries it when the bucket has refilled (each wait is then in history)."""
+PRUNE_EVERY_S = 300.0
+"""How often a worker asks the store to prune (each process, at most)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlsPolicy:
+    """The deployment's cross-run controls (never the caller's)."""
+
+    budgets: DailyBudgets = field(default_factory=DailyBudgets)
+    model_breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    """Settings of every model's breaker (and of inline specs' agent breakers)."""
+    tokens_per_minute: dict[str, int] = field(default_factory=dict)
+    """Model → limit (``*``: any model)."""
+    calls_per_second: float | None = None
+    """Model calls started per second, fleet-wide."""
+    outage: OutageMode = "fail"
+
+    def tokens_limit(self, model: str) -> int | None:
+        """The model's tokens-per-minute limit, if any."""
+        return self.tokens_per_minute.get(model, self.tokens_per_minute.get("*"))
+
+
+@dataclass(frozen=True)
+class CallTicket:
+    """Everything the controls need to know about one attempt of one call."""
+
+    call: AgentCall
+    call_key: str
+    day: str
+    attempt: int
+    ttl_s: float
+    deadline: float
+    """Monotonic time by which this attempt must be done with the store."""
+    rate_wait_deadline: float
+    """Monotonic time until which a rate limit is waited for within the attempt."""
+    last_attempt: bool
+
+    @classmethod
+    def of(cls, call: AgentCall, info: activity.Info) -> CallTicket:
+        """The ticket of the running attempt (keys and times from the activity's info)."""
+        scheduled = info.scheduled_time
+        total = info.schedule_to_close_timeout or timedelta(days=1)
+        remaining = (scheduled + total - datetime.now(UTC)).total_seconds()
+        attempt_time = (info.start_to_close_timeout or total).total_seconds()
+        policy = info.retry_policy
+        last = bool(policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts)
+        return cls(
+            call=call,
+            call_key=f"{info.workflow_run_id}/{call.call_id}",
+            day=scheduled.strftime("%Y-%m-%d"),
+            attempt=info.attempt,
+            ttl_s=max(1.0, remaining),
+            deadline=time.monotonic() + 0.8 * attempt_time,
+            rate_wait_deadline=time.monotonic() + min(MAX_RATE_WAIT_S, 0.5 * attempt_time),
+            last_attempt=last,
+        )
+
+    def breakers(self, policy: ControlsPolicy) -> list[tuple[str, BreakerSettings]]:
+        """The model's breaker, and (for a primary call) the agent's, with their settings."""
+        keys = [(model_breaker(self.call.model), policy.model_breaker)]
+        if self.call.fallback_for is None:
+            scope = self.call.team if self.call.catalog_team else f"inline:{self.call.team}"
+            settings = self.call.agent_breaker or policy.model_breaker
+            keys.append((agent_breaker(scope, self.call.agent), settings))
+        return keys
+
+
+@dataclass
+class Admission:
+    """What admission found: warnings for the outcome (controls that failed open)."""
+
+    warnings: list[str] = field(default_factory=list)
+
+
+class CallControls:
+    """Admission and settlement of model calls against the shared controls store."""
+
+    def __init__(self, store: ControlsStore, policy: ControlsPolicy) -> None:
+        self._store = store
+        self._policy = policy
+        self._metrics: _ControlsMetrics | None = None
+        self._pruned_at = 0.0
+
+    @property
+    def store(self) -> ControlsStore:
+        """The store these controls use."""
+        return self._store
+
+    async def admit(self, ticket: CallTicket, earlier_cost: int) -> Admission:
+        """Breakers, then budgets, then rate limits; raise the refusal as Temporal sees it."""
+        admission = Admission()
+        if ticket.attempt == 1:
+            await self._pass_breakers(ticket, admission)
+        await self._reserve(ticket, earlier_cost, admission)
+        await self._take_rates(ticket, admission)
+        await self._maybe_prune()
+        return admission
+
+    async def settle(
+        self,
+        ticket: CallTicket,
+        *,
+        usage: TokenUsage,
+        cost_micro: int,
+        final: bool,
+        outcome: Literal["success", "failure", "none"],
+        cache_hit: bool = False,
+        saved_micro: int = 0,
+    ) -> tuple[int, list[str]]:
+        """Charge the call's cost so far; report a final outcome to its breakers.
+
+        Returns what the store holds as charged for the call (the run records
+        that as the call's cost) and warnings for the outcome.
+        """
+        call = ticket.call
+        settlement = Settlement(
+            call_key=ticket.call_key,
+            day=ticket.day,
+            tenant=call.tenant,
+            key=CostKey(
+                tenant=call.tenant or "-",
+                team=call.team,
+                agent=call.agent,
+                model=call.model,
+                prompt_version=f"{call.prompt.name}/{call.prompt.version}",
+            ),
+            usage=usage,
+            cost_micro=cost_micro,
+            cache_hit=cache_hit,
+            saved_micro=saved_micro,
+            fallback=call.fallback_for is not None,
+            final=final,
+            ttl_s=ticket.ttl_s,
+            global_limit_micro=self._policy.budgets.global_micro,
+            tenant_limit_micro=self._tenant_limit(call),
+        )
+        warnings: list[str] = []
+        charged = cost_micro
+        for attempt in range(SETTLE_TRIES):
+            try:
+                answer = await self._store.settle(settlement)
+            except ControlsUnavailableError as err:
+                if attempt + 1 < SETTLE_TRIES:
+                    await asyncio.sleep(0.2 * 2**attempt)
+                    continue
+                warnings.append(
+                    f"{call.agent}: the daily budgets were not charged ({err}); this run's "
+                    "own totals are exact"
+                )
+                log.error("settlement failed: %s", err, extra=_fields(call))
+            else:
+                charged = max(cost_micro, answer.total_micro)
+                self._observe(answer.alerts, answer.left_micro)
+            break
+        if final and outcome != "none":
+            await self._report(ticket, success=outcome == "success")
+        return charged, warnings
+
+    async def _pass_breakers(self, ticket: CallTicket, admission: Admission) -> None:
+        breakers = ticket.breakers(self._policy)
+        try:
+            answers = await asyncio.gather(
+                *(
+                    self._store.breaker_admit(key, ticket.call_key, settings)
+                    for key, settings in breakers
+                )
+            )
+        except ControlsUnavailableError as err:
+            admission.warnings.append(_failed_open(ticket.call, "circuit breakers", err))
+            return
+        closed = []
+        for (key, _), answer in zip(breakers, answers, strict=True):
+            self._transition(key, answer)
+            if not answer.allowed:
+                closed.append(key)
+        if closed:
+            raise ApplicationError(
+                f"circuit open: {', '.join(closed)}",
+                type=CIRCUIT_OPEN,
+                non_retryable=True,
+            )
+
+    async def _reserve(self, ticket: CallTicket, earlier_cost: int, admission: Admission) -> None:
+        call = ticket.call
+        reservation = Reservation(
+            call_key=ticket.call_key,
+            day=ticket.day,
+            tenant=call.tenant,
+            amount_micro=earlier_cost + worst_case_cost_micro(call),
+            ttl_s=ticket.ttl_s,
+            global_limit_micro=self._policy.budgets.global_micro,
+            tenant_limit_micro=self._tenant_limit(call),
+        )
+        limited = (
+            reservation.global_limit_micro is not None or reservation.tenant_limit_micro is not None
+        )
+        while True:
+            try:
+                answer = await self._store.reserve(reservation)
+                break
+            except ControlsUnavailableError as err:
+                if not limited:
+                    # No daily limit applies to this call: nothing to enforce, only
+                    # to track. Go ahead (settlement will say if it is not tracked).
+                    admission.warnings.append(_failed_open(call, "daily budgets", err))
+                    return
+                out_of_time = time.monotonic() + WAIT_STEP_S > ticket.deadline
+                if self._policy.outage == "fail" or out_of_time:
+                    raise ApplicationError(
+                        f"daily budgets unavailable, {call.agent} not called: {err}",
+                        type=CONTROLS_UNAVAILABLE,
+                        # wait: Temporal retries the attempt, which waits again.
+                        non_retryable=self._policy.outage == "fail",
+                        next_retry_delay=timedelta(seconds=WAIT_STEP_S),
+                    ) from None
+                # call_agent's keep-alive heartbeats while this waits.
+                log.warning("controls store unavailable, waiting: %s", err, extra=_fields(call))
+                await asyncio.sleep(WAIT_STEP_S)
+        self._observe(answer.alerts, answer.left_micro)
+        if not answer.granted:
+            raise ApplicationError(
+                answer.reason or "daily budget exhausted",
+                CallFailureDetails(attempt=ticket.attempt),
+                type=DAILY_BUDGET_EXCEEDED,
+                non_retryable=True,
+            )
+
+    async def _take_rates(self, ticket: CallTicket, admission: Admission) -> None:
+        call = ticket.call
+        request_id = f"{ticket.call_key}#{ticket.attempt}"
+        takes: list[tuple[str, BucketTake]] = []
+        tokens_limit = self._policy.tokens_limit(call.model)
+        if tokens_limit is not None:
+            tokens = estimate_prompt_tokens(call) + call.max_tokens
+            takes.append(
+                (
+                    f"tokens-per-minute limit for {call.model} ({tokens_limit}/min)",
+                    BucketTake(
+                        bucket=f"tpm:{call.model}",
+                        request_id=request_id,
+                        tokens=min(tokens, tokens_limit),
+                        capacity=tokens_limit,
+                        per_second=tokens_limit / 60,
+                    ),
+                )
+            )
+        rate = self._policy.calls_per_second
+        if rate is not None:
+            takes.append(
+                (
+                    f"calls-per-second limit ({rate:g}/s)",
+                    BucketTake(
+                        bucket=CALLS_BUCKET,
+                        request_id=request_id,
+                        tokens=1,
+                        capacity=max(1.0, rate),
+                        per_second=rate,
+                    ),
+                )
+            )
+        for what, take in takes:
+            while True:
+                try:
+                    answer = await self._store.take(take)
+                except ControlsUnavailableError as err:
+                    admission.warnings.append(_failed_open(call, "rate limits", err))
+                    return
+                if answer.granted:
+                    break
+                wait = max(answer.retry_after_s, 0.05)
+                if time.monotonic() + wait > ticket.rate_wait_deadline:
+                    # Retryable: Temporal retries once the bucket has refilled enough.
+                    raise RateLimited(f"{what} reached", retry_after_s=wait)
+                # A short wait is spent here, heartbeating, not on a failed attempt.
+                log.info("waiting %.2fs for the %s", wait, what, extra=_fields(call))
+                await asyncio.sleep(wait)
+
+    async def _report(self, ticket: CallTicket, *, success: bool) -> None:
+        breakers = ticket.breakers(self._policy)
+        try:
+            answers = await asyncio.gather(
+                *(
+                    self._store.breaker_report(key, ticket.call_key, success, settings)
+                    for key, settings in breakers
+                )
+            )
+        except ControlsUnavailableError as err:
+            # The breakers miss one outcome; the call itself is over.
+            log.warning("breaker report lost: %s", err, extra=_fields(ticket.call))
+            return
+        for (key, _), answer in zip(breakers, answers, strict=True):
+            self._transition(key, answer)
+
+    async def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        try:
+            report = await self._store.prune()
+        except ControlsUnavailableError as err:
+            log.warning("controls store prune failed: %s", err)
+            return
+        if report.removed:
+            log.info("controls store pruned: %s", report.removed)
+
+    def _tenant_limit(self, call: AgentCall) -> int | None:
+        return self._policy.budgets.for_tenant(call.tenant) if call.tenant else None
+
+    def _observe(self, alerts: list[Alert], left: dict[str, int]) -> None:
+        metrics = self._meter()
+        for alert in alerts:
+            log.warning("budget alert (%s): %s", alert.kind, alert.message)
+            metrics.alerts.add(1, {"kind": alert.kind, "scope": alert.scope})
+        for scope, micro in left.items():
+            metrics.left.set(max(micro, 0), {"scope": scope})
+
+    def _transition(self, key: str, answer: BreakerAnswer) -> None:
+        transition = answer.transition
+        if transition is None:
+            return
+        log.warning("circuit %s -> %s: %s", key, transition.to, transition.reason)
+        self._meter().transitions.add(1, {"breaker": key, "to": transition.to})
+
+    def _meter(self) -> _ControlsMetrics:
+        if self._metrics is None:
+            self._metrics = _ControlsMetrics.create()
+        return self._metrics
+
+
+@dataclass(frozen=True)
+class _ControlsMetrics:
+    alerts: MetricCounter
+    left: MetricGauge
+    transitions: MetricCounter
+
+    @classmethod
+    def create(cls) -> _ControlsMetrics:
+        meter = activity.metric_meter()
+        return cls(
+            alerts=meter.create_counter(BUDGET_ALERTS, "Budget and cost alerts"),
+            left=meter.create_gauge(
+                DAILY_BUDGET_LEFT, "A daily budget's limit minus spend and reservations"
+            ),
+            transitions=meter.create_counter(CIRCUIT_TRANSITIONS, "Circuit breaker state changes"),
+        )
+
+
+def _failed_open(call: AgentCall, what: str, err: Exception) -> str:
+    message = f"{call.agent}: {what} not checked, the controls store is unavailable ({err})"
+    log.warning("%s", message, extra=_fields(call))
+    return message
+
+
+def _fields(call: AgentCall) -> dict[str, str]:
+    return {"team": call.team, "agent": call.agent, "stage": call.stage}
