@@ -57,6 +57,7 @@ from providers.errors import (
     RateLimited,
 )
 from stores.controls.contract import (
+    MAX_TTL_S,
     BreakerAnswer,
     BucketTake,
     ControlsStore,
@@ -126,7 +127,10 @@ class CallTicket:
         """The ticket of the running attempt (keys and times from the activity's info)."""
         scheduled = info.scheduled_time
         total = info.schedule_to_close_timeout or timedelta(days=1)
-        remaining = (scheduled + total - datetime.now(UTC)).total_seconds()
+        # Until the call's schedule-to-close passes (server time), by the worker's
+        # clock; never longer than the whole schedule-to-close, whatever the clocks say.
+        whole = min(total.total_seconds(), MAX_TTL_S)
+        remaining = min((scheduled + total - datetime.now(UTC)).total_seconds(), whole)
         attempt_time = (info.start_to_close_timeout or total).total_seconds()
         policy = info.retry_policy
         last = bool(policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts)

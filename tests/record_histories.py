@@ -39,8 +39,10 @@ from worker.search_attributes import ensure_search_attributes
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
-CURRENT_SET = "v3"
-"""v1: before cooperative cancellation and context shrinking (kept for replay)."""
+CURRENT_SET = "v4"
+"""The set new recordings go to. Kept for replay: v1, before cooperative cancellation
+and context shrinking; v2, before the shared cost controls; v3, with them as entity
+workflows and local activities around each call; v4, the controls inside call_agent."""
 HISTORIES = HISTORIES_ROOT / CURRENT_SET
 Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
 

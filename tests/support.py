@@ -15,6 +15,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import PatchActivationInput
 
 from providers.base import ModelProvider
 from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
@@ -47,6 +48,7 @@ async def running_worker(
     cache: ResponseCache | None = None,
     controls: ControlsStore | None = None,
     deployment_overrides: dict[str, Any] | None = None,
+    patch_activation: Callable[[PatchActivationInput], bool] | None = None,
 ) -> AsyncIterator[ModelProvider]:
     """Run the real worker (workflow + real activities) in-process.
 
@@ -68,6 +70,7 @@ async def running_worker(
         catalog=catalog or Catalog.shipped(),
         cache=cache,
         controls=controls or own,
+        patch_activation=patch_activation,
     )
     try:
         async with AsyncExitStack() as running:

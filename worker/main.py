@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PatchActivationInput, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.admission import AdmissionActivities
@@ -85,13 +85,15 @@ def build_workers(
     cache: ResponseCache | None = None,
     controls: ControlsStore | None = None,
     log_prompts: bool = False,
+    patch_activation: Callable[[PatchActivationInput], bool] | None = None,
 ) -> list[Worker]:
     """The workers of a process: one, or two with model calls on their own queue.
 
     ``controls`` is the fleet's controls store, required unless the deployment
     turns cost controls off. Workers inherit the client's interceptors (tracing,
     when it is on). ``log_prompts`` makes ``call_agent`` log each rendered
-    prompt at DEBUG.
+    prompt at DEBUG. ``patch_activation`` decides whether new runs take a patch
+    (e.g. to roll one out gradually); by default they all do.
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
@@ -130,6 +132,7 @@ def build_workers(
         max_concurrent_activities=deployment.max_concurrent_calls,
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=grace,
+        patch_activation_callback=patch_activation,
     )
     if not separate or deployment.calls_task_queue is None:
         return [runs]
