@@ -58,12 +58,17 @@ from providers.errors import (
 )
 from stores.controls.contract import (
     MAX_TTL_S,
+    AdmitAnswer,
+    AdmitRequest,
     BreakerAnswer,
+    BreakerCheck,
+    BreakerReport,
     BucketTake,
     ControlsStore,
     ControlsUnavailableError,
     Reservation,
     Settlement,
+    TakeAnswer,
 )
 from teams.breakers import BreakerSettings, agent_breaker, model_breaker
 from teams.budgets import DailyBudgets
@@ -177,14 +182,126 @@ class CallControls:
         return self._store
 
     async def admit(self, ticket: CallTicket, earlier_cost: int) -> Admission:
-        """Breakers, then budgets, then rate limits; raise the refusal as Temporal sees it."""
+        """Breakers, then budgets, then rate limits, in one store step.
+
+        A refusal is raised as Temporal sees it: ``CircuitOpen`` and
+        ``DailyBudgetExceeded`` final, ``RateLimited`` retryable after a short
+        wait here did not suffice.
+        """
+        call = ticket.call
+        request = AdmitRequest(
+            call_key=ticket.call_key,
+            breakers=[
+                BreakerCheck(key=key, settings=settings)
+                for key, settings in ticket.breakers(self._policy)
+            ]
+            if ticket.attempt == 1
+            else [],
+            reservation=Reservation(
+                call_key=ticket.call_key,
+                day=ticket.day,
+                tenant=call.tenant,
+                amount_micro=earlier_cost + worst_case_cost_micro(call),
+                ttl_s=ticket.ttl_s,
+                global_limit_micro=self._policy.budgets.global_micro,
+                tenant_limit_micro=self._tenant_limit(call),
+            ),
+            takes=[take for _, take in self._takes(ticket)],
+        )
         admission = Admission()
-        if ticket.attempt == 1:
-            await self._pass_breakers(ticket, admission)
-        await self._reserve(ticket, earlier_cost, admission)
-        await self._take_rates(ticket, admission)
+        answer = await self._admitted(ticket, request, admission)
+        if answer is not None:
+            await self._apply(ticket, request, answer)
         await self._maybe_prune()
         return admission
+
+    async def _admitted(
+        self, ticket: CallTicket, request: AdmitRequest, admission: Admission
+    ) -> AdmitAnswer | None:
+        """The store's answer; ``None`` if it is down and nothing needs enforcing."""
+        reservation = request.reservation
+        limited = reservation is not None and (
+            reservation.global_limit_micro is not None or reservation.tenant_limit_micro is not None
+        )
+        while True:
+            try:
+                return await self._store.admit(request)
+            except ControlsUnavailableError as err:
+                if not limited:
+                    # No daily limit applies: nothing to enforce, only to track.
+                    # Breakers and rate limits fail open; the call goes ahead.
+                    for what, present in (
+                        ("circuit breakers", bool(request.breakers)),
+                        ("daily budgets", True),
+                        ("rate limits", bool(request.takes)),
+                    ):
+                        if present:
+                            admission.warnings.append(_failed_open(ticket.call, what, err))
+                    return None
+                out_of_time = time.monotonic() + WAIT_STEP_S > ticket.deadline
+                if self._policy.outage == "fail" or out_of_time:
+                    # Budgets fail closed: spending without them in view is not allowed.
+                    raise ApplicationError(
+                        f"daily budgets unavailable, {ticket.call.agent} not called: {err}",
+                        type=CONTROLS_UNAVAILABLE,
+                        # wait: Temporal retries the attempt, which waits again.
+                        non_retryable=self._policy.outage == "fail",
+                        next_retry_delay=timedelta(seconds=WAIT_STEP_S),
+                    ) from None
+                # call_agent's keep-alive heartbeats while this waits.
+                log.warning(
+                    "controls store unavailable, waiting: %s", err, extra=_fields(ticket.call)
+                )
+                await asyncio.sleep(WAIT_STEP_S)
+
+    async def _apply(self, ticket: CallTicket, request: AdmitRequest, answer: AdmitAnswer) -> None:
+        """Act on the store's answer: metrics and logs, then the refusal, if any."""
+        for check, breaker in zip(request.breakers, answer.breakers, strict=False):
+            self._transition(check.key, breaker)
+        if answer.reservation is not None:
+            self._observe(answer.reservation.alerts, answer.reservation.left_micro)
+        if answer.refused_by == "breaker":
+            closed = [
+                check.key
+                for check, breaker in zip(request.breakers, answer.breakers, strict=False)
+                if not breaker.allowed
+            ]
+            raise ApplicationError(
+                f"circuit open: {', '.join(closed)}", type=CIRCUIT_OPEN, non_retryable=True
+            )
+        if answer.refused_by == "budget" and answer.reservation is not None:
+            raise ApplicationError(
+                answer.reservation.reason or "daily budget exhausted",
+                CallFailureDetails(attempt=ticket.attempt),
+                type=DAILY_BUDGET_EXCEEDED,
+                non_retryable=True,
+            )
+        if answer.refused_by == "rate" and answer.refused_take is not None and answer.take:
+            await self._wait_for_rates(ticket, answer.refused_take, answer.take)
+
+    async def _wait_for_rates(self, ticket: CallTicket, first: int, refused: TakeAnswer) -> None:
+        """Wait in the attempt for the refusing bucket (and the ones after it), or give up."""
+        takes = self._takes(ticket)[first:]
+        answer: TakeAnswer | None = refused
+        for what, take in takes:
+            while True:
+                if answer is None:
+                    try:
+                        answer = await self._store.take(take)
+                    except ControlsUnavailableError as err:
+                        _failed_open(ticket.call, "rate limits", err)
+                        return
+                if answer.granted:
+                    break
+                wait = max(answer.retry_after_s, 0.05)
+                if time.monotonic() + wait > ticket.rate_wait_deadline:
+                    # Retryable: Temporal retries once the bucket has refilled enough.
+                    raise RateLimited(f"{what} reached", retry_after_s=wait)
+                # A short wait is spent here, heartbeating, not on a failed attempt.
+                log.info("waiting %.2fs for the %s", wait, what, extra=_fields(ticket.call))
+                await asyncio.sleep(wait)
+                answer = None
+            answer = None
 
     async def settle(
         self,
@@ -199,10 +316,18 @@ class CallControls:
     ) -> tuple[int, list[str]]:
         """Charge the call's cost so far; report a final outcome to its breakers.
 
-        Returns what the store holds as charged for the call (the run records
-        that as the call's cost) and warnings for the outcome.
+        One store step. Returns what the store holds as charged for the call
+        (the run records that as the call's cost) and warnings for the outcome.
         """
         call = ticket.call
+        reports = (
+            [
+                BreakerReport(key=key, success=outcome == "success", settings=settings)
+                for key, settings in ticket.breakers(self._policy)
+            ]
+            if final and outcome != "none"
+            else []
+        )
         settlement = Settlement(
             call_key=ticket.call_key,
             day=ticket.day,
@@ -223,9 +348,8 @@ class CallControls:
             ttl_s=ticket.ttl_s,
             global_limit_micro=self._policy.budgets.global_micro,
             tenant_limit_micro=self._tenant_limit(call),
+            reports=reports,
         )
-        warnings: list[str] = []
-        charged = cost_micro
         for attempt in range(SETTLE_TRIES):
             try:
                 answer = await self._store.settle(settlement)
@@ -233,89 +357,19 @@ class CallControls:
                 if attempt + 1 < SETTLE_TRIES:
                     await asyncio.sleep(0.2 * 2**attempt)
                     continue
-                warnings.append(
+                log.error("settlement failed: %s", err, extra=_fields(call))
+                return cost_micro, [
                     f"{call.agent}: the daily budgets were not charged ({err}); this run's "
                     "own totals are exact"
-                )
-                log.error("settlement failed: %s", err, extra=_fields(call))
-            else:
-                charged = max(cost_micro, answer.total_micro)
-                self._observe(answer.alerts, answer.left_micro)
-            break
-        if final and outcome != "none":
-            await self._report(ticket, success=outcome == "success")
-        return charged, warnings
+                ]
+            self._observe(answer.alerts, answer.left_micro)
+            for report, breaker in zip(reports, answer.reports, strict=False):
+                self._transition(report.key, breaker)
+            return max(cost_micro, answer.total_micro), []
+        return cost_micro, []  # not reached: the loop returns on its last try
 
-    async def _pass_breakers(self, ticket: CallTicket, admission: Admission) -> None:
-        breakers = ticket.breakers(self._policy)
-        try:
-            answers = await asyncio.gather(
-                *(
-                    self._store.breaker_admit(key, ticket.call_key, settings)
-                    for key, settings in breakers
-                )
-            )
-        except ControlsUnavailableError as err:
-            admission.warnings.append(_failed_open(ticket.call, "circuit breakers", err))
-            return
-        closed = []
-        for (key, _), answer in zip(breakers, answers, strict=True):
-            self._transition(key, answer)
-            if not answer.allowed:
-                closed.append(key)
-        if closed:
-            raise ApplicationError(
-                f"circuit open: {', '.join(closed)}",
-                type=CIRCUIT_OPEN,
-                non_retryable=True,
-            )
-
-    async def _reserve(self, ticket: CallTicket, earlier_cost: int, admission: Admission) -> None:
-        call = ticket.call
-        reservation = Reservation(
-            call_key=ticket.call_key,
-            day=ticket.day,
-            tenant=call.tenant,
-            amount_micro=earlier_cost + worst_case_cost_micro(call),
-            ttl_s=ticket.ttl_s,
-            global_limit_micro=self._policy.budgets.global_micro,
-            tenant_limit_micro=self._tenant_limit(call),
-        )
-        limited = (
-            reservation.global_limit_micro is not None or reservation.tenant_limit_micro is not None
-        )
-        while True:
-            try:
-                answer = await self._store.reserve(reservation)
-                break
-            except ControlsUnavailableError as err:
-                if not limited:
-                    # No daily limit applies to this call: nothing to enforce, only
-                    # to track. Go ahead (settlement will say if it is not tracked).
-                    admission.warnings.append(_failed_open(call, "daily budgets", err))
-                    return
-                out_of_time = time.monotonic() + WAIT_STEP_S > ticket.deadline
-                if self._policy.outage == "fail" or out_of_time:
-                    raise ApplicationError(
-                        f"daily budgets unavailable, {call.agent} not called: {err}",
-                        type=CONTROLS_UNAVAILABLE,
-                        # wait: Temporal retries the attempt, which waits again.
-                        non_retryable=self._policy.outage == "fail",
-                        next_retry_delay=timedelta(seconds=WAIT_STEP_S),
-                    ) from None
-                # call_agent's keep-alive heartbeats while this waits.
-                log.warning("controls store unavailable, waiting: %s", err, extra=_fields(call))
-                await asyncio.sleep(WAIT_STEP_S)
-        self._observe(answer.alerts, answer.left_micro)
-        if not answer.granted:
-            raise ApplicationError(
-                answer.reason or "daily budget exhausted",
-                CallFailureDetails(attempt=ticket.attempt),
-                type=DAILY_BUDGET_EXCEEDED,
-                non_retryable=True,
-            )
-
-    async def _take_rates(self, ticket: CallTicket, admission: Admission) -> None:
+    def _takes(self, ticket: CallTicket) -> list[tuple[str, BucketTake]]:
+        """The rate-limit buckets this attempt draws from, each with what it is."""
         call = ticket.call
         request_id = f"{ticket.call_key}#{ticket.attempt}"
         takes: list[tuple[str, BucketTake]] = []
@@ -348,38 +402,7 @@ class CallControls:
                     ),
                 )
             )
-        for what, take in takes:
-            while True:
-                try:
-                    answer = await self._store.take(take)
-                except ControlsUnavailableError as err:
-                    admission.warnings.append(_failed_open(call, "rate limits", err))
-                    return
-                if answer.granted:
-                    break
-                wait = max(answer.retry_after_s, 0.05)
-                if time.monotonic() + wait > ticket.rate_wait_deadline:
-                    # Retryable: Temporal retries once the bucket has refilled enough.
-                    raise RateLimited(f"{what} reached", retry_after_s=wait)
-                # A short wait is spent here, heartbeating, not on a failed attempt.
-                log.info("waiting %.2fs for the %s", wait, what, extra=_fields(call))
-                await asyncio.sleep(wait)
-
-    async def _report(self, ticket: CallTicket, *, success: bool) -> None:
-        breakers = ticket.breakers(self._policy)
-        try:
-            answers = await asyncio.gather(
-                *(
-                    self._store.breaker_report(key, ticket.call_key, success, settings)
-                    for key, settings in breakers
-                )
-            )
-        except ControlsUnavailableError as err:
-            # The breakers miss one outcome; the call itself is over.
-            log.warning("breaker report lost: %s", err, extra=_fields(ticket.call))
-            return
-        for (key, _), answer in zip(breakers, answers, strict=True):
-            self._transition(key, answer)
+        return takes
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from stores.controls.contract import (
+    AdmitRequest,
+    BreakerCheck,
+    BreakerReport,
     BucketTake,
     ControlsStore,
     ControlsUnavailableError,
@@ -366,3 +369,48 @@ async def test_an_unreachable_store_raises_controls_unavailable(tmp_path: Path) 
                 await store.reserve(_reserve("a", 10))
         finally:
             await store.aclose()
+
+
+async def test_admit_runs_breakers_budget_and_rates_in_order_and_stops_at_a_refusal(
+    store: ControlsStore,
+) -> None:
+    opened = BreakerSettings(failure_threshold=1, cool_down=timedelta(hours=1))
+    await store.breaker_report("model:down", "earlier", False, opened)
+
+    def request(key: str, *, breaker: str = "model:m", amount: int = 100) -> AdmitRequest:
+        return AdmitRequest(
+            call_key=key,
+            breakers=[BreakerCheck(key=breaker, settings=opened)],
+            reservation=_reserve(key, amount, global_limit_micro=1_000),
+            takes=[BucketTake(bucket="cps", request_id=key, tokens=1, capacity=2, per_second=0.01)],
+        )
+
+    refused = await store.admit(request("a", breaker="model:down"))
+    assert (refused.refused_by, refused.reservation, [b.allowed for b in refused.breakers]) == (
+        "breaker",
+        None,
+        [False],
+    )
+    over = await store.admit(request("b", amount=5_000))
+    assert over.refused_by == "budget" and over.reservation is not None
+    assert over.reservation.refused_scope == GLOBAL_SCOPE
+    for key in ("c", "d"):
+        admitted = await store.admit(request(key))
+        assert (admitted.granted, admitted.refused_by) == (True, None)
+    limited = await store.admit(request("e"))
+    assert (limited.refused_by, limited.refused_take) == ("rate", 0)
+    assert limited.take is not None and limited.take.retry_after_s > 10
+    summary = await store.ledger(GLOBAL_SCOPE, DAY)
+    # Held: c, d and e (a rate refusal keeps the reservation: the call will retry);
+    # a and b hold nothing, and b's refused reservation took no bucket token.
+    assert summary is not None and summary.reserved_micro == 300
+
+
+async def test_settle_reports_to_the_breakers_once_per_call(store: ControlsStore) -> None:
+    settings = BreakerSettings(failure_threshold=2)
+    failed = [BreakerReport(key="model:m", success=False, settings=settings)]
+    first = await store.settle(_settle("a", 10, reports=failed))
+    again = await store.settle(_settle("a", 10, reports=failed))
+    other = await store.settle(_settle("b", 10, reports=failed))
+    assert [r.consecutive_failures for r in first.reports + again.reports] == [1, 1]
+    assert [(r.state, r.transition is not None) for r in other.reports] == [("open", True)]

@@ -50,6 +50,7 @@ PASSTHROUGH_MODULES = (
     "teams",
     "activities",
     "providers",
+    "workflows",
     # Third-party modules the contracts use; re-importing them per run is slow.
     "pydantic",
     "pydantic_core",

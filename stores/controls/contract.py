@@ -35,7 +35,7 @@ Money is integer micro-dollars.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,6 +71,39 @@ DEFAULT_RETENTION = Retention()
 
 TRANSITIONS_MEMORY = 50
 """Breaker transitions kept per breaker."""
+
+
+class BreakerAnswer(BaseModel):
+    """A breaker's answer to ``breaker_admit`` or ``breaker_report``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    allowed: bool = True
+    probe: bool = Field(default=False, description="This call is the half-open probe.")
+    state: BreakerState
+    consecutive_failures: int = 0
+    transition: BreakerTransition | None = Field(
+        default=None, description="The state change this operation caused, if any."
+    )
+
+
+class BreakerCheck(BaseModel):
+    """One breaker a call must pass, with its settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(min_length=1, max_length=512)
+    settings: BreakerSettings
+
+
+class BreakerReport(BaseModel):
+    """How a call ended, for one of its breakers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(min_length=1, max_length=512)
+    success: bool
+    settings: BreakerSettings
 
 
 class Reservation(BaseModel):
@@ -127,6 +160,10 @@ class Settlement(BaseModel):
     """How long a not-final settlement of a call with no reservation stays open."""
     global_limit_micro: int | None = Field(default=None, ge=0)
     tenant_limit_micro: int | None = Field(default=None, ge=0)
+    reports: list[BreakerReport] = Field(
+        default_factory=list,
+        description="How the call ended, for its breakers (once per call key), in the same step.",
+    )
 
 
 class SettleAnswer(BaseModel):
@@ -140,6 +177,9 @@ class SettleAnswer(BaseModel):
     )
     left_micro: dict[str, int] = Field(default_factory=dict)
     alerts: list[Alert] = Field(default_factory=list)
+    reports: list[BreakerAnswer] = Field(
+        default_factory=list, description="The breakers' answers to ``reports``, in order."
+    )
 
 
 class BucketTake(BaseModel):
@@ -164,18 +204,39 @@ class TakeAnswer(BaseModel):
     level: float = 0.0
 
 
-class BreakerAnswer(BaseModel):
-    """A breaker's answer to ``breaker_admit`` or ``breaker_report``."""
+class AdmitRequest(BaseModel):
+    """``admit``: breakers, then the reservation, then the rate limits, in one step.
+
+    The first refusal stops it: a refused breaker reserves and takes nothing; a
+    refused reservation takes nothing; a refused take leaves the reservation
+    held (the call will be retried, under the same key).
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    allowed: bool = True
-    probe: bool = Field(default=False, description="This call is the half-open probe.")
-    state: BreakerState
-    consecutive_failures: int = 0
-    transition: BreakerTransition | None = Field(
-        default=None, description="The state change this operation caused, if any."
+    call_key: str = Field(min_length=1, max_length=512)
+    breakers: list[BreakerCheck] = Field(default_factory=list)
+    reservation: Reservation | None = None
+    takes: list[BucketTake] = Field(default_factory=list)
+
+
+class AdmitAnswer(BaseModel):
+    """Admitted, or which control refused, with the answers given so far."""
+
+    model_config = ConfigDict(frozen=True)
+
+    refused_by: Literal["breaker", "budget", "rate"] | None = None
+    breakers: list[BreakerAnswer] = Field(default_factory=list)
+    reservation: ReserveAnswer | None = None
+    refused_take: int | None = Field(
+        default=None, description="Index in ``takes`` of the bucket that refused."
     )
+    take: TakeAnswer | None = Field(default=None, description="The refusing bucket's answer.")
+
+    @property
+    def granted(self) -> bool:
+        """Whether every control let the call through."""
+        return self.refused_by is None
 
 
 class RunRecord(BaseModel):
@@ -210,12 +271,16 @@ class ControlsStore(Protocol):
     location: str
     """Where it is, for the worker's start-up line (no password)."""
 
+    async def admit(self, request: AdmitRequest) -> AdmitAnswer:
+        """A call's breakers, reservation and rate limits in one step (see AdmitRequest)."""
+        ...
+
     async def reserve(self, reservation: Reservation) -> ReserveAnswer:
         """Hold a call's worst case on its day's global and tenant budgets, if it fits."""
         ...
 
     async def settle(self, settlement: Settlement) -> SettleAnswer:
-        """Charge a call's cumulative cost (the difference from before), once."""
+        """Charge a call's cumulative cost (the difference from before), once; report it."""
         ...
 
     async def release(self, call_key: str) -> bool:

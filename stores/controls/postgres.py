@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 from stores.controls import sql
 from stores.controls.contract import (
     DEFAULT_RETENTION,
+    AdmitAnswer,
+    AdmitRequest,
     BreakerAnswer,
     BucketTake,
     ControlsUnavailableError,
@@ -151,6 +153,10 @@ class PostgresControls:
     async def _run(self, work: Callable[[sql.Tx], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._transaction, work)
+
+    async def admit(self, request: AdmitRequest) -> AdmitAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.admit(tx, request))
 
     async def reserve(self, reservation: Reservation) -> ReserveAnswer:
         """See :class:`ControlsStore`."""

@@ -73,6 +73,8 @@ from stores.controls import rules
 from stores.controls.contract import (
     DEFAULT_RETENTION,
     TRANSITIONS_MEMORY,
+    AdmitAnswer,
+    AdmitRequest,
     BreakerAnswer,
     BucketTake,
     ControlsUnavailableError,
@@ -937,6 +939,37 @@ class RedisControls:
                 ) from err
             raise
 
+    async def admit(self, request: AdmitRequest) -> AdmitAnswer:
+        """See :class:`ControlsStore`.
+
+        Here the steps are separate scripts, each atomic, run in order; the first
+        refusal stops them, as in one transaction. Between two steps another
+        call may act, which changes no guarantee: a probe lease or a hold left
+        by a step whose call then stops expires on its own.
+        """
+        breakers = [
+            await self.breaker_admit(check.key, request.call_key, check.settings)
+            for check in request.breakers
+        ]
+        if not all(answer.allowed for answer in breakers):
+            return AdmitAnswer(refused_by="breaker", breakers=breakers)
+        reservation = (
+            await self.reserve(request.reservation) if request.reservation is not None else None
+        )
+        if reservation is not None and not reservation.granted:
+            return AdmitAnswer(refused_by="budget", breakers=breakers, reservation=reservation)
+        for index, bucket in enumerate(request.takes):
+            answer = await self.take(bucket)
+            if not answer.granted:
+                return AdmitAnswer(
+                    refused_by="rate",
+                    breakers=breakers,
+                    reservation=reservation,
+                    refused_take=index,
+                    take=answer,
+                )
+        return AdmitAnswer(breakers=breakers, reservation=reservation)
+
     async def reserve(self, reservation: Reservation) -> ReserveAnswer:
         """See :class:`ControlsStore`."""
         granted, scope, reason, left, alerts = await self._run(
@@ -952,16 +985,24 @@ class RedisControls:
 
     async def settle(self, settlement: Settlement) -> SettleAnswer:
         """See :class:`ControlsStore`."""
-        request = settlement.model_dump(exclude={"key", "usage"})
+        request = settlement.model_dump(exclude={"key", "usage", "reports"})
         request |= settlement.key.model_dump(exclude={"tenant"})
         request |= settlement.usage.model_dump(include=set(TOKEN_FIELDS))
         request["call_keep_s"] = self._call_keep_s
         charged, total, left, alerts = await self._run("settle", request)
+        # Each report is its own script, after the charge (idempotent by call key).
+        reports = [
+            await self.breaker_report(
+                report.key, settlement.call_key, report.success, report.settings
+            )
+            for report in settlement.reports
+        ]
         return SettleAnswer(
             charged_micro=int(charged),
             total_micro=int(total),
             left_micro=_pairs(left),
             alerts=[_alert(a) for a in alerts],
+            reports=reports,
         )
 
     async def release(self, call_key: str) -> bool:

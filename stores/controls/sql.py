@@ -21,6 +21,8 @@ from typing import Any, Protocol
 from stores.controls import rules
 from stores.controls.contract import (
     TRANSITIONS_MEMORY,
+    AdmitAnswer,
+    AdmitRequest,
     BreakerAnswer,
     BucketTake,
     PruneReport,
@@ -121,6 +123,32 @@ class Tx(Protocol):
     def run(self, sql: str, *params: Any) -> int:
         """Execute a statement; the number of rows it changed."""
         ...
+
+
+# -- a call's admission ---------------------------------------------------------------
+
+
+def admit(tx: Tx, request: AdmitRequest) -> AdmitAnswer:
+    """See :meth:`ControlsStore.admit`: breakers, reservation, takes; the first refusal stops."""
+    breakers = [
+        breaker_admit(tx, check.key, request.call_key, check.settings) for check in request.breakers
+    ]
+    if not all(answer.allowed for answer in breakers):
+        return AdmitAnswer(refused_by="breaker", breakers=breakers)
+    reservation = reserve(tx, request.reservation) if request.reservation else None
+    if reservation is not None and not reservation.granted:
+        return AdmitAnswer(refused_by="budget", breakers=breakers, reservation=reservation)
+    for index, bucket in enumerate(request.takes):
+        answer = take(tx, bucket)
+        if not answer.granted:
+            return AdmitAnswer(
+                refused_by="rate",
+                breakers=breakers,
+                reservation=reservation,
+                refused_take=index,
+                take=answer,
+            )
+    return AdmitAnswer(breakers=breakers, reservation=reservation)
 
 
 # -- budgets ---------------------------------------------------------------------------
@@ -245,11 +273,16 @@ def settle(tx: Tx, request: Settlement) -> SettleAnswer:
             if _raise(tx, alert):
                 alerts.append(alert)
     _add_cost_row(tx, day, tenant, request.key, first, token_deltas, delta, closing, request)
+    reports = [
+        breaker_report(tx, report.key, request.call_key, report.success, report.settings)
+        for report in request.reports
+    ]
     return SettleAnswer(
         charged_micro=delta,
         total_micro=row[0] + delta,
         left_micro=_left(tx, day, spent, limits),
         alerts=alerts,
+        reports=reports,
     )
 
 
@@ -683,6 +716,7 @@ def _breaker_answer(step: rules.BreakerStep) -> BreakerAnswer:
 __all__ = [
     "GLOBAL_SCOPE",
     "Tx",
+    "admit",
     "breaker",
     "breaker_admit",
     "breaker_report",

@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 from stores.controls import sql
 from stores.controls.contract import (
     DEFAULT_RETENTION,
+    AdmitAnswer,
+    AdmitRequest,
     BreakerAnswer,
     BucketTake,
     ControlsUnavailableError,
@@ -129,6 +131,10 @@ class SqliteControls:
     async def _run(self, work: Callable[[sql.Tx], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._transaction, work)
+
+    async def admit(self, request: AdmitRequest) -> AdmitAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.admit(tx, request))
 
     async def reserve(self, reservation: Reservation) -> ReserveAnswer:
         """See :class:`ControlsStore`."""
