@@ -269,3 +269,36 @@ async def test_breakers_and_rate_limits_fail_open_with_a_warning(
             f"{name}: rate limits",
         ]
         assert any("the daily budgets were not charged" in w for w in mine)
+
+
+async def test_with_outage_wait_a_call_waits_for_the_store_to_come_back(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    # The store's folder is a file for now: every operation fails until it is fixed.
+    folder = tmp_path / "store"
+    folder.write_text("")
+    store = SqliteControls(folder / "controls.sqlite")
+    overrides = {"budgets": DailyBudgets(global_micro=1_000_000), "controls_outage": "wait"}
+
+    async def fix_the_store() -> None:
+        await asyncio.sleep(3)
+        folder.unlink()
+        folder.mkdir()
+
+    try:
+        async with running_worker(
+            client, task_queue, controls=store, deployment_overrides=overrides
+        ):
+            handle = await start(client, task_queue, "support", BILLING)
+            await fix_the_store()
+            result = await handle.result()
+        ledger = await store.ledger(GLOBAL_SCOPE, day_of(result))
+    finally:
+        await store.aclose()
+
+    # The router's call waited (in its first attempt) instead of failing the run.
+    assert result.status is RunStatus.COMPLETED
+    router = result.calls[0]
+    assert (router.agent, router.status, router.attempts) == ("router", CallStatus.SUCCEEDED, 1)
+    assert router.elapsed_ms >= 2_000
+    assert ledger is not None and ledger.spent_micro == result.total_cost_micro
