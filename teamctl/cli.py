@@ -2,9 +2,11 @@
 
 Commands: ``run``, ``approve``, ``reject``, ``status``, ``result``, ``costs``,
 ``pending``, ``report``, ``teams``, ``dev-server``. Connection settings come from
-``--address``/``--namespace`` or ``TEMPORAL_ADDRESS``/``TEMPORAL_NAMESPACE``, like
-the worker. ``costs`` reads the controls store the workers use
-(``AGENT_TEAMS_CONTROLS_URL``, or ``--controls-url``). ``report`` (the operator
+Temporal's standard client configuration (``TEMPORAL_ADDRESS``,
+``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, profiles), like the
+worker and the ``temporal`` CLI; ``--address``/``--namespace`` override it.
+``costs`` reads the controls store the workers use (``AGENT_TEAMS_CONTROLS_URL``,
+or ``--controls-url``). ``report`` (the operator
 report: latency percentiles, error, retry, fallback, degradation and gate
 figures, tokens and cost per run, per agent and per team, with alerts) reads only
 the server: visibility, results and histories (see :mod:`teamctl.report`).
@@ -51,9 +53,9 @@ from teams.errors import AgentTeamsError, RequestError
 from teams.requests import TeamRequest, parse_team_request
 from teams.results import RunStatus, TeamResult, TeamStatus
 from teams.spec import TeamSpec
-from worker.connection import connect
+from worker.connection import connect, connect_config, describe
 from worker.deployment import DEFAULT_TASK_QUEUE
-from worker.settings import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, TracingSettings, WorkerSettings
+from worker.settings import TracingSettings, WorkerSettings
 from worker.telemetry import build_tracer_provider, without_tracing
 
 OK_STATUSES = {RunStatus.COMPLETED, RunStatus.DEGRADED}
@@ -67,8 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every ``teamctl`` command."""
     env = os.environ
     parser = argparse.ArgumentParser(prog="teamctl", description=__doc__.split("\n")[0])
-    parser.add_argument("--address", default=env.get("TEMPORAL_ADDRESS", DEFAULT_ADDRESS))
-    parser.add_argument("--namespace", default=env.get("TEMPORAL_NAMESPACE", DEFAULT_NAMESPACE))
+    parser.add_argument(
+        "--address", help="host:port of the Temporal frontend (default: TEMPORAL_ADDRESS, "
+        "the config profile, or localhost:7233)"
+    )
+    parser.add_argument(
+        "--namespace", help="default: TEMPORAL_NAMESPACE, the config profile, or default"
+    )
     parser.add_argument(
         "--task-queue", default=env.get("AGENT_TEAMS_TASK_QUEUE", DEFAULT_TASK_QUEUE)
     )
@@ -208,14 +215,14 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 
 async def _connect(args: argparse.Namespace) -> Client:
+    config = connect_config(os.environ, address=args.address, namespace=args.namespace)
     try:
-        return await connect(
-            args.address, args.namespace, tracer_provider=getattr(args, "tracer_provider", None)
-        )
+        return await connect(config=config, tracer_provider=getattr(args, "tracer_provider", None))
     except RuntimeError as err:
         raise ConnectionFailedError(
-            f"cannot reach Temporal at {args.address} (namespace {args.namespace}): {err}. "
-            "Start one with `teamctl dev-server` or set TEMPORAL_ADDRESS."
+            f"cannot reach Temporal at {describe(config)}: {err}. "
+            "Start one with `teamctl dev-server`, or set TEMPORAL_ADDRESS (and TEMPORAL_TLS_*, "
+            "TEMPORAL_API_KEY for a secured cluster)."
         ) from err
 
 
@@ -386,7 +393,7 @@ def _list_teams() -> int:
 async def _dev_server(args: argparse.Namespace) -> int:
     server = start_dev_server(port=args.port, ui_port=args.ui_port, db_file=args.db_file)
     try:
-        await wait_until_ready(server, args.namespace)
+        await wait_until_ready(server, args.namespace or "default")
         print(f"Temporal dev server on {server.address}, UI {server.ui_url}, state {args.db_file}")
         print("Ctrl-C to stop")
         await asyncio.to_thread(server.process.wait)

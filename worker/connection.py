@@ -1,39 +1,121 @@
-"""Connecting to Temporal, the same way everywhere (worker, CLI, tests, demo).
+"""Connecting to Temporal, the same way everywhere (worker, CLI, codec server, bench).
 
-Every client uses the pydantic data converter, so pydantic models cross the
-client/workflow/activity boundaries intact and replays decode them the same way.
-Tracing and the runtime are optional and off by default: a client given a
-tracer provider carries the SDK's tracing interceptor, and every worker built
-from it inherits the interceptor (see :mod:`worker.telemetry`).
+Connection settings come from Temporal's standard client configuration
+(:mod:`temporalio.envconfig`): ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+``TEMPORAL_API_KEY``, ``TEMPORAL_TLS``, ``TEMPORAL_TLS_CLIENT_CERT_PATH``,
+``TEMPORAL_TLS_CLIENT_KEY_PATH``, ``TEMPORAL_TLS_SERVER_CA_CERT_PATH``,
+``TEMPORAL_TLS_SERVER_NAME``, ``TEMPORAL_GRPC_META_*``, and profiles in the
+config file (``TEMPORAL_CONFIG_FILE``, ``TEMPORAL_PROFILE``). So TLS, mTLS and a
+Temporal Cloud API key work with no code change, and the ``temporal`` CLI reads
+the same settings. An explicit address or namespace (``teamctl --address``)
+overrides them. Without any, the local dev server: ``localhost:7233``, ``default``.
+
+Every client uses the project's data converter (pydantic models, and the
+payload codec when encryption is on), so payloads cross the client/workflow/
+activity boundaries intact and replays decode them the same way. Tracing and the
+runtime are optional and off by default: a client given a tracer provider
+carries the SDK's tracing interceptor, and every worker built from it inherits
+the interceptor (see :mod:`worker.telemetry`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import Runtime
 
+from teams.errors import AgentTeamsError
 from worker.telemetry import tracing_interceptor
+
+DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_NAMESPACE = "default"
+
+
+class ConnectionSettingsError(AgentTeamsError):
+    """The Temporal client configuration is invalid (the message names the setting)."""
+
+
+def connect_config(
+    environ: Mapping[str, str],
+    *,
+    address: str | None = None,
+    namespace: str | None = None,
+) -> ClientConnectConfig:
+    """The client settings ``environ`` describes, with ``address``/``namespace`` overrides."""
+    try:
+        config = ClientConfig.load_client_connect_config(
+            profile=environ.get("TEMPORAL_PROFILE") or None,
+            config_file=environ.get("TEMPORAL_CONFIG_FILE") or None,
+            override_env_vars=dict(environ),
+        )
+    except FileNotFoundError as err:
+        raise ConnectionSettingsError(
+            f"Temporal client configuration: cannot read {err.filename}: {err.strerror}"
+        ) from None
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ConnectionSettingsError(f"Temporal client configuration: {err}") from None
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    config.setdefault("namespace", DEFAULT_NAMESPACE)
+    if address:
+        config["target_host"] = address
+    if namespace:
+        config["namespace"] = namespace
+    return config
+
+
+def describe(config: ClientConnectConfig) -> str:
+    """``host:port (namespace ns, TLS, API key)``: for start-up lines, no secrets."""
+    tls = config.get("tls")
+    security = ["mTLS" if _has_client_cert(tls) else "TLS"] if tls else ["no TLS"]
+    if config.get("api_key"):
+        security.append("API key")
+    return (
+        f"{config.get('target_host', DEFAULT_ADDRESS)} (namespace "
+        f"{config.get('namespace', DEFAULT_NAMESPACE)}, {', '.join(security)})"
+    )
+
+
+def _has_client_cert(tls: Any) -> bool:
+    return bool(getattr(tls, "client_cert", None))
 
 
 async def connect(
-    address: str,
-    namespace: str,
+    address: str | None = None,
+    namespace: str | None = None,
     *,
+    environ: Mapping[str, str] | None = None,
+    config: ClientConnectConfig | None = None,
+    data_converter: DataConverter = pydantic_data_converter,
     runtime: Runtime | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> Client:
-    """A Temporal client on ``address``/``namespace`` with the pydantic converter.
+    """A Temporal client with the project's data converter.
 
-    ``runtime`` carries the process's telemetry (the worker's metrics endpoint);
-    ``tracer_provider`` turns tracing on for this client and its workers.
+    ``config`` (from :func:`connect_config`) or ``environ`` gives the connection
+    settings (TLS, API key, profile); ``address``/``namespace`` override them.
+    ``runtime`` carries the process's telemetry (the worker's metrics
+    endpoint); ``tracer_provider`` turns tracing on for this client and its
+    workers.
     """
+    settings: ClientConnectConfig = (
+        ClientConnectConfig(**config)
+        if config is not None
+        else connect_config(environ or {}, address=address, namespace=namespace)
+    )
+    if config is not None and address:
+        settings["target_host"] = address
+    if config is not None and namespace:
+        settings["namespace"] = namespace
     interceptors = [tracing_interceptor(tracer_provider)] if tracer_provider is not None else []
     return await Client.connect(
-        address,
-        namespace=namespace,
-        data_converter=pydantic_data_converter,
+        **settings,
+        data_converter=data_converter,
         interceptors=interceptors,
         runtime=runtime,
     )

@@ -35,7 +35,7 @@ from stores.controls.factory import open_controls
 from stores.factory import open_cache
 from stores.response_cache import ResponseCache
 from teams.catalog import Catalog
-from worker.connection import connect
+from worker.connection import connect, connect_config, describe
 from worker.deployment import Deployment
 from worker.search_attributes import ensure_search_attributes
 from worker.settings import WorkerSettings, load_api_key
@@ -149,17 +149,15 @@ def build_workers(
 
 async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (in-flight calls finish or fail over)."""
+    config = connect_config(environ)  # TEMPORAL_* and profiles; bad settings fail here
     provider = build_provider(settings, environ)
     catalog = settings.catalog()
     tracer_provider = build_tracer_provider(settings.tracing)
     try:
         client = await connect(
-            settings.temporal_address,
-            settings.temporal_namespace,
-            runtime=worker_runtime(settings),
-            tracer_provider=tracer_provider,
+            config=config, runtime=worker_runtime(settings), tracer_provider=tracer_provider
         )
-        await _serve(client, settings, provider, catalog)
+        await _serve(client, settings, provider, catalog, describe(config))
     finally:
         await provider.aclose()
         if tracer_provider is not None:
@@ -168,9 +166,13 @@ async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
 
 
 async def _serve(
-    client: Client, settings: WorkerSettings, provider: ModelProvider, catalog: Catalog
+    client: Client,
+    settings: WorkerSettings,
+    provider: ModelProvider,
+    catalog: Catalog,
+    server: str,
 ) -> None:
-    added = await ensure_search_attributes(client, settings.temporal_namespace)
+    added = await ensure_search_attributes(client, client.namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
     cache = open_cache(settings.cache_url)
@@ -190,11 +192,10 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker ready: task queue %s on %s (namespace %s), provider: %s (%s), "
+        "worker ready: task queue %s on %s, provider: %s (%s), "
         "controls store: %s, tracing: %s, metrics: %s",
         settings.task_queue,
-        settings.temporal_address,
-        settings.temporal_namespace,
+        server,
         provider.name,
         settings.provider_reason,
         f"{controls.backend} {controls.location}" if controls else "off (cost controls off)",

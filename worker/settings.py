@@ -3,8 +3,6 @@
 =============================  ==========================================  =================
 Variable                       Meaning                                     Default
 =============================  ==========================================  =================
-``TEMPORAL_ADDRESS``           Temporal frontend host:port                 ``localhost:7233``
-``TEMPORAL_NAMESPACE``         Namespace                                   ``default``
 ``AGENT_TEAMS_TASK_QUEUE``     Task queue for workflows and activities     ``agent-teams``
 ``AGENT_TEAMS_PROVIDER``       ``simulated`` or ``anthropic``              see below
 ``AGENT_TEAMS_TEAMS_DIR``      Extra team files, searched first            (shipped only)
@@ -35,6 +33,10 @@ Variable                       Meaning                                     Defau
 ``OTEL_SERVICE_NAME``          Service name on every span                  ``agent-teams-worker``
 ``OTEL_SDK_DISABLED``          ``true``: no tracing whatever else is set   ``false``
 =============================  ==========================================  =================
+
+The Temporal connection (address, namespace, TLS, mTLS, API key, profiles) is
+Temporal's standard client configuration: ``TEMPORAL_*`` variables and the config
+file, read by :func:`worker.connection.connect_config`.
 
 The provider defaults to ``anthropic`` when ``ANTHROPIC_API_KEY`` is set and to
 ``simulated`` otherwise. The key itself is never stored in settings: only
@@ -72,8 +74,6 @@ ProviderName = Literal["simulated", "anthropic"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 TracesExporter = Literal["otlp", "console", "none"]
-DEFAULT_ADDRESS = "localhost:7233"
-DEFAULT_NAMESPACE = "default"
 DEFAULT_CACHE_URL = "sqlite:///.temporal/response-cache.sqlite"
 WORKER_SERVICE_NAME = "agent-teams-worker"
 DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
@@ -147,8 +147,6 @@ class WorkerSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    temporal_address: str = DEFAULT_ADDRESS
-    temporal_namespace: str = DEFAULT_NAMESPACE
     task_queue: str = DEFAULT_TASK_QUEUE
     provider: ProviderName = "simulated"
     provider_reason: str = "default"
@@ -253,8 +251,6 @@ class WorkerSettings(BaseModel):
 
 
 _ENV_FIELDS = {
-    "TEMPORAL_ADDRESS": "temporal_address",
-    "TEMPORAL_NAMESPACE": "temporal_namespace",
     "AGENT_TEAMS_TASK_QUEUE": "task_queue",
     "AGENT_TEAMS_TEAMS_DIR": "teams_dir",
     "AGENT_TEAMS_PROMPTS_DIR": "prompts_dir",
