@@ -9,6 +9,7 @@ files change.
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
@@ -17,17 +18,24 @@ from temporalio.exceptions import ApplicationError
 from activities.names import LOAD_TEAM_SPEC
 from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
-from teams.errors import TeamSpecError
+from teams.errors import RequestRefusedError, TeamSpecError
+from teams.policy import RequestPolicy
 from teams.requests import TeamRef
 from teams.resolved import ResolvedTeam
 
 
 class TeamSpecRef(BaseModel):
-    """Input of ``load_team_spec``: a shipped team's name or an inline spec."""
+    """Input of ``load_team_spec``: the team, and what the deployment's policy checks.
+
+    ``team`` is a catalog team's name or an inline spec; ``tenant`` and
+    ``budget_usd`` are the request's (None in runs from before the policy).
+    """
 
     model_config = ConfigDict(frozen=True)
 
     team: TeamRef
+    tenant: str | None = None
+    budget_usd: Decimal | None = None
 
 
 class TeamSpecActivities:
@@ -40,8 +48,10 @@ class TeamSpecActivities:
         calls_task_queue: str | None = None,
         cost_controls: bool = True,
         default_breakers: BreakerSettings | None = None,
+        policy: RequestPolicy | None = None,
     ) -> None:
         self._catalog = catalog
+        self._policy = policy or RequestPolicy()
         self._calls_task_queue = calls_task_queue
         self._cost_controls = cost_controls
         self._default_breakers = default_breakers or BreakerSettings()
@@ -55,6 +65,12 @@ class TeamSpecActivities:
         except TeamSpecError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         inline = not isinstance(ref.team, str)
+        try:
+            self._policy.check(
+                spec=resolved.spec, inline=inline, tenant=ref.tenant, budget_usd=ref.budget_usd
+            )
+        except RequestRefusedError as err:
+            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         # Recorded in history with the spec, so every call of the run, replays
         # included, goes to the same queue under the same controls. Breaker
         # settings are the deployment's for an inline spec: a caller must not

@@ -50,6 +50,7 @@ from teamctl.runs import (
 from teams.approvals import DecisionKind
 from teams.catalog import Catalog, load_team_file
 from teams.errors import AgentTeamsError, RequestError
+from teams.policy import check_budget
 from teams.requests import TeamRequest, parse_team_request
 from teams.results import RunStatus, TeamResult, TeamStatus
 from teams.spec import TeamSpec
@@ -179,7 +180,9 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await _dev_server(args)
     if args.command == "run":
         request = _request_from_args(args)
-        _catalog().resolve(request.team)  # bad input fails here, before anything connects
+        # Bad input fails here, before anything connects: the team, and a budget over
+        # its cap (the worker checks the deployment's other rules).
+        check_budget(_catalog().resolve(request.team).spec, request.budget_usd)
         client = await _connect(args)
         return await _run(client, args, request)
     if args.command == "costs":

@@ -13,7 +13,9 @@ Tree::
     │   ├── PromptError        a prompt file named by a spec is missing or empty
     │   └── UnknownModelError  a spec names a model missing from the price table
     ├── PriceTableError        the price table file is invalid
-    └── RequestError           a TeamRequest is invalid (no workflow is started)
+    ├── RequestError           a TeamRequest is invalid (no workflow is started)
+    └── RequestRefusedError    the deployment refuses the request (inline spec,
+                               tenant, budget over the cap)
 """
 
 from __future__ import annotations
@@ -66,11 +68,20 @@ class PriceTableError(AgentTeamsError):
     """The price table file cannot be read or fails validation."""
 
 
+class RequestRefusedError(AgentTeamsError):
+    """The deployment refuses this request.
+
+    An inline spec where they are off, a tenant outside the configured list, a
+    budget over the team's cap (see :mod:`teams.policy`).
+    """
+
+
 SPEC_ERROR_TYPES: tuple[str, ...] = (
     TeamSpecError.__name__,
     UnknownTeamError.__name__,
     PromptError.__name__,
     UnknownModelError.__name__,
+    RequestRefusedError.__name__,
 )
 """``ApplicationError`` types ``load_team_spec`` raises: final, never retried."""
 

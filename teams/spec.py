@@ -282,9 +282,12 @@ Stage = Annotated[
 
 
 class BudgetSpec(_Spec):
-    """The default per-run budget; a request's ``budget_usd`` overrides it."""
+    """The default per-run budget, and how far a request's ``budget_usd`` may raise it."""
 
     max_usd: Decimal = Field(gt=0, le=10_000, decimal_places=6)
+    max_budget_usd: Decimal | None = Field(default=None, gt=0, le=10_000, decimal_places=6)
+    """The most a request's ``budget_usd`` may ask for; None: ``max_usd`` (a request
+    may lower the team's budget, never raise it)."""
     degrade_to_cheaper: bool = False
     """When a call does not fit (this run's budget or a daily one), try the agent's
     cheaper model (its routing ``cheap_model``, else its fallback) before stopping."""
@@ -341,6 +344,10 @@ class TeamSpec(_Spec):
         if not stages:
             raise ValueError(f"team {self.name!r} has only approval stages")
         return self.model_validate(self.model_dump() | {"stages": [s.model_dump() for s in stages]})
+
+    def budget_cap_usd(self) -> Decimal:
+        """The most a request may set this team's per-run budget to."""
+        return max(self.budget.max_budget_usd or self.budget.max_usd, self.budget.max_usd)
 
     def cost_alert_usd(self) -> Decimal:
         """Mean cost per run above which the report alerts (default: the budget)."""

@@ -8,6 +8,7 @@ from typing import Literal
 
 from teams.breakers import BreakerSettings
 from teams.budgets import DailyBudgets
+from teams.policy import RequestPolicy
 
 DEFAULT_TASK_QUEUE = "agent-teams"
 
@@ -37,3 +38,5 @@ class Deployment:
     """Every model's breaker, and the agent breakers of inline specs."""
     controls_outage: Literal["fail", "wait"] = "fail"
     """When the controls store is unreachable: refuse calls (``fail``) or wait for it."""
+    policy: RequestPolicy = RequestPolicy()
+    """What callers may ask for: inline specs, tenants, budgets over a team's default."""

@@ -116,6 +116,7 @@ def build_workers(
         calls_task_queue=deployment.calls_task_queue,
         cost_controls=deployment.cost_controls,
         default_breakers=deployment.model_breaker,
+        policy=deployment.policy,
     )
     run_activities: list[Callable[..., Any]] = [specs.load_team_spec]
     if controls is not None:
@@ -202,6 +203,11 @@ async def _serve(
         settings.tracing.endpoint or settings.tracing.exporter,
         settings.metrics_address or settings.otlp_metrics_endpoint or "off",
     )
+    if deployment.policy.inline_specs:
+        log.warning(
+            "dev convenience: requests may carry inline team specs (their own agents, "
+            "approvers and stages); set AGENT_TEAMS_INLINE_SPECS=false in production"
+        )
     try:
         async with AsyncExitStack() as running:
             for worker in workers:

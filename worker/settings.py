@@ -22,6 +22,8 @@ Variable                       Meaning                                     Defau
 ``AGENT_TEAMS_BREAKER_COOL_DOWN``  How long an open breaker refuses calls   ``60s``
 ``AGENT_TEAMS_CACHE_URL``      ``sqlite:///path``, ``redis://...``, ``postgresql://...`` or ``off``
 ``AGENT_TEAMS_COST_CONTROLS``  ``false``: no daily budgets, breakers, rate limits  ``true``
+``AGENT_TEAMS_INLINE_SPECS``   ``false``: requests must name a catalog team  ``true`` (dev; warned)
+``AGENT_TEAMS_TENANTS``        ``acme,umbrella``: the only tenants accepted  any
 ``AGENT_TEAMS_LOG_FORMAT``     ``json`` (one object per line) or ``text``  ``json``
 ``AGENT_TEAMS_LOG_LEVEL``      ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``  ``INFO``
 ``AGENT_TEAMS_LOG_PROMPTS``    ``true``: log each rendered prompt at DEBUG  ``false``
@@ -67,7 +69,9 @@ from teams.budgets import load_budgets
 from teams.catalog import SHIPPED_PRICES, SHIPPED_PROMPTS_DIR, SHIPPED_TEAMS_DIR, Catalog
 from teams.durations import Duration
 from teams.errors import AgentTeamsError
+from teams.policy import RequestPolicy
 from teams.pricing import load_price_table
+from teams.spec import Slug
 from worker.deployment import DEFAULT_TASK_QUEUE, Deployment
 
 ProviderName = Literal["simulated", "anthropic"]
@@ -168,6 +172,9 @@ class WorkerSettings(BaseModel):
         default=BreakerSettings().cool_down, gt=timedelta(0), le=timedelta(days=1)
     )
     cost_controls: bool = True
+    inline_specs: bool = True
+    """Dev convenience (the worker warns at start-up): production sets it false."""
+    tenants: list[Slug] | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "INFO"
     log_prompts: bool = False
@@ -206,6 +213,8 @@ class WorkerSettings(BaseModel):
                 values[field] = environ[variable]
         if "tokens_per_minute" in values:
             values["tokens_per_minute"] = _parse_limits(str(values["tokens_per_minute"]))
+        if "tenants" in values:
+            values["tenants"] = [t.strip() for t in str(values["tenants"]).split(",") if t.strip()]
         if "log_level" in values:
             values["log_level"] = str(values["log_level"]).strip().upper()
         values["tracing"] = TracingSettings.from_env(environ, service_name=WORKER_SERVICE_NAME)
@@ -239,6 +248,10 @@ class WorkerSettings(BaseModel):
                 failure_threshold=self.breaker_failures, cool_down=self.breaker_cool_down
             ),
             controls_outage=self.controls_outage,
+            policy=RequestPolicy(
+                inline_specs=self.inline_specs,
+                tenants=frozenset(self.tenants) if self.tenants is not None else None,
+            ),
         )
 
     def catalog(self) -> Catalog:
@@ -266,6 +279,8 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_BREAKER_FAILURES": "breaker_failures",
     "AGENT_TEAMS_BREAKER_COOL_DOWN": "breaker_cool_down",
     "AGENT_TEAMS_COST_CONTROLS": "cost_controls",
+    "AGENT_TEAMS_INLINE_SPECS": "inline_specs",
+    "AGENT_TEAMS_TENANTS": "tenants",
     "AGENT_TEAMS_LOG_FORMAT": "log_format",
     "AGENT_TEAMS_LOG_LEVEL": "log_level",
     "AGENT_TEAMS_LOG_PROMPTS": "log_prompts",

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.team_specs import TeamSpecRef
     from teams.approvals import DecideRequest, Decision, DecisionReceipt
     from teams.calls import HandoffItem
-    from teams.errors import SPEC_ERROR_TYPES
+    from teams.errors import SPEC_ERROR_TYPES, RequestRefusedError
     from teams.pricing import usd_to_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
@@ -50,6 +50,8 @@ CONTROLS_IN_CALL_PATCH = "controls-in-call"
 activities or entity updates per call), the team is resolved by a local activity,
 search attributes are upserted per phase, and every earlier patch's behaviour is
 on without checking it (one patch marker per run)."""
+REQUEST_REFUSED = RequestRefusedError.__name__
+"""The failure type of a run the deployment's policy refused (see teams/policy.py)."""
 SPEC_START_TO_CLOSE = timedelta(seconds=30)
 SPEC_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 
@@ -151,7 +153,11 @@ class AgentTeamWorkflow:
         A local activity in current runs: no extra round trip through the
         server before the first call. Runs from before ran a regular activity.
         """
-        ref = TeamSpecRef(team=request.team)
+        ref = (
+            TeamSpecRef(team=request.team, tenant=request.tenant, budget_usd=request.budget_usd)
+            if local
+            else TeamSpecRef(team=request.team)
+        )
         retry = RetryPolicy(maximum_attempts=5, non_retryable_error_types=list(SPEC_ERROR_TYPES))
         try:
             if local:
@@ -179,10 +185,11 @@ class AgentTeamWorkflow:
             # local activity's, as the activity's own ApplicationError.
             cause = err.cause if isinstance(err, ActivityError) else err
             detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            refused = isinstance(cause, ApplicationError) and cause.type == REQUEST_REFUSED
             self._metrics.finished(RunStatus.FAILED, None)
             raise ApplicationError(
                 f"cannot run team {request.team_name!r}: {detail}",
-                type="InvalidTeamSpec",
+                type=REQUEST_REFUSED if refused else "InvalidTeamSpec",
                 non_retryable=True,
             ) from err
         return resolved
@@ -191,14 +198,18 @@ class AgentTeamWorkflow:
         self, stages: StageRunner, team: ResolvedTeam
     ) -> tuple[RunStatus, str | None]:
         handoff: list[HandoffItem] = []
+        finishing = False
         try:
             for stage in team.spec.stages:
+                if finishing and stage.kind != "approval":
+                    # A router answered directly: the remaining work is skipped, but
+                    # never a human's sign-off.
+                    continue
                 self._state.enter_stage(stage.name)
                 self._visibility.stage_started(approval=stage.kind == "approval")
                 outcome = await stages.run(stage, handoff)
                 handoff = outcome.handoff
-                if outcome.finish_early:
-                    break
+                finishing = finishing or outcome.finish_early
         except RunStopped as stop:
             if workflow.cancellation_reason() is not None:
                 raise asyncio.CancelledError() from None
