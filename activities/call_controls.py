@@ -211,7 +211,7 @@ class CallControls:
         admission = Admission()
         answer = await self._admitted(ticket, request, admission)
         if answer is not None:
-            await self._apply(ticket, request, answer)
+            await self._apply(ticket, request, answer, admission.warnings)
         await self._maybe_prune()
         return admission
 
@@ -254,7 +254,13 @@ class CallControls:
                 )
                 await asyncio.sleep(WAIT_STEP_S)
 
-    async def _apply(self, ticket: CallTicket, request: AdmitRequest, answer: AdmitAnswer) -> None:
+    async def _apply(
+        self,
+        ticket: CallTicket,
+        request: AdmitRequest,
+        answer: AdmitAnswer,
+        warnings: list[str],
+    ) -> None:
         """Act on the store's answer: metrics and logs, then the refusal, if any."""
         for check, breaker in zip(request.breakers, answer.breakers, strict=False):
             self._transition(check.key, breaker)
@@ -277,9 +283,11 @@ class CallControls:
                 non_retryable=True,
             )
         if answer.refused_by == "rate" and answer.refused_take is not None and answer.take:
-            await self._wait_for_rates(ticket, answer.refused_take, answer.take)
+            await self._wait_for_rates(ticket, answer.refused_take, answer.take, warnings)
 
-    async def _wait_for_rates(self, ticket: CallTicket, first: int, refused: TakeAnswer) -> None:
+    async def _wait_for_rates(
+        self, ticket: CallTicket, first: int, refused: TakeAnswer, warnings: list[str]
+    ) -> None:
         """Wait in the attempt for the refusing bucket (and the ones after it), or give up."""
         takes = self._takes(ticket)[first:]
         answer: TakeAnswer | None = refused
@@ -289,7 +297,7 @@ class CallControls:
                     try:
                         answer = await self._store.take(take)
                     except ControlsUnavailableError as err:
-                        _failed_open(ticket.call, "rate limits", err)
+                        warnings.append(_failed_open(ticket.call, "rate limits", err))
                         return
                 if answer.granted:
                     break

@@ -414,3 +414,31 @@ async def test_settle_reports_to_the_breakers_once_per_call(store: ControlsStore
     other = await store.settle(_settle("b", 10, reports=failed))
     assert [r.consecutive_failures for r in first.reports + again.reports] == [1, 1]
     assert [(r.state, r.transition is not None) for r in other.reports] == [("open", True)]
+
+
+async def test_concurrent_admissions_and_settlements_sharing_breakers_never_deadlock(
+    store: ControlsStore,
+) -> None:
+    settings = BreakerSettings(failure_threshold=1_000)
+
+    async def one_call(index: int) -> None:
+        key = f"call-{index}"
+        checks = [
+            BreakerCheck(key="model:m", settings=settings),
+            BreakerCheck(key=f"agent:t.a{index % 3}", settings=settings),
+        ]
+        admitted = await store.admit(
+            AdmitRequest(
+                call_key=key,
+                breakers=checks,
+                reservation=_reserve(key, 10, global_limit_micro=10**6),
+            )
+        )
+        assert admitted.granted
+        reports = [BreakerReport(key=c.key, success=True, settings=settings) for c in checks]
+        await store.settle(_settle(key, 5, reports=list(reversed(reports))))
+
+    await asyncio.gather(*(one_call(index) for index in range(40)))
+    summary = await store.ledger(GLOBAL_SCOPE, DAY)
+    assert summary is not None
+    assert (summary.spent_micro, summary.settled_calls, summary.reserved_micro) == (200, 40, 0)

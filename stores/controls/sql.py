@@ -7,9 +7,11 @@ subset of both databases (``INSERT ... ON CONFLICT``, window functions), with
 difference the logic sees is ``FOR UPDATE`` (SQLite locks the whole file for
 a write transaction instead, with ``BEGIN IMMEDIATE``).
 
-Locks are always taken in the same order (the global budget row, then the
-tenant's; breakers and buckets one row each), so concurrent operations never
-deadlock. Money is integer micro-dollars; times are store seconds.
+Locks are always taken in the same order: breaker rows (by key), then the
+day's global budget row, then the tenant's, then bucket rows; so concurrent
+operations never deadlock (``tests/test_controls_store.py`` runs admissions and
+settlements that share breakers and budgets concurrently). Money is integer
+micro-dollars; times are store seconds.
 """
 
 from __future__ import annotations
@@ -130,9 +132,13 @@ class Tx(Protocol):
 
 def admit(tx: Tx, request: AdmitRequest) -> AdmitAnswer:
     """See :meth:`ControlsStore.admit`: breakers, reservation, takes; the first refusal stops."""
-    breakers = [
-        breaker_admit(tx, check.key, request.call_key, check.settings) for check in request.breakers
-    ]
+    # Lock order, everywhere: breakers (by key), then budget days (global, tenant),
+    # then buckets; so concurrent admissions and settlements never deadlock.
+    answers = {
+        check.key: breaker_admit(tx, check.key, request.call_key, check.settings)
+        for check in sorted(request.breakers, key=lambda check: check.key)
+    }
+    breakers = [answers[check.key] for check in request.breakers]
     if not all(answer.allowed for answer in breakers):
         return AdmitAnswer(refused_by="breaker", breakers=breakers)
     reservation = reserve(tx, request.reservation) if request.reservation else None
@@ -210,6 +216,13 @@ def reserve(tx: Tx, request: Reservation) -> ReserveAnswer:
 
 def settle(tx: Tx, request: Settlement) -> SettleAnswer:
     """See :meth:`ControlsStore.settle`."""
+    # Breakers first: the lock order of admit (breakers, then budget days).
+    reported = {
+        report.key: breaker_report(
+            tx, report.key, request.call_key, report.success, report.settings
+        )
+        for report in sorted(request.reports, key=lambda report: report.key)
+    }
     first_look = tx.one("SELECT day, tenant FROM ctl_calls WHERE call_key = ?", request.call_key)
     # A call is charged to the day and tenant it reserved on, whatever the request says.
     day, tenant = (first_look[0], first_look[1]) if first_look else (request.day, request.tenant)
@@ -273,10 +286,7 @@ def settle(tx: Tx, request: Settlement) -> SettleAnswer:
             if _raise(tx, alert):
                 alerts.append(alert)
     _add_cost_row(tx, day, tenant, request.key, first, token_deltas, delta, closing, request)
-    reports = [
-        breaker_report(tx, report.key, request.call_key, report.success, report.settings)
-        for report in request.reports
-    ]
+    reports = [reported[report.key] for report in request.reports]
     return SettleAnswer(
         charged_micro=delta,
         total_micro=row[0] + delta,
