@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,24 +23,33 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client
 
-from bench import chart, cost, history, latency, recovery, throughput
+from bench import chart, controls, cost, history, latency, recovery, targets, throughput
 from bench.environment import SERVER_MODE, dev_server, machine
+from bench.postgres import Unavailable, postgres_server
 from bench.stats import Spread, Table
 from bench.systems import (
+    OPTIONAL,
+    POSTGRESQL,
+    PROJECT,
     SYSTEMS,
+    TEMPORAL_LANGGRAPH,
     AsyncioSystem,
     BareTemporalSystem,
+    Dropouts,
     ProjectSystem,
     System,
+    controls_line,
     provider,
     temporal_systems,
 )
-from bench.workloads import LATENCY_TABLE, call_plan, task_of, workload_spec
+from bench.workloads import LATENCY_TABLE, CallPlan, call_plan, task_of, workload_spec
 from teams.catalog import Catalog
 
 _Key = TypeVar("_Key", bound=tuple[object, ...])
 
-SECTIONS = ("latency", "throughput", "recovery", "history", "cost")
+SECTIONS = ("latency", "throughput", "recovery", "history", "cost", "controls")
+POSTGRES_SECTIONS = ("latency", "throughput", "controls")
+"""The sections with PostgreSQL rows: the cluster is started only for them."""
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
 
 
@@ -68,26 +77,61 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
 
 @dataclass(frozen=True)
 class Systems:
-    """The five systems on one provider, in table order, and the two Temporal ones by name."""
+    """The systems on one provider, in table order, and the two Temporal ones by name."""
 
     all: list[System]
     bare: BareTemporalSystem
     project: ProjectSystem
 
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.all]
 
-async def _systems(
-    client: Client, scale: float, catalog: Catalog, label: str, folder: Path, stack: AsyncExitStack
-) -> Systems:
+
+@dataclass
+class Context:
+    """What every section's systems share: where to put files, and what could not run."""
+
+    client: Client
+    catalog: Catalog
+    plans: dict[str, CallPlan]
+    folder: Path
+    stack: AsyncExitStack
+    postgres_url: str | None
+    skipped: dict[str, str]
+    """System (or row) → why it was left out; each said once, when found."""
+
+    def skip(self, what: str, why: str) -> None:
+        if what not in self.skipped:
+            self.skipped[what] = why
+            print(f"{what}: skipped, {why}", flush=True)
+
+
+async def _systems(context: Context, scale: float, label: str) -> Systems:
     from bench.langgraph_baseline import LangGraphSystem
 
     model = provider(scale)
-    bare, project, lean = await stack.enter_async_context(
-        temporal_systems(client, model, catalog, label)
+    temporal = await context.stack.enter_async_context(
+        temporal_systems(
+            context.client, model, context.catalog, label, postgres_url=context.postgres_url
+        )
     )
-    graph = await stack.enter_async_context(
-        LangGraphSystem.open(model, folder / f"langgraph-{label}.sqlite")
+    graph = await context.stack.enter_async_context(
+        LangGraphSystem.open(model, context.folder / f"langgraph-{label}.sqlite")
     )
-    return Systems([AsyncioSystem(model), bare, project, lean, graph], bare, project)
+    peers: list[System] = [graph]
+    try:
+        from bench.temporal_langgraph import TemporalLangGraphSystem
+    except ImportError as err:
+        context.skip(TEMPORAL_LANGGRAPH, f"temporalio-langgraph cannot be imported ({err})")
+    else:
+        peers.append(
+            await context.stack.enter_async_context(
+                TemporalLangGraphSystem.open(context.client, model, context.plans, label)
+            )
+        )
+    systems: list[System] = [AsyncioSystem(model), *temporal.in_order(), *peers]
+    return Systems(systems, temporal.bare, temporal.project)
 
 
 def _by_key(spreads: Mapping[_Key, Spread]) -> dict[str, dict[str, float]]:
@@ -112,13 +156,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tables: list[Table] = []
     data: dict[str, Any] = {}
     timings: dict[str, float] = {}
-    lat = thr = None
-    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+    lat = thr = ctl = None
+    rows: list[history.HistoryFigures] | None = None
+    skipped: dict[str, str] = {}
+    dropouts = Dropouts(OPTIONAL)
+    with tempfile.TemporaryDirectory(prefix="bench-") as work, ExitStack() as servers:
         folder = Path(work)
+        postgres: str | Unavailable = Unavailable("no section here has PostgreSQL rows")
+        if any(section in POSTGRES_SECTIONS for section in sections):
+            postgres = servers.enter_context(postgres_server())
         async with dev_server() as server, AsyncExitStack() as stack:
+            context = Context(
+                client=server.client,
+                catalog=catalog,
+                plans=plans,
+                folder=folder,
+                stack=stack,
+                postgres_url=postgres if isinstance(postgres, str) else None,
+                skipped=skipped,
+            )
+            if isinstance(postgres, Unavailable) and any(s in POSTGRES_SECTIONS for s in sections):
+                context.skip(f"{POSTGRESQL} and the PostgreSQL controls row", postgres.reason)
             if "latency" in sections:
                 with _timed("latency", timings):
-                    timed = await _systems(server.client, args.scale, catalog, "lat", folder, stack)
+                    timed = await _systems(context, args.scale, "lat")
                     lat = await latency.measure(
                         timed.all,
                         catalog,
@@ -126,10 +187,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         scale=args.scale,
                         repeats=args.repeats,
                         concurrencies=(1, 20),
+                        dropouts=dropouts,
                     )
                     tables += [
-                        latency.latency_table(lat, SYSTEMS),
-                        latency.fan_out_table(lat, SYSTEMS),
+                        latency.latency_table(lat, timed.names),
+                        latency.fan_out_table(lat, timed.names),
                     ]
                     data["latency"] = {
                         "paths": {k: asdict(v) for k, v in lat.paths.items()},
@@ -138,7 +200,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         },
                     }
             if "throughput" in sections or "history" in sections:
-                zero = await _systems(server.client, 0.0, catalog, "zero", folder, stack)
+                zero = await _systems(context, 0.0, "zero")
             if "throughput" in sections:
                 with _timed("throughput", timings):
                     thr = await throughput.measure(
@@ -148,9 +210,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         repeats=args.repeats,
                         concurrencies=(1, 10, 50),
                         server_pid=server.process.process.pid,
+                        dropouts=dropouts,
                     )
-                    tables.append(throughput.throughput_table(thr, SYSTEMS))
+                    tables.append(throughput.throughput_table(thr, zero.names))
                     data["throughput"] = _by_key(thr.spreads)
+                    data["cpu_ms_per_run"] = {
+                        name: {"bench_process": thr.cpu_ms[name].as_dict(), "server": cpu.as_dict()}
+                        for name, cpu in thr.server_cpu_ms.items()
+                    }
             if "recovery" in sections:
                 with _timed("recovery", timings):
                     rec = await recovery.measure(
@@ -183,7 +250,41 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     tables.append(cost.cost_table(figures, facts))
                     data["cost"] = {"rows": [asdict(r) for r in figures], **facts}
-    return {"tables": tables, "data": data, "timings": timings, "latency": lat, "throughput": thr}
+            if "controls" in sections:
+                with _timed("controls", timings):
+                    ctl = await asyncio.to_thread(
+                        controls.measure,
+                        context.postgres_url,
+                        postgres.reason if isinstance(postgres, Unavailable) else None,
+                        repeats=args.repeats,
+                    )
+                    tables.append(controls.controls_table(ctl))
+                    data["controls"] = {
+                        "pairs_per_s": {k: v.as_dict() for k, v in ctl.spreads.items()},
+                        "skipped": ctl.skipped,
+                        "processes": ctl.processes,
+                        "in_flight_per_process": ctl.concurrency,
+                        "entity_baseline": asdict(controls.ENTITY_BASELINE),
+                    }
+    found = [
+        *targets.throughput_targets(thr),
+        *targets.latency_targets(lat),
+        targets.cpu_target(thr),
+        *targets.history_targets(rows),
+        *targets.controls_targets(ctl, controls.ENTITY_BASELINE),
+    ]
+    tables.append(targets.targets_table(found))
+    data["targets"] = [asdict(t) | {"verdict": t.verdict} for t in found]
+    skipped |= {name: f"dropped: {why}" for name, why in dropouts.reasons.items()}
+    data["skipped"] = skipped
+    return {
+        "tables": tables,
+        "data": data,
+        "timings": timings,
+        "latency": lat,
+        "throughput": thr,
+        "skipped": skipped,
+    }
 
 
 def header(args: argparse.Namespace) -> list[str]:
@@ -194,6 +295,7 @@ def header(args: argparse.Namespace) -> list[str]:
         f"model: simulated provider, latencies {latencies} (code reviewer 2.4s, merger 1.5s) "
         f"x{args.scale} latency scale",
         f"repeats: {args.repeats} after a warm-up; figures are median (min–max)",
+        f"{PROJECT}: every control on: {controls_line()}",
     ]
 
 
@@ -246,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     report = asyncio.run(run(args))
     report["tables"].append(strain_table(stderr_log))
+    lines += [f"skipped: {what}: {why}" for what, why in report["skipped"].items()]
     print()
     for table in report["tables"]:
         print(table.text(), end="\n\n")

@@ -1,8 +1,8 @@
 """System (b): a bare Temporal workflow of the same shape, none of our features.
 
 One activity per model call (default retry policy, a start-to-close timeout),
-the same calls in the same order as the project, and nothing else: no budget
-checks, ledgers, breakers, quality-gate bookkeeping, tracing, search
+the same calls in the same order as the project, and nothing else: no run or
+daily budgets, breakers, rate limits, quality-gate bookkeeping, tracing, search
 attributes, status query or call records.
 """
 

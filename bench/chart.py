@@ -18,10 +18,12 @@ def draw(
 ) -> None:
     import matplotlib
 
+    ran = {name for (_, _, name) in latency.spreads}
+    systems = [name for name in systems if name in throughput.cpu_ms and name in ran]
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(15, 6.5))
     cases = sorted({(w, c) for (w, c, _) in latency.spreads if w != "code-review-seq"})
     width = 0.8 / len(systems)
     for index, name in enumerate(systems):
@@ -40,7 +42,7 @@ def draw(
     left.set_xticklabels([f"{w}\nconcurrency {c}" for w, c in cases], fontsize=8)
     left.set_ylabel("run latency ÷ model critical path (lower is better)")
     left.set_title(f"Overhead (latency scale x{latency.scale})")
-    left.legend(fontsize=8)
+    left.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.12))
 
     levels = sorted(throughput.totals)
     for index, name in enumerate(systems):
@@ -52,7 +54,7 @@ def draw(
     right.set_yscale("log")
     right.set_ylabel("completed runs per second (log scale, higher is better)")
     right.set_title(f"Throughput, zero-latency model ({throughput.workload})")
-    right.legend(fontsize=8)
+    right.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.08))
 
     figure.suptitle(subtitle, fontsize=9)
     figure.tight_layout()

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.stats import Spread, Table, rotated
-from bench.systems import System
+from bench.systems import Dropouts, System
 from bench.workloads import CallPlan, CriticalPath, RunOutcome, critical_path, workload_spec
 from teams.catalog import Catalog
 from teams.spec import TeamSpec
@@ -59,27 +59,37 @@ async def measure(
     repeats: int,
     concurrencies: Sequence[int],
     log: bool = True,
+    dropouts: Dropouts | None = None,
 ) -> LatencyResults:
+    """``dropouts``: the systems whose failure drops them instead of failing the bench."""
     results = LatencyResults(scale=scale)
+    drops = dropouts if dropouts is not None else Dropouts()
     cases = [(w, c) for w in WORKLOADS for c in concurrencies] + [(SEQUENTIAL, 1)]
     for workload, concurrency in cases:
         plan, spec = plans[workload], workload_spec(catalog, workload)
         seen: set[RunOutcome] = set()
-        for system in systems:  # warm-up
-            seen.add((await batch(system, plan, spec, concurrency))[1])
+        for system in drops.active(systems):  # warm-up
+            warm = await drops.attempt(system, batch(system, plan, spec, concurrency))
+            if warm is not None:
+                seen.add(warm[1])
         samples: dict[str, list[float]] = {s.name: [] for s in systems}
         for repeat in range(repeats):
-            for system in rotated(systems, repeat):
-                seconds, outcome = await batch(system, plan, spec, concurrency)
-                samples[system.name].append(seconds)
-                seen.add(outcome)
+            for system in rotated(drops.active(systems), repeat):
+                found = await drops.attempt(system, batch(system, plan, spec, concurrency))
+                if found is None:
+                    continue
+                samples[system.name].append(found[0])
+                seen.add(found[1])
         if len(seen) != 1:
             raise RuntimeError(f"the systems disagree on {workload}: {seen}")
         results.paths[workload] = critical_path(plan, scale, seen.pop().reviews)
         for name, values in samples.items():
-            results.spreads[(workload, concurrency, name)] = Spread.of(values)
+            if values and name not in drops.reasons:
+                results.spreads[(workload, concurrency, name)] = Spread.of(values)
         if log:
             print(f"  latency: {workload} at concurrency {concurrency} done", flush=True)
+    # A system dropped part-way has no row at all.
+    results.spreads = {k: v for k, v in results.spreads.items() if k[2] not in drops.reasons}
     return results
 
 
@@ -121,7 +131,9 @@ def fan_out_table(results: LatencyResults, systems: Sequence[str]) -> Table:
         ["system", "sequential s", "parallel s", "speedup"],
     )
     for name in systems:
-        seq = results.spreads[(SEQUENTIAL, 1, name)]
-        par = results.spreads[("code-review", 1, name)]
+        seq = results.spreads.get((SEQUENTIAL, 1, name))
+        par = results.spreads.get(("code-review", 1, name))
+        if seq is None or par is None:
+            continue  # not run here
         table.rows.append([name, seq.show(), par.show(), f"{seq.median / par.median:.2f}x"])
     return table

@@ -2,9 +2,10 @@
 
 Runs zero-latency research runs through this project (system c) with yappi
 (CPU clock, all threads) and prints the functions with the most own time, the
-share spent inside workflow activations, and how many activations and shared
-entity updates each run costs. This is how the notes in the README's
-"Performance" section were found. Needs the ``bench`` extra.
+share spent inside workflow activations, and how many activations and controls
+store steps (admit, settle, run record; each one SQLite transaction) each run
+costs. This is how the notes in the README's "Performance" section were found.
+Needs the ``bench`` extra.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from teams.catalog import Catalog
 MARKERS = {
     "workflow activations": "worker/_workflow.py:_WorkflowWorker._handle_activation",
     "sandbox entries": "workflow_sandbox/_runner.py:_Instance._run_code",
-    "entity updates sent": "client/_client.py:Client.execute_update_with_start_workflow",
+    "controls store steps": "stores/controls/sqlite.py:SqliteControls._transaction",
 }
 """Counted per run, with their inclusive share of CPU. A sandbox entry is an
 activation or a payload conversion run inside the workflow sandbox."""
@@ -41,7 +42,8 @@ async def profile(runs: int, concurrency: int, top: int) -> None:
     catalog = Catalog.shipped()
     async with dev_server() as server:
         systems = temporal_systems(server.client, provider(0.0), catalog, "profile")
-        async with systems as (_bare, project, _lean):
+        async with systems as temporal:
+            project = temporal.project
             plan, spec = call_plan(catalog, "research"), workload_spec(catalog, "research")
             await batch(project, plan, spec, concurrency)  # warm-up
             yappi.set_clock_type("cpu")

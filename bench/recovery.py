@@ -67,7 +67,8 @@ class WorkerProcess:
             "TEMPORAL_ADDRESS": address,
             "AGENT_TEAMS_TASK_QUEUE": task_queue,
             "AGENT_TEAMS_CALLS_TASK_QUEUE": f"{task_queue}-calls",
-            "AGENT_TEAMS_ENTITY_PREFIX": f"{task_queue}/",
+            # The bench's own controls store, never the project's state folder.
+            "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{log.parent / 'controls.sqlite'}",
             "AGENT_TEAMS_PROVIDER": "simulated",
             "AGENT_TEAMS_CACHE_URL": "off",
             "AGENT_TEAMS_LOG_FORMAT": "json",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.stats import Spread, Table, rotated
-from bench.systems import System
+from bench.systems import Dropouts, System
 from bench.workloads import CallPlan
 from teams.spec import TeamSpec
 
@@ -90,23 +90,36 @@ async def measure(
     repeats: int,
     concurrencies: Sequence[int],
     server_pid: int | None = None,
+    dropouts: Dropouts | None = None,
 ) -> ThroughputResults:
+    """``dropouts``: the systems whose failure drops them instead of failing the bench."""
     results = ThroughputResults(workload=plan.workload)
-    for system in systems:  # warm-up
-        await closed_loop(system, plan, spec, 10, server_pid)
+    drops = dropouts if dropouts is not None else Dropouts()
+    for system in drops.active(systems):  # warm-up
+        await drops.attempt(system, closed_loop(system, plan, spec, 10, server_pid))
     for concurrency in concurrencies:
         results.totals[concurrency] = runs_for(concurrency)
         samples: dict[str, list[LoopFigures]] = {s.name: [] for s in systems}
         for repeat in range(repeats):
-            for system in rotated(systems, repeat):
-                loop = await closed_loop(system, plan, spec, concurrency, server_pid)
-                samples[system.name].append(loop)
+            for system in rotated(drops.active(systems), repeat):
+                loop = await drops.attempt(
+                    system, closed_loop(system, plan, spec, concurrency, server_pid)
+                )
+                if loop is not None:
+                    samples[system.name].append(loop)
         for name, loops in samples.items():
+            if not loops or name in drops.reasons:
+                continue
             results.spreads[(name, concurrency)] = Spread.of([x.runs_per_s for x in loops])
             if concurrency == max(concurrencies):
                 results.cpu_ms[name] = Spread.of([x.cpu_ms_per_run for x in loops])
                 results.server_cpu_ms[name] = Spread.of([x.server_cpu_ms_per_run for x in loops])
         print(f"  throughput: concurrency {concurrency} done", flush=True)
+    # A system dropped part-way has no row at all.
+    results.spreads = {k: v for k, v in results.spreads.items() if k[0] not in drops.reasons}
+    for figures in (results.cpu_ms, results.server_cpu_ms):
+        for name in drops.reasons:
+            figures.pop(name, None)
     return results
 
 
@@ -122,6 +135,8 @@ def throughput_table(results: ThroughputResults, systems: Sequence[str]) -> Tabl
         columns,
     )
     for name in systems:
+        if name not in results.cpu_ms:
+            continue  # not run here
         row = [name]
         for level in levels:
             spread = results.spreads[(name, level)]

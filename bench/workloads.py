@@ -1,8 +1,9 @@
 """The workloads every system under test runs, built from the shipped specs.
 
-All four systems (plain asyncio, a bare Temporal workflow, this project,
-LangGraph) make the same model calls in the same order through the same
-simulated provider, so their latencies differ only by orchestration:
+Every system (plain asyncio, a bare Temporal workflow, this project and its
+variants, LangGraph, LangGraph on Temporal) makes the same model calls in the
+same order through the same simulated provider, so their latencies differ only
+by orchestration:
 
 - ``research``: researcher → writer → reviewer gate (revise with the
   reviewer's reasons until the score reaches the threshold, at most

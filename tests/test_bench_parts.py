@@ -2,14 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.history.v1 import HistoryEvent
 
+from bench import targets
+from bench.controls import (
+    ENTITY_BASELINE,
+    ControlsResults,
+    EntityBaseline,
+    controls_table,
+    reservation,
+    settlement,
+    versus_entities,
+)
 from bench.cost import largest_model, optimised, requests, unoptimised
-from bench.history import figures, payloads_in
+from bench.history import HistoryFigures, figures, payloads_in
+from bench.latency import LatencyResults
+from bench.postgres import Unavailable, find_tools, postmaster_pid
 from bench.stats import Spread, rotated
-from bench.workloads import call_plan, critical_path, workload_spec
+from bench.systems import (
+    CALLS_QUEUE,
+    CORE,
+    NO_CONTROLS,
+    OPTIONAL,
+    POSTGRESQL,
+    PROJECT,
+    SYSTEMS,
+    TEMPORAL_LANGGRAPH,
+    Dropouts,
+    controlled,
+)
+from bench.throughput import ThroughputResults
+from bench.workloads import CriticalPath, call_plan, critical_path, workload_spec
 from teams.catalog import Catalog
 
 
@@ -104,3 +131,163 @@ def test_uncached_shipped_models_keep_each_agents_model(catalog: Catalog) -> Non
     plain = unoptimised(support)
     assert [a.model for a in plain.agents] == [a.model for a in support.agents]
     assert {(a.cache, a.routing) for a in plain.agents} == {(False, None)}
+
+
+def test_every_system_is_core_or_optional() -> None:
+    assert set(CORE) | OPTIONAL == set(SYSTEMS)
+    assert not set(CORE) & OPTIONAL
+    assert {NO_CONTROLS, POSTGRESQL, CALLS_QUEUE, TEMPORAL_LANGGRAPH} <= OPTIONAL
+    assert NO_CONTROLS == "agent-teams/no-controls"
+
+
+def test_the_project_runs_with_every_control_on_and_none_reached() -> None:
+    on = controlled("q")
+    assert on.cost_controls and on.calls_task_queue is None  # eager dispatch, the default
+    assert on.budgets.global_micro is not None and on.budgets.global_micro >= 10**12
+    assert on.budgets.for_tenant("bench") == on.budgets.global_micro
+    assert on.tokens_per_minute["*"] >= 10**9
+    assert on.calls_per_second is not None and on.calls_per_second >= 10**5
+    split = controlled("q", calls_task_queue="q-calls")
+    assert split.calls_task_queue == "q-calls" and split.budgets == on.budgets
+    off = controlled("q", cost_controls=False)
+    assert not off.cost_controls and off.max_concurrent_calls == on.max_concurrent_calls
+
+
+class _Named:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+async def test_an_optional_system_that_fails_is_dropped_with_why() -> None:
+    dropouts = Dropouts(frozenset({"peer"}))
+    core, peer = _Named(PROJECT), _Named("peer")
+
+    async def fail() -> int:
+        raise RuntimeError("deadlock detected\nDETAIL: ...")
+
+    async def fine() -> int:
+        return 1
+
+    assert await dropouts.attempt(peer, fine()) == 1
+    assert await dropouts.attempt(peer, fail()) is None
+    assert dropouts.reasons == {"peer": "a run failed (deadlock detected)"}
+    assert dropouts.active([core, peer]) == [core]
+    with pytest.raises(RuntimeError):
+        await dropouts.attempt(core, fail())
+
+
+def test_postgres_is_skipped_with_a_reason_when_absent(tmp_path: Path) -> None:
+    missing = find_tools(str(tmp_path / "nothing" / "*" / "bin"))
+    assert isinstance(missing, Unavailable)
+    assert "no PostgreSQL server binaries" in missing.reason
+    (tmp_path / "postmaster.pid").write_text("4242\n/data\n")
+    assert postmaster_pid(tmp_path) == 4242
+    assert postmaster_pid(tmp_path / "absent") is None
+
+
+def test_controls_pairs_reserve_and_settle_the_same_call() -> None:
+    held = reservation("k1", "2026-11-30")
+    done = settlement("k1", "2026-11-30", "agent-0")
+    assert (held.call_key, held.day, held.tenant) == (done.call_key, done.day, done.tenant)
+    assert held.global_limit_micro == done.global_limit_micro == held.tenant_limit_micro
+    assert done.final and done.cost_micro <= held.amount_micro
+
+
+def test_controls_table_sets_each_backend_next_to_the_entity_design() -> None:
+    baseline = EntityBaseline(Spread(100.0, 90.0, 110.0, 3), "abc1234", "2026-01-01", "m", "how")
+    results = ControlsResults(processes=4, concurrency=8, pairs=500)
+    results.spreads["sqlite"] = Spread(1200.0, 1100.0, 1300.0, 3)
+    results.skipped["postgresql"] = "no PostgreSQL server binaries"
+    assert versus_entities(250.0, baseline) == 2.5
+    table = controls_table(results, baseline)
+    assert [row[0] for row in table.rows] == [
+        "controls store, SQLite (one file)",
+        "entity workflows (BudgetLedgerWorkflow), before",
+    ]
+    assert table.rows[0][2] == "12.0x"
+    assert any("skipped, no PostgreSQL" in note for note in table.notes)
+    assert any("abc1234" in note for note in table.notes)
+    assert ENTITY_BASELINE.pairs_per_s.median > 0  # measured, not a placeholder
+
+
+def _history(run: str, calls: int, events: int, kib: float) -> HistoryFigures:
+    return HistoryFigures(run, calls, events, int(kib * 1024), 0, 0, 0, 0)
+
+
+def test_history_targets_hold_each_team_against_bare() -> None:
+    rows = [
+        _history("research (agent-teams, approval)", 5, 35, 40.0),
+        _history("support (agent-teams)", 2, 38, 21.0),
+        _history("research (bare-temporal)", 5, 35, 30.0),
+        _history("code-review (bare-temporal)", 4, 23, 20.0),
+    ]
+    assert targets.workload_of("research (agent-teams, approval)") == "research"
+    bare = targets.bare_kib_per_call(rows)
+    assert bare("research") == 6.0 and bare("support") == pytest.approx(5.5)
+    found = {t.target: t for t in targets.history_targets(rows)}
+    assert found["history ≤ 8 events per agent call: research"].met
+    assert not found["history ≤ 8 events per agent call: support"].met
+    research = found["history ≤ bare + 1.5 KiB per call: research"]
+    assert (research.figure, research.met) == ("8.0 vs 6.0 + 1.5 KiB", False)
+    support = found["history ≤ bare + 1.5 KiB per call: support"]  # the bare runs' mean
+    assert (support.figure, support.met) == ("10.5 vs 5.5 + 1.5 KiB", False)
+    assert targets.history_targets(None)[0].verdict == "not measured"
+
+
+def _throughput(**medians: tuple[float, float]) -> ThroughputResults:
+    results = ThroughputResults(workload="research", totals={10: 20, 50: 60})
+    for name, (c10, c50) in medians.items():
+        results.spreads[(name, 10)] = Spread(c10, c10, c10, 1)
+        results.spreads[(name, 50)] = Spread(c50, c50, c50, 1)
+        results.cpu_ms[name] = Spread(10.0, 10.0, 10.0, 1)
+        results.server_cpu_ms[name] = Spread(5.0, 5.0, 5.0, 1)
+    return results
+
+
+def test_throughput_targets_against_bare_the_peer_and_the_calls_queue() -> None:
+    thr = _throughput(
+        **{
+            "bare-temporal": (20.0, 20.0),
+            PROJECT: (16.0, 14.0),
+            TEMPORAL_LANGGRAPH: (15.0, 15.0),
+            CALLS_QUEUE: (17.0, 13.0),
+        }
+    )
+    verdicts = [t.verdict for t in targets.throughput_targets(thr)]
+    # ≥ 0.75 × bare at c=10, c=50; ahead of the peer; default ≥ calls queue
+    assert verdicts == ["pass", "miss", "pass", "miss", "miss", "pass"]
+    assert targets.cpu_target(thr).met  # 15 ms vs 15 ms
+    del thr.spreads[(TEMPORAL_LANGGRAPH, 10)]
+    assert targets.throughput_targets(thr)[2].verdict == "not measured"
+    assert [t.verdict for t in targets.throughput_targets(None)] == ["not measured"] * 2
+
+
+def test_latency_targets_use_the_critical_path_and_the_ideal_speedup() -> None:
+    lat = LatencyResults(scale=0.1)
+    lat.paths = {
+        "research": CriticalPath(1.0, 5),
+        "code-review": CriticalPath(0.4, 4),
+        "code-review-seq": CriticalPath(0.8, 4),
+    }
+    for key, seconds in {
+        ("research", 1, PROJECT): 1.05,
+        ("research", 20, PROJECT): 1.6,
+        ("code-review", 20, PROJECT): 0.8,
+        ("code-review", 1, PROJECT): 0.42,
+        ("code-review-seq", 1, PROJECT): 0.82,
+        ("research", 1, CALLS_QUEUE): 1.10,
+    }.items():
+        lat.spreads[key] = Spread(seconds, seconds, seconds, 1)
+    found = targets.latency_targets(lat)
+    assert [t.verdict for t in found] == ["pass", "miss", "pass", "pass", "pass"]
+    assert found[3].figure.startswith("0.98")  # 1.95x of the ideal 2.00x
+
+
+def test_targets_table_says_pass_miss_or_not_measured() -> None:
+    rows = [
+        targets.Target("a", "1", True),
+        targets.Target("b", "2", False),
+        targets.Target("c", "section not run", None),
+    ]
+    table = targets.targets_table(rows)
+    assert [row[2] for row in table.rows] == ["pass", "miss", "not measured"]
