@@ -1,0 +1,240 @@
+"""Payload encryption: an AES-256-GCM :class:`~temporalio.converter.PayloadCodec`.
+
+What is encrypted: every payload the SDK hands to a codec — workflow input and
+result, activity input and output, signals, updates, queries and their
+results, memos, user metadata (summaries), heartbeat details and failure
+details — and, through :func:`data_converter`'s failure converter
+(``DefaultFailureConverterWithEncodedAttributes``), failure messages and stack
+traces, which may quote user text. Each payload's whole serialized
+``Payload`` (metadata and data) is the plaintext, so even its original encoding
+(``json/plain``, ``binary/null``...) is hidden.
+
+What is not: search attributes (the server indexes them, so they carry no user
+text), workflow/activity ids and types, failure *types* (``ApplicationError``
+``type``, needed for retry decisions), task queue names, timestamps, payload
+sizes, and headers (the SDK only codec-encodes headers with
+``header_codec_behavior=CODEC``; ours carry trace context only).
+
+Wire format of an encrypted payload::
+
+    metadata  encoding:               binary/encrypted
+              encryption-key-id:      <id of the key in the KeyRing>
+              encryption-compression: zlib | none
+    data      nonce (12 random bytes) || AES-GCM ciphertext and 16-byte tag
+
+The associated data binds a format label, the key id and the compression flag,
+so altering any of that metadata (or a byte of data) fails authentication
+instead of producing a wrong payload. A fresh random nonce per payload keeps
+GCM safe for the life of a key (2^32 payloads per key is the bound to rotate
+well before).
+
+Compression (zlib, before encryption, only when it makes the payload smaller)
+keeps large agent outputs under Temporal's payload limits. Its price is that
+ciphertext length reveals how compressible the plaintext was: a party that can
+both inject text into a payload and watch payload sizes could, over many runs,
+learn about other text in the same payload (the CRIME/BREACH pattern). Pass
+``compress=False`` where that matters more than size.
+
+Decoding passes through payloads that are not ``binary/encrypted``: histories
+recorded before encryption was turned on still decode and replay. An
+encrypted payload is decrypted with the key its metadata names, so a run
+started under key A decodes after rotation to ``[B, A]``. Errors name the key
+id, never key material or payload contents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zlib
+from collections.abc import Sequence
+
+from cryptography.exceptions import InvalidTag
+from google.protobuf.message import DecodeError
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
+
+from security.keyring import KeyRing
+from teams.errors import AgentTeamsError
+
+ENCODING = b"binary/encrypted"
+"""``encoding`` metadata of an encrypted payload (as in Temporal's samples)."""
+
+KEY_ID_METADATA = "encryption-key-id"
+"""Metadata key naming the key a payload is encrypted under."""
+
+COMPRESSION_METADATA = "encryption-compression"
+"""Metadata key saying whether the plaintext was zlib-compressed."""
+
+ZLIB = b"zlib"
+NO_COMPRESSION = b"none"
+
+NONCE_BYTES = 12
+TAG_BYTES = 16
+
+MAX_PLAINTEXT_BYTES = 64 * 1024 * 1024
+"""Decompression stops here: a bound on memory, far above any payload limit."""
+
+_AAD_LABEL = b"durable-agent-teams/payload/v1"
+
+
+class PayloadDecryptionError(AgentTeamsError):
+    """An encrypted payload cannot be decrypted.
+
+    Raised by :meth:`EncryptionCodec.decode`. Subclasses say why; every
+    message names the key id and never key material or payload contents.
+    """
+
+
+class UnknownKeyError(PayloadDecryptionError):
+    """The payload names a key id the key ring lacks (e.g. removed too early)."""
+
+    def __init__(self, key_id: str, known: Sequence[str]) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"payload is encrypted under key {key_id!r}, which is not in the key ring "
+            f"(keys: {', '.join(known)}); add that key back (after the active one) "
+            "to decode runs written under it"
+        )
+
+
+class PayloadAuthenticationError(PayloadDecryptionError):
+    """AES-GCM authentication failed: altered data or metadata, or a different key."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"payload encrypted under key {key_id!r} failed authentication: its data or "
+            "metadata was altered, or the key ring holds a different key under that id"
+        )
+
+
+class EncryptionCodec(PayloadCodec):
+    """Encrypts every payload under the key ring's active key; decrypts under any."""
+
+    def __init__(self, keyring: KeyRing, *, compress: bool = True) -> None:
+        self._keyring = keyring
+        self._compress = compress
+
+    @property
+    def keyring(self) -> KeyRing:
+        """The key ring (its repr shows key ids only)."""
+        return self._keyring
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Encrypt every payload; none is skipped."""
+        return [self.encrypt(p) for p in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Decrypt encrypted payloads; pass the others through unchanged."""
+        return [self.decrypt(p) for p in payloads]
+
+    def encrypt(self, payload: Payload) -> Payload:
+        """One payload, encrypted under the active key (synchronous)."""
+        key_id = self._keyring.active_id
+        plaintext = payload.SerializeToString()
+        compression = NO_COMPRESSION
+        if self._compress:
+            packed = zlib.compress(plaintext)
+            if len(packed) < len(plaintext):
+                plaintext, compression = packed, ZLIB
+        nonce = os.urandom(NONCE_BYTES)  # fresh per payload: GCM's one hard rule
+        sealed = self._keyring.cipher(key_id).encrypt(
+            nonce, plaintext, _associated_data(key_id, compression)
+        )
+        return Payload(
+            metadata={
+                "encoding": ENCODING,
+                KEY_ID_METADATA: key_id.encode("utf-8"),
+                COMPRESSION_METADATA: compression,
+            },
+            data=nonce + sealed,
+        )
+
+    def decrypt(self, payload: Payload) -> Payload:
+        """One payload, decrypted if encrypted, else returned as is (synchronous)."""
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        key_id = _key_id_of(payload)
+        if key_id not in self._keyring:
+            raise UnknownKeyError(key_id, self._keyring.key_ids)
+        compression = payload.metadata.get(COMPRESSION_METADATA, NO_COMPRESSION)
+        if compression not in (ZLIB, NO_COMPRESSION):
+            raise PayloadDecryptionError(
+                f"payload encrypted under key {key_id!r} has an unknown compression flag"
+            )
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            raise PayloadAuthenticationError(key_id)
+        nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
+        try:
+            plaintext = self._keyring.cipher(key_id).decrypt(
+                nonce, sealed, _associated_data(key_id, compression)
+            )
+        except InvalidTag:
+            raise PayloadAuthenticationError(key_id) from None
+        if compression == ZLIB:
+            plaintext = _inflate(plaintext, key_id)
+        return _parse_payload(plaintext, key_id)
+
+
+def data_converter(keyring: KeyRing | None, *, compress: bool = True) -> DataConverter:
+    """The project's data converter: pydantic, plus encryption when keys are given.
+
+    With a key ring: :class:`EncryptionCodec` on every payload and failure
+    messages/stack traces moved into an encoded (so encrypted) attribute. With
+    None: exactly ``pydantic_data_converter`` (no codec, default failures).
+    Client, worker and replayer must all use the same one.
+    """
+    if keyring is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keyring, compress=compress),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
+def _associated_data(key_id: str, compression: bytes) -> bytes:
+    return b"\x00".join((_AAD_LABEL, key_id.encode("utf-8"), compression))
+
+
+def _key_id_of(payload: Payload) -> str:
+    raw = payload.metadata.get(KEY_ID_METADATA)
+    if not raw:
+        raise PayloadDecryptionError(f"encrypted payload has no {KEY_ID_METADATA!r} metadata")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadDecryptionError(
+            f"encrypted payload's {KEY_ID_METADATA!r} metadata is not UTF-8"
+        ) from None
+
+
+def _inflate(packed: bytes, key_id: str) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        plaintext = inflater.decompress(packed, MAX_PLAINTEXT_BYTES)
+    except zlib.error:
+        raise PayloadDecryptionError(
+            f"payload encrypted under key {key_id!r} does not decompress"
+        ) from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise PayloadDecryptionError(
+            f"payload encrypted under key {key_id!r} decompresses past "
+            f"{MAX_PLAINTEXT_BYTES} bytes or is truncated"
+        )
+    return plaintext
+
+
+def _parse_payload(plaintext: bytes, key_id: str) -> Payload:
+    try:
+        return Payload.FromString(plaintext)
+    except DecodeError:
+        raise PayloadDecryptionError(
+            f"payload encrypted under key {key_id!r} does not hold a Temporal Payload"
+        ) from None
