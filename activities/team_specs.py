@@ -16,6 +16,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.names import LOAD_TEAM_SPEC
+from security.approvers import ApproverRegistry
+from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
 from teams.errors import RequestRefusedError, TeamSpecError
@@ -49,9 +51,13 @@ class TeamSpecActivities:
         cost_controls: bool = True,
         default_breakers: BreakerSettings | None = None,
         policy: RequestPolicy | None = None,
+        approval_mode: ApprovalMode = "open",
+        approvers: ApproverRegistry | None = None,
     ) -> None:
         self._catalog = catalog
         self._policy = policy or RequestPolicy()
+        self._approval_mode: ApprovalMode = approval_mode
+        self._approvers = approvers
         self._calls_task_queue = calls_task_queue
         self._cost_controls = cost_controls
         self._default_breakers = default_breakers or BreakerSettings()
@@ -81,5 +87,7 @@ class TeamSpecActivities:
                 "cost_controls": self._cost_controls,
                 "inline": inline,
                 "breakers": self._default_breakers if inline else resolved.spec.breakers,
+                "approval_mode": self._approval_mode,
+                "approvers": self._approvers,
             }
         )

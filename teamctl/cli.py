@@ -1,7 +1,8 @@
 """``teamctl``: the command line for team runs.
 
-Commands: ``run``, ``approve``, ``reject``, ``status``, ``result``, ``costs``,
-``pending``, ``report``, ``teams``, ``dev-server``. Connection settings come from
+Commands: ``run``, ``approve``, ``reject``, ``sign``, ``status``, ``result``,
+``costs``, ``pending``, ``report``, ``teams``, ``keys``, ``dev-server``,
+``codec-server``. Connection settings come from
 Temporal's standard client configuration (``TEMPORAL_ADDRESS``,
 ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, profiles), like the
 worker and the ``temporal`` CLI; ``--address``/``--namespace`` override it.
@@ -32,6 +33,8 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from security.keyring import write_key_file
+from security.signatures import registry_line, write_key_pair
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
 from teamctl import render
@@ -45,6 +48,7 @@ from teamctl.runs import (
     follow,
     query_status,
     run_handle,
+    signed_decision,
     start_team_run,
 )
 from teams.approvals import DecisionKind
@@ -101,7 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("workflow_id")
         cmd.add_argument("--as", dest="approver", required=True, help="your approver name")
         cmd.add_argument("--comment", default="")
+        cmd.add_argument(
+            "--key", type=Path, help="your private key file: sign the decision (teamctl keys new)"
+        )
         cmd.add_argument("--wait", action="store_true", help="then wait for and print the result")
+
+    sign_cmd = commands.add_parser(
+        "sign", help="print a signed decision for `temporal workflow signal/update`"
+    )
+    sign_cmd.add_argument("workflow_id")
+    sign_cmd.add_argument("--as", dest="approver", required=True, help="your approver name")
+    sign_cmd.add_argument("--key", type=Path, required=True, help="your private key file")
+    sign_cmd.add_argument("--decision", choices=("approve", "reject"), default="approve")
+    sign_cmd.add_argument("--comment", default="")
+
+    keys = commands.add_parser("keys", help="make keys: an approver's pair, an encryption key")
+    key_kinds = keys.add_subparsers(dest="key_kind", required=True, metavar="{new,codec}")
+    new_key = key_kinds.add_parser("new", help="an approver's Ed25519 key pair")
+    new_key.add_argument("--as", dest="approver", required=True, help="the approver's name")
+    new_key.add_argument("--out", type=Path, required=True, help="folder for NAME.key, NAME.pub")
+    codec_key = key_kinds.add_parser("codec", help="a payload encryption key file")
+    codec_key.add_argument("--out", type=Path, required=True, help="the key file to write")
+    codec_key.add_argument(
+        "--rotate", action="store_true", help="add a new active key to an existing file"
+    )
 
     status = commands.add_parser("status", help="show a run's progress, costs and budget")
     status.add_argument("workflow_id")
@@ -178,6 +205,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return _list_teams()
     if args.command == "dev-server":
         return await _dev_server(args)
+    if args.command == "keys":
+        return _keys(args)
     if args.command == "run":
         request = _request_from_args(args)
         # Bad input fails here, before anything connects: the team, and a budget over
@@ -212,6 +241,8 @@ async def dispatch(args: argparse.Namespace) -> int:
     handle = run_handle(client, args.workflow_id)
     if args.command in ("approve", "reject"):
         return await _decide(handle, args)
+    if args.command == "sign":
+        return await _sign(handle, args)
     if args.command == "status":
         return await _status(handle, as_json=args.json)
     return await _result(handle, as_json=args.json)
@@ -323,7 +354,9 @@ def _print_approval_hint(workflow_id: str, status: TeamStatus) -> None:
 
 async def _decide(handle: WorkflowHandle[object, TeamResult], args: argparse.Namespace) -> int:
     kind: DecisionKind = "approve" if args.command == "approve" else "reject"
-    receipt = await decide(handle, approver=args.approver, decision=kind, comment=args.comment)
+    receipt = await decide(
+        handle, approver=args.approver, decision=kind, comment=args.comment, key=args.key
+    )
     print(
         f"{receipt.decision}d {receipt.approval_point!r} of {handle.id} as {receipt.approver} "
         f"at {receipt.decided_at.isoformat()}"
@@ -331,6 +364,42 @@ async def _decide(handle: WorkflowHandle[object, TeamResult], args: argparse.Nam
     if not args.wait:
         return 0
     return await follow_and_report(handle)
+
+
+async def _sign(handle: WorkflowHandle[object, TeamResult], args: argparse.Namespace) -> int:
+    """Print the signed decision, and the temporal CLI commands that send it."""
+    request = await signed_decision(
+        handle, approver=args.approver, decision=args.decision, comment=args.comment, key=args.key
+    )
+    signal = request.model_dump_json(exclude={"decision"})
+    update = request.model_dump_json()
+    print(signal)
+    print(
+        f"\n  temporal workflow signal --workflow-id {handle.id} --name {args.decision} "
+        f"--input '{signal}'"
+    )
+    print(
+        f"  temporal workflow update execute --workflow-id {handle.id} --name decide "
+        f"--input '{update}'"
+    )
+    print(f"\nvalid until {request.expires_at}, for this run and point only")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    """``teamctl keys new|codec``: write key files (never printing private material)."""
+    if args.key_kind == "new":
+        key_path, pub_path = write_key_pair(args.out, args.approver)
+        public = pub_path.read_text().strip()
+        print(f"wrote {key_path} (private, mode 0600: give it to {args.approver} only)")
+        print(f"wrote {pub_path}")
+        print("add this line to the [approvers] table of AGENT_TEAMS_APPROVERS_FILE:")
+        print(f"  {registry_line(args.approver, public)}")
+        return 0
+    write_key_file(args.out, rotate=args.rotate)
+    verb = "added a new active key to" if args.rotate else "wrote"
+    print(f"{verb} {args.out} (mode 0600); point AGENT_TEAMS_ENCRYPTION_KEY_FILE at it")
+    return 0
 
 
 async def _status(handle: WorkflowHandle[object, TeamResult], *, as_json: bool) -> int:

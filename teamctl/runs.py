@@ -11,16 +11,23 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from security.signatures import claim_for, load_private_key, sign
 from teams.approvals import DecideRequest, DecisionKind, DecisionReceipt
 from teams.catalog import Catalog
 from teams.errors import AgentTeamsError
 from teams.requests import TeamRequest
 from teams.results import TeamResult, TeamStatus
 from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
+
+SIGNATURE_VALIDITY = timedelta(hours=1)
+"""How long a signed decision stays valid: long enough to deliver, short enough that a
+leaked one is soon useless (runs refuse expiries over 24 h ahead)."""
 
 
 class DecisionRefusedError(AgentTeamsError):
@@ -84,15 +91,64 @@ async def follow(
         await asyncio.sleep(interval_s)
 
 
+async def signed_decision(
+    handle: WorkflowHandle[object, TeamResult],
+    *,
+    approver: str,
+    decision: DecisionKind,
+    comment: str,
+    key: Path,
+    valid_for: timedelta = SIGNATURE_VALIDITY,
+) -> DecideRequest:
+    """A decision on the run's pending point, signed with the approver's private key.
+
+    The signature covers this run (workflow id and the current run id), the
+    pending point, the decision, the comment and an expiry ``valid_for`` from
+    now (:mod:`security.signatures`).
+    """
+    private_key = load_private_key(key)
+    description = await handle.describe()
+    status = await query_status(handle)
+    if status.pending_approval is None:
+        raise DecisionRefusedError(f"decision refused: {handle.id} is not waiting for approval")
+    expires_at = datetime.now(UTC).replace(microsecond=0) + valid_for
+    claim = claim_for(
+        workflow_id=handle.id,
+        run_id=description.run_id,
+        point=status.pending_approval.point,
+        decision=decision,
+        comment=comment,
+        expires_at=expires_at,
+        approver=approver,
+    )
+    return DecideRequest(
+        approver=approver,
+        decision=decision,
+        comment=comment,
+        signature=sign(claim, private_key),
+        expires_at=expires_at.isoformat(),
+    )
+
+
 async def decide(
     handle: WorkflowHandle[object, TeamResult],
     *,
     approver: str,
     decision: DecisionKind,
     comment: str = "",
+    key: Path | None = None,
 ) -> DecisionReceipt:
-    """Approve or reject through the ``decide`` update; refusals raise DecisionRefusedError."""
-    request = DecideRequest(approver=approver, decision=decision, comment=comment)
+    """Approve or reject through the ``decide`` update; refusals raise DecisionRefusedError.
+
+    With ``key`` (the approver's private key file) the decision is signed.
+    """
+    request = (
+        await signed_decision(
+            handle, approver=approver, decision=decision, comment=comment, key=key
+        )
+        if key is not None
+        else DecideRequest(approver=approver, decision=decision, comment=comment)
+    )
     try:
         receipt: DecisionReceipt = await handle.execute_update(
             "decide", request, result_type=DecisionReceipt

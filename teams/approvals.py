@@ -1,9 +1,16 @@
 """Human approval contracts: signal payloads, the ``decide`` update, records.
 
 Signals (``approve``/``reject``) take a :class:`Decision`. Its fields are
-deliberately permissive (any non-empty approver string): a signal whose payload
-fails to decode is dropped by the SDK without a trace, and we want a decision
-from a stranger *recorded* and ignored, not lost.
+deliberately permissive (any non-empty approver string, the signature and its
+expiry as plain strings): a signal whose payload fails to decode is dropped by
+the SDK without a trace, and we want a decision from a stranger, or with a bad
+signature, *recorded* and ignored, not lost.
+
+A decision proves who made it with ``signature``: the approver's Ed25519
+signature over this run, this approval point, this decision, this comment and
+``expires_at`` (:mod:`security.signatures`; ``teamctl approve --key`` and
+``teamctl sign`` make them). A deployment that requires signed approvals
+(``AGENT_TEAMS_APPROVALS=signed``) refuses decisions without one.
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 DecisionKind = Literal["approve", "reject"]
+ApprovalMode = Literal["signed", "open"]
+"""``signed``: only decisions signed by a registered approver count. ``open`` (the
+development default, warned about): an unsigned decision by an approver's name
+counts too, recorded as not authenticated."""
 
 
 class Decision(BaseModel):
@@ -23,6 +34,11 @@ class Decision(BaseModel):
 
     approver: str = Field(min_length=1, max_length=200)
     comment: str = Field(default="", max_length=4_000)
+    signature: str | None = Field(default=None, max_length=200)
+    """Base64 Ed25519 signature (see the module docstring); None: unsigned."""
+    expires_at: str | None = Field(default=None, max_length=64)
+    """ISO-8601 instant the signature is valid until (kept as text: a malformed one
+    is recorded and refused, not silently dropped)."""
 
 
 class DecideRequest(BaseModel):
@@ -33,6 +49,8 @@ class DecideRequest(BaseModel):
     approver: str = Field(min_length=1, max_length=200)
     decision: DecisionKind
     comment: str = Field(default="", max_length=4_000)
+    signature: str | None = Field(default=None, max_length=200)
+    expires_at: str | None = Field(default=None, max_length=64)
 
 
 class DecisionReceipt(BaseModel):
@@ -70,6 +88,9 @@ class ApprovalRecord(BaseModel):
     decided_at: datetime
     via: Literal["signal", "update", "timeout"]
     escalated: bool = False
+    authenticated: bool = False
+    """The decision carried a valid signature by the approver (or a timeout policy
+    decided). False: accepted unsigned, where the deployment allows it."""
 
 
 class IgnoredDecision(BaseModel):

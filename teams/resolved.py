@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from security.approvers import ApproverRegistry
+from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.pricing import ModelPrice
 from teams.spec import TeamSpec
@@ -61,6 +63,16 @@ class ResolvedTeam(BaseModel):
         description="Whether calls go through the shared daily budgets and breakers.",
     )
     inline: bool = Field(default=False, description="The team was sent as an inline spec.")
+    approval_mode: ApprovalMode = Field(
+        default="open",
+        description="Whether decisions must be signed (the deployment's setting when the "
+        "run started; runs recorded before it were open).",
+    )
+    approvers: ApproverRegistry | None = Field(
+        default=None,
+        description="The approvers' public keys (AGENT_TEAMS_APPROVERS_FILE) when the run "
+        "started: signatures are verified against these, whatever the file says later.",
+    )
     breakers: BreakerSettings | None = Field(
         default=None,
         description="The agent breakers' settings as the worker resolved them: the catalog "

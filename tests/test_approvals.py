@@ -63,8 +63,8 @@ async def test_stranger_decision_is_recorded_and_ignored(client: Client, task_qu
 
     assert result.status is RunStatus.COMPLETED
     assert [(i.approver, i.decision, i.reason) for i in result.ignored_decisions] == [
-        ("mallory", "approve", "'mallory' is not an approver of 'final-text' (approvers: editor)"),
-        ("ops-lead", "reject", "'ops-lead' is not an approver of 'final-text' (approvers: editor)"),
+        ("mallory", "approve", "'mallory' may not decide 'final-text'"),
+        ("ops-lead", "reject", "'ops-lead' may not decide 'final-text'"),
     ]
     assert [a.approver for a in result.approvals] == ["editor"]
 
@@ -100,7 +100,7 @@ async def test_decide_validator_refuses_unknown_approver(client: Client, task_qu
             )
         assert isinstance(refused.value.cause, ApplicationError)
         assert refused.value.cause.type == "DecisionRefused"
-        assert "'mallory' is not an approver" in refused.value.cause.message
+        assert "'mallory' may not decide 'final-text'" in refused.value.cause.message
         await handle.signal("approve", Decision(approver="editor"))
         result = await handle.result()
 

@@ -40,7 +40,7 @@ async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_
 
         code, _, err = await teamctl_async(env, "approve", run_id, "--as", "mallory")
         assert code == 1
-        assert "decision refused: 'mallory' is not an approver of 'final-text'" in err
+        assert "decision refused: 'mallory' may not decide 'final-text'" in err
 
         code, out, err = await teamctl_async(
             env, "approve", run_id, "--as", "editor", "--comment", "ship it", "--wait"

@@ -221,7 +221,7 @@ async def test_a_replay_logs_nothing_from_the_workflow(
         await handle.result()
     live = workflow_records()
     assert [(r.levelname, r.getMessage().split(" (")[0]) for r in live] == [
-        ("WARNING", "ignored approve from mallory: 'mallory' is not an approver of 'final-text'")
+        ("WARNING", "ignored approve from mallory: 'mallory' may not decide 'final-text'")
     ]
     assert live[0].temporal_workflow["workflow_id"] == handle.id  # type: ignore[attr-defined]
 

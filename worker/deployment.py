@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from security.approvers import ApproverRegistry
+from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.budgets import DailyBudgets
 from teams.policy import RequestPolicy
@@ -40,3 +42,7 @@ class Deployment:
     """When the controls store is unreachable: refuse calls (``fail``) or wait for it."""
     policy: RequestPolicy = RequestPolicy()
     """What callers may ask for: inline specs, tenants, budgets over a team's default."""
+    approval_mode: ApprovalMode = "open"
+    """``signed``: only signed decisions count (production); ``open``: dev, warned about."""
+    approvers: ApproverRegistry | None = None
+    """The approvers' public keys (``AGENT_TEAMS_APPROVERS_FILE``)."""

@@ -51,7 +51,10 @@ PASSTHROUGH_MODULES = (
     "activities",
     "providers",
     "workflows",
+    "security",
     # Third-party modules the contracts use; re-importing them per run is slow.
+    # cryptography verifies approval signatures (deterministic, pure CPU).
+    "cryptography",
     "pydantic",
     "pydantic_core",
     "annotated_types",
@@ -117,6 +120,8 @@ def build_workers(
         cost_controls=deployment.cost_controls,
         default_breakers=deployment.model_breaker,
         policy=deployment.policy,
+        approval_mode=deployment.approval_mode,
+        approvers=deployment.approvers,
     )
     run_activities: list[Callable[..., Any]] = [specs.load_team_spec]
     if controls is not None:
@@ -203,6 +208,16 @@ async def _serve(
         settings.tracing.endpoint or settings.tracing.exporter,
         settings.metrics_address or settings.otlp_metrics_endpoint or "off",
     )
+    if deployment.approval_mode == "open":
+        log.warning(
+            "dev convenience: unsigned approval decisions are accepted (recorded as not "
+            "authenticated); set AGENT_TEAMS_APPROVALS=signed in production"
+        )
+    elif deployment.approvers is None:
+        log.warning(
+            "AGENT_TEAMS_APPROVALS=signed without AGENT_TEAMS_APPROVERS_FILE: no decision "
+            "can be verified, so approval points end only by their timeout policy"
+        )
     if deployment.policy.inline_specs:
         log.warning(
             "dev convenience: requests may carry inline team specs (their own agents, "

@@ -24,6 +24,8 @@ Variable                       Meaning                                     Defau
 ``AGENT_TEAMS_COST_CONTROLS``  ``false``: no daily budgets, breakers, rate limits  ``true``
 ``AGENT_TEAMS_INLINE_SPECS``   ``false``: requests must name a catalog team  ``true`` (dev; warned)
 ``AGENT_TEAMS_TENANTS``        ``acme,umbrella``: the only tenants accepted  any
+``AGENT_TEAMS_APPROVALS``      ``signed``: only signed decisions count      ``open`` (dev; warned)
+``AGENT_TEAMS_APPROVERS_FILE``  Approvers' public keys (TOML)               none
 ``AGENT_TEAMS_LOG_FORMAT``     ``json`` (one object per line) or ``text``  ``json``
 ``AGENT_TEAMS_LOG_LEVEL``      ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``  ``INFO``
 ``AGENT_TEAMS_LOG_PROMPTS``    ``true``: log each rendered prompt at DEBUG  ``false``
@@ -63,7 +65,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from security.approvers import ApproverRegistry
 from stores.controls.factory import DEFAULT_CONTROLS_URL
+from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.budgets import load_budgets
 from teams.catalog import SHIPPED_PRICES, SHIPPED_PROMPTS_DIR, SHIPPED_TEAMS_DIR, Catalog
@@ -175,6 +179,8 @@ class WorkerSettings(BaseModel):
     inline_specs: bool = True
     """Dev convenience (the worker warns at start-up): production sets it false."""
     tenants: list[Slug] | None = None
+    approvals: ApprovalMode = "open"
+    approvers_path: Path | None = None
     log_format: LogFormat = "json"
     log_level: LogLevel = "INFO"
     log_prompts: bool = False
@@ -252,6 +258,8 @@ class WorkerSettings(BaseModel):
                 inline_specs=self.inline_specs,
                 tenants=frozenset(self.tenants) if self.tenants is not None else None,
             ),
+            approval_mode=self.approvals,
+            approvers=ApproverRegistry.load(self.approvers_path) if self.approvers_path else None,
         )
 
     def catalog(self) -> Catalog:
@@ -281,6 +289,8 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_COST_CONTROLS": "cost_controls",
     "AGENT_TEAMS_INLINE_SPECS": "inline_specs",
     "AGENT_TEAMS_TENANTS": "tenants",
+    "AGENT_TEAMS_APPROVALS": "approvals",
+    "AGENT_TEAMS_APPROVERS_FILE": "approvers_path",
     "AGENT_TEAMS_LOG_FORMAT": "log_format",
     "AGENT_TEAMS_LOG_LEVEL": "log_level",
     "AGENT_TEAMS_LOG_PROMPTS": "log_prompts",

@@ -3,6 +3,12 @@
 Rules:
 - Only a pending approval point can be decided, and only by one of its
   approvers; the first valid decision wins.
+- A decision proves who made it: its signature must verify, against the
+  approvers' keys recorded when the run started, over this run, this point, this
+  decision, this comment and an expiry not yet passed (:mod:`security.signatures`).
+  Where the deployment runs ``open`` (development), an unsigned decision counts
+  too, recorded as not authenticated and warned about in the result and the log;
+  a signed one is still checked. Refusals never name who may decide.
 - Signals cannot be refused, so a signal from a stranger (or with nothing
   pending) is *recorded* as an :class:`IgnoredDecision` and otherwise ignored.
   The ``decide`` update's validator refuses the same cases before they reach
@@ -23,14 +29,17 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from security.approvers import ApproverRegistry
+    from security.signatures import check, claim_for
     from teams.approvals import (
+        ApprovalMode,
         ApprovalRecord,
         DecideRequest,
         Decision,
@@ -63,21 +72,69 @@ class ApprovalDesk:
         self.ignored: list[IgnoredDecision] = []
         self.pending: PendingApproval | None = None
         self._decided: ApprovalRecord | None = None
+        self._mode: ApprovalMode = "open"
+        self._registry: ApproverRegistry | None = None
 
-    def refusal(self, approver: str) -> str | None:
-        """Why ``approver`` may not decide now, or ``None`` if they may."""
+    def configure(self, mode: ApprovalMode, registry: ApproverRegistry | None) -> None:
+        """Use the run's approval mode and approvers' keys (as recorded at its start)."""
+        self._mode = mode
+        self._registry = registry
+
+    def refusal(
+        self,
+        approver: str,
+        kind: DecisionKind,
+        comment: str,
+        signature: str | None,
+        expires_at: str | None,
+    ) -> str | None:
+        """Why this decision does not count now, or ``None`` if it does."""
         if self.pending is None:
             return "no approval is pending"
         if approver not in self.pending.approvers:
-            return (
-                f"{approver!r} is not an approver of {self.pending.point!r} "
-                f"(approvers: {', '.join(self.pending.approvers)})"
+            return f"{approver!r} may not decide {self.pending.point!r}"
+        if signature is None and expires_at is None:
+            if self._mode == "signed":
+                return (
+                    "unsigned decision: this deployment requires signed approvals "
+                    "(teamctl approve --key, or teamctl sign)"
+                )
+            return None
+        return self._signature_refusal(self.pending, approver, kind, comment, signature, expires_at)
+
+    def _signature_refusal(
+        self,
+        pending: PendingApproval,
+        approver: str,
+        kind: DecisionKind,
+        comment: str,
+        signature: str | None,
+        expires_at: str | None,
+    ) -> str | None:
+        info = workflow.info()
+        try:
+            expires = datetime.fromisoformat(expires_at or "")
+            claim = claim_for(
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                point=pending.point,
+                decision=kind,
+                comment=comment,
+                expires_at=expires,
+                approver=approver,
             )
-        return None
+        except ValueError:
+            return "signature refused: expires_at is not an ISO-8601 instant with a time zone"
+        verdict = check(
+            claim, signature, self._registry or ApproverRegistry(keys={}), now=workflow.now()
+        )
+        return None if verdict.ok else f"signature refused: {verdict.reason}"
 
     def on_signal(self, kind: DecisionKind, decision: Decision) -> None:
         """Handle an ``approve``/``reject`` signal: decide, or record and ignore."""
-        reason = self.refusal(decision.approver)
+        reason = self.refusal(
+            decision.approver, kind, decision.comment, decision.signature, decision.expires_at
+        )
         if reason is not None:
             self.ignored.append(
                 IgnoredDecision(
@@ -90,18 +147,32 @@ class ApprovalDesk:
             )
             workflow.logger.warning("ignored %s from %s: %s", kind, decision.approver, reason)
             return
-        self._decide(kind, decision.approver, decision.comment, via="signal")
+        self._decide(
+            kind, decision.approver, decision.comment, via="signal", signed=bool(decision.signature)
+        )
 
     def validate_update(self, request: DecideRequest) -> None:
         """The ``decide`` validator: refuse before the update enters history."""
-        reason = self.refusal(request.approver)
+        reason = self.refusal(
+            request.approver,
+            request.decision,
+            request.comment,
+            request.signature,
+            request.expires_at,
+        )
         if reason is not None:
             raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
 
     def on_update(self, request: DecideRequest) -> DecisionReceipt:
         """Handle an accepted ``decide`` update and answer synchronously."""
         self.validate_update(request)
-        record = self._decide(request.decision, request.approver, request.comment, via="update")
+        record = self._decide(
+            request.decision,
+            request.approver,
+            request.comment,
+            via="update",
+            signed=bool(request.signature),
+        )
         return DecisionReceipt(
             approval_point=record.point,
             decision=request.decision,
@@ -177,7 +248,7 @@ class ApprovalDesk:
         return True
 
     def _decide(
-        self, kind: DecisionKind, approver: str, comment: str, *, via: DecidedVia
+        self, kind: DecisionKind, approver: str, comment: str, *, via: DecidedVia, signed: bool
     ) -> ApprovalRecord:
         pending = self.pending
         if pending is None:  # refused by the callers; kept for type narrowing
@@ -190,7 +261,15 @@ class ApprovalDesk:
             decided_at=workflow.now(),
             via=via,
             escalated=pending.escalated,
+            authenticated=signed,
         )
+        if not signed:
+            warning = (
+                f"approval {pending.point!r} {record.outcome} by {approver!r} without a "
+                "signature (the deployment allows unsigned decisions: AGENT_TEAMS_APPROVALS=open)"
+            )
+            self._state.warn(warning, degrade=False)
+            workflow.logger.warning("%s", warning)
         self._decided = record
         self.pending = None
         return record
@@ -207,6 +286,7 @@ class ApprovalDesk:
             decided_at=workflow.now(),
             via="timeout",
             escalated=escalated,
+            authenticated=True,
         )
 
     def _close(self, record: ApprovalRecord | None = None) -> ApprovalRecord:
