@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     env = os.environ
     parser = argparse.ArgumentParser(prog="teamctl", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--address", help="host:port of the Temporal frontend (default: TEMPORAL_ADDRESS, "
-        "the config profile, or localhost:7233)"
+        "--address",
+        help="host:port of the Temporal frontend (default: TEMPORAL_ADDRESS, "
+        "the config profile, or localhost:7233)",
     )
     parser.add_argument(
         "--namespace", help="default: TEMPORAL_NAMESPACE, the config profile, or default"
