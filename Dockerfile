@@ -1,5 +1,5 @@
 # The worker image: `python -m worker`, configured entirely by environment.
-FROM python:3.11-slim
+FROM python:3.11.13-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,6 +14,7 @@ COPY workflows ./workflows
 COPY worker ./worker
 COPY teamctl ./teamctl
 COPY stores ./stores
+COPY security ./security
 # Both shared response-cache backends, so AGENT_TEAMS_CACHE_URL can name
 # redis://... or postgresql://... without rebuilding the image.
 # .temporal/ is the worker's state dir: the default cache URL

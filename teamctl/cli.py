@@ -2,7 +2,7 @@
 
 Commands: ``run``, ``approve``, ``reject``, ``sign``, ``status``, ``result``,
 ``costs``, ``pending``, ``report``, ``teams``, ``keys``, ``dev-server``,
-``codec-server``. Connection settings come from
+``codec-server``, ``compose-env``. Connection settings come from
 Temporal's standard client configuration (``TEMPORAL_ADDRESS``,
 ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, profiles), like the
 worker and the ``temporal`` CLI; ``--address``/``--namespace`` override it.
@@ -33,12 +33,17 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from security.injection import PatternDetector
 from security.keyring import write_key_file
+from security.pii import redact
 from security.signatures import registry_line, write_key_pair
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
 from teamctl import render
 from teamctl import report as operator_report
+from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT
+from teamctl.codec_server import codec_server_from_env, run_codec_server
+from teamctl.compose_env import make_compose_env
 from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
 from teamctl.devserver import DevServerError, start_dev_server, wait_until_ready
 from teamctl.pending import DEFAULT_LIMIT, check_limit, list_pending, visibility_query
@@ -54,11 +59,11 @@ from teamctl.runs import (
 from teams.approvals import DecisionKind
 from teams.catalog import Catalog, load_team_file
 from teams.errors import AgentTeamsError, RequestError
-from teams.policy import check_budget
+from teams.policy import check_budget, screen_task
 from teams.requests import TeamRequest, parse_team_request
 from teams.results import RunStatus, TeamResult, TeamStatus
-from teams.spec import TeamSpec
-from worker.connection import connect, connect_config, describe
+from teams.spec import ApprovalStage, TeamSpec
+from worker.connection import connect, connect_config, describe, project_data_converter
 from worker.deployment import DEFAULT_TASK_QUEUE
 from worker.settings import TracingSettings, WorkerSettings
 from worker.telemetry import build_tracer_provider, without_tracing
@@ -138,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     result = commands.add_parser("result", help="wait for a run's result and print it")
     result.add_argument("workflow_id")
     result.add_argument("--json", action="store_true")
+    result.add_argument(
+        "--reveal",
+        action="store_true",
+        help="show PII as written (by default e-mail addresses, card numbers... are placeholders)",
+    )
 
     costs = commands.add_parser(
         "costs", help="spend per day, tenant, team, agent, model and prompt, with budgets"
@@ -193,6 +203,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("teams", help="list the shipped teams")
 
+    codec = commands.add_parser(
+        "codec-server",
+        help="decode payloads for the Temporal UI and CLI (keys and token from the environment)",
+    )
+    codec.add_argument("--port", type=int, default=DEFAULT_CODEC_PORT)
+    codec.add_argument("--host", default="127.0.0.1", help="the interface to listen on")
+
+    compose = commands.add_parser(
+        "compose-env",
+        help="make the secrets docker-compose needs (.env and deploy/secrets/), once",
+    )
+    compose.add_argument(
+        "--approver",
+        action="append",
+        dest="approvers",
+        metavar="NAME",
+        help="an approver to make a key pair for (repeatable; default: every approver "
+        "the shipped teams name)",
+    )
+    compose.add_argument("--dir", type=Path, default=Path("."), help="the compose project folder")
+
     dev = commands.add_parser("dev-server", help="run the embedded Temporal dev server")
     dev.add_argument("--port", type=int, default=7233)
     dev.add_argument("--ui-port", type=int, default=8233)
@@ -208,11 +239,19 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await _dev_server(args)
     if args.command == "keys":
         return _keys(args)
+    if args.command == "codec-server":
+        run_codec_server(port=args.port, host=args.host)
+        return 0
+    if args.command == "compose-env":
+        return _compose_env(args.dir, args.approvers or _catalog_approvers())
     if args.command == "run":
         request = _request_from_args(args)
-        # Bad input fails here, before anything connects: the team, and a budget over
-        # its cap (the worker checks the deployment's other rules).
-        check_budget(_catalog().resolve(request.team).spec, request.budget_usd)
+        # Bad input fails here, before anything connects: the team, a budget over its
+        # cap, a task the team's PII or injection policy refuses (the worker checks
+        # the deployment's other rules, and these again).
+        spec = _catalog().resolve(request.team).spec
+        check_budget(spec, request.budget_usd)
+        screen_task(spec, request.task, (PatternDetector(),))
         client = await _connect(args)
         return await _run(client, args, request)
     if args.command == "costs":
@@ -246,13 +285,17 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await _sign(handle, args)
     if args.command == "status":
         return await _status(handle, as_json=args.json)
-    return await _result(handle, as_json=args.json)
+    return await _result(handle, as_json=args.json, reveal=args.reveal)
 
 
 async def _connect(args: argparse.Namespace) -> Client:
     config = connect_config(os.environ, address=args.address, namespace=args.namespace)
     try:
-        return await connect(config=config, tracer_provider=getattr(args, "tracer_provider", None))
+        return await connect(
+            config=config,
+            converter=project_data_converter(os.environ),
+            tracer_provider=getattr(args, "tracer_provider", None),
+        )
     except RuntimeError as err:
         raise ConnectionFailedError(
             f"cannot reach Temporal at {describe(config)}: {err}. "
@@ -405,13 +448,20 @@ def _keys(args: argparse.Namespace) -> int:
 
 async def _status(handle: WorkflowHandle[object, TeamResult], *, as_json: bool) -> int:
     status = await query_status(handle)
-    print(status.model_dump_json(indent=2) if as_json else render.status_text(status))
+    # PII never reaches the terminal from a status (previews, warnings, comments).
+    print(redact(status.model_dump_json(indent=2) if as_json else render.status_text(status)))
     return 0
 
 
-async def _result(handle: WorkflowHandle[object, TeamResult], *, as_json: bool) -> int:
+async def _result(
+    handle: WorkflowHandle[object, TeamResult], *, as_json: bool, reveal: bool
+) -> int:
     result = await handle.result()
-    print(result.model_dump_json(indent=2) if as_json else render.result_text(result))
+    if as_json:
+        text = result.model_dump_json(indent=2)
+        print(text if reveal else redact(text))
+    else:
+        print(render.result_text(result, reveal=reveal))
     return 0 if result.status in OK_STATUSES else 1
 
 
@@ -440,7 +490,7 @@ async def _costs(
 
 async def _pending(client: Client, query: str, *, limit: int, as_json: bool) -> int:
     pending = await list_pending(client, query, limit=limit)
-    print(pending.model_dump_json(indent=2) if as_json else render.pending_text(pending))
+    print(redact(pending.model_dump_json(indent=2) if as_json else render.pending_text(pending)))
     return 0
 
 
@@ -451,7 +501,31 @@ async def _report(
     report = await operator_report.fetch_report(
         client, since=since, catalog=_catalog(), team=team, limit=limit
     )
-    print(report.model_dump_json(indent=2) if fmt == "json" else render.report_text(report))
+    text = report.model_dump_json(indent=2) if fmt == "json" else render.report_text(report)
+    print(redact(text))
+    return 0
+
+
+def _catalog_approvers() -> list[str]:
+    """Every approver (and escalation approver) the shipped teams name, in order."""
+    catalog = _catalog()
+    names: list[str] = []
+    for team in catalog.team_names():
+        for stage in catalog.load_team(team).stages:
+            if isinstance(stage, ApprovalStage):
+                names += [*stage.approvers, *stage.escalate_to]
+    return list(dict.fromkeys(names))
+
+
+def _compose_env(root: Path, approvers: Sequence[str]) -> int:
+    """``teamctl compose-env``: write .env and deploy/secrets/ (paths printed, never values)."""
+    made = make_compose_env(root, approvers)
+    print(f"wrote {made.env_file} (mode 0600): passwords, the codec token, key file paths")
+    print(f"wrote {made.key_file} (mode 0600): the payload encryption key ring")
+    print(f"wrote {made.approvers_file}: the approvers registry ({len(made.private_keys)} keys)")
+    for key in made.private_keys:
+        print(f"  private key {key}: give it to its approver, then delete it here")
+    print("next: docker compose up -d --build")
     return 0
 
 
@@ -464,14 +538,29 @@ def _list_teams() -> int:
 
 
 async def _dev_server(args: argparse.Namespace) -> int:
-    server = start_dev_server(port=args.port, ui_port=args.ui_port, db_file=args.db_file)
+    """The dev server; with encryption keys and a codec token set, its UI decodes payloads."""
+    codec = None
+    extra: tuple[str, ...] = ()
+    if os.environ.get("AGENT_TEAMS_CODEC_TOKEN"):
+        ui_origins = (f"http://localhost:{args.ui_port}", f"http://127.0.0.1:{args.ui_port}")
+        codec = codec_server_from_env(
+            os.environ, port=args.ui_port + 1, allowed_origins=ui_origins
+        ).start()
+        extra = ("--ui-codec-endpoint", codec.ui_endpoint)
+    server = start_dev_server(
+        port=args.port, ui_port=args.ui_port, db_file=args.db_file, extra_args=extra
+    )
     try:
         await wait_until_ready(server, args.namespace or "default")
         print(f"Temporal dev server on {server.address}, UI {server.ui_url}, state {args.db_file}")
+        if codec is not None:
+            print(f"payloads decoded for the UI by the codec server on {codec.url}")
         print("Ctrl-C to stop")
         await asyncio.to_thread(server.process.wait)
     finally:
         server.stop()
+        if codec is not None:
+            codec.stop()
     return 0
 
 

@@ -27,9 +27,11 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
+from security.keyring import write_key_file
 from stores.controls.factory import open_controls
 from teamctl import render
 from teamctl.cli import follow_and_report
+from teamctl.codec_server import codec_server_from_env, new_token
 from teamctl.costs import Column, day_range, fetch_report
 from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
 from teamctl.report import OperatorReport
@@ -39,10 +41,15 @@ from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult
+from worker.connection import project_data_converter
 from worker.settings import WorkerSettings, choose_provider
 
 _T = TypeVar("_T")
 STATE_DIR = Path(".temporal")
+KEY_FILE = STATE_DIR / "codec.key"
+"""The demo's payload encryption key file (``make server``/``make worker`` use it too)."""
+TOKEN_FILE = STATE_DIR / "codec-token"
+"""The demo's codec server token: whoever holds it can read decoded payloads."""
 NAMESPACE = "default"
 TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
 APPROVAL = Decision(approver="editor", comment="Clear and well sourced. Approved for publication.")
@@ -53,14 +60,31 @@ REPORT_READS = 40
 
 
 def _demo_environment() -> dict[str, str]:
-    """The environment of the demo's worker.
+    """The environment of the demo's worker (and of its own client).
 
     The demo runs offline unless you explicitly ask for Claude
     (``AGENT_TEAMS_PROVIDER=anthropic``): an exported key alone never spends money.
+    Payloads are encrypted, with a key file and a codec token the demo makes once
+    in its state folder (``make server`` and ``make worker`` use the same).
     """
     environ = dict(os.environ)
     environ.setdefault("AGENT_TEAMS_PROVIDER", "simulated")
+    environ.setdefault("AGENT_TEAMS_ENCRYPTION_KEY_FILE", str(_made_once(KEY_FILE)))
+    environ.setdefault("AGENT_TEAMS_CODEC_TOKEN", _made_once(TOKEN_FILE).read_text().strip())
     return environ
+
+
+def _made_once(path: Path) -> Path:
+    """The demo's key file or codec token, made (mode 0600) the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path == KEY_FILE:
+            write_key_file(path, rotate=False)
+        else:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as out:
+                out.write(new_token() + "\n")
+    return path
 
 
 def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
@@ -85,7 +109,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 async def _approve_like_a_person(
-    handle: WorkflowHandle[object, TeamResult], address: str
+    handle: WorkflowHandle[object, TeamResult], address: str, codec_url: str
 ) -> TeamResult:
     status = await query_status(handle)
     if status.phase != "awaiting_approval":
@@ -94,7 +118,8 @@ async def _approve_like_a_person(
     print("\nThe editor reads the draft and approves it. The same, from any terminal:")
     print(
         f"  temporal workflow signal --address {address} --workflow-id {handle.id} "
-        f"--name approve --input '{payload}'\n"
+        f"--name approve --input '{payload}' \\\n"
+        f'    --codec-endpoint {codec_url} --codec-auth "Bearer $(cat {TOKEN_FILE})"\n'
     )
     await asyncio.sleep(1.0)
     await handle.signal("approve", APPROVAL)
@@ -173,7 +198,7 @@ async def _report_with(client: Client, result: TeamResult) -> OperatorReport:
 
 
 async def _run_demo(
-    client: Client, server: DevServer, worker: subprocess.Popen[bytes]
+    client: Client, server: DevServer, worker: subprocess.Popen[bytes], codec_url: str
 ) -> tuple[RunStatus, str]:
     request = TeamRequest(team="research", task=TASK, tenant="demo")
     handle = await start_team_run(
@@ -181,7 +206,7 @@ async def _run_demo(
     )
     print(f"\nstarted {handle.id}: research team on '{TASK}'")
     await _while_alive(worker, follow_and_report(handle))
-    result = await _while_alive(worker, _approve_like_a_person(handle, server.address))
+    result = await _while_alive(worker, _approve_like_a_person(handle, server.address, codec_url))
     print(f"\nTemporal UI: {server.ui_url}/namespaces/{NAMESPACE}/workflows/{handle.id}")
     # Ledger queries need the worker: read them now, print them once everything has stopped.
     costs = await _while_alive(worker, _costs(client, result, server.address))
@@ -194,26 +219,41 @@ async def demo() -> int:
     """Run the demo; return the process exit code."""
     port = int(os.environ.get("DEMO_PORT", "7233"))
     STATE_DIR.mkdir(exist_ok=True)
-    provider, why = choose_provider(_demo_environment())
+    environ = _demo_environment()
+    provider, why = choose_provider(environ)
     print(f"Durable Agent Teams demo — model provider: {provider} ({why})")
+    ui_port = port + 1000
+    codec = codec_server_from_env(
+        environ,
+        port=ui_port + 1,
+        allowed_origins=(f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"),
+    ).start()
     server = start_dev_server(
         port=port,
-        ui_port=port + 1000,
+        ui_port=ui_port,
         db_file=STATE_DIR / "dev.sqlite",
         log_file=STATE_DIR / "dev-server.log",
+        extra_args=("--ui-codec-endpoint", codec.ui_endpoint),
     )
     worker: subprocess.Popen[bytes] | None = None
     try:
-        client = await wait_until_ready(server, NAMESPACE)
+        client = await wait_until_ready(
+            server, NAMESPACE, converter=project_data_converter(environ)
+        )
         print(f"Temporal dev server on {server.address} (UI {server.ui_url}, state {STATE_DIR}/)")
+        print(
+            f"payloads encrypted with {environ['AGENT_TEAMS_ENCRYPTION_KEY_FILE']} (AES-256-GCM); "
+            f"the UI decodes them through the codec server on {codec.url}"
+        )
         worker = _start_worker(server.address, STATE_DIR / "worker.log")
         print(f"worker started (pid {worker.pid}, log {STATE_DIR}/worker.log)")
-        status, closing = await _run_demo(client, server, worker)
+        status, closing = await _run_demo(client, server, worker, codec.url)
     finally:
         if worker is not None:
             _stop(worker)
         server.stop()
-        print("stopped the worker and the dev server")
+        codec.stop()
+        print("stopped the worker, the dev server and the codec server")
     print(closing)
     return 0 if status is RunStatus.COMPLETED else 1
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 
 from worker.connection import connect
 from worker.search_attributes import dev_server_args
@@ -144,14 +145,20 @@ def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k not in SECRET_VARIABLES}
 
 
-async def wait_until_ready(server: DevServer, namespace: str, timeout_s: float = 60.0) -> Client:
+async def wait_until_ready(
+    server: DevServer,
+    namespace: str,
+    timeout_s: float = 60.0,
+    *,
+    converter: DataConverter | None = None,
+) -> Client:
     """Connect to ``server`` once it accepts requests; fail if it exits first."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         if server.process.poll() is not None:
             raise DevServerError(f"dev server exited with code {server.process.returncode}")
         try:
-            client = await connect(server.address, namespace)
+            client = await connect(server.address, namespace, converter=converter)
             await client.workflow_service.get_system_info(GetSystemInfoRequest())
             return client
         except Exception as err:  # any failure here only means "not up yet"

