@@ -1,9 +1,11 @@
 """The ``call_agent`` activity: one model call, with the fleet's controls around it.
 
-One attempt reads as a straight line: fit the prompt to the context budget →
+One attempt reads as a straight line: replace PII with placeholders if the
+team says so (:mod:`activities.screening`) → fit the prompt to the context budget →
 answer from the response cache if it can → admission (breakers, daily budgets,
 rate limits: :mod:`activities.call_controls`) → the model call, heartbeating
-while it streams → settlement of what every attempt so far cost.
+while it streams → settlement of what every attempt so far cost → the originals
+back in the answer, which is screened for prompt injection.
 
 Invariants:
 - Temporal owns retries. A retryable provider error is re-raised as a
@@ -41,9 +43,11 @@ from activities.call_spans import CallSpan
 from activities.context import fit_context
 from activities.heartbeats import Heartbeats, cancel_requested
 from activities.names import CALL_AGENT
+from activities.screening import Placeholders, redact_call, restored, screened
 from activities.structured import parse_structured, render_structured
 from providers.base import ModelProvider, ModelResponse
 from providers.errors import EmptyResponse, ProviderError
+from security.injection import InjectionDetector, PatternDetector
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from teams.calls import AgentCall, AgentOutcome, CallFailureDetails
 from teams.pricing import TokenUsage
@@ -61,6 +65,8 @@ class _Attempt:
     span: CallSpan
     ticket: CallTicket | None
     warnings: list[str] = field(default_factory=list)
+    placeholders: Placeholders = field(default_factory=Placeholders)
+    """This attempt's PII placeholders (restored in the answer before it leaves)."""
     model_called: bool = False
     """Whether this attempt reached the model (only then does a failure count against
     its breakers: a refusal by our own rate limits says nothing about the model)."""
@@ -76,11 +82,13 @@ class AgentActivities:
         cache: ResponseCache | None = None,
         controls: CallControls | None = None,
         log_prompts: bool = False,
+        detectors: tuple[InjectionDetector, ...] | None = None,
     ) -> None:
         self._provider = provider
         self._cache = cache
         self._controls = controls
         self._log_prompts = log_prompts
+        self._detectors = (PatternDetector(),) if detectors is None else detectors
 
     @activity.defn(name=CALL_AGENT)
     async def call_agent(self, call: AgentCall) -> AgentOutcome:
@@ -96,15 +104,29 @@ class AgentActivities:
         )
         keepalive = asyncio.create_task(beats.keep_alive())
         try:
-            return await self._attempt(attempt)
+            outcome = await self._attempt(attempt)
         finally:
             keepalive.cancel()
+        outcome = screened(restored(outcome, attempt.placeholders), self._detectors)
+        attempt.span.screened(outcome)
+        if outcome.injection:
+            rules = ", ".join(sorted({finding.rule for finding in outcome.injection}))
+            activity.logger.warning(
+                "suspected prompt injection in %s's answer: %s",
+                call.agent,
+                rules,
+                extra=log_fields(call),
+            )
+        return outcome
 
     async def _attempt(self, attempt: _Attempt) -> AgentOutcome:
         beats = attempt.beats
         started = time.monotonic()
         try:
-            call, context = await fit_context(attempt.call, self._provider.count_tokens)
+            # Redact first: counting tokens is a request to the provider too.
+            call, attempt.placeholders = redact_call(attempt.call)
+            attempt.span.redacted(len(attempt.placeholders.mapping))
+            call, context = await fit_context(call, self._provider.count_tokens)
             attempt.call = call
             cached = await self._cached(call)
             if cached is not None:

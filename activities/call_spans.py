@@ -67,6 +67,16 @@ class CallSpan:
         attributes.update(_quality(outcome.verdict))
         self._span.set_attributes(attributes)
 
+    def redacted(self, values: int) -> None:
+        """How many PII values this attempt's model sees as placeholders."""
+        self._span.set_attribute(names.SPAN_PII_REDACTED, values)
+
+    def screened(self, outcome: AgentOutcome) -> None:
+        """The injection rules the answer matched: names only, never text."""
+        if outcome.injection:
+            rules = sorted({finding.rule for finding in outcome.injection})
+            self._span.set_attribute(names.SPAN_INJECTION_RULES, rules)
+
     def failed(self, usage: TokenUsage, call: AgentCall, err: ProviderError) -> None:
         """The attempt failed with ``err`` after using ``usage``."""
         attributes = _usage_attributes(usage, call)

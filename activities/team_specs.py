@@ -17,20 +17,23 @@ from temporalio.exceptions import ApplicationError
 
 from activities.names import LOAD_TEAM_SPEC
 from security.approvers import ApproverRegistry
+from security.injection import InjectionDetector, InjectionFinding, PatternDetector
 from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
 from teams.errors import RequestRefusedError, TeamSpecError
-from teams.policy import RequestPolicy
+from teams.policy import RequestPolicy, TaskRefusedError, screen_task
 from teams.requests import TeamRef
 from teams.resolved import ResolvedTeam
+from teams.spec import TeamSpec
 
 
 class TeamSpecRef(BaseModel):
     """Input of ``load_team_spec``: the team, and what the deployment's policy checks.
 
-    ``team`` is a catalog team's name or an inline spec; ``tenant`` and
-    ``budget_usd`` are the request's (None in runs from before the policy).
+    ``team`` is a catalog team's name or an inline spec; ``tenant``,
+    ``budget_usd`` and ``task`` are the request's (None in runs from before the
+    policy; ``task`` in runs from before the screening).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -38,6 +41,7 @@ class TeamSpecRef(BaseModel):
     team: TeamRef
     tenant: str | None = None
     budget_usd: Decimal | None = None
+    task: str | None = None
 
 
 class TeamSpecActivities:
@@ -53,8 +57,10 @@ class TeamSpecActivities:
         policy: RequestPolicy | None = None,
         approval_mode: ApprovalMode = "open",
         approvers: ApproverRegistry | None = None,
+        detectors: tuple[InjectionDetector, ...] | None = None,
     ) -> None:
         self._catalog = catalog
+        self._detectors = (PatternDetector(),) if detectors is None else detectors
         self._policy = policy or RequestPolicy()
         self._approval_mode: ApprovalMode = approval_mode
         self._approvers = approvers
@@ -77,6 +83,7 @@ class TeamSpecActivities:
             )
         except RequestRefusedError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        findings = self._screen_task(resolved.spec, ref.task)
         # Recorded in history with the spec, so every call of the run, replays
         # included, goes to the same queue under the same controls. Breaker
         # settings are the deployment's for an inline spec: a caller must not
@@ -89,5 +96,19 @@ class TeamSpecActivities:
                 "breakers": self._default_breakers if inline else resolved.spec.breakers,
                 "approval_mode": self._approval_mode,
                 "approvers": self._approvers,
+                "task_injection": findings,
             }
         )
+
+    def _screen_task(self, spec: TeamSpec, task: str | None) -> list[InjectionFinding]:
+        """The task's suspected injections; refuses the task when the team's policy says so.
+
+        Here, not in workflow code: the findings are recorded with the resolved
+        team, so a replay decides as the run did even after the rules change.
+        """
+        if task is None:
+            return []
+        try:
+            return screen_task(spec, task, self._detectors)
+        except TaskRefusedError as err:
+            raise ApplicationError(str(err), type=err.kind, non_retryable=True) from err

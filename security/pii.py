@@ -5,8 +5,9 @@ lines, trace attributes, status previews, CLI output) and, by team policy,
 what a model reads, goes through this module, so "what counts as PII" is
 decided once. Coverage matches Presidio's pattern recognizers for: e-mail
 addresses, phone numbers, payment cards, IBANs, national ids (US SSN, UK
-National Insurance number, Spanish DNI/NIE), IP addresses and secrets (API
-keys, tokens, private keys, URL passwords).
+National Insurance number, Spanish DNI/NIE), IP addresses (all but loopback
+and unspecified ones, which name no host) and secrets (API keys, tokens,
+private keys, URL passwords).
 
 Invariants (why):
 
@@ -47,6 +48,7 @@ from enum import StrEnum
 
 __all__ = [
     "IBAN_LENGTHS",
+    "NumberedRedaction",
     "PiiKind",
     "PiiMatch",
     "contains_pii",
@@ -323,6 +325,18 @@ _IPV6 = re.compile(
 )
 
 
+def _machine_local(address: str) -> bool:
+    """Loopback (``127.0.0.1``, ``::1``) or unspecified (``0.0.0.0``, ``::``): these name no
+    host but the one reading them, so they identify nobody; every other address,
+    private ranges included, is redacted."""
+    parsed = ipaddress.ip_address(address)
+    return parsed.is_loopback or parsed.is_unspecified
+
+
+def _accept_ipv4(match: re.Match[str]) -> Span | None:
+    return None if _machine_local(match.group()) else match.span()
+
+
 def _ipv6_plausible(candidate: str) -> bool:
     """A valid address that doesn't look like a slice (``a[1::2]``) or a clock (``10:30:00``)."""
     try:
@@ -339,7 +353,9 @@ def _accept_ipv6(match: re.Match[str]) -> Span | None:
     candidate = match.group()
     if candidate.endswith(":") and not candidate.endswith("::"):
         candidate, end = candidate[:-1], end - 1
-    return (start, end) if _ipv6_plausible(candidate) else None
+    if not _ipv6_plausible(candidate) or _machine_local(candidate):
+        return None
+    return start, end
 
 
 # --- secrets ------------------------------------------------------------------------
@@ -415,7 +431,7 @@ _RECOGNIZERS: tuple[_Recognizer, ...] = (
     _Recognizer(PiiKind.NATIONAL_ID, _SSN, _whole, _DIGITS),
     _Recognizer(PiiKind.NATIONAL_ID, _NINO, _whole, _DIGITS),
     _Recognizer(PiiKind.NATIONAL_ID, _DNI, _accept_dni, _DIGITS),
-    _Recognizer(PiiKind.IP_ADDRESS, _IPV4, _whole, (".",)),
+    _Recognizer(PiiKind.IP_ADDRESS, _IPV4, _accept_ipv4, (".",)),
     _Recognizer(PiiKind.IP_ADDRESS, _IPV6, _accept_ipv6, (":",)),
     _Recognizer(PiiKind.PHONE, _PHONE_INTERNATIONAL, _accept_international, ("+",)),
     _Recognizer(PiiKind.PHONE, _PHONE_NANP, _whole, _DIGITS),
@@ -494,23 +510,43 @@ def redact_numbered(text: str) -> tuple[str, dict[str, str]]:
     Numbers already spelled as placeholders in ``text`` are skipped, so a
     mapping never points at something the text said by itself.
     """
-    reserved = {(kind, int(number)) for kind, number in _NUMBERED.findall(text)}
-    counters: dict[PiiKind, int] = {}
-    assigned: dict[tuple[PiiKind, str], str] = {}
-    mapping: dict[str, str] = {}
+    numbering = NumberedRedaction()
+    return numbering.redact(text), numbering.mapping
 
-    def placeholder(match: PiiMatch) -> str:
+
+class NumberedRedaction:
+    """:func:`redact_numbered` over several texts with one numbering (one prompt's parts).
+
+    The same original gets the same placeholder in every text redacted through
+    one instance, and :attr:`mapping` restores them all. Placeholders a text
+    spells by itself are reserved as they are met; one that a later text spells
+    after the same number was handed out would be expanded by :func:`restore`
+    (it cannot tell them apart), so it is only as exact as :func:`redact_numbered`
+    when texts carry no literal placeholders.
+    """
+
+    def __init__(self) -> None:
+        self.mapping: dict[str, str] = {}
+        """Placeholder → original, for :func:`restore`."""
+        self._counters: dict[PiiKind, int] = {}
+        self._assigned: dict[tuple[PiiKind, str], str] = {}
+        self._reserved: set[tuple[str, int]] = set()
+
+    def redact(self, text: str) -> str:
+        """``text`` with numbered placeholders, continuing this instance's numbering."""
+        self._reserved |= {(kind, int(number)) for kind, number in _NUMBERED.findall(text)}
+        return _replace(text, find_pii(text), self._placeholder)
+
+    def _placeholder(self, match: PiiMatch) -> str:
         key = (match.kind, match.text)
-        if key not in assigned:
-            number = counters.get(match.kind, 0) + 1
-            while (match.kind.value, number) in reserved:
+        if key not in self._assigned:
+            number = self._counters.get(match.kind, 0) + 1
+            while (match.kind.value, number) in self._reserved:
                 number += 1
-            counters[match.kind] = number
-            assigned[key] = f"[{match.kind.value}_{number}]"
-            mapping[assigned[key]] = match.text
-        return assigned[key]
-
-    return _replace(text, find_pii(text), placeholder), mapping
+            self._counters[match.kind] = number
+            self._assigned[key] = f"[{match.kind.value}_{number}]"
+            self.mapping[self._assigned[key]] = match.text
+        return self._assigned[key]
 
 
 def restore(text: str, mapping: dict[str, str]) -> str:

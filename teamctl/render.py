@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from security.pii import redact
 from teamctl.costs import BudgetLine, CostReport
 from teamctl.pending import PendingList
 from teamctl.report import CallFigures, Latency, OperatorReport, TeamLine, format_ms
@@ -126,8 +127,23 @@ def status_text(status: TeamStatus) -> str:
     return "\n".join([*head, "", cost_table(status.agents)])
 
 
-def result_text(result: TeamResult) -> str:
-    """The final result: status, output, warnings, approvals, calls and costs."""
+def result_text(result: TeamResult, *, reveal: bool = False) -> str:
+    """The final result: status, output, warnings, approvals, calls and costs.
+
+    PII (:mod:`security.pii`) is replaced by placeholders everywhere unless
+    ``reveal`` (``teamctl result --reveal``): a terminal is often shared, logged
+    or pasted into a ticket.
+    """
+    text = _result_text(result)
+    if reveal:
+        return text
+    redacted = redact(text)
+    if redacted == text:
+        return text
+    return f"{redacted}\n\n(PII shown as placeholders: `teamctl result --reveal` shows it)"
+
+
+def _result_text(result: TeamResult) -> str:
     lines = [f"status     {result.status.value}  (degradation {result.degradation.value})"]
     if result.reason:
         lines.append(f"reason     {result.reason}")
@@ -147,6 +163,11 @@ def result_text(result: TeamResult) -> str:
         )
     for ignored in result.ignored_decisions:
         lines.append(f"ignored    {ignored.decision} from {ignored.approver}: {ignored.reason}")
+    for report in result.injections:
+        rules = ", ".join(sorted({finding.rule for finding in report.findings}))
+        review = f" at {report.review}" if report.review else ""
+        released = {True: ", released", False: ", rejected", None: ""}[report.released]
+        lines.append(f"injection  {report.source}: {rules}: {report.action}{review}{released}")
     lines.extend(f"warning    {w}" for w in result.warnings)
     lines.append(
         f"total      {format_usd(result.total_cost_micro)} of {format_usd(result.budget_micro)} "

@@ -12,13 +12,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from security.injection import InjectionFinding
 from teams.breakers import BreakerSettings
 from teams.outputs import ReviewVerdict, RouteDecision
 from teams.pricing import ModelPrice, TokenUsage
 from teams.resolved import PromptRef
-from teams.spec import OutputKind
+from teams.spec import OutputKind, PiiPolicy
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
+
+
+MAX_HANDOFF_CHARS = 50_000
+"""The most characters of one handoff item an agent is given (the task's own limit):
+a runaway output cannot flood every later prompt (and the history) with its size."""
 
 
 class HandoffItem(BaseModel):
@@ -98,6 +104,16 @@ class AgentCall(BaseModel):
         description="The agent breaker's settings as the worker resolved the team (never "
         "the caller's); None: the deployment's.",
     )
+    fenced: bool = Field(
+        default=False,
+        description="Untrusted text (task, handoffs, feedback) is fenced in the user turn "
+        "and the system prompt says fenced text is data. False in runs from before it.",
+    )
+    pii: PiiPolicy = Field(
+        default="allow",
+        description="'redact': call_agent replaces PII with numbered placeholders before "
+        "the model (and the response cache) sees the text, and restores them in the answer.",
+    )
 
 
 class ContextTrim(BaseModel):
@@ -161,6 +177,14 @@ class AgentOutcome(BaseModel):
         default_factory=list,
         description="Shared controls that could not be applied (they fail open), or a "
         "settlement the daily budgets missed.",
+    )
+    injection: list[InjectionFinding] = Field(
+        default_factory=list,
+        description="Suspected prompt injections in ``text`` (screened in call_agent, so a "
+        "later change of the rules never changes what a recorded run decided).",
+    )
+    pii_redacted: int = Field(
+        default=0, ge=0, description="PII values the model saw as placeholders (pii='redact')."
     )
 
 

@@ -76,12 +76,21 @@ class RequestRefusedError(AgentTeamsError):
     """
 
 
+PII_BLOCKED = "PiiBlocked"
+"""Failure type of a run whose task holds PII its team blocks (``pii = "block"``)."""
+INJECTION_REJECTED = "InjectionRejected"
+"""Failure type of a run whose task (or an agent's answer) looks like a prompt injection
+its team rejects (``injection.policy = "reject"``)."""
+
+
 SPEC_ERROR_TYPES: tuple[str, ...] = (
     TeamSpecError.__name__,
     UnknownTeamError.__name__,
     PromptError.__name__,
     UnknownModelError.__name__,
     RequestRefusedError.__name__,
+    PII_BLOCKED,
+    INJECTION_REJECTED,
 )
 """``ApplicationError`` types ``load_team_spec`` raises: final, never retried."""
 

@@ -10,11 +10,14 @@ team (``load_team_spec``); ``teamctl`` checks them too, before starting anything
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from teams.errors import RequestRefusedError
+from security.injection import InjectionDetector, InjectionFinding, scan_all
+from security.pii import find_pii
+from teams.errors import INJECTION_REJECTED, PII_BLOCKED, RequestRefusedError
 from teams.spec import TeamSpec
 
 
@@ -50,3 +53,41 @@ def check_budget(spec: TeamSpec, budget_usd: Decimal | None) -> None:
             f"budget_usd: ${budget_usd} is over team {spec.name!r}'s cap of ${cap} "
             "(its budget.max_budget_usd, or max_usd)"
         )
+
+
+class TaskRefusedError(RequestRefusedError):
+    """The team's PII or injection policy refuses this task; ``kind`` is the failure type."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def screen_task(
+    spec: TeamSpec, task: str, detectors: Sequence[InjectionDetector]
+) -> list[InjectionFinding]:
+    """The task's suspected injections, or :class:`TaskRefusedError` if the team refuses it.
+
+    ``pii = "block"`` refuses a task with any PII (:data:`teams.errors.PII_BLOCKED`);
+    ``injection.policy = "reject"`` one with any finding
+    (:data:`teams.errors.INJECTION_REJECTED`). Messages name the kinds and rules
+    found, never the text. Used by the worker when a run starts and by ``teamctl
+    run`` before it starts one.
+    """
+    if spec.pii == "block":
+        kinds = sorted({match.kind.value for match in find_pii(task)})
+        if kinds:
+            raise TaskRefusedError(
+                PII_BLOCKED,
+                f"the task contains PII ({', '.join(kinds)}) and team {spec.name!r} blocks "
+                "PII (pii = 'block'); remove it, or use a team that redacts it",
+            )
+    findings = scan_all(detectors, task, source="task")
+    if findings and spec.injection.policy == "reject":
+        rules = ", ".join(sorted({finding.rule for finding in findings}))
+        raise TaskRefusedError(
+            INJECTION_REJECTED,
+            f"the task looks like a prompt injection ({rules}) and team {spec.name!r} "
+            "rejects suspected injections (injection.policy = 'reject')",
+        )
+    return findings

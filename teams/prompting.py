@@ -7,6 +7,7 @@ provider will send. Pure functions only: workflow code imports this module.
 
 from __future__ import annotations
 
+from security.injection import fence
 from teams.calls import AgentCall
 from teams.outputs import DIRECT_ROUTE
 from teams.spec import OutputKind
@@ -30,19 +31,39 @@ def render_user_parts(call: AgentCall) -> tuple[str, str]:
 
     The stable part (task and handoffs) is worth caching across an agent's
     calls; the rest (feedback, output instructions, repair notes) is not.
+
+    In a fenced call every untrusted text (the task, each handoff, the
+    reviewer's reasons) sits in an ``<untrusted>`` block it cannot close, so a
+    handoff that writes ``# Task`` or ``# Your answer`` forges nothing: the
+    section headings outside the blocks are ours alone.
     """
-    stable = [f"# Task\n{call.task}"]
-    stable += [f"# Input from {item.source}\n{item.content}" for item in call.handoff]
+    untrusted = _fenced if call.fenced else _as_written
+    stable = [f"# Task\n{untrusted('task', call.task)}"]
+    stable += [
+        f"# Input from {item.source}\n{untrusted(item.source, item.content)}"
+        for item in call.handoff
+    ]
     volatile = []
     if call.feedback:
         reasons = "\n".join(f"- {reason}" for reason in call.feedback)
-        volatile.append(f"# Reviewer feedback to address (revision {call.iteration})\n{reasons}")
+        volatile.append(
+            f"# Reviewer feedback to address (revision {call.iteration})\n"
+            f"{untrusted('reviewer feedback', reasons)}"
+        )
     volatile.append(_output_instructions(call))
     if call.repair:
         volatile.append(
             f"# Your previous answer was invalid\n{call.repair}\nAnswer again, validly."
         )
     return "\n\n".join(stable), "\n\n".join(volatile)
+
+
+def _fenced(source: str, text: str) -> str:
+    return fence(source, text)
+
+
+def _as_written(_source: str, text: str) -> str:
+    return text
 
 
 def _output_instructions(call: AgentCall) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from security.approvers import ApproverRegistry
+from security.injection import InjectionFinding
 from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.pricing import ModelPrice
@@ -72,6 +73,10 @@ class ResolvedTeam(BaseModel):
         default=None,
         description="The approvers' public keys (AGENT_TEAMS_APPROVERS_FILE) when the run "
         "started: signatures are verified against these, whatever the file says later.",
+    )
+    task_injection: list[InjectionFinding] = Field(
+        default_factory=list,
+        description="Suspected prompt injections in the task, screened when the run started.",
     )
     breakers: BreakerSettings | None = Field(
         default=None,

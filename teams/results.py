@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from security.injection import InjectionFinding
 from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
 from teams.outputs import RouteDecision
 from teams.pricing import format_usd
@@ -93,6 +94,36 @@ class AgentCallRecord(BaseModel):
     context_trimmed: list[str] = Field(
         default_factory=list,
         description="Handoff items the context budget cut: 'source: summarised|dropped'.",
+    )
+    injection_rules: list[str] = Field(
+        default_factory=list,
+        description="Prompt-injection rules the answer matched (details in the result's "
+        "``injections``).",
+    )
+    pii_redacted: int = Field(
+        default=0, description="PII values the model saw as placeholders (pii = 'redact')."
+    )
+
+
+InjectionAction = Literal["flagged", "quarantined", "rejected"]
+
+
+class InjectionReport(BaseModel):
+    """Suspected prompt injection in one text (the task, or an agent's answer), and the action."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str = Field(description="'task', or the agent whose answer it was.")
+    call_id: str | None = Field(default=None, description="The call that answered (not the task).")
+    findings: list[InjectionFinding]
+    action: InjectionAction
+    review: str | None = Field(
+        default=None, description="The review point that held the text (quarantine)."
+    )
+    released: bool | None = Field(
+        default=None,
+        description="Quarantine: the reviewer let the text through (True) or rejected it "
+        "(False); None while undecided or if no agent needed it.",
     )
 
 
@@ -188,6 +219,9 @@ class TeamResult(BaseModel):
     route: RouteDecision | None = None
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     ignored_decisions: list[IgnoredDecision] = Field(default_factory=list)
+    injections: list[InjectionReport] = Field(
+        default_factory=list, description="Suspected prompt injections and what was done."
+    )
     warnings: list[str] = Field(default_factory=list)
     prompt_versions: dict[str, str] = Field(description="Agent → prompt name/version#sha256.")
     budget_micro: int

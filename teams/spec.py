@@ -307,6 +307,37 @@ class AlertSpec(_Spec):
     ``max_usd``."""
 
 
+PiiPolicy = Literal["allow", "redact", "block"]
+"""What a team's model inputs may carry of the PII :mod:`security.pii` recognizes:
+``allow`` sends it as written; ``redact`` replaces it with numbered placeholders
+before the model sees it (the worker restores them in the answer, so originals
+never leave the worker); ``block`` refuses a task that contains any."""
+
+InjectionPolicy = Literal["flag", "quarantine", "reject"]
+"""What a suspected prompt injection (:mod:`security.injection`) in the task or
+in an agent's output does: ``flag`` records it on the call and the result;
+``quarantine`` holds the run at a human review point before the text reaches
+another agent; ``reject`` ends the run (a task is refused before any call)."""
+
+
+class InjectionSpec(_Spec):
+    """The team's prompt-injection policy, and who reviews quarantined text."""
+
+    policy: InjectionPolicy = "flag"
+    reviewers: list[Slug] = Field(default_factory=list)
+    """Who may release or reject quarantined text (approvers, with the same keys)."""
+    review_timeout: Duration = timedelta(hours=24)
+    """How long a review waits; then the text is rejected (the run ends REJECTED)."""
+
+    @model_validator(mode="after")
+    def _reviewers_when_quarantined(self) -> InjectionSpec:
+        if self.policy == "quarantine" and not self.reviewers:
+            raise ValueError("policy = 'quarantine' needs reviewers")
+        if self.review_timeout <= timedelta(0):
+            raise ValueError("review_timeout must be positive")
+        return self
+
+
 class TeamSpec(_Spec):
     """A whole team: its agents, its stages in order, its budget and alert thresholds."""
 
@@ -318,6 +349,10 @@ class TeamSpec(_Spec):
     """When the model and agent circuit breakers of this team's calls open."""
     alerts: AlertSpec = AlertSpec()
     """Thresholds of the operator report's alerts."""
+    pii: PiiPolicy = "allow"
+    """PII in model inputs (see :data:`PiiPolicy`)."""
+    injection: InjectionSpec = InjectionSpec()
+    """Suspected prompt injections (see :data:`InjectionPolicy`)."""
     agents: list[AgentSpec] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
 

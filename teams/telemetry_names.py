@@ -62,6 +62,10 @@ SPAN_COST = "agent_teams.cost_microdollars"
 SPAN_ATTEMPT = "agent_teams.attempt"
 SPAN_CACHE_HIT = "agent_teams.cache_hit"
 SPAN_QUALITY_SCORE = "agent_teams.quality_score"
+SPAN_INJECTION_RULES = "agent_teams.injection.rules"
+"""The injection rules the answer matched (names only, never the text)."""
+SPAN_PII_REDACTED = "agent_teams.pii.redacted"
+"""How many PII values the model saw as placeholders."""
 
 
 def histogram_buckets() -> dict[str, list[float]]:

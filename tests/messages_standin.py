@@ -321,9 +321,13 @@ def default_answer(request: Request) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": answer}], "stop_reason": "end_turn"}
 
 
+_FENCE_LINE = re.compile(r'^(?:<untrusted source="[^"\n]*">|</untrusted>)\n?', re.M)
+
+
 def _section(text: str, heading: str) -> str:
+    """A section's text, read like a model reads fenced data: without the fence's tags."""
     match = re.search(rf"^# {re.escape(heading)}[^\n]*\n(.*?)(?=^# |\Z)", text, re.S | re.M)
-    return match.group(1) if match else ""
+    return _FENCE_LINE.sub("", match.group(1)) if match else ""
 
 
 def _task(text: str) -> str:

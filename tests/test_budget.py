@@ -23,7 +23,7 @@ async def test_budget_runs_out_mid_pipeline(client: Client, task_queue: str) -> 
     assert result.budget_micro == 35_000
     researcher, writer = result.calls
     assert (researcher.agent, researcher.status) == ("researcher", CallStatus.SUCCEEDED)
-    assert researcher.cost_micro == 7_557
+    assert researcher.cost_micro == 7_997
     # The writer's worst case (prompt estimate + 2000 max_tokens at sonnet prices)
     # exceeds the 27_341 micro-USD left, so it is recorded as skipped, not made.
     assert (writer.agent, writer.status, writer.attempts) == (
@@ -31,9 +31,9 @@ async def test_budget_runs_out_mid_pipeline(client: Client, task_queue: str) -> 
         CallStatus.SKIPPED_BUDGET,
         0,
     )
-    assert writer.reserved_micro > 35_000 - 7_557
+    assert writer.reserved_micro > 35_000 - 7_997
     assert writer.cost_micro == 0
-    assert result.total_cost_micro == 7_557
+    assert result.total_cost_micro == 7_997
     assert (
         result.reason is not None
         and "writer on claude-sonnet-4-6 could cost up to" in result.reason

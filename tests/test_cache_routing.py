@@ -127,12 +127,12 @@ async def test_routing_by_the_routers_rating(client: Client, task_queue: str) ->
 
 
 async def test_routing_by_input_length(client: Client, task_queue: str) -> None:
-    spec = _routed({"rule": "input_length", "max_cheap_input_tokens": 300})
+    spec = _routed({"rule": "input_length", "max_cheap_input_tokens": 400})
     async with running_worker(client, task_queue):
         short = await (await start(client, task_queue, spec, BILLING)).result()
         long = await (await start(client, task_queue, spec, LONG_BILLING * 4)).result()
 
-    pattern = r"input_length: prompt ~(\d+) tokens (<=|>) 300: (cheap|default) model (\S+)"
+    pattern = r"input_length: prompt ~(\d+) tokens (<=|>) 400: (cheap|default) model (\S+)"
     for result, sign, kind, model in (
         (short, "<=", "cheap", HAIKU),
         (long, ">", "default", SONNET),
@@ -141,7 +141,7 @@ async def test_routing_by_input_length(client: Client, task_queue: str) -> None:
         match = re.fullmatch(pattern, record.routing or "")
         assert match is not None, record.routing
         tokens = int(match.group(1))
-        assert (tokens <= 300) is (sign == "<=")
+        assert (tokens <= 400) is (sign == "<=")
         assert (match.group(2), match.group(3), match.group(4), record.model) == (
             sign,
             kind,

@@ -145,7 +145,9 @@ async def test_prompts_are_logged_only_when_asked_and_then_redacted(
     ]
     assert {p["workflow_id"] for p in prompts} == {workflow_id}
     for prompt in prompts:
-        assert f"{TASK}; my API key {REDACTED} may have leaked" in prompt["message"]
+        # The support team redacts PII before the model sees it (pii = "redact"): the
+        # logged prompt is what the model read, the key a numbered placeholder.
+        assert f"{TASK}; my API key [SECRET_1] may have leaked" in prompt["message"]
     assert FAKE_KEY not in log.read_text()
 
 
@@ -221,7 +223,9 @@ async def test_a_replay_logs_nothing_from_the_workflow(
         await handle.result()
     live = workflow_records()
     assert [(r.levelname, r.getMessage().split(" (")[0]) for r in live] == [
-        ("WARNING", "ignored approve from mallory: 'mallory' may not decide 'final-text'")
+        ("WARNING", "ignored approve from mallory: 'mallory' may not decide 'final-text'"),
+        # The test worker runs open (dev) approvals: an unsigned decision is warned about.
+        ("WARNING", "approval 'final-text' approved by 'editor' without a signature"),
     ]
     assert live[0].temporal_workflow["workflow_id"] == handle.id  # type: ignore[attr-defined]
 

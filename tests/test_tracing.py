@@ -108,7 +108,10 @@ def call_attributes(record: AgentCallRecord, team: str) -> dict[str, Any]:
         names.SPAN_COST: record.cost_micro,
         names.SPAN_ATTEMPT: record.attempts,
         names.SPAN_CACHE_HIT: record.cache_hit,
+        names.SPAN_PII_REDACTED: record.pii_redacted,
     }
+    if record.injection_rules:
+        expected[names.SPAN_INJECTION_RULES] = tuple(record.injection_rules)
     if record.quality_score is not None:
         expected[names.SPAN_QUALITY_SCORE] = record.quality_score
     return expected

@@ -15,10 +15,17 @@ A JSON line has ``ts`` (UTC, ISO 8601, milliseconds), ``level``, ``logger`` and
 Workflow logs are skipped while a workflow replays (the SDK's
 ``workflow.logger`` default, kept), so a replay never repeats a line.
 
-Secrets: a filter on the handler rewrites every record before it is formatted,
-replacing the configured secret values (the Anthropic key) and anything shaped
-like an Anthropic key with ``[REDACTED]``, in the message, its arguments and
-any traceback. Prompts are not logged unless ``AGENT_TEAMS_LOG_PROMPTS`` asks.
+Secrets and PII: a filter on the handler rewrites every record before it is
+formatted, replacing the configured secret values (the Anthropic key) with
+``[REDACTED]`` and everything :mod:`security.pii` recognizes (e-mail addresses,
+phone and card numbers, IBANs, national ids, IP addresses, API-key shapes) with
+its placeholder (``[EMAIL]``), in the message, its arguments and any traceback,
+whichever logger wrote it. That holds with ``AGENT_TEAMS_LOG_PROMPTS`` too.
+
+Prompts are not logged unless ``AGENT_TEAMS_LOG_PROMPTS`` asks: below INFO, the
+handler drops the records of the loggers that write request bodies (the
+Anthropic SDK's, httpx's, and the Temporal SDK's payload dumps), even when
+``ANTHROPIC_LOG=debug`` set the SDK's own logger to DEBUG.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from typing import Any, TextIO
 
 from temporalio import activity, workflow
 
+from security.pii import redact as redact_pii
 from worker.settings import LogFormat, LogLevel
 
 REDACTED = "[REDACTED]"
@@ -44,6 +52,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PAYLOAD_LOGGER = "temporalio.worker"
 """The SDK's DEBUG lines here dump activations and activity completions, payloads
 (tasks, prompts, answers) included: they follow the prompts switch, not the level."""
+PROMPT_LOGGERS = ("anthropic", "httpx", "httpx2", "httpcore", PAYLOAD_LOGGER)
+"""Loggers whose DEBUG lines carry request or payload bodies (prompts, answers)."""
 PROJECT_FIELDS = ("team", "agent", "stage")
 _ACTIVITY_FIELDS = {
     "workflow_id": "workflow_id",
@@ -122,10 +132,10 @@ class RedactSecrets(logging.Filter):
         self._tracebacks = logging.Formatter()
 
     def redact(self, text: str) -> str:
-        """``text`` without any secret."""
+        """``text`` without any secret or PII."""
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return ANTHROPIC_KEY.sub(REDACTED, text)
+        return redact_pii(ANTHROPIC_KEY.sub(REDACTED, text))
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite ``record`` in place; never drops it."""
@@ -141,6 +151,22 @@ class RedactSecrets(logging.Filter):
         if record.stack_info:
             record.stack_info = self.redact(record.stack_info)
         return True
+
+
+class QuietPromptLoggers(logging.Filter):
+    """Drop DEBUG records of :data:`PROMPT_LOGGERS`: they write whole prompts.
+
+    On the handler, so it holds whatever level a library gives its own logger
+    (``ANTHROPIC_LOG=debug`` sets the SDK's to DEBUG when it is imported).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record unless it is a prompt logger's below INFO."""
+        if record.levelno >= logging.INFO:
+            return True
+        return not any(
+            record.name == name or record.name.startswith(f"{name}.") for name in PROMPT_LOGGERS
+        )
 
 
 def secrets_in(environ: Mapping[str, str]) -> list[str]:
@@ -173,14 +199,18 @@ def configure_logging(
     handler = logging.StreamHandler(stream or sys.stderr)
     formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
+    if not log_prompts:
+        handler.addFilter(QuietPromptLoggers())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     for previous in list(root.handlers):
         root.removeHandler(previous)
     root.addHandler(handler)
     root.setLevel(level)
-    payloads = logging.getLogger(PAYLOAD_LOGGER)
-    payloads.setLevel(logging.NOTSET if log_prompts else max(root.level, logging.INFO))
+    for name in PROMPT_LOGGERS:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if log_prompts else max(root.level, logging.INFO)
+        )
     # Warnings become log records too, so every line of the process has one format.
     logging.captureWarnings(True)
     if log_format == "json":

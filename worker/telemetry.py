@@ -62,6 +62,7 @@ from temporalio.runtime import (
 
 from teams.telemetry_names import histogram_buckets
 from worker.settings import SettingsError, TracingSettings, WorkerSettings
+from worker.span_redaction import RedactingSpanExporter
 
 TRACER_NAME = "agent_teams"
 """The instrumentation scope of every span the interceptor makes."""
@@ -88,8 +89,9 @@ def build_tracer_provider(
         )
     else:
         exporter = ConsoleSpanExporter(out=console or sys.stdout, formatter=_one_line)
-    # Batched: exporting never blocks a workflow task or an activity.
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    # Batched: exporting never blocks a workflow task or an activity. Redacted:
+    # no PII leaves in a span's text (an exception message may quote an input).
+    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
     return provider
 
 

@@ -47,8 +47,9 @@ with workflow.unsafe.imports_passed_through():
         MALFORMED_OUTPUT,
         NO_FALLBACK_ERROR_TYPES,
     )
+    from security.injection import FENCE_INSTRUCTIONS
     from teams.breakers import agent_breaker, model_breaker
-    from teams.calls import AgentCall, AgentOutcome, HandoffItem
+    from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
     from teams.pricing import TokenUsage, format_usd, usd_to_micro
     from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
     from teams.requests import TeamRequest
@@ -59,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.budget import RunBudget
     from workflows.call_activity import StopFlag, outcome_of, start_call
     from workflows.call_failures import CallFailure, classify
+    from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.shared_controls import SharedControls, unsettled
@@ -124,8 +126,10 @@ class AgentRunner:
         visibility: Visibility,
         shared: SharedControls | None,
         metrics: RunMetrics,
+        guard: InjectionGuard | None = None,
     ) -> None:
         self._team = team
+        self._guard = guard
         self._request = request
         self._budget = budget
         self._state = state
@@ -143,6 +147,9 @@ class AgentRunner:
     async def run(self, step: AgentStep) -> AgentOutcome:
         """Run ``step``; raise :class:`AgentFailed` if neither primary nor fallback answered."""
         spec = self._team.spec.agent(step.agent)
+        if self._guard is not None:
+            # Quarantined text waits for its review before this agent reads it.
+            await self._guard.release(step.handoff, step.feedback)
         try:
             return await self._ask(self._build(step, spec), spec, step.stop)
         except _CallFailed as primary:
@@ -229,6 +236,8 @@ class AgentRunner:
         await self._record(call, call_records.answered(call, outcome, worst, _elapsed(started)))
         for warning in outcome.warnings:
             self._state.warn(warning, degrade=False)
+        if self._guard is not None:
+            self._guard.answered(outcome)  # may end the run (injection policy "reject")
         if outcome.cancelled:
             raise StageStopped(call.agent)
         if outcome.truncated:
@@ -339,6 +348,9 @@ class AgentRunner:
         model = (spec.fallback_model or spec.model) if fallback else spec.model
         prompts = self._team.fallback_prompts if fallback else {}
         prompt = prompts.get(spec.name) or self._team.prompts[spec.name]
+        # Current runs fence untrusted text, cap each handoff item and apply the
+        # team's PII policy; runs from before keep the prompts they were estimated on.
+        fenced = self._mode.current
         call = AgentCall(
             call_id=self._next_id(step.stage, step.agent),
             team=self._team.spec.name,
@@ -350,9 +362,9 @@ class AgentRunner:
             fallback_for=spec.model if fallback else None,
             fallback_reason=fallback_reason,
             prompt=prompt.ref,
-            system=prompt.text,
+            system=f"{prompt.text}\n\n{FENCE_INSTRUCTIONS}" if fenced else prompt.text,
             task=self._request.task,
-            handoff=step.handoff,
+            handoff=[_capped(item) for item in step.handoff] if fenced else step.handoff,
             feedback=step.feedback,
             iteration=step.iteration,
             output=spec.output,
@@ -368,6 +380,8 @@ class AgentRunner:
             shared_controls=self._mode.current and self._team.cost_controls,
             catalog_team=not self._team.inline,
             agent_breaker=self._team.breakers,
+            fenced=fenced,
+            pii=self._team.spec.pii if fenced else "allow",
         )
         if fallback or spec.routing is None:
             return call
@@ -449,6 +463,15 @@ def _describe_call(call: AgentCall) -> str:
 def _elapsed(started: datetime) -> int:
     """Milliseconds of workflow time since ``started``."""
     return int((workflow.now() - started).total_seconds() * 1000)
+
+
+def _capped(item: HandoffItem) -> HandoffItem:
+    """``item`` cut to :data:`MAX_HANDOFF_CHARS`, saying so, when it is longer."""
+    if len(item.content) <= MAX_HANDOFF_CHARS:
+        return item
+    cut = len(item.content) - MAX_HANDOFF_CHARS
+    content = f"{item.content[:MAX_HANDOFF_CHARS]}\n[... {cut} more characters not shown]"
+    return item.model_copy(update={"content": content})
 
 
 def output_of(outcome: AgentOutcome) -> HandoffItem:

@@ -27,7 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.team_specs import TeamSpecRef
     from teams.approvals import DecideRequest, Decision, DecisionReceipt
     from teams.calls import HandoffItem
-    from teams.errors import SPEC_ERROR_TYPES, RequestRefusedError
+    from teams.errors import (
+        INJECTION_REJECTED,
+        PII_BLOCKED,
+        SPEC_ERROR_TYPES,
+        RequestRefusedError,
+    )
     from teams.pricing import usd_to_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
@@ -36,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approvals import ApprovalDesk
     from workflows.budget import RunBudget
     from workflows.call_activity import COOPERATIVE_CANCEL_PATCH
+    from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
@@ -52,6 +58,8 @@ search attributes are upserted per phase, and every earlier patch's behaviour is
 on without checking it (one patch marker per run)."""
 REQUEST_REFUSED = RequestRefusedError.__name__
 """The failure type of a run the deployment's policy refused (see teams/policy.py)."""
+REFUSAL_TYPES = (REQUEST_REFUSED, PII_BLOCKED, INJECTION_REJECTED)
+"""Failure types of a run refused at its start, kept as they are (typed reasons)."""
 SPEC_START_TO_CLOSE = timedelta(seconds=30)
 SPEC_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 
@@ -75,6 +83,7 @@ class AgentTeamWorkflow:
         self._desk = ApprovalDesk(self._state, self._visibility, self._metrics)
         self._budget: RunBudget | None = None
         self._final: RunStatus | None = None
+        self._guard: InjectionGuard | None = None
 
     @workflow.run
     async def run(self, request: TeamRequest) -> TeamResult:
@@ -94,6 +103,11 @@ class AgentTeamWorkflow:
             tenant=request.tenant,
             prompts=[f"{p.ref.name}/{p.ref.version}" for p in team.prompts.values()],
         )
+        if current:
+            self._guard = InjectionGuard(
+                team.spec.injection, task=request.task, desk=self._desk, state=self._state
+            )
+            self._guard.task_screened(team.task_injection)
         mode = RunnerMode(
             current=current,
             cooperative_cancel=current or workflow.patched(COOPERATIVE_CANCEL_PATCH),
@@ -107,6 +121,7 @@ class AgentTeamWorkflow:
             visibility=self._visibility,
             shared=shared,
             metrics=self._metrics,
+            guard=self._guard,
         )
         stages = StageRunner(
             runner=runner,
@@ -155,7 +170,12 @@ class AgentTeamWorkflow:
         server before the first call. Runs from before ran a regular activity.
         """
         ref = (
-            TeamSpecRef(team=request.team, tenant=request.tenant, budget_usd=request.budget_usd)
+            TeamSpecRef(
+                team=request.team,
+                tenant=request.tenant,
+                budget_usd=request.budget_usd,
+                task=request.task,
+            )
             if local
             else TeamSpecRef(team=request.team)
         )
@@ -186,11 +206,11 @@ class AgentTeamWorkflow:
             # local activity's, as the activity's own ApplicationError.
             cause = err.cause if isinstance(err, ActivityError) else err
             detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
-            refused = isinstance(cause, ApplicationError) and cause.type == REQUEST_REFUSED
+            kind = cause.type if isinstance(cause, ApplicationError) else None
             self._metrics.finished(RunStatus.FAILED, None)
             raise ApplicationError(
                 f"cannot run team {request.team_name!r}: {detail}",
-                type=REQUEST_REFUSED if refused else "InvalidTeamSpec",
+                type=kind if kind in REFUSAL_TYPES else "InvalidTeamSpec",
                 non_retryable=True,
             ) from err
         return resolved
@@ -207,6 +227,9 @@ class AgentTeamWorkflow:
                     # never a human's sign-off.
                     continue
                 self._state.enter_stage(stage.name)
+                if self._guard is not None and stage.kind != "approval":
+                    # Reviewed once here, not by each of a fan-out's agents in parallel.
+                    await self._guard.release(handoff)
                 self._visibility.stage_started(approval=stage.kind == "approval")
                 outcome = await stages.run(stage, handoff)
                 handoff = outcome.handoff

@@ -12,6 +12,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from security.pii import redact
     from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
     from teams.calls import HandoffItem
     from teams.outputs import RouteDecision
@@ -24,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         DegradationLevel,
         FanOutReport,
         GateReport,
+        InjectionReport,
         Phase,
         RunStatus,
         TeamResult,
@@ -32,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.budget import RunBudget
 
 PREVIEW_CHARS = 280
-"""How much of an agent's latest output the status query shows."""
+"""How much of an agent's latest output the status query shows (PII redacted)."""
 
 _STATE_AFTER: dict[CallStatus, AgentState] = {
     CallStatus.SUCCEEDED: "done",
@@ -63,6 +65,7 @@ class RunState:
         self.warnings: list[str] = []
         self.fan_outs: list[FanOutReport] = []
         self.gates: list[GateReport] = []
+        self.injections: list[InjectionReport] = []
         self.route: RouteDecision | None = None
         self.prompt_versions: dict[str, str] = {}
         self.degraded = False
@@ -143,7 +146,8 @@ class RunState:
             cost_micro=sum(r.cost_micro for r in mine),
             latency_ms=sum(r.latency_ms or 0 for r in mine),
             outputs=self._outputs.get(agent, 0),
-            last_output=latest[:PREVIEW_CHARS] if latest is not None else None,
+            # PII redacted before cutting, so a value is never shown in part.
+            last_output=redact(latest)[:PREVIEW_CHARS] if latest is not None else None,
         )
 
     def status(
@@ -208,6 +212,7 @@ class RunState:
             route=self.route,
             approvals=approvals,
             ignored_decisions=ignored,
+            injections=self.injections,
             warnings=self.warnings,
             prompt_versions=self.prompt_versions,
             budget_micro=budget.limit_micro,

@@ -124,7 +124,11 @@ class StageRunner:
                 succeeded.append(result)
             elif isinstance(result, RunStopped):
                 budget_stop = budget_stop or result
-                missing[agent] = "not run: budget"
+                missing[agent] = (
+                    "not run: budget"
+                    if result.status is RunStatus.BUDGET_EXCEEDED
+                    else f"stopped the run: {result.reason}"
+                )
             elif isinstance(result, asyncio.CancelledError | StageStopped):
                 missing[agent] = (
                     f"no answer within the stage timeout ({format_duration(stage.timeout)})"
