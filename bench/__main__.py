@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from temporalio.client import Client
 
 from bench import chart, controls, cost, history, latency, recovery, targets, throughput
-from bench.environment import SERVER_MODE, dev_server, machine
+from bench.environment import SERVER_MODE, machine, target
 from bench.postgres import Unavailable, postgres_server
 from bench.stats import Spread, Table
 from bench.systems import (
@@ -66,6 +66,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--cost-requests", type=int, default=40)
     parser.add_argument("--repeat-share", type=float, default=0.3)
+    parser.add_argument(
+        "--server",
+        choices=("dev", "configured"),
+        default="dev",
+        help="dev: a dev server of the bench's own (default); configured: the cluster "
+        "TEMPORAL_ADDRESS / TEMPORAL_API_KEY / TEMPORAL_TLS_* / profiles name (no recovery "
+        "section, no server CPU)",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.sections.split(",")) - set(SECTIONS)
     if unknown:
@@ -165,9 +173,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         postgres: str | Unavailable = Unavailable("no section here has PostgreSQL rows")
         if any(section in POSTGRES_SECTIONS for section in sections):
             postgres = servers.enter_context(postgres_server())
-        async with dev_server() as server, AsyncExitStack() as stack:
+        async with target(args.server) as where, AsyncExitStack() as stack:
+            server = where.server
             context = Context(
-                client=server.client,
+                client=where.client,
                 catalog=catalog,
                 plans=plans,
                 folder=folder,
@@ -209,7 +218,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         research,
                         repeats=args.repeats,
                         concurrencies=(1, 10, 50),
-                        server_pid=server.process.process.pid,
+                        server_pid=where.server_pid,
                         dropouts=dropouts,
                     )
                     tables.append(throughput.throughput_table(thr, zero.names))
@@ -218,7 +227,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         name: {"bench_process": thr.cpu_ms[name].as_dict(), "server": cpu.as_dict()}
                         for name, cpu in thr.server_cpu_ms.items()
                     }
-            if "recovery" in sections:
+            if "recovery" in sections and server is None:
+                context.skip("recovery", "it restarts the server: only with --server dev")
+            if "recovery" in sections and server is not None:
                 with _timed("recovery", timings):
                     rec = await recovery.measure(
                         server,
@@ -242,7 +253,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if "cost" in sections:
                 with _timed("cost", timings):
                     figures, facts = await cost.measure(
-                        server.client,
+                        where.client,
                         provider(0.0),
                         catalog,
                         total=args.cost_requests,
@@ -287,11 +298,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _server_mode(args: argparse.Namespace) -> str:
+    if args.server == "configured":
+        return "the configured cluster (Temporal client configuration: TEMPORAL_*, profiles)"
+    return SERVER_MODE
+
+
 def header(args: argparse.Namespace) -> list[str]:
     latencies = ", ".join(f"{agent} {seconds}s" for agent, seconds in LATENCY_TABLE.items())
     return [
         f"Durable Agent Teams benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"machine: {machine(SERVER_MODE).line()}",
+        f"machine: {machine(_server_mode(args)).line()}",
         f"model: simulated provider, latencies {latencies} (code reviewer 2.4s, merger 1.5s) "
         f"x{args.scale} latency scale",
         f"repeats: {args.repeats} after a warm-up; figures are median (min–max)",

@@ -14,6 +14,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from teamctl.devserver import DevServer, free_port, start_dev_server, wait_until_ready
+from worker.connection import connect, connect_config, describe, project_data_converter
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,21 @@ class Server:
 
 
 @asynccontextmanager
+async def configured_cluster() -> AsyncIterator[tuple[Client, str]]:
+    """A client on the cluster Temporal's client configuration names, and its description.
+
+    ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
+    ``TEMPORAL_TLS_*`` and profiles, as the worker and teamctl read them; the
+    payload codec when ``AGENT_TEAMS_ENCRYPTION_KEY_FILE`` names keys. For
+    ``python -m bench --server configured``: measuring against a real (secured)
+    cluster, e.g. Temporal Cloud.
+    """
+    config = connect_config(os.environ)
+    client = await connect(config=config, converter=project_data_converter(os.environ))
+    yield client, describe(config)
+
+
+@asynccontextmanager
 async def dev_server(db_file: Path | None = None) -> AsyncIterator[Server]:
     """A dev server on a free port (in-memory unless ``db_file``), stopped on exit."""
     port = free_port()
@@ -68,6 +84,31 @@ async def dev_server(db_file: Path | None = None) -> AsyncIterator[Server]:
         finally:
             # Recovery restarts the server: stop the one running now.
             (server.process if server is not None else process).stop()
+
+
+@dataclass
+class Target:
+    """Where the bench runs: a dev server it started, or the configured cluster."""
+
+    client: Client
+    mode: str
+    server: Server | None
+    """The dev server (None on a configured cluster: nothing to restart, no server CPU)."""
+
+    @property
+    def server_pid(self) -> int | None:
+        return self.server.process.process.pid if self.server is not None else None
+
+
+@asynccontextmanager
+async def target(kind: str) -> AsyncIterator[Target]:
+    """``dev``: a dev server of the bench's own; ``configured``: :func:`configured_cluster`."""
+    if kind == "configured":
+        async with configured_cluster() as (client, described):
+            yield Target(client, f"configured cluster {described}", None)
+    else:
+        async with dev_server() as server:
+            yield Target(server.client, SERVER_MODE, server)
 
 
 async def restart(server: Server) -> None:

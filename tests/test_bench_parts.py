@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.testing import WorkflowEnvironment
 
 from bench import targets
 from bench.controls import (
@@ -38,6 +42,7 @@ from bench.systems import (
 from bench.throughput import ThroughputResults
 from bench.workloads import CriticalPath, call_plan, critical_path, workload_spec
 from teams.catalog import Catalog
+from tests.processes import address_of
 
 
 def test_spread_is_median_min_max() -> None:
@@ -291,3 +296,29 @@ def test_targets_table_says_pass_miss_or_not_measured() -> None:
     ]
     table = targets.targets_table(rows)
     assert [row[2] for row in table.rows] == ["pass", "miss", "not measured"]
+
+
+async def test_the_bench_runs_on_the_configured_cluster(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """``--server configured``: Temporal's client configuration, as the worker reads it."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    environ["TEMPORAL_ADDRESS"] = address_of(env)
+    bench = [sys.executable, "-m", "bench", "--server", "configured", "--repeats", "1"]
+    options = ["--sections", "cost,recovery", "--cost-requests", "4", "--out", str(tmp_path)]
+    process = await asyncio.create_subprocess_exec(
+        *bench,
+        *options,
+        cwd=Path(__file__).resolve().parents[1],
+        env=environ,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+
+    assert process.returncode == 0, err.decode()
+    results = (tmp_path / "results.md").read_text()
+    assert "server: the configured cluster (Temporal client configuration" in results
+    assert "skipped: recovery: it restarts the server: only with --server dev" in results
+    assert "**Cost of 4 support requests (1 repeats)" in results
+    assert "recovery: skipped" in out.decode()
