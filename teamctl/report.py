@@ -78,6 +78,7 @@ from typing import Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import (
     Client,
@@ -86,6 +87,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowHistoryEventFilterType,
 )
+from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.names import LOAD_TEAM_SPEC
@@ -792,12 +794,31 @@ async def _from_close_event(
             return ending, None, "its result does not decode as a TeamResult"
         return ending, result, None
     if ending == "failed":
-        message = event.workflow_execution_failed_event_attributes.failure.message
-        return ending, None, _one_line(message)
+        failure = event.workflow_execution_failed_event_attributes.failure
+        return ending, None, _one_line(await _failure_message(client, failure))
     if ending == "terminated":
         reason = event.workflow_execution_terminated_event_attributes.reason
         return ending, None, _one_line(reason)
     return ending, None, None
+
+
+async def _failure_message(client: Client, failure: Failure) -> str:
+    """The failure's message; decrypted first when the workers encrypt failure messages."""
+    if not failure.HasField("encoded_attributes"):
+        return failure.message
+    copy = Failure()
+    copy.CopyFrom(failure)  # decode_failure rewrites the failure it is given
+    unreadable = (
+        "its failure is encrypted and this client cannot decrypt it "
+        "(set AGENT_TEAMS_ENCRYPTION_KEY_FILE to the workers' key ring)"
+    )
+    try:
+        decoded = await client.data_converter.decode_failure(copy)
+    except _DECODE_ERRORS:
+        return unreadable
+    message = decoded.message if isinstance(decoded, FailureError) else str(decoded)
+    # A client without the codec leaves the placeholder message as it is.
+    return unreadable if message == failure.message else message
 
 
 def _one_line(text: str) -> str | None:

@@ -5,6 +5,7 @@ another, and an encrypted history replays."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -13,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from security.codec import data_converter
 from security.keyring import KeyRing, write_key_file
 from teamctl.codec_server import CodecServer, new_token
-from teamctl.report import fetch_report
+from teamctl.report import UNKNOWN_TEAM, RunWithoutResult, fetch_report
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import RunStatus, TeamResult
@@ -167,3 +168,45 @@ def _payloads(node: Any) -> Iterator[dict[str, Any]]:
     elif isinstance(node, list):
         for value in node:
             yield from _payloads(value)
+
+
+async def test_failure_messages_are_encrypted_and_the_report_decrypts_them(
+    env: WorkflowEnvironment, task_queue: str, key_file: Path
+) -> None:
+    keyring = KeyRing.from_file(key_file)
+    client = _client(env, keyring)
+    team = f"nosuch-{task_queue}"
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, team, TASK)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+
+    raw = (await env.client.get_workflow_handle(handle.id).fetch_history()).to_json()
+    assert team not in raw.replace(handle.id, "")  # the message naming it is encrypted
+    assert '"message": "Encoded failure"' in raw
+    expected = f"cannot run team {team!r}: invalid team spec team {team!r}"
+    for reader, reason, listed_as in (
+        (client, expected, team),
+        # Without the keys even the requested team is unreadable.
+        (env.client, "its failure is encrypted and this client cannot decrypt it", UNKNOWN_TEAM),
+    ):
+        listed, run = await _reported(reader, handle.id)
+        assert (listed, run.ending) == (listed_as, "failed")
+        assert (run.reason or "").startswith(reason)
+
+
+async def _reported(reader: Client, workflow_id: str) -> tuple[str, RunWithoutResult]:
+    """The run as ``teamctl report`` lists it (no team filter: a run refused at its
+    start never set its TeamName attribute); waits for visibility to catch up."""
+    for _ in range(100):
+        report = await fetch_report(reader, since=timedelta(minutes=10), catalog=Catalog.shipped())
+        found = [
+            (line.team, run)
+            for line in report.teams
+            for run in line.without_result
+            if run.workflow_id == workflow_id
+        ]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{workflow_id} never listed")

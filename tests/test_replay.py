@@ -18,7 +18,7 @@ from temporalio.workflow import NondeterminismError
 
 from teams.requests import TeamRequest
 from teams.resolved import ResolvedTeam
-from teams.results import TeamResult
+from teams.results import RunStatus, TeamResult
 from worker.main import workflow_runner
 from workflows.agent_team import AgentTeamWorkflow
 
@@ -69,3 +69,32 @@ async def test_a_non_deterministic_change_fails_replay() -> None:
     history = next(h for h in HISTORIES if h.stem == "research-approved")  # the first set
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(_history(history))
+
+
+def _recorded_result(name: str) -> TeamResult:
+    """The result in a v4 history's completion event."""
+    history = _history(Path(__file__).parent / "histories" / "v4" / f"{name}.json")
+    (completed,) = [
+        e for e in history.events if e.HasField("workflow_execution_completed_event_attributes")
+    ]
+    (payload,) = completed.workflow_execution_completed_event_attributes.result.payloads
+    return TeamResult.model_validate_json(payload.data)
+
+
+def test_the_recorded_quarantine_holds_every_text_that_quoted_the_injection() -> None:
+    result = _recorded_result("research-quarantined")
+
+    assert result.status is RunStatus.COMPLETED
+    assert result.injections[0].source == "task"
+    assert {(r.action, r.released) for r in result.injections} == {("quarantined", True)}
+    points = [a.point for a in result.approvals]
+    assert points[-1] == "final-text"
+    assert points[:-1] == [f"injection-review-{n}" for n in range(1, len(points))]
+    assert [r.review for r in result.injections] == points[:-1]
+
+
+def test_the_recorded_support_run_redacted_the_address() -> None:
+    result = _recorded_result("support-redacted")
+
+    assert [c.pii_redacted for c in result.calls] == [1, 1]
+    assert "[EMAIL_1]" not in result.output

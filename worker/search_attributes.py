@@ -17,7 +17,12 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
 
+from teams.errors import AgentTeamsError
 from workflows.visibility import SEARCH_ATTRIBUTES
+
+
+class SearchAttributeSetupError(AgentTeamsError):
+    """The namespace lacks the project's search attributes and this client may not add them."""
 
 _CLI_TYPE = {
     SearchAttributeIndexedValueType.KEYWORD: "Keyword",
@@ -52,9 +57,22 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
                 AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
             )
         except RPCError as err:
+            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                # Temporal Cloud: attributes are a namespace setting (tcld or the web UI).
+                raise SearchAttributeSetupError(_setup_hint(namespace, sorted(missing), err)) from None
             if err.status is not RPCStatusCode.ALREADY_EXISTS:
                 raise
     return sorted(missing)
+
+
+def _setup_hint(namespace: str, missing: list[str], err: RPCError) -> str:
+    types = {key.name: _CLI_TYPE[key.indexed_value_type] for key in SEARCH_ATTRIBUTES}
+    flags = " ".join(f"--sa '{name}={types[name]}'" for name in missing)
+    return (
+        f"namespace {namespace!r} lacks the search attributes {', '.join(missing)} "
+        f"and this client may not add them ({err.message}). Add them once, e.g. on Temporal "
+        f"Cloud: tcld namespace search-attributes add --namespace {namespace} {flags}"
+    )
 
 
 async def _known_attributes(client: Client, namespace: str) -> set[str]:
