@@ -25,6 +25,8 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -556,12 +558,33 @@ async def _dev_server(args: argparse.Namespace) -> int:
         if codec is not None:
             print(f"payloads decoded for the UI by the codec server on {codec.url}")
         print("Ctrl-C to stop")
-        await asyncio.to_thread(server.process.wait)
+        await _until_exit_or_signal(server.process)
     finally:
         server.stop()
         if codec is not None:
             codec.stop()
     return 0
+
+
+async def _until_exit_or_signal(process: subprocess.Popen[bytes]) -> None:
+    """Wait until ``process`` exits or we get SIGINT/SIGTERM (then the caller stops it).
+
+    Handled explicitly: a SIGTERM (systemd, docker stop) would otherwise end this
+    process at once and leave the server it started running, and a shell starts
+    background jobs with SIGINT ignored.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    exited = asyncio.ensure_future(asyncio.to_thread(process.wait))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((exited, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

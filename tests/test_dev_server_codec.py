@@ -19,7 +19,7 @@ from pathlib import Path
 
 from security.keyring import write_key_file
 from teamctl.codec_server import new_token
-from teamctl.devserver import free_port
+from teamctl.devserver import free_port, port_is_free
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,5 +80,8 @@ async def test_dev_server_ui_decodes_through_the_codec_server(tmp_path: Path) ->
         refused = await asyncio.to_thread(_post, f"{codec_url}/decode", body, json_type)
         assert (ok, refused) == (200, 401)
     finally:
-        process.send_signal(signal.SIGINT)
+        # SIGTERM (systemd, docker stop) stops the server it started too.
+        process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), timeout=30)
+    assert process.returncode == 0
+    assert port_is_free(port) and port_is_free(ui_port) and port_is_free(ui_port + 1)
