@@ -326,9 +326,11 @@ _IPV6 = re.compile(
 
 
 def _machine_local(address: str) -> bool:
-    """Loopback (``127.0.0.1``, ``::1``) or unspecified (``0.0.0.0``, ``::``): these name no
-    host but the one reading them, so they identify nobody; every other address,
-    private ranges included, is redacted."""
+    """Whether ``address`` is loopback (``127.0.0.1``, ``::1``) or unspecified (``0.0.0.0``).
+
+    These name no host but the one reading them, so they identify nobody; every
+    other address, private ranges included, is redacted.
+    """
     parsed = ipaddress.ip_address(address)
     return parsed.is_loopback or parsed.is_unspecified
 

@@ -24,6 +24,7 @@ from workflows.visibility import SEARCH_ATTRIBUTES
 class SearchAttributeSetupError(AgentTeamsError):
     """The namespace lacks the project's search attributes and this client may not add them."""
 
+
 _CLI_TYPE = {
     SearchAttributeIndexedValueType.KEYWORD: "Keyword",
     SearchAttributeIndexedValueType.DOUBLE: "Double",
@@ -59,7 +60,8 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         except RPCError as err:
             if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
                 # Temporal Cloud: attributes are a namespace setting (tcld or the web UI).
-                raise SearchAttributeSetupError(_setup_hint(namespace, sorted(missing), err)) from None
+                hint = _setup_hint(namespace, sorted(missing), err)
+                raise SearchAttributeSetupError(hint) from None
             if err.status is not RPCStatusCode.ALREADY_EXISTS:
                 raise
     return sorted(missing)
