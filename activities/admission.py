@@ -25,6 +25,7 @@ from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
 from stores.controls.contract import ControlsStore, Reservation, RunRecord, Settlement
 from teams.admission import Admission, AdmissionRequest, RunCostRequest, SettlementRequest
 from teams.breakers import BreakerSettings
+from teams.metric_labels import scope_label
 from teams.telemetry_names import BUDGET_ALERTS
 
 log = logging.getLogger("activities.admission")
@@ -59,7 +60,11 @@ class AdmissionActivities:
         for alert in alerts:
             log.warning("budget alert (%s): %s", alert.kind, alert.message)
             activity.metric_meter().create_counter(BUDGET_ALERTS, "Budget and cost alerts").add(
-                1, {"kind": alert.kind, "scope": alert.scope}
+                1,
+                {
+                    "kind": alert.kind,
+                    "scope": scope_label(alert.scope, self._policy.metric_tenants),
+                },
             )
 
     @activity.defn(name=ADMIT_CALL)

@@ -258,7 +258,7 @@ class AgentActivities:
         if self._cache is None or call.cache_ttl_s is None:
             return None
         try:
-            return await self._cache.get(call.tenant or "-", cache_key(call))
+            return await self._cache.get(call.tenant or "-", cache_key(call, self._provider.name))
         except Exception as err:  # a cache outage must never fail a call
             activity.logger.warning(
                 "response cache unavailable, calling the model: %s", err, extra=log_fields(call)
@@ -278,7 +278,9 @@ class AgentActivities:
             cost_micro=call.price.cost_micro(outcome.usage),
         )
         try:
-            await self._cache.put(call.tenant or "-", cache_key(call), answer, call.cache_ttl_s)
+            await self._cache.put(
+                call.tenant or "-", cache_key(call, self._provider.name), answer, call.cache_ttl_s
+            )
         except Exception as err:  # a cache outage must never fail a call
             activity.logger.warning(
                 "response cache unavailable, answer not stored: %s", err, extra=log_fields(call)

@@ -74,6 +74,7 @@ from teams.breakers import BreakerSettings, agent_breaker, model_breaker
 from teams.budgets import DailyBudgets
 from teams.calls import AgentCall, CallFailureDetails
 from teams.ledger import Alert, CostKey
+from teams.metric_labels import breaker_label, scope_label
 from teams.pricing import TokenUsage
 from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
 from teams.telemetry_names import BUDGET_ALERTS, CIRCUIT_TRANSITIONS, DAILY_BUDGET_LEFT
@@ -106,6 +107,8 @@ class ControlsPolicy:
     calls_per_second: float | None = None
     """Model calls started per second, fleet-wide."""
     outage: OutageMode = "fail"
+    metric_tenants: frozenset[str] = frozenset()
+    """Tenants whose budget metrics carry their name; others are ``tenant:other``."""
 
     def tokens_limit(self, model: str) -> int | None:
         """The model's tokens-per-minute limit, if any."""
@@ -430,18 +433,19 @@ class CallControls:
 
     def _observe(self, alerts: list[Alert], left: dict[str, int]) -> None:
         metrics = self._meter()
+        tenants = self._policy.metric_tenants
         for alert in alerts:
             log.warning("budget alert (%s): %s", alert.kind, alert.message)
-            metrics.alerts.add(1, {"kind": alert.kind, "scope": alert.scope})
+            metrics.alerts.add(1, {"kind": alert.kind, "scope": scope_label(alert.scope, tenants)})
         for scope, micro in left.items():
-            metrics.left.set(max(micro, 0), {"scope": scope})
+            metrics.left.set(max(micro, 0), {"scope": scope_label(scope, tenants)})
 
     def _transition(self, key: str, answer: BreakerAnswer) -> None:
         transition = answer.transition
         if transition is None:
             return
         log.warning("circuit %s -> %s: %s", key, transition.to, transition.reason)
-        self._meter().transitions.add(1, {"breaker": key, "to": transition.to})
+        self._meter().transitions.add(1, {"breaker": breaker_label(key), "to": transition.to})
 
     def _meter(self) -> _ControlsMetrics:
         if self._metrics is None:

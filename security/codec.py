@@ -71,6 +71,13 @@ KEY_ID_METADATA = "encryption-key-id"
 COMPRESSION_METADATA = "encryption-compression"
 """Metadata key saying whether the plaintext was zlib-compressed."""
 
+UNDECRYPTABLE = b"binary/undecryptable"
+"""``encoding`` of the marker a lenient codec leaves where a payload failed to decrypt;
+no converter decodes it, so only that one value fails to convert."""
+
+UNDECRYPTABLE_REASON = "undecryptable-reason"
+"""Metadata key of the marker: why decryption failed (names the key id only)."""
+
 ZLIB = b"zlib"
 NO_COMPRESSION = b"none"
 
@@ -115,11 +122,22 @@ class PayloadAuthenticationError(PayloadDecryptionError):
 
 
 class EncryptionCodec(PayloadCodec):
-    """Encrypts every payload under the key ring's active key; decrypts under any."""
+    """Encrypts every payload under the key ring's active key; decrypts under any.
 
-    def __init__(self, keyring: KeyRing, *, compress: bool = True) -> None:
+    ``lenient`` (workers): a payload that cannot be decrypted becomes an
+    :data:`UNDECRYPTABLE` payload saying why, instead of an error. A worker
+    decodes a whole activation at once, so one forged or foreign payload (a
+    signal anyone with access to the namespace can send) would otherwise fail
+    the workflow task on every retry and wedge the run; as a marker it fails
+    only its own conversion, which the workflow handles (the input: the run
+    fails as ``InvalidRequest``; a signal: recorded and ignored). Clients and
+    the codec server stay strict: their caller is told at once.
+    """
+
+    def __init__(self, keyring: KeyRing, *, compress: bool = True, lenient: bool = False) -> None:
         self._keyring = keyring
         self._compress = compress
+        self._lenient = lenient
 
     @property
     def keyring(self) -> KeyRing:
@@ -132,7 +150,17 @@ class EncryptionCodec(PayloadCodec):
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Decrypt encrypted payloads; pass the others through unchanged."""
-        return [self.decrypt(p) for p in payloads]
+        if not self._lenient:
+            return [self.decrypt(p) for p in payloads]
+        return [self._decrypt_or_mark(p) for p in payloads]
+
+    def _decrypt_or_mark(self, payload: Payload) -> Payload:
+        try:
+            return self.decrypt(payload)
+        except PayloadDecryptionError as err:
+            return Payload(
+                metadata={"encoding": UNDECRYPTABLE, UNDECRYPTABLE_REASON: str(err).encode()}
+            )
 
     def encrypt(self, payload: Payload) -> Payload:
         """One payload, encrypted under the active key (synchronous)."""
@@ -182,19 +210,22 @@ class EncryptionCodec(PayloadCodec):
         return _parse_payload(plaintext, key_id)
 
 
-def data_converter(keyring: KeyRing | None, *, compress: bool = True) -> DataConverter:
+def data_converter(
+    keyring: KeyRing | None, *, compress: bool = True, lenient: bool = False
+) -> DataConverter:
     """The project's data converter: pydantic, plus encryption when keys are given.
 
     With a key ring: :class:`EncryptionCodec` on every payload and failure
     messages/stack traces moved into an encoded (so encrypted) attribute. With
     None: exactly ``pydantic_data_converter`` (no codec, default failures).
-    Client, worker and replayer must all use the same one.
+    Client, worker and replayer must all use the same keys; workers pass
+    ``lenient`` (see :class:`EncryptionCodec`).
     """
     if keyring is None:
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=EncryptionCodec(keyring, compress=compress),
+        payload_codec=EncryptionCodec(keyring, compress=compress, lenient=lenient),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 

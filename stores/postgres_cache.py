@@ -16,9 +16,15 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from stores.response_cache import CachedAnswer
+
+TIMEOUT_S = 2.0
+"""Bound on connecting, on each statement and lock wait (server side), and on each
+whole operation (client side): a hung cache costs a call this long, then the call
+goes to the model, instead of turning into call timeouts that trip the breakers."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_teams_response_cache (
@@ -35,14 +41,21 @@ _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('agent_teams_response_cach
 class PostgresResponseCache:
     """A :class:`stores.response_cache.ResponseCache` in a PostgreSQL table."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, timeout_s: float = TIMEOUT_S) -> None:
         self._dsn = dsn
         self._ready = False
+        self._timeout_s = timeout_s
 
     async def _connect(self) -> Any:
         import psycopg  # optional dependency: imported only when configured
 
-        connection = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+        millis = int(self._timeout_s * 1000)
+        connection = await psycopg.AsyncConnection.connect(
+            self._dsn,
+            autocommit=True,
+            connect_timeout=max(2, round(self._timeout_s)),  # libpq's minimum is 2 s
+            options=f"-c statement_timeout={millis} -c lock_timeout={millis}",
+        )
         if self._ready:
             return connection
         try:
@@ -57,6 +70,10 @@ class PostgresResponseCache:
 
     async def get(self, tenant: str, key: str) -> CachedAnswer | None:
         """The live entry, if any."""
+        async with asyncio.timeout(self._timeout_s):
+            return await self._get(tenant, key)
+
+    async def _get(self, tenant: str, key: str) -> CachedAnswer | None:
         async with await self._connect() as db:
             cursor = await db.execute(
                 # ::text also reads tables created before the column was TEXT (JSONB).
@@ -69,6 +86,10 @@ class PostgresResponseCache:
 
     async def put(self, tenant: str, key: str, answer: CachedAnswer, ttl_s: float) -> None:
         """Store ``answer`` until ``ttl_s`` seconds from now (by the database's clock)."""
+        async with asyncio.timeout(self._timeout_s):
+            await self._put(tenant, key, answer, ttl_s)
+
+    async def _put(self, tenant: str, key: str, answer: CachedAnswer, ttl_s: float) -> None:
         async with await self._connect() as db:
             await db.execute("DELETE FROM agent_teams_response_cache WHERE expires_at <= now()")
             await db.execute(

@@ -5,31 +5,41 @@ Needs the ``redis`` package (``pip install durable-agent-teams[redis]``).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from stores.response_cache import CachedAnswer
 
 KEY_PREFIX = "agent-teams:response-cache"
+TIMEOUT_S = 2.0
+"""Bound on connecting and on each command (and on the whole operation): a hung
+cache costs a call this long, then the call goes to the model, instead of
+turning into call timeouts that would trip the circuit breakers."""
 
 
 class RedisResponseCache:
     """A :class:`stores.response_cache.ResponseCache` in Redis (``SET ... EX``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout_s: float = TIMEOUT_S) -> None:
         import redis.asyncio  # optional dependency: imported only when configured
 
-        self._redis: Any = redis.asyncio.Redis.from_url(url)
+        self._timeout_s = timeout_s
+        self._redis: Any = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
 
     async def get(self, tenant: str, key: str) -> CachedAnswer | None:
         """The live entry, if any."""
-        raw = await self._redis.get(_key(tenant, key))
+        async with asyncio.timeout(self._timeout_s):
+            raw = await self._redis.get(_key(tenant, key))
         return CachedAnswer.model_validate_json(raw) if raw else None
 
     async def put(self, tenant: str, key: str, answer: CachedAnswer, ttl_s: float) -> None:
         """Store ``answer``; Redis drops it after ``ttl_s`` seconds."""
-        await self._redis.set(
-            _key(tenant, key), answer.model_dump_json(), px=max(1, int(ttl_s * 1000))
-        )
+        async with asyncio.timeout(self._timeout_s):
+            await self._redis.set(
+                _key(tenant, key), answer.model_dump_json(), px=max(1, int(ttl_s * 1000))
+            )
 
     async def aclose(self) -> None:
         """Close the connection pool."""

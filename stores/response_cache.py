@@ -51,10 +51,16 @@ class ResponseCache(Protocol):
         ...
 
 
-def cache_key(call: AgentCall) -> str:
-    """Hash of everything that determines a model's answer to ``call``."""
+def cache_key(call: AgentCall, provider: str) -> str:
+    """Hash of everything that determines a model's answer to ``call``.
+
+    ``provider`` is part of it: after a switch from ``simulated`` to
+    ``anthropic`` (or between two endpoints of one model), the other provider's
+    answers are never served.
+    """
     material = {
         "tenant": call.tenant or "-",
+        "provider": provider,
         "model": call.model,
         "prompt": call.prompt.sha256,
         "system": call.system,

@@ -218,7 +218,12 @@ class TeamResult(BaseModel):
     gates: list[GateReport] = Field(default_factory=list)
     route: RouteDecision | None = None
     approvals: list[ApprovalRecord] = Field(default_factory=list)
-    ignored_decisions: list[IgnoredDecision] = Field(default_factory=list)
+    ignored_decisions: list[IgnoredDecision] = Field(
+        default_factory=list, description="The newest ignored decisions (at most 50)."
+    )
+    ignored_decisions_total: int = Field(
+        default=0, description="Every ignored decision, including those no longer listed."
+    )
     injections: list[InjectionReport] = Field(
         default_factory=list, description="Suspected prompt injections and what was done."
     )

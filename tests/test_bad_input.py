@@ -96,8 +96,12 @@ async def test_raw_bad_input_fails_the_run_naming_the_field(
             await handle.result()
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError)
-    assert "task\n  String should have at least 1 character" in cause.message
-    assert "budget_usd\n  Input should be greater than 0" in cause.message
+    assert cause.type == "InvalidRequest"
+    assert cause.non_retryable
+    assert cause.message == (
+        "invalid team request: task: String should have at least 1 character; "
+        "budget_usd: Input should be greater than 0"
+    )
 
 
 async def test_raw_unknown_team_fails_the_run_clearly(client: Client, task_queue: str) -> None:

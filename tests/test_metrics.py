@@ -47,9 +47,9 @@ from tests.support import (
     TIME_SKIPPING,
     agent,
     awaiting_approval,
+    catalog_with_edited,
     inline_team,
     running_worker,
-    stage,
     start,
     status_of,
 )
@@ -142,7 +142,9 @@ async def metered(env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Me
     yield await _metered(env.client.service_client.config.target_host, task_queue)
 
 
-def _labels(team: str, call: AgentCallRecord) -> dict[str, Any]:
+def _labels_of(team: str, call: AgentCallRecord, inline: bool) -> dict[str, Any]:
+    if inline:  # an inline spec's names are the caller's: bucketed (bounded cardinality)
+        return {"team": "inline", "agent": "other", "model": call.model}
     return {"team": team, "agent": call.agent, "model": call.model}
 
 
@@ -155,10 +157,14 @@ def _tokens(call: AgentCallRecord) -> list[tuple[str, int]]:
     ]
 
 
-def _per_call(result: TeamResult) -> dict[str, list[Update]]:
+def _per_call(result: TeamResult, *, inline: bool = False) -> dict[str, list[Update]]:
     """What the per-call metrics must hold for ``result``'s records, in record order."""
     team = result.team
     calls = result.calls
+
+    def _labels(team: str, call: AgentCallRecord) -> dict[str, Any]:
+        return _labels_of(team, call, inline)
+
     return {
         AGENT_CALLS: [({**_labels(team, c), "status": c.status.value}, 1) for c in calls],
         AGENT_TOKENS: [
@@ -242,28 +248,33 @@ async def test_a_retried_call_counts_its_extra_attempt(metered: Metered, task_qu
 
     router = result.calls[0]
     assert (router.agent, router.status, router.attempts) == ("router", CallStatus.SUCCEEDED, 2)
-    labels = {"team": "support", "agent": "router", "model": "claude-haiku-4-5"}
+    # An inline spec's team, agent and stage names are the caller's: bucketed.
+    labels = {"team": "inline", "agent": "other", "model": "claude-haiku-4-5"}
     assert metered.recorded.of(AGENT_RETRIES) == [(labels, 1)]
     assert metered.recorded.of(AGENT_ERRORS) == []
-    assert metered.recorded.of(AGENT_CALLS) == _per_call(result)[AGENT_CALLS]
+    assert metered.recorded.of(AGENT_CALLS) == _per_call(result, inline=True)[AGENT_CALLS]
+    assert metered.recorded.of(RUNS_FINISHED) == [({"team": "inline", "status": "COMPLETED"}, 1)]
 
 
 async def test_a_degraded_fan_out_counts_errors_fallbacks_and_its_level(
-    metered: Metered, task_queue: str
+    metered: Metered, task_queue: str, tmp_path: Path
 ) -> None:
-    def edit(data: dict[str, Any]) -> None:
-        for item in data["agents"]:
-            item["retry"] = {"initial_interval": "50ms", "maximum_interval": "200ms"}
-        stage(data, "reviews")["timeout"] = "20s"
-        del agent(data, "performance-reviewer")["fallback_model"]
-
+    # A catalog team (the operator's): its agent names are labels.
+    catalog = catalog_with_edited(
+        tmp_path,
+        "code-review",
+        ('timeout = "3m"', 'timeout = "20s"'),
+        (
+            'fallback_model = "claude-haiku-4-5"\nmax_tokens = 1200\nsla = "40s"',
+            'max_tokens = 1200\nsla = "40s"',
+        ),
+    )
     faults = [
         FaultRule(kind=FaultKind.ERROR, agent="performance-reviewer"),
         FaultRule(kind=FaultKind.OVERLOADED, agent="security-reviewer", model="claude-sonnet-4-6"),
     ]
-    async with running_worker(metered.client, task_queue, faults=faults):
-        spec = inline_team("code-review", edit)
-        result = await (await start(metered.client, task_queue, spec, REVIEW)).result()
+    async with running_worker(metered.client, task_queue, faults=faults, catalog=catalog):
+        result = await (await start(metered.client, task_queue, "code-review", REVIEW)).result()
 
     recorded = metered.recorded
     assert (result.status, result.missing_perspectives) == (
@@ -361,7 +372,7 @@ async def test_cache_hits_are_counted(metered: Metered, task_queue: str, tmp_pat
     await cache.aclose()
 
     assert [c.cache_hit for c in first.calls + second.calls] == [False, False, True, True]
-    hits = [(_labels("support", c), 1) for c in second.calls]
+    hits = [(_labels_of("support", c, False), 1) for c in second.calls]
     assert metered.recorded.of(CACHE_HITS) == hits
     # A hit costs nothing and uses no tokens: only the first run's calls add to them.
     assert metered.recorded.of(AGENT_COST) == _per_call(first)[AGENT_COST]

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
+from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from teams.requests import TeamRequest
 from teams.resolved import ResolvedTeam
 from teams.results import RunStatus, TeamResult
 from worker.main import workflow_runner
@@ -52,8 +52,8 @@ class CarelessAgentTeamWorkflow(AgentTeamWorkflow):
     """A careless edit of the real workflow: stages run in reverse order."""
 
     @workflow.run
-    async def run(self, request: TeamRequest) -> TeamResult:
-        return await super().run(request)
+    async def run(self, raw: RawValue) -> TeamResult:
+        return await super().run(raw)
 
     async def _run_stages(self, stages: Any, team: ResolvedTeam) -> Any:
         spec = team.spec.model_copy(update={"stages": list(reversed(team.spec.stages))})

@@ -12,7 +12,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import closing
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,10 +343,15 @@ def _call(**changes: object) -> AgentCall:
     return AgentCall.model_validate(fields)
 
 
-def test_identical_calls_have_the_same_key() -> None:
-    key = cache_key(_call())
+def test_another_provider_changes_the_key() -> None:
+    # After switching from the simulated provider, its answers are not served.
+    assert cache_key(_call(), "simulated") != cache_key(_call(), "anthropic")
 
-    assert key == cache_key(_call())
+
+def test_identical_calls_have_the_same_key() -> None:
+    key = cache_key(_call(), "anthropic")
+
+    assert key == cache_key(_call(), "anthropic")
     assert len(key) == 64 and int(key, 16) >= 0
 
 
@@ -372,7 +377,7 @@ def test_identical_calls_have_the_same_key() -> None:
     ],
 )
 def test_a_change_that_can_change_the_answer_changes_the_key(change: dict[str, object]) -> None:
-    assert cache_key(_call(**change)) != cache_key(_call())
+    assert cache_key(_call(**change), "anthropic") != cache_key(_call(), "anthropic")
 
 
 @pytest.mark.parametrize(
@@ -386,4 +391,49 @@ def test_a_change_that_can_change_the_answer_changes_the_key(change: dict[str, o
 )
 def test_what_cannot_change_the_answer_keeps_the_key(change: dict[str, object]) -> None:
     # Another run asking the same thing must be served from the cache.
-    assert cache_key(_call(**change)) == cache_key(_call())
+    assert cache_key(_call(**change), "anthropic") == cache_key(_call(), "anthropic")
+
+
+@asynccontextmanager
+async def _black_hole() -> AsyncIterator[str]:
+    """A loopback server that accepts connections and never answers (a hung store)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_hung_redis_fails_the_lookup_instead_of_hanging() -> None:
+    import redis.exceptions
+
+    async with _black_hole() as address:
+        cache = RedisResponseCache(f"redis://{address}/0", timeout_s=0.2)
+        try:
+            with pytest.raises((TimeoutError, redis.exceptions.TimeoutError)):
+                await cache.get("acme", KEY)
+            with pytest.raises((TimeoutError, redis.exceptions.TimeoutError)):
+                await cache.put("acme", KEY, ANSWER, LONG_TTL_S)
+        finally:
+            await cache.aclose()
+
+
+async def test_a_hung_postgres_fails_the_lookup_instead_of_hanging() -> None:
+    async with _black_hole() as address:
+        host, port = address.split(":")
+        cache = PostgresResponseCache(
+            f"postgresql://u@{host}:{port}/db?sslmode=disable", timeout_s=0.2
+        )
+        with pytest.raises(TimeoutError):
+            await cache.get("acme", KEY)
+        with pytest.raises(TimeoutError):
+            await cache.put("acme", KEY, ANSWER, LONG_TTL_S)

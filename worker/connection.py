@@ -44,14 +44,17 @@ class ConnectionSettingsError(AgentTeamsError):
     """The Temporal client configuration is invalid (the message names the setting)."""
 
 
-def project_data_converter(environ: Mapping[str, str]) -> DataConverter:
+def project_data_converter(environ: Mapping[str, str], *, lenient: bool = False) -> DataConverter:
     """The data converter of client, worker and replayer: pydantic, encrypted when keyed.
+
+    Workers pass ``lenient``: a payload that does not decrypt reaches the
+    workflow as a marker it refuses, instead of failing the workflow task.
 
     Raises :class:`security.keyring.KeyRingError` (naming the file or variable,
     never a key) when the keys are set but unusable: encryption never turns
     itself off silently.
     """
-    return data_converter(load_keyring(environ))
+    return data_converter(load_keyring(environ), lenient=lenient)
 
 
 def connect_config(

@@ -46,3 +46,11 @@ class Deployment:
     """``signed``: only signed decisions count (production); ``open``: dev, warned about."""
     approvers: ApproverRegistry | None = None
     """The approvers' public keys (``AGENT_TEAMS_APPROVERS_FILE``)."""
+
+    def metric_tenants(self) -> frozenset[str]:
+        """Tenants the operator named (accepted list, budgets file).
+
+        Their metrics keep their names; any other tenant's are labelled ``other``.
+        """
+        named = self.policy.tenants or frozenset()
+        return named | frozenset(self.budgets.tenants_micro)

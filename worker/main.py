@@ -112,6 +112,7 @@ def build_workers(
         tokens_per_minute=dict(deployment.tokens_per_minute),
         calls_per_second=deployment.calls_per_second,
         outage=deployment.controls_outage,
+        metric_tenants=deployment.metric_tenants(),
     )
     call_controls = (
         CallControls(controls, policy)
@@ -168,7 +169,8 @@ def build_workers(
 async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (in-flight calls finish or fail over)."""
     config = connect_config(environ)  # TEMPORAL_* and profiles; bad settings fail here
-    converter = project_data_converter(environ)  # the encryption keys, if any
+    # The encryption keys, if any; lenient: a payload that does not decrypt never wedges a run.
+    converter = project_data_converter(environ, lenient=True)
     provider = build_provider(settings, environ)
     catalog = settings.catalog()
     tracer_provider = build_tracer_provider(settings.tracing)

@@ -17,7 +17,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.names import LOAD_TEAM_SPEC
     from activities.team_specs import TeamSpecRef
-    from teams.approvals import DecideRequest, Decision, DecisionReceipt
+    from teams.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
     from teams.calls import HandoffItem
     from teams.errors import (
         INJECTION_REJECTED,
@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import RunStatus, TeamResult, TeamStatus
+    from workflows import inputs
     from workflows.agent_runner import AgentRunner, RunnerMode
     from workflows.approvals import ApprovalDesk
     from workflows.budget import RunBudget
@@ -64,34 +65,42 @@ SPEC_START_TO_CLOSE = timedelta(seconds=30)
 SPEC_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 
 
-# ValidationError: an input that does not decode into a TeamRequest (e.g. from
-# `temporal workflow start --input`) fails the run with the field named,
-# instead of failing the workflow task over and over.
+# ValidationError: a model built in workflow code from bad data fails the run
+# with the field named instead of failing the workflow task over and over (the
+# input itself is read by workflows.inputs, which fails the run as InvalidRequest).
 @workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
 class AgentTeamWorkflow:
     """Runs a team of agents on one task (see module docstring)."""
 
     @workflow.init
-    def __init__(self, request: TeamRequest) -> None:
-        self._state = RunState(
-            workflow_id=workflow.info().workflow_id,
-            team=request.team_name,
-            tenant=request.tenant,
-        )
+    def __init__(self, request: RawValue) -> None:
+        # The input is converted in run(), where a bad one fails the run (typed);
+        # the status query shows the team and tenant once it has been read.
+        self._state = RunState(workflow_id=workflow.info().workflow_id, team="", tenant=None)
         self._visibility = Visibility()
-        self._metrics = RunMetrics(request.team_name)
+        self._metrics = RunMetrics()
         self._desk = ApprovalDesk(self._state, self._visibility, self._metrics)
         self._budget: RunBudget | None = None
         self._final: RunStatus | None = None
         self._guard: InjectionGuard | None = None
 
     @workflow.run
-    async def run(self, request: TeamRequest) -> TeamResult:
-        """Resolve the team, run its stages, and report every call made."""
+    async def run(self, raw: RawValue) -> TeamResult:
+        """Resolve the team, run its stages, and report every call made.
+
+        The input is a :class:`TeamRequest` (taken raw: see :mod:`workflows.inputs`).
+        """
         started = workflow.now()
+        try:
+            request = inputs.team_request(raw)
+        except ApplicationError:
+            self._metrics.finished(RunStatus.FAILED, None)
+            raise
+        self._state.identify(team=request.team_name, tenant=request.tenant)
         # First, so a new run records one patch marker and old runs replay as they ran.
         current = workflow.patched(CONTROLS_IN_CALL_PATCH)
         team = await self._resolve(request, local=current)
+        self._metrics.resolved(team.spec.name, inline=team.inline)
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
@@ -159,6 +168,7 @@ class AgentTeamWorkflow:
             budget=budget,
             approvals=self._desk.records,
             ignored=self._desk.ignored,
+            ignored_total=self._desk.ignored_total,
             started_at=started,
             finished_at=workflow.now(),
         )
@@ -241,29 +251,55 @@ class AgentTeamWorkflow:
         return (RunStatus.DEGRADED if self._state.degraded else RunStatus.COMPLETED), None
 
     @workflow.signal(name="approve")
-    def approve(self, decision: Decision) -> None:
-        """Approve the pending approval point (ignored, and recorded, if not allowed)."""
-        self._desk.on_signal("approve", decision)
+    def approve(self, decision: RawValue) -> None:
+        """Approve the pending approval point with a :class:`Decision`.
+
+        Ignored, and recorded, if not allowed or not a valid decision.
+        """
+        self._signal("approve", decision)
 
     @workflow.signal(name="reject")
-    def reject(self, decision: Decision) -> None:
-        """Reject the pending approval point (ignored, and recorded, if not allowed)."""
-        self._desk.on_signal("reject", decision)
+    def reject(self, decision: RawValue) -> None:
+        """Reject the pending approval point with a :class:`Decision` (as ``approve``)."""
+        self._signal("reject", decision)
+
+    def _signal(self, kind: DecisionKind, raw: RawValue) -> None:
+        try:
+            decision = inputs.convert(raw, Decision)
+        except inputs.UnreadablePayload as err:
+            self._desk.on_unreadable_signal(kind, err.problems)
+            return
+        self._desk.on_signal(kind, decision)
 
     @workflow.update(name="decide")
-    def decide(self, request: DecideRequest) -> DecisionReceipt:
-        """Approve or reject synchronously; refused unless a point is pending for you."""
-        return self._desk.on_update(request)
+    def decide(self, request: RawValue) -> DecisionReceipt:
+        """Approve or reject synchronously with a :class:`DecideRequest`.
+
+        Refused unless a point is pending for you.
+        """
+        return self._desk.on_update(_decide_request(request))
 
     @decide.validator
-    def validate_decide(self, request: DecideRequest) -> None:
-        """Refuse unknown approvers, and any decision when nothing is pending."""
-        self._desk.validate_update(request)
+    def validate_decide(self, request: RawValue) -> None:
+        """Refuse malformed requests, unknown approvers, and decisions when nothing is pending."""
+        self._desk.validate_update(_decide_request(request))
 
     @workflow.query(name="status")
     def status(self) -> TeamStatus:
         """Phase, what the run waits for, per-agent calls/tokens/cost, budget left."""
         return self._state.status(self._budget, self._desk.pending, self._final)
+
+
+def _decide_request(raw: RawValue) -> DecideRequest:
+    """The update's payload, or a refusal naming what is wrong with it."""
+    try:
+        return inputs.convert(raw, DecideRequest)
+    except inputs.UnreadablePayload as err:
+        raise ApplicationError(
+            "invalid decision: " + "; ".join(err.problems),
+            type=inputs.INVALID_DECISION,
+            non_retryable=True,
+        ) from None
 
 
 def _shared_controls(

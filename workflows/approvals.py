@@ -54,6 +54,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.run_state import RunState
     from workflows.visibility import Visibility
 
+MAX_IGNORED_KEPT = 50
+"""Ignored decisions kept in the run's state and result (the newest); every one is
+counted. Signals cannot be refused, so without a cap anyone able to signal the run
+could grow its state past Temporal's payload limit (~500 decisions of 4 KB)."""
+MAX_REASON_CHARS = 2_000
+"""A recorded reason is cut here (a malformed payload's problems can be long)."""
+UNREADABLE_APPROVER = "(unreadable)"
+"""Recorded as the approver of a signal whose payload is not a valid decision."""
+
 TIMEOUT_APPROVER = "timeout-policy"
 """Recorded as the approver when a timeout policy decided."""
 
@@ -70,6 +79,7 @@ class ApprovalDesk:
         self._metrics = metrics
         self.records: list[ApprovalRecord] = []
         self.ignored: list[IgnoredDecision] = []
+        self.ignored_total = 0
         self.pending: PendingApproval | None = None
         self._decided: ApprovalRecord | None = None
         self._mode: ApprovalMode = "open"
@@ -136,20 +146,29 @@ class ApprovalDesk:
             decision.approver, kind, decision.comment, decision.signature, decision.expires_at
         )
         if reason is not None:
-            self.ignored.append(
-                IgnoredDecision(
-                    approver=decision.approver,
-                    decision=kind,
-                    comment=decision.comment,
-                    reason=reason,
-                    received_at=workflow.now(),
-                )
-            )
-            workflow.logger.warning("ignored %s from %s: %s", kind, decision.approver, reason)
+            self._ignore(kind, decision.approver, decision.comment, reason)
             return
         self._decide(
             kind, decision.approver, decision.comment, via="signal", signed=bool(decision.signature)
         )
+
+    def on_unreadable_signal(self, kind: DecisionKind, problems: list[str]) -> None:
+        """Record and ignore an ``approve``/``reject`` signal that is not a valid decision."""
+        self._ignore(kind, UNREADABLE_APPROVER, "", "not a valid decision: " + "; ".join(problems))
+
+    def _ignore(self, kind: DecisionKind, approver: str, comment: str, reason: str) -> None:
+        self.ignored_total += 1
+        self.ignored.append(
+            IgnoredDecision(
+                approver=approver,
+                decision=kind,
+                comment=comment,
+                reason=reason[:MAX_REASON_CHARS],
+                received_at=workflow.now(),
+            )
+        )
+        del self.ignored[:-MAX_IGNORED_KEPT]  # the oldest go first
+        workflow.logger.warning("ignored %s from %s: %s", kind, approver, reason)
 
     def validate_update(self, request: DecideRequest) -> None:
         """The ``decide`` validator: refuse before the update enters history."""

@@ -1,7 +1,7 @@
 """The project's own metrics, recorded from workflow code.
 
 Names, kinds and labels are the public contract of :mod:`teams.telemetry_names`.
-Instruments are created once per workflow (per run, per ledger, per breaker) from
+Instruments are created once per run (again once its team is resolved) from
 ``workflow.metric_meter()``, with the labels every update shares bound through
 ``with_additional_attributes``. The SDK adds ``namespace``, ``task_queue`` and
 ``workflow_type`` to every workflow metric.
@@ -39,6 +39,7 @@ from temporalio import workflow
 from temporalio.common import MetricCounter, MetricMeter
 
 with workflow.unsafe.imports_passed_through():
+    from teams.metric_labels import OTHER, member_label, team_label
     from teams.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus
     from teams.telemetry_names import (
         AGENT_CALLS,
@@ -50,10 +51,7 @@ with workflow.unsafe.imports_passed_through():
         AGENT_TOKENS,
         APPROVALS_CLOSED,
         APPROVALS_OPENED,
-        BUDGET_ALERTS,
         CACHE_HITS,
-        CIRCUIT_TRANSITIONS,
-        DAILY_BUDGET_LEFT,
         DEGRADATIONS,
         GATE_REJECTIONS,
         RUN_BUDGET_LEFT,
@@ -69,9 +67,26 @@ def _meter(**labels: str) -> MetricMeter:
 
 
 class RunMetrics:
-    """A team run's metrics (labels ``team``; per call also ``agent``, ``model``)."""
+    """A team run's metrics (labels ``team``; per call also ``agent``, ``model``).
 
-    def __init__(self, team: str) -> None:
+    Labels are bounded (:mod:`teams.metric_labels`): until the team is resolved a
+    run counts as team ``other`` (a request naming no known team fails there), and
+    an inline spec's run as ``inline``, its agents and stages as ``other``.
+    """
+
+    def __init__(self) -> None:
+        self._inline = False
+        self._bind(OTHER)
+
+    def resolved(self, team: str, *, inline: bool) -> None:
+        """Label everything from now on with the resolved team."""
+        self._inline = inline
+        self._bind(team_label(team, inline=inline))
+
+    def _member(self, name: str) -> str:
+        return member_label(name, inline=self._inline)
+
+    def _bind(self, team: str) -> None:
         meter = _meter(team=team)
         self._latency = meter.create_histogram_float(
             AGENT_LATENCY, "Model time of a call's final attempt, in seconds"
@@ -100,7 +115,7 @@ class RunMetrics:
 
     def call(self, record: AgentCallRecord) -> None:
         """Count one recorded call (made, failed, cancelled or skipped)."""
-        labels = {"agent": record.agent, "model": record.model}
+        labels = {"agent": self._member(record.agent), "model": record.model}
         self._calls.add(1, {**labels, "status": record.status.value})
         tokens = {
             "input": record.input_tokens,
@@ -121,7 +136,7 @@ class RunMetrics:
 
     def fallback(self, agent: str) -> None:
         """Count one fallback activation for ``agent``."""
-        self._fallbacks.add(1, {"agent": agent})
+        self._fallbacks.add(1, {"agent": self._member(agent)})
 
     def degraded(self, level: DegradationLevel) -> None:
         """Count a fan-out graded ``level`` (below FULL)."""
@@ -129,7 +144,7 @@ class RunMetrics:
 
     def gate_rejected(self, stage: str) -> None:
         """Count a draft the gate ``stage`` sent back for revision."""
-        self._gate_rejections.add(1, {"stage": stage})
+        self._gate_rejections.add(1, {"stage": self._member(stage)})
 
     def approval_opened(self) -> None:
         """An approval point started waiting (once per point, escalation included)."""
@@ -144,40 +159,6 @@ class RunMetrics:
         self._finished.add(1, {"status": status.value})
         if budget_left_micro is not None:
             self._budget_left.record(max(budget_left_micro, 0))
-
-
-class LedgerMetrics:
-    """A daily ledger's metrics (label ``scope``)."""
-
-    def __init__(self, scope: str) -> None:
-        meter = _meter(scope=scope)
-        self._alerts = meter.create_counter(
-            BUDGET_ALERTS, "Budget and cost alerts raised by ledgers"
-        )
-        self._left = meter.create_gauge(
-            DAILY_BUDGET_LEFT, "A daily ledger's limit minus spend and reservations (micro-dollars)"
-        )
-
-    def alert(self, kind: str) -> None:
-        """Count an alert of ``kind``."""
-        self._alerts.add(1, {"kind": kind})
-
-    def budget_left(self, left_micro: int) -> None:
-        """Show what the day's limit still allows."""
-        self._left.set(max(left_micro, 0))
-
-
-class BreakerMetrics:
-    """A circuit breaker's metrics (label ``breaker``)."""
-
-    def __init__(self, breaker: str) -> None:
-        self._transitions = _meter(breaker=breaker).create_counter(
-            CIRCUIT_TRANSITIONS, "Circuit breaker state changes"
-        )
-
-    def transition(self, to: str) -> None:
-        """Count a move to state ``to``."""
-        self._transitions.add(1, {"to": to})
 
 
 def _add(counter: MetricCounter, value: int, labels: dict[str, str]) -> None:

@@ -33,6 +33,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.budget import RunBudget
 
+MAX_OUTPUT_CHARS = 200_000
+"""The result's output is cut here, with a warning, so the result (which also
+carries every call) stays well below Temporal's 2 MB payload limit. Cutting,
+not refusing: a run never loses work it paid for to a size check."""
+MAX_WARNINGS = 200
+"""Warnings kept in the result; the rest are counted in a last one."""
 PREVIEW_CHARS = 280
 """How much of an agent's latest output the status query shows (PII redacted)."""
 
@@ -75,6 +81,11 @@ class RunState:
         self._outputs: dict[str, int] = {}
         self._inputs: dict[str, list[HandoffItem]] = {}
         self._fallbacks: dict[str, int] = {}
+
+    def identify(self, *, team: str, tenant: str | None) -> None:
+        """Name the run's team and tenant (once its input has been read)."""
+        self.team = team
+        self.tenant = tenant
 
     def begin(self, team: ResolvedTeam) -> None:
         """Start running ``team`` (called once its spec is resolved)."""
@@ -189,11 +200,13 @@ class RunState:
         budget: RunBudget,
         approvals: list[ApprovalRecord],
         ignored: list[IgnoredDecision],
+        ignored_total: int,
         started_at: datetime,
         finished_at: datetime,
     ) -> TeamResult:
         """The final :class:`TeamResult`, with every call the run made."""
         calls = self.records
+        output, warnings = _bounded(self.output, self.warnings)
         return TeamResult(
             workflow_id=self.workflow_id,
             team=self.team,
@@ -201,7 +214,7 @@ class RunState:
             spec_source=self.spec_source,
             tenant=self.tenant,
             status=status,
-            output=self.output,
+            output=output,
             reason=reason,
             calls=calls,
             agents=self.totals(),
@@ -212,8 +225,9 @@ class RunState:
             route=self.route,
             approvals=approvals,
             ignored_decisions=ignored,
+            ignored_decisions_total=ignored_total,
             injections=self.injections,
-            warnings=self.warnings,
+            warnings=warnings,
             prompt_versions=self.prompt_versions,
             budget_micro=budget.limit_micro,
             total_cost_micro=sum(r.cost_micro for r in calls),
@@ -224,3 +238,15 @@ class RunState:
             started_at=started_at,
             finished_at=finished_at,
         )
+
+
+def _bounded(output: str, warnings: list[str]) -> tuple[str, list[str]]:
+    """The output and warnings cut to the result's limits, saying what was cut."""
+    if len(output) > MAX_OUTPUT_CHARS:
+        cut = len(output) - MAX_OUTPUT_CHARS
+        output = output[:MAX_OUTPUT_CHARS]
+        warnings = [*warnings, f"output cut to {MAX_OUTPUT_CHARS} characters ({cut} more)"]
+    if len(warnings) > MAX_WARNINGS:
+        more = len(warnings) - MAX_WARNINGS + 1
+        warnings = [*warnings[: MAX_WARNINGS - 1], f"... and {more} more warnings"]
+    return output, warnings

@@ -1,0 +1,76 @@
+"""Raw payloads in, contracts out: the run's input, signals and updates, never a wedge.
+
+The workflow's entry points take :class:`~temporalio.common.RawValue` and
+convert here, because the SDK converts typed arguments *before* workflow code
+runs: a value its converter cannot handle (an ``OverflowError``, a payload the
+worker's codec could not decrypt, ...) would fail the workflow task on every
+retry, and the run would hang in Running with no error a user can see. Here
+every failure becomes a typed answer instead:
+
+- the input: the run fails at once with ``InvalidRequest``, each problem named
+  by its field (``team.agents.0.timeouts.start_to_close: ...``);
+- a signal: recorded as an ignored decision, with the reason;
+- the ``decide`` update: its validator refuses it (``InvalidDecision``), so it
+  never enters history.
+
+The JSON callers send is unchanged (``temporal workflow start --input``,
+``temporal workflow signal --input`` keep working).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from security.codec import UNDECRYPTABLE, UNDECRYPTABLE_REASON
+    from teams.requests import TeamRequest, describe_validation_error
+
+INVALID_REQUEST = "InvalidRequest"
+"""Failure type of a run whose input is not a valid :class:`TeamRequest`."""
+INVALID_DECISION = "InvalidDecision"
+"""Failure type of a ``decide`` update whose payload is not a valid request."""
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class UnreadablePayload(Exception):
+    """A payload that is not a valid contract; ``problems`` says why, field by field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def convert(raw: RawValue, model: type[_Model]) -> _Model:
+    """``raw`` as ``model``, or :class:`UnreadablePayload` naming every problem."""
+    payload = raw.payload
+    if payload.metadata.get("encoding") == UNDECRYPTABLE:
+        reason = payload.metadata.get(UNDECRYPTABLE_REASON, b"").decode("utf-8", "replace")
+        raise UnreadablePayload([f"(payload): {reason}"])
+    try:
+        value = workflow.payload_converter().from_payload(payload, model)
+    except ValidationError as err:
+        raise UnreadablePayload(describe_validation_error(err)) from None
+    except Exception as err:  # any converter failure is the payload's problem, not the run's
+        raise UnreadablePayload([f"(payload): {type(err).__name__}: {err}"]) from None
+    if not isinstance(value, model):  # a converter that ignored the type hint
+        raise UnreadablePayload([f"(payload): not a {model.__name__}"])
+    return value
+
+
+def team_request(raw: RawValue) -> TeamRequest:
+    """The run's input, or a non-retryable ``InvalidRequest`` failure naming the fields."""
+    try:
+        return convert(raw, TeamRequest)
+    except UnreadablePayload as err:
+        raise ApplicationError(
+            "invalid team request: " + "; ".join(err.problems),
+            type=INVALID_REQUEST,
+            non_retryable=True,
+        ) from None
