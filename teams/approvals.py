@@ -2,9 +2,9 @@
 
 Signals (``approve``/``reject``) take a :class:`Decision`. Its fields are
 deliberately permissive (any non-empty approver string, the signature and its
-expiry as plain strings): a signal whose payload fails to decode is dropped by
-the SDK without a trace, and we want a decision from a stranger, or with a bad
-signature, *recorded* and ignored, not lost.
+expiry as plain strings): we want a decision from a stranger, or with a bad
+signature, *recorded* and ignored, not lost. A payload that is not a
+``Decision`` at all is recorded too (see :mod:`workflows.inputs`).
 
 A decision proves who made it with ``signature``: the approver's Ed25519
 signature over this run, this approval point, this decision, this comment and
