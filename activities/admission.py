@@ -23,7 +23,13 @@ from temporalio import activity
 from activities.call_controls import ControlsPolicy
 from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
 from stores.controls.contract import ControlsStore, Reservation, RunRecord, Settlement
-from teams.admission import Admission, AdmissionRequest, RunCostRequest, SettlementRequest
+from teams.admission import (
+    Admission,
+    AdmissionRequest,
+    RunCostRequest,
+    SettlementReceipt,
+    SettlementRequest,
+)
 from teams.breakers import BreakerSettings
 from teams.metric_labels import scope_label
 from teams.telemetry_names import BUDGET_ALERTS
@@ -102,11 +108,18 @@ class AdmissionActivities:
         return Admission(granted=True, probes=probes)
 
     @activity.defn(name=SETTLE_CALL)
-    async def settle_call(self, request: SettlementRequest) -> None:
-        """Legacy: charge the call's actual cost and report its outcome to its breakers."""
+    async def settle_call(self, request: SettlementRequest) -> SettlementReceipt:
+        """Charge the call's cost so far and report its outcome to its breakers.
+
+        Every call of a legacy run; in current runs, a call whose last attempt
+        died with its worker. The receipt is what the store holds for the call:
+        an attempt may have been answered and settled before its worker died
+        with its completion unsent, so the store can know more than the run's
+        last heartbeat did.
+        """
         key = _call_key(request.reservation_id)
         charge = request.charge
-        await self._store.settle(
+        answer = await self._store.settle(
             Settlement(
                 call_key=key,
                 day=request.day,
@@ -130,6 +143,7 @@ class AdmissionActivities:
                     for breaker in request.breakers
                 )
             )
+        return SettlementReceipt(total_micro=max(charge.cost_micro, answer.total_micro))
 
     def _settings_for(self, breaker: str) -> BreakerSettings:
         # The deployment's: the settings an old run carries may be an inline spec's.

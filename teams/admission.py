@@ -60,6 +60,14 @@ class SettlementRequest(BaseModel):
     breaker_settings: BreakerSettings = BreakerSettings()
 
 
+class SettlementReceipt(BaseModel):
+    """What the store holds as charged for the call, every attempt included."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total_micro: int = Field(ge=0, description="What the run records as the call's cost.")
+
+
 class RunCostRequest(BaseModel):
     """A finished run's cost, for the team's outlier alert."""
 

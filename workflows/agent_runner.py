@@ -63,7 +63,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
-    from workflows.shared_controls import SharedControls, unsettled
+    from workflows.shared_controls import SETTLE_TIMEOUTS_PATCH, SharedControls, unsettled
     from workflows.stops import AgentFailed, RunStopped, StageStopped
     from workflows.visibility import Visibility
 
@@ -258,6 +258,17 @@ class AgentRunner:
 
     async def _record(self, call: AgentCall, record: AgentCallRecord) -> None:
         """Charge a finished call on the run's budget, record it, and show it."""
+        settled_first = (
+            self._shared is not None
+            and not self._shared.legacy
+            and record.status is CallStatus.TIMED_OUT
+            and workflow.patched(SETTLE_TIMEOUTS_PATCH)
+        )
+        if settled_first and self._shared is not None:
+            # The store may know of an attempt answered after the last heartbeat.
+            total = await self._shared.settle(call, record, self._breakers_for(call))
+            if total is not None and total > record.cost_micro:
+                record = record.model_copy(update={"cost_micro": total})
         self._budget.settle(call.call_id, record.cost_micro)
         self._visibility.cost(self._budget.spent_micro)
         if record.cost_micro > record.reserved_micro:
@@ -268,7 +279,11 @@ class AgentRunner:
             )
         self._note(record)
         self._show_progress()
-        if self._shared is not None and (self._shared.legacy or unsettled(record)):
+        if (
+            self._shared is not None
+            and not settled_first
+            and (self._shared.legacy or unsettled(record))
+        ):
             await self._shared.settle(call, record, self._breakers_for(call))
 
     def _note(self, record: AgentCallRecord) -> None:

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         AdmissionRequest,
         BreakerOutcome,
         RunCostRequest,
+        SettlementReceipt,
         SettlementRequest,
     )
     from teams.calls import AgentCall
@@ -45,6 +46,13 @@ with workflow.unsafe.imports_passed_through():
 
 COST_CONTROL_PATCH = "cost-control"
 """Patch id: runs from before it had no shared controls at all."""
+SETTLE_TIMEOUTS_PATCH = "settle-timed-out-calls"
+"""Patch id: a timed-out call is settled with the store *before* it is recorded,
+whatever its heartbeat said it cost, and the run records what the store holds.
+Its last attempt may have been answered and settled before its worker died with
+the completion unsent (heartbeats are throttled, so the run's view can be an
+earlier attempt's); before, the run recorded the heartbeat's cost and the
+day's ledger held more than the sum of the runs (found by ``make chaos``)."""
 START_TO_CLOSE = timedelta(seconds=30)
 SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=2), maximum_attempts=3)
@@ -92,8 +100,14 @@ class SharedControls:
             ) from None
         return admission
 
-    async def settle(self, call: AgentCall, record: AgentCallRecord, breakers: list[str]) -> None:
-        """Charge the call on the daily budgets (and, legacy runs, report it to its breakers)."""
+    async def settle(
+        self, call: AgentCall, record: AgentCallRecord, breakers: list[str]
+    ) -> int | None:
+        """Charge the call on the daily budgets (and, legacy runs, report it to its breakers).
+
+        Returns what the store holds as the call's cost (``None``: legacy runs,
+        whose history has no receipt, and when the store could not be reached).
+        """
         request = SettlementRequest(
             reservation_id=call.call_id,
             day=_today(),
@@ -122,9 +136,19 @@ class SharedControls:
             breaker_settings=self._team.spec.breakers,
         )
         try:
-            await workflow.execute_local_activity(
+            if self.legacy:  # their recorded results are null: never read them
+                await workflow.execute_local_activity(
+                    SETTLE_CALL,
+                    request,
+                    start_to_close_timeout=START_TO_CLOSE,
+                    schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
+                    retry_policy=RETRY,
+                )
+                return None
+            receipt: SettlementReceipt = await workflow.execute_local_activity(
                 SETTLE_CALL,
                 request,
+                result_type=SettlementReceipt,
                 start_to_close_timeout=START_TO_CLOSE,
                 schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
                 retry_policy=RETRY,
@@ -137,6 +161,8 @@ class SharedControls:
                 "this run's own totals are exact",
                 degrade=False,
             )
+            return None
+        return receipt.total_micro
 
     async def record_run(self, total_micro: int, status: RunStatus) -> None:
         """Report the run's total, for its team's cost-outlier alert."""
@@ -162,7 +188,11 @@ class SharedControls:
 
 
 def unsettled(record: AgentCallRecord) -> bool:
-    """Whether a call ended with a cost no attempt of it settled: its last attempt died."""
+    """Whether a call ended with a cost no attempt of it settled: its last attempt died.
+
+    Runs from before :data:`SETTLE_TIMEOUTS_PATCH` (current runs settle every
+    timed-out call, cost or not, before recording it).
+    """
     return record.status is CallStatus.TIMED_OUT and record.cost_micro > 0
 
 

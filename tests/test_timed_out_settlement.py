@@ -1,0 +1,109 @@
+"""A call whose last attempt was answered, settled in the store, and then lost with its
+worker (the completion never reached the server) is recorded at what the store
+charged, so the day's ledger equals the sum of the runs' costs exactly.
+
+Found by ``make chaos``: heartbeats are throttled, so the timed-out call's last
+heartbeat can carry an earlier (smaller) cost than the attempt settled; the run
+used to record that and the ledger held more than the runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+from reliability.ledger import ledger_total
+from reliability.server import ChaosServer
+from reliability.workers import WorkerProcess
+from teams.catalog import Catalog
+from teams.requests import TeamRequest
+from teams.results import CallStatus, RunStatus, TeamResult
+from workflows.agent_team import WORKFLOW_NAME
+
+TASK_QUEUE = "settle-timeouts"
+
+
+def _team() -> dict[str, object]:
+    spec = Catalog.shipped().load_team("support").model_dump(mode="json")
+    for agent in spec["agents"]:
+        agent["retry"] = {"maximum_attempts": 1}
+        agent["timeouts"] = {
+            "start_to_close": "30s",
+            "schedule_to_close": "60s",
+            "heartbeat": "3s",
+        }
+    return spec
+
+
+def _environ(server: ChaosServer, folder: Path, journal: Path) -> dict[str, str]:
+    keep = ("AGENT_TEAMS_", "SIM_", "ANTHROPIC_", "TEMPORAL_")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
+    return environ | {
+        "TEMPORAL_ADDRESS": server.address,
+        "AGENT_TEAMS_TASK_QUEUE": TASK_QUEUE,
+        "AGENT_TEAMS_PROVIDER": "simulated",
+        "AGENT_TEAMS_CACHE_URL": "off",
+        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{folder / 'controls.sqlite'}",
+        "SIM_JOURNAL": str(journal),
+        "SIM_LATENCY": json.dumps({"router": 2.0}),
+    }
+
+
+async def _until(journal: Path, event: str) -> None:
+    while not journal.exists() or f'"{event}"' not in journal.read_text():
+        await asyncio.sleep(0.05)
+
+
+async def test_a_call_settled_then_lost_with_its_worker_is_recorded_at_its_settled_cost(
+    tmp_path: Path,
+) -> None:
+    server = ChaosServer(tmp_path)
+    client = await server.start()
+    journal = tmp_path / "journal.jsonl"
+    environ = _environ(server, tmp_path, journal)
+    first = WorkerProcess("w1", environ, tmp_path / "w1.log")
+    second: WorkerProcess | None = None
+    try:
+        await first.ready()
+        handle = await client.start_workflow(
+            WORKFLOW_NAME,
+            TeamRequest.model_validate({"team": _team(), "task": "What are your opening hours?"}),
+            id="settle-1",
+            task_queue=TASK_QUEUE,
+            result_type=TeamResult,
+        )
+        await _until(journal, "start")
+        frozen = server.process.process.pid
+        os.kill(frozen, signal.SIGSTOP)  # the server freezes while the router answers...
+        try:
+            await _until(journal, "complete")
+            await asyncio.sleep(1.5)  # ...call_agent settles the answer in the store...
+            first.kill()  # ...and its worker dies with the completion unsent
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        second = WorkerProcess("w2", environ, tmp_path / "w2.log")
+        await second.ready()
+        result = await handle.result()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+        server.stop()
+
+    router = result.calls[0]
+    assert (router.agent, router.status, router.error_type) == (
+        "router",
+        CallStatus.TIMED_OUT,
+        "Timeout.HEARTBEAT",
+    )
+    answered = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [e["event"] for e in answered if e["agent"] == "router"][:2] == ["start", "complete"]
+    day = datetime.now(UTC).date().isoformat()
+    ledger = await ledger_total(tmp_path / "controls.sqlite", [day])
+    assert router.cost_micro > 0  # what the answered attempt cost, as the store charged it
+    assert result.status is RunStatus.DEGRADED
+    assert ledger.spent_micro == result.total_cost_micro == sum(c.cost_micro for c in result.calls)
