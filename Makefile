@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck unit install server worker histories compose-check bench clean
+.PHONY: demo test lint typecheck unit install server worker histories compose-check bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,14 @@ histories: $(STAMP)
 # as they are (default 0.1); BENCH_REPEATS sets the repeats (default 3).
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+# The reliability suite (~6 minutes on 2 cores; `make test` runs a tiny one):
+# CHAOS_RUNS (200) runs of the shipped teams on a dev server and worker
+# processes while CHAOS_KILLS (10) workers are SIGKILLed, the server restarts
+# and CHAOS_FAULTS (0.3) of provider calls fail; SOAK=10m for a soak instead.
+# More settings in reliability/settings.py. Writes docs/reliability/results.md.
+chaos: $(STAMP)
+	$(BIN)/python -m reliability
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

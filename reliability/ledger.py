@@ -1,0 +1,52 @@
+"""The controls store's side of the money: the global ledger's spend over the suite's days.
+
+Every call is charged on the global ledger of its UTC day (what ``teamctl
+costs`` reads). The suite has a controls store of its own, so the ledgers hold
+exactly the suite's calls; a suite that runs over midnight UTC spans two days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+from stores.controls.factory import open_controls
+from teams.ledger import GLOBAL_SCOPE
+
+
+@dataclass(frozen=True)
+class LedgerTotal:
+    """Spend and what is still held, summed over days."""
+
+    days: list[str]
+    spent_micro: int
+    rows_micro: int
+    """The same spend, summed from the per-agent cost rows (``teamctl costs``' table)."""
+    reserved_micro: int
+    open_reservations: int
+    settled_calls: int
+
+
+def days_between(first: date, last: date) -> list[str]:
+    """Every day from ``first`` to ``last``, inclusive, as ``YYYY-MM-DD``."""
+    count = (last - first).days + 1
+    return [(first + timedelta(days=n)).isoformat() for n in range(max(count, 1))]
+
+
+async def ledger_total(store_file: Path, days: list[str]) -> LedgerTotal:
+    """Read the global ledgers of ``days`` from the SQLite controls store at ``store_file``."""
+    store = open_controls(f"sqlite:///{store_file}")
+    try:
+        ledgers = [await store.ledger(GLOBAL_SCOPE, day) for day in days]
+    finally:
+        await store.aclose()
+    found = [ledger for ledger in ledgers if ledger is not None]
+    return LedgerTotal(
+        days=days,
+        spent_micro=sum(ledger.spent_micro for ledger in found),
+        rows_micro=sum(row.cost_micro for ledger in found for row in ledger.rows),
+        reserved_micro=sum(ledger.reserved_micro for ledger in found),
+        open_reservations=sum(ledger.open_reservations for ledger in found),
+        settled_calls=sum(ledger.settled_calls for ledger in found),
+    )
