@@ -367,7 +367,10 @@ def latency(values: Sequence[int]) -> Latency:
 
 def parse_since(text: str) -> timedelta:
     """``30m``, ``24h``, ``7d`` (or ``90s``) → a positive duration; :class:`ReportInputError`."""
-    value = parse_short_duration(text)
+    try:
+        value = parse_short_duration(text)
+    except ValueError as err:  # too long a duration
+        raise ReportInputError(f"--since: {err}") from None
     if not isinstance(value, timedelta) or value <= timedelta(0):
         raise ReportInputError(f"--since: expected a duration such as 30m, 24h or 7d, got {text!r}")
     return value

@@ -12,13 +12,16 @@ agent's), never from a caller's inline spec.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from teams.durations import Duration
+from teams.durations import Duration, at_most
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+MAX_COOL_DOWN = timedelta(days=1)
+"""The longest a breaker stays open before its probe (as the worker's ``breaker_cool_down``)."""
 
 
 def model_breaker(model: str) -> str:
@@ -37,7 +40,14 @@ class BreakerSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     failure_threshold: int = Field(default=5, ge=1, le=1_000)
-    cool_down: Duration = timedelta(seconds=60)
+    cool_down: Annotated[Duration, at_most(MAX_COOL_DOWN)] = timedelta(seconds=60)
+
+    @field_validator("cool_down")
+    @classmethod
+    def _cool_down_positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("cool_down must be positive")
+        return value
 
 
 class BreakerTransition(BaseModel):

@@ -10,18 +10,35 @@ acme = "25.00"
 ```
 
 Read by the worker (``AGENT_TEAMS_BUDGETS``); never by workflow code.
+
+Every problem is a :class:`BudgetConfigError` naming the file and key: an
+unreadable file, an amount that is not a positive, finite number of USD of at
+most :data:`MAX_DAILY_USD`, a tenant name that no request could carry (tenants
+are lower-case slugs, as in :class:`teams.requests.TeamRequest`).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from teams.errors import AgentTeamsError
-from teams.pricing import usd_to_micro
+from teams.pricing import MICRO_PER_USD, usd_to_micro
+
+MAX_DAILY_USD = Decimal(1_000_000)
+"""The largest daily limit (global or per tenant) a budgets file may set."""
+
+_TENANT = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+"""A tenant name, as :data:`teams.spec.Slug` spells it."""
+
+
+MicroLimit = Annotated[int, Field(ge=1, le=int(MAX_DAILY_USD) * MICRO_PER_USD)]
+"""A daily limit in micro-dollars, as :func:`load_budgets` reads one."""
 
 
 class BudgetConfigError(AgentTeamsError):
@@ -33,9 +50,9 @@ class DailyBudgets(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    global_micro: int | None = None
-    default_tenant_micro: int | None = None
-    tenants_micro: dict[str, int] = {}
+    global_micro: MicroLimit | None = None
+    default_tenant_micro: MicroLimit | None = None
+    tenants_micro: dict[str, MicroLimit] = {}
 
     def for_tenant(self, tenant: str) -> int | None:
         """The daily limit of ``tenant``."""
@@ -50,8 +67,13 @@ def load_budgets(path: Path | None) -> DailyBudgets:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise BudgetConfigError(f"budgets file {path} does not exist") from err
-    except tomllib.TOMLDecodeError as err:
-        raise BudgetConfigError(f"{path}: {err}") from err
+    except (ValueError, RecursionError) as err:
+        # TOMLDecodeError, UnicodeDecodeError (not UTF-8), and what tomllib lets
+        # escape: ValueError (an integer over 4300 digits), RecursionError (arrays
+        # nested thousands deep).
+        raise BudgetConfigError(f"{path}: not a valid TOML file: {err}") from err
+    except OSError as err:
+        raise BudgetConfigError(f"budgets file {path} cannot be read: {err}") from err
     unknown = sorted(set(data) - {"global", "tenants"})
     if unknown:
         raise BudgetConfigError(f"{path}: unknown section(s) {', '.join(unknown)}")
@@ -61,6 +83,12 @@ def load_budgets(path: Path | None) -> DailyBudgets:
         raise BudgetConfigError(f"{path}: global.{extra[0]}: unknown key (expected daily_usd)")
     tenants = _table(path, data, "tenants")
     default = tenants.pop("default_daily_usd", None)
+    for name in tenants:
+        if not _TENANT.match(name):
+            raise BudgetConfigError(
+                f"{path}: tenants.{name}: not a tenant name (lower-case letters, digits, "
+                "'-' and '_', starting with a letter, at most 63)"
+            )
     return DailyBudgets(
         global_micro=_usd(path, "global.daily_usd", glob.get("daily_usd")),
         default_tenant_micro=_usd(path, "tenants.default_daily_usd", default),
@@ -84,10 +112,12 @@ def _usd(path: Path, key: str, value: object) -> int | None:
 def _required_usd(path: Path, key: str, value: object) -> int:
     try:
         amount = Decimal(str(value))
-    except InvalidOperation as err:
+    except (InvalidOperation, ValueError) as err:  # ValueError: an int of >4300 digits
         raise BudgetConfigError(f"{path}: {key}: {value!r} is not an amount of USD") from err
     if isinstance(value, bool) or not amount.is_finite():
         raise BudgetConfigError(f"{path}: {key}: {value!r} is not an amount of USD")
     if amount <= 0:
         raise BudgetConfigError(f"{path}: {key}: must be positive")
+    if amount > MAX_DAILY_USD:
+        raise BudgetConfigError(f"{path}: {key}: must be at most {MAX_DAILY_USD} USD")
     return usd_to_micro(amount)

@@ -152,8 +152,13 @@ def load_team_file(path: Path) -> TeamSpec:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise TeamSpecError(str(path), ["file does not exist"]) from err
-    except tomllib.TOMLDecodeError as err:
+    except (ValueError, RecursionError) as err:
+        # TOMLDecodeError, UnicodeDecodeError (not UTF-8), and what tomllib lets
+        # escape: ValueError (an integer over 4300 digits), RecursionError (arrays
+        # nested thousands deep).
         raise TeamSpecError(str(path), [f"not valid TOML: {err}"]) from err
+    except OSError as err:
+        raise TeamSpecError(str(path), [f"cannot be read: {err}"]) from err
     return parse_team_spec(data, source=str(path))
 
 

@@ -8,6 +8,10 @@ Invariants:
   so a run is never charged less than the provider bills.
 - These functions are pure, so workflow code uses them too (budget
   reservations) without breaking determinism.
+- A price table is bounded where it is read: every price a finite decimal from
+  0 to :data:`MAX_PRICE_USD` per million tokens, every model id 1 to
+  :data:`MAX_MODEL_ID_CHARS` characters, no key but the four prices; any
+  problem (an unreadable file included) is a :class:`PriceTableError`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ from teams.errors import PriceTableError
 MICRO_PER_USD = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000
 """Prices are quoted per million tokens."""
+MAX_PRICE_USD = Decimal(10_000)
+"""The dearest price per million tokens a table may set (today's dearest is $25)."""
+MAX_PRICE_MICRO = int(MAX_PRICE_USD) * MICRO_PER_USD
+MAX_MODEL_ID_CHARS = 128
+"""Length of a model id in the table."""
 
 
 class TokenUsage(BaseModel):
@@ -62,10 +71,10 @@ class ModelPrice(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     model: str
-    input: int = Field(ge=0)
-    output: int = Field(ge=0)
-    cache_write: int = Field(ge=0)
-    cache_read: int = Field(ge=0)
+    input: int = Field(ge=0, le=MAX_PRICE_MICRO)
+    output: int = Field(ge=0, le=MAX_PRICE_MICRO)
+    cache_write: int = Field(ge=0, le=MAX_PRICE_MICRO)
+    cache_read: int = Field(ge=0, le=MAX_PRICE_MICRO)
 
     def cost_micro(self, usage: TokenUsage) -> int:
         """What ``usage`` costs on this model, rounded up to a whole micro-dollar."""
@@ -123,17 +132,37 @@ def format_usd(micro: int) -> str:
 _PRICE_FIELDS = ("input", "output", "cache_write", "cache_read")
 
 
-def _usd_per_mtok_to_micro(model: str, field: str, raw: object) -> int:
+def _usd_per_mtok_to_micro(source: str, model: str, field: str, raw: object) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise PriceTableError(f"models.{model}.{field}: expected a number of USD, got {raw!r}")
+        raise PriceTableError(
+            f"{source}: models.{model}.{field}: expected a number of USD, got {_shown(raw)}"
+        )
     try:
         # str() first: a TOML float such as 0.3 becomes exactly Decimal("0.3").
         value = Decimal(str(raw))
-    except InvalidOperation as err:
-        raise PriceTableError(f"models.{model}.{field}: {raw!r} is not a number") from err
+    except (InvalidOperation, ValueError) as err:  # ValueError: an int of >4300 digits
+        raise PriceTableError(
+            f"{source}: models.{model}.{field}: {_shown(raw)} is not a number"
+        ) from err
+    if not value.is_finite():
+        raise PriceTableError(f"{source}: models.{model}.{field}: {_shown(raw)} is not a number")
     if value < 0:
-        raise PriceTableError(f"models.{model}.{field}: price cannot be negative")
+        raise PriceTableError(f"{source}: models.{model}.{field}: price cannot be negative")
+    if value > MAX_PRICE_USD:
+        raise PriceTableError(
+            f"{source}: models.{model}.{field}: price is over {MAX_PRICE_USD} USD "
+            "per million tokens"
+        )
     return usd_to_micro(value)
+
+
+def _shown(raw: object) -> str:
+    """``repr(raw)`` cut short (and an integer too long to print named as such)."""
+    try:
+        text = repr(raw)
+    except ValueError:
+        return "an integer of over 4300 digits"
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def parse_price_table(data: dict[str, object], source: str) -> PriceTable:
@@ -143,14 +172,25 @@ def parse_price_table(data: dict[str, object], source: str) -> PriceTable:
         raise PriceTableError(f'{source}: needs a [models."<model id>"] table per model')
     models: dict[str, ModelPrice] = {}
     for model, row in raw_models.items():
+        if not model or len(model) > MAX_MODEL_ID_CHARS:
+            raise PriceTableError(
+                f"{source}: models.{model[:40]}: a model id has 1 to {MAX_MODEL_ID_CHARS} "
+                "characters"
+            )
         if not isinstance(row, dict):
             raise PriceTableError(f"{source}: models.{model} must be a table")
         missing = [f for f in _PRICE_FIELDS if f not in row]
         if missing:
             raise PriceTableError(f"{source}: models.{model} is missing {', '.join(missing)}")
+        unknown = sorted(set(row) - set(_PRICE_FIELDS))
+        if unknown:
+            raise PriceTableError(
+                f"{source}: models.{model}.{unknown[0]}: unknown key (expected "
+                f"{', '.join(_PRICE_FIELDS)})"
+            )
         models[model] = ModelPrice(
             model=model,
-            **{f: _usd_per_mtok_to_micro(model, f, row[f]) for f in _PRICE_FIELDS},
+            **{f: _usd_per_mtok_to_micro(source, model, f, row[f]) for f in _PRICE_FIELDS},
         )
     return PriceTable(source=source, models=models)
 
@@ -161,6 +201,11 @@ def load_price_table(path: Path) -> PriceTable:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise PriceTableError(f"price table {path} does not exist") from err
-    except tomllib.TOMLDecodeError as err:
-        raise PriceTableError(f"{path}: {err}") from err
+    except (ValueError, RecursionError) as err:
+        # TOMLDecodeError, UnicodeDecodeError (not UTF-8), and what tomllib lets
+        # escape: ValueError (an integer over 4300 digits), RecursionError (arrays
+        # nested thousands deep).
+        raise PriceTableError(f"{path}: not a valid TOML file: {err}") from err
+    except OSError as err:
+        raise PriceTableError(f"price table {path} cannot be read: {err}") from err
     return parse_price_table(data, str(path))

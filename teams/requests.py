@@ -3,6 +3,14 @@
 This is public interface. Starting a run from the ``temporal`` CLI with
 ``--input '{"team":"research","task":"..."}'`` must keep working, so fields are
 only ever added, with defaults.
+
+Anything a caller sends is bounded here (and in :mod:`teams.spec` for an inline
+team): the task's length, the budget (more than zero, at most
+:data:`teams.spec.MAX_USD`, at most six decimal places), every duration, list
+and string of an inline spec. Validation either returns a request that the
+workflow can run without any arithmetic overflowing, or raises pydantic's
+``ValidationError`` naming the field (``team.spec.agents.0.timeouts.start_to_close``:
+the ``spec``/``name`` step says which form of ``team`` was meant).
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from teams.errors import RequestError
-from teams.spec import Slug, TeamSpec
+from teams.spec import MAX_USD, Slug, TeamSpec
 
 
 def _team_kind(value: Any) -> str:
@@ -43,7 +51,7 @@ class TeamRequest(BaseModel):
     budget_usd: Decimal | None = Field(
         default=None,
         gt=0,
-        le=10_000,
+        le=MAX_USD,
         decimal_places=6,
         description="Per-run budget in USD; overrides the team's default budget.",
     )

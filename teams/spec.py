@@ -18,6 +18,14 @@ its alerts from them (see :mod:`teamctl.report`).
 
 Cross-references (stage → agent, gate → verdict output, router → routes) are
 checked here, so a spec that validates can always be executed.
+
+Every number, duration, list and string is bounded here too (the ``MAX_*``
+constants below, and :mod:`teams.durations`): an inline spec arrives from any
+caller as workflow input, and a value that only fails later (a timer past year
+9999, a negative retry interval, a payload over Temporal's 2 MB) would fail the
+workflow task, not the run. The whole spec is at most :data:`MAX_SPEC_JSON_BYTES`
+as JSON, so the request that carries it and the resolved team that records it
+(the spec, and its inline prompts again) stay under Temporal's 2 MB payload limit.
 """
 
 from __future__ import annotations
@@ -30,10 +38,54 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from teams.breakers import BreakerSettings
-from teams.durations import Duration
+from teams.durations import Duration, at_most
 
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
 """Lower-case identifier used for team, agent, stage and approver names."""
+
+MAX_AGENTS = 16
+"""Agents in one team."""
+MAX_STAGES = 32
+"""Stages in one team."""
+MAX_STAGE_AGENTS = 16
+"""Agents named by one sequential or fan-out stage."""
+MAX_ROUTES = 16
+"""Routes of one router stage."""
+MAX_APPROVERS = 20
+"""Approvers (or escalation approvers, or injection reviewers) of one decision point."""
+MAX_RUBRIC_ITEMS = 20
+"""Items of one gate's rubric (a reviewer's verdict lists at most 20 reasons too)."""
+MAX_RUBRIC_ITEM_CHARS = 500
+MAX_MODEL_CHARS = 128
+"""Length of a model id (``claude-sonnet-4-6``)."""
+MAX_DESCRIPTION_CHARS = 2_000
+MAX_INSTRUCTIONS_CHARS = 20_000
+"""One inline agent's system prompt."""
+MAX_TEAM_INSTRUCTIONS_CHARS = 100_000
+"""All inline system prompts of a team together: the resolved team records each
+twice (spec and prompt), so this keeps it far below Temporal's 2 MB payload limit."""
+MAX_SPEC_JSON_BYTES = 512 * 1024
+"""The whole spec, serialized as the workflow input carries it."""
+MAX_TOKENS = 1_000_000
+"""Token counts (``max_cheap_input_tokens``, ``context_budget_tokens``)."""
+MAX_USD = Decimal(10_000)
+"""Any amount of USD in a spec or request (a budget, an alert threshold)."""
+
+MAX_ATTEMPT_TIMEOUT = timedelta(hours=1)
+"""``timeouts.start_to_close``: one model call attempt (so ``heartbeat`` too)."""
+MAX_CALL_TIMEOUT = timedelta(days=1)
+"""``timeouts.schedule_to_close``: every attempt of one call and the back-off between."""
+MAX_RETRY_INTERVAL = timedelta(hours=1)
+"""``retry.initial_interval`` and ``retry.maximum_interval``."""
+MAX_STAGE_TIMEOUT = timedelta(days=1)
+"""A fan-out stage's ``timeout``."""
+MAX_SLA = timedelta(days=1)
+"""An agent's latency target."""
+MAX_CACHE_TTL = timedelta(days=30)
+"""How long a cached answer may be served."""
+
+ModelId = Annotated[str, Field(min_length=1, max_length=MAX_MODEL_CHARS)]
+Approvers = Annotated[list[Slug], Field(max_length=MAX_APPROVERS)]
 
 
 class _Spec(BaseModel):
@@ -60,13 +112,16 @@ class RetrySpec(_Spec):
     non-retryable (see :data:`providers.errors.NON_RETRYABLE_ERROR_TYPES`).
     """
 
-    initial_interval: Duration = timedelta(seconds=1)
-    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=10.0)
-    maximum_interval: Duration = timedelta(seconds=30)
+    initial_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=1)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=10.0, allow_inf_nan=False)
+    maximum_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=30)
     maximum_attempts: int = Field(default=3, ge=1, le=20)
 
     @model_validator(mode="after")
     def _intervals_ordered(self) -> RetrySpec:
+        if self.initial_interval <= timedelta(0):
+            # Temporal would silently replace a zero interval with its 1 s default.
+            raise ValueError("initial_interval must be positive")
         if self.maximum_interval < self.initial_interval:
             raise ValueError("maximum_interval must be at least initial_interval")
         return self
@@ -77,12 +132,15 @@ class AgentTimeouts(_Spec):
 
     ``start_to_close`` bounds one attempt, ``schedule_to_close`` caps all
     attempts and back-off together, and ``heartbeat`` is how fast a dead worker
-    is noticed (the activity heartbeats while the model streams).
+    is noticed (the activity heartbeats while the model streams). Limits:
+    ``start_to_close`` (and so ``heartbeat``) at most :data:`MAX_ATTEMPT_TIMEOUT`
+    (1 h: no model call streams longer), ``schedule_to_close`` at most
+    :data:`MAX_CALL_TIMEOUT` (1 day).
     """
 
-    start_to_close: Duration = timedelta(seconds=60)
-    schedule_to_close: Duration = timedelta(seconds=180)
-    heartbeat: Duration = timedelta(seconds=10)
+    start_to_close: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=60)
+    schedule_to_close: Annotated[Duration, at_most(MAX_CALL_TIMEOUT)] = timedelta(seconds=180)
+    heartbeat: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=10)
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentTimeouts:
@@ -105,10 +163,10 @@ class ModelRouting(_Spec):
       of the run's budget is left, cheap after.
     """
 
-    cheap_model: str = Field(min_length=1)
+    cheap_model: ModelId
     rule: Literal["router_decision", "input_length", "budget_left"]
-    max_cheap_input_tokens: int | None = Field(default=None, ge=1)
-    min_budget_left_usd: Decimal | None = Field(default=None, gt=0, decimal_places=6)
+    max_cheap_input_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    min_budget_left_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
 
     @model_validator(mode="after")
     def _rule_has_its_setting(self) -> ModelRouting:
@@ -127,25 +185,25 @@ class AgentSpec(_Spec):
     prompt: Slug | None = None
     """Prompt file name under ``teams/prompts/<prompt>/<prompt_version>.md``."""
     prompt_version: str = Field(default="v1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
-    instructions: str | None = Field(default=None, min_length=1, max_length=20_000)
+    instructions: str | None = Field(default=None, min_length=1, max_length=MAX_INSTRUCTIONS_CHARS)
     """Inline system prompt (inline specs); exclusive with ``prompt``."""
-    model: str = Field(min_length=1)
-    fallback_model: str | None = None
+    model: ModelId
+    fallback_model: ModelId | None = None
     """A cheaper model to run when ``model`` exhausts its retries."""
     fallback_prompt_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,32}$")
     """A simpler version of ``prompt`` for the fallback call (with or without a fallback model)."""
     max_tokens: int = Field(ge=1, le=64_000)
-    context_budget_tokens: int | None = Field(default=None, ge=256, le=1_000_000)
+    context_budget_tokens: int | None = Field(default=None, ge=256, le=MAX_TOKENS)
     """Most prompt tokens this agent may be sent; handoffs are trimmed by rule to fit."""
     output: OutputKind = OutputKind.TEXT
     routing: ModelRouting | None = None
     """Pick a cheaper model per call, by rule (see :class:`ModelRouting`)."""
     cache: bool = True
     """Serve identical calls from the response cache (per tenant, within ``cache_ttl``)."""
-    cache_ttl: Duration = timedelta(hours=1)
+    cache_ttl: Annotated[Duration, at_most(MAX_CACHE_TTL)] = timedelta(hours=1)
     timeouts: AgentTimeouts = AgentTimeouts()
     retry: RetrySpec = RetrySpec()
-    sla: Duration | None = None
+    sla: Annotated[Duration, at_most(MAX_SLA)] | None = None
     """Latency target: the p99 of this agent's call time (``elapsed_ms``: from the
     call's start in the workflow to its end, queueing, retries and back-off included) that
     ``teamctl report`` alerts above. None: no latency alert for this agent."""
@@ -180,15 +238,15 @@ class SequentialStage(_Spec):
 
     kind: Literal["sequential"]
     name: Slug
-    agents: list[Slug] = Field(min_length=1)
+    agents: list[Slug] = Field(min_length=1, max_length=MAX_STAGE_AGENTS)
 
 
 class DegradationThresholds(_Spec):
     """How many fan-out agents must succeed for each degradation level."""
 
-    full: int = Field(ge=1)
-    partial: int = Field(ge=1)
-    minimal: int = Field(ge=1)
+    full: int = Field(ge=1, le=MAX_STAGE_AGENTS)
+    partial: int = Field(ge=1, le=MAX_STAGE_AGENTS)
+    minimal: int = Field(ge=1, le=MAX_STAGE_AGENTS)
 
     @model_validator(mode="after")
     def _ordered(self) -> DegradationThresholds:
@@ -202,8 +260,8 @@ class FanOutStage(_Spec):
 
     kind: Literal["fan_out"]
     name: Slug
-    agents: list[Slug] = Field(min_length=2)
-    timeout: Duration
+    agents: list[Slug] = Field(min_length=2, max_length=MAX_STAGE_AGENTS)
+    timeout: Annotated[Duration, at_most(MAX_STAGE_TIMEOUT)]
     degradation: DegradationThresholds
     merge: Slug | None = None
     """Agent that merges the successful outputs (skipped when the level is FAILED)."""
@@ -234,7 +292,9 @@ class GateStage(_Spec):
     """Minimum score (0-10) for the work to pass."""
     max_iterations: int = Field(ge=1, le=10)
     """Reviews at most this many drafts; the reviser rewrites at most N-1 times."""
-    rubric: list[str] = Field(min_length=1)
+    rubric: list[Annotated[str, Field(min_length=1, max_length=MAX_RUBRIC_ITEM_CHARS)]] = Field(
+        min_length=1, max_length=MAX_RUBRIC_ITEMS
+    )
 
 
 class RouterStage(_Spec):
@@ -243,7 +303,7 @@ class RouterStage(_Spec):
     kind: Literal["router"]
     name: Slug
     router: Slug
-    routes: dict[Slug, Slug] = Field(min_length=1)
+    routes: dict[Slug, Slug] = Field(min_length=1, max_length=MAX_ROUTES)
     """Category → specialist agent."""
     allow_direct: bool = True
     """Let the router answer simple requests itself and end the run early."""
@@ -254,10 +314,10 @@ class ApprovalStage(_Spec):
 
     kind: Literal["approval"]
     name: Slug
-    approvers: list[Slug] = Field(min_length=1)
+    approvers: Approvers = Field(min_length=1)
     timeout: Duration
     on_timeout: Literal["approve", "reject", "escalate"] = "reject"
-    escalate_to: list[Slug] = Field(default_factory=list)
+    escalate_to: Approvers = Field(default_factory=list)
     escalation_timeout: Duration | None = None
     on_escalation_timeout: Literal["approve", "reject"] = "reject"
 
@@ -270,6 +330,8 @@ class ApprovalStage(_Spec):
                 raise ValueError("on_timeout = 'escalate' needs escalate_to approvers")
             if self.escalation_timeout is None:
                 raise ValueError("on_timeout = 'escalate' needs escalation_timeout")
+            if self.escalation_timeout <= timedelta(0):
+                raise ValueError("escalation_timeout must be positive")
         elif self.escalate_to:
             raise ValueError("escalate_to is only used when on_timeout = 'escalate'")
         return self
@@ -284,8 +346,8 @@ Stage = Annotated[
 class BudgetSpec(_Spec):
     """The default per-run budget, and how far a request's ``budget_usd`` may raise it."""
 
-    max_usd: Decimal = Field(gt=0, le=10_000, decimal_places=6)
-    max_budget_usd: Decimal | None = Field(default=None, gt=0, le=10_000, decimal_places=6)
+    max_usd: Decimal = Field(gt=0, le=MAX_USD, decimal_places=6)
+    max_budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
     """The most a request's ``budget_usd`` may ask for; None: ``max_usd`` (a request
     may lower the team's budget, never raise it)."""
     degrade_to_cheaper: bool = False
@@ -302,7 +364,7 @@ class AlertSpec(_Spec):
     error_rate_percent: Decimal = Field(default=Decimal(5), ge=0, le=100, decimal_places=2)
     """Alert when more than this share of an agent's calls (or of the team's) failed
     or timed out."""
-    cost_per_run_usd: Decimal | None = Field(default=None, gt=0, le=10_000, decimal_places=6)
+    cost_per_run_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
     """Alert when the team's mean cost per run is above this; None: the budget's
     ``max_usd``."""
 
@@ -324,7 +386,7 @@ class InjectionSpec(_Spec):
     """The team's prompt-injection policy, and who reviews quarantined text."""
 
     policy: InjectionPolicy = "flag"
-    reviewers: list[Slug] = Field(default_factory=list)
+    reviewers: Approvers = Field(default_factory=list)
     """Who may release or reject quarantined text (approvers, with the same keys)."""
     review_timeout: Duration = timedelta(hours=24)
     """How long a review waits; then the text is rejected (the run ends REJECTED)."""
@@ -343,7 +405,7 @@ class TeamSpec(_Spec):
 
     name: Slug
     version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
-    description: str = ""
+    description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     budget: BudgetSpec
     breakers: BreakerSettings = BreakerSettings()
     """When the model and agent circuit breakers of this team's calls open."""
@@ -353,8 +415,8 @@ class TeamSpec(_Spec):
     """PII in model inputs (see :data:`PiiPolicy`)."""
     injection: InjectionSpec = InjectionSpec()
     """Suspected prompt injections (see :data:`InjectionPolicy`)."""
-    agents: list[AgentSpec] = Field(min_length=1)
-    stages: list[Stage] = Field(min_length=1)
+    agents: list[AgentSpec] = Field(min_length=1, max_length=MAX_AGENTS)
+    stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)
 
     def agent(self, name: str) -> AgentSpec:
         """The agent called ``name`` (validation guarantees it exists)."""
@@ -390,6 +452,22 @@ class TeamSpec(_Spec):
 
     def _agents_by_name(self) -> dict[str, AgentSpec]:
         return {a.name: a for a in self.agents}
+
+    @model_validator(mode="after")
+    def _fits_in_a_payload(self) -> TeamSpec:
+        total = sum(len(a.instructions or "") for a in self.agents)
+        if total > MAX_TEAM_INSTRUCTIONS_CHARS:
+            raise ValueError(
+                f"agents' instructions total {total} characters; at most "
+                f"{MAX_TEAM_INSTRUCTIONS_CHARS} (use prompt files for longer prompts)"
+            )
+        size = len(self.model_dump_json().encode("utf-8"))
+        if size > MAX_SPEC_JSON_BYTES:
+            raise ValueError(
+                f"the spec is {size} bytes as JSON; at most {MAX_SPEC_JSON_BYTES} "
+                "(a workflow payload is at most 2 MB)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _references_resolve(self) -> TeamSpec:

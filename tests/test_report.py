@@ -80,6 +80,9 @@ def test_since_and_team_input() -> None:
     for bad in ("abc", "0h", "-1h", "24", ""):
         with pytest.raises(ReportInputError, match="--since: expected a duration"):
             parse_since(bad)
+    with pytest.raises(ReportInputError) as too_long:
+        parse_since("99999999999d")
+    assert str(too_long.value) == "--since: '99999999999d' is too long for a duration (at most 366d)"
     assert visibility_query(T0, team="support") == (
         "WorkflowType = 'AgentTeamWorkflow' AND StartTime > '2026-11-22T08:00:00.000000Z' "
         "AND TeamName = 'support'"
