@@ -82,7 +82,9 @@ def test_since_and_team_input() -> None:
             parse_since(bad)
     with pytest.raises(ReportInputError) as too_long:
         parse_since("99999999999d")
-    assert str(too_long.value) == "--since: '99999999999d' is too long for a duration (at most 366d)"
+    assert str(too_long.value) == (
+        "--since: '99999999999d' is too long for a duration (at most 366d)"
+    )
     assert visibility_query(T0, team="support") == (
         "WorkflowType = 'AgentTeamWorkflow' AND StartTime > '2026-11-22T08:00:00.000000Z' "
         "AND TeamName = 'support'"
