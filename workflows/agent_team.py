@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.names import LOAD_TEAM_SPEC
     from activities.team_specs import TeamSpecRef
-    from teams.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
+    from teams.approvals import Decision, DecisionKind, DecisionReceipt
     from teams.calls import HandoffItem
     from teams.errors import (
         INJECTION_REJECTED,
@@ -277,29 +277,17 @@ class AgentTeamWorkflow:
 
         Refused unless a point is pending for you.
         """
-        return self._desk.on_update(_decide_request(request))
+        return self._desk.on_update(inputs.decide_request(request))
 
     @decide.validator
     def validate_decide(self, request: RawValue) -> None:
         """Refuse malformed requests, unknown approvers, and decisions when nothing is pending."""
-        self._desk.validate_update(_decide_request(request))
+        self._desk.validate_update(inputs.decide_request(request))
 
     @workflow.query(name="status")
     def status(self) -> TeamStatus:
         """Phase, what the run waits for, per-agent calls/tokens/cost, budget left."""
         return self._state.status(self._budget, self._desk.pending, self._final)
-
-
-def _decide_request(raw: RawValue) -> DecideRequest:
-    """The update's payload, or a refusal naming what is wrong with it."""
-    try:
-        return inputs.convert(raw, DecideRequest)
-    except inputs.UnreadablePayload as err:
-        raise ApplicationError(
-            "invalid decision: " + "; ".join(err.problems),
-            type=inputs.INVALID_DECISION,
-            non_retryable=True,
-        ) from None
 
 
 def _shared_controls(

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
     from security.codec import UNDECRYPTABLE, UNDECRYPTABLE_REASON
+    from teams.approvals import DecideRequest
     from teams.requests import TeamRequest, describe_validation_error
 
 INVALID_REQUEST = "InvalidRequest"
@@ -66,11 +67,19 @@ def convert(raw: RawValue, model: type[_Model]) -> _Model:
 
 def team_request(raw: RawValue) -> TeamRequest:
     """The run's input, or a non-retryable ``InvalidRequest`` failure naming the fields."""
+    return _required(raw, TeamRequest, "invalid team request", INVALID_REQUEST)
+
+
+def decide_request(raw: RawValue) -> DecideRequest:
+    """The ``decide`` update's payload, or an ``InvalidDecision`` refusal naming the fields."""
+    return _required(raw, DecideRequest, "invalid decision", INVALID_DECISION)
+
+
+def _required(raw: RawValue, model: type[_Model], what: str, error_type: str) -> _Model:
+    """``raw`` as ``model``, or a non-retryable ``ApplicationError`` of ``error_type``."""
     try:
-        return convert(raw, TeamRequest)
+        return convert(raw, model)
     except UnreadablePayload as err:
         raise ApplicationError(
-            "invalid team request: " + "; ".join(err.problems),
-            type=INVALID_REQUEST,
-            non_retryable=True,
+            f"{what}: " + "; ".join(err.problems), type=error_type, non_retryable=True
         ) from None

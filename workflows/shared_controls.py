@@ -136,19 +136,11 @@ class SharedControls:
             breaker_settings=self._team.spec.breakers,
         )
         try:
-            if self.legacy:  # their recorded results are null: never read them
-                await workflow.execute_local_activity(
-                    SETTLE_CALL,
-                    request,
-                    start_to_close_timeout=START_TO_CLOSE,
-                    schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-                    retry_policy=RETRY,
-                )
-                return None
-            receipt: SettlementReceipt = await workflow.execute_local_activity(
+            receipt = await workflow.execute_local_activity(
                 SETTLE_CALL,
                 request,
-                result_type=SettlementReceipt,
+                # Legacy runs' recorded results are null: never read them as a receipt.
+                result_type=None if self.legacy else SettlementReceipt,
                 start_to_close_timeout=START_TO_CLOSE,
                 schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
                 retry_policy=RETRY,
@@ -162,7 +154,7 @@ class SharedControls:
                 degrade=False,
             )
             return None
-        return receipt.total_micro
+        return receipt.total_micro if isinstance(receipt, SettlementReceipt) else None
 
     async def record_run(self, total_micro: int, status: RunStatus) -> None:
         """Report the run's total, for its team's cost-outlier alert."""
