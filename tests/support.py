@@ -15,10 +15,13 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput
 
 from providers.base import ModelProvider
 from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
+from security.codec import data_converter
+from security.keyring import KeyRing
 from stores.controls.contract import ControlsStore
 from stores.controls.sqlite import SqliteControls
 from stores.response_cache import ResponseCache
@@ -308,3 +311,15 @@ def catalog_with_edited(folder: Path, name: str, *edits: tuple[str, str]) -> Cat
         prompts_dirs=shipped.prompts_dirs,
         prices=shipped.prices,
     )
+
+
+def client_with_keys(
+    env: WorkflowEnvironment, keyring: KeyRing | None, *, lenient: bool = False
+) -> Client:
+    """The session's server, with the project's converter for ``keyring``.
+
+    ``lenient``: as a worker decodes (see :class:`security.codec.EncryptionCodec`).
+    """
+    config: dict[str, Any] = dict(env.client.config())
+    config["data_converter"] = data_converter(keyring, lenient=lenient)
+    return Client(**config)

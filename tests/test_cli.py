@@ -7,7 +7,7 @@ import uuid
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.processes import teamctl_async, temporal_cli
+from tests.processes import teamctl_async, temporal_cli, temporal_start
 from tests.support import running_worker
 
 
@@ -65,20 +65,9 @@ async def test_temporal_cli_start_query_signal_result(
     """The issue's done-when flow, with the stock `temporal` CLI."""
     run_id = f"tcli-{uuid.uuid4().hex[:8]}"
     async with running_worker(env.client, task_queue):
-        code, _, err = await temporal_cli(
-            env,
-            "workflow",
-            "start",
-            "--type",
-            "AgentTeamWorkflow",
-            "--task-queue",
-            task_queue,
-            "--workflow-id",
-            run_id,
-            "--input",
-            '{"team":"research","task":"Why durable agents?"}',
+        await temporal_start(
+            env, task_queue, run_id, '{"team":"research","task":"Why durable agents?"}'
         )
-        assert code == 0, err
         for _ in range(200):
             code, out, err = await temporal_cli(
                 env,

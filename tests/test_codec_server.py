@@ -21,13 +21,12 @@ from typing import Any
 import pytest
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from security.codec import ENCODING, EncryptionCodec, data_converter
+from security.codec import ENCODING, EncryptionCodec
 from security.keyring import KeyRing, new_key_line
 from teamctl.codec_server import (
     CodecServer,
@@ -37,6 +36,7 @@ from teamctl.codec_server import (
     run_codec_server,
 )
 from teamctl.devserver import temporal_binary
+from tests.support import client_with_keys
 
 TOKEN = "test-token-" + "0123456789abcdef"
 ORIGIN = "http://localhost:8233"
@@ -458,11 +458,8 @@ async def show_json(*args: str, tmp_path: Path) -> tuple[str, list[Payload]]:
 async def test_temporal_cli_decodes_an_encrypted_history_through_the_server(
     env: WorkflowEnvironment, keyring: KeyRing, server: CodecServer, tmp_path: Path
 ) -> None:
-    converter = data_converter(keyring)
     # The session's dev server, reached by a client with the encrypting converter.
-    config = env.client.config()
-    config["data_converter"] = converter
-    client = Client(**config)
+    client = client_with_keys(env, keyring)
     task_queue = f"codec-{uuid.uuid4().hex[:12]}"
     workflow_id = f"codec-e2e-{uuid.uuid4().hex[:8]}"
     async with Worker(

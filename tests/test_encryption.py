@@ -26,19 +26,12 @@ from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import RunStatus, TeamResult
 from tests.processes import temporal_cli
-from tests.support import awaiting_approval, running_worker, start
+from tests.support import awaiting_approval, client_with_keys, running_worker, start
 from worker.main import workflow_runner
 from workflows.agent_team import AgentTeamWorkflow
 
 TASK = "Summarise the Zanzibar-7 incident for the board"
 COMMENT = "approved by the quartermaster"
-
-
-def _client(env: WorkflowEnvironment, keyring: KeyRing | None) -> Client:
-    """The session's server, with the project's converter for ``keyring``."""
-    config: dict[str, Any] = dict(env.client.config())
-    config["data_converter"] = data_converter(keyring)
-    return Client(**config)
 
 
 @pytest.fixture
@@ -57,7 +50,7 @@ def codec(key_file: Path) -> Iterator[CodecServer]:
 async def test_history_holds_no_plaintext_and_the_codec_server_decodes_it(
     env: WorkflowEnvironment, task_queue: str, key_file: Path, codec: CodecServer
 ) -> None:
-    client = _client(env, KeyRing.from_file(key_file))
+    client = client_with_keys(env, KeyRing.from_file(key_file))
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, "research", TASK)
         await awaiting_approval(handle)
@@ -125,14 +118,14 @@ async def test_history_holds_no_plaintext_and_the_codec_server_decodes_it(
 async def test_a_run_started_under_one_key_finishes_after_rotation(
     env: WorkflowEnvironment, task_queue: str, key_file: Path
 ) -> None:
-    before = _client(env, KeyRing.from_file(key_file))
+    before = client_with_keys(env, KeyRing.from_file(key_file))
     async with running_worker(before, task_queue):
         handle = await start(before, task_queue, "research", TASK)
         await awaiting_approval(handle)
     write_key_file(key_file, rotate=True, key_id="key-b")  # b is active, a still decrypts
     rotated = KeyRing.from_file(key_file)
     assert rotated.key_ids == ("key-b", "key-a")
-    after = _client(env, rotated)
+    after = client_with_keys(env, rotated)
     async with running_worker(after, task_queue):
         waiting = after.get_workflow_handle(handle.id)
         await waiting.signal("approve", Decision(approver="editor", comment=COMMENT))
@@ -174,7 +167,7 @@ async def test_failure_messages_are_encrypted_and_the_report_decrypts_them(
     env: WorkflowEnvironment, task_queue: str, key_file: Path
 ) -> None:
     keyring = KeyRing.from_file(key_file)
-    client = _client(env, keyring)
+    client = client_with_keys(env, keyring)
     team = f"nosuch-{task_queue}"
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, team, TASK)

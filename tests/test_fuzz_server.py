@@ -44,7 +44,7 @@ from teams.requests import TeamRequest, describe_validation_error
 from teams.results import TeamResult, TeamStatus
 from teams.spec import TeamSpec
 from tests.fuzz_strategies import DURATION_KEYS, SHIPPED
-from tests.processes import temporal_cli
+from tests.processes import temporal_start
 from tests.support import running_worker
 from workflows.agent_team import WORKFLOW_NAME
 
@@ -265,20 +265,7 @@ async def _start(env: WorkflowEnvironment, task_queue: str, case: Case) -> Workf
         return await env.client.start_workflow(
             WORKFLOW_NAME, case.raw, id=workflow_id, task_queue=task_queue, result_type=TeamResult
         )
-    code, _, err = await temporal_cli(
-        env,
-        "workflow",
-        "start",
-        "--type",
-        WORKFLOW_NAME,
-        "--task-queue",
-        task_queue,
-        "--workflow-id",
-        workflow_id,
-        "--input",
-        case.text,
-    )
-    assert code == 0, f"case {case.index}: temporal workflow start failed: {err}"
+    await temporal_start(env, task_queue, workflow_id, case.text)
     return env.client.get_workflow_handle(workflow_id, result_type=TeamResult)
 
 

@@ -18,13 +18,14 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from security.codec import ENCODING, KEY_ID_METADATA, data_converter
+from security.codec import ENCODING, KEY_ID_METADATA
 from security.keyring import KeyRing, write_key_file
 from teams.approvals import Decision
 from teams.results import RunStatus, TeamResult
-from tests.processes import temporal_cli
+from tests.processes import temporal_start
 from tests.support import (
     awaiting_approval,
+    client_with_keys,
     history_events,
     running_worker,
     stage,
@@ -58,20 +59,7 @@ async def _fails_at_once(client: Client, workflow_id: str) -> ApplicationError:
 async def _cli_start(env: WorkflowEnvironment, task_queue: str, request: dict[str, Any]) -> str:
     """``temporal workflow start --input ...``, as a new user would."""
     workflow_id = f"cli-{uuid.uuid4().hex[:8]}"
-    code, _, err = await temporal_cli(
-        env,
-        "workflow",
-        "start",
-        "--type",
-        WORKFLOW_NAME,
-        "--task-queue",
-        task_queue,
-        "--workflow-id",
-        workflow_id,
-        "--input",
-        json.dumps(request),
-    )
-    assert code == 0, err
+    await temporal_start(env, task_queue, workflow_id, json.dumps(request))
     return workflow_id
 
 
@@ -144,16 +132,10 @@ def _forged(key_id: str) -> RawValue:
     )
 
 
-def _keyed(env: WorkflowEnvironment, keyring: KeyRing, *, lenient: bool) -> Client:
-    config: dict[str, Any] = dict(env.client.config())
-    config["data_converter"] = data_converter(keyring, lenient=lenient)
-    return Client(**config)
-
-
 async def test_an_undecryptable_input_fails_the_run_instead_of_wedging_it(
     env: WorkflowEnvironment, task_queue: str, keyring: KeyRing
 ) -> None:
-    worker_client = _keyed(env, keyring, lenient=True)
+    worker_client = client_with_keys(env, keyring, lenient=True)
     async with running_worker(worker_client, task_queue):
         for key_id, why in (
             ("key-a", "failed authentication"),
@@ -178,7 +160,7 @@ async def test_an_undecryptable_input_fails_the_run_instead_of_wedging_it(
 async def test_malformed_and_forged_signals_are_recorded_ignored_and_capped(
     env: WorkflowEnvironment, task_queue: str, keyring: KeyRing
 ) -> None:
-    client = _keyed(env, keyring, lenient=True)
+    client = client_with_keys(env, keyring, lenient=True)
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, "research", "a task")
         await awaiting_approval(handle)
