@@ -73,7 +73,10 @@ class TeamSpecActivities:
         """Resolve ``ref`` into spec, prompts and prices; bad specs fail for good."""
         try:
             # File reads are blocking: keep them off the worker's event loop.
-            resolved = await asyncio.to_thread(self._catalog.resolve, ref.team)
+            # The workflow id picks each experiment's variant: the same on every
+            # attempt and every worker.
+            run_id = activity.info().workflow_id
+            resolved = await asyncio.to_thread(self._catalog.resolve, ref.team, run_id=run_id)
         except TeamSpecError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         inline = not isinstance(ref.team, str)

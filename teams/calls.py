@@ -85,6 +85,9 @@ class AgentCall(BaseModel):
         default=None, description="Why the fallback runs (the primary's final error)."
     )
     routing: str | None = Field(default=None, description="Why this model was chosen.")
+    variant: str | None = Field(
+        default=None, description="``experiment:variant`` the agent runs as in this run, if any."
+    )
     cache_ttl_s: float | None = Field(
         default=None, description="Serve from / store in the response cache (None: don't)."
     )

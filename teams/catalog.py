@@ -18,7 +18,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from teams.errors import PromptError, TeamSpecError, UnknownModelError, UnknownTeamError
+from teams.experiments import VariantAssignment
 from teams.pricing import ModelPrice, PriceTable, load_price_table
+from teams.releases import (
+    RELEASES_DIR,
+    Pin,
+    read_pins,
+    release_file,
+    released_versions,
+    version_key,
+)
 from teams.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
 from teams.spec import AgentSpec, TeamSpec
 
@@ -40,11 +49,22 @@ class Catalog:
     teams_dirs: tuple[Path, ...] = (SHIPPED_TEAMS_DIR,)
     prompts_dirs: tuple[Path, ...] = (SHIPPED_PROMPTS_DIR,)
     prices: PriceTable
+    pins_file: Path | None = None
+    """Teams held at an earlier release (:mod:`teams.releases`); read at every resolution."""
 
     @classmethod
     def shipped(cls, *, prices_path: Path = SHIPPED_PRICES) -> Catalog:
         """The catalog of shipped teams and prompts, with the given price table."""
         return cls(prices=load_price_table(prices_path))
+
+    def pin_of(self, name: str) -> Pin | None:
+        """The pin holding team ``name`` at an earlier release, if any."""
+        return read_pins(self.pins_file).teams.get(name)
+
+    def versions_of(self, name: str) -> list[str]:
+        """Every version of team ``name`` the catalog can run, oldest first."""
+        current = load_team_file(self.team_file(name)).version
+        return sorted({current, *released_versions(self.teams_dirs, name)}, key=version_key)
 
     def team_names(self) -> list[str]:
         """Every team name the catalog can resolve, sorted."""
@@ -60,22 +80,45 @@ class Catalog:
         raise UnknownTeamError(name, self.team_names())
 
     def load_team(self, name: str) -> TeamSpec:
-        """Load and validate the team file for ``name``."""
+        """Load and validate the team file for ``name`` (its pinned release, if pinned)."""
+        return self._load(name)[1]
+
+    def _load(self, name: str) -> tuple[Path, TeamSpec]:
         path = self.team_file(name)
+        pin = self.pin_of(name)
+        if pin is not None:
+            path = release_file(self.teams_dirs, name, pin.version) or path
         spec = load_team_file(path)
         if spec.name != name:
             raise TeamSpecError(
                 str(path), [f"name: is {spec.name!r} but the file is {path.name}; they must match"]
             )
-        return spec
+        if pin is not None and spec.version != pin.version:
+            raise TeamSpecError(
+                str(path),
+                [
+                    f"version: is {spec.version!r} but {self.pins_file} pins {name!r} to "
+                    f"{pin.version!r}, and there is no {RELEASES_DIR}/{name}/{pin.version}.toml"
+                ],
+            )
+        return path, spec
 
-    def resolve(self, team: str | TeamSpec) -> ResolvedTeam:
-        """Resolve a team name or inline spec into everything a run needs."""
+    def resolve(self, team: str | TeamSpec, *, run_id: str | None = None) -> ResolvedTeam:
+        """Resolve a team name or inline spec into everything a run needs.
+
+        With ``run_id`` (the workflow id), each experiment's variant for that run
+        is applied and recorded (:meth:`TeamSpec.with_variants`); every variant
+        is checked first, so a bad one is refused for all runs, not its share.
+        """
         if isinstance(team, str):
-            source = display_path(self.team_file(team))
-            spec = self.load_team(team)
+            path, spec = self._load(team)
+            source = display_path(path)
         else:
             source, spec = INLINE_SOURCE, team
+        self._check_variants(spec, source)
+        variants: list[VariantAssignment] | None = None
+        if run_id is not None:
+            spec, variants = spec.with_variants(run_id)
         prompts = {a.name: self._resolve_prompt(a, source) for a in spec.agents}
         fallback_prompts = {
             a.name: self._resolve_prompt(a, source, version=a.fallback_prompt_version)
@@ -88,7 +131,24 @@ class Catalog:
             prompts=prompts,
             fallback_prompts=fallback_prompts,
             prices=self._prices_for(spec, source),
+            variants=variants,
         )
+
+    def _check_variants(self, spec: TeamSpec, source: str) -> None:
+        """Every variant's model has a price and its prompt version a file."""
+        for experiment in spec.experiments:
+            agent = spec.agent(experiment.agent)
+            for arm in experiment.arms():
+                if arm.model is not None and self.prices.price_of(arm.model) is None:
+                    raise UnknownModelError(
+                        source,
+                        [
+                            f"experiments ({experiment.name}).{arm.name}.model: model "
+                            f"{arm.model!r} is not in the price table {self.prices.source}"
+                        ],
+                    )
+                if arm.prompt_version is not None:
+                    self._resolve_prompt(agent, source, version=arm.prompt_version)
 
     def _resolve_prompt(
         self, agent: AgentSpec, source: str, *, version: str | None = None

@@ -21,7 +21,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from teams.errors import RequestError
-from teams.spec import MAX_USD, Slug, TeamSpec
+from teams.spec import MAX_USD, TeamSpec
+from teams.spec_fields import Slug
 
 
 def _team_kind(value: Any) -> str:

@@ -14,6 +14,7 @@ from security.approvers import ApproverRegistry
 from security.injection import InjectionFinding
 from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
+from teams.experiments import VariantAssignment
 from teams.pricing import ModelPrice
 from teams.spec import TeamSpec
 
@@ -78,9 +79,19 @@ class ResolvedTeam(BaseModel):
         default_factory=list,
         description="Suspected prompt injections in the task, screened when the run started.",
     )
+    variants: list[VariantAssignment] | None = Field(
+        default=None,
+        description="The variant of each of the team's experiments this run got (already "
+        "applied to ``spec``); None when resolved without a run (or, in history, by a "
+        "worker from before experiments: such runs set neither TeamVersion nor Variants).",
+    )
     breakers: BreakerSettings | None = Field(
         default=None,
         description="The agent breakers' settings as the worker resolved them: the catalog "
         "team's own, or the deployment's for an inline spec (a caller never chooses them). "
         "None in runs recorded before this field.",
     )
+
+    def variant_of(self, agent: str) -> str | None:
+        """``experiment:variant`` of the experiment on ``agent`` in this run, if any."""
+        return next((v.label for v in self.variants or [] if v.agent == agent), None)

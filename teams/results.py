@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from security.injection import InjectionFinding
 from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
+from teams.experiments import VariantAssignment
 from teams.outputs import RouteDecision
 from teams.pricing import format_usd
 
@@ -89,6 +90,9 @@ class AgentCallRecord(BaseModel):
     error_type: str | None = None
     error: str | None = None
     routing: str | None = Field(default=None, description="Why this model was chosen.")
+    variant: str | None = Field(
+        default=None, description="``experiment:variant`` the agent ran as, if in an experiment."
+    )
     cache_hit: bool = False
     saved_micro: int = Field(default=0, description="What a cache hit saved.")
     context_trimmed: list[str] = Field(
@@ -229,6 +233,9 @@ class TeamResult(BaseModel):
     )
     warnings: list[str] = Field(default_factory=list)
     prompt_versions: dict[str, str] = Field(description="Agent → prompt name/version#sha256.")
+    variants: list[VariantAssignment] = Field(
+        default_factory=list, description="The variant of each experiment the run was in."
+    )
     budget_micro: int
     total_cost_micro: int
     total_input_tokens: int

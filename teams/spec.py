@@ -35,13 +35,12 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from teams.breakers import BreakerSettings
 from teams.durations import Duration, at_most
-
-Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
-"""Lower-case identifier used for team, agent, stage and approver names."""
+from teams.experiments import MAX_EXPERIMENTS, ExperimentSpec, VariantAssignment, VariantSpec
+from teams.spec_fields import ModelId, Slug, SpecModel, VersionLabel
 
 MAX_AGENTS = 16
 """Agents in one team."""
@@ -56,8 +55,6 @@ MAX_APPROVERS = 20
 MAX_RUBRIC_ITEMS = 20
 """Items of one gate's rubric (a reviewer's verdict lists at most 20 reasons too)."""
 MAX_RUBRIC_ITEM_CHARS = 500
-MAX_MODEL_CHARS = 128
-"""Length of a model id (``claude-sonnet-4-6``)."""
 MAX_DESCRIPTION_CHARS = 2_000
 MAX_INSTRUCTIONS_CHARS = 20_000
 """One inline agent's system prompt."""
@@ -84,14 +81,7 @@ MAX_SLA = timedelta(days=1)
 MAX_CACHE_TTL = timedelta(days=30)
 """How long a cached answer may be served."""
 
-ModelId = Annotated[str, Field(min_length=1, max_length=MAX_MODEL_CHARS)]
 Approvers = Annotated[list[Slug], Field(max_length=MAX_APPROVERS)]
-
-
-class _Spec(BaseModel):
-    # Unknown keys are typos, not extensions: refuse them so "max_token = 10"
-    # is an error rather than a silently ignored line.
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OutputKind(StrEnum):
@@ -104,7 +94,7 @@ class OutputKind(StrEnum):
     """A :class:`teams.outputs.RouteDecision` (specialist or direct answer)."""
 
 
-class RetrySpec(_Spec):
+class RetrySpec(SpecModel):
     """Temporal retry policy for one agent's calls.
 
     The default is the house policy: 1 s initial interval, ×2 backoff, 3
@@ -127,7 +117,7 @@ class RetrySpec(_Spec):
         return self
 
 
-class AgentTimeouts(_Spec):
+class AgentTimeouts(SpecModel):
     """Activity timeouts for one agent's calls.
 
     ``start_to_close`` bounds one attempt, ``schedule_to_close`` caps all
@@ -153,7 +143,7 @@ class AgentTimeouts(_Spec):
         return self
 
 
-class ModelRouting(_Spec):
+class ModelRouting(SpecModel):
     """Choose, per call, between the agent's ``model`` and a cheaper one.
 
     Rules (every decision is recorded on the call):
@@ -177,20 +167,20 @@ class ModelRouting(_Spec):
         return self
 
 
-class AgentSpec(_Spec):
+class AgentSpec(SpecModel):
     """One agent: who it is, which prompt and model it uses, and its limits."""
 
     name: Slug
     role: str = Field(min_length=1, max_length=200)
     prompt: Slug | None = None
     """Prompt file name under ``teams/prompts/<prompt>/<prompt_version>.md``."""
-    prompt_version: str = Field(default="v1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    prompt_version: VersionLabel = "v1"
     instructions: str | None = Field(default=None, min_length=1, max_length=MAX_INSTRUCTIONS_CHARS)
     """Inline system prompt (inline specs); exclusive with ``prompt``."""
     model: ModelId
     fallback_model: ModelId | None = None
     """A cheaper model to run when ``model`` exhausts its retries."""
-    fallback_prompt_version: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    fallback_prompt_version: VersionLabel | None = None
     """A simpler version of ``prompt`` for the fallback call (with or without a fallback model)."""
     max_tokens: int = Field(ge=1, le=64_000)
     context_budget_tokens: int | None = Field(default=None, ge=256, le=MAX_TOKENS)
@@ -233,7 +223,7 @@ class AgentSpec(_Spec):
         return self.fallback_model is not None or self.fallback_prompt_version is not None
 
 
-class SequentialStage(_Spec):
+class SequentialStage(SpecModel):
     """Agents run one after another; each sees the outputs before it."""
 
     kind: Literal["sequential"]
@@ -241,7 +231,7 @@ class SequentialStage(_Spec):
     agents: list[Slug] = Field(min_length=1, max_length=MAX_STAGE_AGENTS)
 
 
-class DegradationThresholds(_Spec):
+class DegradationThresholds(SpecModel):
     """How many fan-out agents must succeed for each degradation level."""
 
     full: int = Field(ge=1, le=MAX_STAGE_AGENTS)
@@ -255,7 +245,7 @@ class DegradationThresholds(_Spec):
         return self
 
 
-class FanOutStage(_Spec):
+class FanOutStage(SpecModel):
     """Agents run concurrently; the stage ends when all return or ``timeout`` fires."""
 
     kind: Literal["fan_out"]
@@ -281,7 +271,7 @@ class FanOutStage(_Spec):
         return self
 
 
-class GateStage(_Spec):
+class GateStage(SpecModel):
     """A quality gate: review, and send rejected work back with the reasons."""
 
     kind: Literal["gate"]
@@ -297,7 +287,7 @@ class GateStage(_Spec):
     )
 
 
-class RouterStage(_Spec):
+class RouterStage(SpecModel):
     """A router classifies the request and picks one specialist (or answers)."""
 
     kind: Literal["router"]
@@ -309,7 +299,7 @@ class RouterStage(_Spec):
     """Let the router answer simple requests itself and end the run early."""
 
 
-class ApprovalStage(_Spec):
+class ApprovalStage(SpecModel):
     """A durable wait for a human decision on the current output."""
 
     kind: Literal["approval"]
@@ -343,7 +333,7 @@ Stage = Annotated[
 ]
 
 
-class BudgetSpec(_Spec):
+class BudgetSpec(SpecModel):
     """The default per-run budget, and how far a request's ``budget_usd`` may raise it."""
 
     max_usd: Decimal = Field(gt=0, le=MAX_USD, decimal_places=6)
@@ -355,7 +345,7 @@ class BudgetSpec(_Spec):
     cheaper model (its routing ``cheap_model``, else its fallback) before stopping."""
 
 
-class AlertSpec(_Spec):
+class AlertSpec(SpecModel):
     """When ``teamctl report`` raises an alert for this team (production defaults).
 
     An agent's latency target is its own ``sla``; these are the rest.
@@ -382,7 +372,7 @@ in an agent's output does: ``flag`` records it on the call and the result;
 another agent; ``reject`` ends the run (a task is refused before any call)."""
 
 
-class InjectionSpec(_Spec):
+class InjectionSpec(SpecModel):
     """The team's prompt-injection policy, and who reviews quarantined text."""
 
     policy: InjectionPolicy = "flag"
@@ -400,11 +390,11 @@ class InjectionSpec(_Spec):
         return self
 
 
-class TeamSpec(_Spec):
+class TeamSpec(SpecModel):
     """A whole team: its agents, its stages in order, its budget and alert thresholds."""
 
     name: Slug
-    version: str = Field(default="1", pattern=r"^[A-Za-z0-9._-]{1,32}$")
+    version: VersionLabel = "1"
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     budget: BudgetSpec
     breakers: BreakerSettings = BreakerSettings()
@@ -417,6 +407,8 @@ class TeamSpec(_Spec):
     """Suspected prompt injections (see :data:`InjectionPolicy`)."""
     agents: list[AgentSpec] = Field(min_length=1, max_length=MAX_AGENTS)
     stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)
+    experiments: list[ExperimentSpec] = Field(default_factory=list, max_length=MAX_EXPERIMENTS)
+    """Variants of agents split across runs (see :mod:`teams.experiments`)."""
 
     def agent(self, name: str) -> AgentSpec:
         """The agent called ``name`` (validation guarantees it exists)."""
@@ -441,6 +433,32 @@ class TeamSpec(_Spec):
         if not stages:
             raise ValueError(f"team {self.name!r} has only approval stages")
         return self.model_validate(self.model_dump() | {"stages": [s.model_dump() for s in stages]})
+
+    def with_variants(self, workflow_id: str) -> tuple[TeamSpec, list[VariantAssignment]]:
+        """The team as run ``workflow_id`` runs it: each experiment's variant applied."""
+        if not self.experiments:
+            return self, []
+        agents = [a.model_dump() for a in self.agents]
+        index = {a.name: i for i, a in enumerate(self.agents)}
+        assignments = []
+        for experiment in self.experiments:
+            arm = experiment.assign(workflow_id)
+            agent = agents[index[experiment.agent]]
+            if arm.model is not None:
+                agent["model"] = arm.model
+            if arm.prompt_version is not None:
+                agent["prompt_version"] = arm.prompt_version
+            assignments.append(
+                VariantAssignment(
+                    experiment=experiment.name,
+                    agent=experiment.agent,
+                    variant=arm.name,
+                    model=agent["model"],
+                    prompt_version=agent["prompt_version"],
+                )
+            )
+        applied = self.model_validate(self.model_dump() | {"agents": agents})
+        return applied, assignments
 
     def budget_cap_usd(self) -> Decimal:
         """The most a request may set this team's per-run budget to."""
@@ -487,7 +505,46 @@ class TeamSpec(_Spec):
                         f"stages[{index}] ({stage.name}).{field}: no agent named {agent!r}"
                     )
             _check_outputs(index, stage, agents)
+        _check_experiments(self.experiments, agents)
         return self
+
+
+def _check_experiments(experiments: list[ExperimentSpec], agents: dict[str, AgentSpec]) -> None:
+    names = [e.name for e in experiments]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"experiment names must be unique; repeated: {', '.join(repeated)}")
+    seen: set[str] = set()
+    for index, experiment in enumerate(experiments):
+        where = f"experiments[{index}] ({experiment.name})"
+        agent = agents.get(experiment.agent)
+        if agent is None:
+            raise ValueError(f"{where}.agent: no agent named {experiment.agent!r}")
+        if experiment.agent in seen:
+            # Two experiments on one agent would both set its model or prompt.
+            raise ValueError(f"{where}.agent: {experiment.agent!r} is in another experiment")
+        seen.add(experiment.agent)
+        for arm in experiment.arms():
+            _check_arm(where, agent, arm)
+
+
+def _check_arm(where: str, agent: AgentSpec, arm: VariantSpec) -> None:
+    """Refuse a variant that would make an invalid agent, for every run, not only its share."""
+    if arm.prompt_version is not None and agent.prompt is None:
+        raise ValueError(
+            f"{where}.{arm.name}: sets prompt_version but agent {agent.name!r} has "
+            "inline instructions, not a prompt file"
+        )
+    overrides = {"model": arm.model, "prompt_version": arm.prompt_version}
+    try:
+        AgentSpec.model_validate(agent.model_dump() | {k: v for k, v in overrides.items() if v})
+    except ValidationError as err:
+        problems = "; ".join(_clean(e["msg"]) for e in err.errors())
+        raise ValueError(f"{where}.{arm.name}: {problems}") from None
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("Value error, ")
 
 
 def _stage_agent_refs(stage: Stage) -> list[tuple[str, str]]:

@@ -26,6 +26,7 @@ from stores.controls.contract import ControlsStore
 from stores.controls.sqlite import SqliteControls
 from stores.response_cache import ResponseCache
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
+from teams.releases import PINS_FILE
 from teams.requests import TeamRequest
 from teams.results import TeamResult, TeamStatus
 from teams.spec import TeamSpec
@@ -310,6 +311,7 @@ def catalog_with_edited(folder: Path, name: str, *edits: tuple[str, str]) -> Cat
         teams_dirs=(folder, *shipped.teams_dirs),
         prompts_dirs=shipped.prompts_dirs,
         prices=shipped.prices,
+        pins_file=folder / PINS_FILE,
     )
 
 

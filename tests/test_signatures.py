@@ -51,7 +51,7 @@ from security.signatures import (
     verify,
     write_key_pair,
 )
-from teams.spec import Slug
+from teams.spec_fields import Slug
 
 # RFC 8032, section 7.1, TEST 1: a fixed key makes the signature below a test vector.
 RFC8032_SECRET = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")

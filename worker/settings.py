@@ -75,7 +75,8 @@ from teams.durations import Duration
 from teams.errors import AgentTeamsError
 from teams.policy import RequestPolicy
 from teams.pricing import load_price_table
-from teams.spec import Slug
+from teams.releases import PINS_FILE
+from teams.spec_fields import Slug
 from worker.deployment import DEFAULT_TASK_QUEUE, Deployment
 
 ProviderName = Literal["simulated", "anthropic"]
@@ -267,7 +268,10 @@ class WorkerSettings(BaseModel):
         teams = ((self.teams_dir,) if self.teams_dir else ()) + (SHIPPED_TEAMS_DIR,)
         prompts = ((self.prompts_dir,) if self.prompts_dir else ()) + (SHIPPED_PROMPTS_DIR,)
         return Catalog(
-            teams_dirs=teams, prompts_dirs=prompts, prices=load_price_table(self.prices_path)
+            teams_dirs=teams,
+            prompts_dirs=prompts,
+            prices=load_price_table(self.prices_path),
+            pins_file=self.teams_dir / PINS_FILE if self.teams_dir else None,
         )
 
 

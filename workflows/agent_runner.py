@@ -388,6 +388,7 @@ class AgentRunner:
             routes=step.routes,
             max_tokens=spec.max_tokens,
             price=self._team.prices[model],
+            variant=self._team.variant_of(spec.name),
             context_budget_tokens=spec.context_budget_tokens,
             cache_ttl_s=spec.cache_ttl.total_seconds() if spec.cache else None,
             # Slightly under start-to-close, so the SDK's typed timeout wins the race.

@@ -107,10 +107,15 @@ class AgentTeamWorkflow:
         self._desk.configure(team.approval_mode, team.approvers)
         self._visibility.begin(legacy=not current)
         shared = _shared_controls(team, request, self._state, current=current)
+        # No patch needed: a team resolved by a worker from before experiments
+        # has variants None in history, and such a run upserts as it did.
+        tagged = team.variants is not None
         self._visibility.started(
             team=team.spec.name,
             tenant=request.tenant,
             prompts=[f"{p.ref.name}/{p.ref.version}" for p in team.prompts.values()],
+            version=team.spec.version if tagged else None,
+            variants=[v.label for v in team.variants or []],
         )
         if current:
             self._guard = InjectionGuard(

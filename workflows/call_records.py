@@ -25,6 +25,7 @@ def base_record(
         fallback_for=call.fallback_for,
         fallback_reason=call.fallback_reason,
         routing=call.routing,
+        variant=call.variant,
         status=status,
         reserved_micro=reserved,
         elapsed_ms=elapsed_ms,

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from security.pii import redact
     from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
     from teams.calls import HandoffItem
+    from teams.experiments import VariantAssignment
     from teams.outputs import RouteDecision
     from teams.resolved import ResolvedTeam
     from teams.results import (
@@ -62,6 +63,7 @@ class RunState:
         self.team = team
         self.tenant = tenant
         self.team_version = ""
+        self.variants: list[VariantAssignment] = []
         self.spec_source = ""
         self.phase: Phase = "starting"
         self.stage: str | None = None
@@ -95,6 +97,7 @@ class RunState:
         self._agents = [a.name for a in team.spec.agents]
         self._agent_state = {name: "pending" for name in self._agents}
         self.prompt_versions = {name: p.ref.label for name, p in team.prompts.items()}
+        self.variants = list(team.variants or [])
         self.phase = "running"
 
     def enter_stage(self, name: str) -> None:
@@ -229,6 +232,7 @@ class RunState:
             injections=self.injections,
             warnings=warnings,
             prompt_versions=self.prompt_versions,
+            variants=self.variants,
             budget_micro=budget.limit_micro,
             total_cost_micro=sum(r.cost_micro for r in calls),
             total_input_tokens=sum(r.input_tokens for r in calls),

@@ -13,7 +13,14 @@ Attribute              Type         Value
 ``AwaitingApproval``   Bool         true while an approval point is pending
 ``PendingApprovers``   KeywordList  who may decide the pending point
 ``PromptVersions``     KeywordList  name/version of every prompt the team uses
+``TeamVersion``        Keyword      the team file's ``version`` the run resolved
+``Variants``           KeywordList  ``experiment:variant`` of each experiment the
+                                    run is in (unset without experiments)
 =====================  ===========  =============================================
+
+Runs whose team was resolved by a worker from before experiments (their
+recorded ``ResolvedTeam.variants`` is None) set neither ``TeamVersion`` nor
+``Variants``.
 
 Examples: ``AwaitingApproval = true``, ``CostUsd > 1``, ``TeamName = 'research' AND
 TeamStatus = 'DEGRADED'``, ``PendingApprovers = 'editor'``.
@@ -42,6 +49,8 @@ DEGRADATION_LEVEL = SearchAttributeKey.for_keyword("DegradationLevel")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
 PENDING_APPROVERS = SearchAttributeKey.for_keyword_list("PendingApprovers")
 PROMPT_VERSIONS = SearchAttributeKey.for_keyword_list("PromptVersions")
+TEAM_VERSION = SearchAttributeKey.for_keyword("TeamVersion")
+VARIANTS = SearchAttributeKey.for_keyword_list("Variants")
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     TEAM_NAME,
@@ -52,6 +61,8 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     AWAITING_APPROVAL,
     PENDING_APPROVERS,
     PROMPT_VERSIONS,
+    TEAM_VERSION,
+    VARIANTS,
 )
 """Every attribute the workflow sets; registered by the dev server, tests and worker."""
 
@@ -97,8 +108,20 @@ class Visibility:
         if merged:
             self._upsert(merged)
 
-    def started(self, *, team: str, tenant: str | None, prompts: list[str]) -> None:
-        """The run began: name it, and say it is running."""
+    def started(
+        self,
+        *,
+        team: str,
+        tenant: str | None,
+        prompts: list[str],
+        version: str | None = None,
+        variants: list[str] | None = None,
+    ) -> None:
+        """The run began: name it, and say it is running.
+
+        ``version`` is None, and ``variants`` empty, in runs resolved by a worker
+        from before experiments (they did not set them).
+        """
         updates: list[SearchAttributeUpdate[Any]] = [
             TEAM_NAME.value_set(team),
             TEAM_STATUS.value_set("RUNNING"),
@@ -109,6 +132,10 @@ class Visibility:
         ]
         if tenant:
             updates.append(TENANT.value_set(tenant))
+        if version is not None:
+            updates.append(TEAM_VERSION.value_set(version))
+        if variants:
+            updates.append(VARIANTS.value_set(sorted(variants)))
         self._upsert(updates)
 
     def cost(self, total_micro: int) -> None:
