@@ -43,6 +43,7 @@ from stores.controls.contract import ControlsStore
 from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
 from teamctl import render
 from teamctl import report as operator_report
+from teamctl import rollback as team_rollback
 from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT
 from teamctl.codec_server import codec_server_from_env, run_codec_server
 from teamctl.compose_env import make_compose_env
@@ -203,6 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
     )
 
+    rollback = commands.add_parser(
+        "rollback", help="new runs of a team go back to an earlier release (no restart)"
+    )
+    rollback.add_argument("team")
+    rollback.add_argument(
+        "--to", metavar="VERSION", help="the release to use (default: the one before the current)"
+    )
+    rollback.add_argument(
+        "--wait",
+        type=float,
+        default=team_rollback.DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help="watch this long for the first new run on that version and print the time to "
+        "it (0: do not watch; default: %(default)s)",
+    )
+
     commands.add_parser("teams", help="list the shipped teams")
 
     codec = commands.add_parser(
@@ -271,6 +288,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         query = visibility_query(team=args.team, tenant=args.tenant, approver=args.approver)
         limit = check_limit(args.limit)
         return await _pending(await _connect(args), query, limit=limit, as_json=args.json)
+    if args.command == "rollback":
+        return await _rollback(args)
     if args.command == "report":
         # Bad input fails here, before anything connects.
         since = operator_report.parse_since(args.since)
@@ -505,6 +524,28 @@ async def _report(
     )
     text = report.model_dump_json(indent=2) if fmt == "json" else render.report_text(report)
     print(redact(text))
+    return 0
+
+
+async def _rollback(args: argparse.Namespace) -> int:
+    started = datetime.now(UTC)
+    done = team_rollback.roll_back(_catalog(), args.team, args.to, now=started)
+    print(team_rollback.describe(done), flush=True)
+    if args.wait <= 0:
+        return 0
+    first = await team_rollback.first_run_after(
+        await _connect(args), done.team, done.to_version, started, wait_s=args.wait
+    )
+    if first is None:
+        print(
+            f"no new run of {done.team} started within {args.wait:g} s; "
+            f"the next one uses version {done.to_version}"
+        )
+    else:
+        print(
+            f"first new run on version {done.to_version}: {first[0]}, "
+            f"{first[1]:.2f} s after the command"
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
@@ -59,22 +60,25 @@ def teamctl(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedProcess
     )
 
 
-async def run_async(*argv: str) -> tuple[int, str, str]:
+async def run_async(*argv: str, extra_env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
     """Run a command without blocking the event loop (in-process workers keep serving)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"},
+        env={**inherited, **(extra_env or {})},
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=120)
     return process.returncode or 0, out.decode(), err.decode()
 
 
-async def teamctl_async(env: WorkflowEnvironment, *args: str) -> tuple[int, str, str]:
+async def teamctl_async(
+    env: WorkflowEnvironment, *args: str, extra_env: Mapping[str, str] | None = None
+) -> tuple[int, str, str]:
     binary = Path(sys.executable).parent / "teamctl"
-    return await run_async(str(binary), "--address", address_of(env), *args)
+    return await run_async(str(binary), "--address", address_of(env), *args, extra_env=extra_env)
 
 
 async def temporal_cli(env: WorkflowEnvironment, *args: str) -> tuple[int, str, str]:
