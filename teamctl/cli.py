@@ -41,6 +41,7 @@ from security.pii import redact
 from security.signatures import registry_line, write_key_pair
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
+from teamctl import experiments as team_experiments
 from teamctl import render
 from teamctl import report as operator_report
 from teamctl import rollback as team_rollback
@@ -204,6 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
     )
 
+    experiments = commands.add_parser(
+        "experiments", help="per experiment variant: pass rate, quality, cost; CIs and a verdict"
+    )
+    experiments.add_argument(
+        "--since",
+        default=team_experiments.DEFAULT_SINCE,
+        help="runs started in the last 24h, 7d, ... (default: %(default)s)",
+    )
+    experiments.add_argument("--team", help="only runs of this team")
+    experiments.add_argument(
+        "--limit",
+        type=int,
+        default=team_experiments.DEFAULT_LIMIT,
+        help="read at most the newest N runs (default: %(default)s)",
+    )
+    experiments.add_argument(
+        "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
+    )
+
     rollback = commands.add_parser(
         "rollback", help="new runs of a team go back to an earlier release (no restart)"
     )
@@ -290,6 +310,16 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await _pending(await _connect(args), query, limit=limit, as_json=args.json)
     if args.command == "rollback":
         return await _rollback(args)
+    if args.command == "experiments":
+        # Bad input fails here, before anything connects.
+        since = operator_report.parse_since(args.since)
+        operator_report.check_team(args.team)
+        operator_report.check_limit(args.limit)
+        found = await team_experiments.fetch_experiments(
+            await _connect(args), since=since, team=args.team, limit=args.limit
+        )
+        print(team_experiments.render(found, args.format))
+        return 0
     if args.command == "report":
         # Bad input fails here, before anything connects.
         since = operator_report.parse_since(args.since)
