@@ -141,7 +141,7 @@ async def test_figures_of_seeded_runs_equal_hand_computed_values(
                 result_type=TeamResult,
             )
             results[arms[workflow_id]].append(result)
-    assert [len(results[arm]) for arm in ('control', 's45')] == [4, 3]
+    assert [len(results[arm]) for arm in ("control", "s45")] == [4, 3]
 
     code, out, err = await teamctl_async(
         env, "experiments", "--team", "code-review", "--since", "1h", "--format", "json"
