@@ -23,7 +23,17 @@ from typing import Any, TypeVar
 
 from temporalio.client import Client
 
-from bench import chart, controls, cost, history, latency, recovery, targets, throughput
+from bench import (
+    chart,
+    controls,
+    cost,
+    history,
+    latency,
+    recovery,
+    rollback,
+    targets,
+    throughput,
+)
 from bench.environment import SERVER_MODE, machine, target
 from bench.postgres import Unavailable, postgres_server
 from bench.stats import Spread, Table
@@ -47,7 +57,7 @@ from teams.catalog import Catalog
 
 _Key = TypeVar("_Key", bound=tuple[object, ...])
 
-SECTIONS = ("latency", "throughput", "recovery", "history", "cost", "controls")
+SECTIONS = ("latency", "throughput", "recovery", "rollback", "history", "cost", "controls")
 POSTGRES_SECTIONS = ("latency", "throughput", "controls")
 """The sections with PostgreSQL rows: the cluster is started only for them."""
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
@@ -165,6 +175,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {}
     timings: dict[str, float] = {}
     lat = thr = ctl = None
+    back: rollback.RollbackResults | None = None
     rows: list[history.HistoryFigures] | None = None
     skipped: dict[str, str] = {}
     dropouts = Dropouts(OPTIONAL)
@@ -245,6 +256,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "disturbed": {k: v.as_dict() for k, v in rec.disturbed.items()},
                         "after_fault": {k: v.as_dict() for k, v in rec.after_fault.items()},
                     }
+            if "rollback" in sections and server is None:
+                context.skip("rollback", "it starts its own worker process: only with --server dev")
+            if "rollback" in sections and server is not None:
+                with _timed("rollback", timings):
+                    back = await rollback.measure(
+                        server.client,
+                        f"127.0.0.1:{server.port}",
+                        folder,
+                        repeats=args.repeats,
+                    )
+                    tables.append(rollback.rollback_table(back))
+                    data["rollback"] = {
+                        "command_to_first_run_s": back.to_old.as_dict(),
+                        "command_wall_s": back.command_wall_s.as_dict(),
+                        "runs_started": back.runs_started,
+                    }
             if "history" in sections:
                 with _timed("history", timings):
                     rows = await history.measure(zero.project, zero.bare, catalog, plans)
@@ -281,6 +308,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         *targets.throughput_targets(thr),
         *targets.latency_targets(lat),
         targets.cpu_target(thr),
+        targets.rollback_target(back),
         *targets.history_targets(rows),
         *targets.controls_targets(ctl, controls.ENTITY_BASELINE),
     ]

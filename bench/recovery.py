@@ -60,7 +60,14 @@ class RecoveryResults:
 class WorkerProcess:
     """``python -m worker`` on a task queue, its log in a file."""
 
-    def __init__(self, address: str, task_queue: str, scale: float, log: Path) -> None:
+    def __init__(
+        self,
+        address: str,
+        task_queue: str,
+        scale: float,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self._log = log
         environ = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC_")}
         environ |= {
@@ -73,7 +80,7 @@ class WorkerProcess:
             "AGENT_TEAMS_CACHE_URL": "off",
             "AGENT_TEAMS_LOG_FORMAT": "json",
             "SIM_LATENCY_SCALE": str(scale),
-        }
+        } | (extra_env or {})
         self._seen = log.stat().st_size if log.exists() else 0
         self.spawned = time.time()
         with log.open("ab") as out:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bench.controls import ControlsResults, EntityBaseline, versus_entities
 from bench.history import HistoryFigures
 from bench.latency import SEQUENTIAL, LatencyResults
+from bench.rollback import RollbackResults
 from bench.stats import Table
 from bench.systems import CALLS_QUEUE, PROJECT, TEMPORAL_LANGGRAPH
 from bench.throughput import BASELINE, ThroughputResults
@@ -219,6 +220,17 @@ def controls_targets(ctl: ControlsResults | None, baseline: EntityBaseline) -> l
             )
         )
     return found
+
+
+ROLLBACK_LIMIT_S = 60.0
+
+
+def rollback_target(back: RollbackResults | None) -> Target:
+    """``teamctl rollback`` to the first new run on the old release: under a minute (worst)."""
+    name = f"rollback: command → first new run on the old release < {ROLLBACK_LIMIT_S:g} s"
+    if back is None:
+        return _missing(name, "rollback section not run")
+    return Target(name, f"worst {back.to_old.high:.2f} s", back.to_old.high < ROLLBACK_LIMIT_S)
 
 
 def targets_table(targets: list[Target]) -> Table:
