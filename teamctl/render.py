@@ -147,6 +147,11 @@ def _result_text(result: TeamResult) -> str:
     lines = [f"status     {result.status.value}  (degradation {result.degradation.value})"]
     if result.reason:
         lines.append(f"reason     {result.reason}")
+    for variant in result.variants:
+        lines.append(
+            f"variant    {variant.label}: {variant.agent} on {variant.model}, "
+            f"prompt {variant.prompt_version}"
+        )
     if result.route is not None:
         lines.append(f"route      {result.route.route} ({result.route.rationale})")
     for gate in result.gates:
