@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from temporalio.client import Client, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from teams.catalog import SHIPPED_PRICES, Catalog
@@ -22,6 +23,7 @@ from teams.experiments import ExperimentSpec, VariantAssignment, bucket
 from teams.requests import TeamRequest
 from teams.results import TeamResult
 from teams.spec import TeamSpec
+from tests.processes import teamctl_async
 from tests.support import catalog_with_edited, running_worker, team_data
 from workflows.agent_team import WORKFLOW_NAME, AgentTeamWorkflow
 from workflows.visibility import TEAM_VERSION, VARIANTS
@@ -191,7 +193,7 @@ def _merger_calls(result: TeamResult) -> list[tuple[str, str | None]]:
 
 
 async def test_assignment_is_recorded_and_a_weight_change_applies_to_new_runs_only(
-    client: Client, task_queue: str, tmp_path: Path
+    env: WorkflowEnvironment, client: Client, task_queue: str, tmp_path: Path
 ) -> None:
     catalog = _catalog(tmp_path, control=90, candidate=10)
     async with running_worker(client, task_queue, catalog=catalog):
@@ -233,3 +235,7 @@ async def test_assignment_is_recorded_and_a_weight_change_applies_to_new_runs_on
         workflows=[AgentTeamWorkflow], data_converter=client.data_converter
     ).replay_workflow(history, raise_on_replay_failure=False)
     assert replay.replay_failure is None
+
+    code, out, _ = await teamctl_async(env, "result", control.workflow_id)
+    assert code == 0
+    assert "variant    merger-s45:control: merger on claude-haiku-4-5, prompt v1\n" in out
