@@ -25,22 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 from stores.controls import sql
 from stores.controls.contract import (
     DEFAULT_RETENTION,
-    AdmitAnswer,
-    AdmitRequest,
-    BreakerAnswer,
-    BucketTake,
     ControlsUnavailableError,
-    PruneReport,
-    Reservation,
-    ReserveAnswer,
     Retention,
-    RunRecord,
-    SettleAnswer,
-    Settlement,
-    TakeAnswer,
 )
-from teams.breakers import BreakerSettings, BreakerStatus
-from teams.ledger import Alert, LedgerSummary
+from stores.controls.sql_store import SqlControls
 
 _T = TypeVar("_T")
 POOL_SIZE = 4
@@ -88,7 +76,7 @@ def _pg(statement: str) -> str:
     return statement.replace("?", "%s")
 
 
-class PostgresControls:
+class PostgresControls(SqlControls):
     """A :class:`stores.controls.contract.ControlsStore` in PostgreSQL tables."""
 
     backend = "postgresql"
@@ -153,56 +141,6 @@ class PostgresControls:
     async def _run(self, work: Callable[[sql.Tx], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._threads, self._transaction, work)
-
-    async def admit(self, request: AdmitRequest) -> AdmitAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.admit(tx, request))
-
-    async def reserve(self, reservation: Reservation) -> ReserveAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.reserve(tx, reservation))
-
-    async def settle(self, settlement: Settlement) -> SettleAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.settle(tx, settlement))
-
-    async def release(self, call_key: str) -> bool:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.release(tx, call_key))
-
-    async def breaker_admit(
-        self, key: str, request_id: str, settings: BreakerSettings
-    ) -> BreakerAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.breaker_admit(tx, key, request_id, settings))
-
-    async def breaker_report(
-        self, key: str, request_id: str, success: bool, settings: BreakerSettings
-    ) -> BreakerAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(
-            lambda tx: sql.breaker_report(tx, key, request_id, success, settings)
-        )
-
-    async def take(self, take: BucketTake) -> TakeAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.take(tx, take))
-
-    async def record_run(self, record: RunRecord) -> list[Alert]:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.record_run(tx, record))
-
-    async def ledger(self, scope: str, day: str) -> LedgerSummary | None:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.ledger(tx, scope, day))
-
-    async def breaker(self, key: str) -> BreakerStatus | None:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.breaker(tx, key))
-
-    async def prune(self) -> PruneReport:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.prune(tx, self._retention))
 
     async def aclose(self) -> None:
         """Close the pool and its threads."""

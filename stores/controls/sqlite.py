@@ -27,22 +27,10 @@ from typing import Any, TypeVar
 from stores.controls import sql
 from stores.controls.contract import (
     DEFAULT_RETENTION,
-    AdmitAnswer,
-    AdmitRequest,
-    BreakerAnswer,
-    BucketTake,
     ControlsUnavailableError,
-    PruneReport,
-    Reservation,
-    ReserveAnswer,
     Retention,
-    RunRecord,
-    SettleAnswer,
-    Settlement,
-    TakeAnswer,
 )
-from teams.breakers import BreakerSettings, BreakerStatus
-from teams.ledger import Alert, LedgerSummary
+from stores.controls.sql_store import SqlControls
 
 _T = TypeVar("_T")
 BUSY_TIMEOUT_S = 5.0
@@ -69,7 +57,7 @@ class _SqliteTx:
         return self._db.execute(statement, params).rowcount
 
 
-class SqliteControls:
+class SqliteControls(SqlControls):
     """A :class:`stores.controls.contract.ControlsStore` in a SQLite file."""
 
     backend = "sqlite"
@@ -131,56 +119,6 @@ class SqliteControls:
     async def _run(self, work: Callable[[sql.Tx], _T]) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._transaction, work)
-
-    async def admit(self, request: AdmitRequest) -> AdmitAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.admit(tx, request))
-
-    async def reserve(self, reservation: Reservation) -> ReserveAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.reserve(tx, reservation))
-
-    async def settle(self, settlement: Settlement) -> SettleAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.settle(tx, settlement))
-
-    async def release(self, call_key: str) -> bool:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.release(tx, call_key))
-
-    async def breaker_admit(
-        self, key: str, request_id: str, settings: BreakerSettings
-    ) -> BreakerAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.breaker_admit(tx, key, request_id, settings))
-
-    async def breaker_report(
-        self, key: str, request_id: str, success: bool, settings: BreakerSettings
-    ) -> BreakerAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(
-            lambda tx: sql.breaker_report(tx, key, request_id, success, settings)
-        )
-
-    async def take(self, take: BucketTake) -> TakeAnswer:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.take(tx, take))
-
-    async def record_run(self, record: RunRecord) -> list[Alert]:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.record_run(tx, record))
-
-    async def ledger(self, scope: str, day: str) -> LedgerSummary | None:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.ledger(tx, scope, day))
-
-    async def breaker(self, key: str) -> BreakerStatus | None:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.breaker(tx, key))
-
-    async def prune(self) -> PruneReport:
-        """See :class:`ControlsStore`."""
-        return await self._run(lambda tx: sql.prune(tx, self._retention))
 
     async def aclose(self) -> None:
         """Close the connection and its thread."""
