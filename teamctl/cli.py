@@ -189,40 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="per agent and team: latency, errors, retries, fallbacks, cost per run; alerts",
     )
-    report.add_argument(
-        "--since",
-        default=operator_report.DEFAULT_SINCE,
-        help="runs started in the last 30m, 24h, 7d, ... (default: %(default)s)",
-    )
-    report.add_argument("--team", help="only runs of this team")
-    report.add_argument(
-        "--limit",
-        type=int,
-        default=operator_report.DEFAULT_LIMIT,
-        help="read at most the newest N runs (default: %(default)s)",
-    )
-    report.add_argument(
-        "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
-    )
+    _window_arguments(report, operator_report.DEFAULT_SINCE, operator_report.DEFAULT_LIMIT)
 
     experiments = commands.add_parser(
         "experiments", help="per experiment variant: pass rate, quality, cost; CIs and a verdict"
     )
-    experiments.add_argument(
-        "--since",
-        default=team_experiments.DEFAULT_SINCE,
-        help="runs started in the last 24h, 7d, ... (default: %(default)s)",
-    )
-    experiments.add_argument("--team", help="only runs of this team")
-    experiments.add_argument(
-        "--limit",
-        type=int,
-        default=team_experiments.DEFAULT_LIMIT,
-        help="read at most the newest N runs (default: %(default)s)",
-    )
-    experiments.add_argument(
-        "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
-    )
+    _window_arguments(experiments, team_experiments.DEFAULT_SINCE, team_experiments.DEFAULT_LIMIT)
 
     rollback = commands.add_parser(
         "rollback", help="new runs of a team go back to an earlier release (no restart)"
@@ -268,6 +240,25 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=int, default=8233)
     dev.add_argument("--db-file", type=Path, default=Path(".temporal/dev.sqlite"))
     return parser
+
+
+def _window_arguments(parser: argparse.ArgumentParser, since: str, limit: int) -> None:
+    """``--since``, ``--team``, ``--limit`` and ``--format``: which runs a report reads."""
+    parser.add_argument(
+        "--since",
+        default=since,
+        help="runs started in the last 30m, 24h, 7d, ... (default: %(default)s)",
+    )
+    parser.add_argument("--team", help="only runs of this team")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=limit,
+        help="read at most the newest N runs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--format", choices=("table", "json"), default="table", help="(default: %(default)s)"
+    )
 
 
 async def dispatch(args: argparse.Namespace) -> int:

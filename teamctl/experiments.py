@@ -22,7 +22,6 @@ run with 95 % intervals, and a verdict (:mod:`teamctl.experiment_stats`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -30,18 +29,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import Client, WorkflowExecution
+from temporalio.client import Client
 
 from teamctl import experiment_stats as stats
 from teamctl.render import table
 from teamctl.report import (
-    READ_CONCURRENCY,
     ListedRun,
     check_limit,
     format_ms,
     percentile,
     rate_percent,
-    read_run,
+    read_runs,
     visibility_query,
 )
 from teams.experiments import CONTROL
@@ -298,15 +296,10 @@ async def fetch_experiments(
         async for e in client.list_workflows(query, limit=limit + 1)
         if e.typed_search_attributes.get(VARIANTS)
     ]
-    gate = asyncio.Semaphore(READ_CONCURRENCY)
-
-    async def read(execution: WorkflowExecution) -> list[RunSample]:
-        async with gate:
-            run = await read_run(client, execution)
-        labels = execution.typed_search_attributes.get(VARIANTS) or []
-        return samples_of(run, labels) if run is not None else []
-
-    found = await asyncio.gather(*(read(e) for e in executions[:limit]))
+    found = [
+        samples_of(run, execution.typed_search_attributes.get(VARIANTS) or [])
+        for run, execution in await read_runs(client, executions[:limit])
+    ]
     return build_experiments(
         [s for samples in found for s in samples],
         since=start,

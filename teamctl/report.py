@@ -639,14 +639,7 @@ async def fetch_report(
     check_limit(limit)
     # One more than asked for, to tell the caller the list was cut.
     executions = [e async for e in client.list_workflows(query, limit=limit + 1)]
-    gate = asyncio.Semaphore(READ_CONCURRENCY)
-
-    async def read(execution: WorkflowExecution) -> ListedRun | None:
-        async with gate:
-            return await read_run(client, execution)
-
-    found = await asyncio.gather(*(read(e) for e in executions[:limit]))
-    runs = [r for r in found if r is not None]
+    runs = [run for run, _ in await read_runs(client, executions[:limit])]
     teams = sorted({r.team for r in runs})
     targets = await asyncio.gather(*(team_targets(client, name, runs, catalog) for name in teams))
     return build_report(
@@ -658,6 +651,20 @@ async def fetch_report(
         query=query,
         truncated=len(executions) > limit,
     )
+
+
+async def read_runs(
+    client: Client, executions: Sequence[WorkflowExecution]
+) -> list[tuple[ListedRun, WorkflowExecution]]:
+    """Each listed run read (a few at a time), with its listing; runs gone since are left out."""
+    gate = asyncio.Semaphore(READ_CONCURRENCY)
+
+    async def read(execution: WorkflowExecution) -> ListedRun | None:
+        async with gate:
+            return await read_run(client, execution)
+
+    found = await asyncio.gather(*(read(e) for e in executions))
+    return [(run, e) for run, e in zip(found, executions, strict=True) if run is not None]
 
 
 async def read_run(client: Client, execution: WorkflowExecution) -> ListedRun | None:
