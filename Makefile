@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck unit install server worker histories compose-check bench chaos clean
+.PHONY: demo test lint typecheck unit install server worker histories compose-check alert-slas bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ COMPOSE = $$($(BIN)/python -c 'import compose, pathlib; print(pathlib.Path(compo
 
 compose-check: $(STAMP)
 	$(COMPOSE) -f docker-compose.yml --env-file deploy/compose-check.env config --quiet
+
+# Each agent's latency SLA as Prometheus series, from the shipped team files (the
+# latency alert compares with them; a test fails when the file is stale).
+alert-slas: $(STAMP)
+	$(BIN)/python -m teams.alert_slas > deploy/prometheus-slas.yml
 
 # Run the pieces by hand: `make server` in one terminal, `make worker` in another.
 # They use the encryption key and codec token `make demo` made, when it made them.

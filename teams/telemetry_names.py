@@ -38,6 +38,15 @@ APPROVALS_OPENED = "agent_teams_approvals_opened_total"
 APPROVALS_CLOSED = "agent_teams_approvals_closed_total"
 """Counter: approval points that stopped waiting; labels ``outcome`` (approved,
 rejected, cancelled) and ``via`` (signal, update, timeout, cancel)."""
+APPROVALS_OVERDUE = "agent_teams_approvals_overdue_total"
+"""Counter: approval points still waiting past their deadline (no decision in time,
+so the point was escalated and stays open)."""
+APPROVALS_OVERDUE_CLOSED = "agent_teams_approvals_overdue_closed_total"
+"""Counter: overdue approval points that stopped waiting (decided, timed out, cancelled)."""
+RUNS_OVERDUE_APPROVAL = "agent_teams_runs_awaiting_approval_overdue"
+"""Runs waiting for a human past their deadline: not emitted; derive it as
+``APPROVALS_OVERDUE - APPROVALS_OVERDUE_CLOSED`` (a recording rule in
+deploy/prometheus-alerts.yml)."""
 RUN_BUDGET_LEFT = "agent_teams_run_budget_left_microdollars"
 """Histogram: what was left of a run's budget when it finished."""
 RUNS_FINISHED = "agent_teams_runs_total"

@@ -83,6 +83,7 @@ def test_every_published_port_binds_to_loopback(compose: dict[str, Any]) -> None
         ("otel-collector", 4318),
         ("jaeger", 16686),
         ("prometheus", 9090),
+        ("alertmanager", 9093),
         ("grafana", 3000),
     }
     assert set(published.values()) == {"127.0.0.1"}

@@ -36,6 +36,8 @@ from teams.telemetry_names import (
     AGENT_TOKENS,
     APPROVALS_CLOSED,
     APPROVALS_OPENED,
+    APPROVALS_OVERDUE,
+    APPROVALS_OVERDUE_CLOSED,
     CACHE_HITS,
     DAILY_BUDGET_LEFT,
     DEGRADATIONS,
@@ -316,6 +318,7 @@ async def test_gate_rejections_and_an_approval_opened_then_closed(
     assert waiting == ([(team, 1)], [])
     assert recorded.of(APPROVALS_OPENED) == [(team, 1)]
     assert recorded.of(APPROVALS_CLOSED) == [({**team, "outcome": "approved", "via": "update"}, 1)]
+    assert recorded.of(APPROVALS_OVERDUE) == recorded.of(APPROVALS_OVERDUE_CLOSED) == []
     # The first draft scored under the threshold and went back once.
     assert (result.gates[0].scores, result.gates[0].passed) == ([6, 8], True)
     assert recorded.of(GATE_REJECTIONS) == [({**team, "stage": "review"}, 1)]
@@ -361,6 +364,9 @@ async def test_an_escalated_point_stays_open_until_its_timeout(
     recorded = metered.recorded
     assert recorded.of(APPROVALS_OPENED) == [(team, 1)]
     assert recorded.of(APPROVALS_CLOSED) == [({**team, "outcome": "rejected", "via": "timeout"}, 1)]
+    # Past the editor's deadline it waited for the ops lead: overdue, then closed.
+    assert recorded.of(APPROVALS_OVERDUE) == [(team, 1)]
+    assert recorded.of(APPROVALS_OVERDUE_CLOSED) == [(team, 1)]
     assert recorded.of(RUNS_FINISHED) == [({**team, "status": "REJECTED"}, 1)]
 
 

@@ -34,6 +34,7 @@ STACK = {
     "otel-collector": ("otel/opentelemetry-collector-contrib", {4317, 4318}),
     "jaeger": ("jaegertracing/all-in-one", {16686}),
     "prometheus": ("prom/prometheus", {9090}),
+    "alertmanager": ("prom/alertmanager", {9093}),
     "grafana": ("grafana/grafana", {3000}),
     "temporal-ui": ("temporalio/ui", {8080}),
 }
@@ -186,6 +187,48 @@ def test_prometheus_scrapes_every_worker_and_the_collector(compose: dict[str, An
     for job in jobs.values():
         for target in _targets(job):
             assert target.partition(":")[0] in {*services, "localhost"}, target
+
+
+def test_prometheus_alerts_through_alertmanager(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    alertmanager = services["alertmanager"]
+    config = _load_yaml(DEPLOY / "prometheus.yml")
+
+    (target,) = [
+        t
+        for a in config["alerting"]["alertmanagers"]
+        for c in a["static_configs"]
+        for t in c["targets"]
+    ]
+    assert target == "alertmanager:9093"
+    assert {p["target"] for p in alertmanager["ports"]} == {_port(target)}
+    assert f"--web.listen-address=:{_port(target)}" in alertmanager["entrypoint"][-1]
+    # Alertmanager runs the config the entrypoint renders from the mounted one.
+    mount = _bind_mount(alertmanager, DEPLOY / "alertmanager.yml")
+    render = _bind_mount(alertmanager, DEPLOY / "alertmanager-render.sh")
+    script = alertmanager["entrypoint"][-1]
+    assert script.startswith(f"sh {render['target']} {mount['target']} /tmp/alertmanager.yml &&")
+    assert "--config.file=/tmp/alertmanager.yml" in script
+    assert alertmanager["tmpfs"] == ["/tmp"]  # the rendered URL stays in memory
+    assert alertmanager["environment"] == {"AGENT_TEAMS_ALERT_WEBHOOK_URL": ""}
+    # Every rule file Prometheus loads is mounted read-only from deploy/.
+    mounted = {
+        v["target"]: Path(v["source"])
+        for v in services["prometheus"]["volumes"]
+        if v["type"] == "bind"
+    }
+    assert {mounted[f] for f in config["rule_files"]} == {
+        DEPLOY / "prometheus-rules.yml",
+        DEPLOY / "prometheus-alerts.yml",
+        DEPLOY / "prometheus-slas.yml",
+    }
+
+
+def test_the_webhook_url_comes_from_the_environment() -> None:
+    url = "https://hooks.example.com/services/T0/B0/x"
+    alertmanager = compose_config(AGENT_TEAMS_ALERT_WEBHOOK_URL=url)["services"]["alertmanager"]
+
+    assert alertmanager["environment"] == {"AGENT_TEAMS_ALERT_WEBHOOK_URL": url}
 
 
 # --- Grafana ------------------------------------------------------------------------

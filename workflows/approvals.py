@@ -23,7 +23,10 @@ Rules:
   timeout policy or the run's cancellation; opened minus closed is the number
   of runs awaiting approval (see :mod:`workflows.metrics`). A *terminated* run
   runs no more code, so its open point is never counted as closed: the derived
-  level stays one too high until the worker process restarts.
+  level stays one too high until the worker process restarts. A point that
+  passes its deadline and stays open (escalation) also counts once as overdue,
+  and once as overdue-closed when it stops waiting: the alert on runs waiting
+  past their deadline (deploy/prometheus-alerts.yml) is their difference.
 """
 
 from __future__ import annotations
@@ -208,8 +211,12 @@ class ApprovalDesk:
             # The run was cancelled while waiting (or evicted from the worker's
             # cache, which the SDK treats as replay: nothing is recorded then).
             self._metrics.approval_closed("cancelled", "cancel")
+            if self.pending is not None and self.pending.escalated:
+                self._metrics.approval_overdue_closed()
             raise
         self._metrics.approval_closed(record.outcome, record.via)
+        if record.escalated:
+            self._metrics.approval_overdue_closed()
         return record
 
     async def _decision_on(self, stage: ApprovalStage) -> ApprovalRecord:
@@ -230,6 +237,7 @@ class ApprovalDesk:
             degrade=False,
         )
         self._open(stage.name, approvers, stage.escalation_timeout, escalated=True)
+        self._metrics.approval_overdue()
         if await self._wait_for_decision(stage.escalation_timeout):
             return self._close()
         policy = stage.on_escalation_timeout

@@ -26,7 +26,10 @@ Invariants and why:
   awaiting approval" is two counters, :data:`APPROVALS_OPENED` and
   :data:`APPROVALS_CLOSED`; the level is opened minus closed. Escalation keeps a
   point open (counted once); a decision, a timeout policy or the run's
-  cancellation closes it.
+  cancellation closes it. Runs waiting *past their deadline* are the same
+  pair for the escalated phase: :data:`APPROVALS_OVERDUE` when the deadline
+  passes and the point stays open, :data:`APPROVALS_OVERDUE_CLOSED` when it
+  stops waiting.
 - **Limitation:** a *terminated* (or execution-timed-out) run runs no more code, so
   an approval it was waiting on is never counted as closed and the derived level
   stays one too high; ``teamctl pending`` (visibility) is the exact list. Counters
@@ -51,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         AGENT_TOKENS,
         APPROVALS_CLOSED,
         APPROVALS_OPENED,
+        APPROVALS_OVERDUE,
+        APPROVALS_OVERDUE_CLOSED,
         CACHE_HITS,
         DEGRADATIONS,
         GATE_REJECTIONS,
@@ -108,6 +113,12 @@ class RunMetrics:
         self._approvals_closed = meter.create_counter(
             APPROVALS_CLOSED, "Approval points that stopped waiting, by outcome"
         )
+        self._approvals_overdue = meter.create_counter(
+            APPROVALS_OVERDUE, "Approval points still waiting past their deadline"
+        )
+        self._approvals_overdue_closed = meter.create_counter(
+            APPROVALS_OVERDUE_CLOSED, "Overdue approval points that stopped waiting"
+        )
         self._budget_left = meter.create_histogram(
             RUN_BUDGET_LEFT, "What was left of a run's budget when it finished (micro-dollars)"
         )
@@ -153,6 +164,14 @@ class RunMetrics:
     def approval_closed(self, outcome: str, via: str) -> None:
         """An approval point stopped waiting: ``outcome`` approved/rejected/cancelled."""
         self._approvals_closed.add(1, {"outcome": outcome, "via": via})
+
+    def approval_overdue(self) -> None:
+        """An open point passed its deadline and keeps waiting (it was escalated)."""
+        self._approvals_overdue.add(1)
+
+    def approval_overdue_closed(self) -> None:
+        """An overdue point stopped waiting, however it ended."""
+        self._approvals_overdue_closed.add(1)
 
     def finished(self, status: RunStatus, budget_left_micro: int | None) -> None:
         """Count a finished run and, when it had one, what was left of its budget."""
