@@ -26,6 +26,7 @@ from teams.errors import AgentTeamsError
 from teams.ledger import (
     GLOBAL_SCOPE,
     Alert,
+    CallCounts,
     CostRow,
     LedgerSummary,
     tenant_scope,
@@ -43,36 +44,8 @@ class CostsInputError(AgentTeamsError):
     """A ``costs`` argument is invalid (bad day, day count or grouping column)."""
 
 
-class CostTotals(BaseModel):
+class CostTotals(CallCounts):
     """Calls, tokens and money summed over some cost rows."""
-
-    model_config = ConfigDict(frozen=True)
-
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
-    cost_micro: int = 0
-    cache_hits: int = 0
-    saved_micro: int = 0
-    fallbacks: int = 0
-
-    def plus(self, row: CostRow | CostTotals) -> CostTotals:
-        """These totals with ``row`` added."""
-        return CostTotals(
-            calls=self.calls + row.calls,
-            input_tokens=self.input_tokens + row.input_tokens,
-            output_tokens=self.output_tokens + row.output_tokens,
-            cache_creation_input_tokens=(
-                self.cache_creation_input_tokens + row.cache_creation_input_tokens
-            ),
-            cache_read_input_tokens=self.cache_read_input_tokens + row.cache_read_input_tokens,
-            cost_micro=self.cost_micro + row.cost_micro,
-            cache_hits=self.cache_hits + row.cache_hits,
-            saved_micro=self.saved_micro + row.saved_micro,
-            fallbacks=self.fallbacks + row.fallbacks,
-        )
 
 
 class CostLine(CostTotals):

@@ -94,7 +94,7 @@ from activities.names import LOAD_TEAM_SPEC
 from teams.catalog import Catalog, display_path
 from teams.durations import parse_short_duration
 from teams.errors import AgentTeamsError, TeamSpecError
-from teams.pricing import format_usd, usd_to_micro
+from teams.pricing import WithUsage, format_usd, total_usage, usd_to_micro
 from teams.requests import TeamRequest
 from teams.resolved import ResolvedTeam
 from teams.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus, TeamResult
@@ -226,7 +226,7 @@ class ErrorCount(BaseModel):
     rate_percent: float
 
 
-class CallFigures(BaseModel):
+class CallFigures(WithUsage):
     """What some calls did, over some runs (shared by agent and team lines)."""
 
     model_config = ConfigDict(frozen=True)
@@ -241,10 +241,6 @@ class CallFigures(BaseModel):
     errors_by_type: list[ErrorCount]
     retries: int
     fallbacks: int
-    input_tokens: int
-    output_tokens: int
-    cache_creation_input_tokens: int
-    cache_read_input_tokens: int
     tokens: int = Field(description="All four kinds of tokens.")
     cost_micro: int
     tokens_per_run: int | None
@@ -408,13 +404,8 @@ def call_figures(calls: Sequence[AgentCallRecord], runs: int) -> CallFigures:
     errors = Counter(c.error_type or c.status.value for c in calls if c.status in _ERRORS)
     error_count = sum(errors.values())
     succeeded = sum(1 for c in calls if c.status is CallStatus.SUCCEEDED)
-    tokens = {
-        "input_tokens": sum(c.input_tokens for c in calls),
-        "output_tokens": sum(c.output_tokens for c in calls),
-        "cache_creation_input_tokens": sum(c.cache_creation_input_tokens for c in calls),
-        "cache_read_input_tokens": sum(c.cache_read_input_tokens for c in calls),
-    }
-    total_tokens = sum(tokens.values())
+    usage = total_usage(c.usage for c in calls)
+    total_tokens = usage.total_tokens
     cost = sum(c.cost_micro for c in calls)
     return CallFigures(
         calls=len(calls),
@@ -430,7 +421,7 @@ def call_figures(calls: Sequence[AgentCallRecord], runs: int) -> CallFigures:
         ],
         retries=sum(max((c.attempts or 0) - 1, 0) for c in calls),
         fallbacks=sum(1 for c in calls if c.fallback_for is not None),
-        **tokens,
+        usage=usage,
         tokens=total_tokens,
         cost_micro=cost,
         tokens_per_run=per_run(total_tokens, runs),

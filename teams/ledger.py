@@ -9,11 +9,11 @@ raised. ``teamctl costs`` reads them. Money is integer micro-dollars.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from teams.pricing import TokenUsage
+from teams.pricing import TokenUsage, WithUsage
 
 GLOBAL_SCOPE = "global"
 ALERT_THRESHOLDS_PERCENT = (80, 100)
@@ -41,21 +41,35 @@ class CostKey(BaseModel):
     prompt_version: str
 
 
-class CostRow(BaseModel):
-    """Totals for one :class:`CostKey` on one day."""
+class CallCounts(WithUsage):
+    """Calls, tokens and money summed over some calls."""
 
     model_config = ConfigDict(frozen=True)
 
-    key: CostKey
     calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
     cost_micro: int = 0
     cache_hits: int = 0
     saved_micro: int = 0
     fallbacks: int = 0
+
+    def plus(self, other: CallCounts) -> Self:
+        """These counts with ``other``'s added (everything else as it is here)."""
+        return self.model_copy(
+            update={
+                "calls": self.calls + other.calls,
+                "usage": self.usage + other.usage,
+                "cost_micro": self.cost_micro + other.cost_micro,
+                "cache_hits": self.cache_hits + other.cache_hits,
+                "saved_micro": self.saved_micro + other.saved_micro,
+                "fallbacks": self.fallbacks + other.fallbacks,
+            }
+        )
+
+
+class CostRow(CallCounts):
+    """Totals for one :class:`CostKey` on one day."""
+
+    key: CostKey
 
 
 class Charge(BaseModel):

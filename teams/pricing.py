@@ -17,10 +17,19 @@ Invariants:
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from teams.errors import PriceTableError
 
@@ -63,6 +72,76 @@ class TokenUsage(BaseModel):
             ),
             cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
         )
+
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_creation_input_tokens",
+    "cache_read_input_tokens",
+)
+"""TokenUsage's fields: older payloads (results, status, cost rows) carried them flat."""
+
+
+class WithUsage(BaseModel):
+    """A model that carries tokens: one :class:`TokenUsage`, not four fields of its own.
+
+    On the wire the four counts stay flat, named ``<flat_prefix><field>``, as
+    they always were: results recorded in history, ``--json`` output and the
+    controls store's rows keep their shape, so workers of either version read
+    each other's payloads during a rollout. ``usage`` is read from them (and
+    from a ``usage`` object) and written back out flat.
+    """
+
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    flat_prefix: ClassVar[str] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_flat_token_fields(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        names = {cls.flat_prefix + field: field for field in TOKEN_FIELDS}
+        flat = {names[k]: v for k, v in data.items() if k in names}
+        if not flat:
+            return data
+        usage = data.get("usage")
+        known = usage.model_dump() if isinstance(usage, TokenUsage) else dict(usage or {})
+        rest = {k: v for k, v in data.items() if k not in names}
+        return rest | {"usage": known | flat}
+
+    @model_serializer(mode="wrap")
+    def _flat_token_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        usage = data.pop("usage", None)
+        if isinstance(usage, dict):
+            data |= {self.flat_prefix + name: value for name, value in usage.items()}
+        return data
+
+    @property
+    def input_tokens(self) -> int:
+        """Uncached prompt tokens."""
+        return self.usage.input_tokens
+
+    @property
+    def output_tokens(self) -> int:
+        """Completion tokens."""
+        return self.usage.output_tokens
+
+    @property
+    def cache_creation_input_tokens(self) -> int:
+        """Prompt tokens written to the provider's cache."""
+        return self.usage.cache_creation_input_tokens
+
+    @property
+    def cache_read_input_tokens(self) -> int:
+        """Prompt tokens read from the provider's cache."""
+        return self.usage.cache_read_input_tokens
+
+
+def total_usage(usages: Iterable[TokenUsage]) -> TokenUsage:
+    """The sum of ``usages`` (none: zero)."""
+    return sum(usages, TokenUsage())
 
 
 class ModelPrice(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,7 +16,7 @@ from security.injection import InjectionFinding
 from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
 from teams.experiments import VariantAssignment
 from teams.outputs import RouteDecision
-from teams.pricing import format_usd
+from teams.pricing import WithUsage, format_usd
 
 
 class RunStatus(StrEnum):
@@ -58,7 +58,7 @@ Phase = Literal["starting", "running", "awaiting_approval", "finished"]
 AgentState = Literal["pending", "running", "done", "failed", "skipped"]
 
 
-class AgentCallRecord(BaseModel):
+class AgentCallRecord(WithUsage):
     """One agent call as the run saw it, successful or not."""
 
     model_config = ConfigDict(frozen=True)
@@ -76,10 +76,6 @@ class AgentCallRecord(BaseModel):
     fallback_reason: str | None = Field(default=None, description="Why the fallback ran.")
     status: CallStatus
     attempts: int | None = Field(default=None, description="Temporal attempts, when known.")
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
     cost_micro: int = 0
     reserved_micro: int = Field(default=0, description="Worst-case cost checked before the call.")
     latency_ms: int | None = Field(default=None, description="Model time of the final attempt.")
@@ -131,7 +127,7 @@ class InjectionReport(BaseModel):
     )
 
 
-class AgentTotals(BaseModel):
+class AgentTotals(WithUsage):
     """One agent's calls, tokens, cost and latency so far."""
 
     model_config = ConfigDict(frozen=True)
@@ -140,10 +136,6 @@ class AgentTotals(BaseModel):
     state: AgentState
     calls: int = 0
     fallbacks: int = Field(default=0, description="Fallback activations for this agent.")
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_creation_input_tokens: int = 0
-    cache_read_input_tokens: int = 0
     cost_micro: int = 0
     latency_ms: int = 0
     outputs: int = Field(
@@ -201,7 +193,7 @@ class TeamStatus(BaseModel):
     status: RunStatus | None = Field(default=None, description="Set once the run has finished.")
 
 
-class TeamResult(BaseModel):
+class TeamResult(WithUsage):
     """The run's result: status, final output, and every call it made."""
 
     model_config = ConfigDict(frozen=True)
@@ -238,12 +230,21 @@ class TeamResult(BaseModel):
     )
     budget_micro: int
     total_cost_micro: int
-    total_input_tokens: int
-    total_output_tokens: int
-    total_cache_creation_input_tokens: int
-    total_cache_read_input_tokens: int
     started_at: datetime
     finished_at: datetime
+
+    # Results recorded before ``usage`` named the totals total_input_tokens, ...
+    flat_prefix: ClassVar[str] = "total_"
+
+    @property
+    def total_input_tokens(self) -> int:
+        """Uncached prompt tokens of every call."""
+        return self.usage.input_tokens
+
+    @property
+    def total_output_tokens(self) -> int:
+        """Completion tokens of every call."""
+        return self.usage.output_tokens
 
     @property
     def total_cost_usd(self) -> str:

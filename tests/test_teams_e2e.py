@@ -108,7 +108,14 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
     # (local activities), and search attributes on phase changes only.
     assert marker_names(events) == [PATCH_MARKER] + [LOCAL_ACTIVITY_MARKER] * 2
     assert local_activity_types(events) == ["load_team_spec", "record_run_cost"]
-    started = ["CostUsd", "DegradationLevel", "PromptVersions", "TeamName", "TeamStatus"]
+    started = [
+        "CostUsd",
+        "DegradationLevel",
+        "PromptVersions",
+        "TeamName",
+        "TeamStatus",
+        "TeamVersion",
+    ]
     waiting = ["AwaitingApproval", "CostUsd", "PendingApprovers", "TeamStatus"]
     assert upserted(events) == [
         ["TemporalChangeVersion"],  # the patch marker's

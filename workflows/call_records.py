@@ -29,10 +29,7 @@ def base_record(
         status=status,
         reserved_micro=reserved,
         elapsed_ms=elapsed_ms,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-        cache_read_input_tokens=usage.cache_read_input_tokens,
+        usage=usage,
     )
 
 

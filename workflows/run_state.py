@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from teams.calls import HandoffItem
     from teams.experiments import VariantAssignment
     from teams.outputs import RouteDecision
+    from teams.pricing import total_usage
     from teams.resolved import ResolvedTeam
     from teams.results import (
         AgentCallRecord,
@@ -153,10 +154,7 @@ class RunState:
             state=self._agent_state.get(agent, "pending"),
             calls=len(made),
             fallbacks=self._fallbacks.get(agent, 0),
-            input_tokens=sum(r.input_tokens for r in mine),
-            output_tokens=sum(r.output_tokens for r in mine),
-            cache_creation_input_tokens=sum(r.cache_creation_input_tokens for r in mine),
-            cache_read_input_tokens=sum(r.cache_read_input_tokens for r in mine),
+            usage=total_usage(r.usage for r in mine),
             cost_micro=sum(r.cost_micro for r in mine),
             latency_ms=sum(r.latency_ms or 0 for r in mine),
             outputs=self._outputs.get(agent, 0),
@@ -235,10 +233,7 @@ class RunState:
             variants=self.variants,
             budget_micro=budget.limit_micro,
             total_cost_micro=sum(r.cost_micro for r in calls),
-            total_input_tokens=sum(r.input_tokens for r in calls),
-            total_output_tokens=sum(r.output_tokens for r in calls),
-            total_cache_creation_input_tokens=sum(r.cache_creation_input_tokens for r in calls),
-            total_cache_read_input_tokens=sum(r.cache_read_input_tokens for r in calls),
+            usage=total_usage(r.usage for r in calls),
             started_at=started_at,
             finished_at=finished_at,
         )

@@ -1130,12 +1130,15 @@ def _cost_rows(reply: list[list[Any]], tenant: str | None) -> list[CostRow]:
     """The day's cost rows (of ``tenant`` only, if given), sorted by key as in SQL."""
     keyed = [(tuple(json.loads(row[0])), row[1:]) for row in reply]
     chosen = sorted((k for k in keyed if tenant is None or k[0][0] == tenant), key=lambda k: k[0])
+    # The stored counts are flat (ROW_FIELDS): CostRow reads the token counts into usage.
     return [
-        CostRow(
-            key=CostKey(
-                tenant=key[0], team=key[1], agent=key[2], model=key[3], prompt_version=key[4]
-            ),
-            **{field: int(value) for field, value in zip(ROW_FIELDS, counts, strict=True)},
+        CostRow.model_validate(
+            {
+                "key": CostKey(
+                    tenant=key[0], team=key[1], agent=key[2], model=key[3], prompt_version=key[4]
+                ),
+                **{field: int(value) for field, value in zip(ROW_FIELDS, counts, strict=True)},
+            }
         )
         for key, counts in chosen
     ]

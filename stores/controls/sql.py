@@ -45,6 +45,7 @@ from teams.ledger import (
     CostRow,
     LedgerSummary,
 )
+from teams.pricing import TokenUsage
 
 NO_TENANT = "-"
 """The tenant column of cost rows for calls made without a tenant."""
@@ -650,10 +651,12 @@ def _cost_rows(tx: Tx, day: str, tenant: str | None) -> list[CostRow]:
         CostRow(
             key=CostKey(tenant=r[0], team=r[1], agent=r[2], model=r[3], prompt_version=r[4]),
             calls=r[5],
-            input_tokens=r[6],
-            output_tokens=r[7],
-            cache_creation_input_tokens=r[8],
-            cache_read_input_tokens=r[9],
+            usage=TokenUsage(
+                input_tokens=r[6],
+                output_tokens=r[7],
+                cache_creation_input_tokens=r[8],
+                cache_read_input_tokens=r[9],
+            ),
             cost_micro=r[10],
             cache_hits=r[11],
             saved_micro=r[12],
