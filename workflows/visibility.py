@@ -13,7 +13,15 @@ Attribute              Type         Value
 ``AwaitingApproval``   Bool         true while an approval point is pending
 ``PendingApprovers``   KeywordList  who may decide the pending point
 ``PromptVersions``     KeywordList  name/version of every prompt the team uses
+``EvalScore``          Double       an evaluation's mean score, 0-10 (set when it
+                                    finishes; ``EvaluationWorkflow`` only)
+``EvalDropped``        Bool         the evaluation's mean fell below its baseline
+                                    by more than the threshold
 =====================  ===========  =============================================
+
+An ``EvaluationWorkflow`` also sets ``TeamName`` (the team evaluated) and, when it
+finishes, ``CostUsd`` (its runs and judge calls together); see
+:mod:`workflows.evaluation`.
 
 Examples: ``AwaitingApproval = true``, ``CostUsd > 1``, ``TeamName = 'research' AND
 TeamStatus = 'DEGRADED'``, ``PendingApprovers = 'editor'``.
@@ -42,6 +50,8 @@ DEGRADATION_LEVEL = SearchAttributeKey.for_keyword("DegradationLevel")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
 PENDING_APPROVERS = SearchAttributeKey.for_keyword_list("PendingApprovers")
 PROMPT_VERSIONS = SearchAttributeKey.for_keyword_list("PromptVersions")
+EVAL_SCORE = SearchAttributeKey.for_float("EvalScore")
+EVAL_DROPPED = SearchAttributeKey.for_bool("EvalDropped")
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     TEAM_NAME,
@@ -52,8 +62,10 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     AWAITING_APPROVAL,
     PENDING_APPROVERS,
     PROMPT_VERSIONS,
+    EVAL_SCORE,
+    EVAL_DROPPED,
 )
-"""Every attribute the workflow sets; registered by the dev server, tests and worker."""
+"""Every attribute the workflows set; registered by the dev server, tests and worker."""
 
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
