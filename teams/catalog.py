@@ -111,6 +111,7 @@ class Catalog:
 
     def load_gold_set(self, team: str) -> GoldSet:
         """The gold set of catalog team ``team``, checked against the team's spec."""
+        spec = self.load_team(team)  # an unknown team is named as such, with the known ones
         path = self.gold_file(team)
         gold = load_gold_file(path)
         source = display_path(path)
@@ -118,7 +119,6 @@ class Catalog:
             raise GoldSetError(
                 source, [f"team: is {gold.team!r} but the file is {path.name}; they must match"]
             )
-        spec = self.load_team(team)
         routers = [s for s in spec.stages if isinstance(s, RouterStage)]
         check_route(gold, sorted(routers[0].routes) if routers else None, source=source)
         return gold
