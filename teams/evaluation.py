@@ -5,11 +5,11 @@ team run, checks the item's rules and asks the LLM judge for a verdict
 (:mod:`teams.scoring` says how these become scores), then compares the mean score
 with the trailing baseline of the team's earlier evaluations.
 
-The input is public (``temporal workflow start --type EvaluationWorkflow --input
-'{"team":"research"}'`` works), so fields are only ever added, with defaults,
-and every number is bounded here. The gold items themselves are *not* input:
-they are read by the worker from the deployment's gold files, so whoever starts
-an evaluation cannot choose the tasks its runs auto-approve.
+The input is public (schedules and other clients start evaluations with it), so
+fields are only ever added, with defaults, and every number is bounded here.
+The gold items themselves are *not* input: they are read by the worker from the
+deployment's gold files, so whoever starts an evaluation cannot choose the tasks
+its runs auto-approve.
 """
 
 from __future__ import annotations
