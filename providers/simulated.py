@@ -9,6 +9,11 @@ answers the same way, driven by the prompt and the agent's role:
   a merger the combined review, a specialist an answer;
 - a reviewer scores the draft (5 or 6 for a first draft, +2 per revision that
   addressed feedback) and lists the rubric items the draft has not addressed;
+- an evaluation judge (a verdict agent named or described as a judge) scores
+  the handoff ``answer``: 0 if it is empty, else 5, +2 if it names the task's
+  topic (its first line), and +1 without a ``reference``, or, with one, up to
+  +3 for the share of the reference's key terms (distinct words of 7 letters
+  or more, the first 6) it contains; the reasons say what lost points;
 - a router picks the route whose keywords the task mentions, answers short
   requests that match none directly, and rates requests up to 160 characters
   simple (the rest complex), for routing by complexity.
@@ -30,6 +35,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import time
 from collections.abc import Mapping
 from enum import StrEnum
@@ -146,6 +152,7 @@ class Persona(StrEnum):
     RESEARCHER = "researcher"
     WRITER = "writer"
     REVIEWER = "reviewer"
+    JUDGE = "judge"
     ROUTER = "router"
     CODE_REVIEWER = "code_reviewer"
     MERGER = "merger"
@@ -157,6 +164,7 @@ DEFAULT_LATENCY_S: dict[Persona, float] = {
     Persona.RESEARCHER: 3.2,
     Persona.WRITER: 4.1,
     Persona.REVIEWER: 1.1,
+    Persona.JUDGE: 1.1,
     Persona.ROUTER: 0.6,
     Persona.CODE_REVIEWER: 2.4,
     Persona.MERGER: 1.5,
@@ -187,11 +195,11 @@ ROUTE_KEYWORDS: dict[str, tuple[str, ...]] = {
 
 def persona_of(call: AgentCall) -> Persona:
     """Which behaviour the simulator uses for ``call``."""
+    words = f"{call.agent} {call.role}".lower()
     if call.output is OutputKind.VERDICT:
-        return Persona.REVIEWER
+        return Persona.JUDGE if "judge" in words else Persona.REVIEWER
     if call.output is OutputKind.ROUTE:
         return Persona.ROUTER
-    words = f"{call.agent} {call.role}".lower()
     for keyword, persona in (
         ("research", Persona.RESEARCHER),
         ("writ", Persona.WRITER),
@@ -365,6 +373,8 @@ def _answer(
 ) -> tuple[str, dict[str, Any] | None]:
     if persona is Persona.REVIEWER:
         return "", {"score": "high", "passed": "perhaps"} if malformed else _verdict(call)
+    if persona is Persona.JUDGE:
+        return "", {"score": "high", "passed": "perhaps"} if malformed else _judgement(call)
     if persona is Persona.ROUTER:
         return "", {"route": "nowhere"} if malformed else _route(call)
     writers = {
@@ -471,6 +481,35 @@ def _verdict(call: AgentCall) -> dict[str, Any]:
     unaddressed = [item for item in call.rubric if item.lower() not in draft.lower()]
     reasons = unaddressed[:2] or ["tighten the argument and add one concrete example"]
     return {"score": score, "passed": passed, "reasons": [] if passed else reasons}
+
+
+JUDGE_KEY_TERMS = 6
+"""The reference's key terms the simulated judge looks for in an answer."""
+_WORD = re.compile(r"[a-z]{7,}")
+
+
+def _judgement(call: AgentCall) -> dict[str, Any]:
+    """An evaluation judge's verdict on the ``answer`` handoff (see the module docstring)."""
+    answer = next((h.content for h in reversed(call.handoff) if h.source == "answer"), "")
+    reference = next((h.content for h in call.handoff if h.source == "reference"), "")
+    threshold = call.threshold if call.threshold is not None else 7
+    if not answer.strip():
+        return {"score": 0, "passed": threshold <= 0, "reasons": ["the answer is empty"]}
+    text = answer.lower()
+    score, reasons = 5, []
+    if _topic(call).lower() in text:
+        score += 2
+    else:
+        reasons.append("does not address the task as asked")
+    terms = list(dict.fromkeys(_WORD.findall(reference.lower())))[:JUDGE_KEY_TERMS]
+    if terms:
+        missing = [term for term in terms if term not in text]
+        score += 3 * (len(terms) - len(missing)) // len(terms)
+        if missing:
+            reasons.append(f"misses points of the reference: {', '.join(missing)}")
+    else:
+        score += 1
+    return {"score": score, "passed": score >= threshold, "reasons": reasons}
 
 
 def _route(call: AgentCall) -> dict[str, Any]:

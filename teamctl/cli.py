@@ -1,7 +1,8 @@
 """``teamctl``: the command line for team runs.
 
 Commands: ``run``, ``approve``, ``reject``, ``sign``, ``status``, ``result``,
-``costs``, ``pending``, ``report``, ``teams``, ``keys``, ``dev-server``,
+``costs``, ``pending``, ``report``, ``eval`` (run, schedule, report: see
+:mod:`teamctl.evaluation`), ``teams``, ``keys``, ``dev-server``,
 ``codec-server``, ``compose-env``. Connection settings come from
 Temporal's standard client configuration (``TEMPORAL_ADDRESS``,
 ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, profiles), like the
@@ -41,6 +42,7 @@ from security.pii import redact
 from security.signatures import registry_line, write_key_pair
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
+from teamctl import evaluation as evaluations
 from teamctl import experiments as team_experiments
 from teamctl import render
 from teamctl import report as operator_report
@@ -212,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         "it (0: do not watch; default: %(default)s)",
     )
 
+    evaluations.add_parser(commands)
+
     commands.add_parser("teams", help="list the shipped teams")
 
     codec = commands.add_parser(
@@ -274,6 +278,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "compose-env":
         return _compose_env(args.dir, args.approvers or _catalog_approvers())
+    if args.command == "eval":
+        return await evaluations.dispatch(args, catalog=_catalog(), connect=lambda: _connect(args))
     if args.command == "run":
         request = _request_from_args(args)
         # Bad input fails here, before anything connects: the team, a budget over its

@@ -83,14 +83,20 @@ class ApprovalRecord(BaseModel):
 
     point: str
     outcome: Literal["approved", "rejected"]
-    approver: str = Field(description="Who decided, or 'timeout-policy' when the timeout did.")
+    approver: str = Field(
+        description="Who decided: 'timeout-policy' when the timeout did, 'evaluator' in an "
+        "evaluation's child run."
+    )
     comment: str
     decided_at: datetime
-    via: Literal["signal", "update", "timeout"]
+    via: Literal["signal", "update", "timeout", "evaluator"]
+    """``evaluator``: decided automatically in an evaluation's child run (approver
+    ``evaluator``; see ``workflows/evaluator.py``), never by a person."""
     escalated: bool = False
     authenticated: bool = False
-    """The decision carried a valid signature by the approver (or a timeout policy
-    decided). False: accepted unsigned, where the deployment allows it."""
+    """The decision carried a valid signature by the approver (or the run decided by
+    itself: a timeout policy, or the evaluator of an evaluation's child run). False:
+    accepted unsigned, where the deployment allows it."""
 
 
 class IgnoredDecision(BaseModel):

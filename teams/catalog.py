@@ -17,8 +17,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from teams.errors import PromptError, TeamSpecError, UnknownModelError, UnknownTeamError
+from teams.errors import (
+    GoldSetError,
+    PromptError,
+    TeamSpecError,
+    UnknownModelError,
+    UnknownTeamError,
+)
 from teams.experiments import VariantAssignment
+from teams.gold_sets import GoldSet, check_route, load_gold_file
 from teams.pricing import ModelPrice, PriceTable, load_price_table
 from teams.releases import (
     RELEASES_DIR,
@@ -29,12 +36,13 @@ from teams.releases import (
     version_key,
 )
 from teams.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
-from teams.spec import AgentSpec, TeamSpec
+from teams.spec import AgentSpec, RouterStage, TeamSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_TEAMS_DIR = PACKAGE_DIR / "shipped"
 SHIPPED_PROMPTS_DIR = PACKAGE_DIR / "prompts"
 SHIPPED_PRICES = PACKAGE_DIR / "prices.toml"
+SHIPPED_GOLD_DIR = PACKAGE_DIR / "gold"
 INLINE_SOURCE = "inline spec"
 
 
@@ -51,6 +59,8 @@ class Catalog:
     prices: PriceTable
     pins_file: Path | None = None
     """Teams held at an earlier release (:mod:`teams.releases`); read at every resolution."""
+    gold_dirs: tuple[Path, ...] = (SHIPPED_GOLD_DIR,)
+    """Where gold sets (``<team>.toml``, :mod:`teams.gold_sets`) are found, in order."""
 
     @classmethod
     def shipped(cls, *, prices_path: Path = SHIPPED_PRICES) -> Catalog:
@@ -149,6 +159,33 @@ class Catalog:
                     )
                 if arm.prompt_version is not None:
                     self._resolve_prompt(agent, source, version=arm.prompt_version)
+
+    def gold_file(self, team: str) -> Path:
+        """The gold set file of ``team``; :class:`GoldSetError` if there is none."""
+        for directory in self.gold_dirs:
+            candidate = directory / f"{team}.toml"
+            if candidate.is_file():
+                return candidate
+        searched = ", ".join(str(d / f"{team}.toml") for d in self.gold_dirs)
+        raise GoldSetError(f"of team {team!r}", [f"no gold set file (looked for {searched})"])
+
+    def load_gold_set(self, team: str) -> GoldSet:
+        """The gold set of catalog team ``team``, checked against the team's spec."""
+        spec = self.load_team(team)  # an unknown team is named as such, with the known ones
+        path = self.gold_file(team)
+        gold = load_gold_file(path)
+        source = display_path(path)
+        if gold.team != team:
+            raise GoldSetError(
+                source, [f"team: is {gold.team!r} but the file is {path.name}; they must match"]
+            )
+        routers = [s for s in spec.stages if isinstance(s, RouterStage)]
+        check_route(gold, sorted(routers[0].routes) if routers else None, source=source)
+        return gold
+
+    def agent_prompt(self, agent: AgentSpec, *, source: str) -> ResolvedPrompt:
+        """The prompt ``agent`` uses (e.g. a gold set's judge); PromptError names ``source``."""
+        return self._resolve_prompt(agent, source)
 
     def _resolve_prompt(
         self, agent: AgentSpec, source: str, *, version: str | None = None

@@ -13,6 +13,7 @@ Tree::
     │   ├── PromptError        a prompt file named by a spec is missing or empty
     │   └── UnknownModelError  a spec names a model missing from the price table
     ├── PriceTableError        the price table file is invalid
+    ├── GoldSetError           a gold set file (teams/gold/<team>.toml) is invalid
     ├── RequestError           a TeamRequest is invalid (no workflow is started)
     └── RequestRefusedError    the deployment refuses the request (inline spec,
                                tenant, budget over the cap)
@@ -93,6 +94,22 @@ SPEC_ERROR_TYPES: tuple[str, ...] = (
     INJECTION_REJECTED,
 )
 """``ApplicationError`` types ``load_team_spec`` raises: final, never retried."""
+
+
+class GoldSetError(AgentTeamsError):
+    """A gold set file is missing or invalid.
+
+    Raised by :func:`teams.gold_sets.load_gold_file` (and so by the ``load_gold_set``
+    activity, as a non-retryable ``ApplicationError`` of this name). ``source`` is
+    the file, ``problems`` one ``"field: problem"`` line per error
+    (``items[2] (refund).expect.max_chars: ...``).
+    """
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid gold set {source}:\n{listing}")
 
 
 class RequestError(AgentTeamsError):

@@ -56,6 +56,13 @@ class TeamRequest(BaseModel):
         decimal_places=6,
         description="Per-run budget in USD; overrides the team's default budget.",
     )
+    evaluator: bool = Field(
+        default=False,
+        description="Set by EvaluationWorkflow on its child runs: every approval point is "
+        "decided at once by the approver 'evaluator' (recorded via 'evaluator'). Honoured "
+        "only in a child run; any other run asking for it fails as InvalidRequest "
+        "(see workflows/evaluator.py).",
+    )
 
     @property
     def team_name(self) -> str:

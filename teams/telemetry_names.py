@@ -52,6 +52,14 @@ RUN_BUDGET_LEFT = "agent_teams_run_budget_left_microdollars"
 RUNS_FINISHED = "agent_teams_runs_total"
 """Counter: finished runs; label ``status``."""
 
+# Evaluations (label: team): written by EvaluationWorkflow when it finishes.
+EVAL_SCORE = "agent_teams_eval_score"
+"""Gauge: the mean score (0-10) of the team's latest evaluation on its gold set."""
+EVAL_DROPS = "agent_teams_eval_drops_total"
+"""Counter: evaluations whose mean score fell below the trailing baseline by more
+than the threshold (0 is recorded at each evaluation without a drop, so the series
+exists before the first one)."""
+
 # Shared controls (label: scope, or breaker).
 BUDGET_ALERTS = "agent_teams_budget_alerts"
 """Counter: ledger alerts; labels ``kind``, ``scope``."""

@@ -26,6 +26,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.admission import AdmissionActivities
 from activities.agent_calls import AgentActivities
 from activities.call_controls import CallControls, ControlsPolicy
+from activities.evaluation import EvaluationActivities
 from activities.team_specs import TeamSpecActivities
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
@@ -43,6 +44,7 @@ from worker.search_attributes import ensure_search_attributes
 from worker.settings import WorkerSettings, load_api_key
 from worker.telemetry import build_tracer_provider, worker_runtime
 from workflows.agent_team import AgentTeamWorkflow
+from workflows.evaluation import EvaluationWorkflow
 
 log = logging.getLogger("worker")
 
@@ -136,7 +138,18 @@ def build_workers(
         approvers=deployment.approvers,
         detectors=detectors,
     )
-    run_activities: list[Callable[..., Any]] = [specs.load_team_spec]
+    # Evaluations run on the runs' queue: their team runs are child workflows there.
+    evaluations = EvaluationActivities(
+        client,
+        catalog,
+        calls_task_queue=deployment.calls_task_queue,
+        cost_controls=deployment.cost_controls,
+    )
+    run_activities: list[Callable[..., Any]] = [
+        specs.load_team_spec,
+        evaluations.load_gold_set,
+        evaluations.evaluation_baseline,
+    ]
     if controls is not None:
         admission = AdmissionActivities(controls, policy)
         run_activities += [admission.record_run_cost, admission.admit_call, admission.settle_call]
@@ -147,7 +160,7 @@ def build_workers(
     runs = Worker(
         client,
         task_queue=deployment.task_queue,
-        workflows=[AgentTeamWorkflow],
+        workflows=[AgentTeamWorkflow, EvaluationWorkflow],
         activities=run_activities if separate else [*run_activities, agents.call_agent],
         max_concurrent_activities=deployment.max_concurrent_calls,
         workflow_runner=workflow_runner(),

@@ -7,6 +7,7 @@ Variable                       Meaning                                     Defau
 ``AGENT_TEAMS_PROVIDER``       ``simulated`` or ``anthropic``              see below
 ``AGENT_TEAMS_TEAMS_DIR``      Extra team files, searched first            (shipped only)
 ``AGENT_TEAMS_PROMPTS_DIR``    Extra prompt files, searched first          (shipped only)
+``AGENT_TEAMS_GOLD_DIR``       Extra gold sets (evaluations), searched first  (shipped only)
 ``AGENT_TEAMS_PRICES``         Price table file                            shipped table
 ``ANTHROPIC_API_KEY``          Anthropic key (or ``ANTHROPIC_API_KEY_FILE``)  unset
 ``ANTHROPIC_BASE_URL``         Messages API base URL                       api.anthropic.com
@@ -70,7 +71,13 @@ from stores.controls.factory import DEFAULT_CONTROLS_URL
 from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.budgets import load_budgets
-from teams.catalog import SHIPPED_PRICES, SHIPPED_PROMPTS_DIR, SHIPPED_TEAMS_DIR, Catalog
+from teams.catalog import (
+    SHIPPED_GOLD_DIR,
+    SHIPPED_PRICES,
+    SHIPPED_PROMPTS_DIR,
+    SHIPPED_TEAMS_DIR,
+    Catalog,
+)
 from teams.durations import Duration
 from teams.errors import AgentTeamsError
 from teams.policy import RequestPolicy
@@ -161,6 +168,7 @@ class WorkerSettings(BaseModel):
     provider_reason: str = "default"
     teams_dir: Path | None = None
     prompts_dir: Path | None = None
+    gold_dir: Path | None = None
     prices_path: Path = SHIPPED_PRICES
     calls_task_queue: str | None = None
     calls_per_second: float | None = Field(default=None, gt=0, le=100_000)
@@ -267,11 +275,13 @@ class WorkerSettings(BaseModel):
         """The team catalog these settings describe (user dirs first)."""
         teams = ((self.teams_dir,) if self.teams_dir else ()) + (SHIPPED_TEAMS_DIR,)
         prompts = ((self.prompts_dir,) if self.prompts_dir else ()) + (SHIPPED_PROMPTS_DIR,)
+        gold = ((self.gold_dir,) if self.gold_dir else ()) + (SHIPPED_GOLD_DIR,)
         return Catalog(
             teams_dirs=teams,
             prompts_dirs=prompts,
             prices=load_price_table(self.prices_path),
             pins_file=self.teams_dir / PINS_FILE if self.teams_dir else None,
+            gold_dirs=gold,
         )
 
 
@@ -279,6 +289,7 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_TASK_QUEUE": "task_queue",
     "AGENT_TEAMS_TEAMS_DIR": "teams_dir",
     "AGENT_TEAMS_PROMPTS_DIR": "prompts_dir",
+    "AGENT_TEAMS_GOLD_DIR": "gold_dir",
     "AGENT_TEAMS_PRICES": "prices_path",
     "AGENT_TEAMS_CALLS_TASK_QUEUE": "calls_task_queue",
     "AGENT_TEAMS_CALLS_PER_SECOND": "calls_per_second",

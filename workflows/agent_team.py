@@ -104,7 +104,7 @@ class AgentTeamWorkflow:
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
-        self._desk.configure(team.approval_mode, team.approvers)
+        self._desk.configure(team.approval_mode, team.approvers, evaluator=request.evaluator)
         self._visibility.begin(legacy=not current)
         shared = _shared_controls(team, request, self._state, current=current)
         # No patch needed: a team resolved by a worker from before experiments

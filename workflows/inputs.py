@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from security.codec import UNDECRYPTABLE, UNDECRYPTABLE_REASON
     from teams.approvals import DecideRequest
     from teams.requests import TeamRequest, describe_validation_error
+    from workflows import evaluator
 
 INVALID_REQUEST = "InvalidRequest"
 """Failure type of a run whose input is not a valid :class:`TeamRequest`."""
@@ -66,8 +67,18 @@ def convert(raw: RawValue, model: type[_Model]) -> _Model:
 
 
 def team_request(raw: RawValue) -> TeamRequest:
-    """The run's input, or a non-retryable ``InvalidRequest`` failure naming the fields."""
-    return _required(raw, TeamRequest, "invalid team request", INVALID_REQUEST)
+    """The run's input, or a non-retryable ``InvalidRequest`` failure naming the fields.
+
+    Evaluator approvals are refused here too, unless this is a child run
+    (:mod:`workflows.evaluator`).
+    """
+    request = _required(raw, TeamRequest, "invalid team request", INVALID_REQUEST)
+    refused = evaluator.refusal(request)
+    if refused is not None:
+        raise ApplicationError(
+            f"invalid team request: {refused}", type=INVALID_REQUEST, non_retryable=True
+        )
+    return request
 
 
 def decide_request(raw: RawValue) -> DecideRequest:

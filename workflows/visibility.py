@@ -16,11 +16,19 @@ Attribute              Type         Value
 ``TeamVersion``        Keyword      the team file's ``version`` the run resolved
 ``Variants``           KeywordList  ``experiment:variant`` of each experiment the
                                     run is in (unset without experiments)
+``EvalScore``          Double       an evaluation's mean score, 0-10 (set when it
+                                    finishes; ``EvaluationWorkflow`` only)
+``EvalDropped``        Bool         the evaluation's mean fell below its baseline
+                                    by more than the threshold
 =====================  ===========  =============================================
 
 Runs whose team was resolved by a worker from before experiments (their
 recorded ``ResolvedTeam.variants`` is None) set neither ``TeamVersion`` nor
 ``Variants``.
+
+An ``EvaluationWorkflow`` also sets ``TeamName`` (the team evaluated) and, when it
+finishes, ``CostUsd`` (its runs and judge calls together); see
+:mod:`workflows.evaluation`.
 
 Examples: ``AwaitingApproval = true``, ``CostUsd > 1``, ``TeamName = 'research' AND
 TeamStatus = 'DEGRADED'``, ``PendingApprovers = 'editor'``.
@@ -51,6 +59,8 @@ PENDING_APPROVERS = SearchAttributeKey.for_keyword_list("PendingApprovers")
 PROMPT_VERSIONS = SearchAttributeKey.for_keyword_list("PromptVersions")
 TEAM_VERSION = SearchAttributeKey.for_keyword("TeamVersion")
 VARIANTS = SearchAttributeKey.for_keyword_list("Variants")
+EVAL_SCORE = SearchAttributeKey.for_float("EvalScore")
+EVAL_DROPPED = SearchAttributeKey.for_bool("EvalDropped")
 
 SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     TEAM_NAME,
@@ -63,8 +73,10 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
     PROMPT_VERSIONS,
     TEAM_VERSION,
     VARIANTS,
+    EVAL_SCORE,
+    EVAL_DROPPED,
 )
-"""Every attribute the workflow sets; registered by the dev server, tests and worker."""
+"""Every attribute the workflows set; registered by the dev server, tests and worker."""
 
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
 
