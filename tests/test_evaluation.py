@@ -23,6 +23,8 @@ from temporalio.client import (
     ScheduleActionStartWorkflow,
     ScheduleIntervalSpec,
     ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
     WorkflowFailureError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -427,3 +429,42 @@ async def test_teamctl_eval_refuses_bad_input_before_connecting(env: WorkflowEnv
         code, out, err = await teamctl_async(env, *args)
         assert (code, out) == (2, ""), args
         assert message in err, (args, err)
+
+
+async def test_the_schedule_fires_by_itself(
+    env: WorkflowEnvironment, task_queue: str, own_team: tuple[str, Catalog]
+) -> None:
+    """No trigger: the server starts the evaluation when the interval comes round.
+
+    ``teamctl eval schedule`` refuses intervals under a minute (a gold set is not
+    a heartbeat); the test shortens the one it made to 2 s, keeping its action.
+    """
+    team, catalog = own_team
+    code, _, err = await teamctl_async(env, "--task-queue", task_queue, "eval", "schedule", team)
+    assert (code, err) == (0, "")
+    handle = env.client.get_schedule_handle(f"eval/{team}")
+
+    def every_two_seconds(update: ScheduleUpdateInput) -> ScheduleUpdate:
+        schedule = update.description.schedule
+        schedule.spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=2))])
+        return ScheduleUpdate(schedule=schedule)
+
+    try:
+        async with running_worker(env.client, task_queue, catalog=catalog):
+            await handle.update(every_two_seconds)
+            for _ in range(200):
+                described = await handle.describe()
+                if described.info.recent_actions:
+                    break
+                await asyncio.sleep(0.05)
+            first = described.info.recent_actions[0]
+            await handle.pause(note="one firing is enough for the test")
+            evaluation = env.client.get_workflow_handle(
+                first.action.workflow_id, result_type=EvaluationResult
+            )
+            result = await evaluation.result()
+    finally:
+        await handle.delete()
+    assert described.info.num_actions_missed_catchup_window == 0
+    assert first.action.workflow_id.startswith(f"eval/{team}/scheduled-")
+    assert (result.team, result.mean_score, result.dropped) == (team, 7.5, False)
