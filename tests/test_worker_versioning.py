@@ -3,12 +3,12 @@ the build it started on, while new runs start on the next build.
 
 Two real worker processes of one Worker Deployment: ``v1`` runs today's code;
 ``v2`` runs a release that cannot replay ``v1``'s histories (a timer before the
-team starts: tests/incompatible_workflow.py). ``AgentTeamWorkflow`` is PINNED,
-so the run started on ``v1`` is approved after ``v2`` became current and still
-finishes on ``v1`` (no failed workflow task), the next run starts and finishes
-on ``v2``, and ``v1`` drains: the server reports it DRAINING while its run is
-open and DRAINED once it closed, and then it stops. Each step is the
-``temporal`` CLI command docs/rollouts.md documents.
+team starts: tests/incompatible_workflow.py). Runs are PINNED (the versioned
+worker's default), so the run started on ``v1`` and approved after ``v2``
+became current still finishes on ``v1`` (no failed workflow task), the next run
+starts and finishes on ``v2``, and ``v1`` drains: the server reports it
+DRAINING while its run is open and DRAINED once it closed, and then it stops.
+Each step is the ``temporal`` CLI command docs/rollouts.md documents.
 
 The test has a dev server of its own: the server computes drainage every few
 minutes by default (``matching.wv.VersionDrainageStatus*``), shortened here so
