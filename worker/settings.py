@@ -205,8 +205,9 @@ class WorkerSettings(BaseModel):
     @field_validator("deployment_name")
     @classmethod
     def _no_dot(cls, value: str | None) -> str | None:
-        # The server names a version "<deployment>.<build id>": a dot in the
-        # deployment name would make that ambiguous, so the server refuses it.
+        # A version is named "<deployment>.<build id>" and read back at the first
+        # dot (WorkerDeploymentVersion.from_canonical_string): a dot in the
+        # deployment name would name another deployment.
         if value is not None and "." in value:
             raise ValueError(f"{value!r} contains '.' (versions are named <deployment>.<build id>)")
         return value
