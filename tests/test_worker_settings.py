@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from temporalio.common import WorkerDeploymentVersion
 
 from worker.settings import (
     SettingsError,
@@ -178,3 +179,39 @@ def test_a_metrics_address_in_use_names_the_variable() -> None:
         address = f"127.0.0.1:{taken.getsockname()[1]}"
         with pytest.raises(SettingsError, match="AGENT_TEAMS_METRICS_ADDRESS: .*in use"):
             worker_runtime(WorkerSettings(metrics_address=address))
+
+
+def test_worker_versioning_is_off_unless_both_variables_are_set() -> None:
+    assert WorkerSettings.from_env({}).deployment().version is None
+    blank = {"AGENT_TEAMS_DEPLOYMENT_NAME": " ", "AGENT_TEAMS_BUILD_ID": ""}
+    assert WorkerSettings.from_env(blank).deployment().version is None
+    versioned = WorkerSettings.from_env(
+        {"AGENT_TEAMS_DEPLOYMENT_NAME": "agent-teams", "AGENT_TEAMS_BUILD_ID": " 3f9c2ab \n"}
+    )
+    assert versioned.deployment().version == WorkerDeploymentVersion("agent-teams", "3f9c2ab")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"AGENT_TEAMS_DEPLOYMENT_NAME": "agent-teams"},
+            "AGENT_TEAMS_BUILD_ID: required when AGENT_TEAMS_DEPLOYMENT_NAME is set",
+        ),
+        (
+            {"AGENT_TEAMS_BUILD_ID": "3f9c2ab", "AGENT_TEAMS_DEPLOYMENT_NAME": "  "},
+            "AGENT_TEAMS_DEPLOYMENT_NAME: required when AGENT_TEAMS_BUILD_ID is set",
+        ),
+        (
+            {"AGENT_TEAMS_DEPLOYMENT_NAME": "agent.teams", "AGENT_TEAMS_BUILD_ID": "3f9c2ab"},
+            "AGENT_TEAMS_DEPLOYMENT_NAME: Value error, 'agent.teams' contains '.'",
+        ),
+        (
+            {"AGENT_TEAMS_DEPLOYMENT_NAME": "agent-teams", "AGENT_TEAMS_BUILD_ID": "b" * 256},
+            "AGENT_TEAMS_BUILD_ID: String should have at most 255 characters",
+        ),
+    ],
+)
+def test_bad_versioning_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        WorkerSettings.from_env(environ)

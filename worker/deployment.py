@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from temporalio.common import WorkerDeploymentVersion
+
 from security.approvers import ApproverRegistry
 from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
@@ -46,6 +48,10 @@ class Deployment:
     """``signed``: only signed decisions count (production); ``open``: dev, warned about."""
     approvers: ApproverRegistry | None = None
     """The approvers' public keys (``AGENT_TEAMS_APPROVERS_FILE``)."""
+    version: WorkerDeploymentVersion | None = None
+    """This worker's Worker Deployment Version (Worker Versioning): a run stays on the
+    version it started on (docs/rollouts.md). The one value that differs across the
+    fleet during a rollout (old and new build ids). None, the default: unversioned."""
 
     def metric_tenants(self) -> frozenset[str]:
         """Tenants the operator named (accepted list, budgets file).

@@ -20,7 +20,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import PatchActivationInput, Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import PatchActivationInput, Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.admission import AdmissionActivities
@@ -82,6 +83,25 @@ def build_provider(settings: WorkerSettings, environ: dict[str, str]) -> ModelPr
         count_tokens=environ.get("AGENT_TEAMS_COUNT_TOKENS", "1") != "0",
     )
     return AnthropicProvider(config)
+
+
+def deployment_config(version: WorkerDeploymentVersion | None) -> WorkerDeploymentConfig | None:
+    """Worker Versioning for a worker of ``version``; None keeps the worker unversioned.
+
+    Every run is PINNED: it waits days for its approvers and must finish on the
+    build it started on (docs/rollouts.md). The behaviour is the worker's default
+    rather than ``@workflow.defn(versioning_behavior=...)``: the SDK reports a
+    workflow's own behaviour on every task, and the server refuses it from an
+    unversioned worker ("versioning behavior cannot be specified without
+    deployment options"), which would wedge every run of an unversioned fleet.
+    """
+    if version is None:
+        return None
+    return WorkerDeploymentConfig(
+        version=version,
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
 
 
 def build_workers(
@@ -154,6 +174,9 @@ def build_workers(
         admission = AdmissionActivities(controls, policy)
         run_activities += [admission.record_run_cost, admission.admit_call, admission.settle_call]
     separate = deployment.calls_task_queue not in (None, deployment.task_queue)
+    # Both workers poll as the same version: a pinned run's model calls go to
+    # workers of the run's own version, on whichever queue they are.
+    versioning = deployment_config(deployment.version)
     # On SIGTERM, let work in flight finish (compose gives 30 s) before it is
     # cancelled and retried on another worker.
     grace = timedelta(seconds=25)
@@ -166,6 +189,7 @@ def build_workers(
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=grace,
         patch_activation_callback=patch_activation,
+        deployment_config=versioning,
     )
     if not separate or deployment.calls_task_queue is None:
         return [runs]
@@ -175,6 +199,7 @@ def build_workers(
         activities=[agents.call_agent],
         max_concurrent_activities=deployment.max_concurrent_calls,
         graceful_shutdown_timeout=grace,
+        deployment_config=versioning,
     )
     return [runs, calls]
 
@@ -230,7 +255,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     log.info(
         "worker ready: task queue %s on %s, payloads: %s, provider: %s (%s), "
-        "controls store: %s, tracing: %s, metrics: %s",
+        "controls store: %s, tracing: %s, metrics: %s, version: %s",
         settings.task_queue,
         server,
         _payloads(client),
@@ -239,6 +264,7 @@ async def _serve(
         f"{controls.backend} {controls.location}" if controls else "off (cost controls off)",
         settings.tracing.endpoint or settings.tracing.exporter,
         settings.metrics_address or settings.otlp_metrics_endpoint or "off",
+        _version(deployment.version),
     )
     if deployment.approval_mode == "open":
         log.warning(
@@ -266,6 +292,13 @@ async def _serve(
             await cache.aclose()
         if controls is not None:
             await controls.aclose()
+
+
+def _version(version: WorkerDeploymentVersion | None) -> str:
+    """The worker's version as the server and the temporal CLI name it, or unversioned."""
+    if version is None:
+        return "unversioned"
+    return f"{version.to_canonical_string()} (Worker Versioning; runs stay on their version)"
 
 
 def _payloads(client: Client) -> str:

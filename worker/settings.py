@@ -37,6 +37,8 @@ Variable                       Meaning                                     Defau
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``  OTLP/HTTP traces URL, used as is   unset
 ``OTEL_SERVICE_NAME``          Service name on every span                  ``agent-teams-worker``
 ``OTEL_SDK_DISABLED``          ``true``: no tracing whatever else is set   ``false``
+``AGENT_TEAMS_DEPLOYMENT_NAME``  Worker Deployment this worker belongs to   unversioned
+``AGENT_TEAMS_BUILD_ID``       This worker's build id in that deployment   unversioned
 =============================  ==========================================  =================
 
 The Temporal connection (address, namespace, TLS, mTLS, API key, profiles) is
@@ -53,6 +55,10 @@ line) with ``console``; and not at all by default. The exporter reads the other
 standard ``OTEL_EXPORTER_OTLP_*`` variables (headers, timeout, certificates)
 itself. Logs never carry the API key (a filter redacts it and anything shaped
 like an Anthropic key) and carry prompts only with ``AGENT_TEAMS_LOG_PROMPTS``.
+
+``AGENT_TEAMS_DEPLOYMENT_NAME`` and ``AGENT_TEAMS_BUILD_ID`` (both or neither)
+turn on Temporal's Worker Versioning: the worker polls as that Worker Deployment
+Version, and a run stays on the version it started on (docs/rollouts.md).
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from temporalio.common import WorkerDeploymentVersion
 
 from security.approvers import ApproverRegistry
 from stores.controls.factory import DEFAULT_CONTROLS_URL
@@ -95,6 +102,7 @@ WORKER_SERVICE_NAME = "agent-teams-worker"
 DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
 """The OTLP/HTTP default of the OpenTelemetry specification."""
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
+_VERSIONING_VARIABLES = ("AGENT_TEAMS_DEPLOYMENT_NAME", "AGENT_TEAMS_BUILD_ID")
 
 
 class SettingsError(AgentTeamsError):
@@ -198,6 +206,20 @@ class WorkerSettings(BaseModel):
     otlp_metrics_endpoint: str | None = None
     """Push the same metrics over OTLP/HTTP instead (a full ``.../v1/metrics`` URL)."""
     tracing: TracingSettings = TracingSettings()
+    deployment_name: str | None = Field(default=None, max_length=255)
+    """The Worker Deployment (Worker Versioning) this worker belongs to, with ``build_id``."""
+    build_id: str | None = Field(default=None, max_length=255)
+    """This worker's code within ``deployment_name``; a new one for every rollout."""
+
+    @field_validator("deployment_name")
+    @classmethod
+    def _no_dot(cls, value: str | None) -> str | None:
+        # A version is named "<deployment>.<build id>" and read back at the first
+        # dot (WorkerDeploymentVersion.from_canonical_string): a dot in the
+        # deployment name would name another deployment.
+        if value is not None and "." in value:
+            raise ValueError(f"{value!r} contains '.' (versions are named <deployment>.<build id>)")
+        return value
 
     @field_validator("metrics_address")
     @classmethod
@@ -230,9 +252,13 @@ class WorkerSettings(BaseModel):
             values["tokens_per_minute"] = _parse_limits(str(values["tokens_per_minute"]))
         if "tenants" in values:
             values["tenants"] = [t.strip() for t in str(values["tenants"]).split(",") if t.strip()]
+        for field in ("deployment_name", "build_id"):
+            if field in values:  # blank counts as unset, as _check_versioning reads it
+                values[field] = str(values[field]).strip() or None
         if "log_level" in values:
             values["log_level"] = str(values["log_level"]).strip().upper()
         values["tracing"] = TracingSettings.from_env(environ, service_name=WORKER_SERVICE_NAME)
+        _check_versioning(environ)
         if values.get("metrics_address") and values.get("otlp_metrics_endpoint"):
             raise SettingsError(
                 "invalid worker settings: AGENT_TEAMS_METRICS_ADDRESS and "
@@ -269,7 +295,14 @@ class WorkerSettings(BaseModel):
             ),
             approval_mode=self.approvals,
             approvers=ApproverRegistry.load(self.approvers_path) if self.approvers_path else None,
+            version=self.worker_version(),
         )
+
+    def worker_version(self) -> WorkerDeploymentVersion | None:
+        """The worker's Worker Deployment Version, or None: an unversioned worker."""
+        if self.deployment_name is None or self.build_id is None:
+            return None
+        return WorkerDeploymentVersion(self.deployment_name, self.build_id)
 
     def catalog(self) -> Catalog:
         """The team catalog these settings describe (user dirs first)."""
@@ -311,7 +344,20 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_LOG_PROMPTS": "log_prompts",
     "AGENT_TEAMS_METRICS_ADDRESS": "metrics_address",
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "otlp_metrics_endpoint",
+    "AGENT_TEAMS_DEPLOYMENT_NAME": "deployment_name",
+    "AGENT_TEAMS_BUILD_ID": "build_id",
 }
+
+
+def _check_versioning(environ: Mapping[str, str]) -> None:
+    """Both versioning variables or neither: half a version would silently run unversioned."""
+    missing = [v for v in _VERSIONING_VARIABLES if not environ.get(v, "").strip()]
+    if len(missing) == 1:
+        given = next(v for v in _VERSIONING_VARIABLES if v not in missing)
+        raise SettingsError(
+            f"invalid worker settings: {missing[0]}: required when {given} is set "
+            "(Worker Versioning needs both, or neither for an unversioned worker)"
+        )
 
 
 def _parse_limits(text: str) -> object:
