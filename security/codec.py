@@ -210,6 +210,49 @@ class EncryptionCodec(PayloadCodec):
         return _parse_payload(plaintext, key_id)
 
 
+class MissingKeysError(PayloadDecryptionError):
+    """An encrypted payload reached a client configured without any keys."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"this run's payloads are encrypted (key {key_id!r}) and this client has no keys: "
+            "set AGENT_TEAMS_ENCRYPTION_KEY_FILE (or AGENT_TEAMS_ENCRYPTION_KEYS) to the "
+            "workers' key ring"
+        )
+
+
+class KeylessCodec(PayloadCodec):
+    """A client without keys: payloads pass as they are, encrypted ones are refused by name.
+
+    Without it, an encrypted payload reaches the pydantic converter, which fails
+    with ``KeyError: 'Unknown payload encoding binary/encrypted'``.
+    """
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Unchanged: a client without keys writes plaintext (warned about elsewhere)."""
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        """Unchanged, unless one is encrypted: :class:`MissingKeysError`."""
+        for payload in payloads:
+            if payload.metadata.get("encoding") == ENCODING:
+                raw = payload.metadata.get(KEY_ID_METADATA, b"?")
+                raise MissingKeysError(raw.decode("utf-8", errors="replace"))
+        return list(payloads)
+
+
+def client_data_converter(keyring: KeyRing | None) -> DataConverter:
+    """What ``teamctl`` and scripts decode with.
+
+    :func:`data_converter` with keys; without them, a converter that names the
+    missing keys instead of failing obscurely.
+    """
+    if keyring is not None:
+        return data_converter(keyring)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=KeylessCodec())
+
+
 def data_converter(
     keyring: KeyRing | None, *, compress: bool = True, lenient: bool = False
 ) -> DataConverter:

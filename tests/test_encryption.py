@@ -25,7 +25,7 @@ from teamctl.report import UNKNOWN_TEAM, RunWithoutResult, fetch_report
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import RunStatus, TeamResult
-from tests.processes import temporal_cli
+from tests.processes import teamctl_async, temporal_cli
 from tests.support import awaiting_approval, client_with_keys, running_worker, start
 from worker.main import workflow_runner
 from workflows.agent_team import AgentTeamWorkflow
@@ -105,6 +105,18 @@ async def test_history_holds_no_plaintext_and_the_codec_server_decodes_it(
             "(set AGENT_TEAMS_ENCRYPTION_KEY_FILE to the workers' key ring)",
         )
     ]
+
+    # teamctl without the keys names what is missing instead of a KeyError.
+    # (result: a closed run's query would need a worker; the worker has stopped.)
+    for command in ("result", "result --json"):
+        code, out, err = await teamctl_async(env, *command.split(), handle.id)
+        assert (code, out, err) == (
+            2,
+            "",
+            "teamctl: this run's payloads are encrypted (key 'key-a') and this client has no "
+            "keys: set AGENT_TEAMS_ENCRYPTION_KEY_FILE (or AGENT_TEAMS_ENCRYPTION_KEYS) to the "
+            "workers' key ring\n",
+        )
 
     # And the encrypted history replays, with the keys.
     replayed = await Replayer(

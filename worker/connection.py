@@ -31,7 +31,7 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import Runtime
 
-from security.codec import data_converter
+from security.codec import client_data_converter, data_converter
 from security.keyring import load_keyring
 from teams.errors import AgentTeamsError
 from worker.telemetry import tracing_interceptor
@@ -54,7 +54,10 @@ def project_data_converter(environ: Mapping[str, str], *, lenient: bool = False)
     never a key) when the keys are set but unusable: encryption never turns
     itself off silently.
     """
-    return data_converter(load_keyring(environ), lenient=lenient)
+    keyring = load_keyring(environ)
+    if lenient:
+        return data_converter(keyring, lenient=True)
+    return client_data_converter(keyring)
 
 
 def connect_config(
