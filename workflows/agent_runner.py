@@ -288,7 +288,7 @@ class AgentRunner:
 
     def _note(self, record: AgentCallRecord) -> None:
         """Add a call's record to the run, and count it in the metrics."""
-        self._state.record(record)
+        self._state.record_call(record)
         self._metrics.call(record)
 
     async def _on_run_cancelled(
@@ -455,7 +455,7 @@ class AgentRunner:
         self._visibility.progress(
             self._state.stage,
             self._state.running_agents(),
-            len(self._state.records),
+            self._state.calls_recorded,
             format_usd(self._budget.spent_micro),
         )
 

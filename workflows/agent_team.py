@@ -152,7 +152,7 @@ class AgentTeamWorkflow:
             # Cancelled from outside: every call in flight has been stopped and
             # charged; the status query keeps reporting them after the run ends.
             self._final = RunStatus.CANCELLED
-            self._state.phase = "finished"
+            self._state.finish()
             self._visibility.finished(
                 RunStatus.CANCELLED.value, self._state.degradation().value, budget.spent_micro
             )
@@ -162,8 +162,7 @@ class AgentTeamWorkflow:
         self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
         if shared is not None:
             await shared.record_run(budget.spent_micro, status)
-        self._state.phase = "finished"
-        self._state.stage = None
+        self._state.finish()
         # Let in-flight signal/update handlers finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._metrics.finished(status, _left(budget))

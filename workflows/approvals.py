@@ -269,8 +269,7 @@ class ApprovalDesk:
             escalated=escalated,
         )
         who = ", ".join(approvers)
-        self._state.phase = "awaiting_approval"
-        self._state.waiting_for = f"approval of {point!r} by {who}"
+        self._state.await_approval(point, who)
         deadline = self.pending.deadline.isoformat()
         workflow.set_current_details(
             f"Waiting for approval of **{point}** by {who} until {deadline}"
@@ -353,8 +352,7 @@ class ApprovalDesk:
         self.pending = None
         self._decided = None
         self.records.append(decided)
-        self._state.phase = "running"
-        self._state.waiting_for = None
+        self._state.approval_closed()
         workflow.set_current_details("")
         self._visibility.awaiting(None)
         return decided

@@ -58,8 +58,8 @@ class InjectionGuard:
     def task_screened(self, findings: list[InjectionFinding]) -> None:
         """Record the task's findings (from ``load_team_spec``); hold it if quarantining."""
         if findings:
-            self._report(InjectionReport(source="task", findings=findings, action=self._action()))
-            self._hold([self._task])
+            report = InjectionReport(source="task", findings=findings, action=self._action())
+            self._hold([self._task], self._report(report))
 
     def answered(self, outcome: AgentOutcome) -> None:
         """Record an answer's findings; hold it, or end the run, as the policy says."""
@@ -71,7 +71,7 @@ class InjectionGuard:
             findings=outcome.injection,
             action=self._action(),
         )
-        self._report(report)
+        index = self._report(report)
         rules = ", ".join(sorted({finding.rule for finding in outcome.injection}))
         if report.action == "rejected":
             raise RunStopped(
@@ -79,7 +79,7 @@ class InjectionGuard:
                 f"{INJECTION_REJECTED}: {outcome.agent}'s answer looks like a prompt injection "
                 f"({rules}); the team rejects suspected injections",
             )
-        self._hold(_texts_of(outcome))
+        self._hold(_texts_of(outcome), index)
 
     async def release(self, handoff: Iterable[HandoffItem], feedback: Iterable[str] = ()) -> None:
         """Return once none of this text is held: each held text waits for its review."""
@@ -93,7 +93,6 @@ class InjectionGuard:
 
     async def _review(self, text: str) -> None:
         index = self._held[text]
-        report = self._state.injections[index]
         point = f"{REVIEW_POINT_PREFIX}-{index + 1}"
         stage = ApprovalStage(
             kind="approval",
@@ -102,12 +101,10 @@ class InjectionGuard:
             timeout=self._spec.review_timeout,
             on_timeout="reject",
         )
-        self._state.injections[index] = report.model_copy(update={"review": point})
+        report = self._state.injection_under_review(index, point)
         record = await self._desk.wait(stage)
         released = record.outcome == "approved"
-        self._state.injections[index] = self._state.injections[index].model_copy(
-            update={"released": released}
-        )
+        self._state.injection_decided(index, released=released)
         for held, at in list(self._held.items()):
             if at == index:
                 del self._held[held]
@@ -126,18 +123,19 @@ class InjectionGuard:
         }
         return actions[self._spec.policy]
 
-    def _report(self, report: InjectionReport) -> None:
-        self._state.injections.append(report)
+    def _report(self, report: InjectionReport) -> int:
+        """Record ``report`` and warn; its index in the run's injection reports."""
+        index = self._state.record_injection(report)
         rules = ", ".join(sorted({finding.rule for finding in report.findings}))
         self._state.warn(
             f"suspected prompt injection in {report.source} ({rules}): {report.action}",
             degrade=False,
         )
+        return index
 
-    def _hold(self, texts: list[str]) -> None:
+    def _hold(self, texts: list[str], index: int) -> None:
         if self._spec.policy != "quarantine":
             return
-        index = len(self._state.injections) - 1
         for text in texts:
             self._held.setdefault(text, index)
 

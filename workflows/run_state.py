@@ -57,27 +57,33 @@ _NOT_MADE = (CallStatus.SKIPPED_BUDGET, CallStatus.SKIPPED_CIRCUIT)
 
 
 class RunState:
-    """The run's calls, outputs, reports and phase (see module docstring)."""
+    """The run's calls, outputs, reports and phase (see module docstring).
+
+    Other parts of the workflow tell it what happened (:meth:`record_call`,
+    :meth:`enter_stage`, :meth:`await_approval`, ...) and read it through the
+    views (:meth:`status`, :meth:`result`) and a few read-only properties; no
+    field is written from outside.
+    """
 
     def __init__(self, *, workflow_id: str, team: str, tenant: str | None) -> None:
-        self.workflow_id = workflow_id
-        self.team = team
-        self.tenant = tenant
-        self.team_version = ""
-        self.variants: list[VariantAssignment] = []
-        self.spec_source = ""
-        self.phase: Phase = "starting"
-        self.stage: str | None = None
-        self.waiting_for: str | None = None
-        self.records: list[AgentCallRecord] = []
-        self.output = ""
-        self.warnings: list[str] = []
-        self.fan_outs: list[FanOutReport] = []
-        self.gates: list[GateReport] = []
-        self.injections: list[InjectionReport] = []
-        self.route: RouteDecision | None = None
-        self.prompt_versions: dict[str, str] = {}
-        self.degraded = False
+        self._workflow_id = workflow_id
+        self._team = team
+        self._tenant = tenant
+        self._team_version = ""
+        self._variants: list[VariantAssignment] = []
+        self._spec_source = ""
+        self._phase: Phase = "starting"
+        self._stage: str | None = None
+        self._waiting_for: str | None = None
+        self._records: list[AgentCallRecord] = []
+        self._output = ""
+        self._warnings: list[str] = []
+        self._fan_outs: list[FanOutReport] = []
+        self._gates: list[GateReport] = []
+        self._injections: list[InjectionReport] = []
+        self._route: RouteDecision | None = None
+        self._prompt_versions: dict[str, str] = {}
+        self._degraded = False
         self._agents: list[str] = []
         self._agent_state: dict[str, AgentState] = {}
         self._latest: dict[str, str] = {}
@@ -85,37 +91,50 @@ class RunState:
         self._inputs: dict[str, list[HandoffItem]] = {}
         self._fallbacks: dict[str, int] = {}
 
+    # --- what happened -------------------------------------------------------
+
     def identify(self, *, team: str, tenant: str | None) -> None:
         """Name the run's team and tenant (once its input has been read)."""
-        self.team = team
-        self.tenant = tenant
+        self._team = team
+        self._tenant = tenant
 
     def begin(self, team: ResolvedTeam) -> None:
         """Start running ``team`` (called once its spec is resolved)."""
-        self.team = team.spec.name
-        self.team_version = team.spec.version
-        self.spec_source = team.source
+        self._team = team.spec.name
+        self._team_version = team.spec.version
+        self._spec_source = team.source
         self._agents = [a.name for a in team.spec.agents]
         self._agent_state = {name: "pending" for name in self._agents}
-        self.prompt_versions = {name: p.ref.label for name, p in team.prompts.items()}
-        self.variants = list(team.variants or [])
-        self.phase = "running"
+        self._prompt_versions = {name: p.ref.label for name, p in team.prompts.items()}
+        self._variants = list(team.variants or [])
+        self._phase = "running"
 
     def enter_stage(self, name: str) -> None:
-        """Mark stage ``name`` as the one running."""
-        self.stage = name
+        """Stage ``name`` starts."""
+        self._stage = name
+
+    def await_approval(self, point: str, who: str) -> None:
+        """The run waits for a human decision at ``point`` (``who`` may decide)."""
+        self._phase = "awaiting_approval"
+        self._waiting_for = f"approval of {point!r} by {who}"
+
+    def approval_closed(self) -> None:
+        """The decision came (or its timeout policy decided): the run goes on."""
+        self._phase = "running"
+        self._waiting_for = None
+
+    def finish(self) -> None:
+        """The run ended (whatever its status): no stage runs any more."""
+        self._phase = "finished"
+        self._stage = None
 
     def agent_running(self, agent: str) -> None:
         """An agent call has started."""
         self._agent_state[agent] = "running"
 
-    def running_agents(self) -> list[str]:
-        """Agents with a call in flight, in spec order."""
-        return [a for a in self._agents if self._agent_state.get(a) == "running"]
-
-    def record(self, record: AgentCallRecord) -> None:
-        """Add a finished (or skipped) call."""
-        self.records.append(record)
+    def record_call(self, record: AgentCallRecord) -> None:
+        """A call finished (or was skipped)."""
+        self._records.append(record)
         self._agent_state[record.agent] = _STATE_AFTER[record.status]
 
     def note_fallback(self, agent: str) -> None:
@@ -128,6 +147,67 @@ class RunState:
         self._outputs[agent] = self._outputs.get(agent, 0) + 1
         self._inputs[agent] = inputs
 
+    def deliver(self, text: str) -> None:
+        """``text`` is now the run's output (the latest stage's answer)."""
+        self._output = text
+
+    def record_fan_out(self, report: FanOutReport) -> None:
+        """A fan-out stage was graded."""
+        self._fan_outs.append(report)
+
+    def record_gate(self, report: GateReport) -> None:
+        """A quality gate finished (passed, or gave up)."""
+        self._gates.append(report)
+
+    def record_route(self, decision: RouteDecision) -> None:
+        """The router decided."""
+        self._route = decision
+
+    def record_injection(self, report: InjectionReport) -> int:
+        """A suspected prompt injection was found; its index, for later updates."""
+        self._injections.append(report)
+        return len(self._injections) - 1
+
+    def injection_under_review(self, index: int, point: str) -> InjectionReport:
+        """Injection ``index`` waits for a reviewer at approval ``point``; its report."""
+        self._injections[index] = self._injections[index].model_copy(update={"review": point})
+        return self._injections[index]
+
+    def injection_decided(self, index: int, *, released: bool) -> None:
+        """The reviewer released (or rejected) the text of injection ``index``."""
+        self._injections[index] = self._injections[index].model_copy(update={"released": released})
+
+    def warn(self, message: str, *, degrade: bool = True) -> None:
+        """Add a warning to the result; ``degrade`` also marks the run DEGRADED."""
+        self._warnings.append(message)
+        self._degraded = self._degraded or degrade
+
+    # --- what it knows -------------------------------------------------------
+
+    @property
+    def stage(self) -> str | None:
+        """The stage running now."""
+        return self._stage
+
+    @property
+    def route(self) -> RouteDecision | None:
+        """The router's decision, once made."""
+        return self._route
+
+    @property
+    def degraded(self) -> bool:
+        """Whether anything so far degraded the run (a fallback, a missing perspective...)."""
+        return self._degraded
+
+    @property
+    def calls_recorded(self) -> int:
+        """Calls finished (or skipped) so far."""
+        return len(self._records)
+
+    def running_agents(self) -> list[str]:
+        """Agents with a call in flight, in spec order."""
+        return [a for a in self._agents if self._agent_state.get(a) == "running"]
+
     def latest_output(self, agent: str) -> str | None:
         """``agent``'s latest output, if it has produced one."""
         return self._latest.get(agent)
@@ -136,17 +216,12 @@ class RunState:
         """The handoff ``agent`` last worked from."""
         return self._inputs.get(agent, [])
 
-    def warn(self, message: str, *, degrade: bool = True) -> None:
-        """Add a warning to the result; ``degrade`` also marks the run DEGRADED."""
-        self.warnings.append(message)
-        self.degraded = self.degraded or degrade
-
     def totals(self) -> list[AgentTotals]:
         """Per-agent calls, tokens, cost and latency so far, in spec order."""
         return [self._totals_for(agent) for agent in self._agents]
 
     def _totals_for(self, agent: str) -> AgentTotals:
-        mine = [r for r in self.records if r.agent == agent]
+        mine = [r for r in self._records if r.agent == agent]
         made = [r for r in mine if r.status not in _NOT_MADE]
         latest = self._latest.get(agent)
         return AgentTotals(
@@ -170,16 +245,16 @@ class RunState:
         spent = budget.spent_micro if budget else 0
         reserved = budget.reserved_micro if budget else 0
         return TeamStatus(
-            workflow_id=self.workflow_id,
-            team=self.team,
-            tenant=self.tenant,
-            phase=self.phase,
-            stage=self.stage,
-            waiting_for=self.waiting_for,
-            provider=next((r.provider for r in reversed(self.records) if r.provider), None),
+            workflow_id=self._workflow_id,
+            team=self._team,
+            tenant=self._tenant,
+            phase=self._phase,
+            stage=self._stage,
+            waiting_for=self._waiting_for,
+            provider=next((r.provider for r in reversed(self._records) if r.provider), None),
             pending_approval=pending,
             agents=self.totals(),
-            calls=len([r for r in self.records if r.status not in _NOT_MADE]),
+            calls=len([r for r in self._records if r.status not in _NOT_MADE]),
             budget_micro=limit,
             spent_micro=spent,
             reserved_micro=reserved,
@@ -190,7 +265,7 @@ class RunState:
     def degradation(self) -> DegradationLevel:
         """The worst fan-out level of the run (FULL when it had none)."""
         order = list(DegradationLevel)
-        levels = [report.level for report in self.fan_outs] or [DegradationLevel.FULL]
+        levels = [report.level for report in self._fan_outs] or [DegradationLevel.FULL]
         return max(levels, key=order.index)
 
     def result(
@@ -206,31 +281,31 @@ class RunState:
         finished_at: datetime,
     ) -> TeamResult:
         """The final :class:`TeamResult`, with every call the run made."""
-        calls = self.records
-        output, warnings = _bounded(self.output, self.warnings)
+        calls = self._records
+        output, warnings = _bounded(self._output, self._warnings)
         return TeamResult(
-            workflow_id=self.workflow_id,
-            team=self.team,
-            team_version=self.team_version,
-            spec_source=self.spec_source,
-            tenant=self.tenant,
+            workflow_id=self._workflow_id,
+            team=self._team,
+            team_version=self._team_version,
+            spec_source=self._spec_source,
+            tenant=self._tenant,
             status=status,
             output=output,
             reason=reason,
             calls=calls,
             agents=self.totals(),
             degradation=self.degradation(),
-            fan_outs=self.fan_outs,
-            missing_perspectives=[m for report in self.fan_outs for m in report.missing],
-            gates=self.gates,
-            route=self.route,
+            fan_outs=self._fan_outs,
+            missing_perspectives=[m for report in self._fan_outs for m in report.missing],
+            gates=self._gates,
+            route=self._route,
             approvals=approvals,
             ignored_decisions=ignored,
             ignored_decisions_total=ignored_total,
-            injections=self.injections,
+            injections=self._injections,
             warnings=warnings,
-            prompt_versions=self.prompt_versions,
-            variants=self.variants,
+            prompt_versions=self._prompt_versions,
+            variants=self._variants,
             budget_micro=budget.limit_micro,
             total_cost_micro=sum(r.cost_micro for r in calls),
             usage=total_usage(r.usage for r in calls),

@@ -93,7 +93,7 @@ class StageRunner:
                 AgentStep(stage=stage.name, agent=agent, handoff=incoming + produced)
             )
             produced.append(output_of(outcome))
-            self._state.output = outcome.text
+            self._state.deliver(outcome.text)
         return StageOutcome(produced)
 
     async def _fan_out(self, stage: FanOutStage, incoming: list[HandoffItem]) -> StageOutcome:
@@ -138,11 +138,11 @@ class StageRunner:
             else:
                 raise result
         handoff = [output_of(o) for o in succeeded]
-        self._state.output = _combined(handoff)
-        self._report_fan_out(stage, [o.agent for o in succeeded], missing)
+        self._state.deliver(_combined(handoff))
+        level = self._report_fan_out(stage, [o.agent for o in succeeded], missing)
         if budget_stop is not None:
             raise budget_stop
-        if not succeeded or self._state.fan_outs[-1].level is DegradationLevel.FAILED:
+        if not succeeded or level is DegradationLevel.FAILED:
             answered = f"{len(succeeded)} of {len(stage.agents)}"
             raise RunStopped(
                 RunStatus.FAILED, f"stage {stage.name!r}: only {answered} agents answered"
@@ -153,7 +153,8 @@ class StageRunner:
 
     def _report_fan_out(
         self, stage: FanOutStage, succeeded: list[str], missing: dict[str, str]
-    ) -> None:
+    ) -> DegradationLevel:
+        """Grade the fan-out, record and show it; its level."""
         level = grade(len(succeeded), stage.degradation)
         if level is not DegradationLevel.FULL:
             self._metrics.degraded(level)
@@ -165,7 +166,7 @@ class StageRunner:
                 f"({level.value}); missing perspectives: {reasons}"
             )
             self._state.warn(warning)
-        self._state.fan_outs.append(
+        self._state.record_fan_out(
             FanOutReport(
                 stage=stage.name,
                 level=level,
@@ -175,6 +176,7 @@ class StageRunner:
             )
         )
         self._visibility.degradation(self._state.degradation().value)
+        return level
 
     async def _merge(
         self, stage: FanOutStage, merge: str, handoff: list[HandoffItem]
@@ -190,7 +192,7 @@ class StageRunner:
                 "returning the perspectives unmerged"
             )
             return StageOutcome(handoff)
-        self._state.output = merged.text
+        self._state.deliver(merged.text)
         return StageOutcome([output_of(merged)])
 
     async def _gate(self, stage: GateStage, incoming: list[HandoffItem]) -> StageOutcome:
@@ -224,7 +226,7 @@ class StageRunner:
                 )
             )
             draft = revision.text
-            self._state.output = draft
+            self._state.deliver(draft)
         self._report_gate(stage, scores, verdict)
         return StageOutcome([HandoffItem(source=stage.reviser, content=draft)])
 
@@ -253,7 +255,7 @@ class StageRunner:
                 f"quality gate {stage.name!r} stopped after {len(scores)} iterations "
                 f"(max_iterations); scores {scores} never reached the threshold {stage.threshold}"
             )
-        self._state.gates.append(
+        self._state.record_gate(
             GateReport(
                 stage=stage.name,
                 threshold=stage.threshold,
@@ -274,9 +276,9 @@ class StageRunner:
         decision = routed.route
         if decision is None:  # call_agent validates routes; defensive only
             raise RunStopped(RunStatus.FAILED, f"{stage.router} returned no route")
-        self._state.route = decision
+        self._state.record_route(decision)
         if decision.route == DIRECT_ROUTE:
-            self._state.output = decision.answer or ""
+            self._state.deliver(decision.answer or "")
             return StageOutcome([output_of(routed)], finish_early=True)
         note = HandoffItem(
             source=stage.router, content=f"Routed to {decision.route}: {decision.rationale}"
@@ -286,7 +288,7 @@ class StageRunner:
                 stage=stage.name, agent=stage.routes[decision.route], handoff=[*incoming, note]
             )
         )
-        self._state.output = answer.text
+        self._state.deliver(answer.text)
         return StageOutcome([output_of(answer)])
 
     async def _approval(self, stage: ApprovalStage, incoming: list[HandoffItem]) -> StageOutcome:
