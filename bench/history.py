@@ -25,6 +25,7 @@ from bench.workloads import CallPlan
 from teamctl.runs import follow
 from teams.approvals import Decision
 from teams.catalog import Catalog
+from teams.run_interface import APPROVE_SIGNAL
 from teams.spec import ApprovalStage
 
 TASKS = {
@@ -92,7 +93,7 @@ async def project_run(project: ProjectSystem, catalog: Catalog, team: str) -> Hi
         statuses = [status async for status in follow(handle, interval_s=0.01)]
         if statuses[-1].phase != "awaiting_approval":
             raise RuntimeError(f"{handle.id} never waited for approval of {stage.name!r}")
-        await handle.signal("approve", Decision(approver=stage.approvers[0], comment="bench"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver=stage.approvers[0], comment="bench"))
     result = await handle.result()
     history = await handle.fetch_history()
     label = f"{team} (agent-teams{', approval' if approvals else ''})"

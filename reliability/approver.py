@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from teams.approvals import Decision
+from teams.run_interface import APPROVE_SIGNAL
 from workflows.visibility import PENDING_APPROVERS
 
 WAITING = "AwaitingApproval = true"
@@ -50,7 +51,7 @@ class Approver:
                 continue
             approvers = execution.typed_search_attributes.get(PENDING_APPROVERS) or ["editor"]
             await self._client.get_workflow_handle(execution.id).signal(
-                "approve", Decision(approver=approvers[0], comment=COMMENT)
+                APPROVE_SIGNAL, Decision(approver=approvers[0], comment=COMMENT)
             )
             if sent is None:
                 self.approvals += 1

@@ -41,6 +41,7 @@ from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from worker.connection import project_data_converter
 from worker.settings import WorkerSettings, choose_provider
 
@@ -122,7 +123,7 @@ async def _approve_like_a_person(
         f'    --codec-endpoint {codec_url} --codec-auth "Bearer $(cat {TOKEN_FILE})"\n'
     )
     await asyncio.sleep(1.0)
-    await handle.signal("approve", APPROVAL)
+    await handle.signal(APPROVE_SIGNAL, APPROVAL)
     result = await handle.result()
     print(render.result_text(result))
     return result

@@ -23,6 +23,7 @@ from teams.catalog import Catalog
 from teams.errors import AgentTeamsError
 from teams.requests import TeamRequest
 from teams.results import TeamResult, TeamStatus
+from teams.run_interface import DECIDE_UPDATE, STATUS_QUERY
 from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
 
 SIGNATURE_VALIDITY = timedelta(hours=1)
@@ -71,7 +72,7 @@ def run_handle(client: Client, workflow_id: str) -> WorkflowHandle[object, TeamR
 
 async def query_status(handle: WorkflowHandle[object, TeamResult]) -> TeamStatus:
     """The run's ``status`` query."""
-    status: TeamStatus = await handle.query("status", result_type=TeamStatus)
+    status: TeamStatus = await handle.query(STATUS_QUERY, result_type=TeamStatus)
     return status
 
 
@@ -151,7 +152,7 @@ async def decide(
     )
     try:
         receipt: DecisionReceipt = await handle.execute_update(
-            "decide", request, result_type=DecisionReceipt
+            DECIDE_UPDATE, request, result_type=DecisionReceipt
         )
     except WorkflowUpdateFailedError as err:
         cause = err.cause

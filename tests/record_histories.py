@@ -27,6 +27,7 @@ from teamctl.devserver import temporal_binary, test_server_binary
 from teamctl.runs import decide
 from teams.approvals import Decision
 from teams.results import TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.support import (
     awaiting_approval,
     inline_team,
@@ -51,8 +52,10 @@ async def research_approved(client: Client, queue: str) -> WorkflowHandle[Any, T
     async with running_worker(client, queue):
         handle = await start(client, queue, "research", "How do durable workflows help LLM agents?")
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="mallory", comment="not mine to approve"))
-        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.signal(
+            APPROVE_SIGNAL, Decision(approver="mallory", comment="not mine to approve")
+        )
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         await handle.result()
     return handle
 
@@ -121,7 +124,7 @@ async def research_context_shrink(client: Client, queue: str) -> WorkflowHandle[
     async with running_worker(client, queue, faults=window):
         handle = await start(client, queue, "research", "Context window pressure")
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         await handle.result()
     return handle
 
@@ -159,7 +162,7 @@ async def research_quarantined(client: Client, queue: str) -> WorkflowHandle[Any
             status = await awaiting_approval(handle)
             assert status.pending_approval is not None
             point = status.pending_approval.point
-            await handle.signal("approve", Decision(approver="editor", comment=f"ok: {point}"))
+            await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment=f"ok: {point}"))
             await wait_for(
                 handle,
                 lambda s, p=point: s.pending_approval is None or s.pending_approval.point != p,
@@ -199,7 +202,7 @@ async def research_escalated(
         handle = await start(env.client, queue, "research", "Escalation path")
         await awaiting_approval(handle)
         await env.sleep(timedelta(days=2, minutes=1))
-        await handle.signal("approve", Decision(approver="ops-lead", comment="covering"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="ops-lead", comment="covering"))
         await handle.result()
     return handle
 

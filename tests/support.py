@@ -29,6 +29,7 @@ from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE
 from teams.requests import TeamRequest
 from teams.results import TeamResult, TeamStatus
+from teams.run_interface import STATUS_QUERY
 from teams.spec import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers
@@ -123,7 +124,7 @@ async def start(
 
 
 async def status_of(handle: WorkflowHandle[Any, TeamResult]) -> TeamStatus:
-    return await handle.query("status", result_type=TeamStatus)
+    return await handle.query(STATUS_QUERY, result_type=TeamStatus)
 
 
 async def wait_for(

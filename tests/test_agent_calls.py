@@ -11,6 +11,7 @@ from temporalio.client import Client
 from providers.simulated import FaultKind, FaultRule
 from teams.approvals import Decision
 from teams.results import CallStatus, RunStatus
+from teams.run_interface import APPROVE_SIGNAL
 from tests.support import (
     agent,
     awaiting_approval,
@@ -170,7 +171,7 @@ async def test_context_overflow_shrinks_the_handoff_once(client: Client, task_qu
     async with running_worker(client, task_queue, faults=window):
         handle = await start(client, task_queue, "research", "How do durable workflows help?")
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         result = await handle.result()
 
     writer = [c for c in result.calls if c.agent == "writer"]

@@ -14,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from teams.approvals import Decision
 from teams.results import CallStatus, RunStatus
+from teams.run_interface import APPROVE_SIGNAL
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, Step, for_system
 from tests.processes import worker_process
@@ -65,7 +66,7 @@ async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
     second = worker_process(env, task_queue, tmp_path / "worker2.log", **claude)
     try:
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         result = await handle.result()
     finally:
         second.send_signal(signal.SIGTERM)

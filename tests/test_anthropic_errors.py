@@ -12,6 +12,7 @@ from temporalio.client import Client
 from providers.anthropic import AnthropicProvider
 from teams.approvals import Decision
 from teams.results import CallStatus, RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from teams.spec import TeamSpec
 from tests.conftest import API_KEY
 from tests.messages_standin import (
@@ -261,7 +262,7 @@ async def test_prompt_too_long_shrinks_the_context_once(
     async with running_worker(client, task_queue, provider=claude):
         handle = await start(client, task_queue, "research", "How do durable workflows help?")
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         result = await handle.result()
 
     writer = [c for c in result.calls if c.agent == "writer"]

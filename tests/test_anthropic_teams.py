@@ -8,6 +8,7 @@ from temporalio.client import Client
 from providers.anthropic import AnthropicProvider
 from teams.approvals import Decision
 from teams.results import CallStatus, DegradationLevel, RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, for_tool
 from tests.support import activity_types, awaiting_approval, history_events, running_worker, start
@@ -50,7 +51,7 @@ async def test_research_on_claude(
     async with running_worker(client, task_queue, provider=claude):
         handle = await start(client, task_queue, "research", "How do durable workflows help?")
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         result = await handle.result()
 
     assert result.status is RunStatus.COMPLETED

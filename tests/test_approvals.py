@@ -16,6 +16,7 @@ from providers.simulated import FaultKind, FaultRule
 from teamctl.runs import DecisionRefusedError, decide
 from teams.approvals import DecideRequest, Decision, DecisionReceipt
 from teams.results import RunStatus
+from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
 from tests.support import (
     TIME_SKIPPING,
     agent,
@@ -38,7 +39,7 @@ async def test_reject_signal_ends_run_rejected_with_results_kept(
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, "research", TASK)
         await awaiting_approval(handle)
-        await handle.signal("reject", Decision(approver="editor", comment="too long"))
+        await handle.signal(REJECT_SIGNAL, Decision(approver="editor", comment="too long"))
         result = await handle.result()
 
     assert result.status is RunStatus.REJECTED
@@ -54,11 +55,13 @@ async def test_stranger_decision_is_recorded_and_ignored(client: Client, task_qu
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, "research", TASK)
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="mallory", comment="lgtm"))
-        await handle.signal("reject", Decision(approver="ops-lead", comment="not yet escalated"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="mallory", comment="lgtm"))
+        await handle.signal(
+            REJECT_SIGNAL, Decision(approver="ops-lead", comment="not yet escalated")
+        )
         still = await status_of(handle)
         assert still.phase == "awaiting_approval"
-        await handle.signal("approve", Decision(approver="editor", comment="fine"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="fine"))
         result = await handle.result()
 
     assert result.status is RunStatus.COMPLETED
@@ -94,14 +97,14 @@ async def test_decide_validator_refuses_unknown_approver(client: Client, task_qu
         await awaiting_approval(handle)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(
-                "decide",
+                DECIDE_UPDATE,
                 DecideRequest(approver="mallory", decision="approve"),
                 result_type=DecisionReceipt,
             )
         assert isinstance(refused.value.cause, ApplicationError)
         assert refused.value.cause.type == "DecisionRefused"
         assert "'mallory' may not decide 'final-text'" in refused.value.cause.message
-        await handle.signal("approve", Decision(approver="editor"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         result = await handle.result()
 
     # Refused by the validator: never entered history, so not even recorded as ignored.
@@ -126,7 +129,7 @@ async def test_nothing_pending_refuses_decisions_and_cancel_keeps_results(
         await wait_for(handle, lambda s: bool(s.agents) and s.agents[0].state == "running")
         with pytest.raises(DecisionRefusedError, match="no approval is pending"):
             await decide(handle, approver="editor", decision="approve")
-        await handle.signal("approve", Decision(approver="editor", comment="too early"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="too early"))
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as ended:
             await handle.result()
@@ -192,7 +195,7 @@ async def test_timeout_escalates_to_ops_lead_who_approves(
         assert escalated.pending_approval.escalated
         assert escalated.pending_approval.approvers == ["editor", "ops-lead"]
         assert escalated.waiting_for == "approval of 'final-text' by editor, ops-lead"
-        await handle.signal("approve", Decision(approver="ops-lead", comment="covering"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="ops-lead", comment="covering"))
         result = await handle.result()
 
     assert result.status is RunStatus.COMPLETED

@@ -29,6 +29,7 @@ from teamctl.pending import PendingInputError, PendingList, PendingRun, visibili
 from teams.ledger import Alert, CostKey, CostRow, LedgerSummary
 from teams.pricing import format_usd
 from teams.results import CallStatus, RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl, teamctl_async
 from tests.support import awaiting_approval, running_worker, start
 
@@ -418,7 +419,7 @@ async def test_pending_lists_exactly_the_runs_waiting_for_approval(
         code, table, err = await teamctl_async(env, "pending", "--tenant", tenant)
 
         # Decided: the run drops out of the list.
-        await waiting[0].signal("approve", {"approver": "editor", "comment": "ok"})
+        await waiting[0].signal(APPROVE_SIGNAL, {"approver": "editor", "comment": "ok"})
         await waiting[0].result()
         after = await _poll_pending(env, {waiting[1].id}, "--tenant", tenant)
 

@@ -18,6 +18,7 @@ from teams.approvals import Decision
 from teams.calls import AgentCall
 from teams.pricing import TokenUsage
 from teams.results import CallStatus, RunStatus
+from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import worker_process
 from tests.support import agent, awaiting_approval, history_events, inline_team, start
 
@@ -77,7 +78,7 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     second = worker_process(env, task_queue, tmp_path / "worker2.log", **sim)
     try:
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment="after the crash"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="after the crash"))
         result = await handle.result()
     finally:
         second.send_signal(signal.SIGTERM)

@@ -25,6 +25,7 @@ from teamctl.report import UNKNOWN_TEAM, RunWithoutResult, fetch_report
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl_async, temporal_cli
 from tests.support import awaiting_approval, client_with_keys, running_worker, start
 from worker.main import workflow_runner
@@ -54,7 +55,7 @@ async def test_history_holds_no_plaintext_and_the_codec_server_decodes_it(
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, "research", TASK)
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment=COMMENT))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment=COMMENT))
         result = await handle.result()
     assert result.status is RunStatus.COMPLETED
 
@@ -140,7 +141,7 @@ async def test_a_run_started_under_one_key_finishes_after_rotation(
     after = client_with_keys(env, rotated)
     async with running_worker(after, task_queue):
         waiting = after.get_workflow_handle(handle.id)
-        await waiting.signal("approve", Decision(approver="editor", comment=COMMENT))
+        await waiting.signal(APPROVE_SIGNAL, Decision(approver="editor", comment=COMMENT))
         result = await after.get_workflow_handle(handle.id, result_type=TeamResult).result()
     assert result.status is RunStatus.COMPLETED
     assert result.approvals[0].comment == COMMENT

@@ -42,6 +42,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from teams.requests import TeamRequest, describe_validation_error
 from teams.results import TeamResult, TeamStatus
+from teams.run_interface import APPROVE_SIGNAL, STATUS_QUERY
 from teams.spec import TeamSpec
 from tests.fuzz_strategies import DURATION_KEYS, SHIPPED
 from tests.processes import temporal_start
@@ -273,7 +274,7 @@ async def _approve_while_waiting(client: Client, handle: WorkflowHandle[Any, Any
     """Approve each pending approval (as its first approver) until the run ends."""
     while True:
         try:
-            status = await handle.query("status", result_type=TeamStatus)
+            status = await handle.query(STATUS_QUERY, result_type=TeamStatus)
         except RPCError:
             await asyncio.sleep(0.2)  # not started yet, or a query on a failed run
             continue
@@ -281,7 +282,7 @@ async def _approve_while_waiting(client: Client, handle: WorkflowHandle[Any, Any
             return
         if status.pending_approval is not None:
             approver = status.pending_approval.approvers[0]
-            await handle.signal("approve", {"approver": approver, "comment": "fuzz"})
+            await handle.signal(APPROVE_SIGNAL, {"approver": approver, "comment": "fuzz"})
         await asyncio.sleep(0.2)
 
 

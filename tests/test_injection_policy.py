@@ -32,6 +32,7 @@ from teams.calls import AgentCall, HandoffItem
 from teams.errors import INJECTION_REJECTED
 from teams.prompting import render_user_message
 from teams.results import CallStatus, InjectionReport, RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL, REJECT_SIGNAL
 from teams.spec import InjectionPolicy, TeamSpec
 from tests.messages_standin import MessagesStandIn, Request, Step, system_text, user_text
 from tests.support import running_worker, start, status_of, team_data, wait_for
@@ -202,7 +203,7 @@ async def test_indirect_injections_through_a_handoff(
         outcomes = await asyncio.gather(*(_settle(handle) for handle in handles))
         for handle, outcome in zip(handles, outcomes, strict=True):
             if isinstance(outcome, str):  # release the quarantined text
-                await handle.signal("approve", Decision(approver="editor", comment="checked"))
+                await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="checked"))
         released = [
             await handle.result() if isinstance(outcome, str) else None
             for handle, outcome in zip(handles, outcomes, strict=True)
@@ -313,8 +314,8 @@ async def test_a_rejected_quarantine_ends_the_run_with_every_result_kept(
         handle = await start(client, task_queue, _team("quarantine"), "case-r: durable?")
         await wait_for(handle, lambda s: s.phase == "awaiting_approval")
         # Not a reviewer: ignored (and recorded); the editor rejects.
-        await handle.signal("approve", Decision(approver="mallory", comment="let it through"))
-        await handle.signal("reject", Decision(approver="editor", comment="injected"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="mallory", comment="let it through"))
+        await handle.signal(REJECT_SIGNAL, Decision(approver="editor", comment="injected"))
         result = await handle.result()
 
     assert result.status is RunStatus.REJECTED

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from teams.approvals import Decision
+from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import worker_process
 from tests.support import agent, awaiting_approval, inline_team, running_worker, start
 from worker.logs import (
@@ -218,8 +219,8 @@ async def test_a_replay_logs_nothing_from_the_workflow(
         handle = await start(client, task_queue, "research", "Why durable agents?")
         await awaiting_approval(handle)
         # Not an approver: the workflow records the refusal and logs a warning.
-        await handle.signal("approve", Decision(approver="mallory", comment="me"))
-        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="mallory", comment="me"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         await handle.result()
     live = workflow_records()
     assert [(r.levelname, r.getMessage().split(" (")[0]) for r in live] == [

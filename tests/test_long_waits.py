@@ -44,6 +44,7 @@ from teamctl.runs import decide
 from teams.approvals import ApprovalRecord, Decision
 from teams.ledger import GLOBAL_SCOPE
 from teams.results import CallStatus, RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from teams.spec import TeamSpec
 from tests.processes import worker_process
 from tests.support import (
@@ -313,7 +314,9 @@ async def test_wait_survives_a_worker_restart_and_a_server_restart(
             new_server = server.process.process.pid
             # Answered by the new worker, through the restarted server.
             still = await awaiting_approval(handle)
-            await handle.signal("approve", Decision(approver="editor", comment="after restarts"))
+            await handle.signal(
+                APPROVE_SIGNAL, Decision(approver="editor", comment="after restarts")
+            )
             result = await handle.result()
             after = await history_events(handle)
         finally:
@@ -379,7 +382,9 @@ async def test_approved_after_two_days_with_the_worker_replaced_midway(
         async with _worker(client, task_queue, second_journal, controls):
             await ts_env.sleep(timedelta(days=1))
             day_two = await status_of(handle)  # answered by the new worker, from history
-            await handle.signal("approve", Decision(approver="editor", comment="two days later"))
+            await handle.signal(
+                APPROVE_SIGNAL, Decision(approver="editor", comment="two days later")
+            )
             result = await handle.result()
         after = await history_events(handle)
     finally:

@@ -22,6 +22,7 @@ from security.codec import ENCODING, KEY_ID_METADATA
 from security.keyring import KeyRing, write_key_file
 from teams.approvals import Decision
 from teams.results import RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
 from tests.processes import temporal_start
 from tests.support import (
     awaiting_approval,
@@ -165,11 +166,11 @@ async def test_malformed_and_forged_signals_are_recorded_ignored_and_capped(
         handle = await start(client, task_queue, "research", "a task")
         await awaiting_approval(handle)
         raw = env.client.get_workflow_handle(handle.id)  # no codec: sends what it is given
-        await raw.signal("approve", _forged("key-a"))
-        await handle.signal("approve", {"approver": 5, "comment": ["x"]})
+        await raw.signal(APPROVE_SIGNAL, _forged("key-a"))
+        await handle.signal(APPROVE_SIGNAL, {"approver": 5, "comment": ["x"]})
         for n in range(MAX_IGNORED_KEPT + 10):
-            await handle.signal("reject", Decision(approver=f"stranger-{n}", comment="no"))
-        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+            await handle.signal(REJECT_SIGNAL, Decision(approver=f"stranger-{n}", comment="no"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         result = await handle.result()
         events = await history_events(handle)
     assert result.status is RunStatus.COMPLETED
@@ -187,9 +188,9 @@ async def test_unreadable_signals_are_recorded_with_the_reason(
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, "research", "a task")
         await awaiting_approval(handle)
-        await handle.signal("approve", {"approver": 5, "comment": ["x"]})
-        await handle.signal("reject", "not even an object")
-        await handle.signal("approve", Decision(approver="editor"))
+        await handle.signal(APPROVE_SIGNAL, {"approver": 5, "comment": ["x"]})
+        await handle.signal(REJECT_SIGNAL, "not even an object")
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         result = await handle.result()
     assert result.status is RunStatus.COMPLETED
     assert [(i.approver, i.decision, i.reason) for i in result.ignored_decisions] == [
@@ -214,8 +215,8 @@ async def test_a_malformed_decide_update_is_refused_before_history(
         handle = await start(client, task_queue, "research", "a task")
         await awaiting_approval(handle)
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update("decide", {"approver": "editor", "decision": "maybe"})
-        await handle.signal("approve", Decision(approver="editor"))
+            await handle.execute_update(DECIDE_UPDATE, {"approver": "editor", "decision": "maybe"})
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         result = await handle.result()
         events = await history_events(handle)
     cause = refused.value.cause

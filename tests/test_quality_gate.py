@@ -8,6 +8,7 @@ from temporalio.client import Client
 
 from teams.approvals import Decision
 from teams.results import RunStatus
+from teams.run_interface import APPROVE_SIGNAL
 from tests.support import awaiting_approval, inline_team, running_worker, stage, start
 
 
@@ -20,7 +21,7 @@ async def test_quality_loop_stops_at_max_iterations(client: Client, task_queue: 
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, spec, "How do durable workflows help LLM agents?")
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment="good enough"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="good enough"))
         result = await handle.result()
 
     gate = result.gates[0]
@@ -47,7 +48,7 @@ async def test_rejected_draft_returns_with_reasons(client: Client, task_queue: s
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, spec, "How do durable workflows help LLM agents?")
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         result = await handle.result()
 
     assert result.gates[0].scores == [6, 8, 10]

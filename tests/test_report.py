@@ -43,6 +43,7 @@ from teams.results import (
     RunStatus,
     TeamResult,
 )
+from teams.run_interface import APPROVE_SIGNAL
 from teams.spec import TeamSpec
 from tests.processes import teamctl, teamctl_async
 from tests.support import agent, awaiting_approval, inline_team, running_worker, stage, start
@@ -671,7 +672,7 @@ async def test_report_of_seeded_runs(
         for handle in writing:
             await awaiting_approval(handle)
         for handle in writing[:2]:
-            await handle.signal("approve", Decision(approver="editor", comment="ok"))
+            await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         research_results = [await h.result() for h in writing[:2]]
         terminated, in_flight = writing[2:]
         await terminated.terminate(reason="seeded: stopped by the operator")

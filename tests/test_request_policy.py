@@ -17,6 +17,7 @@ from teams.approvals import Decision
 from teams.policy import RequestPolicy
 from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl
 from tests.support import (
     activity_types,
@@ -123,7 +124,7 @@ async def test_a_routers_direct_answer_still_waits_for_the_approval_after_it(
     async with running_worker(client, task_queue, catalog=catalog):
         handle = await start(client, task_queue, "support", SIMPLE)
         status = await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="lead", comment="fine"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="lead", comment="fine"))
         result = await handle.result()
     assert status.stage == "sign-off"
     assert result.route is not None and result.route.route == "direct"

@@ -21,6 +21,7 @@ from teams.approvals import Decision
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE
 from teams.results import TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl_async
 from tests.support import awaiting_approval, running_worker, start
 from workflows.visibility import TEAM_VERSION
@@ -48,7 +49,7 @@ def _deployment(folder: Path) -> Catalog:
 
 async def _approved(handle: WorkflowHandle[object, TeamResult]) -> TeamResult:
     await awaiting_approval(handle)  # type: ignore[arg-type]
-    await handle.signal("approve", Decision(approver="editor", comment="ok"))
+    await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
     return await handle.result()
 
 

@@ -19,6 +19,7 @@ from security.approvers import ApproverRegistry
 from security.signatures import claim_for, load_private_key, sign, write_key_pair
 from teams.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
 from teams.results import RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE
 from tests.processes import teamctl_async, temporal_cli
 from tests.support import awaiting_approval, running_worker, start
 
@@ -75,10 +76,10 @@ async def test_unsigned_decisions_are_refused_and_a_signed_one_decides(
     async with running_worker(client, task_queue, deployment_overrides=_deployment(keys)):
         handle = await start(client, task_queue, "research", TASK)
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment="trust me"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="trust me"))
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update(
-                "decide",
+                DECIDE_UPDATE,
                 DecideRequest(approver="editor", decision="approve", comment="trust me"),
                 result_type=DecisionReceipt,
             )
@@ -120,10 +121,10 @@ async def test_a_signature_for_anything_else_is_refused(
             "someone else's key": _signed(handle, keys["ops-lead"]),
         }
         for decision in attempts.values():
-            await handle.signal("approve", decision)
+            await handle.signal(APPROVE_SIGNAL, decision)
         changed = _signed(handle, editor).model_copy(update={"comment": "changed after signing"})
-        await handle.signal("approve", changed)
-        await handle.signal("approve", _signed(handle, editor, comment="the real one"))
+        await handle.signal(APPROVE_SIGNAL, changed)
+        await handle.signal(APPROVE_SIGNAL, _signed(handle, editor, comment="the real one"))
         result = await handle.result()
         await other.terminate("done with it")
 
@@ -172,7 +173,7 @@ async def test_open_mode_accepts_an_unsigned_decision_and_says_so(
     async with running_worker(client, task_queue):  # the development default
         handle = await start(client, task_queue, "research", TASK)
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         result = await handle.result()
     assert [(a.approver, a.authenticated) for a in result.approvals] == [("editor", False)]
     assert (

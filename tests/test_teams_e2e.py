@@ -7,6 +7,7 @@ from temporalio.client import Client
 
 from teams.approvals import Decision
 from teams.results import CallStatus, DegradationLevel, RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.support import (
     LOCAL_ACTIVITY_MARKER,
     PATCH_MARKER,
@@ -71,7 +72,7 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         assert status.pending_approval.approvers == ["editor"]
         assert status.waiting_for == "approval of 'final-text' by editor"
         assert [a.state for a in status.agents] == ["done", "done", "done"]
-        await handle.signal("approve", Decision(approver="editor", comment="ok"))
+        await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
         result = await handle.result()
 
     assert result.status is RunStatus.COMPLETED

@@ -20,6 +20,7 @@ from stores.controls.sqlite import SqliteControls
 from teams.approvals import Decision
 from teams.ledger import GLOBAL_SCOPE
 from teams.results import RunStatus
+from teams.run_interface import APPROVE_SIGNAL
 from tests.support import (
     activity_types,
     awaiting_approval,
@@ -58,7 +59,9 @@ async def test_a_run_started_before_the_patch_finishes_on_todays_worker(
             await asyncio.sleep(0.05)
     async with running_worker(client, task_queue, controls=controls):
         await awaiting_approval(handle)
-        await handle.signal("approve", Decision(approver="editor", comment="after the upgrade"))
+        await handle.signal(
+            APPROVE_SIGNAL, Decision(approver="editor", comment="after the upgrade")
+        )
         result = await handle.result()
     events = await history_events(handle)
     ledger = await controls.ledger(GLOBAL_SCOPE, result.started_at.strftime("%Y-%m-%d"))

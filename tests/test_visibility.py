@@ -18,6 +18,7 @@ from teamctl.devserver import DevServer, free_port, start_dev_server, temporal_b
 from teamctl.devserver import wait_until_ready as server_ready
 from teams.approvals import Decision
 from teams.results import RunStatus
+from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import run_async
 from tests.support import awaiting_approval, running_worker, start
 
@@ -78,7 +79,7 @@ async def test_awaiting_approval_query_finds_exactly_the_waiting_runs(
         approved = await start(client, task_queue, "research", TASK)
         for handle in (*waiting, approved):
             await awaiting_approval(handle)
-        await approved.signal("approve", Decision(approver="editor"))
+        await approved.signal(APPROVE_SIGNAL, Decision(approver="editor"))
         done = await approved.result()
         routed = await (await start(client, task_queue, "support", BILLING)).result()
 

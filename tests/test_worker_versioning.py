@@ -40,6 +40,7 @@ from teamctl.devserver import free_port, start_dev_server, wait_until_ready
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import CallStatus, RunStatus, TeamResult
+from teams.run_interface import APPROVE_SIGNAL
 from tests.incompatible_workflow import PAUSE, AgentTeamWorkflowV2
 from tests.processes import temporal_cli, worker_process
 from tests.support import awaiting_approval, history_events, start
@@ -251,10 +252,10 @@ async def test_a_waiting_run_finishes_on_its_build_while_new_runs_start_on_the_n
             pinned_to_v1 = await _running_on(env, name, "v1")
             second = await start(client, task_queue, "research", TASK)
             await awaiting_approval(second)
-            await first.signal("approve", Decision(approver="editor", comment="on v1"))
+            await first.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="on v1"))
             assert _failed_tasks(await _settled(first)) == []
             first_result = await first.result()
-            await second.signal("approve", Decision(approver="editor", comment="on v2"))
+            await second.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="on v2"))
             second_result = await second.result()
             v1_after = await _until_drained(env, name, "v1")
             left_on_v1 = await _running_on(env, name, "v1")

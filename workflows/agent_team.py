@@ -37,6 +37,13 @@ with workflow.unsafe.imports_passed_through():
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import RunStatus, TeamResult, TeamStatus
+    from teams.run_interface import (
+        AGENT_TEAM_WORKFLOW,
+        APPROVE_SIGNAL,
+        DECIDE_UPDATE,
+        REJECT_SIGNAL,
+        STATUS_QUERY,
+    )
     from workflows import inputs
     from workflows.agent_runner import AgentRunner, RunnerMode
     from workflows.approvals import ApprovalDesk
@@ -50,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.stops import RunStopped, StageStopped
     from workflows.visibility import Visibility
 
-WORKFLOW_NAME = "AgentTeamWorkflow"
+WORKFLOW_NAME = AGENT_TEAM_WORKFLOW
 DEFAULT_TASK_QUEUE = "agent-teams"
 CONTROLS_IN_CALL_PATCH = "controls-in-call"
 """Patch id: the fleet's controls are applied inside ``call_agent`` (no local
@@ -254,7 +261,7 @@ class AgentTeamWorkflow:
             return stop.status, stop.reason
         return (RunStatus.DEGRADED if self._state.degraded else RunStatus.COMPLETED), None
 
-    @workflow.signal(name="approve")
+    @workflow.signal(name=APPROVE_SIGNAL)
     def approve(self, decision: RawValue) -> None:
         """Approve the pending approval point with a :class:`Decision`.
 
@@ -262,7 +269,7 @@ class AgentTeamWorkflow:
         """
         self._signal("approve", decision)
 
-    @workflow.signal(name="reject")
+    @workflow.signal(name=REJECT_SIGNAL)
     def reject(self, decision: RawValue) -> None:
         """Reject the pending approval point with a :class:`Decision` (as ``approve``)."""
         self._signal("reject", decision)
@@ -275,7 +282,7 @@ class AgentTeamWorkflow:
             return
         self._desk.on_signal(kind, decision)
 
-    @workflow.update(name="decide")
+    @workflow.update(name=DECIDE_UPDATE)
     def decide(self, request: RawValue) -> DecisionReceipt:
         """Approve or reject synchronously with a :class:`DecideRequest`.
 
@@ -288,7 +295,7 @@ class AgentTeamWorkflow:
         """Refuse malformed requests, unknown approvers, and decisions when nothing is pending."""
         self._desk.validate_update(inputs.decide_request(request))
 
-    @workflow.query(name="status")
+    @workflow.query(name=STATUS_QUERY)
     def status(self) -> TeamStatus:
         """Phase, what the run waits for, per-agent calls/tokens/cost, budget left."""
         return self._state.status(self._budget, self._desk.pending, self._final)
