@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -50,18 +49,19 @@ with workflow.unsafe.imports_passed_through():
     from security.injection import FENCE_INSTRUCTIONS
     from teams.breakers import agent_breaker, model_breaker
     from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
-    from teams.pricing import TokenUsage, format_usd, usd_to_micro
+    from teams.pricing import TokenUsage, format_usd
     from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import AgentCallRecord, CallStatus, RunStatus
-    from teams.spec import AgentSpec, ModelRouting
+    from teams.spec import AgentSpec
     from workflows import call_records
     from workflows.budget import RunBudget
     from workflows.call_activity import StopFlag, outcome_of, start_call
     from workflows.call_failures import CallFailure, classify
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
+    from workflows.model_choice import cheaper, routed
     from workflows.run_state import RunState
     from workflows.shared_controls import SETTLE_TIMEOUTS_PATCH, SharedControls, unsettled
     from workflows.stops import AgentFailed, RunStopped, StageStopped
@@ -195,14 +195,18 @@ class AgentRunner:
         except _BudgetRefused as refused:
             reason = refused.reason
         degrade = self._team.spec.budget.degrade_to_cheaper
-        cheaper = self._cheaper(call, spec) if degrade else None
-        if cheaper is None:
+        cheaper_call = (
+            cheaper(call, spec, self._team.prices, lambda: self._next_id(call.stage, call.agent))
+            if degrade
+            else None
+        )
+        if cheaper_call is None:
             raise RunStopped(RunStatus.BUDGET_EXCEEDED, reason)
-        cheaper = cheaper.model_copy(
-            update={"routing": f"budget: {reason}; degraded to cheaper {cheaper.model}"}
+        cheaper_call = cheaper_call.model_copy(
+            update={"routing": f"budget: {reason}; degraded to cheaper {cheaper_call.model}"}
         )
         try:
-            return await self._budgeted_call(cheaper, spec, stop)
+            return await self._budgeted_call(cheaper_call, spec, stop)
         except _BudgetRefused as again:
             raise RunStopped(RunStatus.BUDGET_EXCEEDED, again.reason) from None
 
@@ -401,50 +405,13 @@ class AgentRunner:
         )
         if fallback or spec.routing is None:
             return call
-        return self._route(call, spec.routing)
-
-    def _route(self, call: AgentCall, routing: ModelRouting) -> AgentCall:
-        """Apply the agent's routing rule; the decision is recorded on the call."""
-        cheap, why = self._routing_choice(call, routing)
-        model = routing.cheap_model if cheap else call.model
-        note = f"{routing.rule}: {why}: {'cheap' if cheap else 'default'} model {model}"
-        if cheap:
-            call = call.model_copy(update={"model": model, "price": self._team.prices[model]})
-        return call.model_copy(update={"routing": note})
-
-    def _routing_choice(self, call: AgentCall, routing: ModelRouting) -> tuple[bool, str]:
-        if routing.rule == "input_length":
-            tokens = estimate_prompt_tokens(call)
-            limit = routing.max_cheap_input_tokens or 0
-            return (
-                tokens <= limit,
-                f"prompt ~{tokens} tokens {'<=' if tokens <= limit else '>'} {limit}",
-            )
-        if routing.rule == "budget_left":
-            left = self._budget.left_micro
-            floor = usd_to_micro(routing.min_budget_left_usd or Decimal(0))
-            low = left < floor
-            return low, f"{format_usd(left)} left {'<' if low else '>='} {format_usd(floor)}"
-        decision = self._state.route
-        complexity = decision.complexity if decision is not None else None
-        return complexity == "simple", f"the router judged the request {complexity or 'unrated'}"
-
-    def _cheaper(self, call: AgentCall, spec: AgentSpec) -> AgentCall | None:
-        """The same call on the agent's cheaper model, if it has one that costs less."""
-        current = worst_case_cost_micro(call)
-        for model in (spec.routing.cheap_model if spec.routing else None, spec.fallback_model):
-            if model is None or model == call.model:
-                continue
-            candidate = call.model_copy(
-                update={
-                    "model": model,
-                    "price": self._team.prices[model],
-                    "call_id": self._next_id(call.stage, call.agent),
-                }
-            )
-            if worst_case_cost_micro(candidate) < current:
-                return candidate
-        return None
+        return routed(
+            call,
+            spec.routing,
+            self._team.prices,
+            budget_left_micro=self._budget.left_micro,
+            route=self._state.route,
+        )
 
     def _next_id(self, stage: str, agent: str) -> str:
         number = self._sequence.get(agent, 0) + 1
