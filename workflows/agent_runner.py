@@ -3,7 +3,7 @@
 One call (:meth:`AgentRunner._budgeted_call`) reads as a straight line:
 
 1. the :class:`AgentCall` is built deterministically (prompt, handoff, price,
-   routing decision): :meth:`AgentRunner._build`;
+   routing decision): :meth:`workflows.call_builder.CallBuilder.build`;
 2. its worst case (estimated prompt + ``max_tokens`` at the model's prices) is
    reserved on the run's own budget; if it does not fit, the call is not made;
 3. ``call_agent`` runs with the agent's timeouts and retry policy (Temporal owns
@@ -31,7 +31,6 @@ call through local activities around ``call_agent``; they still do
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from temporalio import workflow
@@ -41,16 +40,13 @@ from temporalio.workflow import ActivityHandle
 with workflow.unsafe.imports_passed_through():
     from providers.errors import (
         CIRCUIT_OPEN,
-        CONTEXT_OVERFLOW,
         CONTROLS_UNAVAILABLE,
-        MALFORMED_OUTPUT,
         NO_FALLBACK_ERROR_TYPES,
     )
-    from security.injection import FENCE_INSTRUCTIONS
     from teams.breakers import agent_breaker, model_breaker
-    from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
+    from teams.calls import AgentCall, AgentOutcome
     from teams.pricing import TokenUsage, format_usd
-    from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
+    from teams.prompting import worst_case_cost_micro
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import AgentCallRecord, CallStatus, RunStatus
@@ -58,42 +54,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows import call_records
     from workflows.budget import RunBudget
     from workflows.call_activity import StopFlag, outcome_of, start_call
+    from workflows.call_builder import AgentStep, CallBuilder, RunnerMode, describe_call
     from workflows.call_failures import CallFailure, classify
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
-    from workflows.model_choice import cheaper, routed
+    from workflows.model_choice import cheaper
     from workflows.run_state import RunState
     from workflows.shared_controls import SETTLE_TIMEOUTS_PATCH, SharedControls, unsettled
     from workflows.stops import AgentFailed, RunStopped, StageStopped
     from workflows.visibility import Visibility
-
-SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
-"""Patch id: runs started before this behaviour fall back instead of shrinking."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class AgentStep:
-    """What the stage asks of one agent."""
-
-    stage: str
-    agent: str
-    handoff: list[HandoffItem] = field(default_factory=list)
-    feedback: list[str] = field(default_factory=list)
-    iteration: int = 1
-    rubric: list[str] = field(default_factory=list)
-    threshold: int | None = None
-    routes: list[str] = field(default_factory=list)
-    stop: StopFlag | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunnerMode:
-    """Which behaviours this run has (from its patches, fixed for the run's life)."""
-
-    current: bool
-    """Started under ``controls-in-call``: every behaviour below is on, no patch checked."""
-    cooperative_cancel: bool
-    """Calls are stopped cooperatively (partial usage charged)."""
 
 
 class _CallFailed(ApplicationError):
@@ -130,14 +99,13 @@ class AgentRunner:
     ) -> None:
         self._team = team
         self._guard = guard
-        self._request = request
         self._budget = budget
         self._state = state
         self._mode = mode
         self._visibility = visibility
         self._shared = shared
         self._metrics = metrics
-        self._sequence: dict[str, int] = {}
+        self._calls = CallBuilder(team=team, request=request, mode=mode, state=state, budget=budget)
 
     @property
     def cooperative_cancel(self) -> bool:
@@ -151,23 +119,23 @@ class AgentRunner:
             # Quarantined text waits for its review before this agent reads it.
             await self._guard.release(step.handoff, step.feedback)
         try:
-            return await self._ask(self._build(step, spec), spec, step.stop)
+            return await self._ask(self._calls.build(step, spec), spec, step.stop)
         except _CallFailed as primary:
             reason = primary.detail.describe()
             if not spec.has_fallback() or primary.detail.error_type in NO_FALLBACK_ERROR_TYPES:
                 raise AgentFailed(step.agent, reason) from None
-        fallback = self._build(step, spec, fallback_reason=reason)
+        fallback = self._calls.build(step, spec, fallback_reason=reason)
         self._state.note_fallback(step.agent)
         self._metrics.fallback(step.agent)
         self._state.warn(
-            f"{step.agent}: {spec.model} failed ({reason}); fell back to {_describe_call(fallback)}"
+            f"{step.agent}: {spec.model} failed ({reason}); fell back to {describe_call(fallback)}"
         )
         try:
             return await self._ask(fallback, spec, step.stop)
         except _CallFailed as second:
             raise AgentFailed(
                 step.agent,
-                f"fallback {_describe_call(fallback)} failed too ({second.detail.describe()})",
+                f"fallback {describe_call(fallback)} failed too ({second.detail.describe()})",
             ) from None
 
     async def _ask(self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None) -> AgentOutcome:
@@ -175,7 +143,7 @@ class AgentRunner:
         try:
             return await self._within_budgets(call, spec, stop)
         except _CallFailed as failed:
-            retry = self._recovery_for(call, failed.detail)
+            retry = self._calls.recovery_for(call, failed.detail)
             if retry is None:
                 raise
             return await self._within_budgets(retry, spec, stop)
@@ -196,7 +164,9 @@ class AgentRunner:
             reason = refused.reason
         degrade = self._team.spec.budget.degrade_to_cheaper
         cheaper_call = (
-            cheaper(call, spec, self._team.prices, lambda: self._next_id(call.stage, call.agent))
+            cheaper(
+                call, spec, self._team.prices, lambda: self._calls.next_id(call.stage, call.agent)
+            )
             if degrade
             else None
         )
@@ -344,80 +314,6 @@ class AgentRunner:
             keys.append(agent_breaker(self._team.spec.name, call.agent))
         return keys
 
-    def _recovery_for(self, call: AgentCall, failure: CallFailure) -> AgentCall | None:
-        change: dict[str, object]
-        if failure.error_type == MALFORMED_OUTPUT:
-            # Feed the validation error back once; a blind retry fails the same way.
-            change = {"repair": failure.message}
-        elif failure.error_type == CONTEXT_OVERFLOW and (
-            self._mode.current or workflow.patched(SHRINK_CONTEXT_PATCH)
-        ):
-            # Halve the prompt once; call_agent trims handoffs by rule to fit.
-            prompt = estimate_prompt_tokens(call)
-            budget = min(call.context_budget_tokens or prompt, prompt)
-            change = {"context_budget_tokens": budget // 2}
-        else:
-            return None
-        return call.model_copy(update={**change, "call_id": self._next_id(call.stage, call.agent)})
-
-    def _build(
-        self, step: AgentStep, spec: AgentSpec, *, fallback_reason: str | None = None
-    ) -> AgentCall:
-        fallback = fallback_reason is not None
-        model = (spec.fallback_model or spec.model) if fallback else spec.model
-        prompts = self._team.fallback_prompts if fallback else {}
-        prompt = prompts.get(spec.name) or self._team.prompts[spec.name]
-        # Current runs fence untrusted text, cap each handoff item and apply the
-        # team's PII policy; runs from before keep the prompts they were estimated on.
-        fenced = self._mode.current
-        call = AgentCall(
-            call_id=self._next_id(step.stage, step.agent),
-            team=self._team.spec.name,
-            tenant=self._request.tenant,
-            stage=step.stage,
-            agent=spec.name,
-            role=spec.role,
-            model=model,
-            fallback_for=spec.model if fallback else None,
-            fallback_reason=fallback_reason,
-            prompt=prompt.ref,
-            system=f"{prompt.text}\n\n{FENCE_INSTRUCTIONS}" if fenced else prompt.text,
-            task=self._request.task,
-            handoff=[_capped(item) for item in step.handoff] if fenced else step.handoff,
-            feedback=step.feedback,
-            iteration=step.iteration,
-            output=spec.output,
-            rubric=step.rubric,
-            threshold=step.threshold,
-            routes=step.routes,
-            max_tokens=spec.max_tokens,
-            price=self._team.prices[model],
-            variant=self._team.variant_of(spec.name),
-            context_budget_tokens=spec.context_budget_tokens,
-            cache_ttl_s=spec.cache_ttl.total_seconds() if spec.cache else None,
-            # Slightly under start-to-close, so the SDK's typed timeout wins the race.
-            request_timeout_s=spec.timeouts.start_to_close.total_seconds() * 0.9,
-            shared_controls=self._mode.current and self._team.cost_controls,
-            catalog_team=not self._team.inline,
-            agent_breaker=self._team.breakers,
-            fenced=fenced,
-            pii=self._team.spec.pii if fenced else "allow",
-        )
-        if fallback or spec.routing is None:
-            return call
-        return routed(
-            call,
-            spec.routing,
-            self._team.prices,
-            budget_left_micro=self._budget.left_micro,
-            route=self._state.route,
-        )
-
-    def _next_id(self, stage: str, agent: str) -> str:
-        number = self._sequence.get(agent, 0) + 1
-        self._sequence[agent] = number
-        return f"{workflow.info().workflow_id}/{stage}/{agent}/{number}"
-
     def _show_progress(self) -> None:
         self._visibility.progress(
             self._state.stage,
@@ -439,24 +335,6 @@ def _raised_for(call: AgentCall, failure: CallFailure) -> Exception:
     return _CallFailed(failure)
 
 
-def _describe_call(call: AgentCall) -> str:
-    return f"{call.model} with prompt {call.prompt.name}/{call.prompt.version}"
-
-
 def _elapsed(started: datetime) -> int:
     """Milliseconds of workflow time since ``started``."""
     return int((workflow.now() - started).total_seconds() * 1000)
-
-
-def _capped(item: HandoffItem) -> HandoffItem:
-    """``item`` cut to :data:`MAX_HANDOFF_CHARS`, saying so, when it is longer."""
-    if len(item.content) <= MAX_HANDOFF_CHARS:
-        return item
-    cut = len(item.content) - MAX_HANDOFF_CHARS
-    content = f"{item.content[:MAX_HANDOFF_CHARS]}\n[... {cut} more characters not shown]"
-    return item.model_copy(update={"content": content})
-
-
-def output_of(outcome: AgentOutcome) -> HandoffItem:
-    """The handoff item for an outcome (its text, attributed to its agent)."""
-    return HandoffItem(source=outcome.agent, content=outcome.text)

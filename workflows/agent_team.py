@@ -45,10 +45,11 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
     )
     from workflows import inputs
-    from workflows.agent_runner import AgentRunner, RunnerMode
+    from workflows.agent_runner import AgentRunner
     from workflows.approvals import ApprovalDesk
     from workflows.budget import RunBudget
     from workflows.call_activity import COOPERATIVE_CANCEL_PATCH
+    from workflows.call_builder import RunnerMode
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState

@@ -28,9 +28,10 @@ with workflow.unsafe.imports_passed_through():
         SequentialStage,
         Stage,
     )
-    from workflows.agent_runner import AgentRunner, AgentStep, output_of
+    from workflows.agent_runner import AgentRunner
     from workflows.approvals import ApprovalDesk
     from workflows.call_activity import StopFlag
+    from workflows.call_builder import AgentStep, output_of
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.stops import AgentFailed, RunStopped, StageStopped

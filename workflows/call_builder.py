@@ -1,0 +1,171 @@
+"""Build an agent's calls: prompt, handoff, price, routing, ids — deterministically.
+
+:class:`CallBuilder` turns what a stage asks (:class:`AgentStep`) into the
+:class:`AgentCall` the ``call_agent`` activity gets, and the changed call to
+re-ask once when a changed request can fix a failure. Call ids are activity ids,
+so they are drawn in the same order on every replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from providers.errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
+    from security.injection import FENCE_INSTRUCTIONS
+    from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
+    from teams.prompting import estimate_prompt_tokens
+    from teams.requests import TeamRequest
+    from teams.resolved import ResolvedTeam
+    from teams.spec import AgentSpec
+    from workflows.budget import RunBudget
+    from workflows.call_activity import StopFlag
+    from workflows.call_failures import CallFailure
+    from workflows.model_choice import routed
+    from workflows.run_state import RunState
+
+SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
+"""Patch id: runs started before this behaviour fall back instead of shrinking."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentStep:
+    """What the stage asks of one agent."""
+
+    stage: str
+    agent: str
+    handoff: list[HandoffItem] = field(default_factory=list)
+    feedback: list[str] = field(default_factory=list)
+    iteration: int = 1
+    rubric: list[str] = field(default_factory=list)
+    threshold: int | None = None
+    routes: list[str] = field(default_factory=list)
+    stop: StopFlag | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerMode:
+    """Which behaviours this run has (from its patches, fixed for the run's life)."""
+
+    current: bool
+    """Started under ``controls-in-call``: every behaviour below is on, no patch checked."""
+    cooperative_cancel: bool
+    """Calls are stopped cooperatively (partial usage charged)."""
+
+
+class CallBuilder:
+    """Builds one run's calls (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        team: ResolvedTeam,
+        request: TeamRequest,
+        mode: RunnerMode,
+        state: RunState,
+        budget: RunBudget,
+    ) -> None:
+        self._team = team
+        self._request = request
+        self._mode = mode
+        self._state = state
+        self._budget = budget
+        self._sequence: dict[str, int] = {}
+
+    def recovery_for(self, call: AgentCall, failure: CallFailure) -> AgentCall | None:
+        """The call to re-ask once when a changed request can fix ``failure``; else None."""
+        change: dict[str, object]
+        if failure.error_type == MALFORMED_OUTPUT:
+            # Feed the validation error back once; a blind retry fails the same way.
+            change = {"repair": failure.message}
+        elif failure.error_type == CONTEXT_OVERFLOW and (
+            self._mode.current or workflow.patched(SHRINK_CONTEXT_PATCH)
+        ):
+            # Halve the prompt once; call_agent trims handoffs by rule to fit.
+            prompt = estimate_prompt_tokens(call)
+            budget = min(call.context_budget_tokens or prompt, prompt)
+            change = {"context_budget_tokens": budget // 2}
+        else:
+            return None
+        return call.model_copy(update={**change, "call_id": self.next_id(call.stage, call.agent)})
+
+    def build(
+        self, step: AgentStep, spec: AgentSpec, *, fallback_reason: str | None = None
+    ) -> AgentCall:
+        """The call ``step`` makes of ``spec`` (its fallback's, with ``fallback_reason``)."""
+        fallback = fallback_reason is not None
+        model = (spec.fallback_model or spec.model) if fallback else spec.model
+        prompts = self._team.fallback_prompts if fallback else {}
+        prompt = prompts.get(spec.name) or self._team.prompts[spec.name]
+        # Current runs fence untrusted text, cap each handoff item and apply the
+        # team's PII policy; runs from before keep the prompts they were estimated on.
+        fenced = self._mode.current
+        call = AgentCall(
+            call_id=self.next_id(step.stage, step.agent),
+            team=self._team.spec.name,
+            tenant=self._request.tenant,
+            stage=step.stage,
+            agent=spec.name,
+            role=spec.role,
+            model=model,
+            fallback_for=spec.model if fallback else None,
+            fallback_reason=fallback_reason,
+            prompt=prompt.ref,
+            system=f"{prompt.text}\n\n{FENCE_INSTRUCTIONS}" if fenced else prompt.text,
+            task=self._request.task,
+            handoff=[capped(item) for item in step.handoff] if fenced else step.handoff,
+            feedback=step.feedback,
+            iteration=step.iteration,
+            output=spec.output,
+            rubric=step.rubric,
+            threshold=step.threshold,
+            routes=step.routes,
+            max_tokens=spec.max_tokens,
+            price=self._team.prices[model],
+            variant=self._team.variant_of(spec.name),
+            context_budget_tokens=spec.context_budget_tokens,
+            cache_ttl_s=spec.cache_ttl.total_seconds() if spec.cache else None,
+            # Slightly under start-to-close, so the SDK's typed timeout wins the race.
+            request_timeout_s=spec.timeouts.start_to_close.total_seconds() * 0.9,
+            shared_controls=self._mode.current and self._team.cost_controls,
+            catalog_team=not self._team.inline,
+            agent_breaker=self._team.breakers,
+            fenced=fenced,
+            pii=self._team.spec.pii if fenced else "allow",
+        )
+        if fallback or spec.routing is None:
+            return call
+        return routed(
+            call,
+            spec.routing,
+            self._team.prices,
+            budget_left_micro=self._budget.left_micro,
+            route=self._state.route,
+        )
+
+    def next_id(self, stage: str, agent: str) -> str:
+        """The next call id of ``agent``: ``<workflow id>/<stage>/<agent>/<n>``."""
+        number = self._sequence.get(agent, 0) + 1
+        self._sequence[agent] = number
+        return f"{workflow.info().workflow_id}/{stage}/{agent}/{number}"
+
+
+def describe_call(call: AgentCall) -> str:
+    """``claude-haiku-4-5 with prompt writer/v1``."""
+    return f"{call.model} with prompt {call.prompt.name}/{call.prompt.version}"
+
+
+def capped(item: HandoffItem) -> HandoffItem:
+    """``item`` cut to :data:`MAX_HANDOFF_CHARS`, saying so, when it is longer."""
+    if len(item.content) <= MAX_HANDOFF_CHARS:
+        return item
+    cut = len(item.content) - MAX_HANDOFF_CHARS
+    content = f"{item.content[:MAX_HANDOFF_CHARS]}\n[... {cut} more characters not shown]"
+    return item.model_copy(update={"content": content})
+
+
+def output_of(outcome: AgentOutcome) -> HandoffItem:
+    """The handoff item for an outcome (its text, attributed to its agent)."""
+    return HandoffItem(source=outcome.agent, content=outcome.text)
