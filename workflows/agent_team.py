@@ -99,15 +99,52 @@ class AgentTeamWorkflow:
         The input is a :class:`TeamRequest` (taken raw: see :mod:`workflows.inputs`).
         """
         started = workflow.now()
+        request = self._read(raw)
+        # First, so a new run records one patch marker and old runs replay as they ran.
+        current = workflow.patched(CONTROLS_IN_CALL_PATCH)
+        team = await self._resolve(request, local=current)
+        budget, shared = self._begin(request, team, current=current)
+        stages = self._stage_runner(request, team, budget, shared, current=current)
+        try:
+            status, reason = await self._run_stages(stages, team)
+        except (asyncio.CancelledError, StageStopped):
+            if workflow.cancellation_reason() is None:
+                raise
+            self._cancelled(budget)
+            raise asyncio.CancelledError() from None
+        self._final = status
+        self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
+        if shared is not None:
+            await shared.record_run(budget.spent_micro, status)
+        self._state.finish()
+        # Let in-flight signal/update handlers finish before the run closes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self._metrics.finished(status, _left(budget))
+        return self._state.result(
+            status=status,
+            reason=reason,
+            budget=budget,
+            approvals=self._desk.records,
+            ignored=self._desk.ignored,
+            ignored_total=self._desk.ignored_total,
+            started_at=started,
+            finished_at=workflow.now(),
+        )
+
+    def _read(self, raw: RawValue) -> TeamRequest:
+        """The request, or the run fails at once as ``InvalidRequest`` (counted)."""
         try:
             request = inputs.team_request(raw)
         except ApplicationError:
             self._metrics.finished(RunStatus.FAILED, None)
             raise
         self._state.identify(team=request.team_name, tenant=request.tenant)
-        # First, so a new run records one patch marker and old runs replay as they ran.
-        current = workflow.patched(CONTROLS_IN_CALL_PATCH)
-        team = await self._resolve(request, local=current)
+        return request
+
+    def _begin(
+        self, request: TeamRequest, team: ResolvedTeam, *, current: bool
+    ) -> tuple[RunBudget, SharedControls | None]:
+        """The team is resolved: budget, approvals, shared controls and search attributes."""
         self._metrics.resolved(team.spec.name, inline=team.inline)
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
@@ -130,6 +167,18 @@ class AgentTeamWorkflow:
                 team.spec.injection, task=request.task, desk=self._desk, state=self._state
             )
             self._guard.task_screened(team.task_injection)
+        return budget, shared
+
+    def _stage_runner(
+        self,
+        request: TeamRequest,
+        team: ResolvedTeam,
+        budget: RunBudget,
+        shared: SharedControls | None,
+        *,
+        current: bool,
+    ) -> StageRunner:
+        """The stage runner of this run, and the agent runner it drives."""
         mode = RunnerMode(
             current=current,
             cooperative_cancel=current or workflow.patched(COOPERATIVE_CANCEL_PATCH),
@@ -145,45 +194,25 @@ class AgentTeamWorkflow:
             metrics=self._metrics,
             guard=self._guard,
         )
-        stages = StageRunner(
+        return StageRunner(
             runner=runner,
             state=self._state,
             desk=self._desk,
             visibility=self._visibility,
             metrics=self._metrics,
         )
-        try:
-            status, reason = await self._run_stages(stages, team)
-        except (asyncio.CancelledError, StageStopped):
-            if workflow.cancellation_reason() is None:
-                raise
-            # Cancelled from outside: every call in flight has been stopped and
-            # charged; the status query keeps reporting them after the run ends.
-            self._final = RunStatus.CANCELLED
-            self._state.finish()
-            self._visibility.finished(
-                RunStatus.CANCELLED.value, self._state.degradation().value, budget.spent_micro
-            )
-            self._metrics.finished(RunStatus.CANCELLED, _left(budget))
-            raise asyncio.CancelledError() from None
-        self._final = status
-        self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
-        if shared is not None:
-            await shared.record_run(budget.spent_micro, status)
+
+    def _cancelled(self, budget: RunBudget) -> None:
+        """Cancelled from outside: every call in flight has been stopped and charged.
+
+        The status query keeps reporting them after the run ends.
+        """
+        self._final = RunStatus.CANCELLED
         self._state.finish()
-        # Let in-flight signal/update handlers finish before the run closes.
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        self._metrics.finished(status, _left(budget))
-        return self._state.result(
-            status=status,
-            reason=reason,
-            budget=budget,
-            approvals=self._desk.records,
-            ignored=self._desk.ignored,
-            ignored_total=self._desk.ignored_total,
-            started_at=started,
-            finished_at=workflow.now(),
+        self._visibility.finished(
+            RunStatus.CANCELLED.value, self._state.degradation().value, budget.spent_micro
         )
+        self._metrics.finished(RunStatus.CANCELLED, _left(budget))
 
     async def _resolve(self, request: TeamRequest, *, local: bool) -> ResolvedTeam:
         """The team as the worker's catalog resolves it (recorded in history).
