@@ -85,6 +85,11 @@ def build_provider(settings: WorkerSettings, environ: dict[str, str]) -> ModelPr
     return AnthropicProvider(config)
 
 
+SHUTDOWN_GRACE = timedelta(seconds=25)
+"""On SIGTERM, work in flight may finish this long (compose gives 30 s) before it is
+cancelled and retried on another worker."""
+
+
 def deployment_config(version: WorkerDeploymentVersion | None) -> WorkerDeploymentConfig | None:
     """Worker Versioning for a worker of ``version``; None keeps the worker unversioned.
 
@@ -128,7 +133,49 @@ def build_workers(
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
-    policy = ControlsPolicy(
+    policy = _controls_policy(deployment)
+    call_controls = (
+        CallControls(controls, policy)
+        if controls is not None and deployment.cost_controls
+        else None
+    )
+    agents = AgentActivities(
+        provider, cache=cache, controls=call_controls, log_prompts=log_prompts, detectors=detectors
+    )
+    run_activities = _run_activities(
+        client, deployment, catalog, controls=controls, policy=policy, detectors=detectors
+    )
+    separate = deployment.calls_task_queue not in (None, deployment.task_queue)
+    # Both workers poll as the same version: a pinned run's model calls go to
+    # workers of the run's own version, on whichever queue they are.
+    versioning = deployment_config(deployment.version)
+    runs = Worker(
+        client,
+        task_queue=deployment.task_queue,
+        workflows=[AgentTeamWorkflow, EvaluationWorkflow],
+        activities=run_activities if separate else [*run_activities, agents.call_agent],
+        max_concurrent_activities=deployment.max_concurrent_calls,
+        workflow_runner=workflow_runner(),
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        patch_activation_callback=patch_activation,
+        deployment_config=versioning,
+    )
+    if not separate or deployment.calls_task_queue is None:
+        return [runs]
+    calls = Worker(
+        client,
+        task_queue=deployment.calls_task_queue,
+        activities=[agents.call_agent],
+        max_concurrent_activities=deployment.max_concurrent_calls,
+        graceful_shutdown_timeout=SHUTDOWN_GRACE,
+        deployment_config=versioning,
+    )
+    return [runs, calls]
+
+
+def _controls_policy(deployment: Deployment) -> ControlsPolicy:
+    """The fleet's controls as this deployment sets them."""
+    return ControlsPolicy(
         budgets=deployment.budgets,
         model_breaker=deployment.model_breaker,
         tokens_per_minute=dict(deployment.tokens_per_minute),
@@ -136,18 +183,18 @@ def build_workers(
         outage=deployment.controls_outage,
         metric_tenants=deployment.metric_tenants(),
     )
-    call_controls = (
-        CallControls(controls, policy)
-        if deployment.cost_controls and controls is not None
-        else None
-    )
-    agents = AgentActivities(
-        provider,
-        cache=cache,
-        controls=call_controls,
-        log_prompts=log_prompts,
-        detectors=detectors,
-    )
+
+
+def _run_activities(
+    client: Client,
+    deployment: Deployment,
+    catalog: Catalog,
+    *,
+    controls: ControlsStore | None,
+    policy: ControlsPolicy,
+    detectors: tuple[InjectionDetector, ...] | None,
+) -> list[Callable[..., Any]]:
+    """The activities of the runs' queue, but ``call_agent``: team specs, evaluations, costs."""
     specs = TeamSpecActivities(
         catalog,
         calls_task_queue=deployment.calls_task_queue,
@@ -165,43 +212,15 @@ def build_workers(
         calls_task_queue=deployment.calls_task_queue,
         cost_controls=deployment.cost_controls,
     )
-    run_activities: list[Callable[..., Any]] = [
+    activities: list[Callable[..., Any]] = [
         specs.load_team_spec,
         evaluations.load_gold_set,
         evaluations.evaluation_baseline,
     ]
     if controls is not None:
         admission = AdmissionActivities(controls, policy)
-        run_activities += [admission.record_run_cost, admission.admit_call, admission.settle_call]
-    separate = deployment.calls_task_queue not in (None, deployment.task_queue)
-    # Both workers poll as the same version: a pinned run's model calls go to
-    # workers of the run's own version, on whichever queue they are.
-    versioning = deployment_config(deployment.version)
-    # On SIGTERM, let work in flight finish (compose gives 30 s) before it is
-    # cancelled and retried on another worker.
-    grace = timedelta(seconds=25)
-    runs = Worker(
-        client,
-        task_queue=deployment.task_queue,
-        workflows=[AgentTeamWorkflow, EvaluationWorkflow],
-        activities=run_activities if separate else [*run_activities, agents.call_agent],
-        max_concurrent_activities=deployment.max_concurrent_calls,
-        workflow_runner=workflow_runner(),
-        graceful_shutdown_timeout=grace,
-        patch_activation_callback=patch_activation,
-        deployment_config=versioning,
-    )
-    if not separate or deployment.calls_task_queue is None:
-        return [runs]
-    calls = Worker(
-        client,
-        task_queue=deployment.calls_task_queue,
-        activities=[agents.call_agent],
-        max_concurrent_activities=deployment.max_concurrent_calls,
-        graceful_shutdown_timeout=grace,
-        deployment_config=versioning,
-    )
-    return [runs, calls]
+        activities += [admission.record_run_cost, admission.admit_call, admission.settle_call]
+    return activities
 
 
 async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
@@ -266,6 +285,22 @@ async def _serve(
         settings.metrics_address or settings.otlp_metrics_endpoint or "off",
         _version(deployment.version),
     )
+    _warn_about(deployment)
+    try:
+        async with AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        if cache is not None:
+            await cache.aclose()
+        if controls is not None:
+            await controls.aclose()
+
+
+def _warn_about(deployment: Deployment) -> None:
+    """Say loudly which dev conveniences this worker runs with."""
     if deployment.approval_mode == "open":
         log.warning(
             "dev convenience: unsigned approval decisions are accepted (recorded as not "
@@ -281,17 +316,6 @@ async def _serve(
             "dev convenience: requests may carry inline team specs (their own agents, "
             "approvers and stages); set AGENT_TEAMS_INLINE_SPECS=false in production"
         )
-    try:
-        async with AsyncExitStack() as running:
-            for worker in workers:
-                await running.enter_async_context(worker)
-            await stop.wait()
-            log.info("worker stopping")
-    finally:
-        if cache is not None:
-            await cache.aclose()
-        if controls is not None:
-            await controls.aclose()
 
 
 def _version(version: WorkerDeploymentVersion | None) -> str:

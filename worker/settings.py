@@ -1,45 +1,8 @@
 """Worker settings, read once from the environment.
 
-=============================  ==========================================  =================
-Variable                       Meaning                                     Default
-=============================  ==========================================  =================
-``AGENT_TEAMS_TASK_QUEUE``     Task queue for workflows and activities     ``agent-teams``
-``AGENT_TEAMS_PROVIDER``       ``simulated`` or ``anthropic``              see below
-``AGENT_TEAMS_TEAMS_DIR``      Extra team files, searched first            (shipped only)
-``AGENT_TEAMS_PROMPTS_DIR``    Extra prompt files, searched first          (shipped only)
-``AGENT_TEAMS_GOLD_DIR``       Extra gold sets (evaluations), searched first  (shipped only)
-``AGENT_TEAMS_PRICES``         Price table file                            shipped table
-``ANTHROPIC_API_KEY``          Anthropic key (or ``ANTHROPIC_API_KEY_FILE``)  unset
-``ANTHROPIC_BASE_URL``         Messages API base URL                       api.anthropic.com
-``AGENT_TEAMS_CALLS_TASK_QUEUE``  Own task queue for model calls           the run's queue
-``AGENT_TEAMS_CALLS_PER_SECOND``  Fleet-wide model calls started per second  unlimited
-``AGENT_TEAMS_MAX_CONCURRENT_CALLS``  Model calls in flight on this worker  ``100``
-``AGENT_TEAMS_TOKENS_PER_MINUTE``  ``model=tokens,...`` (``*`` any model)  unlimited
-``AGENT_TEAMS_BUDGETS``        Daily budgets file (TOML)                   tracked, no limit
-``AGENT_TEAMS_CONTROLS_URL``   ``sqlite:///path``, ``postgresql://...``    ``sqlite:///.temporal/``
-                               or ``redis://...``: the controls store      ``controls.sqlite``
-``AGENT_TEAMS_CONTROLS_OUTAGE``  Store unreachable: ``fail`` or ``wait``   ``fail``
-``AGENT_TEAMS_BREAKER_FAILURES``  Consecutive failures that open a model's breaker  ``5``
-``AGENT_TEAMS_BREAKER_COOL_DOWN``  How long an open breaker refuses calls   ``60s``
-``AGENT_TEAMS_CACHE_URL``      ``sqlite:///path``, ``redis://...``, ``postgresql://...`` or ``off``
-``AGENT_TEAMS_COST_CONTROLS``  ``false``: no daily budgets, breakers, rate limits  ``true``
-``AGENT_TEAMS_INLINE_SPECS``   ``false``: requests must name a catalog team  ``true`` (dev; warned)
-``AGENT_TEAMS_TENANTS``        ``acme,umbrella``: the only tenants accepted  any
-``AGENT_TEAMS_APPROVALS``      ``signed``: only signed decisions count      ``open`` (dev; warned)
-``AGENT_TEAMS_APPROVERS_FILE``  Approvers' public keys (TOML)               none
-``AGENT_TEAMS_LOG_FORMAT``     ``json`` (one object per line) or ``text``  ``json``
-``AGENT_TEAMS_LOG_LEVEL``      ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``  ``INFO``
-``AGENT_TEAMS_LOG_PROMPTS``    ``true``: log each rendered prompt at DEBUG  ``false``
-``AGENT_TEAMS_METRICS_ADDRESS``  ``host:port`` of a Prometheus ``/metrics``  off
-``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT``  Push metrics over OTLP/HTTP instead  off
-``OTEL_TRACES_EXPORTER``       ``otlp``, ``console`` or ``none``           see below
-``OTEL_EXPORTER_OTLP_ENDPOINT``  OTLP/HTTP base URL (``/v1/traces`` added)  unset
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``  OTLP/HTTP traces URL, used as is   unset
-``OTEL_SERVICE_NAME``          Service name on every span                  ``agent-teams-worker``
-``OTEL_SDK_DISABLED``          ``true``: no tracing whatever else is set   ``false``
-``AGENT_TEAMS_DEPLOYMENT_NAME``  Worker Deployment this worker belongs to   unversioned
-``AGENT_TEAMS_BUILD_ID``       This worker's build id in that deployment   unversioned
-=============================  ==========================================  =================
+Every variable, its default and its meaning is in ``docs/operations.md`` (a test
+checks that each ``AGENT_TEAMS_*`` variable read here is documented there); a bad
+value stops the worker at start with the variable named.
 
 The Temporal connection (address, namespace, TLS, mTLS, API key, profiles) is
 Temporal's standard client configuration: ``TEMPORAL_*`` variables and the config
