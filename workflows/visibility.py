@@ -79,6 +79,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
 """Every attribute the workflows set; registered by the dev server, tests and worker."""
 
 SEARCH_ATTRIBUTES_PATCH = "search-attributes"
+"""Patch id: runs upsert search attributes (runs from before it upserted none)."""
 
 
 class Visibility:
