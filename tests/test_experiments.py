@@ -216,12 +216,20 @@ async def test_assignment_is_recorded_and_a_weight_change_applies_to_new_runs_on
             and f"exp-run-{i}-{task_queue}" not in ids
         )
         after = await _run(client, task_queue, after_id)
+        # The experiment ends: the file goes back to the shipped one.
+        catalog_with_edited(tmp_path, "code-review")
+        ended = await _run(client, task_queue, f"exp-ended-{task_queue}")
 
     assert _merger_calls(control) == [("claude-haiku-4-5", "merger-s45:control")]
     assert _merger_calls(candidate) == [("claude-sonnet-4-5", "merger-s45:s45")]
     assert _merger_calls(after) == [("claude-sonnet-4-5", "merger-s45:s45")]
     assert [v.label for v in control.variants] == ["merger-s45:control"]
     assert [c.variant for c in control.calls if c.agent != "merger"] == [None, None, None]
+    assert (_merger_calls(ended), ended.variants) == ([("claude-haiku-4-5", None)], [])
+    ended_attributes = (
+        await client.get_workflow_handle(ended.workflow_id).describe()
+    ).typed_search_attributes
+    assert (ended_attributes.get(VARIANTS), ended_attributes.get(TEAM_VERSION)) == (None, "1")
 
     described = await client.get_workflow_handle(control.workflow_id).describe()
     attributes = described.typed_search_attributes
