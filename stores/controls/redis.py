@@ -87,7 +87,7 @@ from stores.controls.contract import (
     Settlement,
     TakeAnswer,
 )
-from stores.controls.sql import NO_TENANT, TENANT_PREFIX
+from stores.controls.rules import NO_TENANT, TENANT_PREFIX
 from teams.breakers import BreakerSettings, BreakerStatus, BreakerTransition
 from teams.ledger import (
     ALERT_THRESHOLDS_PERCENT,
