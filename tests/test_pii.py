@@ -292,11 +292,19 @@ ALLOWED_IMPORTS = {
     "typing",
     "unicodedata",
     "pydantic",
-    "security.pii",
 }
+PURE_MODULES = [
+    "pii",
+    "injection",
+    "normalization",
+    "fencing",
+    "injection_rules",
+    "injection_excerpts",
+]
+"""The text-screening modules workflow code reaches (they may import each other)."""
 
 
-@pytest.mark.parametrize("module", ["pii", "injection"])
+@pytest.mark.parametrize("module", PURE_MODULES)
 def test_modules_import_only_pure_modules(module: str) -> None:
     # Workflow code calls these: no I/O, clock, randomness or environment may sneak in.
     path = Path(pii.__file__).parent / f"{module}.py"
@@ -307,4 +315,4 @@ def test_modules_import_only_pure_modules(module: str) -> None:
             imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
-    assert imported <= ALLOWED_IMPORTS
+    assert imported <= ALLOWED_IMPORTS | {f"security.{name}" for name in PURE_MODULES}
