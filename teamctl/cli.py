@@ -39,7 +39,7 @@ from temporalio.service import RPCError
 from security.injection import PatternDetector
 from security.keyring import write_key_file
 from security.pii import redact
-from security.signatures import registry_line, write_key_pair
+from security.signing_keys import registry_line, write_key_pair
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
 from teamctl import evaluation as evaluations
