@@ -41,16 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from teams.errors import GoldSetError
 from teams.outputs import DIRECT_ROUTE
 from teams.results import RunStatus
-from teams.spec import (
-    MAX_RUBRIC_ITEM_CHARS,
-    MAX_RUBRIC_ITEMS,
-    MAX_USD,
-    AgentSpec,
-    AgentTimeouts,
-    OutputKind,
-    RetrySpec,
-)
+from teams.spec import AgentSpec, AgentTimeouts, OutputKind, RetrySpec
 from teams.spec_fields import ModelId, Slug
+from teams.spec_limits import MAX_RUBRIC_ITEM_CHARS, MAX_RUBRIC_ITEMS, MAX_USD
 
 MAX_GOLD_ITEMS = 50
 """Items in one gold set (each is a team run and a judge call)."""
