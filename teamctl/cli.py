@@ -44,8 +44,7 @@ from stores.controls.contract import ControlsStore
 from stores.controls.factory import DEFAULT_CONTROLS_URL, open_controls
 from teamctl import evaluation as evaluations
 from teamctl import experiments as team_experiments
-from teamctl import render
-from teamctl import report as operator_report
+from teamctl import render, report_query
 from teamctl import rollback as team_rollback
 from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT
 from teamctl.codec_server import codec_server_from_env, run_codec_server
@@ -53,6 +52,7 @@ from teamctl.compose_env import make_compose_env
 from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
 from teamctl.devserver import DevServerError, start_dev_server, wait_until_ready
 from teamctl.pending import DEFAULT_LIMIT, check_limit, list_pending, visibility_query
+from teamctl.report_fetch import fetch_report as fetch_operator_report
 from teamctl.runs import (
     DecisionRefusedError,
     decide,
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="per agent and team: latency, errors, retries, fallbacks, cost per run; alerts",
     )
-    _window_arguments(report, operator_report.DEFAULT_SINCE, operator_report.DEFAULT_LIMIT)
+    _window_arguments(report, report_query.DEFAULT_SINCE, report_query.DEFAULT_LIMIT)
 
     experiments = commands.add_parser(
         "experiments", help="per experiment variant: pass rate, quality, cost; CIs and a verdict"
@@ -309,9 +309,9 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await _rollback(args)
     if args.command == "experiments":
         # Bad input fails here, before anything connects.
-        since = operator_report.parse_since(args.since)
-        operator_report.check_team(args.team)
-        operator_report.check_limit(args.limit)
+        since = report_query.parse_since(args.since)
+        report_query.check_team(args.team)
+        report_query.check_limit(args.limit)
         found = await team_experiments.fetch_experiments(
             await _connect(args), since=since, team=args.team, limit=args.limit
         )
@@ -319,9 +319,9 @@ async def dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "report":
         # Bad input fails here, before anything connects.
-        since = operator_report.parse_since(args.since)
-        operator_report.check_team(args.team)
-        operator_report.check_limit(args.limit)
+        since = report_query.parse_since(args.since)
+        report_query.check_team(args.team)
+        report_query.check_limit(args.limit)
         return await _report(
             await _connect(args), since, team=args.team, limit=args.limit, fmt=args.format
         )
@@ -546,7 +546,7 @@ async def _report(
     client: Client, since: timedelta, *, team: str | None, limit: int, fmt: str
 ) -> int:
     """Print the operator report of the runs started in the last ``since``."""
-    report = await operator_report.fetch_report(
+    report = await fetch_operator_report(
         client, since=since, catalog=_catalog(), team=team, limit=limit
     )
     text = report.model_dump_json(indent=2) if fmt == "json" else render.report_text(report)

@@ -34,8 +34,8 @@ from teamctl.cli import follow_and_report
 from teamctl.codec_server import codec_server_from_env, new_token
 from teamctl.costs import Column, day_range, fetch_report
 from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
-from teamctl.report import OperatorReport
-from teamctl.report import fetch_report as fetch_operator_report
+from teamctl.report_fetch import fetch_report as fetch_operator_report
+from teamctl.report_models import OperatorReport
 from teamctl.runs import new_workflow_id, query_status, start_team_run
 from teams.approvals import Decision
 from teams.catalog import Catalog

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from security.pii import redact
 from teamctl.costs import BudgetLine, CostReport
 from teamctl.pending import PendingList
-from teamctl.report import CallFigures, Latency, OperatorReport, TeamLine, format_ms
+from teamctl.report_figures import format_ms
+from teamctl.report_models import CallFigures, Latency, OperatorReport, TeamLine
 from teams.pricing import format_usd
 from teams.results import AgentTotals, TeamResult, TeamStatus
 

@@ -19,20 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from providers.simulated import FaultKind, FaultRule
 from teamctl import render
-from teamctl.report import (
-    ListedRun,
-    ReportInputError,
-    TeamTargets,
-    build_report,
-    fetch_report,
-    parse_since,
-    per_run,
-    percentile,
-    rate_percent,
-    read_run,
-    team_targets,
-    visibility_query,
-)
+from teamctl.report import build_report
+from teamctl.report_fetch import fetch_report, read_run, team_targets
+from teamctl.report_figures import per_run, percentile, rate_percent
+from teamctl.report_models import ListedRun, TeamTargets
+from teamctl.report_query import ReportInputError, parse_since, visibility_query
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import (
