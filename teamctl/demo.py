@@ -30,7 +30,7 @@ from temporalio.client import Client, WorkflowHandle
 from security.keyring import write_key_file
 from stores.controls.factory import open_controls
 from teamctl import render
-from teamctl.cli import follow_and_report
+from teamctl.cli_runs import follow_and_report
 from teamctl.codec_server import codec_server_from_env, new_token
 from teamctl.costs import Column, day_range, fetch_report
 from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
