@@ -21,6 +21,7 @@ from teamctl.cli_context import connect_client, team_catalog
 from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
 from teamctl.pending import check_limit, list_pending, visibility_query
 from teamctl.report_fetch import fetch_report as fetch_operator_report
+from teamctl.report_render import report_text
 
 
 async def costs_from_args(args: argparse.Namespace) -> int:
@@ -105,7 +106,7 @@ async def show_report(
     report = await fetch_operator_report(
         client, since=since, catalog=team_catalog(), team=team, limit=limit
     )
-    text = report.model_dump_json(indent=2) if fmt == "json" else render.report_text(report)
+    text = report.model_dump_json(indent=2) if fmt == "json" else report_text(report)
     print(redact(text))
     return 0
 
