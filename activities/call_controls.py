@@ -247,46 +247,6 @@ class CallControls:
         One store step. Returns what the store holds as charged for the call
         (the run records that as the call's cost) and warnings for the outcome.
         """
-        settlement = self._settlement(
-            ticket,
-            usage=usage,
-            cost_micro=cost_micro,
-            final=final,
-            outcome=outcome,
-            cache_hit=cache_hit,
-            saved_micro=saved_micro,
-        )
-        call = ticket.call
-        for attempt in range(SETTLE_TRIES):
-            try:
-                answer = await self._store.settle(settlement)
-            except ControlsUnavailableError as err:
-                if attempt + 1 < SETTLE_TRIES:
-                    await asyncio.sleep(0.2 * 2**attempt)
-                    continue
-                log.error("settlement failed: %s", err, extra=_fields(call))
-                return cost_micro, [
-                    f"{call.agent}: the daily budgets were not charged ({err}); this run's "
-                    "own totals are exact"
-                ]
-            self._telemetry.observe(answer.alerts, answer.left_micro)
-            for report, breaker in zip(settlement.reports, answer.reports, strict=False):
-                self._telemetry.transition(report.key, breaker)
-            return max(cost_micro, answer.total_micro), []
-        return cost_micro, []  # not reached: the loop returns on its last try
-
-    def _settlement(
-        self,
-        ticket: CallTicket,
-        *,
-        usage: TokenUsage,
-        cost_micro: int,
-        final: bool,
-        outcome: Literal["success", "failure", "none"],
-        cache_hit: bool,
-        saved_micro: int,
-    ) -> Settlement:
-        """The store request of :meth:`settle`: the charge, and a final outcome's reports."""
         call = ticket.call
         reports = (
             [
@@ -296,7 +256,7 @@ class CallControls:
             if final and outcome != "none"
             else []
         )
-        return Settlement(
+        settlement = Settlement(
             call_key=ticket.call_key,
             day=ticket.day,
             tenant=call.tenant,
@@ -318,6 +278,29 @@ class CallControls:
             tenant_limit_micro=self._tenant_limit(call),
             reports=reports,
         )
+        return await self._charge(settlement, call, cost_micro)
+
+    async def _charge(
+        self, settlement: Settlement, call: AgentCall, cost_micro: int
+    ) -> tuple[int, list[str]]:
+        """Send ``settlement``, retrying a store outage briefly; after that, warn (never fail)."""
+        for attempt in range(SETTLE_TRIES):
+            try:
+                answer = await self._store.settle(settlement)
+            except ControlsUnavailableError as err:
+                if attempt + 1 < SETTLE_TRIES:
+                    await asyncio.sleep(0.2 * 2**attempt)
+                    continue
+                log.error("settlement failed: %s", err, extra=_fields(call))
+                return cost_micro, [
+                    f"{call.agent}: the daily budgets were not charged ({err}); this run's "
+                    "own totals are exact"
+                ]
+            self._telemetry.observe(answer.alerts, answer.left_micro)
+            for report, breaker in zip(settlement.reports, answer.reports, strict=False):
+                self._telemetry.transition(report.key, breaker)
+            return max(cost_micro, answer.total_micro), []
+        return cost_micro, []  # not reached: the loop returns on its last try
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()
