@@ -43,124 +43,41 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
-from temporalio import activity
-from temporalio.common import MetricCounter, MetricGauge
 from temporalio.exceptions import ApplicationError
 
-from providers.errors import (
-    CIRCUIT_OPEN,
-    CONTROLS_UNAVAILABLE,
-    DAILY_BUDGET_EXCEEDED,
-    RateLimited,
-)
+from activities.call_tickets import CallTicket
+from activities.controls_policy import ControlsPolicy
+from activities.controls_telemetry import ControlsTelemetry
+from providers.errors import CIRCUIT_OPEN, CONTROLS_UNAVAILABLE, DAILY_BUDGET_EXCEEDED, RateLimited
 from stores.controls.contract import (
-    MAX_TTL_S,
     AdmitAnswer,
     AdmitRequest,
-    BreakerAnswer,
     BreakerCheck,
     BreakerReport,
-    BucketTake,
     ControlsStore,
     ControlsUnavailableError,
     Reservation,
     Settlement,
     TakeAnswer,
 )
-from teams.breakers import BreakerSettings, agent_breaker, model_breaker
-from teams.budgets import DailyBudgets
 from teams.calls import AgentCall, CallFailureDetails
-from teams.ledger import Alert, CostKey
-from teams.metric_labels import breaker_label, scope_label
+from teams.ledger import CostKey
 from teams.pricing import TokenUsage
-from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
-from teams.telemetry_names import BUDGET_ALERTS, CIRCUIT_TRANSITIONS, DAILY_BUDGET_LEFT
+from teams.prompting import worst_case_cost_micro
 
 log = logging.getLogger("activities.call_controls")
 
-OutageMode = Literal["fail", "wait"]
+__all__ = ["Admission", "CallControls", "CallTicket", "ControlsPolicy"]
+
 WAIT_STEP_S = 2.0
 """In ``wait`` mode, how often the store is tried again while it is unreachable."""
 SETTLE_TRIES = 3
 """Settlement after the model answered is retried this many times, then warned about."""
-CALLS_BUCKET = "calls-per-second"
-MAX_RATE_WAIT_S = 30.0
-"""A rate limit is waited for within the attempt up to this long (or half its
-start-to-close); longer, the attempt fails as ``RateLimited`` and Temporal
-retries it when the bucket has refilled (each wait is then in history)."""
 PRUNE_EVERY_S = 300.0
 """How often a worker asks the store to prune (each process, at most)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class ControlsPolicy:
-    """The deployment's cross-run controls (never the caller's)."""
-
-    budgets: DailyBudgets = field(default_factory=DailyBudgets)
-    model_breaker: BreakerSettings = field(default_factory=BreakerSettings)
-    """Settings of every model's breaker (and of inline specs' agent breakers)."""
-    tokens_per_minute: dict[str, int] = field(default_factory=dict)
-    """Model → limit (``*``: any model)."""
-    calls_per_second: float | None = None
-    """Model calls started per second, fleet-wide."""
-    outage: OutageMode = "fail"
-    metric_tenants: frozenset[str] = frozenset()
-    """Tenants whose budget metrics carry their name; others are ``tenant:other``."""
-
-    def tokens_limit(self, model: str) -> int | None:
-        """The model's tokens-per-minute limit, if any."""
-        return self.tokens_per_minute.get(model, self.tokens_per_minute.get("*"))
-
-
-@dataclass(frozen=True)
-class CallTicket:
-    """Everything the controls need to know about one attempt of one call."""
-
-    call: AgentCall
-    call_key: str
-    day: str
-    attempt: int
-    ttl_s: float
-    deadline: float
-    """Monotonic time by which this attempt must be done with the store."""
-    rate_wait_deadline: float
-    """Monotonic time until which a rate limit is waited for within the attempt."""
-    last_attempt: bool
-
-    @classmethod
-    def of(cls, call: AgentCall, info: activity.Info) -> CallTicket:
-        """The ticket of the running attempt (keys and times from the activity's info)."""
-        scheduled = info.scheduled_time
-        total = info.schedule_to_close_timeout or timedelta(days=1)
-        # Until the call's schedule-to-close passes (server time), by the worker's
-        # clock; never longer than the whole schedule-to-close, whatever the clocks say.
-        whole = min(total.total_seconds(), MAX_TTL_S)
-        remaining = min((scheduled + total - datetime.now(UTC)).total_seconds(), whole)
-        attempt_time = (info.start_to_close_timeout or total).total_seconds()
-        policy = info.retry_policy
-        last = bool(policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts)
-        return cls(
-            call=call,
-            call_key=f"{info.workflow_run_id}/{call.call_id}",
-            day=scheduled.strftime("%Y-%m-%d"),
-            attempt=info.attempt,
-            ttl_s=max(1.0, remaining),
-            deadline=time.monotonic() + 0.8 * attempt_time,
-            rate_wait_deadline=time.monotonic() + min(MAX_RATE_WAIT_S, 0.5 * attempt_time),
-            last_attempt=last,
-        )
-
-    def breakers(self, policy: ControlsPolicy) -> list[tuple[str, BreakerSettings]]:
-        """The model's breaker, and (for a primary call) the agent's, with their settings."""
-        keys = [(model_breaker(self.call.model), policy.model_breaker)]
-        if self.call.fallback_for is None:
-            scope = self.call.team if self.call.catalog_team else f"inline:{self.call.team}"
-            settings = self.call.agent_breaker or policy.model_breaker
-            keys.append((agent_breaker(scope, self.call.agent), settings))
-        return keys
 
 
 @dataclass
@@ -176,7 +93,7 @@ class CallControls:
     def __init__(self, store: ControlsStore, policy: ControlsPolicy) -> None:
         self._store = store
         self._policy = policy
-        self._metrics: _ControlsMetrics | None = None
+        self._telemetry = ControlsTelemetry(policy.metric_tenants)
         self._pruned_at = 0.0
 
     @property
@@ -209,7 +126,7 @@ class CallControls:
                 global_limit_micro=self._policy.budgets.global_micro,
                 tenant_limit_micro=self._tenant_limit(call),
             ),
-            takes=[take for _, take in self._takes(ticket)],
+            takes=[take for _, take in ticket.takes(self._policy)],
         )
         admission = Admission()
         answer = await self._admitted(ticket, request, admission)
@@ -266,9 +183,9 @@ class CallControls:
     ) -> None:
         """Act on the store's answer: metrics and logs, then the refusal, if any."""
         for check, breaker in zip(request.breakers, answer.breakers, strict=False):
-            self._transition(check.key, breaker)
+            self._telemetry.transition(check.key, breaker)
         if answer.reservation is not None:
-            self._observe(answer.reservation.alerts, answer.reservation.left_micro)
+            self._telemetry.observe(answer.reservation.alerts, answer.reservation.left_micro)
         if answer.refused_by == "breaker":
             closed = [
                 check.key
@@ -292,7 +209,7 @@ class CallControls:
         self, ticket: CallTicket, first: int, refused: TakeAnswer, warnings: list[str]
     ) -> None:
         """Wait in the attempt for the refusing bucket (and the ones after it), or give up."""
-        takes = self._takes(ticket)[first:]
+        takes = ticket.takes(self._policy)[first:]
         answer: TakeAnswer | None = refused
         for what, take in takes:
             while True:
@@ -361,6 +278,12 @@ class CallControls:
             tenant_limit_micro=self._tenant_limit(call),
             reports=reports,
         )
+        return await self._charge(settlement, call, cost_micro)
+
+    async def _charge(
+        self, settlement: Settlement, call: AgentCall, cost_micro: int
+    ) -> tuple[int, list[str]]:
+        """Send ``settlement``, retrying a store outage briefly; after that, warn (never fail)."""
         for attempt in range(SETTLE_TRIES):
             try:
                 answer = await self._store.settle(settlement)
@@ -373,47 +296,11 @@ class CallControls:
                     f"{call.agent}: the daily budgets were not charged ({err}); this run's "
                     "own totals are exact"
                 ]
-            self._observe(answer.alerts, answer.left_micro)
-            for report, breaker in zip(reports, answer.reports, strict=False):
-                self._transition(report.key, breaker)
+            self._telemetry.observe(answer.alerts, answer.left_micro)
+            for report, breaker in zip(settlement.reports, answer.reports, strict=False):
+                self._telemetry.transition(report.key, breaker)
             return max(cost_micro, answer.total_micro), []
         return cost_micro, []  # not reached: the loop returns on its last try
-
-    def _takes(self, ticket: CallTicket) -> list[tuple[str, BucketTake]]:
-        """The rate-limit buckets this attempt draws from, each with what it is."""
-        call = ticket.call
-        request_id = f"{ticket.call_key}#{ticket.attempt}"
-        takes: list[tuple[str, BucketTake]] = []
-        tokens_limit = self._policy.tokens_limit(call.model)
-        if tokens_limit is not None:
-            tokens = estimate_prompt_tokens(call) + call.max_tokens
-            takes.append(
-                (
-                    f"tokens-per-minute limit for {call.model} ({tokens_limit}/min)",
-                    BucketTake(
-                        bucket=f"tpm:{call.model}",
-                        request_id=request_id,
-                        tokens=min(tokens, tokens_limit),
-                        capacity=tokens_limit,
-                        per_second=tokens_limit / 60,
-                    ),
-                )
-            )
-        rate = self._policy.calls_per_second
-        if rate is not None:
-            takes.append(
-                (
-                    f"calls-per-second limit ({rate:g}/s)",
-                    BucketTake(
-                        bucket=CALLS_BUCKET,
-                        request_id=request_id,
-                        tokens=1,
-                        capacity=max(1.0, rate),
-                        per_second=rate,
-                    ),
-                )
-            )
-        return takes
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()
@@ -430,45 +317,6 @@ class CallControls:
 
     def _tenant_limit(self, call: AgentCall) -> int | None:
         return self._policy.budgets.for_tenant(call.tenant) if call.tenant else None
-
-    def _observe(self, alerts: list[Alert], left: dict[str, int]) -> None:
-        metrics = self._meter()
-        tenants = self._policy.metric_tenants
-        for alert in alerts:
-            log.warning("budget alert (%s): %s", alert.kind, alert.message)
-            metrics.alerts.add(1, {"kind": alert.kind, "scope": scope_label(alert.scope, tenants)})
-        for scope, micro in left.items():
-            metrics.left.set(max(micro, 0), {"scope": scope_label(scope, tenants)})
-
-    def _transition(self, key: str, answer: BreakerAnswer) -> None:
-        transition = answer.transition
-        if transition is None:
-            return
-        log.warning("circuit %s -> %s: %s", key, transition.to, transition.reason)
-        self._meter().transitions.add(1, {"breaker": breaker_label(key), "to": transition.to})
-
-    def _meter(self) -> _ControlsMetrics:
-        if self._metrics is None:
-            self._metrics = _ControlsMetrics.create()
-        return self._metrics
-
-
-@dataclass(frozen=True)
-class _ControlsMetrics:
-    alerts: MetricCounter
-    left: MetricGauge
-    transitions: MetricCounter
-
-    @classmethod
-    def create(cls) -> _ControlsMetrics:
-        meter = activity.metric_meter()
-        return cls(
-            alerts=meter.create_counter(BUDGET_ALERTS, "Budget and cost alerts"),
-            left=meter.create_gauge(
-                DAILY_BUDGET_LEFT, "A daily budget's limit minus spend and reservations"
-            ),
-            transitions=meter.create_counter(CIRCUIT_TRANSITIONS, "Circuit breaker state changes"),
-        )
 
 
 def _failed_open(call: AgentCall, what: str, err: Exception) -> str:

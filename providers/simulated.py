@@ -26,88 +26,46 @@ scaled by ``latency_scale``. Faults can be injected per agent, model and
 attempt: 5xx errors, 529s, rate-limit bursts, hangs, malformed structured
 output, refusals and small context windows. An optional journal file records
 every call, so tests can count how often a call really ran.
+
+The parts: :mod:`providers.simulated_personas` (roles, latencies),
+:mod:`providers.simulated_answers` (what each role says),
+:mod:`providers.simulated_faults` and :mod:`providers.simulated_tokens`; the
+provider and the names callers use are here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import random
-import re
 import time
 from collections.abc import Mapping
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.base import ModelResponse, ProgressCallback
-from providers.errors import (
-    ContextOverflow,
-    ProviderOverloaded,
-    ProviderUnavailable,
-    RateLimited,
-)
+from providers.errors import ContextOverflow, ProviderOverloaded, ProviderUnavailable, RateLimited
+from providers.simulated_answers import answer, digest
+from providers.simulated_faults import FaultKind, FaultRule
+from providers.simulated_personas import DEFAULT_LATENCY_S, Persona, persona_of
+from providers.simulated_tokens import CHARS_PER_TOKEN, count_tokens
 from teams.calls import AgentCall, StopReason
-from teams.outputs import DIRECT_ROUTE
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
-from teams.spec import OutputKind
 
-CHARS_PER_TOKEN = 4
-
-
-class FaultKind(StrEnum):
-    """Faults the simulated provider can inject."""
-
-    ERROR = "error"
-    """HTTP 500: retryable ``ProviderUnavailable``."""
-    OVERLOADED = "overloaded"
-    """HTTP 529: retryable ``ProviderOverloaded``."""
-    RATE_LIMIT = "rate_limit"
-    """HTTP 429 with retry-after: retryable ``RateLimited``."""
-    HANG = "hang"
-    """Never answers and never streams: only a timeout or cancellation ends it."""
-    MALFORMED = "malformed"
-    """Structured output that fails validation (structured agents only)."""
-    REFUSAL = "refusal"
-    """An empty answer with stop reason ``refusal``."""
-    CONTEXT_WINDOW = "context_window"
-    """A small context window: prompts over ``context_tokens`` fail with ``ContextOverflow``."""
-
-
-class FaultRule(BaseModel):
-    """Inject ``kind`` into calls matching ``agent``/``model`` on ``attempts``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: FaultKind
-    agent: str = "*"
-    model: str = "*"
-    attempts: list[int] | None = Field(
-        default=None, description="Temporal attempts hit (1 = first); None hits every attempt."
-    )
-    rate: float = Field(default=1.0, ge=0.0, le=1.0, description="Share of matching calls hit.")
-    retry_after_s: float = Field(default=1.0, ge=0.0)
-    context_tokens: int = Field(
-        default=1_000, ge=1, description="The window of a context_window fault, in tokens."
-    )
-    hits_repairs: bool = Field(
-        default=False,
-        description="Also hit calls that carry repair feedback (a model that stays wrong).",
-    )
-
-    def matches(self, call: AgentCall, attempt: int) -> bool:
-        """Whether this rule applies to ``call`` on ``attempt`` (before the rate)."""
-        return (
-            (call.repair is None or self.hits_repairs)
-            and self.agent in ("*", call.agent)
-            and self.model in ("*", call.model)
-            and (self.attempts is None or attempt in self.attempts)
-        )
+__all__ = [
+    "DEFAULT_LATENCY_S",
+    "FaultKind",
+    "FaultRule",
+    "Persona",
+    "SimulatedConfig",
+    "SimulatedProvider",
+    "count_tokens",
+    "persona_of",
+]
 
 
 class SimulatedConfig(BaseModel):
@@ -144,79 +102,6 @@ class SimulatedConfig(BaseModel):
         if environ.get("SIM_JOURNAL"):
             data["journal"] = environ["SIM_JOURNAL"]
         return cls.model_validate(data)
-
-
-class Persona(StrEnum):
-    """The behaviour the simulator picks from an agent's output kind and role."""
-
-    RESEARCHER = "researcher"
-    WRITER = "writer"
-    REVIEWER = "reviewer"
-    JUDGE = "judge"
-    ROUTER = "router"
-    CODE_REVIEWER = "code_reviewer"
-    MERGER = "merger"
-    SPECIALIST = "specialist"
-    GENERIC = "generic"
-
-
-DEFAULT_LATENCY_S: dict[Persona, float] = {
-    Persona.RESEARCHER: 3.2,
-    Persona.WRITER: 4.1,
-    Persona.REVIEWER: 1.1,
-    Persona.JUDGE: 1.1,
-    Persona.ROUTER: 0.6,
-    Persona.CODE_REVIEWER: 2.4,
-    Persona.MERGER: 1.5,
-    Persona.SPECIALIST: 2.2,
-    Persona.GENERIC: 1.5,
-}
-"""Per-role latency: research 3.2 s, writing 4.1 s and review 1.1 s are the
-published figures for production agent pipelines; the rest are in proportion."""
-
-TARGET_OUTPUT_TOKENS: dict[Persona, int] = {
-    Persona.RESEARCHER: 420,
-    Persona.WRITER: 520,
-    Persona.CODE_REVIEWER: 300,
-    Persona.MERGER: 380,
-    Persona.SPECIALIST: 300,
-    Persona.GENERIC: 250,
-}
-
-SIMPLE_REQUEST_CHARS = 160
-"""Requests up to this long are rated simple (and may be answered directly)."""
-
-ROUTE_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "billing": ("invoice", "refund", "charge", "billing", "payment", "price", "subscription"),
-    "technical": ("error", "crash", "bug", "install", "api", "timeout", "exception", "broken"),
-    "account": ("password", "login", "log in", "account", "email", "username", "2fa"),
-}
-
-
-def persona_of(call: AgentCall) -> Persona:
-    """Which behaviour the simulator uses for ``call``."""
-    words = f"{call.agent} {call.role}".lower()
-    if call.output is OutputKind.VERDICT:
-        return Persona.JUDGE if "judge" in words else Persona.REVIEWER
-    if call.output is OutputKind.ROUTE:
-        return Persona.ROUTER
-    for keyword, persona in (
-        ("research", Persona.RESEARCHER),
-        ("writ", Persona.WRITER),
-        ("merg", Persona.MERGER),
-        ("synthes", Persona.MERGER),
-        ("review", Persona.CODE_REVIEWER),
-        ("special", Persona.SPECIALIST),
-        ("support", Persona.SPECIALIST),
-    ):
-        if keyword in words:
-            return persona
-    return Persona.GENERIC
-
-
-def count_tokens(text: str) -> int:
-    """The simulator's tokenizer: about four characters per token."""
-    return -(-len(text) // CHARS_PER_TOKEN) if text else 0
 
 
 class SimulatedProvider:
@@ -258,10 +143,10 @@ class SimulatedProvider:
             await self._raise_or_hang(fault)
         persona = persona_of(call)
         user = render_user_message(call)
-        rng = random.Random(_digest(self._config.seed, call.agent, call.model, call.system, user))
+        rng = random.Random(digest(self._config.seed, call.agent, call.model, call.system, user))
         malformed = fault is not None and fault.kind is FaultKind.MALFORMED
         refused = fault is not None and fault.kind is FaultKind.REFUSAL
-        text, data = ("", None) if refused else _answer(persona, call, rng, malformed=malformed)
+        text, data = ("", None) if refused else answer(persona, call, rng, malformed=malformed)
         text, data, stop_reason = _bound(text, call.max_tokens, refused=refused, structured=data)
         output_tokens = count_tokens(json.dumps(data)) if data is not None else count_tokens(text)
         usage = _usage(call, user, output_tokens)
@@ -275,7 +160,7 @@ class SimulatedProvider:
         for index, rule in enumerate(self._config.faults):
             if not rule.matches(call, attempt):
                 continue
-            draw = int(_digest(self._config.seed, call.call_id, str(attempt), str(index))[:8], 16)
+            draw = int(digest(self._config.seed, call.call_id, str(attempt), str(index))[:8], 16)
             if draw / 0xFFFFFFFF < rule.rate or rule.rate == 1.0:
                 return rule
         return None
@@ -334,10 +219,6 @@ def _append_line(path: Path, line: str) -> None:
         handle.write(line + "\n")
 
 
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-
-
 def _usage(call: AgentCall, user: str, output_tokens: int) -> TokenUsage:
     system_tokens = count_tokens(call.system)
     rest = count_tokens(user) + 8  # role and turn framing
@@ -366,176 +247,3 @@ def _bound(
     if count_tokens(text) > max_tokens:
         return text[: max_tokens * CHARS_PER_TOKEN], None, "max_tokens"
     return text, None, "end_turn"
-
-
-def _answer(
-    persona: Persona, call: AgentCall, rng: random.Random, *, malformed: bool
-) -> tuple[str, dict[str, Any] | None]:
-    if persona is Persona.REVIEWER:
-        return "", {"score": "high", "passed": "perhaps"} if malformed else _verdict(call)
-    if persona is Persona.JUDGE:
-        return "", {"score": "high", "passed": "perhaps"} if malformed else _judgement(call)
-    if persona is Persona.ROUTER:
-        return "", {"route": "nowhere"} if malformed else _route(call)
-    writers = {
-        Persona.RESEARCHER: _research_notes,
-        Persona.WRITER: _draft,
-        Persona.CODE_REVIEWER: _code_review,
-        Persona.MERGER: _merged_review,
-        Persona.SPECIALIST: _specialist_answer,
-        Persona.GENERIC: _generic_answer,
-    }
-    return writers[persona](call, rng), None
-
-
-_PHRASES = (
-    "the evidence points to",
-    "practitioners consistently report",
-    "a closer reading shows",
-    "measured in production,",
-    "the main trade-off is",
-    "independent sources agree that",
-    "the risk concentrates in",
-    "the simplest reliable approach is",
-    "costs scale with",
-    "the failure mode to watch is",
-)
-_OBJECTS = (
-    "retry behaviour under load",
-    "the cost of each additional step",
-    "latency at the slowest dependency",
-    "how state survives a crash",
-    "the quality of the handoff between steps",
-    "what a human must approve",
-    "bounded loops and explicit budgets",
-    "observability of every call",
-)
-
-
-def _sentences(rng: random.Random, topic: str, target_tokens: int, prefix: str) -> list[str]:
-    lines: list[str] = []
-    while count_tokens("\n".join(lines)) < target_tokens:
-        lines.append(
-            f"{prefix}{len(lines) + 1}: for {topic}, {rng.choice(_PHRASES)} "
-            f"{rng.choice(_OBJECTS)}, and {rng.choice(_PHRASES)} {rng.choice(_OBJECTS)}."
-        )
-    return lines
-
-
-def _topic(call: AgentCall) -> str:
-    first_line = call.task.strip().splitlines()[0] if call.task.strip() else "the request"
-    return first_line[:80]
-
-
-def _research_notes(call: AgentCall, rng: random.Random) -> str:
-    lines = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.RESEARCHER], "- Finding ")
-    sources = [f"[{i}] Source {rng.randint(100, 999)}" for i in range(1, 4)]
-    return "\n".join([f"Research notes: {_topic(call)}", *lines, "Sources:", *sources])
-
-
-def _draft(call: AgentCall, rng: random.Random) -> str:
-    body = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.WRITER], "Paragraph ")
-    previous = next((h.content for h in reversed(call.handoff) if h.source == call.agent), "")
-    revisions = [line for line in previous.splitlines() if line.startswith("Revision ")]
-    if call.feedback:
-        revisions.append(f"Revision {len(revisions) + 1}: addressed - {'; '.join(call.feedback)}")
-    return "\n".join([f"Draft: {_topic(call)}", *body, *revisions])
-
-
-def _code_review(call: AgentCall, rng: random.Random) -> str:
-    perspective = call.agent.split("-")[0]
-    severities = ("high", "medium", "low")
-    lines = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.CODE_REVIEWER], "- ")
-    tagged = [f"[{rng.choice(severities)}] {line[2:]}" for line in lines]
-    return "\n".join([f"{perspective.capitalize()} review of {_topic(call)}", *tagged])
-
-
-def _merged_review(call: AgentCall, rng: random.Random) -> str:
-    sources = [item.source for item in call.handoff]
-    head = f"Merged review ({len(sources)} perspectives: {', '.join(sources)})"
-    summary = [
-        f"- {item.source}: {item.content.splitlines()[0] if item.content else ''}"
-        for item in call.handoff
-    ]
-    recs = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.MERGER], "Recommendation ")
-    return "\n".join([head, *summary, *recs])
-
-
-def _specialist_answer(call: AgentCall, rng: random.Random) -> str:
-    steps = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.SPECIALIST], "Step ")
-    return "\n".join([f"{call.role}: answer to {_topic(call)}", *steps])
-
-
-def _generic_answer(call: AgentCall, rng: random.Random) -> str:
-    lines = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.GENERIC], "Point ")
-    return "\n".join([f"{call.role}: {_topic(call)}", *lines])
-
-
-def _verdict(call: AgentCall) -> dict[str, Any]:
-    draft = call.handoff[-1].content if call.handoff else ""
-    revisions = sum(1 for line in draft.splitlines() if line.startswith("Revision "))
-    base = 5 + int(_digest(call.task)[:8], 16) % 2
-    score = min(10, base + 2 * revisions)
-    threshold = call.threshold if call.threshold is not None else 7
-    passed = score >= threshold
-    unaddressed = [item for item in call.rubric if item.lower() not in draft.lower()]
-    reasons = unaddressed[:2] or ["tighten the argument and add one concrete example"]
-    return {"score": score, "passed": passed, "reasons": [] if passed else reasons}
-
-
-JUDGE_KEY_TERMS = 6
-"""The reference's key terms the simulated judge looks for in an answer."""
-_WORD = re.compile(r"[a-z]{7,}")
-
-
-def _judgement(call: AgentCall) -> dict[str, Any]:
-    """An evaluation judge's verdict on the ``answer`` handoff (see the module docstring)."""
-    answer = next((h.content for h in reversed(call.handoff) if h.source == "answer"), "")
-    reference = next((h.content for h in call.handoff if h.source == "reference"), "")
-    threshold = call.threshold if call.threshold is not None else 7
-    if not answer.strip():
-        return {"score": 0, "passed": threshold <= 0, "reasons": ["the answer is empty"]}
-    text = answer.lower()
-    score, reasons = 5, []
-    if _topic(call).lower() in text:
-        score += 2
-    else:
-        reasons.append("does not address the task as asked")
-    terms = list(dict.fromkeys(_WORD.findall(reference.lower())))[:JUDGE_KEY_TERMS]
-    if terms:
-        missing = [term for term in terms if term not in text]
-        score += 3 * (len(terms) - len(missing)) // len(terms)
-        if missing:
-            reasons.append(f"misses points of the reference: {', '.join(missing)}")
-    else:
-        score += 1
-    return {"score": score, "passed": score >= threshold, "reasons": reasons}
-
-
-def _route(call: AgentCall) -> dict[str, Any]:
-    task = call.task.lower()
-    simple = len(call.task) <= SIMPLE_REQUEST_CHARS
-    complexity = "simple" if simple else "complex"
-    categories = [route for route in call.routes if route != DIRECT_ROUTE]
-    for category in categories:
-        keywords = ROUTE_KEYWORDS.get(category, (category,))
-        hits = [word for word in keywords if word in task]
-        if hits:
-            return {
-                "route": category,
-                "rationale": f"mentions {', '.join(hits)}",
-                "complexity": complexity,
-            }
-    if DIRECT_ROUTE in call.routes and simple:
-        return {
-            "route": DIRECT_ROUTE,
-            "rationale": "a simple request no specialist is needed for",
-            "answer": f"Thanks for asking. Short answer to '{_topic(call)}': see our help centre, "
-            "or reply here if you need more.",
-            "complexity": complexity,
-        }
-    return {
-        "route": categories[0],
-        "rationale": "no clear category; default specialist",
-        "complexity": complexity,
-    }

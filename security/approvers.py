@@ -8,7 +8,7 @@ legal = "…"
 ```
 
 Lines are what ``teamctl`` prints for a new key pair
-(:func:`security.signatures.registry_line`).
+(:func:`security.signing_keys.registry_line`).
 
 Threat model:
 
@@ -51,6 +51,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from security.bounded_reads import read_bounded
 from teams.errors import AgentTeamsError
 
 APPROVERS_FILE_ENV = "AGENT_TEAMS_APPROVERS_FILE"
@@ -213,15 +214,9 @@ def load_registry(environ: Mapping[str, str]) -> ApproverRegistry | None:
 
 
 def _read_toml(path: Path) -> dict[str, object]:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise ApproverRegistryError(f"approvers file {path} does not exist") from None
-    except OSError as err:
-        raise ApproverRegistryError(
-            f"approvers file {path}: cannot read: {err.strerror or type(err).__name__}"
-        ) from None
+    raw = read_bounded(
+        path, limit=MAX_FILE_BYTES, label="approvers file", error=ApproverRegistryError
+    )
     if len(raw) > MAX_FILE_BYTES:
         raise ApproverRegistryError(f"{path}: larger than 1 MiB; not an approvers file")
     try:

@@ -54,9 +54,9 @@ Invariants (why):
   (the signature is checked first), so an ignored decision recorded with one of
   those reasons was really signed by the approver it names.
 
-Key material: key generation (:func:`generate_key_pair`, :func:`write_key_pair`)
-uses the OS's randomness and the file system, so it belongs in the CLI, never
-in workflow code. Errors name paths, never key bytes.
+Key material: key generation and key files (:mod:`security.signing_keys`) use
+the OS's randomness and the file system, so they belong in the CLI, never in
+workflow code; this module does neither.
 """
 
 from __future__ import annotations
@@ -64,25 +64,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from security.approvers import (
     PUBLIC_KEY_BYTES,
     ApproverRegistry,
     decode_base64,
-    is_approver_name,
-    key_problem,
 )
 from teams.approvals import DecisionKind
 from teams.errors import AgentTeamsError
@@ -96,8 +88,6 @@ SIGNATURE_BYTES = 64
 DEFAULT_MAX_TTL = timedelta(hours=24)
 """How far past ``now`` a claim may expire before :func:`check` refuses it."""
 
-MAX_KEY_FILE_BYTES = 64 * 1024
-"""A private key file larger than this is refused before it is parsed."""
 
 VerdictReason = Literal[
     "not signed", "unknown approver", "bad signature", "expired", "expiry too far"
@@ -321,143 +311,3 @@ def check(
     if claim.expires_at - now > max_ttl:
         return _refused("expiry too far")
     return ACCEPTED
-
-
-# --- Key files (CLI side: randomness and I/O) ---------------------------------------------
-
-
-def generate_key_pair() -> tuple[bytes, str]:
-    """A new Ed25519 key pair: (PKCS#8 PEM private key, unencrypted; base64 raw public key).
-
-    Uses the OS's randomness: never call it in workflow code.
-    """
-    private_key = Ed25519PrivateKey.generate()
-    pem = private_key.private_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PrivateFormat.PKCS8,
-        encryption_algorithm=serialization.NoEncryption(),
-    )
-    return pem, public_key_b64(private_key)
-
-
-def public_key_b64(private_key: Ed25519PrivateKey) -> str:
-    """The base64 raw public key of ``private_key``: what the registry holds for its owner."""
-    raw = private_key.public_key().public_bytes(
-        encoding=serialization.Encoding.Raw, format=serialization.PublicFormat.Raw
-    )
-    return base64.b64encode(raw).decode("ascii")
-
-
-def write_key_pair(directory: str | os.PathLike[str], name: str) -> tuple[Path, Path]:
-    """Make a key pair for approver ``name``: ``<name>.key`` and ``<name>.pub`` in ``directory``.
-
-    ``<name>.key`` is the private key (PKCS#8 PEM, unencrypted, mode 0600: the
-    file's permissions are its only protection); ``<name>.pub`` is the raw
-    public key in base64 on one line (mode 0644), for the registry. Creates
-    ``directory`` (mode 0700) if missing. Refuses to overwrite either file:
-    replacing a key by accident would lock its owner out, and nothing is
-    written if either exists. Returns ``(key_path, pub_path)``. Raises
-    :class:`SignatureError` naming the path at fault.
-    """
-    if not is_approver_name(name):
-        raise SignatureError(
-            f"invalid approver name {name!r}: lower-case letters, digits, '_' and '-', "
-            "starting with a letter, at most 63 characters"
-        )
-    folder = Path(directory)
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except FileExistsError:
-        raise SignatureError(f"{folder} is not a directory") from None
-    except OSError as err:
-        raise SignatureError(f"cannot create {folder}: {_why(err)}") from None
-    key_path = folder / f"{name}.key"
-    pub_path = folder / f"{name}.pub"
-    for path in (key_path, pub_path):
-        if os.path.lexists(path):
-            raise SignatureError(
-                f"{path} already exists; refusing to overwrite a key "
-                "(choose another name, or move the old files away first)"
-            )
-    pem, public_b64 = generate_key_pair()
-    _write_new(key_path, pem, mode=0o600)
-    try:
-        _write_new(pub_path, (public_b64 + "\n").encode("ascii"), mode=0o644)
-    except SignatureError:
-        key_path.unlink(missing_ok=True)  # ours: created just above with O_EXCL
-        raise
-    return key_path, pub_path
-
-
-def _write_new(path: Path, data: bytes, *, mode: int) -> None:
-    """Create ``path`` (never replacing anything, O_EXCL) with ``data`` and exactly ``mode``."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        raise SignatureError(f"{path} already exists; refusing to overwrite a key") from None
-    except OSError as err:
-        raise SignatureError(f"cannot write {path}: {_why(err)}") from None
-    try:
-        os.fchmod(fd, mode)  # the umask may have removed bits; set exactly this mode
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-    except OSError as err:
-        path.unlink(missing_ok=True)
-        raise SignatureError(f"cannot write {path}: {_why(err)}") from None
-
-
-def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
-    """The Ed25519 private key in the PEM file ``path`` (as :func:`write_key_pair` writes it).
-
-    Raises :class:`SignatureError` naming ``path`` when the file is missing,
-    unreadable, too large, not a PEM private key, encrypted, or holds another
-    kind of key. Messages never quote the file's content.
-    """
-    where = Path(path)
-    try:
-        with where.open("rb") as handle:
-            data = handle.read(MAX_KEY_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise SignatureError(f"private key {where} does not exist") from None
-    except OSError as err:
-        raise SignatureError(f"private key {where}: cannot read: {_why(err)}") from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise SignatureError(f"private key {where}: larger than 64 KiB; not a key file")
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise SignatureError(
-            f"private key {where}: encrypted; approver keys are unencrypted PKCS#8 PEM "
-            "protected by the file's mode (0600)"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        # `from None`: the parser's own message is dropped so no content can leak.
-        raise SignatureError(f"private key {where}: not a PEM private key") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SignatureError(
-            f"private key {where}: not an Ed25519 private key (found {type(key).__name__})"
-        )
-    return key
-
-
-def registry_line(name: str, public_b64: str) -> str:
-    """The line registering ``public_b64`` for ``name`` under ``[approvers]``: ``name = "…"``.
-
-    Raises :class:`SignatureError` when ``name`` is not a valid approver name
-    or ``public_b64`` is not canonical base64 of a 32-byte public key, so a
-    printed line always loads.
-    """
-    if not is_approver_name(name):
-        raise SignatureError(
-            f"invalid approver name {name!r}: lower-case letters, digits, '_' and '-', "
-            "starting with a letter, at most 63 characters"
-        )
-    problem = key_problem(public_b64)
-    if problem is not None:
-        raise SignatureError(f"public key for {name}: {problem}")
-    # A valid name is a bare TOML key; base64 never needs escaping in a basic string.
-    return f'{name} = "{public_b64}"'
-
-
-def _why(err: OSError) -> str:
-    return err.strerror or type(err).__name__

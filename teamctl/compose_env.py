@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from security.keyring import write_key_file
-from security.signatures import registry_line, write_key_pair
+from security.signing_keys import registry_line, write_key_pair
 from teams.errors import AgentTeamsError
 
 SECRETS_DIR = Path("deploy/secrets")

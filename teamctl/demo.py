@@ -30,12 +30,13 @@ from temporalio.client import Client, WorkflowHandle
 from security.keyring import write_key_file
 from stores.controls.factory import open_controls
 from teamctl import render
-from teamctl.cli import follow_and_report
+from teamctl.cli_runs import follow_and_report
 from teamctl.codec_server import codec_server_from_env, new_token
 from teamctl.costs import Column, day_range, fetch_report
 from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
-from teamctl.report import OperatorReport
-from teamctl.report import fetch_report as fetch_operator_report
+from teamctl.report_fetch import fetch_report as fetch_operator_report
+from teamctl.report_models import OperatorReport
+from teamctl.report_render import report_text
 from teamctl.runs import new_workflow_id, query_status, start_team_run
 from teams.approvals import Decision
 from teams.catalog import Catalog
@@ -180,7 +181,7 @@ async def _report(client: Client, result: TeamResult, address: str) -> str:
     earlier = sum(line.runs + line.in_flight + len(line.without_result) for line in report.teams)
     if earlier > 1:
         lines.append(f"(includes {earlier - 1} earlier {result.team} runs of the last 24 hours)")
-    return "\n".join([*lines, "", render.report_text(report)])
+    return "\n".join([*lines, "", report_text(report)])
 
 
 async def _report_with(client: Client, result: TeamResult) -> OperatorReport:

@@ -10,7 +10,8 @@
   ``eval/TEAM/scheduled-<time>``; run again, it updates that schedule (idempotent).
 - ``report`` lists the team's evaluations, oldest first: when, mean score, change
   from the evaluation before, pass rate, cost, drop. Listed from visibility
-  (``TeamName``, ``EvalScore``), figures from each result in history.
+  (``TeamName``, ``EvalScore``), figures from each result in history
+  (:mod:`teamctl.evaluation_report`).
 
 Bad input (an unknown team, a team without a gold set, a bad option) fails with
 exit 2 before anything connects, as for every ``teamctl`` command.
@@ -19,15 +20,13 @@ exit 2 before anything connects, as for every ``teamctl`` command.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from temporalio.client import (
     Client,
     Schedule,
@@ -38,12 +37,11 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleUpdate,
-    WorkflowExecution,
-    WorkflowExecutionStatus,
     WorkflowFailureError,
 )
 from temporalio.exceptions import ApplicationError
 
+from teamctl.evaluation_report import fetch_report, report_text
 from teams.catalog import Catalog
 from teams.durations import parse_short_duration
 from teams.errors import AgentTeamsError
@@ -57,13 +55,10 @@ from teams.evaluation import (
 from teams.pricing import format_usd
 from teams.requests import describe_validation_error
 from workflows.evaluation import EVALUATION_WORKFLOW
-from workflows.visibility import TEAM_NAME
 
 DEFAULT_EVERY = "1d"
 MIN_EVERY = timedelta(minutes=1)
 DEFAULT_REPORT_LIMIT = 30
-READ_CONCURRENCY = 8
-"""Result reads in flight at once (``report``)."""
 Format = Literal["table", "json"]
 
 
@@ -260,112 +255,6 @@ async def upsert_schedule(
     return 0
 
 
-# --- report --------------------------------------------------------------------------
-
-
-class ReportRow(BaseModel):
-    """One evaluation in the trend."""
-
-    model_config = ConfigDict(frozen=True)
-
-    evaluation_id: str
-    started_at: datetime
-    finished_at: datetime | None
-    state: str = Field(description="completed, running, failed, cancelled, terminated, ...")
-    mean_score: float | None = None
-    change: float | None = Field(
-        default=None, description="Mean score minus the previous completed evaluation's."
-    )
-    pass_rate_percent: float | None = None
-    items: int | None = None
-    items_failed: list[str] = Field(default_factory=list)
-    total_cost_micro: int | None = None
-    baseline_mean: float | None = None
-    dropped: bool | None = None
-    reason: str | None = Field(default=None, description="Why an evaluation has no result.")
-
-
-class EvaluationReport(BaseModel):
-    """``teamctl eval report``: a team's evaluations, oldest first."""
-
-    model_config = ConfigDict(frozen=True)
-
-    team: str
-    query: str
-    evaluations: list[ReportRow]
-
-
-def report_query(team: str) -> str:
-    """The visibility query for the team's evaluations (``team`` is a catalog name)."""
-    return f"WorkflowType = '{EVALUATION_WORKFLOW}' AND {TEAM_NAME.name} = '{team}'"
-
-
-async def fetch_report(client: Client, team: str, *, limit: int) -> EvaluationReport:
-    """The newest ``limit`` evaluations of ``team``, read from visibility and results."""
-    query = report_query(team)
-    executions = [e async for e in client.list_workflows(query, limit=limit)]
-    slots = asyncio.Semaphore(READ_CONCURRENCY)
-
-    async def read(execution: WorkflowExecution) -> ReportRow:
-        async with slots:
-            return await _row(client, execution)
-
-    rows = sorted(await asyncio.gather(*(read(e) for e in executions)), key=lambda r: r.started_at)
-    return EvaluationReport(team=team, query=query, evaluations=_with_changes(rows))
-
-
-async def _row(client: Client, execution: WorkflowExecution) -> ReportRow:
-    state = (execution.status.name.lower() if execution.status else "unknown").replace(
-        "canceled", "cancelled"
-    )
-    row = ReportRow(
-        evaluation_id=execution.id,
-        started_at=execution.start_time,
-        finished_at=execution.close_time,
-        state=state,
-    )
-    if execution.status is not WorkflowExecutionStatus.COMPLETED:
-        return row
-    handle = client.get_workflow_handle(
-        execution.id, run_id=execution.run_id, result_type=EvaluationResult
-    )
-    try:
-        result = await handle.result(follow_runs=False)
-    except (ValueError, TypeError, RuntimeError, KeyError) as err:  # recorded by another version
-        return row.model_copy(update={"reason": f"result unreadable: {err}"})
-    return row.model_copy(
-        update={
-            "mean_score": result.mean_score,
-            "pass_rate_percent": result.pass_rate_percent,
-            "items": len(result.items),
-            "items_failed": result.items_failed,
-            "total_cost_micro": result.total_cost_micro,
-            "baseline_mean": result.baseline.mean_score if result.baseline else None,
-            "dropped": result.dropped,
-        }
-    )
-
-
-def _with_changes(rows: list[ReportRow]) -> list[ReportRow]:
-    """Each completed row's change from the completed row before it (two decimals)."""
-    changed: list[ReportRow] = []
-    previous: float | None = None
-    for row in rows:
-        if row.mean_score is not None:
-            change = (
-                float(Decimal(str(row.mean_score)) - Decimal(str(previous)))
-                if previous is not None
-                else None
-            )
-            row = row.model_copy(update={"change": change})
-            previous = row.mean_score
-        changed.append(row)
-    return changed
-
-
-# --- text ----------------------------------------------------------------------------
-
-
 def result_text(result: EvaluationResult) -> str:
     """An evaluation as ``teamctl eval run`` prints it."""
     lines = [
@@ -411,40 +300,3 @@ def _baseline_line(result: EvaluationResult) -> str:
         f"baseline   {result.baseline.mean_score:.2f} (mean of the last {result.baseline.runs}): "
         f"drop {result.drop:.2f}, threshold {result.drop_threshold:.2f}: {verdict}"
     )
-
-
-def report_text(report: EvaluationReport) -> str:
-    """The trend as ``teamctl eval report`` prints it."""
-    if not report.evaluations:
-        return f"no evaluations of {report.team} yet (teamctl eval run {report.team})"
-    lines = [
-        f"evaluations of {report.team}, oldest first",
-        f"{'finished (UTC)':<20} {'state':<10} {'mean':>5} {'change':>6} {'pass':>6} "
-        f"{'items':>5} {'cost':>10}  dropped  evaluation",
-    ]
-    for row in report.evaluations:
-        when = (row.finished_at or row.started_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(
-            f"{when:<20} {row.state:<10} {_num(row.mean_score, 2):>5} "
-            f"{_signed(row.change):>6} {_pct(row.pass_rate_percent):>6} "
-            f"{_num(row.items, 0):>5} "
-            f"{format_usd(row.total_cost_micro) if row.total_cost_micro is not None else '-':>10}"
-            f"  {_yes_no(row.dropped):<7}  {row.evaluation_id}"
-        )
-    return "\n".join(lines)
-
-
-def _num(value: float | None, places: int) -> str:
-    return "-" if value is None else f"{value:.{places}f}"
-
-
-def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.2f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}%"
-
-
-def _yes_no(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "no")

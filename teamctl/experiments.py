@@ -33,15 +33,10 @@ from temporalio.client import Client
 
 from teamctl import experiment_stats as stats
 from teamctl.render import table
-from teamctl.report import (
-    ListedRun,
-    check_limit,
-    format_ms,
-    percentile,
-    rate_percent,
-    read_runs,
-    visibility_query,
-)
+from teamctl.report_fetch import read_runs
+from teamctl.report_figures import format_ms, percentile, rate_percent
+from teamctl.report_models import ListedRun
+from teamctl.report_query import check_limit, visibility_query
 from teams.experiments import CONTROL
 from teams.pricing import format_usd
 from teams.results import RunStatus

@@ -17,7 +17,8 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from security.signatures import claim_for, load_private_key, sign
+from security.signatures import claim_for, sign
+from security.signing_keys import load_private_key
 from teams.approvals import DecideRequest, DecisionKind, DecisionReceipt
 from teams.catalog import Catalog
 from teams.errors import AgentTeamsError

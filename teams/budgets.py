@@ -20,7 +20,6 @@ are lower-case slugs, as in :class:`teams.requests.TeamRequest`).
 from __future__ import annotations
 
 import re
-import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from teams.errors import AgentTeamsError
 from teams.pricing import MICRO_PER_USD, usd_to_micro
+from teams.toml_files import labelled_message, read_toml
 
 MAX_DAILY_USD = Decimal(1_000_000)
 """The largest daily limit (global or per tenant) a budgets file may set."""
@@ -63,17 +63,12 @@ def load_budgets(path: Path | None) -> DailyBudgets:
     """Read a budgets file; no file means no limits."""
     if path is None:
         return DailyBudgets()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise BudgetConfigError(f"budgets file {path} does not exist") from err
-    except (ValueError, RecursionError) as err:
-        # TOMLDecodeError, UnicodeDecodeError (not UTF-8), and what tomllib lets
-        # escape: ValueError (an integer over 4300 digits), RecursionError (arrays
-        # nested thousands deep).
-        raise BudgetConfigError(f"{path}: not a valid TOML file: {err}") from err
-    except OSError as err:
-        raise BudgetConfigError(f"budgets file {path} cannot be read: {err}") from err
+    data = read_toml(
+        path,
+        lambda problem, err: BudgetConfigError(
+            labelled_message("budgets file", path, problem, err)
+        ),
+    )
     unknown = sorted(set(data) - {"global", "tenants"})
     if unknown:
         raise BudgetConfigError(f"{path}: unknown section(s) {', '.join(unknown)}")

@@ -10,7 +10,6 @@ agents, missing prompt files, models without a price.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from teams.releases import (
 )
 from teams.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
 from teams.spec import AgentSpec, RouterStage, TeamSpec
+from teams.toml_files import problem_text, read_toml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_TEAMS_DIR = PACKAGE_DIR / "shipped"
@@ -245,17 +245,9 @@ def _prompt(name: str, version: str, text: str) -> ResolvedPrompt:
 
 def load_team_file(path: Path) -> TeamSpec:
     """Read a team file (TOML) and validate it; errors name the file and field."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise TeamSpecError(str(path), ["file does not exist"]) from err
-    except (ValueError, RecursionError) as err:
-        # TOMLDecodeError, UnicodeDecodeError (not UTF-8), and what tomllib lets
-        # escape: ValueError (an integer over 4300 digits), RecursionError (arrays
-        # nested thousands deep).
-        raise TeamSpecError(str(path), [f"not valid TOML: {err}"]) from err
-    except OSError as err:
-        raise TeamSpecError(str(path), [f"cannot be read: {err}"]) from err
+    data = read_toml(
+        path, lambda problem, err: TeamSpecError(str(path), [problem_text(problem, err)])
+    )
     return parse_team_spec(data, source=str(path))
 
 

@@ -31,7 +31,6 @@ team run's input, so nothing in a gold file may push a payload past Temporal's
 
 from __future__ import annotations
 
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,16 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from teams.errors import GoldSetError
 from teams.outputs import DIRECT_ROUTE
 from teams.results import RunStatus
-from teams.spec import (
-    MAX_RUBRIC_ITEM_CHARS,
-    MAX_RUBRIC_ITEMS,
-    MAX_USD,
-    AgentSpec,
-    AgentTimeouts,
-    OutputKind,
-    RetrySpec,
-)
+from teams.spec import AgentSpec, AgentTimeouts, OutputKind, RetrySpec
 from teams.spec_fields import ModelId, Slug
+from teams.spec_limits import MAX_RUBRIC_ITEM_CHARS, MAX_RUBRIC_ITEMS, MAX_USD
+from teams.toml_files import problem_text, read_toml
 
 MAX_GOLD_ITEMS = 50
 """Items in one gold set (each is a team run and a judge call)."""
@@ -203,15 +196,9 @@ class GoldSet(_Gold):
 
 def load_gold_file(path: Path) -> GoldSet:
     """Read a gold set file (TOML) and validate it; errors name the file and field."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise GoldSetError(str(path), ["file does not exist"]) from err
-    except (ValueError, RecursionError) as err:
-        # TOMLDecodeError, UnicodeDecodeError and what tomllib lets escape (as for team files).
-        raise GoldSetError(str(path), [f"not valid TOML: {err}"]) from err
-    except OSError as err:
-        raise GoldSetError(str(path), [f"cannot be read: {err}"]) from err
+    data = read_toml(
+        path, lambda problem, err: GoldSetError(str(path), [problem_text(problem, err)])
+    )
     return parse_gold_set(data, source=str(path))
 
 

@@ -16,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import (
 )
 
 from teams.errors import PriceTableError
+from teams.toml_files import labelled_message, read_toml
 
 MICRO_PER_USD = 1_000_000
 TOKENS_PER_PRICE_UNIT = 1_000_000
@@ -276,15 +276,8 @@ def parse_price_table(data: dict[str, object], source: str) -> PriceTable:
 
 def load_price_table(path: Path) -> PriceTable:
     """Read and validate a price table file (TOML, USD per million tokens)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise PriceTableError(f"price table {path} does not exist") from err
-    except (ValueError, RecursionError) as err:
-        # TOMLDecodeError, UnicodeDecodeError (not UTF-8), and what tomllib lets
-        # escape: ValueError (an integer over 4300 digits), RecursionError (arrays
-        # nested thousands deep).
-        raise PriceTableError(f"{path}: not a valid TOML file: {err}") from err
-    except OSError as err:
-        raise PriceTableError(f"price table {path} cannot be read: {err}") from err
+    data = read_toml(
+        path,
+        lambda problem, err: PriceTableError(labelled_message("price table", path, problem, err)),
+    )
     return parse_price_table(data, str(path))

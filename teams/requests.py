@@ -6,7 +6,7 @@ only ever added, with defaults.
 
 Anything a caller sends is bounded here (and in :mod:`teams.spec` for an inline
 team): the task's length, the budget (more than zero, at most
-:data:`teams.spec.MAX_USD`, at most six decimal places), every duration, list
+:data:`teams.spec_limits.MAX_USD`, at most six decimal places), every duration, list
 and string of an inline spec. Validation either returns a request that the
 workflow can run without any arithmetic overflowing, or raises pydantic's
 ``ValidationError`` naming the field (``team.spec.agents.0.timeouts.start_to_close``:
@@ -21,8 +21,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from teams.errors import RequestError
-from teams.spec import MAX_USD, TeamSpec
+from teams.spec import TeamSpec
 from teams.spec_fields import Slug
+from teams.spec_limits import MAX_USD
 
 
 def _team_kind(value: Any) -> str:

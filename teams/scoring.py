@@ -43,15 +43,22 @@ def check_rules(
     if result is None:
         detail = f"no result ({error or 'the run did not complete'}); expected {wanted}"
         return [RuleResult(rule="status", passed=False, detail=detail)]
-    rules = [
-        RuleResult(
-            rule="status",
-            passed=result.status in expect.status,
-            detail=f"{result.status.value} (expected {wanted})",
-        )
+    status = RuleResult(
+        rule="status",
+        passed=result.status in expect.status,
+        detail=f"{result.status.value} (expected {wanted})",
+    )
+    return [
+        status,
+        *_phrase_rules(expect, result.output.lower()),
+        *_length_rules(expect, len(result.output)),
+        *_route_and_cost_rules(expect, result),
     ]
-    text = result.output.lower()
-    rules += [
+
+
+def _phrase_rules(expect: Expectations, text: str) -> list[RuleResult]:
+    """``must_contain`` then ``must_not_contain``, one per phrase, in ``text`` (lower case)."""
+    rules = [
         RuleResult(
             rule="must_contain",
             passed=phrase.lower() in text,
@@ -67,7 +74,12 @@ def check_rules(
         )
         for phrase in expect.must_not_contain
     ]
-    chars = len(result.output)
+    return rules
+
+
+def _length_rules(expect: Expectations, chars: int) -> list[RuleResult]:
+    """``min_chars`` and ``max_chars``, where the item sets them."""
+    rules: list[RuleResult] = []
     if expect.min_chars is not None:
         ok = chars >= expect.min_chars
         rules.append(
@@ -82,6 +94,12 @@ def check_rules(
                 rule="max_chars", passed=ok, detail=f"{chars} chars (max {expect.max_chars})"
             )
         )
+    return rules
+
+
+def _route_and_cost_rules(expect: Expectations, result: TeamResult) -> list[RuleResult]:
+    """``route`` and ``max_cost``, where the item sets them."""
+    rules: list[RuleResult] = []
     if expect.route is not None:
         taken = result.route.route if result.route is not None else None
         rules.append(

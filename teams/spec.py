@@ -16,320 +16,75 @@ ran with: each agent's optional ``sla`` (the p99 of its call time) and the
 team's ``[alerts]`` table (error rate, cost per run). ``teamctl report`` raises
 its alerts from them (see :mod:`teamctl.report`).
 
+The models live by what they describe: :mod:`teams.agent_spec` (one agent),
+:mod:`teams.stage_spec` (the stages) and, here, the team, its budget, alerts
+and policies. Callers import every model from here.
+
 Cross-references (stage → agent, gate → verdict output, router → routes) are
 checked here, so a spec that validates can always be executed.
 
 Every number, duration, list and string is bounded here too (the ``MAX_*``
-constants below, and :mod:`teams.durations`): an inline spec arrives from any
-caller as workflow input, and a value that only fails later (a timer past year
-9999, a negative retry interval, a payload over Temporal's 2 MB) would fail the
-workflow task, not the run. The whole spec is at most :data:`MAX_SPEC_JSON_BYTES`
-as JSON, so the request that carries it and the resolved team that records it
-(the spec, and its inline prompts again) stay under Temporal's 2 MB payload limit.
+constants of :mod:`teams.spec_limits`, and :mod:`teams.durations`): an inline
+spec arrives from any caller as workflow input, and a value that only fails
+later (a timer past year 9999, a negative retry interval, a payload over
+Temporal's 2 MB) would fail the workflow task, not the run. The whole spec is
+at most ``MAX_SPEC_JSON_BYTES`` as JSON, so the request that carries it and the
+resolved team that records it (the spec, and its inline prompts again) stay
+under Temporal's 2 MB payload limit.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from teams.agent_spec import AgentSpec, AgentTimeouts, ModelRouting, OutputKind, RetrySpec
 from teams.breakers import BreakerSettings
-from teams.durations import Duration, at_most
+from teams.durations import Duration
 from teams.experiments import MAX_EXPERIMENTS, ExperimentSpec, VariantAssignment, VariantSpec
-from teams.spec_fields import ModelId, Slug, SpecModel, VersionLabel
+from teams.spec_fields import Slug, SpecModel, VersionLabel
+from teams.spec_limits import (
+    MAX_AGENTS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_SPEC_JSON_BYTES,
+    MAX_STAGES,
+    MAX_TEAM_INSTRUCTIONS_CHARS,
+    MAX_USD,
+)
+from teams.stage_spec import (
+    ApprovalStage,
+    Approvers,
+    DegradationThresholds,
+    FanOutStage,
+    GateStage,
+    RouterStage,
+    SequentialStage,
+    Stage,
+)
 
-MAX_AGENTS = 16
-"""Agents in one team."""
-MAX_STAGES = 32
-"""Stages in one team."""
-MAX_STAGE_AGENTS = 16
-"""Agents named by one sequential or fan-out stage."""
-MAX_ROUTES = 16
-"""Routes of one router stage."""
-MAX_APPROVERS = 20
-"""Approvers (or escalation approvers, or injection reviewers) of one decision point."""
-MAX_RUBRIC_ITEMS = 20
-"""Items of one gate's rubric (a reviewer's verdict lists at most 20 reasons too)."""
-MAX_RUBRIC_ITEM_CHARS = 500
-MAX_DESCRIPTION_CHARS = 2_000
-MAX_INSTRUCTIONS_CHARS = 20_000
-"""One inline agent's system prompt."""
-MAX_TEAM_INSTRUCTIONS_CHARS = 100_000
-"""All inline system prompts of a team together: the resolved team records each
-twice (spec and prompt), so this keeps it far below Temporal's 2 MB payload limit."""
-MAX_SPEC_JSON_BYTES = 512 * 1024
-"""The whole spec, serialized as the workflow input carries it."""
-MAX_TOKENS = 1_000_000
-"""Token counts (``max_cheap_input_tokens``, ``context_budget_tokens``)."""
-MAX_USD = Decimal(10_000)
-"""Any amount of USD in a spec or request (a budget, an alert threshold)."""
-
-MAX_ATTEMPT_TIMEOUT = timedelta(hours=1)
-"""``timeouts.start_to_close``: one model call attempt (so ``heartbeat`` too)."""
-MAX_CALL_TIMEOUT = timedelta(days=1)
-"""``timeouts.schedule_to_close``: every attempt of one call and the back-off between."""
-MAX_RETRY_INTERVAL = timedelta(hours=1)
-"""``retry.initial_interval`` and ``retry.maximum_interval``."""
-MAX_STAGE_TIMEOUT = timedelta(days=1)
-"""A fan-out stage's ``timeout``."""
-MAX_SLA = timedelta(days=1)
-"""An agent's latency target."""
-MAX_CACHE_TTL = timedelta(days=30)
-"""How long a cached answer may be served."""
-
-Approvers = Annotated[list[Slug], Field(max_length=MAX_APPROVERS)]
-
-
-class OutputKind(StrEnum):
-    """What an agent returns: free text, or a structured model."""
-
-    TEXT = "text"
-    VERDICT = "verdict"
-    """A :class:`teams.outputs.ReviewVerdict` (score, pass/fail, reasons)."""
-    ROUTE = "route"
-    """A :class:`teams.outputs.RouteDecision` (specialist or direct answer)."""
-
-
-class RetrySpec(SpecModel):
-    """Temporal retry policy for one agent's calls.
-
-    The default is the house policy: 1 s initial interval, ×2 backoff, 3
-    attempts. Error types that can never succeed on retry are always listed as
-    non-retryable (see :data:`providers.errors.NON_RETRYABLE_ERROR_TYPES`).
-    """
-
-    initial_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=1)
-    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=10.0, allow_inf_nan=False)
-    maximum_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=30)
-    maximum_attempts: int = Field(default=3, ge=1, le=20)
-
-    @model_validator(mode="after")
-    def _intervals_ordered(self) -> RetrySpec:
-        if self.initial_interval <= timedelta(0):
-            # Temporal would silently replace a zero interval with its 1 s default.
-            raise ValueError("initial_interval must be positive")
-        if self.maximum_interval < self.initial_interval:
-            raise ValueError("maximum_interval must be at least initial_interval")
-        return self
-
-
-class AgentTimeouts(SpecModel):
-    """Activity timeouts for one agent's calls.
-
-    ``start_to_close`` bounds one attempt, ``schedule_to_close`` caps all
-    attempts and back-off together, and ``heartbeat`` is how fast a dead worker
-    is noticed (the activity heartbeats while the model streams). Limits:
-    ``start_to_close`` (and so ``heartbeat``) at most :data:`MAX_ATTEMPT_TIMEOUT`
-    (1 h: no model call streams longer), ``schedule_to_close`` at most
-    :data:`MAX_CALL_TIMEOUT` (1 day).
-    """
-
-    start_to_close: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=60)
-    schedule_to_close: Annotated[Duration, at_most(MAX_CALL_TIMEOUT)] = timedelta(seconds=180)
-    heartbeat: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=10)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> AgentTimeouts:
-        if self.schedule_to_close < self.start_to_close:
-            raise ValueError("schedule_to_close must be at least start_to_close")
-        if self.heartbeat > self.start_to_close:
-            raise ValueError("heartbeat must not exceed start_to_close")
-        if min(self.start_to_close, self.heartbeat) <= timedelta(0):
-            raise ValueError("timeouts must be positive")
-        return self
-
-
-class ModelRouting(SpecModel):
-    """Choose, per call, between the agent's ``model`` and a cheaper one.
-
-    Rules (every decision is recorded on the call):
-    - ``router_decision``: cheap when the team's router judged the request simple;
-    - ``input_length``: cheap when the prompt is at most ``max_cheap_input_tokens``;
-    - ``budget_left``: the agent's model only while at least ``min_budget_left_usd``
-      of the run's budget is left, cheap after.
-    """
-
-    cheap_model: ModelId
-    rule: Literal["router_decision", "input_length", "budget_left"]
-    max_cheap_input_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
-    min_budget_left_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
-
-    @model_validator(mode="after")
-    def _rule_has_its_setting(self) -> ModelRouting:
-        if self.rule == "input_length" and self.max_cheap_input_tokens is None:
-            raise ValueError("rule = 'input_length' needs max_cheap_input_tokens")
-        if self.rule == "budget_left" and self.min_budget_left_usd is None:
-            raise ValueError("rule = 'budget_left' needs min_budget_left_usd")
-        return self
-
-
-class AgentSpec(SpecModel):
-    """One agent: who it is, which prompt and model it uses, and its limits."""
-
-    name: Slug
-    role: str = Field(min_length=1, max_length=200)
-    prompt: Slug | None = None
-    """Prompt file name under ``teams/prompts/<prompt>/<prompt_version>.md``."""
-    prompt_version: VersionLabel = "v1"
-    instructions: str | None = Field(default=None, min_length=1, max_length=MAX_INSTRUCTIONS_CHARS)
-    """Inline system prompt (inline specs); exclusive with ``prompt``."""
-    model: ModelId
-    fallback_model: ModelId | None = None
-    """A cheaper model to run when ``model`` exhausts its retries."""
-    fallback_prompt_version: VersionLabel | None = None
-    """A simpler version of ``prompt`` for the fallback call (with or without a fallback model)."""
-    max_tokens: int = Field(ge=1, le=64_000)
-    context_budget_tokens: int | None = Field(default=None, ge=256, le=MAX_TOKENS)
-    """Most prompt tokens this agent may be sent; handoffs are trimmed by rule to fit."""
-    output: OutputKind = OutputKind.TEXT
-    routing: ModelRouting | None = None
-    """Pick a cheaper model per call, by rule (see :class:`ModelRouting`)."""
-    cache: bool = True
-    """Serve identical calls from the response cache (per tenant, within ``cache_ttl``)."""
-    cache_ttl: Annotated[Duration, at_most(MAX_CACHE_TTL)] = timedelta(hours=1)
-    timeouts: AgentTimeouts = AgentTimeouts()
-    retry: RetrySpec = RetrySpec()
-    sla: Annotated[Duration, at_most(MAX_SLA)] | None = None
-    """Latency target: the p99 of this agent's call time (``elapsed_ms``: from the
-    call's start in the workflow to its end, queueing, retries and back-off included) that
-    ``teamctl report`` alerts above. None: no latency alert for this agent."""
-
-    @model_validator(mode="after")
-    def _sla_positive(self) -> AgentSpec:
-        if self.sla is not None and self.sla <= timedelta(0):
-            raise ValueError("sla must be positive")
-        return self
-
-    @model_validator(mode="after")
-    def _one_prompt_source(self) -> AgentSpec:
-        if (self.prompt is None) == (self.instructions is None):
-            raise ValueError("set exactly one of prompt (a prompt file) or instructions")
-        if self.fallback_model == self.model:
-            raise ValueError("fallback_model must differ from model")
-        if self.fallback_prompt_version is not None and self.prompt is None:
-            raise ValueError("fallback_prompt_version needs a prompt file (prompt = ...)")
-        if self.fallback_prompt_version == self.prompt_version:
-            raise ValueError("fallback_prompt_version must differ from prompt_version")
-        if self.routing is not None and self.routing.cheap_model == self.model:
-            raise ValueError("routing.cheap_model must differ from model")
-        return self
-
-    def has_fallback(self) -> bool:
-        """Whether a fallback call exists (a cheaper model and/or a simpler prompt)."""
-        return self.fallback_model is not None or self.fallback_prompt_version is not None
-
-
-class SequentialStage(SpecModel):
-    """Agents run one after another; each sees the outputs before it."""
-
-    kind: Literal["sequential"]
-    name: Slug
-    agents: list[Slug] = Field(min_length=1, max_length=MAX_STAGE_AGENTS)
-
-
-class DegradationThresholds(SpecModel):
-    """How many fan-out agents must succeed for each degradation level."""
-
-    full: int = Field(ge=1, le=MAX_STAGE_AGENTS)
-    partial: int = Field(ge=1, le=MAX_STAGE_AGENTS)
-    minimal: int = Field(ge=1, le=MAX_STAGE_AGENTS)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> DegradationThresholds:
-        if not self.full >= self.partial >= self.minimal:
-            raise ValueError("thresholds must satisfy full >= partial >= minimal")
-        return self
-
-
-class FanOutStage(SpecModel):
-    """Agents run concurrently; the stage ends when all return or ``timeout`` fires."""
-
-    kind: Literal["fan_out"]
-    name: Slug
-    agents: list[Slug] = Field(min_length=2, max_length=MAX_STAGE_AGENTS)
-    timeout: Annotated[Duration, at_most(MAX_STAGE_TIMEOUT)]
-    degradation: DegradationThresholds
-    merge: Slug | None = None
-    """Agent that merges the successful outputs (skipped when the level is FAILED)."""
-
-    @model_validator(mode="after")
-    def _thresholds_fit(self) -> FanOutStage:
-        repeated = sorted({a for a in self.agents if self.agents.count(a) > 1})
-        if repeated:
-            raise ValueError(f"agents must be distinct; repeated: {', '.join(repeated)}")
-        if self.degradation.full > len(self.agents):
-            raise ValueError(
-                f"degradation.full is {self.degradation.full} but the stage has only "
-                f"{len(self.agents)} agents"
-            )
-        if self.timeout <= timedelta(0):
-            raise ValueError("timeout must be positive")
-        return self
-
-
-class GateStage(SpecModel):
-    """A quality gate: review, and send rejected work back with the reasons."""
-
-    kind: Literal["gate"]
-    name: Slug
-    reviewer: Slug
-    reviser: Slug
-    threshold: int = Field(ge=0, le=10)
-    """Minimum score (0-10) for the work to pass."""
-    max_iterations: int = Field(ge=1, le=10)
-    """Reviews at most this many drafts; the reviser rewrites at most N-1 times."""
-    rubric: list[Annotated[str, Field(min_length=1, max_length=MAX_RUBRIC_ITEM_CHARS)]] = Field(
-        min_length=1, max_length=MAX_RUBRIC_ITEMS
-    )
-
-
-class RouterStage(SpecModel):
-    """A router classifies the request and picks one specialist (or answers)."""
-
-    kind: Literal["router"]
-    name: Slug
-    router: Slug
-    routes: dict[Slug, Slug] = Field(min_length=1, max_length=MAX_ROUTES)
-    """Category → specialist agent."""
-    allow_direct: bool = True
-    """Let the router answer simple requests itself and end the run early."""
-
-
-class ApprovalStage(SpecModel):
-    """A durable wait for a human decision on the current output."""
-
-    kind: Literal["approval"]
-    name: Slug
-    approvers: Approvers = Field(min_length=1)
-    timeout: Duration
-    on_timeout: Literal["approve", "reject", "escalate"] = "reject"
-    escalate_to: Approvers = Field(default_factory=list)
-    escalation_timeout: Duration | None = None
-    on_escalation_timeout: Literal["approve", "reject"] = "reject"
-
-    @model_validator(mode="after")
-    def _escalation_complete(self) -> ApprovalStage:
-        if self.timeout <= timedelta(0):
-            raise ValueError("timeout must be positive")
-        if self.on_timeout == "escalate":
-            if not self.escalate_to:
-                raise ValueError("on_timeout = 'escalate' needs escalate_to approvers")
-            if self.escalation_timeout is None:
-                raise ValueError("on_timeout = 'escalate' needs escalation_timeout")
-            if self.escalation_timeout <= timedelta(0):
-                raise ValueError("escalation_timeout must be positive")
-        elif self.escalate_to:
-            raise ValueError("escalate_to is only used when on_timeout = 'escalate'")
-        return self
-
-
-Stage = Annotated[
-    SequentialStage | FanOutStage | GateStage | RouterStage | ApprovalStage,
-    Field(discriminator="kind"),
+__all__ = [
+    "AgentSpec",
+    "AgentTimeouts",
+    "AlertSpec",
+    "ApprovalStage",
+    "Approvers",
+    "BudgetSpec",
+    "DegradationThresholds",
+    "FanOutStage",
+    "GateStage",
+    "InjectionPolicy",
+    "InjectionSpec",
+    "ModelRouting",
+    "OutputKind",
+    "PiiPolicy",
+    "RetrySpec",
+    "RouterStage",
+    "SequentialStage",
+    "Stage",
+    "TeamSpec",
 ]
 
 

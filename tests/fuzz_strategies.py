@@ -37,7 +37,8 @@ from teams.budgets import MAX_DAILY_USD, DailyBudgets
 from teams.catalog import SHIPPED_TEAMS_DIR
 from teams.durations import MAX_DURATION
 from teams.pricing import MAX_MODEL_ID_CHARS, MAX_PRICE_USD
-from teams.spec import (
+from teams.spec import TeamSpec
+from teams.spec_limits import (
     MAX_AGENTS,
     MAX_APPROVERS,
     MAX_ATTEMPT_TIMEOUT,
@@ -49,7 +50,6 @@ from teams.spec import (
     MAX_STAGE_AGENTS,
     MAX_STAGE_TIMEOUT,
     MAX_STAGES,
-    TeamSpec,
 )
 
 

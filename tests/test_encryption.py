@@ -21,7 +21,8 @@ from temporalio.worker import Replayer
 from security.codec import data_converter
 from security.keyring import KeyRing, write_key_file
 from teamctl.codec_server import CodecServer, new_token
-from teamctl.report import UNKNOWN_TEAM, RunWithoutResult, fetch_report
+from teamctl.report_fetch import fetch_report
+from teamctl.report_models import UNKNOWN_TEAM, RunWithoutResult
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import RunStatus, TeamResult

@@ -42,7 +42,8 @@ from teams.durations import MAX_DURATION
 from teams.errors import PriceTableError, RequestError, TeamSpecError
 from teams.pricing import load_price_table
 from teams.requests import TeamRequest, describe_validation_error, parse_team_request
-from teams.spec import MAX_STAGE_TIMEOUT, TeamSpec
+from teams.spec import TeamSpec
+from teams.spec_limits import MAX_STAGE_TIMEOUT
 from tests.fuzz_strategies import (
     DURATION_LIMITS,
     DURATIONS,

@@ -18,21 +18,12 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.testing import WorkflowEnvironment
 
 from providers.simulated import FaultKind, FaultRule
-from teamctl import render
-from teamctl.report import (
-    ListedRun,
-    ReportInputError,
-    TeamTargets,
-    build_report,
-    fetch_report,
-    parse_since,
-    per_run,
-    percentile,
-    rate_percent,
-    read_run,
-    team_targets,
-    visibility_query,
-)
+from teamctl.report import build_report
+from teamctl.report_fetch import fetch_report, read_run, team_targets
+from teamctl.report_figures import per_run, percentile, rate_percent
+from teamctl.report_models import ListedRun, TeamTargets
+from teamctl.report_query import ReportInputError, parse_since, visibility_query
+from teamctl.report_render import report_text
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.results import (
@@ -437,12 +428,12 @@ alerts:
 
 
 def test_report_table_snapshot() -> None:
-    assert render.report_text(_report()) == SNAPSHOT
+    assert report_text(_report()) == SNAPSHOT
 
 
 def test_empty_report_says_so() -> None:
     report = build_report([], {}, since=T0, until=T0 + timedelta(hours=1), team="nobody")
-    assert render.report_text(report) == (
+    assert report_text(report) == (
         "runs started 2026-11-22 08:00:00Z to 2026-11-22 09:00:00Z, team nobody\n"
         "\n"
         "no team runs started in this window\n"

@@ -42,13 +42,15 @@ from security.signatures import (
     check,
     claim_for,
     comment_sha256,
+    sign,
+    signing_bytes,
+    verify,
+)
+from security.signing_keys import (
     generate_key_pair,
     load_private_key,
     public_key_b64,
     registry_line,
-    sign,
-    signing_bytes,
-    verify,
     write_key_pair,
 )
 from teams.spec_fields import Slug

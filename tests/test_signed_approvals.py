@@ -16,7 +16,8 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from security.approvers import ApproverRegistry
-from security.signatures import claim_for, load_private_key, sign, write_key_pair
+from security.signatures import claim_for, sign
+from security.signing_keys import load_private_key, write_key_pair
 from teams.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
 from teams.results import RunStatus, TeamResult
 from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE

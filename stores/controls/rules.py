@@ -22,6 +22,10 @@ from teams.ledger import (
 )
 from teams.pricing import format_usd
 
+NO_TENANT = "-"
+"""The tenant column of cost rows for calls made without a tenant."""
+TENANT_PREFIX = "tenant:"
+"""What :func:`teams.ledger.tenant_scope` puts before a tenant's name."""
 PROBE_LEASE_MIN_S = 30.0
 """A half-open probe holds its lease at least this long (or twice the cool-down)."""
 
@@ -39,6 +43,11 @@ def limits_of(
         scope: global_limit if scope == GLOBAL_SCOPE else tenant_limit
         for scope in scopes_of(tenant)
     }
+
+
+def tenant_of(scope: str) -> str | None:
+    """The tenant whose calls a scope counts (``None`` for the global scope: every call)."""
+    return scope.removeprefix(TENANT_PREFIX) if scope.startswith(TENANT_PREFIX) else None
 
 
 def at(epoch_s: float) -> datetime:

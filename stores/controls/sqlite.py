@@ -25,11 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from stores.controls import sql
-from stores.controls.contract import (
-    DEFAULT_RETENTION,
-    ControlsUnavailableError,
-    Retention,
-)
+from stores.controls.contract import DEFAULT_RETENTION, ControlsUnavailableError, Retention
 from stores.controls.sql_store import SqlControls
 
 _T = TypeVar("_T")

@@ -1,0 +1,162 @@
+"""Agent specs: one agent of a team, its model, prompt, output, retries, timeouts, routing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from teams.durations import Duration, at_most
+from teams.spec_fields import ModelId, Slug, SpecModel, VersionLabel
+from teams.spec_limits import (
+    MAX_ATTEMPT_TIMEOUT,
+    MAX_CACHE_TTL,
+    MAX_CALL_TIMEOUT,
+    MAX_INSTRUCTIONS_CHARS,
+    MAX_RETRY_INTERVAL,
+    MAX_SLA,
+    MAX_TOKENS,
+    MAX_USD,
+)
+
+
+class OutputKind(StrEnum):
+    """What an agent returns: free text, or a structured model."""
+
+    TEXT = "text"
+    VERDICT = "verdict"
+    """A :class:`teams.outputs.ReviewVerdict` (score, pass/fail, reasons)."""
+    ROUTE = "route"
+    """A :class:`teams.outputs.RouteDecision` (specialist or direct answer)."""
+
+
+class RetrySpec(SpecModel):
+    """Temporal retry policy for one agent's calls.
+
+    The default is the house policy: 1 s initial interval, ×2 backoff, 3
+    attempts. Error types that can never succeed on retry are always listed as
+    non-retryable (see :data:`providers.errors.NON_RETRYABLE_ERROR_TYPES`).
+    """
+
+    initial_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=1)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=10.0, allow_inf_nan=False)
+    maximum_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=30)
+    maximum_attempts: int = Field(default=3, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _intervals_ordered(self) -> RetrySpec:
+        if self.initial_interval <= timedelta(0):
+            # Temporal would silently replace a zero interval with its 1 s default.
+            raise ValueError("initial_interval must be positive")
+        if self.maximum_interval < self.initial_interval:
+            raise ValueError("maximum_interval must be at least initial_interval")
+        return self
+
+
+class AgentTimeouts(SpecModel):
+    """Activity timeouts for one agent's calls.
+
+    ``start_to_close`` bounds one attempt, ``schedule_to_close`` caps all
+    attempts and back-off together, and ``heartbeat`` is how fast a dead worker
+    is noticed (the activity heartbeats while the model streams). Limits:
+    ``start_to_close`` (and so ``heartbeat``) at most :data:`MAX_ATTEMPT_TIMEOUT`
+    (1 h: no model call streams longer), ``schedule_to_close`` at most
+    :data:`MAX_CALL_TIMEOUT` (1 day).
+    """
+
+    start_to_close: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=60)
+    schedule_to_close: Annotated[Duration, at_most(MAX_CALL_TIMEOUT)] = timedelta(seconds=180)
+    heartbeat: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentTimeouts:
+        if self.schedule_to_close < self.start_to_close:
+            raise ValueError("schedule_to_close must be at least start_to_close")
+        if self.heartbeat > self.start_to_close:
+            raise ValueError("heartbeat must not exceed start_to_close")
+        if min(self.start_to_close, self.heartbeat) <= timedelta(0):
+            raise ValueError("timeouts must be positive")
+        return self
+
+
+class ModelRouting(SpecModel):
+    """Choose, per call, between the agent's ``model`` and a cheaper one.
+
+    Rules (every decision is recorded on the call):
+    - ``router_decision``: cheap when the team's router judged the request simple;
+    - ``input_length``: cheap when the prompt is at most ``max_cheap_input_tokens``;
+    - ``budget_left``: the agent's model only while at least ``min_budget_left_usd``
+      of the run's budget is left, cheap after.
+    """
+
+    cheap_model: ModelId
+    rule: Literal["router_decision", "input_length", "budget_left"]
+    max_cheap_input_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    min_budget_left_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
+
+    @model_validator(mode="after")
+    def _rule_has_its_setting(self) -> ModelRouting:
+        if self.rule == "input_length" and self.max_cheap_input_tokens is None:
+            raise ValueError("rule = 'input_length' needs max_cheap_input_tokens")
+        if self.rule == "budget_left" and self.min_budget_left_usd is None:
+            raise ValueError("rule = 'budget_left' needs min_budget_left_usd")
+        return self
+
+
+class AgentSpec(SpecModel):
+    """One agent: who it is, which prompt and model it uses, and its limits."""
+
+    name: Slug
+    role: str = Field(min_length=1, max_length=200)
+    prompt: Slug | None = None
+    """Prompt file name under ``teams/prompts/<prompt>/<prompt_version>.md``."""
+    prompt_version: VersionLabel = "v1"
+    instructions: str | None = Field(default=None, min_length=1, max_length=MAX_INSTRUCTIONS_CHARS)
+    """Inline system prompt (inline specs); exclusive with ``prompt``."""
+    model: ModelId
+    fallback_model: ModelId | None = None
+    """A cheaper model to run when ``model`` exhausts its retries."""
+    fallback_prompt_version: VersionLabel | None = None
+    """A simpler version of ``prompt`` for the fallback call (with or without a fallback model)."""
+    max_tokens: int = Field(ge=1, le=64_000)
+    context_budget_tokens: int | None = Field(default=None, ge=256, le=MAX_TOKENS)
+    """Most prompt tokens this agent may be sent; handoffs are trimmed by rule to fit."""
+    output: OutputKind = OutputKind.TEXT
+    routing: ModelRouting | None = None
+    """Pick a cheaper model per call, by rule (see :class:`ModelRouting`)."""
+    cache: bool = True
+    """Serve identical calls from the response cache (per tenant, within ``cache_ttl``)."""
+    cache_ttl: Annotated[Duration, at_most(MAX_CACHE_TTL)] = timedelta(hours=1)
+    timeouts: AgentTimeouts = AgentTimeouts()
+    retry: RetrySpec = RetrySpec()
+    sla: Annotated[Duration, at_most(MAX_SLA)] | None = None
+    """Latency target: the p99 of this agent's call time (``elapsed_ms``: from the
+    call's start in the workflow to its end, queueing, retries and back-off included) that
+    ``teamctl report`` alerts above. None: no latency alert for this agent."""
+
+    @model_validator(mode="after")
+    def _sla_positive(self) -> AgentSpec:
+        if self.sla is not None and self.sla <= timedelta(0):
+            raise ValueError("sla must be positive")
+        return self
+
+    @model_validator(mode="after")
+    def _one_prompt_source(self) -> AgentSpec:
+        if (self.prompt is None) == (self.instructions is None):
+            raise ValueError("set exactly one of prompt (a prompt file) or instructions")
+        if self.fallback_model == self.model:
+            raise ValueError("fallback_model must differ from model")
+        if self.fallback_prompt_version is not None and self.prompt is None:
+            raise ValueError("fallback_prompt_version needs a prompt file (prompt = ...)")
+        if self.fallback_prompt_version == self.prompt_version:
+            raise ValueError("fallback_prompt_version must differ from prompt_version")
+        if self.routing is not None and self.routing.cheap_model == self.model:
+            raise ValueError("routing.cheap_model must differ from model")
+        return self
+
+    def has_fallback(self) -> bool:
+        """Whether a fallback call exists (a cheaper model and/or a simpler prompt)."""
+        return self.fallback_model is not None or self.fallback_prompt_version is not None
