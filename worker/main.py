@@ -123,13 +123,11 @@ def build_workers(
 ) -> list[Worker]:
     """The workers of a process: one, or two with model calls on their own queue.
 
-    ``controls`` is the fleet's controls store, required unless the deployment
-    turns cost controls off. Workers inherit the client's interceptors (tracing,
-    when it is on). ``log_prompts`` makes ``call_agent`` log each rendered
-    prompt at DEBUG. ``patch_activation`` decides whether new runs take a patch
-    (e.g. to roll one out gradually); by default they all do. ``detectors``
-    screen tasks and answers for prompt injection (default: the pattern rules of
-    :class:`security.injection.PatternDetector`; add a classifier here).
+    ``controls``: the fleet's controls store, required unless cost controls are
+    off. Workers inherit the client's interceptors (tracing). ``log_prompts``:
+    ``call_agent`` logs each rendered prompt at DEBUG. ``patch_activation``:
+    whether new runs take a patch (default: all do). ``detectors``: prompt
+    injection screens (default :class:`security.injection.PatternDetector`).
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
