@@ -302,6 +302,9 @@ async def temporal_systems(
     temporary folder; for ``agent-teams/postgresql`` a fresh database on
     ``postgres_url``), so no system's counters slow another's.
     """
+    # Kept whole on purpose: the workers, stores and clients opened here are
+    # closed in the one ``finally`` below, in reverse order; split across
+    # functions, a failure half-way would leak a worker or a store.
     queues = {name: f"bench-{name}-{label}" for name in ("bare", "teams", "lean", "pg", "split")}
     bare = Worker(
         client,
