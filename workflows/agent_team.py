@@ -232,26 +232,17 @@ class AgentTeamWorkflow:
         )
         retry = RetryPolicy(maximum_attempts=5, non_retryable_error_types=list(SPEC_ERROR_TYPES))
         try:
-            if local:
-                resolved: ResolvedTeam = await workflow.execute_local_activity(
-                    LOAD_TEAM_SPEC,
-                    ref,
-                    result_type=ResolvedTeam,
-                    summary=f"load team {request.team_name}",
-                    start_to_close_timeout=SPEC_START_TO_CLOSE,
-                    schedule_to_close_timeout=SPEC_SCHEDULE_TO_CLOSE,
-                    retry_policy=retry,
-                )
-            else:
-                resolved = await workflow.execute_activity(
-                    LOAD_TEAM_SPEC,
-                    ref,
-                    result_type=ResolvedTeam,
-                    summary=f"load team {request.team_name}",
-                    start_to_close_timeout=SPEC_START_TO_CLOSE,
-                    schedule_to_close_timeout=SPEC_SCHEDULE_TO_CLOSE,
-                    retry_policy=retry,
-                )
+            # The same options either way; only the kind of activity differs.
+            execute = workflow.execute_local_activity if local else workflow.execute_activity
+            resolved: ResolvedTeam = await execute(
+                LOAD_TEAM_SPEC,
+                ref,
+                result_type=ResolvedTeam,
+                summary=f"load team {request.team_name}",
+                start_to_close_timeout=SPEC_START_TO_CLOSE,
+                schedule_to_close_timeout=SPEC_SCHEDULE_TO_CLOSE,
+                retry_policy=retry,
+            )
         except (ActivityError, ApplicationError) as err:
             # A regular activity's failure arrives as ActivityError(cause=...); a
             # local activity's, as the activity's own ApplicationError.

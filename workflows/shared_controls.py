@@ -19,6 +19,7 @@ adds), so a re-run after a crash never reserves or charges twice.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -37,7 +38,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from teams.calls import AgentCall
     from teams.ledger import Charge, CostKey, RunCostReport
-    from teams.pricing import TokenUsage
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.results import AgentCallRecord, CallStatus, RunStatus
@@ -83,14 +83,7 @@ class SharedControls:
             breaker_settings=self._team.spec.breakers,
         )
         try:
-            admission: Admission = await workflow.execute_local_activity(
-                ADMIT_CALL,
-                request,
-                result_type=Admission,
-                start_to_close_timeout=START_TO_CLOSE,
-                schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-                retry_policy=RETRY,
-            )
+            admission: Admission = await _local(ADMIT_CALL, request, Admission)
         except FailureError as err:  # a local activity's failure is its own error
             if isinstance(err, CancelledError):
                 raise
@@ -121,12 +114,7 @@ class SharedControls:
                     prompt_version=record.prompt_version.split("#")[0],
                 ),
                 cost_micro=record.cost_micro,
-                usage=TokenUsage(
-                    input_tokens=record.input_tokens,
-                    output_tokens=record.output_tokens,
-                    cache_creation_input_tokens=record.cache_creation_input_tokens,
-                    cache_read_input_tokens=record.cache_read_input_tokens,
-                ),
+                usage=record.usage,
                 cache_hit=record.cache_hit,
                 saved_micro=record.saved_micro,
                 fallback=record.fallback_for is not None,
@@ -136,15 +124,8 @@ class SharedControls:
             breaker_settings=self._team.spec.breakers,
         )
         try:
-            receipt = await workflow.execute_local_activity(
-                SETTLE_CALL,
-                request,
-                # Legacy runs' recorded results are null: never read them as a receipt.
-                result_type=None if self.legacy else SettlementReceipt,
-                start_to_close_timeout=START_TO_CLOSE,
-                schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-                retry_policy=RETRY,
-            )
+            # Legacy runs' recorded results are null: never read them as a receipt.
+            receipt = await _local(SETTLE_CALL, request, None if self.legacy else SettlementReceipt)
         except FailureError as err:  # a local activity's failure is its own error
             if isinstance(err, CancelledError):
                 raise
@@ -166,13 +147,7 @@ class SharedControls:
             ran_to_the_end=status not in (RunStatus.BUDGET_EXCEEDED, RunStatus.FAILED),
         )
         try:
-            await workflow.execute_local_activity(
-                RECORD_RUN_COST,
-                RunCostRequest(day=_today(), report=report),
-                start_to_close_timeout=START_TO_CLOSE,
-                schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
-                retry_policy=RETRY,
-            )
+            await _local(RECORD_RUN_COST, RunCostRequest(day=_today(), report=report), None)
         except FailureError as err:  # a local activity's failure is its own error
             if isinstance(err, CancelledError):
                 raise
@@ -200,3 +175,15 @@ def _outcome(record: AgentCallRecord) -> BreakerOutcome:
     ):
         return "failure"
     return "none"
+
+
+async def _local(name: str, arg: object, result_type: type | None) -> Any:
+    """Run one of the controls' local activities, with their timeouts and retries."""
+    return await workflow.execute_local_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=START_TO_CLOSE,
+        schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
+        retry_policy=RETRY,
+    )
