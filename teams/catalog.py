@@ -24,6 +24,7 @@ from teams.errors import (
     UnknownTeamError,
 )
 from teams.experiments import VariantAssignment
+from teams.field_paths import describe_errors
 from teams.gold_sets import GoldSet, check_route, load_gold_file
 from teams.pricing import ModelPrice, PriceTable, load_price_table
 from teams.releases import (
@@ -262,32 +263,4 @@ def parse_team_spec(data: object, *, source: str = INLINE_SOURCE) -> TeamSpec:
 
 def describe_spec_errors(err: ValidationError, data: dict[str, Any]) -> list[str]:
     """``agents[1] (writer).max_tokens: Input should be ...`` for each error."""
-    lines = []
-    for item in err.errors():
-        lines.append(f"{_field_path(item['loc'], data)}: {_clean_message(item['msg'])}")
-    return lines
-
-
-def _field_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
-    parts: list[str] = []
-    node: Any = data
-    for index, part in enumerate(loc):
-        if isinstance(part, int):
-            parts[-1] += f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            name = node.get("name") if isinstance(node, dict) else None
-            if isinstance(name, str):
-                parts[-1] += f" ({name})"
-            continue
-        # Discriminated unions put the tag ("gate", "fan_out"...) in the path:
-        # skip it, the stage's name already says which stage this is.
-        previous = loc[index - 1] if index else None
-        if isinstance(previous, int) and isinstance(node, dict) and node.get("kind") == part:
-            continue
-        parts.append(str(part))
-        node = node.get(part) if isinstance(node, dict) else None
-    return ".".join(parts) or "(spec)"
-
-
-def _clean_message(message: str) -> str:
-    return message.removeprefix("Value error, ")
+    return describe_errors(err, data)

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from teams.errors import GoldSetError
+from teams.field_paths import describe_errors
 from teams.outputs import DIRECT_ROUTE
 from teams.results import RunStatus
 from teams.spec import AgentSpec, AgentTimeouts, OutputKind, RetrySpec
@@ -207,11 +208,7 @@ def parse_gold_set(data: object, *, source: str) -> GoldSet:
     try:
         gold = GoldSet.model_validate(data)
     except ValidationError as err:
-        raw = data if isinstance(data, dict) else {}
-        problems = [
-            f"{_field_path(e['loc'], raw)}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors()
-        ]
+        problems = describe_errors(err, data, label_key="id", empty="(gold set)")
         raise GoldSetError(source, problems) from err
     return gold
 
@@ -232,20 +229,3 @@ def check_route(gold: GoldSet, routes: list[str] | None, *, source: str) -> None
             )
     if problems:
         raise GoldSetError(source, problems)
-
-
-def _field_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
-    """``items[1] (refund).expect.max_chars``: list positions with the item's id."""
-    parts: list[str] = []
-    node: Any = data
-    for part in loc:
-        if isinstance(part, int) and parts:
-            parts[-1] += f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            name = node.get("id") if isinstance(node, dict) else None
-            if isinstance(name, str):
-                parts[-1] += f" ({name})"
-            continue
-        parts.append(str(part))
-        node = node.get(part) if isinstance(node, dict) else None
-    return ".".join(parts) or "(gold set)"
