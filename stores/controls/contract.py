@@ -238,6 +238,10 @@ class AdmitAnswer(BaseModel):
         """Whether every control let the call through."""
         return self.refused_by is None
 
+    def refused_at_rate(self, index: int, take: TakeAnswer) -> AdmitAnswer:
+        """These answers, refused by the ``index``-th rate bucket (``take``)."""
+        return self.model_copy(update={"refused_by": "rate", "refused_take": index, "take": take})
+
 
 class RunRecord(BaseModel):
     """``record_run``: a finished run's total, for its team's cost-outlier alert."""

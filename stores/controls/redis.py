@@ -225,17 +225,12 @@ class RedisControls:
         )
         if reservation is not None and not reservation.granted:
             return AdmitAnswer(refused_by="budget", breakers=breakers, reservation=reservation)
+        admitted = AdmitAnswer(breakers=breakers, reservation=reservation)
         for index, bucket in enumerate(request.takes):
             answer = await self.take(bucket)
             if not answer.granted:
-                return AdmitAnswer(
-                    refused_by="rate",
-                    breakers=breakers,
-                    reservation=reservation,
-                    refused_take=index,
-                    take=answer,
-                )
-        return AdmitAnswer(breakers=breakers, reservation=reservation)
+                return admitted.refused_at_rate(index, answer)
+        return admitted
 
     async def reserve(self, reservation: Reservation) -> ReserveAnswer:
         """See :class:`ControlsStore`."""

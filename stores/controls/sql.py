@@ -52,17 +52,12 @@ def admit(tx: Tx, request: AdmitRequest) -> AdmitAnswer:
     reservation = reserve(tx, request.reservation) if request.reservation else None
     if reservation is not None and not reservation.granted:
         return AdmitAnswer(refused_by="budget", breakers=breakers, reservation=reservation)
+    admitted = AdmitAnswer(breakers=breakers, reservation=reservation)
     for index, bucket in enumerate(request.takes):
         answer = take(tx, bucket)
         if not answer.granted:
-            return AdmitAnswer(
-                refused_by="rate",
-                breakers=breakers,
-                reservation=reservation,
-                refused_take=index,
-                take=answer,
-            )
-    return AdmitAnswer(breakers=breakers, reservation=reservation)
+            return admitted.refused_at_rate(index, answer)
+    return admitted
 
 
 def prune(tx: Tx, retention: Retention) -> PruneReport:
