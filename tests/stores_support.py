@@ -17,9 +17,6 @@ skips the tests that need it, with the reason, and never fails them.
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -27,10 +24,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from bench.postgres import Unavailable, find_tools, postgres_server
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -100,77 +98,20 @@ def redis_url_fixture() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@dataclass(frozen=True)
-class _PostgresTools:
-    bin_dir: Path
-    user: pwd.struct_passwd | None
-    """Who runs the cluster: ``postgres`` under root, else the current user (``None``)."""
-
-    def run(self, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin_dir / argv[0]), *argv[1:]],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            user=self.user.pw_uid if self.user else None,
-            group=self.user.pw_gid if self.user else None,
-            extra_groups=[] if self.user else None,
-        )
-
-
-def _postgres_tools() -> _PostgresTools:
-    """The newest installed PostgreSQL, and the user to run it as; skip when unusable."""
-    candidates = sorted(
-        (Path(p) for p in glob.glob(POSTGRES_BIN_GLOB) if Path(p, "pg_ctl").exists()),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-    )
-    if not candidates:
-        pytest.skip(
-            f"no PostgreSQL server binaries in {POSTGRES_BIN_GLOB} (apt-get install postgresql)"
-        )
-    user = None
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
-    return _PostgresTools(bin_dir=candidates[-1], user=user)
-
-
 @pytest.fixture(name="postgres_url", scope="session")
 def postgres_url_fixture() -> Iterator[str]:
-    """``postgresql://postgres@127.0.0.1:<port>/postgres`` of a throwaway cluster (trust auth)."""
-    tools = _postgres_tools()
-    workdir = Path(tempfile.mkdtemp(prefix="agent-teams-postgres-"))
-    data, log = workdir / "data", workdir / "postgres.log"
-    if tools.user is not None:
-        os.chown(workdir, tools.user.pw_uid, tools.user.pw_gid)
-    port = free_port()
-    started = False
-    try:
-        init = tools.run(
-            "initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync",
-            cwd=workdir,
-        )  # fmt: skip
-        if init.returncode != 0:
-            raise RuntimeError(f"initdb failed:\n{init.stdout}{init.stderr}")
-        options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        start = tools.run(
-            "pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start",
-            cwd=workdir,
-        )  # fmt: skip
-        started = True
-        if start.returncode != 0:
-            logged = log.read_text() if log.exists() else ""
-            raise RuntimeError(f"pg_ctl start failed:\n{start.stdout}{start.stderr}{logged}")
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        if started:
-            # Stops the postmaster named in data/postmaster.pid: this cluster's only.
-            tools.run("pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop", cwd=workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+    """``postgresql://postgres@127.0.0.1:<port>/postgres`` of a throwaway cluster (trust auth).
+
+    The bench's launcher (:func:`bench.postgres.postgres_server`): skipped, with
+    the reason, where PostgreSQL is not installed; a failure to start fails.
+    """
+    tools = find_tools()
+    if isinstance(tools, Unavailable):
+        pytest.skip(tools.reason)
+    with postgres_server() as url:
+        if isinstance(url, Unavailable):
+            pytest.fail(f"PostgreSQL is installed but did not start: {url.reason}")
+        yield url
 
 
 @pytest.fixture(name="postgres_database_url")
