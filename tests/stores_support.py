@@ -31,7 +31,6 @@ import pytest
 from bench.postgres import Unavailable, find_tools, postgres_server
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
-POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 START_TIMEOUT_S = 30.0
 
 
