@@ -76,7 +76,7 @@ bench: $(BENCH_STAMP)
 # CHAOS_RUNS (200) runs of the shipped teams on a dev server and worker
 # processes while CHAOS_KILLS (10) workers are SIGKILLed, the server restarts
 # and CHAOS_FAULTS (0.3) of provider calls fail; SOAK=10m for a soak instead.
-# More settings in reliability/settings.py. Writes docs/reliability/results.md.
+# More settings in reliability/suite_settings.py. Writes docs/reliability/results.md.
 chaos: $(STAMP)
 	$(BIN)/python -m reliability
 

@@ -1,4 +1,6 @@
-"""Local activities between a run and the controls store: the run's cost, and legacy admission.
+"""Admission, activity side (contracts: ``teams/admission.py``): run ↔ controls store.
+
+Local activities between a run and the controls store: the run's cost, and legacy admission.
 
 - ``record_run_cost`` (every run, once, as it finishes): the run's total goes to
   the store, which raises the cost-outlier alert when the run cost more than

@@ -46,7 +46,7 @@ from activities.names import CALL_AGENT
 from activities.screening import Placeholders, redact_call, restored, screened
 from activities.structured import parse_structured, render_structured
 from providers.base import ModelProvider, ModelResponse
-from providers.errors import EmptyResponse, ProviderError
+from providers.provider_errors import EmptyResponse, ProviderError
 from security.injection import InjectionDetector, PatternDetector
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from teams.calls import AgentCall, AgentOutcome, CallFailureDetails

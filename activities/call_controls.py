@@ -51,7 +51,12 @@ from temporalio.exceptions import ApplicationError
 from activities.call_tickets import CallTicket
 from activities.controls_policy import ControlsPolicy
 from activities.controls_telemetry import ControlsTelemetry
-from providers.errors import CIRCUIT_OPEN, CONTROLS_UNAVAILABLE, DAILY_BUDGET_EXCEEDED, RateLimited
+from providers.provider_errors import (
+    CIRCUIT_OPEN,
+    CONTROLS_UNAVAILABLE,
+    DAILY_BUDGET_EXCEEDED,
+    RateLimited,
+)
 from stores.controls.contract import (
     AdmitAnswer,
     AdmitRequest,

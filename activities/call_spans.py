@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
-from providers.errors import ProviderError
+from providers.provider_errors import ProviderError
 from teams import telemetry_names as names
 from teams.calls import AgentCall, AgentOutcome
 from teams.outputs import ReviewVerdict

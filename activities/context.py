@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from providers.errors import ContextOverflow
+from providers.provider_errors import ContextOverflow
 from teams.calls import AgentCall, ContextReport, ContextTrim, HandoffItem
 from teams.prompting import estimate_prompt_tokens, estimate_tokens
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from teams.breakers import BreakerSettings
-from teams.budgets import DailyBudgets
+from teams.daily_budgets import DailyBudgets
 
 OutageMode = Literal["fail", "wait"]
 

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from providers.base import ModelResponse
-from providers.errors import MalformedOutput
+from providers.provider_errors import MalformedOutput
 from teams.calls import AgentCall
 from teams.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
 from teams.spec import OutputKind

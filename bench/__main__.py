@@ -30,12 +30,12 @@ from bench import (
     history,
     latency,
     recovery,
-    rollback,
+    rollback_timing,
     targets,
     throughput,
 )
 from bench.environment import SERVER_MODE, machine, target
-from bench.postgres import Unavailable, postgres_server
+from bench.postgres_cluster import Unavailable, postgres_server
 from bench.stats import Spread, Table
 from bench.systems import (
     OPTIONAL,
@@ -178,7 +178,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {}
     timings: dict[str, float] = {}
     lat = thr = ctl = None
-    back: rollback.RollbackResults | None = None
+    back: rollback_timing.RollbackResults | None = None
     rows: list[history.HistoryFigures] | None = None
     skipped: dict[str, str] = {}
     dropouts = Dropouts(OPTIONAL)
@@ -263,13 +263,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 context.skip("rollback", "it starts its own worker process: only with --server dev")
             if "rollback" in sections and server is not None:
                 with _timed("rollback", timings):
-                    back = await rollback.measure(
+                    back = await rollback_timing.measure(
                         server.client,
                         f"127.0.0.1:{server.port}",
                         folder,
                         repeats=args.repeats,
                     )
-                    tables.append(rollback.rollback_table(back))
+                    tables.append(rollback_timing.rollback_table(back))
                     data["rollback"] = {
                         "command_to_first_run_s": back.to_old.as_dict(),
                         "command_wall_s": back.command_wall_s.as_dict(),

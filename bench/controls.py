@@ -6,7 +6,7 @@ call. Here ``PROCESSES`` processes (as a fleet's workers on one host would be)
 share one store, each keeping ``CONCURRENCY`` pairs in flight, each pair a
 fresh call key: ``reserve`` (the global and the tenant budget, both limited)
 then a final ``settle`` (usage, cost row, both budgets). SQLite is one file on
-local disk; PostgreSQL a throwaway local cluster (:mod:`bench.postgres`), when
+local disk; PostgreSQL a throwaway local cluster (:mod:`bench.postgres_cluster`), when
 installed. Each repeat starts on a fresh file or database; timing starts when
 every process has opened the store and done one warm-up pair, and ends when
 the last one is done.
@@ -33,7 +33,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from bench.postgres import database_for
+from bench.postgres_cluster import database_for
 from bench.stats import Spread, Table
 from stores.controls.contract import ControlsStore, Reservation, Settlement
 from stores.controls.factory import open_controls

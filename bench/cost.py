@@ -30,8 +30,8 @@ from temporalio.client import Client
 from bench.stats import Table
 from bench.systems import completed, serving, start_team
 from providers.simulated import SimulatedProvider
+from stores.cache_factory import open_cache
 from stores.controls.sqlite import SqliteControls
-from stores.factory import open_cache
 from teams.catalog import Catalog
 from teams.pricing import ModelPrice
 from teams.results import TeamResult

@@ -12,7 +12,7 @@
 (c') ``agent-teams/no-controls``: (c) with cost controls off (no controls store:
     no daily budgets, breakers or rate limits; run budgets still hold).
 (c-pg) ``agent-teams/postgresql``: (c) with the controls store on PostgreSQL
-    (a throwaway cluster; only when the server is installed, see :mod:`bench.postgres`).
+    (a throwaway cluster; only when the server is installed, see :mod:`bench.postgres_cluster`).
 (c-q) ``agent-teams/calls-queue``: (c) with model calls on a queue of their own,
     polled by a second worker: what the default (eager dispatch) saves.
 (d) ``langgraph``: a LangGraph ``StateGraph`` of the same DAG with its SQLite
@@ -40,15 +40,15 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 from bench.bare import BareActivities, BareInput, BareTeamWorkflow
-from bench.postgres import database_for
+from bench.postgres_cluster import database_for
 from bench.workloads import Answer, CallPlan, RunOutcome, ask, run_dag
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from stores.controls.contract import ControlsStore
 from stores.controls.postgres import PostgresControls
 from stores.controls.sqlite import SqliteControls
-from teams.budgets import DailyBudgets
 from teams.calls import AgentCall
 from teams.catalog import Catalog
+from teams.daily_budgets import DailyBudgets
 from teams.pricing import usd_to_micro
 from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bench.controls import ControlsResults, EntityBaseline, versus_entities
 from bench.history import HistoryFigures
 from bench.latency import SEQUENTIAL, LatencyResults
-from bench.rollback import RollbackResults
+from bench.rollback_timing import RollbackResults
 from bench.stats import Table
 from bench.systems import CALLS_QUEUE, PROJECT, TEMPORAL_LANGGRAPH
 from bench.throughput import BASELINE, ThroughputResults

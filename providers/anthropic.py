@@ -3,7 +3,7 @@
 Invariants:
 - The SDK never retries (``max_retries=0``): Temporal owns every retry, so each
   attempt is visible in history and none is paid for twice.
-- Every SDK error is classified here, once, into a :mod:`providers.errors`
+- Every SDK error is classified here, once, into a :mod:`providers.provider_errors`
   type; ``retry-after-ms``/``retry-after`` become ``retry_after_s``.
 - Calls stream, reporting output tokens as they arrive so the activity can
   heartbeat; the request timeout comes from the agent's spec.
@@ -27,7 +27,7 @@ import anthropic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from providers.base import ModelResponse, ProgressCallback
-from providers.errors import (
+from providers.provider_errors import (
     AuthenticationFailed,
     ContextOverflow,
     InvalidRequest,

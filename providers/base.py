@@ -2,7 +2,7 @@
 
 A provider turns an :class:`teams.calls.AgentCall` into a
 :class:`ModelResponse`, streaming progress (output tokens so far) to a callback
-so the activity can heartbeat. It raises only :mod:`providers.errors` types and
+so the activity can heartbeat. It raises only :mod:`providers.provider_errors` types and
 never retries: Temporal owns retries.
 
 Providers are built by the worker from its settings and passed into the

@@ -47,7 +47,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.base import ModelResponse, ProgressCallback
-from providers.errors import ContextOverflow, ProviderOverloaded, ProviderUnavailable, RateLimited
+from providers.provider_errors import (
+    ContextOverflow,
+    ProviderOverloaded,
+    ProviderUnavailable,
+    RateLimited,
+)
 from providers.simulated_answers import answer, digest
 from providers.simulated_faults import FaultKind, FaultRule
 from providers.simulated_personas import DEFAULT_LATENCY_S, Persona, persona_of

@@ -19,14 +19,14 @@ What it checks (the figures and targets of :mod:`reliability.figures`):
 - the day's ledger in the controls store equals the sum of the runs' costs,
   to the micro-dollar.
 
-Modules, one concept each: :mod:`~reliability.settings` (the suite's size, from
+Modules, one concept each: :mod:`~reliability.suite_settings` (the suite's size, from
 the environment), :mod:`~reliability.faults` (the fault plan),
 :mod:`~reliability.standin` (the faulty Messages API), :mod:`~reliability.journal`
 (what the simulated provider answered), :mod:`~reliability.tally` (a provider's
 answers by call), :mod:`~reliability.server`,
 :mod:`~reliability.workers`, :mod:`~reliability.memory`, :mod:`~reliability.workload`
-(the run mix), :mod:`~reliability.runs` (driving one run), :mod:`~reliability.approver`,
-:mod:`~reliability.disruptions` (kills and restarts), :mod:`~reliability.ledger`,
-:mod:`~reliability.figures`, :mod:`~reliability.report` and :mod:`~reliability.suite`
+(the run mix), :mod:`~reliability.run_driver` (driving one run), :mod:`~reliability.approver`,
+:mod:`~reliability.disruptions` (kills and restarts), :mod:`~reliability.ledger_totals`,
+:mod:`~reliability.figures`, :mod:`~reliability.results_report` and :mod:`~reliability.suite`
 (the phases, in order).
 """

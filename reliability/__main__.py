@@ -1,6 +1,6 @@
 """``python -m reliability`` (``make chaos``): run the suite, print the table, write results.md.
 
-The size comes from the environment (:mod:`reliability.settings`). Exit code 0
+The size comes from the environment (:mod:`reliability.suite_settings`). Exit code 0
 when every target is met, 1 when one is missed, 2 for bad settings. The
 suite's folder (server database, controls store, journal, worker logs) is
 removed when every target is met and kept, for a look, when one is missed (or
@@ -18,9 +18,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from reliability import report
-from reliability.settings import ChaosSettings, ChaosSettingsError
+from reliability import results_report
 from reliability.suite import ChaosReport, Suite
+from reliability.suite_settings import ChaosSettings, ChaosSettingsError
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "reliability"
 DEFAULT_OUT = RESULTS / "results.md"
@@ -65,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"chaos: working in {folder}")
     outcome = asyncio.run(run(settings, folder))
     print()
-    print(report.text_table(outcome), flush=True)
+    print(results_report.text_table(outcome), flush=True)
     out = args.out or (SOAK_OUT if settings.soak_mode else DEFAULT_OUT)
-    report.write(outcome, out)
+    results_report.write(outcome, out)
     met = all(target.met for target in outcome.figures.targets())
     print(f"\nwrote {out}")
     if met and not args.keep:

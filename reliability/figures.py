@@ -23,11 +23,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from providers.errors import EmptyResponse, MalformedOutput
+from providers.provider_errors import EmptyResponse, MalformedOutput
 from reliability.disruptions import Disruption, DisruptionKind
-from reliability.ledger import LedgerTotal
+from reliability.ledger_totals import LedgerTotal
 from reliability.memory import MemoryTrend
-from reliability.runs import RunRecord
+from reliability.run_driver import RunRecord
 from reliability.tally import ProviderTally
 from teams.pricing import format_usd
 from teams.results import CallStatus

@@ -32,12 +32,12 @@ from reliability.disruptions import Disruption, Disruptor
 from reliability.faults import FaultPlan, longest_attempt_s, team_agents
 from reliability.figures import ChaosFigures, PaidTwice, paid_twice
 from reliability.journal import read_journal
-from reliability.ledger import days_between, ledger_total
+from reliability.ledger_totals import days_between, ledger_total
 from reliability.memory import WARMUP_SHARE, MemorySample, MemoryTrend, memory_trend, rss_mib
-from reliability.runs import RunRecord, drive, patiently
+from reliability.run_driver import RunRecord, drive, patiently
 from reliability.server import ChaosServer
-from reliability.settings import ChaosSettings
 from reliability.standin import FaultyMessagesAPI
+from reliability.suite_settings import ChaosSettings
 from reliability.tally import ProviderTally
 from reliability.workers import WorkerPool
 from reliability.workload import TEAMS, RunPlan, plan_runs

@@ -2,7 +2,7 @@
 
 Commands: ``run``, ``approve``, ``reject``, ``sign``, ``status``, ``result``,
 ``costs``, ``pending``, ``report``, ``eval`` (run, schedule, report: see
-:mod:`teamctl.evaluation`), ``teams``, ``keys``, ``dev-server``,
+:mod:`teamctl.eval_commands`), ``teams``, ``keys``, ``dev-server``,
 ``codec-server``, ``compose-env``. Connection settings come from
 Temporal's standard client configuration (``TEMPORAL_ADDRESS``,
 ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, ``TEMPORAL_TLS_*``, profiles), like the
@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 from temporalio.service import RPCError
 
-from teamctl import evaluation as evaluations
+from teamctl import eval_commands as evaluations
 from teamctl.cli_context import connect_client, team_catalog
 from teamctl.cli_operations import catalog_approvers, compose_env, dev_server, list_teams, make_keys
 from teamctl.cli_parser import (

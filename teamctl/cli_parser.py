@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 from stores.controls.factory import DEFAULT_CONTROLS_URL
-from teamctl import evaluation as evaluations
-from teamctl import experiments as team_experiments
+from teamctl import eval_commands as evaluations
+from teamctl import experiment_report as team_experiments
 from teamctl import report_query
 from teamctl import rollback as team_rollback
 from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from security.pii import redact
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
-from teamctl import experiments as team_experiments
+from teamctl import experiment_report as team_experiments
 from teamctl import render, report_query
 from teamctl import rollback as team_rollback
 from teamctl.cli_context import connect_client, team_catalog

@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
 from teams.evaluation import EvaluationResult
 from teams.pricing import format_usd
-from workflows.evaluation import EVALUATION_WORKFLOW
+from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 from workflows.visibility import TEAM_NAME
 
 READ_CONCURRENCY = 8

@@ -1,4 +1,4 @@
-"""Contracts of the local activities between a run and the controls store.
+"""Admission, contracts side (the activities: ``activities/admission.py``): run ↔ store.
 
 ``record_run_cost`` (every run, as it finishes) reports the run's total. The
 others are how runs started before the ``controls-in-call`` patch admitted and

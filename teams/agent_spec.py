@@ -38,7 +38,7 @@ class RetrySpec(SpecModel):
 
     The default is the house policy: 1 s initial interval, ×2 backoff, 3
     attempts. Error types that can never succeed on retry are always listed as
-    non-retryable (see :data:`providers.errors.NON_RETRYABLE_ERROR_TYPES`).
+    non-retryable (see :data:`providers.provider_errors.NON_RETRYABLE_ERROR_TYPES`).
     """
 
     initial_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=1)

@@ -33,8 +33,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from teams.budgets import MAX_DAILY_USD, DailyBudgets
 from teams.catalog import SHIPPED_TEAMS_DIR
+from teams.daily_budgets import MAX_DAILY_USD, DailyBudgets
 from teams.durations import MAX_DURATION
 from teams.pricing import MAX_MODEL_ID_CHARS, MAX_PRICE_USD
 from teams.spec import TeamSpec

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.postgres import Unavailable, find_tools, postgres_server
+from bench.postgres_cluster import Unavailable, find_tools, postgres_server
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
 START_TIMEOUT_S = 30.0
@@ -101,7 +101,7 @@ def redis_url_fixture() -> Iterator[str]:
 def postgres_url_fixture() -> Iterator[str]:
     """``postgresql://postgres@127.0.0.1:<port>/postgres`` of a throwaway cluster (trust auth).
 
-    The bench's launcher (:func:`bench.postgres.postgres_server`): skipped, with
+    The bench's launcher (:func:`bench.postgres_cluster.postgres_server`): skipped, with
     the reason, where PostgreSQL is not installed; a failure to start fails.
     """
     tools = find_tools()

@@ -25,7 +25,7 @@ from bench.controls import (
 from bench.cost import largest_model, optimised, requests, unoptimised
 from bench.history import HistoryFigures, figures, payloads_in
 from bench.latency import LatencyResults
-from bench.postgres import Unavailable, find_tools, postmaster_pid
+from bench.postgres_cluster import Unavailable, find_tools, postmaster_pid
 from bench.stats import Spread, rotated
 from bench.systems import (
     CALLS_QUEUE,

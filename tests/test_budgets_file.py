@@ -14,7 +14,7 @@ import opentelemetry.sdk.environment_variables as otel_environment
 import pytest
 
 from teams.breakers import BreakerSettings
-from teams.budgets import BudgetConfigError, DailyBudgets, load_budgets
+from teams.daily_budgets import BudgetConfigError, DailyBudgets, load_budgets
 from tests.compose_config import compose_config
 from worker.settings import _ENV_FIELDS, WorkerSettings
 

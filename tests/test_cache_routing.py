@@ -16,7 +16,7 @@ from temporalio.client import Client
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from stores.controls.sqlite import SqliteControls
 from stores.sqlite_cache import SqliteResponseCache
-from teams.budgets import DailyBudgets
+from teams.daily_budgets import DailyBudgets
 from teams.ledger import GLOBAL_SCOPE, tenant_scope
 from teams.pricing import format_usd
 from teams.results import AgentCallRecord, CallStatus, RunStatus, TeamResult

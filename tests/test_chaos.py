@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.errors import (
+from providers.provider_errors import (
     MalformedOutput,
     ProviderConnectionError,
     ProviderOverloaded,
@@ -29,9 +29,9 @@ from reliability.disruptions import DisruptionKind, schedule
 from reliability.faults import ChaosFault, FaultPlan, applicable, team_agents
 from reliability.figures import percentile
 from reliability.memory import fitted_slope
-from reliability.report import markdown
-from reliability.settings import ChaosSettings, ChaosSettingsError
+from reliability.results_report import markdown
 from reliability.suite import Suite
+from reliability.suite_settings import ChaosSettings, ChaosSettingsError
 from reliability.workload import TEAMS, plan_runs
 from teams.catalog import Catalog
 from teams.results import CallStatus, RunStatus

@@ -21,7 +21,7 @@ from providers.simulated import FaultKind, FaultRule, SimulatedConfig, Simulated
 from stores.controls.contract import RunRecord
 from stores.controls.sqlite import SqliteControls
 from teams.breakers import BreakerSettings, agent_breaker, model_breaker
-from teams.budgets import DailyBudgets
+from teams.daily_budgets import DailyBudgets
 from teams.ledger import GLOBAL_SCOPE, tenant_scope
 from teams.requests import TeamRequest
 from teams.results import CallStatus, RunStatus, TeamResult

@@ -43,7 +43,7 @@ from teams.telemetry_names import EVAL_DROPS, EVAL_SCORE
 from tests.processes import address_of, teamctl_async
 from tests.support import history_events, marker_names, running_worker
 from workflows.agent_team import WORKFLOW_NAME
-from workflows.evaluation import EVALUATION_WORKFLOW
+from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 from workflows.visibility import EVAL_DROPPED
 from workflows.visibility import EVAL_SCORE as EVAL_SCORE_ATTRIBUTE
 

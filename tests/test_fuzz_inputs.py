@@ -36,8 +36,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from teams.approvals import DecideRequest, Decision
-from teams.budgets import BudgetConfigError, load_budgets
 from teams.catalog import parse_team_spec
+from teams.daily_budgets import BudgetConfigError, load_budgets
 from teams.durations import MAX_DURATION
 from teams.errors import PriceTableError, RequestError, TeamSpecError
 from teams.pricing import load_price_table

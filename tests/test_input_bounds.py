@@ -21,8 +21,8 @@ from pydantic import ValidationError
 
 from teams.approvals import DecideRequest, Decision
 from teams.breakers import BreakerSettings
-from teams.budgets import BudgetConfigError, load_budgets
 from teams.catalog import Catalog, load_team_file, parse_team_spec
+from teams.daily_budgets import BudgetConfigError, load_budgets
 from teams.durations import MAX_DURATION, parse_short_duration
 from teams.errors import PriceTableError, RequestError, TeamSpecError
 from teams.pricing import load_price_table

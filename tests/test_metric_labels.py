@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from teams.budgets import DailyBudgets
+from teams.daily_budgets import DailyBudgets
 from teams.metric_labels import (
     breaker_label,
     member_label,

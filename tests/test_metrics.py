@@ -23,7 +23,7 @@ from temporalio.worker import Replayer
 from providers.simulated import FaultKind, FaultRule
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.runs import decide
-from teams.budgets import DailyBudgets
+from teams.daily_budgets import DailyBudgets
 from teams.ledger import GLOBAL_SCOPE
 from teams.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
 from teams.telemetry_names import (

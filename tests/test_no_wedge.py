@@ -34,7 +34,7 @@ from tests.support import (
     team_data,
 )
 from workflows.agent_team import WORKFLOW_NAME
-from workflows.approvals import MAX_IGNORED_KEPT, UNREADABLE_APPROVER
+from workflows.approval_desk import MAX_IGNORED_KEPT, UNREADABLE_APPROVER
 
 FAILED_AT_ONCE = [
     EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from stores.factory import CacheConfigError, open_cache
+from stores.cache_factory import CacheConfigError, open_cache
 from stores.postgres_cache import PostgresResponseCache
 from stores.redis_cache import RedisResponseCache
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.errors import ProviderOverloaded, ProviderUnavailable, RateLimited
+from providers.provider_errors import ProviderOverloaded, ProviderUnavailable, RateLimited
 from providers.simulated import (
     FaultKind,
     FaultRule,

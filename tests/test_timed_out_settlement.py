@@ -16,7 +16,7 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from reliability.ledger import ledger_total
+from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from teams.catalog import Catalog

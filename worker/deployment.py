@@ -11,7 +11,7 @@ from temporalio.common import WorkerDeploymentVersion
 from security.approvers import ApproverRegistry
 from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
-from teams.budgets import DailyBudgets
+from teams.daily_budgets import DailyBudgets
 from teams.policy import RequestPolicy
 
 DEFAULT_TASK_QUEUE = "agent-teams"

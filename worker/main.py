@@ -27,16 +27,16 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.admission import AdmissionActivities
 from activities.agent_calls import AgentActivities
 from activities.call_controls import CallControls, ControlsPolicy
-from activities.evaluation import EvaluationActivities
+from activities.evaluation_inputs import EvaluationActivities
 from activities.team_specs import TeamSpecActivities
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from security.codec import EncryptionCodec
 from security.injection import InjectionDetector
+from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
-from stores.factory import open_cache
 from stores.response_cache import ResponseCache
 from teams.catalog import Catalog
 from worker.connection import connect, connect_config, describe, project_data_converter
@@ -45,7 +45,7 @@ from worker.search_attributes import ensure_search_attributes
 from worker.settings import WorkerSettings, load_api_key
 from worker.telemetry import build_tracer_provider, worker_runtime
 from workflows.agent_team import AgentTeamWorkflow
-from workflows.evaluation import EvaluationWorkflow
+from workflows.evaluation_workflow import EvaluationWorkflow
 
 log = logging.getLogger("worker")
 

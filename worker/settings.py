@@ -40,7 +40,6 @@ from security.approvers import ApproverRegistry
 from stores.controls.factory import DEFAULT_CONTROLS_URL
 from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
-from teams.budgets import load_budgets
 from teams.catalog import (
     SHIPPED_GOLD_DIR,
     SHIPPED_PRICES,
@@ -48,6 +47,7 @@ from teams.catalog import (
     SHIPPED_TEAMS_DIR,
     Catalog,
 )
+from teams.daily_budgets import load_budgets
 from teams.durations import Duration
 from teams.errors import AgentTeamsError
 from teams.policy import RequestPolicy

@@ -38,7 +38,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
-    from providers.errors import (
+    from providers.provider_errors import (
         CIRCUIT_OPEN,
         CONTROLS_UNAVAILABLE,
         NO_FALLBACK_ERROR_TYPES,
@@ -52,13 +52,13 @@ with workflow.unsafe.imports_passed_through():
     from teams.results import AgentCallRecord, CallStatus, RunStatus
     from teams.spec import AgentSpec
     from workflows import call_records
-    from workflows.budget import RunBudget
     from workflows.call_activity import StopFlag, outcome_of, start_call
     from workflows.call_builder import AgentStep, CallBuilder, RunnerMode, describe_call
     from workflows.call_failures import CallFailure, classify
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
     from workflows.model_choice import cheaper
+    from workflows.run_budget import RunBudget
     from workflows.run_state import RunState
     from workflows.shared_controls import SETTLE_TIMEOUTS_PATCH, SharedControls, unsettled
     from workflows.stops import AgentFailed, RunStopped, StageStopped

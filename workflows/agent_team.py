@@ -46,12 +46,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import inputs
     from workflows.agent_runner import AgentRunner
-    from workflows.approvals import ApprovalDesk
-    from workflows.budget import RunBudget
+    from workflows.approval_desk import ApprovalDesk
     from workflows.call_activity import COOPERATIVE_CANCEL_PATCH
     from workflows.call_builder import RunnerMode
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
+    from workflows.run_budget import RunBudget
     from workflows.run_state import RunState
     from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
     from workflows.stages import StageRunner

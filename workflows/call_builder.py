@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from providers.errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
+    from providers.provider_errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
     from security.injection import FENCE_INSTRUCTIONS
     from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
     from teams.prompting import estimate_prompt_tokens
     from teams.requests import TeamRequest
     from teams.resolved import ResolvedTeam
     from teams.spec import AgentSpec
-    from workflows.budget import RunBudget
     from workflows.call_activity import StopFlag
     from workflows.call_failures import CallFailure
     from workflows.model_choice import routed
+    from workflows.run_budget import RunBudget
     from workflows.run_state import RunState
 
 SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"

@@ -20,7 +20,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from providers.errors import CIRCUIT_OPEN, DAILY_BUDGET_EXCEEDED
+    from providers.provider_errors import CIRCUIT_OPEN, DAILY_BUDGET_EXCEEDED
     from teams.calls import CallFailureDetails, CallProgress
     from teams.pricing import ModelPrice, TokenUsage
     from teams.results import CallStatus

@@ -1,6 +1,6 @@
 """Evaluator approvals: how an evaluation's child runs get past their approval points.
 
-An evaluation (:mod:`workflows.evaluation`) runs each gold item as a child
+An evaluation (:mod:`workflows.evaluation_workflow`) runs each gold item as a child
 ``AgentTeamWorkflow``. A team with an approval stage (research) would wait days
 for a human, so its child runs ask for *evaluator approvals*
 (``TeamRequest.evaluator``): each approval point is decided at once, approved,

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from teams.errors import INJECTION_REJECTED
     from teams.results import InjectionAction, InjectionReport, RunStatus
     from teams.spec import ApprovalStage, InjectionSpec
-    from workflows.approvals import ApprovalDesk
+    from workflows.approval_desk import ApprovalDesk
     from workflows.run_state import RunState
     from workflows.stops import RunStopped
 

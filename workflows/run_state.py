@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         TeamResult,
         TeamStatus,
     )
-    from workflows.budget import RunBudget
+    from workflows.run_budget import RunBudget
 
 MAX_OUTPUT_CHARS = 200_000
 """The result's output is cut here, with a warning, so the result (which also

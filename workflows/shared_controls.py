@@ -27,7 +27,7 @@ from temporalio.exceptions import CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
-    from providers.errors import BREAKER_NEUTRAL_ERROR_TYPES
+    from providers.provider_errors import BREAKER_NEUTRAL_ERROR_TYPES
     from teams.admission import (
         Admission,
         AdmissionRequest,

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
     )
     from workflows.agent_runner import AgentRunner
-    from workflows.approvals import ApprovalDesk
+    from workflows.approval_desk import ApprovalDesk
     from workflows.call_activity import StopFlag
     from workflows.call_builder import AgentStep, output_of
     from workflows.metrics import RunMetrics

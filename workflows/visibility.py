@@ -28,7 +28,7 @@ recorded ``ResolvedTeam.variants`` is None) set neither ``TeamVersion`` nor
 
 An ``EvaluationWorkflow`` also sets ``TeamName`` (the team evaluated) and, when it
 finishes, ``CostUsd`` (its runs and judge calls together); see
-:mod:`workflows.evaluation`.
+:mod:`workflows.evaluation_workflow`.
 
 Examples: ``AwaitingApproval = true``, ``CostUsd > 1``, ``TeamName = 'research' AND
 TeamStatus = 'DEGRADED'``, ``PendingApprovers = 'editor'``.

@@ -57,7 +57,7 @@ def deployment(folder: Path) -> Path:
     (teams / "releases" / TEAM).mkdir(parents=True)
     shipped = (SHIPPED_TEAMS_DIR / f"{TEAM}.toml").read_text()
     if MERGER_V1 not in shipped:
-        raise RuntimeError(f"{TEAM}.toml changed: update bench/rollback.py's MERGER_V1")
+        raise RuntimeError(f"{TEAM}.toml changed: update bench/rollback_timing.py's MERGER_V1")
     shutil.copy(SHIPPED_TEAMS_DIR / f"{TEAM}.toml", teams / "releases" / TEAM / "1.toml")
     current = shipped.replace('version = "1"', 'version = "2"', 1).replace(MERGER_V1, MERGER_V2)
     (teams / f"{TEAM}.toml").write_text(current)

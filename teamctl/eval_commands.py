@@ -54,7 +54,7 @@ from teams.evaluation import (
 )
 from teams.pricing import format_usd
 from teams.requests import describe_validation_error
-from workflows.evaluation import EVALUATION_WORKFLOW
+from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 
 DEFAULT_EVERY = "1d"
 MIN_EVERY = timedelta(minutes=1)

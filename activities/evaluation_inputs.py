@@ -25,7 +25,7 @@ from teams.catalog import Catalog, display_path
 from teams.errors import GoldSetError, TeamSpecError
 from teams.evaluation import Baseline, BaselineQuery, GoldSetRef, ResolvedGoldSet
 from teams.scoring import mean_score
-from workflows.evaluation import EVALUATION_WORKFLOW
+from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 from workflows.visibility import EVAL_SCORE, TEAM_NAME
 
 
