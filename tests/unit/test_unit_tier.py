@@ -6,6 +6,9 @@ folder, with the tier's plugin and the ``unit`` marker registered.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from tests.unit_tier import SERVER_FIXTURES
@@ -40,8 +43,43 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_inprocess(*plugins, "--continue-on-collection-errors", *args)
 
 
-def test_the_guard_names_the_shared_server_fixtures() -> None:
-    assert {"env", "ts_env", "client", "standin", "claude"} <= SERVER_FIXTURES
+def fixtures_defined_in(path: Path) -> set[str]:
+    """Names of the ``@pytest.fixture`` functions of ``path`` (``name=`` when given)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            call = decorator if isinstance(decorator, ast.Call) else None
+            target = call.func if call else decorator
+            if ast.unparse(target) != "pytest.fixture":
+                continue
+            given = [
+                k.value.value
+                for k in (call.keywords if call else [])
+                if k.arg == "name" and isinstance(k.value, ast.Constant)
+            ]
+            names.add(given[0] if given else node.name)
+    return names
+
+
+def test_the_guard_names_server_fixtures_that_exist() -> None:
+    # A fixture renamed in conftest must not leave the guard watching an old name.
+    assert SERVER_FIXTURES == {
+        "env",
+        "ts_env",
+        "client",
+        "standin",
+        "claude",
+        "redis_url",
+        "postgres_url",
+        "postgres_database_url",
+    }
+    tests = Path(__file__).parents[1]
+    defined = fixtures_defined_in(tests / "conftest.py") | fixtures_defined_in(
+        tests / "stores_support.py"
+    )
+    assert SERVER_FIXTURES <= defined
 
 
 def test_a_unit_test_requesting_a_server_fixture_fails_before_it_starts(
