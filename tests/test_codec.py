@@ -37,6 +37,8 @@ from security.keyring import (
 )
 from teams.requests import TeamRequest
 
+pytestmark = pytest.mark.unit
+
 SECRET = "zebra-quartz-7731 the patient's diagnosis"
 
 

@@ -12,6 +12,8 @@ from teams.errors import GoldSetError
 from teams.gold_sets import MAX_GOLD_ITEMS, load_gold_file
 from teams.scoring import drop_of, is_drop, mean_score, pass_rate_percent
 
+pytestmark = pytest.mark.unit
+
 
 def test_every_shipped_team_has_a_gold_set(catalog: Catalog) -> None:
     sizes = {team: len(catalog.load_gold_set(team).items) for team in catalog.team_names()}

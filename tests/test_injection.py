@@ -22,6 +22,8 @@ from security.injection import (
     scan_all,
 )
 
+pytestmark = pytest.mark.unit
+
 CORPUS = Path(__file__).parent / "corpus"
 _ESCAPE = re.compile(r"\\(n|t|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
 

@@ -30,6 +30,8 @@ from teams.requests import TeamRequest, parse_team_request
 from teams.spec import TeamSpec
 from tests.support import agent, stage, team_data
 
+pytestmark = pytest.mark.unit
+
 
 def _refusal(data: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
     """(location, message) of each error, validated as a request's inline team."""

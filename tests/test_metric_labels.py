@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from teams.daily_budgets import DailyBudgets
 from teams.metric_labels import (
     breaker_label,
@@ -12,6 +14,8 @@ from teams.metric_labels import (
 )
 from teams.policy import RequestPolicy
 from worker.deployment import Deployment
+
+pytestmark = pytest.mark.unit
 
 
 def test_catalog_names_are_kept_and_inline_names_bucketed() -> None:

@@ -21,6 +21,8 @@ from security.pii import (
     restore,
 )
 
+pytestmark = pytest.mark.unit
+
 CORPUS = Path(__file__).parent / "corpus"
 
 

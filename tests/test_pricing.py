@@ -10,6 +10,8 @@ import pytest
 from teams.errors import PriceTableError
 from teams.pricing import ModelPrice, TokenUsage, format_usd, load_price_table, usd_to_micro
 
+pytestmark = pytest.mark.unit
+
 SONNET = ModelPrice(
     model="claude-sonnet-4-5",
     input=3_000_000,

@@ -3,7 +3,11 @@ saying so, rather than refused (a run never loses paid work to a size check)."""
 
 from __future__ import annotations
 
+import pytest
+
 from workflows.run_state import MAX_OUTPUT_CHARS, MAX_WARNINGS, _bounded
+
+pytestmark = pytest.mark.unit
 
 
 def test_output_within_the_limit_is_untouched() -> None:

@@ -55,6 +55,8 @@ from security.signing_keys import (
 )
 from teams.spec_fields import Slug
 
+pytestmark = pytest.mark.unit
+
 # RFC 8032, section 7.1, TEST 1: a fixed key makes the signature below a test vector.
 RFC8032_SECRET = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 RFC8032_PUBLIC = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")

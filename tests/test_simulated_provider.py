@@ -23,6 +23,8 @@ from teams.pricing import TokenUsage
 from teams.prompting import estimate_prompt_tokens, render_user_message
 from teams.spec import OutputKind
 
+pytestmark = pytest.mark.unit
+
 CATALOG = Catalog.shipped()
 
 

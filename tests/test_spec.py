@@ -22,6 +22,8 @@ from teams.requests import parse_team_request
 from teams.spec import AlertSpec, ApprovalStage, FanOutStage, GateStage, RouterStage, TeamSpec
 from tests.support import agent, stage, team_data
 
+pytestmark = pytest.mark.unit
+
 
 def test_shipped_teams_resolve(catalog: Catalog) -> None:
     assert catalog.team_names() == ["code-review", "research", "support"]

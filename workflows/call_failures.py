@@ -91,7 +91,9 @@ def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFail
             details.cost_micro if details else 0,
         )
     message = str(cause or err)
-    return CallFailure(CallStatus.FAILED, type(cause).__name__, message, attempts, TokenUsage(), 0)
+    return CallFailure(
+        CallStatus.FAILED, type(cause or err).__name__, message, attempts, TokenUsage(), 0
+    )
 
 
 _REFUSALS: dict[str, tuple[CallStatus, str]] = {

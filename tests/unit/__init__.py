@@ -1,0 +1,1 @@
+"""The unit tier: pure workflow logic, no Temporal server, no subprocess, no network."""
