@@ -37,12 +37,11 @@ from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_
 from teamctl.report_fetch import fetch_report as fetch_operator_report
 from teamctl.report_models import OperatorReport
 from teamctl.report_render import report_text
-from teamctl.runs import new_workflow_id, query_status, start_team_run
+from teamctl.runs import TeamRun, new_workflow_id, query_status, start_team_run
 from teams.approvals import Decision
 from teams.catalog import Catalog
 from teams.requests import TeamRequest
 from teams.results import RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from worker.connection import project_data_converter
 from worker.settings import WorkerSettings, choose_provider
 
@@ -124,7 +123,7 @@ async def _approve_like_a_person(
         f'    --codec-endpoint {codec_url} --codec-auth "Bearer $(cat {TOKEN_FILE})"\n'
     )
     await asyncio.sleep(1.0)
-    await handle.signal(APPROVE_SIGNAL, APPROVAL)
+    await TeamRun(handle).approve(APPROVAL)
     result = await handle.result()
     print(render.result_text(result))
     return result

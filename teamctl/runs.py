@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,12 +20,12 @@ from temporalio.exceptions import ApplicationError
 
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key
-from teams.approvals import DecideRequest, DecisionKind, DecisionReceipt
+from teams.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
 from teams.catalog import Catalog
 from teams.errors import AgentTeamsError
 from teams.requests import TeamRequest
 from teams.results import TeamResult, TeamStatus
-from teams.run_interface import DECIDE_UPDATE, STATUS_QUERY
+from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL, STATUS_QUERY
 from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
 
 SIGNATURE_VALIDITY = timedelta(hours=1)
@@ -71,10 +72,45 @@ def run_handle(client: Client, workflow_id: str) -> WorkflowHandle[object, TeamR
     return client.get_workflow_handle(workflow_id, result_type=TeamResult)
 
 
+@dataclass(frozen=True)
+class TeamRun:
+    """A typed handle on one team run: each signal, update and query with its contract.
+
+    The names are :mod:`teams.run_interface`'s, the ones the workflow registers;
+    the workflow takes its inputs raw (so a malformed one can never wedge it),
+    which is why the types live here rather than in the handlers' signatures.
+    """
+
+    handle: WorkflowHandle[object, TeamResult]
+
+    async def approve(self, decision: Decision) -> None:
+        """Signal ``approve``: counted if the approver may decide the pending point."""
+        await self.handle.signal(APPROVE_SIGNAL, decision)
+
+    async def reject(self, decision: Decision) -> None:
+        """Signal ``reject`` (as :meth:`approve`)."""
+        await self.handle.signal(REJECT_SIGNAL, decision)
+
+    async def decide(self, request: DecideRequest) -> DecisionReceipt:
+        """Update ``decide``: a receipt, or ``WorkflowUpdateFailedError`` saying why not."""
+        receipt: DecisionReceipt = await self.handle.execute_update(
+            DECIDE_UPDATE, request, result_type=DecisionReceipt
+        )
+        return receipt
+
+    async def status(self) -> TeamStatus:
+        """Query ``status``."""
+        status: TeamStatus = await self.handle.query(STATUS_QUERY, result_type=TeamStatus)
+        return status
+
+    async def result(self) -> TeamResult:
+        """The run's result, once it ends."""
+        return await self.handle.result()
+
+
 async def query_status(handle: WorkflowHandle[object, TeamResult]) -> TeamStatus:
     """The run's ``status`` query."""
-    status: TeamStatus = await handle.query(STATUS_QUERY, result_type=TeamStatus)
-    return status
+    return await TeamRun(handle).status()
 
 
 async def follow(
@@ -152,9 +188,7 @@ async def decide(
         else DecideRequest(approver=approver, decision=decision, comment=comment)
     )
     try:
-        receipt: DecisionReceipt = await handle.execute_update(
-            DECIDE_UPDATE, request, result_type=DecisionReceipt
-        )
+        receipt = await TeamRun(handle).decide(request)
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)

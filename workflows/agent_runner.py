@@ -47,8 +47,6 @@ with workflow.unsafe.imports_passed_through():
     from teams.calls import AgentCall, AgentOutcome
     from teams.pricing import TokenUsage, format_usd
     from teams.prompting import worst_case_cost_micro
-    from teams.requests import TeamRequest
-    from teams.resolved import ResolvedTeam
     from teams.results import AgentCallRecord, CallStatus, RunStatus
     from teams.spec import AgentSpec
     from workflows import call_records
@@ -56,13 +54,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.call_builder import AgentStep, CallBuilder, RunnerMode, describe_call
     from workflows.call_failures import CallFailure, classify
     from workflows.injection_guard import InjectionGuard
-    from workflows.metrics import RunMetrics
     from workflows.model_choice import cheaper
-    from workflows.run_budget import RunBudget
-    from workflows.run_state import RunState
+    from workflows.run_context import RunContext
     from workflows.shared_controls import SETTLE_TIMEOUTS_PATCH, SharedControls, unsettled
     from workflows.stops import AgentFailed, RunStopped, StageStopped
-    from workflows.visibility import Visibility
 
 
 class _CallFailed(ApplicationError):
@@ -86,26 +81,21 @@ class AgentRunner:
 
     def __init__(
         self,
+        run: RunContext,
         *,
-        team: ResolvedTeam,
-        request: TeamRequest,
-        budget: RunBudget,
-        state: RunState,
         mode: RunnerMode,
-        visibility: Visibility,
         shared: SharedControls | None,
-        metrics: RunMetrics,
         guard: InjectionGuard | None = None,
     ) -> None:
-        self._team = team
+        self._team = run.team
         self._guard = guard
-        self._budget = budget
-        self._state = state
+        self._budget = run.budget
+        self._state = run.state
         self._mode = mode
-        self._visibility = visibility
+        self._visibility = run.visibility
         self._shared = shared
-        self._metrics = metrics
-        self._calls = CallBuilder(team=team, request=request, mode=mode, state=state, budget=budget)
+        self._metrics = run.metrics
+        self._calls = CallBuilder(run, mode)
 
     @property
     def cooperative_cancel(self) -> bool:

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
     from workflows.run_budget import RunBudget
+    from workflows.run_context import RunContext
     from workflows.run_state import RunState
     from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
     from workflows.stages import StageRunner
@@ -183,24 +184,16 @@ class AgentTeamWorkflow:
             current=current,
             cooperative_cancel=current or workflow.patched(COOPERATIVE_CANCEL_PATCH),
         )
-        runner = AgentRunner(
+        run = RunContext(
             team=team,
             request=request,
             budget=budget,
             state=self._state,
-            mode=mode,
-            visibility=self._visibility,
-            shared=shared,
-            metrics=self._metrics,
-            guard=self._guard,
-        )
-        return StageRunner(
-            runner=runner,
-            state=self._state,
-            desk=self._desk,
             visibility=self._visibility,
             metrics=self._metrics,
         )
+        runner = AgentRunner(run, mode=mode, shared=shared, guard=self._guard)
+        return StageRunner(runner=runner, run=run, desk=self._desk)
 
     def _cancelled(self, budget: RunBudget) -> None:
         """Cancelled from outside: every call in flight has been stopped and charged.

@@ -17,14 +17,11 @@ with workflow.unsafe.imports_passed_through():
     from security.injection import FENCE_INSTRUCTIONS
     from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
     from teams.prompting import estimate_prompt_tokens
-    from teams.requests import TeamRequest
-    from teams.resolved import ResolvedTeam
     from teams.spec import AgentSpec
     from workflows.call_activity import StopFlag
     from workflows.call_failures import CallFailure
     from workflows.model_choice import routed
-    from workflows.run_budget import RunBudget
-    from workflows.run_state import RunState
+    from workflows.run_context import RunContext
 
 SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
 """Patch id: runs started before this behaviour fall back instead of shrinking."""
@@ -58,20 +55,12 @@ class RunnerMode:
 class CallBuilder:
     """Builds one run's calls (see the module docstring)."""
 
-    def __init__(
-        self,
-        *,
-        team: ResolvedTeam,
-        request: TeamRequest,
-        mode: RunnerMode,
-        state: RunState,
-        budget: RunBudget,
-    ) -> None:
-        self._team = team
-        self._request = request
+    def __init__(self, run: RunContext, mode: RunnerMode) -> None:
+        self._team = run.team
+        self._request = run.request
         self._mode = mode
-        self._state = state
-        self._budget = budget
+        self._state = run.state
+        self._budget = run.budget
         self._sequence: dict[str, int] = {}
 
     def recovery_for(self, call: AgentCall, failure: CallFailure) -> AgentCall | None:

@@ -32,10 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval_desk import ApprovalDesk
     from workflows.call_activity import StopFlag
     from workflows.call_builder import AgentStep, output_of
-    from workflows.metrics import RunMetrics
-    from workflows.run_state import RunState
+    from workflows.run_context import RunContext
     from workflows.stops import AgentFailed, RunStopped, StageStopped
-    from workflows.visibility import Visibility
 
 
 @dataclass(frozen=True)
@@ -53,16 +51,14 @@ class StageRunner:
         self,
         *,
         runner: AgentRunner,
-        state: RunState,
+        run: RunContext,
         desk: ApprovalDesk,
-        visibility: Visibility,
-        metrics: RunMetrics,
     ) -> None:
         self._runner = runner
-        self._state = state
+        self._state = run.state
         self._desk = desk
-        self._visibility = visibility
-        self._metrics = metrics
+        self._visibility = run.visibility
+        self._metrics = run.metrics
 
     async def run(self, stage: Stage, incoming: list[HandoffItem]) -> StageOutcome:
         """Execute ``stage`` on the handoff it receives."""
