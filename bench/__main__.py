@@ -37,6 +37,7 @@ from bench import (
 from bench.environment import SERVER_MODE, machine, target
 from bench.postgres_cluster import Unavailable, postgres_server
 from bench.stats import Spread, Table
+from bench.strain import redirect_stderr, strain_table
 from bench.systems import (
     OPTIONAL,
     POSTGRESQL,
@@ -359,32 +360,6 @@ def write(args: argparse.Namespace, report: dict[str, Any], lines: list[str]) ->
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if report["latency"] is not None and report["throughput"] is not None:
         chart.draw(out / "chart.png", report["latency"], report["throughput"], SYSTEMS, lines[1])
-
-
-SIGNS = {
-    "update shed (in-flight limit)": "limit on number of concurrent in-flight updates",
-    "aborted update": "workflow update was aborted",
-    "workflow task not found on completion": "Task not found when completing",
-    "history shorter than the task expected": "expected to be able to fetch more events",
-    "workflow task held open over 5 s": "Workflow task duration exceeded",
-    "activity failed into a retry": "Completing activity as failed",
-}
-"""What the SDK and server log under strain, counted so the tables can say why."""
-
-
-def redirect_stderr(path: Path) -> None:
-    """Send this process's stderr (SDK core and Python warnings) to ``path``."""
-    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(log, 2)
-    os.close(log)
-
-
-def strain_table(path: Path) -> Table:
-    text = path.read_text(errors="replace")
-    table = Table("What the SDK logged during the run", ["sign of strain", "lines"])
-    for label, pattern in SIGNS.items():
-        table.rows.append([label, str(text.count(pattern))])
-    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
