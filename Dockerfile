@@ -8,6 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY teams ./teams
+COPY contracts ./contracts
 COPY providers ./providers
 COPY activities ./activities
 COPY workflows ./workflows

@@ -1,4 +1,4 @@
-"""Admission, activity side (contracts: ``teams/admission.py``): run ↔ controls store.
+"""Admission, activity side (contracts: ``contracts/admission.py``): run ↔ controls store.
 
 Local activities between a run and the controls store: the run's cost, and legacy admission.
 
@@ -24,14 +24,14 @@ from temporalio import activity
 
 from activities.call_controls import ControlsPolicy
 from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
-from stores.controls.contract import ControlsStore, Reservation, RunRecord, Settlement
-from teams.admission import (
+from contracts.admission import (
     Admission,
     AdmissionRequest,
     RunCostRequest,
     SettlementReceipt,
     SettlementRequest,
 )
+from stores.controls.contract import ControlsStore, Reservation, RunRecord, Settlement
 from teams.breakers import BreakerSettings
 from teams.metric_labels import scope_label
 from teams.telemetry_names import BUDGET_ALERTS

@@ -45,11 +45,11 @@ from activities.heartbeats import Heartbeats, cancel_requested
 from activities.names import CALL_AGENT
 from activities.screening import Placeholders, redact_call, restored, screened
 from activities.structured import parse_structured, render_structured
+from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails
 from providers.base import ModelProvider, ModelResponse
 from providers.provider_errors import EmptyResponse, ProviderError
 from security.injection import InjectionDetector, PatternDetector
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
-from teams.calls import AgentCall, AgentOutcome, CallFailureDetails
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
 from teams.spec import OutputKind

@@ -51,6 +51,8 @@ from temporalio.exceptions import ApplicationError
 from activities.call_tickets import CallTicket
 from activities.controls_policy import ControlsPolicy
 from activities.controls_telemetry import ControlsTelemetry
+from contracts.calls import AgentCall, CallFailureDetails
+from contracts.ledger import CostKey
 from providers.provider_errors import (
     CIRCUIT_OPEN,
     CONTROLS_UNAVAILABLE,
@@ -68,8 +70,6 @@ from stores.controls.contract import (
     Settlement,
     TakeAnswer,
 )
-from teams.calls import AgentCall, CallFailureDetails
-from teams.ledger import CostKey
 from teams.pricing import TokenUsage
 from teams.prompting import worst_case_cost_micro
 

@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 
+from contracts.calls import AgentCall, AgentOutcome
+from contracts.outputs import ReviewVerdict
 from providers.provider_errors import ProviderError
 from teams import telemetry_names as names
-from teams.calls import AgentCall, AgentOutcome
-from teams.outputs import ReviewVerdict
 from teams.pricing import TokenUsage
 
 # GenAI semantic conventions. opentelemetry-semantic-conventions has these only

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from temporalio import activity
 
 from activities.controls_policy import ControlsPolicy
+from contracts.calls import AgentCall
 from stores.controls.contract import MAX_TTL_S, BucketTake
 from teams.breakers import BreakerSettings, agent_breaker, model_breaker
-from teams.calls import AgentCall
 from teams.prompting import estimate_prompt_tokens
 
 CALLS_BUCKET = "calls-per-second"

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
+from contracts.calls import AgentCall, ContextReport, ContextTrim, HandoffItem
 from providers.provider_errors import ContextOverflow
-from teams.calls import AgentCall, ContextReport, ContextTrim, HandoffItem
 from teams.prompting import estimate_prompt_tokens, estimate_tokens
 
 TokenCounter = Callable[[AgentCall], Awaitable[int | None]]

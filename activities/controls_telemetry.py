@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from temporalio import activity
 from temporalio.common import MetricCounter, MetricGauge
 
+from contracts.ledger import Alert
 from stores.controls.contract import BreakerAnswer
-from teams.ledger import Alert
 from teams.metric_labels import breaker_label, scope_label
 from teams.telemetry_names import BUDGET_ALERTS, CIRCUIT_TRANSITIONS, DAILY_BUDGET_LEFT
 

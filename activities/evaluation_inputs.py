@@ -21,9 +21,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.names import EVALUATION_BASELINE, LOAD_GOLD_SET
+from contracts.evaluation import Baseline, BaselineQuery, GoldSetRef, ResolvedGoldSet
 from teams.catalog import Catalog, display_path
 from teams.errors import GoldSetError, TeamSpecError
-from teams.evaluation import Baseline, BaselineQuery, GoldSetRef, ResolvedGoldSet
 from teams.scoring import mean_score
 from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 from workflows.visibility import EVAL_SCORE, TEAM_NAME

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import activity
 
-from teams.calls import CallProgress
+from contracts.calls import CallProgress
 from teams.pricing import TokenUsage
 
 DEFAULT_KEEPALIVE = timedelta(seconds=5)

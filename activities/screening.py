@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from contracts.calls import AgentCall, AgentOutcome, HandoffItem
+from contracts.outputs import ReviewVerdict, RouteDecision
 from security.injection import InjectionDetector, scan_all
 from security.pii import NumberedRedaction, restore
-from teams.calls import AgentCall, AgentOutcome, HandoffItem
-from teams.outputs import ReviewVerdict, RouteDecision
 
 
 @dataclass(frozen=True)

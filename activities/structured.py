@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from contracts.calls import AgentCall
+from contracts.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
 from providers.base import ModelResponse
 from providers.provider_errors import MalformedOutput
-from teams.calls import AgentCall
-from teams.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
 from teams.spec import OutputKind
 
 _T = TypeVar("_T", ReviewVerdict, RouteDecision)

@@ -16,15 +16,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.names import LOAD_TEAM_SPEC
+from contracts.approvals import ApprovalMode
+from contracts.requests import TeamRef
+from contracts.resolved import ResolvedTeam
 from security.approvers import ApproverRegistry
 from security.injection import InjectionDetector, InjectionFinding, PatternDetector
-from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
 from teams.errors import RequestRefusedError, TeamSpecError
 from teams.policy import RequestPolicy, TaskRefusedError, screen_task
-from teams.requests import TeamRef
-from teams.resolved import ResolvedTeam
 from teams.spec import TeamSpec
 
 

@@ -15,8 +15,8 @@ from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from bench.workloads import Answer, CallPlan, ask, run_dag
+    from contracts.calls import AgentCall
     from providers.base import ModelProvider
-    from teams.calls import AgentCall
 
 
 class BareInput(BaseModel):

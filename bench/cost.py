@@ -29,12 +29,12 @@ from temporalio.client import Client
 
 from bench.stats import Table
 from bench.systems import completed, serving, start_team
+from contracts.results import TeamResult
 from providers.simulated import SimulatedProvider
 from stores.cache_factory import open_cache
 from stores.controls.sqlite import SqliteControls
 from teams.catalog import Catalog
 from teams.pricing import ModelPrice
-from teams.results import TeamResult
 from teams.spec import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers

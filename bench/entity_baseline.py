@@ -93,7 +93,7 @@ async def _connect(address: str) -> Any:
 async def _pairs(address: str, prefix: str, index: int, pairs: int, concurrency: int,
                  ready: Any, go: Event) -> None:  # fmt: skip
     admission = _old("activities.admission")
-    ledger = _old("teams.ledger")
+    ledger = _old("contracts.ledger")
     budgets = _old("teams.daily_budgets")
     client = await _connect(address)
     placement = admission.EntityPlacement(task_queue=QUEUE, prefix=prefix)

@@ -22,10 +22,10 @@ from bench.bare import BareInput, BareTeamWorkflow
 from bench.stats import Table
 from bench.systems import BareTemporalSystem, ProjectSystem, start_team
 from bench.workloads import CallPlan
+from contracts.approvals import Decision
+from contracts.run_interface import APPROVE_SIGNAL
 from teamctl.runs import follow
-from teams.approvals import Decision
 from teams.catalog import Catalog
-from teams.run_interface import APPROVE_SIGNAL
 from teams.spec import ApprovalStage
 
 TASKS = {

@@ -33,9 +33,9 @@ from bench.workloads import (
     specialist_call,
     writer_call,
 )
+from contracts.calls import AgentCall
+from contracts.outputs import ReviewVerdict
 from providers.simulated import SimulatedProvider
-from teams.calls import AgentCall
-from teams.outputs import ReviewVerdict
 from teams.spec import TeamSpec
 
 

@@ -28,8 +28,8 @@ from temporalio.service import RPCError
 from bench.environment import Server, dev_server, restart
 from bench.stats import Spread, Table
 from bench.systems import completed, start_team
+from contracts.results import TeamResult
 from teamctl.runs import follow
-from teams.results import TeamResult
 from teams.spec import TeamSpec
 
 ROOT = Path(__file__).resolve().parents[1]

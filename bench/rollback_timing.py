@@ -30,8 +30,8 @@ from temporalio.client import Client
 
 from bench.recovery import WorkerProcess
 from bench.stats import Spread, Table
+from contracts.requests import TeamRequest
 from teams.catalog import SHIPPED_TEAMS_DIR
-from teams.requests import TeamRequest
 from workflows.agent_team import WORKFLOW_NAME
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -42,16 +42,16 @@ from temporalio.worker import Worker
 from bench.bare import BareActivities, BareInput, BareTeamWorkflow
 from bench.postgres_cluster import database_for
 from bench.workloads import Answer, CallPlan, RunOutcome, ask, run_dag
+from contracts.calls import AgentCall
+from contracts.requests import TeamRequest
+from contracts.results import RunStatus, TeamResult
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from stores.controls.contract import ControlsStore
 from stores.controls.postgres import PostgresControls
 from stores.controls.sqlite import SqliteControls
-from teams.calls import AgentCall
 from teams.catalog import Catalog
 from teams.daily_budgets import DailyBudgets
 from teams.pricing import usd_to_micro
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult
 from teams.spec import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers

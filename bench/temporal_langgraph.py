@@ -52,9 +52,9 @@ with workflow.unsafe.imports_passed_through():
         specialist_call,
         writer_call,
     )
+    from contracts.calls import AgentCall
+    from contracts.outputs import ReviewVerdict
     from providers.simulated import SimulatedProvider
-    from teams.calls import AgentCall
-    from teams.outputs import ReviewVerdict
     from teams.spec import TeamSpec
 
 NAME = "temporalio-langgraph"

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
+from contracts.calls import AgentCall, HandoffItem
+from contracts.outputs import ReviewVerdict
+from contracts.resolved import ResolvedTeam
 from providers.base import ModelProvider
 from providers.simulated import DEFAULT_LATENCY_S, persona_of
-from teams.calls import AgentCall, HandoffItem
 from teams.catalog import Catalog
-from teams.outputs import ReviewVerdict
 from teams.pricing import TokenUsage
-from teams.resolved import ResolvedTeam
 from teams.spec import FanOutStage, GateStage, TeamSpec
 
 RESEARCH_TASK = "What does it take to run multi-agent LLM workflows reliably in production?"

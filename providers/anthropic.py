@@ -26,6 +26,8 @@ from typing import Any, cast
 import anthropic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from contracts.calls import AgentCall, StopReason
+from contracts.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
 from providers.base import ModelResponse, ProgressCallback
 from providers.provider_errors import (
     AuthenticationFailed,
@@ -40,8 +42,6 @@ from providers.provider_errors import (
     RateLimited,
     RequestTooLarge,
 )
-from teams.calls import AgentCall, StopReason
-from teams.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_parts
 from teams.spec import OutputKind

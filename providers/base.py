@@ -1,6 +1,6 @@
 """The one interface every model provider implements.
 
-A provider turns an :class:`teams.calls.AgentCall` into a
+A provider turns an :class:`contracts.calls.AgentCall` into a
 :class:`ModelResponse`, streaming progress (output tokens so far) to a callback
 so the activity can heartbeat. It raises only :mod:`providers.provider_errors` types and
 never retries: Temporal owns retries.
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from teams.calls import AgentCall, StopReason
+from contracts.calls import AgentCall, StopReason
 from teams.pricing import TokenUsage
 
 ProgressCallback = Callable[[TokenUsage], Awaitable[None]]

@@ -46,6 +46,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.calls import AgentCall, StopReason
 from providers.base import ModelResponse, ProgressCallback
 from providers.provider_errors import (
     ContextOverflow,
@@ -57,7 +58,6 @@ from providers.simulated_answers import answer, digest
 from providers.simulated_faults import FaultKind, FaultRule
 from providers.simulated_personas import DEFAULT_LATENCY_S, Persona, persona_of
 from providers.simulated_tokens import CHARS_PER_TOKEN, count_tokens
-from teams.calls import AgentCall, StopReason
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
 

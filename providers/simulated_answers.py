@@ -11,6 +11,8 @@ import random
 import re
 from typing import Any
 
+from contracts.calls import AgentCall
+from contracts.outputs import DIRECT_ROUTE
 from providers.simulated_personas import (
     ROUTE_KEYWORDS,
     SIMPLE_REQUEST_CHARS,
@@ -18,8 +20,6 @@ from providers.simulated_personas import (
     Persona,
 )
 from providers.simulated_tokens import count_tokens
-from teams.calls import AgentCall
-from teams.outputs import DIRECT_ROUTE
 
 
 def answer(

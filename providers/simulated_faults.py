@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from teams.calls import AgentCall
+from contracts.calls import AgentCall
 
 
 class FaultKind(StrEnum):

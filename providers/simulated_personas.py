@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from teams.calls import AgentCall
+from contracts.calls import AgentCall
 from teams.spec import OutputKind
 
 

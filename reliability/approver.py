@@ -16,8 +16,8 @@ import time
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from teams.approvals import Decision
-from teams.run_interface import APPROVE_SIGNAL
+from contracts.approvals import Decision
+from contracts.run_interface import APPROVE_SIGNAL
 from workflows.visibility import PENDING_APPROVERS
 
 WAITING = "AwaitingApproval = true"

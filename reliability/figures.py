@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from contracts.results import CallStatus
 from providers.provider_errors import EmptyResponse, MalformedOutput
 from reliability.disruptions import Disruption, DisruptionKind
 from reliability.ledger_totals import LedgerTotal
@@ -30,7 +31,6 @@ from reliability.memory import MemoryTrend
 from reliability.run_driver import RunRecord
 from reliability.tally import ProviderTally
 from teams.pricing import format_usd
-from teams.results import CallStatus
 
 OK_SHARE_TARGET = 0.995
 ANSWERED_BUT_UNUSABLE = (MalformedOutput.__name__, EmptyResponse.__name__)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from contracts.ledger import GLOBAL_SCOPE
 from stores.controls.factory import open_controls
-from teams.ledger import GLOBAL_SCOPE
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from contracts.requests import TeamRequest
+from contracts.results import RunStatus, TeamResult
 from reliability.workload import RunPlan
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult
 from workflows.agent_team import WORKFLOW_NAME
 
 _T = TypeVar("_T")

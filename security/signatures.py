@@ -71,12 +71,12 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from contracts.approvals import DecisionKind
 from security.approvers import (
     PUBLIC_KEY_BYTES,
     ApproverRegistry,
     decode_base64,
 )
-from teams.approvals import DecisionKind
 from teams.errors import AgentTeamsError
 
 SIGNING_PREFIX = b"agent-teams-approval-v1\n"

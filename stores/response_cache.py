@@ -16,8 +16,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from teams.calls import AgentCall, StopReason
-from teams.outputs import ReviewVerdict, RouteDecision
+from contracts.calls import AgentCall, StopReason
+from contracts.outputs import ReviewVerdict, RouteDecision
 from teams.prompting import render_user_message
 
 

@@ -11,17 +11,17 @@ import json
 
 from temporalio.client import Client, WorkflowHandle
 
+from contracts.approvals import DecisionKind
+from contracts.requests import TeamRequest, parse_team_request
+from contracts.results import RunStatus, TeamResult, TeamStatus
 from security.injection import PatternDetector
 from security.pii import redact
 from teamctl import render
 from teamctl.cli_context import connect_client, team_catalog
 from teamctl.runs import decide, follow, query_status, signed_decision, start_team_run
-from teams.approvals import DecisionKind
 from teams.catalog import load_team_file
 from teams.errors import RequestError
 from teams.policy import check_budget, screen_task
-from teams.requests import TeamRequest, parse_team_request
-from teams.results import RunStatus, TeamResult, TeamStatus
 from teams.spec import TeamSpec
 from worker.telemetry import without_tracing
 

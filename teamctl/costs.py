@@ -21,9 +21,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from stores.controls.contract import ControlsStore
-from teams.errors import AgentTeamsError
-from teams.ledger import (
+from contracts.ledger import (
     GLOBAL_SCOPE,
     Alert,
     CallCounts,
@@ -31,6 +29,8 @@ from teams.ledger import (
     LedgerSummary,
     tenant_scope,
 )
+from stores.controls.contract import ControlsStore
+from teams.errors import AgentTeamsError
 
 Column = Literal["day", "tenant", "team", "agent", "model", "prompt"]
 COLUMNS: tuple[Column, ...] = get_args(Column)

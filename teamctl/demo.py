@@ -27,6 +27,9 @@ from typing import TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
+from contracts.approvals import Decision
+from contracts.requests import TeamRequest
+from contracts.results import RunStatus, TeamResult
 from security.keyring import write_key_file
 from stores.controls.factory import open_controls
 from teamctl import render
@@ -38,10 +41,7 @@ from teamctl.report_fetch import fetch_report as fetch_operator_report
 from teamctl.report_models import OperatorReport
 from teamctl.report_render import report_text
 from teamctl.runs import TeamRun, new_workflow_id, query_status, start_team_run
-from teams.approvals import Decision
 from teams.catalog import Catalog
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult
 from worker.connection import project_data_converter
 from worker.settings import WorkerSettings, choose_provider
 

@@ -41,19 +41,19 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ApplicationError
 
-from teamctl.evaluation_report import fetch_report, report_text
-from teams.catalog import Catalog
-from teams.durations import parse_short_duration
-from teams.errors import AgentTeamsError
-from teams.evaluation import (
+from contracts.evaluation import (
     DEFAULT_BASELINE_RUNS,
     DEFAULT_DROP_THRESHOLD,
     EvaluationRequest,
     EvaluationResult,
     ItemResult,
 )
+from contracts.requests import describe_validation_error
+from teamctl.evaluation_report import fetch_report, report_text
+from teams.catalog import Catalog
+from teams.durations import parse_short_duration
+from teams.errors import AgentTeamsError
 from teams.pricing import format_usd
-from teams.requests import describe_validation_error
 from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 
 DEFAULT_EVERY = "1d"

@@ -13,7 +13,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
-from teams.evaluation import EvaluationResult
+from contracts.evaluation import EvaluationResult
 from teams.pricing import format_usd
 from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 from workflows.visibility import TEAM_NAME

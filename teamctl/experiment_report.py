@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
+from contracts.results import RunStatus
 from teamctl import experiment_stats as stats
 from teamctl.render import table
 from teamctl.report_fetch import read_runs
@@ -39,7 +40,6 @@ from teamctl.report_models import ListedRun
 from teamctl.report_query import check_limit, visibility_query
 from teams.experiments import CONTROL
 from teams.pricing import format_usd
-from teams.results import RunStatus
 from workflows.visibility import VARIANTS
 
 DEFAULT_SINCE = "7d"

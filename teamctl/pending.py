@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.results import TeamStatus
 from teamctl.runs import query_status, run_handle
 from teams.errors import AgentTeamsError
-from teams.results import TeamStatus
 from workflows.agent_team import WORKFLOW_NAME
 from workflows.visibility import AWAITING_APPROVAL, PENDING_APPROVERS, TEAM_NAME, TENANT
 

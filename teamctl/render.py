@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from contracts.results import AgentTotals, TeamResult, TeamStatus
 from security.pii import redact
 from teamctl.costs import BudgetLine, CostReport
 from teamctl.pending import PendingList
 from teams.pricing import format_usd
-from teams.results import AgentTotals, TeamResult, TeamStatus
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int]) -> str:

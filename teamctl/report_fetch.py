@@ -28,14 +28,14 @@ from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.names import LOAD_TEAM_SPEC
+from contracts.requests import TeamRequest
+from contracts.resolved import ResolvedTeam
+from contracts.results import TeamResult
 from teamctl.report import build_report
 from teamctl.report_models import UNKNOWN_TEAM, Ending, ListedRun, OperatorReport, TeamTargets
 from teamctl.report_query import DEFAULT_LIMIT, check_limit, visibility_query
 from teams.catalog import Catalog, display_path
 from teams.errors import AgentTeamsError, TeamSpecError
-from teams.requests import TeamRequest
-from teams.resolved import ResolvedTeam
-from teams.results import TeamResult
 from workflows.visibility import TEAM_NAME
 
 READ_CONCURRENCY = 8

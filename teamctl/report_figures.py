@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
+from contracts.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus, TeamResult
 from teamctl.report_models import (
     AgentLine,
     CallFigures,
@@ -21,7 +22,6 @@ from teamctl.report_models import (
     TeamTargets,
 )
 from teams.pricing import total_usage
-from teams.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus, TeamResult
 
 _ERRORS = (CallStatus.FAILED, CallStatus.TIMED_OUT)
 

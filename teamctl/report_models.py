@@ -8,8 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.results import TeamResult
 from teams.pricing import WithUsage, usd_to_micro
-from teams.results import TeamResult
 from teams.spec import AlertSpec, GateStage, TeamSpec
 
 UNKNOWN_TEAM = "(unknown)"

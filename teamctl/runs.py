@@ -18,14 +18,14 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
+from contracts.requests import TeamRequest
+from contracts.results import TeamResult, TeamStatus
+from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL, STATUS_QUERY
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key
-from teams.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
 from teams.catalog import Catalog
 from teams.errors import AgentTeamsError
-from teams.requests import TeamRequest
-from teams.results import TeamResult, TeamStatus
-from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL, STATUS_QUERY
 from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
 
 SIGNATURE_VALIDITY = timedelta(hours=1)
@@ -76,7 +76,7 @@ def run_handle(client: Client, workflow_id: str) -> WorkflowHandle[object, TeamR
 class TeamRun:
     """A typed handle on one team run: each signal, update and query with its contract.
 
-    The names are :mod:`teams.run_interface`'s, the ones the workflow registers;
+    The names are :mod:`contracts.run_interface`'s, the ones the workflow registers;
     the workflow takes its inputs raw (so a malformed one can never wedge it),
     which is why the types live here rather than in the handlers' signatures.
     """

@@ -1,10 +1,12 @@
-"""Teams: the contracts and configuration every side shares, with no Temporal calls.
+"""Teams: what a team is and how it is configured, with the pure helpers it needs.
 
-- contracts between workflow, activities and clients: ``requests``, ``results``,
-  ``calls``, ``approvals``, ``outputs``, ``resolved``, ``run_interface``, ``evaluation``;
-- team configuration and its loading: ``spec`` (and ``spec_fields``, ``durations``,
-  ``experiments``), ``catalog``, ``releases``, ``gold_sets``, ``budgets``, ``breakers``,
-  ``policy``, ``pricing`` (and the price table ``prices.toml``);
-- pure helpers: ``prompting``, ``scoring``, ``metric_labels``, ``telemetry_names``;
-- data: ``shipped/`` (team files), ``prompts/``, ``gold/``.
+- configuration and its loading: ``spec`` (with ``agent_spec``, ``stage_spec``,
+  ``spec_fields``, ``spec_limits``, ``durations``, ``experiments``), ``catalog``,
+  ``releases``, ``gold_sets``, ``daily_budgets``, ``breakers``, ``policy``,
+  ``toml_files``, ``field_paths``;
+- pure helpers: ``pricing``, ``prompting``, ``scoring``, ``metric_labels``,
+  ``telemetry_names``, ``alert_slas``;
+- data: ``shipped/`` (team files), ``prompts/``, ``gold/``, ``prices.toml``.
+
+The messages between workflows, activities and clients are in :mod:`contracts`.
 """

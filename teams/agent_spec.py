@@ -28,9 +28,9 @@ class OutputKind(StrEnum):
 
     TEXT = "text"
     VERDICT = "verdict"
-    """A :class:`teams.outputs.ReviewVerdict` (score, pass/fail, reasons)."""
+    """A :class:`contracts.outputs.ReviewVerdict` (score, pass/fail, reasons)."""
     ROUTE = "route"
-    """A :class:`teams.outputs.RouteDecision` (specialist or direct answer)."""
+    """A :class:`contracts.outputs.RouteDecision` (specialist or direct answer)."""
 
 
 class RetrySpec(SpecModel):

@@ -2,7 +2,7 @@
 
 A :class:`Catalog` is built once (by the worker, the CLI or a test) and passed
 to whoever needs it; nothing here runs at import time. Resolution turns a team
-name or inline spec into a :class:`teams.resolved.ResolvedTeam`, refusing, with
+name or inline spec into a :class:`contracts.resolved.ResolvedTeam`, refusing, with
 an error naming the file and field, anything that could fail later: unknown
 agents, missing prompt files, models without a price.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from contracts.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
 from teams.errors import (
     GoldSetError,
     PromptError,
@@ -35,7 +36,6 @@ from teams.releases import (
     released_versions,
     version_key,
 )
-from teams.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
 from teams.spec import AgentSpec, RouterStage, TeamSpec
 from teams.toml_files import problem_text, read_toml
 

@@ -14,7 +14,7 @@ Read by the worker (``AGENT_TEAMS_BUDGETS``); never by workflow code.
 Every problem is a :class:`BudgetConfigError` naming the file and key: an
 unreadable file, an amount that is not a positive, finite number of USD of at
 most :data:`MAX_DAILY_USD`, a tenant name that no request could carry (tenants
-are lower-case slugs, as in :class:`teams.requests.TeamRequest`).
+are lower-case slugs, as in :class:`contracts.requests.TeamRequest`).
 """
 
 from __future__ import annotations

@@ -37,10 +37,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from contracts.outputs import DIRECT_ROUTE
+from contracts.results import RunStatus
 from teams.errors import GoldSetError
 from teams.field_paths import describe_errors
-from teams.outputs import DIRECT_ROUTE
-from teams.results import RunStatus
 from teams.spec import AgentSpec, AgentTimeouts, OutputKind, RetrySpec
 from teams.spec_fields import ModelId, Slug
 from teams.spec_limits import MAX_RUBRIC_ITEM_CHARS, MAX_RUBRIC_ITEMS, MAX_USD

@@ -7,9 +7,9 @@ provider will send. Pure functions only: workflow code imports this module.
 
 from __future__ import annotations
 
+from contracts.calls import AgentCall
+from contracts.outputs import DIRECT_ROUTE
 from security.injection import fence
-from teams.calls import AgentCall
-from teams.outputs import DIRECT_ROUTE
 from teams.spec import OutputKind
 
 ESTIMATE_BYTES_PER_TOKEN = 3

@@ -25,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
-from teams.evaluation import RuleResult
+from contracts.evaluation import RuleResult
+from contracts.outputs import ReviewVerdict
+from contracts.results import TeamResult
 from teams.gold_sets import Expectations
-from teams.outputs import ReviewVerdict
 from teams.pricing import format_usd, usd_to_micro
-from teams.results import TeamResult
 
 _CENT = Decimal("0.01")
 _TENTH = Decimal("0.1")

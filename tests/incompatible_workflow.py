@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RawValue
 
-from teams.results import TeamResult
+from contracts.results import TeamResult
 from workflows.agent_team import WORKFLOW_NAME, AgentTeamWorkflow
 
 PAUSE = timedelta(milliseconds=10)

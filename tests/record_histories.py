@@ -22,12 +22,12 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.approvals import Decision
+from contracts.results import TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import FaultKind, FaultRule
 from teamctl.devserver import temporal_binary, test_server_binary
 from teamctl.runs import decide
-from teams.approvals import Decision
-from teams.results import TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from tests.support import (
     awaiting_approval,
     inline_team,

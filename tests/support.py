@@ -18,6 +18,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput
 
+from contracts.requests import TeamRequest
+from contracts.results import TeamResult, TeamStatus
+from contracts.run_interface import STATUS_QUERY
 from providers.base import ModelProvider
 from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
 from security.codec import data_converter
@@ -27,9 +30,6 @@ from stores.controls.sqlite import SqliteControls
 from stores.response_cache import ResponseCache
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE
-from teams.requests import TeamRequest
-from teams.results import TeamResult, TeamStatus
-from teams.run_interface import STATUS_QUERY
 from teams.spec import TeamSpec
 from worker.deployment import Deployment
 from workflows.agent_team import WORKFLOW_NAME

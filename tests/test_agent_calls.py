@@ -8,10 +8,10 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from contracts.approvals import Decision
+from contracts.results import CallStatus, RunStatus
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import FaultKind, FaultRule
-from teams.approvals import Decision
-from teams.results import CallStatus, RunStatus
-from teams.run_interface import APPROVE_SIGNAL
 from tests.support import (
     agent,
     awaiting_approval,

@@ -37,8 +37,8 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.results import RunStatus
 from teamctl.devserver import free_port
-from teams.results import RunStatus
 from tests.compose_config import ROOT
 from tests.processes import worker_process
 from tests.support import start

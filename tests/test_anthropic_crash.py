@@ -12,9 +12,9 @@ from typing import Any
 from temporalio.api.enums.v1 import TimeoutType
 from temporalio.testing import WorkflowEnvironment
 
-from teams.approvals import Decision
-from teams.results import CallStatus, RunStatus
-from teams.run_interface import APPROVE_SIGNAL
+from contracts.approvals import Decision
+from contracts.results import CallStatus, RunStatus
+from contracts.run_interface import APPROVE_SIGNAL
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, Step, for_system
 from tests.processes import worker_process

@@ -9,10 +9,10 @@ from typing import Any
 
 from temporalio.client import Client
 
+from contracts.approvals import Decision
+from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.anthropic import AnthropicProvider
-from teams.approvals import Decision
-from teams.results import CallStatus, RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from teams.spec import TeamSpec
 from tests.conftest import API_KEY
 from tests.messages_standin import (

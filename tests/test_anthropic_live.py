@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from contracts.results import RunStatus
 from providers.anthropic import AnthropicConfig, AnthropicProvider
-from teams.results import RunStatus
 from tests.support import running_worker, start
 from tests.test_teams_e2e import hand_cost_micro
 

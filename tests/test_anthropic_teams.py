@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
+from contracts.approvals import Decision
+from contracts.results import CallStatus, DegradationLevel, RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.anthropic import AnthropicProvider
-from teams.approvals import Decision
-from teams.results import CallStatus, DegradationLevel, RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, for_tool
 from tests.support import activity_types, awaiting_approval, history_events, running_worker, start

@@ -12,11 +12,11 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.approvals import DecideRequest, Decision, DecisionReceipt
+from contracts.results import RunStatus
+from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
 from providers.simulated import FaultKind, FaultRule
 from teamctl.runs import DecisionRefusedError, decide
-from teams.approvals import DecideRequest, Decision, DecisionReceipt
-from teams.results import RunStatus
-from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
 from tests.support import (
     TIME_SKIPPING,
     agent,

@@ -12,11 +12,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.requests import TeamRequest
+from contracts.results import TeamResult
 from teamctl.runs import start_team_run
 from teams.catalog import Catalog
 from teams.errors import UnknownModelError
-from teams.requests import TeamRequest
-from teams.results import TeamResult
 from tests.processes import teamctl
 from tests.support import agent, running_worker, team_data
 from workflows.agent_team import WORKFLOW_NAME

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 from temporalio.client import Client
 
+from contracts.results import CallStatus, RunStatus
 from providers.simulated import SimulatedConfig, SimulatedProvider
-from teams.results import CallStatus, RunStatus
 from tests.support import activity_types, history_events, running_worker, start
 
 TASK = "How do durable workflows help LLM agents?"

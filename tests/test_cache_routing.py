@@ -13,13 +13,13 @@ from typing import Any
 
 from temporalio.client import Client
 
+from contracts.ledger import GLOBAL_SCOPE, tenant_scope
+from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from stores.controls.sqlite import SqliteControls
 from stores.sqlite_cache import SqliteResponseCache
 from teams.daily_budgets import DailyBudgets
-from teams.ledger import GLOBAL_SCOPE, tenant_scope
 from teams.pricing import format_usd
-from teams.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
 from tests.support import activity_types, agent, history_events, inline_team, running_worker, start
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.results import CallStatus, RunStatus
 from providers.provider_errors import (
     MalformedOutput,
     ProviderConnectionError,
@@ -34,7 +35,6 @@ from reliability.suite import Suite
 from reliability.suite_settings import ChaosSettings, ChaosSettingsError
 from reliability.workload import TEAMS, plan_runs
 from teams.catalog import Catalog
-from teams.results import CallStatus, RunStatus
 
 INJECTED_ERRORS = {
     RateLimited.__name__,

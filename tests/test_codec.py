@@ -16,6 +16,7 @@ from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.exceptions import ApplicationError
 
 import security.codec
+from contracts.requests import TeamRequest
 from security.codec import (
     COMPRESSION_METADATA,
     ENCODING,
@@ -35,7 +36,6 @@ from security.keyring import (
     new_key_line,
     write_key_file,
 )
-from teams.requests import TeamRequest
 
 pytestmark = pytest.mark.unit
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.ledger import GLOBAL_SCOPE, CostKey, tenant_scope
 from stores.controls.contract import (
     AdmitRequest,
     BreakerCheck,
@@ -29,7 +30,6 @@ from stores.controls.contract import (
 )
 from stores.controls.factory import open_controls
 from teams.breakers import BreakerSettings
-from teams.ledger import GLOBAL_SCOPE, CostKey, tenant_scope
 from teams.pricing import TokenUsage
 from tests.stores_support import (  # noqa: F401
     postgres_database_url_fixture,

@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.ledger import Alert, CostKey, CostRow, LedgerSummary
+from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from stores.controls.sqlite import SqliteControls
 from teamctl import render
 from teamctl.costs import (
@@ -26,10 +29,7 @@ from teamctl.costs import (
     parse_day,
 )
 from teamctl.pending import PendingInputError, PendingList, PendingRun, visibility_query
-from teams.ledger import Alert, CostKey, CostRow, LedgerSummary
 from teams.pricing import format_usd
-from teams.results import CallStatus, RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl, teamctl_async
 from tests.support import awaiting_approval, running_worker, start
 

@@ -13,12 +13,12 @@ from typing import Any
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.approvals import Decision
+from contracts.calls import AgentCall
+from contracts.results import CallStatus, RunStatus
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import SimulatedProvider
-from teams.approvals import Decision
-from teams.calls import AgentCall
 from teams.pricing import TokenUsage
-from teams.results import CallStatus, RunStatus
-from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import worker_process
 from tests.support import agent, awaiting_approval, history_events, inline_team, start
 

@@ -17,14 +17,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.ledger import GLOBAL_SCOPE, tenant_scope
+from contracts.requests import TeamRequest
+from contracts.results import CallStatus, RunStatus, TeamResult
 from providers.simulated import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
 from stores.controls.contract import RunRecord
 from stores.controls.sqlite import SqliteControls
 from teams.breakers import BreakerSettings, agent_breaker, model_breaker
 from teams.daily_budgets import DailyBudgets
-from teams.ledger import GLOBAL_SCOPE, tenant_scope
-from teams.requests import TeamRequest
-from teams.results import CallStatus, RunStatus, TeamResult
 from tests.support import agent, inline_team, running_worker, start
 from workflows.agent_team import WORKFLOW_NAME
 

@@ -18,15 +18,15 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from contracts.approvals import Decision
+from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from security.codec import data_converter
 from security.keyring import KeyRing, write_key_file
 from teamctl.codec_server import CodecServer, new_token
 from teamctl.report_fetch import fetch_report
 from teamctl.report_models import UNKNOWN_TEAM, RunWithoutResult
-from teams.approvals import Decision
 from teams.catalog import Catalog
-from teams.results import RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl_async, temporal_cli
 from tests.support import awaiting_approval, client_with_keys, running_worker, start
 from worker.main import workflow_runner

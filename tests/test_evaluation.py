@@ -33,12 +33,12 @@ from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.approvals import ApprovalRecord
+from contracts.evaluation import EvaluationRequest, EvaluationResult, ItemResult
+from contracts.requests import TeamRequest
+from contracts.results import RunStatus, TeamResult
 from providers.simulated import FaultKind, FaultRule
-from teams.approvals import ApprovalRecord
 from teams.catalog import SHIPPED_GOLD_DIR, SHIPPED_TEAMS_DIR, Catalog
-from teams.evaluation import EvaluationRequest, EvaluationResult, ItemResult
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult
 from teams.telemetry_names import EVAL_DROPS, EVAL_SCORE
 from tests.processes import address_of, teamctl_async
 from tests.support import history_events, marker_names, running_worker

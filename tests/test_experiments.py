@@ -17,11 +17,11 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from contracts.requests import TeamRequest
+from contracts.results import TeamResult
 from teams.catalog import SHIPPED_PRICES, Catalog
 from teams.errors import PromptError, UnknownModelError
 from teams.experiments import ExperimentSpec, VariantAssignment, bucket
-from teams.requests import TeamRequest
-from teams.results import TeamResult
 from teams.spec import TeamSpec
 from tests.processes import teamctl_async
 from tests.support import catalog_with_edited, running_worker, team_data

@@ -11,11 +11,11 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.requests import TeamRequest
+from contracts.results import RunStatus, TeamResult
 from providers.simulated import FaultKind, FaultRule
 from teamctl import experiment_stats as stats
 from teams.experiments import bucket
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult
 from tests.processes import teamctl_async
 from tests.support import catalog_with_edited, running_worker
 from workflows.agent_team import WORKFLOW_NAME

@@ -9,8 +9,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from contracts.results import CallStatus, DegradationLevel, RunStatus
 from providers.simulated import FaultKind, FaultRule
-from teams.results import CallStatus, DegradationLevel, RunStatus
 from teams.spec import TeamSpec
 from tests.support import agent, history_events, inline_team, running_worker, stage, start
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.ledger import GLOBAL_SCOPE
+from contracts.results import CallStatus, RunStatus, TeamResult
 from stores.controls.sqlite import SqliteControls
 from teams.catalog import Catalog
-from teams.ledger import GLOBAL_SCOPE
-from teams.results import CallStatus, RunStatus, TeamResult
 from tests.processes import worker_process
 from tests.support import agent, inline_team, start
 

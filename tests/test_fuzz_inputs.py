@@ -35,13 +35,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from teams.approvals import DecideRequest, Decision
+from contracts.approvals import DecideRequest, Decision
+from contracts.requests import TeamRequest, describe_validation_error, parse_team_request
 from teams.catalog import parse_team_spec
 from teams.daily_budgets import BudgetConfigError, load_budgets
 from teams.durations import MAX_DURATION
 from teams.errors import PriceTableError, RequestError, TeamSpecError
 from teams.pricing import load_price_table
-from teams.requests import TeamRequest, describe_validation_error, parse_team_request
 from teams.spec import TeamSpec
 from teams.spec_limits import MAX_STAGE_TIMEOUT
 from tests.fuzz_strategies import (

@@ -40,9 +40,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from teams.requests import TeamRequest, describe_validation_error
-from teams.results import TeamResult, TeamStatus
-from teams.run_interface import APPROVE_SIGNAL, STATUS_QUERY
+from contracts.requests import TeamRequest, describe_validation_error
+from contracts.results import TeamResult, TeamStatus
+from contracts.run_interface import APPROVE_SIGNAL, STATUS_QUERY
 from teams.spec import TeamSpec
 from tests.fuzz_strategies import DURATION_KEYS, SHIPPED
 from tests.processes import temporal_start

@@ -266,7 +266,7 @@ def test_fence_exact_output() -> None:
 
 
 def test_fence_a_handoff_that_closes_the_fence_and_forges_a_task() -> None:
-    from teams.calls import HandoffItem  # here: only this test depends on the contracts
+    from contracts.calls import HandoffItem  # here: only this test depends on the contracts
 
     item = HandoffItem(
         source="writer",

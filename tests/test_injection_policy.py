@@ -25,14 +25,14 @@ from temporalio.client import (
 )
 from temporalio.exceptions import ApplicationError
 
+from contracts.approvals import Decision
+from contracts.calls import AgentCall, HandoffItem
+from contracts.results import CallStatus, InjectionReport, RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL, REJECT_SIGNAL
 from providers.anthropic import AnthropicProvider
 from security.injection import FENCE_INSTRUCTIONS, RULE_NAMES
-from teams.approvals import Decision
-from teams.calls import AgentCall, HandoffItem
 from teams.errors import INJECTION_REJECTED
 from teams.prompting import render_user_message
-from teams.results import CallStatus, InjectionReport, RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL, REJECT_SIGNAL
 from teams.spec import InjectionPolicy, TeamSpec
 from tests.messages_standin import MessagesStandIn, Request, Step, system_text, user_text
 from tests.support import running_worker, start, status_of, team_data, wait_for

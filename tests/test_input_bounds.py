@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from teams.approvals import DecideRequest, Decision
+from contracts.approvals import DecideRequest, Decision
+from contracts.requests import TeamRequest, parse_team_request
 from teams.breakers import BreakerSettings
 from teams.catalog import Catalog, load_team_file, parse_team_spec
 from teams.daily_budgets import BudgetConfigError, load_budgets
 from teams.durations import MAX_DURATION, parse_short_duration
 from teams.errors import PriceTableError, RequestError, TeamSpecError
 from teams.pricing import load_price_table
-from teams.requests import TeamRequest, parse_team_request
 from teams.spec import TeamSpec
 from tests.support import agent, stage, team_data
 

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from teams.results import TeamResult
+from contracts.results import TeamResult
 from tests.processes import ROOT, address_of
 from tests.support import awaiting_approval, running_worker, start, status_of
 from worker.telemetry import tracing_interceptor

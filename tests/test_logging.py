@@ -16,8 +16,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from teams.approvals import Decision
-from teams.run_interface import APPROVE_SIGNAL
+from contracts.approvals import Decision
+from contracts.run_interface import APPROVE_SIGNAL
 from tests.processes import worker_process
 from tests.support import agent, awaiting_approval, inline_team, running_worker, start
 from worker.logs import (

@@ -38,13 +38,13 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import WorkerConfig
 
 from bench.environment import dev_server, restart
+from contracts.approvals import ApprovalRecord, Decision
+from contracts.ledger import GLOBAL_SCOPE
+from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from stores.controls.sqlite import SqliteControls
 from teamctl.runs import decide
-from teams.approvals import ApprovalRecord, Decision
-from teams.ledger import GLOBAL_SCOPE
-from teams.results import CallStatus, RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from teams.spec import TeamSpec
 from tests.processes import worker_process
 from tests.support import (

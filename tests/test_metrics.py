@@ -20,12 +20,12 @@ from temporalio.runtime import BufferedMetricUpdate, MetricBuffer, Runtime, Tele
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from contracts.ledger import GLOBAL_SCOPE
+from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
 from providers.simulated import FaultKind, FaultRule
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.runs import decide
 from teams.daily_budgets import DailyBudgets
-from teams.ledger import GLOBAL_SCOPE
-from teams.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
 from teams.telemetry_names import (
     AGENT_CALLS,
     AGENT_COST,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.results import RunStatus
 from teamctl.devserver import free_port
-from teams.results import RunStatus
 from teams.telemetry_names import BUDGET_ALERTS
 from tests.processes import worker_process
 from tests.support import start

@@ -18,11 +18,11 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.approvals import Decision
+from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
 from security.codec import ENCODING, KEY_ID_METADATA
 from security.keyring import KeyRing, write_key_file
-from teams.approvals import Decision
-from teams.results import RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
 from tests.processes import temporal_start
 from tests.support import (
     awaiting_approval,

@@ -26,12 +26,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from contracts.results import DegradationLevel, RunStatus, TeamResult
 from providers.anthropic import AnthropicProvider
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.render import result_text
 from teams.catalog import Catalog
 from teams.errors import PII_BLOCKED
-from teams.results import DegradationLevel, RunStatus, TeamResult
 from teams.spec import TeamSpec
 from tests.messages_standin import MessagesStandIn
 from tests.support import activity_types, history_events, running_worker, start, team_data

@@ -6,9 +6,9 @@ from typing import Any
 
 from temporalio.client import Client
 
-from teams.approvals import Decision
-from teams.results import RunStatus
-from teams.run_interface import APPROVE_SIGNAL
+from contracts.approvals import Decision
+from contracts.results import RunStatus
+from contracts.run_interface import APPROVE_SIGNAL
 from tests.support import awaiting_approval, inline_team, running_worker, stage, start
 
 

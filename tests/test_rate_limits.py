@@ -10,8 +10,8 @@ import logging
 import pytest
 from temporalio.client import Client
 
+from contracts.results import CallStatus, RunStatus
 from stores.controls.sqlite import SqliteControls
-from teams.results import CallStatus, RunStatus
 from tests.support import (
     agent,
     events_of_each_call,

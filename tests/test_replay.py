@@ -17,8 +17,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from teams.resolved import ResolvedTeam
-from teams.results import RunStatus, TeamResult
+from contracts.resolved import ResolvedTeam
+from contracts.results import RunStatus, TeamResult
 from worker.main import workflow_runner
 from workflows.agent_team import AgentTeamWorkflow
 

@@ -17,16 +17,8 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from providers.simulated import FaultKind, FaultRule
-from teamctl.report import build_report
-from teamctl.report_fetch import fetch_report, read_run, team_targets
-from teamctl.report_figures import per_run, percentile, rate_percent
-from teamctl.report_models import ListedRun, TeamTargets
-from teamctl.report_query import ReportInputError, parse_since, visibility_query
-from teamctl.report_render import report_text
-from teams.approvals import Decision
-from teams.catalog import Catalog
-from teams.results import (
+from contracts.approvals import Decision
+from contracts.results import (
     AgentCallRecord,
     CallStatus,
     DegradationLevel,
@@ -34,7 +26,15 @@ from teams.results import (
     RunStatus,
     TeamResult,
 )
-from teams.run_interface import APPROVE_SIGNAL
+from contracts.run_interface import APPROVE_SIGNAL
+from providers.simulated import FaultKind, FaultRule
+from teamctl.report import build_report
+from teamctl.report_fetch import fetch_report, read_run, team_targets
+from teamctl.report_figures import per_run, percentile, rate_percent
+from teamctl.report_models import ListedRun, TeamTargets
+from teamctl.report_query import ReportInputError, parse_since, visibility_query
+from teamctl.report_render import report_text
+from teams.catalog import Catalog
 from teams.spec import TeamSpec
 from tests.processes import teamctl, teamctl_async
 from tests.support import agent, awaiting_approval, inline_team, running_worker, stage, start

@@ -13,11 +13,11 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from teams.approvals import Decision
+from contracts.approvals import Decision
+from contracts.requests import TeamRequest
+from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from teams.policy import RequestPolicy
-from teams.requests import TeamRequest
-from teams.results import RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl
 from tests.support import (
     activity_types,

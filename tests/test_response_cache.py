@@ -19,15 +19,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from contracts.calls import AgentCall, HandoffItem
+from contracts.outputs import ReviewVerdict, RouteDecision
+from contracts.resolved import PromptRef
 from stores.cache_factory import CacheConfigError, open_cache
 from stores.postgres_cache import PostgresResponseCache
 from stores.redis_cache import RedisResponseCache
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from stores.sqlite_cache import SqliteResponseCache
-from teams.calls import AgentCall, HandoffItem
 from teams.catalog import Catalog
-from teams.outputs import ReviewVerdict, RouteDecision
-from teams.resolved import PromptRef
 from tests.stores_support import (  # noqa: F401  (registers the fixtures in this module)
     postgres_database_url_fixture,
     postgres_url_fixture,

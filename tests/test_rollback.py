@@ -17,11 +17,11 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from teams.approvals import Decision
+from contracts.approvals import Decision
+from contracts.results import TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE
-from teams.results import TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import teamctl_async
 from tests.support import awaiting_approval, running_worker, start
 from workflows.visibility import TEAM_VERSION

@@ -15,12 +15,12 @@ import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
+from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE
 from security.approvers import ApproverRegistry
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key, write_key_pair
-from teams.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
-from teams.results import RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE
 from tests.processes import teamctl_async, temporal_cli
 from tests.support import awaiting_approval, running_worker, start
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.calls import AgentCall, HandoffItem
 from providers.provider_errors import ProviderOverloaded, ProviderUnavailable, RateLimited
 from providers.simulated import (
     FaultKind,
@@ -17,7 +18,6 @@ from providers.simulated import (
     count_tokens,
     persona_of,
 )
-from teams.calls import AgentCall, HandoffItem
 from teams.catalog import Catalog
 from teams.pricing import TokenUsage
 from teams.prompting import estimate_prompt_tokens, render_user_message

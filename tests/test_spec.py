@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from contracts.requests import parse_team_request
 from teams.catalog import SHIPPED_PROMPTS_DIR, Catalog, load_team_file, parse_team_spec
 from teams.errors import (
     PromptError,
@@ -18,7 +19,6 @@ from teams.errors import (
     UnknownModelError,
     UnknownTeamError,
 )
-from teams.requests import parse_team_request
 from teams.spec import AlertSpec, ApprovalStage, FanOutStage, GateStage, RouterStage, TeamSpec
 from tests.support import agent, stage, team_data
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from teams.approvals import Decision
-from teams.results import CallStatus, DegradationLevel, RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
+from contracts.approvals import Decision
+from contracts.results import CallStatus, DegradationLevel, RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from tests.support import (
     LOCAL_ACTIVITY_MARKER,
     PATCH_MARKER,

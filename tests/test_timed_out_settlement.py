@@ -16,12 +16,12 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
+from contracts.requests import TeamRequest
+from contracts.results import CallStatus, RunStatus, TeamResult
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from teams.catalog import Catalog
-from teams.requests import TeamRequest
-from teams.results import CallStatus, RunStatus, TeamResult
 from workflows.agent_team import WORKFLOW_NAME
 
 TASK_QUEUE = "settle-timeouts"

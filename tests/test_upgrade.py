@@ -15,12 +15,12 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import PatchActivationInput
 
+from contracts.approvals import Decision
+from contracts.ledger import GLOBAL_SCOPE
+from contracts.results import RunStatus
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from stores.controls.sqlite import SqliteControls
-from teams.approvals import Decision
-from teams.ledger import GLOBAL_SCOPE
-from teams.results import RunStatus
-from teams.run_interface import APPROVE_SIGNAL
 from tests.support import (
     activity_types,
     awaiting_approval,

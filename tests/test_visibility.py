@@ -14,11 +14,11 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 
+from contracts.approvals import Decision
+from contracts.results import RunStatus
+from contracts.run_interface import APPROVE_SIGNAL
 from teamctl.devserver import DevServer, free_port, start_dev_server, temporal_binary
 from teamctl.devserver import wait_until_ready as server_ready
-from teams.approvals import Decision
-from teams.results import RunStatus
-from teams.run_interface import APPROVE_SIGNAL
 from tests.processes import run_async
 from tests.support import awaiting_approval, running_worker, start
 

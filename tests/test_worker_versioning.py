@@ -35,12 +35,12 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, WorkerDeploymentConfig
 from temporalio.workflow import NondeterminismError
 
+from contracts.approvals import Decision
+from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from teamctl.devserver import free_port, start_dev_server, wait_until_ready
-from teams.approvals import Decision
 from teams.catalog import Catalog
-from teams.results import CallStatus, RunStatus, TeamResult
-from teams.run_interface import APPROVE_SIGNAL
 from tests.incompatible_workflow import PAUSE, AgentTeamWorkflowV2
 from tests.processes import temporal_cli, worker_process
 from tests.support import awaiting_approval, history_events, start

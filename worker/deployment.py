@@ -8,8 +8,8 @@ from typing import Literal
 
 from temporalio.common import WorkerDeploymentVersion
 
+from contracts.approvals import ApprovalMode
 from security.approvers import ApproverRegistry
-from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.daily_budgets import DailyBudgets
 from teams.policy import RequestPolicy

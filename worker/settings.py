@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from temporalio.common import WorkerDeploymentVersion
 
+from contracts.approvals import ApprovalMode
 from security.approvers import ApproverRegistry
 from stores.controls.factory import DEFAULT_CONTROLS_URL
-from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.catalog import (
     SHIPPED_GOLD_DIR,

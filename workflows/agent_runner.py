@@ -38,16 +38,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.calls import AgentCall, AgentOutcome
+    from contracts.results import AgentCallRecord, CallStatus, RunStatus
     from providers.provider_errors import (
         CIRCUIT_OPEN,
         CONTROLS_UNAVAILABLE,
         NO_FALLBACK_ERROR_TYPES,
     )
     from teams.breakers import agent_breaker, model_breaker
-    from teams.calls import AgentCall, AgentOutcome
     from teams.pricing import TokenUsage, format_usd
     from teams.prompting import worst_case_cost_micro
-    from teams.results import AgentCallRecord, CallStatus, RunStatus
     from teams.spec import AgentSpec
     from workflows import call_records
     from workflows.call_activity import StopFlag, outcome_of, start_call

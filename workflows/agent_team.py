@@ -25,8 +25,18 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.names import LOAD_TEAM_SPEC
     from activities.team_specs import TeamSpecRef
-    from teams.approvals import Decision, DecisionKind, DecisionReceipt
-    from teams.calls import HandoffItem
+    from contracts.approvals import Decision, DecisionKind, DecisionReceipt
+    from contracts.calls import HandoffItem
+    from contracts.requests import TeamRequest
+    from contracts.resolved import ResolvedTeam
+    from contracts.results import RunStatus, TeamResult, TeamStatus
+    from contracts.run_interface import (
+        AGENT_TEAM_WORKFLOW,
+        APPROVE_SIGNAL,
+        DECIDE_UPDATE,
+        REJECT_SIGNAL,
+        STATUS_QUERY,
+    )
     from teams.errors import (
         INJECTION_REJECTED,
         PII_BLOCKED,
@@ -34,16 +44,6 @@ with workflow.unsafe.imports_passed_through():
         RequestRefusedError,
     )
     from teams.pricing import usd_to_micro
-    from teams.requests import TeamRequest
-    from teams.resolved import ResolvedTeam
-    from teams.results import RunStatus, TeamResult, TeamStatus
-    from teams.run_interface import (
-        AGENT_TEAM_WORKFLOW,
-        APPROVE_SIGNAL,
-        DECIDE_UPDATE,
-        REJECT_SIGNAL,
-        STATUS_QUERY,
-    )
     from workflows import inputs
     from workflows.agent_runner import AgentRunner
     from workflows.approval_desk import ApprovalDesk

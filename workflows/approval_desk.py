@@ -42,9 +42,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from security.approvers import ApproverRegistry
-    from security.signatures import check, claim_for
-    from teams.approvals import (
+    from contracts.approvals import (
         ApprovalMode,
         ApprovalRecord,
         DecideRequest,
@@ -54,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
         IgnoredDecision,
         PendingApproval,
     )
+    from security.approvers import ApproverRegistry
+    from security.signatures import check, claim_for
     from teams.durations import format_duration
     from teams.spec import ApprovalStage
     from workflows import evaluator

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
     from providers.provider_errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
     from security.injection import FENCE_INSTRUCTIONS
-    from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
     from teams.prompting import estimate_prompt_tokens
     from teams.spec import AgentSpec
     from workflows.call_activity import StopFlag

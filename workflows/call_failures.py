@@ -20,10 +20,10 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.calls import CallFailureDetails, CallProgress
+    from contracts.results import CallStatus
     from providers.provider_errors import CIRCUIT_OPEN, DAILY_BUDGET_EXCEEDED
-    from teams.calls import CallFailureDetails, CallProgress
     from teams.pricing import ModelPrice, TokenUsage
-    from teams.results import CallStatus
     from teams.spec import AgentSpec
 
 

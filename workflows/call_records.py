@@ -5,9 +5,9 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from teams.calls import AgentCall, AgentOutcome
+    from contracts.calls import AgentCall, AgentOutcome
+    from contracts.results import AgentCallRecord, CallStatus
     from teams.pricing import TokenUsage
-    from teams.results import AgentCallRecord, CallStatus
     from workflows.call_failures import CallFailure
 
 

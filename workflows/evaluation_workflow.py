@@ -39,10 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.names import EVALUATION_BASELINE, LOAD_GOLD_SET
-    from security.injection import FENCE_INSTRUCTIONS
-    from teams.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
-    from teams.errors import GoldSetError, TeamSpecError
-    from teams.evaluation import (
+    from contracts.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
+    from contracts.evaluation import (
         Baseline,
         BaselineQuery,
         EvaluationRequest,
@@ -51,10 +49,12 @@ with workflow.unsafe.imports_passed_through():
         ItemResult,
         ResolvedGoldSet,
     )
+    from contracts.outputs import ReviewVerdict
+    from contracts.requests import TeamRequest
+    from contracts.results import TeamResult
+    from security.injection import FENCE_INSTRUCTIONS
+    from teams.errors import GoldSetError, TeamSpecError
     from teams.gold_sets import JUDGE_AGENT, GoldItem
-    from teams.outputs import ReviewVerdict
-    from teams.requests import TeamRequest
-    from teams.results import TeamResult
     from teams.scoring import (
         check_rules,
         drop_of,

@@ -41,7 +41,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from teams.requests import TeamRequest
+    from contracts.requests import TeamRequest
 
 EVALUATOR = "evaluator"
 """The approver recorded for an evaluator approval."""

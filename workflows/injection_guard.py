@@ -29,10 +29,10 @@ from collections.abc import Iterable
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.calls import AgentOutcome, HandoffItem
+    from contracts.results import InjectionAction, InjectionReport, RunStatus
     from security.injection import InjectionFinding
-    from teams.calls import AgentOutcome, HandoffItem
     from teams.errors import INJECTION_REJECTED
-    from teams.results import InjectionAction, InjectionReport, RunStatus
     from teams.spec import ApprovalStage, InjectionSpec
     from workflows.approval_desk import ApprovalDesk
     from workflows.run_state import RunState

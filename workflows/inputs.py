@@ -28,9 +28,9 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ValidationError
 
+    from contracts.approvals import DecideRequest
+    from contracts.requests import TeamRequest, describe_validation_error
     from security.codec import UNDECRYPTABLE, UNDECRYPTABLE_REASON
-    from teams.approvals import DecideRequest
-    from teams.requests import TeamRequest, describe_validation_error
     from workflows import evaluator
 
 INVALID_REQUEST = "InvalidRequest"

@@ -42,8 +42,8 @@ from temporalio import workflow
 from temporalio.common import MetricCounter, MetricMeter
 
 with workflow.unsafe.imports_passed_through():
+    from contracts.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus
     from teams.metric_labels import OTHER, member_label, team_label
-    from teams.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus
     from teams.telemetry_names import (
         AGENT_CALLS,
         AGENT_COST,

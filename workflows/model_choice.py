@@ -14,8 +14,8 @@ from decimal import Decimal
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from teams.calls import AgentCall
-    from teams.outputs import RouteDecision
+    from contracts.calls import AgentCall
+    from contracts.outputs import RouteDecision
     from teams.pricing import ModelPrice, format_usd, usd_to_micro
     from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
     from teams.spec import AgentSpec, ModelRouting

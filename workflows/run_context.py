@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from teams.requests import TeamRequest
-    from teams.resolved import ResolvedTeam
+    from contracts.requests import TeamRequest
+    from contracts.resolved import ResolvedTeam
     from workflows.metrics import RunMetrics
     from workflows.run_budget import RunBudget
     from workflows.run_state import RunState

@@ -12,14 +12,11 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from security.pii import redact
-    from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
-    from teams.calls import HandoffItem
-    from teams.experiments import VariantAssignment
-    from teams.outputs import RouteDecision
-    from teams.pricing import total_usage
-    from teams.resolved import ResolvedTeam
-    from teams.results import (
+    from contracts.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
+    from contracts.calls import HandoffItem
+    from contracts.outputs import RouteDecision
+    from contracts.resolved import ResolvedTeam
+    from contracts.results import (
         AgentCallRecord,
         AgentState,
         AgentTotals,
@@ -33,6 +30,9 @@ with workflow.unsafe.imports_passed_through():
         TeamResult,
         TeamStatus,
     )
+    from security.pii import redact
+    from teams.experiments import VariantAssignment
+    from teams.pricing import total_usage
     from workflows.run_budget import RunBudget
 
 MAX_OUTPUT_CHARS = 200_000

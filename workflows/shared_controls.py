@@ -27,8 +27,7 @@ from temporalio.exceptions import CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
-    from providers.provider_errors import BREAKER_NEUTRAL_ERROR_TYPES
-    from teams.admission import (
+    from contracts.admission import (
         Admission,
         AdmissionRequest,
         BreakerOutcome,
@@ -36,11 +35,12 @@ with workflow.unsafe.imports_passed_through():
         SettlementReceipt,
         SettlementRequest,
     )
-    from teams.calls import AgentCall
-    from teams.ledger import Charge, CostKey, RunCostReport
-    from teams.requests import TeamRequest
-    from teams.resolved import ResolvedTeam
-    from teams.results import AgentCallRecord, CallStatus, RunStatus
+    from contracts.calls import AgentCall
+    from contracts.ledger import Charge, CostKey, RunCostReport
+    from contracts.requests import TeamRequest
+    from contracts.resolved import ResolvedTeam
+    from contracts.results import AgentCallRecord, CallStatus, RunStatus
+    from providers.provider_errors import BREAKER_NEUTRAL_ERROR_TYPES
     from workflows.run_state import RunState
     from workflows.stops import RunStopped
 

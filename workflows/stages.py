@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from teams.calls import AgentOutcome, HandoffItem
+    from contracts.calls import AgentOutcome, HandoffItem
+    from contracts.outputs import DIRECT_ROUTE, ReviewVerdict
+    from contracts.results import DegradationLevel, FanOutReport, GateReport, RunStatus
     from teams.durations import format_duration
-    from teams.outputs import DIRECT_ROUTE, ReviewVerdict
-    from teams.results import DegradationLevel, FanOutReport, GateReport, RunStatus
     from teams.spec import (
         ApprovalStage,
         DegradationThresholds,

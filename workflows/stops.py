@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from teams.results import RunStatus
+    from contracts.results import RunStatus
 
 
 class RunStopped(ApplicationError):

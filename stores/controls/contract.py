@@ -39,8 +39,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.ledger import Alert, CostKey, LedgerSummary
 from teams.breakers import BreakerSettings, BreakerState, BreakerStatus, BreakerTransition
-from teams.ledger import Alert, CostKey, LedgerSummary
 from teams.pricing import TokenUsage
 
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"

@@ -72,6 +72,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from contracts.ledger import Alert, LedgerSummary
 from stores.controls import rules
 from stores.controls.contract import (
     DEFAULT_RETENTION,
@@ -105,7 +106,6 @@ from stores.controls.redis_replies import (
     read_transition,
 )
 from teams.breakers import BreakerSettings, BreakerStatus
-from teams.ledger import Alert, LedgerSummary
 
 KEY_PREFIX = "agent-teams:controls"
 TIMEOUT_S = 5.0

@@ -1,6 +1,6 @@
 """The Lua every Redis controls script starts with: constants, keys, the store's clock.
 
-The constants are rendered from the Python ones (:mod:`teams.ledger`,
+The constants are rendered from the Python ones (:mod:`contracts.ledger`,
 :mod:`stores.controls.rules`), so a rule changed there changes in Lua too.
 Numbers are written with ``%d`` (integers) and ``%.17g`` (times, which
 round-trips a double), never with Lua's lossy ``tostring``.
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from stores.controls import rules
-from stores.controls.contract import (
-    TRANSITIONS_MEMORY,
-)
-from stores.controls.rules import NO_TENANT, TENANT_PREFIX
-from teams.ledger import (
+from contracts.ledger import (
     ALERT_THRESHOLDS_PERCENT,
     GLOBAL_SCOPE,
     MIN_RUNS_FOR_MEDIAN,
     OUTLIER_FACTOR,
     TRAILING_RUNS,
 )
+from stores.controls import rules
+from stores.controls.contract import (
+    TRANSITIONS_MEMORY,
+)
+from stores.controls.rules import NO_TENANT, TENANT_PREFIX
 
 ROW_FIELDS = (
     "calls",

@@ -11,17 +11,17 @@ import json
 from datetime import datetime
 from typing import Any
 
+from contracts.ledger import (
+    Alert,
+    CostKey,
+    CostRow,
+)
 from stores.controls import rules
 from stores.controls.contract import (
     BreakerAnswer,
 )
 from stores.controls.redis_lua import ROW_FIELDS
 from teams.breakers import BreakerSettings, BreakerTransition
-from teams.ledger import (
-    Alert,
-    CostKey,
-    CostRow,
-)
 
 
 def read_pairs(flat: list[Any]) -> dict[str, int]:

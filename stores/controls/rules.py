@@ -10,8 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from statistics import median
 
-from teams.breakers import BreakerSettings, BreakerState, BreakerTransition
-from teams.ledger import (
+from contracts.ledger import (
     ALERT_THRESHOLDS_PERCENT,
     GLOBAL_SCOPE,
     MIN_RUNS_FOR_MEDIAN,
@@ -20,12 +19,13 @@ from teams.ledger import (
     AlertKind,
     tenant_scope,
 )
+from teams.breakers import BreakerSettings, BreakerState, BreakerTransition
 from teams.pricing import format_usd
 
 NO_TENANT = "-"
 """The tenant column of cost rows for calls made without a tenant."""
 TENANT_PREFIX = "tenant:"
-"""What :func:`teams.ledger.tenant_scope` puts before a tenant's name."""
+"""What :func:`contracts.ledger.tenant_scope` puts before a tenant's name."""
 PROBE_LEASE_MIN_S = 30.0
 """A half-open probe holds its lease at least this long (or twice the cool-down)."""
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from contracts.ledger import GLOBAL_SCOPE, TRAILING_RUNS
 from stores.controls.contract import (
     TRANSITIONS_MEMORY,
     AdmitAnswer,
@@ -35,7 +36,6 @@ from stores.controls.sql_budgets import ledger, release, reserve, settle
 from stores.controls.sql_runs import record_run
 from stores.controls.sql_schema import schema
 from stores.controls.sql_tx import Tx
-from teams.ledger import GLOBAL_SCOPE, TRAILING_RUNS
 
 
 def admit(tx: Tx, request: AdmitRequest) -> AdmitAnswer:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from contracts.ledger import Alert
 from stores.controls.sql_tx import Tx
-from teams.ledger import Alert
 
 
 def raise_alert(tx: Tx, alert: Alert) -> bool:

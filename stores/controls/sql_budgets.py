@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from contracts.ledger import Alert, LedgerSummary
 from stores.controls import rules
 from stores.controls.contract import Reservation, ReserveAnswer, SettleAnswer, Settlement
 from stores.controls.sql_alerts import raise_alert
 from stores.controls.sql_breakers import breaker_report
 from stores.controls.sql_cost_rows import add_cost_row, cost_rows
 from stores.controls.sql_tx import Tx
-from teams.ledger import Alert, LedgerSummary
 
 
 def reserve(tx: Tx, request: Reservation) -> ReserveAnswer:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts.ledger import CostKey, CostRow
 from stores.controls.contract import Settlement
 from stores.controls.rules import NO_TENANT
 from stores.controls.sql_tx import Tx
-from teams.ledger import CostKey, CostRow
 from teams.pricing import TokenUsage
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from contracts.ledger import TRAILING_RUNS, Alert
 from stores.controls import rules
 from stores.controls.contract import RunRecord
 from stores.controls.sql_alerts import raise_alert
 from stores.controls.sql_tx import Tx
-from teams.ledger import TRAILING_RUNS, Alert
 
 
 def record_run(tx: Tx, record: RunRecord) -> list[Alert]:

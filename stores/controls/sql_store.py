@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TypeVar
 
+from contracts.ledger import Alert, LedgerSummary
 from stores.controls import sql
 from stores.controls.contract import (
     AdmitAnswer,
@@ -26,7 +27,6 @@ from stores.controls.contract import (
     TakeAnswer,
 )
 from teams.breakers import BreakerSettings, BreakerStatus
-from teams.ledger import Alert, LedgerSummary
 
 _T = TypeVar("_T")
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from teams.calls import AgentCall, HandoffItem
+from contracts.calls import AgentCall, HandoffItem
+from contracts.resolved import PromptRef
 from teams.pricing import ModelPrice
-from teams.resolved import PromptRef
 from teams.spec import AgentSpec
 
 SONNET = ModelPrice(

@@ -19,8 +19,8 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 
+from contracts.results import CallStatus
 from teams.pricing import TokenUsage
-from teams.results import CallStatus
 from tests.unit.builders import SONNET, agent_spec
 from workflows.call_failures import CallFailure, classify
 

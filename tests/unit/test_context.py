@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import pytest
 
 from activities.context import fit_context
+from contracts.calls import AgentCall, ContextReport, ContextTrim, HandoffItem
 from providers.provider_errors import ContextOverflow
-from teams.calls import AgentCall, ContextReport, ContextTrim, HandoffItem
 from tests.unit.builders import agent_call, handoff
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from teams.results import DegradationLevel
+from contracts.results import DegradationLevel
 from teams.spec import DegradationThresholds
 from workflows.stages import grade
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from teams.calls import AgentCall
-from teams.outputs import RouteDecision
+from contracts.calls import AgentCall
+from contracts.outputs import RouteDecision
 from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
 from teams.spec import ModelRouting
 from tests.unit.builders import HAIKU, OPUS, PRICES, SONNET, agent_call, agent_spec

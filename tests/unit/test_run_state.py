@@ -11,14 +11,11 @@ from typing import Any
 
 import pytest
 
-from security.injection import InjectionFinding
-from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
-from teams.calls import HandoffItem
-from teams.experiments import VariantAssignment
-from teams.outputs import RouteDecision
-from teams.pricing import TokenUsage
-from teams.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
-from teams.results import (
+from contracts.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
+from contracts.calls import HandoffItem
+from contracts.outputs import RouteDecision
+from contracts.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
+from contracts.results import (
     AgentCallRecord,
     AgentTotals,
     CallStatus,
@@ -30,6 +27,9 @@ from teams.results import (
     TeamResult,
     TeamStatus,
 )
+from security.injection import InjectionFinding
+from teams.experiments import VariantAssignment
+from teams.pricing import TokenUsage
 from teams.spec import TeamSpec
 from tests.unit.builders import HAIKU, PRICES, SONNET
 from workflows.run_budget import RunBudget

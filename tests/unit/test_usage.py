@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import pytest
 from pydantic import ValidationError
 
+from contracts.results import AgentCallRecord, CallStatus
 from teams.pricing import ModelPrice, TokenUsage, WithUsage, format_usd, total_usage
-from teams.results import AgentCallRecord, CallStatus
 from tests.unit.builders import HAIKU, SONNET
 
 pytestmark = pytest.mark.unit

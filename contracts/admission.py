@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.ledger import Charge, RunCostReport
 from teams.breakers import BreakerSettings
-from teams.ledger import Charge, RunCostReport
 
 BreakerOutcome = Literal["success", "failure", "none"]
 

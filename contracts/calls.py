@@ -12,11 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.outputs import ReviewVerdict, RouteDecision
+from contracts.resolved import PromptRef
 from security.injection import InjectionFinding
 from teams.breakers import BreakerSettings
-from teams.outputs import ReviewVerdict, RouteDecision
 from teams.pricing import ModelPrice, TokenUsage
-from teams.resolved import PromptRef
 from teams.spec import OutputKind, PiiPolicy
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]

@@ -4,9 +4,9 @@ The workflow registers its handlers under these names
 (:class:`workflows.agent_team.AgentTeamWorkflow`) and every client — ``teamctl``,
 :mod:`teamctl.runs`, the demo, the tests — sends and asks under them, so a
 rename can never leave one side behind. Their payloads are the typed contracts
-next to them: :class:`teams.approvals.Decision` (signals),
-:class:`teams.approvals.DecideRequest` → :class:`teams.approvals.DecisionReceipt`
-(update), :class:`teams.results.TeamStatus` (query).
+next to them: :class:`contracts.approvals.Decision` (signals),
+:class:`contracts.approvals.DecideRequest` → :class:`contracts.approvals.DecisionReceipt`
+(update), :class:`contracts.results.TeamStatus` (query).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Final
 AGENT_TEAM_WORKFLOW: Final = "AgentTeamWorkflow"
 """Workflow type of a team run."""
 APPROVE_SIGNAL: Final = "approve"
-"""Signal: approve the pending approval point (a :class:`teams.approvals.Decision`)."""
+"""Signal: approve the pending approval point (a :class:`contracts.approvals.Decision`)."""
 REJECT_SIGNAL: Final = "reject"
-"""Signal: reject the pending approval point (a :class:`teams.approvals.Decision`)."""
+"""Signal: reject the pending approval point (a :class:`contracts.approvals.Decision`)."""
 DECIDE_UPDATE: Final = "decide"
 """Update: approve or reject, answered with a receipt or refused by its validator."""
 STATUS_QUERY: Final = "status"
-"""Query: the run's :class:`teams.results.TeamStatus`."""
+"""Query: the run's :class:`contracts.results.TeamStatus`."""

@@ -18,11 +18,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.outputs import ReviewVerdict
+from contracts.resolved import ResolvedPrompt
+from contracts.results import RunStatus
 from teams.gold_sets import MAX_GOLD_ITEMS, GoldSet
-from teams.outputs import ReviewVerdict
 from teams.pricing import ModelPrice
-from teams.resolved import ResolvedPrompt
-from teams.results import RunStatus
 from teams.spec_fields import Slug
 
 MAX_CONCURRENCY = 16

@@ -12,10 +12,10 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
+from contracts.outputs import RouteDecision
 from security.injection import InjectionFinding
-from teams.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
 from teams.experiments import VariantAssignment
-from teams.outputs import RouteDecision
 from teams.pricing import WithUsage, format_usd
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.approvals import ApprovalMode
 from security.approvers import ApproverRegistry
 from security.injection import InjectionFinding
-from teams.approvals import ApprovalMode
 from teams.breakers import BreakerSettings
 from teams.experiments import VariantAssignment
 from teams.pricing import ModelPrice
