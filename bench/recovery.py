@@ -29,6 +29,7 @@ from bench.environment import Server, dev_server, restart
 from bench.stats import Spread, Table
 from bench.systems import completed, start_team
 from contracts.results import TeamResult
+from teamctl.devserver import stop_process
 from teamctl.runs import follow
 from teams.spec import TeamSpec
 
@@ -107,12 +108,7 @@ class WorkerProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.process, timeout_s=40)
 
 
 def _epoch(value: str) -> float:

@@ -18,6 +18,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from teamctl.devserver import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 READY_LINE = '"worker ready'
 """What the worker logs (JSON logs) once it polls its task queues."""
@@ -82,13 +84,7 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """SIGTERM (in-flight work finishes or fails over), SIGKILL if it takes too long."""
-        if self.alive:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.process.wait()
+        stop_process(self.process, timeout_s=STOP_TIMEOUT_S)
 
 
 class WorkerPool:

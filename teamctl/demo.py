@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Awaitable
@@ -36,7 +35,13 @@ from teamctl import render
 from teamctl.cli_runs import follow_and_report
 from teamctl.codec_server import codec_server_from_env, new_token
 from teamctl.costs import Column, day_range, fetch_report
-from teamctl.devserver import DevServer, DevServerError, start_dev_server, wait_until_ready
+from teamctl.devserver import (
+    DevServer,
+    DevServerError,
+    start_dev_server,
+    stop_process,
+    wait_until_ready,
+)
 from teamctl.report_fetch import fetch_report as fetch_operator_report
 from teamctl.report_models import OperatorReport
 from teamctl.report_render import report_text
@@ -97,16 +102,6 @@ def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "worker"], env=environ, stdout=out, stderr=out
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _approve_like_a_person(
@@ -251,7 +246,7 @@ async def demo() -> int:
         status, closing = await _run_demo(client, server, worker, codec.url)
     finally:
         if worker is not None:
-            _stop(worker)
+            stop_process(worker, timeout_s=20)
         server.stop()
         codec.stop()
         print("stopped the worker, the dev server and the codec server")

@@ -77,14 +77,19 @@ class DevServer:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL), waiting for it to exit."""
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """Stop a process we started: SIGTERM (it shuts down cleanly), SIGKILL after ``timeout_s``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def start_dev_server(

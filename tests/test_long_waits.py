@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -44,6 +43,7 @@ from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from stores.controls.sqlite import SqliteControls
+from teamctl.devserver import stop_process
 from teamctl.runs import decide
 from teams.spec import TeamSpec
 from tests.processes import worker_process
@@ -109,17 +109,6 @@ def _journal(path: Path) -> list[dict[str, Any]]:
 def _simulated(journal: Path) -> SimulatedProvider:
     """An instant simulated provider journalling its calls (for in-process workers)."""
     return SimulatedProvider(SimulatedConfig(latency_scale=0.0, journal=journal))
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a worker process we started: SIGTERM (it shuts down cleanly), then wait."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _ready(log: Path, *, attempts: int = 600) -> None:
@@ -305,7 +294,7 @@ async def test_wait_survives_a_worker_restart_and_a_server_restart(
             waiting = await awaiting_approval(handle)
             before = await history_events(handle)
             # The worker goes away while the run waits; a new one takes its place...
-            _stop(first)
+            stop_process(first, timeout_s=30)
             second = worker_process(env, task_queue, tmp_path / "worker2.log", **sim)
             await _ready(tmp_path / "worker2.log")
             # ...and the server restarts under it, on the same database file.
@@ -320,9 +309,9 @@ async def test_wait_survives_a_worker_restart_and_a_server_restart(
             result = await handle.result()
             after = await history_events(handle)
         finally:
-            _stop(first)
+            stop_process(first, timeout_s=30)
             if second is not None:
-                _stop(second)
+                stop_process(second, timeout_s=30)
 
     assert old_server != new_server
     assert first.returncode == 0 and second is not None and second.returncode == 0

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,7 +38,7 @@ from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import SimulatedConfig, SimulatedProvider
-from teamctl.devserver import free_port, start_dev_server, wait_until_ready
+from teamctl.devserver import free_port, start_dev_server, stop_process, wait_until_ready
 from teams.catalog import Catalog
 from tests.incompatible_workflow import PAUSE, AgentTeamWorkflowV2
 from tests.processes import temporal_cli, worker_process
@@ -78,17 +77,6 @@ def _versioned(deployment: str, build_id: str) -> dict[str, str]:
         "AGENT_TEAMS_LOG_FORMAT": "text",
         "SIM_LATENCY_SCALE": "0",
     }
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a worker process we started: SIGTERM (it shuts down cleanly), then wait."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _cli_json(env: WorkflowEnvironment, *args: str) -> Any:
@@ -259,7 +247,7 @@ async def test_a_waiting_run_finishes_on_its_build_while_new_runs_start_on_the_n
             second_result = await second.result()
             v1_after = await _until_drained(env, name, "v1")
             left_on_v1 = await _running_on(env, name, "v1")
-            _stop(v1)
+            stop_process(v1, timeout_s=30)
             deployment = await _cli_json(env, "worker", "deployment", "describe", "--name", name)
             first_events = await history_events(first)
             second_events = await history_events(second)
@@ -269,9 +257,9 @@ async def test_a_waiting_run_finishes_on_its_build_while_new_runs_start_on_the_n
                 await _replays_on(w, first) for w in (AgentTeamWorkflow, AgentTeamWorkflowV2)
             ]
         finally:
-            _stop(v1)
+            stop_process(v1, timeout_s=30)
             if v2 is not None:
-                _stop(v2)
+                stop_process(v2, timeout_s=30)
 
     assert v1_queues == v2_queues == [(task_queue, "activity"), (task_queue, "workflow")]
     assert f"version: {name}.v1 (Worker Versioning" in (tmp_path / "v1.log").read_text()
