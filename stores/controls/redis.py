@@ -93,7 +93,6 @@ from stores.controls.contract import (
 from stores.controls.redis_breaker_lua import BREAKER_ADMIT, BREAKER_REPORT, BREAKER_STATUS
 from stores.controls.redis_bucket_lua import TAKE
 from stores.controls.redis_budget_lua import LEDGER, RECORD_RUN, RELEASE, RESERVE, SETTLE
-from stores.controls.redis_lua import TOKEN_FIELDS
 from stores.controls.redis_prune_lua import PRUNE
 from stores.controls.redis_replies import (
     breaker_request,
@@ -106,6 +105,7 @@ from stores.controls.redis_replies import (
     read_transition,
 )
 from teams.breakers import BreakerSettings, BreakerStatus
+from teams.pricing import TOKEN_FIELDS
 
 KEY_PREFIX = "agent-teams:controls"
 TIMEOUT_S = 5.0

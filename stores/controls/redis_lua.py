@@ -22,22 +22,10 @@ from stores.controls.contract import (
     TRANSITIONS_MEMORY,
 )
 from stores.controls.rules import NO_TENANT, TENANT_PREFIX
+from teams.pricing import TOKEN_FIELDS
 
-ROW_FIELDS = (
-    "calls",
-    "input_tokens",
-    "output_tokens",
-    "cache_creation_input_tokens",
-    "cache_read_input_tokens",
-    "cost_micro",
-    "cache_hits",
-    "saved_micro",
-    "fallbacks",
-)
-"""A cost row's counters: the fields of :class:`CostRow` after its key."""
-
-
-TOKEN_FIELDS = ROW_FIELDS[1:5]
+ROW_FIELDS = ("calls", *TOKEN_FIELDS, "cost_micro", "cache_hits", "saved_micro", "fallbacks")
+"""A cost row's counters: the fields of :class:`CostRow` after its key (tokens flat)."""
 
 
 def lua_string(text: str) -> str:
