@@ -286,14 +286,13 @@ async def fetch_experiments(
     start = until - since
     query = visibility_query(start, team=team)
     check_limit(limit)
-    executions = [
-        e
-        async for e in client.list_workflows(query, limit=limit + 1)
-        if e.typed_search_attributes.get(VARIANTS)
-    ]
+    # One more than asked for, to tell the caller the listing was cut; the limit
+    # counts every run listed, as in ``teamctl report``, not only those in experiments.
+    listed = [e async for e in client.list_workflows(query, limit=limit + 1)]
+    in_experiments = [e for e in listed[:limit] if e.typed_search_attributes.get(VARIANTS)]
     found = [
         samples_of(run, execution.typed_search_attributes.get(VARIANTS) or [])
-        for run, execution in await read_runs(client, executions[:limit])
+        for run, execution in await read_runs(client, in_experiments)
     ]
     return build_experiments(
         [s for samples in found for s in samples],
@@ -301,7 +300,7 @@ async def fetch_experiments(
         until=until,
         team=team,
         query=query,
-        truncated=len(executions) > limit,
+        truncated=len(listed) > limit,
     )
 
 
