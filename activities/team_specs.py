@@ -81,7 +81,7 @@ class TeamSpecActivities:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         inline = not isinstance(ref.team, str)
         try:
-            self._policy.check(
+            charged = self._policy.check(
                 spec=resolved.spec, inline=inline, tenant=ref.tenant, budget_usd=ref.budget_usd
             )
         except RequestRefusedError as err:
@@ -100,6 +100,9 @@ class TeamSpecActivities:
                 "approval_mode": self._approval_mode,
                 "approvers": self._approvers,
                 "task_injection": findings,
+                # Runs from before the tenant rules send no tenant in ref (None either way).
+                "charged_tenant": charged if ref.tenant is None else None,
+                "require_encrypted_input": self._policy.require_encrypted_input,
             }
         )
 

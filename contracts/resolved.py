@@ -92,6 +92,17 @@ class ResolvedTeam(BaseModel):
         "None in runs recorded before this field.",
     )
 
+    charged_tenant: str | None = Field(
+        default=None,
+        description="The tenant a request without one is charged to (the deployment's "
+        "AGENT_TEAMS_DEFAULT_TENANT); None: the request's own tenant, if any.",
+    )
+    require_encrypted_input: bool = Field(
+        default=False,
+        description="The deployment refuses an input or decision that arrives unencrypted "
+        "(AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT) when the run started.",
+    )
+
     def variant_of(self, agent: str) -> str | None:
         """``experiment:variant`` of the experiment on ``agent`` in this run, if any."""
         return next((v.label for v in self.variants or [] if v.agent == agent), None)

@@ -191,6 +191,12 @@ class TeamStatus(BaseModel):
     reserved_micro: int
     budget_left_micro: int
     status: RunStatus | None = Field(default=None, description="Set once the run has finished.")
+    ignored_decisions_total: int = Field(
+        default=0, description="Decisions the run ignored so far (a stranger's, a malformed one)."
+    )
+    last_ignored_decision: IgnoredDecision | None = Field(
+        default=None, description="The latest ignored decision, with the reason."
+    )
 
 
 class TeamResult(WithUsage):
@@ -222,6 +228,11 @@ class TeamResult(WithUsage):
     )
     injections: list[InjectionReport] = Field(
         default_factory=list, description="Suspected prompt injections and what was done."
+    )
+    unencrypted: list[str] = Field(
+        default_factory=list,
+        description="What reached workers that encrypt as plaintext ('input', 'approve signal "
+        "from ...'): stored unencrypted in the run's history.",
     )
     warnings: list[str] = Field(default_factory=list)
     prompt_versions: dict[str, str] = Field(description="Agent → prompt name/version#sha256.")

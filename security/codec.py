@@ -45,7 +45,9 @@ id, never key material or payload contents.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import time
 import zlib
 from collections.abc import Sequence
 
@@ -59,8 +61,15 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from contracts.raw_arguments import (
+    TypedEncodedFailures,
+    TypedFailures,
+    WorkflowArgumentsConverter,
+)
 from security.keyring import KeyRing
 from teams.errors import AgentTeamsError
+
+log = logging.getLogger("security.codec")
 
 ENCODING = b"binary/encrypted"
 """``encoding`` metadata of an encrypted payload (as in Temporal's samples)."""
@@ -77,6 +86,10 @@ no converter decodes it, so only that one value fails to convert."""
 
 UNDECRYPTABLE_REASON = "undecryptable-reason"
 """Metadata key of the marker: why decryption failed (names the key id only)."""
+
+ARRIVED_PLAINTEXT = "agent-teams-arrived-plaintext"
+"""Metadata a worker's codec adds to a payload that reached it unencrypted while it
+encrypts: the workflow warns about (or refuses) an input or decision sent that way."""
 
 ZLIB = b"zlib"
 NO_COMPRESSION = b"none"
@@ -138,6 +151,7 @@ class EncryptionCodec(PayloadCodec):
         self._keyring = keyring
         self._compress = compress
         self._lenient = lenient
+        self._errors = _ThrottledLog()
 
     @property
     def keyring(self) -> KeyRing:
@@ -149,18 +163,18 @@ class EncryptionCodec(PayloadCodec):
         return [self.encrypt(p) for p in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Decrypt encrypted payloads; pass the others through unchanged."""
+        """Decrypt encrypted payloads; pass the others through (lenient: marked as plaintext)."""
         if not self._lenient:
             return [self.decrypt(p) for p in payloads]
         return [self._decrypt_or_mark(p) for p in payloads]
 
     def _decrypt_or_mark(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return _marked_plaintext(payload)
         try:
             return self.decrypt(payload)
         except PayloadDecryptionError as err:
-            return Payload(
-                metadata={"encoding": UNDECRYPTABLE, UNDECRYPTABLE_REASON: str(err).encode()}
-            )
+            return _undecryptable(err, self._errors)
 
     def encrypt(self, payload: Payload) -> Payload:
         """One payload, encrypted under the active key (synchronous)."""
@@ -222,24 +236,82 @@ class MissingKeysError(PayloadDecryptionError):
         )
 
 
+class WorkerMissingKeysError(PayloadDecryptionError):
+    """An encrypted payload reached a worker configured without any keys."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+        super().__init__(
+            f"payload is encrypted under key {key_id!r} and this worker has no encryption "
+            "keys: start it with AGENT_TEAMS_ENCRYPTION_KEY_FILE (or AGENT_TEAMS_ENCRYPTION_KEYS) "
+            "set to the clients' key ring"
+        )
+
+
 class KeylessCodec(PayloadCodec):
-    """A client without keys: payloads pass as they are, encrypted ones are refused by name.
+    """No keys: payloads pass as they are, encrypted ones are refused by name.
 
     Without it, an encrypted payload reaches the pydantic converter, which fails
-    with ``KeyError: 'Unknown payload encoding binary/encrypted'``.
+    with ``KeyError: 'Unknown payload encoding binary/encrypted'``. A client
+    raises :class:`MissingKeysError`; a worker (``lenient``) leaves the
+    :data:`UNDECRYPTABLE` marker, logged as an error naming the key id, so the
+    run fails typed instead of wedging (see :class:`EncryptionCodec`).
     """
+
+    def __init__(self, *, lenient: bool = False) -> None:
+        self._lenient = lenient
+        self._errors = _ThrottledLog()
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Unchanged: a client without keys writes plaintext (warned about elsewhere)."""
         return list(payloads)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Unchanged, unless one is encrypted: :class:`MissingKeysError`."""
-        for payload in payloads:
-            if payload.metadata.get("encoding") == ENCODING:
-                raw = payload.metadata.get(KEY_ID_METADATA, b"?")
-                raise MissingKeysError(raw.decode("utf-8", errors="replace"))
-        return list(payloads)
+        """Unchanged, unless one is encrypted: refused (client) or marked (worker)."""
+        return [self._decode(payload) for payload in payloads]
+
+    def _decode(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        key_id = payload.metadata.get(KEY_ID_METADATA, b"?").decode("utf-8", errors="replace")
+        if not self._lenient:
+            raise MissingKeysError(key_id)
+        return _undecryptable(WorkerMissingKeysError(key_id), self._errors)
+
+
+def _undecryptable(err: PayloadDecryptionError, errors: _ThrottledLog) -> Payload:
+    """The marker a worker leaves where a payload did not decrypt; the error is logged."""
+    errors.log(str(err))
+    return Payload(metadata={"encoding": UNDECRYPTABLE, UNDECRYPTABLE_REASON: str(err).encode()})
+
+
+def arrived_plaintext(payload: Payload) -> bool:
+    """Whether a worker that encrypts received ``payload`` unencrypted."""
+    return ARRIVED_PLAINTEXT in payload.metadata
+
+
+def _marked_plaintext(payload: Payload) -> Payload:
+    marked = Payload()
+    marked.CopyFrom(payload)
+    marked.metadata[ARRIVED_PLAINTEXT] = b"1"
+    return marked
+
+
+class _ThrottledLog:
+    """Logs each distinct message at most once a minute (forged payloads can come in floods)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self._every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def log(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(message, -self._every_s) < self._every_s:
+            return
+        if len(self._last) > 1_000:  # bounded: the messages name key ids, which a sender picks
+            self._last.clear()
+        self._last[message] = now
+        log.error("cannot decrypt a payload (the run fails or ignores it): %s", message)
 
 
 def client_data_converter(keyring: KeyRing | None) -> DataConverter:
@@ -261,15 +333,38 @@ def data_converter(
     With a key ring: :class:`EncryptionCodec` on every payload and failure
     messages/stack traces moved into an encoded (so encrypted) attribute. With
     None: exactly ``pydantic_data_converter`` (no codec, default failures).
-    Client, worker and replayer must all use the same keys; workers pass
-    ``lenient`` (see :class:`EncryptionCodec`).
+    Client, worker and replayer must all use the same keys.
+
+    Workers and replayers pass ``lenient``: a payload that does not decrypt
+    becomes a marker (see :class:`EncryptionCodec`), an unencrypted one is
+    marked as such when the worker encrypts, and workflow arguments stay raw
+    whatever their number (:mod:`contracts.raw_arguments`).
     """
     if keyring is None:
-        return pydantic_data_converter
-    return dataclasses.replace(
+        return raw_arguments(pydantic_data_converter) if lenient else pydantic_data_converter
+    encrypted = dataclasses.replace(
         pydantic_data_converter,
         payload_codec=EncryptionCodec(keyring, compress=compress, lenient=lenient),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+    return raw_arguments(encrypted) if lenient else encrypted
+
+
+def raw_arguments(converter: DataConverter) -> DataConverter:
+    """``converter`` as workers need it: workflow arguments stay raw, whatever their number.
+
+    See :mod:`contracts.raw_arguments`. Its codec is kept; without one, a
+    :class:`KeylessCodec` turns an encrypted payload into a marker naming the
+    missing keys. Failures decode as before.
+    """
+    encoded = issubclass(
+        converter.failure_converter_class, DefaultFailureConverterWithEncodedAttributes
+    )
+    return dataclasses.replace(
+        converter,
+        payload_converter_class=WorkflowArgumentsConverter,
+        payload_codec=converter.payload_codec or KeylessCodec(lenient=True),
+        failure_converter_class=TypedEncodedFailures if encoded else TypedFailures,
     )
 
 

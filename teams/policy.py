@@ -22,27 +22,74 @@ from teams.spec import TeamSpec
 
 
 class RequestPolicy(BaseModel):
-    """The deployment's rules for requests (``AGENT_TEAMS_INLINE_SPECS``, ``_TENANTS``)."""
+    """The deployment's rules for requests (``AGENT_TEAMS_INLINE_SPECS``, ``_TENANTS``, ...).
+
+    Tenants are *configured* when there is a tenant list, or the budgets file
+    sets per-tenant limits. Then no request escapes them: one without a tenant
+    is charged to ``default_tenant`` (refused when there is none), and one
+    naming a tenant the list (or, without a list, the budgets file) does not
+    know is refused, so a new name never gets a fresh daily budget.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     inline_specs: bool = True
     """Whether a request may carry its own team spec (off in production)."""
     tenants: frozenset[str] | None = None
-    """The tenants runs may be for; None: any."""
+    """The tenants runs may be for (``AGENT_TEAMS_TENANTS``); None: no list."""
+    budget_tenants: frozenset[str] = frozenset()
+    """The tenants the budgets file names (known tenants when there is no list)."""
+    tenant_budgets: bool = False
+    """Whether the budgets file sets any per-tenant limit (``default_daily_usd`` included)."""
+    default_tenant: str | None = None
+    """Where a request without a tenant is charged (``AGENT_TEAMS_DEFAULT_TENANT``)."""
+    require_encrypted_input: bool = False
+    """Refuse an input or decision that reaches the worker unencrypted."""
+
+    @property
+    def tenants_configured(self) -> bool:
+        """Whether runs are budgeted or allowed per tenant (see the class docstring)."""
+        return self.tenants is not None or self.tenant_budgets or self.default_tenant is not None
+
+    def known_tenants(self) -> frozenset[str] | None:
+        """The tenants a request may name; None: any."""
+        if self.tenants is not None:
+            return self.tenants
+        if self.budget_tenants:
+            return self.budget_tenants | {t for t in (self.default_tenant,) if t is not None}
+        return None
 
     def check(
         self, *, spec: TeamSpec, inline: bool, tenant: str | None, budget_usd: Decimal | None
-    ) -> None:
-        """Raise :class:`RequestRefusedError` naming the field a request may not have."""
+    ) -> str | None:
+        """The tenant the run is charged to; :class:`RequestRefusedError` names a refused field."""
         if inline and not self.inline_specs:
             raise RequestRefusedError(
                 "team: inline team specs are not allowed by this deployment "
                 "(AGENT_TEAMS_INLINE_SPECS=false); name a team of its catalog"
             )
-        if tenant is not None and self.tenants is not None and tenant not in self.tenants:
-            raise RequestRefusedError(f"tenant: {tenant!r} is not a tenant of this deployment")
+        charged = self.charged_tenant(tenant)
         check_budget(spec, budget_usd)
+        return charged
+
+    def charged_tenant(self, tenant: str | None) -> str | None:
+        """The tenant a request for ``tenant`` is charged to, or :class:`RequestRefusedError`."""
+        if tenant is None:
+            if not self.tenants_configured or self.default_tenant is not None:
+                return self.default_tenant
+            raise RequestRefusedError(
+                "tenant: required by this deployment (it budgets or allows runs per tenant); "
+                "name one (teamctl run --tenant), or have the workers set "
+                "AGENT_TEAMS_DEFAULT_TENANT for requests without one"
+            )
+        known = self.known_tenants()
+        if known is not None and tenant not in known:
+            # Not listing the known ones: tenant names can be customers' names.
+            raise RequestRefusedError(
+                f"tenant: {tenant!r} is not a tenant of this deployment (its operators add "
+                "tenants with AGENT_TEAMS_TENANTS)"
+            )
+        return tenant
 
 
 def check_budget(spec: TeamSpec, budget_usd: Decimal | None) -> None:

@@ -66,8 +66,8 @@ async def test_stranger_decision_is_recorded_and_ignored(client: Client, task_qu
 
     assert result.status is RunStatus.COMPLETED
     assert [(i.approver, i.decision, i.reason) for i in result.ignored_decisions] == [
-        ("mallory", "approve", "'mallory' may not decide 'final-text'"),
-        ("ops-lead", "reject", "'ops-lead' may not decide 'final-text'"),
+        ("mallory", "approve", "'mallory' may not decide 'final-text' (its approvers: editor)"),
+        ("ops-lead", "reject", "'ops-lead' may not decide 'final-text' (its approvers: editor)"),
     ]
     assert [a.approver for a in result.approvals] == ["editor"]
 

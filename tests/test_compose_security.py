@@ -22,7 +22,9 @@ import pytest
 from security.approvers import load_registry
 from security.keyring import load_keyring
 from teamctl.codec_server import codec_server_from_env
+from teams.errors import RequestRefusedError
 from tests.compose_config import CHECK_ENV, ROOT, compose_config, compose_run
+from worker.settings import WorkerSettings
 
 PLACEHOLDER = "compose-check-placeholder"
 REQUIRED = {
@@ -113,11 +115,29 @@ def test_worker_runs_secure_by_default(compose: dict[str, Any]) -> None:
     assert environment["AGENT_TEAMS_APPROVALS"] == "signed"
     assert environment["AGENT_TEAMS_APPROVERS_FILE"] == "/etc/agent-teams/approvers.toml"
     assert environment["AGENT_TEAMS_INLINE_SPECS"] == "false"
+    assert environment["AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT"] == "true"
     assert {s["source"] for s in worker["secrets"]} == {"anthropic_api_key", "codec_keys"}
     (approvers,) = [v for v in worker["volumes"] if v["target"].endswith("approvers.toml")]
     assert approvers["read_only"] is True
     assert Path(approvers["source"]) == ROOT / "deploy/secrets/approvers.toml"
     assert compose["secrets"]["codec_keys"]["file"] == str(ROOT / "deploy/secrets/codec.keys")
+
+
+def test_no_request_escapes_the_tenant_budgets_by_default(compose: dict[str, Any]) -> None:
+    environment = compose["services"]["worker"]["environment"]
+    settings = WorkerSettings.from_env(
+        {
+            "AGENT_TEAMS_TENANTS": environment["AGENT_TEAMS_TENANTS"],
+            "AGENT_TEAMS_DEFAULT_TENANT": environment["AGENT_TEAMS_DEFAULT_TENANT"],
+            "AGENT_TEAMS_BUDGETS": str(ROOT / "deploy/budgets.example.toml"),
+        }
+    )
+    policy = settings.deployment().policy
+    assert policy.tenants == frozenset({"default"})
+    assert policy.charged_tenant(None) == "default"
+    with pytest.raises(RequestRefusedError, match="^tenant: 'new-name' is not a tenant"):
+        policy.charged_tenant("new-name")
+    assert settings.deployment().budgets.for_tenant("default") == 5_000_000
 
 
 def test_stores_require_passwords(compose: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
@@ -25,7 +26,8 @@ from stores.controls.contract import RunRecord
 from stores.controls.sqlite import SqliteControls
 from teams.breakers import BreakerSettings, agent_breaker, model_breaker
 from teams.daily_budgets import DailyBudgets
-from tests.support import agent, inline_team, running_worker, start
+from teams.policy import RequestPolicy
+from tests.support import agent, history_events, inline_team, running_worker, start
 from workflows.agent_team import WORKFLOW_NAME
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
@@ -36,6 +38,18 @@ NOT_SETTLED = {CallStatus.SKIPPED_BUDGET, CallStatus.SKIPPED_CIRCUIT}
 def settled_calls(results: list[TeamResult]) -> int:
     """How many calls of these runs reached the daily budgets (skipped calls never do)."""
     return sum(1 for r in results for c in r.calls if c.status not in NOT_SETTLED)
+
+
+def upserted_values(events: list[Any], key: str) -> list[Any]:
+    """Every value the run upserted for search attribute ``key``, in order."""
+    values = []
+    for event in events:
+        if not event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            continue
+        fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        if key in fields.indexed_fields:
+            values.append(json.loads(fields.indexed_fields[key].data))
+    return values
 
 
 def day_of(result: TeamResult) -> str:
@@ -101,6 +115,37 @@ async def test_a_tenant_budget_stops_only_that_tenant(
     assert world.spent_micro == other.total_cost_micro
     assert (world.reserved_micro, acme_ledger.reserved_micro) == (0, 0)
     assert {row.key.tenant for row in world.rows} == {"umbr"}
+
+
+async def test_a_request_without_a_tenant_is_charged_to_the_default_tenant_over_its_limit(
+    client: Client, task_queue: str, controls: SqliteControls
+) -> None:
+    # acme is over its limit (1,000 µ$ is less than any call's worst case); leaving
+    # the tenant out used to escape it.
+    budgets = DailyBudgets(tenants_micro={"acme": 1_000}, default_tenant_micro=5_000_000)
+    policy = RequestPolicy(
+        budget_tenants=frozenset({"acme"}), tenant_budgets=True, default_tenant="acme"
+    )
+    overrides = {"budgets": budgets, "policy": policy}
+    async with running_worker(
+        client, task_queue, controls=controls, deployment_overrides=overrides
+    ):
+        named = await (await start(client, task_queue, "support", BILLING, tenant="acme")).result()
+        handle = await start(client, task_queue, "support", BILLING)
+        tenantless = await handle.result()
+        events = await history_events(handle)
+    day = day_of(tenantless)
+    acme_ledger = await controls.ledger(tenant_scope("acme"), day)
+
+    for result in (named, tenantless):
+        assert result.status is RunStatus.BUDGET_EXCEEDED
+        assert result.tenant == "acme"
+        assert result.reason is not None
+        assert result.reason.startswith("tenant:acme daily budget $0.001000")
+        assert [c.status for c in result.calls] == [CallStatus.SKIPPED_BUDGET]
+    assert acme_ledger is not None
+    assert (acme_ledger.spent_micro, acme_ledger.limit_micro) == (0, 1_000)
+    assert upserted_values(events, "Tenant") == ["acme"]
 
 
 async def test_a_reused_workflow_id_is_a_new_run_and_is_charged_again(

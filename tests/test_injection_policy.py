@@ -327,6 +327,6 @@ async def test_a_rejected_quarantine_ends_the_run_with_every_result_kept(
     (report,) = result.injections
     assert (report.action, report.released) == ("quarantined", False)
     assert [(i.approver, i.reason) for i in result.ignored_decisions] == [
-        ("mallory", "'mallory' may not decide 'injection-review-1'")
+        ("mallory", "'mallory' may not decide 'injection-review-1' (its approvers: editor)")
     ]
     assert _sent_to(standin, "writer", "case-r") == []

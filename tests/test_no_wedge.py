@@ -5,6 +5,7 @@ never fails its workflow task over and over (the run would hang in Running)."""
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -156,6 +157,29 @@ async def test_an_undecryptable_input_fails_the_run_instead_of_wedging_it(
                 else f"invalid team request: (payload): payload is encrypted under key {key_id!r}"
             )
             assert why in cause.message
+
+
+async def test_a_worker_without_keys_fails_an_encrypted_run_naming_the_key_and_logs_it(
+    env: WorkflowEnvironment,
+    task_queue: str,
+    keyring: KeyRing,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    keyed = client_with_keys(env, keyring)
+    caplog.set_level(logging.ERROR, logger="security.codec")
+    # The client the worker is given has no codec: the worker still names the problem.
+    async with running_worker(env.client, task_queue):
+        handle = await start(keyed, task_queue, "research", "a task")
+        cause = await _fails_at_once(keyed, handle.id)
+    missing = (
+        "payload is encrypted under key 'key-a' and this worker has no encryption keys: "
+        "start it with AGENT_TEAMS_ENCRYPTION_KEY_FILE (or AGENT_TEAMS_ENCRYPTION_KEYS) "
+        "set to the clients' key ring"
+    )
+    assert cause.type == "InvalidRequest"
+    assert cause.message == f"invalid team request: (payload): {missing}"
+    logged = [r.getMessage() for r in caplog.records if r.name == "security.codec"]
+    assert f"cannot decrypt a payload (the run fails or ignores it): {missing}" in logged
 
 
 async def test_malformed_and_forged_signals_are_recorded_ignored_and_capped(

@@ -13,12 +13,12 @@ import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHistory
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from contracts.resolved import ResolvedTeam
 from contracts.results import RunStatus, TeamResult
+from security.codec import data_converter
 from worker.main import workflow_runner
 from workflows.agent_team import AgentTeamWorkflow
 
@@ -27,6 +27,10 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 
 def _history(path: Path) -> WorkflowHistory:
     return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+WORKER_CONVERTER = data_converter(None, lenient=True)
+"""As workers convert (raw workflow arguments; no keys: the histories are plaintext)."""
 
 
 def test_every_shipped_team_has_histories() -> None:
@@ -40,7 +44,7 @@ def test_every_shipped_team_has_histories() -> None:
 async def test_history_replays(path: Path) -> None:
     replayer = Replayer(
         workflows=[AgentTeamWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=WORKER_CONVERTER,
         workflow_runner=workflow_runner(),
     )
     result = await replayer.replay_workflow(_history(path))
@@ -52,8 +56,8 @@ class CarelessAgentTeamWorkflow(AgentTeamWorkflow):
     """A careless edit of the real workflow: stages run in reverse order."""
 
     @workflow.run
-    async def run(self, raw: RawValue) -> TeamResult:
-        return await super().run(raw)
+    async def run(self, *args: RawValue) -> TeamResult:
+        return await super().run(*args)
 
     async def _run_stages(self, stages: Any, team: ResolvedTeam) -> Any:
         spec = team.spec.model_copy(update={"stages": list(reversed(team.spec.stages))})
@@ -63,7 +67,7 @@ class CarelessAgentTeamWorkflow(AgentTeamWorkflow):
 async def test_a_non_deterministic_change_fails_replay() -> None:
     replayer = Replayer(
         workflows=[CarelessAgentTeamWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=WORKER_CONVERTER,
         workflow_runner=workflow_runner(),
     )
     history = next(h for h in HISTORIES if h.stem == "research-approved")  # the first set

@@ -74,7 +74,36 @@ async def test_a_tenant_outside_the_configured_list_is_refused(
     policy = RequestPolicy(tenants=frozenset({"acme"}))
     cause, activities = await _refusal(client, task_queue, policy, team="support", tenant="evil")
     assert cause.message == (
-        "cannot run team 'support': tenant: 'evil' is not a tenant of this deployment"
+        "cannot run team 'support': tenant: 'evil' is not a tenant of this deployment "
+        "(its operators add tenants with AGENT_TEAMS_TENANTS)"
+    )
+    assert activities == []
+
+
+async def test_without_a_default_tenant_a_request_without_one_is_refused(
+    client: Client, task_queue: str
+) -> None:
+    policy = RequestPolicy(tenants=frozenset({"acme"}))
+    cause, activities = await _refusal(client, task_queue, policy, team="support")
+    assert (cause.type, cause.non_retryable) == ("RequestRefusedError", True)
+    assert cause.message == (
+        "cannot run team 'support': tenant: required by this deployment (it budgets or allows "
+        "runs per tenant); name one (teamctl run --tenant), or have the workers set "
+        "AGENT_TEAMS_DEFAULT_TENANT for requests without one"
+    )
+    assert activities == []
+
+
+async def test_a_tenant_the_budgets_file_does_not_name_is_refused_without_a_list(
+    client: Client, task_queue: str
+) -> None:
+    policy = RequestPolicy(
+        budget_tenants=frozenset({"acme"}), tenant_budgets=True, default_tenant="acme"
+    )
+    cause, activities = await _refusal(client, task_queue, policy, team="support", tenant="umbr")
+    assert cause.message == (
+        "cannot run team 'support': tenant: 'umbr' is not a tenant of this deployment "
+        "(its operators add tenants with AGENT_TEAMS_TENANTS)"
     )
     assert activities == []
 

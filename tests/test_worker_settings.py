@@ -215,3 +215,32 @@ def test_worker_versioning_is_off_unless_both_variables_are_set() -> None:
 def test_bad_versioning_settings_name_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         WorkerSettings.from_env(environ)
+
+
+def test_tenant_settings_build_the_request_policy(tmp_path: Path) -> None:
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text('[tenants]\ndefault_daily_usd = "5.00"\nacme = "25.00"\n')
+    settings = WorkerSettings.from_env(
+        {
+            "AGENT_TEAMS_BUDGETS": str(budgets),
+            "AGENT_TEAMS_DEFAULT_TENANT": "acme",
+            "AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT": "true",
+        }
+    )
+    policy = settings.deployment().policy
+    assert policy.tenants is None
+    assert policy.budget_tenants == frozenset({"acme"})
+    assert (policy.tenant_budgets, policy.default_tenant) == (True, "acme")
+    assert policy.require_encrypted_input is True
+    assert policy.charged_tenant(None) == "acme"
+
+
+def test_a_default_tenant_outside_the_tenant_list_names_the_variable() -> None:
+    with pytest.raises(SettingsError) as refused:
+        WorkerSettings.from_env(
+            {"AGENT_TEAMS_TENANTS": "acme,umbr", "AGENT_TEAMS_DEFAULT_TENANT": "other"}
+        )
+    assert str(refused.value) == (
+        "invalid worker settings: AGENT_TEAMS_DEFAULT_TENANT: Value error, 'other' is not in "
+        "AGENT_TEAMS_TENANTS (acme, umbr): the default tenant must be one of them"
+    )

@@ -29,10 +29,11 @@ from activities.agent_calls import AgentActivities
 from activities.call_controls import CallControls, ControlsPolicy
 from activities.evaluation_inputs import EvaluationActivities
 from activities.team_specs import TeamSpecActivities
+from contracts.raw_arguments import WorkflowArgumentsConverter
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
-from security.codec import EncryptionCodec
+from security.codec import EncryptionCodec, raw_arguments
 from security.injection import InjectionDetector
 from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
@@ -131,6 +132,7 @@ def build_workers(
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
+    client = with_raw_arguments(client)
     policy = _controls_policy(deployment)
     call_controls = (
         CallControls(controls, policy)
@@ -169,6 +171,20 @@ def build_workers(
         deployment_config=versioning,
     )
     return [runs, calls]
+
+
+def with_raw_arguments(client: Client) -> Client:
+    """``client``, converting workflow arguments as workers must (:mod:`contracts.raw_arguments`).
+
+    A worker given a client with another payload converter (a script's, a test's)
+    still hands its workflows raw arguments, so no payload shape can wedge a run.
+    """
+    converter = client.data_converter
+    if converter.payload_converter_class is WorkflowArgumentsConverter:
+        return client
+    config = client.config()
+    config["data_converter"] = raw_arguments(converter)
+    return Client(**config)
 
 
 def _controls_policy(deployment: Deployment) -> ControlsPolicy:

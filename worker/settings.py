@@ -33,7 +33,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
@@ -47,7 +55,7 @@ from teams.catalog import (
     SHIPPED_TEAMS_DIR,
     Catalog,
 )
-from teams.daily_budgets import load_budgets
+from teams.daily_budgets import DailyBudgets, load_budgets
 from teams.durations import Duration
 from teams.errors import AgentTeamsError
 from teams.policy import RequestPolicy
@@ -159,6 +167,10 @@ class WorkerSettings(BaseModel):
     inline_specs: bool = True
     """Dev convenience (the worker warns at start-up): production sets it false."""
     tenants: list[Slug] | None = None
+    default_tenant: Slug | None = None
+    """Where a request without a tenant is charged (must be in ``tenants`` if listed)."""
+    require_encrypted_input: bool = False
+    """Refuse inputs and decisions that reach the worker unencrypted (encryption on)."""
     approvals: ApprovalMode = "open"
     approvers_path: Path | None = None
     log_format: LogFormat = "json"
@@ -182,6 +194,17 @@ class WorkerSettings(BaseModel):
         # deployment name would name another deployment.
         if value is not None and "." in value:
             raise ValueError(f"{value!r} contains '.' (versions are named <deployment>.<build id>)")
+        return value
+
+    @field_validator("default_tenant")
+    @classmethod
+    def _default_tenant_listed(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tenants = info.data.get("tenants")
+        if value is not None and tenants is not None and value not in tenants:
+            raise ValueError(
+                f"{value!r} is not in AGENT_TEAMS_TENANTS ({', '.join(tenants)}): "
+                "the default tenant must be one of them"
+            )
         return value
 
     @field_validator("metrics_address")
@@ -240,6 +263,7 @@ class WorkerSettings(BaseModel):
 
     def deployment(self) -> Deployment:
         """The fleet-level settings the worker's two task queues run with."""
+        budgets = load_budgets(self.budgets_path)
         return Deployment(
             task_queue=self.task_queue,
             calls_task_queue=self.calls_task_queue,
@@ -247,18 +271,26 @@ class WorkerSettings(BaseModel):
             max_concurrent_calls=self.max_concurrent_calls,
             tokens_per_minute=self.tokens_per_minute,
             cost_controls=self.cost_controls,
-            budgets=load_budgets(self.budgets_path),
+            budgets=budgets,
             model_breaker=BreakerSettings(
                 failure_threshold=self.breaker_failures, cool_down=self.breaker_cool_down
             ),
             controls_outage=self.controls_outage,
-            policy=RequestPolicy(
-                inline_specs=self.inline_specs,
-                tenants=frozenset(self.tenants) if self.tenants is not None else None,
-            ),
+            policy=self.request_policy(budgets),
             approval_mode=self.approvals,
             approvers=ApproverRegistry.load(self.approvers_path) if self.approvers_path else None,
             version=self.worker_version(),
+        )
+
+    def request_policy(self, budgets: DailyBudgets) -> RequestPolicy:
+        """What callers may ask for, with the tenants the budgets file names."""
+        return RequestPolicy(
+            inline_specs=self.inline_specs,
+            tenants=frozenset(self.tenants) if self.tenants is not None else None,
+            budget_tenants=frozenset(budgets.tenants_micro),
+            tenant_budgets=bool(budgets.tenants_micro) or budgets.default_tenant_micro is not None,
+            default_tenant=self.default_tenant,
+            require_encrypted_input=self.require_encrypted_input,
         )
 
     def worker_version(self) -> WorkerDeploymentVersion | None:
@@ -300,6 +332,8 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_COST_CONTROLS": "cost_controls",
     "AGENT_TEAMS_INLINE_SPECS": "inline_specs",
     "AGENT_TEAMS_TENANTS": "tenants",
+    "AGENT_TEAMS_DEFAULT_TENANT": "default_tenant",
+    "AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT": "require_encrypted_input",
     "AGENT_TEAMS_APPROVALS": "approvals",
     "AGENT_TEAMS_APPROVERS_FILE": "approvers_path",
     "AGENT_TEAMS_LOG_FORMAT": "log_format",

@@ -81,8 +81,10 @@ SPEC_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 class AgentTeamWorkflow:
     """Runs a team of agents on one task (see module docstring)."""
 
+    # Every entry point takes any number of payloads (*args): one that arrives
+    # with none or two must be a typed answer, never a failed workflow task.
     @workflow.init
-    def __init__(self, request: RawValue) -> None:
+    def __init__(self, *args: RawValue) -> None:
         # The input is converted in run(), where a bad one fails the run (typed);
         # the status query shows the team and tenant once it has been read.
         self._state = RunState(workflow_id=workflow.info().workflow_id, team="", tenant=None)
@@ -94,16 +96,18 @@ class AgentTeamWorkflow:
         self._guard: InjectionGuard | None = None
 
     @workflow.run
-    async def run(self, raw: RawValue) -> TeamResult:
+    async def run(self, *args: RawValue) -> TeamResult:
         """Resolve the team, run its stages, and report every call made.
 
-        The input is a :class:`TeamRequest` (taken raw: see :mod:`workflows.inputs`).
+        The input is one :class:`TeamRequest` (taken raw: see :mod:`workflows.inputs`).
         """
         started = workflow.now()
-        request = self._read(raw)
+        request = self._read(args)
+        plaintext = inputs.plaintext(args)
         # First, so a new run records one patch marker and old runs replay as they ran.
         current = workflow.patched(CONTROLS_IN_CALL_PATCH)
         team = await self._resolve(request, local=current)
+        request = self._admit(request, team, plaintext=plaintext)
         budget, shared = self._begin(request, team, current=current)
         stages = self._stage_runner(request, team, budget, shared, current=current)
         try:
@@ -132,14 +136,39 @@ class AgentTeamWorkflow:
             finished_at=workflow.now(),
         )
 
-    def _read(self, raw: RawValue) -> TeamRequest:
+    def _read(self, args: tuple[RawValue, ...]) -> TeamRequest:
         """The request, or the run fails at once as ``InvalidRequest`` (counted)."""
         try:
-            request = inputs.team_request(raw)
+            request = inputs.team_request(args)
         except ApplicationError:
             self._metrics.finished(RunStatus.FAILED, None)
             raise
         self._state.identify(team=request.team_name, tenant=request.tenant)
+        return request
+
+    def _admit(self, request: TeamRequest, team: ResolvedTeam, *, plaintext: bool) -> TeamRequest:
+        """The request as the deployment takes it: its tenant, and how its input arrived.
+
+        A request without a tenant is charged to the deployment's default tenant
+        when it has one (``charged_tenant``, decided by ``load_team_spec``). An
+        input sent unencrypted to workers that encrypt is warned about, or
+        refused where the deployment requires encrypted input.
+        """
+        if plaintext:
+            if team.require_encrypted_input:
+                self._metrics.finished(RunStatus.FAILED, None)
+                raise ApplicationError(
+                    "invalid team request: the input arrived unencrypted and this deployment "
+                    "requires encrypted input (AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT): start runs "
+                    "with teamctl, or give the temporal CLI the codec endpoint "
+                    "(--codec-endpoint, --codec-auth)",
+                    type=inputs.INVALID_REQUEST,
+                    non_retryable=True,
+                )
+            self._state.arrived_unencrypted("input")
+        if team.charged_tenant is not None and request.tenant is None:
+            request = request.model_copy(update={"tenant": team.charged_tenant})
+            self._state.identify(team=request.team_name, tenant=request.tenant)
         return request
 
     def _begin(
@@ -150,7 +179,12 @@ class AgentTeamWorkflow:
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
-        self._desk.configure(team.approval_mode, team.approvers, evaluator=request.evaluator)
+        self._desk.configure(
+            team.approval_mode,
+            team.approvers,
+            evaluator=request.evaluator,
+            require_encrypted=team.require_encrypted_input,
+        )
         self._visibility.begin(legacy=not current)
         shared = _shared_controls(team, request, self._state, current=current)
         # No patch needed: a team resolved by a worker from before experiments
@@ -276,43 +310,53 @@ class AgentTeamWorkflow:
         return (RunStatus.DEGRADED if self._state.degraded else RunStatus.COMPLETED), None
 
     @workflow.signal(name=APPROVE_SIGNAL)
-    def approve(self, decision: RawValue) -> None:
-        """Approve the pending approval point with a :class:`Decision`.
+    def approve(self, *args: RawValue) -> None:
+        """Approve the pending approval point with one :class:`Decision`.
 
-        Ignored, and recorded, if not allowed or not a valid decision.
+        Ignored, and recorded, if not allowed or not a valid decision (a missing
+        payload, or two, included).
         """
-        self._signal("approve", decision)
+        self._signal("approve", args)
 
     @workflow.signal(name=REJECT_SIGNAL)
-    def reject(self, decision: RawValue) -> None:
-        """Reject the pending approval point with a :class:`Decision` (as ``approve``)."""
-        self._signal("reject", decision)
+    def reject(self, *args: RawValue) -> None:
+        """Reject the pending approval point with one :class:`Decision` (as ``approve``)."""
+        self._signal("reject", args)
 
-    def _signal(self, kind: DecisionKind, raw: RawValue) -> None:
+    def _signal(self, kind: DecisionKind, args: tuple[RawValue, ...]) -> None:
         try:
-            decision = inputs.convert(raw, Decision)
+            decision = inputs.one(args, Decision)
         except inputs.UnreadablePayload as err:
             self._desk.on_unreadable_signal(kind, err.problems)
             return
-        self._desk.on_signal(kind, decision)
+        self._desk.on_signal(kind, decision, plaintext=inputs.plaintext(args))
 
     @workflow.update(name=DECIDE_UPDATE)
-    def decide(self, request: RawValue) -> DecisionReceipt:
-        """Approve or reject synchronously with a :class:`DecideRequest`.
+    def decide(self, *args: RawValue) -> DecisionReceipt:
+        """Approve or reject synchronously with one :class:`DecideRequest`.
 
         Refused unless a point is pending for you.
         """
-        return self._desk.on_update(inputs.decide_request(request))
+        return self._desk.on_update(inputs.decide_request(args), plaintext=inputs.plaintext(args))
 
     @decide.validator
-    def validate_decide(self, request: RawValue) -> None:
+    def validate_decide(self, *args: RawValue) -> None:
         """Refuse malformed requests, unknown approvers, and decisions when nothing is pending."""
-        self._desk.validate_update(inputs.decide_request(request))
+        self._desk.validate_update(inputs.decide_request(args), plaintext=inputs.plaintext(args))
 
     @workflow.query(name=STATUS_QUERY)
-    def status(self) -> TeamStatus:
-        """Phase, what the run waits for, per-agent calls/tokens/cost, budget left."""
-        return self._state.status(self._budget, self._desk.pending, self._final)
+    def status(self, *args: RawValue) -> TeamStatus:
+        """Phase, what the run waits for, per-agent calls/tokens/cost, budget left.
+
+        Takes no argument; any sent are ignored (a query never fails on its input).
+        """
+        return self._state.status(
+            self._budget,
+            self._desk.pending,
+            self._final,
+            ignored=self._desk.ignored,
+            ignored_total=self._desk.ignored_total,
+        )
 
 
 def _shared_controls(

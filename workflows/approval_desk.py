@@ -8,7 +8,11 @@ Rules:
   decision, this comment and an expiry not yet passed (:mod:`security.signatures`).
   Where the deployment runs ``open`` (development), an unsigned decision counts
   too, recorded as not authenticated and warned about in the result and the log;
-  a signed one is still checked. Refusals never name who may decide.
+  a signed one is still checked. A refusal names who may decide (the ``status``
+  query shows the pending point's approvers anyway).
+- A decision that reached a worker which encrypts as plaintext (a ``temporal``
+  CLI without the codec endpoint) is warned about on the result, or refused
+  where the deployment requires encrypted input.
 - Signals cannot be refused, so a signal from a stranger (or with nothing
   pending) is *recorded* as an :class:`IgnoredDecision` and otherwise ignored.
   The ``decide`` update's validator refuses the same cases before they reach
@@ -92,18 +96,26 @@ class ApprovalDesk:
         self._mode: ApprovalMode = "open"
         self._registry: ApproverRegistry | None = None
         self._evaluator = False
+        self._require_encrypted = False
 
     def configure(
-        self, mode: ApprovalMode, registry: ApproverRegistry | None, *, evaluator: bool = False
+        self,
+        mode: ApprovalMode,
+        registry: ApproverRegistry | None,
+        *,
+        evaluator: bool = False,
+        require_encrypted: bool = False,
     ) -> None:
         """Use the run's approval mode and approvers' keys (as recorded at its start).
 
         ``evaluator``: the evaluator decides every point (checked by
         :func:`workflows.evaluator.refusal` before the run got here).
+        ``require_encrypted``: a decision that arrived unencrypted is refused.
         """
         self._mode = mode
         self._registry = registry
         self._evaluator = evaluator
+        self._require_encrypted = require_encrypted
 
     def refusal(
         self,
@@ -112,12 +124,23 @@ class ApprovalDesk:
         comment: str,
         signature: str | None,
         expires_at: str | None,
+        *,
+        plaintext: bool = False,
     ) -> str | None:
         """Why this decision does not count now, or ``None`` if it does."""
         if self.pending is None:
             return "no approval is pending"
         if approver not in self.pending.approvers:
-            return f"{approver!r} may not decide {self.pending.point!r}"
+            return (
+                f"{approver!r} may not decide {self.pending.point!r} "
+                f"(its approvers: {', '.join(self.pending.approvers)})"
+            )
+        if plaintext and self._require_encrypted:
+            return (
+                "the decision arrived unencrypted and this deployment requires encrypted "
+                "input (AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT): send it with teamctl, or give "
+                "the temporal CLI the codec endpoint (--codec-endpoint, --codec-auth)"
+            )
         if signature is None and expires_at is None:
             if self._mode == "signed":
                 return (
@@ -155,14 +178,21 @@ class ApprovalDesk:
         )
         return None if verdict.ok else f"signature refused: {verdict.reason}"
 
-    def on_signal(self, kind: DecisionKind, decision: Decision) -> None:
+    def on_signal(self, kind: DecisionKind, decision: Decision, *, plaintext: bool = False) -> None:
         """Handle an ``approve``/``reject`` signal: decide, or record and ignore."""
         reason = self.refusal(
-            decision.approver, kind, decision.comment, decision.signature, decision.expires_at
+            decision.approver,
+            kind,
+            decision.comment,
+            decision.signature,
+            decision.expires_at,
+            plaintext=plaintext,
         )
         if reason is not None:
             self._ignore(kind, decision.approver, decision.comment, reason)
             return
+        if plaintext:
+            self._state.arrived_unencrypted(f"{kind} signal from {decision.approver!r}")
         self._decide(
             kind, decision.approver, decision.comment, via="signal", signed=bool(decision.signature)
         )
@@ -185,7 +215,7 @@ class ApprovalDesk:
         del self.ignored[:-MAX_IGNORED_KEPT]  # the oldest go first
         workflow.logger.warning("ignored %s from %s: %s", kind, approver, reason)
 
-    def validate_update(self, request: DecideRequest) -> None:
+    def validate_update(self, request: DecideRequest, *, plaintext: bool = False) -> None:
         """The ``decide`` validator: refuse before the update enters history."""
         reason = self.refusal(
             request.approver,
@@ -193,13 +223,16 @@ class ApprovalDesk:
             request.comment,
             request.signature,
             request.expires_at,
+            plaintext=plaintext,
         )
         if reason is not None:
             raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
 
-    def on_update(self, request: DecideRequest) -> DecisionReceipt:
+    def on_update(self, request: DecideRequest, *, plaintext: bool = False) -> DecisionReceipt:
         """Handle an accepted ``decide`` update and answer synchronously."""
-        self.validate_update(request)
+        self.validate_update(request, plaintext=plaintext)
+        if plaintext:
+            self._state.arrived_unencrypted(f"decide update from {request.approver!r}")
         record = self._decide(
             request.decision,
             request.approver,

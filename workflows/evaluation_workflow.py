@@ -89,14 +89,14 @@ class EvaluationWorkflow:
     """Evaluates one team on its gold set (see the module docstring)."""
 
     @workflow.run
-    async def run(self, raw: RawValue) -> EvaluationResult:
+    async def run(self, *args: RawValue) -> EvaluationResult:
         """Run every gold item, score it, and compare the mean with the baseline.
 
-        The input is an :class:`EvaluationRequest` (taken raw, as team runs take
-        theirs: a bad one fails the evaluation as ``InvalidRequest``).
+        The input is one :class:`EvaluationRequest` (taken raw, as team runs take
+        theirs: a bad one, or none, fails the evaluation as ``InvalidRequest``).
         """
         started = workflow.now()
-        request = _request(raw)
+        request = _request(args)
         workflow.upsert_search_attributes([TEAM_NAME.value_set(request.team)])
         resolved = await _load_gold_set(request.team)
         try:
@@ -148,10 +148,10 @@ class EvaluationWorkflow:
         )
 
 
-def _request(raw: RawValue) -> EvaluationRequest:
+def _request(args: tuple[RawValue, ...]) -> EvaluationRequest:
     """The input, or a non-retryable ``InvalidRequest`` failure naming the fields."""
     try:
-        return inputs.convert(raw, EvaluationRequest)
+        return inputs.one(args, EvaluationRequest)
     except inputs.UnreadablePayload as err:
         raise ApplicationError(
             "invalid evaluation request: " + "; ".join(err.problems),

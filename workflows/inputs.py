@@ -1,11 +1,13 @@
 """Raw payloads in, contracts out: the run's input, signals and updates, never a wedge.
 
-The workflow's entry points take :class:`~temporalio.common.RawValue` and
-convert here, because the SDK converts typed arguments *before* workflow code
-runs: a value its converter cannot handle (an ``OverflowError``, a payload the
-worker's codec could not decrypt, ...) would fail the workflow task on every
-retry, and the run would hang in Running with no error a user can see. Here
-every failure becomes a typed answer instead:
+The workflow's entry points take any number of :class:`~temporalio.common.RawValue`
+(``*args``) and convert here, because the SDK converts typed arguments *before*
+workflow code runs: a value its converter cannot handle (an ``OverflowError``, a
+payload the worker's codec could not decrypt, ...) or a number of payloads the
+handler does not take (``temporal workflow signal`` without ``--input``) would
+fail the workflow task on every retry, and the run would hang in Running with no
+error a user can see. Here every failure, a wrong count included, becomes a
+typed answer instead:
 
 - the input: the run fails at once with ``InvalidRequest``, each problem named
   by its field (``team.agents.0.timeouts.start_to_close: ...``);
@@ -19,6 +21,7 @@ The JSON callers send is unchanged (``temporal workflow start --input``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from temporalio import workflow
@@ -30,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
 
     from contracts.approvals import DecideRequest
     from contracts.requests import TeamRequest, describe_validation_error
-    from security.codec import UNDECRYPTABLE, UNDECRYPTABLE_REASON
+    from security.codec import UNDECRYPTABLE, UNDECRYPTABLE_REASON, arrived_plaintext
     from workflows import evaluator
 
 INVALID_REQUEST = "InvalidRequest"
@@ -49,9 +52,35 @@ class UnreadablePayload(Exception):
         super().__init__("; ".join(problems))
 
 
-def convert(raw: RawValue, model: type[_Model]) -> _Model:
-    """``raw`` as ``model``, or :class:`UnreadablePayload` naming every problem."""
-    payload = raw.payload
+def single(args: Sequence[object], model: type[BaseModel]) -> object:
+    """The one argument of a handler that takes one ``model``, or :class:`UnreadablePayload`."""
+    if len(args) != 1:
+        raise UnreadablePayload(
+            [f"(payloads): expected 1 payload (a {model.__name__}), got {len(args)}"]
+        )
+    return args[0]
+
+
+def plaintext(args: Sequence[object]) -> bool:
+    """Whether the handler's payload arrived unencrypted at a worker that encrypts."""
+    return any(isinstance(a, RawValue) and arrived_plaintext(a.payload) for a in args)
+
+
+def convert(raw: object, model: type[_Model]) -> _Model:
+    """``raw`` as ``model``, or :class:`UnreadablePayload` naming every problem.
+
+    ``raw`` is a ``RawValue`` on the project's workers; a value already decoded
+    (a worker built with another data converter) is validated as it is.
+    """
+    if isinstance(raw, RawValue):
+        payload = raw.payload
+    else:
+        # Back to JSON, so the value is read exactly as its payload would be
+        # (same coercions, same messages).
+        try:
+            payload = workflow.payload_converter().to_payload(raw)
+        except Exception as err:  # decoded from a payload, so it re-encodes; guard anyway
+            raise UnreadablePayload([f"(payload): {type(err).__name__}: {err}"]) from None
     if payload.metadata.get("encoding") == UNDECRYPTABLE:
         reason = payload.metadata.get(UNDECRYPTABLE_REASON, b"").decode("utf-8", "replace")
         raise UnreadablePayload([f"(payload): {reason}"])
@@ -66,13 +95,13 @@ def convert(raw: RawValue, model: type[_Model]) -> _Model:
     return value
 
 
-def team_request(raw: RawValue) -> TeamRequest:
+def team_request(args: Sequence[object]) -> TeamRequest:
     """The run's input, or a non-retryable ``InvalidRequest`` failure naming the fields.
 
     Evaluator approvals are refused here too, unless this is a child run
     (:mod:`workflows.evaluator`).
     """
-    request = _required(raw, TeamRequest, "invalid team request", INVALID_REQUEST)
+    request = _required(args, TeamRequest, "invalid team request", INVALID_REQUEST)
     refused = evaluator.refusal(request)
     if refused is not None:
         raise ApplicationError(
@@ -81,15 +110,20 @@ def team_request(raw: RawValue) -> TeamRequest:
     return request
 
 
-def decide_request(raw: RawValue) -> DecideRequest:
+def decide_request(args: Sequence[object]) -> DecideRequest:
     """The ``decide`` update's payload, or an ``InvalidDecision`` refusal naming the fields."""
-    return _required(raw, DecideRequest, "invalid decision", INVALID_DECISION)
+    return _required(args, DecideRequest, "invalid decision", INVALID_DECISION)
 
 
-def _required(raw: RawValue, model: type[_Model], what: str, error_type: str) -> _Model:
-    """``raw`` as ``model``, or a non-retryable ``ApplicationError`` of ``error_type``."""
+def one(args: Sequence[object], model: type[_Model]) -> _Model:
+    """The single argument as ``model``, or :class:`UnreadablePayload` (a wrong count too)."""
+    return convert(single(args, model), model)
+
+
+def _required(args: Sequence[object], model: type[_Model], what: str, error_type: str) -> _Model:
+    """The single argument as ``model``, or a non-retryable ``error_type`` ApplicationError."""
     try:
-        return convert(raw, model)
+        return one(args, model)
     except UnreadablePayload as err:
         raise ApplicationError(
             f"{what}: " + "; ".join(err.problems), type=error_type, non_retryable=True

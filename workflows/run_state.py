@@ -39,6 +39,9 @@ MAX_OUTPUT_CHARS = 200_000
 """The result's output is cut here, with a warning, so the result (which also
 carries every call) stays well below Temporal's 2 MB payload limit. Cutting,
 not refusing: a run never loses work it paid for to a size check."""
+MAX_UNENCRYPTED_KEPT = 20
+"""What arrived unencrypted is listed up to here (signals can come in floods); the
+warning is given once."""
 MAX_WARNINGS = 200
 """Warnings kept in the result; the rest are counted in a last one."""
 PREVIEW_CHARS = 280
@@ -90,6 +93,7 @@ class RunState:
         self._outputs: dict[str, int] = {}
         self._inputs: dict[str, list[HandoffItem]] = {}
         self._fallbacks: dict[str, int] = {}
+        self._unencrypted: list[str] = []
 
     # --- what happened -------------------------------------------------------
 
@@ -182,6 +186,24 @@ class RunState:
         self._warnings.append(message)
         self._degraded = self._degraded or degrade
 
+    def arrived_unencrypted(self, what: str) -> None:
+        """``what`` (the input, a decision) reached workers that encrypt as plaintext.
+
+        Its text is in the run's history unencrypted: warned about once, in the
+        result and the worker's log, and listed in ``TeamResult.unencrypted``.
+        """
+        if not self._unencrypted:
+            message = (
+                f"{what} arrived unencrypted, so its text is stored in plaintext in the "
+                "run's history: send to this deployment with teamctl, or give the temporal "
+                "CLI the codec endpoint (--codec-endpoint, --codec-auth); "
+                "AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT=true refuses such payloads"
+            )
+            self.warn(message, degrade=False)
+            workflow.logger.warning("%s", message)
+        if len(self._unencrypted) < MAX_UNENCRYPTED_KEPT:
+            self._unencrypted.append(what)
+
     # --- what it knows -------------------------------------------------------
 
     @property
@@ -238,9 +260,15 @@ class RunState:
         )
 
     def status(
-        self, budget: RunBudget | None, pending: PendingApproval | None, final: RunStatus | None
+        self,
+        budget: RunBudget | None,
+        pending: PendingApproval | None,
+        final: RunStatus | None,
+        *,
+        ignored: list[IgnoredDecision] | None = None,
+        ignored_total: int = 0,
     ) -> TeamStatus:
-        """The ``status`` query's answer."""
+        """The ``status`` query's answer (``ignored``: the decisions ignored so far)."""
         limit = budget.limit_micro if budget else 0
         spent = budget.spent_micro if budget else 0
         reserved = budget.reserved_micro if budget else 0
@@ -260,6 +288,8 @@ class RunState:
             reserved_micro=reserved,
             budget_left_micro=limit - spent - reserved,
             status=final,
+            ignored_decisions_total=ignored_total,
+            last_ignored_decision=ignored[-1] if ignored else None,
         )
 
     def degradation(self) -> DegradationLevel:
@@ -303,6 +333,7 @@ class RunState:
             ignored_decisions=ignored,
             ignored_decisions_total=ignored_total,
             injections=self._injections,
+            unencrypted=self._unencrypted,
             warnings=warnings,
             prompt_versions=self._prompt_versions,
             variants=self._variants,

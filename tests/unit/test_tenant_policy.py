@@ -1,0 +1,50 @@
+"""Which tenant a request is charged to: no request escapes the tenants' budgets."""
+
+from __future__ import annotations
+
+import pytest
+
+from teams.errors import RequestRefusedError
+from teams.policy import RequestPolicy
+
+pytestmark = pytest.mark.unit
+
+
+def test_without_tenant_configuration_anything_goes() -> None:
+    policy = RequestPolicy()
+    assert not policy.tenants_configured
+    assert policy.charged_tenant(None) is None
+    assert policy.charged_tenant("anyone") == "anyone"
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        RequestPolicy(tenants=frozenset({"acme"})),
+        RequestPolicy(tenant_budgets=True),
+        RequestPolicy(budget_tenants=frozenset({"acme"}), tenant_budgets=True),
+    ],
+    ids=["tenant-list", "default-daily-limit", "named-budgets"],
+)
+def test_configured_tenants_refuse_a_request_without_one_unless_there_is_a_default(
+    policy: RequestPolicy,
+) -> None:
+    assert policy.tenants_configured
+    with pytest.raises(RequestRefusedError, match="^tenant: required by this deployment"):
+        policy.charged_tenant(None)
+    with_default = policy.model_copy(update={"default_tenant": "acme"})
+    assert with_default.charged_tenant(None) == "acme"
+
+
+def test_known_tenants_come_from_the_list_or_else_from_the_budgets_file() -> None:
+    listed = RequestPolicy(tenants=frozenset({"acme"}), budget_tenants=frozenset({"umbr"}))
+    assert listed.known_tenants() == frozenset({"acme"})
+    budgeted = RequestPolicy(
+        budget_tenants=frozenset({"umbr"}), tenant_budgets=True, default_tenant="main"
+    )
+    assert budgeted.known_tenants() == frozenset({"umbr", "main"})
+    assert budgeted.charged_tenant("main") == "main"
+    with pytest.raises(RequestRefusedError, match="^tenant: 'acme' is not a tenant"):
+        budgeted.charged_tenant("acme")
+    # A default daily limit without names: any name, each with that limit.
+    assert RequestPolicy(tenant_budgets=True).known_tenants() is None
