@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test test-fast lint typecheck unit install server worker histories compose-check alert-slas bench chaos clean
+.PHONY: demo test test-fast lint typecheck unit install server worker histories compose-check alert-slas team-fields bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ compose-check: $(STAMP)
 # latency alert compares with them; a test fails when the file is stale).
 alert-slas: $(STAMP)
 	$(BIN)/python -m teams.alert_slas > deploy/prometheus-slas.yml
+
+# The field reference in docs/teams.md, from the team-file models (a test fails
+# when the page is stale).
+team-fields: $(STAMP)
+	$(BIN)/python -m teams.field_reference --write docs/teams.md
 
 # Run the pieces by hand: `make server` in one terminal, `make worker` in another.
 # They use the encryption key and codec token `make demo` made, when it made them.

@@ -2,14 +2,17 @@
 
 It is a real provider, the default when ``ANTHROPIC_API_KEY`` is unset, used
 by ``make demo``, the tests and the benchmarks. Given the same call it always
-answers the same way, driven by the prompt and the agent's role:
+answers the same way, driven by the prompt and the agent's persona
+(:mod:`providers.simulated_personas`: a structured agent's by the shape of its
+call, a text agent's by keywords in its name and role):
 
 - a researcher returns findings, a writer a draft (marking each revision it
   makes for a reviewer's reasons), a code reviewer its perspective's findings,
   a merger the combined review, a specialist an answer;
 - a reviewer scores the draft (5 or 6 for a first draft, +2 per revision that
   addressed feedback) and lists the rubric items the draft has not addressed;
-- an evaluation judge (a verdict agent named or described as a judge) scores
+- an evaluation judge (a verdict agent whose input holds an ``answer`` item,
+  as an evaluation's judge call does, whatever the agent is called) scores
   the handoff ``answer``: 0 if it is empty, else 5, +2 if it names the task's
   topic (its first line), and +1 without a ``reference``, or, with one, up to
   +3 for the share of the reference's key terms (distinct words of 7 letters

@@ -1,4 +1,13 @@
-"""The roles the simulated provider plays, read from the agent's system prompt.
+"""The roles the simulated provider plays, read from the call's shape and the agent's words.
+
+- A ``verdict`` agent is an evaluation judge when its input holds an ``answer``
+  item (what the evaluation sends its judge), else a gate's reviewer, whatever
+  it is called; a ``route`` agent is a router.
+- A ``text`` agent's persona comes from keywords in its name and role, first
+  match first (:data:`TEXT_PERSONA_KEYWORDS`; docs/providers.md lists them):
+  ``research`` → researcher, ``writ`` → writer, ``merg``/``synthes`` → merger,
+  ``review`` → code reviewer, ``special``/``support`` → specialist; anything
+  else gets a generic answer.
 
 Each persona has a latency (published per-role figures) and a typical answer
 length; routers pick a specialist by keywords.
@@ -62,22 +71,32 @@ ROUTE_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 
 
+JUDGED_ITEM = "answer"
+"""The handoff item an evaluation's judge call carries (the answer to score)."""
+
+TEXT_PERSONA_KEYWORDS: tuple[tuple[str, Persona], ...] = (
+    ("research", Persona.RESEARCHER),
+    ("writ", Persona.WRITER),
+    ("merg", Persona.MERGER),
+    ("synthes", Persona.MERGER),
+    ("review", Persona.CODE_REVIEWER),
+    ("special", Persona.SPECIALIST),
+    ("support", Persona.SPECIALIST),
+)
+"""Keyword in a text agent's name or role → its persona, first match first."""
+
+
 def persona_of(call: AgentCall) -> Persona:
-    """Which behaviour the simulator uses for ``call``."""
-    words = f"{call.agent} {call.role}".lower()
+    """Which behaviour the simulator uses for ``call`` (see the module docstring)."""
     if call.output is OutputKind.VERDICT:
-        return Persona.JUDGE if "judge" in words else Persona.REVIEWER
+        # By the call's shape, not the agent's name: a gate reviewer called
+        # "final-judge" is still a reviewer.
+        judged = any(item.source == JUDGED_ITEM for item in call.handoff)
+        return Persona.JUDGE if judged else Persona.REVIEWER
     if call.output is OutputKind.ROUTE:
         return Persona.ROUTER
-    for keyword, persona in (
-        ("research", Persona.RESEARCHER),
-        ("writ", Persona.WRITER),
-        ("merg", Persona.MERGER),
-        ("synthes", Persona.MERGER),
-        ("review", Persona.CODE_REVIEWER),
-        ("special", Persona.SPECIALIST),
-        ("support", Persona.SPECIALIST),
-    ):
+    words = f"{call.agent} {call.role}".lower()
+    for keyword, persona in TEXT_PERSONA_KEYWORDS:
         if keyword in words:
             return persona
     return Persona.GENERIC

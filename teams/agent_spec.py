@@ -42,9 +42,13 @@ class RetrySpec(SpecModel):
     """
 
     initial_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=1)
+    """Wait before the first retry (a duration: ``"1s"``, ``"2m"``, ISO 8601 too)."""
     backoff_coefficient: float = Field(default=2.0, ge=1.0, le=10.0, allow_inf_nan=False)
+    """Each wait is the previous one times this (1 to 10)."""
     maximum_interval: Annotated[Duration, at_most(MAX_RETRY_INTERVAL)] = timedelta(seconds=30)
+    """The longest wait between attempts."""
     maximum_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts in all, the first included (1 to 20); then the fallback, if any, runs."""
 
     @model_validator(mode="after")
     def _intervals_ordered(self) -> RetrySpec:
@@ -68,8 +72,11 @@ class AgentTimeouts(SpecModel):
     """
 
     start_to_close: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=60)
+    """The longest one attempt may take (at most 1 h)."""
     schedule_to_close: Annotated[Duration, at_most(MAX_CALL_TIMEOUT)] = timedelta(seconds=180)
+    """The longest the call may take, every attempt and back-off included (at most 1 day)."""
     heartbeat: Annotated[Duration, at_most(MAX_ATTEMPT_TIMEOUT)] = timedelta(seconds=10)
+    """A worker silent this long is taken for dead and the attempt retried elsewhere."""
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentTimeouts:
@@ -93,9 +100,13 @@ class ModelRouting(SpecModel):
     """
 
     cheap_model: ModelId
+    """The cheaper model (it must be in the price table)."""
     rule: Literal["router_decision", "input_length", "budget_left"]
+    """``router_decision``, ``input_length`` or ``budget_left`` (see above)."""
     max_cheap_input_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    """``input_length``: the longest prompt, in tokens, sent to the cheap model."""
     min_budget_left_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
+    """``budget_left``: below this much of the run's budget left, the cheap model runs."""
 
     @model_validator(mode="after")
     def _rule_has_its_setting(self) -> ModelRouting:
@@ -110,28 +121,39 @@ class AgentSpec(SpecModel):
     """One agent: who it is, which prompt and model it uses, and its limits."""
 
     name: Slug
+    """The agent's name, unique in the team; stages refer to it."""
     role: str = Field(min_length=1, max_length=200)
+    """Who the agent is, in a line (it opens the system prompt)."""
     prompt: Slug | None = None
-    """Prompt file name under ``teams/prompts/<prompt>/<prompt_version>.md``."""
+    """The prompt file's folder: ``<prompts dir>/<prompt>/<prompt_version>.md``, looked
+    for in ``AGENT_TEAMS_PROMPTS_DIR``, then ``<AGENT_TEAMS_TEAMS_DIR>/prompts``, then
+    ``teams/prompts``. Exclusive with ``instructions``."""
     prompt_version: VersionLabel = "v1"
+    """Which version of ``prompt``: the file ``<prompt_version>.md``."""
     instructions: str | None = Field(default=None, min_length=1, max_length=MAX_INSTRUCTIONS_CHARS)
     """Inline system prompt (inline specs); exclusive with ``prompt``."""
     model: ModelId
+    """The model this agent calls (it must be in the price table)."""
     fallback_model: ModelId | None = None
     """A cheaper model to run when ``model`` exhausts its retries."""
     fallback_prompt_version: VersionLabel | None = None
     """A simpler version of ``prompt`` for the fallback call (with or without a fallback model)."""
     max_tokens: int = Field(ge=1, le=64_000)
+    """The most output tokens one call may produce (the budget reserves all of them)."""
     context_budget_tokens: int | None = Field(default=None, ge=256, le=MAX_TOKENS)
     """Most prompt tokens this agent may be sent; handoffs are trimmed by rule to fit."""
     output: OutputKind = OutputKind.TEXT
+    """``text``, or a structured answer: ``verdict`` (a gate's reviewer) or ``route`` (a router)."""
     routing: ModelRouting | None = None
-    """Pick a cheaper model per call, by rule (see :class:`ModelRouting`)."""
+    """Pick a cheaper model per call, by rule (``routing``)."""
     cache: bool = True
     """Serve identical calls from the response cache (per tenant, within ``cache_ttl``)."""
     cache_ttl: Annotated[Duration, at_most(MAX_CACHE_TTL)] = timedelta(hours=1)
+    """How long a cached answer is served (at most 30 days)."""
     timeouts: AgentTimeouts = AgentTimeouts()
+    """The activity timeouts of this agent's calls (``timeouts``)."""
     retry: RetrySpec = RetrySpec()
+    """The retry policy of this agent's calls (``retry``)."""
     sla: Annotated[Duration, at_most(MAX_SLA)] | None = None
     """Latency target: the p99 of this agent's call time (``elapsed_ms``: from the
     call's start in the workflow to its end, queueing, retries and back-off included) that

@@ -37,10 +37,12 @@ def agent_breaker(team: str, agent: str) -> str:
 class BreakerSettings(BaseModel):
     """When a breaker opens and for how long (``[breakers]`` in a team file)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
     failure_threshold: int = Field(default=5, ge=1, le=1_000)
+    """Consecutive failed calls that open the breaker (its calls are then skipped)."""
     cool_down: Annotated[Duration, at_most(MAX_COOL_DOWN)] = timedelta(seconds=60)
+    """How long it stays open before one probe call may try again."""
 
     @field_validator("cool_down")
     @classmethod

@@ -208,7 +208,9 @@ class Catalog:
             source,
             [
                 f"agents ({agent.name}).prompt: no prompt file {agent.prompt!r} version "
-                f"{version!r} (looked for {searched})"
+                f"{version!r} (looked for {searched}); put your prompts in a prompts/ "
+                "folder beside your team files (AGENT_TEAMS_TEAMS_DIR), or point "
+                "AGENT_TEAMS_PROMPTS_DIR at them, for teamctl and the workers alike"
             ],
         )
 

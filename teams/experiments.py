@@ -55,18 +55,25 @@ class VariantSpec(SpecModel):
     """
 
     name: Slug
+    """The variant's name, recorded on every call it makes (``experiment:variant``)."""
     weight: int = Field(ge=0, le=BUCKETS, description="Relative share of runs.")
     model: ModelId | None = None
+    """The model the agent runs with in this variant; None: its own."""
     prompt_version: VersionLabel | None = None
+    """The prompt version it runs with; None: its own."""
 
 
 class CanarySpec(SpecModel):
     """A canary: ``percent`` of runs get the candidate, the rest the ``control``."""
 
     name: Slug = "canary"
+    """The candidate's name (the rest of the runs are ``control``)."""
     percent: Annotated[Decimal, Field(ge=0, le=100, decimal_places=2)]
+    """The share of runs the candidate gets, e.g. ``5`` or ``2.5``."""
     model: ModelId | None = None
+    """The candidate's model; None: the agent's own."""
     prompt_version: VersionLabel | None = None
+    """The candidate's prompt version; None: the agent's own."""
 
     @model_validator(mode="after")
     def _changes_something(self) -> CanarySpec:
@@ -81,9 +88,13 @@ class ExperimentSpec(SpecModel):
     """Variants of one agent, with ``variants`` (weights) or a ``canary`` (percent)."""
 
     name: Slug
+    """The experiment's name (``teamctl experiments`` reports by it)."""
     agent: Slug
+    """The agent whose model or prompt version the variants change."""
     variants: list[VariantSpec] | None = Field(default=None, min_length=2, max_length=MAX_VARIANTS)
+    """Two or more weighted arms; exclusive with ``canary``."""
     canary: CanarySpec | None = None
+    """A candidate for a percentage of runs; exclusive with ``variants``."""
 
     @model_validator(mode="after")
     def _one_form(self) -> ExperimentSpec:

@@ -92,6 +92,7 @@ class BudgetSpec(SpecModel):
     """The default per-run budget, and how far a request's ``budget_usd`` may raise it."""
 
     max_usd: Decimal = Field(gt=0, le=MAX_USD, decimal_places=6)
+    """The run's budget in USD (a string, e.g. ``"0.50"``) when a request sets none."""
     max_budget_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
     """The most a request's ``budget_usd`` may ask for; None: ``max_usd`` (a request
     may lower the team's budget, never raise it)."""
@@ -131,6 +132,9 @@ class InjectionSpec(SpecModel):
     """The team's prompt-injection policy, and who reviews quarantined text."""
 
     policy: InjectionPolicy = "flag"
+    """``flag`` (recorded on the call and the result), ``quarantine`` (a human reviews
+    the text before it reaches another agent) or ``reject`` (the run ends; a task is
+    refused before any call)."""
     reviewers: Approvers = Field(default_factory=list)
     """Who may release or reject quarantined text (approvers, with the same keys)."""
     review_timeout: Duration = timedelta(hours=24)
@@ -149,21 +153,29 @@ class TeamSpec(SpecModel):
     """A whole team: its agents, its stages in order, its budget and alert thresholds."""
 
     name: Slug
+    """The team's name: lower-case letters, digits, ``-`` and ``_``; the file is ``<name>.toml``."""
     version: VersionLabel = "1"
+    """The team's version, recorded on every run (``TeamVersion``); releases keep earlier ones."""
     description: str = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
+    """What the team is for (``teamctl teams`` shows it)."""
     budget: BudgetSpec
+    """The per-run budget (``[budget]``)."""
     breakers: BreakerSettings = BreakerSettings()
     """When the model and agent circuit breakers of this team's calls open."""
     alerts: AlertSpec = AlertSpec()
     """Thresholds of the operator report's alerts."""
     pii: PiiPolicy = "allow"
-    """PII in model inputs (see :data:`PiiPolicy`)."""
+    """PII in model inputs: ``allow`` (sent as written), ``redact`` (numbered placeholders
+    the model sees, restored in the answer by the worker) or ``block`` (a task with
+    any is refused)."""
     injection: InjectionSpec = InjectionSpec()
-    """Suspected prompt injections (see :data:`InjectionPolicy`)."""
+    """What a suspected prompt injection does (``[injection]``)."""
     agents: list[AgentSpec] = Field(min_length=1, max_length=MAX_AGENTS)
+    """The team's agents (``[[agents]]`` tables), each named once."""
     stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)
+    """What runs, in order (``[[stages]]`` tables, each with its ``kind``)."""
     experiments: list[ExperimentSpec] = Field(default_factory=list, max_length=MAX_EXPERIMENTS)
-    """Variants of agents split across runs (see :mod:`teams.experiments`)."""
+    """Variants of an agent split across runs (``[[experiments]]``; docs/operating-changes.md)."""
 
     def agent(self, name: str) -> AgentSpec:
         """The agent called ``name`` (validation guarantees it exists)."""

@@ -28,4 +28,4 @@ class SpecModel(BaseModel):
 
     # Unknown keys are typos, not extensions: refuse them so "max_token = 10"
     # is an error rather than a silently ignored line.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)

@@ -25,16 +25,22 @@ class SequentialStage(SpecModel):
     """Agents run one after another; each sees the outputs before it."""
 
     kind: Literal["sequential"]
+    """``"sequential"``."""
     name: Slug
+    """The stage's name, unique in the team (the run's status shows it)."""
     agents: list[Slug] = Field(min_length=1, max_length=MAX_STAGE_AGENTS)
+    """The agents, in the order they run."""
 
 
 class DegradationThresholds(SpecModel):
     """How many fan-out agents must succeed for each degradation level."""
 
     full: int = Field(ge=1, le=MAX_STAGE_AGENTS)
+    """At least this many answered: FULL."""
     partial: int = Field(ge=1, le=MAX_STAGE_AGENTS)
+    """At least this many: PARTIAL (the run is DEGRADED)."""
     minimal: int = Field(ge=1, le=MAX_STAGE_AGENTS)
+    """At least this many: MINIMAL; fewer: FAILED (the merge is skipped)."""
 
     @model_validator(mode="after")
     def _ordered(self) -> DegradationThresholds:
@@ -47,10 +53,15 @@ class FanOutStage(SpecModel):
     """Agents run concurrently; the stage ends when all return or ``timeout`` fires."""
 
     kind: Literal["fan_out"]
+    """``"fan_out"``."""
     name: Slug
+    """The stage's name, unique in the team."""
     agents: list[Slug] = Field(min_length=2, max_length=MAX_STAGE_AGENTS)
+    """The agents that run at once (at least two, each once)."""
     timeout: Annotated[Duration, at_most(MAX_STAGE_TIMEOUT)]
+    """When the stage stops waiting: agents still running are cancelled and reported missing."""
     degradation: DegradationThresholds
+    """How many answers make each level (``degradation``)."""
     merge: Slug | None = None
     """Agent that merges the successful outputs (skipped when the level is FAILED)."""
 
@@ -73,9 +84,13 @@ class GateStage(SpecModel):
     """A quality gate: review, and send rejected work back with the reasons."""
 
     kind: Literal["gate"]
+    """``"gate"``."""
     name: Slug
+    """The stage's name, unique in the team."""
     reviewer: Slug
+    """The agent that scores the work (its ``output`` must be ``verdict``)."""
     reviser: Slug
+    """The agent that rewrites rejected work, given the reviewer's reasons."""
     threshold: int = Field(ge=0, le=10)
     """Minimum score (0-10) for the work to pass."""
     max_iterations: int = Field(ge=1, le=10)
@@ -83,14 +98,18 @@ class GateStage(SpecModel):
     rubric: list[Annotated[str, Field(min_length=1, max_length=MAX_RUBRIC_ITEM_CHARS)]] = Field(
         min_length=1, max_length=MAX_RUBRIC_ITEMS
     )
+    """What the reviewer checks, one criterion per item."""
 
 
 class RouterStage(SpecModel):
     """A router classifies the request and picks one specialist (or answers)."""
 
     kind: Literal["router"]
+    """``"router"``."""
     name: Slug
+    """The stage's name, unique in the team."""
     router: Slug
+    """The agent that classifies the request (its ``output`` must be ``route``)."""
     routes: dict[Slug, Slug] = Field(min_length=1, max_length=MAX_ROUTES)
     """Category → specialist agent."""
     allow_direct: bool = True
@@ -101,13 +120,21 @@ class ApprovalStage(SpecModel):
     """A durable wait for a human decision on the current output."""
 
     kind: Literal["approval"]
+    """``"approval"``."""
     name: Slug
+    """The approval point's name, unique in the team (decisions name it)."""
     approvers: Approvers = Field(min_length=1)
+    """Who may decide (names the approvers file gives keys to, in signed deployments)."""
     timeout: Duration
+    """How long the run waits for a decision (at most 366 days)."""
     on_timeout: Literal["approve", "reject", "escalate"] = "reject"
+    """What happens when nobody decided in time."""
     escalate_to: Approvers = Field(default_factory=list)
+    """``escalate``: who joins the approvers after the timeout."""
     escalation_timeout: Duration | None = None
+    """``escalate``: how much longer the run then waits."""
     on_escalation_timeout: Literal["approve", "reject"] = "reject"
+    """``escalate``: what happens when nobody decided by then either."""
 
     @model_validator(mode="after")
     def _escalation_complete(self) -> ApprovalStage:

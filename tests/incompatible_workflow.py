@@ -30,7 +30,7 @@ class AgentTeamWorkflowV2(AgentTeamWorkflow):
     """The real workflow, with a step added before everything else (not patched)."""
 
     @workflow.run
-    async def run(self, raw: RawValue) -> TeamResult:
+    async def run(self, *args: RawValue) -> TeamResult:
         """Pause, then run the team exactly as the real workflow does."""
         await workflow.sleep(PAUSE)
-        return await super().run(raw)
+        return await super().run(*args)

@@ -15,6 +15,7 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput
 
@@ -126,6 +127,12 @@ async def start(
     )
 
 
+TRANSIENT_QUERY_ERRORS = frozenset(
+    {RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE}
+)
+"""How a query fails while no worker can answer it yet ("context canceled" under load)."""
+
+
 async def status_of(handle: WorkflowHandle[Any, TeamResult]) -> TeamStatus:
     return await handle.query(STATUS_QUERY, result_type=TeamStatus)
 
@@ -136,13 +143,26 @@ async def wait_for(
     *,
     attempts: int = 600,
 ) -> TeamStatus:
-    """Poll the status query until ``predicate`` holds (bounded by attempts, not time)."""
+    """Poll the status query until ``predicate`` holds (bounded by attempts, not time).
+
+    A query the server gives up on (no worker has the run yet: a worker just
+    killed or still starting, a loaded machine) is asked again, like a poll
+    that saw nothing new.
+    """
+    status: TeamStatus | None = None
     for _ in range(attempts):
-        status = await status_of(handle)
+        try:
+            status = await status_of(handle)
+        except RPCError as err:
+            if err.status not in TRANSIENT_QUERY_ERRORS:
+                raise
+            await asyncio.sleep(0.2)
+            continue
         if predicate(status):
             return status
         await asyncio.sleep(0.05)
-    raise AssertionError(f"condition never held; last status: {status.model_dump_json()}")
+    last = status.model_dump_json() if status is not None else "no answer"
+    raise AssertionError(f"condition never held; last status: {last}")
 
 
 async def awaiting_approval(handle: WorkflowHandle[Any, TeamResult]) -> TeamStatus:

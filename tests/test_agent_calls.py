@@ -31,11 +31,11 @@ TASK = "My invoice shows a double charge"
 async def test_rate_limit_burst_is_retried_by_temporal_after_retry_after(
     client: Client, task_queue: str
 ) -> None:
-    # A 30 s back-off: if retry-after were ignored, the retries would wait that long.
+    # A 5 min back-off: if retry-after were ignored, the retries would wait that long.
     spec = inline_team(
         "support",
         lambda d: agent(d, "router").update(
-            retry={"initial_interval": "30s", "maximum_interval": "60s"}
+            retry={"initial_interval": "5m", "maximum_interval": "10m"}
         ),
     )
     burst = [
@@ -51,8 +51,8 @@ async def test_rate_limit_burst_is_retried_by_temporal_after_retry_after(
     started = last_start(events, "triage/router/1")
     assert started.attempt == 3
     assert started.last_failure.application_failure_info.type == "RateLimited"
-    # Two 0.3 s retry-after delays, not the 30 s back-off, separate schedule and start.
-    assert 0.6 <= wait_before_start(events, "triage/router/1").total_seconds() < 30
+    # Two 0.3 s retry-after delays, not the 5 min back-off, separate schedule and start.
+    assert 0.6 <= wait_before_start(events, "triage/router/1").total_seconds() < 300
     # Charged once, for the attempt that answered: throttled attempts cost nothing.
     assert router.cost_micro == hand_cost_micro(
         "claude-haiku-4-5",

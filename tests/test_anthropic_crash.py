@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +80,10 @@ async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
     # The dead worker was noticed by the heartbeat timeout...
     timeout = attempt.last_failure.timeout_failure_info.timeout_type
     assert timeout == TimeoutType.TIMEOUT_TYPE_HEARTBEAT
-    # ...so attempt 2 started long before the 5 min start-to-close would have
-    # fired: within heartbeat (2 s) + retry back-off (1 s) of the crash, plus
-    # the second worker's start-up.
-    assert wait_before_start(events, "research/researcher/1").total_seconds() < 60
+    # ...so attempt 2 started before the 5 min start-to-close could have fired
+    # (about heartbeat 2 s + back-off 1 s + the second worker's start-up; the
+    # bound is the timeout's, not the machine's speed).
+    assert wait_before_start(events, "research/researcher/1") < timedelta(minutes=5)
     # Charged once per attempt: the killed stream's prompt (reported as it
     # started) and the full answer of attempt 2.
     killed, answered = standin.messages(RESEARCHER)[:2]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
 from tests.processes import teamctl_async, temporal_cli, temporal_start
 from tests.support import running_worker
+from worker.settings import WorkerSettings
 
 
 async def _run_research(
@@ -129,3 +131,51 @@ async def test_teamctl_run_skip_approvals(env: WorkflowEnvironment, task_queue: 
     )
     assert [s["kind"] for s in request["team"]["stages"]] == ["sequential", "sequential", "gate"]
     assert request["team"]["name"] == "research"
+
+
+OWN_TEAM = """\
+name = "digest"
+description = "One writer that digests a question"
+[budget]
+max_usd = "0.20"
+
+[[agents]]
+name = "writer"
+role = "Technical writer who answers in a short digest"
+prompt = "digest-writer"
+model = "claude-haiku-4-5"
+max_tokens = 1200
+
+[[stages]]
+kind = "sequential"
+name = "write"
+agents = ["writer"]
+"""
+
+
+async def test_a_team_of_ones_own_needs_one_setting_for_teamctl_and_worker(
+    env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    teams = tmp_path / "my-teams"
+    (teams / "prompts" / "digest-writer").mkdir(parents=True)
+    (teams / "digest.toml").write_text(OWN_TEAM)
+    (teams / "prompts" / "digest-writer" / "v1.md").write_text("Answer in five lines.")
+    setting = {"AGENT_TEAMS_TEAMS_DIR": str(teams)}
+    # The worker's catalog, from the same setting a worker process reads.
+    catalog = WorkerSettings.from_env(setting).catalog()
+    run_id = f"own-{uuid.uuid4().hex[:8]}"
+    async with running_worker(env.client, task_queue, catalog=catalog):
+        code, out, err = await teamctl_async(
+            env,
+            "--task-queue",
+            task_queue,
+            "run",
+            "digest",
+            "What is a workflow?",
+            "--id",
+            run_id,
+            extra_env=setting,
+        )
+    assert (code, err) == (0, "")
+    assert "status     COMPLETED" in out, out
+    assert "write  writer  claude-haiku-4-5  digest-writer/v1#" in out, out

@@ -439,3 +439,15 @@ def test_every_worker_variable_is_documented() -> None:
     manual = (DOCS / "operations.md").read_text(encoding="utf-8")
     missing = sorted(v for v in variables if f"`{v}`" not in manual)
     assert not missing, f"AGENT_TEAMS_* variables missing from docs/operations.md: {missing}"
+
+
+def test_every_metric_the_project_names_is_documented() -> None:
+    sources = [ROOT / "teams" / "telemetry_names.py", *(ROOT / "workflows").glob("*.py")]
+    names = {
+        name
+        for source in sources
+        for name in re.findall(r'"(agent_teams_[a-z_]+)"', source.read_text(encoding="utf-8"))
+    }
+    manual = (DOCS / "observability.md").read_text(encoding="utf-8")
+    assert len(names) >= 20
+    assert sorted(n for n in names if f"`{n}`" not in manual) == []

@@ -205,3 +205,24 @@ def test_config_from_environment() -> None:
     assert config.latency_s == {"writer": 2.0}
     assert config.faults == [FaultRule(kind=FaultKind.HANG, agent="writer")]
     assert config.journal == Path("/tmp/j.jsonl")
+
+
+def test_a_verdict_agents_persona_comes_from_its_call_not_its_name() -> None:
+    draft = [HandoffItem(source="writer", content="A first draft")]
+    judged = [HandoffItem(source="answer", content="An answer to score")]
+    gate = _call("final-judge", role="Judge of the final text", output="verdict", handoff=draft)
+    judge = _call("grader", role="Grades answers", output="verdict", handoff=judged)
+    assert persona_of(gate) is Persona.REVIEWER
+    assert persona_of(judge) is Persona.JUDGE
+
+
+async def test_a_gate_reviewer_named_judge_scores_drafts_as_a_reviewer() -> None:
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
+    draft = [HandoffItem(source="writer", content="A first draft")]
+    call = _call(
+        "final-judge", role="Judge", output="verdict", handoff=draft, rubric=["cites"], threshold=7
+    )
+    outcome = await provider.generate(call, attempt=1, on_progress=_noop)
+    # A first draft, scored as every gate reviewer scores it (not 0/10 as a judge
+    # with no answer to score would).
+    assert outcome.data == {"score": 6, "passed": False, "reasons": ["cites"]}

@@ -133,7 +133,9 @@ def test_missing_prompt_file(tmp_path: Path) -> None:
         catalog.resolve(spec)
     assert err.value.problems == [
         f"agents (writer).prompt: no prompt file 'writer' version 'v9' "
-        f"(looked for {SHIPPED_PROMPTS_DIR / 'writer' / 'v9.md'})"
+        f"(looked for {SHIPPED_PROMPTS_DIR / 'writer' / 'v9.md'}); put your prompts in a "
+        "prompts/ folder beside your team files (AGENT_TEAMS_TEAMS_DIR), or point "
+        "AGENT_TEAMS_PROMPTS_DIR at them, for teamctl and the workers alike"
     ]
     assert path.exists()
 

@@ -137,6 +137,10 @@ def _check_url(variable: str, value: str) -> None:
         )
 
 
+TEAM_PROMPTS_FOLDER = "prompts"
+"""The folder of a teams folder (``AGENT_TEAMS_TEAMS_DIR``) its prompts are looked for in."""
+
+
 class WorkerSettings(BaseModel):
     """Everything the worker needs to know about its environment."""
 
@@ -302,7 +306,10 @@ class WorkerSettings(BaseModel):
     def catalog(self) -> Catalog:
         """The team catalog these settings describe (user dirs first)."""
         teams = ((self.teams_dir,) if self.teams_dir else ()) + (SHIPPED_TEAMS_DIR,)
-        prompts = ((self.prompts_dir,) if self.prompts_dir else ()) + (SHIPPED_PROMPTS_DIR,)
+        # A teams folder brings its prompts (<teams dir>/prompts): one setting for a
+        # team of one's own, read by teamctl and the workers alike.
+        own = (self.teams_dir / TEAM_PROMPTS_FOLDER,) if self.teams_dir else ()
+        prompts = ((self.prompts_dir,) if self.prompts_dir else ()) + own + (SHIPPED_PROMPTS_DIR,)
         gold = ((self.gold_dir,) if self.gold_dir else ()) + (SHIPPED_GOLD_DIR,)
         return Catalog(
             teams_dirs=teams,
