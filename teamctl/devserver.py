@@ -106,6 +106,28 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait()
 
 
+CODEC_PORT_SETTING = "--ui-port (the codec server takes the UI port + 1)"
+"""How ``teamctl dev-server`` moves the codec server it starts beside the UI."""
+
+
+def dev_server_listeners(
+    port: int, ui_port: int | None, *, with_codec: bool = False
+) -> list[Listener]:
+    """The ports ``teamctl dev-server`` listens on, each with the flag that moves it.
+
+    ``with_codec``: it also starts the codec server, on the UI port + 1. Check
+    them all (:func:`~teamctl.ports.check_ports_free`) before starting anything.
+    """
+    listeners = [Listener(port=port, role="the Temporal frontend", setting="--port")]
+    if ui_port is not None:
+        listeners.append(Listener(port=ui_port, role="the Temporal UI", setting="--ui-port"))
+        if with_codec:
+            listeners.append(
+                Listener(port=ui_port + 1, role="the codec server", setting=CODEC_PORT_SETTING)
+            )
+    return listeners
+
+
 def start_dev_server(
     *,
     port: int,
@@ -118,10 +140,7 @@ def start_dev_server(
 
     Raises :class:`~teamctl.ports.PortInUseError` when either port is taken.
     """
-    listeners = [Listener(port=port, role="the Temporal frontend", setting="--port")]
-    if ui_port is not None:
-        listeners.append(Listener(port=ui_port, role="the Temporal UI", setting="--ui-port"))
-    check_ports_free(listeners)
+    check_ports_free(dev_server_listeners(port, ui_port))
     args = [
         str(temporal_binary()),
         "server",

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from security.keyring import new_key_line
+from teamctl.devserver import dev_server_listeners
+from teamctl.ports import PortInUseError, check_ports_free
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -209,3 +211,22 @@ def test_demo_refuses_a_demo_port_it_cannot_use(tmp_path: Path, value: str) -> N
         "demo: DEMO_PORT must be a port number from 1 to 64534 "
         f"(the UI takes DEMO_PORT + 1000), not {value!r}",
     )
+
+
+def test_dev_server_listeners_check_the_codec_port_with_its_flag(
+    occupy: Callable[[int], None],
+) -> None:
+    # What `teamctl dev-server` can check before it starts the codec server (or anything).
+    port = _free_run_of_ports((0, 1000, 1001))
+    occupy(port + 1001)
+    listeners = dev_server_listeners(port, port + 1000, with_codec=True)
+
+    with pytest.raises(PortInUseError) as refused:
+        check_ports_free(listeners)
+
+    assert str(refused.value) == (
+        f"port {port + 1001} (the codec server) is already in use by another process; "
+        "choose another with --ui-port (the codec server takes the UI port + 1)"
+    )
+    assert [listener.port for listener in listeners] == [port, port + 1000, port + 1001]
+    check_ports_free(dev_server_listeners(port, port + 1000))  # without the codec: all free
