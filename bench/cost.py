@@ -127,7 +127,7 @@ async def cached_worker(
     """A project worker with a fresh SQLite response cache; yields its task queue."""
     queue = f"bench-cost-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as folder:
-        cache = open_cache(f"sqlite:///{Path(folder) / 'cache.sqlite'}")
+        cache = open_cache(f"sqlite:///{Path(folder) / 'cache.sqlite'}", keyring=None)
         controls = SqliteControls(Path(folder) / "controls.sqlite")
         workers = build_workers(
             client,

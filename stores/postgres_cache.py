@@ -8,7 +8,9 @@ Invariants:
 - Expiry is computed and checked on the database's clock (``now()``), never the
   worker's, so workers whose clocks drift still agree on what is live.
 - The answer is stored as JSON *text*, not ``JSONB``: JSONB refuses ``\u0000``,
-  which a model's text may contain; the text round-trips exactly.
+  which a model's text may contain; the text round-trips exactly. With the
+  payload key ring it is a sealed envelope (:mod:`stores.cache_sealing`), which
+  is JSON too, so a table from before (``JSONB``) still takes it.
 - Creating the table is serialised by an advisory lock: ``CREATE TABLE IF NOT
   EXISTS`` run concurrently (many calls, many workers, one new database) fails
   with a duplicate-key error otherwise.
@@ -19,6 +21,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from security.keyring import KeyRing
+from stores.cache_sealing import EntrySealer
 from stores.response_cache import CachedAnswer
 
 TIMEOUT_S = 2.0
@@ -41,8 +45,11 @@ _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('agent_teams_response_cach
 class PostgresResponseCache:
     """A :class:`stores.response_cache.ResponseCache` in a PostgreSQL table."""
 
-    def __init__(self, dsn: str, *, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self, dsn: str, *, timeout_s: float = TIMEOUT_S, keyring: KeyRing | None = None
+    ) -> None:
         self._dsn = dsn
+        self._sealer = EntrySealer(keyring)
         self._ready = False
         self._timeout_s = timeout_s
 
@@ -82,7 +89,7 @@ class PostgresResponseCache:
                 (tenant, key),
             )
             row = await cursor.fetchone()
-        return CachedAnswer.model_validate_json(row[0]) if row else None
+        return self._sealer.open(tenant, key, row[0]) if row else None
 
     async def put(self, tenant: str, key: str, answer: CachedAnswer, ttl_s: float) -> None:
         """Store ``answer`` until ``ttl_s`` seconds from now (by the database's clock)."""
@@ -97,7 +104,7 @@ class PostgresResponseCache:
                 "VALUES (%s, %s, %s, now() + make_interval(secs => %s)) "
                 "ON CONFLICT (tenant, key) "
                 "DO UPDATE SET answer = EXCLUDED.answer, expires_at = EXCLUDED.expires_at",
-                (tenant, key, answer.model_dump_json(), ttl_s),
+                (tenant, key, self._sealer.seal(tenant, key, answer), ttl_s),
             )
 
     async def aclose(self) -> None:

@@ -1,7 +1,10 @@
 """SQLite response cache: one file, shared by every worker process on a host.
 
 WAL mode lets several processes read while one writes; expired rows are
-skipped on read and purged on write.
+skipped on read and purged on write. Entries are sealed with the payload key
+ring when one is given (:mod:`stores.cache_sealing`), and the file and its
+``-wal``/``-shm`` side files are mode 0600 from their first byte
+(:mod:`security.private_files`): model answers are not readable at rest.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from security.keyring import KeyRing
+from security.private_files import private_sqlite
+from stores.cache_sealing import EntrySealer
 from stores.response_cache import CachedAnswer
 
 _SCHEMA = """
@@ -28,9 +34,10 @@ CREATE TABLE IF NOT EXISTS response_cache (
 class SqliteResponseCache:
     """A :class:`stores.response_cache.ResponseCache` in a SQLite file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keyring: KeyRing | None = None) -> None:
         self._path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._sealer = EntrySealer(keyring)
+        private_sqlite(path)  # before SQLite creates anything: never a readable moment
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
@@ -44,7 +51,8 @@ class SqliteResponseCache:
 
     async def put(self, tenant: str, key: str, answer: CachedAnswer, ttl_s: float) -> None:
         """Store ``answer`` until ``ttl_s`` seconds from now."""
-        await asyncio.to_thread(self._put, tenant, key, answer.model_dump_json(), ttl_s)
+        stored = self._sealer.seal(tenant, key, answer)
+        await asyncio.to_thread(self._put, tenant, key, stored, ttl_s)
 
     async def aclose(self) -> None:
         """Nothing to close: each operation opens its own connection."""
@@ -55,7 +63,7 @@ class SqliteResponseCache:
                 "SELECT answer FROM response_cache WHERE tenant = ? AND key = ? AND expires_at > ?",
                 (tenant, key, time.time()),
             ).fetchone()
-        return CachedAnswer.model_validate_json(row[0]) if row else None
+        return self._sealer.open(tenant, key, row[0]) if row else None
 
     def _put(self, tenant: str, key: str, answer: str, ttl_s: float) -> None:
         now = time.time()

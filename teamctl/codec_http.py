@@ -88,12 +88,20 @@ def _route(raw_path: str) -> tuple[str | None, str | None]:
 
 
 def _payloads_from_json(body: bytes) -> list[Payload]:
-    """Parse ``{"payloads": [...]}`` (protobuf JSON, base64 bytes)."""
+    """Parse ``{"payloads": [...]}`` (protobuf JSON, base64 bytes).
+
+    ``{}`` is an empty list: protobuf JSON leaves out an empty repeated field,
+    so that is how the ``temporal`` CLI sends no payloads (a query without
+    ``--input``). Any other top-level field is refused, so a mistyped body is
+    told so instead of being answered with nothing.
+    """
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise _BadRequest(HTTPStatus.BAD_REQUEST, "body is not JSON") from None
-    if not isinstance(document, dict) or not isinstance(document.get("payloads"), list):
+    if not isinstance(document, dict) or set(document) - {"payloads"}:
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, 'expected {"payloads": [...]}')
+    if not isinstance(document.get("payloads", []), list):
         raise _BadRequest(HTTPStatus.BAD_REQUEST, 'expected {"payloads": [...]}')
     try:
         parsed = json_format.ParseDict(document, Payloads(), ignore_unknown_fields=True)

@@ -35,12 +35,17 @@ Not protected by the token: OPTIONS preflights (browsers send them without
 credentials; they carry no data). The server binds to 127.0.0.1 by default.
 Request bodies are capped (413) so one request cannot exhaust memory.
 
+A port another process holds is :class:`~teamctl.ports.PortInUseError`, a
+sentence naming the port and the setting that moves it (``port_setting``: the
+flag or variable of the command that runs the server), never a bind traceback.
+
 The protocol itself (routes, token check, CORS, bodies) is
 :mod:`teamctl.codec_http`; here are the server's settings and lifecycle.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -53,6 +58,7 @@ from urllib.parse import urlsplit
 from security.codec import EncryptionCodec
 from security.keyring import KeyRing, KeyRingError, load_keyring
 from teamctl.codec_http import CodecApp, CodecHTTPServer
+from teamctl.ports import PortInUseError, PortUnavailableError
 from teams.errors import AgentTeamsError
 
 TOKEN_ENV = "AGENT_TEAMS_CODEC_TOKEN"
@@ -67,6 +73,18 @@ DEFAULT_ALLOWED_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Largest request body accepted: a few 2 MB payloads as base64 JSON."""
+
+ROLE = "the codec server"
+"""How busy-port messages name this server's port."""
+
+PORT_FLAG = "--port"
+"""``teamctl codec-server``'s port flag (see :func:`run_codec_server`)."""
+
+ANY_CALLER_PORT_SETTING = (
+    "--ui-port under `teamctl dev-server` (the codec server takes the UI port + 1) "
+    "or --port under `teamctl codec-server`"
+)
+"""What moves the port when the caller did not say (both commands that start one)."""
 
 MIN_TOKEN_CHARS = 16
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")  # URL-unreserved: safe in a path
@@ -94,6 +112,7 @@ class CodecServer:
         host: str = "127.0.0.1",
         port: int = 0,
         max_body_bytes: int = MAX_BODY_BYTES,
+        port_setting: str = ANY_CALLER_PORT_SETTING,
     ) -> None:
         app = CodecApp(
             codec=EncryptionCodec(keyring),
@@ -101,7 +120,7 @@ class CodecServer:
             allowed_origins=frozenset(_checked_origin(o) for o in allowed_origins),
             max_body_bytes=max_body_bytes,
         )
-        self._httpd = CodecHTTPServer((host, port), app)
+        self._httpd = _bind(host, port, app, port_setting)
         self._keyring = keyring
         self._origins = app.allowed_origins
         self._host = host
@@ -169,6 +188,16 @@ class CodecServer:
         self.stop()
 
 
+def _bind(host: str, port: int, app: CodecApp, port_setting: str) -> CodecHTTPServer:
+    """The HTTP server bound to ``host:port``; a refused bind is one sentence, not a traceback."""
+    try:
+        return CodecHTTPServer((host, port), app)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise PortInUseError(port, ROLE, port_setting) from None
+        raise PortUnavailableError(host, port, err) from None
+
+
 def run_codec_server(
     *,
     port: int = DEFAULT_PORT,
@@ -183,13 +212,15 @@ def run_codec_server(
     ``AGENT_TEAMS_ENCRYPTION_KEYS``, the token from ``AGENT_TEAMS_CODEC_TOKEN``
     and, unless given, origins from ``AGENT_TEAMS_CODEC_ALLOWED_ORIGINS`` (else
     the dev server UI's). Raises :class:`CodecServerError` or
-    :class:`~security.keyring.KeyRingError` when any is missing or invalid.
+    :class:`~security.keyring.KeyRingError` when any is missing or invalid, and
+    :class:`~teamctl.ports.PortInUseError` (naming ``--port``) when the port is taken.
     """
     server = codec_server_from_env(
         os.environ if environ is None else environ,
         port=port,
         host=host,
         allowed_origins=allowed_origins,
+        port_setting=PORT_FLAG,
     )
     print(server.banner(), file=sys.stdout if out is None else out, flush=True)
     try:
@@ -204,8 +235,13 @@ def codec_server_from_env(
     port: int = DEFAULT_PORT,
     host: str = "127.0.0.1",
     allowed_origins: Sequence[str] | None = None,
+    port_setting: str = ANY_CALLER_PORT_SETTING,
 ) -> CodecServer:
-    """A (not yet started) server configured from ``environ``; see :func:`run_codec_server`."""
+    """A (not yet started, but bound) server configured from ``environ``.
+
+    See :func:`run_codec_server`. ``port_setting`` is how the caller's user
+    chooses another port, for the message when ``port`` is taken.
+    """
     keyring = load_keyring(environ)
     if keyring is None:
         raise KeyRingError(
@@ -215,7 +251,14 @@ def codec_server_from_env(
     if not token:
         raise CodecServerError(f"{TOKEN_ENV} is not set: the codec server refuses to run open")
     origins = allowed_origins if allowed_origins is not None else _origins_from(environ)
-    return CodecServer(keyring, token=token, allowed_origins=origins, host=host, port=port)
+    return CodecServer(
+        keyring,
+        token=token,
+        allowed_origins=origins,
+        host=host,
+        port=port,
+        port_setting=port_setting,
+    )
 
 
 def _origins_from(environ: Mapping[str, str]) -> tuple[str, ...]:

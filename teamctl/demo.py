@@ -9,7 +9,14 @@ runs from the server, stops everything it started, and ends with that ``teamctl
 costs`` table and that ``teamctl report``. The run's history stays in
 ``.temporal/dev.sqlite``: ``make server`` brings the UI back with it.
 
-``DEMO_PORT`` moves the server (UI on ``DEMO_PORT + 1000``) when 7233 is taken.
+``DEMO_PORT`` moves the server (UI on ``DEMO_PORT + 1000``, codec server on
+``DEMO_PORT + 1001``) when 7233 is taken. All three ports are checked before
+anything starts: a busy one (another demo, a ``make server``) is one sentence
+naming it and ``DEMO_PORT``, exit code 2.
+
+Everything the demo keeps in ``.temporal/`` (the key file, the codec token, the
+dev server's history database, the controls store and response cache the
+worker makes there, the logs) is mode 0600, in a folder made 0700.
 """
 
 from __future__ import annotations
@@ -30,6 +37,12 @@ from contracts.approvals import Decision
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
 from security.keyring import write_key_file
+from security.private_files import (
+    open_private_append,
+    private_folder,
+    tighten_if_present,
+    write_private_text,
+)
 from stores.controls.factory import open_controls
 from teamctl import render
 from teamctl.cli_runs import follow_and_report
@@ -42,11 +55,13 @@ from teamctl.devserver import (
     stop_process,
     wait_until_ready,
 )
+from teamctl.ports import Listener, check_ports_free
 from teamctl.report_fetch import fetch_report as fetch_operator_report
 from teamctl.report_models import OperatorReport
 from teamctl.report_render import report_text
 from teamctl.runs import TeamRun, new_workflow_id, query_status, start_team_run
 from teams.catalog import Catalog
+from teams.errors import AgentTeamsError
 from worker.connection import project_data_converter
 from worker.settings import WorkerSettings, choose_provider
 
@@ -63,6 +78,19 @@ COSTS_BY: tuple[Column, ...] = ("team", "agent", "model", "prompt")
 REPORT_SINCE = timedelta(hours=24)
 REPORT_READS = 40
 """How often to look for the finished run in visibility before reading the report."""
+PORT_ENV = "DEMO_PORT"
+DEFAULT_PORT = 7233
+UI_OFFSET = 1000
+"""The UI listens on ``DEMO_PORT + UI_OFFSET``, the codec server one port above the UI."""
+PORT_SETTING = (
+    f"{PORT_ENV} (the frontend's port; the UI takes {PORT_ENV} + {UI_OFFSET}, "
+    f"the codec server {PORT_ENV} + {UI_OFFSET + 1})"
+)
+"""How a busy-port message tells the user to move the demo."""
+
+
+class DemoSettingError(AgentTeamsError):
+    """``DEMO_PORT`` is not a port number the demo can use (its UI and codec ports included)."""
 
 
 def _demo_environment() -> dict[str, str]:
@@ -81,16 +109,40 @@ def _demo_environment() -> dict[str, str]:
 
 
 def _made_once(path: Path) -> Path:
-    """The demo's key file or codec token, made (mode 0600) the first time."""
+    """The demo's key file or codec token, made (mode 0600) the first time.
+
+    One made by hand (or copied) readable by others is tightened to 0600.
+    """
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         if path == KEY_FILE:
             write_key_file(path, rotate=False)
         else:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as out:
-                out.write(new_token() + "\n")
+            write_private_text(path, new_token() + "\n")
+    tighten_if_present(path)
     return path
+
+
+def _demo_port(environ: dict[str, str]) -> int:
+    """``DEMO_PORT`` (default 7233), checked so that its UI and codec ports exist too."""
+    raw = environ.get(PORT_ENV, str(DEFAULT_PORT)).strip()
+    if not raw.isdigit() or not 0 < int(raw) <= 65535 - UI_OFFSET - 1:
+        raise DemoSettingError(
+            f"{PORT_ENV} must be a port number from 1 to {65535 - UI_OFFSET - 1} "
+            f"(the UI takes {PORT_ENV} + {UI_OFFSET}), not {raw!r}"
+        )
+    return int(raw)
+
+
+def _check_ports(port: int) -> None:
+    """Every port the demo will listen on is free, or a :class:`PortInUseError` naming it."""
+    check_ports_free(
+        [
+            Listener(port=port, role="the Temporal frontend", setting=PORT_SETTING),
+            Listener(port=port + UI_OFFSET, role="the Temporal UI", setting=PORT_SETTING),
+            Listener(port=port + UI_OFFSET + 1, role="the codec server", setting=PORT_SETTING),
+        ]
+    )
 
 
 def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
@@ -98,7 +150,7 @@ def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
     environ["TEMPORAL_ADDRESS"] = address
     # Scaled-down model latencies so the demo takes seconds, not a minute.
     environ.setdefault("SIM_LATENCY_SCALE", "0.3")
-    with log.open("ab") as out:
+    with open_private_append(log) as out:
         return subprocess.Popen(
             [sys.executable, "-m", "worker"], env=environ, stdout=out, stderr=out
         )
@@ -213,16 +265,18 @@ async def _run_demo(
 
 async def demo() -> int:
     """Run the demo; return the process exit code."""
-    port = int(os.environ.get("DEMO_PORT", "7233"))
-    STATE_DIR.mkdir(exist_ok=True)
+    port = _demo_port(dict(os.environ))
+    _check_ports(port)  # before anything is made or started
+    private_folder(STATE_DIR)
     environ = _demo_environment()
     provider, why = choose_provider(environ)
     print(f"Durable Agent Teams demo — model provider: {provider} ({why})")
-    ui_port = port + 1000
+    ui_port = port + UI_OFFSET
     codec = codec_server_from_env(
         environ,
         port=ui_port + 1,
         allowed_origins=(f"http://localhost:{ui_port}", f"http://127.0.0.1:{ui_port}"),
+        port_setting=PORT_SETTING,
     ).start()
     server = start_dev_server(
         port=port,
@@ -258,8 +312,10 @@ def main() -> None:
     """Entry point for ``python -m teamctl.demo``."""
     try:
         code = asyncio.run(demo())
-    except DevServerError as err:
-        print(f"demo: {err} (set DEMO_PORT to use other ports)", file=sys.stderr)
+    except (AgentTeamsError, DevServerError) as err:
+        # A busy port, a bad DEMO_PORT, unusable keys, a server or worker that
+        # did not come up: one sentence, no traceback.
+        print(f"demo: {err}", file=sys.stderr)
         code = 2
     sys.stdout.flush()
     sys.stderr.flush()

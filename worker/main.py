@@ -35,6 +35,7 @@ from providers.base import ModelProvider
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from security.codec import EncryptionCodec, raw_arguments
 from security.injection import InjectionDetector
+from security.keyring import KeyRing
 from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
@@ -270,7 +271,8 @@ async def _serve(
     added = await ensure_search_attributes(client, client.namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
-    cache = open_cache(settings.cache_url)
+    # Sealed with the payload key ring: model answers at rest are as secret as history.
+    cache = open_cache(settings.cache_url, keyring=_payload_keyring(client))
     deployment = settings.deployment()
     controls = open_controls(settings.controls_url) if deployment.cost_controls else None
     workers = build_workers(
@@ -337,6 +339,12 @@ def _version(version: WorkerDeploymentVersion | None) -> str:
     if version is None:
         return "unversioned"
     return f"{version.to_canonical_string()} (Worker Versioning; runs stay on their version)"
+
+
+def _payload_keyring(client: Client) -> KeyRing | None:
+    """The key ring the client's payload codec encrypts with, if it encrypts."""
+    codec = client.data_converter.payload_codec
+    return codec.keyring if isinstance(codec, EncryptionCodec) else None
 
 
 def _payloads(client: Client) -> str:

@@ -12,6 +12,9 @@ a single-machine deployment need nothing else):
   the operation fails as :class:`ControlsUnavailableError`.
 - One connection per process, used by one thread, so the event loop never
   blocks on the file.
+- The file and its ``-wal``/``-shm`` side files are mode 0600 from their first
+  byte (:func:`security.private_files.private_sqlite`): the counters name
+  tenants, teams, agents and run ids.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from security.private_files import private_sqlite
 from stores.controls import sql
 from stores.controls.contract import DEFAULT_RETENTION, ControlsUnavailableError, Retention
 from stores.controls.sql_store import SqlControls
@@ -74,7 +78,7 @@ class SqliteControls(SqlControls):
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(self._path)  # before SQLite writes a page: never readable by others
             db = sqlite3.connect(
                 self._path,
                 timeout=self._busy_timeout_s,
