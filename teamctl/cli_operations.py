@@ -19,7 +19,13 @@ from security.signing_keys import registry_line, write_key_pair
 from teamctl.cli_context import team_catalog
 from teamctl.codec_server import codec_server_from_env
 from teamctl.compose_env import make_compose_env
-from teamctl.devserver import start_dev_server, wait_until_ready
+from teamctl.devserver import (
+    CODEC_PORT_SETTING,
+    dev_server_listeners,
+    start_dev_server,
+    wait_until_ready,
+)
+from teamctl.ports import check_ports_free
 from teams.spec import ApprovalStage
 
 
@@ -75,10 +81,16 @@ async def dev_server(args: argparse.Namespace) -> int:
     """The dev server; with encryption keys and a codec token set, its UI decodes payloads."""
     codec = None
     extra: tuple[str, ...] = ()
-    if os.environ.get("AGENT_TEAMS_CODEC_TOKEN"):
+    with_codec = bool(os.environ.get("AGENT_TEAMS_CODEC_TOKEN"))
+    # Every port first: a busy one is a sentence before anything has started.
+    check_ports_free(dev_server_listeners(args.port, args.ui_port, with_codec=with_codec))
+    if with_codec:
         ui_origins = (f"http://localhost:{args.ui_port}", f"http://127.0.0.1:{args.ui_port}")
         codec = codec_server_from_env(
-            os.environ, port=args.ui_port + 1, allowed_origins=ui_origins
+            os.environ,
+            port=args.ui_port + 1,
+            allowed_origins=ui_origins,
+            port_setting=CODEC_PORT_SETTING,
         ).start()
         extra = ("--ui-codec-endpoint", codec.ui_endpoint)
     server = start_dev_server(

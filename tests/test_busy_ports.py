@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from security.keyring import new_key_line
-from teamctl.devserver import dev_server_listeners
+from teamctl.devserver import CODEC_PORT_SETTING, dev_server_listeners
 from teamctl.ports import PortInUseError, check_ports_free
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +26,6 @@ BIN = Path(sys.executable).parent
 DEMO_SETTING = (
     "DEMO_PORT (the frontend's port; the UI takes DEMO_PORT + 1000, "
     "the codec server DEMO_PORT + 1001)"
-)
-CODEC_SETTING_ANY_CALLER = (
-    "--ui-port under `teamctl dev-server` (the codec server takes the UI port + 1) "
-    "or --port under `teamctl codec-server`"
 )
 
 
@@ -155,8 +151,9 @@ def test_dev_server_with_keys_names_its_codec_servers_busy_port(
     _assert_one_sentence(
         result,
         f"teamctl: port {port + 1001} (the codec server) is already in use by another process; "
-        f"choose another with {CODEC_SETTING_ANY_CALLER}",
+        f"choose another with {CODEC_PORT_SETTING}",
     )
+    assert not (tmp_path / "dev.sqlite").exists()  # checked before anything started
 
 
 # --- make demo ------------------------------------------------------------------------------
