@@ -33,7 +33,13 @@ from teams.pricing import TokenUsage
 from teams.spec import TeamSpec
 from tests.unit.builders import HAIKU, PRICES, SONNET
 from workflows.run_budget import RunBudget
-from workflows.run_state import MAX_OUTPUT_CHARS, MAX_WARNINGS, PREVIEW_CHARS, RunState
+from workflows.run_state import (
+    MAX_OUTPUT_CHARS,
+    MAX_UNENCRYPTED_KEPT,
+    MAX_WARNINGS,
+    PREVIEW_CHARS,
+    RunState,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -313,6 +319,32 @@ def test_a_warning_degrades_the_run_unless_told_not_to() -> None:
     ]
 
 
+def test_what_arrived_unencrypted_is_listed_bounded_and_warned_about_once() -> None:
+    state = started()
+    state.arrived_unencrypted("input")
+    for n in range(MAX_UNENCRYPTED_KEPT + 5):
+        state.arrived_unencrypted(f"approve signal from 'p{n}'")
+    result = result_of(state)
+    assert len(result.unencrypted) == MAX_UNENCRYPTED_KEPT
+    assert result.unencrypted[:2] == ["input", "approve signal from 'p0'"]
+    (warning,) = result.warnings
+    assert warning.startswith("input arrived unencrypted, so its text is stored in plaintext")
+    assert state.degraded is False
+
+
+def test_status_counts_ignored_decisions_and_shows_the_latest() -> None:
+    ignored = [
+        IgnoredDecision(
+            approver=name, decision="approve", comment="", reason="no", received_at=STARTED
+        )
+        for name in ("a", "b")
+    ]
+    status = started().status(None, None, None, ignored=ignored, ignored_total=7)
+    assert status.ignored_decisions_total == 7
+    assert status.last_ignored_decision == ignored[-1]
+    assert started().status(None, None, None).last_ignored_decision is None
+
+
 def fan_out(stage: str, level: DegradationLevel, missing: list[str]) -> FanOutReport:
     return FanOutReport(stage=stage, level=level, succeeded=["a"], missing=missing)
 
@@ -424,6 +456,7 @@ def test_the_result_carries_every_call_and_the_run_totals() -> None:
         "ignored_decisions": [ignored.model_dump()],
         "ignored_decisions_total": 3,
         "injections": [],
+        "unencrypted": [],
         "warnings": [],
         "prompt_versions": {
             "researcher": "researcher/v1#abcdef012345",
