@@ -165,7 +165,8 @@ class AgentTeamWorkflow:
                     type=inputs.INVALID_REQUEST,
                     non_retryable=True,
                 )
-            self._state.arrived_unencrypted("input")
+            if warning := self._state.arrived_unencrypted("input"):
+                workflow.logger.warning("%s", warning)
         if team.charged_tenant is not None and request.tenant is None:
             request = request.model_copy(update={"tenant": team.charged_tenant})
             self._state.identify(team=request.team_name, tenant=request.tenant)

@@ -192,7 +192,7 @@ class ApprovalDesk:
             self._ignore(kind, decision.approver, decision.comment, reason)
             return
         if plaintext:
-            self._state.arrived_unencrypted(f"{kind} signal from {decision.approver!r}")
+            self._arrived_unencrypted(f"{kind} signal from {decision.approver!r}")
         self._decide(
             kind, decision.approver, decision.comment, via="signal", signed=bool(decision.signature)
         )
@@ -200,6 +200,10 @@ class ApprovalDesk:
     def on_unreadable_signal(self, kind: DecisionKind, problems: list[str]) -> None:
         """Record and ignore an ``approve``/``reject`` signal that is not a valid decision."""
         self._ignore(kind, UNREADABLE_APPROVER, "", "not a valid decision: " + "; ".join(problems))
+
+    def _arrived_unencrypted(self, what: str) -> None:
+        if warning := self._state.arrived_unencrypted(what):
+            workflow.logger.warning("%s", warning)
 
     def _ignore(self, kind: DecisionKind, approver: str, comment: str, reason: str) -> None:
         self.ignored_total += 1
@@ -232,7 +236,7 @@ class ApprovalDesk:
         """Handle an accepted ``decide`` update and answer synchronously."""
         self.validate_update(request, plaintext=plaintext)
         if plaintext:
-            self._state.arrived_unencrypted(f"decide update from {request.approver!r}")
+            self._arrived_unencrypted(f"decide update from {request.approver!r}")
         record = self._decide(
             request.decision,
             request.approver,

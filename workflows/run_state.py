@@ -186,23 +186,26 @@ class RunState:
         self._warnings.append(message)
         self._degraded = self._degraded or degrade
 
-    def arrived_unencrypted(self, what: str) -> None:
+    def arrived_unencrypted(self, what: str) -> str | None:
         """``what`` (the input, a decision) reached workers that encrypt as plaintext.
 
-        Its text is in the run's history unencrypted: warned about once, in the
-        result and the worker's log, and listed in ``TeamResult.unencrypted``.
+        Its text is in the run's history unencrypted: listed in
+        ``TeamResult.unencrypted`` and warned about once. Returns the warning
+        the first time (for the caller to log), else None.
         """
-        if not self._unencrypted:
-            message = (
-                f"{what} arrived unencrypted, so its text is stored in plaintext in the "
-                "run's history: send to this deployment with teamctl, or give the temporal "
-                "CLI the codec endpoint (--codec-endpoint, --codec-auth); "
-                "AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT=true refuses such payloads"
-            )
-            self.warn(message, degrade=False)
-            workflow.logger.warning("%s", message)
+        first = not self._unencrypted
         if len(self._unencrypted) < MAX_UNENCRYPTED_KEPT:
             self._unencrypted.append(what)
+        if not first:
+            return None
+        message = (
+            f"{what} arrived unencrypted, so its text is stored in plaintext in the "
+            "run's history: send to this deployment with teamctl, or give the temporal "
+            "CLI the codec endpoint (--codec-endpoint, --codec-auth); "
+            "AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT=true refuses such payloads"
+        )
+        self.warn(message, degrade=False)
+        return message
 
     # --- what it knows -------------------------------------------------------
 
