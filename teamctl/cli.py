@@ -40,11 +40,13 @@ from teamctl import eval_commands as evaluations
 from teamctl.cli_context import connect_client, team_catalog
 from teamctl.cli_operations import catalog_approvers, compose_env, dev_server, list_teams, make_keys
 from teamctl.cli_parser import (
+    TeamctlParser,
     add_keys_command,
     add_operations_commands,
     add_report_commands,
     add_run_commands,
     add_view_commands,
+    parse_arguments,
 )
 from teamctl.cli_reports import (
     costs_from_args,
@@ -72,7 +74,10 @@ from worker.telemetry import build_tracer_provider
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every ``teamctl`` command."""
     env = os.environ
-    parser = argparse.ArgumentParser(prog="teamctl", description=__doc__.split("\n")[0])
+    # Typed as the base class: the command groups take any ArgumentParser.
+    parser: argparse.ArgumentParser = TeamctlParser(
+        prog="teamctl", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--address",
         help="host:port of the Temporal frontend (default: TEMPORAL_ADDRESS, "
@@ -135,7 +140,7 @@ async def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, run the command, and return the exit code."""
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     try:
         # OTEL_* variables as for the worker: a run started here is one trace
         # from this start to its last activity.
