@@ -13,9 +13,11 @@ when it finds one:
   about to start on, holds encrypted payloads (the first events of its history).
 
 A fresh deployment with no run yet and no codec setting shows no sign; there
-the workers' own setting (``AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT``) is the
-guard, and ``teamctl`` names the run it started whenever it cannot read it
-(see :mod:`teamctl.cli_runs`).
+the guard is the workers' own (refusing or flagging plaintext input), and
+``teamctl`` names the run it started whenever it cannot read it (see
+:mod:`teamctl.cli_runs`). A deployment that turned encryption off keeps
+showing its last encrypted run as a sign until a plaintext run is newer
+(start that one with the ``temporal`` CLI).
 """
 
 from __future__ import annotations
