@@ -11,8 +11,9 @@ Invariants:
   writes is encrypted too. The codec server's address comes from the
   ``temporal`` CLI's own setting, ``TEMPORAL_CODEC_ENDPOINT``; where it is not
   set, no such command is printed, only ``teamctl``'s (which encrypts by itself).
-- A secret never appears: ``--codec-auth`` refers to the variable holding the
-  token (``$TEMPORAL_CODEC_AUTH``, else ``Bearer $AGENT_TEAMS_CODEC_TOKEN``).
+- A secret never appears: ``--codec-auth`` refers to where the token is
+  (``$TEMPORAL_CODEC_AUTH``, ``Bearer $AGENT_TEAMS_CODEC_TOKEN``, or ``Bearer
+  $(cat .temporal/codec-token)`` after ``make demo``).
 - Where the run's approvals must be signed, every decision hint carries
   ``--key`` (an unsigned decision would only be refused).
 """
@@ -34,6 +35,13 @@ CODEC_ENDPOINT_ENV = "TEMPORAL_CODEC_ENDPOINT"
 
 CODEC_AUTH_ENV = "TEMPORAL_CODEC_AUTH"
 """The ``temporal`` CLI's codec authorization setting (``--codec-auth``)."""
+
+TOKEN_ENV = "AGENT_TEAMS_CODEC_TOKEN"
+"""The codec server's token variable (:data:`teamctl.codec_server.TOKEN_ENV`)."""
+
+DEMO_TOKEN_FILE = Path(".temporal/codec-token")
+"""The token file ``make demo`` makes (:data:`teamctl.demo.TOKEN_FILE`); ``make server``
+and ``make worker`` use it."""
 
 NO_CODEC_NOTE = (
     f"(the temporal CLI would write plaintext here: set {CODEC_ENDPOINT_ENV} to the codec "
@@ -75,14 +83,21 @@ class CodecFlags:
         return f' --codec-endpoint {shlex.quote(self.endpoint)} --codec-auth "{self.auth}"'
 
 
-def codec_flags(environ: Mapping[str, str]) -> CodecFlags | None:
-    """The codec flags ``environ`` configures (``TEMPORAL_CODEC_ENDPOINT``), or None."""
+def codec_flags(environ: Mapping[str, str], *, cwd: Path | None = None) -> CodecFlags | None:
+    """The codec flags ``environ`` configures (``TEMPORAL_CODEC_ENDPOINT``), or None.
+
+    The token is referred to where it is: ``TEMPORAL_CODEC_AUTH``, else
+    ``AGENT_TEAMS_CODEC_TOKEN``, else the token file ``make demo`` made in the
+    working folder (read by the shell when the command runs, never here).
+    """
     endpoint = environ.get(CODEC_ENDPOINT_ENV, "").strip()
     if not endpoint:
         return None
     if environ.get(CODEC_AUTH_ENV, "").strip():
         return CodecFlags(endpoint, f"${CODEC_AUTH_ENV}")
-    return CodecFlags(endpoint, "Bearer $AGENT_TEAMS_CODEC_TOKEN")
+    if not environ.get(TOKEN_ENV, "").strip() and ((cwd or Path.cwd()) / DEMO_TOKEN_FILE).is_file():
+        return CodecFlags(endpoint, f"Bearer $(cat {DEMO_TOKEN_FILE})")
+    return CodecFlags(endpoint, f"Bearer ${TOKEN_ENV}")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ import pytest
 
 from contracts.approvals import PendingApproval
 from teamctl.cli_hints import (
+    DEMO_TOKEN_FILE,
     NO_CODEC_NOTE,
+    TOKEN_ENV,
     CodecFlags,
     Hints,
     approval_hint,
@@ -53,17 +55,32 @@ def test_teamctl_is_named_as_it_was_run(tmp_path: Path) -> None:
     assert invoked_as("-m", cwd=tmp_path, executable=str(python)) == ".venv/bin/teamctl"
 
 
-def test_codec_flags_come_from_the_temporal_clis_settings() -> None:
-    assert codec_flags({}) is None
-    assert codec_flags({"AGENT_TEAMS_CODEC_TOKEN": "t" * 32}) is None  # no address: none
-    flags = codec_flags({"TEMPORAL_CODEC_ENDPOINT": "http://127.0.0.1:8081"})
+def test_codec_flags_come_from_the_temporal_clis_settings(tmp_path: Path) -> None:
+    assert codec_flags({}, cwd=tmp_path) is None
+    token = {"AGENT_TEAMS_CODEC_TOKEN": "t" * 32}
+    assert codec_flags(token, cwd=tmp_path) is None  # no address: none
+    endpoint = {"TEMPORAL_CODEC_ENDPOINT": "http://127.0.0.1:8081"}
+    flags = codec_flags(endpoint, cwd=tmp_path)
     assert flags == CODEC
     assert flags.text() == (
         ' --codec-endpoint http://127.0.0.1:8081 --codec-auth "Bearer $AGENT_TEAMS_CODEC_TOKEN"'
     )
     own = {"TEMPORAL_CODEC_ENDPOINT": "https://codec", "TEMPORAL_CODEC_AUTH": "Bearer sekrit"}
-    assert codec_flags(own) == CodecFlags("https://codec", "$TEMPORAL_CODEC_AUTH")
-    assert "sekrit" not in (codec_flags(own) or CODEC).text()
+    assert codec_flags(own, cwd=tmp_path) == CodecFlags("https://codec", "$TEMPORAL_CODEC_AUTH")
+    assert "sekrit" not in (codec_flags(own, cwd=tmp_path) or CODEC).text()
+    # After `make demo`: the token file it made, read by the shell, not printed.
+    (tmp_path / DEMO_TOKEN_FILE).parent.mkdir()
+    (tmp_path / DEMO_TOKEN_FILE).write_text("s3cret-token-of-the-demo\n")
+    demo = codec_flags(endpoint, cwd=tmp_path)
+    assert demo == CodecFlags("http://127.0.0.1:8081", "Bearer $(cat .temporal/codec-token)")
+    assert codec_flags(endpoint | token, cwd=tmp_path) == CODEC  # an exported token first
+
+
+def test_the_names_it_refers_to_are_the_demos_and_the_codec_servers() -> None:
+    from teamctl import codec_server, demo
+
+    assert DEMO_TOKEN_FILE == demo.TOKEN_FILE
+    assert TOKEN_ENV == codec_server.TOKEN_ENV
 
 
 def test_the_approval_hint_of_an_unencrypted_open_run() -> None:
