@@ -400,5 +400,6 @@ async def decide(
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise DecisionRefusedError(f"decision refused: {message}") from err
+        # In full (it may say who may decide), on one line.
+        raise DecisionRefusedError(f"decision refused: {_one_line(message)}") from err
     return receipt

@@ -107,6 +107,11 @@ async def test_no_worker_is_said_at_once(env: WorkflowEnvironment, task_queue: s
     assert (
         err == f"teamctl: no worker polls task queue {task_queue}, so nothing was started: {fix}\n"
     )
+    code, out, err = await teamctl_async(env, "--task-queue", task_queue, "eval", "run", "support")
+    assert (code, out) == (2, "")
+    assert (
+        err == f"teamctl: no worker polls task queue {task_queue}, so nothing was started: {fix}\n"
+    )
     try:
         await env.client.get_workflow_handle(run_id).describe()
         raise AssertionError("a run was started")
