@@ -28,6 +28,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from security.codec import ENCODING, EncryptionCodec
 from teamctl.cli_hints import CODEC_ENDPOINT_ENV
@@ -92,10 +93,16 @@ async def _newest_run_encrypted(client: Client, task_queue: str) -> str | None:
     if any(c in task_queue for c in "'\"\\\n"):
         return None  # not a name a list filter can hold as it is; nothing to learn
     query = f"WorkflowType = '{WORKFLOW_NAME}' AND TaskQueue = '{task_queue}'"
-    async for execution in client.list_workflows(query, limit=1):
-        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
-        if await history_encrypted(handle):
-            return f"run {execution.id} on task queue {task_queue} has encrypted payloads"
+    try:
+        async for execution in client.list_workflows(query, limit=1):
+            handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            if await history_encrypted(handle):
+                return f"run {execution.id} on task queue {task_queue} has encrypted payloads"
+    except RPCError as err:
+        # A role that may not list or read runs: no sign either way (the run, if
+        # started, is named when it cannot be read).
+        if err.status not in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.NOT_FOUND):
+            raise
     return None
 
 

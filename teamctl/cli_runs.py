@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -91,11 +92,12 @@ async def start_run(args: argparse.Namespace) -> int:
     screen_task(spec, request.task, (PatternDetector(),))
     client = await connect_client(args)
     await check_not_plaintext(client, os.environ, writing="the task", task_queue=args.task_queue)
-    if not await workers_polling(client, args.task_queue):
+    if await workers_polling(client, args.task_queue) == 0:
         if not args.no_follow:
             raise NoWorkerError(args.task_queue, "nothing was started")
         # Durable by design: the run waits for a worker. Say so, once.
-        print(f"teamctl: warning: {NoWorkerError(args.task_queue, 'the run waits')}", flush=True)
+        warning = NoWorkerError(args.task_queue, "the run waits")
+        print(f"teamctl: warning: {warning}", file=sys.stderr, flush=True)
     return await _run_team(client, args, request)
 
 

@@ -160,12 +160,14 @@ async def start_team_run(
     )
 
 
-async def workers_polling(client: Client, task_queue: str) -> int:
+async def workers_polling(client: Client, task_queue: str) -> int | None:
     """How many workers poll ``task_queue`` for workflow tasks (Temporal's DescribeTaskQueue).
 
     The server lists a poller for a few minutes after its last poll, so a
     worker that has just stopped still counts; one that has just started is
-    waited for briefly (:data:`POLLER_CHECKS`).
+    waited for briefly (:data:`POLLER_CHECKS`). None when the server will not
+    say (an API key whose role may not describe task queues): not knowing is
+    no reason to refuse.
     """
     request = DescribeTaskQueueRequest(
         namespace=client.namespace,
@@ -175,15 +177,20 @@ async def workers_polling(client: Client, task_queue: str) -> int:
     for check in range(POLLER_CHECKS):
         if check:
             await asyncio.sleep(POLLER_CHECK_INTERVAL_S)
-        pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+        try:
+            pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+        except RPCError as err:
+            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                return None
+            raise
         if pollers:
             return len(pollers)
     return 0
 
 
 async def require_worker(client: Client, task_queue: str, consequence: str) -> None:
-    """:class:`NoWorkerError` (saying ``consequence``) unless a worker polls ``task_queue``."""
-    if not await workers_polling(client, task_queue):
+    """:class:`NoWorkerError` (saying ``consequence``) if no worker polls ``task_queue``."""
+    if await workers_polling(client, task_queue) == 0:
         raise NoWorkerError(task_queue, consequence)
 
 
