@@ -291,15 +291,6 @@ def finished_status(result: TeamResult) -> TeamStatus:
     )
 
 
-async def ended_without_result(handle: WorkflowHandle[object, TeamResult]) -> str | None:
-    """``FAILED``, ``TIMED_OUT``, ``CANCELED`` or ``TERMINATED`` if the run closed so; else None.
-
-    From ``describe()``, which the server answers without a worker.
-    """
-    description = await handle.describe()
-    return ENDED_WITHOUT_RESULT.get(description.status) if description.status else None
-
-
 async def follow(
     handle: WorkflowHandle[object, TeamResult],
     *,
@@ -308,28 +299,33 @@ async def follow(
 ) -> AsyncIterator[TeamStatus]:
     """Yield the run's status each time it changes, until it finishes or waits for approval.
 
-    Raises :class:`RunFailedError` when the run closes without a result (its
-    status query alone would never say so: a failed run's state stops where it
-    failed). Given the ``client`` the handle came from, it also raises
-    :class:`NoWorkerError` when no worker polls the run's task queue, first and
-    whenever a query goes unanswered for :data:`QUERY_TIMEOUT`.
+    Asks ``describe()`` (answered without a worker) before each query: it ends,
+    without a last status, once the run has completed (read its result), and
+    raises :class:`RunFailedError` once it closed without a result (its status
+    query alone would never say so: a failed run's state stops where it failed).
+    Given the ``client`` the handle came from, it also raises
+    :class:`NoWorkerError` when no worker polls the run's task queue, before
+    the first query and whenever one goes unanswered for :data:`QUERY_TIMEOUT`.
     """
     last: str | None = None
-    task_queue = (await handle.describe()).task_queue
+    checked = client is None
     consequence = f"run {handle.id} cannot answer its status query (it goes on once one does)"
-    if client is not None:
-        await require_worker(client, task_queue, consequence)
     while True:
-        if await ended_without_result(handle):
+        description = await handle.describe()
+        if description.status in ENDED_WITHOUT_RESULT:
             await run_result(handle)  # raises RunFailedError, decoded
+        if description.status is WorkflowExecutionStatus.COMPLETED:
+            return  # its result says the rest, and needs no worker (a query would)
+        if client is not None and not checked:
+            await require_worker(client, description.task_queue, consequence)
+            checked = True
         try:
             status = await query_status(handle, rpc_timeout=QUERY_TIMEOUT)
         except RPCError as err:
             if err.status is not RPCStatusCode.DEADLINE_EXCEEDED:
                 raise
-            if client is not None:
-                await require_worker(client, task_queue, consequence)
-            continue  # a slow worker: ask again
+            checked = client is None  # unanswered: is there a worker at all now?
+            continue
         fingerprint = status.model_dump_json(exclude={"budget_left_micro", "reserved_micro"})
         if fingerprint != last:
             last = fingerprint
