@@ -64,6 +64,7 @@ from teamctl.cli_reports import (
 from teamctl.cli_runs import (
     INTERRUPTED,
     StartedRunError,
+    hints_for,
     print_signed_decision,
     send_decision,
     show_result,
@@ -143,7 +144,8 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await print_signed_decision(client, handle, args)
     if args.command == "status":
         return await show_status(client, handle, as_json=args.json)
-    return await show_result(client, handle, as_json=args.json, reveal=args.reveal)
+    program = hints_for(args, client).program
+    return await show_result(client, handle, as_json=args.json, reveal=args.reveal, program=program)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

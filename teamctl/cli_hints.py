@@ -194,9 +194,10 @@ def approval_hint(
             + hints.teamctl(f"sign {workflow_id} --as {who}{key}")
             + "  (prints the signed temporal commands)"
         )
+        keys = hints.teamctl(f"keys new --as {who} --out DIR")
         lines.append(
             f"  (this run takes signed decisions only: {key_file_of(who)} is {who}'s private "
-            "key, from `teamctl keys new`)"
+            f"key, from `{keys}`)"
         )
         return lines
     payload = json.dumps({"approver": who, "comment": "looks good"})

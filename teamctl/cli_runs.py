@@ -210,7 +210,7 @@ async def follow_and_report(
         return 0
     result = await run_result(handle)
     print()
-    print(render.result_text(result))
+    print(render.result_text(result, program=(hints or Hints.of(encrypted=False)).program))
     return 0 if result.status in OK_STATUSES else 1
 
 
@@ -309,6 +309,7 @@ async def show_result(
     *,
     as_json: bool,
     reveal: bool,
+    program: str = "teamctl",
 ) -> int:
     """``teamctl result``: wait for the result and print it; the run's exit code.
 
@@ -327,7 +328,7 @@ async def show_result(
         text = result.model_dump_json(indent=2)
         print(text if reveal else redact(text))
     else:
-        print(render.result_text(result, reveal=reveal))
+        print(render.result_text(result, reveal=reveal, program=program))
     return 0 if result.status in OK_STATUSES else 1
 
 

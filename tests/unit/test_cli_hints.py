@@ -114,5 +114,5 @@ def test_a_signed_run_is_decided_with_a_key() -> None:
         "  or:      .venv/bin/teamctl --address h:1 sign r-1 --as editor --key editor.key  "
         "(prints the signed temporal commands)",
         "  (this run takes signed decisions only: editor.key is editor's private key, from "
-        "`teamctl keys new`)",
+        "`.venv/bin/teamctl --address h:1 keys new --as editor --out DIR`)",
     ]
