@@ -166,7 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"teamctl: {error_text(err, args)}", file=sys.stderr)
         return exit_code(err)
     except KeyboardInterrupt:
-        run_id = getattr(args, "workflow_id", None)
+        # `run --id X` names a run only once it has started; other commands name an existing one.
+        starts = args.command in ("run", "eval")
+        run_id = getattr(args, "started" if starts else "workflow_id", None)
         if run_id:
             status = invoked_as() + f" status {run_id}"
             print(f"\nteamctl: stopped following; run {run_id} goes on (see `{status}`)")

@@ -110,7 +110,7 @@ async def _run_team(client: Client, args: argparse.Namespace, request: TeamReque
         task_queue=args.task_queue,
     )
     print(f"started {handle.id} on task queue {args.task_queue}", flush=True)
-    args.workflow_id = handle.id  # named if anything stops the display
+    args.started = handle.id  # named if anything stops the display
     if args.no_follow:
         return 0
     # Status polls are not part of the run: keep them out of its trace.
@@ -151,7 +151,7 @@ async def _standing(handle: WorkflowHandle[object, TeamResult], hints: Hints) ->
         status = None  # the server is what failed: assume the run goes on
     if status in (None, WorkflowExecutionStatus.RUNNING):
         return f"run {handle.id} goes on (see `{hints.teamctl(f'status {handle.id}')}`)"
-    name = status.name if status is not None else "?"
+    name = status.name if status is not None else "?"  # (not None here)
     return f"run {handle.id} has ended: {name} (see `{hints.teamctl(f'result {handle.id}')}`)"
 
 
