@@ -15,9 +15,13 @@ the server: visibility, results and histories (see :mod:`teamctl.report`).
 
 Exit codes: 0 success (a run that ended COMPLETED or DEGRADED, or is waiting
 for approval; a costs, pending or operator report, empty or not, alerts or not);
-1 a run that ended REJECTED, BUDGET_EXCEEDED or FAILED, a refused decision, or an
-error reported by Temporal; 2 bad input (nothing was started or read, e.g. an
-unknown team, a bad ``--day`` or ``--since``); 130 interrupted.
+1 a run that ended REJECTED, BUDGET_EXCEEDED or FAILED, or closed without a
+result (failed, timed out, cancelled, terminated: its typed failure is printed),
+a refused decision, or an error reported by Temporal; 2 the command cannot
+proceed (bad input such as an unknown team, a bad ``--day`` or ``--since``; a
+missing or wrong encryption key; no worker polling the task queue); 130
+interrupted; 141 stdout's reader went away (``teamctl report | head``). Every
+error is one line on stderr saying what to do, never a traceback.
 
 Here: the top-level parser, dispatch and the exit codes. The commands live by
 what they act on: :mod:`teamctl.cli_parser` (their arguments),
@@ -34,17 +38,21 @@ import os
 import sys
 from collections.abc import Sequence
 
-from temporalio.service import RPCError
+from temporalio.exceptions import TemporalError
+from temporalio.service import RPCError, RPCStatusCode
 
 from teamctl import eval_commands as evaluations
 from teamctl.cli_context import connect_client, team_catalog
+from teamctl.cli_hints import invoked_as
 from teamctl.cli_operations import catalog_approvers, compose_env, dev_server, list_teams, make_keys
 from teamctl.cli_parser import (
+    TeamctlParser,
     add_keys_command,
     add_operations_commands,
     add_report_commands,
     add_run_commands,
     add_view_commands,
+    parse_arguments,
 )
 from teamctl.cli_reports import (
     costs_from_args,
@@ -54,6 +62,9 @@ from teamctl.cli_reports import (
     roll_back_team,
 )
 from teamctl.cli_runs import (
+    INTERRUPTED,
+    StartedRunError,
+    hints_for,
     print_signed_decision,
     send_decision,
     show_result,
@@ -62,7 +73,7 @@ from teamctl.cli_runs import (
 )
 from teamctl.codec_server import run_codec_server
 from teamctl.devserver import DevServerError
-from teamctl.runs import DecisionRefusedError, run_handle
+from teamctl.runs import DecisionRefusedError, RunFailedError, run_handle
 from teams.errors import AgentTeamsError
 from worker.deployment import DEFAULT_TASK_QUEUE
 from worker.settings import TracingSettings
@@ -72,7 +83,10 @@ from worker.telemetry import build_tracer_provider
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every ``teamctl`` command."""
     env = os.environ
-    parser = argparse.ArgumentParser(prog="teamctl", description=__doc__.split("\n")[0])
+    # Typed as the base class: the command groups take any ArgumentParser.
+    parser: argparse.ArgumentParser = TeamctlParser(
+        prog="teamctl", description=__doc__.split("\n")[0]
+    )
     parser.add_argument(
         "--address",
         help="host:port of the Temporal frontend (default: TEMPORAL_ADDRESS, "
@@ -125,17 +139,22 @@ async def dispatch(args: argparse.Namespace) -> int:
     client = await connect_client(args)
     handle = run_handle(client, args.workflow_id)
     if args.command in ("approve", "reject"):
-        return await send_decision(handle, args)
+        return await send_decision(client, handle, args)
     if args.command == "sign":
-        return await print_signed_decision(handle, args)
+        return await print_signed_decision(client, handle, args)
     if args.command == "status":
-        return await show_status(handle, as_json=args.json)
-    return await show_result(handle, as_json=args.json, reveal=args.reveal)
+        return await show_status(client, handle, as_json=args.json)
+    program = hints_for(args, client).program
+    return await show_result(client, handle, as_json=args.json, reveal=args.reveal, program=program)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv``, run the command, and return the exit code."""
-    args = build_parser().parse_args(argv)
+    """Parse ``argv``, run the command, and return the exit code.
+
+    Whatever goes wrong ends in one line on stderr that says what to do, and
+    an exit code (see the module docstring), never a traceback.
+    """
+    args = parse_arguments(build_parser(), argv)
     try:
         # OTEL_* variables as for the worker: a run started here is one trace
         # from this start to its last activity.
@@ -143,29 +162,86 @@ def main(argv: Sequence[str] | None = None) -> int:
             TracingSettings.from_env(os.environ, service_name="teamctl")
         )
         return asyncio.run(dispatch(args))
-    except (AgentTeamsError, DevServerError) as err:
-        print(f"teamctl: {err}", file=sys.stderr)
-        return 1 if isinstance(err, DecisionRefusedError) else 2
-    except RPCError as err:
-        print(f"teamctl: Temporal said: {err.message}", file=sys.stderr)
-        return 1
+    except (AgentTeamsError, DevServerError, TemporalError) as err:
+        print(f"teamctl: {error_text(err, args)}", file=sys.stderr)
+        return exit_code(err)
     except KeyboardInterrupt:
-        run_id = getattr(args, "workflow_id", None)
+        # `run --id X` names a run only once it has started; other commands name an existing one.
+        starts = args.command in ("run", "eval")
+        run_id = getattr(args, "started" if starts else "workflow_id", None)
         if run_id:
-            print(f"\nteamctl: stopped following; {run_id} goes on (see `teamctl status {run_id}`)")
+            status = invoked_as() + f" status {run_id}"
+            print(f"\nteamctl: stopped following; run {run_id} goes on (see `{status}`)")
         else:
             print("\nteamctl: interrupted")
-        return 130
+        return INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`teamctl report | head`): stop quietly, as a
+        # program killed by SIGPIPE would, and let nothing write there again.
+        _silence_stdout()
+        return BROKEN_PIPE
     finally:
         provider = getattr(args, "tracer_provider", None)
         if provider is not None:
             provider.shutdown()  # flush the last spans
 
 
+def exit_code(err: BaseException) -> int:
+    """The exit code of a command that ended in ``err``.
+
+    1 for a run's or Temporal's "no" (a failed run, a refused decision); 2 when
+    the command could not proceed (bad input, a missing key, no worker).
+    """
+    if isinstance(err, StartedRunError):
+        return exit_code(err.cause)
+    if isinstance(err, RunFailedError | DecisionRefusedError | TemporalError):
+        return 1
+    return 2
+
+
+def error_text(err: BaseException, args: argparse.Namespace) -> str:
+    """The one line printed for ``err``: what happened and, where we know it, the fix."""
+    if isinstance(err, RPCError):
+        fix = RPC_FIXES.get(err.status)
+        detail = " ".join(err.message.split())
+        return f"Temporal said: {detail}" + (f" ({fix})" if fix else "")
+    if isinstance(err, TemporalError) and not isinstance(err, AgentTeamsError):
+        return f"Temporal said: {' '.join(str(err).split())}"
+    return str(err)
+
+
+RPC_FIXES = {
+    RPCStatusCode.NOT_FOUND: "check the workflow id, and --namespace",
+    RPCStatusCode.UNAVAILABLE: "is the Temporal server up? `make server` starts one",
+    RPCStatusCode.UNAUTHENTICATED: "check TEMPORAL_API_KEY, or the TLS client certificate",
+    RPCStatusCode.PERMISSION_DENIED: "check TEMPORAL_API_KEY, or the TLS client certificate",
+}
+"""The usual fix for a Temporal error, by status."""
+
+BROKEN_PIPE = 141
+"""Exit code when stdout's reader has gone (128 + SIGPIPE), as for other Unix tools."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: the interpreter's last flush must not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (stdout replaced): nothing to do
+        pass
+
+
 def entry() -> None:
     """Console-script entry point: run, flush, and exit without interpreter teardown."""
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left after the last write
+        _silence_stdout()
+        code = BROKEN_PIPE if code == 0 else code
+    try:
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
     # The Temporal core can abort at interpreter exit (sdk-python #300).
     os._exit(code)

@@ -11,6 +11,7 @@ import os
 
 from temporalio.client import Client
 
+from teamctl.cli_hints import invoked_as
 from teams.catalog import Catalog
 from teams.errors import AgentTeamsError
 from worker.connection import connect, connect_config, describe, project_data_converter
@@ -33,8 +34,8 @@ async def connect_client(args: argparse.Namespace) -> Client:
     except RuntimeError as err:
         raise ConnectionFailedError(
             f"cannot reach Temporal at {describe(config)}: {err}. "
-            "Start one with `teamctl dev-server`, or set TEMPORAL_ADDRESS (and TEMPORAL_TLS_*, "
-            "TEMPORAL_API_KEY for a secured cluster)."
+            f"Start one with `make server` (or `{invoked_as()} dev-server`), or set "
+            "TEMPORAL_ADDRESS (and TEMPORAL_TLS_*, TEMPORAL_API_KEY for a secured cluster)."
         ) from err
 
 

@@ -101,6 +101,9 @@ async def dev_server(args: argparse.Namespace) -> int:
         print(f"Temporal dev server on {server.address}, UI {server.ui_url}, state {args.db_file}")
         if codec is not None:
             print(f"payloads decoded for the UI by the codec server on {codec.url}")
+            # teamctl prints `temporal` commands with the codec flags only when it
+            # knows the codec server (the temporal CLI's own setting, read by both).
+            print(f"  for the temporal CLI: export TEMPORAL_CODEC_ENDPOINT={codec.url}")
         print("Ctrl-C to stop")
         await _until_exit_or_signal(server.process)
     finally:

@@ -5,13 +5,22 @@ Groups are added in the order ``teamctl --help`` lists them: a run's life
 reports (report, experiments, rollback, eval), operations (teams, codec-server,
 compose-env, dev-server). Defaults that come from the environment are read
 when the parser is built, never at import.
+
+Every parser is a :class:`TeamctlParser`: no abbreviated flags (``--budget-us``
+is an error, never ``--budget-usd``), an unknown command names the nearest one,
+and a flag a command does not take is reported with that command's usage
+(:func:`parse_arguments`).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from stores.controls.factory import DEFAULT_CONTROLS_URL
 from teamctl import eval_commands as evaluations
@@ -21,6 +30,70 @@ from teamctl import rollback as team_rollback
 from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT
 from teamctl.costs import COLUMNS
 from teamctl.pending import DEFAULT_LIMIT
+
+
+class TeamctlParser(argparse.ArgumentParser):
+    """An argument parser that never guesses: no abbreviations, typos named as such.
+
+    Subcommand parsers are of the same class (argparse makes them with the
+    parent's class), so the rules hold at every level.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # An abbreviation is a silent guess: `--budget-us 5` must not become --budget-usd.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # argparse's own message lists every command; name the likely one instead.
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            raise argparse.ArgumentError(None, unknown_command(str(value), list(action.choices)))
+        super()._check_value(action, value)
+
+
+def unknown_command(name: str, commands: Sequence[str]) -> str:
+    """``unknown command 'stauts' (did you mean 'status'?)``, or the commands there are."""
+    near = difflib.get_close_matches(name, commands, n=1, cutoff=0.6)
+    if near:
+        return f"unknown command {name!r} (did you mean {near[0]!r}?)"
+    return f"unknown command {name!r} (commands: {', '.join(commands)})"
+
+
+def parse_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, but a stray argument is reported by its command's parser.
+
+    argparse reports unrecognized arguments from the top-level parser, with the
+    top-level usage; the user needs the usage of the command they typed (the
+    one the stray argument follows).
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args(words)
+    if extras:
+        stray = words.index(extras[0])
+        _parser_before(parser, args, words, stray).error(
+            f"unrecognized arguments: {' '.join(extras)}"
+        )
+    return args
+
+
+def _parser_before(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, words: list[str], stray: int
+) -> argparse.ArgumentParser:
+    """The innermost (sub)command parser ``args`` went through whose name precedes ``stray``."""
+    position = 0
+    while True:
+        chosen: argparse.ArgumentParser | None = None
+        name = ""
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                name = getattr(args, action.dest, None) or ""
+                chosen = action.choices.get(name)
+        if chosen is None or name not in words[position:stray]:
+            return parser
+        position = words.index(name, position) + 1
+        parser = chosen
 
 
 def add_run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -54,6 +54,9 @@ async def experiments_from_args(args: argparse.Namespace) -> int:
     found = await team_experiments.fetch_experiments(
         await connect_client(args), since=since, team=args.team, limit=args.limit
     )
+    report_query.check_known_team(
+        args.team, team_catalog().team_names(), runs_found=bool(found.experiments)
+    )
     print(team_experiments.render(found, args.format))
     return 0
 
@@ -103,9 +106,11 @@ async def show_report(
     client: Client, since: timedelta, *, team: str | None, limit: int, fmt: str
 ) -> int:
     """Print the operator report of the runs started in the last ``since``."""
+    catalog = team_catalog()
     report = await fetch_operator_report(
-        client, since=since, catalog=team_catalog(), team=team, limit=limit
+        client, since=since, catalog=catalog, team=team, limit=limit
     )
+    report_query.check_known_team(team, catalog.team_names(), runs_found=bool(report.teams))
     text = report.model_dump_json(indent=2) if fmt == "json" else report_text(report)
     print(redact(text))
     return 0

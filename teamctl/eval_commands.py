@@ -50,6 +50,7 @@ from contracts.evaluation import (
 )
 from contracts.requests import describe_validation_error
 from teamctl.evaluation_report import fetch_report, report_text
+from teamctl.runs import require_worker
 from teams.catalog import Catalog
 from teams.durations import parse_short_duration
 from teams.errors import AgentTeamsError
@@ -183,7 +184,11 @@ async def run_now(
     workflow_id: str | None = None,
     fmt: Format = "table",
 ) -> int:
-    """Start an evaluation, wait for it, print it; 1 if it dropped or failed."""
+    """Start an evaluation, wait for it, print it; 1 if it dropped or failed.
+
+    Nothing is started when no worker polls ``task_queue`` (the wait would be for nobody).
+    """
+    await require_worker(client, task_queue, "nothing was started")
     handle = await client.start_workflow(
         EVALUATION_WORKFLOW,
         request,

@@ -126,12 +126,12 @@ def status_text(status: TeamStatus) -> str:
     return "\n".join([*head, "", cost_table(status.agents)])
 
 
-def result_text(result: TeamResult, *, reveal: bool = False) -> str:
+def result_text(result: TeamResult, *, reveal: bool = False, program: str = "teamctl") -> str:
     """The final result: status, output, warnings, approvals, calls and costs.
 
     PII (:mod:`security.pii`) is replaced by placeholders everywhere unless
     ``reveal`` (``teamctl result --reveal``): a terminal is often shared, logged
-    or pasted into a ticket.
+    or pasted into a ticket. ``program`` is how the hint names ``teamctl``.
     """
     text = _result_text(result)
     if reveal:
@@ -139,7 +139,8 @@ def result_text(result: TeamResult, *, reveal: bool = False) -> str:
     redacted = redact(text)
     if redacted == text:
         return text
-    return f"{redacted}\n\n(PII shown as placeholders: `teamctl result --reveal` shows it)"
+    reveal_command = f"{program} result {result.workflow_id} --reveal"
+    return f"{redacted}\n\n(PII shown as placeholders: `{reveal_command}` shows it)"
 
 
 def _result_text(result: TeamResult) -> str:

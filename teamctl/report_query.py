@@ -6,6 +6,7 @@ the server; ``teamctl experiments`` reads runs the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from teams.durations import parse_short_duration
@@ -47,6 +48,16 @@ def check_team(team: str | None) -> str | None:
     if team is not None and (not team or any(c in team for c in "'\"\\\n")):
         raise ReportInputError(f"--team: expected a plain name, got {team!r}")
     return team
+
+
+def check_known_team(team: str | None, known: Sequence[str], *, runs_found: bool) -> None:
+    """:class:`ReportInputError` if ``team`` is neither a catalog team nor has runs listed.
+
+    A team's runs outlive its file (and an inline spec's runs name a team the
+    catalog never had), so only a name with neither is unknown: a typo.
+    """
+    if team is not None and team not in known and not runs_found:
+        raise ReportInputError(f"unknown team {team!r} (teams: {', '.join(known)})")
 
 
 def visibility_query(since: datetime, *, team: str | None = None) -> str:

@@ -4,19 +4,43 @@ This is the Python API behind ``teamctl``; scripts can use it directly. A run
 is only started once its request has been validated and its team resolved
 locally, so a bad request or a bad team file gets a clear error and starts no
 workflow.
+
+Every wait ends: a run that closed without a result (failed, timed out,
+cancelled, terminated) raises :class:`RunFailedError` with its typed failure,
+from :func:`run_result`, :meth:`TeamRun.result` and :func:`follow` alike; a run
+whose task queue no worker polls raises :class:`NoWorkerError` instead of
+leaving a query to hang (Temporal answers a query only through a worker, even
+for a closed run, while ``describe()`` needs none).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    TerminatedError,
+    TimeoutError,
+)
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
 from contracts.requests import TeamRequest
@@ -32,14 +56,82 @@ SIGNATURE_VALIDITY = timedelta(hours=1)
 """How long a signed decision stays valid: long enough to deliver, short enough that a
 leaked one is soon useless (runs refuse expiries over 24 h ahead)."""
 
+TASK_QUEUE_ENV = "AGENT_TEAMS_TASK_QUEUE"
+"""The workers' task queue, read by the worker, ``teamctl`` and :func:`start_team_run`."""
+
+QUERY_TIMEOUT = timedelta(seconds=10)
+"""How long one status query may take before :func:`follow` checks for a worker again
+(a query nobody answers would otherwise wait for the server's own deadline)."""
+
+POLLER_CHECKS = 5
+POLLER_CHECK_INTERVAL_S = 0.4
+"""A worker that has just started may not have polled yet: look a few times before
+saying none does."""
+
+ENDED_WITHOUT_RESULT = {
+    WorkflowExecutionStatus.FAILED: "FAILED",
+    WorkflowExecutionStatus.TIMED_OUT: "TIMED_OUT",
+    WorkflowExecutionStatus.CANCELED: "CANCELED",
+    WorkflowExecutionStatus.TERMINATED: "TERMINATED",
+}
+"""Temporal's closed statuses that leave no :class:`TeamResult`, by the name Temporal gives."""
+
 
 class DecisionRefusedError(AgentTeamsError):
-    """The run refused a decision (not an approver, or nothing pending)."""
+    """The run refused a decision (not an approver, nothing pending, or the run has ended)."""
+
+
+class RunFailedError(AgentTeamsError):
+    """The run closed without a result: it failed, timed out, was cancelled or terminated.
+
+    ``ending`` is Temporal's status name (``FAILED``, ``TIMED_OUT``, ``CANCELED``,
+    ``TERMINATED``); ``failure_type`` the failure's type where it has one (an
+    ``ApplicationError`` type such as ``InvalidTeamSpec`` or ``InvalidRequest``);
+    ``detail`` its message, decoded, on one line.
+    """
+
+    def __init__(
+        self, workflow_id: str, ending: str, failure_type: str | None, detail: str
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.ending = ending
+        self.failure_type = failure_type
+        self.detail = detail
+        parts = [f"run {workflow_id} {ending}", *([failure_type] if failure_type else [])]
+        super().__init__(": ".join([*parts, detail] if detail else parts))
+
+
+class NoWorkerError(AgentTeamsError):
+    """No worker polls the task queue, so nothing there can run or answer a query.
+
+    ``consequence`` says what that means for the command at hand ("nothing was
+    started", "run X cannot answer its status query"); the message ends with the fix.
+    """
+
+    def __init__(self, task_queue: str, consequence: str) -> None:
+        self.task_queue = task_queue
+        if task_queue == DEFAULT_TASK_QUEUE:
+            fix = "start one with `make worker` (or `.venv/bin/python -m worker`)"
+        else:
+            fix = f"start one with `{TASK_QUEUE_ENV}={task_queue} make worker`"
+        super().__init__(
+            f"no worker polls task queue {task_queue}, so {consequence}: {fix}, "
+            "or name the workers' queue with --task-queue"
+        )
 
 
 def new_workflow_id(team: str) -> str:
     """A readable, unique workflow id such as ``research-3f9a1c2b``."""
     return f"{team}-{secrets.token_hex(4)}"
+
+
+def default_task_queue(environ: Mapping[str, str] | None = None) -> str:
+    """The workers' task queue: ``AGENT_TEAMS_TASK_QUEUE``, else ``agent-teams``.
+
+    Read from ``environ``, by default the process environment (as ``teamctl`` reads it).
+    """
+    settings = os.environ if environ is None else environ
+    return settings.get(TASK_QUEUE_ENV, "").strip() or DEFAULT_TASK_QUEUE
 
 
 async def start_team_run(
@@ -48,12 +140,13 @@ async def start_team_run(
     *,
     catalog: Catalog,
     workflow_id: str | None = None,
-    task_queue: str = DEFAULT_TASK_QUEUE,
+    task_queue: str | None = None,
 ) -> WorkflowHandle[object, TeamResult]:
     """Validate ``request`` against ``catalog`` and start the run.
 
-    Raises the catalog's :class:`teams.errors.TeamSpecError` (unknown team, bad
-    spec, unknown model) before anything is started.
+    ``task_queue`` defaults to :func:`default_task_queue`. Raises the catalog's
+    :class:`teams.errors.TeamSpecError` (unknown team, bad spec, unknown model)
+    before anything is started.
     """
     # Resolving locally is the same check the workflow's first activity makes;
     # doing it here means a bad request never becomes a failed workflow.
@@ -62,9 +155,43 @@ async def start_team_run(
         WORKFLOW_NAME,
         request,
         id=workflow_id or new_workflow_id(request.team_name),
-        task_queue=task_queue,
+        task_queue=task_queue or default_task_queue(),
         result_type=TeamResult,
     )
+
+
+async def workers_polling(client: Client, task_queue: str) -> int | None:
+    """How many workers poll ``task_queue`` for workflow tasks (Temporal's DescribeTaskQueue).
+
+    The server lists a poller for a few minutes after its last poll, so a
+    worker that has just stopped still counts; one that has just started is
+    waited for briefly (:data:`POLLER_CHECKS`). None when the server will not
+    say (an API key whose role may not describe task queues): not knowing is
+    no reason to refuse.
+    """
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    for check in range(POLLER_CHECKS):
+        if check:
+            await asyncio.sleep(POLLER_CHECK_INTERVAL_S)
+        try:
+            pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+        except RPCError as err:
+            if err.status in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+                return None
+            raise
+        if pollers:
+            return len(pollers)
+    return 0
+
+
+async def require_worker(client: Client, task_queue: str, consequence: str) -> None:
+    """:class:`NoWorkerError` (saying ``consequence``) if no worker polls ``task_queue``."""
+    if await workers_polling(client, task_queue) == 0:
+        raise NoWorkerError(task_queue, consequence)
 
 
 def run_handle(client: Client, workflow_id: str) -> WorkflowHandle[object, TeamResult]:
@@ -100,26 +227,105 @@ class TeamRun:
 
     async def status(self) -> TeamStatus:
         """Query ``status``."""
-        status: TeamStatus = await self.handle.query(STATUS_QUERY, result_type=TeamStatus)
-        return status
+        return await query_status(self.handle)
 
     async def result(self) -> TeamResult:
-        """The run's result, once it ends."""
-        return await self.handle.result()
+        """The run's result, once it ends; :class:`RunFailedError` if it ended without one."""
+        return await run_result(self.handle)
 
 
-async def query_status(handle: WorkflowHandle[object, TeamResult]) -> TeamStatus:
-    """The run's ``status`` query."""
-    return await TeamRun(handle).status()
+async def query_status(
+    handle: WorkflowHandle[object, TeamResult], *, rpc_timeout: timedelta | None = None
+) -> TeamStatus:
+    """The run's ``status`` query (answered by a worker; ``rpc_timeout`` bounds the wait)."""
+    status: TeamStatus = await handle.query(
+        STATUS_QUERY, result_type=TeamStatus, rpc_timeout=rpc_timeout
+    )
+    return status
+
+
+async def run_result(handle: WorkflowHandle[object, TeamResult]) -> TeamResult:
+    """The run's result, once it ends; :class:`RunFailedError` if it ended without one."""
+    try:
+        return await handle.result()
+    except WorkflowFailureError as err:
+        raise failure_of(handle.id, err) from None
+
+
+def failure_of(workflow_id: str, err: WorkflowFailureError) -> RunFailedError:
+    """How the run ended, from the error ``result()`` raised: status, failure type, message."""
+    cause = err.cause
+    if isinstance(cause, TerminatedError):
+        return RunFailedError(workflow_id, "TERMINATED", None, _one_line(cause.message))
+    if isinstance(cause, CancelledError):
+        return RunFailedError(workflow_id, "CANCELED", None, _one_line(cause.message))
+    if isinstance(cause, TimeoutError):
+        kind = cause.type.name if cause.type is not None else None
+        return RunFailedError(workflow_id, "TIMED_OUT", kind, _one_line(cause.message))
+    if isinstance(cause, ApplicationError):
+        kind = cause.type or "ApplicationError"
+        return RunFailedError(workflow_id, "FAILED", kind, _one_line(cause.message))
+    if isinstance(cause, FailureError):
+        return RunFailedError(workflow_id, "FAILED", type(cause).__name__, _one_line(cause.message))
+    return RunFailedError(workflow_id, "FAILED", None, _one_line(str(cause or err)))
+
+
+def finished_status(result: TeamResult) -> TeamStatus:
+    """A finished run's status, read from its result (no worker needed, unlike the query)."""
+    return TeamStatus(
+        workflow_id=result.workflow_id,
+        team=result.team,
+        tenant=result.tenant,
+        phase="finished",
+        stage=None,
+        waiting_for=None,
+        provider=next((c.provider for c in reversed(result.calls) if c.provider), None),
+        pending_approval=None,
+        agents=result.agents,
+        calls=sum(a.calls for a in result.agents),
+        budget_micro=result.budget_micro,
+        spent_micro=result.total_cost_micro,
+        reserved_micro=0,
+        budget_left_micro=result.budget_micro - result.total_cost_micro,
+        status=result.status,
+    )
 
 
 async def follow(
-    handle: WorkflowHandle[object, TeamResult], *, interval_s: float = 0.5
+    handle: WorkflowHandle[object, TeamResult],
+    *,
+    interval_s: float = 0.5,
+    client: Client | None = None,
 ) -> AsyncIterator[TeamStatus]:
-    """Yield the run's status each time it changes, until it finishes or waits for approval."""
+    """Yield the run's status each time it changes, until it finishes or waits for approval.
+
+    Asks ``describe()`` (answered without a worker) before each query: it ends,
+    without a last status, once the run has completed (read its result), and
+    raises :class:`RunFailedError` once it closed without a result (its status
+    query alone would never say so: a failed run's state stops where it failed).
+    Given the ``client`` the handle came from, it also raises
+    :class:`NoWorkerError` when no worker polls the run's task queue, before
+    the first query and whenever one goes unanswered for :data:`QUERY_TIMEOUT`.
+    """
     last: str | None = None
+    checked = client is None
+    consequence = f"run {handle.id} cannot answer its status query (it goes on once one does)"
     while True:
-        status = await query_status(handle)
+        description = await handle.describe()
+        if description.status in ENDED_WITHOUT_RESULT:
+            await run_result(handle)  # raises RunFailedError, decoded
+        if description.status is WorkflowExecutionStatus.COMPLETED:
+            return  # its result says the rest, and needs no worker (a query would)
+        if client is not None and not checked:
+            await require_worker(client, description.task_queue, consequence)
+            checked = True
+        try:
+            status = await query_status(handle, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+                raise
+            checked = client is None  # unanswered: is there a worker at all now?
+            continue
         fingerprint = status.model_dump_json(exclude={"budget_left_micro", "reserved_micro"})
         if fingerprint != last:
             last = fingerprint
@@ -127,6 +333,11 @@ async def follow(
         if status.phase in ("finished", "awaiting_approval"):
             return
         await asyncio.sleep(interval_s)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with line breaks and runs of spaces collapsed: one line of a message."""
+    return " ".join(text.split())
 
 
 async def signed_decision(
@@ -192,5 +403,6 @@ async def decide(
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise DecisionRefusedError(f"decision refused: {message}") from err
+        # In full (it may say who may decide), on one line.
+        raise DecisionRefusedError(f"decision refused: {_one_line(message)}") from err
     return receipt

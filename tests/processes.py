@@ -47,6 +47,18 @@ def worker_process(
         )
 
 
+def teamctl_binary() -> Path:
+    """The installed ``teamctl`` script the tests run."""
+    return Path(sys.executable).parent / "teamctl"
+
+
+def shown_teamctl(env: WorkflowEnvironment) -> str:
+    """``teamctl`` as it prints itself in hints when the tests run it (from ROOT, --address)."""
+    binary = teamctl_binary()
+    shown = binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary
+    return f"{shown} --address {address_of(env)}"
+
+
 def teamctl(env: WorkflowEnvironment, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed ``teamctl`` against the test server."""
     binary = Path(sys.executable).parent / "teamctl"

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.processes import teamctl_async, temporal_cli, temporal_start
+from tests.processes import (
+    address_of,
+    shown_teamctl,
+    teamctl_async,
+    temporal_cli,
+    temporal_start,
+)
 from tests.support import running_worker
 from worker.settings import WorkerSettings
 
@@ -29,11 +35,17 @@ async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_
         assert f"started {run_id} on task queue {task_queue}" in out
         assert "provider: simulated" in out
         assert "waiting for approval of 'final-text' by editor" in out
-        assert f"approve: teamctl approve {run_id} --as editor" in out
+        # Hints name teamctl as it was run, with its flags; the deployment is
+        # unencrypted here, so the plain temporal command is offered too.
+        teamctl = shown_teamctl(env)
+        assert f"  approve: {teamctl} approve {run_id} --as editor --comment 'looks good'\n" in out
+        assert f"  reject:  {teamctl} reject {run_id} --as editor --comment 'why'\n" in out
         assert (
             f"temporal workflow signal --workflow-id {run_id} --name approve "
-            """--input '{"approver": "editor", "comment": "looks good"}'"""
+            """--input '{"approver": "editor", "comment": "looks good"}' """
+            f"--address {address_of(env)}\n"
         ) in out
+        assert "--key" not in out  # open approvals (the dev default)
 
         code, out, _ = await teamctl_async(env, "status", run_id)
         assert code == 0

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.results import TeamResult
-from tests.processes import ROOT, address_of
+from tests.processes import ROOT, address_of, shown_teamctl
 from tests.support import awaiting_approval, running_worker, start, status_of
 from worker.telemetry import tracing_interceptor
 
@@ -151,10 +151,13 @@ async def test_ctrl_c_stops_following_and_the_run_goes_on(
 
     assert any(line.startswith("    writer") for line in before)
     assert process.returncode == 130
+    shown = shown_teamctl(env)
     assert (
         out.decode()
         .rstrip()
-        .endswith(f"teamctl: stopped following; {run_id} goes on (see `teamctl status {run_id}`)")
+        .endswith(
+            f"teamctl: stopped following; run {run_id} goes on (see `{shown} status {run_id}`)"
+        )
     )
     assert "Traceback" not in err.decode()
     assert status.calls == 5

@@ -250,7 +250,13 @@ def test_teamctl_result_shows_placeholders_unless_revealed() -> None:
     shown = result_text(result)
     assert "Reply sent to [EMAIL]." in shown and "retried for [EMAIL]" in shown
     assert EMAIL not in shown
-    assert shown.endswith("(PII shown as placeholders: `teamctl result --reveal` shows it)")
+    assert shown.endswith(
+        f"(PII shown as placeholders: `teamctl result {result.workflow_id} --reveal` shows it)"
+    )
+    # The hint names teamctl as it was run.
+    assert result_text(result, program=".venv/bin/teamctl").endswith(
+        f"`.venv/bin/teamctl result {result.workflow_id} --reveal` shows it)"
+    )
     revealed = result_text(result, reveal=True)
     assert f"Reply sent to {EMAIL}." in revealed and "placeholders" not in revealed
 

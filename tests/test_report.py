@@ -459,6 +459,15 @@ def test_bad_since_is_bad_input(env: WorkflowEnvironment) -> None:
     assert "invalid choice: 'xml'" in done.stderr
 
 
+def test_an_unknown_team_is_named(env: WorkflowEnvironment) -> None:
+    for command in ("report", "experiments"):
+        done = teamctl(env, command, "--team", "nope")
+        assert (done.returncode, done.stdout) == (2, ""), command
+        assert (
+            done.stderr == "teamctl: unknown team 'nope' (teams: code-review, research, support)\n"
+        )
+
+
 # --- the command against seeded runs on the dev server -------------------------------
 
 BILLING = "I was charged twice on my invoice this month; please refund one of the charges."

@@ -9,6 +9,9 @@ config file (``TEMPORAL_CONFIG_FILE``, ``TEMPORAL_PROFILE``). So TLS, mTLS and a
 Temporal Cloud API key work with no code change, and the ``temporal`` CLI reads
 the same settings. An explicit address or namespace (``teamctl --address``)
 overrides them. Without any, the local dev server: ``localhost:7233``, ``default``.
+:func:`connect` reads the process environment (connection settings and
+encryption keys) unless given ``environ`` (``environ={}`` for none) or
+``config`` and ``converter``: a script gets what ``teamctl`` gets.
 
 Every client uses the project's data converter (:func:`project_data_converter`:
 pydantic models, and the AES-256-GCM payload codec whenever
@@ -22,6 +25,7 @@ the interceptor (see :mod:`worker.telemetry`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,20 +118,25 @@ async def connect(
     runtime: Runtime | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> Client:
-    """A Temporal client with the project's data converter.
+    """A Temporal client with the project's data converter, set up as ``teamctl`` is.
 
-    ``config`` (from :func:`connect_config`) or ``environ`` gives the connection
-    settings (TLS, API key, profile); ``address``/``namespace`` override them.
+    ``config`` (from :func:`connect_config`) or ``environ`` (default: the
+    process environment, as ``teamctl`` reads it) gives the connection settings
+    (TLS, API key, profile); ``address``/``namespace`` override them.
     ``converter`` defaults to :func:`project_data_converter` of ``environ``
-    (unencrypted without ``environ``).
+    (the same default): the encryption keys ``AGENT_TEAMS_ENCRYPTION_KEY_FILE``
+    or ``AGENT_TEAMS_ENCRYPTION_KEYS`` name, so a script's payloads are
+    encrypted wherever ``teamctl``'s are. Pass ``environ={}`` for neither.
     ``runtime`` carries the process's telemetry (the worker's metrics
     endpoint); ``tracer_provider`` turns tracing on for this client and its
     workers.
     """
+    # Read at call time, never at import: the process's settings as they are now.
+    environment = os.environ if environ is None else environ
     settings: ClientConnectConfig = (
         ClientConnectConfig(**config)
         if config is not None
-        else connect_config(environ or {}, address=address, namespace=namespace)
+        else connect_config(environment, address=address, namespace=namespace)
     )
     if config is not None and address:
         settings["target_host"] = address
@@ -136,7 +145,7 @@ async def connect(
     interceptors = [tracing_interceptor(tracer_provider)] if tracer_provider is not None else []
     return await Client.connect(
         **settings,
-        data_converter=converter or project_data_converter(environ or {}),
+        data_converter=converter or project_data_converter(environment),
         interceptors=interceptors,
         runtime=runtime,
     )
