@@ -45,6 +45,7 @@ from security.private_files import (
 )
 from stores.controls.factory import open_controls
 from teamctl import render
+from teamctl.cli_hints import invoked_as
 from teamctl.cli_runs import follow_and_report
 from teamctl.codec_server import codec_server_from_env, new_token
 from teamctl.costs import Column, day_range, fetch_report
@@ -202,7 +203,7 @@ async def _costs(client: Client, result: TeamResult, address: str) -> str:
         report = await fetch_report(store, days, by=COSTS_BY, tenant=result.tenant)
     finally:
         await store.aclose()
-    command = f"teamctl costs --tenant {result.tenant} --day {days[-1]}"
+    command = f"{invoked_as()} costs --tenant {result.tenant} --day {days[-1]}"
     command += f" --days {len(days)}" if len(days) > 1 else ""
     lines = [
         "\nWhat it cost, from the daily budgets in the controls store. The same table, later:",
@@ -222,7 +223,7 @@ async def _report(client: Client, result: TeamResult, address: str) -> str:
     lines = [
         "\nThe operator report of the last 24 hours of research runs, read from the server",
         "(visibility, results and histories; no worker needed). The same, later:",
-        f"  teamctl --address {address} report --since 24h --team {result.team}",
+        f"  {invoked_as()} --address {address} report --since 24h --team {result.team}",
     ]
     earlier = sum(line.runs + line.in_flight + len(line.without_result) for line in report.teams)
     if earlier > 1:

@@ -217,7 +217,8 @@ async def wait_until_ready(
         if server.process.poll() is not None:
             raise DevServerError(f"dev server exited with code {server.process.returncode}")
         try:
-            client = await connect(server.address, namespace, converter=converter)
+            # Only this server: not the TEMPORAL_* settings of the caller's environment.
+            client = await connect(server.address, namespace, environ={}, converter=converter)
             await client.workflow_service.get_system_info(GetSystemInfoRequest())
             return client
         except Exception as err:  # any failure here only means "not up yet"

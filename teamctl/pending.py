@@ -5,7 +5,8 @@ Runs are found through visibility (``AwaitingApproval = true``, see
 detail: the approval point, who may decide, since when, the deadline and
 whether it was escalated. Visibility is eventually consistent, so a listed run
 may have been decided (or have finished) by the time it is queried: such runs
-are skipped, never reported as errors.
+are skipped, never reported as errors. A queue of listed runs that no worker
+polls is said at once (:class:`teamctl.runs.NoWorkerError`), before any query.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.results import TeamStatus
-from teamctl.runs import query_status, run_handle
+from teamctl.runs import query_status, require_worker, run_handle
 from teams.errors import AgentTeamsError
 from workflows.agent_team import WORKFLOW_NAME
 from workflows.visibility import AWAITING_APPROVAL, PENDING_APPROVERS, TEAM_NAME, TENANT
@@ -115,7 +116,14 @@ async def list_pending(client: Client, query: str, *, limit: int = DEFAULT_LIMIT
     """
     check_limit(limit)
     # One more than asked for, to tell the caller the list was cut.
-    ids = [execution.id async for execution in client.list_workflows(query, limit=limit + 1)]
+    listed = [execution async for execution in client.list_workflows(query, limit=limit + 1)]
+    ids = [execution.id for execution in listed]
+    # Each run answers its status query through a worker of its own queue: with
+    # none there, every query would wait out its timeout.
+    for task_queue in sorted({execution.task_queue for execution in listed[:limit]}):
+        await require_worker(
+            client, task_queue, "the runs waiting there cannot say what they wait for"
+        )
     gate = asyncio.Semaphore(QUERY_CONCURRENCY)
 
     async def detail(workflow_id: str) -> PendingRun | None:
