@@ -123,6 +123,12 @@ def status_text(status: TeamStatus) -> str:
         f"budget     {format_usd(status.spent_micro)} spent of {format_usd(status.budget_micro)}, "
         f"{format_usd(status.budget_left_micro)} left"
     )
+    last = status.last_ignored_decision
+    if last is not None:
+        head.append(
+            f"ignored    {status.ignored_decisions_total} decision(s); latest: {last.decision} "
+            f"from {last.approver} at {last.received_at.isoformat()}: {last.reason}"
+        )
     return "\n".join([*head, "", cost_table(status.agents)])
 
 

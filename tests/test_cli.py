@@ -55,6 +55,15 @@ async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_
         code, _, err = await teamctl_async(env, "approve", run_id, "--as", "mallory")
         assert code == 1
         assert "decision refused: 'mallory' may not decide 'final-text'" in err
+        # A stranger's signal cannot be refused: it is ignored, and status says so.
+        stranger = env.client.get_workflow_handle(run_id)
+        await stranger.signal("approve", {"approver": "mallory", "comment": "me"})
+        for _ in range(100):
+            code, out, _ = await teamctl_async(env, "status", run_id)
+            if "ignored " in out:
+                break
+        assert "ignored    1 decision(s); latest: approve from mallory at " in out
+        assert ": 'mallory' may not decide 'final-text' (its approvers: editor)\n" in out
 
         code, out, err = await teamctl_async(
             env, "approve", run_id, "--as", "editor", "--comment", "ship it", "--wait"
