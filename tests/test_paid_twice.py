@@ -29,6 +29,7 @@ from providers.simulated import SimulatedConfig, SimulatedProvider
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
+from stores.controls.factory import open_controls
 from teams.catalog import Catalog
 from teams.pricing import TokenUsage
 from workflows.agent_team import WORKFLOW_NAME
@@ -145,7 +146,12 @@ async def test_an_answer_lost_with_its_worker_and_asked_again_is_charged_twice(
 
     assert result.status is RunStatus.COMPLETED
     [router] = result.calls
-    assert (router.agent, router.status, router.attempts) == ("router", CallStatus.SUCCEEDED, 2)
+    assert (router.agent, router.status, router.attempts, router.billed_attempts) == (
+        "router",
+        CallStatus.SUCCEEDED,
+        2,
+        2,
+    )
     # The run's record charges both answers: the lost one and the one it got.
     assert router.usage == one + one
     assert router.cost_micro == 2 * one_cost
@@ -154,3 +160,16 @@ async def test_an_answer_lost_with_its_worker_and_asked_again_is_charged_twice(
     ledger = await ledger_total(store_file, [day])
     assert ledger.spent_micro == ledger.rows_micro == 2 * one_cost
     assert (ledger.settled_calls, ledger.open_reservations) == (1, 0)
+    # Attempt by attempt: each charged its own answer (attempt 2 also carried attempt
+    # 1's heartbeat, the prompt only, which added nothing to attempt 1's own charge).
+    store = open_controls(f"sqlite:///{store_file}")
+    try:
+        charges = await store.call_charges(f"{handle.result_run_id}/{router.call_id}")
+    finally:
+        await store.aclose()
+    assert charges is not None
+    assert [(c.attempt, c.cost_micro, c.usage, c.source) for c in charges.attempts] == [
+        (1, one_cost, one, "answer"),
+        (2, one_cost, one, "answer"),
+    ]
+    assert (charges.total_micro, charges.open) == (2 * one_cost, False)
