@@ -13,6 +13,19 @@
   at most one per kill.
 - **ledger vs runs**: the global ledgers' spend in the controls store against
   the sum of every run's ``total_cost_micro`` (both phases), to the micro-dollar.
+- **provider-billed vs ledger**: what the providers billed, by their own count
+  (the stand-in's record of every response it wrote, the simulated provider's
+  journal), priced with the price table the workers use, each response rounded
+  up: an answer in full; a stream its killed worker left mid-way, the usage it
+  had reported (its prompt). Against the ledgers' spend and the runs' costs:
+  all three equal, to the micro-dollar.
+- **answers not settled by their attempt**: answers a provider gave in full
+  whose attempt did not settle them itself (the store charged them from a
+  later attempt's copy of the heartbeat, or not at all): the worker was killed
+  between the provider's answer and the settlement, the one window in which a
+  kill can cost the ledger an answer (the heartbeat, if it got through before
+  the kill, still carries it). Per provider, answers delivered minus attempts
+  the store charged from their own answer.
 - **latency**: p50 and p99 of the server's start-to-close time, without faults
   (the baseline phase) and with them (the chaos phase).
 """
@@ -26,7 +39,7 @@ from dataclasses import dataclass, field
 from contracts.results import CallStatus
 from providers.provider_errors import EmptyResponse, MalformedOutput
 from reliability.disruptions import Disruption, DisruptionKind
-from reliability.ledger_totals import LedgerTotal
+from reliability.ledger_totals import ChargedAttempts, LedgerTotal
 from reliability.memory import MemoryTrend
 from reliability.run_driver import RunRecord
 from reliability.tally import ProviderTally
@@ -105,6 +118,19 @@ def paid_twice(records: Sequence[RunRecord], tally: ProviderTally) -> PaidTwice:
 
 
 @dataclass(frozen=True)
+class Bill:
+    """One provider's bill against what the store charged its runs' attempts."""
+
+    tally: ProviderTally
+    charged: ChargedAttempts
+
+    @property
+    def unsettled_answers(self) -> int:
+        """Answers delivered in full that their own attempt did not settle."""
+        return self.tally.delivered - self.charged.of("answer")
+
+
+@dataclass(frozen=True)
 class Target:
     """One target: what was asked, what was measured, and whether it was met."""
 
@@ -127,6 +153,8 @@ class ChaosFigures:
     worker_exits: list[str] = field(default_factory=list)
     """Workers that exited on their own (a supervisor started them again)."""
     memory: MemoryTrend | None = None
+    charged: list[ChargedAttempts] = field(default_factory=list)
+    """Per provider, what the store charged its runs' attempts."""
 
     @property
     def started(self) -> int:
@@ -176,6 +204,20 @@ class ChaosFigures:
         )
 
     @property
+    def provider_billed_micro(self) -> int:
+        """What every provider billed, by its own count."""
+        return sum(tally.billed_micro for tally in self.tallies)
+
+    @property
+    def bills(self) -> list[Bill]:
+        """Each provider's bill next to what the store charged its runs."""
+        charged = {c.provider: c for c in self.charged}
+        return [
+            Bill(tally, charged.get(tally.provider, ChargedAttempts(tally.provider)))
+            for tally in self.tallies
+        ]
+
+    @property
     def without_result(self) -> int:
         """Runs (either phase) with no result to add to the sum."""
         return sum(1 for r in (*self.baseline, *self.chaos) if r.result is None)
@@ -188,6 +230,7 @@ class ChaosFigures:
         """The issue's targets, each with its verdict."""
         share = self.succeeded / self.started if self.started else 0.0
         ledger, runs = self.ledger.spent_micro, self.runs_cost_micro
+        billed = self.provider_billed_micro
         missing = f" ({self.without_result} runs without a result)" if self.without_result else ""
         return [
             Target(
@@ -216,5 +259,11 @@ class ChaosFigures:
                 "equal",
                 f"{format_usd(ledger)} vs {format_usd(runs)}{missing}",
                 ledger == runs and not self.without_result,
+            ),
+            Target(
+                "provider-billed vs ledger",
+                "equal (and = runs)",
+                f"{format_usd(billed)} vs {format_usd(ledger)} (runs {format_usd(runs)})",
+                billed == ledger == runs and not self.without_result,
             ),
         ]

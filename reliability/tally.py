@@ -1,13 +1,15 @@
-"""What a provider answered, by call: the provider's side of "paid twice"."""
+"""What a provider answered and billed: the provider's side of "paid twice" and of the bill."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from teams.pricing import PriceTable, TokenUsage
+
 
 @dataclass(frozen=True)
 class ProviderTally:
-    """Answers a provider gave (and would bill), keyed by call, and faults it injected."""
+    """Answers a provider gave and what it billed for them, and faults it injected."""
 
     provider: str
     answers: dict[str, int] = field(default_factory=dict)
@@ -16,6 +18,13 @@ class ProviderTally:
     """Fault kind → attempts it was injected into."""
     unreadable: int = 0
     """Journal lines that could not be read (a worker killed mid-write)."""
+    delivered: int = 0
+    """Answers given in full (the caller may still have died before settling one)."""
+    cut_short: int = 0
+    """Answers begun and left mid-way by their caller (a killed worker): billed for what
+    the provider had reported when it stopped (the prompt, at least)."""
+    billed_micro: int = 0
+    """What the provider billed for every response, at the price table, each rounded up."""
 
     @property
     def answered(self) -> int:
@@ -31,3 +40,16 @@ class ProviderTally:
     def injected(self) -> int:
         """Attempts a fault was injected into."""
         return sum(self.faults.values())
+
+    @property
+    def billed_responses(self) -> int:
+        """Responses billed: those delivered and those cut short."""
+        return self.delivered + self.cut_short
+
+
+def billed_micro(prices: PriceTable, model: str, usage: TokenUsage) -> int:
+    """What one response's usage costs on ``model`` (as the workers price it)."""
+    price = prices.price_of(model)
+    if price is None:
+        raise ValueError(f"model {model!r} is not in the price table {prices.source}")
+    return price.cost_micro(usage)

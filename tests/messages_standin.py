@@ -17,7 +17,10 @@ first time a (model, system) pair is seen and a cache read after.
 Tests script failures in front of that default: an HTTP status with a body and
 headers, a delay before answering, a connection reset, a slow stream, or a
 custom answer. Every request is recorded (with the key it authenticated with), and
-so is the usage of every answer, so tests can compute exact costs.
+so is the usage of every answer, so tests can compute exact costs, and what the
+stand-in bills for it, as the API reports usage: a whole answer's usage once the
+answer is written in full; a stream its client left mid-way (a killed worker),
+what the stream opened with (``message_start``: the prompt).
 """
 
 from __future__ import annotations
@@ -90,7 +93,19 @@ class Recorded:
     body: Request
     at: float
     usage: dict[str, int] | None = None
+    """The answer's usage (as its final event reports it), if it was answered."""
     status: int = 200
+    opened: dict[str, int] | None = None
+    """The usage the answer opened with, once sent (a stream's ``message_start``)."""
+    delivered: bool = False
+    """The whole answer was written (its client may still have died before reading it)."""
+
+    @property
+    def billed(self) -> dict[str, int] | None:
+        """What the stand-in bills: the whole answer once delivered, else what it opened with."""
+        if self.usage is None:
+            return None
+        return self.usage if self.delivered else self.opened
 
 
 class MessagesStandIn:
@@ -212,9 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": usage,
         }
         if body.get("stream"):
-            self._stream(message, step.chunk_delay_s if step else 0.0)
+            self._stream(message, record, step.chunk_delay_s if step else 0.0)
         else:
             self._json(200, message)
+            record.opened, record.delivered = usage, True
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -227,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, message: dict[str, Any], chunk_delay_s: float) -> None:
+    def _stream(self, message: dict[str, Any], record: Recorded, chunk_delay_s: float) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -241,18 +257,23 @@ class _Handler(BaseHTTPRequestHandler):
             "stop_reason": None,
             "usage": {**usage, "output_tokens": 1},
         }
-        self._event("message_start", {"type": "message_start", "message": start})
-        for index, block in enumerate(message["content"]):
-            self._block(index, block, chunk_delay_s)
-        self._event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {"output_tokens": usage["output_tokens"]},
-            },
-        )
-        self._event("message_stop", {"type": "message_stop"})
+        try:
+            self._event("message_start", {"type": "message_start", "message": start})
+            record.opened = start["usage"]
+            for index, block in enumerate(message["content"]):
+                self._block(index, block, chunk_delay_s)
+            self._event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                    "usage": {"output_tokens": usage["output_tokens"]},
+                },
+            )
+            self._event("message_stop", {"type": "message_stop"})
+            record.delivered = True
+        except OSError:
+            return  # the client went away mid-stream (a killed worker): billed as opened
 
     def _block(self, index: int, block: dict[str, Any], chunk_delay_s: float) -> None:
         if block["type"] == "text":

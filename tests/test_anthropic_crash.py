@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
+from teams.pricing import TokenUsage
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, Step, for_system
 from tests.processes import worker_process
@@ -83,18 +84,31 @@ async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
     # fired: within heartbeat (2 s) + retry back-off (1 s) of the crash, plus
     # the second worker's start-up.
     assert wait_before_start(events, "research/researcher/1").total_seconds() < 60
-    # Charged once per attempt: the killed stream's prompt (reported as it
-    # started) and the full answer of attempt 2.
+    # Charged once per attempt, each under its own number: the killed stream's
+    # prompt (reported as it started, with the output its last heartbeat carried)
+    # and the full answer of attempt 2.
     killed, answered = standin.messages(RESEARCHER)[:2]
     assert killed.usage is not None and answered.usage is not None
+    assert killed.billed == killed.opened and not killed.delivered  # cut short
+    assert answered.billed == answered.usage and answered.delivered
     record = next(c for c in result.calls if c.agent == "researcher")
-    assert (record.status, record.attempts) == (CallStatus.SUCCEEDED, 2)
-    assert record.input_tokens == killed.usage["input_tokens"] + answered.usage["input_tokens"]
-    assert record.output_tokens >= answered.usage["output_tokens"]
-    assert record.cost_micro == hand_cost_micro(
-        record.model,
-        record.input_tokens,
-        record.output_tokens,
-        record.cache_creation_input_tokens,
-        record.cache_read_input_tokens,
+    assert (record.status, record.attempts, record.billed_attempts) == (
+        CallStatus.SUCCEEDED,
+        2,
+        2,
+    )
+    answer = TokenUsage.model_validate(answered.usage)
+    interrupted = record.usage.less(answer)
+    assert interrupted.input_tokens == killed.usage["input_tokens"]
+    assert record.usage == interrupted + answer
+    assert record.cost_micro == _cost(record.model, interrupted) + _cost(record.model, answer)
+
+
+def _cost(model: str, usage: TokenUsage) -> int:
+    return hand_cost_micro(
+        model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
     )

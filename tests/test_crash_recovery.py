@@ -68,7 +68,7 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
         if first.poll() is None:
             first.kill()
     killed_pid = first.pid
-    before = _journal(journal)
+    before = [e for e in _journal(journal) if e["event"] != "progress"]
     assert [(e["event"], e["agent"]) for e in before] == [
         ("start", "researcher"),
         ("complete", "researcher"),
@@ -111,9 +111,24 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     answer = await _answer_usage(call)
     killed = record.usage.less(answer)
     assert (killed.total_input_tokens, killed.output_tokens) == (one_prompt, 0)
+    # That is the provider's first report of the killed attempt (its prompt). By
+    # the kill it had streamed some output too, which no heartbeat carried to the
+    # server (they are throttled): a crash mid-stream costs the ledger that much.
+    reports = [TokenUsage.model_validate(u) for u in progress_of(events, writer_id, 1)]
+    assert reports[0] == killed
+    assert reports[-1].less(killed).total_input_tokens == 0
     assert record.usage == killed + answer
     assert record.billed_attempts == 2
     assert record.cost_micro == call.price.cost_micro(killed) + call.price.cost_micro(answer)
+
+
+def progress_of(events: list[dict[str, Any]], call_id: str, attempt: int) -> list[Any]:
+    """The usage each progress report of one attempt said (the journal's bill)."""
+    return [
+        e["usage"]
+        for e in events
+        if (e["event"], e["call_id"], e["attempt"]) == ("progress", call_id, attempt)
+    ]
 
 
 async def _answer_usage(call: AgentCall) -> TokenUsage:

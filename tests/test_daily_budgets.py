@@ -260,7 +260,7 @@ async def test_breakers_and_rate_limits_fail_open_with_a_warning(
     assert result.status is RunStatus.COMPLETED
     assert [c.status for c in result.calls] == [CallStatus.SUCCEEDED] * 2
     events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
-    assert events == ["start", "complete"] * 2
+    assert [e for e in events if e != "progress"] == ["start", "complete"] * 2
     for name in ("router", "billing-specialist"):
         mine = [w for w in result.warnings if w.startswith(f"{name}: ")]
         assert [w.split(" not ")[0] for w in mine if " not checked" in w] == [
