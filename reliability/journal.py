@@ -6,7 +6,8 @@ line per attempt, a ``fault:<kind>`` line when a fault is injected, a
 it, and a ``complete`` line with the usage when the provider has answered, each
 with the call id and attempt. A ``complete`` line is the simulated provider's
 equivalent of a billed answer; an attempt with progress and no ``complete``
-(its worker was killed mid-stream) is billed what its last progress said.
+(its worker was killed mid-stream) is billed what its last progress said (the
+simulated provider bills the prompt as generation starts, output as it streams).
 A worker SIGKILLed mid-write can leave a torn line; those are counted, not read.
 """
 
@@ -49,6 +50,7 @@ def read_journal(path: Path, prices: PriceTable) -> ProviderTally:
             answered.add(attempt)
         elif event.startswith(FAULT_PREFIX):
             faults[event.removeprefix(FAULT_PREFIX)] += 1
+    bills = {attempt: billed_micro(prices, *bill) for attempt, bill in billed.items()}
     return ProviderTally(
         provider="simulated",
         answers=dict(answers),
@@ -56,5 +58,6 @@ def read_journal(path: Path, prices: PriceTable) -> ProviderTally:
         unreadable=unreadable,
         delivered=len(answered),
         cut_short=len(billed.keys() - answered),
-        billed_micro=sum(billed_micro(prices, model, usage) for model, usage in billed.values()),
+        billed_micro=sum(bills.values()),
+        cut_short_micro=sum(bills[attempt] for attempt in billed.keys() - answered),
     )

@@ -66,6 +66,13 @@ class ChargedAttempts:
     charged_micro: int = 0
     sources: dict[ChargeSource, int] = field(default_factory=dict)
     """Attempts charged, by how their usage was known (see ``ChargeSource``)."""
+    answers_micro: int = 0
+    """Of ``charged_micro``, what attempts charged from their own answer."""
+
+    @property
+    def others_micro(self) -> int:
+        """What the rest was charged: attempts cut short (by a kill, a timeout, a stop)."""
+        return self.charged_micro - self.answers_micro
 
     @property
     def attempts(self) -> int:
@@ -82,6 +89,7 @@ async def charged_attempts(
 ) -> list[ChargedAttempts]:
     """Per provider, what the store charged the calls of the runs in ``records``."""
     micro: Counter[str] = Counter()
+    answers: Counter[str] = Counter()
     sources: dict[str, Counter[ChargeSource]] = {p: Counter() for p in providers}
     store = open_controls(f"sqlite:///{store_file}")
     try:
@@ -94,12 +102,15 @@ async def charged_attempts(
                 if charges is None:
                     continue
                 micro[provider] += charges.total_micro
+                answers[provider] += sum(
+                    a.cost_micro for a in charges.attempts if a.source == "answer"
+                )
                 sources.setdefault(provider, Counter()).update(
                     attempt.source for attempt in charges.attempts
                 )
     finally:
         await store.aclose()
     return [
-        ChargedAttempts(provider, micro[provider], dict(counted))
+        ChargedAttempts(provider, micro[provider], dict(counted), answers[provider])
         for provider, counted in sources.items()
     ]

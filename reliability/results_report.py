@@ -182,14 +182,19 @@ def _details(report: ChaosReport) -> list[str]:
     )
     for bill in figures.bills:
         tally, charged = bill.tally, bill.charged
-        lines.append(
-            f"- {tally.provider} billed {tally.billed_micro} micro-USD for "
-            f"{tally.billed_responses} responses ({tally.delivered} answers in full, "
-            f"{tally.cut_short} streams cut short by a kill); the store charged its runs "
-            f"{charged.charged_micro} micro-USD for {charged.attempts} attempts "
-            f"({charged.of('answer')} from their own answer, {charged.of('partial')} "
-            f"partial, {charged.of('heartbeat')} from a dead attempt's heartbeat)"
+        billed = (
+            f"{tally.provider} billed {tally.billed_micro} micro-USD for "
+            f"{tally.billed_responses} responses: {tally.delivered} answers in full "
+            f"({tally.answers_micro}), {tally.cut_short} streams cut short, by a kill or "
+            f"a stop ({tally.cut_short_micro})"
         )
+        store = (
+            f"the store charged its runs {charged.charged_micro} micro-USD for "
+            f"{charged.attempts} attempts: {charged.of('answer')} from their own answer "
+            f"({charged.answers_micro}), {charged.of('partial')} partial and "
+            f"{charged.of('heartbeat')} from a dead attempt's heartbeat ({charged.others_micro})"
+        )
+        lines.append(f"- {billed}; {store}")
     for paid in figures.paid:
         named = f": {', '.join(paid.repeated_calls)}" if paid.repeated_calls else ""
         lines.append(

@@ -13,7 +13,7 @@ stream (so a killed worker can die mid-stream, as it would on the real API).
 The stand-in records every request and the usage of every answer it gave,
 and whether it wrote the whole answer: that is the provider's own count of
 what it answered and billed (a whole answer's usage; a stream its killed client
-left mid-way, what the stream had reported: its opening usage).
+left mid-way, the prompt and the output written by then).
 """
 
 from __future__ import annotations
@@ -166,16 +166,20 @@ class FaultyMessagesAPI:
         """Answers given (by call), what they were billed at ``prices``, faults injected."""
         records = [record for record in self.standin.messages() if record.usage is not None]
         bills = [
-            billed_micro(prices, str(record.body["model"]), TokenUsage.model_validate(billed))
+            (
+                record.delivered,
+                billed_micro(prices, str(record.body["model"]), TokenUsage.model_validate(billed)),
+            )
             for record in records
             if (billed := record.billed) is not None
         ]
-        delivered = sum(1 for record in records if record.delivered)
+        cut = [micro for delivered, micro in bills if not delivered]
         return ProviderTally(
             provider="anthropic",
             answers=dict(Counter(call_key(record.body) for record in records)),
             faults={kind.value: count for kind, count in self.draws.injected.items()},
-            delivered=delivered,
-            cut_short=len(bills) - delivered,
-            billed_micro=sum(bills),
+            delivered=len(bills) - len(cut),
+            cut_short=len(cut),
+            billed_micro=sum(micro for _, micro in bills),
+            cut_short_micro=sum(cut),
         )

@@ -339,6 +339,7 @@ def _merged(tallies: Sequence[ProviderTally]) -> ProviderTally:
         delivered=sum(t.delivered for t in tallies),
         cut_short=sum(t.cut_short for t in tallies),
         billed_micro=sum(t.billed_micro for t in tallies),
+        cut_short_micro=sum(t.cut_short_micro for t in tallies),
     )
 
 

@@ -89,7 +89,10 @@ async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
     # and the full answer of attempt 2.
     killed, answered = standin.messages(RESEARCHER)[:2]
     assert killed.usage is not None and answered.usage is not None
-    assert killed.billed == killed.opened and not killed.delivered  # cut short
+    # The stand-in billed the killed stream its prompt and the output it had written
+    # by then; the ledger knows what the last heartbeat that reached the server said.
+    assert not killed.delivered and killed.opened is not None and killed.billed is not None
+    assert killed.billed["input_tokens"] == killed.opened["input_tokens"]
     assert answered.billed == answered.usage and answered.delivered
     record = next(c for c in result.calls if c.agent == "researcher")
     assert (record.status, record.attempts, record.billed_attempts) == (
@@ -100,6 +103,7 @@ async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
     answer = TokenUsage.model_validate(answered.usage)
     interrupted = record.usage.less(answer)
     assert interrupted.input_tokens == killed.usage["input_tokens"]
+    assert 1 <= interrupted.output_tokens <= killed.billed["output_tokens"]
     assert record.usage == interrupted + answer
     assert record.cost_micro == _cost(record.model, interrupted) + _cost(record.model, answer)
 
