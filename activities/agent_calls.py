@@ -279,7 +279,7 @@ class AgentActivities:
         """Settle a failed attempt (final, or charged so far) and build Temporal's error."""
         call, beats = attempt.call, attempt.beats
         final = not err.retryable or (attempt.ticket is not None and attempt.ticket.last_attempt)
-        settled = Settled.unconfirmed(beats.charges(call.price, source), beats.total, 0, "")
+        settled = Settled.unconfirmed(beats.charges(call.price, source), beats.total, 0)
         if self._controls is not None and (final or settled.cost_micro):
             settled = await self._settle(
                 attempt,
