@@ -113,11 +113,12 @@ class AdmissionActivities:
     async def settle_call(self, request: SettlementRequest) -> SettlementReceipt:
         """Charge the call's cost so far and report its outcome to its breakers.
 
-        Every call of a legacy run; in current runs, a call whose last attempt
-        died with its worker. The receipt is what the store holds for the call:
-        an attempt may have been answered and settled before its worker died
-        with its completion unsent, so the store can know more than the run's
-        last heartbeat did.
+        Every call of a legacy run (its cumulative cost); in current runs, a call
+        whose last attempt died with its worker (each attempt its last heartbeat
+        knew, under its own number). The receipt is what the store holds for the
+        call: an attempt may have been answered and settled before its worker
+        died with its completion unsent, so the store can know more than the
+        run's last heartbeat did.
         """
         key = _call_key(request.reservation_id)
         charge = request.charge
@@ -127,6 +128,7 @@ class AdmissionActivities:
                 day=request.day,
                 tenant=request.tenant,
                 key=charge.key,
+                attempts=request.attempts,
                 usage=charge.usage,
                 cost_micro=charge.cost_micro,
                 cache_hit=charge.cache_hit,
@@ -145,7 +147,11 @@ class AdmissionActivities:
                     for breaker in request.breakers
                 )
             )
-        return SettlementReceipt(total_micro=max(charge.cost_micro, answer.total_micro))
+        return SettlementReceipt(
+            total_micro=max(charge.cost_micro, answer.total_micro),
+            usage=answer.usage,
+            billed_attempts=answer.attempts,
+        )
 
     def _settings_for(self, breaker: str) -> BreakerSettings:
         # The deployment's: the settings an old run carries may be an inline spec's.

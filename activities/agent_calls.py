@@ -4,20 +4,27 @@ One attempt reads as a straight line: replace PII with placeholders if the
 team says so (:mod:`activities.screening`) → fit the prompt to the context budget →
 answer from the response cache if it can → admission (breakers, daily budgets,
 rate limits: :mod:`activities.call_controls`) → the model call, heartbeating
-while it streams → settlement of what every attempt so far cost → the originals
-back in the answer, which is screened for prompt injection.
+while it streams → settlement of every attempt so far, each under its own
+number, before anything else that waits → the originals back in the answer,
+which is screened for prompt injection.
 
 Invariants:
 - Temporal owns retries. A retryable provider error is re-raised as a
   retryable ``ApplicationError`` (``next_retry_delay`` = retry-after); a final
   one is raised non-retryable. The provider itself never retries.
-- Every attempt's tokens are charged exactly once, in the run (through the
-  outcome or the failure details) and in the daily budgets (settlement is
-  cumulative and idempotent by call key). An interrupted attempt's usage reaches
-  the next attempt through the last heartbeat's details.
-- The cost the run records for a call is what the controls store charged for it
-  (the larger, should a settlement from an attempt that then died be there), so
-  the day's total is the sum of the runs' costs exactly.
+- Every attempt the provider billed is charged exactly once, in the daily
+  budgets (per attempt, idempotent by call key and attempt number) and in the
+  run (through the outcome or the failure details). An interrupted attempt's
+  usage reaches the next attempt through the last heartbeat's details; an
+  attempt that settled its answer and then died with its worker stays charged
+  when the retry is answered again (the provider billed both).
+- The answer is settled as soon as the provider has given it: between the two
+  there is no await (the answer is parsed, pure, only to know how the call
+  ended), so a worker killed in between is the one way an answer goes
+  uncharged, and its window is as short as the settlement itself.
+- The cost the run records for a call is what the controls store charged for
+  it over every attempt (with their tokens and how many were billed), so the
+  day's total is the sum of the runs' costs, and the provider's bill, exactly.
 - A cancellation *requested by the workflow* (its stage timed out) is answered
   with a ``cancelled`` outcome carrying the partial usage, so the stage can
   charge it; any other cancellation (worker shutdown) is re-raised so the call
@@ -34,11 +41,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Literal
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.call_controls import CallControls, CallTicket
+from activities.call_controls import CallControls, CallTicket, Settled
 from activities.call_spans import CallSpan
 from activities.context import fit_context
 from activities.heartbeats import Heartbeats, cancel_requested
@@ -46,8 +54,9 @@ from activities.names import CALL_AGENT
 from activities.screening import Placeholders, redact_call, restored, screened
 from activities.structured import parse_structured, render_structured
 from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails
+from contracts.ledger import ChargeSource
 from providers.base import ModelProvider, ModelResponse
-from providers.provider_errors import EmptyResponse, ProviderError
+from providers.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
 from security.injection import InjectionDetector, PatternDetector
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from teams.pricing import TokenUsage
@@ -133,7 +142,10 @@ class AgentActivities:
                 return await self._answer_from_cache(attempt, cached)
             if self._controls is not None and attempt.ticket is not None:
                 earlier_cost = call.price.cost_micro(beats.earlier)
-                admission = await self._controls.admit(attempt.ticket, earlier_cost)
+                try:
+                    admission = await self._controls.admit(attempt.ticket, earlier_cost)
+                except ApplicationError as refusal:
+                    raise await self._refused(attempt, refusal) from None
                 attempt.warnings += admission.warnings
             self._log_prompt(call, attempt.info.attempt)
             attempt.model_called = True
@@ -143,15 +155,16 @@ class AgentActivities:
         except ProviderError as err:
             beats.flush()
             attempt.span.failed(beats.usage, attempt.call, err)
-            raise await self._failed(attempt, err, beats.total) from None
+            raise await self._failed(attempt, err, "partial") from None
         except asyncio.CancelledError:
             beats.flush()
             if not cancel_requested():
                 raise  # worker shutdown: the call is retried, the heartbeat carries its usage
             return await self._stopped(attempt)
         latency_ms = int((time.monotonic() - started) * 1000)
-        # Before anything else can fail: if this worker dies now, the retry
-        # attempt knows what this one used and charges it.
+        # The provider has billed this answer: from here to the settlement nothing
+        # waits (parsing is pure), so the window a killed worker could lose the
+        # charge in is the settlement's own. The heartbeat goes too, for a retry.
         beats.usage = response.usage
         beats.flush()
         try:
@@ -161,11 +174,8 @@ class AgentActivities:
         except ProviderError as err:
             # The tokens were used even though the answer is unusable: charge them once.
             attempt.span.failed(response.usage, call, err)
-            raise await self._failed(attempt, err, beats.total) from None
-        outcome = outcome.model_copy(
-            update={"context": context, "earlier_attempts_usage": beats.earlier}
-        )
-        outcome = await self._settled(attempt, outcome, "success")
+            raise await self._failed(attempt, err, "answer") from None
+        outcome = await self._settled(attempt, outcome.model_copy(update={"context": context}))
         attempt.span.answered(response.usage, call, outcome)
         await self._remember(call, outcome)
         return outcome
@@ -191,7 +201,7 @@ class AgentActivities:
             cache_hit=True,
             saved_micro=cached.cost_micro,
         )
-        outcome = await self._settled(attempt, outcome, "success")
+        outcome = await self._settled(attempt, outcome)
         attempt.span.answered(TokenUsage(), call, outcome)
         return outcome
 
@@ -213,46 +223,100 @@ class AgentActivities:
             stop_reason="end_turn",
             cancelled=True,
         )
-        outcome = await self._settled(attempt, outcome, "none")
+        outcome = await self._settled(attempt, outcome, source="partial", result="none")
         attempt.span.answered(beats.usage, call, outcome)
         return outcome
 
-    async def _settled(self, attempt: _Attempt, outcome: AgentOutcome, result: str) -> AgentOutcome:
-        """``outcome`` with its cost (every attempt), settled on the daily budgets."""
-        call = attempt.call
-        total = outcome.earlier_attempts_usage + outcome.usage
-        cost = call.price.cost_micro(total)
-        if self._controls is not None and attempt.ticket is not None:
-            cost, warnings = await self._controls.settle(
-                attempt.ticket,
-                usage=total,
-                cost_micro=cost,
-                final=True,
-                outcome="success" if result == "success" else "none",
-                cache_hit=outcome.cache_hit,
-                saved_micro=outcome.saved_micro,
-            )
-            attempt.warnings += warnings
-        return outcome.model_copy(update={"cost_micro": cost, "warnings": attempt.warnings})
+    async def _settled(
+        self,
+        attempt: _Attempt,
+        outcome: AgentOutcome,
+        *,
+        source: ChargeSource = "answer",
+        result: Literal["success", "none"] = "success",
+    ) -> AgentOutcome:
+        """``outcome`` with its cost over every attempt, settled on the daily budgets."""
+        settled = await self._settle(attempt, source, final=True, result=result, outcome=outcome)
+        attempt.warnings += settled.warnings
+        return outcome.model_copy(
+            update={
+                "cost_micro": settled.cost_micro,
+                # What the store charged the others (an answer lost with its worker
+                # included), so the run's record shows every attempt billed.
+                "earlier_attempts_usage": settled.usage.less(outcome.usage),
+                "billed_attempts": settled.billed_attempts,
+                "warnings": attempt.warnings,
+            }
+        )
+
+    async def _settle(
+        self,
+        attempt: _Attempt,
+        source: ChargeSource,
+        *,
+        final: bool,
+        result: Literal["success", "failure", "none"],
+        outcome: AgentOutcome | None = None,
+    ) -> Settled:
+        """Charge every attempt so far (this one's usage known as ``source``), once each."""
+        call, beats = attempt.call, attempt.beats
+        charges = beats.charges(call.price, source)
+        if self._controls is None or attempt.ticket is None:
+            return Settled.unconfirmed(charges, beats.total, call.price.cost_micro(beats.total))
+        return await self._controls.settle(
+            attempt.ticket,
+            charges=charges,
+            floor=beats.total,
+            final=final,
+            outcome=result,
+            cache_hit=outcome is not None and outcome.cache_hit,
+            saved_micro=outcome.saved_micro if outcome is not None else 0,
+        )
 
     async def _failed(
-        self, attempt: _Attempt, err: ProviderError, usage: TokenUsage
+        self, attempt: _Attempt, err: ProviderError, source: ChargeSource
     ) -> ApplicationError:
         """Settle a failed attempt (final, or charged so far) and build Temporal's error."""
-        call = attempt.call
-        cost = call.price.cost_micro(usage)
+        call, beats = attempt.call, attempt.beats
         final = not err.retryable or (attempt.ticket is not None and attempt.ticket.last_attempt)
-        if self._controls is not None and attempt.ticket is not None and (final or cost):
-            cost, _ = await self._controls.settle(
-                attempt.ticket,
-                usage=usage,
-                cost_micro=cost,
+        settled = Settled.unconfirmed(beats.charges(call.price, source), beats.total, 0)
+        if self._controls is not None and (final or settled.cost_micro):
+            settled = await self._settle(
+                attempt,
+                source,
                 final=final,
-                outcome=(
+                result=(
                     "failure" if attempt.model_called and err.counts_against_breaker else "none"
                 ),
             )
-        return call_failed(err, call, attempt=attempt.info.attempt, usage=usage, cost_micro=cost)
+        return call_failed(
+            err,
+            call,
+            attempt=attempt.info.attempt,
+            usage=settled.usage,
+            cost_micro=settled.cost_micro,
+            billed_attempts=settled.billed_attempts,
+        )
+
+    async def _refused(self, attempt: _Attempt, refusal: ApplicationError) -> ApplicationError:
+        """A refusal by the shared controls; earlier attempts' usage charged if it is final.
+
+        No later attempt will carry what an interrupted attempt before this one used
+        (its heartbeat), so it is charged here and named in the refusal's details.
+        """
+        beats = attempt.beats
+        if not refusal.non_retryable or refusal.type == CONTROLS_UNAVAILABLE:
+            return refusal  # retried (the next attempt charges it), or the store is down
+        if beats.earlier.total_tokens == 0:
+            return refusal
+        settled = await self._settle(attempt, "partial", final=True, result="none")
+        details = CallFailureDetails(
+            attempt=attempt.info.attempt,
+            usage=settled.usage,
+            cost_micro=settled.cost_micro,
+            billed_attempts=settled.billed_attempts,
+        )
+        return ApplicationError(refusal.message, details, type=refusal.type, non_retryable=True)
 
     async def _cached(self, call: AgentCall) -> CachedAnswer | None:
         if self._cache is None or call.cache_ttl_s is None:
@@ -333,6 +397,7 @@ def call_failed(
     attempt: int,
     usage: TokenUsage,
     cost_micro: int | None = None,
+    billed_attempts: int = 0,
 ) -> ApplicationError:
     """The ``ApplicationError`` Temporal sees for a provider error.
 
@@ -346,6 +411,7 @@ def call_failed(
         attempt=attempt,
         usage=usage,
         cost_micro=call.price.cost_micro(usage) if cost_micro is None else cost_micro,
+        billed_attempts=billed_attempts,
     )
     activity.logger.warning(
         "agent call failed: %s: %s (attempt %d)",

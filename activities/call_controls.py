@@ -6,8 +6,9 @@ global and tenant budgets, and takes its share of the rate limits (tokens per
 minute per model, calls per second for the fleet: token buckets in the store;
 a short wait for one is spent in the attempt, a long one fails it as
 ``RateLimited`` with the time to retry). After it, on every way out
-(answer, failure, cancellation), :meth:`CallControls.settle` charges the cost of
-every attempt so far, once, and tells the breakers how the call ended.
+(answer, failure, cancellation), :meth:`CallControls.settle` charges every
+attempt so far, each once under its own number, and tells the breakers how the
+call ended.
 
 Why here and not in the workflow: these counters are touched by every call of
 every run, so they live in a store built for atomic counters
@@ -20,8 +21,12 @@ Keys and idempotency:
   <agent>/<n>``): a retried attempt reuses it, a second run under a reused
   workflow id does not (it is charged again).
 - A reservation lasts until the call's schedule-to-close passes, then expires.
-- Settlement is cumulative: the retry attempt after a crash charges what the
-  interrupted attempt used (its heartbeat carried the usage) with its own.
+- Settlement is per attempt (keyed by call key and attempt number), because
+  the provider bills per attempt: an attempt answered and settled before its
+  worker died stays charged when the retry answers again, and the retry charges
+  an attempt that died before settling from its last heartbeat. The store
+  answers with the call's totals over every attempt, which the run records, so
+  the day's ledger, the runs' costs and the provider's bill agree.
 
 When the store is unreachable:
 
@@ -52,7 +57,7 @@ from activities.call_tickets import CallTicket
 from activities.controls_policy import ControlsPolicy
 from activities.controls_telemetry import ControlsTelemetry
 from contracts.calls import AgentCall, CallFailureDetails
-from contracts.ledger import CostKey
+from contracts.ledger import AttemptCharge, CostKey
 from providers.provider_errors import (
     CIRCUIT_OPEN,
     CONTROLS_UNAVAILABLE,
@@ -70,12 +75,12 @@ from stores.controls.contract import (
     Settlement,
     TakeAnswer,
 )
-from teams.pricing import TokenUsage
+from teams.pricing import TokenUsage, total_usage
 from teams.prompting import worst_case_cost_micro
 
 log = logging.getLogger("activities.call_controls")
 
-__all__ = ["Admission", "CallControls", "CallTicket", "ControlsPolicy"]
+__all__ = ["Admission", "CallControls", "CallTicket", "ControlsPolicy", "Settled"]
 
 WAIT_STEP_S = 2.0
 """In ``wait`` mode, how often the store is tried again while it is unreachable."""
@@ -90,6 +95,37 @@ class Admission:
     """What admission found: warnings for the outcome (controls that failed open)."""
 
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A call's totals after a settlement: what the run records as its cost."""
+
+    cost_micro: int
+    """Every attempt charged so far (the store's total, or this worker's count when the
+    store could not be reached)."""
+    usage: TokenUsage
+    """Their tokens."""
+    billed_attempts: int
+    """Attempts charged (the provider billed them)."""
+    warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def unconfirmed(
+        cls,
+        charges: list[AttemptCharge],
+        floor: TokenUsage,
+        floor_micro: int,
+        warning: str | None = None,
+    ) -> Settled:
+        """What this worker knows, when the store was not (or could not be) told."""
+        billed = [c for c in charges if c.cost_micro or c.usage.total_tokens]
+        return cls(
+            cost_micro=max(sum(c.cost_micro for c in billed), floor_micro),
+            usage=floor if floor.total_tokens else total_usage(c.usage for c in billed),
+            billed_attempts=len(billed),
+            warnings=[warning] if warning else [],
+        )
 
 
 class CallControls:
@@ -240,17 +276,18 @@ class CallControls:
         self,
         ticket: CallTicket,
         *,
-        usage: TokenUsage,
-        cost_micro: int,
+        charges: list[AttemptCharge],
+        floor: TokenUsage,
         final: bool,
         outcome: Literal["success", "failure", "none"],
         cache_hit: bool = False,
         saved_micro: int = 0,
-    ) -> tuple[int, list[str]]:
-        """Charge the call's cost so far; report a final outcome to its breakers.
+    ) -> Settled:
+        """Charge each attempt in ``charges`` once; report a final outcome to its breakers.
 
-        One store step. Returns what the store holds as charged for the call
-        (the run records that as the call's cost) and warnings for the outcome.
+        ``floor`` is every attempt's usage as this attempt knows it (the total can
+        be no less). One store step. Returns the call's totals as the store holds
+        them (the run records those as the call's cost and usage).
         """
         call = ticket.call
         reports = (
@@ -272,8 +309,9 @@ class CallControls:
                 model=call.model,
                 prompt_version=f"{call.prompt.name}/{call.prompt.version}",
             ),
-            usage=usage,
-            cost_micro=cost_micro,
+            attempts=charges,
+            usage=floor,
+            cost_micro=call.price.cost_micro(floor),
             cache_hit=cache_hit,
             saved_micro=saved_micro,
             fallback=call.fallback_for is not None,
@@ -283,29 +321,33 @@ class CallControls:
             tenant_limit_micro=self._tenant_limit(call),
             reports=reports,
         )
-        return await self._charge(settlement, call, cost_micro)
+        return await self._charge(settlement, call)
 
-    async def _charge(
-        self, settlement: Settlement, call: AgentCall, cost_micro: int
-    ) -> tuple[int, list[str]]:
+    async def _charge(self, settlement: Settlement, call: AgentCall) -> Settled:
         """Send ``settlement``, retrying a store outage briefly; after that, warn (never fail)."""
-        for attempt in range(SETTLE_TRIES):
+        tries = 0
+        while True:
             try:
                 answer = await self._store.settle(settlement)
             except ControlsUnavailableError as err:
-                if attempt + 1 < SETTLE_TRIES:
-                    await asyncio.sleep(0.2 * 2**attempt)
+                tries += 1
+                if tries < SETTLE_TRIES:
+                    await asyncio.sleep(0.2 * 2 ** (tries - 1))
                     continue
                 log.error("settlement failed: %s", err, extra=_fields(call))
-                return cost_micro, [
+                return Settled.unconfirmed(
+                    settlement.attempts,
+                    settlement.usage,
+                    settlement.cost_micro,
                     f"{call.agent}: the daily budgets were not charged ({err}); this run's "
-                    "own totals are exact"
-                ]
+                    "own totals are exact",
+                )
             self._telemetry.observe(answer.alerts, answer.left_micro)
             for report, breaker in zip(settlement.reports, answer.reports, strict=False):
                 self._telemetry.transition(report.key, breaker)
-            return max(cost_micro, answer.total_micro), []
-        return cost_micro, []  # not reached: the loop returns on its last try
+            return Settled(
+                cost_micro=answer.total_micro, usage=answer.usage, billed_attempts=answer.attempts
+            )
 
     async def _maybe_prune(self) -> None:
         now = time.monotonic()

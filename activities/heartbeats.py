@@ -2,20 +2,34 @@
 
 Temporal hands the last heartbeat's details to the next attempt, so an attempt
 interrupted by a crash, a timeout or an error still has its tokens charged, by
-the attempt that finally answers or fails for good, exactly once.
+a later attempt (or, if none is left, by the run), under its own attempt number:
+each attempt is charged once, and a charge the dead attempt made itself before
+it died (its answer) is never made twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import activity
 
-from contracts.calls import CallProgress
-from teams.pricing import TokenUsage
+from contracts.calls import AttemptUsage, CallProgress
+from contracts.ledger import AttemptCharge, ChargeSource
+from teams.pricing import ModelPrice, TokenUsage, total_usage
 
 DEFAULT_KEEPALIVE = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What the last heartbeat tells of the attempts before this one."""
+
+    attempts: dict[int, TokenUsage]
+    """Each earlier attempt's usage, by attempt number."""
+    total: TokenUsage
+    """Their sum, plus any usage a heartbeat from an older worker did not number."""
 
 
 class Heartbeats:
@@ -23,7 +37,9 @@ class Heartbeats:
 
     def __init__(self, info: activity.Info) -> None:
         self.attempt = info.attempt
-        self.earlier = earlier_usage(info)
+        carried = carried_usage(info)
+        self.earlier_attempts = carried.attempts
+        self.earlier = carried.total
         self.usage = TokenUsage()
         self._interval_s = _keepalive_interval(info)
 
@@ -31,6 +47,30 @@ class Heartbeats:
     def total(self) -> TokenUsage:
         """Every attempt's tokens so far."""
         return self.earlier + self.usage
+
+    def charges(self, price: ModelPrice, source: ChargeSource) -> list[AttemptCharge]:
+        """Every attempt so far as a charge, each under its own number.
+
+        The earlier ones as their heartbeats told; this one's usage so far, known
+        as ``source`` says.
+        """
+        earlier = [
+            AttemptCharge(
+                attempt=attempt,
+                usage=usage,
+                cost_micro=price.cost_micro(usage),
+                source="heartbeat",
+            )
+            for attempt, usage in sorted(self.earlier_attempts.items())
+            if attempt != self.attempt
+        ]
+        own = AttemptCharge(
+            attempt=self.attempt,
+            usage=self.usage,
+            cost_micro=price.cost_micro(self.usage),
+            source=source,
+        )
+        return [*earlier, own]
 
     async def update(self, usage: TokenUsage) -> None:
         """The provider's usage so far (called while the model streams)."""
@@ -41,7 +81,15 @@ class Heartbeats:
     def flush(self) -> None:
         """Heartbeat now with the usage so far."""
         activity.heartbeat(
-            CallProgress(attempt=self.attempt, usage=self.usage, earlier=self.earlier)
+            CallProgress(
+                attempt=self.attempt,
+                usage=self.usage,
+                earlier=self.earlier,
+                attempts=[
+                    AttemptUsage(attempt=attempt, usage=usage)
+                    for attempt, usage in sorted(self.earlier_attempts.items())
+                ],
+            )
         )
 
     async def keep_alive(self) -> None:
@@ -53,17 +101,25 @@ class Heartbeats:
             self.flush()
 
 
-def earlier_usage(info: activity.Info) -> TokenUsage:
-    """Tokens of the interrupted attempts before this one, from the last heartbeat."""
+def carried_usage(info: activity.Info) -> Carried:
+    """The attempts before this one and what they used, from the last heartbeat."""
     if not info.heartbeat_details:
-        return TokenUsage()
+        return Carried({}, TokenUsage())
     try:
         last = CallProgress.model_validate(info.heartbeat_details[0])
     except ValueError:
-        return TokenUsage()
+        return Carried({}, TokenUsage())
+    attempts = {earlier.attempt: earlier.usage for earlier in last.attempts}
     if last.attempt >= info.attempt:  # not from an earlier attempt: nothing to carry
-        return last.earlier
-    return last.earlier + last.usage
+        return Carried(attempts, last.earlier)
+    attempts[last.attempt] = last.usage
+    total = last.earlier + last.usage
+    return Carried(attempts, max_usage(total, total_usage(attempts.values())))
+
+
+def max_usage(a: TokenUsage, b: TokenUsage) -> TokenUsage:
+    """The larger of each count."""
+    return b + a.less(b)
 
 
 def cancel_requested() -> bool:

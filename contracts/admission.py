@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.ledger import Charge, RunCostReport
+from contracts.ledger import AttemptCharge, Charge, RunCostReport
 from teams.breakers import BreakerSettings
+from teams.pricing import TokenUsage
 
 BreakerOutcome = Literal["success", "failure", "none"]
 
@@ -47,7 +48,12 @@ class Admission(BaseModel):
 
 
 class SettlementRequest(BaseModel):
-    """Charge a call's actual cost and report its outcome to its breakers."""
+    """Charge a call's actual cost and report its outcome to its breakers.
+
+    ``charge`` is the call's cost so far, every attempt (what legacy runs send);
+    ``attempts``, when the run knows them (a timed-out call's last heartbeat), are
+    charged each under its own number, with ``charge`` as a floor for the total.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -55,6 +61,7 @@ class SettlementRequest(BaseModel):
     day: str
     tenant: str | None = None
     charge: Charge
+    attempts: list[AttemptCharge] = Field(default_factory=list)
     breakers: list[str] = Field(default_factory=list)
     outcome: BreakerOutcome = "none"
     breaker_settings: BreakerSettings = BreakerSettings()
@@ -66,6 +73,10 @@ class SettlementReceipt(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     total_micro: int = Field(ge=0, description="What the run records as the call's cost.")
+    usage: TokenUsage | None = Field(
+        default=None, description="The tokens charged for the call (None: from older workers)."
+    )
+    billed_attempts: int = Field(default=0, ge=0, description="Attempts charged (0: not known).")
 
 
 class RunCostRequest(BaseModel):

@@ -160,9 +160,18 @@ class AgentOutcome(BaseModel):
     """The answering attempt's usage."""
     earlier_attempts_usage: TokenUsage = Field(
         default_factory=TokenUsage,
-        description="Usage of earlier attempts that were interrupted (crash, timeout, error).",
+        description="Usage of earlier attempts: interrupted (crash, timeout, error), or "
+        "answered and lost with their worker (as the daily budgets charged them).",
     )
-    cost_micro: int = Field(ge=0, description="All attempts of this call, at the call's price.")
+    cost_micro: int = Field(
+        ge=0, description="All attempts of this call, each at the call's price: what was charged."
+    )
+    billed_attempts: int = Field(
+        default=0,
+        ge=0,
+        description="Attempts the provider billed, as the daily budgets charged them (an "
+        "answer lost with a killed worker and asked again: 2); 0 when not known.",
+    )
     latency_ms: int = Field(ge=0, description="Wall time of the successful attempt.")
     attempt: int = Field(ge=1, description="Which Temporal attempt succeeded.")
     stop_reason: StopReason
@@ -204,6 +213,17 @@ class CallFailureDetails(BaseModel):
     usage: TokenUsage = TokenUsage()
     """Tokens of every attempt of the call, the failed one included."""
     cost_micro: int = Field(default=0, ge=0)
+    billed_attempts: int = Field(default=0, ge=0)
+    """Attempts the daily budgets charged (0: not known)."""
+
+
+class AttemptUsage(BaseModel):
+    """What one attempt of a call used, as far as its heartbeats told."""
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int = Field(ge=1)
+    usage: TokenUsage = TokenUsage()
 
 
 class CallProgress(BaseModel):
@@ -220,4 +240,7 @@ class CallProgress(BaseModel):
     usage: TokenUsage = TokenUsage()
     """This attempt's usage so far."""
     earlier: TokenUsage = TokenUsage()
-    """Usage of earlier, interrupted attempts of the same call."""
+    """Usage of earlier, interrupted attempts of the same call (their sum)."""
+    attempts: list[AttemptUsage] = Field(default_factory=list)
+    """The same, attempt by attempt, so each is charged once under its own number
+    (empty in heartbeats from workers before per-attempt charging)."""

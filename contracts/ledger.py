@@ -85,6 +85,31 @@ class Charge(BaseModel):
     fallback: bool = False
 
 
+ChargeSource = Literal["answer", "partial", "heartbeat"]
+"""How an attempt's usage is known: ``answer``, the attempt settled itself with the
+provider's final usage (an answer, usable or not); ``partial``, it settled itself
+with its usage so far (it stopped or failed mid-stream); ``heartbeat``, a later
+attempt (or the run) charged it from its last heartbeat: it died before it could."""
+
+
+class AttemptCharge(BaseModel):
+    """What one attempt of a call cost: the unit the daily budgets charge.
+
+    The provider bills every attempt it answered (a retry after a crash is a
+    second bill), so each is charged once, keyed by run, call and attempt, and
+    the call costs the sum of its attempts. Charging an attempt again with the
+    same or a smaller amount is a no-op; a larger one adds the difference
+    (an attempt's usage only grows: a heartbeat's partial, then the answer).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    attempt: int = Field(ge=1)
+    usage: TokenUsage = TokenUsage()
+    cost_micro: int = Field(ge=0, description="``usage`` at the call's price, rounded up.")
+    source: ChargeSource
+
+
 class RunCostReport(BaseModel):
     """Update ``record_run``: a finished run's total, for the outlier alert."""
 

@@ -76,6 +76,11 @@ class AgentCallRecord(WithUsage):
     fallback_reason: str | None = Field(default=None, description="Why the fallback ran.")
     status: CallStatus
     attempts: int | None = Field(default=None, description="Temporal attempts, when known.")
+    billed_attempts: int | None = Field(
+        default=None,
+        description="Attempts the provider billed, as the daily budgets charged them (an "
+        "answer lost with a killed worker and asked again: 2), when known.",
+    )
     cost_micro: int = 0
     reserved_micro: int = Field(default=0, description="Worst-case cost checked before the call.")
     latency_ms: int | None = Field(default=None, description="Model time of the final attempt.")

@@ -28,7 +28,10 @@ published per-role figures (researcher 3.2 s, writer 4.1 s, reviewer 1.1 s),
 scaled by ``latency_scale``. Faults can be injected per agent, model and
 attempt: 5xx errors, 529s, rate-limit bursts, hangs, malformed structured
 output, refusals and small context windows. An optional journal file records
-every call, so tests can count how often a call really ran.
+every call, so tests can count how often a call really ran and what it billed:
+a ``start`` line per attempt, a ``progress`` line with the usage billed so far
+each time the caller is told of it (the prompt first, as generation starts),
+and a ``complete`` line with the answer's usage.
 
 The parts: :mod:`providers.simulated_personas` (roles, latencies),
 :mod:`providers.simulated_answers` (what each role says),
@@ -158,8 +161,8 @@ class SimulatedProvider:
         text, data, stop_reason = _bound(text, call.max_tokens, refused=refused, structured=data)
         output_tokens = count_tokens(json.dumps(data)) if data is not None else count_tokens(text)
         usage = _usage(call, user, output_tokens)
-        await self._stream(call, persona, usage, on_progress)
-        await self._journal("complete", call, attempt)
+        await self._stream(call, persona, usage, self._journaled(on_progress, call, attempt))
+        await self._journal("complete", call, attempt, usage)
         return ModelResponse(
             model=call.model, text=text, data=data, usage=usage, stop_reason=stop_reason
         )
@@ -204,22 +207,37 @@ class SimulatedProvider:
             streamed = usage.output_tokens * index // chunks
             await on_progress(usage.model_copy(update={"output_tokens": streamed}))
 
-    async def _journal(self, event: str, call: AgentCall, attempt: int) -> None:
+    def _journaled(
+        self, on_progress: ProgressCallback, call: AgentCall, attempt: int
+    ) -> ProgressCallback:
+        """``on_progress``, each report journaled first: the provider bills, then says so."""
+        if self._config.journal is None:
+            return on_progress
+
+        async def report(usage: TokenUsage) -> None:
+            await self._journal("progress", call, attempt, usage)
+            await on_progress(usage)
+
+        return report
+
+    async def _journal(
+        self, event: str, call: AgentCall, attempt: int, usage: TokenUsage | None = None
+    ) -> None:
         path = self._config.journal
         if path is None:
             return
-        line = json.dumps(
-            {
-                "event": event,
-                "call_id": call.call_id,
-                "agent": call.agent,
-                "model": call.model,
-                "attempt": attempt,
-                "pid": os.getpid(),
-                "at": time.time(),
-            }
-        )
-        await asyncio.to_thread(_append_line, path, line)
+        entry: dict[str, Any] = {
+            "event": event,
+            "call_id": call.call_id,
+            "agent": call.agent,
+            "model": call.model,
+            "attempt": attempt,
+            "pid": os.getpid(),
+            "at": time.time(),
+        }
+        if usage is not None:
+            entry["usage"] = usage.model_dump()
+        await asyncio.to_thread(_append_line, path, json.dumps(entry))
 
 
 def _append_line(path: Path, line: str) -> None:

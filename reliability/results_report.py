@@ -32,6 +32,16 @@ def rows(figures: ChaosFigures, settings_soak: bool) -> list[list[str]]:
         ["run latency p50 / p99, no faults", _latency(figures.latency("baseline")), "", ""]
     )
     lines.append(["run latency p50 / p99, with faults", _latency(figures.latency("chaos")), "", ""])
+    lines.append(
+        [
+            "answers not settled by their attempt",
+            f"{sum(b.unsettled_answers for b in figures.bills)} ("
+            + ", ".join(f"{b.tally.provider} {b.unsettled_answers}" for b in figures.bills)
+            + f"; {figures.kills} kills)",
+            "",
+            "",
+        ]
+    )
     lines.append(["final statuses", _counts(figures.statuses), "", ""])
     for tally in figures.tallies:
         lines.append([f"faults injected ({tally.provider})", _faults(tally.faults), "", ""])
@@ -170,6 +180,21 @@ def _details(report: ChaosReport) -> list[str]:
         f"{ledger.open_reservations} reservations still open ({ledger.reserved_micro} held); "
         f"runs: {figures.runs_cost_micro} micro-USD"
     )
+    for bill in figures.bills:
+        tally, charged = bill.tally, bill.charged
+        billed = (
+            f"{tally.provider} billed {tally.billed_micro} micro-USD for "
+            f"{tally.billed_responses} responses: {tally.delivered} answers in full "
+            f"({tally.answers_micro}), {tally.cut_short} streams cut short, by a kill or "
+            f"a stop ({tally.cut_short_micro})"
+        )
+        store = (
+            f"the store charged its runs {charged.charged_micro} micro-USD for "
+            f"{charged.attempts} attempts: {charged.of('answer')} from their own answer "
+            f"({charged.answers_micro}), {charged.of('partial')} partial and "
+            f"{charged.of('heartbeat')} from a dead attempt's heartbeat ({charged.others_micro})"
+        )
+        lines.append(f"- {billed}; {store}")
     for paid in figures.paid:
         named = f": {', '.join(paid.repeated_calls)}" if paid.repeated_calls else ""
         lines.append(

@@ -43,6 +43,8 @@ class RunRecord:
     """The workflow failed instead of returning a result: its failure type and message."""
     stuck: bool = False
     latency_s: float | None = None
+    run_id: str | None = None
+    """The run's id (with a call id, the key the controls store charged each call under)."""
 
     @property
     def ended(self) -> bool:
@@ -103,19 +105,23 @@ async def drive(client: Client, plan: RunPlan, *, began: float, stuck_after_s: f
                 result = await patiently(handle.result)
             except WorkflowFailureError as err:
                 cause = err.cause
+                latency, run_id = await _closed(handle)
                 return RunRecord(
                     plan,
                     started_at,
                     failure=f"{type(cause).__name__}: {cause}",
-                    latency_s=await _latency(handle),
+                    latency_s=latency,
+                    run_id=run_id,
                 )
-            return RunRecord(plan, started_at, result=result, latency_s=await _latency(handle))
+            latency, run_id = await _closed(handle)
+            return RunRecord(plan, started_at, result=result, latency_s=latency, run_id=run_id)
     except TimeoutError:
         return RunRecord(plan, started_at, stuck=True)
 
 
-async def _latency(handle: WorkflowHandle[Any, TeamResult]) -> float | None:
+async def _closed(handle: WorkflowHandle[Any, TeamResult]) -> tuple[float | None, str]:
+    """A closed run's latency (``None`` if it has no close time) and its run id."""
     description = await patiently(handle.describe)
     if description.close_time is None:
-        return None
-    return (description.close_time - description.start_time).total_seconds()
+        return None, description.run_id
+    return (description.close_time - description.start_time).total_seconds(), description.run_id

@@ -10,8 +10,10 @@ fault kind, whose matchers share one draw per request
 (:meth:`reliability.faults.FaultPlan.draw`); a last step paces every answer's
 stream (so a killed worker can die mid-stream, as it would on the real API).
 
-The stand-in records every request and the usage of every answer it gave:
-that is the provider's own count of what it answered (and would bill).
+The stand-in records every request and the usage of every answer it gave,
+and whether it wrote the whole answer: that is the provider's own count of
+what it answered and billed (a whole answer's usage; a stream its killed client
+left mid-way, the prompt and the output written by then).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from types import ModuleType
 from typing import Any
 
 from reliability.faults import RETRY_AFTER_S, ChaosFault, FaultPlan
-from reliability.tally import ProviderTally
+from reliability.tally import ProviderTally, billed_micro
+from teams.pricing import PriceTable, TokenUsage
 
 Request = dict[str, Any]
 """A request body as the stand-in hands it to matchers and answers."""
@@ -159,13 +162,24 @@ class FaultyMessagesAPI:
         """The base URL the workers' ``ANTHROPIC_BASE_URL`` points at."""
         return str(self.standin.url)
 
-    def tally(self) -> ProviderTally:
-        """Answers given (by call) and faults injected, so far."""
-        answered: Counter[str] = Counter(
-            call_key(record.body) for record in self.standin.messages() if record.usage is not None
-        )
+    def tally(self, prices: PriceTable) -> ProviderTally:
+        """Answers given (by call), what they were billed at ``prices``, faults injected."""
+        records = [record for record in self.standin.messages() if record.usage is not None]
+        bills = [
+            (
+                record.delivered,
+                billed_micro(prices, str(record.body["model"]), TokenUsage.model_validate(billed)),
+            )
+            for record in records
+            if (billed := record.billed) is not None
+        ]
+        cut = [micro for delivered, micro in bills if not delivered]
         return ProviderTally(
             provider="anthropic",
-            answers=dict(answered),
+            answers=dict(Counter(call_key(record.body) for record in records)),
             faults={kind.value: count for kind, count in self.draws.injected.items()},
+            delivered=len(bills) - len(cut),
+            cut_short=len(cut),
+            billed_micro=sum(micro for _, micro in bills),
+            cut_short_micro=sum(cut),
         )

@@ -32,7 +32,7 @@ from reliability.disruptions import Disruption, Disruptor
 from reliability.faults import FaultPlan, longest_attempt_s, team_agents
 from reliability.figures import ChaosFigures, PaidTwice, paid_twice
 from reliability.journal import read_journal
-from reliability.ledger_totals import days_between, ledger_total
+from reliability.ledger_totals import charged_attempts, days_between, ledger_total
 from reliability.memory import WARMUP_SHARE, MemorySample, MemoryTrend, memory_trend, rss_mib
 from reliability.run_driver import RunRecord, drive, patiently
 from reliability.server import ChaosServer
@@ -116,15 +116,17 @@ class Suite:
         finally:
             self.server.stop()
         days = days_between(began_at.date(), datetime.now(UTC).date())
+        records = [*baseline.records, *chaos.records]
         figures = ChaosFigures(
             chaos=chaos.records,
             baseline=baseline.records,
-            paid=self._paid([*baseline.records, *chaos.records], [baseline, chaos]),
+            paid=self._paid(records, [baseline, chaos]),
             tallies=self._tallies([baseline, chaos]),
             ledger=await ledger_total(self.controls, days),
             disruptions=chaos.disruptions,
             worker_exits=baseline.worker_exits + chaos.worker_exits,
             memory=self._memory(),
+            charged=await charged_attempts(self.controls, records, self.settings.providers),
         )
         return ChaosReport(
             settings=self.settings,
@@ -163,7 +165,7 @@ class Suite:
             await _stop(background, pools, standin)
         return PhaseOutcome(
             records=records,
-            standin=standin.tally() if standin is not None else None,
+            standin=standin.tally(self.catalog.prices) if standin is not None else None,
             disruptions=disruptor.done,
             approvals=approver.approvals,
             worker_exits=[exit for pool in pools for exit in pool.exits],
@@ -285,7 +287,7 @@ class Suite:
     def _tallies(self, phases: Sequence[PhaseOutcome]) -> list[ProviderTally]:
         tallies = []
         if "simulated" in self.settings.providers:
-            tallies.append(read_journal(self.journal))
+            tallies.append(read_journal(self.journal, self.catalog.prices))
         standins = [p.standin for p in phases if p.standin is not None]
         if standins:
             tallies.append(_merged(standins))
@@ -330,7 +332,15 @@ def _merged(tallies: Sequence[ProviderTally]) -> ProviderTally:
             answers[key] = answers.get(key, 0) + count
         for kind, count in tally.faults.items():
             faults[kind] = faults.get(kind, 0) + count
-    return ProviderTally(provider=tallies[0].provider, answers=answers, faults=faults)
+    return ProviderTally(
+        provider=tallies[0].provider,
+        answers=answers,
+        faults=faults,
+        delivered=sum(t.delivered for t in tallies),
+        cut_short=sum(t.cut_short for t in tallies),
+        billed_micro=sum(t.billed_micro for t in tallies),
+        cut_short_micro=sum(t.cut_short_micro for t in tallies),
+    )
 
 
 async def _waiting_for(client: Client, workflow_id: str) -> str:

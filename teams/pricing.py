@@ -73,6 +73,19 @@ class TokenUsage(BaseModel):
             cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
         )
 
+    def less(self, other: TokenUsage) -> TokenUsage:
+        """These tokens without ``other``'s, never below zero in any count."""
+        return TokenUsage(
+            input_tokens=max(0, self.input_tokens - other.input_tokens),
+            output_tokens=max(0, self.output_tokens - other.output_tokens),
+            cache_creation_input_tokens=max(
+                0, self.cache_creation_input_tokens - other.cache_creation_input_tokens
+            ),
+            cache_read_input_tokens=max(
+                0, self.cache_read_input_tokens - other.cache_read_input_tokens
+            ),
+        )
+
 
 TOKEN_FIELDS = (
     "input_tokens",

@@ -17,7 +17,10 @@ first time a (model, system) pair is seen and a cache read after.
 Tests script failures in front of that default: an HTTP status with a body and
 headers, a delay before answering, a connection reset, a slow stream, or a
 custom answer. Every request is recorded (with the key it authenticated with), and
-so is the usage of every answer, so tests can compute exact costs.
+so is the usage of every answer, so tests can compute exact costs, and what the
+stand-in bills for it: a whole answer's usage once the answer is written in full;
+a stream its client left mid-way (a killed worker), its prompt and the output it
+had generated (written) by then, as a real API bills a cancelled stream.
 """
 
 from __future__ import annotations
@@ -90,7 +93,26 @@ class Recorded:
     body: Request
     at: float
     usage: dict[str, int] | None = None
+    """The answer's usage (as its final event reports it), if it was answered."""
     status: int = 200
+    opened: dict[str, int] | None = None
+    """The usage the answer opened with, once sent (a stream's ``message_start``)."""
+    delivered: bool = False
+    """The whole answer was written (its client may still have died before reading it)."""
+    streamed: dict[int, int] = field(default_factory=dict)
+    """Content block → characters of it written so far (text, or a tool call's JSON)."""
+
+    @property
+    def billed(self) -> dict[str, int] | None:
+        """What the stand-in bills: the whole answer once delivered; a stream cut short,
+        its opening usage with the output written so far (tokens as :func:`tokens` counts
+        them, block by block, as the whole answer's are)."""
+        if self.usage is None or self.delivered:
+            return self.usage
+        if self.opened is None:
+            return None  # the client was gone before the answer began
+        written = sum(-(-chars // 4) for chars in self.streamed.values())
+        return {**self.opened, "output_tokens": max(self.opened["output_tokens"], written)}
 
 
 class MessagesStandIn:
@@ -212,9 +234,10 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": usage,
         }
         if body.get("stream"):
-            self._stream(message, step.chunk_delay_s if step else 0.0)
+            self._stream(message, record, step.chunk_delay_s if step else 0.0)
         else:
             self._json(200, message)
+            record.opened, record.delivered = usage, True
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()
@@ -227,7 +250,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, message: dict[str, Any], chunk_delay_s: float) -> None:
+    def _stream(self, message: dict[str, Any], record: Recorded, chunk_delay_s: float) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("cache-control", "no-cache")
@@ -241,20 +264,27 @@ class _Handler(BaseHTTPRequestHandler):
             "stop_reason": None,
             "usage": {**usage, "output_tokens": 1},
         }
-        self._event("message_start", {"type": "message_start", "message": start})
-        for index, block in enumerate(message["content"]):
-            self._block(index, block, chunk_delay_s)
-        self._event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                "usage": {"output_tokens": usage["output_tokens"]},
-            },
-        )
-        self._event("message_stop", {"type": "message_stop"})
+        try:
+            self._event("message_start", {"type": "message_start", "message": start})
+            record.opened = start["usage"]
+            for index, block in enumerate(message["content"]):
+                self._block(index, block, chunk_delay_s, record)
+            self._event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                    "usage": {"output_tokens": usage["output_tokens"]},
+                },
+            )
+            self._event("message_stop", {"type": "message_stop"})
+            record.delivered = True
+        except OSError:
+            return  # the client went away mid-stream (a killed worker): billed as written
 
-    def _block(self, index: int, block: dict[str, Any], chunk_delay_s: float) -> None:
+    def _block(
+        self, index: int, block: dict[str, Any], chunk_delay_s: float, record: Recorded
+    ) -> None:
         if block["type"] == "text":
             opening: dict[str, Any] = {"type": "text", "text": ""}
             pieces = [block["text"][i : i + 40] for i in range(0, len(block["text"]), 40)]
@@ -277,6 +307,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "content_block_delta",
                 {"type": "content_block_delta", "index": index, "delta": delta},
             )
+            written = len(delta.get("text", "")) or len(delta.get("partial_json", ""))
+            record.streamed[index] = record.streamed.get(index, 0) + written
         self._event("content_block_stop", {"type": "content_block_stop", "index": index})
 
     def _event(self, name: str, data: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
+from teams.pricing import TokenUsage
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, Step, for_system
 from tests.processes import worker_process
@@ -84,18 +85,35 @@ async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
     # (about heartbeat 2 s + back-off 1 s + the second worker's start-up; the
     # bound is the timeout's, not the machine's speed).
     assert wait_before_start(events, "research/researcher/1") < timedelta(minutes=5)
-    # Charged once per attempt: the killed stream's prompt (reported as it
-    # started) and the full answer of attempt 2.
+    # Charged once per attempt, each under its own number: the killed stream's
+    # prompt (reported as it started, with the output its last heartbeat carried)
+    # and the full answer of attempt 2.
     killed, answered = standin.messages(RESEARCHER)[:2]
     assert killed.usage is not None and answered.usage is not None
+    # The stand-in billed the killed stream its prompt and the output it had written
+    # by then; the ledger knows what the last heartbeat that reached the server said.
+    assert not killed.delivered and killed.opened is not None and killed.billed is not None
+    assert killed.billed["input_tokens"] == killed.opened["input_tokens"]
+    assert answered.billed == answered.usage and answered.delivered
     record = next(c for c in result.calls if c.agent == "researcher")
-    assert (record.status, record.attempts) == (CallStatus.SUCCEEDED, 2)
-    assert record.input_tokens == killed.usage["input_tokens"] + answered.usage["input_tokens"]
-    assert record.output_tokens >= answered.usage["output_tokens"]
-    assert record.cost_micro == hand_cost_micro(
-        record.model,
-        record.input_tokens,
-        record.output_tokens,
-        record.cache_creation_input_tokens,
-        record.cache_read_input_tokens,
+    assert (record.status, record.attempts, record.billed_attempts) == (
+        CallStatus.SUCCEEDED,
+        2,
+        2,
+    )
+    answer = TokenUsage.model_validate(answered.usage)
+    interrupted = record.usage.less(answer)
+    assert interrupted.input_tokens == killed.usage["input_tokens"]
+    assert 1 <= interrupted.output_tokens <= killed.billed["output_tokens"]
+    assert record.usage == interrupted + answer
+    assert record.cost_micro == _cost(record.model, interrupted) + _cost(record.model, answer)
+
+
+def _cost(model: str, usage: TokenUsage) -> int:
+    return hand_cost_micro(
+        model,
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_creation_input_tokens,
+        usage.cache_read_input_tokens,
     )

@@ -12,6 +12,7 @@ kind is in.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,12 +30,14 @@ from providers.provider_errors import (
 from reliability.disruptions import DisruptionKind, schedule
 from reliability.faults import ChaosFault, FaultPlan, applicable, team_agents
 from reliability.figures import percentile
+from reliability.journal import read_journal
 from reliability.memory import fitted_slope
 from reliability.results_report import markdown
 from reliability.suite import Suite
 from reliability.suite_settings import ChaosSettings, ChaosSettingsError
 from reliability.workload import TEAMS, plan_runs
 from teams.catalog import Catalog
+from teams.pricing import TokenUsage
 
 INJECTED_ERRORS = {
     RateLimited.__name__,
@@ -85,10 +88,22 @@ async def test_tiny_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
             assert failed and {c.error_type for c in failed} <= INJECTED_ERRORS, result.reason
         else:
             assert result.status in (RunStatus.COMPLETED, RunStatus.DEGRADED), result.reason
-    # Money: the day's ledger is the sum of the runs' costs, to the micro-dollar.
+    # Money: the day's ledger is the sum of the runs' costs, and what the providers
+    # billed by their own count for every answer (a retry's after a kill included),
+    # to the micro-dollar, provider by provider. A stream cut short by a kill is
+    # charged what its last heartbeat told, never more than the provider billed.
     assert figures.without_result == 0
     assert figures.ledger.spent_micro == figures.runs_cost_micro > 0
     assert figures.ledger.rows_micro == figures.ledger.spent_micro
+    for bill in figures.bills:
+        assert bill.answers[0] == bill.answers[1] > 0, bill
+        assert bill.cut_short[1] <= bill.cut_short[0], bill
+        assert bill.unsettled_answers == 0, bill
+    cut_billed, cut_charged = figures.cut_short_billed
+    gap = figures.provider_billed_micro - figures.ledger.spent_micro
+    assert gap == cut_billed - cut_charged >= 0
+    if not any(bill.tally.cut_short for bill in figures.bills):
+        assert figures.provider_billed_micro == figures.ledger.spent_micro
     # A call is paid twice only when a killed worker took its answer with it.
     # Every answer a run recorded is one the provider gave (once per call), and
     # an answer given twice for one call is counted among those paid twice.
@@ -97,8 +112,54 @@ async def test_tiny_chaos_run_keeps_every_invariant(tmp_path: Path) -> None:
         assert paid.recorded <= paid.answered - paid.repeated, paid
         assert paid.count >= paid.repeated, paid
     # The report says the same.
-    assert [t.met for t in figures.targets()] == [True] * 5
+    assert [t.met for t in figures.targets()] == [True] * 8
+    assert "| provider-billed vs ledger |" in markdown(report)
     assert "| runs stuck | 0 | 0 | ✔ |" in markdown(report)
+
+
+def test_the_journal_bills_every_answer_and_a_cut_stream_for_what_it_reported(
+    tmp_path: Path,
+) -> None:
+    prompt = TokenUsage(input_tokens=400, cache_creation_input_tokens=1_000)
+    answer = prompt.model_copy(update={"output_tokens": 300})
+
+    def line(event: str, call_id: str, attempt: int, usage: TokenUsage | None = None) -> str:
+        entry: dict[str, object] = {
+            "event": event,
+            "call_id": call_id,
+            "agent": "writer",
+            "model": "claude-sonnet-4-6",
+            "attempt": attempt,
+        }
+        if usage is not None:
+            entry["usage"] = usage.model_dump()
+        return json.dumps(entry)
+
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(
+        "\n".join(
+            [
+                line("start", "wf/write/writer/1", 1),
+                line("progress", "wf/write/writer/1", 1, prompt),  # killed mid-stream
+                line("start", "wf/write/writer/1", 2),
+                line("progress", "wf/write/writer/1", 2, prompt),
+                line("progress", "wf/write/writer/1", 2, answer),
+                line("complete", "wf/write/writer/1", 2, answer),
+                line("start", "wf/write/writer/2", 1),
+                line("fault:error", "wf/write/writer/2", 1),
+                '{"event": "compl',  # torn by a kill
+            ]
+        )
+        + "\n"
+    )
+    prices = Catalog.shipped().prices
+    tally = read_journal(journal, prices)
+    sonnet = prices.models["claude-sonnet-4-6"]
+    assert (tally.delivered, tally.cut_short, tally.unreadable) == (1, 1, 1)
+    # 400 x 3 + 1,000 x 3.75 = 4,950; plus 300 x 15 = 4,500 for the answer.
+    assert (sonnet.cost_micro(prompt), sonnet.cost_micro(answer)) == (4_950, 9_450)
+    assert tally.billed_micro == 4_950 + 9_450
+    assert (tally.answers, tally.faults) == ({"wf/write/writer/1": 1}, {"error": 1})
 
 
 def test_fault_rules_give_each_agent_the_share() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.ledger import GLOBAL_SCOPE, CostKey, tenant_scope
+from contracts.ledger import GLOBAL_SCOPE, AttemptCharge, ChargeSource, CostKey, tenant_scope
 from stores.controls.contract import (
     AdmitRequest,
     BreakerCheck,
@@ -106,6 +106,23 @@ def _settle(key: str, cost: int, **fields: object) -> Settlement:
     return Settlement.model_validate(values | fields)
 
 
+def _attempt(attempt: int, cost: int, source: ChargeSource = "answer") -> AttemptCharge:
+    """Attempt ``attempt`` of a call, costing ``cost`` (its tokens scale with it)."""
+    usage = TokenUsage(input_tokens=cost // 10, output_tokens=cost // 20)
+    return AttemptCharge(attempt=attempt, usage=usage, cost_micro=cost, source=source)
+
+
+def _settle_attempts(key: str, *charges: AttemptCharge, **fields: object) -> Settlement:
+    values: dict[str, object] = {
+        "call_key": key,
+        "day": DAY,
+        "tenant": "acme",
+        "key": KEY,
+        "attempts": list(charges),
+    }
+    return Settlement.model_validate(values | fields)
+
+
 async def test_a_reservation_fits_or_is_refused_by_the_scope_it_would_overrun(
     store: ControlsStore,
 ) -> None:
@@ -147,7 +164,7 @@ async def test_reserving_again_is_idempotent_and_a_larger_amount_grows_the_hold(
     assert (smaller.granted, smaller.left_micro) == (True, {GLOBAL_SCOPE: 100})
 
 
-async def test_settlement_is_cumulative_charged_once_and_closes_the_reservation(
+async def test_a_cumulative_settlement_is_charged_once_and_closes_the_reservation(
     store: ControlsStore,
 ) -> None:
     await store.reserve(_reserve("a", 500, global_limit_micro=10_000, tenant_limit_micro=5_000))
@@ -173,6 +190,98 @@ async def test_settlement_is_cumulative_charged_once_and_closes_the_reservation(
         assert (row.key, row.calls, row.cost_micro) == (KEY, 1, 300)
         assert (row.input_tokens, row.output_tokens) == (30, 15)
     assert (await store.ledger(tenant_scope("umbrella"), DAY)) is None
+
+
+async def test_each_attempt_is_charged_once_and_a_call_costs_the_sum_of_its_attempts(
+    store: ControlsStore,
+) -> None:
+    # Attempt 1 is answered and settled, then its worker dies before the run hears of
+    # it; attempt 2 asks again and is answered too: the provider billed both.
+    await store.reserve(_reserve("a", 500, global_limit_micro=10_000, tenant_limit_micro=5_000))
+    first = await store.settle(_settle_attempts("a", _attempt(1, 300)))
+    assert (first.charged_micro, first.total_micro, first.attempts) == (300, 300, 1)
+    again = await store.settle(_settle_attempts("a", _attempt(1, 300)))  # a retried settlement
+    assert (again.charged_micro, again.total_micro, again.attempts) == (0, 300, 1)
+    # The retry carries what attempt 1's last heartbeat knew (its prompt, 120): less
+    # than attempt 1 charged itself, so it adds nothing; its own answer adds 340.
+    second = await store.settle(
+        _settle_attempts("a", _attempt(1, 120, "heartbeat"), _attempt(2, 340))
+    )
+    assert (second.charged_micro, second.total_micro, second.attempts) == (340, 640, 2)
+    assert second.usage == TokenUsage(input_tokens=30 + 34, output_tokens=15 + 17)
+    repeat = await store.settle(_settle_attempts("a", _attempt(1, 300), _attempt(2, 340)))
+    assert (repeat.charged_micro, repeat.total_micro) == (0, 640)
+
+    charges = await store.call_charges("a")
+    assert charges is not None
+    assert (charges.total_micro, charges.usage, charges.open) == (640, second.usage, False)
+    assert [(c.attempt, c.cost_micro, c.source) for c in charges.attempts] == [
+        (1, 300, "answer"),
+        (2, 340, "answer"),
+    ]
+    assert charges.attempts[1].usage == TokenUsage(input_tokens=34, output_tokens=17)
+    for scope in (GLOBAL_SCOPE, tenant_scope("acme")):
+        summary = await store.ledger(scope, DAY)
+        assert summary is not None
+        assert (summary.spent_micro, summary.reserved_micro, summary.settled_calls) == (640, 0, 1)
+        [row] = summary.rows
+        assert (row.calls, row.cost_micro, row.usage) == (1, 640, second.usage)
+    assert await store.call_charges("never-settled") is None
+
+
+async def test_an_attempt_keeps_its_own_answer_over_a_heartbeat_and_grows_never_shrinks(
+    store: ControlsStore,
+) -> None:
+    # A heartbeat's charge first (attempt 1 seemed dead), then attempt 1's own
+    # answer after all: the difference is added and the answer is what it keeps.
+    carried = await store.settle(_settle_attempts("a", _attempt(1, 100, "heartbeat"), final=False))
+    answered = await store.settle(_settle_attempts("a", _attempt(1, 250)))
+    late = await store.settle(_settle_attempts("a", _attempt(1, 90, "heartbeat")))
+    partial = await store.settle(_settle_attempts("b", _attempt(1, 80, "partial")))
+    nothing = await store.settle(_settle_attempts("c", _attempt(1, 0), _attempt(2, 0)))
+    assert [a.charged_micro for a in (carried, answered, late, partial, nothing)] == [
+        100,
+        150,
+        0,
+        80,
+        0,
+    ]
+    charges = await store.call_charges("a")
+    assert charges is not None
+    assert [(c.attempt, c.cost_micro, c.source) for c in charges.attempts] == [(1, 250, "answer")]
+    assert charges.usage == TokenUsage(input_tokens=25, output_tokens=12)
+    none = await store.call_charges("c")  # settled (closed), but no attempt used anything
+    assert none is not None and (none.total_micro, none.attempts) == (0, [])
+
+
+async def test_a_cumulative_settlement_is_a_floor_above_the_attempts(store: ControlsStore) -> None:
+    # Runs from before per-attempt charging settle a call's cost so far instead.
+    await store.settle(_settle_attempts("a", _attempt(1, 300), final=False))
+    floor = await store.settle(_settle("a", 500))
+    assert (floor.charged_micro, floor.total_micro, floor.attempts) == (200, 500, 1)
+    assert floor.usage == TokenUsage(input_tokens=50, output_tokens=25)
+    below = await store.settle(_settle("a", 400))
+    assert (below.charged_micro, below.total_micro) == (0, 500)
+    summary = await store.ledger(GLOBAL_SCOPE, DAY)
+    assert summary is not None and summary.spent_micro == summary.rows[0].cost_micro == 500
+
+
+async def test_concurrent_settlements_of_one_calls_attempts_lose_none(
+    store: ControlsStore,
+) -> None:
+    await asyncio.gather(
+        *(
+            store.settle(_settle_attempts("a", *(_attempt(n, 10 * n) for n in range(1, k + 1))))
+            for k in range(1, 21)
+        )
+    )
+    charges = await store.call_charges("a")
+    assert charges is not None
+    assert [c.cost_micro for c in charges.attempts] == [10 * n for n in range(1, 21)]
+    assert charges.total_micro == 10 * sum(range(1, 21))
+    summary = await store.ledger(GLOBAL_SCOPE, DAY)
+    assert summary is not None
+    assert (summary.spent_micro, summary.settled_calls) == (2_100, 1)
 
 
 async def test_a_call_is_charged_to_the_day_and_tenant_it_reserved_on(
@@ -341,7 +450,7 @@ async def test_prune_drops_what_retention_no_longer_needs(make_store: StoreMaker
     )
     await store.reserve(_reserve("open", 10))
     await store.reserve(_reserve("expired", 10, ttl_s=0.1))
-    await store.settle(_settle("done", 10))
+    await store.settle(_settle_attempts("done", _attempt(1, 10)))
     await store.take(BucketTake(bucket="b", request_id="t", tokens=1, capacity=5, per_second=1))
     await store.breaker_report("model:m", "r", True, BreakerSettings())
     await asyncio.sleep(0.3)
@@ -353,6 +462,10 @@ async def test_prune_drops_what_retention_no_longer_needs(make_store: StoreMaker
     assert summary is not None
     assert (summary.open_reservations, summary.spent_micro) == (1, 10)
     assert (await store.prune()).removed == {}
+    # The call's attempts went with it: past retention, a late duplicate is a new call.
+    assert await store.call_charges("done") is None
+    late = await store.settle(_settle_attempts("done", _attempt(1, 10)))
+    assert (late.charged_micro, late.attempts) == (10, 1)
 
 
 async def test_an_unreachable_store_raises_controls_unavailable(tmp_path: Path) -> None:

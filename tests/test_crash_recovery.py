@@ -17,7 +17,7 @@ from contracts.approvals import Decision
 from contracts.calls import AgentCall
 from contracts.results import CallStatus, RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import SimulatedProvider
+from providers.simulated import SimulatedConfig, SimulatedProvider
 from teams.pricing import TokenUsage
 from tests.processes import worker_process
 from tests.support import agent, awaiting_approval, history_events, inline_team, start
@@ -68,7 +68,7 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
         if first.poll() is None:
             first.kill()
     killed_pid = first.pid
-    before = _journal(journal)
+    before = [e for e in _journal(journal) if e["event"] != "progress"]
     assert [(e["event"], e["agent"]) for e in before] == [
         ("start", "researcher"),
         ("complete", "researcher"),
@@ -104,18 +104,41 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     assert (record.status, record.attempts) == (CallStatus.SUCCEEDED, 2)
     assert len(result.calls) == len(completed) == 5
     # The killed attempt's prompt was billed as it started streaming; its last
-    # heartbeat carried that usage to attempt 2, so the call is charged for both.
+    # heartbeat carried that usage to attempt 2, which charged it under attempt 1's
+    # number and its own answer under its own: the call costs the two bills.
     call = await _scheduled_call(handle, writer_id)
     one_prompt = await SimulatedProvider().count_tokens(call)
-    assert record.input_tokens + record.cache_creation_input_tokens == 2 * one_prompt
-    price = call.price
-    assert record.cost_micro == price.cost_micro(
-        TokenUsage(
-            input_tokens=record.input_tokens,
-            output_tokens=record.output_tokens,
-            cache_creation_input_tokens=record.cache_creation_input_tokens,
-        )
-    )
+    answer = await _answer_usage(call)
+    killed = record.usage.less(answer)
+    assert (killed.total_input_tokens, killed.output_tokens) == (one_prompt, 0)
+    # That is the provider's first report of the killed attempt (its prompt). By
+    # the kill it had streamed some output too, which no heartbeat carried to the
+    # server (they are throttled): a crash mid-stream costs the ledger that much.
+    reports = [TokenUsage.model_validate(u) for u in progress_of(events, writer_id, 1)]
+    assert reports[0] == killed
+    assert reports[-1].less(killed).total_input_tokens == 0
+    assert record.usage == killed + answer
+    assert record.billed_attempts == 2
+    assert record.cost_micro == call.price.cost_micro(killed) + call.price.cost_micro(answer)
+
+
+def progress_of(events: list[dict[str, Any]], call_id: str, attempt: int) -> list[Any]:
+    """The usage each progress report of one attempt said (the journal's bill)."""
+    return [
+        e["usage"]
+        for e in events
+        if (e["event"], e["call_id"], e["attempt"]) == ("progress", call_id, attempt)
+    ]
+
+
+async def _answer_usage(call: AgentCall) -> TokenUsage:
+    """What one whole answer to ``call`` uses (the simulated provider is deterministic)."""
+
+    async def ignore(_: TokenUsage) -> None:
+        return None
+
+    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
+    return (await provider.generate(call, attempt=2, on_progress=ignore)).usage
 
 
 async def _scheduled_call(handle: Any, call_id: str) -> AgentCall:

@@ -100,10 +100,11 @@ external workflows."""
 
 
 def _journal(path: Path) -> list[dict[str, Any]]:
-    """The simulated provider's journal: one line per model-call start/completion."""
+    """The simulated provider's journal: its model-call starts and completions."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if e["event"] != "progress"]
 
 
 def _simulated(journal: Path) -> SimulatedProvider:

@@ -188,8 +188,13 @@ async def test_streams_progress_and_journals(tmp_path: Path) -> None:
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     assert [(e["event"], e["agent"], e["attempt"]) for e in events] == [
         ("start", "researcher", 1),
+        *[("progress", "researcher", 1)] * 5,
         ("complete", "researcher", 1),
     ]
+    # The journal is the provider's bill: each report journaled as it is made, the
+    # answer's usage on the completion.
+    journaled = [TokenUsage.model_validate(e["usage"]) for e in events[1:]]
+    assert journaled == [*seen, response.usage]
 
 
 def test_config_from_environment() -> None:

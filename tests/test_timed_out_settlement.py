@@ -101,9 +101,12 @@ async def test_a_call_settled_then_lost_with_its_worker_is_recorded_at_its_settl
         "Timeout.HEARTBEAT",
     )
     answered = [json.loads(line) for line in journal.read_text().splitlines()]
-    assert [e["event"] for e in answered if e["agent"] == "router"][:2] == ["start", "complete"]
+    router_events = [e["event"] for e in answered if e["agent"] == "router"]
+    assert [e for e in router_events if e != "progress"][:2] == ["start", "complete"]
     day = datetime.now(UTC).date().isoformat()
     ledger = await ledger_total(tmp_path / "controls.sqlite", [day])
     assert router.cost_micro > 0  # what the answered attempt cost, as the store charged it
+    # ...with its tokens (the heartbeat had the prompt only), one attempt billed.
+    assert router.output_tokens > 0 and router.billed_attempts == 1
     assert result.status is RunStatus.DEGRADED
     assert ledger.spent_micro == result.total_cost_micro == sum(c.cost_micro for c in result.calls)

@@ -31,6 +31,7 @@ call through local activities around ``call_agent``; they still do
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 
 from temporalio import workflow
@@ -38,7 +39,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.calls import AgentCall, AgentOutcome
+    from contracts.admission import SettlementReceipt
+    from contracts.calls import AgentCall, AgentOutcome, AttemptUsage
     from contracts.results import AgentCallRecord, CallStatus, RunStatus
     from providers.provider_errors import (
         CIRCUIT_OPEN,
@@ -188,7 +190,8 @@ class AgentRunner:
             outcome = await outcome_of(handle, stop, cooperative=cooperative)
         except ActivityError as err:
             failure = classify(err, spec, call.price)
-            await self._record(call, call_records.failed(call, failure, worst, _elapsed(started)))
+            record = call_records.failed(call, failure, worst, _elapsed(started))
+            await self._record(call, record, heartbeat=failure.heartbeat)
             raise _raised_for(call, failure) from None
         except asyncio.CancelledError:
             await self._on_run_cancelled(call, spec, handle, worst, started)
@@ -220,8 +223,16 @@ class AgentRunner:
             raise _BudgetRefused(reason)
         return worst
 
-    async def _record(self, call: AgentCall, record: AgentCallRecord) -> None:
-        """Charge a finished call on the run's budget, record it, and show it."""
+    async def _record(
+        self,
+        call: AgentCall,
+        record: AgentCallRecord,
+        heartbeat: Sequence[AttemptUsage] = (),
+    ) -> None:
+        """Charge a finished call on the run's budget, record it, and show it.
+
+        ``heartbeat``: a timed-out call's attempts as its last heartbeat told.
+        """
         settled_first = (
             self._shared is not None
             and not self._shared.legacy
@@ -229,10 +240,13 @@ class AgentRunner:
             and workflow.patched(SETTLE_TIMEOUTS_PATCH)
         )
         if settled_first and self._shared is not None:
-            # The store may know of an attempt answered after the last heartbeat.
-            total = await self._shared.settle(call, record, self._breakers_for(call))
-            if total is not None and total > record.cost_micro:
-                record = record.model_copy(update={"cost_micro": total})
+            # The store may know of an attempt answered after the last heartbeat
+            # (its worker died with the completion unsent): each is charged once.
+            receipt = await self._shared.settle(
+                call, record, self._breakers_for(call), attempts=heartbeat
+            )
+            if receipt is not None:
+                record = _with_receipt(record, receipt)
         self._budget.settle(call.call_id, record.cost_micro)
         self._visibility.cost(self._budget.spent_micro)
         if record.cost_micro > record.reserved_micro:
@@ -278,7 +292,8 @@ class AgentRunner:
             outcome = await handle
         except ActivityError as err:
             failure = classify(err, spec, call.price)
-            await self._record(call, call_records.failed(call, failure, worst, _elapsed(started)))
+            record = call_records.failed(call, failure, worst, _elapsed(started))
+            await self._record(call, record, heartbeat=failure.heartbeat)
             return
         await self._record(call, call_records.answered(call, outcome, worst, _elapsed(started)))
 
@@ -323,6 +338,25 @@ def _raised_for(call: AgentCall, failure: CallFailure) -> Exception:
         # Budgets fail closed, and no fallback can help: the run stops.
         return RunStopped(RunStatus.FAILED, f"{call.agent}: {failure.message}")
     return _CallFailed(failure)
+
+
+def _with_receipt(record: AgentCallRecord, receipt: SettlementReceipt) -> AgentCallRecord:
+    """``record`` at what the store charged for the call, if that is more (or better known).
+
+    Receipts from before per-attempt charging carry no usage: their runs take
+    the total only when it is larger, as they did.
+    """
+    if receipt.usage is None:
+        if receipt.total_micro <= record.cost_micro:
+            return record
+        return record.model_copy(update={"cost_micro": receipt.total_micro})
+    return record.model_copy(
+        update={
+            "cost_micro": max(receipt.total_micro, record.cost_micro),
+            "usage": receipt.usage,
+            "billed_attempts": receipt.billed_attempts or record.billed_attempts,
+        }
+    )
 
 
 def _elapsed(started: datetime) -> int:

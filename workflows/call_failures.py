@@ -2,8 +2,9 @@
 
 Pure functions over SDK exception objects: no Temporal calls. The usage of a
 failed call (every attempt's tokens) comes from the activity's failure details
-or, for timeouts, from the last heartbeat, so a failed call is still charged
-for what it consumed.
+or, for timeouts, from the last heartbeat (attempt by attempt, so the daily
+budgets can charge each once), so a failed call is still charged for what it
+consumed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.calls import CallFailureDetails, CallProgress
+    from contracts.calls import AttemptUsage, CallFailureDetails, CallProgress
     from contracts.results import CallStatus
     from providers.provider_errors import CIRCUIT_OPEN, DAILY_BUDGET_EXCEEDED
     from teams.pricing import ModelPrice, TokenUsage
@@ -37,6 +38,10 @@ class CallFailure:
     attempts: int | None
     usage: TokenUsage
     cost_micro: int
+    heartbeat: tuple[AttemptUsage, ...] = ()
+    """A timed-out call's attempts as its last heartbeat told, each with its usage."""
+    billed_attempts: int | None = None
+    """Attempts the daily budgets charged, when the activity said."""
 
     def describe(self) -> str:
         """``ProviderUnavailable after 3 attempts: HTTP 500 ...``."""
@@ -58,7 +63,7 @@ def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFail
             CallStatus.CANCELLED, "Cancelled", "cancelled", attempts, TokenUsage(), 0
         )
     if isinstance(cause, TimeoutError):
-        usage = _heartbeat_usage(cause.last_heartbeat_details)
+        usage, heartbeat = _heartbeat_usage(cause.last_heartbeat_details)
         kind = cause.type.name if cause.type is not None else "UNKNOWN"
         message = f"activity {kind.lower().replace('_', '-')} timeout"
         return CallFailure(
@@ -68,6 +73,7 @@ def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFail
             attempts,
             usage,
             price.cost_micro(usage),
+            heartbeat,
         )
     if isinstance(cause, ApplicationError):
         details = _failure_details(cause)
@@ -81,6 +87,7 @@ def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFail
                 0,
                 details.usage if details else TokenUsage(),
                 details.cost_micro if details else 0,
+                billed_attempts=_billed(details),
             )
         return CallFailure(
             CallStatus.FAILED,
@@ -89,6 +96,7 @@ def classify(err: ActivityError, spec: AgentSpec, price: ModelPrice) -> CallFail
             details.attempt if details else attempts,
             details.usage if details else TokenUsage(),
             details.cost_micro if details else 0,
+            billed_attempts=_billed(details),
         )
     message = str(cause or err)
     return CallFailure(
@@ -113,12 +121,18 @@ def _failure_details(cause: ApplicationError) -> CallFailureDetails | None:
         return None
 
 
-def _heartbeat_usage(details: object) -> TokenUsage:
-    """Every attempt's tokens, from a timed-out call's last heartbeat."""
+def _billed(details: CallFailureDetails | None) -> int | None:
+    return details.billed_attempts or None if details else None
+
+
+def _heartbeat_usage(details: object) -> tuple[TokenUsage, tuple[AttemptUsage, ...]]:
+    """Every attempt's tokens, and each attempt's, from a timed-out call's last heartbeat."""
     if not isinstance(details, list | tuple) or not details:
-        return TokenUsage()
+        return TokenUsage(), ()
     try:
         progress = CallProgress.model_validate(details[0])
     except ValueError:
-        return TokenUsage()
-    return progress.earlier + progress.usage
+        return TokenUsage(), ()
+    earlier = {attempt.attempt: attempt for attempt in progress.attempts}
+    earlier[progress.attempt] = AttemptUsage(attempt=progress.attempt, usage=progress.usage)
+    return progress.earlier + progress.usage, tuple(earlier[n] for n in sorted(earlier))

@@ -46,6 +46,7 @@ def answered(
             "provider": outcome.provider,
             "prompt_version": outcome.prompt.label,
             "attempts": outcome.attempt,
+            "billed_attempts": outcome.billed_attempts or None,
             "cost_micro": outcome.cost_micro,
             "latency_ms": None if outcome.cancelled else outcome.latency_ms,
             "quality_score": outcome.verdict.score if outcome.verdict else None,
@@ -69,6 +70,7 @@ def failed(
     return base_record(call, failure.status, reserved, failure.usage, elapsed_ms).model_copy(
         update={
             "attempts": failure.attempts,
+            "billed_attempts": failure.billed_attempts,
             "cost_micro": failure.cost_micro,
             "error_type": failure.error_type,
             "error": failure.message,

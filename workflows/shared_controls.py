@@ -6,8 +6,8 @@ on a call's path. What is left, as local activities:
 
 - ``record_run_cost``, once as the run finishes, for the cost-outlier alert;
 - ``settle_call``, only for a call whose last attempt died with its worker
-  (the run charges what its heartbeat reported, and so must the daily budgets:
-  no attempt is left to do it);
+  (the run charges what its heartbeat reported, attempt by attempt, and so must
+  the daily budgets: no attempt is left to do it);
 - for runs started before the patch (``legacy``), ``admit_call`` before and
   ``settle_call`` after every call, as they ran then, so they replay and finish
   unchanged on today's workers.
@@ -18,6 +18,7 @@ adds), so a re-run after a crash never reserves or charges twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -35,8 +36,8 @@ with workflow.unsafe.imports_passed_through():
         SettlementReceipt,
         SettlementRequest,
     )
-    from contracts.calls import AgentCall
-    from contracts.ledger import Charge, CostKey, RunCostReport
+    from contracts.calls import AgentCall, AttemptUsage
+    from contracts.ledger import AttemptCharge, Charge, CostKey, RunCostReport
     from contracts.requests import TeamRequest
     from contracts.resolved import ResolvedTeam
     from contracts.results import AgentCallRecord, CallStatus, RunStatus
@@ -94,12 +95,19 @@ class SharedControls:
         return admission
 
     async def settle(
-        self, call: AgentCall, record: AgentCallRecord, breakers: list[str]
-    ) -> int | None:
+        self,
+        call: AgentCall,
+        record: AgentCallRecord,
+        breakers: list[str],
+        attempts: Sequence[AttemptUsage] = (),
+    ) -> SettlementReceipt | None:
         """Charge the call on the daily budgets (and, legacy runs, report it to its breakers).
 
-        Returns what the store holds as the call's cost (``None``: legacy runs,
-        whose history has no receipt, and when the store could not be reached).
+        ``attempts``: what each attempt used, as the call's last heartbeat told
+        (a timed-out call), charged each once under its own number; the record's
+        cost is a floor for the call's total. Returns what the store holds for
+        the call (``None``: legacy runs, whose history has no receipt, and when
+        the store could not be reached).
         """
         request = SettlementRequest(
             reservation_id=call.call_id,
@@ -119,6 +127,15 @@ class SharedControls:
                 saved_micro=record.saved_micro,
                 fallback=record.fallback_for is not None,
             ),
+            attempts=[
+                AttemptCharge(
+                    attempt=attempt.attempt,
+                    usage=attempt.usage,
+                    cost_micro=call.price.cost_micro(attempt.usage),
+                    source="heartbeat",
+                )
+                for attempt in attempts
+            ],
             breakers=breakers,
             outcome=_outcome(record) if self.legacy else "none",
             breaker_settings=self._team.spec.breakers,
@@ -135,7 +152,7 @@ class SharedControls:
                 degrade=False,
             )
             return None
-        return receipt.total_micro if isinstance(receipt, SettlementReceipt) else None
+        return receipt if isinstance(receipt, SettlementReceipt) else None
 
     async def record_run(self, total_micro: int, status: RunStatus) -> None:
         """Report the run's total, for its team's cost-outlier alert."""

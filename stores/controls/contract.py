@@ -12,16 +12,23 @@ against all three):
 - **Atomic.** Each operation is one transaction (SQL) or one script (Redis):
   two workers reserving the last dollar at once cannot both get it.
 - **Idempotent by key.** ``reserve``/``settle``/``release`` are keyed by the
-  *call key* (run id + call id), breaker reports and bucket takes by a request
-  id, run records by the run key: a retried activity never counts twice.
+  *call key* (run id + call id), each attempt's charge by the call key and the
+  attempt number, breaker reports and bucket takes by a request id, run records
+  by the run key: a retried activity never counts twice.
 - **Reservations expire.** A reservation holds budget until its call settles
   it, is released, or its ``ttl_s`` (the call's schedule-to-close) passes, so a
   killed worker or a terminated run cannot hold budget for the rest of the day.
-- **Settlement is cumulative and monotonic.** ``settle`` carries a call's cost
-  *so far, every attempt included*; the store charges the difference from what
-  it already charged, never less than zero. An attempt that dies after the model
-  answered is settled by the retry attempt (its heartbeat carried the usage),
-  exactly once.
+- **Settlement is per attempt.** The provider bills every attempt it answered,
+  a retry after a crash included, so ``settle`` charges each attempt it carries
+  on its own (:class:`contracts.ledger.AttemptCharge`): once, keyed by call key
+  and attempt, raised (never lowered) when the same attempt is settled again
+  with more. A call costs the sum of its attempts. An attempt answered and
+  settled before its worker died stays charged when the retry answers again;
+  one that died before it could settle is charged by a later attempt (or the
+  run) from its last heartbeat. Settlements from before per-attempt charging
+  (runs started before the ``controls-in-call`` patch) carry the call's
+  cumulative cost instead, which the store treats as a floor for the call's
+  total (the difference from what it holds, never less than zero).
 - **Spend never passes a limit through reservations**: a reservation is granted
   only if ``spent + held + amount <= limit`` for every scope it touches (held:
   live reservations not yet charged).
@@ -39,13 +46,15 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.ledger import Alert, CostKey, LedgerSummary
+from contracts.ledger import Alert, AttemptCharge, CostKey, LedgerSummary
 from teams.breakers import BreakerSettings, BreakerState, BreakerStatus, BreakerTransition
 from teams.pricing import TokenUsage
 
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 MAX_TTL_S = 30 * 86_400.0
 """No reservation may be held longer than 30 days (calls are capped well below)."""
+MAX_ATTEMPTS = 100
+"""Attempts one settlement may charge (a call's retry policy allows at most 20)."""
 
 
 class Retention(BaseModel):
@@ -142,7 +151,14 @@ class ReserveAnswer(BaseModel):
 
 
 class Settlement(BaseModel):
-    """``settle``: charge a call's cost so far (every attempt), and close it if ``final``."""
+    """``settle``: charge a call's attempts, and close it if ``final``.
+
+    ``attempts`` are charged one by one (see :class:`contracts.ledger.AttemptCharge`);
+    ``usage`` and ``cost_micro``, the call's cost so far as the caller knows it
+    (every attempt), are a floor for the call's total: what settlements from
+    before per-attempt charging carry, and a safety net for attempts a caller
+    cannot number (a heartbeat from an older worker).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -150,8 +166,9 @@ class Settlement(BaseModel):
     day: str = Field(pattern=DAY_PATTERN)
     tenant: str | None = None
     key: CostKey
+    attempts: list[AttemptCharge] = Field(default_factory=list, max_length=MAX_ATTEMPTS)
     usage: TokenUsage = TokenUsage()
-    cost_micro: int = Field(ge=0)
+    cost_micro: int = Field(default=0, ge=0)
     cache_hit: bool = False
     saved_micro: int = Field(default=0, ge=0)
     fallback: bool = False
@@ -167,19 +184,39 @@ class Settlement(BaseModel):
 
 
 class SettleAnswer(BaseModel):
-    """What this settlement charged (``0``: nothing new), and alerts it raised."""
+    """What this settlement charged (``0``: nothing new), the call's totals, and alerts."""
 
     model_config = ConfigDict(frozen=True)
 
     charged_micro: int
     total_micro: int = Field(
-        description="Everything charged for this call so far: what the run records as its cost."
+        description="Everything charged for this call so far, every attempt: what the run "
+        "records as its cost."
     )
+    usage: TokenUsage = Field(
+        default_factory=TokenUsage,
+        description="The tokens charged for this call so far, every attempt.",
+    )
+    attempts: int = Field(default=0, description="Attempts of the call charged so far.")
     left_micro: dict[str, int] = Field(default_factory=dict)
     alerts: list[Alert] = Field(default_factory=list)
     reports: list[BreakerAnswer] = Field(
         default_factory=list, description="The breakers' answers to ``reports``, in order."
     )
+
+
+class CallCharges(BaseModel):
+    """``call_charges``: what the store charged one call, attempt by attempt."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_key: str
+    total_micro: int = Field(description="Every attempt, and any floor above their sum.")
+    usage: TokenUsage = TokenUsage()
+    attempts: list[AttemptCharge] = Field(
+        default_factory=list, description="Each charged attempt, by attempt number."
+    )
+    open: bool = Field(description="Not settled for good yet (a reservation may be held).")
 
 
 class BucketTake(BaseModel):
@@ -284,7 +321,11 @@ class ControlsStore(Protocol):
         ...
 
     async def settle(self, settlement: Settlement) -> SettleAnswer:
-        """Charge a call's cumulative cost (the difference from before), once; report it."""
+        """Charge a call's attempts (each once, by attempt number); report it."""
+        ...
+
+    async def call_charges(self, call_key: str) -> CallCharges | None:
+        """What a call was charged, attempt by attempt; ``None`` if never settled."""
         ...
 
     async def release(self, call_key: str) -> bool:

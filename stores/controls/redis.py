@@ -18,8 +18,10 @@ The invariants of :mod:`stores.controls.contract`, and why they hold here:
   (and its tenant-day's), scored by its expiry. What a scope holds is summed
   over the members scored *after* now, so an expired reservation holds nothing
   without anyone deleting it.
-- **Settlement is cumulative and monotonic.** The call's hash keeps what was
-  charged (money and tokens); a settlement charges ``max(0, new - charged)``.
+- **Settlement is per attempt.** The call's hash keeps what each attempt was
+  charged (money, tokens, source) next to the call's sum; a settlement charges an
+  attempt ``max(0, new - charged)`` of its own fields, then the cumulative floor
+  above the sum, if any.
 - **Spend never passes a limit through reservations.** ``reserve`` checks
   ``spent + held + amount <= limit`` for each limited scope inside its script.
 - **Bounded.** ``prune`` drops what :class:`Retention` says, counting removals
@@ -45,7 +47,8 @@ beyond any amount here; integers are written with ``%d`` and times with
 Keys, under ``<prefix>:``:
 
 - ``call:<call key>``: hash ``day tenant reserved charged <token fields>
-  counted open expires touched`` (``tenant`` absent for no tenant).
+  counted open expires touched attempts`` (``tenant`` absent for no tenant), and
+  per charged attempt ``a:<n>:charged a:<n>:<token field> a:<n>:source``.
 - ``open:<day>`` and ``open:<day>:<tenant>``: sorted sets of open call keys by
   expiry; ``index:open-calls`` (by expiry) and ``index:closed-calls`` (by
   last touch) list every call, for ``prune``.
@@ -80,6 +83,7 @@ from stores.controls.contract import (
     AdmitRequest,
     BreakerAnswer,
     BucketTake,
+    CallCharges,
     ControlsUnavailableError,
     PruneReport,
     Reservation,
@@ -92,12 +96,20 @@ from stores.controls.contract import (
 )
 from stores.controls.redis_breaker_lua import BREAKER_ADMIT, BREAKER_REPORT, BREAKER_STATUS
 from stores.controls.redis_bucket_lua import TAKE
-from stores.controls.redis_budget_lua import LEDGER, RECORD_RUN, RELEASE, RESERVE, SETTLE
+from stores.controls.redis_budget_lua import (
+    CALL_CHARGES,
+    LEDGER,
+    RECORD_RUN,
+    RELEASE,
+    RESERVE,
+    SETTLE,
+)
 from stores.controls.redis_prune_lua import PRUNE
 from stores.controls.redis_replies import (
     breaker_request,
     read_alert,
     read_breaker_answer,
+    read_call_charges,
     read_cost_rows,
     read_pairs,
     read_stored_alert,
@@ -105,7 +117,7 @@ from stores.controls.redis_replies import (
     read_transition,
 )
 from teams.breakers import BreakerSettings, BreakerStatus
-from teams.pricing import TOKEN_FIELDS
+from teams.pricing import TOKEN_FIELDS, TokenUsage
 
 KEY_PREFIX = "agent-teams:controls"
 TIMEOUT_S = 5.0
@@ -115,6 +127,7 @@ SAFETY_TTL_S = 86_400.0
 _SCRIPTS = {
     "reserve": RESERVE,
     "settle": SETTLE,
+    "call_charges": CALL_CHARGES,
     "release": RELEASE,
     "record_run": RECORD_RUN,
     "ledger": LEDGER,
@@ -247,11 +260,14 @@ class RedisControls:
 
     async def settle(self, settlement: Settlement) -> SettleAnswer:
         """See :class:`ControlsStore`."""
-        request = settlement.model_dump(exclude={"key", "usage", "reports"})
+        request = settlement.model_dump(exclude={"key", "usage", "reports", "attempts"})
         request |= settlement.key.model_dump(exclude={"tenant"})
         request |= settlement.usage.model_dump(include=set(TOKEN_FIELDS))
+        request["attempts"] = [
+            charge.model_dump(mode="json") for charge in rules.charged_attempts(settlement.attempts)
+        ]
         request["call_keep_s"] = self._call_keep_s
-        charged, total, left, alerts = await self._run("settle", request)
+        charged, total, left, alerts, tokens, attempts = await self._run("settle", request)
         # Each report is its own script, after the charge (idempotent by call key).
         reports = [
             await self.breaker_report(
@@ -262,10 +278,18 @@ class RedisControls:
         return SettleAnswer(
             charged_micro=int(charged),
             total_micro=int(total),
+            usage=TokenUsage(
+                **{field: int(n) for field, n in zip(TOKEN_FIELDS, tokens, strict=True)}
+            ),
+            attempts=int(attempts),
             left_micro=read_pairs(left),
             alerts=[read_alert(a) for a in alerts],
             reports=reports,
         )
+
+    async def call_charges(self, call_key: str) -> CallCharges | None:
+        """See :class:`ControlsStore`."""
+        return read_call_charges(call_key, await self._run("call_charges", {"call_key": call_key}))
 
     async def release(self, call_key: str) -> bool:
         """See :class:`ControlsStore`."""

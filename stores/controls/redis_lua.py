@@ -8,6 +8,7 @@ round-trips a double), never with Lua's lossy ``tostring``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from contracts.ledger import (
@@ -38,6 +39,11 @@ def lua_list(items: tuple[Any, ...]) -> str:
     return "{" + ", ".join(lua_string(i) if isinstance(i, str) else str(i) for i in items) + "}"
 
 
+def lua_table(items: Iterable[tuple[str, int]]) -> str:
+    """``items`` as a Lua table literal (string keys, integer values)."""
+    return "{" + ", ".join(f"[{lua_string(k)}] = {v}" for k, v in items) + "}"
+
+
 # Every script: the constants (rendered from the Python ones), the request (a JSON object
 # in ARGV[2], with None fields left out so they read as nil), keys under the prefix
 # (ARGV[1]), the store's clock and number formats.
@@ -54,6 +60,7 @@ local PROBE_LEASE_MIN_S = {rules.PROBE_LEASE_MIN_S!r}
 local TRANSITIONS_MEMORY = {TRANSITIONS_MEMORY}
 local ROW_FIELDS = {lua_list(ROW_FIELDS)}
 local TOKEN_FIELDS = {lua_list(TOKEN_FIELDS)}
+local SOURCE_RANK = {lua_table(rules.SOURCE_RANK.items())}
 """
 
 

@@ -13,15 +13,18 @@ from typing import Any
 
 from contracts.ledger import (
     Alert,
+    AttemptCharge,
     CostKey,
     CostRow,
 )
 from stores.controls import rules
 from stores.controls.contract import (
     BreakerAnswer,
+    CallCharges,
 )
 from stores.controls.redis_lua import ROW_FIELDS
 from teams.breakers import BreakerSettings, BreakerTransition
+from teams.pricing import TOKEN_FIELDS, TokenUsage
 
 
 def read_pairs(flat: list[Any]) -> dict[str, int]:
@@ -71,6 +74,36 @@ def read_cost_rows(reply: list[list[Any]], tenant: str | None) -> list[CostRow]:
         )
         for key, counts in chosen
     ]
+
+
+def read_call_charges(call_key: str, flat: list[Any]) -> CallCharges | None:
+    """A call's hash (flat field/value pairs) as its charges; ``None`` if never settled."""
+    if not flat:
+        return None
+    fields = {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+    numbers = sorted({int(name.split(":")[1]) for name in fields if name.startswith("a:")})
+    attempts = [
+        AttemptCharge.model_validate(
+            {
+                "attempt": n,
+                "cost_micro": int(fields[f"a:{n}:charged"]),
+                "usage": _usage(fields, f"a:{n}:"),
+                "source": fields[f"a:{n}:source"],
+            }
+        )
+        for n in numbers
+    ]
+    return CallCharges(
+        call_key=call_key,
+        total_micro=int(fields["charged"]),
+        usage=_usage(fields, ""),
+        attempts=attempts,
+        open=fields.get("open") == "1",
+    )
+
+
+def _usage(fields: dict[str, str], prefix: str) -> TokenUsage:
+    return TokenUsage(**{f: int(fields.get(prefix + f, "0")) for f in TOKEN_FIELDS})
 
 
 def breaker_request(key: str, request_id: str, settings: BreakerSettings) -> dict[str, Any]:

@@ -17,6 +17,8 @@ from contracts.ledger import (
     OUTLIER_FACTOR,
     Alert,
     AlertKind,
+    AttemptCharge,
+    ChargeSource,
     tenant_scope,
 )
 from teams.breakers import BreakerSettings, BreakerState, BreakerTransition
@@ -43,6 +45,25 @@ def limits_of(
         scope: global_limit if scope == GLOBAL_SCOPE else tenant_limit
         for scope in scopes_of(tenant)
     }
+
+
+SOURCE_RANK: dict[ChargeSource, int] = {"heartbeat": 0, "partial": 1, "answer": 2}
+"""How well a charge knows its attempt's usage: an attempt keeps the best source it
+was charged from (its own answer over its own partial over another's heartbeat)."""
+
+
+def better_source(held: ChargeSource | None, new: ChargeSource) -> ChargeSource:
+    """The source an attempt's charge keeps when ``new`` settles it again."""
+    return new if held is None or SOURCE_RANK[new] > SOURCE_RANK[held] else held
+
+
+def charged_attempts(charges: list[AttemptCharge]) -> list[AttemptCharge]:
+    """The charges that charge something.
+
+    An attempt that used nothing (refused, or an error before the model answered)
+    gets no row.
+    """
+    return [c for c in charges if c.cost_micro > 0 or c.usage.total_tokens > 0]
 
 
 def tenant_of(scope: str) -> str | None:

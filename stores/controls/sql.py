@@ -32,7 +32,7 @@ from stores.controls.contract import (
 )
 from stores.controls.sql_breakers import breaker, breaker_admit, breaker_report
 from stores.controls.sql_buckets import take
-from stores.controls.sql_budgets import ledger, release, reserve, settle
+from stores.controls.sql_budgets import call_charges, ledger, release, reserve, settle
 from stores.controls.sql_runs import record_run
 from stores.controls.sql_schema import schema
 from stores.controls.sql_tx import Tx
@@ -65,13 +65,17 @@ def prune(tx: Tx, retention: Retention) -> PruneReport:
     now = tx.now
     cutoff = datetime.fromtimestamp(now, tz=UTC).date() - timedelta(days=retention.ledger_days)
     cutoff_day = cutoff.isoformat()
+    done_calls = "(is_open = 0 AND touched_at < ?) OR (is_open = 1 AND expires_at < ?)"
+    done_params = (now - retention.finished_calls_s, now - retention.expired_grace_s)
+    # A call's attempts go with it (counted with the calls, as the Redis store keeps
+    # them in the call's own hash).
+    tx.run(
+        "DELETE FROM ctl_attempts WHERE call_key IN "
+        f"(SELECT call_key FROM ctl_calls WHERE {done_calls})",
+        *done_params,
+    )
     removed = {
-        "calls": tx.run(
-            "DELETE FROM ctl_calls WHERE (is_open = 0 AND touched_at < ?) "
-            "OR (is_open = 1 AND expires_at < ?)",
-            now - retention.finished_calls_s,
-            now - retention.expired_grace_s,
-        ),
+        "calls": tx.run(f"DELETE FROM ctl_calls WHERE {done_calls}", *done_params),
         "takes": tx.run("DELETE FROM ctl_takes WHERE at < ?", now - retention.takes_s),
         "breaker_reports": tx.run(
             "DELETE FROM ctl_breaker_reports WHERE at < ?", now - retention.reports_s
@@ -103,6 +107,7 @@ __all__ = [
     "breaker",
     "breaker_admit",
     "breaker_report",
+    "call_charges",
     "ledger",
     "prune",
     "record_run",

@@ -5,13 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from contracts.ledger import Alert, LedgerSummary
+from contracts.ledger import Alert, AttemptCharge, LedgerSummary
 from stores.controls import rules
-from stores.controls.contract import Reservation, ReserveAnswer, SettleAnswer, Settlement
+from stores.controls.contract import (
+    CallCharges,
+    Reservation,
+    ReserveAnswer,
+    SettleAnswer,
+    Settlement,
+)
 from stores.controls.sql_alerts import raise_alert
 from stores.controls.sql_breakers import breaker_report
 from stores.controls.sql_cost_rows import add_cost_row, cost_rows
 from stores.controls.sql_tx import Tx
+from teams.pricing import TOKEN_FIELDS, TokenUsage
 
 
 def reserve(tx: Tx, request: Reservation) -> ReserveAnswer:
@@ -83,15 +90,32 @@ def settle(tx: Tx, request: Settlement) -> SettleAnswer:
     limits = rules.limits_of(tenant, request.global_limit_micro, request.tenant_limit_micro)
     spent = _lock_days(tx, day, limits)
     row = _lock_call(tx, request, day, tenant)
-    delta, token_deltas = _charge_call(tx, request, row)
+    delta, token_deltas = _charge_attempts(tx, request)
+    floor, floor_tokens = _floor(request, row, delta, token_deltas)
+    delta += floor
+    token_deltas = [d + f for d, f in zip(token_deltas, floor_tokens, strict=True)]
+    tokens = [old + d for old, d in zip(row[1:5], token_deltas, strict=True)]
+    tx.run(
+        "UPDATE ctl_calls SET charged_micro = ?, input_tokens = ?, output_tokens = ?, "
+        "cache_creation_input_tokens = ?, cache_read_input_tokens = ?, counted = 1, "
+        "is_open = ?, touched_at = ? WHERE call_key = ?",
+        row[0] + delta,
+        *tokens,
+        0 if request.final else row[6],
+        tx.now,
+        request.call_key,
+    )
     first = 0 if row[5] else 1
     closing = 1 if request.final and row[6] else 0
     alerts = _spend(tx, day, limits, spent, delta, first)
     add_cost_row(tx, day, tenant, request.key, first, token_deltas, delta, closing, request)
     reports = [reported[report.key] for report in request.reports]
+    counted = tx.one("SELECT COUNT(*) FROM ctl_attempts WHERE call_key = ?", request.call_key)
     return SettleAnswer(
         charged_micro=delta,
         total_micro=row[0] + delta,
+        usage=_usage(tokens),
+        attempts=int(counted[0]) if counted else 0,
         left_micro=_left(tx, day, spent, limits),
         alerts=alerts,
         reports=reports,
@@ -125,28 +149,87 @@ def _lock_call(tx: Tx, request: Settlement, day: str, tenant: str | None) -> Seq
     return (0, 0, 0, 0, 0, 0, 1)
 
 
-def _charge_call(tx: Tx, request: Settlement, row: Sequence[Any]) -> tuple[int, list[int]]:
-    """Raise the call's charge and tokens to the settlement's; what that added (cost, tokens)."""
-    usage = request.usage
-    new_tokens = (
-        usage.input_tokens,
-        usage.output_tokens,
-        usage.cache_creation_input_tokens,
-        usage.cache_read_input_tokens,
-    )
-    token_deltas = [max(0, new - old) for new, old in zip(new_tokens, row[1:5], strict=True)]
-    delta = max(0, request.cost_micro - row[0])
-    tx.run(
-        "UPDATE ctl_calls SET charged_micro = ?, input_tokens = ?, output_tokens = ?, "
-        "cache_creation_input_tokens = ?, cache_read_input_tokens = ?, counted = 1, "
-        "is_open = ?, touched_at = ? WHERE call_key = ?",
-        row[0] + delta,
-        *(old + d for old, d in zip(row[1:5], token_deltas, strict=True)),
-        0 if request.final else row[6],
-        tx.now,
-        request.call_key,
-    )
+def _charge_attempts(tx: Tx, request: Settlement) -> tuple[int, list[int]]:
+    """Charge each attempt what it adds to its own row; their sum (cost, tokens).
+
+    The call's row is locked already, so its attempts' rows are this transaction's.
+    """
+    delta, token_deltas = 0, [0, 0, 0, 0]
+    for charge in rules.charged_attempts(request.attempts):
+        held = tx.one(
+            "SELECT charged_micro, input_tokens, output_tokens, cache_creation_input_tokens, "
+            "cache_read_input_tokens, source FROM ctl_attempts WHERE call_key = ? AND attempt = ?",
+            request.call_key,
+            charge.attempt,
+        )
+        old = list(held[:5]) if held is not None else [0, 0, 0, 0, 0]
+        adds = [max(0, new - had) for new, had in zip(_tokens(charge.usage), old[1:], strict=True)]
+        added = max(0, charge.cost_micro - old[0])
+        source = rules.better_source(held[5] if held is not None else None, charge.source)
+        tx.run(
+            "INSERT INTO ctl_attempts (call_key, attempt, charged_micro, input_tokens, "
+            "output_tokens, cache_creation_input_tokens, cache_read_input_tokens, source, "
+            "touched_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_key, attempt) "
+            "DO UPDATE SET charged_micro = excluded.charged_micro, "
+            "input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, "
+            "cache_creation_input_tokens = excluded.cache_creation_input_tokens, "
+            "cache_read_input_tokens = excluded.cache_read_input_tokens, "
+            "source = excluded.source, touched_at = excluded.touched_at",
+            request.call_key,
+            charge.attempt,
+            old[0] + added,
+            *(had + add for had, add in zip(old[1:], adds, strict=True)),
+            source,
+            tx.now,
+        )
+        delta += added
+        token_deltas = [d + add for d, add in zip(token_deltas, adds, strict=True)]
     return delta, token_deltas
+
+
+def _floor(
+    request: Settlement, row: Sequence[Any], delta: int, token_deltas: list[int]
+) -> tuple[int, list[int]]:
+    """What the settlement's cumulative floor adds above the call's attempts (cost, tokens)."""
+    charged = row[0] + delta
+    tokens = [old + d for old, d in zip(row[1:5], token_deltas, strict=True)]
+    floor = zip(_tokens(request.usage), tokens, strict=True)
+    return max(0, request.cost_micro - charged), [max(0, new - had) for new, had in floor]
+
+
+def call_charges(tx: Tx, call_key: str) -> CallCharges | None:
+    """See :meth:`ControlsStore.call_charges`."""
+    row = tx.one(
+        "SELECT charged_micro, input_tokens, output_tokens, cache_creation_input_tokens, "
+        "cache_read_input_tokens, counted, is_open FROM ctl_calls WHERE call_key = ?",
+        call_key,
+    )
+    if row is None or not row[5]:
+        return None
+    attempts = [
+        AttemptCharge(attempt=a[0], cost_micro=a[1], usage=_usage(a[2:6]), source=a[6])
+        for a in tx.all(
+            "SELECT attempt, charged_micro, input_tokens, output_tokens, "
+            "cache_creation_input_tokens, cache_read_input_tokens, source FROM ctl_attempts "
+            "WHERE call_key = ? ORDER BY attempt",
+            call_key,
+        )
+    ]
+    return CallCharges(
+        call_key=call_key,
+        total_micro=row[0],
+        usage=_usage(row[1:5]),
+        attempts=attempts,
+        open=bool(row[6]),
+    )
+
+
+def _tokens(usage: TokenUsage) -> list[int]:
+    return [getattr(usage, field) for field in TOKEN_FIELDS]
+
+
+def _usage(tokens: Sequence[Any]) -> TokenUsage:
+    return TokenUsage(**{field: int(n) for field, n in zip(TOKEN_FIELDS, tokens, strict=True)})
 
 
 def _spend(

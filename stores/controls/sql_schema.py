@@ -19,6 +19,15 @@ def schema(serial: str) -> list[str]:
             counted BIGINT NOT NULL DEFAULT 0, is_open BIGINT NOT NULL,
             expires_at DOUBLE PRECISION NOT NULL, touched_at DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS ctl_calls_open ON ctl_calls (day, is_open, expires_at)",
+        # One row per charged attempt of a call; the call's row holds their sum.
+        """CREATE TABLE IF NOT EXISTS ctl_attempts (
+            call_key TEXT NOT NULL, attempt BIGINT NOT NULL,
+            charged_micro BIGINT NOT NULL DEFAULT 0,
+            input_tokens BIGINT NOT NULL DEFAULT 0, output_tokens BIGINT NOT NULL DEFAULT 0,
+            cache_creation_input_tokens BIGINT NOT NULL DEFAULT 0,
+            cache_read_input_tokens BIGINT NOT NULL DEFAULT 0,
+            source TEXT NOT NULL, touched_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (call_key, attempt))""",
         """CREATE TABLE IF NOT EXISTS ctl_cost_rows (
             day TEXT NOT NULL, tenant TEXT NOT NULL, team TEXT NOT NULL, agent TEXT NOT NULL,
             model TEXT NOT NULL, prompt_version TEXT NOT NULL,

@@ -17,6 +17,7 @@ from stores.controls.contract import (
     AdmitRequest,
     BreakerAnswer,
     BucketTake,
+    CallCharges,
     PruneReport,
     Reservation,
     ReserveAnswer,
@@ -51,6 +52,10 @@ class SqlControls(ABC):
     async def settle(self, settlement: Settlement) -> SettleAnswer:
         """See :class:`ControlsStore`."""
         return await self._run(lambda tx: sql.settle(tx, settlement))
+
+    async def call_charges(self, call_key: str) -> CallCharges | None:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.call_charges(tx, call_key))
 
     async def release(self, call_key: str) -> bool:
         """See :class:`ControlsStore`."""

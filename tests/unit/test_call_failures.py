@@ -19,6 +19,7 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 
+from contracts.calls import AttemptUsage
 from contracts.results import CallStatus
 from teams.pricing import TokenUsage
 from tests.unit.builders import SONNET, agent_spec
@@ -101,9 +102,33 @@ def test_cancelled_while_retries_remained_has_no_attempt_count() -> None:
 def test_a_timeout_is_charged_every_attempt_from_the_last_heartbeat(
     kind: TimeoutType | None, error_type: str, message: str
 ) -> None:
-    heartbeat = [{"attempt": 4, "usage": THIS_ATTEMPT, "earlier": EARLIER}]
+    heartbeat = [
+        {
+            "attempt": 4,
+            "usage": THIS_ATTEMPT,
+            "earlier": EARLIER,
+            "attempts": [{"attempt": 2, "usage": EARLIER}],
+        }
+    ]
     failure = classify(failed(timed_out(kind, heartbeat)), SPEC, SONNET)
-    assert failure == CallFailure(CallStatus.TIMED_OUT, error_type, message, 4, BOTH, BOTH_COST)
+    # Each attempt as the heartbeat told (attempts 1 and 3 used nothing), for the
+    # daily budgets to charge once each; the record's cost is rounded over the sum.
+    each = (
+        AttemptUsage(attempt=2, usage=TokenUsage.model_validate(EARLIER)),
+        AttemptUsage(attempt=4, usage=TokenUsage.model_validate(THIS_ATTEMPT)),
+    )
+    assert failure == CallFailure(
+        CallStatus.TIMED_OUT, error_type, message, 4, BOTH, BOTH_COST, heartbeat=each
+    )
+
+
+def test_a_heartbeat_from_an_older_worker_numbers_only_its_own_attempt() -> None:
+    heartbeat = [{"attempt": 3, "usage": THIS_ATTEMPT, "earlier": EARLIER}]
+    failure = classify(failed(timed_out(TimeoutType.HEARTBEAT, heartbeat)), SPEC, SONNET)
+    assert (failure.usage, failure.cost_micro) == (BOTH, BOTH_COST)
+    assert failure.heartbeat == (
+        AttemptUsage(attempt=3, usage=TokenUsage.model_validate(THIS_ATTEMPT)),
+    )
 
 
 def test_a_schedule_to_close_timeout_has_no_attempt_count() -> None:
