@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -22,6 +23,9 @@ from teams.spec_limits import (
     MAX_USD,
 )
 
+_SCHEMA_FILE = re.compile(r"^[A-Za-z0-9_-]{1,64}\.json$")
+_TOOL_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}\.(\*|[A-Za-z0-9_][A-Za-z0-9_-]{0,62})$")
+
 
 class OutputKind(StrEnum):
     """What an agent returns: free text, or a structured model."""
@@ -31,6 +35,8 @@ class OutputKind(StrEnum):
     """A :class:`contracts.outputs.ReviewVerdict` (score, pass/fail, reasons)."""
     ROUTE = "route"
     """A :class:`contracts.outputs.RouteDecision` (specialist or direct answer)."""
+    JSON = "json"
+    """A JSON value valid against the agent's own ``output_schema``."""
 
 
 class RetrySpec(SpecModel):
@@ -158,6 +164,49 @@ class AgentSpec(SpecModel):
     """Latency target: the p99 of this agent's call time (``elapsed_ms``: from the
     call's start in the workflow to its end, queueing, retries and back-off included) that
     ``teamctl report`` alerts above. None: no latency alert for this agent."""
+    tools: list[Annotated[str, Field(min_length=3, max_length=127)]] = Field(
+        default_factory=list, max_length=32
+    )
+    """What the agent may call: ``SOURCE.TOOL``, or ``SOURCE.*`` for every tool of a
+    source (an MCP server of the team, or a Python toolset of the worker); docs/tools.md."""
+    max_turns: int = Field(default=8, ge=1, le=50)
+    """Model turns one call of this agent may take while it uses tools (the last turn is
+    asked for an answer without tools)."""
+    output_schema: str | dict[str, Any] | None = None
+    """The JSON Schema the agent's answer must satisfy (``output = "json"``): a schema
+    file under the teams folder's ``schemas/`` (``"ticket.json"``) or an inline table."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schema_means_json(cls, data: Any) -> Any:
+        # An output schema is a JSON answer: saying output = "json" as well is optional.
+        if isinstance(data, dict) and data.get("output_schema") is not None:
+            return {"output": OutputKind.JSON.value, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _output_schema_fits(self) -> AgentSpec:
+        if self.output is OutputKind.JSON and self.output_schema is None:
+            raise ValueError('output = "json" needs an output_schema')
+        if self.output_schema is not None and self.output is not OutputKind.JSON:
+            raise ValueError(
+                f"output_schema is for JSON answers; output = {self.output.value!r} has its own"
+            )
+        if isinstance(self.output_schema, str) and not _SCHEMA_FILE.match(self.output_schema):
+            raise ValueError(
+                f"output_schema: {self.output_schema!r} is not a file name under schemas/ "
+                "(letters, digits, '-', '_', ending in .json; no folders)"
+            )
+        names = list(self.tools)
+        repeated = sorted({t for t in names if names.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tools must be distinct; repeated: {', '.join(repeated)}")
+        bad = [t for t in self.tools if not _TOOL_PATTERN.match(t)]
+        if bad:
+            raise ValueError(
+                f"tools: {bad[0]!r} is not SOURCE.TOOL or SOURCE.* (a lower-case source name)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sla_positive(self) -> AgentSpec:

@@ -64,6 +64,14 @@ from teams.stage_spec import (
     SequentialStage,
     Stage,
 )
+from teams.tool_spec import (
+    MAX_MCP_SERVERS,
+    MAX_TOOL_SETTINGS,
+    McpServerSpec,
+    ToolSettings,
+    source_of,
+    tool_of,
+)
 
 __all__ = [
     "AgentSpec",
@@ -77,6 +85,7 @@ __all__ = [
     "GateStage",
     "InjectionPolicy",
     "InjectionSpec",
+    "McpServerSpec",
     "ModelRouting",
     "OutputKind",
     "PiiPolicy",
@@ -85,6 +94,7 @@ __all__ = [
     "SequentialStage",
     "Stage",
     "TeamSpec",
+    "ToolSettings",
 ]
 
 
@@ -176,6 +186,11 @@ class TeamSpec(SpecModel):
     """What runs, in order (``[[stages]]`` tables, each with its ``kind``)."""
     experiments: list[ExperimentSpec] = Field(default_factory=list, max_length=MAX_EXPERIMENTS)
     """Variants of an agent split across runs (``[[experiments]]``; docs/operating-changes.md)."""
+    mcp_servers: list[McpServerSpec] = Field(default_factory=list, max_length=MAX_MCP_SERVERS)
+    """MCP servers whose tools the agents may call (``[[mcp_servers]]``; docs/tools.md)."""
+    tools: list[ToolSettings] = Field(default_factory=list, max_length=MAX_TOOL_SETTINGS)
+    """How particular tools run: timeout, retries, side effects, approval, price
+    (``[[tools]]``; docs/tools.md)."""
 
     def agent(self, name: str) -> AgentSpec:
         """The agent called ``name`` (validation guarantees it exists)."""
@@ -273,7 +288,43 @@ class TeamSpec(SpecModel):
                     )
             _check_outputs(index, stage, agents)
         _check_experiments(self.experiments, agents)
+        _check_tools(self)
         return self
+
+    def tool_settings(self, name: str) -> ToolSettings | None:
+        """The team's ``[[tools]]`` settings of ``SOURCE.TOOL``, if it has any."""
+        return next((t for t in self.tools if t.name == name), None)
+
+    def mcp_server(self, name: str) -> McpServerSpec | None:
+        """The team's MCP server called ``name``, if it declares one."""
+        return next((m for m in self.mcp_servers if m.name == name), None)
+
+
+def _check_tools(spec: TeamSpec) -> None:
+    """Names unique; an MCP server's tools within its ``allowed_tools``.
+
+    Python toolsets are the worker's, so a source that is not one of the team's
+    MCP servers is checked when the worker resolves the team.
+    """
+    for what, names in (
+        ("mcp_servers", [m.name for m in spec.mcp_servers]),
+        ("tools", [t.name for t in spec.tools]),
+    ):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{what} names must be unique; repeated: {', '.join(repeated)}")
+    named = [(f"tools ({t.name})", t.name) for t in spec.tools]
+    for agent in spec.agents:
+        named += [(f"agents ({agent.name}).tools", t) for t in agent.tools]
+    for where, name in named:
+        server = spec.mcp_server(source_of(name))
+        tool = tool_of(name)
+        if server is not None and server.allowed_tools is not None and tool != "*":
+            if tool not in server.allowed_tools:
+                raise ValueError(
+                    f"{where}: {name!r} is not in mcp_servers ({server.name}).allowed_tools "
+                    f"({', '.join(server.allowed_tools)})"
+                )
 
 
 def _check_experiments(experiments: list[ExperimentSpec], agents: dict[str, AgentSpec]) -> None:
@@ -344,8 +395,8 @@ def _check_outputs(index: int, stage: Stage, agents: dict[str, AgentSpec]) -> No
     elif isinstance(stage, SequentialStage | FanOutStage):
         merge = [stage.merge] if isinstance(stage, FanOutStage) and stage.merge else []
         for agent in [*stage.agents, *merge]:
-            if agents[agent].output is not OutputKind.TEXT:
+            if agents[agent].output not in (OutputKind.TEXT, OutputKind.JSON):
                 raise ValueError(
                     f"{where}: agent {agent!r} returns {agents[agent].output.value!r}; "
-                    "only text agents run in sequential and fan_out stages"
+                    "only text and JSON agents run in sequential and fan_out stages"
                 )

@@ -1,0 +1,203 @@
+"""Tools across the workflow/activity boundary: definitions, calls, results.
+
+A run's tools are resolved once, at its start, into :class:`ToolDefinition` s
+recorded in history with the resolved team (an MCP server's tool list is
+discovered then, so a replay never asks a live server). Each ``tool_use`` a model
+turn asks for becomes one ``call_tool`` activity whose input is a
+:class:`ToolCall` and whose result is a :class:`ToolOutcome`. A result's full
+text never travels through history when it is large: it is stored in the run's
+blob store (:mod:`stores.blobs`, encrypted like every payload) and the outcome
+carries a :class:`BlobRef` and a short preview.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ToolKind = Literal["python", "mcp"]
+
+MODEL_NAME_SEPARATOR = "__"
+"""``SOURCE.TOOL`` is offered to a model as ``SOURCE__TOOL``: the Messages API allows
+only letters, digits, ``_`` and ``-`` in a tool's name."""
+
+PREVIEW_CHARS = 200
+"""Characters of a tool's arguments or result kept for status, results and reports."""
+
+_MODEL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class RetrySettings(BaseModel):
+    """A tool's retry policy, as the workflow schedules its activity."""
+
+    model_config = ConfigDict(frozen=True)
+
+    initial_interval_s: float = Field(default=1.0, gt=0, le=3_600)
+    backoff_coefficient: float = Field(default=2.0, ge=1, le=10)
+    maximum_interval_s: float = Field(default=30.0, gt=0, le=3_600)
+    maximum_attempts: int = Field(default=3, ge=1, le=20)
+
+
+class ToolDefinition(BaseModel):
+    """One tool a run's agents may call: what the model is shown, and how it runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="``SOURCE.TOOL``, as team files name it.")
+    kind: ToolKind
+    description: str = Field(default="", max_length=4_000)
+    input_schema: dict[str, Any] = Field(
+        description="JSON Schema of the arguments (an object); checked before the tool runs."
+    )
+    timeout_s: float = Field(gt=0, le=3_600, description="One attempt's start-to-close.")
+    retry: RetrySettings = RetrySettings()
+    side_effects: bool = False
+    idempotent: bool = True
+    approval: Literal["none", "required"] = "none"
+    approvers: list[str] = Field(default_factory=list)
+    approval_timeout_s: float = Field(default=86_400, gt=0)
+    price_micro: int = Field(default=0, ge=0, description="What one call costs (paid APIs).")
+    max_result_chars: int = Field(default=20_000, ge=100, le=200_000)
+    read_only: bool | None = Field(
+        default=None,
+        description="The source's own hint (MCP ``readOnlyHint``); informative only.",
+    )
+
+    @property
+    def source(self) -> str:
+        """``SOURCE`` of the name."""
+        return self.name.split(".", 1)[0]
+
+    @property
+    def tool(self) -> str:
+        """``TOOL`` of the name: what the source calls it."""
+        return self.name.split(".", 1)[1]
+
+    @property
+    def model_name(self) -> str:
+        """The name the model sees (:data:`MODEL_NAME_SEPARATOR`)."""
+        return model_name(self.name)
+
+    @property
+    def retried(self) -> bool:
+        """Whether a failed call may run again: never blindly for side effects."""
+        return not self.side_effects or self.idempotent
+
+
+def model_name(name: str) -> str:
+    """``SOURCE__TOOL`` of ``SOURCE.TOOL`` (hyphens kept; valid for the Messages API)."""
+    shown = name.replace(".", MODEL_NAME_SEPARATOR, 1)
+    if not _MODEL_NAME.match(shown):
+        raise ValueError(f"tool {name!r} cannot be offered to a model as {shown!r}")
+    return shown
+
+
+class ToolUse(BaseModel):
+    """One tool call a model turn asked for (a ``tool_use`` block)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=128, description="The model's tool_use id.")
+    name: str = Field(description="The name the model used (``SOURCE__TOOL``).")
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class BlobRef(BaseModel):
+    """Where a large value lives outside history (the run's blob store)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str = Field(min_length=1, max_length=256)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0, description="Bytes of the stored (unencrypted) text.")
+
+
+class ToolCall(BaseModel):
+    """Everything one tool call needs; ``call_tool``'s only input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str = Field(description="``<agent call id>/tool-<tool_use_id>``: stable.")
+    team: str
+    tenant: str | None = None
+    stage: str
+    agent: str
+    tool: ToolDefinition
+    tool_use_id: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    pii: Literal["allow", "redact", "block"] = "allow"
+    """The team's PII policy, applied to the result before the model sees it."""
+    shared_controls: bool = True
+    """Charge a priced tool to the fleet's daily budgets."""
+
+
+ToolStatus = Literal["ok", "error", "invalid_arguments", "refused", "rejected", "failed"]
+"""How a tool call ended: ``ok``; ``error`` (the tool said it failed); ``invalid_arguments``
+(refused before it ran); ``refused`` (not the agent's to call, or a budget); ``rejected``
+(a human said no); ``failed`` (it could not run: timeout, crash, retries used up)."""
+
+
+class ToolOutcome(BaseModel):
+    """What one tool call returned, as the model will see it (and where the rest is)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    tool: str = Field(description="``SOURCE.TOOL``.")
+    tool_use_id: str
+    status: ToolStatus
+    content: str = Field(
+        description="What the model is shown: the result (cut to the tool's limit, PII "
+        "handled), or the error. Empty when ``stored`` holds it.",
+    )
+    stored: BlobRef | None = Field(
+        default=None, description="The shown text, kept outside history because it is large."
+    )
+    preview: str = Field(default="", max_length=PREVIEW_CHARS + 3)
+    chars: int = Field(default=0, ge=0, description="Characters the tool returned in all.")
+    truncated: bool = Field(default=False, description="Cut to ``max_result_chars``.")
+    latency_ms: int = Field(default=0, ge=0)
+    attempt: int = Field(default=1, ge=1)
+    cost_micro: int = Field(default=0, ge=0)
+    error_type: str | None = None
+    injection_rules: list[str] = Field(
+        default_factory=list, description="Suspected prompt injections found in the result."
+    )
+    pii_redacted: int = Field(default=0, ge=0)
+
+    @property
+    def is_error(self) -> bool:
+        """Whether the model is told the call failed (``is_error`` on its tool_result)."""
+        return self.status != "ok"
+
+
+class ToolTurn(BaseModel):
+    """One model turn that asked for tools, and what the tools answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str = Field(default="", description="The model's text before its tool calls.")
+    uses: list[ToolUse]
+    results: list[ToolOutcome]
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call as the run reports it (status query, result, reports)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    stage: str
+    agent: str
+    tool: str
+    arguments_preview: str
+    status: ToolStatus
+    result_preview: str = ""
+    latency_ms: int = 0
+    attempts: int = 1
+    cost_micro: int = 0
+    error_type: str | None = None
+    approved_by: str | None = None
+    injection_rules: list[str] = Field(default_factory=list)
