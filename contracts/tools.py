@@ -105,13 +105,17 @@ class ToolUse(BaseModel):
 
 
 class BlobRef(BaseModel):
-    """Where a large value lives outside history (the run's blob store)."""
+    """Where a large value lives outside history (the blob store, :mod:`stores.blobs`).
+
+    Plaintext in history: a driver's claim holds keys and hashes, never content.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    key: str = Field(min_length=1, max_length=256)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=0, description="Bytes of the stored (unencrypted) text.")
+    driver: str = Field(min_length=1, max_length=64)
+    claim: dict[str, str] = Field(max_length=16)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="Of the stored bytes, unsealed.")
+    size: int = Field(ge=0, description="Bytes stored (unsealed).")
 
 
 class ToolCall(BaseModel):
