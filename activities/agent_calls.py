@@ -38,6 +38,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -49,6 +50,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from activities.call_controls import CallControls, CallTicket, Settled
 from activities.call_spans import CallSpan
 from activities.context import fit_context
+from activities.conversations import for_provider, restored_uses, store_turn
 from activities.heartbeats import Heartbeats, cancel_requested
 from activities.names import CALL_AGENT
 from activities.screening import Placeholders, redact_call, restored, screened
@@ -58,6 +60,7 @@ from contracts.ledger import ChargeSource
 from providers.base import ModelProvider, ModelResponse
 from providers.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
 from security.injection import InjectionDetector, PatternDetector
+from stores.blobs import Blobs
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
@@ -92,8 +95,10 @@ class AgentActivities:
         controls: CallControls | None = None,
         log_prompts: bool = False,
         detectors: tuple[InjectionDetector, ...] | None = None,
+        blobs: Blobs | None = None,
     ) -> None:
         self._provider = provider
+        self._blobs = blobs
         self._cache = cache
         self._controls = controls
         self._log_prompts = log_prompts
@@ -134,8 +139,15 @@ class AgentActivities:
         try:
             # Redact first: counting tokens is a request to the provider too.
             call, attempt.placeholders = redact_call(attempt.call)
+            # Tools offered, and after tool calls the stored conversation (its
+            # text redacted when it was first sent, with those placeholders).
+            call, earlier = await for_provider(call, self._blobs)
+            if earlier.mapping:
+                attempt.placeholders = earlier
             attempt.span.redacted(len(attempt.placeholders.mapping))
-            call, context = await fit_context(call, self._provider.count_tokens)
+            context = None
+            if call.continuation is None:
+                call, context = await fit_context(call, self._provider.count_tokens)
             attempt.call = call
             cached = await self._cached(call)
             if cached is not None:
@@ -177,6 +189,11 @@ class AgentActivities:
             raise await self._failed(attempt, err, "answer") from None
         outcome = await self._settled(attempt, outcome.model_copy(update={"context": context}))
         attempt.span.answered(response.usage, call, outcome)
+        if outcome.tool_uses and self._blobs is not None:
+            # Charged first (above); the conversation is kept for the next turn.
+            stored = await store_turn(call, response, attempt.placeholders, self._blobs)
+            uses = restored_uses(outcome.tool_uses, attempt.placeholders)
+            return outcome.model_copy(update={"conversation": stored, "tool_uses": uses})
         await self._remember(call, outcome)
         return outcome
 
@@ -319,7 +336,7 @@ class AgentActivities:
         return ApplicationError(refusal.message, details, type=refusal.type, non_retryable=True)
 
     async def _cached(self, call: AgentCall) -> CachedAnswer | None:
-        if self._cache is None or call.cache_ttl_s is None:
+        if self._cache is None or call.cache_ttl_s is None or _uses_tools(call):
             return None
         try:
             return await self._cache.get(call.tenant or "-", cache_key(call, self._provider.name))
@@ -332,6 +349,8 @@ class AgentActivities:
     async def _remember(self, call: AgentCall, outcome: AgentOutcome) -> None:
         if self._cache is None or call.cache_ttl_s is None or outcome.truncated:
             return
+        if _uses_tools(call):
+            return  # an answer built on tool results is only as fresh as they were
         answer = CachedAnswer(
             model=outcome.model,
             provider=outcome.provider,
@@ -362,11 +381,34 @@ class AgentActivities:
             )
 
 
+def _uses_tools(call: AgentCall) -> bool:
+    """Whether ``call`` is offered tools or follows tool calls (never cached)."""
+    return bool(call.offered_tools or call.turns or call.continuation)
+
+
 def _outcome(
     call: AgentCall, response: ModelResponse, provider: str, attempt: int, latency_ms: int
 ) -> AgentOutcome:
-    verdict, route = parse_structured(call, response)
+    if response.tool_uses and response.stop_reason == "tool_use" and not call.final_turn:
+        # The model asked for tools: its answer is still to come.
+        return AgentOutcome(
+            call_id=call.call_id,
+            agent=call.agent,
+            model=response.model,
+            provider=provider,
+            prompt=call.prompt,
+            text=response.text,
+            usage=response.usage,
+            cost_micro=call.price.cost_micro(response.usage),
+            latency_ms=latency_ms,
+            attempt=attempt,
+            stop_reason="tool_use",
+            tool_uses=response.tool_uses,
+        )
+    verdict, route, data = parse_structured(call, response)
     text = response.text if call.output is OutputKind.TEXT else render_structured(verdict, route)
+    if data is not None:
+        text = json.dumps(data, ensure_ascii=False, sort_keys=True)
     if response.stop_reason == "refusal" or not text.strip():
         raise EmptyResponse(
             f"{call.agent} got an empty answer from {call.model} "
@@ -387,6 +429,7 @@ def _outcome(
         attempt=attempt,
         stop_reason=response.stop_reason,
         truncated=response.stop_reason == "max_tokens",
+        data=data,
     )
 
 

@@ -5,6 +5,7 @@ retry-policy configuration. Renaming one breaks replay of running workflows.
 """
 
 CALL_AGENT = "call_agent"
+CALL_TOOL = "call_tool"
 LOAD_TEAM_SPEC = "load_team_spec"
 ADMIT_CALL = "admit_call"
 SETTLE_CALL = "settle_call"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from contracts.calls import AgentCall
@@ -23,13 +24,18 @@ _T = TypeVar("_T", ReviewVerdict, RouteDecision)
 
 def parse_structured(
     call: AgentCall, response: ModelResponse
-) -> tuple[ReviewVerdict | None, RouteDecision | None]:
-    """The call's structured output, or :class:`MalformedOutput` naming what is wrong."""
+) -> tuple[ReviewVerdict | None, RouteDecision | None, Any]:
+    """The call's structured output, or :class:`MalformedOutput` naming what is wrong.
+
+    The third value is a JSON agent's answer, valid against its ``output_schema``.
+    """
     if call.output is OutputKind.TEXT:
-        return None, None
+        return None, None, None
     data = response.data if response.data is not None else _json_from_text(response.text)
+    if call.output is OutputKind.JSON:
+        return None, None, _validated_json(call, data)
     if call.output is OutputKind.VERDICT:
-        return _validate(ReviewVerdict, data, call), None
+        return _validate(ReviewVerdict, data, call), None, None
     decision = _validate(RouteDecision, data, call)
     if decision.route not in call.routes:
         raise MalformedOutput(
@@ -40,7 +46,24 @@ def parse_structured(
         raise MalformedOutput(
             f"{call.agent} returned an invalid route: answer: required when route is 'direct'"
         )
-    return None, decision
+    return None, decision, None
+
+
+MAX_SCHEMA_PROBLEMS = 5
+"""Problems of an invalid JSON answer named in the repair note (the first ones)."""
+
+
+def _validated_json(call: AgentCall, data: Any) -> Any:
+    """``data`` if it satisfies the call's schema, else :class:`MalformedOutput` naming where."""
+    validator = Draft202012Validator(call.output_schema or {})
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return data
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+        for e in errors[:MAX_SCHEMA_PROBLEMS]
+    )
+    raise MalformedOutput(f"{call.agent} returned JSON its output_schema refuses: {problems}")
 
 
 def render_structured(verdict: ReviewVerdict | None, route: RouteDecision | None) -> str:

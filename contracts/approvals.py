@@ -64,6 +64,22 @@ class DecisionReceipt(BaseModel):
     decided_at: datetime
 
 
+class ToolApproval(BaseModel):
+    """The tool call an approval point is about: decided for these exact arguments.
+
+    The point's name ends with the first 16 hex digits of ``arguments_sha256``
+    (a hash of the tool's name and its canonical arguments), and a signed
+    decision covers the point: a signature made for other arguments is refused.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    tool: str = Field(description="``SOURCE.TOOL``.")
+    arguments: str = Field(description="The arguments as canonical JSON (PII replaced).")
+    arguments_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    agent: str
+
+
 class PendingApproval(BaseModel):
     """The approval a run is currently waiting for."""
 
@@ -74,6 +90,9 @@ class PendingApproval(BaseModel):
     since: datetime
     deadline: datetime
     escalated: bool = False
+    tool: ToolApproval | None = Field(
+        default=None, description="Set when the point is a tool call waiting for approval."
+    )
 
 
 class ApprovalRecord(BaseModel):

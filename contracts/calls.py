@@ -8,12 +8,13 @@ whole transcript, which keeps history growth linear in the number of calls.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.outputs import ReviewVerdict, RouteDecision
 from contracts.resolved import PromptRef
+from contracts.tools import BlobRef, Continuation, ToolDefinition, ToolTurn, ToolUse
 from security.injection import InjectionFinding
 from teams.breakers import BreakerSettings
 from teams.pricing import ModelPrice, TokenUsage
@@ -117,6 +118,30 @@ class AgentCall(BaseModel):
         description="'redact': call_agent replaces PII with numbered placeholders before "
         "the model (and the response cache) sees the text, and restores them in the answer.",
     )
+    output_schema: dict[str, Any] | None = Field(
+        default=None, description="The JSON Schema a JSON agent's answer must satisfy."
+    )
+    tools_ref: BlobRef | None = Field(
+        default=None,
+        description="The run's tool definitions (stored once at its start); the agent is "
+        "offered those named in ``tool_names``.",
+    )
+    tool_names: list[str] = Field(default_factory=list, description="``SOURCE.TOOL`` offered.")
+    tools_tokens: int = Field(
+        default=0, ge=0, description="Estimated prompt tokens of the offered definitions."
+    )
+    final_turn: bool = Field(
+        default=False, description="The last turn the agent may take: answer without tools."
+    )
+    continuation: Continuation | None = Field(
+        default=None,
+        description="A turn after tool calls: the stored conversation holds the system prompt "
+        "and the first user turn, which this call then leaves empty.",
+    )
+    # Filled in by call_agent for the provider, never sent through history:
+    offered_tools: list[ToolDefinition] = Field(default_factory=list)
+    turns: list[ToolTurn] = Field(default_factory=list)
+    user_parts: list[str] | None = None
 
 
 class ContextTrim(BaseModel):
@@ -197,6 +222,15 @@ class AgentOutcome(BaseModel):
     )
     pii_redacted: int = Field(
         default=0, ge=0, description="PII values the model saw as placeholders (pii='redact')."
+    )
+    data: Any = Field(
+        default=None, description="A JSON agent's answer, valid against its output_schema."
+    )
+    tool_uses: list[ToolUse] = Field(
+        default_factory=list, description="The tools this turn asked for (stop_reason tool_use)."
+    )
+    conversation: BlobRef | None = Field(
+        default=None, description="The stored conversation, when the turn asked for tools."
     )
 
 

@@ -8,9 +8,12 @@ touches files.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.approvals import ApprovalMode
+from contracts.tools import BlobRef, ToolDefinition
 from security.approvers import ApproverRegistry
 from security.injection import InjectionFinding
 from teams.breakers import BreakerSettings
@@ -102,6 +105,26 @@ class ResolvedTeam(BaseModel):
         description="The deployment refuses an input or decision that arrives unencrypted "
         "(AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT) when the run started.",
     )
+
+    tools: list[ToolDefinition] = Field(
+        default_factory=list,
+        description="Every tool an agent of the team may call, as the worker resolved them "
+        "(an MCP server's list discovered at the run's start): a replay never asks again.",
+    )
+    agent_tools: dict[str, list[str]] = Field(
+        default_factory=dict, description="Agent → the ``SOURCE.TOOL`` names it may call."
+    )
+    tools_ref: BlobRef | None = Field(
+        default=None,
+        description="``tools`` as stored for call_agent (model turns carry this ref, not them).",
+    )
+    output_schemas: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Agent → its output_schema, read from its file."
+    )
+
+    def tool(self, name: str) -> ToolDefinition | None:
+        """The definition of ``SOURCE.TOOL``, if the team has it."""
+        return next((t for t in self.tools if t.name == name), None)
 
     def variant_of(self, agent: str) -> str | None:
         """``experiment:variant`` of the experiment on ``agent`` in this run, if any."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
 from contracts.outputs import RouteDecision
+from contracts.tools import ToolCallRecord
 from security.injection import InjectionFinding
 from teams.experiments import VariantAssignment
 from teams.pricing import WithUsage, format_usd
@@ -202,6 +203,10 @@ class TeamStatus(BaseModel):
     last_ignored_decision: IgnoredDecision | None = Field(
         default=None, description="The latest ignored decision, with the reason."
     )
+    tool_calls: list[ToolCallRecord] = Field(
+        default_factory=list, description="The latest tool calls (the newest 20)."
+    )
+    tool_calls_total: int = Field(default=0, description="Tool calls so far.")
 
 
 class TeamResult(WithUsage):
@@ -234,6 +239,12 @@ class TeamResult(WithUsage):
     injections: list[InjectionReport] = Field(
         default_factory=list, description="Suspected prompt injections and what was done."
     )
+    tool_calls: list[ToolCallRecord] = Field(
+        default_factory=list,
+        description="Every tool call (the newest 500): tool, argument preview, outcome, "
+        "latency, cost.",
+    )
+    tool_calls_total: int = Field(default=0, description="Tool calls the run made in all.")
     unencrypted: list[str] = Field(
         default_factory=list,
         description="What reached workers that encrypt as plaintext ('input', 'approve signal "

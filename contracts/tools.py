@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from security.injection import InjectionFinding
+
 ToolKind = Literal["python", "mcp"]
 
 MODEL_NAME_SEPARATOR = "__"
@@ -166,7 +168,7 @@ class ToolOutcome(BaseModel):
     attempt: int = Field(default=1, ge=1)
     cost_micro: int = Field(default=0, ge=0)
     error_type: str | None = None
-    injection_rules: list[str] = Field(
+    injection: list[InjectionFinding] = Field(
         default_factory=list, description="Suspected prompt injections found in the result."
     )
     pii_redacted: int = Field(default=0, ge=0)
@@ -205,3 +207,34 @@ class ToolCallRecord(BaseModel):
     error_type: str | None = None
     approved_by: str | None = None
     injection_rules: list[str] = Field(default_factory=list)
+
+
+class Continuation(BaseModel):
+    """A model turn after tool calls: where the conversation is, and what the tools said."""
+
+    model_config = ConfigDict(frozen=True)
+
+    conversation: BlobRef = Field(description="The stored conversation up to the tool calls.")
+    results: list[ToolOutcome] = Field(description="One per tool_use of the last turn, in order.")
+    turn: int = Field(ge=2, description="This turn's number within the agent's call.")
+    prompt_tokens: int = Field(ge=0, description="Estimated prompt tokens, for the budget check.")
+
+
+class Conversation(BaseModel):
+    """An agent's tool conversation so far, as stored between its model turns.
+
+    Written by ``call_agent`` after a turn that asked for tools, read back by the
+    next turn; it never travels through history (only its :class:`BlobRef`).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    system: str
+    user_parts: list[str] = Field(description="The first user turn: stable, then volatile.")
+    turns: list[ToolTurn] = Field(
+        description="Every turn with tool calls; the last one's results are still to come."
+    )
+    placeholders: dict[str, str] = Field(
+        default_factory=dict,
+        description="PII placeholders the model saw (pii='redact'), to restore its answer.",
+    )

@@ -7,8 +7,12 @@ Invariants:
   type; ``retry-after-ms``/``retry-after`` become ``retry_after_s``.
 - Calls stream, reporting output tokens as they arrive so the activity can
   heartbeat; the request timeout comes from the agent's spec.
-- Structured output (verdicts, routes) uses a forced tool call whose input
-  schema is the pydantic model's JSON schema; the activity validates it.
+- Structured output (verdicts, routes, a JSON agent's own schema) uses a forced
+  tool call whose input schema is the answer's JSON schema; the activity
+  validates it.
+- An agent's own tools are offered as ``SOURCE__TOOL``; the model's ``tool_use``
+  blocks come back as :class:`contracts.tools.ToolUse` for the workflow to run,
+  one activity each, and their results go back as fenced ``tool_result`` blocks.
 - The system prompt and the stable part of the user turn (task and handoffs)
   are marked for prompt caching.
 - The API key lives only in the client. Error messages are redacted of it, so
@@ -28,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts.calls import AgentCall, StopReason
 from contracts.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
+from contracts.tools import ToolDefinition, ToolTurn, ToolUse
 from providers.base import ModelResponse, ProgressCallback
 from providers.provider_errors import (
     AuthenticationFailed,
@@ -42,6 +47,7 @@ from providers.provider_errors import (
     RateLimited,
     RequestTooLarge,
 )
+from security.injection import fence
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_parts
 from teams.spec import OutputKind
@@ -50,6 +56,10 @@ log = logging.getLogger(__name__)
 
 VERDICT_TOOL = "review_verdict"
 ROUTE_TOOL = "route_decision"
+ANSWER_TOOL = "respond"
+"""A JSON agent's answer, forced as a tool call whose input schema is its output_schema."""
+_ANSWER_TOOLS = frozenset({VERDICT_TOOL, ROUTE_TOOL, ANSWER_TOOL})
+"""Tools that carry the answer itself: never an agent's own (those are SOURCE__TOOL)."""
 CHARS_PER_TOKEN = 4
 """Only for progress heartbeats while streaming; billing uses the API's usage."""
 _STOP_REASONS: set[str] = {
@@ -136,30 +146,87 @@ class AnthropicProvider:
 
 
 def build_request(call: AgentCall) -> dict[str, Any]:
-    """Messages API parameters for ``call``, with cache breakpoints and tools."""
+    """Messages API parameters for ``call``, with cache breakpoints and tools.
+
+    An agent's own tools come first, with a cache breakpoint after the last one
+    (definitions repeat on every turn); a structured answer's tool follows. The
+    turns so far (``call.turns``) are replayed as assistant ``tool_use`` blocks
+    and user ``tool_result`` blocks, each result fenced as untrusted data.
+    """
     stable, volatile = render_user_parts(call)
     cache = {"type": "ephemeral"}
+    messages: list[dict[str, Any]] = [
+        {
+            "role": "user",
+            "content": [
+                # Task and handoffs repeat across an agent's calls (revisions,
+                # repairs): cache them; feedback and instructions change.
+                {"type": "text", "text": stable, "cache_control": cache},
+                {"type": "text", "text": volatile},
+            ],
+        }
+    ]
+    for turn in call.turns:
+        messages += _turn_messages(turn, fenced=call.fenced)
     params: dict[str, Any] = {
         "model": call.model,
         "max_tokens": call.max_tokens,
         "system": [{"type": "text", "text": call.system, "cache_control": cache}],
-        "messages": [
-            {
-                "role": "user",
-                "content": [
-                    # Task and handoffs repeat across an agent's calls (revisions,
-                    # repairs): cache them; feedback and instructions change.
-                    {"type": "text", "text": stable, "cache_control": cache},
-                    {"type": "text", "text": volatile},
-                ],
-            }
-        ],
+        "messages": messages,
     }
-    tool = _tool_for(call)
-    if tool is not None:
-        params["tools"] = [tool]
-        params["tool_choice"] = {"type": "tool", "name": tool["name"]}
+    tools = [_definition(tool) for tool in call.offered_tools]
+    if tools:
+        tools[-1] = {**tools[-1], "cache_control": cache}
+    answer_tool = _tool_for(call)
+    if answer_tool is not None:
+        tools.append(answer_tool)
+    if tools:
+        params["tools"] = tools
+        params["tool_choice"] = _tool_choice(call, answer_tool)
     return params
+
+
+def _tool_choice(call: AgentCall, answer_tool: dict[str, Any] | None) -> dict[str, Any]:
+    if answer_tool is not None and (call.final_turn or not call.offered_tools):
+        return {"type": "tool", "name": answer_tool["name"]}
+    if answer_tool is not None:
+        return {"type": "any"}  # a tool, and the answer is one of them
+    if call.final_turn:
+        return {"type": "none"}  # the last turn: answer, no more tools
+    return {"type": "auto"}
+
+
+def _definition(tool: ToolDefinition) -> dict[str, Any]:
+    return {
+        "name": tool.model_name,
+        "description": tool.description or tool.name,
+        "input_schema": tool.input_schema,
+    }
+
+
+def _turn_messages(turn: ToolTurn, *, fenced: bool) -> list[dict[str, Any]]:
+    said: list[dict[str, Any]] = [{"type": "text", "text": turn.text}] if turn.text else []
+    said += [
+        {"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}
+        for use in turn.uses
+    ]
+    results = [
+        {
+            "type": "tool_result",
+            "tool_use_id": result.tool_use_id,
+            "content": [
+                {
+                    "type": "text",
+                    "text": fence(f"tool {result.tool}", result.content)
+                    if fenced
+                    else result.content,
+                }
+            ],
+            "is_error": result.is_error,
+        }
+        for result in turn.results
+    ]
+    return [{"role": "assistant", "content": said}, {"role": "user", "content": results}]
 
 
 def _tool_for(call: AgentCall) -> dict[str, Any] | None:
@@ -181,6 +248,12 @@ def _tool_for(call: AgentCall) -> dict[str, Any] | None:
             "name": ROUTE_TOOL,
             "description": f"Route the request to one of: {', '.join(call.routes)}.{direct}",
             "input_schema": schema,
+        }
+    if call.output is OutputKind.JSON and call.output_schema is not None:
+        return {
+            "name": ANSWER_TOOL,
+            "description": "Give your answer: its input is the answer, as the schema says.",
+            "input_schema": call.output_schema,
         }
     return None
 
@@ -232,12 +305,22 @@ def to_response(call: AgentCall, message: Any) -> ModelResponse:
     if message.stop_reason == "model_context_window_exceeded":
         raise ContextOverflow(f"{call.model}: the prompt and output exceed the context window")
     text = "".join(block.text for block in message.content if block.type == "text")
-    data = next((dict(block.input) for block in message.content if block.type == "tool_use"), None)
+    uses = [block for block in message.content if block.type == "tool_use"]
+    data = next((dict(b.input) for b in uses if b.name in _ANSWER_TOOLS), None)
     stop = message.stop_reason if message.stop_reason in _STOP_REASONS else "end_turn"
+    tool_uses = [
+        ToolUse(id=b.id, name=b.name, input=dict(b.input))
+        for b in uses
+        if b.name not in _ANSWER_TOOLS
+    ]
+    if data is not None:
+        tool_uses = []  # the answer came: other tools asked for with it are not run
+        stop = "end_turn" if stop == "tool_use" else stop
     return ModelResponse(
         model=message.model or call.model,
         text=text,
         data=data,
+        tool_uses=tool_uses,
         usage=_usage_of(message.usage),
         stop_reason=cast(StopReason, stop),
     )

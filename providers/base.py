@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from contracts.calls import AgentCall, StopReason
+from contracts.tools import ToolUse
 from teams.pricing import TokenUsage
 
 ProgressCallback = Callable[[TokenUsage], Awaitable[None]]
@@ -34,6 +35,8 @@ class ModelResponse(BaseModel):
     text: str = ""
     data: dict[str, Any] | None = None
     """Structured output as returned (tool input / JSON), validated by the activity."""
+    tool_uses: list[ToolUse] = []
+    """The agent's own tools the model asked to call (stop reason ``tool_use``)."""
     usage: TokenUsage
     stop_reason: StopReason
 

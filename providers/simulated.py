@@ -64,6 +64,7 @@ from providers.simulated_answers import answer, digest
 from providers.simulated_faults import FaultKind, FaultRule
 from providers.simulated_personas import DEFAULT_LATENCY_S, Persona, persona_of
 from providers.simulated_tokens import CHARS_PER_TOKEN, count_tokens
+from providers.simulated_tools import tool_uses
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
 
@@ -133,7 +134,7 @@ class SimulatedProvider:
 
     async def count_tokens(self, call: AgentCall) -> int | None:
         """The simulator's own count of the prompt (what it would bill as input)."""
-        return _usage(call, render_user_message(call), 0).total_input_tokens
+        return _usage(call, _prompt_text(call), 0).total_input_tokens
 
     async def generate(
         self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
@@ -153,7 +154,16 @@ class SimulatedProvider:
             await self._journal(f"fault:{fault.kind.value}", call, attempt)
             await self._raise_or_hang(fault)
         persona = persona_of(call)
-        user = render_user_message(call)
+        user = _prompt_text(call)
+        uses = tool_uses(call)
+        if uses:
+            # Tools first (deterministic, see providers.simulated_tools); the answer later.
+            usage = _usage(call, user, count_tokens(json.dumps([u.input for u in uses])))
+            await self._stream(call, persona, usage, self._journaled(on_progress, call, attempt))
+            await self._journal("complete", call, attempt, usage)
+            return ModelResponse(
+                model=call.model, tool_uses=uses, usage=usage, stop_reason="tool_use"
+            )
         rng = random.Random(digest(self._config.seed, call.agent, call.model, call.system, user))
         malformed = fault is not None and fault.kind is FaultKind.MALFORMED
         refused = fault is not None and fault.kind is FaultKind.REFUSAL
@@ -245,12 +255,22 @@ def _append_line(path: Path, line: str) -> None:
         handle.write(line + "\n")
 
 
+def _prompt_text(call: AgentCall) -> str:
+    """What the simulated model reads besides the system prompt: user turn, tools, turns."""
+    parts = [render_user_message(call)]
+    parts += [json.dumps(t.input_schema) for t in call.offered_tools]
+    for turn in call.turns:
+        parts += [turn.text, *(json.dumps(u.input) for u in turn.uses)]
+        parts += [r.content for r in turn.results]
+    return "\n".join(parts)
+
+
 def _usage(call: AgentCall, user: str, output_tokens: int) -> TokenUsage:
     system_tokens = count_tokens(call.system)
     rest = count_tokens(user) + 8  # role and turn framing
     # The system prompt is the cacheable prefix: written on the agent's first
-    # call of a run, read on its later calls (revisions, repairs).
-    first = call.iteration == 1 and call.repair is None
+    # call of a run, read on its later calls (revisions, repairs, turns after tools).
+    first = call.iteration == 1 and call.repair is None and not call.turns
     return TokenUsage(
         input_tokens=rest,
         output_tokens=output_tokens,

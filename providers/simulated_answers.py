@@ -20,6 +20,7 @@ from providers.simulated_personas import (
     Persona,
 )
 from providers.simulated_tokens import count_tokens
+from providers.simulated_tools import results_evidence
 
 
 def answer(
@@ -86,17 +87,49 @@ def _topic(call: AgentCall) -> str:
 
 def _research_notes(call: AgentCall, rng: random.Random) -> str:
     lines = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.RESEARCHER], "- Finding ")
-    sources = [f"[{i}] Source {rng.randint(100, 999)}" for i in range(1, 4)]
+    documents = _documents(call)
+    if documents:
+        # With tools, the sources are the documents the tools found, cited by id.
+        sources = [f"[{doc_id}] {title}" for doc_id, title in documents]
+        lines = [f"{line} [{documents[i % len(documents)][0]}]" for i, line in enumerate(lines)]
+    else:
+        sources = [f"[{i}] Source {rng.randint(100, 999)}" for i in range(1, 4)]
     return "\n".join([f"Research notes: {_topic(call)}", *lines, "Sources:", *sources])
 
 
 def _draft(call: AgentCall, rng: random.Random) -> str:
     body = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.WRITER], "Paragraph ")
+    cited = _cited(call)
+    if cited:
+        # A writer cites the sources its input cites, as they were given.
+        body = [f"{line} [{cited[i % len(cited)]}]" for i, line in enumerate(body)]
     previous = next((h.content for h in reversed(call.handoff) if h.source == call.agent), "")
     revisions = [line for line in previous.splitlines() if line.startswith("Revision ")]
     if call.feedback:
         revisions.append(f"Revision {len(revisions) + 1}: addressed - {'; '.join(call.feedback)}")
-    return "\n".join([f"Draft: {_topic(call)}", *body, *revisions])
+    references = [f"References: {', '.join(f'[{c}]' for c in cited)}"] if cited else []
+    return "\n".join([f"Draft: {_topic(call)}", *body, *references, *revisions])
+
+
+_CITATION = re.compile(r"\[(doc-[a-z0-9-]+)\]")
+
+
+def _documents(call: AgentCall) -> list[tuple[str, str]]:
+    """``(id, title)`` of every document the agent's tools returned, in the order found."""
+    found: dict[str, str] = {}
+    for item in results_evidence(call):
+        doc_id, title = item.get("id"), item.get("title")
+        if isinstance(doc_id, str) and isinstance(title, str):
+            found.setdefault(doc_id, title)
+    return list(found.items())
+
+
+def _cited(call: AgentCall) -> list[str]:
+    """Document ids the agent's input cites (``[doc-...]``), first seen first."""
+    ids: list[str] = []
+    for item in call.handoff:
+        ids += [c for c in _CITATION.findall(item.content) if c not in ids]
+    return ids
 
 
 def _code_review(call: AgentCall, rng: random.Random) -> str:
@@ -120,7 +153,13 @@ def _merged_review(call: AgentCall, rng: random.Random) -> str:
 
 def _specialist_answer(call: AgentCall, rng: random.Random) -> str:
     steps = _sentences(rng, _topic(call), TARGET_OUTPUT_TOKENS[Persona.SPECIALIST], "Step ")
-    return "\n".join([f"{call.role}: answer to {_topic(call)}", *steps])
+    facts = [
+        f"Order {item['order_id']}: {item.get('status', 'unknown status')}"
+        + (f", refund {item['refund_id']}" if "refund_id" in item else "")
+        for item in results_evidence(call)
+        if isinstance(item.get("order_id"), str)
+    ]
+    return "\n".join([f"{call.role}: answer to {_topic(call)}", *dict.fromkeys(facts), *steps])
 
 
 def _generic_answer(call: AgentCall, rng: random.Random) -> str:
@@ -134,10 +173,24 @@ def _verdict(call: AgentCall) -> dict[str, Any]:
     base = 5 + int(digest(call.task)[:8], 16) % 2
     score = min(10, base + 2 * revisions)
     threshold = call.threshold if call.threshold is not None else 7
-    passed = score >= threshold
     unaddressed = [item for item in call.rubric if item.lower() not in draft.lower()]
     reasons = unaddressed[:2] or ["tighten the argument and add one concrete example"]
+    unknown = _unknown_citations(call)
+    if unknown:
+        # A tool checked the draft's citations: one that does not exist fails it.
+        score, reasons = min(score, 3), [f"cites sources that do not exist: {', '.join(unknown)}"]
+    passed = score >= threshold
     return {"score": score, "passed": passed, "reasons": [] if passed else reasons}
+
+
+def _unknown_citations(call: AgentCall) -> list[str]:
+    """Ids a citation-checking tool said it does not know (``{"unknown": [...]}``)."""
+    unknown: list[str] = []
+    for item in results_evidence(call):
+        listed = item.get("unknown")
+        if isinstance(listed, list):
+            unknown += [i for i in listed if isinstance(i, str) and i not in unknown]
+    return unknown
 
 
 JUDGE_KEY_TERMS = 6

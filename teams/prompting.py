@@ -37,6 +37,9 @@ def render_user_parts(call: AgentCall) -> tuple[str, str]:
     handoff that writes ``# Task`` or ``# Your answer`` forges nothing: the
     section headings outside the blocks are ours alone.
     """
+    if call.user_parts is not None and len(call.user_parts) == 2:
+        # A turn after tool calls: the first user turn as the conversation stored it.
+        return call.user_parts[0], call.user_parts[1]
     untrusted = _fenced if call.fenced else _as_written
     stable = [f"# Task\n{untrusted('task', call.task)}"]
     stable += [
@@ -82,6 +85,11 @@ def _output_instructions(call: AgentCall) -> str:
             else ""
         )
         return f"# Your answer\nPick one route from: {routes}.{direct}"
+    if call.output is OutputKind.JSON:
+        return (
+            "# Your answer\nAnswer with JSON that satisfies the schema you are given "
+            "(the respond tool's input)."
+        )
     return "# Your answer\nWrite your output for the next agent."
 
 
@@ -92,10 +100,17 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_prompt_tokens(call: AgentCall) -> int:
-    """Estimated prompt tokens for ``call``: system prompt plus user turn."""
+    """Estimated prompt tokens for ``call``: system prompt, tools and the turns so far.
+
+    A turn after tool calls (``continuation``) carries its own estimate: its
+    conversation is stored outside history, so the workflow cannot render it.
+    """
+    if call.continuation is not None:
+        return call.continuation.prompt_tokens + call.tools_tokens + ESTIMATE_OVERHEAD_TOKENS
     return (
         estimate_tokens(call.system)
         + estimate_tokens(render_user_message(call))
+        + call.tools_tokens
         + ESTIMATE_OVERHEAD_TOKENS
     )
 

@@ -24,6 +24,13 @@ AGENT_FALLBACKS = "agent_teams_agent_fallbacks_total"
 CACHE_HITS = "agent_teams_cache_hits_total"
 """Counter: calls answered from the response cache."""
 
+# Per tool call (labels: team, tool, and status on the counter).
+TOOL_CALLS = "agent_teams_tool_calls_total"
+"""Counter: tool calls by how they ended; label ``status`` (ok, error, invalid_arguments,
+refused, rejected, failed)."""
+TOOL_LATENCY = "agent_teams_tool_latency_seconds"
+"""Histogram: time a tool took to answer (its last attempt), in seconds."""
+
 # Per run or stage (label: team; plus the one noted).
 DEGRADATIONS = "agent_teams_degradations_total"
 """Counter: fan-outs graded below FULL; label ``level``."""
@@ -95,5 +102,6 @@ def histogram_buckets() -> dict[str, list[float]]:
     """
     return {
         AGENT_LATENCY: [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+        TOOL_LATENCY: [0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 120.0],
         RUN_BUDGET_LEFT: [0, 1_000, 10_000, 50_000, 100_000, 250_000, 500_000, 1_000_000],
     }

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from temporalio import workflow
@@ -60,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.run_context import RunContext
     from workflows.shared_controls import SETTLE_TIMEOUTS_PATCH, SharedControls, unsettled
     from workflows.stops import AgentFailed, RunStopped, StageStopped
+    from workflows.tool_runner import ToolRunner
 
 
 class _CallFailed(ApplicationError):
@@ -78,6 +80,46 @@ class _BudgetRefused(ApplicationError):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class _Answered:
+    """The agent answered: the step is done."""
+
+    outcome: AgentOutcome
+
+
+@dataclass(frozen=True)
+class _ToolsRequested:
+    """The turn (made as ``call``) asked for tools: they run, then the next turn."""
+
+    call: AgentCall
+    outcome: AgentOutcome
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """The call failed for good (recorded): re-ask, fall back, or give up."""
+
+    failure: CallFailure
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A budget refused the call (recorded): a cheaper model, or the run stops."""
+
+    reason: str
+
+
+@dataclass
+class _Ladder:
+    """Where one agent step is: the call to make next, and what was already tried."""
+
+    asked: AgentCall
+    recovered: bool = False
+    """The one re-ask of this phase (primary, then fallback) was made."""
+    fallback: AgentCall | None = None
+    """The fallback's call, once the primary gave up."""
+
+
 class AgentRunner:
     """Runs agent steps for one run; see the module docstring."""
 
@@ -88,6 +130,7 @@ class AgentRunner:
         mode: RunnerMode,
         shared: SharedControls | None,
         guard: InjectionGuard | None = None,
+        tools: ToolRunner | None = None,
     ) -> None:
         self._team = run.team
         self._guard = guard
@@ -98,6 +141,7 @@ class AgentRunner:
         self._shared = shared
         self._metrics = run.metrics
         self._calls = CallBuilder(run, mode)
+        self._tools = tools
 
     @property
     def cooperative_cancel(self) -> bool:
@@ -105,44 +149,64 @@ class AgentRunner:
         return self._mode.cooperative_cancel
 
     async def run(self, step: AgentStep) -> AgentOutcome:
-        """Run ``step``; raise :class:`AgentFailed` if neither primary nor fallback answered."""
+        """Run ``step``; raise :class:`AgentFailed` if neither primary nor fallback answered.
+
+        One loop over typed outcomes: an answer ends it; tools asked for run and
+        the next turn follows; a failure is re-asked once when a changed request
+        can help, else the fallback takes over (once); a budget refusal tries the
+        cheaper model inside :meth:`_within_budgets`, or stops the run.
+        """
         spec = self._team.spec.agent(step.agent)
         if self._guard is not None:
             # Quarantined text waits for its review before this agent reads it.
             await self._guard.release(step.handoff, step.feedback)
-        try:
-            return await self._ask(self._calls.build(step, spec), spec, step.stop)
-        except _CallFailed as primary:
-            reason = primary.detail.describe()
-            if not spec.has_fallback() or primary.detail.error_type in NO_FALLBACK_ERROR_TYPES:
-                raise AgentFailed(step.agent, reason) from None
+        ladder = _Ladder(asked=self._calls.build(step, spec))
+        while True:
+            result = await self._within_budgets(ladder.asked, spec, step.stop)
+            if isinstance(result, _Answered):
+                return result.outcome
+            if isinstance(result, _ToolsRequested):
+                ladder.asked = await self._after_tools(result.call, result.outcome, spec)
+                continue
+            ladder.asked = self._next_after(ladder, result.failure, step, spec)
+
+    def _next_after(
+        self, ladder: _Ladder, failure: CallFailure, step: AgentStep, spec: AgentSpec
+    ) -> AgentCall:
+        """The call to make after ``failure``: a re-ask, the fallback, or :class:`AgentFailed`."""
+        if not ladder.recovered:
+            retry = self._calls.recovery_for(ladder.asked, failure)
+            if retry is not None:
+                ladder.recovered = True
+                return retry
+        reason = failure.describe()
+        if ladder.fallback is not None:
+            raise AgentFailed(
+                step.agent, f"fallback {describe_call(ladder.fallback)} failed too ({reason})"
+            )
+        if not spec.has_fallback() or failure.error_type in NO_FALLBACK_ERROR_TYPES:
+            raise AgentFailed(step.agent, reason)
         fallback = self._calls.build(step, spec, fallback_reason=reason)
         self._state.note_fallback(step.agent)
         self._metrics.fallback(step.agent)
         self._state.warn(
             f"{step.agent}: {spec.model} failed ({reason}); fell back to {describe_call(fallback)}"
         )
-        try:
-            return await self._ask(fallback, spec, step.stop)
-        except _CallFailed as second:
-            raise AgentFailed(
-                step.agent,
-                f"fallback {describe_call(fallback)} failed too ({second.detail.describe()})",
-            ) from None
+        ladder.fallback, ladder.recovered = fallback, False
+        return fallback
 
-    async def _ask(self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None) -> AgentOutcome:
-        """Run ``call``, re-asking once when the failure is one a changed request can fix."""
-        try:
-            return await self._within_budgets(call, spec, stop)
-        except _CallFailed as failed:
-            retry = self._calls.recovery_for(call, failed.detail)
-            if retry is None:
-                raise
-            return await self._within_budgets(retry, spec, stop)
+    async def _after_tools(
+        self, call: AgentCall, outcome: AgentOutcome, spec: AgentSpec
+    ) -> AgentCall:
+        """Run the turn's tool calls; the next turn, which reads their results."""
+        if self._tools is None:  # a team with tools always has a tool runner
+            raise AgentFailed(call.agent, "asked for tools in a run without them")
+        results = await self._tools.run(call, outcome.tool_uses)
+        return self._calls.continuation(call, outcome, results, spec)
 
     async def _within_budgets(
         self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
-    ) -> AgentOutcome:
+    ) -> _Answered | _ToolsRequested | _Failed:
         """Run ``call``; when a budget refuses it, the same call on a cheaper model, or stop.
 
         A budget refusal stops the run (``BUDGET_EXCEEDED``), unless the team
@@ -150,10 +214,9 @@ class AgentRunner:
         """
         if stop is not None and stop.is_set():
             raise StageStopped(call.agent)  # the stage is over: start nothing new
-        try:
-            return await self._budgeted_call(call, spec, stop)
-        except _BudgetRefused as refused:
-            reason = refused.reason
+        result = await self._turn(call, spec, stop)
+        if not isinstance(result, _Refused):
+            return result
         degrade = self._team.spec.budget.degrade_to_cheaper
         cheaper_call = (
             cheaper(
@@ -163,14 +226,28 @@ class AgentRunner:
             else None
         )
         if cheaper_call is None:
-            raise RunStopped(RunStatus.BUDGET_EXCEEDED, reason)
+            raise RunStopped(RunStatus.BUDGET_EXCEEDED, result.reason)
         cheaper_call = cheaper_call.model_copy(
-            update={"routing": f"budget: {reason}; degraded to cheaper {cheaper_call.model}"}
+            update={"routing": f"budget: {result.reason}; degraded to cheaper {cheaper_call.model}"}
         )
+        again = await self._turn(cheaper_call, spec, stop)
+        if isinstance(again, _Refused):
+            raise RunStopped(RunStatus.BUDGET_EXCEEDED, again.reason)
+        return again
+
+    async def _turn(
+        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
+    ) -> _Answered | _ToolsRequested | _Failed | _Refused:
+        """One model turn, as a typed outcome (a stage or run stop is still raised)."""
         try:
-            return await self._budgeted_call(cheaper_call, spec, stop)
-        except _BudgetRefused as again:
-            raise RunStopped(RunStatus.BUDGET_EXCEEDED, again.reason) from None
+            outcome = await self._budgeted_call(call, spec, stop)
+        except _CallFailed as failed:
+            return _Failed(failed.detail)
+        except _BudgetRefused as refused:
+            return _Refused(refused.reason)
+        if outcome.tool_uses:
+            return _ToolsRequested(call, outcome)
+        return _Answered(outcome)
 
     async def _budgeted_call(
         self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
@@ -196,7 +273,7 @@ class AgentRunner:
         except asyncio.CancelledError:
             await self._on_run_cancelled(call, spec, handle, worst, started)
             raise
-        if not outcome.cancelled:
+        if not outcome.cancelled and not outcome.tool_uses:
             # Before the call is recorded, in the same activation: a status query
             # never sees the call done without its output.
             self._state.produced(call.agent, outcome.text, call.handoff)

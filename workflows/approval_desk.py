@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         DecisionReceipt,
         IgnoredDecision,
         PendingApproval,
+        ToolApproval,
     )
     from security.approvers import ApproverRegistry
     from security.signatures import check, claim_for
@@ -97,6 +98,7 @@ class ApprovalDesk:
         self._registry: ApproverRegistry | None = None
         self._evaluator = False
         self._require_encrypted = False
+        self._tool: ToolApproval | None = None
 
     def configure(
         self,
@@ -251,13 +253,18 @@ class ApprovalDesk:
             decided_at=record.decided_at,
         )
 
-    async def wait(self, stage: ApprovalStage) -> ApprovalRecord:
-        """Wait durably for a decision on ``stage``, applying its timeout policy."""
+    async def wait(
+        self, stage: ApprovalStage, *, tool: ToolApproval | None = None
+    ) -> ApprovalRecord:
+        """Wait durably for a decision on ``stage``, applying its timeout policy.
+
+        ``tool``: the point is a tool call's (shown with the pending approval).
+        """
         self._metrics.approval_opened()
         if self._evaluator:
             return self._by_evaluator(stage)
         try:
-            record = await self._decision_on(stage)
+            record = await self._decision_on(stage, tool)
         except asyncio.CancelledError:
             # The run was cancelled while waiting (or evicted from the worker's
             # cache, which the SDK treats as replay: nothing is recorded then).
@@ -270,8 +277,9 @@ class ApprovalDesk:
             self._metrics.approval_overdue_closed()
         return record
 
-    async def _decision_on(self, stage: ApprovalStage) -> ApprovalRecord:
+    async def _decision_on(self, stage: ApprovalStage, tool: ToolApproval | None) -> ApprovalRecord:
         self._decided = None
+        self._tool = tool
         self._open(stage.name, list(stage.approvers), stage.timeout, escalated=False)
         if await self._wait_for_decision(stage.timeout):
             return self._close()
@@ -304,6 +312,7 @@ class ApprovalDesk:
             since=now,
             deadline=now + timeout,
             escalated=escalated,
+            tool=self._tool,
         )
         who = ", ".join(approvers)
         self._state.await_approval(point, who)

@@ -8,15 +8,23 @@ so they are drawn in the same order on every replay.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
+    from contracts.tools import Continuation, ToolDefinition, ToolOutcome
     from providers.provider_errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
     from security.injection import FENCE_INSTRUCTIONS
-    from teams.prompting import estimate_prompt_tokens
+    from teams.prompting import (
+        ESTIMATE_BYTES_PER_TOKEN,
+        estimate_prompt_tokens,
+        estimate_tokens,
+    )
     from teams.spec import AgentSpec
     from workflows.call_activity import StopFlag
     from workflows.call_failures import CallFailure
@@ -24,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.run_context import RunContext
 
 SHRINK_CONTEXT_PATCH = "shrink-context-on-overflow"
+TOOL_RESULT_OVERHEAD_TOKENS = 24
+"""Per tool result: the tool_use block it answers and the tool_result framing."""
 """Patch id: runs started before this behaviour fall back instead of shrinking."""
 
 
@@ -123,6 +133,7 @@ class CallBuilder:
             agent_breaker=self._team.breakers,
             fenced=fenced,
             pii=self._team.spec.pii if fenced else "allow",
+            **self._tool_fields(spec),
         )
         if fallback or spec.routing is None:
             return call
@@ -134,11 +145,85 @@ class CallBuilder:
             route=self._state.route,
         )
 
+    def _tool_fields(self, spec: AgentSpec) -> dict[str, Any]:
+        """What a call of ``spec`` carries of its tools and output schema (nothing if none).
+
+        Left out entirely when the agent has neither: a call's payload, and the
+        recorded runs from before tools, stay as they were.
+        """
+        fields: dict[str, Any] = {}
+        schema = self._team.output_schemas.get(spec.name)
+        if schema is not None:
+            fields["output_schema"] = schema
+        names = self._team.agent_tools.get(spec.name, [])
+        if names and self._team.tools_ref is not None:
+            definitions = [d for d in self._team.tools if d.name in names]
+            fields |= {
+                "tools_ref": self._team.tools_ref,
+                "tool_names": names,
+                "tools_tokens": sum(_definition_tokens(d) for d in definitions),
+                "final_turn": spec.max_turns == 1,
+            }
+        return fields
+
+    def continuation(
+        self, call: AgentCall, outcome: AgentOutcome, results: list[ToolOutcome], spec: AgentSpec
+    ) -> AgentCall:
+        """The next turn of ``call`` once its tools have answered ``outcome``'s tool calls.
+
+        The system prompt and the first user turn travel in the stored
+        conversation, not in history: this call leaves them empty. Its id is the
+        first turn's, ``/t<turn>``.
+        """
+        if outcome.conversation is None:  # call_agent stores one whenever it asks for tools
+            raise ApplicationError(
+                "a turn asked for tools without its conversation", type="ToolTurn"
+            )
+        turn = call.continuation.turn + 1 if call.continuation is not None else 2
+        root = call.call_id.rsplit("/t", 1)[0] if call.continuation is not None else call.call_id
+        usage = outcome.usage
+        prompt = (
+            usage.input_tokens
+            + usage.cache_creation_input_tokens
+            + usage.cache_read_input_tokens
+            + usage.output_tokens
+            + sum(_result_tokens(r) for r in results)
+        )
+        return call.model_copy(
+            update={
+                "call_id": f"{root}/t{turn}",
+                "system": "",
+                "task": "",
+                "handoff": [],
+                "feedback": [],
+                "repair": None,
+                "context_budget_tokens": None,
+                "final_turn": turn >= spec.max_turns,
+                "continuation": Continuation(
+                    conversation=outcome.conversation,
+                    results=results,
+                    turn=turn,
+                    prompt_tokens=prompt,
+                ),
+            }
+        )
+
     def next_id(self, stage: str, agent: str) -> str:
         """The next call id of ``agent``: ``<workflow id>/<stage>/<agent>/<n>``."""
         number = self._sequence.get(agent, 0) + 1
         self._sequence[agent] = number
         return f"{workflow.info().workflow_id}/{stage}/{agent}/{number}"
+
+
+def _definition_tokens(tool: ToolDefinition) -> int:
+    """A tool definition's prompt tokens, estimated (name, description, schema)."""
+    return estimate_tokens(f"{tool.name}\n{tool.description}\n{json.dumps(tool.input_schema)}")
+
+
+def _result_tokens(result: ToolOutcome) -> int:
+    """A tool result's prompt tokens, estimated (its text, stored or inline)."""
+    size = result.stored.size if result.stored is not None else len(result.content.encode("utf-8"))
+    return -(-size // ESTIMATE_BYTES_PER_TOKEN) + TOOL_RESULT_OVERHEAD_TOKENS
 
 
 def describe_call(call: AgentCall) -> str:

@@ -31,6 +31,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contracts.calls import AgentOutcome, HandoffItem
     from contracts.results import InjectionAction, InjectionReport, RunStatus
+    from contracts.tools import ToolOutcome
     from security.injection import InjectionFinding
     from teams.errors import INJECTION_REJECTED
     from teams.spec import ApprovalStage, InjectionSpec
@@ -80,6 +81,34 @@ class InjectionGuard:
                 f"({rules}); the team rejects suspected injections",
             )
         self._hold(_texts_of(outcome), index)
+
+    async def tool_result(self, outcome: ToolOutcome, *, agent: str) -> None:
+        """A tool's result, before the model sees it: recorded, held for review, or the end.
+
+        A tool result is untrusted like any handoff (a fetched page, a database row):
+        ``flag`` records it; ``quarantine`` waits for its review now, since the agent
+        reads it on its next turn; ``reject`` ends the run.
+        """
+        if not outcome.injection:
+            return
+        report = InjectionReport(
+            source=f"tool:{outcome.tool}",
+            call_id=outcome.call_id,
+            findings=outcome.injection,
+            action=self._action(),
+        )
+        index = self._report(report)
+        rules = ", ".join(sorted({finding.rule for finding in outcome.injection}))
+        if report.action == "rejected":
+            raise RunStopped(
+                RunStatus.FAILED,
+                f"{INJECTION_REJECTED}: the result of {outcome.tool} (for {agent}) looks like a "
+                f"prompt injection ({rules}); the team rejects suspected injections",
+            )
+        if report.action == "quarantined":
+            async with self._lock:
+                self._held[outcome.call_id] = index
+                await self._review(outcome.call_id)
 
     async def release(self, handoff: Iterable[HandoffItem], feedback: Iterable[str] = ()) -> None:
         """Return once none of this text is held: each held text waits for its review."""

@@ -61,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
         GATE_REJECTIONS,
         RUN_BUDGET_LEFT,
         RUNS_FINISHED,
+        TOOL_CALLS,
+        TOOL_LATENCY,
     )
 
 _ERRORS = (CallStatus.FAILED, CallStatus.TIMED_OUT)
@@ -123,6 +125,10 @@ class RunMetrics:
             RUN_BUDGET_LEFT, "What was left of a run's budget when it finished (micro-dollars)"
         )
         self._finished = meter.create_counter(RUNS_FINISHED, "Finished runs by status")
+        self._tool_calls = meter.create_counter(TOOL_CALLS, "Tool calls by how they ended")
+        self._tool_latency = meter.create_histogram_float(
+            TOOL_LATENCY, "Time a tool took to answer, in seconds"
+        )
 
     def call(self, record: AgentCallRecord) -> None:
         """Count one recorded call (made, failed, cancelled or skipped)."""
@@ -144,6 +150,13 @@ class RunMetrics:
         _add(self._retries, (record.attempts or 1) - 1, labels)
         if record.cache_hit:
             self._cache_hits.add(1, labels)
+
+    def tool_call(self, tool: str, status: str, latency_ms: int) -> None:
+        """Count one tool call (it ran, failed, or was refused before running)."""
+        labels = {"tool": self._member(tool)}
+        self._tool_calls.add(1, {**labels, "status": status})
+        if status in ("ok", "error"):
+            self._tool_latency.record(max(latency_ms, 0) / 1000, labels)
 
     def fallback(self, agent: str) -> None:
         """Count one fallback activation for ``agent``."""

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         TeamResult,
         TeamStatus,
     )
+    from contracts.tools import ToolCallRecord
     from security.pii import redact
     from teams.experiments import VariantAssignment
     from teams.pricing import total_usage
@@ -39,6 +40,10 @@ MAX_OUTPUT_CHARS = 200_000
 """The result's output is cut here, with a warning, so the result (which also
 carries every call) stays well below Temporal's 2 MB payload limit. Cutting,
 not refusing: a run never loses work it paid for to a size check."""
+MAX_TOOL_RECORDS = 500
+"""Tool calls kept in the run's result (the newest); every one is counted."""
+STATUS_TOOL_RECORDS = 20
+"""Tool calls the status query shows (the newest)."""
 MAX_UNENCRYPTED_KEPT = 20
 """What arrived unencrypted is listed up to here (signals can come in floods); the
 warning is given once."""
@@ -94,6 +99,8 @@ class RunState:
         self._inputs: dict[str, list[HandoffItem]] = {}
         self._fallbacks: dict[str, int] = {}
         self._unencrypted: list[str] = []
+        self._tools: list[ToolCallRecord] = []
+        self._tools_total = 0
 
     # --- what happened -------------------------------------------------------
 
@@ -185,6 +192,17 @@ class RunState:
         """Add a warning to the result; ``degrade`` also marks the run DEGRADED."""
         self._warnings.append(message)
         self._degraded = self._degraded or degrade
+
+    def tool_running(self, agent: str) -> None:
+        """``agent`` waits for a tool it called (it is still at work)."""
+        self._agent_state[agent] = "running"
+
+    def record_tool(self, record: ToolCallRecord) -> None:
+        """A tool call ended (ran, failed, or was refused before running)."""
+        self._tools_total += 1
+        self._tools.append(record)
+        # The newest are kept: a long tool loop must not grow the result past its limits.
+        del self._tools[:-MAX_TOOL_RECORDS]
 
     def arrived_unencrypted(self, what: str) -> str | None:
         """``what`` (the input, a decision) reached workers that encrypt as plaintext.
@@ -293,6 +311,8 @@ class RunState:
             status=final,
             ignored_decisions_total=ignored_total,
             last_ignored_decision=ignored[-1] if ignored else None,
+            tool_calls=self._tools[-STATUS_TOOL_RECORDS:],
+            tool_calls_total=self._tools_total,
         )
 
     def degradation(self) -> DegradationLevel:
@@ -341,7 +361,11 @@ class RunState:
             prompt_versions=self._prompt_versions,
             variants=self._variants,
             budget_micro=budget.limit_micro,
-            total_cost_micro=sum(r.cost_micro for r in calls),
+            tool_calls=self._tools,
+            tool_calls_total=self._tools_total,
+            # Tools with a price are charged like model calls (run and daily budgets).
+            total_cost_micro=sum(r.cost_micro for r in calls)
+            + sum(t.cost_micro for t in self._tools),
             usage=total_usage(r.usage for r in calls),
             started_at=started_at,
             finished_at=finished_at,

@@ -456,6 +456,8 @@ def test_the_result_carries_every_call_and_the_run_totals() -> None:
         "ignored_decisions": [ignored.model_dump()],
         "ignored_decisions_total": 3,
         "injections": [],
+        "tool_calls": [],
+        "tool_calls_total": 0,
         "unencrypted": [],
         "warnings": [],
         "prompt_versions": {
