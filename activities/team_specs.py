@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.conversations import DEFINITIONS
 from activities.names import LOAD_TEAM_SPEC
 from contracts.approvals import ApprovalMode
 from contracts.requests import TeamRef
 from contracts.resolved import ResolvedTeam
+from contracts.tools import ToolDefinition
 from security.approvers import ApproverRegistry
 from security.injection import InjectionDetector, InjectionFinding, PatternDetector
+from stores.blobs import Blobs
 from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
-from teams.errors import RequestRefusedError, TeamSpecError
+from teams.errors import RequestRefusedError, TeamSpecError, ToolResolutionError
 from teams.policy import RequestPolicy, TaskRefusedError, screen_task
 from teams.spec import TeamSpec
 
@@ -44,6 +48,24 @@ class TeamSpecRef(BaseModel):
     task: str | None = None
 
 
+class ToolResolver(Protocol):
+    """Every tool a team's agents list, resolved (:mod:`tools.resolution`)."""
+
+    async def definitions(self, spec: TeamSpec) -> list[ToolDefinition]:
+        """The definitions, ``SOURCE.*`` expanded; :class:`ToolResolutionError` if one is not."""
+        ...
+
+
+def expand(patterns: list[str], definitions: list[ToolDefinition]) -> list[str]:
+    """``SOURCE.TOOL`` names an agent's ``tools`` patterns cover, in order, each once."""
+    names: list[str] = []
+    for pattern in patterns:
+        source, tool = pattern.split(".", 1)
+        matched = [d.name for d in definitions if d.source == source and tool in ("*", d.tool)]
+        names += [name for name in matched if name not in names]
+    return names
+
+
 class TeamSpecActivities:
     """Catalog activities, bound to the catalog the worker was given."""
 
@@ -58,8 +80,12 @@ class TeamSpecActivities:
         approval_mode: ApprovalMode = "open",
         approvers: ApproverRegistry | None = None,
         detectors: tuple[InjectionDetector, ...] | None = None,
+        tools: ToolResolver | None = None,
+        blobs: Blobs | None = None,
     ) -> None:
         self._catalog = catalog
+        self._tools = tools
+        self._blobs = blobs
         self._detectors = (PatternDetector(),) if detectors is None else detectors
         self._policy = policy or RequestPolicy()
         self._approval_mode: ApprovalMode = approval_mode
@@ -87,6 +113,10 @@ class TeamSpecActivities:
         except RequestRefusedError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         findings = self._screen_task(resolved.spec, ref.task)
+        try:
+            tools = await self._tools_of(resolved.spec)
+        except TeamSpecError as err:
+            raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         # Recorded in history with the spec, so every call of the run, replays
         # included, goes to the same queue under the same controls. Breaker
         # settings are the deployment's for an inline spec: a caller must not
@@ -103,8 +133,29 @@ class TeamSpecActivities:
                 # Runs from before the tenant rules send no tenant in ref (None either way).
                 "charged_tenant": charged if ref.tenant is None else None,
                 "require_encrypted_input": self._policy.require_encrypted_input,
+                **tools,
             }
         )
+
+    async def _tools_of(self, spec: TeamSpec) -> dict[str, object]:
+        """The tools the team's agents may call, expanded and stored (nothing without tools).
+
+        An MCP server's tool list is discovered here, once per run, and recorded
+        with the resolved team: a replay, or a later turn, never asks the server.
+        """
+        if not any(agent.tools for agent in spec.agents):
+            return {}
+        if self._tools is None or self._blobs is None:
+            raise ToolResolutionError(
+                f"team {spec.name!r}",
+                ["tools: this worker has no tools configured (it cannot run this team)"],
+            )
+        definitions = await self._tools.definitions(spec)
+        agent_tools = {
+            agent.name: expand(agent.tools, definitions) for agent in spec.agents if agent.tools
+        }
+        stored = await self._blobs.put(DEFINITIONS.dump_json(definitions))
+        return {"tools": definitions, "agent_tools": agent_tools, "tools_ref": stored}
 
     def _screen_task(self, spec: TeamSpec, task: str | None) -> list[InjectionFinding]:
         """The task's suspected injections; refuses the task when the team's policy says so.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -221,6 +221,10 @@ class TeamResult(WithUsage):
     tenant: str | None
     status: RunStatus
     output: str = Field(description="The final output (the approved text, merged review, ...).")
+    output_data: Any = Field(
+        default=None,
+        description="The final output as JSON, when a JSON agent (output_schema) gave it.",
+    )
     reason: str | None = Field(default=None, description="Why the run did not complete.")
     calls: list[AgentCallRecord]
     agents: list[AgentTotals]

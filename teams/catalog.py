@@ -10,15 +10,19 @@ agents, missing prompt files, models without a price.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
 from contracts.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
 from teams.errors import (
     GoldSetError,
+    OutputSchemaError,
     PromptError,
     TeamSpecError,
     UnknownModelError,
@@ -45,6 +49,8 @@ SHIPPED_PROMPTS_DIR = PACKAGE_DIR / "prompts"
 SHIPPED_PRICES = PACKAGE_DIR / "prices.toml"
 SHIPPED_GOLD_DIR = PACKAGE_DIR / "gold"
 INLINE_SOURCE = "inline spec"
+SCHEMAS_FOLDER = "schemas"
+"""Where an agent's ``output_schema = "file.json"`` is looked for, in each teams folder."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,7 +142,8 @@ class Catalog:
             for a in spec.agents
             if a.fallback_prompt_version is not None
         }
-        return ResolvedTeam(
+        schemas = {a.name: self._output_schema(a, source) for a in spec.agents if a.output_schema}
+        resolved = ResolvedTeam(
             spec=spec,
             source=source,
             prompts=prompts,
@@ -144,6 +151,29 @@ class Catalog:
             prices=self._prices_for(spec, source),
             variants=variants,
         )
+        return resolved.model_copy(update={"output_schemas": schemas}) if schemas else resolved
+
+    def _output_schema(self, agent: AgentSpec, source: str) -> dict[str, Any]:
+        """``agent``'s output schema: inline, or from ``schemas/<file>`` of a teams folder."""
+        where = f"agents ({agent.name}).output_schema"
+        schema: Any = agent.output_schema
+        if isinstance(schema, str):
+            schema = self._schema_file(where, schema, source)
+        problem = output_schema_problem(schema)
+        if problem is not None:
+            raise OutputSchemaError(source, [f"{where}: {problem}"])
+        return dict(schema)
+
+    def _schema_file(self, where: str, name: str, source: str) -> Any:
+        searched = [d / SCHEMAS_FOLDER / name for d in self.teams_dirs]
+        for path in searched:
+            if path.is_file():
+                try:
+                    return json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, ValueError) as err:
+                    raise OutputSchemaError(source, [f"{where}: {path}: {err}"]) from None
+        looked = ", ".join(str(p) for p in searched)
+        raise OutputSchemaError(source, [f"{where}: no schema file {name!r} (looked for {looked})"])
 
     def _check_variants(self, spec: TeamSpec, source: str) -> None:
         """Every variant's model has a price and its prompt version a file."""
@@ -232,6 +262,23 @@ class Catalog:
         if problems:
             raise UnknownModelError(source, problems)
         return {m: self.prices.models[m] for m in spec.models()}
+
+
+def output_schema_problem(schema: Any) -> str | None:
+    """Why ``schema`` cannot be an agent's output schema (a JSON Schema of an object), or None.
+
+    An object, because the answer is the input of the tool the model is forced
+    to call, and tool inputs are objects.
+    """
+    if not isinstance(schema, dict):
+        return "must be a JSON Schema (an object)"
+    if schema.get("type") != "object":
+        return 'must describe an object ("type": "object")'
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as err:
+        return f"is not a valid JSON Schema: {err.message}"
+    return None
 
 
 def display_path(path: Path) -> str:

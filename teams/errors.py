@@ -57,6 +57,14 @@ class PromptError(TeamSpecError):
     """A prompt file that a spec refers to is missing or empty."""
 
 
+class OutputSchemaError(TeamSpecError):
+    """An agent's ``output_schema`` is missing, unreadable or not a JSON Schema of an object."""
+
+
+class ToolResolutionError(TeamSpecError):
+    """A tool an agent lists cannot be resolved (no such source or tool, a bad schema)."""
+
+
 class UnknownModelError(TeamSpecError):
     """A spec names a model that has no row in the price table.
 

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
     from workflows.stages import StageRunner
     from workflows.stops import RunStopped, StageStopped
+    from workflows.tool_runner import ToolRunner
     from workflows.visibility import Visibility
 
 WORKFLOW_NAME = AGENT_TEAM_WORKFLOW
@@ -227,7 +228,8 @@ class AgentTeamWorkflow:
             visibility=self._visibility,
             metrics=self._metrics,
         )
-        runner = AgentRunner(run, mode=mode, shared=shared, guard=self._guard)
+        tools = ToolRunner(run, desk=self._desk, guard=self._guard) if team.tools else None
+        runner = AgentRunner(run, mode=mode, shared=shared, guard=self._guard, tools=tools)
         return StageRunner(runner=runner, run=run, desk=self._desk)
 
     def _cancelled(self, budget: RunBudget) -> None:

@@ -85,6 +85,7 @@ class RunState:
         self._waiting_for: str | None = None
         self._records: list[AgentCallRecord] = []
         self._output = ""
+        self._output_data: object = None
         self._warnings: list[str] = []
         self._fan_outs: list[FanOutReport] = []
         self._gates: list[GateReport] = []
@@ -158,9 +159,13 @@ class RunState:
         self._outputs[agent] = self._outputs.get(agent, 0) + 1
         self._inputs[agent] = inputs
 
-    def deliver(self, text: str) -> None:
-        """``text`` is now the run's output (the latest stage's answer)."""
+    def deliver(self, text: str, data: object = None) -> None:
+        """``text`` is now the run's output (the latest stage's answer).
+
+        ``data``: the answer as JSON, when a JSON agent gave it (its output_schema's).
+        """
         self._output = text
+        self._output_data = data
 
     def record_fan_out(self, report: FanOutReport) -> None:
         """A fan-out stage was graded."""
@@ -344,6 +349,7 @@ class RunState:
             tenant=self._tenant,
             status=status,
             output=output,
+            output_data=self._output_data,
             reason=reason,
             calls=calls,
             agents=self.totals(),

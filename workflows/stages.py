@@ -90,7 +90,7 @@ class StageRunner:
                 AgentStep(stage=stage.name, agent=agent, handoff=incoming + produced)
             )
             produced.append(output_of(outcome))
-            self._state.deliver(outcome.text)
+            self._state.deliver(outcome.text, outcome.data)
         return StageOutcome(produced)
 
     async def _fan_out(self, stage: FanOutStage, incoming: list[HandoffItem]) -> StageOutcome:
@@ -189,7 +189,7 @@ class StageRunner:
                 "returning the perspectives unmerged"
             )
             return StageOutcome(handoff)
-        self._state.deliver(merged.text)
+        self._state.deliver(merged.text, merged.data)
         return StageOutcome([output_of(merged)])
 
     async def _gate(self, stage: GateStage, incoming: list[HandoffItem]) -> StageOutcome:
