@@ -34,6 +34,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.names import CALL_TOOL
+from activities.team_specs import ToolResolver
 from contracts.ledger import AttemptCharge, CostKey
 from contracts.tools import PREVIEW_CHARS, ToolCall, ToolOutcome, ToolStatus
 from security.injection import InjectionDetector, PatternDetector, scan_all
@@ -78,6 +79,15 @@ class ToolExecutor(Protocol):
     async def execute(self, call: ToolCall, *, idempotency_key: str) -> ToolAnswer:
         """Run ``call``; :class:`ToolRunError` when the tool could not run."""
         ...
+
+
+@dataclass(frozen=True)
+class ToolBox:
+    """A worker's tools: what resolves a team's tools, what runs them, and the blob store."""
+
+    resolver: ToolResolver
+    executor: ToolExecutor
+    blobs: Blobs
 
 
 class ToolActivities:

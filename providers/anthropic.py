@@ -168,6 +168,11 @@ def build_request(call: AgentCall) -> dict[str, Any]:
     ]
     for turn in call.turns:
         messages += _turn_messages(turn, fenced=call.fenced)
+    if call.turns and call.repair:
+        # After tool calls the first user turn is the stored one: the repair note
+        # (why the last answer was invalid) follows the last tool results.
+        note = f"# Your previous answer was invalid\n{call.repair}\nAnswer again, validly."
+        messages[-1]["content"].append({"type": "text", "text": note})
     params: dict[str, Any] = {
         "model": call.model,
         "max_tokens": call.max_tokens,
@@ -315,7 +320,6 @@ def to_response(call: AgentCall, message: Any) -> ModelResponse:
     ]
     if data is not None:
         tool_uses = []  # the answer came: other tools asked for with it are not run
-        stop = "end_turn" if stop == "tool_use" else stop
     return ModelResponse(
         model=message.model or call.model,
         text=text,

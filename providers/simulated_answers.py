@@ -33,6 +33,11 @@ def answer(
         return "", {"score": "high", "passed": "perhaps"} if malformed else _judgement(call)
     if persona is Persona.ROUTER:
         return "", {"route": "nowhere"} if malformed else _route(call)
+    if call.output_schema is not None:
+        # A JSON agent: an object its schema accepts (or, malformed, one it refuses).
+        if malformed:
+            return "", {"unexpected": True}
+        return "", from_schema(call.output_schema, call, rng)
     writers = {
         Persona.RESEARCHER: _research_notes,
         Persona.WRITER: _draft,
@@ -256,3 +261,36 @@ def _route(call: AgentCall) -> dict[str, Any]:
 def digest(*parts: str) -> str:
     """A stable hash of ``parts``: the seed of every simulated choice (answers, faults)."""
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def from_schema(schema: dict[str, Any], call: AgentCall, rng: random.Random) -> dict[str, Any]:
+    """An object satisfying ``schema``: every property filled, from the task where it can be.
+
+    Strings take the task's topic (or an enum's first value), numbers their
+    minimum (or 1), booleans true, arrays one item, nested objects recursively.
+    """
+    made: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        made[name] = _value_for(prop, name, call, rng)
+    return made
+
+
+def _value_for(prop: dict[str, Any], name: str, call: AgentCall, rng: random.Random) -> Any:
+    if "enum" in prop and prop["enum"]:
+        return prop["enum"][0]
+    kind = prop.get("type")
+    if kind == "string":
+        text = f"{name}: {_topic(call)}"
+        return text[: prop.get("maxLength", len(text))]
+    if kind == "integer":
+        return int(prop.get("minimum", 1))
+    if kind == "number":
+        return float(prop.get("minimum", 1.0))
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        item = prop.get("items", {"type": "string"})
+        return [_value_for(item, name, call, rng) for _ in range(max(1, prop.get("minItems", 1)))]
+    if kind == "object":
+        return from_schema(prop, call, rng)
+    return None

@@ -12,8 +12,8 @@ and the call:
   (``order_id``): the first ``A-1234``-shaped code in the task;
 - ``id`` (or ``*_id``) and ``ids``: ids from earlier results (``"id"`` keys of
   JSON results) or, failing that, cited in the handoff (``[doc-...]``);
-- a number or boolean: its schema default; an integer named like an amount:
-  the same key in an earlier result (an order's ``amount_cents``);
+- a number or boolean: the same key in an earlier result (an order's
+  ``amount_cents``), else the task's ``NAME 1250``, else its schema default;
 - an ``enum``: its first value.
 
 A tool with side effects is called only when the task names it (``refund``), so
@@ -117,6 +117,9 @@ def _value(name: str, schema: dict[str, Any], call: AgentCall, results: list[str
         earlier = _earlier(name, results)
         if earlier is not None:
             return earlier
+        said = re.search(rf"{re.escape(name)}\D{{0,3}}(\d+)", call.task)
+        if said is not None:
+            return int(said.group(1))
         return schema.get("default")
     if kind == "boolean":
         return schema.get("default", False)

@@ -333,17 +333,57 @@ def user_text(request: Request) -> str:
         content = message.get("content", "")
         if isinstance(content, str):
             parts.append(content)
-        else:
-            parts += [block.get("text", "") for block in content]
+            continue
+        for block in content:
+            if block.get("type") == "tool_result":
+                parts += [inner.get("text", "") for inner in block.get("content", [])]
+            elif block.get("type") == "tool_use":
+                parts.append(json.dumps(block.get("input", {})))
+            else:
+                parts.append(block.get("text", ""))
     return "\n\n".join(parts)
+
+
+ANSWER_TOOLS = ("review_verdict", "route_decision", "respond")
+"""Tools whose input is the answer itself; any other tool is an agent's own."""
+
+
+def tool_results(request: Request) -> list[dict[str, Any]]:
+    """Every ``tool_result`` block the request carries, in order."""
+    return [
+        block
+        for message in request.get("messages", [])
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
 
 
 def default_answer(request: Request) -> dict[str, Any]:
     tools = request.get("tools") or []
+    choice = request.get("tool_choice") or {}
     text = user_text(request)
-    if tools:
-        name = tools[0]["name"]
-        data = _verdict(text) if name == "review_verdict" else _route(text, tools[0])
+    own = [t for t in tools if t["name"] not in ANSWER_TOOLS]
+    answers = [t for t in tools if t["name"] in ANSWER_TOOLS]
+    if own and choice.get("type") in ("auto", "any") and not tool_results(request):
+        # An agent with tools of its own calls the first one once, then answers.
+        tool = own[0]
+        block = {
+            "type": "tool_use",
+            "id": f"toolu_standin_{len(request.get('messages', []))}",
+            "name": tool["name"],
+            "input": _arguments(tool, _task(text)),
+        }
+        return {"content": [block], "stop_reason": "tool_use"}
+    if answers and (choice.get("type") in ("tool", "any")):
+        tool = next((t for t in answers if t["name"] == choice.get("name")), answers[0])
+        name = tool["name"]
+        if name == "review_verdict":
+            data = _verdict(text)
+        elif name == "route_decision":
+            data = _route(text, tool)
+        else:
+            data = _from_schema(tool["input_schema"], _task(text))
         block = {"type": "tool_use", "id": "toolu_standin", "name": name, "input": data}
         return {"content": [block], "stop_reason": "tool_use"}
     answer = _text(text, request.get("model", ""))
@@ -404,3 +444,32 @@ def _route(text: str, tool: dict[str, Any]) -> dict[str, Any]:
     if "direct" in routes and len(task) <= 160:
         return {"route": "direct", "rationale": "simple", "answer": "We are open 9-17, Mon-Fri."}
     return {"route": routes[0], "rationale": "default"}
+
+
+def _arguments(tool: dict[str, Any], task: str) -> dict[str, Any]:
+    """Arguments for a tool from its schema: strings are the task, the rest their defaults."""
+    return _from_schema(tool.get("input_schema", {}), task)
+
+
+def _from_schema(schema: dict[str, Any], task: str) -> dict[str, Any]:
+    """An object satisfying ``schema``'s required properties (strings, numbers, lists)."""
+    properties = schema.get("properties", {})
+    made: dict[str, Any] = {}
+    for name in schema.get("required", list(properties)):
+        prop = properties.get(name, {})
+        kind = prop.get("type")
+        if "enum" in prop:
+            made[name] = prop["enum"][0]
+        elif kind == "string":
+            made[name] = task[:60] or name
+        elif kind == "integer":
+            made[name] = prop.get("default", prop.get("minimum", 1))
+        elif kind == "number":
+            made[name] = prop.get("default", 1.0)
+        elif kind == "boolean":
+            made[name] = prop.get("default", True)
+        elif kind == "array":
+            made[name] = []
+        elif kind == "object":
+            made[name] = _from_schema(prop, task)
+    return made

@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput
 
+from activities.tool_calls import ToolBox
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult, TeamStatus
 from contracts.run_interface import STATUS_QUERY
@@ -54,6 +55,7 @@ async def running_worker(
     controls: ControlsStore | None = None,
     deployment_overrides: dict[str, Any] | None = None,
     patch_activation: Callable[[PatchActivationInput], bool] | None = None,
+    tools: ToolBox | None = None,
 ) -> AsyncIterator[ModelProvider]:
     """Run the real worker (workflow + real activities) in-process.
 
@@ -80,6 +82,7 @@ async def running_worker(
         cache=cache,
         controls=controls or own,
         patch_activation=patch_activation,
+        tools=tools,
     )
     try:
         async with AsyncExitStack() as running:

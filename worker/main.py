@@ -29,6 +29,7 @@ from activities.agent_calls import AgentActivities
 from activities.call_controls import CallControls, ControlsPolicy
 from activities.evaluation_inputs import EvaluationActivities
 from activities.team_specs import TeamSpecActivities
+from activities.tool_calls import ToolActivities, ToolBox
 from contracts.raw_arguments import WorkflowArgumentsConverter
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
@@ -122,6 +123,7 @@ def build_workers(
     log_prompts: bool = False,
     patch_activation: Callable[[PatchActivationInput], bool] | None = None,
     detectors: tuple[InjectionDetector, ...] | None = None,
+    tools: ToolBox | None = None,
 ) -> list[Worker]:
     """The workers of a process: one, or two with model calls on their own queue.
 
@@ -130,6 +132,8 @@ def build_workers(
     ``call_agent`` logs each rendered prompt at DEBUG. ``patch_activation``:
     whether new runs take a patch (default: all do). ``detectors``: prompt
     injection screens (default :class:`security.injection.PatternDetector`).
+    ``tools``: the worker's tools (Python toolsets, MCP servers) and blob store;
+    without them a team whose agents list tools fails at its start.
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
@@ -141,11 +145,34 @@ def build_workers(
         else None
     )
     agents = AgentActivities(
-        provider, cache=cache, controls=call_controls, log_prompts=log_prompts, detectors=detectors
+        provider,
+        cache=cache,
+        controls=call_controls,
+        log_prompts=log_prompts,
+        detectors=detectors,
+        blobs=tools.blobs if tools is not None else None,
     )
     run_activities = _run_activities(
-        client, deployment, catalog, controls=controls, policy=policy, detectors=detectors
+        client,
+        deployment,
+        catalog,
+        controls=controls,
+        policy=policy,
+        detectors=detectors,
+        tools=tools,
     )
+    # Model turns and tool calls share a queue (and its rate limits, on their own queue).
+    call_activities: list[Callable[..., Any]] = [agents.call_agent]
+    if tools is not None:
+        call_activities.append(
+            ToolActivities(
+                tools.executor,
+                blobs=tools.blobs,
+                store=controls if deployment.cost_controls else None,
+                budgets=deployment.budgets,
+                detectors=detectors,
+            ).call_tool
+        )
     separate = deployment.calls_task_queue not in (None, deployment.task_queue)
     # Both workers poll as the same version: a pinned run's model calls go to
     # workers of the run's own version, on whichever queue they are.
@@ -154,7 +181,7 @@ def build_workers(
         client,
         task_queue=deployment.task_queue,
         workflows=[AgentTeamWorkflow, EvaluationWorkflow],
-        activities=run_activities if separate else [*run_activities, agents.call_agent],
+        activities=run_activities if separate else [*run_activities, *call_activities],
         max_concurrent_activities=deployment.max_concurrent_calls,
         workflow_runner=workflow_runner(),
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
@@ -166,7 +193,7 @@ def build_workers(
     calls = Worker(
         client,
         task_queue=deployment.calls_task_queue,
-        activities=[agents.call_agent],
+        activities=call_activities,
         max_concurrent_activities=deployment.max_concurrent_calls,
         graceful_shutdown_timeout=SHUTDOWN_GRACE,
         deployment_config=versioning,
@@ -208,6 +235,7 @@ def _run_activities(
     controls: ControlsStore | None,
     policy: ControlsPolicy,
     detectors: tuple[InjectionDetector, ...] | None,
+    tools: ToolBox | None,
 ) -> list[Callable[..., Any]]:
     """The activities of the runs' queue, but ``call_agent``: team specs, evaluations, costs."""
     specs = TeamSpecActivities(
@@ -219,6 +247,8 @@ def _run_activities(
         approval_mode=deployment.approval_mode,
         approvers=deployment.approvers,
         detectors=detectors,
+        tools=tools.resolver if tools is not None else None,
+        blobs=tools.blobs if tools is not None else None,
     )
     # Evaluations run on the runs' queue: their team runs are child workflows there.
     evaluations = EvaluationActivities(
