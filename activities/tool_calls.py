@@ -35,6 +35,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.names import CALL_TOOL
 from activities.team_specs import ToolResolver
+from activities.tool_spans import ToolSpan
 from contracts.ledger import AttemptCharge, CostKey
 from contracts.tools import PREVIEW_CHARS, ToolCall, ToolOutcome, ToolStatus
 from security.injection import InjectionDetector, PatternDetector, scan_all
@@ -113,17 +114,22 @@ class ToolActivities:
         """Check, run and screen one tool call; the outcome is what the model will see."""
         started = time.monotonic()
         info = activity.info()
+        span = ToolSpan(call, info.attempt)
         problems = argument_problems(call)
         if problems is not None:
-            return _outcome(call, "invalid_arguments", problems, info.attempt, started)
+            outcome = _outcome(call, "invalid_arguments", problems, info.attempt, started)
+            span.ended(outcome)
+            return outcome
         charged = await self._reserve(call, info)
         if isinstance(charged, ToolOutcome):
+            span.ended(charged)
             return charged
         key = f"{info.workflow_run_id}/{call.call_id}"
         try:
             answer = await self._executor.execute(call, idempotency_key=key)
         except ToolRunError as err:
             await self._settle(call, info, charged)
+            span.failed(err.kind)
             activity.logger.warning(
                 "tool %s could not run: %s (attempt %d)", call.tool.name, err.kind, info.attempt
             )
@@ -134,7 +140,9 @@ class ToolActivities:
             ) from None
         await self._settle(call, info, charged)
         outcome = await self._screened(call, answer, info.attempt, started)
-        return outcome.model_copy(update={"cost_micro": charged})
+        outcome = outcome.model_copy(update={"cost_micro": charged})
+        span.ended(outcome)
+        return outcome
 
     async def _screened(
         self, call: ToolCall, answer: ToolAnswer, attempt: int, started: float

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.approvals import ToolApproval
 from contracts.results import TeamStatus
 from teamctl.runs import query_status, require_worker, run_handle
 from teams.errors import AgentTeamsError
@@ -48,6 +49,8 @@ class PendingRun(BaseModel):
     deadline: datetime
     escalated: bool
     waiting_for: str | None
+    tool: ToolApproval | None = None
+    """The tool call waiting, when the point is one (tool, agent, exact arguments)."""
 
 
 class PendingList(BaseModel):
@@ -106,6 +109,7 @@ def pending_run(status: TeamStatus) -> PendingRun | None:
         deadline=pending.deadline,
         escalated=pending.escalated,
         waiting_for=status.waiting_for,
+        tool=pending.tool,
     )
 
 

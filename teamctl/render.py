@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from contracts.results import AgentTotals, TeamResult, TeamStatus
+from contracts.tools import ToolCallRecord
 from security.pii import redact
 from teamctl.costs import BudgetLine, CostReport
 from teamctl.pending import PendingList
@@ -123,13 +124,19 @@ def status_text(status: TeamStatus) -> str:
         f"budget     {format_usd(status.spent_micro)} spent of {format_usd(status.budget_micro)}, "
         f"{format_usd(status.budget_left_micro)} left"
     )
+    if status.pending_approval is not None and status.pending_approval.tool is not None:
+        tool = status.pending_approval.tool
+        head.append(f"tool call  {tool.tool} by {tool.agent}: {tool.arguments}")
     last = status.last_ignored_decision
     if last is not None:
         head.append(
             f"ignored    {status.ignored_decisions_total} decision(s); latest: {last.decision} "
             f"from {last.approver} at {last.received_at.isoformat()}: {last.reason}"
         )
-    return "\n".join([*head, "", cost_table(status.agents)])
+    tools = (
+        ["", tools_table(status.tool_calls, status.tool_calls_total)] if status.tool_calls else []
+    )
+    return "\n".join([*head, *tools, "", cost_table(status.agents)])
 
 
 def result_text(result: TeamResult, *, reveal: bool = False, program: str = "teamctl") -> str:
@@ -193,10 +200,40 @@ def _result_text(result: TeamResult) -> str:
             indented(output or "(none)"),
             "",
             calls_table(result),
+            *(
+                ["", tools_table(result.tool_calls, result.tool_calls_total)]
+                if result.tool_calls
+                else []
+            ),
             "",
             cost_table(result.agents),
         ]
     )
+
+
+def tools_table(records: list[ToolCallRecord], total: int) -> str:
+    """One row per tool call: agent, tool, arguments, how it ended, latency, attempts, cost."""
+    rows = [
+        [
+            r.agent,
+            r.tool,
+            _clip(r.arguments_preview, 48),
+            r.status + (f" ({r.approved_by})" if r.approved_by else ""),
+            f"{r.latency_ms / 1000:.2f}s",
+            str(r.attempts),
+            format_usd(r.cost_micro),
+        ]
+        for r in records
+    ]
+    headers = ["agent", "tool", "arguments", "outcome", "latency", "attempts", "cost"]
+    shown = table(headers, rows, right={4, 5, 6})
+    if total > len(records):
+        shown += f"\n(the latest {len(records)} of {total} tool calls)"
+    return shown
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def costs_text(report: CostReport) -> str:
@@ -295,6 +332,15 @@ def pending_text(pending: PendingList) -> str:
         "escalated",
     ]
     text = table(headers, rows, right=set())
+    tools = [
+        f"  {run.workflow_id}: tool {run.tool.tool} for {run.tool.agent}: {run.tool.arguments}"
+        for run in pending.runs
+        if run.tool is not None
+    ]
+    if tools:
+        text += "\n\ntool calls waiting (approve decides these exact arguments):\n" + "\n".join(
+            tools
+        )
     if pending.truncated:
         text += "\n(more runs are waiting: raise --limit to see them)"
     return text
