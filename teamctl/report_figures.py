@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from contracts.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus, TeamResult
+from contracts.tools import ToolCallRecord
 from teamctl.report_models import (
     AgentLine,
     CallFigures,
@@ -20,6 +21,7 @@ from teamctl.report_models import (
     RunWithoutResult,
     TeamLine,
     TeamTargets,
+    ToolLine,
 )
 from teams.pricing import total_usage
 
@@ -167,7 +169,29 @@ def team_line(team: str, runs: Sequence[ListedRun], targets: TeamTargets) -> Tea
         gate_pass_rate_percent=rate_percent(passed, len(gates)),
         thresholds=targets,
         agents=[agent_line(a, results, targets) for a in order],
+        tools=tool_lines(results),
     )
+
+
+def tool_lines(results: Sequence[TeamResult]) -> list[ToolLine]:
+    """Per tool, over these runs' recorded tool calls: counts, outcomes, latency, cost."""
+    by_tool: dict[str, list[ToolCallRecord]] = {}
+    for result in results:
+        for record in result.tool_calls:
+            by_tool.setdefault(record.tool, []).append(record)
+    return [
+        ToolLine(
+            tool=tool,
+            calls=len(records),
+            statuses=dict(sorted(Counter(r.status for r in records).items())),
+            error_rate_percent=rate_percent(
+                sum(1 for r in records if r.status != "ok"), len(records)
+            ),
+            latency=latency([r.latency_ms for r in records if r.status in ("ok", "error")]),
+            cost_micro=sum(r.cost_micro for r in records),
+        )
+        for tool, records in sorted(by_tool.items())
+    ]
 
 
 def _by_fallback(result: TeamResult, agent: str) -> bool:

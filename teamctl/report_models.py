@@ -147,6 +147,19 @@ class RunWithoutResult(BaseModel):
     reason: str | None
 
 
+class ToolLine(BaseModel):
+    """One tool of a team: how often it was called, how it went, how long it took."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tool: str
+    calls: int
+    statuses: dict[str, int] = Field(description="How calls ended (ok, error, ...) → count.")
+    error_rate_percent: float | None = Field(description="Calls that did not end ok / calls.")
+    latency: Latency
+    cost_micro: int
+
+
 class TeamLine(CallFigures):
     """One team: run figures, its calls' figures, thresholds and agents."""
 
@@ -168,6 +181,7 @@ class TeamLine(CallFigures):
     gate_pass_rate_percent: float | None
     thresholds: TeamTargets
     agents: list[AgentLine]
+    tools: list[ToolLine] = Field(default_factory=list, description="One line per tool called.")
 
 
 class ReportAlert(BaseModel):

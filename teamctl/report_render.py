@@ -22,6 +22,8 @@ def report_text(report: OperatorReport) -> str:
         parts += ["", "no team runs started in this window"]
     for line in report.teams:
         parts += ["", *_team_head(line), "", _report_table(line), *_error_lines(line)]
+        if line.tools:
+            parts += ["", _tools_table(line)]
     if report.teams:
         parts += [
             "",
@@ -146,3 +148,20 @@ def _gate_cell(passes: int, reviews: int, rate: float | None) -> str:
 
 def _pct(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.1f}%"
+
+
+def _tools_table(line: TeamLine) -> str:
+    rows = [
+        [
+            t.tool,
+            str(t.calls),
+            ", ".join(f"{status} {count}" for status, count in t.statuses.items()),
+            "-" if t.error_rate_percent is None else f"{t.error_rate_percent:.1f}%",
+            "-" if t.latency.p50_ms is None else format_ms(t.latency.p50_ms),
+            "-" if t.latency.p95_ms is None else format_ms(t.latency.p95_ms),
+            format_usd(t.cost_micro),
+        ]
+        for t in line.tools
+    ]
+    headers = ["tool", "calls", "outcomes", "not ok", "p50", "p95", "cost"]
+    return table(headers, rows, right={1, 3, 4, 5, 6})
