@@ -7,6 +7,7 @@ as the ``call_tool`` activity will.
 from __future__ import annotations
 
 import asyncio
+import enum
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -89,12 +90,13 @@ def test_any_parameter_name_works_even_a_pydantic_attribute() -> None:
     tools = Toolset("db")
 
     @tools.tool
-    def query(schema: str, json: bool = False) -> str:
+    def query(schema: str, json: bool = False, title: str = "") -> str:
         return f"{schema}:{json}"
 
     assert tools.tools["query"].input_schema["properties"] == {
         "schema": {"type": "string"},
         "json": {"type": "boolean", "default": False},
+        "title": {"type": "string", "default": ""},  # a property may be called title
     }
     text, _ = asyncio.run(ToolRegistry([tools]).run("db.query", {"schema": "s"}, CONTEXT))
     assert text == "s:False"
@@ -268,6 +270,58 @@ def test_star_arguments_are_refused_at_decoration() -> None:
         @tools.tool
         def many(*words: str) -> str:
             return " ".join(words)
+
+
+def test_the_context_must_be_annotated_exactly() -> None:
+    tools = Toolset("ctx")
+
+    @tools.tool
+    def fine(context: Annotated[ToolContext, "the call"], word: str) -> str:
+        return f"{context.agent}:{word}"
+
+    assert tools.tools["fine"].context_parameter == "context"
+    assert list(tools.tools["fine"].input_schema["properties"]) == ["word"]
+    with pytest.raises(TypeError) as raised:
+
+        @tools.tool
+        def optional(context: ToolContext | None = None) -> str:
+            return ""
+
+    assert str(raised.value) == (
+        "tool ctx.optional: parameter 'context' must be annotated ToolContext exactly (not "
+        "optional, not in a union or a container)"
+    )
+
+
+def test_enums_and_nested_models_carry_no_titles() -> None:
+    tools = Toolset("shapes")
+
+    class Color(enum.Enum):
+        RED = "red"
+        BLUE = "blue"
+
+    def paint(color: Color, hits: list[Hit]) -> str:
+        return color.value
+
+    paint.__annotations__ = {"color": Color, "hits": list[Hit], "return": str}
+    tools.tool(paint)
+    assert tools.tools["paint"].input_schema == {
+        "$defs": {
+            "Color": {"enum": ["red", "blue"], "type": "string"},
+            "Hit": {
+                "type": "object",
+                "properties": {"doc_id": {"type": "string"}, "score": {"type": "integer"}},
+                "required": ["doc_id", "score"],
+            },
+        },
+        "type": "object",
+        "properties": {
+            "color": {"$ref": "#/$defs/Color"},
+            "hits": {"type": "array", "items": {"$ref": "#/$defs/Hit"}},
+        },
+        "required": ["color", "hits"],
+        "additionalProperties": False,
+    }
 
 
 @pytest.mark.parametrize(

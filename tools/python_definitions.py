@@ -50,7 +50,7 @@ from pydantic import (
     create_model,
     model_validator,
 )
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import core_schema
 
 from contracts.tools import RetrySettings, ToolDefinition
@@ -130,9 +130,16 @@ class _NoTitles(GenerateJsonSchema):
     def field_title_should_be_set(self, schema: Any) -> bool:
         return False
 
-    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
-        generated = super().model_schema(schema)
+    def generate(
+        self, schema: core_schema.CoreSchema, mode: JsonSchemaMode = "validation"
+    ) -> JsonSchemaValue:
+        generated = super().generate(schema, mode)
+        # A model's or an enum's title sits at the top of its own schema (the
+        # arguments', or one in $defs), where "title" is always the keyword, never
+        # a property named so.
         generated.pop("title", None)
+        for definition in generated.get("$defs", {}).values():
+            definition.pop("title", None)
         return generated
 
 
@@ -168,11 +175,13 @@ class PythonTool:
         if not isinstance(arguments, Mapping):
             raise InvalidToolArguments(self.name, ["arguments: must be a JSON object"])
         try:
+            text = pydantic_core.to_json(dict(arguments))
+        except pydantic_core.PydanticSerializationError:
+            raise InvalidToolArguments(self.name, ["arguments: not JSON data"]) from None
+        try:
             # As JSON, strictly: the arguments arrive as JSON from the model, and the
             # check must accept what the schema says and nothing more.
-            return self.arguments.model_validate_json(
-                pydantic_core.to_json(dict(arguments)), strict=True
-            )
+            return self.arguments.model_validate_json(text, strict=True)
         except ValidationError as err:
             raise InvalidToolArguments(self.name, argument_problems(err)) from None
 
@@ -360,11 +369,19 @@ def _arguments_model(
                 "schema is built from the annotations)"
             )
         hint = hints[parameter.name]
-        if hint is ToolContext:
+        bare = hint.__origin__ if typing.get_origin(hint) is Annotated else hint
+        if bare is ToolContext:
             if context_parameter is not None:
                 raise TypeError(f"tool {name}: more than one ToolContext parameter")
             context_parameter = parameter.name
             continue
+        if _mentions_context(hint):
+            # Anything but a plain ToolContext would put the context in the schema,
+            # for the model to write: its ids, its idempotency key.
+            raise TypeError(
+                f"tool {name}: parameter {parameter.name!r} must be annotated ToolContext "
+                "exactly (not optional, not in a union or a container)"
+            )
         field = f"p{len(parameters)}"
         if parameter.default is parameter.empty:
             fields[field] = (hint, Field(alias=parameter.name))
@@ -380,6 +397,13 @@ def _arguments_model(
     except PydanticUserError as err:
         raise TypeError(f"tool {name}: its parameters have no JSON Schema: {err}") from None
     return model, tuple(parameters), context_parameter
+
+
+def _mentions_context(hint: Any) -> bool:
+    """Whether ``ToolContext`` appears anywhere in ``hint`` (``ToolContext | None``...)."""
+    if hint is ToolContext:
+        return True
+    return any(_mentions_context(arg) for arg in typing.get_args(hint))
 
 
 def _retry_settings(spec: RetrySpec) -> RetrySettings:
