@@ -16,6 +16,7 @@ COPY worker ./worker
 COPY teamctl ./teamctl
 COPY stores ./stores
 COPY security ./security
+COPY tools ./tools
 # Both shared response-cache backends, so AGENT_TEAMS_CACHE_URL can name
 # redis://... or postgresql://... without rebuilding the image.
 # .temporal/ is the worker's state dir: the default cache URL
