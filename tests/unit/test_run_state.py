@@ -446,6 +446,7 @@ def test_the_result_carries_every_call_and_the_run_totals() -> None:
         "tenant": "acme",
         "status": RunStatus.DEGRADED,
         "output": "final answer",
+        "output_data": None,
         "reason": "writer failed",
         "degradation": DegradationLevel.FULL,
         "fan_outs": [],
