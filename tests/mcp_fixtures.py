@@ -8,6 +8,7 @@ every listing exercises the client's pagination.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sys
 from typing import Any
@@ -79,9 +80,16 @@ def leak_to_stderr() -> str:
 
 @server.tool()
 async def whoami(ctx: Context) -> dict[str, str | None]:
-    """The Authorization header of the request (None over stdio)."""
-    headers = ctx.headers
-    return {"authorization": headers.get("authorization") if headers else None}
+    """The SHA-256 of the request's Authorization header (None over stdio, or without one).
+
+    A digest, not the value: the answer travels through logs the test reads.
+    """
+    value = ctx.headers.get("authorization") if ctx.headers else None
+    return {
+        "authorization_sha256": None
+        if value is None
+        else hashlib.sha256(value.encode()).hexdigest()
+    }
 
 
 if __name__ == "__main__":

@@ -504,8 +504,10 @@ class _Session:
             if not opened and not isinstance(err, asyncio.CancelledError):
                 self._ready.set_exception(await self._unavailable(err))
             elif opened and isinstance(err, Exception):
-                # A failure while closing: the session is gone either way.
-                log.warning(
+                # A failure while closing: the session is gone either way (and
+                # expected when its server went away first).
+                log.log(
+                    logging.INFO if self._ended else logging.WARNING,
                     "MCP server %r: session closed with an error: %s",
                     self.launch.name,
                     self.launch.redact(_cause(err)),
