@@ -1,20 +1,20 @@
-"""Errors of agents' tools: secrets, MCP sessions and calls, a team's tool resolution.
+"""Errors of MCP tools: starting or reaching a server, listing and calling its tools.
 
-No message here ever carries a secret's value: a message names the secret (its
-file name), the server, the tool and the cause, and causes taken from the
-outside world (an OS error, a server's stderr, an HTTP error) are redacted of
-every secret value the server was given before they are quoted.
+No message here ever carries a secret's value: a message names the server, the
+tool and the cause, and causes taken from the outside world (an OS error, a
+server's stderr, an HTTP error) are redacted of every secret value the server
+was given before they are quoted.
 
-Tree::
+Tree (with the tool errors that live beside the things they are about)::
 
     AgentTeamsError
-    ├── ToolSecretError          a secret cannot be read (missing, empty, a bad name)
     ├── ToolCallError            an MCP operation produced no result
     │   ├── ToolUnavailable      the server cannot be started or reached: nothing was sent
     │   ├── ToolTimeout          the call outlived its timeout: it may have run
     │   └── ToolFailed           the call was sent but gave no usable answer: it may have run
+    ├── tools.context.ToolSecretError     a secret cannot be read (missing, empty, a bad name)
     └── TeamSpecError
-        └── ToolResolutionError  a team's tools do not match what its servers offer
+        └── teams.errors.ToolResolutionError  a team's tools do not match what its servers offer
 
 Retrying: after :class:`ToolUnavailable` the call certainly did not run, so it
 may be retried whatever the tool does; after :class:`ToolTimeout` or
@@ -29,16 +29,7 @@ shown like any answer.
 
 from __future__ import annotations
 
-from teams.errors import AgentTeamsError, TeamSpecError
-
-
-class ToolSecretError(AgentTeamsError):
-    """A secret a team file names cannot be read.
-
-    Raised by :class:`tools.secrets.ToolSecrets`: the name is not a plain file
-    name, no secrets folder is configured, the file is missing, unreadable,
-    empty or too large. One sentence naming the secret and the folder.
-    """
+from teams.errors import AgentTeamsError
 
 
 class ToolCallError(AgentTeamsError):
@@ -58,7 +49,8 @@ class ToolUnavailable(ToolCallError):
     """The server cannot be started or reached; nothing was sent to it.
 
     The command does not exist, the process exits before it answers
-    ``initialize``, the URL refuses connections, a secret is missing. The
+    ``initialize``, the URL refuses connections, a secret is missing, or the
+    call waited its whole timeout for the server to start or for a free slot. The
     message names the server and the cause (redacted of secret values).
     """
 
@@ -80,16 +72,4 @@ class ToolFailed(ToolCallError):
     The server exited or the connection dropped before it answered, or its
     answer breaks the protocol (a structured result that does not match the
     tool's own output schema). The server may have run the call.
-    """
-
-
-class ToolResolutionError(TeamSpecError):
-    """A team's tools do not match what its MCP servers offer.
-
-    Raised by :func:`tools.mcp_definitions.mcp_definitions`: an agent or a
-    ``[[tools]]`` table names a tool its server does not offer, an
-    ``allowed_tools`` entry is not offered, or a tool the team uses has an input
-    schema that is not a JSON object schema. A :class:`teams.errors.TeamSpecError`,
-    so ``load_team_spec`` fails the run (``InvalidTeamSpec``) naming each problem,
-    never retried.
     """

@@ -23,7 +23,7 @@ How each field is decided:
 - ``approval``, ``approvers``, ``approval_timeout_s``, ``price_micro``,
   ``max_result_chars``: the tool's ``[[tools]]`` settings, else none / the defaults.
 
-What is refused (:class:`tools.errors.ToolResolutionError`, every problem
+What is refused (:class:`teams.errors.ToolResolutionError`, every problem
 listed at once): an agent or a ``[[tools]]`` table naming a tool its server
 does not offer (the message names the agent, the tool and what the server
 offers); an ``allowed_tools`` entry the server does not offer; a tool the team
@@ -52,6 +52,7 @@ from jsonschema.validators import Draft202012Validator, validator_for
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.tools import RetrySettings, ToolDefinition, model_name
+from teams.errors import ToolResolutionError
 from teams.pricing import usd_to_micro
 from teams.spec import TeamSpec
 from teams.tool_spec import (
@@ -62,7 +63,6 @@ from teams.tool_spec import (
     source_of,
     tool_of,
 )
-from tools.errors import ToolResolutionError
 
 MAX_INPUT_SCHEMA_BYTES = 64 * 1024
 """The largest input schema (as JSON) a definition may carry: it is recorded in history

@@ -82,7 +82,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from teams.tool_spec import MAX_TOOL_TIMEOUT, McpServerSpec, SecretRef
-from tools.errors import ToolFailed, ToolSecretError, ToolTimeout, ToolUnavailable
+from tools.context import ToolSecretError
+from tools.errors import ToolFailed, ToolTimeout, ToolUnavailable
 from tools.mcp_results import error_answer, raw_result
 from tools.results import RawToolResult
 from tools.secrets import ToolSecrets
