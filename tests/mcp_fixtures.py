@@ -92,6 +92,13 @@ async def whoami(ctx: Context) -> dict[str, str | None]:
     }
 
 
+@server.tool()
+async def meta(ctx: Context) -> dict[str, str]:
+    """The string entries of the request's ``_meta`` (the client's idempotency key, say)."""
+    sent = ctx.request_context.meta or {}
+    return {key: value for key, value in sent.items() if isinstance(value, str)}
+
+
 if __name__ == "__main__":
     if os.environ.get("FIXTURE_CRASH_AT_START"):
         print("fixture: refusing to start (FIXTURE_CRASH_AT_START)", file=sys.stderr, flush=True)

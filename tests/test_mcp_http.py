@@ -83,7 +83,7 @@ async def test_the_header_comes_from_the_secret_file_and_never_reaches_a_log(
     )
     async with McpSessions(secrets) as pool:
         names = [t.name for t in await pool.list_tools(remote)]
-        assert "whoami" in names and len(names) == 7
+        assert "whoami" in names and len(names) == 8
         result = await pool.call_tool(remote, "whoami", {}, timeout_s=10)
         assert result.is_error is False
         # The server saw the header (its digest), and the answer carries no secret.

@@ -174,6 +174,7 @@ async def test_every_page_of_a_paged_tool_list_is_read(pool: McpSessions) -> Non
         "exit_now",
         "leak_to_stderr",
         "whoami",
+        "meta",
     ]
 
 
@@ -299,3 +300,11 @@ async def test_servers_differing_in_env_get_their_own_sessions(pool: McpSessions
     ]
     assert pids[0] == pids[2] != pids[1]
     assert pool.opened == 2
+
+
+async def test_meta_reaches_the_server_with_the_call(pool: McpSessions) -> None:
+    key = {"io.agentteams/idempotency-key": "wf-1/agent-2/tool-toolu_3"}
+    sent = await pool.call_tool(FIXTURES, "meta", {}, timeout_s=10, meta=key)
+    assert sent.structured.items() >= key.items()
+    unsent = await pool.call_tool(FIXTURES, "meta", {}, timeout_s=10)
+    assert "io.agentteams/idempotency-key" not in unsent.structured
