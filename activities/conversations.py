@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from activities.screening import Placeholders
-from contracts.calls import AgentCall
+from contracts.calls import AgentCall, HandoffItem
 from contracts.tools import (
     BlobRef,
     Conversation,
@@ -66,6 +66,11 @@ async def for_provider(call: AgentCall, blobs: Blobs | None) -> tuple[AgentCall,
             "system": conversation.system,
             "user_parts": conversation.user_parts,
             "turns": [*conversation.turns[:-1], last],
+            # As the first turn had them: what the model read is in user_parts; a
+            # provider that reasons over the call (the simulated one) reads these.
+            "task": conversation.task,
+            "handoff": [HandoffItem.model_validate(item) for item in conversation.handoff],
+            "feedback": conversation.feedback,
         }
         placeholders = Placeholders(dict(conversation.placeholders))
     return call.model_copy(update=update), placeholders
@@ -79,6 +84,9 @@ async def store_turn(
     conversation = Conversation(
         system=call.system,
         user_parts=[stable, volatile],
+        task=call.task,
+        handoff=[item.model_dump() for item in call.handoff],
+        feedback=call.feedback,
         turns=[*call.turns, ToolTurn(text=response.text, uses=response.tool_uses, results=[])],
         placeholders=placeholders.mapping,
     )

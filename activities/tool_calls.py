@@ -59,10 +59,15 @@ TOOL_FAILED = "ToolFailed"
 
 @dataclass(frozen=True)
 class ToolAnswer:
-    """What a tool returned: its text (JSON for structured results) and whether it failed."""
+    """What a tool returned: its text (JSON for structured results) and whether it failed.
+
+    ``invalid_arguments``: the source's own check refused the arguments (the tool
+    did not run), after this activity's schema check let them through.
+    """
 
     text: str
     is_error: bool = False
+    invalid_arguments: bool = False
 
 
 class ToolRunError(Exception):
@@ -160,6 +165,8 @@ class ToolActivities:
             shown = redact(shown)
         findings = scan_all(self._detectors, shown, source=f"tool:{call.tool.name}")
         status: ToolStatus = "error" if answer.is_error else "ok"
+        if answer.invalid_arguments:
+            status = "invalid_arguments"
         outcome = _outcome(call, status, shown, attempt, started).model_copy(
             update={
                 "chars": len(text),

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from security.injection import InjectionFinding
+from teams.tool_spec import McpServerSpec
 
 ToolKind = Literal["python", "mcp"]
 
@@ -135,6 +136,8 @@ class ToolCall(BaseModel):
     arguments: dict[str, Any] = Field(default_factory=dict)
     pii: Literal["allow", "redact", "block"] = "allow"
     """The team's PII policy, applied to the result before the model sees it."""
+    server: McpServerSpec | None = None
+    """The MCP server of an ``mcp`` tool, as the team declares it (secrets by name only)."""
     shared_controls: bool = True
     """Charge a priced tool to the fleet's daily budgets."""
 
@@ -231,6 +234,11 @@ class Conversation(BaseModel):
 
     system: str
     user_parts: list[str] = Field(description="The first user turn: stable, then volatile.")
+    task: str = Field(default="", description="The call's task, as the first turn had it.")
+    handoff: list[dict[str, Any]] = Field(
+        default_factory=list, description="The call's handoff items (``HandoffItem`` fields)."
+    )
+    feedback: list[str] = Field(default_factory=list)
     turns: list[ToolTurn] = Field(
         description="Every turn with tool calls; the last one's results are still to come."
     )

@@ -9,7 +9,7 @@ and the call:
 - a string named like a question (``query``, ``q``, ``question``, ``topic``,
   ``text``, ``search``, ``prompt``): the task's first line; ``timezone``: ``UTC``;
   an ``email``: the first e-mail address in the task; an order id
-  (``order_id``): the first ``A-1234``-shaped code in the task;
+  (``order_id``): the first ``A1234``- or ``A-1234``-shaped code in the task;
 - ``id`` (or ``*_id``) and ``ids``: ids from earlier results (``"id"`` keys of
   JSON results) or, failing that, cited in the handoff (``[doc-...]``);
 - a number or boolean: the same key in an earlier result (an order's
@@ -37,7 +37,7 @@ MAX_READS = 2
 
 _QUESTION_NAMES = ("query", "q", "question", "topic", "text", "search", "prompt")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_ORDER = re.compile(r"\b[A-Z]{1,3}-\d{3,8}\b")
+_ORDER = re.compile(r"\b[A-Z]{1,3}-?\d{3,8}\b")
 _CITED = re.compile(r"\[(doc-[a-z0-9-]+)\]")
 
 
@@ -170,10 +170,20 @@ def _earlier(name: str, results: list[str]) -> Any:
 
 
 def _json(content: str) -> Any:
-    try:
-        return json.loads(content)
-    except ValueError:
-        return None
+    """``content`` as JSON; several values one after another (one per line) as a list."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    index = 0
+    while index < len(content):
+        if content[index].isspace():
+            index += 1
+            continue
+        try:
+            value, index = decoder.raw_decode(content, index)
+        except ValueError:
+            return None if not values else values
+        values.append(value)
+    return values[0] if len(values) == 1 else (values or None)
 
 
 def _objects(value: Any) -> Iterator[dict[str, Any]]:

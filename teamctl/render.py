@@ -38,8 +38,12 @@ def seconds(ms: int | None) -> str:
     return "-" if ms is None else f"{ms / 1000:.1f}s"
 
 
-def cost_table(agents: Sequence[AgentTotals]) -> str:
-    """Per-agent calls, tokens, cost and latency, with a total row."""
+def cost_table(agents: Sequence[AgentTotals], tools: Sequence[ToolCallRecord] = ()) -> str:
+    """Per-agent calls, tokens, cost and latency; a row per tool used; a total row.
+
+    A tool's row counts its calls and what they cost (a priced tool) and took;
+    the total is the run's (tools included), as budgets charge it.
+    """
     rows = [
         [
             a.agent,
@@ -53,19 +57,35 @@ def cost_table(agents: Sequence[AgentTotals]) -> str:
         ]
         for a in agents
     ]
+    by_tool: dict[str, list[ToolCallRecord]] = {}
+    for record in tools:
+        by_tool.setdefault(record.tool, []).append(record)
+    rows += [
+        [
+            f"tool {name}",
+            str(len(records)),
+            "-",
+            "-",
+            "-",
+            "-",
+            format_usd(sum(r.cost_micro for r in records)),
+            seconds(sum(r.latency_ms for r in records)),
+        ]
+        for name, records in by_tool.items()
+    ]
     rows.append(
         [
             "total",
-            str(sum(a.calls for a in agents)),
+            str(sum(a.calls for a in agents) + len(tools)),
             str(sum(a.input_tokens for a in agents)),
             str(sum(a.output_tokens for a in agents)),
             str(sum(a.cache_creation_input_tokens for a in agents)),
             str(sum(a.cache_read_input_tokens for a in agents)),
-            format_usd(sum(a.cost_micro for a in agents)),
-            seconds(sum(a.latency_ms for a in agents)),
+            format_usd(sum(a.cost_micro for a in agents) + sum(r.cost_micro for r in tools)),
+            seconds(sum(a.latency_ms for a in agents) + sum(r.latency_ms for r in tools)),
         ]
     )
-    headers = ["agent", "calls", "in", "out", "cache w", "cache r", "cost", "model time"]
+    headers = ["agent", "calls", "in", "out", "cache w", "cache r", "cost", "time"]
     return table(headers, rows, right={1, 2, 3, 4, 5, 6, 7})
 
 
@@ -136,7 +156,7 @@ def status_text(status: TeamStatus) -> str:
     tools = (
         ["", tools_table(status.tool_calls, status.tool_calls_total)] if status.tool_calls else []
     )
-    return "\n".join([*head, *tools, "", cost_table(status.agents)])
+    return "\n".join([*head, *tools, "", cost_table(status.agents, status.tool_calls)])
 
 
 def result_text(result: TeamResult, *, reveal: bool = False, program: str = "teamctl") -> str:

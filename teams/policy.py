@@ -68,6 +68,13 @@ class RequestPolicy(BaseModel):
                 "team: inline team specs are not allowed by this deployment "
                 "(AGENT_TEAMS_INLINE_SPECS=false); name a team of its catalog"
             )
+        started = [m.name for m in spec.mcp_servers if m.command is not None]
+        if inline and started:
+            # A stdio server is a process the worker starts: a caller must not choose it.
+            raise RequestRefusedError(
+                f"team.mcp_servers: an inline spec may not start processes on the workers "
+                f"({', '.join(started)} has a command); use a url server, or a catalog team"
+            )
         charged = self.charged_tenant(tenant)
         check_budget(spec, budget_usd)
         return charged

@@ -74,6 +74,19 @@ async def running_worker(
     # this module's spec helpers (the unit tier) need not import.
     from worker.main import build_workers
 
+    opened = None
+    if tools is None:
+        # As production workers have them: the shipped toolsets and MCP servers
+        # (the research team's corpus), with state in a folder of this worker's own.
+        from worker.main import open_tools
+        from worker.settings import WorkerSettings
+
+        folder = Path(tempfile.mkdtemp(prefix="agent-teams-tools-"))
+        settings = WorkerSettings(
+            shop_db=folder / "shop.sqlite", blob_url=f"file:{folder / 'blobs'}"
+        )
+        opened = await open_tools(settings, None)
+        tools = opened.box
     workers = build_workers(
         client,
         deployment,
@@ -90,6 +103,8 @@ async def running_worker(
                 await running.enter_async_context(worker)
             yield chosen
     finally:
+        if opened is not None:
+            await opened.aclose()
         if own is not None:
             await own.aclose()
         if provider is not None:

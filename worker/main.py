@@ -16,6 +16,7 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -37,11 +38,18 @@ from providers.simulated import SimulatedConfig, SimulatedProvider
 from security.codec import EncryptionCodec, raw_arguments
 from security.injection import InjectionDetector
 from security.keyring import KeyRing
+from stores.blobs import open_blobs
 from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
 from stores.response_cache import ResponseCache
 from teams.catalog import Catalog
+from tools.mcp_sessions import McpSessions
+from tools.registry import ToolRegistry, load_toolsets
+from tools.safety import files_toolset
+from tools.secrets import ToolSecrets
+from tools.shop import shop_toolset
+from tools.worker_tools import WorkerTools
 from worker.connection import connect, connect_config, describe, project_data_converter
 from worker.deployment import Deployment
 from worker.search_attributes import ensure_search_attributes
@@ -305,6 +313,7 @@ async def _serve(
     cache = open_cache(settings.cache_url, keyring=_payload_keyring(client))
     deployment = settings.deployment()
     controls = open_controls(settings.controls_url) if deployment.cost_controls else None
+    tools = await open_tools(settings, _payload_keyring(client))
     workers = build_workers(
         client,
         deployment,
@@ -313,6 +322,7 @@ async def _serve(
         cache=cache,
         controls=controls,
         log_prompts=settings.log_prompts,
+        tools=tools.box,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -320,7 +330,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     log.info(
         "worker ready: task queue %s on %s, payloads: %s, provider: %s (%s), "
-        "controls store: %s, tracing: %s, metrics: %s, version: %s",
+        "controls store: %s, tracing: %s, metrics: %s, version: %s, tools: %s",
         settings.task_queue,
         server,
         _payloads(client),
@@ -330,6 +340,7 @@ async def _serve(
         settings.tracing.endpoint or settings.tracing.exporter,
         settings.metrics_address or settings.otlp_metrics_endpoint or "off",
         _version(deployment.version),
+        tools.describe(),
     )
     _warn_about(deployment)
     try:
@@ -339,10 +350,45 @@ async def _serve(
             await stop.wait()
             log.info("worker stopping")
     finally:
+        await tools.aclose()
         if cache is not None:
             await cache.aclose()
         if controls is not None:
             await controls.aclose()
+
+
+@dataclass
+class OpenTools:
+    """The worker's tools, opened: what ``build_workers`` takes, and what to close after."""
+
+    box: ToolBox
+    tools: WorkerTools
+
+    def describe(self) -> str:
+        """``python toolsets shop, files; blobs file:...`` for the start-up line."""
+        sources = ", ".join(self.tools.registry.sources) or "none"
+        sealed = "sealed" if self.box.blobs.sealed else "UNENCRYPTED"
+        return f"python toolsets {sources}, MCP servers from team files, blobs {sealed}"
+
+    async def aclose(self) -> None:
+        """Stop the MCP servers this worker started; release the blob store."""
+        await self.tools.aclose()
+        await self.box.blobs.aclose()
+
+
+async def open_tools(settings: WorkerSettings, keyring: KeyRing | None) -> OpenTools:
+    """The worker's tools from its settings: shipped and user toolsets, MCP sessions, blobs."""
+    toolsets = [shop_toolset(settings.shop_db)]
+    if settings.files_root is not None:
+        toolsets.append(files_toolset(settings.files_root))
+    toolsets += load_toolsets(settings.toolsets)
+    tools = WorkerTools(
+        registry=ToolRegistry(toolsets),
+        sessions=McpSessions(ToolSecrets(settings.tool_secrets_dir)),
+        secrets_dir=settings.tool_secrets_dir,
+    )
+    blobs = await open_blobs(settings.blob_url, keyring)
+    return OpenTools(box=ToolBox(resolver=tools, executor=tools, blobs=blobs), tools=tools)
 
 
 def _warn_about(deployment: Deployment) -> None:

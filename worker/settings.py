@@ -46,6 +46,7 @@ from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
 from security.approvers import ApproverRegistry
+from stores.blobs import DEFAULT_BLOB_URL
 from stores.controls.factory import DEFAULT_CONTROLS_URL
 from teams.breakers import BreakerSettings
 from teams.catalog import (
@@ -175,6 +176,16 @@ class WorkerSettings(BaseModel):
     """Where a request without a tenant is charged (must be in ``tenants`` if listed)."""
     require_encrypted_input: bool = False
     """Refuse inputs and decisions that reach the worker unencrypted (encryption on)."""
+    toolsets: str = ""
+    """``MODULE:ATTRIBUTE`` of each Python toolset of the user's, comma-separated."""
+    tool_secrets_dir: Path | None = None
+    """The folder of the tools' secret files (one file per secret, named after it)."""
+    files_root: Path | None = None
+    """The folder the ``files`` toolset reads (not offered without one)."""
+    shop_db: Path = Path(".temporal/shop.sqlite")
+    """The demo ``shop`` toolset's orders database (created on first use)."""
+    blob_url: str = DEFAULT_BLOB_URL
+    """Where large tool results and tool conversations live (``file:PATH`` or ``s3://BUCKET``)."""
     approvals: ApprovalMode = "open"
     approvers_path: Path | None = None
     log_format: LogFormat = "json"
@@ -341,6 +352,11 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_TENANTS": "tenants",
     "AGENT_TEAMS_DEFAULT_TENANT": "default_tenant",
     "AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT": "require_encrypted_input",
+    "AGENT_TEAMS_TOOLSETS": "toolsets",
+    "AGENT_TEAMS_TOOL_SECRETS_DIR": "tool_secrets_dir",
+    "AGENT_TEAMS_FILES_ROOT": "files_root",
+    "AGENT_TEAMS_SHOP_DB": "shop_db",
+    "AGENT_TEAMS_BLOB_URL": "blob_url",
     "AGENT_TEAMS_APPROVALS": "approvals",
     "AGENT_TEAMS_APPROVERS_FILE": "approvers_path",
     "AGENT_TEAMS_LOG_FORMAT": "log_format",

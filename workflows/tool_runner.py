@@ -52,7 +52,9 @@ with workflow.unsafe.imports_passed_through():
 
 TOOL_POINT_PREFIX = "tool"
 """Approval points of tool calls are named ``tool-<n>-<first 16 hex of the arguments hash>``."""
-NON_RETRYABLE_TOOL_ERRORS = ["ToolUnavailable", "InvalidToolArguments"]
+NON_RETRYABLE_TOOL_ERRORS = ["ToolNotFound", "ToolSecretMissing", "InvalidToolArguments"]
+"""What no retry can fix: a tool or secret the worker lacks. (``ToolUnavailable``, a
+server still starting or briefly down, is retried: the call did not run.)"""
 
 
 class ToolRunner:
@@ -182,6 +184,7 @@ class ToolRunner:
             arguments=use.input,
             pii=call.pii,
             shared_controls=call.shared_controls,
+            server=self._run.team.spec.mcp_server(tool.source) if tool.kind == "mcp" else None,
         )
 
     def _not_allowed(

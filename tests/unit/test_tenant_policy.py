@@ -48,3 +48,16 @@ def test_known_tenants_come_from_the_list_or_else_from_the_budgets_file() -> Non
         budgeted.charged_tenant("acme")
     # A default daily limit without names: any name, each with that limit.
     assert RequestPolicy(tenant_budgets=True).known_tenants() is None
+
+
+def test_an_inline_spec_may_not_start_processes_on_the_workers() -> None:
+    from teams.errors import RequestRefusedError as Refused
+    from teams.spec import TeamSpec
+    from tests.support import team_data
+
+    data = team_data("support")
+    data["mcp_servers"] = [{"name": "box", "command": ["python", "-m", "evil"]}]
+    spec = TeamSpec.model_validate(data)
+    with pytest.raises(Refused, match=r"^team.mcp_servers: an inline spec may not start processes"):
+        RequestPolicy().check(spec=spec, inline=True, tenant=None, budget_usd=None)
+    assert RequestPolicy().check(spec=spec, inline=False, tenant=None, budget_usd=None) is None
