@@ -23,7 +23,9 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -131,7 +133,7 @@ class ToolActivities:
             return charged
         key = f"{info.workflow_run_id}/{call.call_id}"
         try:
-            answer = await self._executor.execute(call, idempotency_key=key)
+            answer = await _heartbeating(self._executor.execute(call, idempotency_key=key))
         except ToolRunError as err:
             await self._settle(call, info, charged)
             span.failed(err.kind)
@@ -230,6 +232,26 @@ class ToolActivities:
                 tenant_limit_micro=self._budgets.for_tenant(call.tenant) if call.tenant else None,
             )
         )
+
+
+async def _heartbeating(running: Awaitable[ToolAnswer]) -> ToolAnswer:
+    """``running``'s answer, heartbeating meanwhile.
+
+    A dead worker's call is then noticed in seconds (the heartbeat timeout), not
+    at the end of the tool's whole timeout.
+    """
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        return await running
+    task = asyncio.ensure_future(running)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=timeout.total_seconds() / 3)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    finally:
+        task.cancel()
 
 
 def argument_problems(call: ToolCall) -> str | None:

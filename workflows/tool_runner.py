@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
 
 TOOL_POINT_PREFIX = "tool"
 """Approval points of tool calls are named ``tool-<n>-<first 16 hex of the arguments hash>``."""
+TOOL_HEARTBEAT_S = 10.0
+"""A tool call's heartbeat timeout (or its whole timeout, if shorter)."""
 NON_RETRYABLE_TOOL_ERRORS = ["ToolNotFound", "ToolSecretMissing", "InvalidToolArguments"]
 """What no retry can fix: a tool or secret the worker lacks. (``ToolUnavailable``, a
 server still starting or briefly down, is retried: the call did not run.)"""
@@ -155,6 +157,8 @@ class ToolRunner:
                 activity_id=tool_call.call_id.removeprefix(f"{workflow.info().workflow_id}/"),
                 summary=f"tool · {tool.name}",
                 start_to_close_timeout=timedelta(seconds=tool.timeout_s),
+                # call_tool heartbeats while the tool runs: a dead worker is noticed soon.
+                heartbeat_timeout=timedelta(seconds=min(tool.timeout_s, TOOL_HEARTBEAT_S)),
                 schedule_to_close_timeout=timedelta(
                     seconds=tool.timeout_s * tool.retry.maximum_attempts * 2 + 60
                 ),
