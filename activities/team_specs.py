@@ -106,9 +106,14 @@ class TeamSpecActivities:
         except TeamSpecError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         inline = not isinstance(ref.team, str)
+        servers = await asyncio.to_thread(self._catalog.mcp_servers) if inline else []
         try:
             charged = self._policy.check(
-                spec=resolved.spec, inline=inline, tenant=ref.tenant, budget_usd=ref.budget_usd
+                spec=resolved.spec,
+                inline=inline,
+                tenant=ref.tenant,
+                budget_usd=ref.budget_usd,
+                catalog_servers=servers,
             )
         except RequestRefusedError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err

@@ -40,7 +40,7 @@ from teams.releases import (
     released_versions,
     version_key,
 )
-from teams.spec import AgentSpec, RouterStage, TeamSpec
+from teams.spec import AgentSpec, McpServerSpec, RouterStage, TeamSpec
 from teams.toml_files import problem_text, read_toml
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -77,6 +77,16 @@ class Catalog:
     def pin_of(self, name: str) -> Pin | None:
         """The pin holding team ``name`` at an earlier release, if any."""
         return read_pins(self.pins_file).teams.get(name)
+
+    def mcp_servers(self) -> list[McpServerSpec]:
+        """Every MCP server the catalog's teams declare (their current versions)."""
+        servers: list[McpServerSpec] = []
+        for name in self.team_names():
+            try:
+                servers += self.load_team(name).mcp_servers
+            except TeamSpecError:
+                continue  # a broken team file is refused when it is run, not here
+        return servers
 
     def versions_of(self, name: str) -> list[str]:
         """Every version of team ``name`` the catalog can run, oldest first."""

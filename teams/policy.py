@@ -10,7 +10,7 @@ team (``load_team_spec``); ``teamctl`` checks them too, before starting anything
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from security.injection import InjectionDetector, InjectionFinding, scan_all
 from security.pii import find_pii
 from teams.errors import INJECTION_REJECTED, PII_BLOCKED, RequestRefusedError
-from teams.spec import TeamSpec
+from teams.spec import McpServerSpec, TeamSpec
 
 
 class RequestPolicy(BaseModel):
@@ -60,20 +60,38 @@ class RequestPolicy(BaseModel):
         return None
 
     def check(
-        self, *, spec: TeamSpec, inline: bool, tenant: str | None, budget_usd: Decimal | None
+        self,
+        *,
+        spec: TeamSpec,
+        inline: bool,
+        tenant: str | None,
+        budget_usd: Decimal | None,
+        catalog_servers: Collection[McpServerSpec] = (),
     ) -> str | None:
-        """The tenant the run is charged to; :class:`RequestRefusedError` names a refused field."""
+        """The tenant the run is charged to; :class:`RequestRefusedError` names a refused field.
+
+        ``catalog_servers``: the MCP servers the catalog's own teams declare; the only
+        stdio servers an inline spec may use (the same command and environment).
+        """
         if inline and not self.inline_specs:
             raise RequestRefusedError(
                 "team: inline team specs are not allowed by this deployment "
                 "(AGENT_TEAMS_INLINE_SPECS=false); name a team of its catalog"
             )
-        started = [m.name for m in spec.mcp_servers if m.command is not None]
+        known = {(tuple(m.command or ()), tuple(sorted(m.env.items()))) for m in catalog_servers}
+        started = [
+            m.name
+            for m in spec.mcp_servers
+            if m.command is not None
+            and (tuple(m.command), tuple(sorted(m.env.items()))) not in known
+        ]
         if inline and started:
-            # A stdio server is a process the worker starts: a caller must not choose it.
+            # A stdio server is a process the worker starts: a caller may not choose one,
+            # only use one a catalog team already runs (same command, same environment).
             raise RequestRefusedError(
                 f"team.mcp_servers: an inline spec may not start processes on the workers "
-                f"({', '.join(started)} has a command); use a url server, or a catalog team"
+                f"({', '.join(started)} has a command no catalog team runs); use a url "
+                "server, one of the catalog's, or a catalog team"
             )
         charged = self.charged_tenant(tenant)
         check_budget(spec, budget_usd)

@@ -78,7 +78,7 @@ async def running_worker(
     if tools is None:
         # As production workers have them: the shipped toolsets and MCP servers
         # (the research team's corpus), with state in a folder of this worker's own.
-        from worker.main import open_tools
+        from tools.worker_tools import open_tools
         from worker.settings import WorkerSettings
 
         folder = Path(tempfile.mkdtemp(prefix="agent-teams-tools-"))

@@ -27,15 +27,21 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.tool_calls import ToolAnswer, ToolRunError
+from activities.tool_calls import ToolAnswer, ToolBox, ToolRunError
 from contracts.tools import ToolCall, ToolDefinition
+from security.keyring import KeyRing
+from stores.blobs import open_blobs
 from teams.spec import TeamSpec
 from tools.context import ToolSecretError
 from tools.errors import ToolCallError, ToolTimeout, ToolUnavailable
 from tools.mcp_definitions import mcp_definitions
 from tools.mcp_sessions import McpSessions
 from tools.python_definitions import InvalidToolArguments
-from tools.registry import ToolError, ToolNotFoundError, ToolRegistry
+from tools.registry import ToolError, ToolNotFoundError, ToolRegistry, load_toolsets
+from tools.safety import files_toolset
+from tools.secrets import ToolSecrets
+from tools.shop import shop_toolset
+from worker.settings import WorkerSettings
 
 IDEMPOTENCY_META = "io.agentteams/idempotency-key"
 """The ``_meta`` key an MCP server finds a call's idempotency key under."""
@@ -130,3 +136,37 @@ def _shown(text: str, structured: object) -> str:
     if isinstance(structured, dict) and set(structured) == {"result"}:
         structured = structured["result"]
     return json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class OpenTools:
+    """The worker's tools, opened: what ``build_workers`` takes, and what to close after."""
+
+    box: ToolBox
+    tools: WorkerTools
+
+    def describe(self) -> str:
+        """``python toolsets shop, files; blobs file:...`` for the start-up line."""
+        sources = ", ".join(self.tools.registry.sources) or "none"
+        sealed = "sealed" if self.box.blobs.sealed else "UNENCRYPTED"
+        return f"python toolsets {sources}, MCP servers from team files, blobs {sealed}"
+
+    async def aclose(self) -> None:
+        """Stop the MCP servers this worker started; release the blob store."""
+        await self.tools.aclose()
+        await self.box.blobs.aclose()
+
+
+async def open_tools(settings: WorkerSettings, keyring: KeyRing | None) -> OpenTools:
+    """The worker's tools from its settings: shipped and user toolsets, MCP sessions, blobs."""
+    toolsets = [shop_toolset(settings.shop_db)]
+    if settings.files_root is not None:
+        toolsets.append(files_toolset(settings.files_root))
+    toolsets += load_toolsets(settings.toolsets)
+    tools = WorkerTools(
+        registry=ToolRegistry(toolsets),
+        sessions=McpSessions(ToolSecrets(settings.tool_secrets_dir)),
+        secrets_dir=settings.tool_secrets_dir,
+    )
+    blobs = await open_blobs(settings.blob_url, keyring)
+    return OpenTools(box=ToolBox(resolver=tools, executor=tools, blobs=blobs), tools=tools)

@@ -16,7 +16,6 @@ import logging
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -38,18 +37,11 @@ from providers.simulated import SimulatedConfig, SimulatedProvider
 from security.codec import EncryptionCodec, raw_arguments
 from security.injection import InjectionDetector
 from security.keyring import KeyRing
-from stores.blobs import open_blobs
 from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
 from stores.response_cache import ResponseCache
 from teams.catalog import Catalog
-from tools.mcp_sessions import McpSessions
-from tools.registry import ToolRegistry, load_toolsets
-from tools.safety import files_toolset
-from tools.secrets import ToolSecrets
-from tools.shop import shop_toolset
-from tools.worker_tools import WorkerTools
 from worker.connection import connect, connect_config, describe, project_data_converter
 from worker.deployment import Deployment
 from worker.search_attributes import ensure_search_attributes
@@ -313,6 +305,9 @@ async def _serve(
     cache = open_cache(settings.cache_url, keyring=_payload_keyring(client))
     deployment = settings.deployment()
     controls = open_controls(settings.controls_url) if deployment.cost_controls else None
+    # Imported here: the MCP client brings an HTTP stack no workflow module may load.
+    from tools.worker_tools import open_tools
+
     tools = await open_tools(settings, _payload_keyring(client))
     workers = build_workers(
         client,
@@ -355,40 +350,6 @@ async def _serve(
             await cache.aclose()
         if controls is not None:
             await controls.aclose()
-
-
-@dataclass
-class OpenTools:
-    """The worker's tools, opened: what ``build_workers`` takes, and what to close after."""
-
-    box: ToolBox
-    tools: WorkerTools
-
-    def describe(self) -> str:
-        """``python toolsets shop, files; blobs file:...`` for the start-up line."""
-        sources = ", ".join(self.tools.registry.sources) or "none"
-        sealed = "sealed" if self.box.blobs.sealed else "UNENCRYPTED"
-        return f"python toolsets {sources}, MCP servers from team files, blobs {sealed}"
-
-    async def aclose(self) -> None:
-        """Stop the MCP servers this worker started; release the blob store."""
-        await self.tools.aclose()
-        await self.box.blobs.aclose()
-
-
-async def open_tools(settings: WorkerSettings, keyring: KeyRing | None) -> OpenTools:
-    """The worker's tools from its settings: shipped and user toolsets, MCP sessions, blobs."""
-    toolsets = [shop_toolset(settings.shop_db)]
-    if settings.files_root is not None:
-        toolsets.append(files_toolset(settings.files_root))
-    toolsets += load_toolsets(settings.toolsets)
-    tools = WorkerTools(
-        registry=ToolRegistry(toolsets),
-        sessions=McpSessions(ToolSecrets(settings.tool_secrets_dir)),
-        secrets_dir=settings.tool_secrets_dir,
-    )
-    blobs = await open_blobs(settings.blob_url, keyring)
-    return OpenTools(box=ToolBox(resolver=tools, executor=tools, blobs=blobs), tools=tools)
 
 
 def _warn_about(deployment: Deployment) -> None:

@@ -61,3 +61,15 @@ def test_an_inline_spec_may_not_start_processes_on_the_workers() -> None:
     with pytest.raises(Refused, match=r"^team.mcp_servers: an inline spec may not start processes"):
         RequestPolicy().check(spec=spec, inline=True, tenant=None, budget_usd=None)
     assert RequestPolicy().check(spec=spec, inline=False, tenant=None, budget_usd=None) is None
+    # One the catalog already runs (same command and environment) is allowed...
+    known = [spec.mcp_servers[0].model_copy(update={"name": "theirs"})]
+    check = {"inline": True, "tenant": None, "budget_usd": None, "catalog_servers": known}
+    assert RequestPolicy().check(spec=spec, **check) is None
+    # ...but not with an environment of the caller's.
+    tampered = spec.model_copy(
+        update={
+            "mcp_servers": [spec.mcp_servers[0].model_copy(update={"env": {"LD_PRELOAD": "x"}})]
+        }
+    )
+    with pytest.raises(Refused, match="has a command no catalog team runs"):
+        RequestPolicy().check(spec=tampered, **check)
