@@ -28,8 +28,12 @@ pytestmark = pytest.mark.unit
 def test_shipped_teams_resolve(catalog: Catalog) -> None:
     assert catalog.team_names() == ["code-review", "research", "support"]
     research = catalog.resolve("research")
-    assert research.spec.version == "1"
-    assert research.prompts["writer"].ref.version == "v2"
+    assert research.spec.version == "2"
+    assert research.prompts["writer"].ref.version == "v3"
+    assert [(m.name, m.command) for m in research.spec.mcp_servers] == [
+        ("corpus", ["python", "-m", "tools.corpus"])
+    ]
+    assert catalog.versions_of("research") == ["1", "2"]
     assert research.prompts["writer"].text.startswith("You are the writer")
     assert sorted(research.prices) == ["claude-haiku-4-5", "claude-sonnet-4-6"]
     assert research.prices["claude-sonnet-4-6"].output == 15_000_000
