@@ -31,13 +31,13 @@ WRITER_V2 = 'model = "claude-sonnet-4-5"\n# The fallback'
 
 
 def _deployment(folder: Path) -> Catalog:
-    """research v2 current, v1 kept under releases/."""
+    """research v2 current (its writer on another model), v1 kept under releases/."""
     shipped = (SHIPPED_TEAMS_DIR / "research.toml").read_text()
-    assert WRITER_V1 in shipped
+    assert WRITER_V1 in shipped and 'version = "2"' in shipped
     (folder / "releases" / "research").mkdir(parents=True)
-    shutil.copy(SHIPPED_TEAMS_DIR / "research.toml", folder / "releases" / "research" / "1.toml")
-    current = shipped.replace('version = "1"', 'version = "2"', 1).replace(WRITER_V1, WRITER_V2)
-    (folder / "research.toml").write_text(current)
+    release = SHIPPED_TEAMS_DIR / "releases" / "research" / "1.toml"
+    shutil.copy(release, folder / "releases" / "research" / "1.toml")
+    (folder / "research.toml").write_text(shipped.replace(WRITER_V1, WRITER_V2))
     base = Catalog.shipped()
     return Catalog(
         teams_dirs=(folder, *base.teams_dirs),
