@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from teamctl.devserver import temporal_binary
@@ -116,3 +117,14 @@ async def temporal_start(
         input_json,
     )
     assert code == 0, f"temporal workflow start {workflow_id} failed: {err}"
+
+
+async def polled(client: Client, task_queue: str, *, attempts: int = 600) -> None:
+    """Return once a worker polls ``task_queue`` (a worker process takes seconds to start)."""
+    from teamctl.runs import workers_polling
+
+    for _ in range(attempts):
+        if await workers_polling(client, task_queue):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no worker ever polled {task_queue}")

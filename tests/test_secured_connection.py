@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
-from tests.processes import ROOT, address_of, run_async, worker_process
+from tests.processes import ROOT, address_of, polled, run_async, worker_process
 from tests.tls_proxy import Certificates, TlsProxy, make_certificates
 from worker.connection import connect, connect_config, describe
 
@@ -52,6 +52,7 @@ async def test_configured_worker_and_teamctl_run_a_team_over_mtls(
     log = tmp_path / "worker.log"
     worker = worker_process(env, task_queue, log, **settings)
     try:
+        await polled(env.client, task_queue)  # teamctl run says so when no worker polls yet
         inherited = {
             k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "TEMPORAL_"))
         }
