@@ -205,7 +205,9 @@ async def _replays_on(workflow: type, handle: WorkflowHandle[Any, TeamResult]) -
 
 
 def _research(comment: str) -> tuple[Any, ...]:
-    agents = ["researcher", "writer", "reviewer", "writer", "reviewer"]
+    # research v2: the researcher's three turns (search, read, answer), each review two
+    # (check the citations, then the verdict).
+    agents = ["researcher"] * 3 + ["writer", "reviewer", "reviewer"] * 2
     return (
         RunStatus.COMPLETED,
         [(a, CallStatus.SUCCEEDED) for a in agents],
