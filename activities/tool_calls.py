@@ -124,7 +124,11 @@ class ToolActivities:
         span = ToolSpan(call, info.attempt)
         problems = argument_problems(call)
         if problems is not None:
-            outcome = _outcome(call, "invalid_arguments", problems, info.attempt, started)
+            # The problems quote the arguments, which hold the originals of the
+            # placeholders the model wrote: the model is shown placeholders again.
+            shown, redacted = _pii_screened(call, problems)
+            outcome = _outcome(call, "invalid_arguments", shown, info.attempt, started)
+            outcome = outcome.model_copy(update={"pii_redacted": redacted})
             span.ended(outcome)
             return outcome
         charged = await self._reserve(call, info)
@@ -140,8 +144,11 @@ class ToolActivities:
             activity.logger.warning(
                 "tool %s could not run: %s (attempt %d)", call.tool.name, err.kind, info.attempt
             )
+            # The message reaches the model (as the tool's error result) and the
+            # run's history: PII replaced as in a result.
+            message, _ = _pii_screened(call, f"{call.tool.name}: {err}")
             raise ApplicationError(
-                f"{call.tool.name}: {err}",
+                message,
                 type=err.kind,
                 non_retryable=not (err.retryable and call.tool.retried),
             ) from None
@@ -161,10 +168,7 @@ class ToolActivities:
         shown = text[:limit] + (
             f"\n[... {len(text) - limit} more characters not shown]" if truncated else ""
         )
-        redacted = 0
-        if call.pii == "redact":
-            redacted = len(find_pii(shown))
-            shown = redact(shown)
+        shown, redacted = _pii_screened(call, shown)
         findings = scan_all(self._detectors, shown, source=f"tool:{call.tool.name}")
         status: ToolStatus = "error" if answer.is_error else "ok"
         if answer.invalid_arguments:
@@ -268,6 +272,17 @@ def argument_problems(call: ToolCall) -> str | None:
         for e in errors[:MAX_ARGUMENT_PROBLEMS]
     )
     return f"invalid arguments for {call.tool.name}: {named}"
+
+
+def _pii_screened(call: ToolCall, text: str) -> tuple[str, int]:
+    """``text`` as a model of ``call``'s team may read it, and how many PII values it hid.
+
+    In a team with ``pii = "redact"`` everything a tool call sends back to the model
+    (its result, an argument problem, why it could not run) has PII replaced.
+    """
+    if call.pii != "redact":
+        return text, 0
+    return redact(text), len(find_pii(text))
 
 
 def preview(text: str) -> str:

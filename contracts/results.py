@@ -139,8 +139,11 @@ class AgentTotals(WithUsage):
     model_config = ConfigDict(frozen=True)
 
     agent: str
-    state: AgentState
-    calls: int = 0
+    state: AgentState = Field(
+        description="'running' from a call's first model turn until its final answer "
+        "(through its tool calls and their approvals); 'done' once it answered."
+    )
+    calls: int = Field(default=0, description="Model calls made (each turn of a tool loop).")
     fallbacks: int = Field(default=0, description="Fallback activations for this agent.")
     cost_micro: int = 0
     latency_ms: int = 0

@@ -265,12 +265,20 @@ async def test_direct_injections_in_the_task(
         handles = [await start(client, task_queue, _team(policy), text) for _, text in cases]
         outcomes = await asyncio.gather(*(_outcome(handle) for handle in handles))
 
+    # research v2's researcher searches the corpus with the task (the stand-in calls
+    # its first tool once, then answers): results clean of injections.
+    searched = [("corpus.search", "ok", [])]
     for (rules, text), outcome in zip(cases, outcomes, strict=True):
         if not rules:
             assert isinstance(outcome, TeamResult), text
             assert (outcome.status, outcome.injections) == (RunStatus.COMPLETED, []), text
+            tools = [(t.tool, t.status, t.injection_rules) for t in outcome.tool_calls]
+            assert tools == searched, text
         elif policy == "flag":
             assert isinstance(outcome, TeamResult) and outcome.status is RunStatus.COMPLETED
+            # Flagged, the task goes on to the model, and to its tool as the query.
+            tools = [(t.tool, t.status, t.injection_rules) for t in outcome.tool_calls]
+            assert tools == searched, text
             task, *echoes = outcome.injections
             assert (task.source, task.call_id, task.action) == ("task", None, "flagged")
             assert _rules(task) == rules, text
@@ -280,20 +288,21 @@ async def test_direct_injections_in_the_task(
                 ("writer", "flagged"),
             }
         elif policy == "quarantine":
-            # Nothing was sent to any model: the task waits for its review first.
-            assert outcome == ("review injection-review-1 by ['editor']", 0), text
+            # Nothing was sent to any model or tool: the task waits for its review first.
+            assert outcome == ("review injection-review-1 by ['editor']", 0, 0), text
         else:
             assert isinstance(outcome, ApplicationError), text
             assert outcome.type == INJECTION_REJECTED
             assert f"the task looks like a prompt injection ({', '.join(rules)})" in str(outcome)
     if policy == "reject":
-        # Refused before any call: the stand-in saw only the benign runs.
-        assert len(standin.messages()) == 2 * len(LOOKALIKES)
+        # Refused before any call: the stand-in saw only the benign runs, three model
+        # calls each (the researcher's search turn and answer, the writer's draft).
+        assert len(standin.messages()) == 3 * len(LOOKALIKES)
 
 
 async def _outcome(
     handle: WorkflowHandle[Any, TeamResult],
-) -> TeamResult | tuple[str, int] | ApplicationError:
+) -> TeamResult | tuple[str, int, int] | ApplicationError:
     try:
         settled = await _settle(handle)
     except WorkflowFailureError as failure:
@@ -302,7 +311,7 @@ async def _outcome(
     if isinstance(settled, str):
         status = await status_of(handle)
         await handle.terminate("test over")
-        return settled, status.calls
+        return settled, status.calls, status.tool_calls_total
     return settled
 
 

@@ -11,6 +11,7 @@ import signal
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -18,9 +19,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.approvals import Decision
 from contracts.results import TeamResult
+from contracts.run_interface import REJECT_SIGNAL
 from tests.processes import ROOT, address_of, shown_teamctl
-from tests.support import awaiting_approval, running_worker, start, status_of
+from tests.support import (
+    agent,
+    awaiting_approval,
+    inline_team,
+    running_worker,
+    start,
+    status_of,
+)
 from worker.telemetry import tracing_interceptor
 
 LATENCY = {"researcher": 0.6, "writer": 1.5, "reviewer": 0.2}
@@ -88,12 +98,15 @@ async def test_progress_shows_each_agent_and_its_output_as_it_finishes(
             shown.append((shown[-1][0], "output"))
         elif line.startswith("    "):
             shown.append((line.split()[0], line.split()[1]))
-    # The first thing shown is the researcher at work, then its output as it lands.
-    assert shown[:3] == [
-        ("researcher", "running"),
-        ("researcher", "done"),
-        ("researcher", "output"),
-    ]
+    # The first thing shown is the researcher at work (through its tool turns: the
+    # lines in between, as polls see its calls go up, say "running" too), then done,
+    # then its output as it lands.
+    researcher = shown[: shown.index(("researcher", "output")) + 1]
+    assert researcher[0] == ("researcher", "running")
+    assert set(researcher[:-2]) == {("researcher", "running")}
+    assert researcher[-2:] == [("researcher", "done"), ("researcher", "output")]
+    done = next(line for line in lines if line.startswith("    researcher                 done"))
+    assert done.split()[2:4] == ["3", "calls"]  # search, read, answer
     # Every output is shown once, as it lands: one research note, two drafts, two reviews.
     outputs = [agent for agent, kind in shown if kind == "output"]
     assert outputs == ["researcher", "writer", "reviewer", "writer", "reviewer"], "\n".join(lines)
@@ -106,9 +119,12 @@ async def test_a_status_never_shows_a_call_done_without_its_output(
     env: WorkflowEnvironment, task_queue: str
 ) -> None:
     # The display shows an output when it sees an agent's output count go up; so
-    # the status must never count an answered call before its output is in. Poll as
-    # fast as queries go, through the daily ledgers' settlement after each call.
-    shown: dict[tuple[str, int], set[str | None]] = {}
+    # the status must never show an agent done before its answer's output is in.
+    # An agent's call may be several model turns (tools run between them): it is
+    # "running" until its final answer. Poll as fast as queries go, through the
+    # daily ledgers' settlement after each call and the tool calls between turns.
+    shown: dict[tuple[str, int, int], set[str | None]] = {}  # (agent, calls, outputs)
+    researching: set[tuple[int, int]] = set()  # the researcher's (calls, outputs) at work
     async with running_worker(env.client, task_queue, latency_s=LATENCY, latency_scale=1.0):
         handle = await start(env.client, task_queue, "research", "Why durable agents?")
         polls = 0
@@ -117,24 +133,64 @@ async def test_a_status_never_shows_a_call_done_without_its_output(
             polls += 1
             for agent in status.agents:
                 if agent.state == "done":
-                    assert agent.outputs == agent.calls, agent
-                    shown.setdefault((agent.agent, agent.calls), set()).add(agent.last_output)
+                    key = (agent.agent, agent.calls, agent.outputs)
+                    shown.setdefault(key, set()).add(agent.last_output)
+                elif agent.state == "running" and agent.agent == "researcher":
+                    researching.add((agent.calls, agent.outputs))
             if status.phase == "awaiting_approval":
                 break
 
     assert polls > 20
+    # Done only with an answer: the researcher after its three turns (search, read,
+    # answer), the reviewer after each review's two (check the citations, verdict).
     assert sorted(shown) == [
-        ("researcher", 1),
-        ("reviewer", 1),
-        ("reviewer", 2),
-        ("writer", 1),
-        ("writer", 2),
+        ("researcher", 3, 1),
+        ("reviewer", 2, 1),
+        ("reviewer", 4, 2),
+        ("writer", 1, 1),
+        ("writer", 2, 2),
     ]
-    for (agent, calls), outputs in shown.items():
-        assert len(outputs) == 1 and None not in outputs, (agent, calls, outputs)
+    # Between its turns (each 0.6 s of model time), the researcher was at work.
+    assert researching == {(0, 0), (1, 0), (2, 0)}
+    for key, outputs in shown.items():
+        assert len(outputs) == 1 and None not in outputs, (key, outputs)
     # Each answered call showed its own output: the writer's revision is not its first draft.
-    assert shown[("writer", 1)] != shown[("writer", 2)]
-    assert shown[("reviewer", 2)] == {"score 8/10 (pass)"}
+    assert shown[("writer", 1, 1)] != shown[("writer", 2, 2)]
+    assert shown[("reviewer", 4, 2)] == {"score 8/10 (pass)"}
+
+
+REFUND = "Please refund order A1003, amount_cents 5000: I was charged twice"
+
+
+async def test_an_agent_waiting_for_its_tools_approval_is_still_at_work(
+    env: WorkflowEnvironment, task_queue: str
+) -> None:
+    # support v2's billing specialist, offered the refund tool alone: its first turn
+    # asks for a refund, which waits for the support lead. Its turn is recorded, but
+    # it has not answered: it is running, with no output.
+    def refund_only(data: dict[str, Any]) -> None:
+        agent(data, "billing-specialist")["tools"] = ["shop.refund"]
+
+    spec = inline_team("support", refund_only)
+    async with running_worker(env.client, task_queue):
+        handle = await start(env.client, task_queue, spec, REFUND)
+        status = await awaiting_approval(handle)
+        await handle.signal(REJECT_SIGNAL, Decision(approver="support-lead", comment="no"))
+        result = await handle.result()
+
+    assert status.pending_approval is not None and status.pending_approval.tool is not None
+    assert status.pending_approval.tool.tool == "shop.refund"
+    specialist = next(a for a in status.agents if a.agent == "billing-specialist")
+    assert (specialist.state, specialist.calls, specialist.outputs) == ("running", 1, 0)
+    assert specialist.last_output is None
+    assert [c.stop_reason for c in result.calls if c.agent == "billing-specialist"] == [
+        "tool_use",
+        "end_turn",
+    ]
+    (refund,) = result.tool_calls
+    assert (refund.tool, refund.status) == ("shop.refund", "rejected")
+    done = next(a for a in result.agents if a.agent == "billing-specialist")
+    assert (done.state, done.calls, done.outputs) == ("done", 2, 1)
 
 
 async def test_ctrl_c_stops_following_and_the_run_goes_on(
@@ -160,7 +216,9 @@ async def test_ctrl_c_stops_following_and_the_run_goes_on(
         )
     )
     assert "Traceback" not in err.decode()
-    assert status.calls == 5
+    # Nine model turns (the researcher's three, the writer's two, two per review)
+    # and five tool calls (search, two reads, a citation check per review).
+    assert (status.calls, status.tool_calls_total) == (9, 5)
 
 
 async def test_a_run_started_by_teamctl_is_one_trace_with_the_workers_spans(

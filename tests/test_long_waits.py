@@ -2,9 +2,9 @@
 worker restart and a Temporal server restart, and days of waiting with its
 worker replaced midway, then finishes exactly as an undisturbed run would.
 
-After the wait nothing done before it is done again: no model call that had
-finished runs a second time (the simulated provider's journal, and the activity
-events in history, are the same before and after the wait), the run's cost is
+After the wait nothing done before it is done again: no model call or tool call
+that had finished runs a second time (the simulated provider's journal, and the
+activity events in history, are the same before and after the wait), the run's cost is
 the sum of its calls' costs, and the day's ledger in the controls store holds
 that cost exactly once.
 
@@ -64,14 +64,30 @@ from workflows.agent_team import WORKFLOW_NAME
 
 TASK = "Summarise the case for durable execution of agent teams"
 RESEARCH_CALLS = [
-    ("research", "researcher", 1),
+    ("research", "researcher", 1),  # asks to search the corpus
+    ("research", "researcher", 1),  # asks to read two documents
+    ("research", "researcher", 1),  # its findings
     ("write", "writer", 1),
-    ("review", "reviewer", 1),
+    ("review", "reviewer", 1),  # asks to check the cited ids
+    ("review", "reviewer", 1),  # its verdict
     ("review", "writer", 2),
     ("review", "reviewer", 2),
+    ("review", "reviewer", 2),
 ]
-"""The research team's calls on this task, all made before its approval point."""
+"""The research team's model calls on this task (research v2: the researcher's
+three turns, two per review), all made before its approval point."""
 CALL_AGENT = "call_agent"
+CALL_TOOL = "call_tool"
+RESEARCH_ACTIVITIES = [
+    *(CALL_AGENT, CALL_TOOL, CALL_AGENT, CALL_TOOL, CALL_TOOL, CALL_AGENT),  # researcher
+    CALL_AGENT,  # writer
+    *(CALL_AGENT, CALL_TOOL, CALL_AGENT),  # reviewer
+    CALL_AGENT,  # writer
+    *(CALL_AGENT, CALL_TOOL, CALL_AGENT),  # reviewer
+]
+"""The run's activities in order: a model turn is a call_agent, a tool call a call_tool."""
+RESEARCH_TOOLS = ["corpus.exists", "corpus.exists", "corpus.read", "corpus.read", "corpus.search"]
+"""The run's tool calls (sorted: the two reads run in parallel)."""
 ACTIVITY_EVENTS = frozenset(
     {
         EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
@@ -169,14 +185,22 @@ def _succeeded_once() -> list[tuple[str, str, int, CallStatus, int | None]]:
 
 
 def _assert_waited_without_redoing(before: list[HistoryEvent], after: list[HistoryEvent]) -> None:
-    """History up to the wait is unchanged, and no activity ran after it."""
+    """History up to the wait is unchanged, and no activity (model turn or tool call)
+    ran after it."""
     assert after[: len(before)] == before
     assert [e for e in after[len(before) :] if e.event_type in ACTIVITY_EVENTS] == []
-    assert activity_types(after) == activity_types(before) == [CALL_AGENT] * len(RESEARCH_CALLS)
+    assert activity_types(after) == activity_types(before) == RESEARCH_ACTIVITIES
     assert started_attempts(after) == started_attempts(before)
     assert set(started_attempts(after).values()) == {1}
     assert _completed_activities(after) == _completed_activities(before)
-    assert len(_completed_activities(after)) == len(RESEARCH_CALLS)
+    assert len(_completed_activities(after)) == len(RESEARCH_ACTIVITIES)
+
+
+def _assert_tools_called_once(result: TeamResult) -> None:
+    """Each of the run's tool calls ran once, and answered."""
+    assert sorted(t.tool for t in result.tool_calls) == RESEARCH_TOOLS
+    assert result.tool_calls_total == len(RESEARCH_TOOLS)
+    assert {(t.status, t.attempts) for t in result.tool_calls} == {("ok", 1)}
 
 
 def _assert_each_call_made_once(journal: Path, pids: set[int] | None = None) -> None:
@@ -321,6 +345,7 @@ async def test_wait_survives_a_worker_restart_and_a_server_restart(
     assert waiting.pending_approval is not None
     assert waiting.pending_approval.deadline - waiting.pending_approval.since == timedelta(days=2)
     assert (still.calls, still.spent_micro) == (waiting.calls, waiting.spent_micro)
+    assert still.tool_calls_total == waiting.tool_calls_total == len(RESEARCH_TOOLS)
 
     assert result.status is RunStatus.COMPLETED
     assert result.reason is None
@@ -330,11 +355,12 @@ async def test_wait_survives_a_worker_restart_and_a_server_restart(
     assert result.ignored_decisions == []
     assert _calls(result) == _succeeded_once()
     assert len(result.calls) == waiting.calls == len(RESEARCH_CALLS)
+    _assert_tools_called_once(result)
     _assert_cost_is_the_sum_of_calls(result)
     assert result.total_cost_micro == waiting.spent_micro
 
     # No call that finished before the wait ran again: the first worker made all
-    # five, once each; the second made none.
+    # nine model calls and five tool calls, once each; the second made none.
     _assert_waited_without_redoing(before, after)
     _assert_each_call_made_once(journal, pids={first.pid})
     assert _names(after[len(before) :])[0] == "WORKFLOW_EXECUTION_SIGNALED"
@@ -401,6 +427,7 @@ async def test_approved_after_two_days_with_the_worker_replaced_midway(
     assert pending.since + timedelta(days=2) <= decided < pending.deadline
     assert result.finished_at - result.started_at >= timedelta(days=2)
     assert _calls(result) == _succeeded_once()
+    _assert_tools_called_once(result)
     _assert_cost_is_the_sum_of_calls(result)
     assert result.total_cost_micro == waiting.spent_micro
 
@@ -464,6 +491,7 @@ async def test_timeout_policy_decides_after_days_across_worker_swaps(
     assert result.approvals[0].decided_at >= pending.deadline
     assert result.finished_at - result.started_at >= timedelta(days=3)
     assert _calls(result) == _succeeded_once()
+    _assert_tools_called_once(result)
     _assert_cost_is_the_sum_of_calls(result)
     assert result.total_cost_micro == waiting.spent_micro
 
@@ -514,6 +542,7 @@ async def test_the_run_depends_on_no_shared_workflow(task_queue: str) -> None:
     assert result.status is RunStatus.COMPLETED
     assert (receipt.approver, receipt.decision) == ("editor", "approve")
     assert len(result.calls) == len(RESEARCH_CALLS)
+    _assert_tools_called_once(result)
     # No child workflows, no signals or cancels to other workflows, no Nexus, no
     # continue-as-new: nothing in the run's history reaches past the run.
     assert CROSS_WORKFLOW_EVENTS >= {
@@ -531,9 +560,9 @@ async def test_the_run_depends_on_no_shared_workflow(task_queue: str) -> None:
         e.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
         for e in updates
     ] == ["decide"]
-    # Its activities are the model calls only (the team is resolved and the run's
-    # cost reported by local activities, recorded as markers).
-    assert activity_types(events) == [CALL_AGENT] * len(RESEARCH_CALLS)
+    # Its activities are the model and tool calls only (the team is resolved and
+    # the run's cost reported by local activities, recorded as markers).
+    assert activity_types(events) == RESEARCH_ACTIVITIES
     assert local_activity_types(events) == ["load_team_spec", "record_run_cost"]
     assert _names(events)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
     assert events[-1].workflow_execution_completed_event_attributes.new_execution_run_id == ""

@@ -9,6 +9,7 @@ with the originals restored in the worker.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -26,15 +27,28 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from activities.tool_calls import ToolAnswer, ToolRunError
+from contracts.approvals import Decision
 from contracts.results import DegradationLevel, RunStatus, TeamResult
+from contracts.run_interface import REJECT_SIGNAL
+from contracts.tools import ToolCall
 from providers.anthropic import AnthropicProvider
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.render import result_text
 from teams.catalog import Catalog
 from teams.errors import PII_BLOCKED
+from teams.releases import PINS_FILE, Pin, Pins, write_pins
 from teams.spec import TeamSpec
-from tests.messages_standin import MessagesStandIn
-from tests.support import activity_types, history_events, running_worker, start, team_data
+from tests.messages_standin import MessagesStandIn, Step, for_tool, tool_results
+from tests.support import (
+    activity_types,
+    awaiting_approval,
+    history_events,
+    running_worker,
+    start,
+    team_data,
+)
+from tests.tool_kit import ToolKit, tool_box
 from worker.logs import configure_logging
 from worker.span_redaction import RedactingSpanExporter
 from workflows.run_state import PREVIEW_CHARS, RunState
@@ -61,7 +75,10 @@ async def test_the_model_sees_placeholders_and_the_answer_gets_the_originals(
 ) -> None:
     second_email = "sam.roe@example.org"
     cache = SqliteResponseCache(tmp_path / "cache.sqlite")
-    async with running_worker(client, task_queue, provider=claude, cache=cache):
+    # support 1: its specialist has no tools, so its answer is cached (an agent
+    # offered tools never is); PII in tool calls is the next test's.
+    catalog = _pinned(tmp_path / "catalog", support="1")
+    async with running_worker(client, task_queue, provider=claude, cache=cache, catalog=catalog):
         first = await (await start(client, task_queue, "support", TASK)).result()
         # The same request from someone else: the same redacted prompt, so the cache
         # answers; the answer must carry *this* customer's address.
@@ -69,6 +86,7 @@ async def test_the_model_sees_placeholders_and_the_answer_gets_the_originals(
         second = await (await start(client, task_queue, "support", second_task)).result()
 
     assert (first.status, second.status) == (RunStatus.COMPLETED, RunStatus.COMPLETED)
+    assert (first.team_version, first.tool_calls) == ("1", [])
     sent = _everything_sent(standin)
     assert EMAIL not in sent and second_email not in sent
     assert "4111" not in sent
@@ -83,6 +101,151 @@ async def test_the_model_sees_placeholders_and_the_answer_gets_the_originals(
     assert EMAIL not in second.output
     # Only two runs' worth of model calls (router + specialist, once).
     assert len(standin.messages()) == 2
+
+
+def _pinned(folder: Path, **versions: str) -> Catalog:
+    """The shipped catalog with teams held at earlier releases, as ``teamctl rollback``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    held = datetime(2026, 1, 1, tzinfo=UTC)
+    pins = Pins(teams={team: Pin(version=v, pinned_at=held) for team, v in versions.items()})
+    write_pins(folder / PINS_FILE, pins)
+    return dataclasses.replace(Catalog.shipped(), pins_file=folder / PINS_FILE)
+
+
+CUSTOMER = "ben.okafor@example.com"
+"""A customer of the demo shop (orders A1003 and A1004)."""
+LONG_ID = "the order [EMAIL_1] paid twice with [CARD_1], please find it for me"
+"""An order id the model writes with placeholders: too long once they are restored."""
+
+
+def _asks_for_tools(request: dict[str, Any]) -> dict[str, Any]:
+    """The billing specialist's first turn: two tool calls written with placeholders."""
+    uses = [
+        {"name": "shop__find_orders", "input": {"email": "[EMAIL_1]"}},
+        {"name": "shop__lookup_order", "input": {"order_id": LONG_ID}},
+    ]
+    blocks = [{"type": "tool_use", "id": f"toolu_pii_{i}", **use} for i, use in enumerate(uses)]
+    return {"content": blocks, "stop_reason": "tool_use"}
+
+
+async def test_tools_act_on_the_originals_and_the_model_sees_placeholders(
+    client: Client, task_queue: str, claude: AnthropicProvider, standin: MessagesStandIn
+) -> None:
+    # support 2: the billing specialist has the shop's tools. It writes the
+    # customer's placeholder as the e-mail to look up: the tool gets the address,
+    # and what comes back (orders with e-mail addresses; an argument problem
+    # quoting the restored argument) reaches the model with placeholders.
+    task = f"Refund please: {CUSTOMER} was charged twice on card {CARD}"
+    first_turn = lambda r: for_tool("shop__find_orders")(r) and not tool_results(r)  # noqa: E731
+    standin.script(Step(match=first_turn, answer=_asks_for_tools))
+    async with running_worker(client, task_queue, provider=claude):
+        result = await (await start(client, task_queue, "support", task)).result()
+
+    assert (result.status, result.team_version) == (RunStatus.COMPLETED, "2")
+    assert [(c.agent, c.stop_reason, c.pii_redacted) for c in result.calls] == [
+        ("router", "tool_use", 2),
+        ("billing-specialist", "tool_use", 2),
+        ("billing-specialist", "end_turn", 2),
+    ]
+    found, problem = sorted(result.tool_calls, key=lambda t: t.tool)
+    # The tool looked the customer up by the real address: it found both orders.
+    assert (found.tool, found.status, found.arguments_preview) == (
+        "shop.find_orders",
+        "ok",
+        '{"email":"[EMAIL]"}',
+    )
+    assert '"order_id":"A1003"' in found.result_preview
+    assert '"order_id":"A1004"' in found.result_preview
+    assert '"email":"[EMAIL]"' in found.result_preview
+    assert (problem.tool, problem.status) == ("shop.lookup_order", "invalid_arguments")
+    assert problem.result_preview == (
+        "invalid arguments for shop.lookup_order: order_id: 'the order [EMAIL] paid twice "
+        "with [CARD], please find it for me' is too long"
+    )
+    # Not one request carried an e-mail address or the card: not the task, not the
+    # tools' results, not the argument problem.
+    sent = _everything_sent(standin)
+    assert "@example.com" not in sent and "4111" not in sent
+    (answering,) = [r for r in standin.requests if tool_results(r.body)]
+    results = [json.dumps(block) for block in tool_results(answering.body)]
+    assert len(results) == 2
+    assert "A1003" in results[0] and "[EMAIL]" in results[0]
+    assert "is too long" in results[1] and "[EMAIL]" in results[1]
+    # The answer got the originals back.
+    assert f"on: Refund please: {CUSTOMER} was charged twice on card {CARD}" in result.output
+
+
+class _QuotingKit(ToolKit):
+    """The test kit, with a broken tool whose failure quotes the arguments it got."""
+
+    async def execute(self, call: ToolCall, *, idempotency_key: str) -> ToolAnswer:
+        if call.tool.tool == "broken":
+            self.calls.append((call.tool.name, call.arguments))
+            raise ToolRunError(f"no account for {call.arguments['query']}", retryable=False)
+        return await super().execute(call, idempotency_key=idempotency_key)
+
+
+def _redacting_assistant(tool: str) -> TeamSpec:
+    return TeamSpec.model_validate(
+        {
+            "name": "kit-user",
+            "pii": "redact",
+            "budget": {"max_usd": "1.00"},
+            "agents": [
+                {
+                    "name": "assistant",
+                    "role": "Helpful assistant who uses its tools",
+                    "instructions": "Use your tools, then answer.",
+                    "model": "claude-haiku-4-5",
+                    "max_tokens": 600,
+                    "tools": [tool],
+                }
+            ],
+            "stages": [{"kind": "sequential", "name": "answer", "agents": ["assistant"]}],
+        }
+    )
+
+
+async def test_a_tool_that_could_not_run_or_was_rejected_tells_the_model_in_placeholders(
+    client: Client,
+    task_queue: str,
+    claude: AnthropicProvider,
+    standin: MessagesStandIn,
+    tmp_path: Path,
+) -> None:
+    # The stand-in calls the agent's tool with the task (placeholders) as its
+    # strings; the tool gets the originals. What the model reads back, a failure
+    # quoting them or an approver's comment naming the customer, has placeholders.
+    kit = _QuotingKit()
+    box = tool_box(kit, tmp_path / "blobs")
+    task = f"Look up {EMAIL}"
+    async with running_worker(client, task_queue, provider=claude, tools=box):
+        broken = await start(client, task_queue, _redacting_assistant("kit.broken"), task)
+        failed = await broken.result()
+        paying = await start(client, task_queue, _redacting_assistant("kit.pay"), task)
+        await awaiting_approval(paying)
+        comment = f"not for {EMAIL}: ask them first"
+        await paying.signal(REJECT_SIGNAL, Decision(approver="support-lead", comment=comment))
+        rejected = await paying.result()
+
+    assert kit.calls == [("kit.broken", {"query": task})]  # the original, not [EMAIL_1]
+    (could_not,) = failed.tool_calls
+    assert (could_not.status, could_not.error_type, could_not.result_preview) == (
+        "failed",
+        "ToolFailed",
+        "kit.broken could not run: kit.broken: no account for Look up [EMAIL]",
+    )
+    (refused,) = rejected.tool_calls
+    assert (refused.status, refused.result_preview) == (
+        "rejected",
+        "the call to kit.pay was not approved by support-lead: not for [EMAIL]: ask them first",
+    )
+    results = [json.dumps(tool_results(r.body)) for r in standin.requests if tool_results(r.body)]
+    assert len(results) == 2
+    assert "no account for Look up [EMAIL]" in results[0]
+    assert "not for [EMAIL]: ask them first" in results[1]
+    assert EMAIL not in _everything_sent(standin)
+    assert (failed.status, rejected.status) == (RunStatus.COMPLETED, RunStatus.COMPLETED)
 
 
 def _blocking_support() -> TeamSpec:
@@ -113,7 +276,10 @@ async def test_pii_block_refuses_the_task_with_a_typed_reason(
     assert EMAIL not in str(failed.value) and EMAIL not in cause.message
     assert activity_types(await history_events(handle)) == []  # no model call was scheduled
     assert clean.status is RunStatus.COMPLETED  # a task without PII runs
-    assert len(standin.messages()) == 2
+    # The clean run's only: the router, and the billing specialist's two turns (it
+    # calls a tool of its own, then answers).
+    assert [c.agent for c in clean.calls] == ["router", "billing-specialist", "billing-specialist"]
+    assert len(standin.messages()) == 3
 
 
 def test_teamctl_run_refuses_a_blocked_task_before_connecting(tmp_path: Path) -> None:

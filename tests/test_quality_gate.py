@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from temporalio.client import Client
@@ -28,13 +29,34 @@ async def test_quality_loop_stops_at_max_iterations(client: Client, task_queue: 
     assert (gate.iterations, gate.max_iterations, gate.scores) == (2, 2, [6, 8])
     assert (gate.passed, gate.exhausted) == (False, True)
     assert gate.last_reasons == ["Is concise and well structured"]
-    assert [c.agent for c in result.calls] == [
-        "researcher",
-        "writer",
-        "reviewer",
-        "writer",
-        "reviewer",
+    # research v2: the researcher's call is three model turns (search, then read two
+    # documents, then its findings); each review is two (check the cited ids, then
+    # the verdict).
+    assert [c.call_id.split("/", 1)[1] for c in result.calls] == [
+        "research/researcher/1",
+        "research/researcher/1/t2",
+        "research/researcher/1/t3",
+        "write/writer/1",
+        "review/reviewer/1",
+        "review/reviewer/1/t2",
+        "review/writer/2",
+        "review/reviewer/2",
+        "review/reviewer/2/t2",
     ]
+    cited = [
+        "doc-durable-execution",
+        "doc-agent-pipelines",
+        "doc-human-approvals",
+        "doc-observability",
+    ]
+    # Every review checks the draft's citations first: all of them exist.
+    checks = [t for t in result.tool_calls if t.agent == "reviewer"]
+    assert [(t.call_id.split("/", 1)[1], t.tool, t.status) for t in checks] == [
+        ("review/reviewer/1/tool-toolu_sim_01", "corpus.exists", "ok"),
+        ("review/reviewer/2/tool-toolu_sim_01", "corpus.exists", "ok"),
+    ]
+    known = json.dumps({"known": cited, "unknown": []}, separators=(",", ":"))
+    assert [t.result_preview for t in checks] == [known, known]
     assert (
         "quality gate 'review' stopped after 2 iterations (max_iterations); "
         "scores [6, 8] never reached the threshold 10"

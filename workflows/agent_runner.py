@@ -277,7 +277,9 @@ class AgentRunner:
             # Before the call is recorded, in the same activation: a status query
             # never sees the call done without its output.
             self._state.produced(call.agent, outcome.text, call.handoff)
-        await self._record(call, call_records.answered(call, outcome, worst, _elapsed(started)))
+        record = call_records.answered(call, outcome, worst, _elapsed(started))
+        # A turn that asked for tools is not the agent's answer: it stays running.
+        await self._record(call, record, continues=bool(outcome.tool_uses))
         for warning in outcome.warnings:
             self._state.warn(warning, degrade=False)
         if self._guard is not None:
@@ -305,10 +307,13 @@ class AgentRunner:
         call: AgentCall,
         record: AgentCallRecord,
         heartbeat: Sequence[AttemptUsage] = (),
+        *,
+        continues: bool = False,
     ) -> None:
         """Charge a finished call on the run's budget, record it, and show it.
 
-        ``heartbeat``: a timed-out call's attempts as its last heartbeat told.
+        ``heartbeat``: a timed-out call's attempts as its last heartbeat told;
+        ``continues``: the turn asked for tools (the agent's call goes on).
         """
         settled_first = (
             self._shared is not None
@@ -332,7 +337,7 @@ class AgentRunner:
                 f"{record.reserved_micro} reservation (interrupted attempts are charged too)",
                 degrade=False,
             )
-        self._note(record)
+        self._note(record, continues=continues)
         self._show_progress()
         if (
             self._shared is not None
@@ -341,9 +346,9 @@ class AgentRunner:
         ):
             await self._shared.settle(call, record, self._breakers_for(call))
 
-    def _note(self, record: AgentCallRecord) -> None:
+    def _note(self, record: AgentCallRecord, *, continues: bool = False) -> None:
         """Add a call's record to the run, and count it in the metrics."""
-        self._state.record_call(record)
+        self._state.record_call(record, continues=continues)
         self._metrics.call(record)
 
     async def _on_run_cancelled(

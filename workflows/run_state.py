@@ -144,10 +144,19 @@ class RunState:
         """An agent call has started."""
         self._agent_state[agent] = "running"
 
-    def record_call(self, record: AgentCallRecord) -> None:
-        """A call finished (or was skipped)."""
+    def record_call(self, record: AgentCallRecord, *, continues: bool = False) -> None:
+        """A call (one model turn) finished (or was skipped).
+
+        ``continues``: the turn asked for tools, so the agent's call goes on (its
+        tools, maybe their approvals, then its next turn): the agent stays
+        "running", and is "done" only with its final answer, whose output
+        :meth:`produced` has already counted.
+        """
         self._records.append(record)
-        self._agent_state[record.agent] = _STATE_AFTER[record.status]
+        if continues and record.status is CallStatus.SUCCEEDED:
+            self._agent_state[record.agent] = "running"
+        else:
+            self._agent_state[record.agent] = _STATE_AFTER[record.status]
 
     def note_fallback(self, agent: str) -> None:
         """Count one fallback activation for ``agent``."""

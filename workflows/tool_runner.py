@@ -223,13 +223,19 @@ class ToolRunner:
     def _answer(
         self, call: AgentCall, use: ToolUse, tool: ToolDefinition, status: ToolStatus, text: str
     ) -> ToolOutcome:
+        """What the model reads of a call that did not run (or failed): ``text``.
+
+        It may quote people (an approver's comment) or the tool's arguments (an
+        error): PII replaced for a team that redacts it, and always in the preview.
+        """
+        shown = redact(text) if call.pii == "redact" else text
         return ToolOutcome(
             call_id=self._tool_call(call, use, tool).call_id,
             tool=tool.name,
             tool_use_id=use.id,
             status=status,
-            content=text,
-            preview=text[:PREVIEW_CHARS],
+            content=shown,
+            preview=redact(text)[:PREVIEW_CHARS],
             error_type={"rejected": "NotApproved", "refused": "RunBudgetExceeded"}.get(status),
         )
 

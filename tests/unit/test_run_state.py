@@ -210,6 +210,20 @@ def test_an_agent_state_follows_its_last_call(status: CallStatus, agent_state: s
     assert state.totals()[1].state == agent_state
 
 
+def test_an_agent_whose_turn_asked_for_tools_is_still_running() -> None:
+    state = started()
+    state.agent_running("writer")
+    state.record_call(record("writer"), continues=True)  # its tools run next
+    assert state.running_agents() == ["writer"]
+    assert (state.totals()[1].state, state.totals()[1].calls) == ("running", 1)
+    state.produced("writer", "the draft", [])
+    state.record_call(record("writer"))  # its answer
+    assert (state.totals()[1].state, state.totals()[1].calls) == ("done", 2)
+    # A turn that failed is a failed call, tools asked for or not.
+    state.record_call(record("writer", CallStatus.FAILED), continues=True)
+    assert state.totals()[1].state == "failed"
+
+
 def test_running_agents_are_listed_in_spec_order() -> None:
     state = started()
     state.agent_running("reviewer")
