@@ -55,6 +55,7 @@ from activities.heartbeats import Heartbeats, cancel_requested
 from activities.names import CALL_AGENT
 from activities.screening import Placeholders, redact_call, restored, screened
 from activities.structured import parse_structured, render_structured
+from activities.tool_definitions import ToolDefinitions
 from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails
 from contracts.ledger import ChargeSource
 from providers.base import ModelProvider, ModelResponse
@@ -99,6 +100,7 @@ class AgentActivities:
     ) -> None:
         self._provider = provider
         self._blobs = blobs
+        self._definitions = ToolDefinitions(blobs) if blobs is not None else None
         self._cache = cache
         self._controls = controls
         self._log_prompts = log_prompts
@@ -141,7 +143,7 @@ class AgentActivities:
             call, attempt.placeholders = redact_call(attempt.call)
             # Tools offered, and after tool calls the stored conversation (its
             # text redacted when it was first sent, with those placeholders).
-            call, earlier = await for_provider(call, self._blobs)
+            call, earlier = await for_provider(call, self._blobs, self._definitions)
             if earlier.mapping:
                 attempt.placeholders = earlier
             attempt.span.redacted(len(attempt.placeholders.mapping))

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from activities.screening import Placeholders
+from activities.tool_definitions import ToolDefinitions
 from contracts.calls import AgentCall, HandoffItem
 from contracts.tools import (
     BlobRef,
@@ -39,11 +38,10 @@ from providers.provider_errors import InvalidRequest
 from stores.blobs import BlobError, Blobs
 from teams.prompting import render_user_parts
 
-DEFINITIONS = TypeAdapter(list[ToolDefinition])
-"""How the run's tool definitions are stored (``load_team_spec`` writes them once)."""
 
-
-async def for_provider(call: AgentCall, blobs: Blobs | None) -> tuple[AgentCall, Placeholders]:
+async def for_provider(
+    call: AgentCall, blobs: Blobs | None, definitions: ToolDefinitions | None = None
+) -> tuple[AgentCall, Placeholders]:
     """``call`` with its offered tools and, after tool calls, its conversation filled in.
 
     Returns the placeholders the conversation's model saw (empty on a first turn:
@@ -55,17 +53,18 @@ async def for_provider(call: AgentCall, blobs: Blobs | None) -> tuple[AgentCall,
         raise InvalidRequest(
             f"{call.agent} uses tools but this worker has no blob store (AGENT_TEAMS_BLOB_URL)"
         )
-    offered = await _definitions(call, blobs) if call.tools_ref is not None else []
+    known = definitions or ToolDefinitions(blobs)
+    offered = await _definitions(call, known) if call.tools_ref is not None else []
     update: dict[str, Any] = {"offered_tools": offered}
     placeholders = Placeholders()
     if call.continuation is not None:
         conversation = await _load(blobs, call.continuation.conversation)
-        results = [await _shown(blobs, result) for result in call.continuation.results]
-        last = conversation.turns[-1].model_copy(update={"results": results})
+        last = conversation.turns[-1].model_copy(update={"results": call.continuation.results})
+        turns = [await _materialized(blobs, turn) for turn in [*conversation.turns[:-1], last]]
         update |= {
             "system": conversation.system,
             "user_parts": conversation.user_parts,
-            "turns": [*conversation.turns[:-1], last],
+            "turns": turns,
             # As the first turn had them: what the model read is in user_parts; a
             # provider that reasons over the call (the simulated one) reads these.
             "task": conversation.task,
@@ -87,7 +86,10 @@ async def store_turn(
         task=call.task,
         handoff=[item.model_dump() for item in call.handoff],
         feedback=call.feedback,
-        turns=[*call.turns, ToolTurn(text=response.text, uses=response.tool_uses, results=[])],
+        turns=[
+            *(_as_stored(turn) for turn in call.turns),
+            ToolTurn(text=response.text, uses=response.tool_uses, results=[]),
+        ],
         placeholders=placeholders.mapping,
     )
     return await blobs.put(conversation.model_dump_json().encode("utf-8"))
@@ -110,15 +112,14 @@ def _restored(value: Any, placeholders: Placeholders) -> Any:
     return value
 
 
-async def _definitions(call: AgentCall, blobs: Blobs) -> list[ToolDefinition]:
+async def _definitions(call: AgentCall, definitions: ToolDefinitions) -> list[ToolDefinition]:
     ref = call.tools_ref
     if ref is None:
         return []
     try:
-        stored = await blobs.get(ref)
+        every = await definitions.load(ref)
     except BlobError as err:
         raise InvalidRequest(f"{call.agent}: the run's tool definitions: {err}") from None
-    every = {d.name: d for d in DEFINITIONS.validate_json(stored)}
     missing = [name for name in call.tool_names if name not in every]
     if missing:
         raise InvalidRequest(f"{call.agent}: tools {', '.join(missing)} are not defined")
@@ -133,11 +134,33 @@ async def _load(blobs: Blobs, ref: BlobRef) -> Conversation:
 
 
 async def _shown(blobs: Blobs, result: ToolOutcome) -> ToolOutcome:
-    """``result`` with its text in ``content``, fetched from the store when it was large."""
-    if result.stored is None:
+    """``result`` with its text in ``content``, fetched from the store when it was large.
+
+    The ref stays beside the text, so the next stored conversation keeps the ref
+    alone (:func:`_as_stored`): each large result is stored once, not again with
+    every later turn.
+    """
+    if result.stored is None or result.content:
         return result
     try:
         text = (await blobs.get(result.stored)).decode("utf-8")
     except BlobError as err:
         raise InvalidRequest(f"result of {result.tool}: {err}") from None
-    return result.model_copy(update={"content": text, "stored": None})
+    return result.model_copy(update={"content": text})
+
+
+async def _materialized(blobs: Blobs, turn: ToolTurn) -> ToolTurn:
+    """``turn`` with every result's text in ``content`` (large ones fetched)."""
+    if not any(r.stored is not None and not r.content for r in turn.results):
+        return turn
+    return turn.model_copy(update={"results": [await _shown(blobs, r) for r in turn.results]})
+
+
+def _as_stored(turn: ToolTurn) -> ToolTurn:
+    """``turn`` as the conversation keeps it: a large result by its ref, not its text."""
+    if not any(r.stored is not None and r.content for r in turn.results):
+        return turn
+    results = [
+        r.model_copy(update={"content": ""}) if r.stored is not None else r for r in turn.results
+    ]
+    return turn.model_copy(update={"results": results})

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.conversations import DEFINITIONS
 from activities.names import LOAD_TEAM_SPEC
+from activities.tool_definitions import DEFINITIONS
 from contracts.approvals import ApprovalMode
 from contracts.requests import TeamRef
 from contracts.resolved import ResolvedTeam

@@ -37,12 +37,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.names import CALL_TOOL
 from activities.team_specs import ToolResolver
+from activities.tool_definitions import ToolDefinitions
 from activities.tool_spans import ToolSpan
 from contracts.ledger import AttemptCharge, CostKey
-from contracts.tools import PREVIEW_CHARS, ToolCall, ToolOutcome, ToolStatus
+from contracts.tools import PREVIEW_CHARS, ToolCall, ToolOutcome, ToolRequest, ToolStatus
 from security.injection import InjectionDetector, PatternDetector, scan_all
 from security.pii import find_pii, redact
-from stores.blobs import Blobs
+from stores.blobs import BlobError, Blobs
 from stores.controls.contract import (
     ControlsStore,
     ControlsUnavailableError,
@@ -112,15 +113,17 @@ class ToolActivities:
     ) -> None:
         self._executor = executor
         self._blobs = blobs
+        self._definitions = ToolDefinitions(blobs) if blobs is not None else None
         self._store = store
         self._budgets = budgets or DailyBudgets()
         self._detectors = (PatternDetector(),) if detectors is None else detectors
 
     @activity.defn(name=CALL_TOOL)
-    async def call_tool(self, call: ToolCall) -> ToolOutcome:
+    async def call_tool(self, request: ToolRequest) -> ToolOutcome:
         """Check, run and screen one tool call; the outcome is what the model will see."""
         started = time.monotonic()
         info = activity.info()
+        call = await self._resolved(request)
         span = ToolSpan(call, info.attempt)
         problems = argument_problems(call)
         if problems is not None:
@@ -157,6 +160,30 @@ class ToolActivities:
         outcome = outcome.model_copy(update={"cost_micro": charged})
         span.ended(outcome)
         return outcome
+
+    async def _resolved(self, request: ToolRequest) -> ToolCall:
+        """``request`` with its tool's definition, read from the run's stored list."""
+        if self._definitions is None:
+            raise ApplicationError(
+                f"{request.tool}: this worker has no blob store (AGENT_TEAMS_BLOB_URL) to read "
+                "the run's tool definitions from",
+                type=TOOL_FAILED,
+                non_retryable=True,
+            )
+        try:
+            known = await self._definitions.load(request.tools_ref)
+        except BlobError as err:
+            raise ApplicationError(
+                f"{request.tool}: the run's tool definitions: {err}",
+                type=TOOL_FAILED,
+                non_retryable=True,
+            ) from None
+        tool = known.get(request.tool)
+        if tool is None:
+            raise ApplicationError(
+                f"{request.tool} is not among the run's tools", type=TOOL_FAILED, non_retryable=True
+            )
+        return request.with_definition(tool)
 
     async def _screened(
         self, call: ToolCall, answer: ToolAnswer, attempt: int, started: float

@@ -62,3 +62,31 @@ class BareTeamWorkflow:
             start_to_close_timeout=timedelta(minutes=2),
             summary=call.agent,
         )
+
+
+class NoopInput(BaseModel):
+    """How many no-op activities to run, one after another."""
+
+    model_config = ConfigDict(frozen=True)
+
+    activities: int = 0
+    payload: str = ""
+
+
+@activity.defn(name="bench_noop")
+async def noop(payload: str) -> str:
+    """Nothing: a Temporal activity's own cost, for the tools section."""
+    return payload
+
+
+@workflow.defn(name="BenchBareActivities")
+class BareActivitiesWorkflow:
+    """``activities`` no-op activities in sequence: what one bare tool call costs."""
+
+    @workflow.run
+    async def run(self, request: NoopInput) -> int:
+        for _ in range(request.activities):
+            await workflow.execute_activity(
+                noop, request.payload, start_to_close_timeout=timedelta(seconds=30)
+            )
+        return request.activities

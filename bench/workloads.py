@@ -5,7 +5,7 @@ variants, LangGraph, LangGraph on Temporal) makes the same model calls in the
 same order through the same simulated provider, so their latencies differ only
 by orchestration:
 
-- ``research``: researcher → writer → reviewer gate (revise with the
+- ``research`` (release 1, no tools): researcher → writer → reviewer gate (revise with the
   reviewer's reasons until the score reaches the threshold, at most
   ``max_iterations`` reviews). The approval stage is left out (see
   ``TeamSpec.without_approvals``).
@@ -26,8 +26,9 @@ from contracts.outputs import ReviewVerdict
 from contracts.resolved import ResolvedTeam
 from providers.base import ModelProvider
 from providers.simulated import DEFAULT_LATENCY_S, persona_of
-from teams.catalog import Catalog
+from teams.catalog import Catalog, load_team_file
 from teams.pricing import TokenUsage
+from teams.releases import release_file
 from teams.spec import FanOutStage, GateStage, TeamSpec
 
 RESEARCH_TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
@@ -71,7 +72,13 @@ def sequential_code_review(spec: TeamSpec) -> TeamSpec:
 def workload_spec(catalog: Catalog, workload: str) -> TeamSpec:
     """The inline spec this project runs for ``workload``."""
     if workload == "research":
-        return catalog.load_team("research").without_approvals()
+        # Version 1, the tool-less pipeline: every peer makes the same three
+        # kinds of call, so the comparison stays like for like (the tool loop
+        # has its own section, ``bench.tools``).
+        release = release_file(catalog.teams_dirs, "research", "1")
+        if release is None:
+            raise ValueError("research release 1 is missing from the catalog")
+        return load_team_file(release).without_approvals()
     if workload == "code-review":
         return catalog.load_team("code-review")
     if workload == "code-review-seq":

@@ -121,8 +121,39 @@ class BlobRef(BaseModel):
     size: int = Field(ge=0, description="Bytes stored (unsealed).")
 
 
+class ToolRequest(BaseModel):
+    """``call_tool``'s input: one tool call, its tool named, not spelled out.
+
+    The tool's definition (schema, limits, price) is in the run's stored list
+    (``tools_ref``, written once at the run's start), so a tool call's history
+    does not repeat its schema; the activity reads it back as a :class:`ToolCall`.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str = Field(description="``<agent call id>/tool-<tool_use_id>``: stable.")
+    team: str
+    tenant: str | None = None
+    stage: str
+    agent: str
+    tool: str = Field(description="``SOURCE.TOOL``, as the run's tool list names it.")
+    tools_ref: BlobRef = Field(description="The run's tool definitions.")
+    tool_use_id: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    pii: Literal["allow", "redact", "block"] = "allow"
+    server: McpServerSpec | None = None
+    """The MCP server of an ``mcp`` tool, as the team declares it (secrets by name only)."""
+    shared_controls: bool = True
+
+    def with_definition(self, tool: ToolDefinition) -> ToolCall:
+        """The call as the activity runs it, ``tool`` spelled out."""
+        return ToolCall.model_validate(
+            self.model_dump(exclude={"tool", "tools_ref"}) | {"tool": tool}
+        )
+
+
 class ToolCall(BaseModel):
-    """Everything one tool call needs; ``call_tool``'s only input."""
+    """Everything one tool call needs, its definition spelled out (built by ``call_tool``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -180,6 +211,16 @@ class ToolOutcome(BaseModel):
     def is_error(self) -> bool:
         """Whether the model is told the call failed (``is_error`` on its tool_result)."""
         return self.status != "ok"
+
+    def for_model(self) -> ToolOutcome:
+        """This outcome as the next model turn needs it: no preview, no findings.
+
+        Both were for the run (its records, its injection policy, already
+        applied); leaving them out keeps them out of the next turn's history.
+        """
+        if not self.preview and not self.injection:
+            return self
+        return self.model_copy(update={"preview": "", "injection": []})
 
 
 class ToolTurn(BaseModel):

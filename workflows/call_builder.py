@@ -201,7 +201,7 @@ class CallBuilder:
                 "final_turn": turn >= spec.max_turns,
                 "continuation": Continuation(
                     conversation=outcome.conversation,
-                    results=results,
+                    results=[result.for_model() for result in results],
                     turn=turn,
                     prompt_tokens=prompt,
                 ),

@@ -36,10 +36,10 @@ with workflow.unsafe.imports_passed_through():
     from contracts.calls import AgentCall
     from contracts.tools import (
         PREVIEW_CHARS,
-        ToolCall,
         ToolCallRecord,
         ToolDefinition,
         ToolOutcome,
+        ToolRequest,
         ToolStatus,
         ToolUse,
         model_name,
@@ -176,14 +176,17 @@ class ToolRunner:
             self._run.visibility.cost(budget.spent_micro)
         return self._record(call, use, tool, outcome, approved_by=approved_by)
 
-    def _tool_call(self, call: AgentCall, use: ToolUse, tool: ToolDefinition) -> ToolCall:
-        return ToolCall(
+    def _tool_call(self, call: AgentCall, use: ToolUse, tool: ToolDefinition) -> ToolRequest:
+        if call.tools_ref is None:  # an agent with tools always has the run's list
+            raise ApplicationError(f"{call.agent} has tools but no tool list", type="ToolTurn")
+        return ToolRequest(
             call_id=f"{call.call_id}/tool-{use.id}",
             team=call.team,
             tenant=call.tenant,
             stage=call.stage,
             agent=call.agent,
-            tool=tool,
+            tool=tool.name,
+            tools_ref=call.tools_ref,
             tool_use_id=use.id,
             arguments=use.input,
             pii=call.pii,
