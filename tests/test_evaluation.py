@@ -264,7 +264,7 @@ async def test_a_drop_below_the_baseline_is_flagged_and_counted(
     assert (dropped.drop, dropped.drop_threshold, dropped.dropped) == (1.75, 1.0, True)
     assert dropped.items_failed == ["double-charge"]
     # (support 2's billing specialist is offered the shop's tools; the gold task
-    # names no order, so it calls none: what changed its cost is its prompt.)
+    # names no order, so it calls none: its v2 prompt and the tools' schemas cost more.)
     assert dropped.total_cost_micro == 5676 + 7393 + 7235 + 1333 == 21637
     assert _evaluation_metrics(buffer) == [(EVAL_SCORE, team, 5.75), (EVAL_DROPS, team, 1)]
     described = await client.get_workflow_handle(evaluation_id).describe()
