@@ -11,13 +11,20 @@ by orchestration:
   ``TeamSpec.without_approvals``).
 - ``code-review``: three specialist reviewers in parallel, then the merger.
 - ``code-review-seq``: the same four calls one after another (fan-out speedup).
+
+research and support are run at their last release without tools
+(:data:`TOOL_LESS_RELEASES`, pinned in the bench's catalog as ``teamctl
+rollback`` pins them): their current releases call tools between model turns,
+which the baselines do not model, and the bench's workers open no tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,6 +35,7 @@ from providers.base import ModelProvider
 from providers.simulated import DEFAULT_LATENCY_S, persona_of
 from teams.catalog import Catalog
 from teams.pricing import TokenUsage
+from teams.releases import PINS_FILE, Pin, Pins, write_pins
 from teams.spec import FanOutStage, GateStage, TeamSpec
 
 RESEARCH_TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
@@ -38,6 +46,17 @@ REVIEW_TASK = (
 
 LATENCY_TABLE = {"researcher": 3.2, "writer": 4.1, "reviewer": 1.1}
 """The published per-agent figures (seconds) the simulated provider uses."""
+TOOL_LESS_RELEASES = {"research": "1", "support": "1"}
+"""Team → the release the bench runs: one model call per agent step, no tools."""
+
+
+def bench_catalog(folder: Path) -> Catalog:
+    """The shipped catalog with :data:`TOOL_LESS_RELEASES` pinned (a pins file in ``folder``,
+    which must outlive the catalog's use: it is read at every resolution)."""
+    pinned_at = datetime(2026, 1, 1, tzinfo=UTC)
+    pins = {team: Pin(version=v, pinned_at=pinned_at) for team, v in TOOL_LESS_RELEASES.items()}
+    write_pins(folder / PINS_FILE, Pins(teams=pins))
+    return replace(Catalog.shipped(), pins_file=folder / PINS_FILE)
 
 
 class CallPlan(BaseModel):
