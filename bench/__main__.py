@@ -376,7 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr_log = Path(tempfile.gettempdir()) / f"bench-stderr-{os.getpid()}.log"
     redirect_stderr(stderr_log)
     began = time.perf_counter()
-    report = asyncio.run(run(args))
+    try:
+        report = asyncio.run(run(args))
+    except Exception as err:
+        # stderr is the SDK's log now: say on stdout that (and where) the bench broke.
+        print(f"\nbench failed: {type(err).__name__}: {err}", flush=True)
+        print(f"the traceback is in {stderr_log}", flush=True)
+        raise
     report["tables"].append(strain_table(stderr_log))
     lines += [f"skipped: {what}: {why}" for what, why in report["skipped"].items()]
     print()
