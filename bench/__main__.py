@@ -53,7 +53,14 @@ from bench.systems import (
     provider,
     temporal_systems,
 )
-from bench.workloads import LATENCY_TABLE, CallPlan, call_plan, task_of, workload_spec
+from bench.workloads import (
+    LATENCY_TABLE,
+    CallPlan,
+    bench_catalog,
+    call_plan,
+    task_of,
+    workload_spec,
+)
 from teams.catalog import Catalog
 
 _Key = TypeVar("_Key", bound=tuple[object, ...])
@@ -172,9 +179,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # (opened lazily, in one exit stack) and one report, and reads top to bottom
     # in report order; each ``if "<section>" in sections`` block is one section.
     sections = args.sections.split(",")
-    catalog = Catalog.shipped()
-    plans = {w: call_plan(catalog, w) for w in ("research", "code-review", "code-review-seq")}
-    research = workload_spec(catalog, "research")
     tables: list[Table] = []
     data: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -185,6 +189,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     dropouts = Dropouts(OPTIONAL)
     with tempfile.TemporaryDirectory(prefix="bench-") as work, ExitStack() as servers:
         folder = Path(work)
+        catalog = bench_catalog(folder)
+        plans = {w: call_plan(catalog, w) for w in ("research", "code-review", "code-review-seq")}
+        research = workload_spec(catalog, "research")
         postgres: str | Unavailable = Unavailable("no section here has PostgreSQL rows")
         if any(section in POSTGRES_SECTIONS for section in sections):
             postgres = servers.enter_context(postgres_server())
@@ -369,7 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stderr_log = Path(tempfile.gettempdir()) / f"bench-stderr-{os.getpid()}.log"
     redirect_stderr(stderr_log)
     began = time.perf_counter()
-    report = asyncio.run(run(args))
+    try:
+        report = asyncio.run(run(args))
+    except Exception as err:
+        # stderr is the SDK's log now: say on stdout that (and where) the bench broke.
+        print(f"\nbench failed: {type(err).__name__}: {err}", flush=True)
+        print(f"the traceback is in {stderr_log}", flush=True)
+        raise
     report["tables"].append(strain_table(stderr_log))
     lines += [f"skipped: {what}: {why}" for what, why in report["skipped"].items()]
     print()

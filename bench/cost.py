@@ -1,7 +1,8 @@
 """Section 6: cost. The same support workload, with this project's cost features and without.
 
 N requests in which ``repeat_share`` are repeats of earlier ones, run in
-order through the ``support`` team:
+order through the ``support`` team (release 1, as the bench's catalog pins it:
+its billing specialist has no tools, and a call offered tools is never cached):
 
 - *optimised*: the shipped team, response cache on (SQLite, the default
   store), specialists routed to Haiku when the router judges a request simple;

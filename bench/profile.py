@@ -14,14 +14,15 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from bench.environment import dev_server
 from bench.latency import batch
 from bench.systems import provider, temporal_systems
-from bench.workloads import call_plan, workload_spec
-from teams.catalog import Catalog
+from bench.workloads import bench_catalog, call_plan, workload_spec
 
 MARKERS = {
     "workflow activations": "worker/_workflow.py:_WorkflowWorker._handle_activation",
@@ -39,20 +40,22 @@ restriction, thread-local module swapping, the context managers doing it)."""
 async def profile(runs: int, concurrency: int, top: int) -> None:
     import yappi
 
-    catalog = Catalog.shipped()
-    async with dev_server() as server:
-        systems = temporal_systems(server.client, provider(0.0), catalog, "profile")
-        async with systems as temporal:
-            project = temporal.project
-            plan, spec = call_plan(catalog, "research"), workload_spec(catalog, "research")
-            await batch(project, plan, spec, concurrency)  # warm-up
-            yappi.set_clock_type("cpu")
-            yappi.start()
-            began = time.perf_counter()
-            for _ in range(runs // concurrency):
-                await batch(project, plan, spec, concurrency)
-            elapsed = time.perf_counter() - began
-            yappi.stop()
+    # The catalog's pins file lives as long as the runs that resolve teams through it.
+    with tempfile.TemporaryDirectory(prefix="bench-profile-") as pins:
+        catalog = bench_catalog(Path(pins))
+        async with dev_server() as server:
+            systems = temporal_systems(server.client, provider(0.0), catalog, "profile")
+            async with systems as temporal:
+                project = temporal.project
+                plan, spec = call_plan(catalog, "research"), workload_spec(catalog, "research")
+                await batch(project, plan, spec, concurrency)  # warm-up
+                yappi.set_clock_type("cpu")
+                yappi.start()
+                began = time.perf_counter()
+                for _ in range(runs // concurrency):
+                    await batch(project, plan, spec, concurrency)
+                elapsed = time.perf_counter() - began
+                yappi.stop()
     done = runs // concurrency * concurrency
     stats = list(yappi.get_func_stats())
     total = sum(s.tsub for s in stats)

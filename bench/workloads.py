@@ -5,19 +5,26 @@ variants, LangGraph, LangGraph on Temporal) makes the same model calls in the
 same order through the same simulated provider, so their latencies differ only
 by orchestration:
 
-- ``research`` (release 1, no tools): researcher → writer → reviewer gate (revise with the
+- ``research``: researcher → writer → reviewer gate (revise with the
   reviewer's reasons until the score reaches the threshold, at most
   ``max_iterations`` reviews). The approval stage is left out (see
   ``TeamSpec.without_approvals``).
 - ``code-review``: three specialist reviewers in parallel, then the merger.
 - ``code-review-seq``: the same four calls one after another (fan-out speedup).
+
+research and support are run at their last release without tools
+(:data:`TOOL_LESS_RELEASES`, pinned in the bench's catalog as ``teamctl
+rollback`` pins them): their current releases call tools between model turns,
+which the baselines do not model, and the bench's workers open no tools.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,9 +33,9 @@ from contracts.outputs import ReviewVerdict
 from contracts.resolved import ResolvedTeam
 from providers.base import ModelProvider
 from providers.simulated import DEFAULT_LATENCY_S, persona_of
-from teams.catalog import Catalog, load_team_file
+from teams.catalog import Catalog
 from teams.pricing import TokenUsage
-from teams.releases import release_file
+from teams.releases import PINS_FILE, Pin, Pins, write_pins
 from teams.spec import FanOutStage, GateStage, TeamSpec
 
 RESEARCH_TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
@@ -39,6 +46,17 @@ REVIEW_TASK = (
 
 LATENCY_TABLE = {"researcher": 3.2, "writer": 4.1, "reviewer": 1.1}
 """The published per-agent figures (seconds) the simulated provider uses."""
+TOOL_LESS_RELEASES = {"research": "1", "support": "1"}
+"""Team → the release the bench runs: one model call per agent step, no tools."""
+
+
+def bench_catalog(folder: Path) -> Catalog:
+    """The shipped catalog with :data:`TOOL_LESS_RELEASES` pinned (a pins file in ``folder``,
+    which must outlive the catalog's use: it is read at every resolution)."""
+    pinned_at = datetime(2026, 1, 1, tzinfo=UTC)
+    pins = {team: Pin(version=v, pinned_at=pinned_at) for team, v in TOOL_LESS_RELEASES.items()}
+    write_pins(folder / PINS_FILE, Pins(teams=pins))
+    return replace(Catalog.shipped(), pins_file=folder / PINS_FILE)
 
 
 class CallPlan(BaseModel):
@@ -72,13 +90,7 @@ def sequential_code_review(spec: TeamSpec) -> TeamSpec:
 def workload_spec(catalog: Catalog, workload: str) -> TeamSpec:
     """The inline spec this project runs for ``workload``."""
     if workload == "research":
-        # Version 1, the tool-less pipeline: every peer makes the same three
-        # kinds of call, so the comparison stays like for like (the tool loop
-        # has its own section, ``bench.tools``).
-        release = release_file(catalog.teams_dirs, "research", "1")
-        if release is None:
-            raise ValueError("research release 1 is missing from the catalog")
-        return load_team_file(release).without_approvals()
+        return catalog.load_team("research").without_approvals()
     if workload == "code-review":
         return catalog.load_team("code-review")
     if workload == "code-review-seq":

@@ -41,8 +41,19 @@ log = logging.getLogger("security.private_files")
 
 
 def private_folder(path: Path) -> None:
-    """Create ``path`` (and missing parents) if needed; the folder itself mode 0700."""
-    path.mkdir(mode=PRIVATE_FOLDER_MODE, parents=True, exist_ok=True)
+    """Create ``path`` and its missing parents if needed, each one we create mode 0700.
+
+    (``Path.mkdir(parents=True)`` gives missing parents the default mode, as
+    ``mkdir -p`` does: ``.temporal/blobs`` would be 0755 above its 0700 shards.)
+    """
+    missing: list[Path] = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir(mode=PRIVATE_FOLDER_MODE, exist_ok=True)
+    path.mkdir(mode=PRIVATE_FOLDER_MODE, exist_ok=True)  # FileExistsError: a file is there
 
 
 def touch_private(path: Path) -> None:

@@ -206,7 +206,7 @@ async def follow_and_report(
             signed=signed,
         )
         print("\n" + "\n".join(hint))
-        print(f"\n{render.cost_table(last.agents)}")
+        print(f"\n{render.cost_table(last.agents, last.tool_calls)}")
         return 0
     result = await run_result(handle)
     print()

@@ -226,7 +226,7 @@ def _result_text(result: TeamResult) -> str:
                 else []
             ),
             "",
-            cost_table(result.agents),
+            cost_table(result.agents, result.tool_calls),
         ]
     )
 

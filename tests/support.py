@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import tempfile
 import tomllib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from stores.controls.contract import ControlsStore
 from stores.controls.sqlite import SqliteControls
 from stores.response_cache import ResponseCache
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
-from teams.releases import PINS_FILE
+from teams.releases import PINS_FILE, Pin, Pins, release_file, write_pins
 from teams.spec import TeamSpec
 from worker.deployment import Deployment
 from workflows.agent_team import WORKFLOW_NAME
@@ -121,6 +122,40 @@ def inline_team(name: str, edit: Callable[[dict[str, Any]], None]) -> TeamSpec:
     data = team_data(name)
     edit(data)
     return TeamSpec.model_validate(data)
+
+
+def release_data(name: str, version: str) -> dict[str, Any]:
+    """A shipped team's earlier release (``releases/<name>/<version>.toml``) as a dict.
+
+    research and support 1 use no tools: one model call per agent, for tests
+    whose point is not tools (budgets, caching, a killed stream).
+    """
+    path = release_file((SHIPPED_TEAMS_DIR,), name, version)
+    assert path is not None, f"no release {version} of {name}"
+    return tomllib.loads(path.read_text())
+
+
+def inline_release(
+    name: str, version: str, edit: Callable[[dict[str, Any]], None] | None = None
+) -> TeamSpec:
+    """A shipped team's earlier release, edited, as an inline spec."""
+    data = release_data(name, version)
+    if edit is not None:
+        edit(data)
+    return TeamSpec.model_validate(data)
+
+
+def catalog_pinned(folder: Path, **versions: str) -> Catalog:
+    """The shipped catalog with teams held at earlier releases (``research="1"``),
+    as ``teamctl rollback`` holds them: a run by name gets the release."""
+    pins = Pins(
+        teams={
+            team: Pin(version=version, pinned_at=datetime(2026, 1, 1, tzinfo=UTC))
+            for team, version in versions.items()
+        }
+    )
+    write_pins(folder / PINS_FILE, pins)
+    return dataclasses.replace(Catalog.shipped(), pins_file=folder / PINS_FILE)
 
 
 def stage(data: dict[str, Any], name: str) -> dict[str, Any]:

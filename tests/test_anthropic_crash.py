@@ -24,7 +24,7 @@ from tests.support import (
     agent,
     awaiting_approval,
     history_events,
-    inline_team,
+    inline_release,
     last_start,
     start,
     wait_before_start,
@@ -53,7 +53,11 @@ async def test_killed_mid_stream_is_retried_within_the_heartbeat_timeout(
     standin.script(Step(RESEARCHER, chunk_delay_s=0.5))
     first = worker_process(env, task_queue, tmp_path / "worker1.log", **claude)
     try:
-        handle = await start(env.client, task_queue, inline_team("research", edit), "Durable?")
+        # Release 1 (no tools): the researcher's only turn is the slow stream. (With
+        # tools, its first turn is a short tool_use; a kill mid tool loop is
+        # tests/test_tool_crash.py's.)
+        team = inline_release("research", "1", edit)
+        handle = await start(env.client, task_queue, team, "Durable?")
         for _ in range(400):
             if standin.messages(RESEARCHER):
                 break

@@ -15,6 +15,11 @@ from tests.support import activity_types, awaiting_approval, history_events, run
 from tests.test_teams_e2e import hand_cost_micro
 
 
+def _turn(result: TeamResult, call_id: str) -> str:
+    """A call id without its run's workflow id."""
+    return call_id.removeprefix(f"{result.workflow_id}/")
+
+
 def assert_billed_as_reported(result: TeamResult, standin: MessagesStandIn) -> None:
     """Each call costs exactly what the stand-in's reported usage costs, once."""
     answered = [r for r in standin.messages() if r.usage is not None]
@@ -55,13 +60,24 @@ async def test_research_on_claude(
         result = await handle.result()
 
     assert result.status is RunStatus.COMPLETED
-    assert [(c.agent, c.iteration, c.provider) for c in result.calls] == [
-        ("researcher", 1, "anthropic"),
-        ("writer", 1, "anthropic"),
-        ("reviewer", 1, "anthropic"),
-        ("writer", 2, "anthropic"),
-        ("reviewer", 2, "anthropic"),
+    # The stand-in calls an agent's first own tool once, then answers: the
+    # researcher searches the corpus, each review checks citations first.
+    assert [(_turn(result, c.call_id), c.iteration, c.provider) for c in result.calls] == [
+        ("research/researcher/1", 1, "anthropic"),
+        ("research/researcher/1/t2", 1, "anthropic"),
+        ("write/writer/1", 1, "anthropic"),
+        ("review/reviewer/1", 1, "anthropic"),
+        ("review/reviewer/1/t2", 1, "anthropic"),
+        ("review/writer/2", 2, "anthropic"),
+        ("review/reviewer/2", 2, "anthropic"),
+        ("review/reviewer/2/t2", 2, "anthropic"),
     ]
+    assert [(t.agent, t.tool, t.status) for t in result.tool_calls] == [
+        ("researcher", "corpus.search", "ok"),
+        ("reviewer", "corpus.exists", "ok"),
+        ("reviewer", "corpus.exists", "ok"),
+    ]
+    assert result.tool_calls[0].result_preview.startswith('[{"id":"doc-')
     assert result.gates[0].scores == [5, 7] and result.gates[0].passed
     assert "Revision 1: addressed - Cites at least two sources" in result.output
     # Prompt caching: the writer's second call reads its system prompt from cache.
@@ -70,13 +86,24 @@ async def test_research_on_claude(
     assert writer_calls[1].cache_read_input_tokens == writer_calls[0].cache_creation_input_tokens
     assert_billed_as_reported(result, standin)
     events = await history_events(handle)
-    assert activity_types(events) == ["call_agent"] * 5
+    assert activity_types(events) == [
+        *("call_agent", "call_tool", "call_agent"),  # researcher
+        "call_agent",  # writer
+        *("call_agent", "call_tool", "call_agent"),  # reviewer
+        "call_agent",  # writer
+        *("call_agent", "call_tool", "call_agent"),  # reviewer
+    ]
     # Requests carry cache breakpoints on the system prompt and the stable context.
     first = standin.messages()[0].body
     assert first["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert first["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
     assert first["stream"] is True
-    verdict = standin.messages(for_tool("review_verdict"))[0].body
+    # ...and after the tool definitions, which are sent as the model sees them.
+    assert [t["name"] for t in first["tools"]] == ["corpus__search", "corpus__read"]
+    assert first["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    # A review's first turn may check citations or answer; its last must answer.
+    check, verdict = (r.body for r in standin.messages(for_tool("review_verdict"))[:2])
+    assert check["tool_choice"] == {"type": "any"}
     assert verdict["tool_choice"] == {"type": "tool", "name": "review_verdict"}
 
 
@@ -107,9 +134,19 @@ async def test_support_on_claude(
 
     assert routed.status is RunStatus.COMPLETED
     assert routed.route is not None and routed.route.route == "billing"
-    assert [c.agent for c in routed.calls] == ["router", "billing-specialist"]
+    # The billing specialist looks the order up (the stand-in passes the task as
+    # its id: the shop says there is no such order), then answers.
+    assert [c.agent for c in routed.calls] == ["router", "billing-specialist", "billing-specialist"]
+    assert [(t.tool, t.status, t.result_preview) for t in routed.tool_calls] == [
+        (
+            "shop.lookup_order",
+            "error",
+            "no order 'Refund my invoice': order ids look like A1001",
+        )
+    ]
     assert direct.route is not None and direct.route.route == "direct"
     assert direct.output == "We are open 9-17, Mon-Fri."
+    assert [c.agent for c in direct.calls] == ["router"] and direct.tool_calls == []
     route_tool = standin.messages(for_tool("route_decision"))[0].body["tools"][0]
     assert route_tool["input_schema"]["properties"]["route"]["enum"] == [
         "billing",

@@ -47,7 +47,18 @@ async def test_reject_signal_ends_run_rejected_with_results_kept(
     assert [(a.outcome, a.approver, a.comment) for a in result.approvals] == [
         ("rejected", "editor", "too long")
     ]
-    assert len(result.calls) == 5  # everything done before the rejection is kept
+    # Everything done before the rejection is kept: the researcher's three turns
+    # (search, read two documents, notes), two drafts, two reviews of two turns
+    # each (check the citations, then the verdict), and the tool calls between.
+    assert len(result.calls) == 9
+    assert result.tool_calls_total == 5
+    assert sorted((t.agent, t.tool, t.status) for t in result.tool_calls) == [
+        ("researcher", "corpus.read", "ok"),
+        ("researcher", "corpus.read", "ok"),
+        ("researcher", "corpus.search", "ok"),
+        ("reviewer", "corpus.exists", "ok"),
+        ("reviewer", "corpus.exists", "ok"),
+    ]
     assert result.output.startswith("Draft: Summarise the case")
 
 

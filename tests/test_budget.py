@@ -4,21 +4,33 @@ run ends BUDGET_EXCEEDED keeping every result it had."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 from temporalio.client import Client
 
 from contracts.results import CallStatus, RunStatus
 from providers.simulated import SimulatedConfig, SimulatedProvider
-from tests.support import activity_types, history_events, running_worker, start
+from tests.support import (
+    activity_types,
+    catalog_pinned,
+    history_events,
+    running_worker,
+    start,
+)
 
 TASK = "How do durable workflows help LLM agents?"
 
 
-async def test_budget_runs_out_mid_pipeline(client: Client, task_queue: str) -> None:
-    async with running_worker(client, task_queue):
+async def test_budget_runs_out_mid_pipeline(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    # Release 1 of research (no tools): one model call per agent.
+    catalog = catalog_pinned(tmp_path, research="1")
+    async with running_worker(client, task_queue, catalog=catalog):
         handle = await start(client, task_queue, "research", TASK, budget_usd=Decimal("0.035"))
         result = await handle.result()
 
+    assert (result.team, result.team_version) == ("research", "1")
     assert result.status is RunStatus.BUDGET_EXCEEDED
     assert result.budget_micro == 35_000
     researcher, writer = result.calls
@@ -42,6 +54,41 @@ async def test_budget_runs_out_mid_pipeline(client: Client, task_queue: str) -> 
     assert result.output.startswith("Research notes: How do durable workflows")
     # The skipped call never became an activity.
     assert activity_types(await history_events(handle)) == ["call_agent"]
+
+
+async def test_budget_runs_out_mid_tool_loop(client: Client, task_queue: str) -> None:
+    # research 2: every model turn of the researcher's tool loop is checked
+    # before it is made, like any call.
+    async with running_worker(client, task_queue):
+        handle = await start(client, task_queue, "research", TASK, budget_usd=Decimal("0.03"))
+        result = await handle.result()
+
+    assert result.status is RunStatus.BUDGET_EXCEEDED
+    assert [
+        (c.call_id.removeprefix(f"{handle.id}/"), c.status, c.cost_micro, c.reserved_micro)
+        for c in result.calls
+    ] == [
+        ("research/researcher/1", CallStatus.SUCCEEDED, 1_636, 24_747),
+        ("research/researcher/1/t2", CallStatus.SUCCEEDED, 2_004, 26_974),
+        # Its notes (turn 3, after reading two documents) could cost more than
+        # the 26_360 micro-USD left: not made, and the writer never starts.
+        ("research/researcher/1/t3", CallStatus.SKIPPED_BUDGET, 0, 31_182),
+    ]
+    assert result.total_cost_micro == 3_640
+    assert result.reason == (
+        "researcher on claude-sonnet-4-6 could cost up to 31182 micro-USD "
+        "but only 26360 of 30000 are left"
+    )
+    # The tool calls its first two turns asked for ran and are kept.
+    assert sorted((t.tool, t.arguments_preview, t.status) for t in result.tool_calls) == [
+        ("corpus.read", '{"id":"doc-agent-pipelines"}', "ok"),
+        ("corpus.read", '{"id":"doc-durable-execution"}', "ok"),
+        ("corpus.search", f'{{"limit":5,"query":"{TASK}"}}', "ok"),
+    ]
+    assert activity_types(await history_events(handle)) == [
+        *("call_agent", "call_tool"),
+        *("call_agent", "call_tool", "call_tool"),
+    ]
 
 
 async def test_concurrent_fan_out_never_overspends(client: Client, task_queue: str) -> None:

@@ -20,7 +20,16 @@ from stores.controls.sqlite import SqliteControls
 from stores.sqlite_cache import SqliteResponseCache
 from teams.daily_budgets import DailyBudgets
 from teams.pricing import format_usd
-from tests.support import activity_types, agent, history_events, inline_team, running_worker, start
+from tests.support import (
+    activity_types,
+    agent,
+    catalog_pinned,
+    history_events,
+    inline_release,
+    inline_team,
+    running_worker,
+    start,
+)
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
 LONG_BILLING = BILLING + " " + "The second charge appeared on the 3rd of the month. " * 4
@@ -47,8 +56,11 @@ async def test_a_cache_hit_charges_nothing_and_is_recorded(
     journal = tmp_path / "calls.jsonl"
     provider = SimulatedProvider(SimulatedConfig(journal=journal))
     cache = SqliteResponseCache(tmp_path / "cache.sqlite")
+    # Release 1 of support: its billing specialist has no tools (a call offered
+    # tools is never cached; see the test after this one).
+    catalog = catalog_pinned(tmp_path / "teams", support="1")
     async with running_worker(
-        client, task_queue, provider=provider, cache=cache, controls=controls
+        client, task_queue, provider=provider, cache=cache, controls=controls, catalog=catalog
     ):
         first = await (await start(client, task_queue, "support", BILLING, tenant="acme")).result()
         second = await (await start(client, task_queue, "support", BILLING, tenant="acme")).result()
@@ -60,6 +72,7 @@ async def test_a_cache_hit_charges_nothing_and_is_recorded(
     assert acme is not None and world is not None
 
     assert first.status is second.status is other.status is RunStatus.COMPLETED
+    assert {r.team_version for r in (first, second, other)} == {"1"}
     assert [c.cache_hit for c in first.calls] == [False, False]
     assert first.total_cost_micro > 0
     # The same request again: both answers come from the cache, at no cost.
@@ -82,10 +95,33 @@ async def test_a_cache_hit_charges_nothing_and_is_recorded(
     assert world.spent_micro == first.total_cost_micro + other.total_cost_micro
 
 
+async def test_an_agent_offered_tools_is_never_cached(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    # support 2: the billing specialist is offered the shop's tools (the request
+    # names no order, so it calls none): its answer is not cached, the router's is.
+    cache = SqliteResponseCache(tmp_path / "cache.sqlite")
+    async with running_worker(client, task_queue, cache=cache):
+        first = await (await start(client, task_queue, "support", BILLING)).result()
+        second = await (await start(client, task_queue, "support", BILLING)).result()
+    await cache.aclose()
+
+    assert (first.team_version, first.tool_calls, second.tool_calls) == ("2", [], [])
+    assert [(c.agent, c.cache_hit) for c in second.calls] == [
+        ("router", True),
+        ("billing-specialist", False),
+    ]
+    assert _specialist(second).cost_micro == _specialist(first).cost_micro == 6_924
+    assert second.total_cost_micro == 6_924
+
+
 async def test_caching_can_be_switched_off_per_agent(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    spec = inline_team("support", lambda d: agent(d, "billing-specialist").update(cache=False))
+    # Release 1 of support (no tools): otherwise the specialist is never cached anyway.
+    spec = inline_release(
+        "support", "1", lambda d: agent(d, "billing-specialist").update(cache=False)
+    )
     cache = SqliteResponseCache(tmp_path / "cache.sqlite")
     async with running_worker(client, task_queue, cache=cache):
         first = await (await start(client, task_queue, spec, BILLING)).result()
@@ -99,11 +135,15 @@ async def test_caching_can_be_switched_off_per_agent(
     assert _specialist(second).cost_micro == _specialist(first).cost_micro > 0
 
 
-def _routed(rule: dict[str, Any]) -> Any:
+def _routed(rule: dict[str, Any], *, release: str | None = None) -> Any:
     def edit(data: dict[str, Any]) -> None:
         agent(data, "billing-specialist")["routing"] = {"cheap_model": HAIKU, **rule}
 
-    return inline_team("support", edit)
+    return (
+        inline_team("support", edit)
+        if release is None
+        else inline_release("support", release, edit)
+    )
 
 
 async def test_routing_by_the_routers_rating(client: Client, task_queue: str) -> None:
@@ -127,7 +167,10 @@ async def test_routing_by_the_routers_rating(client: Client, task_queue: str) ->
 
 
 async def test_routing_by_input_length(client: Client, task_queue: str) -> None:
-    spec = _routed({"rule": "input_length", "max_cheap_input_tokens": 400})
+    # Release 1 of support: the specialist's prompt is its system prompt and the
+    # request alone (support 2's adds its prompt's tool guidance and the shop's
+    # tool definitions: ~808 tokens for the short request).
+    spec = _routed({"rule": "input_length", "max_cheap_input_tokens": 400}, release="1")
     async with running_worker(client, task_queue):
         short = await (await start(client, task_queue, spec, BILLING)).result()
         long = await (await start(client, task_queue, spec, LONG_BILLING * 4)).result()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,52 @@ from tests.processes import (
 )
 from tests.support import running_worker
 from worker.settings import WorkerSettings
+
+
+def _table(out: str, column: str) -> list[list[str]]:
+    """The rows of the last table in ``out`` whose second column is ``column``."""
+    lines = out.splitlines()
+    start = max(i for i, line in enumerate(lines) if line.split()[:2] == ["agent", column])
+    rows: list[list[str]] = []
+    for line in lines[start + 2 :]:  # past the header and its dashes
+        if not line.strip() or line.startswith(("agent ", "(")):
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    return rows
+
+
+def _costs(out: str) -> dict[str, list[str]]:
+    """The cost table: row → calls, tokens in/out/cache w/cache r, cost (not the
+    time column: tool latencies are wall-clock)."""
+    return {row[0]: row[1:-1] for row in _table(out, "calls")}
+
+
+def _tools(out: str) -> list[tuple[str, ...]]:
+    """The tool-calls table: agent, tool, arguments, outcome of each call, sorted
+    (parallel calls are listed as they end)."""
+    return sorted(tuple(row[:4]) for row in _table(out, "tool"))
+
+
+RESEARCH_COSTS = {
+    "researcher": ["3", "2200", "614", "229", "458", "$0.016807"],
+    "writer": ["2", "2048", "1461", "241", "241", "$0.029036"],
+    "reviewer": ["4", "3686", "96", "238", "714", "$0.004536"],
+    "tool corpus.search": ["1", "-", "-", "-", "-", "$0.000000"],
+    "tool corpus.read": ["2", "-", "-", "-", "-", "$0.000000"],
+    "tool corpus.exists": ["2", "-", "-", "-", "-", "$0.000000"],
+    "total": ["14", "7934", "2171", "708", "1413", "$0.050379"],
+}
+"""research 2 on "Why durable agents?": the researcher's three turns (search, read
+two documents, notes), two drafts, two reviews of two turns (check the cited ids,
+then the verdict), and the five tool calls; the total counts both."""
+CITED = '{"ids":["doc-durable-execution","doc-observab...'
+RESEARCH_TOOLS = [
+    ("researcher", "corpus.read", '{"id":"doc-durable-execution"}', "ok"),
+    ("researcher", "corpus.read", '{"id":"doc-observability"}', "ok"),
+    ("researcher", "corpus.search", '{"limit":5,"query":"Why durable agents?"}', "ok"),
+    ("reviewer", "corpus.exists", CITED, "ok"),
+    ("reviewer", "corpus.exists", CITED, "ok"),
+]
 
 
 async def _run_research(
@@ -46,6 +93,8 @@ async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_
             f"--address {address_of(env)}\n"
         ) in out
         assert "--key" not in out  # open approvals (the dev default)
+        # Waiting for the sign-off, everything before it is done: its costs and tools.
+        assert _costs(out) == RESEARCH_COSTS
 
         code, out, _ = await teamctl_async(env, "status", run_id)
         assert code == 0
@@ -72,14 +121,16 @@ async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_
         assert f"approved 'final-text' of {run_id} as editor" in out
         assert "status     COMPLETED  (degradation FULL)" in out
         assert "approval   final-text: approved by editor via update" in out
-        assert "total           5" in out  # per-agent cost table, 5 calls
+        assert _costs(out) == RESEARCH_COSTS
+        assert _tools(out) == RESEARCH_TOOLS
 
     code, out, _ = await teamctl_async(env, "result", run_id, "--json")
     assert code == 0
     result = json.loads(out)
     assert result["status"] == "COMPLETED"
     assert result["tenant"] == "acme"
-    assert result["total_cost_micro"] == sum(c["cost_micro"] for c in result["calls"])
+    assert result["total_cost_micro"] == sum(c["cost_micro"] for c in result["calls"]) == 50_379
+    assert result["tool_calls_total"] == 5
 
 
 async def test_temporal_cli_start_query_signal_result(
@@ -126,14 +177,25 @@ async def test_temporal_cli_start_query_signal_result(
         assert code == 0, err
     result = json.loads(out)["result"]
     assert result["status"] == "COMPLETED"
-    assert [c["agent"] for c in result["calls"]] == [
-        "researcher",
-        "writer",
-        "reviewer",
-        "writer",
-        "reviewer",
+    assert [c["call_id"].removeprefix(f"{run_id}/") for c in result["calls"]] == [
+        "research/researcher/1",
+        "research/researcher/1/t2",
+        "research/researcher/1/t3",
+        "write/writer/1",
+        "review/reviewer/1",
+        "review/reviewer/1/t2",
+        "review/writer/2",
+        "review/reviewer/2",
+        "review/reviewer/2/t2",
     ]
     assert all(c["cost_micro"] > 0 for c in result["calls"])
+    assert sorted((t["agent"], t["tool"], t["status"]) for t in result["tool_calls"]) == [
+        ("researcher", "corpus.read", "ok"),
+        ("researcher", "corpus.read", "ok"),
+        ("researcher", "corpus.search", "ok"),
+        ("reviewer", "corpus.exists", "ok"),
+        ("reviewer", "corpus.exists", "ok"),
+    ]
 
 
 async def test_teamctl_run_skip_approvals(env: WorkflowEnvironment, task_queue: str) -> None:
@@ -143,7 +205,8 @@ async def test_teamctl_run_skip_approvals(env: WorkflowEnvironment, task_queue: 
         assert (code, err) == (0, "")
         assert "waiting for approval" not in out
         assert "status     COMPLETED  (degradation FULL)" in out
-        assert "total           5" in out
+        assert _costs(out) == RESEARCH_COSTS
+        assert _tools(out) == RESEARCH_TOOLS
 
     # The spec the run used is in its history: the skipped sign-off is visible.
     history = await env.client.get_workflow_handle(run_id).fetch_history()
@@ -152,6 +215,8 @@ async def test_teamctl_run_skip_approvals(env: WorkflowEnvironment, task_queue: 
     )
     assert [s["kind"] for s in request["team"]["stages"]] == ["sequential", "sequential", "gate"]
     assert request["team"]["name"] == "research"
+    # The variant runs the corpus server as the catalog team does.
+    assert [m["name"] for m in request["team"]["mcp_servers"]] == ["corpus"]
 
 
 OWN_TEAM = """\

@@ -1,5 +1,6 @@
 """A worker SIGKILLed mid-run: a new worker finishes the run, and no agent call
-that had completed runs again (counted in the simulated provider's journal)."""
+that had completed runs again (counted in the simulated provider's journal), nor
+any tool call (research 2: the researcher's corpus calls, before the kill)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     try:
         handle = await start(env.client, task_queue, spec, "How do durable workflows help?")
         # Kill the worker while the writer's first call is streaming, after the
-        # researcher's call has completed.
+        # researcher's three turns (search, read, notes) have completed.
         await _until(lambda: any(e["agent"] == "writer" for e in _journal(journal)))
         await asyncio.sleep(0.5)
         first.send_signal(signal.SIGKILL)
@@ -70,8 +71,7 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     killed_pid = first.pid
     before = [e for e in _journal(journal) if e["event"] != "progress"]
     assert [(e["event"], e["agent"]) for e in before] == [
-        ("start", "researcher"),
-        ("complete", "researcher"),
+        *[("start", "researcher"), ("complete", "researcher")] * 3,
         ("start", "writer"),
     ]
 
@@ -87,11 +87,26 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     assert result.status is RunStatus.COMPLETED
     events = _journal(journal)
     completed = Counter(e["call_id"] for e in events if e["event"] == "complete")
-    # Every call completed exactly once: the researcher was not called again.
+    # Every call completed exactly once: no researcher turn was made again...
     assert set(completed.values()) == {1}
-    researcher_id = next(e["call_id"] for e in events if e["agent"] == "researcher")
-    starts = [e for e in events if e["event"] == "start" and e["call_id"] == researcher_id]
-    assert [(e["attempt"], e["pid"]) for e in starts] == [(1, killed_pid)]
+    researcher_ids = sorted({e["call_id"] for e in events if e["agent"] == "researcher"})
+    assert [i.removeprefix(f"{handle.id}/") for i in researcher_ids] == [
+        "research/researcher/1",
+        "research/researcher/1/t2",
+        "research/researcher/1/t3",
+    ]
+    for researcher_id in researcher_ids:
+        starts = [e for e in events if e["event"] == "start" and e["call_id"] == researcher_id]
+        assert [(e["attempt"], e["pid"]) for e in starts] == [(1, killed_pid)]
+    # ...and no tool call ran twice: the researcher's, before the kill, and the
+    # reviewers' citation checks after it, each one attempt.
+    assert sorted((t.agent, t.tool, t.status, t.attempts) for t in result.tool_calls) == [
+        ("researcher", "corpus.read", "ok", 1),
+        ("researcher", "corpus.read", "ok", 1),
+        ("researcher", "corpus.search", "ok", 1),
+        ("reviewer", "corpus.exists", "ok", 1),
+        ("reviewer", "corpus.exists", "ok", 1),
+    ]
     # The interrupted writer call was retried, as attempt 2, by the new worker.
     writer_id = before[-1]["call_id"]
     writer_starts = [
@@ -102,7 +117,7 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
     assert writer_starts == [(1, killed_pid), (2, second.pid)]
     record = next(c for c in result.calls if c.call_id == writer_id)
     assert (record.status, record.attempts) == (CallStatus.SUCCEEDED, 2)
-    assert len(result.calls) == len(completed) == 5
+    assert len(result.calls) == len(completed) == 9
     # The killed attempt's prompt was billed as it started streaming; its last
     # heartbeat carried that usage to attempt 2, which charged it under attempt 1's
     # number and its own answer under its own: the call costs the two bills.

@@ -27,6 +27,7 @@ import pytest
 from contracts.ledger import GLOBAL_SCOPE
 from security.keyring import KeyRing, new_key_line, write_key_file
 from security.signing_keys import write_key_pair
+from stores.blobs import Blobs, FileStorageDriver
 from stores.controls.sqlite import SqliteControls
 from stores.response_cache import CachedAnswer
 from stores.sqlite_cache import SqliteResponseCache
@@ -92,6 +93,17 @@ async def test_the_controls_store_and_its_side_files_are_0600(tmp_path: Path) ->
         assert mode(path.parent) == 0o700
     finally:
         await store.aclose()
+
+
+@pytest.mark.usefixtures("umask_000")
+async def test_the_blob_store_and_every_folder_it_makes_are_private(tmp_path: Path) -> None:
+    root = tmp_path / "state" / "blobs"
+    blobs = Blobs(FileStorageDriver(root), RING)
+    await blobs.put(b"a tool result")
+    (stored,) = [p for p in root.rglob("*") if p.is_file()]
+    folders = [root.parent, root, stored.parent]
+    assert {str(f): mode(f) for f in folders} == {str(f): 0o700 for f in folders}
+    assert mode(stored) == 0o600
 
 
 def _world_readable_database(path: Path) -> tuple[list[Path], sqlite3.Connection]:
@@ -226,18 +238,37 @@ def test_the_demo_keeps_nothing_readable_in_its_state_folder(tmp_path: Path) -> 
     ):
         assert expected in made
     assert mode(state) == 0o700
-    assert {p.name: mode(p) for p in state.iterdir()} == {p.name: 0o600 for p in state.iterdir()}
-    # `strings` on every file: the task is in no store, log or history (encrypted).
+    assert _modes(state) == _private(state)
+    # The researcher's and reviewer's tool conversations are blobs (research 2).
+    assert "blobs" in made and any(p.is_file() for p in (state / "blobs").rglob("*"))
+    # `strings` on every file: the task is in no store, log, blob or history (encrypted).
     needle = TASK.encode()
-    assert [p.name for p in state.iterdir() if needle in p.read_bytes()] == []
+    assert _holding(state, needle) == []
     assert b"multi-agent" not in (state / "response-cache.sqlite").read_bytes()
 
-    # An older release's .temporal/: everything readable by others. The demo tightens it,
-    # and the sealed cache entries of the first run serve the second.
+    # An older release's .temporal/: its files readable by others (it made no
+    # folders in it). The demo tightens them, and the sealed cache entries of the
+    # first run serve the second.
     for p in state.iterdir():
-        p.chmod(0o644)
+        if p.is_file():
+            p.chmod(0o644)
     second = _run_demo(tmp_path, _demo_port())
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert {p.name: mode(p) for p in state.iterdir()} == {p.name: 0o600 for p in state.iterdir()}
+    assert _modes(state) == _private(state)
     assert "(cached, saved $" in second.stdout
-    assert [p.name for p in state.iterdir() if needle in p.read_bytes()] == []
+    assert _holding(state, needle) == []
+
+
+def _modes(state: Path) -> dict[str, int]:
+    return {str(p.relative_to(state)): mode(p) for p in state.rglob("*")}
+
+
+def _private(state: Path) -> dict[str, int]:
+    """Every file under ``state`` 0600, every folder 0700."""
+    return {str(p.relative_to(state)): 0o700 if p.is_dir() else 0o600 for p in state.rglob("*")}
+
+
+def _holding(state: Path, needle: bytes) -> list[str]:
+    """The files under ``state`` that contain ``needle``."""
+    files = [p for p in state.rglob("*") if p.is_file()]
+    return [str(p.relative_to(state)) for p in files if needle in p.read_bytes()]
