@@ -33,6 +33,7 @@ from bench import (
     rollback_timing,
     targets,
     throughput,
+    tools,
 )
 from bench.environment import SERVER_MODE, machine, target
 from bench.postgres_cluster import Unavailable, postgres_server
@@ -65,7 +66,16 @@ from teams.catalog import Catalog
 
 _Key = TypeVar("_Key", bound=tuple[object, ...])
 
-SECTIONS = ("latency", "throughput", "recovery", "rollback", "history", "cost", "controls")
+SECTIONS = (
+    "latency",
+    "throughput",
+    "recovery",
+    "rollback",
+    "history",
+    "tools",
+    "cost",
+    "controls",
+)
 POSTGRES_SECTIONS = ("latency", "throughput", "controls")
 """The sections with PostgreSQL rows: the cluster is started only for them."""
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
@@ -185,6 +195,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     lat = thr = ctl = None
     back: rollback_timing.RollbackResults | None = None
     rows: list[history.HistoryFigures] | None = None
+    tool_figures: tools.ToolsResults | None = None
     skipped: dict[str, str] = {}
     dropouts = Dropouts(OPTIONAL)
     with tempfile.TemporaryDirectory(prefix="bench-") as work, ExitStack() as servers:
@@ -288,6 +299,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     rows = await history.measure(zero.project, zero.bare, catalog, plans)
                     tables.append(history.history_table(rows))
                     data["history"] = [asdict(r) for r in rows]
+            if "tools" in sections:
+                with _timed("tools", timings):
+                    tool_figures = await tools.measure(where.client, catalog, repeats=args.repeats)
+                    tables.append(tools.tools_table(tool_figures))
+                    data["tools"] = {
+                        "own_ms": {k: v.as_dict() for k, v in tool_figures.own_ms.items()},
+                        "step_ms": {k: v.as_dict() for k, v in tool_figures.step_ms.items()},
+                        "events_per_call": tool_figures.events,
+                        "own_bytes": tool_figures.own_bytes,
+                        "big_own_bytes": tool_figures.big_own_bytes,
+                        "big_step_bytes": tool_figures.big_step_bytes,
+                        "step_bytes": tool_figures.step_bytes,
+                    }
             if "cost" in sections:
                 with _timed("cost", timings):
                     figures, facts = await cost.measure(
@@ -321,6 +345,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         targets.cpu_target(thr),
         targets.rollback_target(back),
         *targets.history_targets(rows),
+        *tools.tools_targets(tool_figures),
         *targets.controls_targets(ctl, controls.ENTITY_BASELINE),
     ]
     tables.append(targets.targets_table(found))

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from bench import targets
+from bench import tools as bench_tools
 from bench.controls import (
     ENTITY_BASELINE,
     ControlsResults,
@@ -323,3 +326,69 @@ async def test_the_bench_runs_on_the_configured_cluster(
     assert "skipped: recovery: it restarts the server: only with --server dev" in results
     assert "**Cost of 4 support requests (1 repeats)" in results
     assert "recovery: skipped" in out.decode()
+
+
+def _event(event_id: int, at_ms: int, kind: str | None = None, done: bool = False) -> HistoryEvent:
+    event = HistoryEvent(event_id=event_id)
+    event.event_time.FromMilliseconds(at_ms)
+    if kind is not None:
+        event.activity_task_scheduled_event_attributes.activity_type.name = kind
+    if done:
+        event.event_type = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    return event
+
+
+def test_tool_segments_run_from_one_scheduling_to_the_next() -> None:
+    history = [
+        _event(1, 0),
+        _event(2, 10, "call_agent"),
+        _event(3, 15),
+        _event(4, 40, "call_tool"),
+        _event(5, 41),
+        _event(6, 42),
+        _event(7, 90, "call_agent"),
+        _event(8, 100, done=True),
+    ]
+    pieces = bench_tools.segments(history)
+    assert [(s.ms, s.events) for s in pieces["call_agent"]] == [(30.0, 2), (10.0, 1)]
+    assert [(s.ms, s.events) for s in pieces["call_tool"]] == [(50.0, 3)]
+    assert pieces["call_tool"][0].history_bytes == sum(e.ByteSize() for e in history[3:6])
+
+
+def test_tool_targets_hold_the_call_against_a_bare_activity() -> None:
+    def results(ours_ms: float, events: float, big_bytes: float) -> bench_tools.ToolsResults:
+        spreads = {
+            bench_tools.BARE: Spread.of([40.0]),
+            bench_tools.PROJECT_TOOL: Spread.of([ours_ms]),
+        }
+        return bench_tools.ToolsResults(
+            own_ms=spreads,
+            step_ms=spreads,
+            events={bench_tools.BARE: 6.0, bench_tools.PROJECT_TOOL: events},
+            own_bytes={bench_tools.BARE: 600.0, bench_tools.PROJECT_TOOL: 1500.0},
+            big_own_bytes=big_bytes,
+            big_step_bytes=big_bytes * 3,
+            step_bytes=5000.0,
+        )
+
+    met = bench_tools.tools_targets(results(50.0, 12.0, 2048.0))
+    assert [t.verdict for t in met] == ["pass", "pass", "pass"]
+    assert met[0].figure == "50.0 vs 40.0 ms"
+    missed = bench_tools.tools_targets(results(50.1, 12.5, 2049.0))
+    assert [t.verdict for t in missed] == ["miss", "miss", "miss"]
+    assert [t.verdict for t in bench_tools.tools_targets(None)] == ["not measured"] * 3
+
+
+async def test_the_tools_section_on_the_dev_server(client: Client, catalog: Catalog) -> None:
+    figures = await bench_tools.measure(client, catalog, repeats=1)
+
+    # A tool call and its model turn: two activities, each with the workflow task
+    # that takes its result; a bare activity is one.
+    assert figures.events == {bench_tools.BARE: 6.0, bench_tools.PROJECT_TOOL: 12.0}
+    assert set(figures.own_ms) == {bench_tools.BARE, bench_tools.PROJECT_TOOL}
+    assert all(s.n == bench_tools.CALLS for s in figures.own_ms.values())
+    # The 200 KB results stay out of history: it keeps a ref and a preview each.
+    assert figures.big_own_bytes > figures.own_bytes[bench_tools.PROJECT_TOOL]
+    assert figures.big_step_bytes < 20_000
+    table = bench_tools.tools_table(figures)
+    assert [row[0] for row in table.rows] == [bench_tools.BARE, bench_tools.PROJECT_TOOL]
