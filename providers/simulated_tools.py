@@ -18,7 +18,8 @@ and the call:
 
 A tool with side effects is called only when the task names it (``refund``), so
 a simulated support agent never refunds an order it was only asked about. Each
-id is read at most once, at most :data:`MAX_READS` of them. Nothing here is
+id is read at most once, at most :data:`MAX_READS` of them; a tool taking a
+list of ids (a citation check) gets all of them, up to its ``maxItems``. Nothing here is
 random: the same call, tools and results give the same calls.
 """
 
@@ -95,7 +96,9 @@ def _argument_sets(
     if not ids:
         return [] if id_key in required else [base]
     if properties[id_key].get("type") == "array":
-        return [{**base, id_key: ids[: MAX_READS * 2]}]
+        # A check over a list (corpus.exists) gets every id, as many as it takes.
+        most = properties[id_key].get("maxItems")
+        return [{**base, id_key: ids[:most] if isinstance(most, int) else ids}]
     used = {str(u.input.get(id_key)) for u in made if u.name == model_name(tool.name)}
     fresh = [i for i in ids if i not in used][: max(0, MAX_READS - len(used))]
     return [{**base, id_key: i} for i in fresh]

@@ -11,7 +11,6 @@ from temporalio.client import Client
 from contracts.approvals import Decision
 from contracts.results import CallStatus, DegradationLevel, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated_tools import MAX_READS
 from tests.support import (
     LOCAL_ACTIVITY_MARKER,
     PATCH_MARKER,
@@ -110,8 +109,7 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
     gate = result.gates[0]
     assert (gate.scores, gate.passed, gate.exhausted, gate.iterations) == ([6, 8], True, False, 2)
     # The search found five documents; the researcher read the first two, and the
-    # writer cites all five. Each review checks the draft's citations: the
-    # simulated reviewer sends at most 2 * MAX_READS of them (the first four).
+    # writer cites all five. Each review checks every one of the draft's citations.
     found = [
         "doc-durable-execution",
         "doc-agent-pipelines",
@@ -119,7 +117,7 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         "doc-observability",
         "doc-workflow-determinism",
     ]
-    checked = found[: 2 * MAX_READS]
+    checked = found
     exists = json.dumps({"ids": checked}, separators=(",", ":"))
     # The tool calls, sorted: parallel calls (the two reads) are recorded as they finish.
     assert sorted(
