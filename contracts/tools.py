@@ -213,7 +213,7 @@ class ToolOutcome(BaseModel):
         return self.status != "ok"
 
     def for_model(self) -> ToolOutcome:
-        """This outcome as the next model turn needs it: no preview, no findings.
+        """The outcome as the next model turn needs it: no preview, no findings.
 
         Both were for the run (its records, its injection policy, already
         applied); leaving them out keeps them out of the next turn's history.

@@ -40,10 +40,11 @@ from worker.search_attributes import ensure_search_attributes
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
-CURRENT_SET = "v4"
+CURRENT_SET = "v5"
 """The set new recordings go to. Kept for replay: v1, before cooperative cancellation
 and context shrinking; v2, before the shared cost controls; v3, with them as entity
-workflows and local activities around each call; v4, the controls inside call_agent."""
+workflows and local activities around each call; v4, the controls inside call_agent;
+v5, agents with tools (research 2 and support 2: tool loops, a tool's approval)."""
 HISTORIES = HISTORIES_ROOT / CURRENT_SET
 Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
 
@@ -171,11 +172,38 @@ async def research_quarantined(client: Client, queue: str) -> WorkflowHandle[Any
     return handle
 
 
+async def _approving(handle: WorkflowHandle[Any, TeamResult]) -> None:
+    """Until the run ends, approve each tool call it waits for, as its first approver."""
+    while True:
+        status = await wait_for(handle, lambda s: s.phase in ("awaiting_approval", "finished"))
+        pending = status.pending_approval
+        if status.phase == "finished" or pending is None:
+            return
+        await handle.signal(
+            APPROVE_SIGNAL, Decision(approver=pending.approvers[0], comment=f"ok: {pending.point}")
+        )
+        await wait_for(
+            handle,
+            lambda s, p=pending.point: s.pending_approval is None or s.pending_approval.point != p,
+        )
+
+
 async def support_redacted(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
     """Support redacts PII before the model sees it (placeholders in call_agent's input)."""
     async with running_worker(client, queue):
         task = "Refund please: jane.doe@example.com was charged twice on my invoice"
         handle = await start(client, queue, "support", task)
+        await _approving(handle)
+        await handle.result()
+    return handle
+
+
+async def support_refund_approved(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    """Support 2's specialist looks an order up and refunds it once the lead approves."""
+    async with running_worker(client, queue):
+        task = "Please refund order A1003, amount_cents 5000: I was charged twice"
+        handle = await start(client, queue, "support", task)
+        await _approving(handle)
         await handle.result()
     return handle
 
@@ -183,6 +211,7 @@ async def support_redacted(client: Client, queue: str) -> WorkflowHandle[Any, Te
 DEV_SERVER_SCENARIOS: dict[str, Scenario] = {
     "research-quarantined": research_quarantined,
     "support-redacted": support_redacted,
+    "support-refund-approved": support_refund_approved,
     "research-context-shrink": research_context_shrink,
     "code-review-cancelled": code_review_cancelled,
     "research-approved": research_approved,

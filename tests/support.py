@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import tempfile
 import tomllib
 import uuid
@@ -83,9 +84,7 @@ async def running_worker(
         from worker.settings import WorkerSettings
 
         folder = Path(tempfile.mkdtemp(prefix="agent-teams-tools-"))
-        settings = WorkerSettings(
-            shop_db=folder / "shop.sqlite", blob_url=f"file:{folder / 'blobs'}"
-        )
+        settings = WorkerSettings(shop_db=folder / "shop.sqlite", blob_url=shared_blob_url())
         opened = await open_tools(settings, None)
         tools = opened.box
     workers = build_workers(
@@ -110,6 +109,14 @@ async def running_worker(
             await own.aclose()
         if provider is not None:
             await provider.aclose()
+
+
+@functools.cache
+def shared_blob_url() -> str:
+    """One blob store for every worker of this test process, as the workers of one host
+    share theirs: a run that moves to another worker (a restart, a new build) finds
+    its tool definitions and conversations there."""
+    return f"file:{Path(tempfile.mkdtemp(prefix='agent-teams-blobs-')) / 'blobs'}"
 
 
 def team_data(name: str) -> dict[str, Any]:

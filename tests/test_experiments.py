@@ -197,8 +197,14 @@ async def test_assignment_is_recorded_and_a_weight_change_applies_to_new_runs_on
 ) -> None:
     catalog = _catalog(tmp_path, control=90, candidate=10)
     async with running_worker(client, task_queue, catalog=catalog):
-        # exp-run-1's bucket (3075) is control at 90/10; exp-run-4's (9063) is s45.
-        control = await _run(client, task_queue, f"exp-run-1-{task_queue}")
+        # Runs are picked by bucket, which depends on the (random) queue name: below
+        # 9000 is control at 90/10, from 9000 on is s45.
+        control_id = next(
+            f"exp-run-{i}-{task_queue}"
+            for i in range(100)
+            if bucket(f"exp-run-{i}-{task_queue}", "merger-s45") < 9000
+        )
+        control = await _run(client, task_queue, control_id)
         ids = {control.workflow_id}
         canary_id = next(
             f"exp-run-{i}-{task_queue}"

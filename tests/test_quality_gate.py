@@ -48,6 +48,7 @@ async def test_quality_loop_stops_at_max_iterations(client: Client, task_queue: 
         "doc-agent-pipelines",
         "doc-human-approvals",
         "doc-observability",
+        "doc-workflow-determinism",
     ]
     # Every review checks the draft's citations first: all of them exist.
     checks = [t for t in result.tool_calls if t.agent == "reviewer"]
