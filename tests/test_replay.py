@@ -75,9 +75,9 @@ async def test_a_non_deterministic_change_fails_replay() -> None:
         await replayer.replay_workflow(_history(history))
 
 
-def _recorded_result(name: str) -> TeamResult:
-    """The result in a v4 history's completion event."""
-    history = _history(Path(__file__).parent / "histories" / "v4" / f"{name}.json")
+def _recorded_result(name: str, version: str = "v4") -> TeamResult:
+    """The result in a recorded history's completion event."""
+    history = _history(Path(__file__).parent / "histories" / version / f"{name}.json")
     (completed,) = [
         e for e in history.events if e.HasField("workflow_execution_completed_event_attributes")
     ]
@@ -102,3 +102,33 @@ def test_the_recorded_support_run_redacted_the_address() -> None:
 
     assert [c.pii_redacted for c in result.calls] == [1, 1]
     assert "[EMAIL_1]" not in result.output
+
+
+def test_the_recorded_research_run_has_its_tool_loops() -> None:
+    result = _recorded_result("research-approved", "v5")
+
+    assert [t.tool for t in result.tool_calls] == [
+        "corpus.search",
+        "corpus.read",
+        "corpus.read",
+        "corpus.exists",
+        "corpus.exists",
+    ]
+    assert {t.status for t in result.tool_calls} == {"ok"}
+    assert [c.call_id.split("/", 1)[1] for c in result.calls][:3] == [
+        "research/researcher/1",
+        "research/researcher/1/t2",
+        "research/researcher/1/t3",
+    ]
+
+
+def test_the_recorded_refund_ran_once_after_its_approval() -> None:
+    result = _recorded_result("support-refund-approved", "v5")
+
+    assert [(t.tool, t.status, t.approved_by) for t in result.tool_calls] == [
+        ("shop.lookup_order", "ok", None),
+        ("shop.refund", "ok", "support-lead"),
+    ]
+    (approval,) = result.approvals
+    assert (approval.point, approval.approver) == ("tool-1-e995e938519b87e5", "support-lead")
+    assert "refund RF-0001" in result.output
