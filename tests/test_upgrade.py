@@ -24,6 +24,7 @@ from stores.controls.sqlite import SqliteControls
 from tests.support import (
     activity_types,
     awaiting_approval,
+    catalog_pinned,
     history_events,
     local_activity_types,
     running_worker,
@@ -40,6 +41,8 @@ async def test_a_run_started_before_the_patch_finishes_on_todays_worker(
     client: Client, task_queue: str, controls: SqliteControls, tmp_path: Path
 ) -> None:
     journal = tmp_path / "calls.jsonl"
+    # Research release 1, as runs of that time were: one model call per agent step.
+    catalog = catalog_pinned(tmp_path, research="1")
     config = SimulatedConfig(
         journal=journal, latency_s={"researcher": 0.1, "writer": 1.0}, latency_scale=1.0
     )
@@ -49,6 +52,7 @@ async def test_a_run_started_before_the_patch_finishes_on_todays_worker(
         provider=SimulatedProvider(config),
         controls=controls,
         patch_activation=_before_the_patch,
+        catalog=catalog,
     ):
         handle = await start(client, task_queue, "research", "Why durable agent teams?")
         # The old worker stops once the researcher's call is done.
@@ -57,7 +61,7 @@ async def test_a_run_started_before_the_patch_finishes_on_todays_worker(
             if any(json.loads(line)["event"] == "complete" for line in lines):
                 break
             await asyncio.sleep(0.05)
-    async with running_worker(client, task_queue, controls=controls):
+    async with running_worker(client, task_queue, controls=controls, catalog=catalog):
         await awaiting_approval(handle)
         await handle.signal(
             APPROVE_SIGNAL, Decision(approver="editor", comment="after the upgrade")
