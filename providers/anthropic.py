@@ -13,6 +13,8 @@ Invariants:
 - An agent's own tools are offered as ``SOURCE__TOOL``; the model's ``tool_use``
   blocks come back as :class:`contracts.tools.ToolUse` for the workflow to run,
   one activity each, and their results go back as fenced ``tool_result`` blocks.
+  A ``pause_turn`` (a long turn the API paused) is sent back and continued in
+  the same attempt, at most :data:`MAX_PAUSES` times; its usage is counted.
 - The system prompt and the stable part of the user turn (task and handoffs)
   are marked for prompt caching.
 - The API key lives only in the client. Error messages are redacted of it, so
@@ -61,6 +63,8 @@ ANSWER_TOOL = "respond"
 _ANSWER_TOOLS = frozenset({VERDICT_TOOL, ROUTE_TOOL, ANSWER_TOOL})
 """Tools that carry the answer itself: never an agent's own (those are SOURCE__TOOL)."""
 CHARS_PER_TOKEN = 4
+MAX_PAUSES = 4
+"""``pause_turn`` answers one call follows up before it returns what it has."""
 """Only for progress heartbeats while streaming; billing uses the API's usage."""
 _STOP_REASONS: set[str] = {
     "end_turn",
@@ -111,21 +115,59 @@ class AnthropicProvider:
         params = build_request(call)
         timeout = call.request_timeout_s or self._config.default_timeout_s
         started = time.monotonic()
-        try:
-            async with self._client.messages.stream(**params, timeout=timeout) as stream:
-                progress = _StreamUsage(on_progress)
-                async for event in stream:
-                    await progress.observe(event)
-                message = await stream.get_final_message()
-        except anthropic.APIError as err:
-            raise classify_error(err, secret=self._secret) from None
+        paused: list[Any] = []
+        before = TokenUsage()
+        while True:
+            message = await self._stream(params, timeout, before, on_progress)
+            if message.stop_reason != "pause_turn" or len(paused) >= MAX_PAUSES:
+                break
+            # A long turn the API paused (server-side tools): send it back as the
+            # assistant's turn so far and the model goes on from there, in this
+            # attempt; every request's usage is billed, so it is all counted.
+            paused.append(message)
+            before = before + _usage_of(message.usage)
+            params["messages"] = [
+                *params["messages"],
+                {
+                    "role": "assistant",
+                    "content": [b.model_dump(exclude_none=True) for b in message.content],
+                },
+            ]
         log.debug(
-            "anthropic %s answered in %.2fs (attempt %d)",
+            "anthropic %s answered in %.2fs (attempt %d, %d pauses)",
             call.model,
             time.monotonic() - started,
             attempt,
+            len(paused),
         )
-        return to_response(call, message)
+        response = to_response(call, message)
+        if not paused:
+            return response
+        said = "".join(b.text for m in paused for b in m.content if b.type == "text")
+        return response.model_copy(
+            update={"text": said + response.text, "usage": before + response.usage}
+        )
+
+    async def _stream(
+        self,
+        params: dict[str, Any],
+        timeout: float,
+        before: TokenUsage,
+        on_progress: ProgressCallback,
+    ) -> Any:
+        """One streamed request; progress reports ``before`` plus this request's usage."""
+
+        async def reported(usage: TokenUsage) -> None:
+            await on_progress(before + usage)
+
+        try:
+            async with self._client.messages.stream(**params, timeout=timeout) as stream:
+                progress = _StreamUsage(reported)
+                async for event in stream:
+                    await progress.observe(event)
+                return await stream.get_final_message()
+        except anthropic.APIError as err:
+            raise classify_error(err, secret=self._secret) from None
 
     async def count_tokens(self, call: AgentCall) -> int | None:
         """Prompt tokens from the token-count endpoint; ``None`` if it is unavailable."""

@@ -27,6 +27,7 @@ from tests.support import (
     agent,
     awaiting_approval,
     history_events,
+    inline_release,
     inline_team,
     last_start,
     running_worker,
@@ -335,3 +336,31 @@ async def test_max_tokens_stop_is_flagged(
     assert result.output == "Refunds take five to seven busi"
     assert specialist.cost_micro == _cost(_answered(standin)[-1])
     assert result.status is RunStatus.DEGRADED
+
+
+async def test_a_paused_turn_is_continued_in_the_same_attempt_and_both_are_charged(
+    client: Client, task_queue: str, claude: AnthropicProvider, standin: MessagesStandIn
+) -> None:
+    # The API pauses a long turn (stop_reason pause_turn); the provider sends the
+    # turn so far back as the assistant's, and the model goes on from there.
+    paused = {
+        "content": [{"type": "text", "text": "Looking into it. "}],
+        "stop_reason": "pause_turn",
+    }
+    standin.script(Step(SPECIALIST, answer=lambda _: paused))
+    spec = inline_release("support", "1")
+    result, events = await _run(client, task_queue, claude, spec, BILLING)
+
+    first, then = standin.messages(SPECIALIST)
+    assert then.body["messages"][:-1] == first.body["messages"]
+    assert then.body["messages"][-1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Looking into it. "}],
+    }
+    specialist = next(c for c in result.calls if c.agent == "billing-specialist")
+    assert specialist.attempts == 1
+    assert first.usage is not None and then.usage is not None
+    assert specialist.output_tokens == first.usage["output_tokens"] + then.usage["output_tokens"]
+    assert specialist.cost_micro == _cost(first) + _cost(then)
+    assert result.output.startswith("Looking into it. ")
+    assert result.status is RunStatus.COMPLETED
