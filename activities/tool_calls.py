@@ -198,6 +198,9 @@ class ToolActivities:
         shown, redacted = _pii_screened(call, shown)
         findings = scan_all(self._detectors, shown, source=f"tool:{call.tool.name}")
         status: ToolStatus = "error" if answer.is_error else "ok"
+        if call.pii == "block" and redacted:
+            # Withheld whole: the model has no result to act on, and is told so as an error.
+            status = "error"
         if answer.invalid_arguments:
             status = "invalid_arguments"
         outcome = _outcome(call, status, shown, attempt, started).model_copy(
@@ -305,11 +308,26 @@ def _pii_screened(call: ToolCall, text: str) -> tuple[str, int]:
     """``text`` as a model of ``call``'s team may read it, and how many PII values it hid.
 
     In a team with ``pii = "redact"`` everything a tool call sends back to the model
-    (its result, an argument problem, why it could not run) has PII replaced.
+    (its result, an argument problem, why it could not run) has PII replaced. In a
+    team with ``pii = "block"`` no PII reaches a model: text that holds any is
+    withheld whole, and the model is told which kinds (never the values).
     """
-    if call.pii != "redact":
+    if call.pii == "allow":
         return text, 0
-    return redact(text), len(find_pii(text))
+    found = find_pii(text)
+    if not found:
+        return text, 0
+    if call.pii == "block":
+        return withheld(call.tool.name, sorted({match.kind for match in found})), len(found)
+    return redact(text), len(found)
+
+
+def withheld(tool: str, kinds: list[str]) -> str:
+    """What the model reads in place of a tool's text that held PII, in a team that blocks it."""
+    return (
+        f"{tool}'s answer held PII ({', '.join(kinds)}); this team's "
+        'policy (pii = "block") keeps PII from the model, so it is not shown'
+    )
 
 
 def preview(text: str) -> str:

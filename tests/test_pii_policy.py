@@ -282,6 +282,47 @@ async def test_pii_block_refuses_the_task_with_a_typed_reason(
     assert len(standin.messages()) == 3
 
 
+def _looks_up_a1003(request: dict[str, Any]) -> dict[str, Any]:
+    use = {"name": "shop__lookup_order", "input": {"order_id": "A1003"}}
+    return {
+        "content": [{"type": "tool_use", "id": "toolu_block_0", **use}],
+        "stop_reason": "tool_use",
+    }
+
+
+async def test_pii_block_withholds_a_tool_result_that_holds_pii(
+    client: Client, task_queue: str, standin: MessagesStandIn, claude: AnthropicProvider
+) -> None:
+    # The task is clean, but the order the specialist looks up carries the
+    # customer's e-mail: in a team that blocks PII the model is told the kinds, as
+    # an error result, and never reads the value.
+    first_turn = lambda r: for_tool("shop__lookup_order")(r) and not tool_results(r)  # noqa: E731
+    standin.script(Step(match=first_turn, answer=_looks_up_a1003))
+    async with running_worker(client, task_queue, provider=claude):
+        handle = await start(
+            client, task_queue, _blocking_support(), "Refund please: order A1003 was charged twice"
+        )
+        result = await handle.result()
+
+    assert result.status is RunStatus.COMPLETED
+    (looked_up,) = result.tool_calls
+    withheld = (
+        "shop.lookup_order's answer held PII (EMAIL); this team's policy (pii = \"block\") "
+        "keeps PII from the model, so it is not shown"
+    )
+    assert (looked_up.tool, looked_up.status, looked_up.result_preview) == (
+        "shop.lookup_order",
+        "error",
+        withheld,
+    )
+    (answering,) = [r for r in standin.requests if tool_results(r.body)]
+    (block,) = tool_results(answering.body)
+    assert block["is_error"] is True
+    assert withheld in json.dumps(block["content"]).replace('\\"', '"')
+    assert CUSTOMER not in _everything_sent(standin)
+    assert "@example.com" not in json.dumps(result.model_dump(mode="json"))
+
+
 def test_teamctl_run_refuses_a_blocked_task_before_connecting(tmp_path: Path) -> None:
     spec = tmp_path / "support.toml"
     text = (ROOT / "teams/shipped/support.toml").read_text()
