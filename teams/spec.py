@@ -129,7 +129,8 @@ PiiPolicy = Literal["allow", "redact", "block"]
 """What a team's model inputs may carry of the PII :mod:`security.pii` recognizes:
 ``allow`` sends it as written; ``redact`` replaces it with numbered placeholders
 before the model sees it (the worker restores them in the answer, so originals
-never leave the worker); ``block`` refuses a task that contains any."""
+never leave the worker); ``block`` refuses a task that contains any and withholds
+a tool result that does."""
 
 InjectionPolicy = Literal["flag", "quarantine", "reject"]
 """What a suspected prompt injection (:mod:`security.injection`) in the task or
@@ -177,7 +178,7 @@ class TeamSpec(SpecModel):
     pii: PiiPolicy = "allow"
     """PII in model inputs: ``allow`` (sent as written), ``redact`` (numbered placeholders
     the model sees, restored in the answer by the worker) or ``block`` (a task with
-    any is refused)."""
+    any is refused; a tool result with any is withheld from the model)."""
     injection: InjectionSpec = InjectionSpec()
     """What a suspected prompt injection does (``[injection]``)."""
     agents: list[AgentSpec] = Field(min_length=1, max_length=MAX_AGENTS)
