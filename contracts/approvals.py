@@ -108,13 +108,16 @@ class ApprovalRecord(BaseModel):
     )
     comment: str
     decided_at: datetime
-    via: Literal["signal", "update", "timeout", "evaluator"]
+    via: Literal["signal", "update", "timeout", "evaluator", "condition"]
     """``evaluator``: decided automatically in an evaluation's child run (approver
-    ``evaluator``; see ``workflows/evaluator.py``), never by a person."""
+    ``evaluator``; see ``workflows/evaluator.py``), never by a person. ``condition``:
+    the stage's ``when`` held for none of its conditions, so nobody was asked
+    (approver ``condition``; the comment says what was checked)."""
     escalated: bool = False
     authenticated: bool = False
     """The decision carried a valid signature by the approver (or the run decided by
-    itself: a timeout policy, or the evaluator of an evaluation's child run). False:
+    itself: a timeout policy, a stage's ``when``, or the evaluator of an evaluation's
+    child run). False:
     accepted unsigned, where the deployment allows it."""
 
 

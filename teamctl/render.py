@@ -194,6 +194,9 @@ def _result_text(result: TeamResult) -> str:
             f"iterations, scores {gate.scores} (threshold {gate.threshold})"
         )
     for record in result.approvals:
+        if record.via == "condition":
+            lines.append(f"approval   {record.point}: {record.comment}")
+            continue
         comment = f" ({record.comment})" if record.comment else ""
         lines.append(
             f"approval   {record.point}: {record.outcome} by {record.approver} via {record.via} "

@@ -36,6 +36,7 @@ from teams.durations import format_duration
 from teams.experiments import CanarySpec, ExperimentSpec, VariantSpec
 from teams.spec import AlertSpec, BudgetSpec, InjectionSpec, TeamSpec
 from teams.stage_spec import (
+    ApprovalCondition,
     ApprovalStage,
     DegradationThresholds,
     FanOutStage,
@@ -73,6 +74,7 @@ SECTIONS = (
     Section('`[[stages]]` with `kind = "gate"`', GateStage),
     Section('`[[stages]]` with `kind = "router"`', RouterStage),
     Section('`[[stages]]` with `kind = "approval"`', ApprovalStage),
+    Section("An approval stage's `[stages.when]`", ApprovalCondition),
     Section("`[[experiments]]`", ExperimentSpec),
     Section("An experiment's `variants`", VariantSpec),
     Section("An experiment's `canary`", CanarySpec),

@@ -55,6 +55,7 @@ from teams.spec_limits import (
     MAX_USD,
 )
 from teams.stage_spec import (
+    ApprovalCondition,
     ApprovalStage,
     Approvers,
     DegradationThresholds,
@@ -77,6 +78,7 @@ __all__ = [
     "AgentSpec",
     "AgentTimeouts",
     "AlertSpec",
+    "ApprovalCondition",
     "ApprovalStage",
     "Approvers",
     "BudgetSpec",
@@ -288,6 +290,7 @@ class TeamSpec(SpecModel):
                         f"stages[{index}] ({stage.name}).{field}: no agent named {agent!r}"
                     )
             _check_outputs(index, stage, agents)
+            _check_condition(index, stage, self.stages[:index])
         _check_experiments(self.experiments, agents)
         _check_tools(self)
         return self
@@ -326,6 +329,17 @@ def _check_tools(spec: TeamSpec) -> None:
                     f"{where}: {name!r} is not in mcp_servers ({server.name}).allowed_tools "
                     f"({', '.join(server.allowed_tools)})"
                 )
+
+
+def _check_condition(index: int, stage: Stage, before: list[Stage]) -> None:
+    """An approval asked on a gate's outcome needs a gate before it."""
+    if not isinstance(stage, ApprovalStage) or stage.when is None:
+        return
+    if stage.when.reads_a_gate and not any(isinstance(s, GateStage) for s in before):
+        raise ValueError(
+            f"stages[{index}] ({stage.name}).when: gate_exhausted and score_below read the "
+            "quality gate before the stage, and there is none"
+        )
 
 
 def _check_experiments(experiments: list[ExperimentSpec], agents: dict[str, AgentSpec]) -> None:

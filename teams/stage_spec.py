@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -16,6 +17,7 @@ from teams.spec_limits import (
     MAX_RUBRIC_ITEMS,
     MAX_STAGE_AGENTS,
     MAX_STAGE_TIMEOUT,
+    MAX_USD,
 )
 
 Approvers = Annotated[list[Slug], Field(max_length=MAX_APPROVERS)]
@@ -116,6 +118,39 @@ class RouterStage(SpecModel):
     """Let the router answer simple requests itself and end the run early."""
 
 
+class ApprovalCondition(SpecModel):
+    """When an approval stage asks its approvers: when any condition set here holds.
+
+    Otherwise the stage passes without asking, and the run records why. The gate
+    conditions read the last quality gate that ran before the stage.
+    """
+
+    gate_exhausted: bool = False
+    """Ask when the gate stopped at ``max_iterations`` without passing."""
+    score_below: int | None = Field(default=None, ge=1, le=10)
+    """Ask when the gate's last score is below this."""
+    degraded: bool = False
+    """Ask when the run is degraded (a fan-out stage got fewer answers than FULL)."""
+    cost_above_usd: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
+    """Ask when the run has spent more than this so far."""
+
+    @model_validator(mode="after")
+    def _names_a_condition(self) -> ApprovalCondition:
+        if not (self.gate_exhausted or self.degraded) and (
+            self.score_below is None and self.cost_above_usd is None
+        ):
+            raise ValueError(
+                "names no condition: set gate_exhausted, score_below, degraded or "
+                "cost_above_usd (or leave when out, to always ask)"
+            )
+        return self
+
+    @property
+    def reads_a_gate(self) -> bool:
+        """A condition on the gate before the stage."""
+        return self.gate_exhausted or self.score_below is not None
+
+
 class ApprovalStage(SpecModel):
     """A durable wait for a human decision on the current output."""
 
@@ -135,6 +170,10 @@ class ApprovalStage(SpecModel):
     """``escalate``: how much longer the run then waits."""
     on_escalation_timeout: Literal["approve", "reject"] = "reject"
     """``escalate``: what happens when nobody decided by then either."""
+    when: ApprovalCondition | None = None
+    """Omitted: every run asks. A ``[stages.when]`` table: only runs where one of its
+    conditions holds ask; the others pass, with the reason recorded as the point's
+    decision (approver ``condition``)."""
 
     @model_validator(mode="after")
     def _escalation_complete(self) -> ApprovalStage:

@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from teams.durations import format_duration
     from teams.spec import ApprovalStage
     from workflows import evaluator
+    from workflows.approval_conditions import CONDITION_APPROVER
     from workflows.metrics import RunMetrics
     from workflows.run_state import RunState
     from workflows.visibility import Visibility
@@ -374,6 +375,22 @@ class ApprovalDesk:
             escalated=escalated,
             authenticated=True,
         )
+
+    def not_asked(self, stage: ApprovalStage, reason: str) -> ApprovalRecord:
+        """Pass ``stage`` without asking: its ``when`` found no reason to; ``reason`` says so."""
+        record = ApprovalRecord(
+            point=stage.name,
+            outcome="approved",
+            approver=CONDITION_APPROVER,
+            comment=reason[:MAX_REASON_CHARS],
+            decided_at=workflow.now(),
+            via="condition",
+            # Decided by the run itself from its own state: no one's claim to check.
+            authenticated=True,
+        )
+        self.records.append(record)
+        self._metrics.approval_closed(record.outcome, record.via)
+        return record
 
     def _by_evaluator(self, stage: ApprovalStage) -> ApprovalRecord:
         """Approve ``stage`` at once as the evaluator (an evaluation's child run)."""

@@ -184,6 +184,10 @@ class RunState:
         """A quality gate finished (passed, or gave up)."""
         self._gates.append(report)
 
+    def last_gate(self) -> GateReport | None:
+        """The report of the quality gate that finished last, if any has."""
+        return self._gates[-1] if self._gates else None
+
     def record_route(self, decision: RouteDecision) -> None:
         """The router decided."""
         self._route = decision

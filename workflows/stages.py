@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
     )
     from workflows.agent_runner import AgentRunner
+    from workflows.approval_conditions import should_ask
     from workflows.approval_desk import ApprovalDesk
     from workflows.call_activity import StopFlag
     from workflows.call_builder import AgentStep, output_of
@@ -56,6 +57,7 @@ class StageRunner:
     ) -> None:
         self._runner = runner
         self._state = run.state
+        self._budget = run.budget
         self._desk = desk
         self._visibility = run.visibility
         self._metrics = run.metrics
@@ -289,6 +291,17 @@ class StageRunner:
         return StageOutcome([output_of(answer)])
 
     async def _approval(self, stage: ApprovalStage, incoming: list[HandoffItem]) -> StageOutcome:
+        if stage.when is not None:
+            asked = should_ask(
+                stage.when,
+                gate=self._state.last_gate(),
+                degradation=self._state.degradation(),
+                spent_micro=self._budget.spent_micro,
+            )
+            if not asked.ask:
+                self._desk.not_asked(stage, asked.reason)
+                return StageOutcome(incoming)
+            workflow.logger.info("approval %r asked: %s", stage.name, asked.reason)
         record = await self._desk.wait(stage)
         if record.outcome == "rejected":
             comment = f": {record.comment}" if record.comment else ""
