@@ -46,6 +46,7 @@ from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionR
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult, TeamStatus
 from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL, STATUS_QUERY
+from security.pii import redact
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key
 from teams.catalog import Catalog
@@ -157,7 +158,25 @@ async def start_team_run(
         id=workflow_id or new_workflow_id(request.team_name),
         task_queue=task_queue or default_task_queue(),
         result_type=TeamResult,
+        static_summary=run_summary(request),
     )
+
+
+SUMMARY_TASK_CHARS = 120
+"""How much of the task a run's summary in the Temporal UI shows."""
+
+
+def run_summary(request: TeamRequest) -> str:
+    """What the Temporal UI shows for a run in its list and on its page.
+
+    Team, tenant and the start of the task with PII replaced (``[EMAIL]``). It is a
+    payload like the input, so it is encrypted where payloads are.
+    """
+    task = " ".join(redact(request.task).split())
+    if len(task) > SUMMARY_TASK_CHARS:
+        task = task[: SUMMARY_TASK_CHARS - 3].rstrip() + "..."
+    tenant = f" for {request.tenant}" if request.tenant else ""
+    return f"{request.team_name}{tenant}: {task}"
 
 
 async def workers_polling(client: Client, task_queue: str) -> int | None:

@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from contracts.approvals import Decision
+from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
 from security.codec import data_converter
@@ -26,6 +27,7 @@ from security.keyring import KeyRing, write_key_file
 from teamctl.codec_server import CodecServer, new_token
 from teamctl.report_fetch import fetch_report
 from teamctl.report_models import UNKNOWN_TEAM, RunWithoutResult
+from teamctl.runs import start_team_run
 from teams.catalog import Catalog
 from tests.processes import teamctl_async, temporal_cli
 from tests.support import awaiting_approval, client_with_keys, running_worker, start
@@ -217,3 +219,27 @@ async def _reported(reader: Client, workflow_id: str) -> tuple[str, RunWithoutRe
             return found[0]
         await asyncio.sleep(0.1)
     raise AssertionError(f"{workflow_id} never listed")
+
+
+async def test_the_ui_summary_names_the_run_redacted_and_is_encrypted(
+    env: WorkflowEnvironment, task_queue: str, key_file: Path
+) -> None:
+    # The Temporal UI's list and run page show a run's summary: team, tenant and
+    # the start of the task with PII replaced; stored encrypted, like the input.
+    client = client_with_keys(env, KeyRing.from_file(key_file))
+    task = f"{TASK}; reply to ceo@example.com " + "with the details " * 10
+    request = TeamRequest(team="research", task=task, tenant="acme")
+    handle = await start_team_run(client, request, catalog=Catalog.shipped(), task_queue=task_queue)
+    try:
+        summary = await (await handle.describe()).static_summary()
+        raw = await env.client.get_workflow_handle(handle.id).describe()
+    finally:
+        await handle.terminate("test done")
+
+    assert summary == (
+        "research for acme: Summarise the Zanzibar-7 incident for the board; reply to "
+        "[EMAIL] with the details with the details with the details..."
+    )
+    stored = raw.raw_description.execution_config.user_metadata.summary
+    assert stored.metadata["encoding"] == b"binary/encrypted"
+    assert b"Zanzibar" not in stored.data
