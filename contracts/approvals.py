@@ -20,7 +20,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DecisionKind = Literal["approve", "reject"]
+DecisionKind = Literal["approve", "reject", "changes"]
+"""``changes``: send the output back to the point's reviser with the comment as
+feedback; the run comes back to the same point (the stage's ``max_revisions``)."""
 ApprovalMode = Literal["signed", "open"]
 """``signed``: only decisions signed by a registered approver count. ``open`` (the
 development default, warned about): an unsigned decision by an approver's name
@@ -28,7 +30,7 @@ counts too, recorded as not authenticated."""
 
 
 class Decision(BaseModel):
-    """Payload of the ``approve`` and ``reject`` signals."""
+    """Payload of the ``approve``, ``reject`` and ``request_changes`` signals."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -93,6 +95,12 @@ class PendingApproval(BaseModel):
     tool: ToolApproval | None = Field(
         default=None, description="Set when the point is a tool call waiting for approval."
     )
+    changes_left: int = Field(
+        default=0,
+        ge=0,
+        description="How many more times an approver may answer changes here (0: approve or "
+        "reject only).",
+    )
 
 
 class ApprovalRecord(BaseModel):
@@ -101,7 +109,9 @@ class ApprovalRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     point: str
-    outcome: Literal["approved", "rejected"]
+    outcome: Literal["approved", "rejected", "changes_requested"]
+    """``changes_requested``: the output went back to the point's reviser with the
+    comment; the point's next record says how the revision was decided."""
     approver: str = Field(
         description="Who decided: 'timeout-policy' when the timeout did, 'evaluator' in an "
         "evaluation's child run."

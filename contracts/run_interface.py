@@ -19,7 +19,11 @@ APPROVE_SIGNAL: Final = "approve"
 """Signal: approve the pending approval point (a :class:`contracts.approvals.Decision`)."""
 REJECT_SIGNAL: Final = "reject"
 """Signal: reject the pending approval point (a :class:`contracts.approvals.Decision`)."""
+REQUEST_CHANGES_SIGNAL: Final = "request_changes"
+"""Signal: send the pending point's output back to its reviser with the decision's
+comment (a :class:`contracts.approvals.Decision`)."""
 DECIDE_UPDATE: Final = "decide"
-"""Update: approve or reject, answered with a receipt or refused by its validator."""
+"""Update: approve, reject or ask for changes, answered with a receipt or refused by its
+validator."""
 STATUS_QUERY: Final = "status"
 """Query: the run's :class:`contracts.results.TeamStatus`."""

@@ -1,6 +1,6 @@
 """``teamctl``: the command line for team runs.
 
-Commands: ``run``, ``approve``, ``reject``, ``sign``, ``status``, ``result``,
+Commands: ``run``, ``approve``, ``reject``, ``changes``, ``sign``, ``status``, ``result``,
 ``costs``, ``pending``, ``report``, ``eval`` (run, schedule, report: see
 :mod:`teamctl.eval_commands`), ``teams``, ``keys``, ``dev-server``,
 ``codec-server``, ``compose-env``. Connection settings come from
@@ -138,7 +138,7 @@ async def dispatch(args: argparse.Namespace) -> int:
         return await report_from_args(args)
     client = await connect_client(args)
     handle = run_handle(client, args.workflow_id)
-    if args.command in ("approve", "reject"):
+    if args.command in ("approve", "reject", "changes"):
         return await send_decision(client, handle, args)
     if args.command == "sign":
         return await print_signed_decision(client, handle, args)

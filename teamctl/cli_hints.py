@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contracts.approvals import PendingApproval
+from contracts.run_interface import APPROVE_SIGNAL, REJECT_SIGNAL, REQUEST_CHANGES_SIGNAL
 
 CODEC_ENDPOINT_ENV = "TEMPORAL_CODEC_ENDPOINT"
 """The ``temporal`` CLI's codec server setting (``--codec-endpoint``), read here too."""
@@ -188,6 +189,12 @@ def approval_hint(
         + hints.teamctl(f"approve {workflow_id} --as {who}{key} --comment 'looks good'"),
         "  reject:  " + hints.teamctl(f"reject {workflow_id} --as {who}{key} --comment 'why'"),
     ]
+    if pending.changes_left:
+        lines.append(
+            "  changes: "
+            + hints.teamctl(f"changes {workflow_id} --as {who}{key} --comment 'what to change'")
+            + f"  ({pending.changes_left} left)"
+        )
     if signed:
         lines.append(
             "  or:      "
@@ -208,12 +215,17 @@ def approval_hint(
     return lines
 
 
+SIGNALS = {"approve": APPROVE_SIGNAL, "reject": REJECT_SIGNAL, "changes": REQUEST_CHANGES_SIGNAL}
+"""The signal that carries each decision."""
+
+
 def signed_commands(
     workflow_id: str, decision: str, signal_json: str, update_json: str, hints: Hints
 ) -> list[str]:
     """The ``temporal`` commands that send a signed decision (or why none is printed)."""
     signal = hints.temporal_write(
-        f"workflow signal --workflow-id {workflow_id} --name {decision} --input '{signal_json}'"
+        f"workflow signal --workflow-id {workflow_id} --name {SIGNALS[decision]} "
+        f"--input '{signal_json}'"
     )
     update = hints.temporal_write(
         f"workflow update execute --workflow-id {workflow_id} --name decide --input '{update_json}'"

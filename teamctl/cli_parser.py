@@ -96,8 +96,16 @@ def _parser_before(
         parser = chosen
 
 
+DECISION_HELP = {
+    "approve": "approve the pending approval point of a run",
+    "reject": "reject the pending approval point of a run",
+    "changes": "send the pending point's output back to its reviser with what to change",
+}
+"""The decision commands, by name (each is also its decision's kind)."""
+
+
 def add_run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``run``, ``approve``, ``reject`` and ``sign``: a run's life."""
+    """``run``, ``approve``, ``reject``, ``changes`` and ``sign``: a run's life."""
     run = commands.add_parser("run", help="start a run and follow it")
     run.add_argument("team", help="shipped team name (see `teamctl teams`), or - with --spec")
     run.add_argument("task", help="the request text")
@@ -112,11 +120,14 @@ def add_run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="run the team without its approval stages (sent as an inline spec)",
     )
 
-    for name in ("approve", "reject"):
-        cmd = commands.add_parser(name, help=f"{name} the pending approval point of a run")
+    for name, says in DECISION_HELP.items():
+        cmd = commands.add_parser(name, help=says)
         cmd.add_argument("workflow_id")
         cmd.add_argument("--as", dest="approver", required=True, help="your approver name")
-        cmd.add_argument("--comment", default="")
+        if name == "changes":
+            cmd.add_argument("--comment", required=True, help="what to change")
+        else:
+            cmd.add_argument("--comment", default="")
         cmd.add_argument(
             "--key", type=Path, help="your private key file: sign the decision (teamctl keys new)"
         )
@@ -128,7 +139,7 @@ def add_run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     sign_cmd.add_argument("workflow_id")
     sign_cmd.add_argument("--as", dest="approver", required=True, help="your approver name")
     sign_cmd.add_argument("--key", type=Path, required=True, help="your private key file")
-    sign_cmd.add_argument("--decision", choices=("approve", "reject"), default="approve")
+    sign_cmd.add_argument("--decision", choices=("approve", "reject", "changes"), default="approve")
     sign_cmd.add_argument("--comment", default="")
 
 

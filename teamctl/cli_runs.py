@@ -228,19 +228,27 @@ async def approvals_signed(client: Client, handle: WorkflowHandle[object, TeamRe
     return os.environ.get(APPROVALS_ENV, "").strip() == "signed"
 
 
+DONE: dict[DecisionKind, str] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "changes": "asked for changes to",
+}
+"""How ``teamctl`` says a decision was taken."""
+
+
 async def send_decision(
     client: Client, handle: WorkflowHandle[object, TeamResult], args: argparse.Namespace
 ) -> int:
-    """``teamctl approve|reject``: send the decision; with ``--wait``, follow the run."""
-    kind: DecisionKind = "approve" if args.command == "approve" else "reject"
+    """``teamctl approve|reject|changes``: send the decision; with ``--wait``, follow the run."""
+    kind: DecisionKind = args.command
     await _decidable(client, handle, f"run {handle.id} cannot take a decision now")
     await check_not_plaintext(client, os.environ, writing="the decision", handle=handle)
     receipt = await decide(
         handle, approver=args.approver, decision=kind, comment=args.comment, key=args.key
     )
     print(
-        f"{receipt.decision}d {receipt.approval_point!r} of {handle.id} as {receipt.approver} "
-        f"at {receipt.decided_at.isoformat()}",
+        f"{DONE[receipt.decision]} {receipt.approval_point!r} of {handle.id} as "
+        f"{receipt.approver} at {receipt.decided_at.isoformat()}",
         flush=True,
     )
     if not args.wait:

@@ -45,7 +45,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult, TeamStatus
-from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL, STATUS_QUERY
+from contracts.run_interface import (
+    APPROVE_SIGNAL,
+    DECIDE_UPDATE,
+    REJECT_SIGNAL,
+    REQUEST_CHANGES_SIGNAL,
+    STATUS_QUERY,
+)
 from security.pii import redact
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key
@@ -236,6 +242,13 @@ class TeamRun:
     async def reject(self, decision: Decision) -> None:
         """Signal ``reject`` (as :meth:`approve`)."""
         await self.handle.signal(REJECT_SIGNAL, decision)
+
+    async def request_changes(self, decision: Decision) -> None:
+        """Signal ``request_changes``: the pending point's output goes back to its reviser.
+
+        ``decision.comment`` says what to change (as :meth:`approve` otherwise).
+        """
+        await self.handle.signal(REQUEST_CHANGES_SIGNAL, decision)
 
     async def decide(self, request: DecideRequest) -> DecisionReceipt:
         """Update ``decide``: a receipt, or ``WorkflowUpdateFailedError`` saying why not."""

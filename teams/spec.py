@@ -390,6 +390,8 @@ def _stage_agent_refs(stage: Stage) -> list[tuple[str, str]]:
         return [("reviewer", stage.reviewer), ("reviser", stage.reviser)]
     if isinstance(stage, RouterStage):
         return [("router", stage.router)] + [(f"routes.{k}", v) for k, v in stage.routes.items()]
+    if isinstance(stage, ApprovalStage) and stage.reviser is not None:
+        return [("reviser", stage.reviser)]
     return []
 
 
@@ -401,6 +403,9 @@ def _check_outputs(index: int, stage: Stage, agents: dict[str, AgentSpec]) -> No
                 f"{where}.reviewer: agent {stage.reviewer!r} must have output = 'verdict'"
             )
         if agents[stage.reviser].output is not OutputKind.TEXT:
+            raise ValueError(f"{where}.reviser: agent {stage.reviser!r} must have output = 'text'")
+    elif isinstance(stage, ApprovalStage):
+        if stage.reviser is not None and agents[stage.reviser].output is not OutputKind.TEXT:
             raise ValueError(f"{where}.reviser: agent {stage.reviser!r} must have output = 'text'")
     elif isinstance(stage, RouterStage):
         if agents[stage.router].output is not OutputKind.ROUTE:

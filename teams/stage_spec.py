@@ -170,6 +170,11 @@ class ApprovalStage(SpecModel):
     """``escalate``: how much longer the run then waits."""
     on_escalation_timeout: Literal["approve", "reject"] = "reject"
     """``escalate``: what happens when nobody decided by then either."""
+    reviser: Slug | None = None
+    """The agent that revises the output when an approver answers ``changes`` (with a
+    comment saying what to change); unset: the point takes approve or reject only."""
+    max_revisions: int = Field(default=2, ge=1, le=10)
+    """``reviser``: how many times approvers may ask for changes at this point."""
     when: ApprovalCondition | None = None
     """Omitted: every run asks. A ``[stages.when]`` table: only runs where one of its
     conditions holds ask; the others pass, with the reason recorded as the point's

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         APPROVE_SIGNAL,
         DECIDE_UPDATE,
         REJECT_SIGNAL,
+        REQUEST_CHANGES_SIGNAL,
         STATUS_QUERY,
     )
     from teams.errors import (
@@ -326,6 +327,15 @@ class AgentTeamWorkflow:
         """Reject the pending approval point with one :class:`Decision` (as ``approve``)."""
         self._signal("reject", args)
 
+    @workflow.signal(name=REQUEST_CHANGES_SIGNAL)
+    def request_changes(self, *args: RawValue) -> None:
+        """Ask for changes to the pending point's output with one :class:`Decision`.
+
+        Its comment says what to change; the point's reviser revises and the run
+        comes back to the point. Ignored, and recorded, as ``approve`` is.
+        """
+        self._signal("changes", args)
+
     def _signal(self, kind: DecisionKind, args: tuple[RawValue, ...]) -> None:
         try:
             decision = inputs.one(args, Decision)
@@ -336,7 +346,7 @@ class AgentTeamWorkflow:
 
     @workflow.update(name=DECIDE_UPDATE)
     def decide(self, *args: RawValue) -> DecisionReceipt:
-        """Approve or reject synchronously with one :class:`DecideRequest`.
+        """Approve, reject or ask for changes synchronously with one :class:`DecideRequest`.
 
         Refused unless a point is pending for you.
         """

@@ -80,6 +80,31 @@ TIMEOUT_APPROVER = "timeout-policy"
 """Recorded as the approver when a timeout policy decided."""
 
 DecidedVia = Literal["signal", "update"]
+_OUTCOMES: dict[DecisionKind, Literal["approved", "rejected", "changes_requested"]] = {
+    "approve": "approved",
+    "reject": "rejected",
+    "changes": "changes_requested",
+}
+
+
+def _changes_refusal(pending: PendingApproval, comment: str, revisable: bool) -> str | None:
+    """Why ``changes`` cannot be asked at ``pending`` now, or ``None``.
+
+    ``revisable``: the point's stage names a reviser.
+    """
+    if pending.tool is not None:
+        return f"{pending.point!r} is a tool call: approve or reject it"
+    if not revisable:
+        return (
+            f"{pending.point!r} takes no changes (its stage names no reviser): approve or reject it"
+        )
+    if pending.changes_left == 0:
+        return f"{pending.point!r} takes no more changes (max_revisions used): approve or reject it"
+    if not comment.strip():
+        return "a request for changes needs a comment saying what to change"
+    return None
+
+
 TimeoutPolicy = Literal["approve", "reject"]
 
 
@@ -100,6 +125,8 @@ class ApprovalDesk:
         self._evaluator = False
         self._require_encrypted = False
         self._tool: ToolApproval | None = None
+        self._changes_left = 0
+        self._revisable = False
 
     def configure(
         self,
@@ -138,6 +165,10 @@ class ApprovalDesk:
                 f"{approver!r} may not decide {self.pending.point!r} "
                 f"(its approvers: {', '.join(self.pending.approvers)})"
             )
+        if kind == "changes" and (
+            problem := _changes_refusal(self.pending, comment, self._revisable)
+        ):
+            return problem
         if plaintext and self._require_encrypted:
             return (
                 "the decision arrived unencrypted and this deployment requires encrypted "
@@ -255,15 +286,18 @@ class ApprovalDesk:
         )
 
     async def wait(
-        self, stage: ApprovalStage, *, tool: ToolApproval | None = None
+        self, stage: ApprovalStage, *, tool: ToolApproval | None = None, changes_left: int = 0
     ) -> ApprovalRecord:
         """Wait durably for a decision on ``stage``, applying its timeout policy.
 
         ``tool``: the point is a tool call's (shown with the pending approval).
+        ``changes_left``: how many more times an approver may answer ``changes``.
         """
         self._metrics.approval_opened()
         if self._evaluator:
             return self._by_evaluator(stage)
+        self._changes_left = changes_left
+        self._revisable = stage.reviser is not None and tool is None
         try:
             record = await self._decision_on(stage, tool)
         except asyncio.CancelledError:
@@ -314,6 +348,7 @@ class ApprovalDesk:
             deadline=now + timeout,
             escalated=escalated,
             tool=self._tool,
+            changes_left=self._changes_left,
         )
         who = ", ".join(approvers)
         self._state.await_approval(point, who)
@@ -342,7 +377,7 @@ class ApprovalDesk:
             raise ApplicationError("no approval is pending", type="DecisionRefused")
         record = ApprovalRecord(
             point=pending.point,
-            outcome="approved" if kind == "approve" else "rejected",
+            outcome=_OUTCOMES[kind],
             approver=approver,
             comment=comment,
             decided_at=workflow.now(),

@@ -269,6 +269,11 @@ class RunState:
         """Agents with a call in flight, in spec order."""
         return [a for a in self._agents if self._agent_state.get(a) == "running"]
 
+    @property
+    def output(self) -> str:
+        """The run's output so far (the latest stage's answer)."""
+        return self._output
+
     def latest_output(self, agent: str) -> str | None:
         """``agent``'s latest output, if it has produced one."""
         return self._latest.get(agent)

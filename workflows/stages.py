@@ -58,6 +58,7 @@ class StageRunner:
         self._runner = runner
         self._state = run.state
         self._budget = run.budget
+        self._stages = list(run.team.spec.stages)
         self._desk = desk
         self._visibility = run.visibility
         self._metrics = run.metrics
@@ -194,9 +195,15 @@ class StageRunner:
         self._state.deliver(merged.text, merged.data)
         return StageOutcome([output_of(merged)])
 
-    async def _gate(self, stage: GateStage, incoming: list[HandoffItem]) -> StageOutcome:
+    async def _gate(
+        self,
+        stage: GateStage,
+        incoming: list[HandoffItem],
+        inputs: list[HandoffItem] | None = None,
+    ) -> StageOutcome:
+        """``inputs``: what the reviser works from (by default, what it last worked from)."""
         draft = self._state.latest_output(stage.reviser)
-        inputs = self._state.inputs_of(stage.reviser)
+        inputs = self._state.inputs_of(stage.reviser) if inputs is None else inputs
         if draft is None:
             first = await self._required(
                 AgentStep(stage=stage.name, agent=stage.reviser, handoff=incoming)
@@ -302,13 +309,55 @@ class StageRunner:
                 self._desk.not_asked(stage, asked.reason)
                 return StageOutcome(incoming)
             workflow.logger.info("approval %r asked: %s", stage.name, asked.reason)
-        record = await self._desk.wait(stage)
-        if record.outcome == "rejected":
-            comment = f": {record.comment}" if record.comment else ""
-            raise RunStopped(
-                RunStatus.REJECTED, f"{stage.name}: rejected by {record.approver}{comment}"
+        revisions = 0
+        while True:
+            left = stage.max_revisions - revisions if stage.reviser is not None else 0
+            record = await self._desk.wait(stage, changes_left=left)
+            if record.outcome == "rejected":
+                comment = f": {record.comment}" if record.comment else ""
+                raise RunStopped(
+                    RunStatus.REJECTED, f"{stage.name}: rejected by {record.approver}{comment}"
+                )
+            if record.outcome == "approved":
+                return StageOutcome(incoming)
+            revisions += 1
+            incoming = await self._revise(stage, record.approver, record.comment, revisions)
+
+    async def _revise(
+        self, stage: ApprovalStage, approver: str, comment: str, revision: int
+    ) -> list[HandoffItem]:
+        """The output revised by ``stage``'s reviser as ``approver`` asked.
+
+        Then through the quality gate before the stage, when that gate has the same
+        reviser; every call is budget-checked and recorded like any other.
+        """
+        reviser = stage.reviser
+        if reviser is None:  # the desk refuses changes at such a point; defensive only
+            raise RunStopped(RunStatus.FAILED, f"{stage.name}: changes asked of no reviser")
+        draft = self._state.output
+        # What the reviser worked from, without its own earlier drafts: the output
+        # under revision is handed over on its own.
+        inputs = [item for item in self._state.inputs_of(reviser) if item.source != reviser]
+        revised = await self._required(
+            AgentStep(
+                stage=stage.name,
+                agent=reviser,
+                handoff=[*inputs, HandoffItem(source=reviser, content=draft, importance=3)],
+                feedback=[f"{approver} asks for changes: {comment}"],
+                iteration=revision + 1,
             )
-        return StageOutcome(incoming)
+        )
+        self._state.deliver(revised.text, revised.data)
+        gate = self._gate_before(stage)
+        if gate is None or gate.reviser != reviser:
+            return [output_of(revised)]
+        return (await self._gate(gate, [], inputs)).handoff
+
+    def _gate_before(self, stage: ApprovalStage) -> GateStage | None:
+        """The last quality gate before ``stage`` in the team, if it has one."""
+        stages = self._stages
+        before = stages[: next(i for i, s in enumerate(stages) if s.name == stage.name)]
+        return next((s for s in reversed(before) if isinstance(s, GateStage)), None)
 
 
 async def _stop_all(tasks: list[asyncio.Task[AgentOutcome]], stop: StopFlag | None) -> None:

@@ -39,8 +39,7 @@ def test_a_passing_gate_is_not_asked_and_the_reason_names_what_was_checked() -> 
     asked = _asks({"gate_exhausted": True, "score_below": 7}, _gate([5, 7], passed=True))
     assert asked == Asked(
         False,
-        "not asked: gate 'review' passed after 2 of 3; gate 'review''s last score 7 "
-        "(asks below 7)",
+        "not asked: gate 'review' passed after 2 of 3; gate 'review''s last score 7 (asks below 7)",
     )
 
 

@@ -17,6 +17,7 @@ from teamctl.cli_hints import (
     approval_hint,
     codec_flags,
     invoked_as,
+    signed_commands,
 )
 
 pytestmark = pytest.mark.unit
@@ -116,3 +117,24 @@ def test_a_signed_run_is_decided_with_a_key() -> None:
         "  (this run takes signed decisions only: editor.key is editor's private key, from "
         "`.venv/bin/teamctl --address h:1 keys new --as editor --out DIR`)",
     ]
+
+
+def test_a_point_that_takes_changes_says_how_and_how_many_are_left() -> None:
+    revisable = PENDING.model_copy(update={"changes_left": 2})
+    lines = approval_hint("r-1", revisable, None, _hints(encrypted=True, codec=CODEC), signed=True)
+    assert lines[3] == (
+        "  changes: .venv/bin/teamctl --address h:1 changes r-1 --as editor --key editor.key "
+        "--comment 'what to change'  (2 left)"
+    )
+    # A point that takes none prints no such line.
+    plain = approval_hint("r-1", PENDING, None, _hints(encrypted=True, codec=CODEC), signed=True)
+    assert not [line for line in plain if "changes:" in line]
+
+
+def test_a_signed_request_for_changes_is_sent_by_its_own_signal() -> None:
+    (signal, update) = signed_commands(
+        "r-1", "changes", '{"approver":"editor"}', '{"decision":"changes"}',
+        _hints(encrypted=True, codec=CODEC),
+    )  # fmt: skip
+    assert '--name request_changes --input \'{"approver":"editor"}\'' in signal
+    assert '--name decide --input \'{"decision":"changes"}\'' in update
