@@ -17,12 +17,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
 from contracts.results import RunStatus, TeamResult
-from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE
+from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REQUEST_CHANGES_SIGNAL
 from security.approvers import ApproverRegistry
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key, write_key_pair
 from tests.processes import teamctl_async, temporal_cli
-from tests.support import awaiting_approval, running_worker, start
+from tests.support import awaiting_approval, inline_team, running_worker, stage, start, wait_for
 
 TASK = "How do durable workflows help LLM agents?"
 SIGNED = {"approval_mode": "signed"}
@@ -198,3 +198,39 @@ def test_a_key_pair_from_teamctl_keys_new(tmp_path: Path) -> None:
     line = done.stdout.splitlines()[-1].strip()
     assert line == f'editor = "{pub.read_text().strip()}"'
     assert uuid.UUID(int=0)  # keep the import honest: ids are made by the tests above
+
+
+async def test_a_signed_request_for_changes_counts_and_an_approval_signature_does_not(
+    env: WorkflowEnvironment, task_queue: str, keys: dict[str, Path]
+) -> None:
+    # The signature covers the decision: one made to approve cannot be replayed as
+    # a request for changes, and one made for changes by the approver counts.
+    team = inline_team("research", lambda data: stage(data, "final-text").update(reviser="writer"))
+    client = env.client
+    async with running_worker(client, task_queue, deployment_overrides=_deployment(keys)):
+        handle = await start(client, task_queue, team, TASK)
+        await awaiting_approval(handle)
+        approving = _signed(handle, keys["editor"], comment="tighten the intro")
+        await handle.signal(REQUEST_CHANGES_SIGNAL, approving)
+        await handle.signal(
+            REQUEST_CHANGES_SIGNAL,
+            _signed(handle, keys["editor"], decision="changes", comment="tighten the intro"),
+        )
+        await wait_for(
+            handle,
+            lambda s: (
+                s.phase == "awaiting_approval"
+                and s.pending_approval is not None
+                and s.pending_approval.changes_left == 1
+            ),
+        )
+        await handle.signal(APPROVE_SIGNAL, _signed(handle, keys["editor"], comment="good"))
+        result = await handle.result()
+
+    assert result.status is RunStatus.COMPLETED
+    assert [(a.outcome, a.comment, a.via, a.authenticated) for a in result.approvals] == [
+        ("changes_requested", "tighten the intro", "signal", True),
+        ("approved", "good", "signal", True),
+    ]
+    ((ignored),) = result.ignored_decisions
+    assert (ignored.decision, ignored.reason) == ("changes", "signature refused: bad signature")
