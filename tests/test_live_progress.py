@@ -197,7 +197,11 @@ async def test_ctrl_c_stops_following_and_the_run_goes_on(
     env: WorkflowEnvironment, task_queue: str
 ) -> None:
     run_id = f"live-{uuid.uuid4().hex[:8]}"
-    async with running_worker(env.client, task_queue, latency_s=LATENCY, latency_scale=1.0):
+    # A slow writer (two calls of 6 s): Ctrl-C lands while the run is mid-stage
+    # even when a loaded machine makes teamctl's display lag seconds behind the
+    # run (with 1.5 s it could reach its approval wait first and exit 0).
+    slow_writer = LATENCY | {"writer": 6.0}
+    async with running_worker(env.client, task_queue, latency_s=slow_writer, latency_scale=1.0):
         process = await _teamctl_run(env, task_queue, "research", "Why durable agents?", run_id)
         before = await _lines_until(process, "writer")
         process.send_signal(signal.SIGINT)
