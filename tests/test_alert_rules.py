@@ -49,6 +49,23 @@ ALERT_NAMES = {
     "DailyBudgetExhausted",
     "ApprovalPastDeadline",
     "EvaluationScoreDropped",
+    "NoWorkerPolling",
+    "TaskQueueBacklogGrowing",
+    "WorkflowTaskFailing",
+    "CircuitBreakerOpen",
+}
+# Labels whose alerts share a notification with their subject's others: a task
+# queue's workflow and activity backlogs, its workflow types' failures.
+SHARED_NOTIFICATION = {"namespace", "task_type", "workflow_type", "failure_reason"}
+# Series the infrastructure alerts read that are not the project's own: the scrape
+# job's `up`, and the Temporal SDK metrics as a worker serves them (no _total
+# suffix, milliseconds; tests/test_metrics_endpoint.py scrapes each from a real
+# worker).
+SDK_SERIES = {
+    "up",
+    "temporal_workflow_task_schedule_to_start_latency_bucket",
+    "temporal_activity_schedule_to_start_latency_bucket",
+    "temporal_workflow_task_execution_failed",
 }
 
 
@@ -210,15 +227,46 @@ def test_every_alert_is_labelled_and_documented(name: str) -> None:
     assert re.search(rf"^### {name}$", doc, flags=re.MULTILINE), f"no section for {name}"
 
 
-def test_only_budget_exhaustion_is_critical() -> None:
+def test_only_refused_calls_and_no_worker_are_critical() -> None:
     critical = {n for n, a in _alerts().items() if a["labels"]["severity"] == "critical"}
 
-    assert critical == {"DailyBudgetExhausted"}
+    # Runs cannot go on: every call of a scope is refused, or nothing runs them.
+    assert critical == {"DailyBudgetExhausted", "NoWorkerPolling"}
+
+
+def _subject(alert: dict[str, Any]) -> set[str]:
+    """The labels an alert sends beside alertname and severity, from its unit tests."""
+    cases = [c for test in _yaml(UNIT_TESTS)["tests"] for c in test.get("alert_rule_test", [])]
+    return {
+        label
+        for case in cases
+        if case["alertname"] == alert["alert"]
+        for expected in case.get("exp_alerts") or []
+        for label in expected["exp_labels"]
+    } - {"severity"}
+
+
+@pytest.mark.parametrize("name", sorted(ALERT_NAMES))
+def test_alertmanager_routes_every_alert_to_the_webhook_one_per_subject(name: str) -> None:
+    amtool = _tool("amtool", "prometheus-alertmanager")
+    alert = _alerts()[name]
+    severity = alert["labels"]["severity"]
+
+    result = _run(
+        amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER}", "--verify.receivers",
+        "agent-teams-webhook", f"alertname={name}", f"severity={severity}",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "agent-teams-webhook"
+    # Each subject (a breaker, a task queue, ...) is a notification of its own.
+    group_by = set(_yaml(ALERTMANAGER)["route"]["group_by"])
+    assert _subject(alert) - SHARED_NOTIFICATION <= group_by
 
 
 def test_rules_query_only_emitted_or_recorded_metrics() -> None:
     recorded = {rule["record"] for path in RULE_FILES for rule in _rules(path) if "record" in rule}
-    known = _allowed_series() | recorded
+    known = _allowed_series() | recorded | SDK_SERIES
 
     for path in RULE_FILES:
         for rule in _rules(path):

@@ -7,9 +7,14 @@ import re
 import signal
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from contracts.results import RunStatus
 from teamctl.devserver import free_port
@@ -104,9 +109,105 @@ async def test_worker_serves_sdk_and_project_metrics(
         run | {("activity_type", "call_agent")},
         1.0,
     ) in served
+    # The task-queue backlog alert's histograms (deploy/prometheus-alerts.yml), in ms.
+    queue = frozenset(common)
+    assert {
+        (n, labels)
+        for n, labels, _ in served
+        if n.endswith("_schedule_to_start_latency_bucket") and ("le", "5000") in labels
+    } == {
+        ("temporal_workflow_task_schedule_to_start_latency_bucket", queue | {("le", "5000")}),
+        ("temporal_activity_schedule_to_start_latency_bucket", queue | {("le", "5000")}),
+    }
     # Names as written: no unit or _total suffix added to any of them.
     names = {name for name, _, _ in served}
     assert BUDGET_ALERTS in names
     assert not [
         n for n in names if n.endswith(("_total_total", "_milliseconds", "_seconds_seconds"))
     ]
+
+
+# --- a workflow task that fails replay ------------------------------------------------
+
+_CHANGED = {"build": 1}
+
+
+@workflow.defn(name="ReplaysDifferently", sandboxed=False)
+class _ReplaysDifferently:
+    """Build 2 adds a timer before the activity: build 1's history no longer replays."""
+
+    def __init__(self) -> None:
+        self._poked = False
+
+    @workflow.run
+    async def run(self) -> None:
+        if _CHANGED["build"] == 2:
+            await workflow.sleep(timedelta(milliseconds=1))
+        await workflow.execute_activity(_noop, start_to_close_timeout=timedelta(seconds=10))
+        await workflow.wait_condition(lambda: self._poked)
+
+    @workflow.signal
+    def poke(self) -> None:
+        self._poked = True
+
+
+@activity.defn(name="noop")
+async def _noop() -> None:
+    return None
+
+
+async def test_a_non_determinism_failure_is_served_by_failure_reason(
+    env: WorkflowEnvironment, task_queue: str
+) -> None:
+    port = free_port()
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"127.0.0.1:{port}",
+                counters_total_suffix=False,
+                unit_suffix=False,
+                durations_as_seconds=False,
+            )
+        )
+    )
+    client = await Client.connect(env.client.service_client.config.target_host, runtime=runtime)
+    _CHANGED["build"] = 1
+    # No cache: the signal's workflow task replays the history from the start.
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[_ReplaysDifferently],
+        activities=[_noop],
+        max_cached_workflows=0,
+    ):
+        handle = await client.start_workflow(
+            _ReplaysDifferently.run, id=f"nd-{task_queue}", task_queue=task_queue
+        )
+        for _ in range(100):  # until the activity completed (bounded by attempts)
+            history = await handle.fetch_history()
+            if any(e.HasField("activity_task_completed_event_attributes") for e in history.events):
+                break
+            await asyncio.sleep(0.1)
+        _CHANGED["build"] = 2
+        await handle.signal(_ReplaysDifferently.poke)
+        # Core retries the task at once, so the count may be past 1 when scraped.
+        failed = (
+            "temporal_workflow_task_execution_failed",
+            frozenset(
+                {
+                    ("failure_reason", "NonDeterminismError"),
+                    ("namespace", "default"),
+                    ("service_name", "temporal-core-sdk"),
+                    ("task_queue", task_queue),
+                    ("workflow_type", "ReplaysDifferently"),
+                }
+            ),
+        )
+        for _ in range(100):  # bounded by attempts, not time
+            served = await asyncio.to_thread(scrape, port)
+            if any((name, labels) == failed and value >= 1 for name, labels, value in served):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"{failed} never served")
+        await handle.terminate()

@@ -10,6 +10,7 @@ a typo would fail (a port, a service name, a metric name, a datasource uid).
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -398,7 +399,8 @@ def test_dashboard_latency_panel_has_p50_p95_p99_per_agent() -> None:
     (panel,) = [
         p
         for p in _panels(_dashboard()["panels"])
-        if any(
+        if p["type"] == "timeseries"
+        and any(
             "agent_teams_agent_latency_seconds_bucket" in t.get("expr", "")
             for t in p.get("targets", [])
         )
@@ -410,6 +412,39 @@ def test_dashboard_latency_panel_has_p50_p95_p99_per_agent() -> None:
         quantiles.add(match.group(1))
 
     assert quantiles == {"0.5", "0.95", "0.99"}
+
+
+def test_dashboard_has_a_latency_heatmap_and_errors_over_time_per_agent() -> None:
+    dashboard = _dashboard()
+    panels = dashboard["panels"]
+    (agent,) = [v for v in dashboard["templating"]["list"] if v["name"] == "agent"]
+    (row,) = [p for p in panels if p["type"] == "row" and p.get("repeat") == "agent"]
+    # A repeated row holds the panels after it, up to the next row.
+    after = panels[panels.index(row) + 1 :]
+    held = list(itertools.takewhile(lambda p: p["type"] != "row", after))
+    (heatmap,) = [p for p in held if p["type"] == "heatmap"]
+    (errors,) = [p for p in held if p["type"] == "timeseries"]
+
+    assert (agent["multi"], agent["includeAll"]) == (True, True)
+    assert agent["query"]["query"] == (
+        'label_values(agent_teams_agent_calls_total{job="$job", team=~"$team"}, agent)'
+    )
+    assert len(held) == 2 and "$agent" in row["title"]
+    one_agent = 'job="$job", team=~"$team", agent="$agent"'
+    (target,) = heatmap["targets"]
+    assert target["expr"] == (
+        f"sum by (le) (increase(agent_teams_agent_latency_seconds_bucket{{{one_agent}}}"
+        "[$__rate_interval]))"
+    )
+    # Grafana reads the buckets as they are (no re-bucketing), one row per `le`.
+    assert (target["format"], heatmap["options"]["calculate"]) == ("heatmap", False)
+    assert heatmap["options"]["yAxis"]["unit"] == "s"
+    (target,) = errors["targets"]
+    assert target["expr"] == (
+        f"sum by (error_type) (increase(agent_teams_agent_errors_total{{{one_agent}}}"
+        "[$__rate_interval]))"
+    )
+    assert heatmap["gridPos"]["y"] == errors["gridPos"]["y"] == row["gridPos"]["y"] + 1
 
 
 def test_dashboard_datasources_are_provisioned() -> None:
