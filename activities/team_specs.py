@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.names import LOAD_TEAM_SPEC
 from activities.tool_definitions import DEFINITIONS
 from contracts.approvals import ApprovalMode
+from contracts.notifications import WebhookSettings, WebhookTarget
 from contracts.requests import TeamRef
 from contracts.resolved import ResolvedTeam
 from contracts.tools import ToolDefinition
@@ -82,8 +83,10 @@ class TeamSpecActivities:
         detectors: tuple[InjectionDetector, ...] | None = None,
         tools: ToolResolver | None = None,
         blobs: Blobs | None = None,
+        webhooks: WebhookSettings | None = None,
     ) -> None:
         self._catalog = catalog
+        self._webhooks = webhooks or WebhookSettings()
         self._tools = tools
         self._blobs = blobs
         self._detectors = (PatternDetector(),) if detectors is None else detectors
@@ -138,9 +141,22 @@ class TeamSpecActivities:
                 # Runs from before the tenant rules send no tenant in ref (None either way).
                 "charged_tenant": charged if ref.tenant is None else None,
                 "require_encrypted_input": self._policy.require_encrypted_input,
+                "notifications": self._notifications(resolved.spec, inline=inline),
                 **tools,
             }
         )
+
+    def _notifications(self, spec: TeamSpec, *, inline: bool) -> WebhookTarget | None:
+        """Where the run's webhooks go, recorded with the team (None: nowhere).
+
+        An inline spec's ``[notifications]`` is not used: a caller must not choose
+        where a run's data goes, signed with the deployment's secret, nor silence
+        the deployment's webhooks.
+        """
+        if inline:
+            return self._webhooks.target(None)
+        own = spec.notifications
+        return self._webhooks.target(own.url, enabled=own.enabled)
 
     async def _tools_of(self, spec: TeamSpec) -> dict[str, object]:
         """The tools the team's agents may call, expanded and stored (nothing without tools).

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.approvals import ApprovalMode
+from contracts.notifications import WebhookTarget
 from contracts.tools import BlobRef, ToolDefinition
 from security.approvers import ApproverRegistry
 from security.injection import InjectionFinding
@@ -104,6 +105,13 @@ class ResolvedTeam(BaseModel):
         default=False,
         description="The deployment refuses an input or decision that arrives unencrypted "
         "(AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT) when the run started.",
+    )
+
+    notifications: WebhookTarget | None = Field(
+        default=None,
+        description="Where the run's webhooks go (the team's [notifications] url or the "
+        "deployment's AGENT_TEAMS_WEBHOOK_URL, where the worker has a webhook secret), as "
+        "resolved when it started; None: it sends none (and so do runs recorded before it).",
     )
 
     tools: list[ToolDefinition] = Field(

@@ -34,6 +34,7 @@ from teams.agent_spec import AgentSpec, AgentTimeouts, ModelRouting, RetrySpec
 from teams.breakers import BreakerSettings
 from teams.durations import format_duration
 from teams.experiments import CanarySpec, ExperimentSpec, VariantSpec
+from teams.notification_spec import NotificationSpec
 from teams.spec import AlertSpec, BudgetSpec, InjectionSpec, TeamSpec
 from teams.stage_spec import (
     ApprovalCondition,
@@ -64,6 +65,7 @@ SECTIONS = (
     Section("`[breakers]`", BreakerSettings),
     Section("`[alerts]`", AlertSpec),
     Section("`[injection]`", InjectionSpec),
+    Section("`[notifications]`", NotificationSpec),
     Section("`[[agents]]`", AgentSpec),
     Section("An agent's `timeouts`", AgentTimeouts),
     Section("An agent's `retry`", RetrySpec),

@@ -45,6 +45,7 @@ from teams.agent_spec import AgentSpec, AgentTimeouts, ModelRouting, OutputKind,
 from teams.breakers import BreakerSettings
 from teams.durations import Duration
 from teams.experiments import MAX_EXPERIMENTS, ExperimentSpec, VariantAssignment, VariantSpec
+from teams.notification_spec import NotificationSpec
 from teams.spec_fields import Slug, SpecModel, VersionLabel
 from teams.spec_limits import (
     MAX_AGENTS,
@@ -89,6 +90,7 @@ __all__ = [
     "InjectionSpec",
     "McpServerSpec",
     "ModelRouting",
+    "NotificationSpec",
     "OutputKind",
     "PiiPolicy",
     "RetrySpec",
@@ -183,6 +185,8 @@ class TeamSpec(SpecModel):
     any is refused; a tool result with any is withheld from the model)."""
     injection: InjectionSpec = InjectionSpec()
     """What a suspected prompt injection does (``[injection]``)."""
+    notifications: NotificationSpec = NotificationSpec()
+    """Where this team's webhooks go (``[notifications]``; docs/notifications.md)."""
     agents: list[AgentSpec] = Field(min_length=1, max_length=MAX_AGENTS)
     """The team's agents (``[[agents]]`` tables), each named once."""
     stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)

@@ -59,6 +59,13 @@ RUN_BUDGET_LEFT = "agent_teams_run_budget_left_microdollars"
 RUNS_FINISHED = "agent_teams_runs_total"
 """Counter: finished runs; label ``status``."""
 
+# Webhook notifications (labels: team, event): written by NotificationWorkflow.
+WEBHOOKS_DELIVERED = "agent_teams_webhooks_delivered_total"
+"""Counter: webhooks a receiver took (a 2xx answer), after however many attempts."""
+WEBHOOK_DEAD_LETTERS = "agent_teams_webhook_dead_letters_total"
+"""Counter: webhooks given up on (attempts exhausted, or refused by the receiver);
+each is also a NotificationWorkflow result with ``delivered: false`` and a warning log."""
+
 # Evaluations (label: team): written by EvaluationWorkflow when it finishes.
 EVAL_SCORE = "agent_teams_eval_score"
 """Gauge: the mean score (0-10) of the team's latest evaluation on its gold set."""

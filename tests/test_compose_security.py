@@ -116,7 +116,15 @@ def test_worker_runs_secure_by_default(compose: dict[str, Any]) -> None:
     assert environment["AGENT_TEAMS_APPROVERS_FILE"] == "/etc/agent-teams/approvers.toml"
     assert environment["AGENT_TEAMS_INLINE_SPECS"] == "false"
     assert environment["AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT"] == "true"
-    assert {s["source"] for s in worker["secrets"]} == {"anthropic_api_key", "codec_keys"}
+    assert {s["source"] for s in worker["secrets"]} == {
+        "anthropic_api_key",
+        "codec_keys",
+        "webhook_secret",
+    }
+    # No webhooks unless configured; no secret in the repository for them.
+    assert environment["AGENT_TEAMS_WEBHOOK_URL"] == ""
+    assert environment["AGENT_TEAMS_WEBHOOK_SECRET_FILE"] == ""
+    assert compose["secrets"]["webhook_secret"]["file"] == "/dev/null"
     (approvers,) = [v for v in worker["volumes"] if v["target"].endswith("approvers.toml")]
     assert approvers["read_only"] is True
     assert Path(approvers["source"]) == ROOT / "deploy/secrets/approvers.toml"

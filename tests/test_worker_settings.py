@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from temporalio.common import WorkerDeploymentVersion
 
+from contracts.notifications import WebhookSettings
 from worker.settings import (
     SettingsError,
     TracingSettings,
@@ -244,3 +245,42 @@ def test_a_default_tenant_outside_the_tenant_list_names_the_variable() -> None:
         "invalid worker settings: AGENT_TEAMS_DEFAULT_TENANT: Value error, 'other' is not in "
         "AGENT_TEAMS_TENANTS (acme, umbr): the default tenant must be one of them"
     )
+
+
+def test_webhook_settings_from_the_environment(tmp_path: Path) -> None:
+    secret = tmp_path / "webhook-secret"
+    secret.write_text("whsec-from-a-file\n")
+    settings = WorkerSettings.from_env(
+        {
+            "AGENT_TEAMS_WEBHOOK_URL": "https://hooks.example.com/agent-teams",
+            "AGENT_TEAMS_WEBHOOK_SECRET_FILE": str(secret),
+            "AGENT_TEAMS_WEBHOOK_ATTEMPTS": "5",
+            "AGENT_TEAMS_UI_URL": "https://temporal.example.com",
+        }
+    )
+    deployment = settings.deployment()
+
+    assert deployment.webhook_settings() == WebhookSettings(
+        url="https://hooks.example.com/agent-teams",
+        signing=True,
+        attempts=5,
+        ui_url="https://temporal.example.com",
+    )
+    assert deployment.webhook_secret is not None
+    assert deployment.webhook_secret.get_secret_value() == "whsec-from-a-file"
+    assert "whsec" not in repr(deployment)
+    unset = WorkerSettings.from_env({}).deployment()
+    assert (unset.webhook_secret, unset.webhook_settings().target(None)) == (None, None)
+
+
+def test_webhook_setting_errors_name_the_variable_never_the_secret(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="AGENT_TEAMS_WEBHOOK_SECRET_FILE: required when"):
+        WorkerSettings.from_env({"AGENT_TEAMS_WEBHOOK_URL": "https://hooks.example.com"})
+    with pytest.raises(SettingsError, match="AGENT_TEAMS_WEBHOOK_URL: Value error"):
+        WorkerSettings.from_env(
+            {"AGENT_TEAMS_WEBHOOK_URL": "hooks.example.com", "AGENT_TEAMS_WEBHOOK_SECRET_FILE": "x"}
+        )
+    empty = tmp_path / "empty"
+    empty.write_text("  \n")
+    with pytest.raises(SettingsError, match=f"AGENT_TEAMS_WEBHOOK_SECRET_FILE: {empty} is empty"):
+        WorkerSettings.from_env({"AGENT_TEAMS_WEBHOOK_SECRET_FILE": str(empty)}).deployment()

@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pydantic import SecretStr
 from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
+from contracts.notifications import WebhookSettings
 from security.approvers import ApproverRegistry
 from teams.breakers import BreakerSettings
 from teams.daily_budgets import DailyBudgets
@@ -48,10 +50,19 @@ class Deployment:
     """``signed``: only signed decisions count (production); ``open``: dev, warned about."""
     approvers: ApproverRegistry | None = None
     """The approvers' public keys (``AGENT_TEAMS_APPROVERS_FILE``)."""
+    webhooks: WebhookSettings = WebhookSettings()
+    """Where runs' webhooks go, how often one is tried, the UI link (docs/notifications.md)."""
+    webhook_secret: SecretStr | None = None
+    """The HMAC key webhooks are signed with (``AGENT_TEAMS_WEBHOOK_SECRET_FILE``): held
+    by ``deliver_webhook`` only, never in a run's input or history. None: no webhooks."""
     version: WorkerDeploymentVersion | None = None
     """This worker's Worker Deployment Version (Worker Versioning): a run stays on the
     version it started on (docs/rollouts.md). The one value that differs across the
     fleet during a rollout (old and new build ids). None, the default: unversioned."""
+
+    def webhook_settings(self) -> WebhookSettings:
+        """``webhooks``, with ``signing`` set by whether this worker has the secret."""
+        return self.webhooks.model_copy(update={"signing": self.webhook_secret is not None})
 
     def metric_tenants(self) -> frozenset[str]:
         """Tenants the operator named (accepted list, budgets file).

@@ -30,6 +30,7 @@ from activities.call_controls import CallControls, ControlsPolicy
 from activities.evaluation_inputs import EvaluationActivities
 from activities.team_specs import TeamSpecActivities
 from activities.tool_calls import ToolActivities, ToolBox
+from activities.webhooks import WebhookActivities
 from contracts.raw_arguments import WorkflowArgumentsConverter
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.base import ModelProvider
@@ -49,6 +50,7 @@ from worker.settings import WorkerSettings, load_api_key
 from worker.telemetry import build_tracer_provider, worker_runtime
 from workflows.agent_team import AgentTeamWorkflow
 from workflows.evaluation_workflow import EvaluationWorkflow
+from workflows.notification_workflow import NotificationWorkflow
 
 log = logging.getLogger("worker")
 
@@ -180,7 +182,7 @@ def build_workers(
     runs = Worker(
         client,
         task_queue=deployment.task_queue,
-        workflows=[AgentTeamWorkflow, EvaluationWorkflow],
+        workflows=[AgentTeamWorkflow, EvaluationWorkflow, NotificationWorkflow],
         activities=run_activities if separate else [*run_activities, *call_activities],
         max_concurrent_activities=deployment.max_concurrent_calls,
         workflow_runner=workflow_runner(),
@@ -249,6 +251,7 @@ def _run_activities(
         detectors=detectors,
         tools=tools.resolver if tools is not None else None,
         blobs=tools.blobs if tools is not None else None,
+        webhooks=deployment.webhook_settings(),
     )
     # Evaluations run on the runs' queue: their team runs are child workflows there.
     evaluations = EvaluationActivities(
@@ -261,6 +264,9 @@ def _run_activities(
         specs.load_team_spec,
         evaluations.load_gold_set,
         evaluations.evaluation_baseline,
+        # On the runs' queue, never the rate-limited calls' queue: a webhook
+        # waits for no model call's token.
+        WebhookActivities(deployment.webhook_secret).deliver_webhook,
     ]
     if controls is not None:
         admission = AdmissionActivities(controls, policy)

@@ -45,6 +45,7 @@ from pydantic import (
 from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
+from contracts.notifications import DEFAULT_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_ATTEMPTS, WebhookSettings
 from security.approvers import ApproverRegistry
 from stores.blobs import DEFAULT_BLOB_URL
 from stores.controls.factory import DEFAULT_CONTROLS_URL
@@ -188,6 +189,14 @@ class WorkerSettings(BaseModel):
     """Where large tool results and tool conversations live (``file:PATH`` or ``s3://BUCKET``)."""
     approvals: ApprovalMode = "open"
     approvers_path: Path | None = None
+    webhook_url: str | None = None
+    """Where every run's webhooks go, unless its team file names another (``[notifications]``)."""
+    webhook_secret_file: Path | None = None
+    """The file holding the webhooks' HMAC secret (required for any webhook)."""
+    webhook_attempts: int = Field(default=DEFAULT_WEBHOOK_ATTEMPTS, ge=1, le=MAX_WEBHOOK_ATTEMPTS)
+    """Delivery attempts of one webhook before it is a dead letter."""
+    ui_url: str | None = None
+    """The Temporal UI's base URL, for the link in each webhook."""
     log_format: LogFormat = "json"
     log_level: LogLevel = "INFO"
     log_prompts: bool = False
@@ -232,7 +241,7 @@ class WorkerSettings(BaseModel):
             raise ValueError(f"{value!r} is not host:port (e.g. 0.0.0.0:9464)")
         return value
 
-    @field_validator("otlp_metrics_endpoint")
+    @field_validator("otlp_metrics_endpoint", "webhook_url", "ui_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -260,6 +269,11 @@ class WorkerSettings(BaseModel):
             values["log_level"] = str(values["log_level"]).strip().upper()
         values["tracing"] = TracingSettings.from_env(environ, service_name=WORKER_SERVICE_NAME)
         _check_versioning(environ)
+        if values.get("webhook_url") and not values.get("webhook_secret_file"):
+            raise SettingsError(
+                "invalid worker settings: AGENT_TEAMS_WEBHOOK_SECRET_FILE: required when "
+                "AGENT_TEAMS_WEBHOOK_URL is set (webhooks are always signed)"
+            )
         if values.get("metrics_address") and values.get("otlp_metrics_endpoint"):
             raise SettingsError(
                 "invalid worker settings: AGENT_TEAMS_METRICS_ADDRESS and "
@@ -294,6 +308,12 @@ class WorkerSettings(BaseModel):
             policy=self.request_policy(budgets),
             approval_mode=self.approvals,
             approvers=ApproverRegistry.load(self.approvers_path) if self.approvers_path else None,
+            webhooks=WebhookSettings(
+                url=self.webhook_url, attempts=self.webhook_attempts, ui_url=self.ui_url
+            ),
+            webhook_secret=(
+                load_webhook_secret(self.webhook_secret_file) if self.webhook_secret_file else None
+            ),
             version=self.worker_version(),
         )
 
@@ -359,6 +379,10 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_BLOB_URL": "blob_url",
     "AGENT_TEAMS_APPROVALS": "approvals",
     "AGENT_TEAMS_APPROVERS_FILE": "approvers_path",
+    "AGENT_TEAMS_WEBHOOK_URL": "webhook_url",
+    "AGENT_TEAMS_WEBHOOK_SECRET_FILE": "webhook_secret_file",
+    "AGENT_TEAMS_WEBHOOK_ATTEMPTS": "webhook_attempts",
+    "AGENT_TEAMS_UI_URL": "ui_url",
     "AGENT_TEAMS_LOG_FORMAT": "log_format",
     "AGENT_TEAMS_LOG_LEVEL": "log_level",
     "AGENT_TEAMS_LOG_PROMPTS": "log_prompts",
@@ -424,3 +448,19 @@ def load_api_key(environ: Mapping[str, str]) -> SecretStr:
     if not key:
         raise SettingsError(f"ANTHROPIC_API_KEY_FILE: {path} is empty")
     return SecretStr(key)
+
+
+def load_webhook_secret(path: Path) -> SecretStr:
+    """The webhooks' HMAC secret, from its file (surrounding whitespace dropped).
+
+    Held only as a ``SecretStr``; errors name the variable and the file, never the value.
+    """
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise SettingsError(
+            f"AGENT_TEAMS_WEBHOOK_SECRET_FILE: cannot read {path}: {err.strerror}"
+        ) from None
+    if not secret:
+        raise SettingsError(f"AGENT_TEAMS_WEBHOOK_SECRET_FILE: {path} is empty")
+    return SecretStr(secret)

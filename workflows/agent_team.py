@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         SPEC_ERROR_TYPES,
         RequestRefusedError,
     )
+    from teams.metric_labels import team_label
     from teams.pricing import usd_to_micro
     from workflows import inputs
     from workflows.agent_runner import AgentRunner
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.call_builder import RunnerMode
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
+    from workflows.notifier import Notifier
     from workflows.run_budget import RunBudget
     from workflows.run_context import RunContext
     from workflows.run_state import RunState
@@ -96,6 +98,7 @@ class AgentTeamWorkflow:
         self._budget: RunBudget | None = None
         self._final: RunStatus | None = None
         self._guard: InjectionGuard | None = None
+        self._notifier = Notifier()
 
     @workflow.run
     async def run(self, *args: RawValue) -> TeamResult:
@@ -118,12 +121,18 @@ class AgentTeamWorkflow:
             if workflow.cancellation_reason() is None:
                 raise
             self._cancelled(budget)
+            reason = workflow.cancellation_reason() or None
+            self._notifier.finished(RunStatus.CANCELLED.value, reason)
+            await self._notifier.drain()
             raise asyncio.CancelledError() from None
         self._final = status
         self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
         if shared is not None:
             await shared.record_run(budget.spent_micro, status)
         self._state.finish()
+        # Started, not delivered: a receiver that is down never holds the run open.
+        self._notifier.finished(status.value, reason)
+        await self._notifier.drain()
         # Let in-flight signal/update handlers finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._metrics.finished(status, _left(budget))
@@ -182,11 +191,21 @@ class AgentTeamWorkflow:
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
+        # No webhooks from an evaluation's child runs: no human waits on them.
+        self._notifier.configure(
+            None if request.evaluator else team.notifications,
+            team=team.spec.name,
+            team_label=team_label(team.spec.name, inline=team.inline),
+            tenant=request.tenant,
+            approval_mode=team.approval_mode,
+            budget=budget,
+        )
         self._desk.configure(
             team.approval_mode,
             team.approvers,
             evaluator=request.evaluator,
             require_encrypted=team.require_encrypted_input,
+            notifier=self._notifier,
         )
         self._visibility.begin(legacy=not current)
         shared = _shared_controls(team, request, self._state, current=current)

@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import evaluator
     from workflows.approval_conditions import CONDITION_APPROVER
     from workflows.metrics import RunMetrics
+    from workflows.notifier import Notifier
     from workflows.run_state import RunState
     from workflows.visibility import Visibility
 
@@ -127,6 +128,7 @@ class ApprovalDesk:
         self._tool: ToolApproval | None = None
         self._changes_left = 0
         self._revisable = False
+        self._notifier: Notifier | None = None
 
     def configure(
         self,
@@ -135,13 +137,16 @@ class ApprovalDesk:
         *,
         evaluator: bool = False,
         require_encrypted: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         """Use the run's approval mode and approvers' keys (as recorded at its start).
 
         ``evaluator``: the evaluator decides every point (checked by
         :func:`workflows.evaluator.refusal` before the run got here).
         ``require_encrypted``: a decision that arrived unencrypted is refused.
+        ``notifier``: told each time a point starts waiting (and when it escalates).
         """
+        self._notifier = notifier
         self._mode = mode
         self._registry = registry
         self._evaluator = evaluator
@@ -357,6 +362,8 @@ class ApprovalDesk:
             f"Waiting for approval of **{point}** by {who} until {deadline}"
         )
         self._visibility.awaiting(approvers)
+        if self._notifier is not None:
+            self._notifier.waiting(self.pending)
 
     async def _wait_for_decision(self, timeout: timedelta) -> bool:
         try:
