@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         WebhookEventKind,
         WebhookTarget,
     )
+    from security.pii import redact
     from teams.pricing import format_usd
     from workflows.notification_workflow import NotificationWorkflow
     from workflows.run_budget import RunBudget
@@ -130,7 +131,9 @@ class Notifier:
         """The run ended with ``status`` (``reason``: why, for a run that ended early)."""
         if self._target is None:
             return
-        self._send("finished", status, approval=None, reason=reason)
+        # A rejection's reason quotes the approver's comment: PII replaced, as in logs.
+        shown = redact(reason) if reason is not None else None
+        self._send("finished", status, approval=None, reason=shown)
 
     async def drain(self) -> None:
         """Wait until every delivery asked for so far has started (not delivered)."""
