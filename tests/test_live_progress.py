@@ -36,6 +36,10 @@ from worker.telemetry import tracing_interceptor
 LATENCY = {"researcher": 0.6, "writer": 1.5, "reviewer": 0.2}
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def _teamctl(
     env: WorkflowEnvironment, *args: str, environ: dict[str, str] | None = None
 ) -> asyncio.subprocess.Process:
@@ -48,6 +52,10 @@ async def _teamctl(
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # As from a terminal: SIGINT at its default. A suite run as a background
+        # job (`make test &`) inherits SIGINT ignored, and Python keeps it ignored,
+        # so Ctrl-C (the test's SIGINT) would never reach teamctl.
+        preexec_fn=_sigint_as_in_a_terminal,
         env={
             k: v
             for k, v in {**os.environ, **(environ or {})}.items()
@@ -197,11 +205,7 @@ async def test_ctrl_c_stops_following_and_the_run_goes_on(
     env: WorkflowEnvironment, task_queue: str
 ) -> None:
     run_id = f"live-{uuid.uuid4().hex[:8]}"
-    # A slow writer (two calls of 6 s): Ctrl-C lands while the run is mid-stage
-    # even when a loaded machine makes teamctl's display lag seconds behind the
-    # run (with 1.5 s it could reach its approval wait first and exit 0).
-    slow_writer = LATENCY | {"writer": 6.0}
-    async with running_worker(env.client, task_queue, latency_s=slow_writer, latency_scale=1.0):
+    async with running_worker(env.client, task_queue, latency_s=LATENCY, latency_scale=1.0):
         process = await _teamctl_run(env, task_queue, "research", "Why durable agents?", run_id)
         before = await _lines_until(process, "writer")
         process.send_signal(signal.SIGINT)

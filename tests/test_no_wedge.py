@@ -246,7 +246,9 @@ async def test_a_malformed_decide_update_is_refused_before_history(
     cause = refused.value.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == "InvalidDecision"
-    assert cause.message == "invalid decision: decision: Input should be 'approve' or 'reject'"
+    assert cause.message == (
+        "invalid decision: decision: Input should be 'approve', 'reject' or 'changes'"
+    )
     assert result.status is RunStatus.COMPLETED
     updates = [
         e

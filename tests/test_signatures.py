@@ -378,7 +378,7 @@ def test_comment_hash_never_raises_on_lone_surrogates() -> None:
         ),
         ({"workflow_id": ""}, "at least 1 character"),
         ({"approver": "x" * 201}, "at most 200 characters"),
-        ({"decision": "maybe"}, "'approve' or 'reject'"),
+        ({"decision": "maybe"}, "'approve', 'reject' or 'changes'"),
     ],
 )
 def test_out_of_bounds_claims_raise_value_error(changes: dict[str, Any], error: str) -> None:
