@@ -514,8 +514,8 @@ def test_inline_instructions_are_bounded_per_agent_and_per_team() -> None:
 def test_the_whole_spec_is_bounded_as_json() -> None:
     # Every list and string within its own limit, but escaped into JSON ("\u0000"
     # is 6 bytes) the spec would be 1.9 MB: one payload, with no room for the rest.
-    # (Each agent's defaults `tools`, `max_turns`, `output_schema` add 46 bytes and
-    # the team's `mcp_servers` and `tools` 28.)
+    # (Each agent's defaults `tools`, `max_turns`, `output_schema` add 46 bytes, the
+    # team's `mcp_servers` and `tools` 28 and its `notifications` 44.)
     gates = [
         {
             "kind": "gate",
@@ -535,7 +535,7 @@ def test_the_whole_spec_is_bounded_as_json() -> None:
     ((error,),) = [err.value.errors()]
     assert error["loc"] == ()
     assert error["msg"] == (
-        "Value error, the spec is 1926728 bytes as JSON; at most 524288 "
+        "Value error, the spec is 1926772 bytes as JSON; at most 524288 "
         "(a workflow payload is at most 2 MB)"
     )
     data["stages"] = gates[:4]
