@@ -61,7 +61,7 @@ async def test_a_reference_mcp_server_configured_by_the_team_file_alone(
         )
         result = await handle.result()
         events = await history_events(handle)
-    assert result.status is RunStatus.COMPLETED
+    assert result.status is RunStatus.COMPLETED, result.warnings
     assert activity_types(events) == ["call_agent", "call_tool", "call_agent"]
     (tool,) = result.tool_calls
     assert (tool.tool, tool.status, tool.arguments_preview) == (
