@@ -58,11 +58,14 @@ from activities.structured import parse_structured, render_structured
 from activities.tool_definitions import ToolDefinitions
 from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails
 from contracts.ledger import ChargeSource
-from providers.base import ModelProvider, ModelResponse
+from providers.base import ModelProvider, ModelResponse, TextCallback
 from providers.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
 from security.injection import InjectionDetector, PatternDetector
 from stores.blobs import Blobs
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
+from streams.call_events import stream_failure, stream_outcome
+from streams.log import RunStreamLog
+from streams.publisher import CallStream, RunPublisher
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
 from teams.spec import OutputKind
@@ -80,6 +83,8 @@ class _Attempt:
     warnings: list[str] = field(default_factory=list)
     placeholders: Placeholders = field(default_factory=Placeholders)
     """This attempt's PII placeholders (restored in the answer before it leaves)."""
+    stream: CallStream | None = None
+    """This attempt's events on the run's live stream (None: the run does not stream)."""
     model_called: bool = False
     """Whether this attempt reached the model (only then does a failure count against
     its breakers: a refusal by our own rate limits says nothing about the model)."""
@@ -97,8 +102,10 @@ class AgentActivities:
         log_prompts: bool = False,
         detectors: tuple[InjectionDetector, ...] | None = None,
         blobs: Blobs | None = None,
+        streams: RunStreamLog | None = None,
     ) -> None:
         self._provider = provider
+        self._streams = streams
         self._blobs = blobs
         self._definitions = ToolDefinitions(blobs) if blobs is not None else None
         self._cache = cache
@@ -118,9 +125,27 @@ class AgentActivities:
             span=CallSpan(call, self._provider.name, info.attempt),
             ticket=CallTicket.of(call, info) if self._controls is not None else None,
         )
-        keepalive = asyncio.create_task(beats.keep_alive())
+        publisher = self._publisher(call, info)
+        if publisher is not None:
+            attempt.stream = CallStream(
+                publisher, call_id=call.call_id, agent=call.agent, attempt=info.attempt
+            )
+        try:
+            return await self._streamed(attempt)
+        finally:
+            if publisher is not None:
+                await publisher.close()
+
+    async def _streamed(self, attempt: _Attempt) -> AgentOutcome:
+        """The attempt, screened, its start and end published to the run's stream."""
+        call = attempt.call
+        keepalive = asyncio.create_task(attempt.beats.keep_alive())
         try:
             outcome = await self._attempt(attempt)
+        except ApplicationError as err:
+            if attempt.stream is not None:
+                stream_failure(attempt.stream, call, err)
+            raise
         finally:
             keepalive.cancel()
         outcome = screened(restored(outcome, attempt.placeholders), self._detectors)
@@ -133,7 +158,15 @@ class AgentActivities:
                 rules,
                 extra=log_fields(call),
             )
+        if attempt.stream is not None:
+            stream_outcome(attempt.stream, call, outcome)
         return outcome
+
+    def _publisher(self, call: AgentCall, info: activity.Info) -> RunPublisher | None:
+        """The run's stream publisher for this attempt, if the run streams here."""
+        if self._streams is None or not call.stream:
+            return None
+        return RunPublisher(self._streams, info.workflow_id or "")
 
     async def _attempt(self, attempt: _Attempt) -> AgentOutcome:
         beats = attempt.beats
@@ -163,8 +196,12 @@ class AgentActivities:
                 attempt.warnings += admission.warnings
             self._log_prompt(call, attempt.info.attempt)
             attempt.model_called = True
+            text_sink: dict[str, TextCallback] = {}
+            if attempt.stream is not None:
+                attempt.stream.started(stage=call.stage, model=call.model)
+                text_sink["on_text"] = attempt.stream.text
             response = await self._provider.generate(
-                call, attempt=attempt.info.attempt, on_progress=beats.update
+                call, attempt=attempt.info.attempt, on_progress=beats.update, **text_sink
             )
         except ProviderError as err:
             beats.flush()

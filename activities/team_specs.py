@@ -84,8 +84,10 @@ class TeamSpecActivities:
         tools: ToolResolver | None = None,
         blobs: Blobs | None = None,
         webhooks: WebhookSettings | None = None,
+        streams: bool = False,
     ) -> None:
         self._catalog = catalog
+        self._streams = streams
         self._webhooks = webhooks or WebhookSettings()
         self._tools = tools
         self._blobs = blobs
@@ -142,6 +144,8 @@ class TeamSpecActivities:
                 "charged_tenant": charged if ref.tenant is None else None,
                 "require_encrypted_input": self._policy.require_encrypted_input,
                 "notifications": self._notifications(resolved.spec, inline=inline),
+                # The deployment has a stream log and the team did not turn it off.
+                "streaming": self._streams and resolved.spec.stream,
                 **tools,
             }
         )

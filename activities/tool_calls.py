@@ -50,6 +50,8 @@ from stores.controls.contract import (
     Reservation,
     Settlement,
 )
+from streams.log import RunStreamLog
+from streams.publisher import CallStream, RunPublisher
 from teams.daily_budgets import DailyBudgets
 
 INLINE_RESULT_CHARS = 512
@@ -110,8 +112,10 @@ class ToolActivities:
         store: ControlsStore | None = None,
         budgets: DailyBudgets | None = None,
         detectors: tuple[InjectionDetector, ...] | None = None,
+        streams: RunStreamLog | None = None,
     ) -> None:
         self._executor = executor
+        self._streams = streams
         self._blobs = blobs
         self._definitions = ToolDefinitions(blobs) if blobs is not None else None
         self._store = store
@@ -121,8 +125,31 @@ class ToolActivities:
     @activity.defn(name=CALL_TOOL)
     async def call_tool(self, request: ToolRequest) -> ToolOutcome:
         """Check, run and screen one tool call; the outcome is what the model will see."""
-        started = time.monotonic()
         info = activity.info()
+        if self._streams is None or not request.stream:
+            return await self._call(request, info)
+        publisher = RunPublisher(self._streams, info.workflow_id or "")
+        stream = CallStream(
+            publisher, call_id=request.call_id, agent=request.agent, attempt=info.attempt
+        )
+        started = time.monotonic()
+        stream.tool_started(tool=request.tool)
+        try:
+            outcome = await self._call(request, info)
+        except ApplicationError:
+            latency = int((time.monotonic() - started) * 1000)
+            stream.tool_finished(tool=request.tool, is_error=True, latency_ms=latency)
+            raise
+        else:
+            stream.tool_finished(
+                tool=request.tool, is_error=outcome.is_error, latency_ms=outcome.latency_ms
+            )
+            return outcome
+        finally:
+            await publisher.close()
+
+    async def _call(self, request: ToolRequest, info: activity.Info) -> ToolOutcome:
+        started = time.monotonic()
         call = await self._resolved(request)
         span = ToolSpan(call, info.attempt)
         problems = argument_problems(call)

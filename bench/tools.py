@@ -42,7 +42,7 @@ from bench.systems import completed, controlled, serving, start_team
 from bench.targets import Target
 from contracts.calls import AgentCall
 from contracts.tools import ToolUse
-from providers.base import ModelResponse, ProgressCallback
+from providers.base import ModelResponse, ProgressCallback, TextCallback
 from security.keyring import KeyRing, new_key_line
 from stores.blobs import open_blobs
 from stores.controls.sqlite import SqliteControls
@@ -96,7 +96,12 @@ class ScriptedProvider:
         return "simulated"
 
     async def generate(
-        self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
+        self,
+        call: AgentCall,
+        *,
+        attempt: int,
+        on_progress: ProgressCallback,
+        on_text: TextCallback | None = None,
     ) -> ModelResponse:
         usage = TokenUsage(input_tokens=200, output_tokens=20)
         made = sum(len(turn.uses) for turn in call.turns)

@@ -121,6 +121,15 @@ class AgentCall(BaseModel):
     output_schema: dict[str, Any] | None = Field(
         default=None, description="The JSON Schema a JSON agent's answer must satisfy."
     )
+    stream: bool = Field(
+        default=False,
+        description="Publish the call's progress and text to the run's live stream (its "
+        "team streams, and the worker has a stream log). False in runs from before it.",
+    )
+    run_spent_micro: int = Field(
+        default=0, ge=0, description="What the run had spent when it scheduled the call."
+    )
+    run_budget_micro: int | None = Field(default=None, ge=0, description="The run's budget.")
     tools_ref: BlobRef | None = Field(
         default=None,
         description="The run's tool definitions (stored once at its start); the agent is "

@@ -114,6 +114,12 @@ class ResolvedTeam(BaseModel):
         "resolved when it started; None: it sends none (and so do runs recorded before it).",
     )
 
+    streaming: bool = Field(
+        default=False,
+        description="The run publishes a live stream (the team's ``stream`` and a worker "
+        "with a stream log, as resolved when it started); False for runs recorded before.",
+    )
+
     tools: list[ToolDefinition] = Field(
         default_factory=list,
         description="Every tool an agent of the team may call, as the worker resolved them "

@@ -144,6 +144,8 @@ class ToolRequest(BaseModel):
     server: McpServerSpec | None = None
     """The MCP server of an ``mcp`` tool, as the team declares it (secrets by name only)."""
     shared_controls: bool = True
+    stream: bool = False
+    """Publish the call's start and end to the run's live stream (its team streams)."""
 
     def with_definition(self, tool: ToolDefinition) -> ToolCall:
         """The call as the activity runs it, ``tool`` spelled out."""
@@ -171,6 +173,8 @@ class ToolCall(BaseModel):
     """The MCP server of an ``mcp`` tool, as the team declares it (secrets by name only)."""
     shared_controls: bool = True
     """Charge a priced tool to the fleet's daily budgets."""
+    stream: bool = False
+    """Publish the call's start and end to the run's live stream (its team streams)."""
 
 
 ToolStatus = Literal["ok", "error", "invalid_arguments", "refused", "rejected", "failed"]

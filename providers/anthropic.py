@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from contracts.calls import AgentCall, StopReason
 from contracts.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
 from contracts.tools import ToolDefinition, ToolTurn, ToolUse
-from providers.base import ModelResponse, ProgressCallback
+from providers.base import ModelResponse, ProgressCallback, TextCallback
 from providers.provider_errors import (
     AuthenticationFailed,
     ContextOverflow,
@@ -109,7 +109,12 @@ class AnthropicProvider:
         await self._client.close()
 
     async def generate(
-        self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
+        self,
+        call: AgentCall,
+        *,
+        attempt: int,
+        on_progress: ProgressCallback,
+        on_text: TextCallback | None = None,
     ) -> ModelResponse:
         """Stream one Messages API call, reporting output tokens as they arrive."""
         params = build_request(call)
@@ -118,7 +123,7 @@ class AnthropicProvider:
         paused: list[Any] = []
         before = TokenUsage()
         while True:
-            message = await self._stream(params, timeout, before, on_progress)
+            message = await self._stream(params, timeout, before, on_progress, on_text)
             if message.stop_reason != "pause_turn" or len(paused) >= MAX_PAUSES:
                 break
             # A long turn the API paused (server-side tools): send it back as the
@@ -154,6 +159,7 @@ class AnthropicProvider:
         timeout: float,
         before: TokenUsage,
         on_progress: ProgressCallback,
+        on_text: TextCallback | None,
     ) -> Any:
         """One streamed request; progress reports ``before`` plus this request's usage."""
 
@@ -162,7 +168,7 @@ class AnthropicProvider:
 
         try:
             async with self._client.messages.stream(**params, timeout=timeout) as stream:
-                progress = _StreamUsage(reported)
+                progress = _StreamUsage(reported, on_text)
                 async for event in stream:
                     await progress.observe(event)
                 return await stream.get_final_message()
@@ -312,8 +318,9 @@ class _StreamUsage:
     the deltas, then exact from ``message_delta``.
     """
 
-    def __init__(self, on_progress: ProgressCallback) -> None:
+    def __init__(self, on_progress: ProgressCallback, on_text: TextCallback | None) -> None:
         self._on_progress = on_progress
+        self._on_text = on_text
         self._usage = TokenUsage()
         self._chars = 0
 
@@ -323,6 +330,8 @@ class _StreamUsage:
             self._usage = _usage_of(event.message.usage)
         elif kind == "content_block_delta":
             delta = event.delta
+            if self._on_text is not None and getattr(delta, "type", "") == "text_delta":
+                self._on_text(delta.text)
             self._chars += len(
                 getattr(delta, "text", "") or getattr(delta, "partial_json", "") or ""
             )

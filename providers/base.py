@@ -26,6 +26,12 @@ provider has accepted the request, output tokens as they arrive. The activity
 heartbeats it, so an interrupted attempt's tokens are known to the next one."""
 
 
+TextCallback = Callable[[str], None]
+"""Called with each piece of answer text as the model streams it (never blocks: the
+activity batches it to the run's live stream). Only ``text`` blocks stream; a
+structured answer (a tool's JSON input) arrives whole, in the response."""
+
+
 class ModelResponse(BaseModel):
     """A provider's raw answer: text and/or structured data, usage, stop reason."""
 
@@ -50,7 +56,12 @@ class ModelProvider(Protocol):
         ...
 
     async def generate(
-        self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
+        self,
+        call: AgentCall,
+        *,
+        attempt: int,
+        on_progress: ProgressCallback,
+        on_text: TextCallback | None = None,
     ) -> ModelResponse:
         """Make one model call. ``attempt`` is Temporal's attempt number (from 1)."""
         ...

@@ -53,7 +53,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.calls import AgentCall, StopReason
-from providers.base import ModelResponse, ProgressCallback
+from providers.base import ModelResponse, ProgressCallback, TextCallback
 from providers.provider_errors import (
     ContextOverflow,
     ProviderOverloaded,
@@ -137,7 +137,12 @@ class SimulatedProvider:
         return _usage(call, _prompt_text(call), 0).total_input_tokens
 
     async def generate(
-        self, call: AgentCall, *, attempt: int, on_progress: ProgressCallback
+        self,
+        call: AgentCall,
+        *,
+        attempt: int,
+        on_progress: ProgressCallback,
+        on_text: TextCallback | None = None,
     ) -> ModelResponse:
         """Answer ``call`` as the simulated model, after its simulated latency."""
         await self._journal("start", call, attempt)
@@ -171,7 +176,10 @@ class SimulatedProvider:
         text, data, stop_reason = _bound(text, call.max_tokens, refused=refused, structured=data)
         output_tokens = count_tokens(json.dumps(data)) if data is not None else count_tokens(text)
         usage = _usage(call, user, output_tokens)
-        await self._stream(call, persona, usage, self._journaled(on_progress, call, attempt))
+        streamed = (text, on_text) if on_text is not None and data is None else None
+        await self._stream(
+            call, persona, usage, self._journaled(on_progress, call, attempt), streamed
+        )
         await self._journal("complete", call, attempt, usage)
         return ModelResponse(
             model=call.model, text=text, data=data, usage=usage, stop_reason=stop_reason
@@ -201,21 +209,36 @@ class SimulatedProvider:
             await asyncio.Event().wait()
 
     async def _stream(
-        self, call: AgentCall, persona: Persona, usage: TokenUsage, on_progress: ProgressCallback
+        self,
+        call: AgentCall,
+        persona: Persona,
+        usage: TokenUsage,
+        on_progress: ProgressCallback,
+        text: tuple[str, TextCallback] | None = None,
     ) -> None:
+        """Take the agent's latency, reporting usage (and ``text``'s pieces) as it goes."""
         base = self._config.latency_s.get(call.agent, DEFAULT_LATENCY_S[persona])
         total = base * self._config.latency_scale
+        answer, on_text = text if text is not None else ("", None)
         if total <= 0:
             await on_progress(usage)
+            if on_text is not None and answer:
+                on_text(answer)
             return
         # Like a real stream: the prompt is billed as soon as generation starts,
-        # output tokens as they arrive.
+        # output tokens (and their text) as they arrive.
         await on_progress(usage.model_copy(update={"output_tokens": 0}))
         chunks = max(1, int(total / self._config.progress_interval_s))
+        sent = 0
         for index in range(1, chunks + 1):
             await asyncio.sleep(total / chunks)
             streamed = usage.output_tokens * index // chunks
             await on_progress(usage.model_copy(update={"output_tokens": streamed}))
+            if on_text is not None:
+                upto = len(answer) * index // chunks
+                if upto > sent:
+                    on_text(answer[sent:upto])
+                    sent = upto
 
     def _journaled(
         self, on_progress: ProgressCallback, call: AgentCall, attempt: int

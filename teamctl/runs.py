@@ -52,9 +52,12 @@ from contracts.run_interface import (
     REQUEST_CHANGES_SIGNAL,
     STATUS_QUERY,
 )
+from contracts.streams import StreamEvent
 from security.pii import redact
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key
+from streams.follow import follow_run
+from streams.log import START, RunStreamLog, stream_log_from_env
 from teams.catalog import Catalog
 from teams.errors import AgentTeamsError
 from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
@@ -234,6 +237,31 @@ class TeamRun:
     """
 
     handle: WorkflowHandle[object, TeamResult]
+    streams: RunStreamLog | None = None
+    """The runs' stream log; None: opened from ``AGENT_TEAMS_STREAM_URL`` by :meth:`stream`."""
+
+    async def stream(self, *, after: str = START) -> AsyncIterator[StreamEvent]:
+        """The run's live events, from offset ``after``, until it ends (docs/streaming.md).
+
+        Read from the stream log, never from the workflow: any number of viewers
+        leave the run's update slots to its approvers. Reconnect with the last
+        event's ``offset`` to resume where it stopped.
+        """
+        stream_log, owned = self.streams, False
+        if stream_log is None:
+            stream_log, owned = stream_log_from_env(os.environ), True
+        try:
+            async for event in follow_run(
+                stream_log, self.handle.id, after=after, run_closed=self._closed
+            ):
+                yield event
+        finally:
+            if owned:
+                await stream_log.aclose()
+
+    async def _closed(self) -> bool:
+        description = await self.handle.describe()
+        return description.status != WorkflowExecutionStatus.RUNNING
 
     async def approve(self, decision: Decision) -> None:
         """Signal ``approve``: counted if the approver may decide the pending point."""

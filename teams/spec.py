@@ -187,6 +187,10 @@ class TeamSpec(SpecModel):
     """What a suspected prompt injection does (``[injection]``)."""
     notifications: NotificationSpec = NotificationSpec()
     """Where this team's webhooks go (``[notifications]``; docs/notifications.md)."""
+    stream: bool = True
+    """Publish each run's live stream: agents' text as it arrives, tool calls, cost and
+    budget after each call, approval waits (``teamctl watch``; docs/streaming.md).
+    ``false``: nothing is published, and viewers see only the status query."""
     agents: list[AgentSpec] = Field(min_length=1, max_length=MAX_AGENTS)
     """The team's agents (``[[agents]]`` tables), each named once."""
     stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES)

@@ -32,6 +32,7 @@ from security.keyring import KeyRing
 from stores.controls.contract import ControlsStore
 from stores.controls.sqlite import SqliteControls
 from stores.response_cache import ResponseCache
+from streams.log import RunStreamLog
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE, Pin, Pins, release_file, write_pins
 from teams.spec import TeamSpec
@@ -58,6 +59,7 @@ async def running_worker(
     deployment_overrides: dict[str, Any] | None = None,
     patch_activation: Callable[[PatchActivationInput], bool] | None = None,
     tools: ToolBox | None = None,
+    streams: RunStreamLog | None = None,
 ) -> AsyncIterator[ModelProvider]:
     """Run the real worker (workflow + real activities) in-process.
 
@@ -96,6 +98,7 @@ async def running_worker(
         controls=controls or own,
         patch_activation=patch_activation,
         tools=tools,
+        streams=streams,
     )
     try:
         async with AsyncExitStack() as running:

@@ -28,6 +28,7 @@ from activities.admission import AdmissionActivities
 from activities.agent_calls import AgentActivities
 from activities.call_controls import CallControls, ControlsPolicy
 from activities.evaluation_inputs import EvaluationActivities
+from activities.run_events import RunEventActivities
 from activities.team_specs import TeamSpecActivities
 from activities.tool_calls import ToolActivities, ToolBox
 from activities.webhooks import WebhookActivities
@@ -42,6 +43,7 @@ from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
 from stores.response_cache import ResponseCache
+from streams.log import RunStreamLog, open_stream_log
 from teams.catalog import Catalog
 from worker.connection import connect, connect_config, describe, project_data_converter
 from worker.deployment import Deployment
@@ -126,6 +128,7 @@ def build_workers(
     patch_activation: Callable[[PatchActivationInput], bool] | None = None,
     detectors: tuple[InjectionDetector, ...] | None = None,
     tools: ToolBox | None = None,
+    streams: RunStreamLog | None = None,
 ) -> list[Worker]:
     """The workers of a process: one, or two with model calls on their own queue.
 
@@ -136,6 +139,7 @@ def build_workers(
     injection screens (default :class:`security.injection.PatternDetector`).
     ``tools``: the worker's tools (Python toolsets, MCP servers) and blob store;
     without them a team whose agents list tools fails at its start.
+    ``streams``: the runs' live-stream log; without it no run streams.
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
@@ -153,6 +157,7 @@ def build_workers(
         log_prompts=log_prompts,
         detectors=detectors,
         blobs=tools.blobs if tools is not None else None,
+        streams=streams,
     )
     run_activities = _run_activities(
         client,
@@ -162,6 +167,7 @@ def build_workers(
         policy=policy,
         detectors=detectors,
         tools=tools,
+        streams=streams,
     )
     # Model turns and tool calls share a queue (and its rate limits, on their own queue).
     call_activities: list[Callable[..., Any]] = [agents.call_agent]
@@ -173,6 +179,7 @@ def build_workers(
                 store=controls if deployment.cost_controls else None,
                 budgets=deployment.budgets,
                 detectors=detectors,
+                streams=streams,
             ).call_tool
         )
     separate = deployment.calls_task_queue not in (None, deployment.task_queue)
@@ -238,6 +245,7 @@ def _run_activities(
     policy: ControlsPolicy,
     detectors: tuple[InjectionDetector, ...] | None,
     tools: ToolBox | None,
+    streams: RunStreamLog | None,
 ) -> list[Callable[..., Any]]:
     """The activities of the runs' queue, but ``call_agent``: team specs, evaluations, costs."""
     specs = TeamSpecActivities(
@@ -252,6 +260,7 @@ def _run_activities(
         tools=tools.resolver if tools is not None else None,
         blobs=tools.blobs if tools is not None else None,
         webhooks=deployment.webhook_settings(),
+        streams=streams is not None,
     )
     # Evaluations run on the runs' queue: their team runs are child workflows there.
     evaluations = EvaluationActivities(
@@ -267,6 +276,9 @@ def _run_activities(
         # On the runs' queue, never the rate-limited calls' queue: a webhook
         # waits for no model call's token.
         WebhookActivities(deployment.webhook_secret).deliver_webhook,
+        # Always registered: a streaming run replayed on a worker without a log
+        # publishes nothing rather than failing its local activity.
+        RunEventActivities(streams).publish_run_event,
     ]
     if controls is not None:
         admission = AdmissionActivities(controls, policy)
@@ -315,6 +327,11 @@ async def _serve(
     from tools.worker_tools import open_tools
 
     tools = await open_tools(settings, _payload_keyring(client))
+    streams = open_stream_log(
+        settings.stream_url,
+        keyring=_payload_keyring(client),
+        retention_s=settings.stream_retention_s,
+    )
     workers = build_workers(
         client,
         deployment,
@@ -324,6 +341,7 @@ async def _serve(
         controls=controls,
         log_prompts=settings.log_prompts,
         tools=tools.box,
+        streams=streams,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -331,7 +349,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     log.info(
         "worker ready: task queue %s on %s, payloads: %s, provider: %s (%s), "
-        "controls store: %s, tracing: %s, metrics: %s, version: %s, tools: %s",
+        "controls store: %s, tracing: %s, metrics: %s, version: %s, tools: %s, streams: %s",
         settings.task_queue,
         server,
         _payloads(client),
@@ -342,6 +360,7 @@ async def _serve(
         settings.metrics_address or settings.otlp_metrics_endpoint or "off",
         _version(deployment.version),
         tools.describe(),
+        streams.where if streams is not None else "off",
     )
     _warn_about(deployment)
     try:
@@ -356,6 +375,8 @@ async def _serve(
             await cache.aclose()
         if controls is not None:
             await controls.aclose()
+        if streams is not None:
+            await streams.aclose()
 
 
 def _warn_about(deployment: Deployment) -> None:

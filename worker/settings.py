@@ -49,6 +49,7 @@ from contracts.notifications import DEFAULT_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_ATTEMP
 from security.approvers import ApproverRegistry
 from stores.blobs import DEFAULT_BLOB_URL
 from stores.controls.factory import DEFAULT_CONTROLS_URL
+from streams.log import DEFAULT_RETENTION_S, DEFAULT_STREAM_URL
 from teams.breakers import BreakerSettings
 from teams.catalog import (
     SHIPPED_GOLD_DIR,
@@ -163,6 +164,9 @@ class WorkerSettings(BaseModel):
     )
     budgets_path: Path | None = None
     cache_url: str = DEFAULT_CACHE_URL
+    stream_url: str = DEFAULT_STREAM_URL
+    """Where runs' live streams go (``AGENT_TEAMS_STREAM_URL``; ``off``: nowhere)."""
+    stream_retention_s: float = Field(default=DEFAULT_RETENTION_S, gt=0, le=90 * 86_400)
     controls_url: str = DEFAULT_CONTROLS_URL
     controls_outage: Literal["fail", "wait"] = "fail"
     breaker_failures: int = Field(default=5, ge=1, le=1_000)
@@ -363,6 +367,8 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_TOKENS_PER_MINUTE": "tokens_per_minute",
     "AGENT_TEAMS_BUDGETS": "budgets_path",
     "AGENT_TEAMS_CACHE_URL": "cache_url",
+    "AGENT_TEAMS_STREAM_URL": "stream_url",
+    "AGENT_TEAMS_STREAM_RETENTION_S": "stream_retention_s",
     "AGENT_TEAMS_CONTROLS_URL": "controls_url",
     "AGENT_TEAMS_CONTROLS_OUTAGE": "controls_outage",
     "AGENT_TEAMS_BREAKER_FAILURES": "breaker_failures",

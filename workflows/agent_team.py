@@ -199,6 +199,7 @@ class AgentTeamWorkflow:
             tenant=request.tenant,
             approval_mode=team.approval_mode,
             budget=budget,
+            streaming=team.streaming,
         )
         self._desk.configure(
             team.approval_mode,

@@ -133,6 +133,7 @@ class CallBuilder:
             agent_breaker=self._team.breakers,
             fenced=fenced,
             pii=self._team.spec.pii if fenced else "allow",
+            **self._stream_fields(),
             **self._tool_fields(spec),
         )
         if fallback or spec.routing is None:
@@ -144,6 +145,19 @@ class CallBuilder:
             budget_left_micro=self._budget.left_micro,
             route=self._state.route,
         )
+
+    def _stream_fields(self) -> dict[str, Any]:
+        """What a call carries for the run's live stream (nothing when the run does not stream).
+
+        Left out when the run does not stream: its calls' payloads stay as they were.
+        """
+        if not self._team.streaming:
+            return {}
+        return {
+            "stream": True,
+            "run_spent_micro": self._budget.spent_micro,
+            "run_budget_micro": self._budget.limit_micro,
+        }
 
     def _tool_fields(self, spec: AgentSpec) -> dict[str, Any]:
         """What a call of ``spec`` carries of its tools and output schema (nothing if none).
@@ -199,6 +213,7 @@ class CallBuilder:
                 "repair": None,
                 "context_budget_tokens": None,
                 "final_turn": turn >= spec.max_turns,
+                **self._stream_fields(),
                 "continuation": Continuation(
                     conversation=outcome.conversation,
                     results=[result.for_model() for result in results],

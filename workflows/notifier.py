@@ -1,4 +1,7 @@
-"""The run's webhooks: one ``NotificationWorkflow`` child per event, never awaited.
+"""The run's webhooks, and its milestones on the live stream.
+
+Webhooks: one ``NotificationWorkflow`` child per event, never awaited. The
+stream: ``publish_run_event`` local activities, for runs that stream.
 
 Invariants:
 
@@ -20,12 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from datetime import timedelta
 from urllib.parse import quote
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.names import PUBLISH_RUN_EVENT
     from contracts.approvals import ApprovalMode, PendingApproval
     from contracts.notifications import (
         DecisionCommands,
@@ -36,10 +42,15 @@ with workflow.unsafe.imports_passed_through():
         WebhookEventKind,
         WebhookTarget,
     )
+    from contracts.streams import RunEventRequest, RunFinished, WaitingForApproval
     from security.pii import redact
     from teams.pricing import format_usd
     from workflows.notification_workflow import NotificationWorkflow
     from workflows.run_budget import RunBudget
+
+STREAM_TIMEOUT = timedelta(seconds=5)
+STREAM_RETRY = RetryPolicy(maximum_attempts=2)
+"""The live stream is for watching: a milestone is tried twice, then let go."""
 
 TEAMCTL = "teamctl"
 """How the decision commands name the CLI (a receiver's users have it on PATH)."""
@@ -87,6 +98,7 @@ class Notifier:
         self._budget: RunBudget | None = None
         self._sent = 0
         self._starting: list[asyncio.Task[None]] = []
+        self._streaming = False
 
     def configure(
         self,
@@ -97,12 +109,15 @@ class Notifier:
         tenant: str | None,
         approval_mode: ApprovalMode,
         budget: RunBudget,
+        streaming: bool = False,
     ) -> None:
         """Notify ``target`` (None: never) about the run of ``team`` for ``tenant``.
 
         ``budget``: the run's, whose spend and limit each body reports.
+        ``streaming``: also publish the waits and the end to the run's live stream.
         """
         self._target = target
+        self._streaming = streaming
         self._budget = budget
         self._team = team
         self._team_label = team_label
@@ -111,6 +126,19 @@ class Notifier:
 
     def waiting(self, pending: PendingApproval) -> None:
         """The run waits for a human at ``pending`` (``escalated`` when its deadline passed)."""
+        if self._streaming:
+            self._stream(
+                WaitingForApproval(
+                    run_id=workflow.info().workflow_id,
+                    at=workflow.now().timestamp(),
+                    point=pending.point,
+                    approvers=list(pending.approvers),
+                    deadline=pending.deadline,
+                    escalated=pending.escalated,
+                    tool=pending.tool.tool if pending.tool is not None else None,
+                    changes_left=pending.changes_left,
+                )
+            )
         if self._target is None:
             return
         info = workflow.info()
@@ -129,10 +157,23 @@ class Notifier:
 
     def finished(self, status: str, reason: str | None) -> None:
         """The run ended with ``status`` (``reason``: why, for a run that ended early)."""
-        if self._target is None:
-            return
         # A rejection's reason quotes the approver's comment: PII replaced, as in logs.
         shown = redact(reason) if reason is not None else None
+        if self._streaming and self._budget is not None:
+            budget = self._budget
+            self._stream(
+                RunFinished(
+                    run_id=workflow.info().workflow_id,
+                    at=workflow.now().timestamp(),
+                    status=status,
+                    cost_micro=budget.spent_micro,
+                    budget_micro=budget.limit_micro,
+                    budget_left_micro=budget.limit_micro - budget.spent_micro,
+                    reason=shown,
+                )
+            )
+        if self._target is None:
+            return
         self._send("finished", status, approval=None, reason=shown)
 
     async def drain(self) -> None:
@@ -140,6 +181,23 @@ class Notifier:
         if self._starting:
             await asyncio.gather(*self._starting)
             self._starting.clear()
+
+    def _stream(self, event: WaitingForApproval | RunFinished) -> None:
+        """Publish ``event`` to the run's stream, in a task of its own (drained at the end)."""
+        self._starting.append(asyncio.create_task(self._publish(event)))
+
+    async def _publish(self, event: WaitingForApproval | RunFinished) -> None:
+        try:
+            await workflow.execute_local_activity(
+                PUBLISH_RUN_EVENT,
+                RunEventRequest(event=event),
+                start_to_close_timeout=STREAM_TIMEOUT,
+                retry_policy=STREAM_RETRY,
+            )
+        except Exception as err:  # the stream never fails the run
+            workflow.logger.warning(
+                "run stream: %s not published: %s: %s", event.kind, type(err).__name__, err
+            )
 
     def _send(
         self,

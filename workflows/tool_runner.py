@@ -191,6 +191,7 @@ class ToolRunner:
             arguments=use.input,
             pii=call.pii,
             shared_controls=call.shared_controls,
+            stream=call.stream,
             server=self._run.team.spec.mcp_server(tool.source) if tool.kind == "mcp" else None,
         )
 

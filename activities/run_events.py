@@ -1,0 +1,43 @@
+"""``publish_run_event``: the workflow's milestones on the run's live stream.
+
+A workflow does no I/O, so its two milestones (a wait for approval, the run's
+end) reach the stream log through this local activity, scheduled only by runs
+whose team streams (recorded when the run started). A log that is down loses
+the milestone, logged, and never fails the run: the stream is for watching.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from temporalio import activity
+
+from activities.names import PUBLISH_RUN_EVENT
+from contracts.streams import RunEventRequest
+from streams.log import RunStreamLog
+
+log = logging.getLogger("streams")
+
+
+class RunEventActivities:
+    """``publish_run_event``, bound to the worker's stream log (None: a no-op)."""
+
+    def __init__(self, streams: RunStreamLog | None) -> None:
+        self._streams = streams
+
+    @activity.defn(name=PUBLISH_RUN_EVENT)
+    async def publish_run_event(self, request: RunEventRequest) -> None:
+        """Append the milestone to the run's log (best effort)."""
+        if self._streams is None:
+            return
+        event = request.event
+        try:
+            await self._streams.append(event.run_id, [event])
+        except Exception as err:
+            log.warning(
+                "run stream %s: %s not published (%s: %s)",
+                event.run_id,
+                event.kind,
+                type(err).__name__,
+                err,
+            )
