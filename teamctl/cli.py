@@ -118,6 +118,15 @@ async def dispatch(args: argparse.Namespace) -> int:
     if args.command == "codec-server":
         run_codec_server(port=args.port, host=args.host)
         return 0
+    if args.command == "stream-server":
+        # Imported here: the server is its own module, loaded only by this command.
+        from teamctl.stream_server import serve_streams
+
+        return await serve_streams(args)
+    if args.command == "watch":
+        from teamctl.watch import watch_run
+
+        return await watch_run(args, await connect_client(args))
     if args.command == "compose-env":
         return compose_env(args.dir, args.approvers or catalog_approvers())
     if args.command == "eval":

@@ -28,6 +28,9 @@ from teamctl import experiment_report as team_experiments
 from teamctl import report_query
 from teamctl import rollback as team_rollback
 from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT
+
+DEFAULT_STREAM_PORT = 8082
+"""``teamctl stream-server``'s port (the codec server's is 8081)."""
 from teamctl.costs import COLUMNS
 from teamctl.pending import DEFAULT_LIMIT
 
@@ -159,6 +162,14 @@ def add_keys_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
 
 def add_view_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """``status``, ``result``, ``costs`` and ``pending``: what runs and budgets stand at."""
+    watch = commands.add_parser(
+        "watch", help="follow a run live: each agent's text as it arrives, cost and budget"
+    )
+    watch.add_argument("workflow_id")
+    watch.add_argument("--json", action="store_true", help="print the stream's events as JSON")
+    watch.add_argument(
+        "--after", default="0", help="resume after this event offset (a --json line's offset)"
+    )
     status = commands.add_parser("status", help="show a run's progress, costs and budget")
     status.add_argument("workflow_id")
     status.add_argument("--json", action="store_true")
@@ -238,7 +249,7 @@ def add_report_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def add_operations_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``teams``, ``codec-server``, ``compose-env`` and ``dev-server``: running the system."""
+    """``teams``, ``codec-server``, ``stream-server``, ``compose-env``, ``dev-server``."""
     commands.add_parser("teams", help="list the shipped teams")
 
     codec = commands.add_parser(
@@ -247,6 +258,13 @@ def add_operations_commands(commands: argparse._SubParsersAction[argparse.Argume
     )
     codec.add_argument("--port", type=int, default=DEFAULT_CODEC_PORT)
     codec.add_argument("--host", default="127.0.0.1", help="the interface to listen on")
+
+    streams = commands.add_parser(
+        "stream-server",
+        help="serve runs' live streams to web clients (Server-Sent Events and a page)",
+    )
+    streams.add_argument("--port", type=int, default=DEFAULT_STREAM_PORT)
+    streams.add_argument("--host", default="127.0.0.1", help="the interface to listen on")
 
     compose = commands.add_parser(
         "compose-env",
