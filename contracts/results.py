@@ -210,6 +210,10 @@ class TeamStatus(BaseModel):
         default_factory=list, description="The latest tool calls (the newest 20)."
     )
     tool_calls_total: int = Field(default=0, description="Tool calls so far.")
+    streaming: bool = Field(
+        default=False,
+        description="The run publishes a live stream (``teamctl watch``, TeamRun.stream()).",
+    )
 
 
 class TeamResult(WithUsage):

@@ -28,11 +28,11 @@ from teamctl import experiment_report as team_experiments
 from teamctl import report_query
 from teamctl import rollback as team_rollback
 from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT
+from teamctl.costs import COLUMNS
+from teamctl.pending import DEFAULT_LIMIT
 
 DEFAULT_STREAM_PORT = 8082
 """``teamctl stream-server``'s port (the codec server's is 8081)."""
-from teamctl.costs import COLUMNS
-from teamctl.pending import DEFAULT_LIMIT
 
 
 class TeamctlParser(argparse.ArgumentParser):
@@ -170,6 +170,7 @@ def add_view_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     watch.add_argument(
         "--after", default="0", help="resume after this event offset (a --json line's offset)"
     )
+    watch.add_argument("--reveal", action="store_true", help="show PII as the model wrote it")
     status = commands.add_parser("status", help="show a run's progress, costs and budget")
     status.add_argument("workflow_id")
     status.add_argument("--json", action="store_true")

@@ -24,8 +24,10 @@ from temporalio.exceptions import TemporalError
 from contracts.approvals import DecisionKind
 from contracts.requests import TeamRequest, parse_team_request
 from contracts.results import RunStatus, TeamResult, TeamStatus
+from contracts.streams import WaitingForApproval
 from security.injection import PatternDetector
 from security.pii import redact
+from streams.log import StreamsOffError, stream_log_from_env
 from teamctl import render
 from teamctl.cli_checks import check_not_plaintext, client_encrypts
 from teamctl.cli_context import connect_client, team_catalog
@@ -37,6 +39,7 @@ from teamctl.runs import (
     DecisionRefusedError,
     NoWorkerError,
     RunFailedError,
+    TeamRun,
     decide,
     finished_status,
     follow,
@@ -47,6 +50,7 @@ from teamctl.runs import (
     start_team_run,
     workers_polling,
 )
+from teamctl.watch import LiveText
 from teams.catalog import load_team_file
 from teams.errors import AgentTeamsError, RequestError
 from teams.policy import check_budget, screen_task
@@ -116,7 +120,8 @@ async def _run_team(client: Client, args: argparse.Namespace, request: TeamReque
     # Status polls are not part of the run: keep them out of its trace.
     quiet = without_tracing(client).get_workflow_handle(handle.id, result_type=TeamResult)
     hints = hints_for(args, client)
-    return await following(quiet, follow_and_report(quiet, client=client, hints=hints), hints)
+    report = follow_and_report(quiet, client=client, hints=hints, live=True)
+    return await following(quiet, report, hints)
 
 
 async def following(
@@ -167,12 +172,15 @@ async def follow_and_report(
     *,
     client: Client | None = None,
     hints: Hints | None = None,
+    live: bool = False,
 ) -> int:
     """Print progress until the run finishes or waits for approval; then report.
 
     With the ``client`` the handle came from, a run whose queue no worker polls
     raises :class:`NoWorkerError`, and the approval hint says whether the run
-    takes signed decisions only.
+    takes signed decisions only. ``live``: once the status says the run streams,
+    each agent's text is printed as it arrives (:mod:`teamctl.watch`), from the
+    run's first event.
     """
     seen: dict[str, tuple[str, int, int]] = {}
     provider_shown = False
@@ -180,6 +188,12 @@ async def follow_and_report(
     last: TeamStatus | None = None
     async for status in follow(handle, client=client):
         last = status
+        if live and status.streaming:
+            live = False  # once: a client that cannot read the stream goes on polling
+            waiting = await print_live(handle)
+            if waiting is not None:
+                last = await query_status(handle) if waiting else None
+                break
         if status.provider and not provider_shown:
             print(f"  provider: {status.provider}")
             provider_shown = True
@@ -212,6 +226,30 @@ async def follow_and_report(
     print()
     print(render.result_text(result, program=(hints or Hints.of(encrypted=False)).program))
     return 0 if result.status in OK_STATUSES else 1
+
+
+async def print_live(handle: WorkflowHandle[object, TeamResult]) -> bool | None:
+    """Print the run's stream until it waits for a human (True) or ends (False).
+
+    None when this client cannot read the stream (streams off here): the caller
+    goes on with the status query.
+    """
+    try:
+        stream_log = stream_log_from_env(os.environ)
+    except StreamsOffError:
+        return None
+    live = LiveText(handle.id, sys.stdout)
+    run = TeamRun(handle, streams=stream_log)
+    try:
+        async for event in run.stream():
+            live.show(event)
+            if isinstance(event, WaitingForApproval):
+                status = await query_status(handle)
+                if status.phase == "awaiting_approval":
+                    return True
+    finally:
+        await stream_log.aclose()
+    return False
 
 
 async def approvals_signed(client: Client, handle: WorkflowHandle[object, TeamResult]) -> bool:

@@ -102,6 +102,7 @@ class RunState:
         self._unencrypted: list[str] = []
         self._tools: list[ToolCallRecord] = []
         self._tools_total = 0
+        self._streaming = False
 
     # --- what happened -------------------------------------------------------
 
@@ -115,6 +116,7 @@ class RunState:
         self._team = team.spec.name
         self._team_version = team.spec.version
         self._spec_source = team.source
+        self._streaming = team.streaming
         self._agents = [a.name for a in team.spec.agents]
         self._agent_state = {name: "pending" for name in self._agents}
         self._prompt_versions = {name: p.ref.label for name, p in team.prompts.items()}
@@ -336,6 +338,7 @@ class RunState:
             last_ignored_decision=ignored[-1] if ignored else None,
             tool_calls=self._tools[-STATUS_TOOL_RECORDS:],
             tool_calls_total=self._tools_total,
+            streaming=self._streaming,
         )
 
     def degradation(self) -> DegradationLevel:
