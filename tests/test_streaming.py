@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.approvals import DecideRequest
@@ -30,6 +31,7 @@ from contracts.streams import (
     TextDelta,
     WaitingForApproval,
 )
+from providers.anthropic import AnthropicProvider
 from providers.simulated_faults import FaultKind, FaultRule
 from security.keyring import KeyRing, new_key_line
 from streams.meter import RunView
@@ -214,4 +216,37 @@ async def test_fifty_viewers_leave_the_approver_its_update(
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     ]
     assert len(updates) == 1
+    await stream_log.aclose()
+
+
+async def test_claudes_stream_reaches_the_viewer_as_the_sdk_delivers_it(
+    client: Client, task_queue: str, claude: AnthropicProvider, tmp_path: Path
+) -> None:
+    """The anthropic provider: the real SDK's streamed text_delta events, over HTTP from
+    the Messages API stand-in, become the run's deltas; joined they are the answer."""
+    stream_log = _log(tmp_path)
+
+    def no_approval(data: dict[str, Any]) -> None:
+        data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
+
+    team = inline_release("research", "1", no_approval)
+    async with running_worker(client, task_queue, provider=claude, streams=stream_log):
+        handle = await start(client, task_queue, team, TASK)
+        run = TeamRun(handle, streams=stream_log)
+        events = await asyncio.wait_for(_collect(run), 60)
+        result = await handle.result()
+    assert result.status is RunStatus.COMPLETED
+    ends = [e for e in events if isinstance(e, CallFinished)]
+    assert [e.call_id for e in ends] == [c.call_id for c in result.calls]
+    assert [e.cost_micro for e in ends] == [c.cost_micro for c in result.calls]
+    view = RunView(run_id=handle.id)
+    for event in events:
+        view.apply(event)
+    writer = [c for c in view.calls.values() if c.agent == "writer"]
+    assert writer[-1].text == result.output
+    pieces = [e for e in events if isinstance(e, TextDelta) and e.call_id == writer[-1].call_id]
+    assert len(pieces) >= 1
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.cost_micro == result.total_cost_micro
     await stream_log.aclose()
