@@ -31,6 +31,7 @@ from bench import (
     latency,
     recovery,
     rollback_timing,
+    streams,
     targets,
     throughput,
     tools,
@@ -73,6 +74,7 @@ SECTIONS = (
     "rollback",
     "history",
     "tools",
+    "streams",
     "cost",
     "controls",
 )
@@ -196,6 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     back: rollback_timing.RollbackResults | None = None
     rows: list[history.HistoryFigures] | None = None
     tool_figures: tools.ToolsResults | None = None
+    stream_figures: streams.StreamsResults | None = None
     skipped: dict[str, str] = {}
     dropouts = Dropouts(OPTIONAL)
     with tempfile.TemporaryDirectory(prefix="bench-") as work, ExitStack() as servers:
@@ -312,6 +315,24 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "big_step_bytes": tool_figures.big_step_bytes,
                         "step_bytes": tool_figures.step_bytes,
                     }
+            if "streams" in sections:
+                with _timed("streams", timings):
+                    stream_figures = await streams.measure(where.client, catalog)
+                    tables.append(streams.streams_table(stream_figures))
+                    for what, why in stream_figures.skipped.items():
+                        context.skip(f"streams, {what}", why)
+                    data["streams"] = {
+                        "tokens": stream_figures.tokens,
+                        "history_events_bytes": stream_figures.history,
+                        "log_entries": stream_figures.log_entries,
+                        "log_text_deltas": stream_figures.log_deltas,
+                        "log_sealed_bytes": stream_figures.log_bytes,
+                        "first_token_ms": {
+                            f"{log_name}|{level}": asdict(q)
+                            for (log_name, level), q in stream_figures.first_token_ms.items()
+                        },
+                        "skipped": stream_figures.skipped,
+                    }
             if "cost" in sections:
                 with _timed("cost", timings):
                     figures, facts = await cost.measure(
@@ -346,6 +367,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         targets.rollback_target(back),
         *targets.history_targets(rows),
         *tools.tools_targets(tool_figures),
+        *streams.streams_targets(stream_figures),
         *targets.controls_targets(ctl, controls.ENTITY_BASELINE),
     ]
     tables.append(targets.targets_table(found))

@@ -14,6 +14,7 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from bench import streams as bench_streams
 from bench import targets
 from bench import tools as bench_tools
 from bench.controls import (
@@ -392,3 +393,45 @@ async def test_the_tools_section_on_the_dev_server(client: Client, catalog: Cata
     assert figures.big_step_bytes < 20_000
     table = bench_tools.tools_table(figures)
     assert [row[0] for row in table.rows] == [bench_tools.BARE, bench_tools.PROJECT_TOOL]
+
+
+def test_stream_quantiles_take_the_nearest_rank() -> None:
+    samples = [float(ms) for ms in range(1, 21)]
+    assert bench_streams.Quantiles.of(samples) == bench_streams.Quantiles(10.0, 19.0, 20)
+    assert bench_streams.percentile([7.0], 0.95) == 7.0
+
+
+def test_stream_target_holds_the_first_token_at_c1_on_sqlite() -> None:
+    def results(p95_ms: float) -> bench_streams.StreamsResults:
+        return bench_streams.StreamsResults(
+            tokens=1000,
+            history={"on": (18, 21_000), "off": (17, 20_600)},
+            log_entries=202,
+            log_deltas=199,
+            log_bytes=72_000,
+            first_token_ms={
+                (bench_streams.SQLITE, 1): bench_streams.Quantiles(10.0, p95_ms, 20),
+                (bench_streams.SQLITE, 20): bench_streams.Quantiles(12.0, 400.0, 60),
+            },
+        )
+
+    met = bench_streams.streams_targets(results(150.0))
+    assert [t.verdict for t in met] == ["pass"]
+    assert met[0].figure == "150 ms (p50 10)"
+    assert [t.verdict for t in bench_streams.streams_targets(results(151.0))] == ["miss"]
+    assert [t.verdict for t in bench_streams.streams_targets(None)] == ["not measured"]
+    rows = dict(bench_streams.streams_table(results(20.0)).rows)
+    assert rows["history events per 1,000 streamed tokens"] == "+1.0"
+    assert rows["log entries per 1,000 tokens (text deltas)"] == "202 (199)"
+
+
+async def test_the_streams_section_on_the_dev_server(client: Client, catalog: Catalog) -> None:
+    figures = await bench_streams.measure(
+        client, catalog, tokens=20, samples=2, concurrency=2, rounds=1, redis=False
+    )
+
+    # The text never enters history: streaming adds the run_finished marker only.
+    assert figures.extra_events == 1
+    assert figures.log_deltas >= 2
+    assert set(figures.first_token_ms) == {(bench_streams.SQLITE, 1), (bench_streams.SQLITE, 2)}
+    assert figures.first_token_ms[(bench_streams.SQLITE, 2)].n == 2
