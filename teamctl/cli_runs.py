@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import TemporalError
@@ -173,6 +173,7 @@ async def follow_and_report(
     client: Client | None = None,
     hints: Hints | None = None,
     live: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> int:
     """Print progress until the run finishes or waits for approval; then report.
 
@@ -180,7 +181,7 @@ async def follow_and_report(
     raises :class:`NoWorkerError`, and the approval hint says whether the run
     takes signed decisions only. ``live``: once the status says the run streams,
     each agent's text is printed as it arrives (:mod:`teamctl.watch`), from the
-    run's first event.
+    run's first event, read from the log ``environ`` names (default: this process's).
     """
     seen: dict[str, tuple[str, int, int]] = {}
     provider_shown = False
@@ -190,7 +191,7 @@ async def follow_and_report(
         last = status
         if live and status.streaming:
             live = False  # once: a client that cannot read the stream goes on polling
-            waiting = await print_live(handle)
+            waiting = await print_live(handle, environ if environ is not None else os.environ)
             if waiting is not None:
                 last = await query_status(handle) if waiting else None
                 break
@@ -228,14 +229,16 @@ async def follow_and_report(
     return 0 if result.status in OK_STATUSES else 1
 
 
-async def print_live(handle: WorkflowHandle[object, TeamResult]) -> bool | None:
+async def print_live(
+    handle: WorkflowHandle[object, TeamResult], environ: Mapping[str, str]
+) -> bool | None:
     """Print the run's stream until it waits for a human (True) or ends (False).
 
-    None when this client cannot read the stream (streams off here): the caller
-    goes on with the status query.
+    None when this client cannot read the stream (streams off in ``environ``): the
+    caller goes on with the status query.
     """
     try:
-        stream_log = stream_log_from_env(os.environ)
+        stream_log = stream_log_from_env(environ)
     except StreamsOffError:
         return None
     live = LiveText(handle.id, sys.stdout)

@@ -254,7 +254,9 @@ async def _run_demo(
         client, request, catalog=Catalog.shipped(), workflow_id=new_workflow_id("demo-research")
     )
     print(f"\nstarted {handle.id}: research team on '{TASK}'")
-    await _while_alive(worker, follow_and_report(handle))
+    # Live: each agent's text as it streams, from the log the worker writes.
+    live = follow_and_report(handle, live=True, environ=_demo_environment())
+    await _while_alive(worker, live)
     result = await _while_alive(worker, _approve_like_a_person(handle, server.address, codec_url))
     print(f"\nTemporal UI: {server.ui_url}/namespaces/{NAMESPACE}/workflows/{handle.id}")
     # Ledger queries need the worker: read them now, print them once everything has stopped.

@@ -60,6 +60,7 @@ class LiveText:
         self._out = out
         self._reveal = reveal
         self._current: tuple[str, int] | None = None
+        self._titles: dict[tuple[str, int], str] = {}
         self._held = ""
 
     def show(self, event: StreamEvent) -> None:
@@ -67,10 +68,13 @@ class LiveText:
         if not self.view.apply(event):
             return
         if isinstance(event, CallStarted):
-            self._header(event.call_id, event.attempt, f"{event.agent} ({event.model}")
+            # Shown with the call's first text: a turn that only asks for tools has none.
+            self._titles[(event.call_id, event.attempt)] = f"{event.agent} ({event.model}"
         elif isinstance(event, TextDelta):
-            if (event.call_id, event.attempt) != self._current:
-                self._header(event.call_id, event.attempt, f"{event.agent} (continued")
+            key = (event.call_id, event.attempt)
+            if key != self._current:
+                title = self._titles.pop(key, None) or f"{event.agent} (continued"
+                self._header(event.call_id, event.attempt, title)
             self._text(event.text)
         elif isinstance(event, AttemptSuperseded):
             self._end_text()

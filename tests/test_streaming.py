@@ -13,10 +13,13 @@ update its slot.
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
@@ -46,7 +49,7 @@ from tests.support import (
     start,
 )
 
-LATENCY = {"researcher": 0.4, "writer": 0.8, "reviewer": 0.1}
+LATENCY = {"researcher": 0.4, "writer": 1.5, "reviewer": 0.1}
 TASK = "Why do durable agents need a live stream?"
 
 
@@ -56,6 +59,32 @@ def _log(tmp_path: Path, keyring: KeyRing | None = None) -> SqliteStreamLog:
 
 async def _collect(run: TeamRun, after: str = "0") -> list[StreamEvent]:
     return [event async for event in run.stream(after=after)]
+
+
+async def _collect_timed(run: TeamRun, arrivals: dict[str, float]) -> list[StreamEvent]:
+    """The stream, noting when each event reached this client (by offset)."""
+    events = []
+    async for event in run.stream():
+        arrivals[event.offset] = time.time()
+        events.append(event)
+    return events
+
+
+def _completed_at(history: list[HistoryEvent], activity_id: str) -> float:
+    """When the server recorded the activity ``activity_id`` completed (Unix seconds)."""
+    scheduled = next(
+        e.event_id
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_id == activity_id
+    )
+    completed = next(
+        e
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and e.activity_task_completed_event_attributes.scheduled_event_id == scheduled
+    )
+    return completed.event_time.ToDatetime(tzinfo=UTC).timestamp()
 
 
 async def _approve_when_waiting(run: TeamRun) -> None:
@@ -74,7 +103,8 @@ async def test_a_viewer_sees_each_agents_text_the_cost_and_the_end(
     ):
         handle = await start(env.client, task_queue, team, TASK)
         run = TeamRun(handle, streams=stream_log)
-        viewing = asyncio.create_task(_collect(run))
+        arrivals: dict[str, float] = {}
+        viewing = asyncio.create_task(_collect_timed(run, arrivals))
         await _approve_when_waiting(run)
         result: TeamResult = await handle.result()
         events = await asyncio.wait_for(viewing, 30)
@@ -100,6 +130,10 @@ async def test_a_viewer_sees_each_agents_text_the_cost_and_the_end(
     assert writer[-1].text == result.output
     deltas = [e for e in events if isinstance(e, TextDelta) and e.agent == "writer"]
     assert len(deltas) >= 2  # streamed, not delivered whole
+    # The first piece of the writer's draft reached the viewer while the call still ran.
+    history = await history_events(handle)
+    first_call = deltas[0].call_id.removeprefix(f"{handle.id}/")
+    assert arrivals[deltas[0].offset] < _completed_at(history, first_call)
     # The meter is exact: each call's cost once, and the end says the same.
     finished = events[-1]
     assert isinstance(finished, RunFinished)
@@ -121,7 +155,6 @@ async def test_a_viewer_sees_each_agents_text_the_cost_and_the_end(
     assert result.output[:40].encode() not in raw
     assert (tmp_path / "streams.sqlite").stat().st_mode & 0o777 == 0o600
     # The workflow's two milestones are local activities; the text cost no history event.
-    history = await history_events(handle)
     assert local_activity_types(history) == [
         "load_team_spec",
         "publish_run_event",
