@@ -166,7 +166,9 @@ class AgentActivities:
         """The run's stream publisher for this attempt, if the run streams here."""
         if self._streams is None or not call.stream:
             return None
-        return RunPublisher(self._streams, info.workflow_id or "")
+        return RunPublisher(
+            self._streams, info.workflow_id or "", execution=info.workflow_run_id or ""
+        )
 
     async def _attempt(self, attempt: _Attempt) -> AgentOutcome:
         beats = attempt.beats

@@ -13,7 +13,7 @@ import logging
 from temporalio import activity
 
 from activities.names import PUBLISH_RUN_EVENT
-from contracts.streams import RunEventRequest
+from contracts.streams import RunEventRequest, stream_key
 from streams.log import RunStreamLog
 
 log = logging.getLogger("streams")
@@ -31,8 +31,9 @@ class RunEventActivities:
         if self._streams is None:
             return
         event = request.event
+        execution = activity.info().workflow_run_id or ""
         try:
-            await self._streams.append(event.run_id, [event])
+            await self._streams.append(stream_key(event.run_id, execution), [event])
         except Exception as err:
             log.warning(
                 "run stream %s: %s not published (%s: %s)",

@@ -128,7 +128,9 @@ class ToolActivities:
         info = activity.info()
         if self._streams is None or not request.stream:
             return await self._call(request, info)
-        publisher = RunPublisher(self._streams, info.workflow_id or "")
+        publisher = RunPublisher(
+            self._streams, info.workflow_id or "", execution=info.workflow_run_id or ""
+        )
         stream = CallStream(
             publisher, call_id=request.call_id, agent=request.agent, attempt=info.attempt
         )

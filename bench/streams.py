@@ -292,13 +292,19 @@ async def _serving(
         await controls.aclose()
 
 
+def _escaped(text: str) -> str:
+    """``text`` as a LIKE pattern's literal part."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _stored(path: Path, run_id: str) -> tuple[int, int]:
     """(entries, sealed bytes) of ``run_id`` in a SQLite log, as stored (the schema is
     :mod:`streams.sqlite_log`'s; a reader only sees the events, opened)."""
     with sqlite3.connect(path) as db:
         entries, size = db.execute(
-            "SELECT count(*), coalesce(sum(length(entry)), 0) FROM run_stream WHERE run_id = ?",
-            (run_id,),
+            "SELECT count(*), coalesce(sum(length(entry)), 0) FROM run_stream "
+            "WHERE stream LIKE ? ESCAPE '\\'",
+            (_escaped(run_id) + "/%",),
         ).fetchone()
     return int(entries), int(size)
 

@@ -162,6 +162,19 @@ EVENT_KINDS = (
 )
 
 
+def stream_key(workflow_id: str, execution: str) -> str:
+    """The log key of one execution's stream: ``<workflow id>/<Temporal run id>``.
+
+    A workflow id can be used again by a later run; its stream is its own.
+    """
+    return f"{workflow_id}/{execution}"
+
+
+def workflow_of(stream: str) -> str:
+    """The workflow id a stream key belongs to (a run id has no ``/``)."""
+    return stream.rsplit("/", 1)[0] if "/" in stream else stream
+
+
 class RunEventRequest(BaseModel):
     """The ``publish_run_event`` local activity's input: a workflow milestone."""
 

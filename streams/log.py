@@ -50,7 +50,11 @@ class RunStreamLog(Protocol):
         ...
 
     async def append(self, run_id: str, events: Sequence[StreamEvent]) -> None:
-        """Add ``events`` to ``run_id``'s log, in order."""
+        """Add ``events`` to the stream ``run_id`` names, in order.
+
+        ``run_id``: the stream's key, ``contracts.streams.stream_key(workflow id,
+        Temporal run id)`` (a plain workflow id for streams of no particular execution).
+        """
         ...
 
     async def read(

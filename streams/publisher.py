@@ -24,6 +24,7 @@ from contracts.streams import (
     TextDelta,
     ToolFinished,
     ToolStarted,
+    stream_key,
 )
 from streams.log import RunStreamLog
 
@@ -37,9 +38,15 @@ class RunPublisher:
     """Appends a run's events to its log, in order, in the background."""
 
     def __init__(
-        self, stream_log: RunStreamLog, run_id: str, *, interval_s: float = BATCH_INTERVAL_S
+        self,
+        stream_log: RunStreamLog,
+        run_id: str,
+        *,
+        execution: str = "",
+        interval_s: float = BATCH_INTERVAL_S,
     ) -> None:
         self.run_id = run_id
+        self.stream = stream_key(run_id, execution) if execution else run_id
         self._log = stream_log
         self._interval_s = interval_s
         self._queue: list[StreamEvent] = []
@@ -90,7 +97,7 @@ class RunPublisher:
             return
         try:
             async with asyncio.timeout(APPEND_TIMEOUT_S):
-                await self._log.append(self.run_id, batch)
+                await self._log.append(self.stream, batch)
         except Exception as err:
             self._broken = True
             log.warning(

@@ -50,7 +50,12 @@ class RedisStreamLog:
         key = _key(run_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             for event in events:
-                pipe.xadd(key, {"e": self._sealer.seal(event)}, maxlen=MAX_LENGTH, approximate=True)
+                pipe.xadd(
+                    key,
+                    {"e": self._sealer.seal(run_id, event)},
+                    maxlen=MAX_LENGTH,
+                    approximate=True,
+                )
             pipe.pexpire(key, self._retention_ms)
             async with asyncio.timeout(TIMEOUT_S):
                 await pipe.execute()

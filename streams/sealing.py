@@ -18,7 +18,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from pydantic import ValidationError
 
-from contracts.streams import STREAM_EVENT, StreamEvent
+from contracts.streams import STREAM_EVENT, StreamEvent, workflow_of
 from security.keyring import KeyRing
 
 log = logging.getLogger("streams")
@@ -40,23 +40,23 @@ class EventSealer:
         """Whether entries are sealed."""
         return self._keyring is not None
 
-    def seal(self, event: StreamEvent) -> str:
-        """The stored form of ``event`` (its offset is the log's, not stored)."""
+    def seal(self, stream: str, event: StreamEvent) -> str:
+        """The stored form of ``event`` in ``stream`` (its offset is the log's, not stored)."""
         plaintext = event.model_dump_json(exclude={"offset"})
         if self._keyring is None:
             return plaintext
         key_id = self._keyring.active_id
         nonce = os.urandom(NONCE_BYTES)  # fresh per entry: GCM's one hard rule
         sealed = self._keyring.cipher(key_id).encrypt(
-            nonce, plaintext.encode("utf-8"), _associated_data(key_id, event.run_id)
+            nonce, plaintext.encode("utf-8"), _associated_data(key_id, stream)
         )
         return f"{PREFIX}{key_id}:{base64.b64encode(nonce + sealed).decode('ascii')}"
 
-    def open(self, run_id: str, stored: str | bytes, offset: str) -> StreamEvent | None:
-        """The event ``stored`` holds (with ``offset``), or None if it cannot be read."""
+    def open(self, stream: str, stored: str | bytes, offset: str) -> StreamEvent | None:
+        """The event ``stored`` in ``stream`` holds (with ``offset``), or None if unreadable."""
         text = stored.decode("utf-8", "replace") if isinstance(stored, bytes) else stored
         if text.startswith(PREFIX):
-            plaintext = self._unseal(run_id, text.removeprefix(PREFIX))
+            plaintext = self._unseal(stream, text.removeprefix(PREFIX))
         elif self._keyring is not None:
             self._skip(
                 "plaintext",
@@ -72,12 +72,12 @@ class EventSealer:
         except ValidationError:
             self._skip("invalid", "an entry is not a stream event (another release's?)")
             return None
-        if event.run_id != run_id:
+        if event.run_id != workflow_of(stream):
             self._skip("foreign", "an entry of another run was skipped")
             return None
         return event.model_copy(update={"offset": offset})
 
-    def _unseal(self, run_id: str, body: str) -> str | None:
+    def _unseal(self, stream: str, body: str) -> str | None:
         key_id, _, data = body.partition(":")
         if not 0 < len(key_id) <= MAX_KEY_ID_CHARS or not data:
             self._skip("malformed", "a sealed entry has an unknown format")
@@ -88,7 +88,7 @@ class EventSealer:
         try:
             raw = base64.b64decode(data, validate=True)
             opened = self._keyring.cipher(key_id).decrypt(
-                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated_data(key_id, run_id)
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], _associated_data(key_id, stream)
             )
             return opened.decode("utf-8")
         except (binascii.Error, InvalidTag, ValueError):
@@ -102,5 +102,5 @@ class EventSealer:
         log.warning("run stream: %s (logged once)", why)
 
 
-def _associated_data(key_id: str, run_id: str) -> bytes:
-    return json.dumps(["agent-teams-stream", key_id, run_id], ensure_ascii=True).encode("ascii")
+def _associated_data(key_id: str, stream: str) -> bytes:
+    return json.dumps(["agent-teams-stream", key_id, stream], ensure_ascii=True).encode("ascii")

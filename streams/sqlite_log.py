@@ -29,11 +29,11 @@ PURGE_EVERY = 200
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS run_stream (
         id      INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id  TEXT NOT NULL,
+        stream  TEXT NOT NULL,
         created REAL NOT NULL,
         entry   TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS run_stream_by_run ON run_stream (run_id, id)",
+    "CREATE INDEX IF NOT EXISTS run_stream_by_run ON run_stream (stream, id)",
 )
 
 
@@ -64,7 +64,7 @@ class SqliteStreamLog:
         """Add ``events`` in one transaction."""
         if not events:
             return
-        rows = [(run_id, time.time(), self._sealer.seal(event)) for event in events]
+        rows = [(run_id, time.time(), self._sealer.seal(run_id, event)) for event in events]
         await asyncio.to_thread(self._append, rows)
 
     async def read(
@@ -98,7 +98,7 @@ class SqliteStreamLog:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO run_stream (run_id, created, entry) VALUES (?, ?, ?)", rows
+                    "INSERT INTO run_stream (stream, created, entry) VALUES (?, ?, ?)", rows
                 )
                 self._appends += 1
                 if self._appends % PURGE_EVERY == 1:
@@ -113,7 +113,7 @@ class SqliteStreamLog:
         cutoff = time.time() - self._retention_s
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, entry FROM run_stream WHERE run_id = ? AND id > ? AND created >= ? "
+                "SELECT id, entry FROM run_stream WHERE stream = ? AND id > ? AND created >= ? "
                 "ORDER BY id LIMIT ?",
                 (run_id, after, cutoff, limit),
             ).fetchall()

@@ -52,7 +52,7 @@ from contracts.run_interface import (
     REQUEST_CHANGES_SIGNAL,
     STATUS_QUERY,
 )
-from contracts.streams import StreamEvent
+from contracts.streams import StreamEvent, stream_key
 from security.pii import redact
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key
@@ -251,9 +251,10 @@ class TeamRun:
         if stream_log is None:
             stream_log, owned = stream_log_from_env(os.environ), True
         try:
-            async for event in follow_run(
-                stream_log, self.handle.id, after=after, run_closed=self._closed
-            ):
+            # The handle's run, or the latest under its id (an id may be used again).
+            execution = self.handle.run_id or (await self.handle.describe()).run_id
+            stream = stream_key(self.handle.id, execution)
+            async for event in follow_run(stream_log, stream, after=after, run_closed=self._closed):
                 yield event
         finally:
             if owned:

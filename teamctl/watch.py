@@ -69,11 +69,12 @@ class LiveText:
             return
         if isinstance(event, CallStarted):
             # Shown with the call's first text: a turn that only asks for tools has none.
-            self._titles[(event.call_id, event.attempt)] = f"{event.agent} ({event.model}"
+            title = f"{event.agent} · {event.stage} ({event.model}"
+            self._titles[(event.call_id, event.attempt)] = title
         elif isinstance(event, TextDelta):
             key = (event.call_id, event.attempt)
             if key != self._current:
-                title = self._titles.pop(key, None) or f"{event.agent} (continued"
+                title = self._titles.pop(key, "") or f"{event.agent} (continued"
                 self._header(event.call_id, event.attempt, title)
             self._text(event.text)
         elif isinstance(event, AttemptSuperseded):

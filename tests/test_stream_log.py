@@ -86,7 +86,7 @@ async def test_an_entry_of_another_run_or_keys_is_skipped(tmp_path: Path) -> Non
     import sqlite3
 
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE run_stream SET run_id = 'run-y'")
+        db.execute("UPDATE run_stream SET stream = 'run-y'")
     assert await sealed.read("run-y") == []
     # Another key ring cannot read it either; no key ring reads no sealed entry.
     other = SqliteStreamLog(path, keyring=KeyRing.from_text(new_key_line("k2")), retention_s=3600)

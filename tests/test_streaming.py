@@ -13,6 +13,7 @@ update its slot.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from datetime import UTC
 from pathlib import Path
@@ -33,6 +34,7 @@ from contracts.streams import (
     StreamEvent,
     TextDelta,
     WaitingForApproval,
+    stream_key,
 )
 from providers.anthropic import AnthropicProvider
 from providers.simulated_faults import FaultKind, FaultRule
@@ -178,7 +180,10 @@ async def test_a_team_that_does_not_stream_publishes_nothing(
         handle = await start(env.client, task_queue, team, TASK)
         result = await handle.result()
         assert result.status is RunStatus.COMPLETED
-    assert await stream_log.read(handle.id) == []
+    execution = (await handle.describe()).run_id
+    assert await stream_log.read(stream_key(handle.id, execution)) == []
+    with sqlite3.connect(tmp_path / "streams.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM run_stream").fetchone() == (0,)
     history = await history_events(handle)
     assert "publish_run_event" not in local_activity_types(history)
     await stream_log.aclose()

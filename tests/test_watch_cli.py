@@ -57,9 +57,9 @@ async def test_teamctl_run_streams_text_and_watch_prints_the_events(
     assert result.status is RunStatus.COMPLETED
     text = "\n".join(lines)
     # Each agent under its header, the tool calls, a progress line after each call.
-    assert "== researcher (" in text
+    assert "== researcher · research (claude-sonnet-4-6)" in text
     assert "-> researcher calls corpus." in text
-    assert "== writer (" in text
+    assert "== writer · write (claude-sonnet-4-6)" in text
     assert "waiting for approval at final-text by editor" in text
     progress = [line for line in lines if line.startswith("  [") and "] stage " in line]
     first, first_writer = result.calls[0], next(c for c in result.calls if c.agent == "writer")
@@ -104,8 +104,8 @@ async def test_teamctl_run_streams_text_and_watch_prints_the_events(
 
 
 def last_writer_text(lines: list[str]) -> list[str]:
-    """The lines printed under the last ``== writer (`` header, up to its progress line."""
-    start = max(i for i, line in enumerate(lines) if line.startswith("== writer ("))
+    """The lines printed under the last ``== writer`` header, up to its progress line."""
+    start = max(i for i, line in enumerate(lines) if line.startswith("== writer · "))
     body: list[str] = []
     for line in lines[start + 1 :]:
         if line.startswith("  [writer"):
