@@ -99,17 +99,26 @@ class RunFeed:
     def join(self, after: str) -> tuple[list[StreamEvent], _Viewer] | None:
         """The events after ``after`` the feed holds, and a queue for the rest.
 
-        None when the feed no longer holds ``after``'s successors (it kept
-        :data:`FEED_KEPT`): the viewer reads the log itself.
+        None when the feed does not hold ``after`` (it is not there yet, kept only
+        :data:`FEED_KEPT`, or ``after`` is no offset of this run): the viewer reads
+        the log itself until it reaches an event the feed holds (:meth:`join_at`).
         """
         if self.truncated:
             return None
         if after == START:
-            backlog = list(self.events)
-        elif after in self._index:
-            backlog = self.events[self._index[after] + 1 :]
-        else:
+            return self._join(0)
+        if after in self._index:
+            return self._join(self._index[after] + 1)
+        return None
+
+    def join_at(self, offset: str) -> tuple[list[StreamEvent], _Viewer] | None:
+        """As :meth:`join`, from ``offset``'s event itself (the first the viewer lacks)."""
+        if self.truncated or offset not in self._index:
             return None
+        return self._join(self._index[offset])
+
+    def _join(self, first: int) -> tuple[list[StreamEvent], _Viewer]:
+        backlog = self.events[first:]
         viewer = _Viewer()
         if self.ended:
             viewer.queue.put_nowait(None)
@@ -118,9 +127,10 @@ class RunFeed:
         self.idle_since = None
         return backlog, viewer
 
-    def holds(self, offset: str) -> bool:
-        """Whether the feed has ``offset``'s event (a viewer there can join it)."""
-        return offset in self._index
+    @property
+    def stopped(self) -> bool:
+        """Whether the feed reads no more (the run ended, or the feed was stopped)."""
+        return self.ended or (self.task is not None and self.task.done())
 
     def leave(self, viewer: _Viewer) -> None:
         """``viewer`` went away."""
@@ -204,6 +214,7 @@ class StreamServer:
         self._feeds: dict[str, RunFeed] = {}
         self._server: asyncio.Server | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._stopping = False
         self.feeds_started = 0
         """How many feeds (log subscriptions) were started, over the server's life."""
 
@@ -223,6 +234,7 @@ class StreamServer:
 
     async def stop(self) -> None:
         """Stop listening and every feed."""
+        self._stopping = True
         if self._reaper is not None:
             self._reaper.cancel()
         for feed in self._feeds.values():
@@ -317,23 +329,37 @@ class StreamServer:
         """The viewer's events (None: time for a keepalive), through the shared feed."""
         feed = self._feed(stream, workflow_id)
         joined = feed.join(after)
+        quiet_since = asyncio.get_running_loop().time()
         while joined is None:
-            # The feed does not hold what follows ``after`` (it is behind this viewer,
-            # or keeps no more): read the log up to an event the feed holds, then join;
-            # past what a feed keeps, the viewer reads the log itself to the end.
-            caught_up, read = False, 0
-            async for event in self._catch_up(stream, after, feed):
-                if not feed.truncated and feed.holds(event.offset):
-                    caught_up = True
+            # The feed does not hold ``after`` (it is behind this viewer, keeps no
+            # more, or ``after`` is a stale offset from elsewhere): read the log
+            # directly up to the first event the feed holds, and join there, that
+            # event included. Past what a feed keeps, the viewer reads the log to the end.
+            read = 0
+            for event in await self._log.read(
+                stream, after, wait_s=READ_WAIT_S if feed.truncated else 0
+            ):
+                joined = feed.join_at(event.offset)
+                if joined is not None:
                     break
                 read += 1
                 yield event
                 after = event.offset
                 if isinstance(event, RunFinished):
                     return
-            if not caught_up and not read and feed.ended:
+            if joined is not None:
+                break
+            now = asyncio.get_running_loop().time()
+            if read:
+                quiet_since = now
+            elif feed.ended or (feed.stopped and self._stopping):
                 return
-            if not caught_up and not feed.truncated:
+            elif feed.stopped:  # reaped while this viewer read the log: a fresh one
+                feed = self._feed(stream, workflow_id)
+            elif now - quiet_since >= KEEPALIVE_S:
+                quiet_since = now
+                yield None
+            if not read and not feed.truncated:
                 await asyncio.sleep(0.05)  # the feed is behind: it will hold the next one
             joined = feed.join(after)
         backlog, viewer = joined
@@ -351,12 +377,6 @@ class StreamServer:
                 yield live
         finally:
             feed.leave(viewer)
-
-    async def _catch_up(self, stream: str, after: str, feed: RunFeed) -> AsyncIterator[StreamEvent]:
-        """The log's events after ``after``, read directly (waiting briefly for news)."""
-        events = await self._log.read(stream, after, wait_s=READ_WAIT_S if feed.truncated else 0)
-        for event in events:
-            yield event
 
     def _feed(self, stream: str, workflow_id: str) -> RunFeed:
         feed = self._feeds.get(stream)

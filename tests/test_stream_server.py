@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,13 +21,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.approvals import DecideRequest
 from contracts.results import RunStatus
-from contracts.streams import stream_key
+from contracts.streams import RunFinished, TextDelta, stream_key
+from security.keyring import new_key_line
 from streams.sqlite_log import SqliteStreamLog
 from teamctl.runs import TeamRun
 from teamctl.stream_server import TOKEN_ENV, StreamServer, StreamServerError, temporal_resolver
 from tests.support import awaiting_approval, history_events, inline_release, running_worker, start
 from tests.test_streaming import TASK, _completed_at
 
+TEAMCTL = Path(sys.executable).parent / "teamctl"
 TOKEN = "test-stream-token"
 LATENCY = {"researcher": 0.3, "writer": 1.5, "reviewer": 0.1}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -203,3 +208,88 @@ async def test_the_server_refuses_to_run_open(tmp_path: Path) -> None:
     with pytest.raises(StreamServerError, match=f"{TOKEN_ENV} is not set"):
         StreamServer(stream_log, "", resolve)
     await stream_log.aclose()
+
+
+async def test_an_offset_from_elsewhere_gets_the_run_from_its_first_event(tmp_path: Path) -> None:
+    # SQLite offsets are row ids shared by every stream: offset 1 is another run's
+    # event. A Last-Event-ID the run's feed never held must not stall the viewer.
+    stream_log = SqliteStreamLog(tmp_path / "s.sqlite", keyring=None, retention_s=3600)
+    await stream_log.append("other/r1", [_delta("other", "elsewhere")])
+    await stream_log.append("w/r1", [_delta("w", "hello"), _finished("w")])
+
+    async def resolve(workflow_id: str) -> tuple[str, bool]:
+        return "r1", True
+
+    server = StreamServer(stream_log, TOKEN, resolve)
+    base = f"http://127.0.0.1:{await server.start('127.0.0.1', 0)}"
+    try:
+        async with httpx.AsyncClient() as http:
+            whole = await _sse(http, f"{base}/runs/w/events")
+            stale = await asyncio.wait_for(
+                _sse(http, f"{base}/runs/w/events", headers=AUTH | {"Last-Event-ID": "1"}), 30
+            )
+            last = await _sse(http, f"{base}/runs/w/events?after={whole[-1]['id']}")
+    finally:
+        await server.stop()
+        await stream_log.aclose()
+    assert [(e["id"], e["event"]) for e in whole] == [("2", "text_delta"), ("3", "run_finished")]
+    assert stale == whole
+    assert last == []
+    assert server.feeds_started == 1
+
+
+def _delta(run_id: str, text: str) -> TextDelta:
+    call = f"{run_id}/research/researcher/1"
+    return TextDelta(run_id=run_id, at=1.0, call_id=call, agent="researcher", attempt=1, text=text)
+
+
+def _finished(run_id: str) -> RunFinished:
+    return RunFinished(
+        run_id=run_id, at=2.0, status="COMPLETED", cost_micro=1, budget_micro=2, budget_left_micro=1
+    )
+
+
+async def _teamctl(*argv: str, **settings: str) -> tuple[int, str]:
+    """Exit code and stderr of ``teamctl argv`` with only ``settings`` of ours set."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AGENT_TEAMS_", "TEMPORAL_", "ANTHROPIC_", "OTEL_"))
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(TEAMCTL),
+        *argv,
+        env=inherited | settings,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+async def test_the_command_fails_in_one_line(env: WorkflowEnvironment, tmp_path: Path) -> None:
+    keys = {
+        "AGENT_TEAMS_ENCRYPTION_KEYS": new_key_line("stream-server-test"),
+        "AGENT_TEAMS_STREAM_URL": f"sqlite:///{tmp_path / 'streams.sqlite'}",
+        "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+    }
+    assert await _teamctl("stream-server", "--port", "0", **keys) == (
+        2,
+        f"teamctl: {TOKEN_ENV} is not set: the stream server refuses to run open\n",
+    )
+    off = keys | {TOKEN_ENV: TOKEN, "AGENT_TEAMS_STREAM_URL": "off"}
+    assert await _teamctl("stream-server", "--port", "0", **off) == (
+        2,
+        "teamctl: live streams are off (AGENT_TEAMS_STREAM_URL=off): use the status query "
+        "(teamctl status) instead\n",
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert await _teamctl("stream-server", "--port", port, **keys | {TOKEN_ENV: TOKEN}) == (
+            2,
+            f"teamctl: port {port} (the stream server) is already in use by another process; "
+            "choose another with --port\n",
+        )
