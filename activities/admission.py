@@ -24,6 +24,7 @@ from temporalio import activity
 
 from activities.call_controls import ControlsPolicy
 from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
+from activities.run_events import RunEventActivities
 from contracts.admission import (
     Admission,
     AdmissionRequest,
@@ -32,6 +33,7 @@ from contracts.admission import (
     SettlementRequest,
 )
 from stores.controls.contract import ControlsStore, Reservation, RunRecord, Settlement
+from streams.log import RunStreamLog
 from teams.breakers import BreakerSettings
 from teams.metric_labels import scope_label
 from teams.telemetry_names import BUDGET_ALERTS
@@ -45,15 +47,23 @@ LEGACY_RESERVATION_TTL_S = 3_600.0
 class AdmissionActivities:
     """``record_run_cost`` for every run; ``admit_call``/``settle_call`` for older runs."""
 
-    def __init__(self, store: ControlsStore, policy: ControlsPolicy) -> None:
+    def __init__(
+        self, store: ControlsStore, policy: ControlsPolicy, streams: RunStreamLog | None = None
+    ) -> None:
         self._store = store
         self._policy = policy
+        self._events = RunEventActivities(streams)
 
     @activity.defn(name=RECORD_RUN_COST)
     async def record_run_cost(self, request: RunCostRequest) -> None:
-        """Record a finished run's total; alert if it is an outlier for its team."""
+        """Record a finished run's total; alert if it is an outlier for its team.
+
+        A run that streams has its end published here too (best effort).
+        """
         info = activity.info()
         report = request.report
+        if request.stream_event is not None:
+            await self._events.publish(request.stream_event)
         alerts = await self._store.record_run(
             RunRecord(
                 run_key=f"{info.workflow_run_id}/{report.run_id}",

@@ -13,7 +13,7 @@ import logging
 from temporalio import activity
 
 from activities.names import PUBLISH_RUN_EVENT
-from contracts.streams import RunEventRequest, stream_key
+from contracts.streams import RunEventRequest, RunFinished, WaitingForApproval, stream_key
 from streams.log import RunStreamLog
 
 log = logging.getLogger("streams")
@@ -28,9 +28,12 @@ class RunEventActivities:
     @activity.defn(name=PUBLISH_RUN_EVENT)
     async def publish_run_event(self, request: RunEventRequest) -> None:
         """Append the milestone to the run's log (best effort)."""
+        await self.publish(request.event)
+
+    async def publish(self, event: WaitingForApproval | RunFinished) -> None:
+        """Append ``event`` to its run's stream (this activity's execution), logging a failure."""
         if self._streams is None:
             return
-        event = request.event
         execution = activity.info().workflow_run_id or ""
         try:
             await self._streams.append(stream_key(event.run_id, execution), [event])

@@ -10,8 +10,8 @@ the provider's clock and the viewer's are one.
 
 - **history per 1,000 streamed tokens**: a run that streams :data:`TOKENS`
   tokens, its team streaming and not (``stream = false``), events and bytes;
-  text never enters history, the workflow's ``run_finished`` is one
-  local-activity marker;
+  text never enters history, and the workflow's ``run_finished`` rides on the
+  run's cost record (``record_run_cost``), so nothing is added;
 - **first token to a viewer**: from the provider's first ``on_text`` (keyed
   by call) to the viewer receiving the text delta that carries it, p50/p95 at
   c=1 and with c concurrent runs (each its own viewer); on Redis too when
@@ -508,9 +508,9 @@ def streams_table(results: StreamsResults) -> Table:
             [f"first token → viewer, {where}, c={level}: ms p50 / p95", spread.show()]
         )
     table.notes += [
-        "streaming / not: the same run, its team with and without `stream = false`; the "
-        "difference is the workflow's run_finished (a local-activity marker): text never "
-        "enters history",
+        "streaming / not: the same run, its team with and without `stream = false`: text "
+        "never enters history, and the run's end rides on its cost record (a wait for "
+        "approval adds one local-activity marker)",
         "log: every entry the streaming run left (call start and end, text deltas, the "
         "run's end), sealed with the payload key ring as a deployment's are",
         "first token → viewer: the scripted model's first on_text to a TeamRun.stream() "

@@ -8,9 +8,10 @@
     all set high enough never to refuse or delay a bench call but checked on
     every one; run budgets, the quality gate, status, search attributes, tracing
     to a discarding exporter. Response cache off, so repeated runs call the model.
-    Model calls on the run's own task queue (eager dispatch), the default.
+    Model calls on the run's own task queue (eager dispatch), the default. Live
+    streams on, as a deployment's default: a sealed SQLite stream log, nobody watching.
 (c') ``agent-teams/no-controls``: (c) with cost controls off (no controls store:
-    no daily budgets, breakers or rate limits; run budgets still hold).
+    no daily budgets, breakers or rate limits; run budgets still hold) and no stream.
 (c-pg) ``agent-teams/postgresql``: (c) with the controls store on PostgreSQL
     (a throwaway cluster; only when the server is installed, see :mod:`bench.postgres_cluster`).
 (c-q) ``agent-teams/calls-queue``: (c) with model calls on a queue of their own,
@@ -46,9 +47,11 @@ from contracts.calls import AgentCall
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
 from providers.simulated import SimulatedConfig, SimulatedProvider
+from security.keyring import KeyRing, new_key_line
 from stores.controls.contract import ControlsStore
 from stores.controls.postgres import PostgresControls
 from stores.controls.sqlite import SqliteControls
+from streams.sqlite_log import SqliteStreamLog
 from teams.catalog import Catalog
 from teams.daily_budgets import DailyBudgets
 from teams.pricing import usd_to_micro
@@ -266,7 +269,8 @@ def controls_line() -> str:
         f"{NEVER_WAITING_TOKENS_PER_MINUTE:,} per model, calls per second "
         f"{NEVER_WAITING_CALLS_PER_SECOND:,.0f}, breakers {on.model_breaker.failure_threshold} "
         f"failures / {on.model_breaker.cool_down.total_seconds():.0f}s cool-down; "
-        "none reached, all checked on every call"
+        "none reached, all checked on every call; live streams on (a sealed SQLite log, "
+        "nobody watching; agent-teams/no-controls: off)"
     )
 
 
@@ -319,12 +323,20 @@ async def temporal_systems(
         SqliteControls(folder / "controls.sqlite"),
         SqliteControls(folder / "calls-queue.sqlite"),
     ]
+    # As a deployment's worker runs by default: runs publish their live stream to a
+    # SQLite log, sealed with a key ring (nobody watches here: the writes are the cost).
+    streams = SqliteStreamLog(
+        folder / "streams.sqlite",
+        keyring=KeyRing.from_text(new_key_line("bench"), source="the bench's stream key"),
+        retention_s=3600,
+    )
     workers = build_workers(
         traced_client,
         controlled(queues["teams"]),
         provider=model,
         catalog=catalog,
         controls=stores[0],
+        streams=streams,
     )
     workers += build_workers(
         traced_client,
@@ -332,6 +344,7 @@ async def temporal_systems(
         provider=model,
         catalog=catalog,
         controls=stores[1],
+        streams=streams,
     )
     workers += build_workers(
         traced_client,
@@ -348,6 +361,7 @@ async def temporal_systems(
             provider=model,
             catalog=catalog,
             controls=stores[-1],
+            streams=streams,
         )
     try:
         async with serving([bare, *workers]):
@@ -363,5 +377,6 @@ async def temporal_systems(
     finally:
         for store in stores:
             await store.aclose()
+        await streams.aclose()
         shutil.rmtree(folder, ignore_errors=True)
         await asyncio.to_thread(tracer.shutdown)

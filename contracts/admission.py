@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.ledger import AttemptCharge, Charge, RunCostReport
+from contracts.streams import RunFinished
 from teams.breakers import BreakerSettings
 from teams.pricing import TokenUsage
 
@@ -86,3 +87,8 @@ class RunCostRequest(BaseModel):
 
     day: str
     report: RunCostReport
+    stream_event: RunFinished | None = Field(
+        default=None,
+        description="The run's end for its live stream, published by the same local "
+        "activity (one workflow activation fewer than a publish_run_event of its own).",
+    )

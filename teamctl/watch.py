@@ -20,9 +20,12 @@ import argparse
 import re
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import TextIO
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import TemporalError
+from temporalio.service import RPCError
 
 from contracts.results import TeamResult
 from contracts.streams import (
@@ -37,11 +40,13 @@ from contracts.streams import (
     WaitingForApproval,
 )
 from security.pii import redact
-from streams.log import StreamsOffError
+from streams.log import START, StreamsOffError
 from streams.meter import RunView
-from teamctl.runs import TeamRun, run_handle
+from teamctl.runs import TeamRun, query_status, run_handle
 from teams.pricing import format_usd
 
+STATUS_TIMEOUT = timedelta(seconds=5)
+"""How long ``watch`` asks a running run whether it streams."""
 MAX_HELD_CHARS = 200
 """A line longer than this is printed in pieces cut at a space (each redacted)."""
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -153,14 +158,38 @@ class LiveText:
 
 
 async def watch_run(args: argparse.Namespace, client: Client) -> int:
-    """``teamctl watch``: print the run's stream until it ends (0), or say why it cannot."""
+    """``teamctl watch``: print the run's stream until it ends (0), or say why it cannot (2)."""
     handle = run_handle(client, args.workflow_id)
+    if not await _streams(handle):
+        print(f"teamctl: {_NOT_STREAMING.format(run=handle.id)}", file=sys.stderr)
+        return 2
     try:
         events = TeamRun(handle).stream(after=args.after)
-        return await print_stream(handle, events, as_json=args.json, reveal=args.reveal)
+        shown = await print_stream(handle, events, as_json=args.json, reveal=args.reveal)
     except StreamsOffError as err:
         print(f"teamctl: {err}", file=sys.stderr)
         return 2
+    if shown == 0 and args.after == START:
+        print(f"teamctl: {_NOT_STREAMING.format(run=handle.id)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+_NOT_STREAMING = (
+    "run {run} publishes no live stream (its team says stream = false, its workers have "
+    "no stream log, or it started before streams): `teamctl status {run}` shows its progress"
+)
+
+
+async def _streams(handle: WorkflowHandle[object, TeamResult]) -> bool:
+    """Whether a running run says it streams (True for a closed one: its log will tell)."""
+    try:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return True
+        status = await query_status(handle, rpc_timeout=STATUS_TIMEOUT)
+    except (TemporalError, RPCError):
+        return True  # no worker to ask: the stream will tell
+    return status.streaming or status.phase == "starting"
 
 
 async def print_stream(
@@ -171,13 +200,15 @@ async def print_stream(
     reveal: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """Print ``events`` (as text, or JSON lines) until the stream ends."""
+    """Print ``events`` (as text, or JSON lines) until the stream ends; how many there were."""
     out = out or sys.stdout
     live = LiveText(handle.id, out, reveal=reveal)
+    shown = 0
     async for event in events:
+        shown += 1
         if as_json:
             out.write(event.model_dump_json() + "\n")
             out.flush()
         else:
             live.show(event)
-    return 0
+    return shown

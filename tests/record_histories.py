@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from contracts.approvals import Decision
 from contracts.results import TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import FaultKind, FaultRule
+from streams.sqlite_log import SqliteStreamLog
 from teamctl.devserver import temporal_binary, test_server_binary
 from teamctl.runs import decide
 from tests.support import (
@@ -40,11 +42,12 @@ from worker.search_attributes import ensure_search_attributes
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
-CURRENT_SET = "v5"
+CURRENT_SET = "v6"
 """The set new recordings go to. Kept for replay: v1, before cooperative cancellation
 and context shrinking; v2, before the shared cost controls; v3, with them as entity
 workflows and local activities around each call; v4, the controls inside call_agent;
-v5, agents with tools (research 2 and support 2: tool loops, a tool's approval)."""
+v5, agents with tools (research 2 and support 2: tool loops, a tool's approval); v6,
+runs that stream (the workflow publishes its approval wait and its end)."""
 HISTORIES = HISTORIES_ROOT / CURRENT_SET
 Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
 
@@ -208,7 +211,53 @@ async def support_refund_approved(client: Client, queue: str) -> WorkflowHandle[
     return handle
 
 
+async def _streamed(
+    client: Client, queue: str, team: str, task: str, *, approve: bool
+) -> WorkflowHandle[Any, TeamResult]:
+    """``team`` on a worker with a stream log (as workers run by default): the run streams."""
+    folder = Path(tempfile.mkdtemp(prefix="agent-teams-streams-"))
+    stream_log = SqliteStreamLog(folder / "streams.sqlite", keyring=None, retention_s=3600)
+    try:
+        async with running_worker(client, queue, streams=stream_log):
+            handle = await start(client, queue, team, task)
+            if approve:
+                await awaiting_approval(handle)
+                await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="ok"))
+            await handle.result()
+    finally:
+        await stream_log.aclose()
+    return handle
+
+
+async def research_streamed(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    """Research 2, streaming: its approval wait and its end are published from the workflow."""
+    return await _streamed(
+        client, queue, "research", "How do durable workflows help?", approve=True
+    )
+
+
+async def code_review_streamed(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    """Code review, streaming: a fan-out's calls publish beside each other."""
+    return await _streamed(
+        client, queue, "code-review", "Add retries to the payment client", approve=False
+    )
+
+
+async def support_streamed(client: Client, queue: str) -> WorkflowHandle[Any, TeamResult]:
+    """Support 2, streaming: the router and the specialist."""
+    return await _streamed(client, queue, "support", "What are your opening hours?", approve=False)
+
+
+STREAMED_SCENARIOS: dict[str, Scenario] = {
+    "research-streamed": research_streamed,
+    "code-review-streamed": code_review_streamed,
+    "support-streamed": support_streamed,
+}
+"""The v6 set: only what changed (runs that stream); v5 holds the rest as it replays."""
+
+
 DEV_SERVER_SCENARIOS: dict[str, Scenario] = {
+    **STREAMED_SCENARIOS,
     "research-quarantined": research_quarantined,
     "support-redacted": support_redacted,
     "support-refund-approved": support_refund_approved,

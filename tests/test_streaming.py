@@ -156,12 +156,12 @@ async def test_a_viewer_sees_each_agents_text_the_cost_and_the_end(
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("streams.sqlite*"))
     assert result.output[:40].encode() not in raw
     assert (tmp_path / "streams.sqlite").stat().st_mode & 0o777 == 0o600
-    # The workflow's two milestones are local activities; the text cost no history event.
+    # The text cost no history event: the wait is a local activity, and the run's end
+    # rides on its cost record (one local activity, not two).
     assert local_activity_types(history) == [
         "load_team_spec",
         "publish_run_event",
         "record_run_cost",
-        "publish_run_event",
     ]
     await stream_log.aclose()
 
@@ -287,4 +287,28 @@ async def test_claudes_stream_reaches_the_viewer_as_the_sdk_delivers_it(
     finished = events[-1]
     assert isinstance(finished, RunFinished)
     assert finished.cost_micro == result.total_cost_micro
+    await stream_log.aclose()
+
+
+async def test_a_run_without_shared_controls_publishes_its_end_itself(
+    env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    """No cost record to ride on: the run's end is a publish_run_event of its own."""
+    stream_log = _log(tmp_path)
+
+    def no_approval(data: dict[str, Any]) -> None:
+        data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
+
+    team = inline_release("research", "1", no_approval)
+    async with running_worker(
+        env.client, task_queue, streams=stream_log, deployment_overrides={"cost_controls": False}
+    ):
+        handle = await start(env.client, task_queue, team, TASK)
+        events = await asyncio.wait_for(_collect(TeamRun(handle, streams=stream_log)), 60)
+        result = await handle.result()
+        history = await history_events(handle)
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert (finished.status, finished.cost_micro) == ("COMPLETED", result.total_cost_micro)
+    assert local_activity_types(history) == ["load_team_spec", "publish_run_event"]
     await stream_log.aclose()

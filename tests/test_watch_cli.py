@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,7 +20,7 @@ from streams.sqlite_log import SqliteStreamLog
 from teamctl.runs import TeamRun
 from teams.pricing import format_usd
 from tests.processes import run_async, teamctl_binary
-from tests.support import running_worker
+from tests.support import inline_release, running_worker, start
 from tests.test_live_progress import _lines_until, _teamctl_run
 
 LATENCY = {"researcher": 0.3, "writer": 0.8, "reviewer": 0.1}
@@ -129,3 +130,24 @@ async def test_watch_says_when_streams_are_off(env: WorkflowEnvironment) -> None
         "teamctl: live streams are off (AGENT_TEAMS_STREAM_URL=off): use the status query "
         "(teamctl status) instead"
     )
+
+
+async def test_watch_says_when_a_run_publishes_no_stream(
+    env: WorkflowEnvironment, task_queue: str, tmp_path: Path
+) -> None:
+    environ = {"AGENT_TEAMS_STREAM_URL": f"sqlite:///{tmp_path / 'streams.sqlite'}"}
+    async with running_worker(env.client, task_queue):  # a worker without a stream log
+        handle = await start(env.client, task_queue, inline_release("research", "1", _quick), TASK)
+        await handle.result()
+        args = ("--address", env.client.service_client.config.target_host, "watch", handle.id)
+        code, out, err = await run_async(str(teamctl_binary()), *args, extra_env=environ)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"teamctl: run {handle.id} publishes no live stream (its team says stream = false, its "
+        "workers have no stream log, or it started before streams): "
+        f"`teamctl status {handle.id}` shows its progress\n"
+    )
+
+
+def _quick(data: dict[str, Any]) -> None:
+    data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]

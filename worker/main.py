@@ -281,7 +281,7 @@ def _run_activities(
         RunEventActivities(streams).publish_run_event,
     ]
     if controls is not None:
-        admission = AdmissionActivities(controls, policy)
+        admission = AdmissionActivities(controls, policy, streams)
         activities += [admission.record_run_cost, admission.admit_call, admission.settle_call]
     return activities
 

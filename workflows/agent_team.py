@@ -127,11 +127,15 @@ class AgentTeamWorkflow:
             raise asyncio.CancelledError() from None
         self._final = status
         self._visibility.finished(status.value, self._state.degradation().value, budget.spent_micro)
+        streamed = False
         if shared is not None:
-            await shared.record_run(budget.spent_micro, status)
+            # The run's end rides on its cost record: one local activity, not two.
+            event = self._notifier.finished_event(status.value, reason)
+            await shared.record_run(budget.spent_micro, status, stream_event=event)
+            streamed = event is not None
         self._state.finish()
         # Started, not delivered: a receiver that is down never holds the run open.
-        self._notifier.finished(status.value, reason)
+        self._notifier.finished(status.value, reason, streamed=streamed)
         await self._notifier.drain()
         # Let in-flight signal/update handlers finish before the run closes.
         await workflow.wait_condition(workflow.all_handlers_finished)

@@ -155,25 +155,36 @@ class Notifier:
         kind: WebhookEventKind = "escalated" if pending.escalated else "waiting_for_approval"
         self._send(kind, "awaiting_approval", approval=point, reason=None)
 
-    def finished(self, status: str, reason: str | None) -> None:
-        """The run ended with ``status`` (``reason``: why, for a run that ended early)."""
-        # A rejection's reason quotes the approver's comment: PII replaced, as in logs.
-        shown = redact(reason) if reason is not None else None
-        if self._streaming and self._budget is not None:
-            budget = self._budget
-            self._stream(
-                RunFinished(
-                    run_id=workflow.info().workflow_id,
-                    at=workflow.now().timestamp(),
-                    status=status,
-                    cost_micro=budget.spent_micro,
-                    budget_micro=budget.limit_micro,
-                    budget_left_micro=budget.limit_micro - budget.spent_micro,
-                    reason=shown,
-                )
-            )
+    def finished_event(self, status: str, reason: str | None) -> RunFinished | None:
+        """The run's end for its live stream (None: the run does not stream)."""
+        if not self._streaming or self._budget is None:
+            return None
+        budget = self._budget
+        return RunFinished(
+            run_id=workflow.info().workflow_id,
+            at=workflow.now().timestamp(),
+            status=status,
+            cost_micro=budget.spent_micro,
+            budget_micro=budget.limit_micro,
+            budget_left_micro=budget.limit_micro - budget.spent_micro,
+            # A rejection's reason quotes the approver's comment: PII replaced, as in logs.
+            reason=redact(reason) if reason is not None else None,
+        )
+
+    def finished(self, status: str, reason: str | None, *, streamed: bool = False) -> None:
+        """The run ended with ``status`` (``reason``: why, for a run that ended early).
+
+        ``streamed``: its end is already on the live stream (published with the run's
+        cost record), so no ``publish_run_event`` of its own.
+        """
+        if not streamed:
+            event = self.finished_event(status, reason)
+            if event is not None:
+                self._stream(event)
         if self._target is None:
             return
+        # A rejection's reason quotes the approver's comment: PII replaced, as in logs.
+        shown = redact(reason) if reason is not None else None
         self._send("finished", status, approval=None, reason=shown)
 
     async def drain(self) -> None:

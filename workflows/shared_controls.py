@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.requests import TeamRequest
     from contracts.resolved import ResolvedTeam
     from contracts.results import AgentCallRecord, CallStatus, RunStatus
+    from contracts.streams import RunFinished
     from providers.provider_errors import BREAKER_NEUTRAL_ERROR_TYPES
     from workflows.run_state import RunState
     from workflows.stops import RunStopped
@@ -154,8 +155,14 @@ class SharedControls:
             return None
         return receipt if isinstance(receipt, SettlementReceipt) else None
 
-    async def record_run(self, total_micro: int, status: RunStatus) -> None:
-        """Report the run's total, for its team's cost-outlier alert."""
+    async def record_run(
+        self, total_micro: int, status: RunStatus, stream_event: RunFinished | None = None
+    ) -> None:
+        """Report the run's total, for its team's cost-outlier alert.
+
+        ``stream_event``: the run's end for its live stream, published by the same
+        local activity.
+        """
         report = RunCostReport(
             run_id=workflow.info().workflow_id,
             team=self._team.spec.name,
@@ -164,7 +171,8 @@ class SharedControls:
             ran_to_the_end=status not in (RunStatus.BUDGET_EXCEEDED, RunStatus.FAILED),
         )
         try:
-            await _local(RECORD_RUN_COST, RunCostRequest(day=_today(), report=report), None)
+            request = RunCostRequest(day=_today(), report=report, stream_event=stream_event)
+            await _local(RECORD_RUN_COST, request, None)
         except FailureError as err:  # a local activity's failure is its own error
             if isinstance(err, CancelledError):
                 raise
