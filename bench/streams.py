@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from bench.stats import Table
 from bench.systems import completed, controlled, serving, start_team
@@ -439,8 +439,8 @@ async def measure(
             server = StreamServer(sqlite_log, SSE_TOKEN, temporal_resolver(client))
             port = await server.start("127.0.0.1", 0)
             try:
-                limits = httpx.Limits(max_connections=concurrency + 5)
-                async with httpx.AsyncClient(limits=limits) as http:
+                limits = httpx2.Limits(max_connections=concurrency + 5)
+                async with httpx2.AsyncClient(limits=limits) as http:
                     base = f"http://127.0.0.1:{port}"
                     await bench.watched_sse(teams[True], http, base)  # warm-up
                     latency[(SSE, 1)] = Quantiles.of(
@@ -515,7 +515,7 @@ def streams_table(results: StreamsResults) -> Table:
         "run's end), sealed with the payload key ring as a deployment's are",
         "first token → viewer: the scripted model's first on_text to a TeamRun.stream() "
         "client (same process, same clock) receiving the delta that carries it; SSE: an "
-        "httpx client of teamctl stream-server (the same process) receiving it; "
+        "httpx2 client of teamctl stream-server (the same process) receiving it; "
         f"c={levels[-1] if levels else '—'}: that many runs at once, each with its own viewer",
         *(f"{what}: not measured, {why}" for what, why in results.skipped.items()),
     ]

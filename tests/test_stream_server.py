@@ -1,7 +1,7 @@
 """``teamctl stream-server`` on the dev server with a real worker: Server-Sent Events
 of a run's stream, shared by its viewers through one subscription, resumed with
 ``Last-Event-ID``, behind a bearer token; 50 SSE viewers beside an approver; and
-the page it serves. Real HTTP (httpx) against the real server on a free port."""
+the page it serves. Real HTTP (httpx2) against the real server on a free port."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -48,7 +48,7 @@ async def served(
 
 
 async def _sse(
-    http: httpx.AsyncClient,
+    http: httpx2.AsyncClient,
     url: str,
     headers: dict[str, str] | None = None,
     arrivals: dict[str, float] | None = None,
@@ -97,7 +97,7 @@ async def test_three_viewers_share_one_subscription_and_see_the_run_live(
     ):
         handle = await start(env.client, task_queue, team, TASK)
         arrivals: dict[str, float] = {}
-        async with httpx.AsyncClient() as http:
+        async with httpx2.AsyncClient() as http:
             url = f"{base}/runs/{handle.id}/events"
             viewers = [
                 asyncio.create_task(_sse(http, url, arrivals=arrivals)),
@@ -127,7 +127,7 @@ async def test_three_viewers_share_one_subscription_and_see_the_run_live(
     assert arrivals[first["id"]] < _completed_at(history, call)
     # Last-Event-ID resumes: exactly the events after it.
     middle = len(events) // 2
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         rest = await _sse(
             http,
             f"{base}/runs/{handle.id}/events",
@@ -148,8 +148,8 @@ async def test_fifty_sse_viewers_and_an_approver(
     async with running_worker(env.client, task_queue, streams=stream_log):
         handle = await start(env.client, task_queue, team, TASK)
         await awaiting_approval(handle)
-        limits = httpx.Limits(max_connections=60, max_keepalive_connections=0)
-        async with httpx.AsyncClient(limits=limits) as http:
+        limits = httpx2.Limits(max_connections=60, max_keepalive_connections=0)
+        async with httpx2.AsyncClient(limits=limits) as http:
             waiting = [asyncio.Event() for _ in range(50)]
             viewers = [
                 asyncio.create_task(
@@ -180,7 +180,7 @@ async def test_the_token_guards_everything_but_health(
     served: tuple[StreamServer, str, SqliteStreamLog],
 ) -> None:
     _, base, _ = served
-    async with httpx.AsyncClient() as http:
+    async with httpx2.AsyncClient() as http:
         assert (await http.get(f"{base}/healthz")).text == "ok\n"
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             response = await http.get(f"{base}/runs/x/events", headers=headers)
@@ -223,7 +223,7 @@ async def test_an_offset_from_elsewhere_gets_the_run_from_its_first_event(tmp_pa
     server = StreamServer(stream_log, TOKEN, resolve)
     base = f"http://127.0.0.1:{await server.start('127.0.0.1', 0)}"
     try:
-        async with httpx.AsyncClient() as http:
+        async with httpx2.AsyncClient() as http:
             whole = await _sse(http, f"{base}/runs/w/events")
             stale = await asyncio.wait_for(
                 _sse(http, f"{base}/runs/w/events", headers=AUTH | {"Last-Event-ID": "1"}), 30
