@@ -17,6 +17,7 @@ COPY teamctl ./teamctl
 COPY stores ./stores
 COPY security ./security
 COPY tools ./tools
+COPY streams ./streams
 # Both shared response-cache backends, so AGENT_TEAMS_CACHE_URL can name
 # redis://... or postgresql://... without rebuilding the image.
 # .temporal/ is the worker's state dir: the default cache URL
