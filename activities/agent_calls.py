@@ -65,7 +65,7 @@ from stores.blobs import Blobs
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from streams.call_events import stream_failure, stream_outcome
 from streams.log import RunStreamLog
-from streams.publisher import CallStream, RunPublisher
+from streams.publisher import CallStream, attempt_stream
 from teams.pricing import TokenUsage
 from teams.prompting import render_user_message
 from teams.spec import OutputKind
@@ -125,16 +125,15 @@ class AgentActivities:
             span=CallSpan(call, self._provider.name, info.attempt),
             ticket=CallTicket.of(call, info) if self._controls is not None else None,
         )
-        publisher = self._publisher(call, info)
-        if publisher is not None:
-            attempt.stream = CallStream(
-                publisher, call_id=call.call_id, agent=call.agent, attempt=info.attempt
+        if self._streams is not None and call.stream:
+            attempt.stream = attempt_stream(
+                self._streams, info, call_id=call.call_id, agent=call.agent
             )
         try:
             return await self._streamed(attempt)
         finally:
-            if publisher is not None:
-                await publisher.close()
+            if attempt.stream is not None:
+                await attempt.stream.close()
 
     async def _streamed(self, attempt: _Attempt) -> AgentOutcome:
         """The attempt, screened, its start and end published to the run's stream."""
@@ -161,14 +160,6 @@ class AgentActivities:
         if attempt.stream is not None:
             stream_outcome(attempt.stream, call, outcome)
         return outcome
-
-    def _publisher(self, call: AgentCall, info: activity.Info) -> RunPublisher | None:
-        """The run's stream publisher for this attempt, if the run streams here."""
-        if self._streams is None or not call.stream:
-            return None
-        return RunPublisher(
-            self._streams, info.workflow_id or "", execution=info.workflow_run_id or ""
-        )
 
     async def _attempt(self, attempt: _Attempt) -> AgentOutcome:
         beats = attempt.beats

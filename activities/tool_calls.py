@@ -51,7 +51,7 @@ from stores.controls.contract import (
     Settlement,
 )
 from streams.log import RunStreamLog
-from streams.publisher import CallStream, RunPublisher
+from streams.publisher import attempt_stream
 from teams.daily_budgets import DailyBudgets
 
 INLINE_RESULT_CHARS = 512
@@ -128,12 +128,7 @@ class ToolActivities:
         info = activity.info()
         if self._streams is None or not request.stream:
             return await self._call(request, info)
-        publisher = RunPublisher(
-            self._streams, info.workflow_id or "", execution=info.workflow_run_id or ""
-        )
-        stream = CallStream(
-            publisher, call_id=request.call_id, agent=request.agent, attempt=info.attempt
-        )
+        stream = attempt_stream(self._streams, info, call_id=request.call_id, agent=request.agent)
         started = time.monotonic()
         stream.tool_started(tool=request.tool)
         try:
@@ -148,7 +143,7 @@ class ToolActivities:
             )
             return outcome
         finally:
-            await publisher.close()
+            await stream.close()
 
     async def _call(self, request: ToolRequest, info: activity.Info) -> ToolOutcome:
         started = time.monotonic()

@@ -89,24 +89,23 @@ class CallFinished(_CallEvent):
     error: str | None = None
 
 
-class ToolStarted(_Event):
+class _ToolEvent(_Event):
+    tool_call_id: str
+    agent: str
+    tool: str
+    attempt: int = Field(default=1, ge=1)
+
+
+class ToolStarted(_ToolEvent):
     """A tool call began (its call id is ``tool_call_id``; ``agent`` asked for it)."""
 
     kind: Literal["tool_started"] = "tool_started"
-    tool_call_id: str
-    agent: str
-    tool: str
-    attempt: int = Field(default=1, ge=1)
 
 
-class ToolFinished(_Event):
+class ToolFinished(_ToolEvent):
     """A tool call ended (``is_error``: its result went back to the model as an error)."""
 
     kind: Literal["tool_finished"] = "tool_finished"
-    tool_call_id: str
-    agent: str
-    tool: str
-    attempt: int = Field(default=1, ge=1)
     is_error: bool = False
     latency_ms: int = Field(default=0, ge=0)
 

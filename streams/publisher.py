@@ -15,6 +15,8 @@ import logging
 import time
 from collections.abc import Sequence
 
+from temporalio import activity
+
 from contracts.streams import (
     MAX_DELTA_CHARS,
     AttemptSuperseded,
@@ -109,6 +111,16 @@ class RunPublisher:
             )
 
 
+def attempt_stream(
+    stream_log: RunStreamLog, info: activity.Info, *, call_id: str, agent: str
+) -> CallStream:
+    """The events of the running activity attempt (``info``'s), on its run's stream."""
+    publisher = RunPublisher(
+        stream_log, info.workflow_id or "", execution=info.workflow_run_id or ""
+    )
+    return CallStream(publisher, call_id=call_id, agent=agent, attempt=info.attempt)
+
+
 class CallStream:
     """The events of one attempt of one call (agent call or tool call)."""
 
@@ -117,7 +129,10 @@ class CallStream:
         self._call_id = call_id
         self._agent = agent
         self._attempt = attempt
-        self.text_chars = 0
+
+    async def close(self) -> None:
+        """Send what is queued, then stop (:meth:`RunPublisher.close`)."""
+        await self._publisher.close()
 
     def _base(self) -> dict[str, object]:
         return {
@@ -142,7 +157,6 @@ class CallStream:
         """Text the model produced (merged into ~100 ms batches)."""
         if not delta:
             return
-        self.text_chars += len(delta)
         for start in range(0, len(delta), MAX_DELTA_CHARS):
             piece = delta[start : start + MAX_DELTA_CHARS]
             self._publisher.publish(TextDelta.model_validate({**self._base(), "text": piece}))

@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.streams import RunFinished, StreamEvent, stream_key
+from streams.follow import WAIT_S, follow_run
 from streams.log import START, RunStreamLog, stream_log_from_env
 from teamctl.ports import PortInUseError, PortUnavailableError
 from teams.errors import AgentTeamsError
@@ -59,9 +60,7 @@ FEED_KEPT = 20_000
 """Events a feed keeps for viewers that join late (a longer run: they read the log)."""
 FEED_IDLE_S = 30.0
 """A feed with no viewers stops after this long (a finished run's feed too)."""
-CLOSED_CHECK_S = 2.0
 MAX_REQUEST_BYTES = 8_192
-READ_WAIT_S = 0.5
 
 Resolve = Callable[[str], Awaitable[tuple[str, bool]]]
 """Workflow id → (its latest run id, whether that run has closed)."""
@@ -146,27 +145,12 @@ class RunFeed:
 
     async def run(self) -> None:
         """Read the log once for everyone, until the run ends (or it closed without a word)."""
-        cursor = START
-        checked = asyncio.get_running_loop().time()
         try:
-            while not self.ended:
-                events = await self._log.read(self.stream, cursor, wait_s=READ_WAIT_S)
-                for event in events:
-                    cursor = event.offset
-                    self._deliver(event)
-                    if isinstance(event, RunFinished):
-                        self._end()
-                        break
-                now = asyncio.get_running_loop().time()
-                if not events and now - checked >= CLOSED_CHECK_S:
-                    checked = now
-                    if await self._closed():
-                        for event in await self._log.read(self.stream, cursor):
-                            self._deliver(event)
-                        self._end()
+            async for event in follow_run(self._log, self.stream, run_closed=self._closed):
+                self._deliver(event)
         except Exception as err:  # a log that fails ends the feed: viewers reconnect
             log.warning("stream feed stopped: %s: %s", type(err).__name__, err)
-            self._end()
+        self._end()
 
     def _deliver(self, event: StreamEvent) -> None:
         if len(self.events) < FEED_KEPT:
@@ -337,7 +321,7 @@ class StreamServer:
             # event included. Past what a feed keeps, the viewer reads the log to the end.
             read = 0
             for event in await self._log.read(
-                stream, after, wait_s=READ_WAIT_S if feed.truncated else 0
+                stream, after, wait_s=WAIT_S if feed.truncated else 0
             ):
                 joined = feed.join_at(event.offset)
                 if joined is not None:
