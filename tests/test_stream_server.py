@@ -81,17 +81,13 @@ async def _sse(
     return events
 
 
-def _no_approval(data: dict[str, Any]) -> None:
-    data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
-
-
 async def test_three_viewers_share_one_subscription_and_see_the_run_live(
     env: WorkflowEnvironment,
     task_queue: str,
     served: tuple[StreamServer, str, SqliteStreamLog],
 ) -> None:
     server, base, stream_log = served
-    team = inline_release("research", "1", _no_approval)
+    team = inline_release("research", "1").without_approvals()
     async with running_worker(
         env.client, task_queue, latency_s=LATENCY, latency_scale=1.0, streams=stream_log
     ):

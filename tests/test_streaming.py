@@ -89,6 +89,14 @@ def _completed_at(history: list[HistoryEvent], activity_id: str) -> float:
     return completed.event_time.ToDatetime(tzinfo=UTC).timestamp()
 
 
+def _viewed(run_id: str, events: list[StreamEvent]) -> RunView:
+    """What a viewer's meter makes of ``events``."""
+    view = RunView(run_id=run_id)
+    for event in events:
+        view.apply(event)
+    return view
+
+
 async def _approve_when_waiting(run: TeamRun) -> None:
     await awaiting_approval(run.handle)
     await run.decide(DecideRequest(approver="editor", decision="approve", comment="ok"))
@@ -125,9 +133,7 @@ async def test_a_viewer_sees_each_agents_text_the_cost_and_the_end(
     assert {e.status for e in ends} == {"succeeded"}
     assert all(e.budget_micro == result.budget_micro for e in ends)
     # The writer's text, as streamed in batches, is the text the run approved.
-    view = RunView(run_id=handle.id)
-    for event in events:
-        view.apply(event)
+    view = _viewed(handle.id, events)
     writer = [c for c in view.calls.values() if c.agent == "writer"]
     assert writer[-1].text == result.output
     deltas = [e for e in events if isinstance(e, TextDelta) and e.agent == "writer"]
@@ -173,9 +179,8 @@ async def test_a_team_that_does_not_stream_publishes_nothing(
 
     def quiet(data: dict[str, Any]) -> None:
         data["stream"] = False
-        data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
 
-    team = inline_release("research", "1", quiet)
+    team = inline_release("research", "1", quiet).without_approvals()
     async with running_worker(env.client, task_queue, streams=stream_log):
         handle = await start(env.client, task_queue, team, TASK)
         result = await handle.result()
@@ -194,10 +199,7 @@ async def test_a_retried_attempt_is_superseded_and_its_text_dropped(
 ) -> None:
     stream_log = _log(tmp_path)
 
-    def no_approval(data: dict[str, Any]) -> None:
-        data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
-
-    team = inline_release("research", "1", no_approval)
+    team = inline_release("research", "1").without_approvals()
     faults = [FaultRule(kind=FaultKind.ERROR, agent="writer", attempts=[1])]
     async with running_worker(
         env.client, task_queue, faults=faults, latency_s=LATENCY, streams=stream_log
@@ -215,9 +217,7 @@ async def test_a_retried_attempt_is_superseded_and_its_text_dropped(
     assert [(e.call_id, e.attempt) for e in writer_starts] == [
         (c.call_id, attempt) for c in writers for attempt in (1, 2)
     ]
-    view = RunView(run_id=handle.id)
-    for event in events:
-        view.apply(event)
+    view = _viewed(handle.id, events)
     last = view.calls[writers[-1].call_id]
     assert last.attempt == 2
     assert last.text == result.output
@@ -264,10 +264,7 @@ async def test_claudes_stream_reaches_the_viewer_as_the_sdk_delivers_it(
     the Messages API stand-in, become the run's deltas; joined they are the answer."""
     stream_log = _log(tmp_path)
 
-    def no_approval(data: dict[str, Any]) -> None:
-        data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
-
-    team = inline_release("research", "1", no_approval)
+    team = inline_release("research", "1").without_approvals()
     async with running_worker(client, task_queue, provider=claude, streams=stream_log):
         handle = await start(client, task_queue, team, TASK)
         run = TeamRun(handle, streams=stream_log)
@@ -277,9 +274,7 @@ async def test_claudes_stream_reaches_the_viewer_as_the_sdk_delivers_it(
     ends = [e for e in events if isinstance(e, CallFinished)]
     assert [e.call_id for e in ends] == [c.call_id for c in result.calls]
     assert [e.cost_micro for e in ends] == [c.cost_micro for c in result.calls]
-    view = RunView(run_id=handle.id)
-    for event in events:
-        view.apply(event)
+    view = _viewed(handle.id, events)
     writer = [c for c in view.calls.values() if c.agent == "writer"]
     assert writer[-1].text == result.output
     pieces = [e for e in events if isinstance(e, TextDelta) and e.call_id == writer[-1].call_id]
@@ -296,10 +291,7 @@ async def test_a_run_without_shared_controls_publishes_its_end_itself(
     """No cost record to ride on: the run's end is a publish_run_event of its own."""
     stream_log = _log(tmp_path)
 
-    def no_approval(data: dict[str, Any]) -> None:
-        data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
-
-    team = inline_release("research", "1", no_approval)
+    team = inline_release("research", "1").without_approvals()
     async with running_worker(
         env.client, task_queue, streams=stream_log, deployment_overrides={"cost_controls": False}
     ):

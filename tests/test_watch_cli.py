@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
-from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,7 +18,7 @@ from contracts.results import RunStatus, TeamResult
 from streams.sqlite_log import SqliteStreamLog
 from teamctl.runs import TeamRun
 from teams.pricing import format_usd
-from tests.processes import run_async, teamctl_binary
+from tests.processes import address_of, run_async, teamctl_binary
 from tests.support import inline_release, running_worker, start
 from tests.test_live_progress import _lines_until, _teamctl_run
 
@@ -46,15 +45,7 @@ async def test_teamctl_run_streams_text_and_watch_prints_the_events(
         run = TeamRun(handle, streams=stream_log)
         await run.decide(DecideRequest(approver="editor", decision="approve", comment="ok"))
         result = await handle.result()
-        code, out, err = await run_async(
-            str(teamctl_binary()),
-            "--address",
-            env.client.service_client.config.target_host,
-            "watch",
-            run_id,
-            "--json",
-            extra_env=environ,
-        )
+        code, out, err = await _watch(env, environ, run_id, "--json")
     assert result.status is RunStatus.COMPLETED
     text = "\n".join(lines)
     # Each agent under its header, the tool calls, a progress line after each call.
@@ -86,22 +77,21 @@ async def test_teamctl_run_streams_text_and_watch_prints_the_events(
     assert len(tools) == len(result.tool_calls)
     # --after resumes: exactly the events after that offset.
     middle = events[len(events) // 2]["offset"]
-    code, tail, err = await run_async(
-        str(teamctl_binary()),
-        "--address",
-        env.client.service_client.config.target_host,
-        "watch",
-        run_id,
-        "--json",
-        "--after",
-        middle,
-        extra_env=environ,
-    )
+    code, tail, err = await _watch(env, environ, run_id, "--json", "--after", middle)
     assert code == 0, err
     assert [json.loads(line)["offset"] for line in tail.splitlines()] == [
         e["offset"] for e in events[len(events) // 2 + 1 :]
     ]
     await stream_log.aclose()
+
+
+async def _watch(
+    env: WorkflowEnvironment, environ: dict[str, str], *args: str
+) -> tuple[int, str, str]:
+    """``teamctl watch ARGS`` against the test server: exit code, stdout, stderr."""
+    return await run_async(
+        str(teamctl_binary()), "--address", address_of(env), "watch", *args, extra_env=environ
+    )
 
 
 def last_writer_text(lines: list[str]) -> list[str]:
@@ -116,14 +106,7 @@ def last_writer_text(lines: list[str]) -> list[str]:
 
 
 async def test_watch_says_when_streams_are_off(env: WorkflowEnvironment) -> None:
-    code, out, err = await run_async(
-        str(teamctl_binary()),
-        "--address",
-        env.client.service_client.config.target_host,
-        "watch",
-        "no-such-run",
-        extra_env={"AGENT_TEAMS_STREAM_URL": "off"},
-    )
+    code, out, err = await _watch(env, {"AGENT_TEAMS_STREAM_URL": "off"}, "no-such-run")
     assert code == 2
     assert out == ""
     assert err.strip() == (
@@ -137,17 +120,14 @@ async def test_watch_says_when_a_run_publishes_no_stream(
 ) -> None:
     environ = {"AGENT_TEAMS_STREAM_URL": f"sqlite:///{tmp_path / 'streams.sqlite'}"}
     async with running_worker(env.client, task_queue):  # a worker without a stream log
-        handle = await start(env.client, task_queue, inline_release("research", "1", _quick), TASK)
+        handle = await start(
+            env.client, task_queue, inline_release("research", "1").without_approvals(), TASK
+        )
         await handle.result()
-        args = ("--address", env.client.service_client.config.target_host, "watch", handle.id)
-        code, out, err = await run_async(str(teamctl_binary()), *args, extra_env=environ)
+        code, out, err = await _watch(env, environ, handle.id)
     assert (code, out) == (2, "")
     assert err == (
         f"teamctl: run {handle.id} publishes no live stream (its team says stream = false, its "
         "workers have no stream log, or it started before streams): "
         f"`teamctl status {handle.id}` shows its progress\n"
     )
-
-
-def _quick(data: dict[str, Any]) -> None:
-    data["stages"] = [s for s in data["stages"] if s["kind"] != "approval"]
