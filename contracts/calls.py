@@ -17,7 +17,7 @@ from contracts.resolved import PromptRef
 from contracts.tools import BlobRef, Continuation, ToolDefinition, ToolTurn, ToolUse
 from security.injection import InjectionFinding
 from teams.breakers import BreakerSettings
-from teams.pricing import ModelPrice, TokenUsage
+from teams.pricing import CacheTtl, ModelPrice, TokenUsage
 from teams.spec import OutputKind, PiiPolicy
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
@@ -88,6 +88,9 @@ class AgentCall(BaseModel):
     routing: str | None = Field(default=None, description="Why this model was chosen.")
     variant: str | None = Field(
         default=None, description="``experiment:variant`` the agent runs as in this run, if any."
+    )
+    prompt_cache_ttl: CacheTtl = Field(
+        default="5m", description="The provider prompt cache's TTL for this call's prefix."
     )
     cache_ttl_s: float | None = Field(
         default=None, description="Serve from / store in the response cache (None: don't)."

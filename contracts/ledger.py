@@ -9,11 +9,11 @@ raised. ``teamctl costs`` reads them. Money is integer micro-dollars.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from teams.pricing import TokenUsage, WithUsage
+from teams.pricing import TOKEN_FIELDS, TokenUsage, WithUsage
 
 GLOBAL_SCOPE = "global"
 ALERT_THRESHOLDS_PERCENT = (80, 100)
@@ -45,6 +45,7 @@ class CallCounts(WithUsage):
     """Calls, tokens and money summed over some calls."""
 
     model_config = ConfigDict(frozen=True)
+    flat_fields: ClassVar[tuple[str, ...]] = TOKEN_FIELDS
 
     calls: int = 0
     cost_micro: int = 0

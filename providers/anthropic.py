@@ -16,7 +16,9 @@ Invariants:
   A ``pause_turn`` (a long turn the API paused) is sent back and continued in
   the same attempt, at most :data:`MAX_PAUSES` times; its usage is counted.
 - The system prompt and the stable part of the user turn (task and handoffs)
-  are marked for prompt caching.
+  are marked for prompt caching, with the agent's ``prompt_cache_ttl``; the API
+  caches them only from the model's minimum prefix up, and bills 1-hour
+  writes apart (``cache_creation.ephemeral_1h_input_tokens``).
 - The API key lives only in the client. Error messages are redacted of it, so
   it can never reach a log, an ``ApplicationError`` or workflow history.
 """
@@ -202,7 +204,11 @@ def build_request(call: AgentCall) -> dict[str, Any]:
     and user ``tool_result`` blocks, each result fenced as untrusted data.
     """
     stable, volatile = render_user_parts(call)
-    cache = {"type": "ephemeral"}
+    # Below the model's minimum prefix the API caches nothing (and says nothing):
+    # the marks cost nothing then, so they stay, and the usage tells the truth.
+    cache: dict[str, str] = {"type": "ephemeral"}
+    if call.prompt_cache_ttl == "1h":
+        cache["ttl"] = "1h"
     messages: list[dict[str, Any]] = [
         {
             "role": "user",
@@ -348,11 +354,16 @@ class _StreamUsage:
 
 
 def _usage_of(usage: Any) -> TokenUsage:
+    written = usage.cache_creation_input_tokens or 0
+    by_ttl = getattr(usage, "cache_creation", None)
+    one_hour = getattr(by_ttl, "ephemeral_1h_input_tokens", 0) or 0
     return TokenUsage(
         input_tokens=usage.input_tokens or 0,
         output_tokens=usage.output_tokens or 0,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        cache_creation_input_tokens=written,
         cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+        # A provider that reports more 1-hour writes than writes is not believed past them.
+        cache_creation_1h_input_tokens=min(one_hour, written),
     )
 
 

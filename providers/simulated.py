@@ -21,8 +21,11 @@ call, a text agent's by keywords in its name and role):
   requests that match none directly, and rates requests up to 160 characters
   simple (the rest complex), for routing by complexity.
 
-Token counts are realistic (about 4 characters per token, system prompt billed
-as a cache write on an agent's first call and a cache read after), output is
+Token counts are realistic (about 4 characters per token), prompt caching is
+billed as the Messages API bills it (:mod:`providers.prompt_cache`: the system
+prompt and the stable part of the user turn are the cacheable prefix, cached
+only from the model's minimum length up, for the agent's ``prompt_cache_ttl``,
+in this process), output is
 bounded by ``max_tokens`` (with a ``max_tokens`` stop), and latency follows
 published per-role figures (researcher 3.2 s, writer 4.1 s, reviewer 1.1 s),
 scaled by ``latency_scale``. Faults can be injected per agent, model and
@@ -54,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.calls import AgentCall, StopReason
 from providers.base import ModelResponse, ProgressCallback, TextCallback
+from providers.prompt_cache import PromptCache, breakpoints
 from providers.provider_errors import (
     ContextOverflow,
     ProviderOverloaded,
@@ -61,12 +65,12 @@ from providers.provider_errors import (
     RateLimited,
 )
 from providers.simulated_answers import answer, digest
-from providers.simulated_faults import FaultKind, FaultRule
+from providers.simulated_faults import ANSWER_FAULT_KINDS, BATCH_FAULT_KINDS, FaultKind, FaultRule
 from providers.simulated_personas import DEFAULT_LATENCY_S, Persona, persona_of
 from providers.simulated_tokens import CHARS_PER_TOKEN, count_tokens
 from providers.simulated_tools import tool_uses
 from teams.pricing import TokenUsage
-from teams.prompting import render_user_message
+from teams.prompting import render_user_message, render_user_parts
 
 __all__ = [
     "DEFAULT_LATENCY_S",
@@ -121,8 +125,11 @@ class SimulatedProvider:
 
     name = "simulated"
 
-    def __init__(self, config: SimulatedConfig | None = None) -> None:
+    def __init__(
+        self, config: SimulatedConfig | None = None, *, prompt_cache: PromptCache | None = None
+    ) -> None:
         self._config = config or SimulatedConfig()
+        self._prompt_cache = prompt_cache or PromptCache()
 
     @property
     def config(self) -> SimulatedConfig:
@@ -134,7 +141,36 @@ class SimulatedProvider:
 
     async def count_tokens(self, call: AgentCall) -> int | None:
         """The simulator's own count of the prompt (what it would bill as input)."""
-        return _usage(call, _prompt_text(call), 0).total_input_tokens
+        return _prompt_tokens(call, _prompt_text(call))
+
+    async def answer_for_batch(self, call: AgentCall, *, attempt: int = 1) -> ModelResponse:
+        """``call``'s answer as a batch returns it: :meth:`generate`'s, without the wait.
+
+        Only the answer's own faults apply (``ANSWER_FAULT_KINDS``: the others
+        are of an HTTP exchange, which a batched call does not make), and the
+        prompt is billed as on a cold prompt cache, since the result must be the
+        same however often, and by whichever worker, it is fetched. Raises
+        ``ContextOverflow`` as :meth:`generate` does; journals nothing.
+        """
+        # Other rules stay, never firing, so each keeps its index and with it
+        # the draws that pick a partial rate's calls.
+        faults = [
+            rule if rule.kind in ANSWER_FAULT_KINDS else rule.model_copy(update={"rate": 0.0})
+            for rule in self._config.faults
+        ]
+        quiet = SimulatedProvider(
+            self._config.model_copy(
+                update={"latency_scale": 0.0, "journal": None, "faults": faults}
+            ),
+            prompt_cache=PromptCache(),
+        )
+        return await quiet.generate(call, attempt=attempt, on_progress=_unreported)
+
+    async def journal_event(
+        self, event: str, call: AgentCall, attempt: int, usage: TokenUsage | None = None
+    ) -> None:
+        """Add an ``event`` line for ``call`` to the journal, when one is configured."""
+        await self._journal(event, call, attempt, usage)
 
     async def generate(
         self,
@@ -163,7 +199,7 @@ class SimulatedProvider:
         uses = tool_uses(call)
         if uses:
             # Tools first (deterministic, see providers.simulated_tools); the answer later.
-            usage = _usage(call, user, count_tokens(json.dumps([u.input for u in uses])))
+            usage = self._usage(call, user, count_tokens(json.dumps([u.input for u in uses])))
             await self._stream(call, persona, usage, self._journaled(on_progress, call, attempt))
             await self._journal("complete", call, attempt, usage)
             return ModelResponse(
@@ -175,7 +211,7 @@ class SimulatedProvider:
         text, data = ("", None) if refused else answer(persona, call, rng, malformed=malformed)
         text, data, stop_reason = _bound(text, call.max_tokens, refused=refused, structured=data)
         output_tokens = count_tokens(json.dumps(data)) if data is not None else count_tokens(text)
-        usage = _usage(call, user, output_tokens)
+        usage = self._usage(call, user, output_tokens)
         streamed = (text, on_text) if on_text is not None and data is None else None
         await self._stream(
             call, persona, usage, self._journaled(on_progress, call, attempt), streamed
@@ -185,9 +221,29 @@ class SimulatedProvider:
             model=call.model, text=text, data=data, usage=usage, stop_reason=stop_reason
         )
 
+    def _usage(self, call: AgentCall, user: str, output_tokens: int) -> TokenUsage:
+        """The call's usage, its prompt split by the prompt cache as the API would."""
+        stable, _ = render_user_parts(call)
+        marks = breakpoints(
+            call.model, [(call.system, count_tokens(call.system)), (stable, count_tokens(stable))]
+        )
+        split = self._prompt_cache.bill(
+            marks,
+            prompt_tokens=_prompt_tokens(call, user),
+            min_tokens=call.price.min_cache_tokens,
+            ttl=call.prompt_cache_ttl,
+        )
+        return TokenUsage(
+            input_tokens=split.input_tokens,
+            output_tokens=output_tokens,
+            cache_creation_input_tokens=split.cache_write_tokens,
+            cache_read_input_tokens=split.cache_read_tokens,
+            cache_creation_1h_input_tokens=split.cache_write_tokens if split.one_hour else 0,
+        )
+
     def _fault_for(self, call: AgentCall, attempt: int) -> FaultRule | None:
         for index, rule in enumerate(self._config.faults):
-            if not rule.matches(call, attempt):
+            if rule.kind in BATCH_FAULT_KINDS or not rule.matches(call, attempt):
                 continue
             draw = int(digest(self._config.seed, call.call_id, str(attempt), str(index))[:8], 16)
             if draw / 0xFFFFFFFF < rule.rate or rule.rate == 1.0:
@@ -273,6 +329,10 @@ class SimulatedProvider:
         await asyncio.to_thread(_append_line, path, json.dumps(entry))
 
 
+async def _unreported(_: TokenUsage) -> None:
+    """A batched call's progress: nobody is streaming it."""
+
+
 def _append_line(path: Path, line: str) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(line + "\n")
@@ -288,18 +348,9 @@ def _prompt_text(call: AgentCall) -> str:
     return "\n".join(parts)
 
 
-def _usage(call: AgentCall, user: str, output_tokens: int) -> TokenUsage:
-    system_tokens = count_tokens(call.system)
-    rest = count_tokens(user) + 8  # role and turn framing
-    # The system prompt is the cacheable prefix: written on the agent's first
-    # call of a run, read on its later calls (revisions, repairs, turns after tools).
-    first = call.iteration == 1 and call.repair is None and not call.turns
-    return TokenUsage(
-        input_tokens=rest,
-        output_tokens=output_tokens,
-        cache_creation_input_tokens=system_tokens if first else 0,
-        cache_read_input_tokens=0 if first else system_tokens,
-    )
+def _prompt_tokens(call: AgentCall, user: str) -> int:
+    """Every prompt token of ``call``: system prompt, ``user`` text and turn framing."""
+    return count_tokens(call.system) + count_tokens(user) + 8
 
 
 def _bound(

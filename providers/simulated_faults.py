@@ -2,7 +2,9 @@
 
 Tests, the chaos suite and the benchmarks use them to make a call fail the way
 the real API does (5xx, 529, rate-limit bursts, hangs, malformed structured
-output, refusals, small context windows), deterministically.
+output, refusals, small context windows), deterministically. A batched call
+(:mod:`providers.simulated_batches`) has faults of its own, in how its batch
+ends (errored, expired, canceled); its answer has the answer's faults too.
 """
 
 from __future__ import annotations
@@ -31,6 +33,22 @@ class FaultKind(StrEnum):
     """An empty answer with stop reason ``refusal``."""
     CONTEXT_WINDOW = "context_window"
     """A small context window: prompts over ``context_tokens`` fail with ``ContextOverflow``."""
+    BATCH_ERRORED = "batch_errored"
+    """A batched call's request ends ``errored`` with an ``api_error`` (retryable)."""
+    BATCH_EXPIRED = "batch_expired"
+    """A batched call's batch ends ``expired``: the request was never processed."""
+    BATCH_CANCELED = "batch_canceled"
+    """A batched call's batch ends ``canceled`` (as if canceled from the console)."""
+
+
+BATCH_FAULT_KINDS: frozenset[FaultKind] = frozenset(
+    {FaultKind.BATCH_ERRORED, FaultKind.BATCH_EXPIRED, FaultKind.BATCH_CANCELED}
+)
+"""How a batch ends: only batched calls have them (interactive calls pass them by)."""
+ANSWER_FAULT_KINDS: frozenset[FaultKind] = frozenset(
+    {FaultKind.MALFORMED, FaultKind.REFUSAL, FaultKind.CONTEXT_WINDOW}
+)
+"""Faults of the answer itself, not of an HTTP exchange: a batched call has them too."""
 
 
 class FaultRule(BaseModel):

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from teams.durations import Duration, at_most
+from teams.pricing import CacheTtl
 from teams.spec_fields import ModelId, Slug, SpecModel, VersionLabel
 from teams.spec_limits import (
     MAX_ATTEMPT_TIMEOUT,
@@ -156,6 +157,10 @@ class AgentSpec(SpecModel):
     """Serve identical calls from the response cache (per tenant, within ``cache_ttl``)."""
     cache_ttl: Annotated[Duration, at_most(MAX_CACHE_TTL)] = timedelta(hours=1)
     """How long a cached answer is served (at most 30 days)."""
+    prompt_cache_ttl: CacheTtl = "5m"
+    """The provider's prompt cache (not the response cache): how long a cached
+    prefix lives, ``"5m"`` (writes at 1.25x input) or ``"1h"`` (2x). Only a prefix
+    of at least the model's ``min_cache_tokens`` is cached at all."""
     timeouts: AgentTimeouts = AgentTimeouts()
     """The activity timeouts of this agent's calls (``timeouts``)."""
     retry: RetrySpec = RetrySpec()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -43,6 +43,10 @@ MAX_MODEL_ID_CHARS = 128
 """Length of a model id in the table."""
 
 
+CacheTtl = Literal["5m", "1h"]
+"""How long a prompt-cache write lives: the provider's two TTLs, priced apart."""
+
+
 class TokenUsage(BaseModel):
     """Tokens one model call used, split the way providers bill them."""
 
@@ -52,6 +56,17 @@ class TokenUsage(BaseModel):
     output_tokens: int = Field(default=0, ge=0)
     cache_creation_input_tokens: int = Field(default=0, ge=0)
     cache_read_input_tokens: int = Field(default=0, ge=0)
+    cache_creation_1h_input_tokens: int = Field(default=0, ge=0)
+    """The share of ``cache_creation_input_tokens`` written with the 1-hour TTL
+    (priced at ``cache_write_1h``); the rest were written for 5 minutes."""
+
+    @model_validator(mode="after")
+    def _one_hour_writes_are_writes(self) -> TokenUsage:
+        if self.cache_creation_1h_input_tokens > self.cache_creation_input_tokens:
+            raise ValueError(
+                "cache_creation_1h_input_tokens: more 1-hour cache writes than cache writes"
+            )
+        return self
 
     @property
     def total_input_tokens(self) -> int:
@@ -71,6 +86,9 @@ class TokenUsage(BaseModel):
                 self.cache_creation_input_tokens + other.cache_creation_input_tokens
             ),
             cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
+            cache_creation_1h_input_tokens=(
+                self.cache_creation_1h_input_tokens + other.cache_creation_1h_input_tokens
+            ),
         )
 
     def less(self, other: TokenUsage) -> TokenUsage:
@@ -84,7 +102,20 @@ class TokenUsage(BaseModel):
             cache_read_input_tokens=max(
                 0, self.cache_read_input_tokens - other.cache_read_input_tokens
             ),
+            cache_creation_1h_input_tokens=min(
+                max(0, self.cache_creation_input_tokens - other.cache_creation_input_tokens),
+                max(0, self.cache_creation_1h_input_tokens - other.cache_creation_1h_input_tokens),
+            ),
         )
+
+    @property
+    def cache_hit_ratio(self) -> float | None:
+        """The share of prompt tokens served from the provider's prompt cache.
+
+        ``None`` with no prompt tokens. A figure for reports only: never money.
+        """
+        total = self.total_input_tokens
+        return None if total == 0 else self.cache_read_input_tokens / total
 
 
 TOKEN_FIELDS = (
@@ -93,6 +124,9 @@ TOKEN_FIELDS = (
     "cache_creation_input_tokens",
     "cache_read_input_tokens",
 )
+"""The four counts the controls stores keep (their columns, in this order): a call's
+cost is stored with them, so the 1-hour share of its writes needs no column."""
+FLAT_TOKEN_FIELDS = (*TOKEN_FIELDS, "cache_creation_1h_input_tokens")
 """TokenUsage's fields: older payloads (results, status, cost rows) carried them flat."""
 
 
@@ -108,13 +142,16 @@ class WithUsage(BaseModel):
 
     usage: TokenUsage = Field(default_factory=TokenUsage)
     flat_prefix: ClassVar[str] = ""
+    flat_fields: ClassVar[tuple[str, ...]] = FLAT_TOKEN_FIELDS
+    """The counts written out: a store-backed row writes only the :data:`TOKEN_FIELDS`
+    its store keeps, rather than a 1-hour share it would always show as 0."""
 
     @model_validator(mode="before")
     @classmethod
     def _fold_flat_token_fields(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        names = {cls.flat_prefix + field: field for field in TOKEN_FIELDS}
+        names = {cls.flat_prefix + field: field for field in FLAT_TOKEN_FIELDS}
         flat = {names[k]: v for k, v in data.items() if k in names}
         if not flat:
             return data
@@ -128,7 +165,11 @@ class WithUsage(BaseModel):
         data: dict[str, Any] = handler(self)
         usage = data.pop("usage", None)
         if isinstance(usage, dict):
-            data |= {self.flat_prefix + name: value for name, value in usage.items()}
+            data |= {
+                self.flat_prefix + name: value
+                for name, value in usage.items()
+                if name in self.flat_fields
+            }
         return data
 
     @property
@@ -157,8 +198,23 @@ def total_usage(usages: Iterable[TokenUsage]) -> TokenUsage:
     return sum(usages, TokenUsage())
 
 
+DEFAULT_MIN_CACHE_TOKENS = 1_024
+"""A model's minimum cacheable prefix when its price row does not say."""
+MAX_MIN_CACHE_TOKENS = 1_000_000
+DEFAULT_BATCH_PERCENT = 50
+"""Message Batches bill every token at half the interactive price."""
+
+
 class ModelPrice(BaseModel):
-    """One model's prices, in micro-dollars per million tokens."""
+    """One model's prices, in micro-dollars per million tokens, and its cache floor.
+
+    ``cache_write`` prices a prompt-cache write with the 5-minute TTL,
+    ``cache_write_1h`` one with the 1-hour TTL (2x input unless the table says).
+    ``min_cache_tokens`` is the shortest prefix the provider caches at all:
+    below it a ``cache_control`` mark is ignored and every prompt token is
+    billed as input. ``batch_percent`` is what a Message Batches call pays,
+    as a percentage of these prices.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -167,27 +223,54 @@ class ModelPrice(BaseModel):
     output: int = Field(ge=0, le=MAX_PRICE_MICRO)
     cache_write: int = Field(ge=0, le=MAX_PRICE_MICRO)
     cache_read: int = Field(ge=0, le=MAX_PRICE_MICRO)
+    cache_write_1h: int = Field(default=-1, ge=-1, le=MAX_PRICE_MICRO)
+    """-1 (unset) reads as 2x ``input``, the provider's list ratio."""
+    min_cache_tokens: int = Field(default=DEFAULT_MIN_CACHE_TOKENS, ge=1, le=MAX_MIN_CACHE_TOKENS)
+    batch_percent: int = Field(default=DEFAULT_BATCH_PERCENT, ge=1, le=100)
 
-    def cost_micro(self, usage: TokenUsage) -> int:
-        """What ``usage`` costs on this model, rounded up to a whole micro-dollar."""
-        scaled = (
+    @model_validator(mode="after")
+    def _one_hour_write_price(self) -> ModelPrice:
+        if self.cache_write_1h < 0:
+            object.__setattr__(self, "cache_write_1h", min(2 * self.input, MAX_PRICE_MICRO))
+        return self
+
+    def _scaled(self, usage: TokenUsage) -> int:
+        five_minute = usage.cache_creation_input_tokens - usage.cache_creation_1h_input_tokens
+        return (
             usage.input_tokens * self.input
             + usage.output_tokens * self.output
-            + usage.cache_creation_input_tokens * self.cache_write
+            + five_minute * self.cache_write
+            + usage.cache_creation_1h_input_tokens * self.cache_write_1h
             + usage.cache_read_input_tokens * self.cache_read
         )
-        return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
 
-    def worst_case_micro(self, prompt_tokens: int, max_tokens: int) -> int:
+    def cost_micro(self, usage: TokenUsage, *, batch: bool = False) -> int:
+        """What ``usage`` costs on this model, rounded up to a whole micro-dollar.
+
+        ``batch``: the call went through the Message Batches API, so every token
+        is billed at ``batch_percent`` of its price (rounded up once, over the call).
+        """
+        if batch:
+            return _ceil_div(self._scaled(usage) * self.batch_percent, TOKENS_PER_PRICE_UNIT * 100)
+        return _ceil_div(self._scaled(usage), TOKENS_PER_PRICE_UNIT)
+
+    def worst_case_micro(
+        self, prompt_tokens: int, max_tokens: int, *, cache_ttl: CacheTtl = "5m"
+    ) -> int:
         """The most a call can cost, rounded up to a whole micro-dollar.
 
         Every prompt token is priced at the dearest input rate (a cache write
-        costs more than a plain input token) and the full ``max_tokens`` of
-        output is assumed.
+        with the call's TTL costs more than a plain input token) and the full
+        ``max_tokens`` of output is assumed.
         """
-        dearest_input = max(self.input, self.cache_write)
+        write = self.cache_write_1h if cache_ttl == "1h" else self.cache_write
+        dearest_input = max(self.input, write)
         scaled = prompt_tokens * dearest_input + max_tokens * self.output
         return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
+
+    def cacheable(self, prefix_tokens: int) -> bool:
+        """Whether a prefix this long is cached at all on this model."""
+        return prefix_tokens >= self.min_cache_tokens
 
 
 class PriceTable(BaseModel):
@@ -222,6 +305,9 @@ def format_usd(micro: int) -> str:
 
 
 _PRICE_FIELDS = ("input", "output", "cache_write", "cache_read")
+_OPTIONAL_PRICE_FIELDS = ("cache_write_1h",)
+_COUNT_FIELDS = ("min_cache_tokens", "batch_percent")
+_COUNT_BOUNDS = {"min_cache_tokens": (1, MAX_MIN_CACHE_TOKENS), "batch_percent": (1, 100)}
 
 
 def _usd_per_mtok_to_micro(source: str, model: str, field: str, raw: object) -> int:
@@ -246,6 +332,18 @@ def _usd_per_mtok_to_micro(source: str, model: str, field: str, raw: object) -> 
             "per million tokens"
         )
     return usd_to_micro(value)
+
+
+def _count(source: str, model: str, field: str, raw: object) -> int:
+    """A whole-number setting of a price row, within its bounds."""
+    low, high = _COUNT_BOUNDS[field]
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise PriceTableError(
+            f"{source}: models.{model}.{field}: expected a whole number, got {_shown(raw)}"
+        )
+    if not low <= raw <= high:
+        raise PriceTableError(f"{source}: models.{model}.{field}: must be {low} to {high}")
+    return raw
 
 
 def _shown(raw: object) -> str:
@@ -274,16 +372,19 @@ def parse_price_table(data: dict[str, object], source: str) -> PriceTable:
         missing = [f for f in _PRICE_FIELDS if f not in row]
         if missing:
             raise PriceTableError(f"{source}: models.{model} is missing {', '.join(missing)}")
-        unknown = sorted(set(row) - set(_PRICE_FIELDS))
+        known = (*_PRICE_FIELDS, *_OPTIONAL_PRICE_FIELDS, *_COUNT_FIELDS)
+        unknown = sorted(set(row) - set(known))
         if unknown:
             raise PriceTableError(
-                f"{source}: models.{model}.{unknown[0]}: unknown key (expected "
-                f"{', '.join(_PRICE_FIELDS)})"
+                f"{source}: models.{model}.{unknown[0]}: unknown key (expected {', '.join(known)})"
             )
-        models[model] = ModelPrice(
-            model=model,
-            **{f: _usd_per_mtok_to_micro(source, model, f, row[f]) for f in _PRICE_FIELDS},
-        )
+        prices = {
+            f: _usd_per_mtok_to_micro(source, model, f, row[f])
+            for f in (*_PRICE_FIELDS, *_OPTIONAL_PRICE_FIELDS)
+            if f in row
+        }
+        counts = {f: _count(source, model, f, row[f]) for f in _COUNT_FIELDS if f in row}
+        models[model] = ModelPrice(model=model, **prices, **counts)
     return PriceTable(source=source, models=models)
 
 

@@ -117,4 +117,6 @@ def estimate_prompt_tokens(call: AgentCall) -> int:
 
 def worst_case_cost_micro(call: AgentCall) -> int:
     """The most ``call`` can cost: estimated prompt plus its full ``max_tokens``."""
-    return call.price.worst_case_micro(estimate_prompt_tokens(call), call.max_tokens)
+    return call.price.worst_case_micro(
+        estimate_prompt_tokens(call), call.max_tokens, cache_ttl=call.prompt_cache_ttl
+    )

@@ -1,7 +1,8 @@
 """A Messages API stand-in on loopback, for testing the real ``anthropic`` SDK.
 
 It speaks enough of ``POST /v1/messages`` (streamed as server-sent events, or
-not) and ``POST /v1/messages/count_tokens`` for the SDK to work unmodified, and
+not), ``POST /v1/messages/count_tokens`` and the Message Batches endpoints
+(tests/messages_batches_standin.py) for the SDK to work unmodified, and
 answers like a small, deterministic model:
 
 - a forced ``review_verdict`` tool call scores the draft 5, +2 per
@@ -11,8 +12,14 @@ answers like a small, deterministic model:
 - text requests get a short answer that, when reviewer feedback is attached,
   ends with a ``Revision k: addressed - ...`` line per revision.
 
-Usage is reported like the real API: the system prompt is a cache write the
-first time a (model, system) pair is seen and a cache read after.
+Usage is reported like the real API's prompt cache: the prefix up to each
+``cache_control`` breakpoint (tools, system, message blocks, in order) is
+cached only when it reaches the model's minimum (:data:`CACHE_FLOOR`, from
+Anthropic's table, not from this project's price file), for its ``ttl`` (5
+minutes unless ``"1h"``) from its last write or read. The longest live prefix
+is read, the longest cacheable one beyond it written (split by TTL in
+``cache_creation``), the rest is input. :meth:`MessagesStandIn.advance` moves
+the stand-in's clock, so a test sees an entry expire without waiting for it.
 
 Tests script failures in front of that default: an HTTP status with a body and
 headers, a delay before answering, a connection reset, a slow stream, or a
@@ -121,9 +128,16 @@ class MessagesStandIn:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._script: list[Step] = []
-        self._cache: set[str] = set()
+        self._cache: dict[str, float] = {}
+        """Prefix digest -> when it expires (on :meth:`now`'s clock)."""
+        self._clock_offset = 0.0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        # Imported here: that module builds on this one (its answers and usage).
+        from tests.messages_batches_standin import BatchesStandIn
+
+        self.batches = BatchesStandIn(self)
+        """The Message Batches endpoints (tests/messages_batches_standin.py)."""
 
     @property
     def url(self) -> str:
@@ -159,18 +173,95 @@ class MessagesStandIn:
                     return step
         return None
 
-    def _usage(self, request: Request, output_tokens: int) -> dict[str, int]:
-        system = system_text(request)
-        key = hashlib.sha256(f"{request.get('model')}|{system}".encode()).hexdigest()
+    def now(self) -> float:
+        """The stand-in's clock: monotonic time plus what :meth:`advance` added."""
+        return time.monotonic() + self._clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on (prompt-cache entries expire as if ``seconds`` passed)."""
+        self._clock_offset += seconds
+
+    def _usage(self, request: Request, output_tokens: int) -> dict[str, Any]:
+        prompt = tokens(system_text(request)) + tokens(user_text(request)) + 10
+        floor = CACHE_FLOOR.get(str(request.get("model")), 1_024)
+        marks = cache_marks(request)
         with self._lock:
-            first = key not in self._cache
-            self._cache.add(key)
+            now = self.now()
+            live = [m for m in marks if self._cache.get(m[0], -1.0) > now]
+            read = max(live, key=lambda m: m[1], default=None)
+            if read is not None:
+                self._cache[read[0]] = now + TTL_S[read[2]]
+            read_tokens = read[1] if read is not None else 0
+            cacheable = [m for m in marks if m[1] >= floor]
+            written: dict[str, int] = {"5m": 0, "1h": 0}
+            if cacheable and cacheable[-1][1] > read_tokens:
+                written[cacheable[-1][2]] = cacheable[-1][1] - read_tokens
+                for digest, _, ttl in cacheable:
+                    self._cache[digest] = now + TTL_S[ttl]
+        write_tokens = written["5m"] + written["1h"]
         return {
-            "input_tokens": tokens(user_text(request)) + 10,
+            "input_tokens": prompt - read_tokens - write_tokens,
             "output_tokens": output_tokens,
-            "cache_creation_input_tokens": tokens(system) if first else 0,
-            "cache_read_input_tokens": 0 if first else tokens(system),
+            "cache_creation_input_tokens": write_tokens,
+            "cache_read_input_tokens": read_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": written["5m"],
+                "ephemeral_1h_input_tokens": written["1h"],
+            },
         }
+
+
+CACHE_FLOOR = {
+    "claude-opus-5": 512,
+    "claude-opus-4-8": 1_024,
+    "claude-opus-4-7": 2_048,
+    "claude-opus-4-6": 4_096,
+    "claude-opus-4-5": 4_096,
+    "claude-sonnet-4-6": 1_024,
+    "claude-sonnet-4-5": 1_024,
+    "claude-haiku-4-5": 4_096,
+}
+"""Minimum cacheable prefix per model, as Anthropic's prompt-caching page lists it."""
+TTL_S = {"5m": 300.0, "1h": 3_600.0}
+
+
+def cache_marks(request: Request) -> list[tuple[str, int, str]]:
+    """(digest of the prefix, its tokens, ttl) at each ``cache_control`` breakpoint.
+
+    Tokens are counted as :meth:`MessagesStandIn._usage` counts the prompt:
+    system and message text (tool definitions are not counted, but a change to
+    them changes every digest after them, as it does on the real API).
+    """
+    chain = hashlib.sha256(str(request.get("model")).encode())
+    counted = 0
+    marks: list[tuple[str, int, str]] = []
+
+    def block(content: Any, text: str) -> None:
+        nonlocal counted
+        chain.update(json.dumps(content, sort_keys=True).encode())
+        counted += tokens(text)
+        control = content.get("cache_control") if isinstance(content, dict) else None
+        if control:
+            marks.append((chain.hexdigest(), counted, str(control.get("ttl", "5m"))))
+
+    for tool in request.get("tools", []):
+        chain.update(json.dumps(tool, sort_keys=True).encode())
+        if tool.get("cache_control"):
+            marks.append((chain.hexdigest(), counted, str(tool["cache_control"].get("ttl", "5m"))))
+    system = request.get("system", "")
+    for item in [{"type": "text", "text": system}] if isinstance(system, str) else system:
+        block(item, item.get("text", ""))
+    for message in request.get("messages", []):
+        content = message.get("content", "")
+        for item in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+            if item.get("type") == "tool_result":
+                text = "".join(inner.get("text", "") for inner in item.get("content", []))
+            elif item.get("type") == "tool_use":
+                text = json.dumps(item.get("input", {}))
+            else:
+                text = item.get("text", "")
+            block(item, text)
+    return marks
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -187,7 +278,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         return
 
+    def do_GET(self) -> None:
+        self.standin.batches.handle(self, "GET")
+
     def do_POST(self) -> None:
+        if self.path.startswith("/v1/messages/batches"):
+            self.standin.batches.handle(self, "POST")
+            return
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         record = Recorded(

@@ -45,13 +45,13 @@ def _tools(out: str) -> list[tuple[str, ...]]:
 
 
 RESEARCH_COSTS = {
-    "researcher": ["3", "2200", "614", "229", "458", "$0.016807"],
-    "writer": ["2", "2048", "1461", "241", "241", "$0.029036"],
-    "reviewer": ["4", "3709", "108", "238", "714", "$0.004619"],
+    "researcher": ["3", "2887", "614", "0", "0", "$0.017871"],
+    "writer": ["2", "949", "1461", "1581", "0", "$0.030691"],
+    "reviewer": ["4", "4661", "108", "0", "0", "$0.005201"],
     "tool corpus.search": ["1", "-", "-", "-", "-", "$0.000000"],
     "tool corpus.read": ["2", "-", "-", "-", "-", "$0.000000"],
     "tool corpus.exists": ["2", "-", "-", "-", "-", "$0.000000"],
-    "total": ["14", "7957", "2183", "708", "1413", "$0.050462"],
+    "total": ["14", "8497", "2183", "1581", "0", "$0.053763"],
 }
 """research 2 on "Why durable agents?": the researcher's three turns (search, read
 two documents, notes), two drafts, two reviews of two turns (check the cited ids,
@@ -129,7 +129,7 @@ async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_
     result = json.loads(out)
     assert result["status"] == "COMPLETED"
     assert result["tenant"] == "acme"
-    assert result["total_cost_micro"] == sum(c["cost_micro"] for c in result["calls"]) == 50_462
+    assert result["total_cost_micro"] == sum(c["cost_micro"] for c in result["calls"]) == 53_763
     assert result["tool_calls_total"] == 5
 
 

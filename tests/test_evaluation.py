@@ -164,10 +164,10 @@ async def test_research_is_evaluated_with_its_approval_decided_by_the_evaluator(
     # six key terms found (2 of 6 in the first answer, 1 of 6 in the others).
     assert [(i.score, i.passed) for i in result.items] == [(8, True), (7, True), (7, True)]
     assert [i.judge.score if i.judge else None for i in result.items] == [8, 7, 7]
-    assert [i.run_cost_micro for i in result.items] == [50288, 49728, 49752]
-    assert [i.judge_cost_micro for i in result.items] == [1574, 1569, 1595]
+    assert [i.run_cost_micro for i in result.items] == [53594, 53012, 53034]
+    assert [i.judge_cost_micro for i in result.items] == [1482, 1477, 1503]
     assert (result.mean_score, result.pass_rate_percent, result.items_failed) == (7.33, 100.0, [])
-    assert result.total_cost_micro == 51862 + 51297 + 51347 == 154506
+    assert result.total_cost_micro == 55076 + 54489 + 54537 == 164102
     assert (result.judge_prompt, result.judge_model) == (
         "judge/v1#e359ced037c3",
         "claude-haiku-4-5",
@@ -265,7 +265,7 @@ async def test_a_drop_below_the_baseline_is_flagged_and_counted(
     assert dropped.items_failed == ["double-charge"]
     # (support 2's billing specialist is offered the shop's tools; the gold task
     # names no order, so it calls none: its v2 prompt and the tools' schemas cost more.)
-    assert dropped.total_cost_micro == 5676 + 7393 + 7235 + 1333 == 21637
+    assert dropped.total_cost_micro == 5333 + 7146 + 6996 + 1197 == 20672
     assert _evaluation_metrics(buffer) == [(EVAL_SCORE, team, 5.75), (EVAL_DROPS, team, 1)]
     described = await client.get_workflow_handle(evaluation_id).describe()
     attributes = described.typed_search_attributes
@@ -375,9 +375,9 @@ async def test_teamctl_eval_run_and_report(
         assert (code, err) == (0, "")
         lines = out.splitlines()
         assert lines[0] == f"started {ids[0]} on task queue {task_queue}"
-        assert "double-charge          COMPLETED          4/4     7     7  yes  $0.008490" in lines
-        assert "opening-hours          COMPLETED          4/4     8     8  yes  $0.001333" in lines
-        assert "mean score 7.50  pass rate 100.0%  cost $0.024451  items failed: none" in lines
+        assert "double-charge          COMPLETED          4/4     7     7  yes  $0.008183" in lines
+        assert "opening-hours          COMPLETED          4/4     8     8  yes  $0.001197" in lines
+        assert "mean score 7.50  pass rate 100.0%  cost $0.023522  items failed: none" in lines
         assert lines[-1] == "baseline   none yet (no earlier completed evaluation of this team)"
         await _completed_evaluations(env.client, team, 1)
 
@@ -404,7 +404,7 @@ async def test_teamctl_eval_run_and_report(
     assert report["query"] == f"WorkflowType = 'EvaluationWorkflow' AND TeamName = '{team}'"
     rows = report["evaluations"]
     # By hand, from the items' scores and costs (see the runs above):
-    # one: (7 + 7 + 8 + 8) / 4 = 7.5, $0.008490 + 0.007393 + 0.007235 + 0.001333
+    # one: (7 + 7 + 8 + 8) / 4 = 7.5, $0.008183 + 0.007146 + 0.006996 + 0.001197
     # two: (7 + 7) / 2 = 7.0 (change -0.5), baseline 7.5, dropped at 0.25
     # three: 8 / 1 = 8.0 (change +1.0), baseline (7.5 + 7.0) / 2 = 7.25
     assert [r["evaluation_id"] for r in rows] == ids
@@ -414,9 +414,9 @@ async def test_teamctl_eval_run_and_report(
     assert [r["pass_rate_percent"] for r in rows] == [100.0, 100.0, 100.0]
     assert [r["items"] for r in rows] == [4, 2, 1]
     assert [r["total_cost_micro"] for r in rows] == [
-        8490 + 7393 + 7235 + 1333,
-        8490 + 7393,
-        1333,
+        8183 + 7146 + 6996 + 1197,
+        8183 + 7146,
+        1197,
     ]
     assert [r["baseline_mean"] for r in rows] == [None, 7.5, 7.25]
     assert [r["dropped"] for r in rows] == [False, True, False]
@@ -425,7 +425,7 @@ async def test_teamctl_eval_run_and_report(
     assert code == 0
     table = out.splitlines()
     assert table[0] == f"evaluations of {team}, oldest first"
-    assert table[3].split()[2:8] == ["completed", "7.00", "-0.50", "100.0%", "2", "$0.015883"]
+    assert table[3].split()[2:8] == ["completed", "7.00", "-0.50", "100.0%", "2", "$0.015329"]
     assert table[3].split()[8:] == ["yes", ids[1]]
 
 

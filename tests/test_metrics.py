@@ -381,10 +381,10 @@ async def test_cache_hits_are_counted(metered: Metered, task_queue: str, tmp_pat
     # specialist is offered tools (support v2), and an agent offered tools is never
     # answered from the cache (its answer is only as fresh as the tools' results).
     assert [(c.agent, c.cache_hit, c.cost_micro) for c in first.calls + second.calls] == [
-        ("router", False, 409),
-        ("billing-specialist", False, 6924),
+        ("router", False, 365),
+        ("billing-specialist", False, 6753),
         ("router", True, 0),
-        ("billing-specialist", False, 6924),
+        ("billing-specialist", False, 6753),
     ]
     assert first.tool_calls == second.tool_calls == []  # no order id or e-mail to look up
     hits = [(_labels_of("support", second.calls[0], False), 1)]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from contracts.calls import AgentCall, HandoffItem
+from providers.prompt_cache import PromptCache
 from providers.provider_errors import ProviderOverloaded, ProviderUnavailable, RateLimited
 from providers.simulated import (
     FaultKind,
@@ -20,7 +21,7 @@ from providers.simulated import (
 )
 from teams.catalog import Catalog
 from teams.pricing import TokenUsage
-from teams.prompting import estimate_prompt_tokens, render_user_message
+from teams.prompting import estimate_prompt_tokens, render_user_message, render_user_parts
 from teams.spec import OutputKind
 
 pytestmark = pytest.mark.unit
@@ -58,22 +59,92 @@ async def test_same_call_same_answer() -> None:
     assert first.text.startswith("Research notes: How do durable workflows help LLM agents?")
 
 
-async def test_token_counts_follow_the_text_and_cache_rules() -> None:
-    provider = SimulatedProvider(SimulatedConfig(latency_scale=0))
-    call = _call()
-    response = await provider.generate(call, attempt=1, on_progress=_noop)
-    usage = response.usage
+class _Clock:
+    """A clock the test moves: prompt-cache lifetimes without waiting for them."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _provider(clock: _Clock) -> SimulatedProvider:
+    return SimulatedProvider(SimulatedConfig(latency_scale=0), prompt_cache=PromptCache(clock))
+
+
+async def test_a_prompt_below_the_model_minimum_is_never_cached() -> None:
+    provider = _provider(_Clock())
+    call = _call()  # 110 system tokens: far below Sonnet 4.6's 1,024
+    for iteration in (1, 2, 3):
+        response = await provider.generate(
+            call.model_copy(update={"iteration": iteration}), attempt=1, on_progress=_noop
+        )
+        usage = response.usage
+        assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (0, 0)
+        assert usage.input_tokens == (
+            count_tokens(call.system) + count_tokens(render_user_message(call)) + 8
+        )
     assert usage.output_tokens == count_tokens(response.text)
-    assert usage.cache_creation_input_tokens == count_tokens(call.system)
-    assert usage.cache_read_input_tokens == 0
-    assert usage.input_tokens == count_tokens(render_user_message(call)) + 8
+
+
+async def test_a_long_prefix_is_written_once_read_after_and_expires() -> None:
+    clock = _Clock()
+    provider = _provider(clock)
+    call = _call(system="You are a meticulous researcher. " * 160)  # 1,280 tokens
+    system = count_tokens(call.system)
+    stable, _ = render_user_parts(call)
+    prefix = system + count_tokens(stable)
+    assert call.price.min_cache_tokens == 1_024 and system >= 1_024
+    first = (await provider.generate(call, attempt=1, on_progress=_noop)).usage
+    assert first.cache_creation_input_tokens == prefix
+    assert first.cache_read_input_tokens == 0
+    assert first.total_input_tokens == system + count_tokens(render_user_message(call)) + 8
     # The workflow's conservative estimate bounds the real prompt size.
-    assert estimate_prompt_tokens(call) >= usage.total_input_tokens
-    later = await provider.generate(
-        call.model_copy(update={"iteration": 2}), attempt=1, on_progress=_noop
+    assert estimate_prompt_tokens(call) >= first.total_input_tokens
+    clock.now += 299  # within 5 minutes of the write
+    revision = call.model_copy(update={"iteration": 2, "feedback": ["Cite sources"]})
+    second = (await provider.generate(revision, attempt=1, on_progress=_noop)).usage
+    assert (second.cache_read_input_tokens, second.cache_creation_input_tokens) == (prefix, 0)
+    clock.now += 299  # the read refreshed the entry's lifetime
+    third = (await provider.generate(revision, attempt=1, on_progress=_noop)).usage
+    assert third.cache_read_input_tokens == prefix
+    clock.now += 301  # 5 minutes and a second after the last read: expired
+    fourth = (await provider.generate(revision, attempt=1, on_progress=_noop)).usage
+    assert (fourth.cache_read_input_tokens, fourth.cache_creation_input_tokens) == (0, prefix)
+    assert fourth.cache_creation_1h_input_tokens == 0
+
+
+async def test_a_one_hour_ttl_outlives_five_minutes_and_is_priced_as_such() -> None:
+    clock = _Clock()
+    provider = _provider(clock)
+    call = _call(system="You are a meticulous researcher. " * 160, prompt_cache_ttl="1h")
+    first = (await provider.generate(call, attempt=1, on_progress=_noop)).usage
+    written = first.cache_creation_input_tokens
+    assert written > 0 and first.cache_creation_1h_input_tokens == written
+    clock.now += 3_599
+    second = (await provider.generate(call, attempt=1, on_progress=_noop)).usage
+    assert second.cache_read_input_tokens == written
+    price = call.price
+    # 1-hour writes at $6 per million on Sonnet 4.6 (2x input), not the 5-minute $3.75.
+    assert price.cache_write_1h == 6_000_000
+    assert price.cost_micro(first) == -(
+        -(first.input_tokens * 3_000_000 + written * 6_000_000 + first.output_tokens * 15_000_000)
+        // 1_000_000
     )
-    assert later.usage.cache_read_input_tokens == count_tokens(call.system)
-    assert later.usage.cache_creation_input_tokens == 0
+
+
+async def test_the_cache_floor_is_the_models_own() -> None:
+    # 1,280 tokens of system prompt: cached on Sonnet 4.6 (1,024), not on Haiku 4.5 (4,096).
+    provider = _provider(_Clock())
+    long = "You are a meticulous researcher. " * 160
+    haiku = _call(
+        system=long, model="claude-haiku-4-5", price=CATALOG.prices.models["claude-haiku-4-5"]
+    )
+    assert haiku.price.min_cache_tokens == 4_096
+    for _ in range(2):
+        usage = (await provider.generate(haiku, attempt=1, on_progress=_noop)).usage
+        assert (usage.cache_creation_input_tokens, usage.cache_read_input_tokens) == (0, 0)
 
 
 async def test_output_is_bounded_by_max_tokens() -> None:

@@ -164,7 +164,7 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         ("editor", "approved", "ok", "signal")
     ]
     assert_costs_add_up(result)
-    assert result.total_cost_micro == 51093  # deterministic: same task, same simulated answers
+    assert result.total_cost_micro == 54428  # deterministic: same task, same simulated answers
     events = await history_events(handle)
     # One model turn is one call_agent activity and one tool call one call_tool,
     # and nothing else in history: no markers, no per-call upserts, no admission
@@ -272,7 +272,7 @@ async def test_support_billing_looks_the_order_up(client: Client, task_queue: st
     )
     assert result.output.splitlines()[1] == "Order A1003: delivered"
     assert_costs_add_up(result)
-    assert result.total_cost_micro == 8398
+    assert result.total_cost_micro == 8798
 
 
 async def test_support_answers_simple_request_directly(client: Client, task_queue: str) -> None:

@@ -126,6 +126,7 @@ class CallBuilder:
             variant=self._team.variant_of(spec.name),
             context_budget_tokens=spec.context_budget_tokens,
             cache_ttl_s=spec.cache_ttl.total_seconds() if spec.cache else None,
+            prompt_cache_ttl=spec.prompt_cache_ttl,
             # Slightly under start-to-close, so the SDK's typed timeout wins the race.
             request_timeout_s=spec.timeouts.start_to_close.total_seconds() * 0.9,
             shared_controls=self._mode.current and self._team.cost_controls,

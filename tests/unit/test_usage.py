@@ -115,6 +115,7 @@ def test_usage_is_written_flat_and_read_back() -> None:
         "day_output_tokens": 20,
         "day_cache_creation_input_tokens": 30,
         "day_cache_read_input_tokens": 40,
+        "day_cache_creation_1h_input_tokens": 0,
     }
     assert row.model_dump() == flat
     assert row.model_dump(mode="json") == flat
@@ -158,6 +159,7 @@ def test_a_call_record_keeps_the_flat_shape_results_always_had() -> None:
         "output_tokens": 20,
         "cache_creation_input_tokens": 30,
         "cache_read_input_tokens": 40,
+        "cache_creation_1h_input_tokens": 0,
     }
     assert dumped["cost_micro"] == 455  # 30 + 300 + 112.5 + 12 = 454.5, rounded up
     assert AgentCallRecord.model_validate(dumped) == record
