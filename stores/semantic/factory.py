@@ -1,0 +1,77 @@
+"""Open the semantic cache a URL names, by the schemes of :mod:`stores.cache_factory`.
+
+- ``sqlite:///path/to/cache.sqlite`` (sqlite-vec where it loads, else brute force);
+  it may be the exact-match cache's own file (another table)
+- ``redis://host:6379/0`` or ``rediss://...`` (other keys than the exact-match cache's)
+- ``postgresql://user:pass@host/db`` or ``postgres://...`` (pgvector where the server has it)
+- ``off`` (or ``none``, or empty) for no semantic cache
+
+The caller passes the payload key ring (or None, explicitly). Without one,
+answers are stored in plaintext, and this says so as a warning when the cache
+is opened, so an unencrypted cache is never a quiet default. Vectors are
+stored in the clear either way (:mod:`stores.semantic.contract`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from security.keyring import KeyRing
+from stores.cache_factory import CacheConfigError
+from stores.semantic.contract import MAX_ENTRIES_PER_SCOPE, SemanticCache
+
+log = logging.getLogger("stores.semantic")
+
+
+def open_semantic_cache(
+    url: str, *, keyring: KeyRing | None, max_entries_per_scope: int = MAX_ENTRIES_PER_SCOPE
+) -> SemanticCache | None:
+    """The semantic cache for ``url``, sealing answers with ``keyring``; None when it is off.
+
+    Nothing connects until the first operation (a SQLite file is created now).
+    Raises :class:`stores.cache_factory.CacheConfigError` for an unknown scheme.
+    """
+    cache = _backend(url, keyring, max_entries_per_scope)
+    if cache is not None and keyring is None:
+        log.warning(
+            "semantic cache %s: model answers are stored in plaintext (no payload encryption "
+            "keys); set AGENT_TEAMS_ENCRYPTION_KEY_FILE to encrypt them",
+            _where(url),
+        )
+    return cache
+
+
+def _backend(url: str, keyring: KeyRing | None, bound: int) -> SemanticCache | None:
+    if url in ("", "off", "none"):
+        return None
+    if url.startswith("sqlite:///"):
+        from stores.semantic.sqlite import SqliteSemanticCache
+
+        path = Path(url.removeprefix("sqlite:///"))
+        return SqliteSemanticCache(path, keyring=keyring, max_entries_per_scope=bound)
+    if url.startswith(("redis://", "rediss://")):
+        from stores.semantic.redis import RedisSemanticCache
+
+        return RedisSemanticCache(url, keyring=keyring, max_entries_per_scope=bound)
+    if url.startswith(("postgresql://", "postgres://")):
+        from stores.semantic.postgres import PostgresSemanticCache
+
+        return PostgresSemanticCache(url, keyring=keyring, max_entries_per_scope=bound)
+    raise CacheConfigError(
+        f"semantic cache: unknown cache {url.split(':')[0]!r}; "
+        "use sqlite:///path, redis://..., postgresql://... or off"
+    )
+
+
+def _where(url: str) -> str:
+    """The cache's location for a log line: a file path, or a URL's scheme and host only.
+
+    A Redis or PostgreSQL URL may carry a password; it never reaches the log.
+    (The rule of :mod:`stores.cache_factory`, whose helper is private to it.)
+    """
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    scheme, _, rest = url.partition("://")
+    host = rest.rsplit("@", 1)[-1].split("/", 1)[0]
+    return f"{scheme}://{host}"
