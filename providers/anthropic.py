@@ -99,12 +99,7 @@ class AnthropicProvider:
     def __init__(self, config: AnthropicConfig) -> None:
         self._config = config
         self._secret = config.api_key.get_secret_value()
-        self._client = anthropic.AsyncAnthropic(
-            api_key=self._secret,
-            base_url=config.base_url,
-            max_retries=0,  # Temporal owns retries
-            timeout=config.default_timeout_s,
-        )
+        self._client = build_client(config)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
@@ -193,6 +188,16 @@ class AnthropicProvider:
             )
             return None
         return int(counted.input_tokens)
+
+
+def build_client(config: AnthropicConfig) -> anthropic.AsyncAnthropic:
+    """The SDK client every Anthropic path uses: ``max_retries=0``, Temporal owns retries."""
+    return anthropic.AsyncAnthropic(
+        api_key=config.api_key.get_secret_value(),
+        base_url=config.base_url,
+        max_retries=0,
+        timeout=config.default_timeout_s,
+    )
 
 
 def build_request(call: AgentCall) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from anthropic.types.message_create_params import MessageCreateParamsNonStreamin
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
 from contracts.calls import AgentCall
-from providers.anthropic import AnthropicConfig, build_request, classify_error, to_response
+from providers.anthropic import (
+    AnthropicConfig,
+    build_client,
+    build_request,
+    classify_error,
+    to_response,
+)
 from providers.batches import (
     BatchCanceled,
     BatchCounts,
@@ -52,12 +58,7 @@ class AnthropicBatches:
 
     def __init__(self, config: AnthropicConfig) -> None:
         self._secret = config.api_key.get_secret_value()
-        self._client = anthropic.AsyncAnthropic(
-            api_key=self._secret,
-            base_url=config.base_url,
-            max_retries=0,  # Temporal owns retries
-            timeout=config.default_timeout_s,
-        )
+        self._client = build_client(config)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""

@@ -38,7 +38,7 @@ def open_cache(url: str, *, keyring: KeyRing | None) -> ResponseCache | None:
             "response cache %s: model answers are stored in plaintext (no payload encryption "
             "keys); set AGENT_TEAMS_ENCRYPTION_KEY_FILE to encrypt them, or "
             "AGENT_TEAMS_CACHE_URL=off",
-            _where(url),
+            cache_location(url),
         )
     return cache
 
@@ -58,7 +58,7 @@ def _backend(url: str, keyring: KeyRing | None) -> ResponseCache | None:
     )
 
 
-def _where(url: str) -> str:
+def cache_location(url: str) -> str:
     """The cache's location for a log line: a file path, or a URL's scheme and host only.
 
     A Redis or PostgreSQL URL may carry a password; it never reaches the log.

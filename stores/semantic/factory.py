@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from security.keyring import KeyRing
-from stores.cache_factory import CacheConfigError
+from stores.cache_factory import CacheConfigError, cache_location
 from stores.semantic.contract import MAX_ENTRIES_PER_SCOPE, SemanticCache
 
 log = logging.getLogger("stores.semantic")
@@ -37,7 +37,7 @@ def open_semantic_cache(
         log.warning(
             "semantic cache %s: model answers are stored in plaintext (no payload encryption "
             "keys); set AGENT_TEAMS_ENCRYPTION_KEY_FILE to encrypt them",
-            _where(url),
+            cache_location(url),
         )
     return cache
 
@@ -62,16 +62,3 @@ def _backend(url: str, keyring: KeyRing | None, bound: int) -> SemanticCache | N
         f"semantic cache: unknown cache {url.split(':')[0]!r}; "
         "use sqlite:///path, redis://..., postgresql://... or off"
     )
-
-
-def _where(url: str) -> str:
-    """The cache's location for a log line: a file path, or a URL's scheme and host only.
-
-    A Redis or PostgreSQL URL may carry a password; it never reaches the log.
-    (The rule of :mod:`stores.cache_factory`, whose helper is private to it.)
-    """
-    if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite:///")
-    scheme, _, rest = url.partition("://")
-    host = rest.rsplit("@", 1)[-1].split("/", 1)[0]
-    return f"{scheme}://{host}"
