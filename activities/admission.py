@@ -23,12 +23,13 @@ import logging
 from temporalio import activity
 
 from activities.call_controls import ControlsPolicy
-from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
+from activities.names import ADMIT_CALL, END_RUN_SLOT, RECORD_RUN_COST, SETTLE_CALL
 from activities.run_events import RunEventActivities
 from contracts.admission import (
     Admission,
     AdmissionRequest,
     RunCostRequest,
+    RunSlotRelease,
     SettlementReceipt,
     SettlementRequest,
 )
@@ -64,6 +65,9 @@ class AdmissionActivities:
         report = request.report
         if request.stream_event is not None:
             await self._events.publish(request.stream_event)
+        if request.release_slot:
+            # The run's tenant slot (keyed by its workflow id, as it was admitted).
+            await self._store.end_run(report.run_id)
         alerts = await self._store.record_run(
             RunRecord(
                 run_key=f"{info.workflow_run_id}/{report.run_id}",
@@ -84,6 +88,14 @@ class AdmissionActivities:
                     "scope": scope_label(alert.scope, self._policy.metric_tenants),
                 },
             )
+
+    @activity.defn(name=END_RUN_SLOT)
+    async def end_run_slot(self, request: RunSlotRelease) -> bool:
+        """Free a run's tenant slot as it ends (failed, cancelled); idempotent.
+
+        ``False`` if it held none any more (freed already, or its lease expired).
+        """
+        return await self._store.end_run(request.workflow_id)
 
     @activity.defn(name=ADMIT_CALL)
     async def admit_call(self, request: AdmissionRequest) -> Admission:

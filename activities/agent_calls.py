@@ -54,6 +54,7 @@ from activities.conversations import for_provider, restored_uses, store_turn
 from activities.heartbeats import Heartbeats, cancel_requested
 from activities.names import CALL_AGENT
 from activities.screening import Placeholders, redact_call, restored, screened
+from activities.semantic_lookup import SemanticProbe, SemanticResponses
 from activities.structured import parse_structured, render_structured
 from activities.tool_definitions import ToolDefinitions
 from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails
@@ -85,6 +86,8 @@ class _Attempt:
     """This attempt's PII placeholders (restored in the answer before it leaves)."""
     stream: CallStream | None = None
     """This attempt's events on the run's live stream (None: the run does not stream)."""
+    semantic: SemanticProbe | None = None
+    """This attempt's semantic-cache lookup (None: the call did not ask for one)."""
     model_called: bool = False
     """Whether this attempt reached the model (only then does a failure count against
     its breakers: a refusal by our own rate limits says nothing about the model)."""
@@ -103,8 +106,10 @@ class AgentActivities:
         detectors: tuple[InjectionDetector, ...] | None = None,
         blobs: Blobs | None = None,
         streams: RunStreamLog | None = None,
+        semantic: SemanticResponses | None = None,
     ) -> None:
         self._provider = provider
+        self._semantic = semantic
         self._streams = streams
         self._blobs = blobs
         self._definitions = ToolDefinitions(blobs) if blobs is not None else None
@@ -180,6 +185,12 @@ class AgentActivities:
             cached = await self._cached(call)
             if cached is not None:
                 return await self._answer_from_cache(attempt, cached)
+            if self._semantic is not None:
+                attempt.semantic = await self._semantic.probe(call)
+                if attempt.semantic is not None and attempt.semantic.warning is not None:
+                    attempt.warnings.append(attempt.semantic.warning)
+                if attempt.semantic is not None and attempt.semantic.answer is not None:
+                    return await self._answer_from_cache(attempt, attempt.semantic.answer)
             if self._controls is not None and attempt.ticket is not None:
                 earlier_cost = call.price.cost_micro(beats.earlier)
                 try:
@@ -219,7 +230,15 @@ class AgentActivities:
             # The tokens were used even though the answer is unusable: charge them once.
             attempt.span.failed(response.usage, call, err)
             raise await self._failed(attempt, err, "answer") from None
-        outcome = await self._settled(attempt, outcome.model_copy(update={"context": context}))
+        outcome = await self._settled(
+            attempt,
+            outcome.model_copy(
+                update={
+                    "context": context,
+                    "semantic": attempt.semantic.report if attempt.semantic else None,
+                }
+            ),
+        )
         attempt.span.answered(response.usage, call, outcome)
         if outcome.tool_uses and self._blobs is not None:
             # Charged first (above); the conversation is kept for the next turn.
@@ -227,11 +246,18 @@ class AgentActivities:
             uses = restored_uses(outcome.tool_uses, attempt.placeholders)
             return outcome.model_copy(update={"conversation": stored, "tool_uses": uses})
         await self._remember(call, outcome)
+        if self._semantic is not None and attempt.semantic is not None:
+            await self._semantic.remember(attempt.semantic, call, outcome)
         return outcome
 
     async def _answer_from_cache(self, attempt: _Attempt, cached: CachedAnswer) -> AgentOutcome:
-        """The cached answer, charged nothing (earlier interrupted attempts excepted)."""
+        """The cached answer, charged nothing (earlier interrupted attempts excepted).
+
+        From the semantic cache (``attempt.semantic``), it is marked there, not as
+        an exact ``cache_hit``: the two caches are counted apart.
+        """
         call, beats = attempt.call, attempt.beats
+        semantic = attempt.semantic.report if attempt.semantic is not None else None
         outcome = AgentOutcome(
             call_id=call.call_id,
             agent=call.agent,
@@ -247,8 +273,10 @@ class AgentActivities:
             latency_ms=0,
             attempt=attempt.info.attempt,
             stop_reason=cached.stop_reason,
-            cache_hit=True,
+            cache_hit=semantic is None,
             saved_micro=cached.cost_micro,
+            semantic=semantic,
+            data=_cached_data(call, cached) if semantic is not None else None,
         )
         outcome = await self._settled(attempt, outcome)
         attempt.span.answered(TokenUsage(), call, outcome)
@@ -319,7 +347,8 @@ class AgentActivities:
             final=final,
             outcome=result,
             cache_hit=outcome is not None and outcome.cache_hit,
-            saved_micro=outcome.saved_micro if outcome is not None else 0,
+            # The ledgers' savings are the exact cache's (the semantic cache tallies its own).
+            saved_micro=outcome.saved_micro if outcome is not None and outcome.cache_hit else 0,
         )
 
     async def _failed(
@@ -411,6 +440,16 @@ class AgentActivities:
                 render_user_message(call),
                 extra=log_fields(call),
             )
+
+
+def _cached_data(call: AgentCall, cached: CachedAnswer) -> object:
+    """A JSON agent's answer back from its cached text (stored as ``json.dumps`` of it)."""
+    if call.output_schema is None or not cached.text:
+        return None
+    try:
+        return json.loads(cached.text)
+    except ValueError:
+        return None
 
 
 def _uses_tools(call: AgentCall) -> bool:

@@ -2,7 +2,9 @@
 
 Before the model is called, :meth:`CallControls.admit` asks the call's circuit
 breakers (first attempt only), reserves the call's worst case on the day's
-global and tenant budgets, and takes its share of the rate limits (tokens per
+global and tenant budgets (and its agent's, ``agent:<team>/<agent>``, when the
+agent has a daily cap; a run below the deployment's protected priorities only
+up to their soft share), and takes its share of the rate limits (tokens per
 minute per model, calls per second for the fleet: token buckets in the store;
 a short wait for one is spent in the attempt, a long one fails it as
 ``RateLimited`` with the time to retry). After it, on every way out
@@ -57,7 +59,7 @@ from activities.call_tickets import CallTicket
 from activities.controls_policy import ControlsPolicy
 from activities.controls_telemetry import ControlsTelemetry
 from contracts.calls import AgentCall, CallFailureDetails
-from contracts.ledger import AttemptCharge, CostKey
+from contracts.ledger import AttemptCharge, CostKey, agent_scope
 from providers.provider_errors import (
     CIRCUIT_OPEN,
     CONTROLS_UNAVAILABLE,
@@ -71,6 +73,7 @@ from stores.controls.contract import (
     BreakerReport,
     ControlsStore,
     ControlsUnavailableError,
+    PriorityShed,
     Reservation,
     Settlement,
     TakeAnswer,
@@ -166,6 +169,9 @@ class CallControls:
                 ttl_s=ticket.ttl_s,
                 global_limit_micro=self._policy.budgets.global_micro,
                 tenant_limit_micro=self._tenant_limit(call),
+                shed=self._shed(call),
+                agent_scope=_agent_scope(call),
+                agent_limit_micro=call.agent_day_limit_micro,
             ),
             takes=[take for _, take in ticket.takes(self._policy)],
         )
@@ -182,7 +188,9 @@ class CallControls:
         """The store's answer; ``None`` if it is down and nothing needs enforcing."""
         reservation = request.reservation
         limited = reservation is not None and (
-            reservation.global_limit_micro is not None or reservation.tenant_limit_micro is not None
+            reservation.global_limit_micro is not None
+            or reservation.tenant_limit_micro is not None
+            or reservation.agent_limit_micro is not None
         )
         while True:
             try:
@@ -311,7 +319,7 @@ class CallControls:
             ),
             attempts=charges,
             usage=floor,
-            cost_micro=call.price.cost_micro(floor),
+            cost_micro=call.price.cost_micro(floor, batch=call.mode == "batch"),
             cache_hit=cache_hit,
             saved_micro=saved_micro,
             fallback=call.fallback_for is not None,
@@ -320,6 +328,8 @@ class CallControls:
             global_limit_micro=self._policy.budgets.global_micro,
             tenant_limit_micro=self._tenant_limit(call),
             reports=reports,
+            agent_scope=_agent_scope(call),
+            agent_limit_micro=call.agent_day_limit_micro,
         )
         return await self._charge(settlement, call)
 
@@ -364,6 +374,25 @@ class CallControls:
 
     def _tenant_limit(self, call: AgentCall) -> int | None:
         return self._policy.budgets.for_tenant(call.tenant) if call.tenant else None
+
+    def _shed(self, call: AgentCall) -> PriorityShed | None:
+        """A run below the protected priorities stops at the soft share of each limit."""
+        priorities = self._policy.budgets.priorities
+        if not priorities.sheds(call.priority) or priorities.soft_percent is None:
+            return None
+        level, _ = priorities.resolve(call.priority)  # one the deployment no longer has
+        return PriorityShed(
+            priority=level,
+            protect_from=priorities.protect_from,
+            soft_percent=priorities.soft_percent,
+        )
+
+
+def _agent_scope(call: AgentCall) -> str | None:
+    """The agent's daily scope, when it has a daily cap (the scope is touched only then)."""
+    if call.agent_day_limit_micro is None:
+        return None
+    return agent_scope(call.team, call.agent, inline=not call.catalog_team)
 
 
 def _failed_open(call: AgentCall, what: str, err: Exception) -> str:

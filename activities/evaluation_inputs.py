@@ -75,6 +75,8 @@ class EvaluationActivities:
             judge_price=price,
             calls_task_queue=self._calls_task_queue,
             cost_controls=self._cost_controls,
+            # A batched evaluation's judge waits as its team's batched calls do.
+            batch=self._catalog.load_team(team).batch,
         )
 
     @activity.defn(name=EVALUATION_BASELINE)

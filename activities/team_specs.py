@@ -9,6 +9,7 @@ files change.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from decimal import Decimal
 from typing import Protocol
 
@@ -26,11 +27,15 @@ from contracts.tools import ToolDefinition
 from security.approvers import ApproverRegistry
 from security.injection import InjectionDetector, InjectionFinding, PatternDetector
 from stores.blobs import Blobs
+from stores.controls.contract import ControlsUnavailableError
+from stores.controls.run_starts import RunStartGate
 from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
 from teams.errors import RequestRefusedError, TeamSpecError, ToolResolutionError
 from teams.policy import RequestPolicy, TaskRefusedError, screen_task
+from teams.priorities import PriorityLevels
 from teams.spec import TeamSpec
+from teams.tenant_limits import TENANT_LIMIT_EXCEEDED, TenantLimitExceeded
 
 
 class TeamSpecRef(BaseModel):
@@ -85,8 +90,11 @@ class TeamSpecActivities:
         blobs: Blobs | None = None,
         webhooks: WebhookSettings | None = None,
         streams: bool = False,
+        priorities: PriorityLevels | None = None,
+        run_starts: RunStartGate | None = None,
     ) -> None:
         self._catalog = catalog
+        self._run_starts = run_starts
         self._streams = streams
         self._webhooks = webhooks or WebhookSettings()
         self._tools = tools
@@ -98,10 +106,20 @@ class TeamSpecActivities:
         self._calls_task_queue = calls_task_queue
         self._cost_controls = cost_controls
         self._default_breakers = default_breakers or BreakerSettings()
+        self._priorities = priorities or PriorityLevels()
 
     @activity.defn(name=LOAD_TEAM_SPEC)
     async def load_team_spec(self, ref: TeamSpecRef) -> ResolvedTeam:
         """Resolve ``ref`` into spec, prompts and prices; bad specs fail for good."""
+        try:
+            return await self._load(ref)
+        except ApplicationError as err:
+            if err.non_retryable:
+                # The run ends here: free a slot teamctl admitted it with, if any.
+                await self._free_start()
+            raise
+
+    async def _load(self, ref: TeamSpecRef) -> ResolvedTeam:
         try:
             # File reads are blocking: keep them off the worker's event loop.
             # The workflow id picks each experiment's variant: the same on every
@@ -127,6 +145,8 @@ class TeamSpecActivities:
             tools = await self._tools_of(resolved.spec)
         except TeamSpecError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        # Last: a run refused for any other reason never takes a tenant's slot.
+        run_slot = await self._admit_start(ref.tenant or charged)
         # Recorded in history with the spec, so every call of the run, replays
         # included, goes to the same queue under the same controls. Breaker
         # settings are the deployment's for an inline spec: a caller must not
@@ -143,12 +163,51 @@ class TeamSpecActivities:
                 # Runs from before the tenant rules send no tenant in ref (None either way).
                 "charged_tenant": charged if ref.tenant is None else None,
                 "require_encrypted_input": self._policy.require_encrypted_input,
+                "run_slot": run_slot,
                 "notifications": self._notifications(resolved.spec, inline=inline),
                 # The deployment has a stream log and the team did not turn it off.
                 "streaming": self._streams and resolved.spec.stream,
+                # The levels a run's priority is checked against, as they were at its start.
+                "priorities": self._priorities,
                 **tools,
             }
         )
+
+    async def _admit_start(self, tenant: str | None) -> bool:
+        """Admit the run under its tenant's start limits; whether it holds a slot now.
+
+        Keyed by the workflow id, as ``teamctl`` admits before starting: a run it
+        admitted is not counted twice. A refusal fails the run for good, before
+        any model is called, as ``TenantLimitExceeded``.
+        """
+        if self._run_starts is None:
+            return False
+        try:
+            info = activity.info()
+            run_key = info.workflow_id or info.activity_id  # always a workflow's here
+            answer = await self._run_starts.admit(run_key, tenant)
+        except TenantLimitExceeded as err:
+            raise ApplicationError(
+                str(err),
+                {
+                    "tenant": err.tenant,
+                    "limit": err.limit,
+                    "allowed": err.allowed,
+                    "current": err.current,
+                    "retry_after_s": err.retry_after_s,
+                },
+                type=TENANT_LIMIT_EXCEEDED,
+                non_retryable=True,
+            ) from err
+        return answer is not None
+
+    async def _free_start(self) -> None:
+        """Free the run's slot as it fails to start (best effort: a lease expires anyway)."""
+        if self._run_starts is None:
+            return
+        info = activity.info()
+        with contextlib.suppress(ControlsUnavailableError):
+            await self._run_starts.release(info.workflow_id or info.activity_id)
 
     def _notifications(self, spec: TeamSpec, *, inline: bool) -> WebhookTarget | None:
         """Where the run's webhooks go, recorded with the team (None: nowhere).

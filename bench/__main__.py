@@ -31,6 +31,7 @@ from bench import (
     latency,
     recovery,
     rollback_timing,
+    semantic_cache,
     streams,
     targets,
     throughput,
@@ -77,8 +78,9 @@ SECTIONS = (
     "streams",
     "cost",
     "controls",
+    "semantic",
 )
-POSTGRES_SECTIONS = ("latency", "throughput", "controls")
+POSTGRES_SECTIONS = ("latency", "throughput", "controls", "semantic")
 """The sections with PostgreSQL rows: the cluster is started only for them."""
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "performance"
 
@@ -199,6 +201,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[history.HistoryFigures] | None = None
     tool_figures: tools.ToolsResults | None = None
     stream_figures: streams.StreamsResults | None = None
+    cost_rows: list[cost.CostFigures] | None = None
+    cost_facts: dict[str, Any] | None = None
     skipped: dict[str, str] = {}
     dropouts = Dropouts(OPTIONAL)
     with tempfile.TemporaryDirectory(prefix="bench-") as work, ExitStack() as servers:
@@ -344,6 +348,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     tables.append(cost.cost_table(figures, facts))
                     data["cost"] = {"rows": [asdict(r) for r in figures], **facts}
+                    cost_rows, cost_facts = figures, facts
             if "controls" in sections:
                 with _timed("controls", timings):
                     ctl = await asyncio.to_thread(
@@ -360,6 +365,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         "in_flight_per_process": ctl.concurrency,
                         "entity_baseline": asdict(controls.ENTITY_BASELINE),
                     }
+            if "semantic" in sections:
+                with _timed("semantic", timings):
+                    # Figures only, no target: how a lookup's cost grows with a scope.
+                    lookup = await semantic_cache.measure_lookup(
+                        workdir=context.folder / "semantic", postgres_url=context.postgres_url
+                    )
+                    tables.append(lookup.table())
+                    data["semantic"] = lookup.model_dump(mode="json")
     found = [
         *targets.throughput_targets(thr),
         *targets.latency_targets(lat),
@@ -369,6 +382,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         *tools.tools_targets(tool_figures),
         *streams.streams_targets(stream_figures),
         *targets.controls_targets(ctl, controls.ENTITY_BASELINE),
+        *cost.cost_targets(cost_rows, cost_facts),
     ]
     tables.append(targets.targets_table(found))
     data["targets"] = [asdict(t) | {"verdict": t.verdict} for t in found]

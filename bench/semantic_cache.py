@@ -91,6 +91,10 @@ class LookupFigures(BaseModel):
 
     def render(self) -> str:
         """A small table: one row per backend and size."""
+        return self.table().text()
+
+    def table(self) -> Table:
+        """The figures as a bench table (``make bench``'s semantic section)."""
         table = Table(
             "Semantic cache lookup latency (one scope, misses: the whole scope ranked)",
             ["backend", "search", "entries", "dims", "lookups", "p50 ms", "p95 ms", "fill s"],
@@ -109,7 +113,7 @@ class LookupFigures(BaseModel):
                 ]
             )
         table.notes.extend(self.unavailable)
-        return table.text()
+        return table
 
 
 @dataclass(frozen=True)

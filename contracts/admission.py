@@ -92,3 +92,15 @@ class RunCostRequest(BaseModel):
         description="The run's end for its live stream, published by the same local "
         "activity (one workflow activation fewer than a publish_run_event of its own).",
     )
+    release_slot: bool = Field(
+        default=False,
+        description="Free the run's tenant slot ([tenant_limits]) in the same local activity.",
+    )
+
+
+class RunSlotRelease(BaseModel):
+    """Input of ``end_run_slot``: free a run's tenant slot, as it ends without a cost record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workflow_id: str = Field(min_length=1, max_length=512, description="The slot's run key.")

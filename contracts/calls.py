@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.outputs import ReviewVerdict, RouteDecision
 from contracts.resolved import PromptRef
+from contracts.semantic import SemanticCacheReport
 from contracts.tools import BlobRef, Continuation, ToolDefinition, ToolTurn, ToolUse
 from security.injection import InjectionFinding
+from teams.batch_spec import CallMode
 from teams.breakers import BreakerSettings
 from teams.pricing import CacheTtl, ModelPrice, TokenUsage
 from teams.spec import OutputKind, PiiPolicy
@@ -95,6 +97,13 @@ class AgentCall(BaseModel):
     cache_ttl_s: float | None = Field(
         default=None, description="Serve from / store in the response cache (None: don't)."
     )
+    semantic_threshold: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Look the question up in the semantic cache at this similarity (None: "
+        "the team's [semantic_cache] is off, or the agent has cache = false).",
+    )
     shared_controls: bool = Field(
         default=False,
         description="Apply the fleet's controls (daily budgets, breakers, rate limits) in "
@@ -150,10 +159,32 @@ class AgentCall(BaseModel):
         description="A turn after tool calls: the stored conversation holds the system prompt "
         "and the first user turn, which this call then leaves empty.",
     )
+    agent_day_limit_micro: int | None = Field(
+        default=None,
+        ge=0,
+        description="The agent's daily cap (``max_usd.day``), fleet-wide: call_agent "
+        "reserves on the scope agent:<team>/<agent>. None: the agent has none.",
+    )
+    priority: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The run's priority level: near a daily limit, calls of runs below the "
+        "deployment's protected levels are shed. None: runs from before priorities.",
+    )
+    mode: CallMode = Field(
+        default="interactive",
+        description="'batch': the call goes through the Message Batches API and is priced at "
+        "the model's batch_percent (workflows/batch_call.py).",
+    )
     # Filled in by call_agent for the provider, never sent through history:
     offered_tools: list[ToolDefinition] = Field(default_factory=list)
     turns: list[ToolTurn] = Field(default_factory=list)
     user_parts: list[str] | None = None
+
+
+def batched(call: AgentCall) -> bool:
+    """Whether ``call`` goes through the Message Batches API (priced at the batch rate)."""
+    return call.mode == "batch"
 
 
 class ContextTrim(BaseModel):
@@ -222,6 +253,9 @@ class AgentOutcome(BaseModel):
     )
     cache_hit: bool = Field(default=False, description="Answered from the response cache.")
     saved_micro: int = Field(default=0, ge=0, description="What the cached answer cost once.")
+    semantic: SemanticCacheReport | None = Field(
+        default=None, description="How the semantic cache went (None: not asked to look)."
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="Shared controls that could not be applied (they fail open), or a "

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.outputs import ReviewVerdict
 from contracts.resolved import ResolvedPrompt
 from contracts.results import RunStatus
+from teams.batch_spec import BatchSettings, CallMode
 from teams.gold_sets import MAX_GOLD_ITEMS, GoldSet
 from teams.pricing import ModelPrice
 from teams.spec_fields import Slug
@@ -47,6 +48,10 @@ class EvaluationRequest(BaseModel):
     """The baseline is the mean of the last N completed evaluations of the team."""
     items: list[Slug] | None = Field(default=None, min_length=1, max_length=MAX_GOLD_ITEMS)
     """Only these items of the gold set (default: all of them)."""
+    mode: CallMode | None = None
+    """``batch``: the team runs' calls, and the judge's, go through the Message Batches
+    API (half price; they wait up to the team's ``[batch]`` deadline; the judge falls
+    back to an interactive call at its deadline); unset: the team's own mode."""
 
 
 class GoldSetRef(BaseModel):
@@ -72,6 +77,9 @@ class ResolvedGoldSet(BaseModel):
     judge_price: ModelPrice
     calls_task_queue: str | None = None
     cost_controls: bool = True
+    batch: BatchSettings | None = None
+    """The team's ``[batch]`` settings, for a batched evaluation's judge (None: recorded
+    by a worker from before Message Batches; the defaults)."""
 
 
 class BaselineQuery(BaseModel):

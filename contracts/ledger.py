@@ -1,6 +1,7 @@
 """Cross-run cost control: daily budget scopes, cost rows and alerts.
 
-A *ledger* is one scope (``global`` or ``tenant:<name>``) on one UTC day, kept
+A *ledger* is one scope (``global``, ``tenant:<name>`` or, for an agent with a daily
+cap, ``agent:<team>/<agent>``) on one UTC day, kept
 in the controls store (:mod:`stores.controls`): what was spent and held, the
 cost rows by tenant, team, agent, model and prompt version, and the alerts
 raised. ``teamctl costs`` reads them. Money is integer micro-dollars.
@@ -27,6 +28,17 @@ MIN_RUNS_FOR_MEDIAN = 5
 def tenant_scope(tenant: str) -> str:
     """The ledger scope of a tenant."""
     return f"tenant:{tenant}"
+
+
+def agent_scope(team: str, agent: str, *, inline: bool = False) -> str:
+    """The ledger scope of one agent of one team: ``agent:<team>/<agent>``.
+
+    Touched only by calls of an agent with a daily cap (``max_usd.day``): it
+    counts that agent's calls in every run and tenant of the fleet. An inline
+    spec's agents count apart (``agent:inline:<team>/<agent>``), like their
+    breakers: a caller's spec never spends a catalog team's agent's day.
+    """
+    return f"agent:{'inline:' if inline else ''}{team}/{agent}"
 
 
 class CostKey(BaseModel):

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
+from teams.batch_spec import CallMode
 from teams.errors import RequestError
 from teams.spec import TeamSpec
 from teams.spec_fields import Slug
@@ -56,6 +57,19 @@ class TeamRequest(BaseModel):
         le=MAX_USD,
         decimal_places=6,
         description="Per-run budget in USD; overrides the team's default budget.",
+    )
+    mode: CallMode | None = Field(
+        default=None,
+        description="'batch': the run's model calls go through the Message Batches API "
+        "(half price, they wait up to the team's [batch] deadline); 'interactive': none do. "
+        "Overrides the stages' and the team's mode; unset: theirs. Agents with tools stay "
+        "interactive.",
+    )
+    priority: Slug | None = Field(
+        default=None,
+        description="The run's priority level (the deployment's [priorities] levels; unset: "
+        "its default). Near a daily limit, runs below the protected levels are shed first "
+        "(teams/priorities.py); an unknown level runs at the default, with a warning.",
     )
     evaluator: bool = Field(
         default=False,

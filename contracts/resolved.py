@@ -20,6 +20,7 @@ from security.injection import InjectionFinding
 from teams.breakers import BreakerSettings
 from teams.experiments import VariantAssignment
 from teams.pricing import ModelPrice
+from teams.priorities import PriorityLevels
 from teams.spec import TeamSpec
 
 
@@ -101,6 +102,12 @@ class ResolvedTeam(BaseModel):
         description="The tenant a request without one is charged to (the deployment's "
         "AGENT_TEAMS_DEFAULT_TENANT); None: the request's own tenant, if any.",
     )
+    run_slot: bool = Field(
+        default=False,
+        description="The run holds one of its tenant's run slots ([tenant_limits]), freed "
+        "when it ends; False where the deployment has no tenant limits, and in runs "
+        "recorded before them.",
+    )
     require_encrypted_input: bool = Field(
         default=False,
         description="The deployment refuses an input or decision that arrives unencrypted "
@@ -134,6 +141,12 @@ class ResolvedTeam(BaseModel):
     )
     output_schemas: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Agent → its output_schema, read from its file."
+    )
+
+    priorities: PriorityLevels | None = Field(
+        default=None,
+        description="The deployment's priority levels and default when the run started "
+        "(a request's priority is checked against these); None in runs recorded before.",
     )
 
     def tool(self, name: str) -> ToolDefinition | None:

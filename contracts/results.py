@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
 from contracts.outputs import RouteDecision
+from contracts.semantic import SemanticCacheReport
 from contracts.tools import ToolCallRecord
 from security.injection import InjectionFinding
+from teams.batch_spec import CallMode
 from teams.experiments import VariantAssignment
 from teams.pricing import WithUsage, format_usd
 
@@ -97,6 +99,9 @@ class AgentCallRecord(WithUsage):
     )
     cache_hit: bool = False
     saved_micro: int = Field(default=0, description="What a cache hit saved.")
+    semantic: SemanticCacheReport | None = Field(
+        default=None, description="How the semantic cache went (None: it was not asked)."
+    )
     context_trimmed: list[str] = Field(
         default_factory=list,
         description="Handoff items the context budget cut: 'source: summarised|dropped'.",
@@ -108,6 +113,13 @@ class AgentCallRecord(WithUsage):
     )
     pii_redacted: int = Field(
         default=0, description="PII values the model saw as placeholders (pii = 'redact')."
+    )
+    mode: CallMode = Field(
+        default="interactive", description="'batch': made through the Message Batches API."
+    )
+    batch_id: str | None = Field(default=None, description="The provider's batch id, if batched.")
+    batch_waited_s: float | None = Field(
+        default=None, description="Workflow time the batched call waited, submit to result."
     )
 
 
@@ -165,6 +177,11 @@ class GateReport(BaseModel):
     scores: list[int]
     passed: bool
     exhausted: bool = Field(description="Stopped at max_iterations without passing.")
+    converged: bool = Field(
+        default=False,
+        description="Stopped before max_iterations without passing: the scores stopped "
+        "improving (the stage's ``convergence`` setting).",
+    )
     last_reasons: list[str] = Field(default_factory=list)
 
 
@@ -214,6 +231,9 @@ class TeamStatus(BaseModel):
         default=False,
         description="The run publishes a live stream (``teamctl watch``, TeamRun.stream()).",
     )
+    priority: str | None = Field(
+        default=None, description="The run's priority level (None: a run from before them)."
+    )
 
 
 class TeamResult(WithUsage):
@@ -256,6 +276,11 @@ class TeamResult(WithUsage):
         "latency, cost.",
     )
     tool_calls_total: int = Field(default=0, description="Tool calls the run made in all.")
+    priority: str | None = Field(
+        default=None,
+        description="The run's priority level (teams/priorities.py); None: a run from "
+        "before priorities.",
+    )
     unencrypted: list[str] = Field(
         default_factory=list,
         description="What reached workers that encrypt as plaintext ('input', 'approve signal "

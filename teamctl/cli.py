@@ -75,6 +75,7 @@ from teamctl.codec_server import run_codec_server
 from teamctl.devserver import DevServerError
 from teamctl.runs import DecisionRefusedError, RunFailedError, run_handle
 from teams.errors import AgentTeamsError
+from teams.tenant_limits import TenantLimitExceeded
 from worker.deployment import DEFAULT_TASK_QUEUE
 from worker.settings import TracingSettings
 from worker.telemetry import build_tracer_provider
@@ -203,7 +204,8 @@ def exit_code(err: BaseException) -> int:
     """
     if isinstance(err, StartedRunError):
         return exit_code(err.cause)
-    if isinstance(err, RunFailedError | DecisionRefusedError | TemporalError):
+    # A start refused by its tenant's limits is the deployment's "no", as a refused decision.
+    if isinstance(err, RunFailedError | DecisionRefusedError | TenantLimitExceeded | TemporalError):
         return 1
     return 2
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stores.controls.factory import DEFAULT_CONTROLS_URL
+from stores.semantic.factory import DEFAULT_CACHE_URL
 from teamctl import eval_commands as evaluations
 from teamctl import experiment_report as team_experiments
 from teamctl import report_query
@@ -115,6 +116,17 @@ def add_run_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     run.add_argument("--spec", type=Path, help="run an inline spec from this team file")
     run.add_argument("--tenant")
     run.add_argument("--budget-usd", help="per-run budget in USD, e.g. 0.25")
+    run.add_argument(
+        "--priority",
+        help="the run's priority level (the deployment's [priorities], default: low, normal, "
+        "high); near a daily limit, runs below the protected levels are shed first",
+    )
+    run.add_argument(
+        "--mode",
+        choices=("interactive", "batch"),
+        help="batch: the run's calls go through the Message Batches API (half price, they "
+        "wait up to the team's [batch] deadline); default: the team's and stages' mode",
+    )
     run.add_argument("--id", dest="workflow_id", help="workflow id (default: <team>-<random>)")
     run.add_argument("--no-follow", action="store_true", help="start and return at once")
     run.add_argument(
@@ -201,6 +213,15 @@ def add_view_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default=os.environ.get("AGENT_TEAMS_CONTROLS_URL", "") or DEFAULT_CONTROLS_URL,
         help="the workers' controls store (default: AGENT_TEAMS_CONTROLS_URL, or "
         f"{DEFAULT_CONTROLS_URL})",
+    )
+    costs.add_argument(
+        "--semantic-cache-url",
+        default=os.environ.get("AGENT_TEAMS_SEMANTIC_CACHE_URL", "")
+        or os.environ.get("AGENT_TEAMS_CACHE_URL", "")
+        or DEFAULT_CACHE_URL,
+        help="the workers' semantic cache, for its section (default: "
+        "AGENT_TEAMS_SEMANTIC_CACHE_URL, else AGENT_TEAMS_CACHE_URL, else "
+        f"{DEFAULT_CACHE_URL}; off: no section)",
     )
     costs.add_argument("--json", action="store_true")
 

@@ -22,6 +22,7 @@ from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_column
 from teamctl.pending import check_limit, list_pending, visibility_query
 from teamctl.report_fetch import fetch_report as fetch_operator_report
 from teamctl.report_render import report_text
+from teamctl.semantic_costs import fetch_semantic
 
 
 async def costs_from_args(args: argparse.Namespace) -> int:
@@ -34,6 +35,7 @@ async def costs_from_args(args: argparse.Namespace) -> int:
         tenant=args.tenant,
         team=args.team,
         as_json=args.json,
+        semantic_url=args.semantic_cache_url,
     )
 
 
@@ -85,12 +87,15 @@ async def show_costs(
     tenant: str | None = None,
     team: str | None = None,
     as_json: bool = False,
+    semantic_url: str = "off",
 ) -> int:
-    """Print the costs report of ``days`` from the controls store."""
+    """Print the costs report of ``days`` from the controls store (and the semantic cache's)."""
     try:
         report = await fetch_report(store, days, by=by, tenant=tenant, team=team)
     finally:
         await store.aclose()
+    semantic = await fetch_semantic(semantic_url, days, tenant=tenant, team=team)
+    report = report.model_copy(update={"semantic": semantic})
     print(report.model_dump_json(indent=2) if as_json else render.costs_text(report))
     return 0
 

@@ -17,6 +17,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Mapping
+from pathlib import Path
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import TemporalError
@@ -52,8 +53,10 @@ from teamctl.runs import (
 )
 from teamctl.watch import LiveText
 from teams.catalog import load_team_file
+from teams.daily_budgets import load_budgets
 from teams.errors import AgentTeamsError, RequestError
 from teams.policy import check_budget, screen_task
+from teams.priorities import PriorityLevels
 from teams.spec import TeamSpec
 from worker.telemetry import without_tracing
 
@@ -393,7 +396,25 @@ def _request_from_args(args: argparse.Namespace) -> TeamRequest:
         data["tenant"] = args.tenant
     if args.budget_usd:
         data["budget_usd"] = args.budget_usd
-    return parse_team_request(data)
+    if args.priority is not None:
+        data["priority"] = args.priority
+    if args.mode is not None:
+        data["mode"] = args.mode
+    request = parse_team_request(data)
+    _check_priority(request)
+    return request
+
+
+def _check_priority(request: TeamRequest) -> None:
+    """An unknown priority level starts nothing.
+
+    The levels are the budgets file's (``AGENT_TEAMS_BUDGETS``, as the worker reads
+    it) when this shell names one, else the default ones; the worker runs a level
+    it does not know at its default, with a warning.
+    """
+    path = os.environ.get("AGENT_TEAMS_BUDGETS")
+    levels = load_budgets(Path(path)).priorities if path else PriorityLevels()
+    levels.check(request.priority)
 
 
 def _without_approvals(spec: TeamSpec) -> TeamSpec:

@@ -27,9 +27,11 @@ from contracts.ledger import (
     CallCounts,
     CostRow,
     LedgerSummary,
+    agent_scope,
     tenant_scope,
 )
 from stores.controls.contract import ControlsStore
+from teamctl.semantic_costs import SemanticCostLine
 from teams.errors import AgentTeamsError
 
 Column = Literal["day", "tenant", "team", "agent", "model", "prompt"]
@@ -100,6 +102,11 @@ class CostReport(BaseModel):
     lines: list[CostLine]
     total: CostTotals
     budgets: list[BudgetLine]
+    semantic: list[SemanticCostLine] = Field(
+        default_factory=list,
+        description="The semantic cache's lookups and savings (teamctl.semantic_costs), "
+        "apart from the exact cache's cache_hits and saved_micro in the lines.",
+    )
 
 
 def parse_day(text: str) -> date:
@@ -187,11 +194,14 @@ def build_report(
     by: Sequence[Column] = COLUMNS,
     tenant: str | None = None,
     team: str | None = None,
+    agent_ledgers: dict[tuple[str, str], LedgerSummary | None] | None = None,
 ) -> CostReport:
     """The report from fetched ledgers (``None`` where a day has no ledger).
 
     ``tenant_ledgers`` maps ``(day, tenant)`` to that tenant's ledger; each gets
-    a budget line after its day's global one.
+    a budget line after its day's global one. ``agent_ledgers`` maps ``(day,
+    agent scope)`` to the ledger of an agent with a daily cap
+    (``agent:<team>/<agent>``); those recorded get a line after the tenants'.
     """
     found = [ledger for ledger in global_ledgers if ledger is not None]
     lines, total = aggregate(found, by=by, tenant=tenant, team=team)
@@ -201,6 +211,9 @@ def build_report(
         for (tenant_day, name), summary in sorted(tenant_ledgers.items()):
             if tenant_day == day:
                 budgets.append(budget_line(day, tenant_scope(name), summary))
+        for (agent_day, scope), summary in sorted((agent_ledgers or {}).items()):
+            if agent_day == day and summary is not None:
+                budgets.append(budget_line(day, scope, summary))
     return CostReport(
         days=list(days),
         by=list(by),
@@ -236,6 +249,17 @@ async def fetch_report(
     summaries = await asyncio.gather(
         *(store.ledger(tenant_scope(name), day) for day, name in wanted)
     )
+    # An agent's scope exists only if it has a daily cap: one look per agent that spent.
+    agents = sorted(
+        {
+            (day, agent_scope(row.key.team, row.key.agent, inline=inline))
+            for day, ledger in zip(days, global_ledgers, strict=True)
+            for row in (ledger.rows if ledger is not None else [])
+            if team is None or row.key.team == team
+            for inline in (False, True)
+        }
+    )
+    agent_summaries = await asyncio.gather(*(store.ledger(scope, day) for day, scope in agents))
     return build_report(
         days,
         global_ledgers,
@@ -243,6 +267,7 @@ async def fetch_report(
         by=by,
         tenant=tenant,
         team=team,
+        agent_ledgers=dict(zip(agents, agent_summaries, strict=True)),
     )
 
 

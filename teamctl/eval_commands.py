@@ -120,6 +120,11 @@ def _request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--item", action="append", dest="items", help="only this gold item (repeatable)"
     )
+    parser.add_argument(
+        "--mode",
+        choices=("interactive", "batch"),
+        help="batch: the team runs' calls go through the Message Batches API (half price)",
+    )
 
 
 async def dispatch(
@@ -155,7 +160,7 @@ def request_from_args(args: argparse.Namespace, catalog: Catalog) -> EvaluationR
     """The :class:`EvaluationRequest` the options describe, checked against the gold set."""
     gold = catalog.load_gold_set(args.team)
     data: dict[str, object] = {"team": args.team}
-    for option in ("tenant", "concurrency", "drop_threshold", "baseline_runs", "items"):
+    for option in ("tenant", "concurrency", "drop_threshold", "baseline_runs", "items", "mode"):
         value = getattr(args, option)
         if value is not None:
             data[option] = value

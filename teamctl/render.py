@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from contracts.ledger import CallCounts
 from contracts.results import AgentTotals, TeamResult, TeamStatus
 from contracts.tools import ToolCallRecord
 from security.pii import redact
 from teamctl.costs import BudgetLine, CostReport
 from teamctl.pending import PendingList
+from teamctl.report_figures import rate_percent
+from teamctl.semantic_costs import semantic_mark, semantic_text
 from teams.pricing import format_usd
 
 
@@ -99,7 +102,8 @@ def calls_table(result: TeamResult) -> str:
             c.prompt_version,
             "-" if c.attempts is None else str(c.attempts),
             c.status.value
-            + (f" (cached, saved {format_usd(c.saved_micro)})" if c.cache_hit else ""),
+            + (f" (cached, saved {format_usd(c.saved_micro)})" if c.cache_hit else "")
+            + semantic_mark(c),
             "-" if c.quality_score is None else str(c.quality_score),
             format_usd(c.cost_micro),
         ]
@@ -134,6 +138,8 @@ def status_text(status: TeamStatus) -> str:
         + (f", tenant {status.tenant})" if status.tenant else ")"),
         f"phase      {status.phase}" + (f"  stage {status.stage}" if status.stage else ""),
     ]
+    if status.priority is not None:
+        head.append(f"priority   {status.priority}")
     if status.status is not None:
         head.append(f"status     {status.status.value}")
     if status.waiting_for:
@@ -180,6 +186,8 @@ def _result_text(result: TeamResult) -> str:
     lines = [f"status     {result.status.value}  (degradation {result.degradation.value})"]
     if result.reason:
         lines.append(f"reason     {result.reason}")
+    if result.priority is not None:
+        lines.append(f"priority   {result.priority}")
     for variant in result.variants:
         lines.append(
             f"variant    {variant.label}: {variant.agent} on {variant.model}, "
@@ -262,33 +270,22 @@ def _clip(text: str, width: int) -> str:
 def costs_text(report: CostReport) -> str:
     """The ``teamctl costs`` view: cost lines and a total, then budgets and alerts."""
     by = list(report.by)
-    rows = [
-        [
-            *(line.column(c) for c in by),
-            str(line.calls),
-            str(line.input_tokens),
-            str(line.output_tokens),
-            format_usd(line.cost_micro),
-            str(line.cache_hits),
-            format_usd(line.saved_micro),
-            str(line.fallbacks),
-        ]
-        for line in report.lines
-    ]
+    rows = [[*(line.column(c) for c in by), *_count_cells(line)] for line in report.lines]
     total = report.total
-    rows.append(
-        [
-            *(["TOTAL", *[""] * (len(by) - 1)] if by else []),
-            str(total.calls),
-            str(total.input_tokens),
-            str(total.output_tokens),
-            format_usd(total.cost_micro),
-            str(total.cache_hits),
-            format_usd(total.saved_micro),
-            str(total.fallbacks),
-        ]
-    )
-    headers = [*by, "calls", "in tok", "out tok", "cost", "cache hits", "saved", "fallbacks"]
+    rows.append([*(["TOTAL", *[""] * (len(by) - 1)] if by else []), *_count_cells(total)])
+    headers = [
+        *by,
+        "calls",
+        "in tok",
+        "out tok",
+        "pc write",
+        "pc read",
+        "pc hit",
+        "cost",
+        "cache hits",
+        "saved",
+        "fallbacks",
+    ]
     numbers = set(range(len(by), len(headers)))
     days = report.days
     scope = [f"day {days[0]}" if len(days) == 1 else f"days {days[0]} to {days[-1]}"]
@@ -310,7 +307,34 @@ def costs_text(report: CostReport) -> str:
     ]
     if alerts:
         parts += ["", *alerts]
+    if report.semantic:
+        parts += ["", *semantic_text(report.semantic)]
+    parts += ["", COSTS_LEGEND]
     return "\n".join(parts)
+
+
+COSTS_LEGEND = (
+    "pc: the provider's prompt cache (tokens written, tokens read, read / all prompt "
+    "tokens);\ncache hits, saved: the response cache (calls answered without the model)"
+)
+
+
+def _count_cells(counts: CallCounts) -> list[str]:
+    """A costs line's figures after its group columns (``calls`` to ``fallbacks``)."""
+    usage = counts.usage
+    hit = rate_percent(usage.cache_read_input_tokens, usage.total_input_tokens)
+    return [
+        str(counts.calls),
+        str(counts.input_tokens),
+        str(counts.output_tokens),
+        str(usage.cache_creation_input_tokens),
+        str(usage.cache_read_input_tokens),
+        "-" if hit is None else f"{hit:.1f}%",
+        format_usd(counts.cost_micro),
+        str(counts.cache_hits),
+        format_usd(counts.saved_micro),
+        str(counts.fallbacks),
+    ]
 
 
 def _budget_cells(line: BudgetLine) -> list[str]:

@@ -23,6 +23,7 @@ from teamctl.report_models import (
     TeamTargets,
     ToolLine,
 )
+from teamctl.report_semantic import semantic_lines
 from teams.pricing import total_usage
 
 _ERRORS = (CallStatus.FAILED, CallStatus.TIMED_OUT)
@@ -98,6 +99,9 @@ def call_figures(calls: Sequence[AgentCallRecord], runs: int) -> CallFigures:
         cost_micro=cost,
         tokens_per_run=per_run(total_tokens, runs),
         cost_per_run_micro=per_run(cost, runs),
+        prompt_cache_hit_percent=rate_percent(
+            usage.cache_read_input_tokens, usage.total_input_tokens
+        ),
     )
 
 
@@ -170,6 +174,7 @@ def team_line(team: str, runs: Sequence[ListedRun], targets: TeamTargets) -> Tea
         thresholds=targets,
         agents=[agent_line(a, results, targets) for a in order],
         tools=tool_lines(results),
+        semantic_cache=semantic_lines(results),
     )
 
 

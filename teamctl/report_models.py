@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.results import TeamResult
+from teamctl.report_semantic import SemanticLine
 from teams.pricing import WithUsage, usd_to_micro
 from teams.spec import AlertSpec, GateStage, TeamSpec
 
@@ -119,6 +120,12 @@ class CallFigures(WithUsage):
     cost_micro: int
     tokens_per_run: int | None
     cost_per_run_micro: int | None
+    prompt_cache_hit_percent: float | None = Field(
+        default=None,
+        description="The provider's prompt cache: cache-read tokens / all prompt tokens "
+        "(input, cache writes and reads), as a percentage; None without prompt tokens. "
+        "Apart from the response cache, whose hits skip the model call.",
+    )
 
 
 class AgentLine(CallFigures):
@@ -182,6 +189,10 @@ class TeamLine(CallFigures):
     thresholds: TeamTargets
     agents: list[AgentLine]
     tools: list[ToolLine] = Field(default_factory=list, description="One line per tool called.")
+    semantic_cache: list[SemanticLine] = Field(
+        default_factory=list,
+        description="Per agent, its semantic cache lookups (teamctl.report_semantic).",
+    )
 
 
 class ReportAlert(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from teamctl.render import table, when_text
 from teamctl.report_figures import format_ms
 from teamctl.report_models import CallFigures, Latency, OperatorReport, TeamLine
+from teamctl.report_semantic import semantic_table
 from teams.pricing import format_usd
 
 
@@ -22,8 +23,11 @@ def report_text(report: OperatorReport) -> str:
         parts += ["", "no team runs started in this window"]
     for line in report.teams:
         parts += ["", *_team_head(line), "", _report_table(line), *_error_lines(line)]
+        parts += ["", _prompt_cache_table(line)]
         if line.tools:
             parts += ["", _tools_table(line)]
+        if line.semantic_cache:
+            parts += ["", semantic_table(line.semantic_cache)]
     if report.teams:
         parts += [
             "",
@@ -105,6 +109,21 @@ def _report_table(line: TeamLine) -> str:
         "gate pass",
     ]
     return table(headers, rows, right=set(range(1, len(headers) - 1)))
+
+
+def _prompt_cache_table(line: TeamLine) -> str:
+    """Per agent: the provider's prompt cache (tokens written, read, and read's share)."""
+    rows = [
+        [
+            name,
+            str(figures.cache_creation_input_tokens),
+            str(figures.cache_read_input_tokens),
+            _pct(figures.prompt_cache_hit_percent),
+        ]
+        for name, figures in [*((a.agent, a) for a in line.agents), ("team", line)]
+    ]
+    headers = ["prompt cache", "write tok", "read tok", "hit"]
+    return table(headers, rows, right={1, 2, 3})
 
 
 def _error_lines(line: TeamLine) -> list[str]:

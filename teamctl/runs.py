@@ -56,8 +56,10 @@ from contracts.streams import StreamEvent, stream_key
 from security.pii import redact
 from security.signatures import claim_for, sign
 from security.signing_keys import load_private_key
+from stores.controls.run_starts import RunStartGate
 from streams.follow import follow_run
 from streams.log import START, RunStreamLog, stream_log_from_env
+from teamctl.start_limits import start_gate_from_env
 from teams.catalog import Catalog
 from teams.errors import AgentTeamsError
 from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
@@ -151,20 +153,55 @@ async def start_team_run(
     catalog: Catalog,
     workflow_id: str | None = None,
     task_queue: str | None = None,
+    start_gate: RunStartGate | None = None,
 ) -> WorkflowHandle[object, TeamResult]:
-    """Validate ``request`` against ``catalog`` and start the run.
+    """Validate ``request`` against ``catalog``, admit it under its tenant's limits, start it.
 
     ``task_queue`` defaults to :func:`default_task_queue`. Raises the catalog's
     :class:`teams.errors.TeamSpecError` (unknown team, bad spec, unknown model)
-    before anything is started.
+    before anything is started, and :class:`teams.tenant_limits.TenantLimitExceeded`
+    when the tenant is at a start limit (nothing is started). ``start_gate``: the
+    deployment's tenant limits and store; by default read from the environment as
+    the workers read them (:func:`teamctl.start_limits.start_gate_from_env`).
     """
     # Resolving locally is the same check the workflow's first activity makes;
     # doing it here means a bad request never becomes a failed workflow.
     catalog.resolve(request.team)
+    run_id = workflow_id or new_workflow_id(request.team_name)
+    if start_gate is not None:
+        return await _admitted_start(client, request, run_id, task_queue, start_gate)
+    async with start_gate_from_env() as gate:
+        if gate is not None:
+            return await _admitted_start(client, request, run_id, task_queue, gate)
+    return await _start(client, request, run_id, task_queue)
+
+
+async def _admitted_start(
+    client: Client,
+    request: TeamRequest,
+    run_id: str,
+    task_queue: str | None,
+    gate: RunStartGate,
+) -> WorkflowHandle[object, TeamResult]:
+    """Admit the start (under the workflow id the run's own admission uses), then start it."""
+    answer = await gate.admit(run_id, request.tenant)  # TenantLimitExceeded: nothing started
+    try:
+        return await _start(client, request, run_id, task_queue)
+    except BaseException:
+        # Not started (the id is taken, the server said no): uncount it, unless the
+        # key's slot is a running run's own (admitted before, not by this call).
+        if answer is not None and answer.fresh:
+            await gate.release(run_id, started=False)
+        raise
+
+
+async def _start(
+    client: Client, request: TeamRequest, run_id: str, task_queue: str | None
+) -> WorkflowHandle[object, TeamResult]:
     return await client.start_workflow(
         WORKFLOW_NAME,
         request,
-        id=workflow_id or new_workflow_id(request.team_name),
+        id=run_id,
         task_queue=task_queue or default_task_queue(),
         result_type=TeamResult,
         static_summary=run_summary(request),
@@ -349,6 +386,7 @@ def finished_status(result: TeamResult) -> TeamStatus:
         reserved_micro=0,
         budget_left_micro=result.budget_micro - result.total_cost_micro,
         status=result.status,
+        priority=result.priority,
     )
 
 

@@ -124,6 +124,26 @@ class ModelRouting(SpecModel):
         return self
 
 
+class AgentCap(SpecModel):
+    """What one agent may spend: per run (in the run) and per day (fleet-wide).
+
+    ``max_usd = { run = "0.05", day = "20.00" }``; either key may be left out, not both.
+    """
+
+    run: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
+    """USD this agent may spend in one run: a call whose worst case would pass it is not
+    made (``SKIPPED_BUDGET``)."""
+    day: Decimal | None = Field(default=None, gt=0, le=MAX_USD, decimal_places=6)
+    """USD this agent may spend in a UTC day, over every run and tenant of the fleet
+    (the controls store's scope ``agent:<team>/<agent>``)."""
+
+    @model_validator(mode="after")
+    def _some_cap(self) -> AgentCap:
+        if self.run is None and self.day is None:
+            raise ValueError("max_usd needs run, day or both")
+        return self
+
+
 class AgentSpec(SpecModel):
     """One agent: who it is, which prompt and model it uses, and its limits."""
 
@@ -177,6 +197,8 @@ class AgentSpec(SpecModel):
     max_turns: int = Field(default=8, ge=1, le=50)
     """Model turns one call of this agent may take while it uses tools (the last turn is
     asked for an answer without tools)."""
+    max_usd: AgentCap | None = None
+    """What this agent may spend per run and per day (``max_usd``); None: no cap of its own."""
     output_schema: str | dict[str, Any] | None = None
     """The JSON Schema the agent's answer must satisfy (``output = "json"``): a schema
     file under the teams folder's ``schemas/`` (``"ticket.json"``) or an inline table."""

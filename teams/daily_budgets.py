@@ -7,6 +7,12 @@ daily_usd = "100.00"          # omit for no global limit (spend is still tracked
 [tenants]
 default_daily_usd = "10.00"   # any tenant without its own line
 acme = "25.00"
+
+[priorities]                  # optional: see teams/priorities.py
+levels = ["low", "normal", "high"]
+default = "normal"
+soft_percent = 80             # past 80 % of a daily limit, runs below protect_from are shed
+protect_from = "high"
 ```
 
 Read by the worker (``AGENT_TEAMS_BUDGETS``); never by workflow code.
@@ -28,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from teams.errors import AgentTeamsError
 from teams.pricing import MICRO_PER_USD, usd_to_micro
+from teams.priorities import Priorities, PriorityError, parse_priorities
+from teams.tenant_limits import TenantLimits, TenantLimitsError, parse_tenant_limits
 from teams.toml_files import labelled_message, read_toml
 
 MAX_DAILY_USD = Decimal(1_000_000)
@@ -53,6 +61,11 @@ class DailyBudgets(BaseModel):
     global_micro: MicroLimit | None = None
     default_tenant_micro: MicroLimit | None = None
     tenants_micro: dict[str, MicroLimit] = {}
+    tenant_limits: TenantLimits = TenantLimits()
+    """Run starts per minute and concurrent runs per tenant (``[tenant_limits]``)."""
+    priorities: Priorities = Priorities()
+    """Run priority levels, and shedding near the daily limits (``[priorities]``,
+    :mod:`teams.priorities`)."""
 
     def for_tenant(self, tenant: str) -> int | None:
         """The daily limit of ``tenant``."""
@@ -69,7 +82,7 @@ def load_budgets(path: Path | None) -> DailyBudgets:
             labelled_message("budgets file", path, problem, err)
         ),
     )
-    unknown = sorted(set(data) - {"global", "tenants"})
+    unknown = sorted(set(data) - {"global", "tenants", "tenant_limits", "priorities"})
     if unknown:
         raise BudgetConfigError(f"{path}: unknown section(s) {', '.join(unknown)}")
     glob = _table(path, data, "global")
@@ -84,7 +97,19 @@ def load_budgets(path: Path | None) -> DailyBudgets:
                 f"{path}: tenants.{name}: not a tenant name (lower-case letters, digits, "
                 "'-' and '_', starting with a letter, at most 63)"
             )
+    try:
+        tenant_limits = parse_tenant_limits(_table(path, data, "tenant_limits"))
+    except TenantLimitsError as err:
+        raise BudgetConfigError(f"{path}: {err}") from err
+    try:
+        priorities = parse_priorities(
+            _table(path, data, "priorities") if "priorities" in data else None
+        )
+    except PriorityError as err:
+        raise BudgetConfigError(f"{path}: {err}") from err
     return DailyBudgets(
+        priorities=priorities,
+        tenant_limits=tenant_limits,
         global_micro=_usd(path, "global.daily_usd", glob.get("daily_usd")),
         default_tenant_micro=_usd(path, "tenants.default_daily_usd", default),
         tenants_micro={

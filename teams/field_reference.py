@@ -30,17 +30,20 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from teams.agent_spec import AgentSpec, AgentTimeouts, ModelRouting, RetrySpec
+from teams.agent_spec import AgentCap, AgentSpec, AgentTimeouts, ModelRouting, RetrySpec
+from teams.batch_spec import BatchSettings
 from teams.breakers import BreakerSettings
 from teams.durations import format_duration
 from teams.experiments import CanarySpec, ExperimentSpec, VariantSpec
 from teams.notification_spec import NotificationSpec
+from teams.semantic_spec import SemanticCacheSpec
 from teams.spec import AlertSpec, BudgetSpec, InjectionSpec, TeamSpec
 from teams.stage_spec import (
     ApprovalCondition,
     ApprovalStage,
     DegradationThresholds,
     FanOutStage,
+    GateConvergence,
     GateStage,
     RouterStage,
     SequentialStage,
@@ -66,14 +69,18 @@ SECTIONS = (
     Section("`[alerts]`", AlertSpec),
     Section("`[injection]`", InjectionSpec),
     Section("`[notifications]`", NotificationSpec),
+    Section("`[batch]`", BatchSettings),
+    Section("`[semantic_cache]`", SemanticCacheSpec),
     Section("`[[agents]]`", AgentSpec),
     Section("An agent's `timeouts`", AgentTimeouts),
     Section("An agent's `retry`", RetrySpec),
     Section("An agent's `routing`", ModelRouting),
+    Section("An agent's `max_usd`", AgentCap),
     Section('`[[stages]]` with `kind = "sequential"`', SequentialStage),
     Section('`[[stages]]` with `kind = "fan_out"`', FanOutStage),
     Section("A fan-out's `degradation`", DegradationThresholds),
     Section('`[[stages]]` with `kind = "gate"`', GateStage),
+    Section("A gate's `convergence`", GateConvergence),
     Section('`[[stages]]` with `kind = "router"`', RouterStage),
     Section('`[[stages]]` with `kind = "approval"`', ApprovalStage),
     Section("An approval stage's `[stages.when]`", ApprovalCondition),

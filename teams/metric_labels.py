@@ -41,9 +41,16 @@ def tenant_label(tenant: str | None, configured: Collection[str]) -> str:
 
 
 def scope_label(scope: str, tenants: Collection[str]) -> str:
-    """A budget scope's label: ``global``, ``tenant:<configured>`` or ``tenant:other``."""
+    """A budget scope's label: ``global``, ``tenant:<configured>`` or ``tenant:other``.
+
+    An agent's daily scope keeps its name in a catalog team (``agent:<team>/<agent>``);
+    every inline spec's is ``agent:inline:other``.
+    """
     if scope.startswith(_TENANT_PREFIX):
         return _TENANT_PREFIX + tenant_label(scope[len(_TENANT_PREFIX) :], tenants)
+    if scope.startswith(_AGENT_PREFIX + _INLINE_PREFIX):
+        # An agent's daily cap in an inline spec: callers must not multiply labels.
+        return _AGENT_PREFIX + _INLINE_PREFIX + OTHER
     return scope
 
 

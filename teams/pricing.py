@@ -255,17 +255,24 @@ class ModelPrice(BaseModel):
         return _ceil_div(self._scaled(usage), TOKENS_PER_PRICE_UNIT)
 
     def worst_case_micro(
-        self, prompt_tokens: int, max_tokens: int, *, cache_ttl: CacheTtl = "5m"
+        self,
+        prompt_tokens: int,
+        max_tokens: int,
+        *,
+        cache_ttl: CacheTtl = "5m",
+        batch: bool = False,
     ) -> int:
         """The most a call can cost, rounded up to a whole micro-dollar.
 
         Every prompt token is priced at the dearest input rate (a cache write
         with the call's TTL costs more than a plain input token) and the full
-        ``max_tokens`` of output is assumed.
+        ``max_tokens`` of output is assumed; ``batch``: at ``batch_percent``.
         """
         write = self.cache_write_1h if cache_ttl == "1h" else self.cache_write
         dearest_input = max(self.input, write)
         scaled = prompt_tokens * dearest_input + max_tokens * self.output
+        if batch:
+            return _ceil_div(scaled * self.batch_percent, TOKENS_PER_PRICE_UNIT * 100)
         return _ceil_div(scaled, TOKENS_PER_PRICE_UNIT)
 
     def cacheable(self, prefix_tokens: int) -> bool:

@@ -30,7 +30,11 @@ def render_user_parts(call: AgentCall) -> tuple[str, str]:
     """The user turn split in two: stable context, and what changes per call.
 
     The stable part (task and handoffs) is worth caching across an agent's
-    calls; the rest (feedback, output instructions, repair notes) is not.
+    calls; the rest (feedback, output instructions, repair notes) is not. The
+    stable part stops at the agent's own earlier output (a draft under
+    revision): that changes with every revision, so a revision reads the
+    prefix its first call wrote (task and inputs) instead of writing a new one.
+    The text is the same either way; only the cache breakpoint moves.
 
     In a fenced call every untrusted text (the task, each handoff, the
     reviewer's reasons) sits in an ``<untrusted>`` block it cannot close, so a
@@ -41,12 +45,14 @@ def render_user_parts(call: AgentCall) -> tuple[str, str]:
         # A turn after tool calls: the first user turn as the conversation stored it.
         return call.user_parts[0], call.user_parts[1]
     untrusted = _fenced if call.fenced else _as_written
-    stable = [f"# Task\n{untrusted('task', call.task)}"]
-    stable += [
+    own = next((i for i, item in enumerate(call.handoff) if item.source == call.agent), None)
+    inputs = [
         f"# Input from {item.source}\n{untrusted(item.source, item.content)}"
         for item in call.handoff
     ]
-    volatile = []
+    cut = len(inputs) if own is None else own
+    stable = [f"# Task\n{untrusted('task', call.task)}", *inputs[:cut]]
+    volatile = inputs[cut:]
     if call.feedback:
         reasons = "\n".join(f"- {reason}" for reason in call.feedback)
         volatile.append(
@@ -116,7 +122,13 @@ def estimate_prompt_tokens(call: AgentCall) -> int:
 
 
 def worst_case_cost_micro(call: AgentCall) -> int:
-    """The most ``call`` can cost: estimated prompt plus its full ``max_tokens``."""
+    """The most ``call`` can cost: estimated prompt plus its full ``max_tokens``.
+
+    A batched call (``mode = "batch"``) is priced at the model's batch rate.
+    """
     return call.price.worst_case_micro(
-        estimate_prompt_tokens(call), call.max_tokens, cache_ttl=call.prompt_cache_ttl
+        estimate_prompt_tokens(call),
+        call.max_tokens,
+        cache_ttl=call.prompt_cache_ttl,
+        batch=call.mode == "batch",
     )

@@ -42,10 +42,12 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from teams.agent_spec import AgentSpec, AgentTimeouts, ModelRouting, OutputKind, RetrySpec
+from teams.batch_spec import BatchSettings, CallMode, effective_mode
 from teams.breakers import BreakerSettings
 from teams.durations import Duration
 from teams.experiments import MAX_EXPERIMENTS, ExperimentSpec, VariantAssignment, VariantSpec
 from teams.notification_spec import NotificationSpec
+from teams.semantic_spec import SemanticCacheSpec
 from teams.spec_fields import Slug, SpecModel, VersionLabel
 from teams.spec_limits import (
     MAX_AGENTS,
@@ -61,6 +63,7 @@ from teams.stage_spec import (
     Approvers,
     DegradationThresholds,
     FanOutStage,
+    GateConvergence,
     GateStage,
     RouterStage,
     SequentialStage,
@@ -85,6 +88,7 @@ __all__ = [
     "BudgetSpec",
     "DegradationThresholds",
     "FanOutStage",
+    "GateConvergence",
     "GateStage",
     "InjectionPolicy",
     "InjectionSpec",
@@ -187,6 +191,14 @@ class TeamSpec(SpecModel):
     """What a suspected prompt injection does (``[injection]``)."""
     notifications: NotificationSpec = NotificationSpec()
     """Where this team's webhooks go (``[notifications]``; docs/notifications.md)."""
+    mode: CallMode = "interactive"
+    """``batch``: the team's calls go through the Message Batches API (half price, answered
+    within the ``[batch]`` deadline); a stage's or a request's ``mode`` overrides it."""
+    batch: BatchSettings = BatchSettings()
+    """How batched calls wait: deadline, what happens then, poll back-off (``[batch]``)."""
+    semantic_cache: SemanticCacheSpec = SemanticCacheSpec()
+    """Answer reworded questions from earlier answers (``[semantic_cache]``: ``enabled``,
+    ``threshold``; docs/cost-control.md). Off by default."""
     stream: bool = True
     """Publish each run's live stream: agents' text as it arrives, tool calls, cost and
     budget after each call, approval waits (``teamctl watch``; docs/streaming.md).
@@ -301,6 +313,7 @@ class TeamSpec(SpecModel):
             _check_condition(index, stage, self.stages[:index])
         _check_experiments(self.experiments, agents)
         _check_tools(self)
+        _check_batched_tools(self)
         return self
 
     def tool_settings(self, name: str) -> ToolSettings | None:
@@ -337,6 +350,27 @@ def _check_tools(spec: TeamSpec) -> None:
                     f"{where}: {name!r} is not in mcp_servers ({server.name}).allowed_tools "
                     f"({', '.join(server.allowed_tools)})"
                 )
+
+
+def _check_batched_tools(spec: TeamSpec) -> None:
+    """Tools loops run interactively only: a batched stage has no agent with tools.
+
+    A tools loop is many short turns, each waiting on the one before; batching
+    every turn would make one answer wait up to a deadline per turn.
+    """
+    agents = spec._agents_by_name()
+    for index, stage in enumerate(spec.stages):
+        mode = effective_mode(None, stage.mode, spec.mode)
+        if mode != "batch":
+            continue
+        with_tools = sorted({a for _, a in _stage_agent_refs(stage) if agents[a].tools})
+        if with_tools:
+            where = f"stages[{index}] ({stage.name}).mode" if stage.mode else "mode"
+            raise ValueError(
+                f"{where}: 'batch' is not supported for agents with tools "
+                f"({', '.join(with_tools)}): tools loops run interactively; set "
+                f"mode = 'interactive' on stage {stage.name!r}"
+            )
 
 
 def _check_condition(index: int, stage: Stage, before: list[Stage]) -> None:

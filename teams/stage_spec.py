@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from teams.batch_spec import CallMode
 from teams.durations import Duration, at_most
 from teams.spec_fields import Slug, SpecModel
 from teams.spec_limits import (
@@ -28,6 +29,8 @@ class SequentialStage(SpecModel):
 
     kind: Literal["sequential"]
     """``"sequential"``."""
+    mode: CallMode | None = None
+    """``batch``: the stage's calls go through the Message Batches API; unset: the team's."""
     name: Slug
     """The stage's name, unique in the team (the run's status shows it)."""
     agents: list[Slug] = Field(min_length=1, max_length=MAX_STAGE_AGENTS)
@@ -56,6 +59,8 @@ class FanOutStage(SpecModel):
 
     kind: Literal["fan_out"]
     """``"fan_out"``."""
+    mode: CallMode | None = None
+    """``batch``: the stage's calls go through the Message Batches API; unset: the team's."""
     name: Slug
     """The stage's name, unique in the team."""
     agents: list[Slug] = Field(min_length=2, max_length=MAX_STAGE_AGENTS)
@@ -82,11 +87,29 @@ class FanOutStage(SpecModel):
         return self
 
 
+class GateConvergence(SpecModel):
+    """When a gate stops revising early: the score stopped improving.
+
+    After each review past the first ``k``, the gate compares the best score of
+    the last ``k`` reviews with the best before them; if it is not at least
+    ``min_improvement`` higher, more revisions are not paying for themselves, and
+    the gate stops (recorded as ``converged``, with the scores) instead of paying
+    for revisions up to ``max_iterations``.
+    """
+
+    min_improvement: int = Field(default=1, ge=1, le=10)
+    """Points (0-10 scale) the last ``k`` reviews must gain over the best before them."""
+    k: int = Field(default=2, ge=1, le=9)
+    """How many recent reviews the improvement is measured over."""
+
+
 class GateStage(SpecModel):
     """A quality gate: review, and send rejected work back with the reasons."""
 
     kind: Literal["gate"]
     """``"gate"``."""
+    mode: CallMode | None = None
+    """``batch``: the stage's calls go through the Message Batches API; unset: the team's."""
     name: Slug
     """The stage's name, unique in the team."""
     reviewer: Slug
@@ -101,6 +124,17 @@ class GateStage(SpecModel):
         min_length=1, max_length=MAX_RUBRIC_ITEMS
     )
     """What the reviewer checks, one criterion per item."""
+    convergence: GateConvergence | None = None
+    """Stop revising when the score stops improving (off: revise up to ``max_iterations``)."""
+
+    @model_validator(mode="after")
+    def _convergence_fits(self) -> GateStage:
+        if self.convergence is not None and self.convergence.k >= self.max_iterations:
+            raise ValueError(
+                f"convergence.k ({self.convergence.k}) must be below max_iterations "
+                f"({self.max_iterations}): the gate would never have k earlier reviews to compare"
+            )
+        return self
 
 
 class RouterStage(SpecModel):
@@ -108,6 +142,8 @@ class RouterStage(SpecModel):
 
     kind: Literal["router"]
     """``"router"``."""
+    mode: CallMode | None = None
+    """``batch``: the stage's calls go through the Message Batches API; unset: the team's."""
     name: Slug
     """The stage's name, unique in the team."""
     router: Slug
@@ -126,7 +162,7 @@ class ApprovalCondition(SpecModel):
     """
 
     gate_exhausted: bool = False
-    """Ask when the gate stopped at ``max_iterations`` without passing."""
+    """Ask when the gate gave up without passing: at ``max_iterations``, or converged."""
     score_below: int | None = Field(default=None, ge=1, le=10)
     """Ask when the gate's last score is below this."""
     degraded: bool = False
@@ -156,6 +192,8 @@ class ApprovalStage(SpecModel):
 
     kind: Literal["approval"]
     """``"approval"``."""
+    mode: CallMode | None = None
+    """``batch``: the stage's calls go through the Message Batches API; unset: the team's."""
     name: Slug
     """The approval point's name, unique in the team (decisions name it)."""
     approvers: Approvers = Field(min_length=1)

@@ -23,6 +23,9 @@ AGENT_FALLBACKS = "agent_teams_agent_fallbacks_total"
 """Counter: fallback activations (labels: team, agent)."""
 CACHE_HITS = "agent_teams_cache_hits_total"
 """Counter: calls answered from the response cache."""
+SEMANTIC_CACHE_LOOKUPS = "agent_teams_semantic_cache_lookups_total"
+"""Counter: semantic cache lookups; label ``outcome`` (hit, near_miss, miss, error, off).
+Apart from ``CACHE_HITS`` (the exact-match cache) and the prompt cache's tokens."""
 
 # Per tool call (labels: team, tool, and status on the counter).
 TOOL_CALLS = "agent_teams_tool_calls_total"

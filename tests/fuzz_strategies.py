@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from teams.batch_spec import MAX_BATCH_DEADLINE, MAX_POLL_INTERVAL
 from teams.catalog import SHIPPED_TEAMS_DIR
 from teams.daily_budgets import MAX_DAILY_USD, DailyBudgets
 from teams.durations import MAX_DURATION
@@ -460,6 +461,9 @@ DURATION_LIMITS: dict[str, timedelta] = {
     "cool_down": timedelta(days=1),
     "escalation_timeout": MAX_DURATION,
     "review_timeout": MAX_DURATION,
+    "deadline": MAX_BATCH_DEADLINE,
+    "poll_initial": MAX_POLL_INTERVAL,
+    "poll_max": MAX_POLL_INTERVAL,
 }
 
 

@@ -21,11 +21,13 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import PatchActivationInput
 
+from activities.semantic_lookup import SemanticResponses
 from activities.tool_calls import ToolBox
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult, TeamStatus
 from contracts.run_interface import STATUS_QUERY
 from providers.base import ModelProvider
+from providers.batches import BatchProvider
 from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
 from security.codec import data_converter
 from security.keyring import KeyRing
@@ -60,6 +62,8 @@ async def running_worker(
     patch_activation: Callable[[PatchActivationInput], bool] | None = None,
     tools: ToolBox | None = None,
     streams: RunStreamLog | None = None,
+    semantic: SemanticResponses | None = None,
+    batches: BatchProvider | None = None,
 ) -> AsyncIterator[ModelProvider]:
     """Run the real worker (workflow + real activities) in-process.
 
@@ -99,6 +103,8 @@ async def running_worker(
         patch_activation=patch_activation,
         tools=tools,
         streams=streams,
+        semantic=semantic,
+        batches=batches,
     )
     try:
         async with AsyncExitStack() as running:

@@ -204,11 +204,15 @@ async def test_a_long_prompt_is_cached_for_its_ttl_and_priced_at_it(
     opening = writer[0][0]
     assert opening.cache_creation_input_tokens > 1_024 and opening.cache_read_input_tokens == 0
     assert opening.usage.cache_creation_1h_input_tokens == opening.cache_creation_input_tokens
-    # A revision's context differs (it carries the last draft): it reads the system
-    # prompt's prefix, written by the first call, and writes its own context after it.
+    # A revision carries the last draft after the cache breakpoint: it reads all the
+    # first call wrote (system prompt, task and findings) and writes nothing new.
     system = tokens(system_text(writes[0].body))
-    assert system > 1_024
-    assert [c.cache_read_input_tokens for c in writer[0][1:]] == [system] * (len(writer[0]) - 1)
+    assert 1_024 < system < opening.cache_creation_input_tokens
+    revisions = writer[0][1:]
+    assert len(revisions) >= 1
+    assert [(c.cache_read_input_tokens, c.cache_creation_input_tokens) for c in revisions] == [
+        (opening.cache_creation_input_tokens, 0)
+    ] * len(revisions)
     assert writer[1][0].cache_read_input_tokens == opening.cache_creation_input_tokens
     assert writer[1][0].cache_creation_input_tokens == 0
     assert writer[2][0].cache_creation_input_tokens == opening.cache_creation_input_tokens

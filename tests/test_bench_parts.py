@@ -26,7 +26,17 @@ from bench.controls import (
     settlement,
     versus_entities,
 )
-from bench.cost import largest_model, optimised, requests, unoptimised
+from bench.cost import (
+    BATCH_ROW,
+    RESEARCH_SHIPPED,
+    CostFigures,
+    cost_targets,
+    largest_model,
+    optimised,
+    requests,
+    research_requests,
+    unoptimised,
+)
 from bench.history import HistoryFigures, figures, payloads_in
 from bench.latency import LatencyResults
 from bench.postgres_cluster import Unavailable, find_tools, postmaster_pid
@@ -116,6 +126,52 @@ def test_cost_configurations(catalog: Catalog) -> None:
     }
     dear = unoptimised(support, "claude-opus-5")
     assert {(a.model, a.cache, a.routing) for a in dear.agents} == {("claude-opus-5", False, None)}
+
+
+def _figures(config: str, cost: int, *, gates: int = 0, gates_passed: int = 0) -> CostFigures:
+    return CostFigures(
+        config=config,
+        runs=1,
+        calls=10,
+        input_tokens=100,
+        output_tokens=10,
+        cost_micro=cost,
+        cache_hits=0,
+        saved_micro=0,
+        cheap_calls=0,
+        gates=gates,
+        gates_passed=gates_passed,
+    )
+
+
+def test_cost_targets_compare_each_workload_with_its_own_baseline() -> None:
+    rows = [
+        _figures("optimised: cache + routing", 20_000),
+        _figures("shipped models, uncached", 50_000),
+        _figures("all on claude-opus-5, uncached", 100_000),
+        _figures(BATCH_ROW, 25_010),
+        _figures(RESEARCH_SHIPPED, 30_000, gates=10, gates_passed=9),
+        _figures("research, all on claude-opus-5, uncached", 90_000, gates=10, gates_passed=9),
+    ]
+    found = cost_targets(rows, {"requests": 40})
+    assert [(t.figure, t.verdict) for t in found] == [
+        ("0.20 × ($0.020000 vs $0.100000)", "pass"),
+        ("gate pass 90.0% (9/10) vs 90.0% (9/10); cost 0.33 ×", "pass"),
+        # 10 calls, each rounded up to the micro-dollar: 25,000 + 10 is the limit.
+        ("0.5002 × (25010 vs 50000 micro-USD, 10 calls)", "pass"),
+    ]
+    rows[0] = _figures("optimised: cache + routing", 20_001)
+    rows[3] = _figures(BATCH_ROW, 25_011)
+    rows[4] = _figures(RESEARCH_SHIPPED, 30_000, gates=10, gates_passed=8)
+    assert [t.verdict for t in cost_targets(rows, {"requests": 40})] == ["miss"] * 3
+    assert [t.verdict for t in cost_targets(None, None)] == ["not measured"] * 3
+
+
+def test_research_cost_workload_repeats_earlier_questions() -> None:
+    questions = research_requests(10, 0.3)
+    assert (len(questions), len(set(questions))) == (10, 7)
+    assert all(questions.index(q) <= i for i, q in enumerate(questions))
+    assert research_requests(10, 0.3) == questions
 
 
 def test_history_figures_count_every_payload() -> None:

@@ -46,12 +46,12 @@ def _tools(out: str) -> list[tuple[str, ...]]:
 
 RESEARCH_COSTS = {
     "researcher": ["3", "2887", "614", "0", "0", "$0.017871"],
-    "writer": ["2", "949", "1461", "1581", "0", "$0.030691"],
+    "writer": ["2", "2530", "1461", "0", "0", "$0.029505"],
     "reviewer": ["4", "4661", "108", "0", "0", "$0.005201"],
     "tool corpus.search": ["1", "-", "-", "-", "-", "$0.000000"],
     "tool corpus.read": ["2", "-", "-", "-", "-", "$0.000000"],
     "tool corpus.exists": ["2", "-", "-", "-", "-", "$0.000000"],
-    "total": ["14", "8497", "2183", "1581", "0", "$0.053763"],
+    "total": ["14", "10078", "2183", "0", "0", "$0.052577"],
 }
 """research 2 on "Why durable agents?": the researcher's three turns (search, read
 two documents, notes), two drafts, two reviews of two turns (check the cited ids,
@@ -129,7 +129,7 @@ async def test_teamctl_run_approve_status_result(env: WorkflowEnvironment, task_
     result = json.loads(out)
     assert result["status"] == "COMPLETED"
     assert result["tenant"] == "acme"
-    assert result["total_cost_micro"] == sum(c["cost_micro"] for c in result["calls"]) == 53_763
+    assert result["total_cost_micro"] == sum(c["cost_micro"] for c in result["calls"]) == 52_577
     assert result["tool_calls_total"] == 5
 
 

@@ -29,7 +29,8 @@ from teamctl.costs import (
     parse_day,
 )
 from teamctl.pending import PendingInputError, PendingList, PendingRun, visibility_query
-from teams.pricing import format_usd
+from teamctl.report_figures import rate_percent
+from teams.pricing import format_usd, total_usage
 from tests.processes import teamctl, teamctl_async
 from tests.support import awaiting_approval, running_worker, start
 
@@ -75,8 +76,27 @@ MON = _ledger(
 TUE = _ledger(
     "2026-11-23",
     [
-        _row("acme", "support", "router", "haiku", 500, calls=2, cache_hits=1, saved_micro=250),
-        _row("umbr", "support", "router", "haiku", 200, calls=1, input_tokens=5),
+        _row(
+            "acme",
+            "support",
+            "router",
+            "haiku",
+            500,
+            calls=2,
+            cache_hits=1,
+            saved_micro=250,
+            cache_creation_input_tokens=20,
+        ),
+        _row(
+            "umbr",
+            "support",
+            "router",
+            "haiku",
+            200,
+            calls=1,
+            input_tokens=5,
+            cache_read_input_tokens=15,
+        ),
     ],
 )
 
@@ -141,16 +161,16 @@ def test_report_text_has_lines_a_total_budgets_and_alerts() -> None:
         [
             "costs for days 2026-11-22 to 2026-11-23",
             "",
-            "day         tenant  model  calls  in tok  out tok       cost  cache hits      saved"
-            "  fallbacks",
-            "----------  ------  -----  -----  ------  -------  ---------  ----------  ---------"
-            "  ---------",
-            "2026-11-23  acme    haiku      2       0        0  $0.000500           1  $0.000250"
-            "          0",
-            "2026-11-23  umbr    haiku      1       5        0  $0.000200           0  $0.000000"
-            "          0",
-            "TOTAL                          3       5        0  $0.000700           1  $0.000250"
-            "          0",
+            "day         tenant  model  calls  in tok  out tok  pc write  pc read  pc hit"
+            "       cost  cache hits      saved  fallbacks",
+            "----------  ------  -----  -----  ------  -------  --------  -------  ------"
+            "  ---------  ----------  ---------  ---------",
+            "2026-11-23  acme    haiku      2       0        0        20        0    0.0%"
+            "  $0.000500           1  $0.000250          0",
+            "2026-11-23  umbr    haiku      1       5        0         0       15   75.0%"
+            "  $0.000200           0  $0.000000          0",
+            "TOTAL                          3       5        0        20       15   37.5%"
+            "  $0.000700           1  $0.000250          0",
             "",
             "day         budget       limit                  spent   reserved   used",
             "----------  -----------  -----------------  ---------  ---------  -----",
@@ -161,6 +181,10 @@ def test_report_text_has_lines_a_total_budgets_and_alerts() -> None:
             "",
             "alert  2026-11-23  global  budget_80: "
             "global spent $0.000700 on 2026-11-23: 80% of its $0.000800 daily budget",
+            "",
+            "pc: the provider's prompt cache (tokens written, tokens read, read / all prompt "
+            "tokens);",
+            "cache hits, saved: the response cache (calls answered without the model)",
         ]
     )
     assert [(b.scope, b.recorded) for b in report.budgets] == [
@@ -306,7 +330,8 @@ async def test_costs_report_equals_the_runs_own_call_records(
     text = by_team.splitlines()
     assert text[0] == f"costs for day {day}, tenant {acme}"
     assert text[2].split() == [
-        "team", "calls", "in", "tok", "out", "tok", "cost", "cache", "hits", "saved", "fallbacks"
+        "team", "calls", "in", "tok", "out", "tok", "pc", "write", "pc", "read", "pc", "hit",
+        "cost", "cache", "hits", "saved", "fallbacks"
     ]  # fmt: skip
     assert [row.split() for row in text[4:7]] == [
         *(
@@ -315,6 +340,7 @@ async def test_costs_report_equals_the_runs_own_call_records(
                 str(sum(c.status not in NOT_SETTLED for c in r.calls)),
                 str(r.total_input_tokens),
                 str(r.total_output_tokens),
+                *_prompt_cache_cells([r]),
                 format_usd(r.total_cost_micro),
                 "0",
                 "$0.000000",
@@ -327,6 +353,7 @@ async def test_costs_report_equals_the_runs_own_call_records(
             str(sum(ln["calls"] for ln in expected if ln["tenant"] == acme)),
             str(sum(r.total_input_tokens for r in acme_runs)),
             str(sum(r.total_output_tokens for r in acme_runs)),
+            *_prompt_cache_cells(acme_runs),
             format_usd(acme_total),
             "0",
             "$0.000000",
@@ -334,10 +361,18 @@ async def test_costs_report_equals_the_runs_own_call_records(
         ],
     ]
     assert text[8].split() == ["day", "budget", "limit", "spent", "reserved", "used"]
-    assert [row.split() for row in text[10:]] == [
+    assert [row.split() for row in text[10:12]] == [
         [day, "global", "no", "limit", format_usd(total["cost_micro"]), "$0.000000", "-"],
         [day, f"tenant:{acme}", "no", "limit", format_usd(acme_total), "$0.000000", "-"],
     ]
+
+
+def _prompt_cache_cells(results: list[TeamResult]) -> list[str]:
+    """The ``pc write``, ``pc read`` and ``pc hit`` cells of these runs."""
+    usage = total_usage(r.usage for r in results)
+    hit = rate_percent(usage.cache_read_input_tokens, usage.total_input_tokens)
+    written, read = usage.cache_creation_input_tokens, usage.cache_read_input_tokens
+    return [str(written), str(read), "-" if hit is None else f"{hit:.1f}%"]
 
 
 async def test_costs_for_days_without_ledgers(env: WorkflowEnvironment, tmp_path: Path) -> None:
@@ -355,18 +390,22 @@ async def test_costs_for_days_without_ledgers(env: WorkflowEnvironment, tmp_path
         [
             "costs for days 2020-01-01 to 2020-01-03",
             "",
-            "day    tenant  team  agent  model  prompt  calls  in tok  out tok       cost"
-            "  cache hits      saved  fallbacks",
-            "-----  ------  ----  -----  -----  ------  -----  ------  -------  ---------"
-            "  ----------  ---------  ---------",
-            "TOTAL                                          0       0        0  $0.000000"
-            "           0  $0.000000          0",
+            "day    tenant  team  agent  model  prompt  calls  in tok  out tok  pc write  pc read"
+            "  pc hit       cost  cache hits      saved  fallbacks",
+            "-----  ------  ----  -----  -----  ------  -----  ------  -------  --------  -------"
+            "  ------  ---------  ----------  ---------  ---------",
+            "TOTAL                                          0       0        0         0        0"
+            "       -  $0.000000           0  $0.000000          0",
             "",
             "day         budget  limit              spent  reserved  used",
             "----------  ------  -----------------  -----  --------  ----",
             "2020-01-01  global  no spend recorded",
             "2020-01-02  global  no spend recorded",
             "2020-01-03  global  no spend recorded",
+            "",
+            "pc: the provider's prompt cache (tokens written, tokens read, read / all prompt "
+            "tokens);",
+            "cache hits, saved: the response cache (calls answered without the model)",
             "",
         ]
     )

@@ -164,10 +164,10 @@ async def test_research_is_evaluated_with_its_approval_decided_by_the_evaluator(
     # six key terms found (2 of 6 in the first answer, 1 of 6 in the others).
     assert [(i.score, i.passed) for i in result.items] == [(8, True), (7, True), (7, True)]
     assert [i.judge.score if i.judge else None for i in result.items] == [8, 7, 7]
-    assert [i.run_cost_micro for i in result.items] == [53594, 53012, 53034]
+    assert [i.run_cost_micro for i in result.items] == [52403, 51843, 51867]
     assert [i.judge_cost_micro for i in result.items] == [1482, 1477, 1503]
     assert (result.mean_score, result.pass_rate_percent, result.items_failed) == (7.33, 100.0, [])
-    assert result.total_cost_micro == 55076 + 54489 + 54537 == 164102
+    assert result.total_cost_micro == 53885 + 53320 + 53370 == 160575
     assert (result.judge_prompt, result.judge_model) == (
         "judge/v1#e359ced037c3",
         "claude-haiku-4-5",

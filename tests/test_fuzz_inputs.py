@@ -259,6 +259,8 @@ def _duration_slots() -> list[tuple[str, tuple[Any, ...], timedelta, bool]]:
                     slots.append((name, ("stages", index, field), MAX_DURATION, True))
         slots.append((name, ("injection", "review_timeout"), MAX_DURATION, True))
         slots.append((name, ("breakers", "cool_down"), DURATION_LIMITS["cool_down"], False))
+        for field in ("deadline", "poll_initial", "poll_max"):
+            slots.append((name, ("batch", field), DURATION_LIMITS[field], False))
     return slots
 
 

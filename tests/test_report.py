@@ -125,8 +125,8 @@ def _result(
         total_cost_micro=sum(c.cost_micro for c in calls),
         total_input_tokens=sum(c.input_tokens for c in calls),
         total_output_tokens=sum(c.output_tokens for c in calls),
-        total_cache_creation_input_tokens=0,
-        total_cache_read_input_tokens=0,
+        total_cache_creation_input_tokens=sum(c.cache_creation_input_tokens for c in calls),
+        total_cache_read_input_tokens=sum(c.cache_read_input_tokens for c in calls),
         started_at=T0,
         finished_at=T0 + timedelta(seconds=seconds),
         **fields,
@@ -138,11 +138,12 @@ RUN_1 = _result(
     "docs-1",
     [
         _call("writer", OK, attempts=1, elapsed_ms=200, latency_ms=180, input_tokens=100,
-              output_tokens=400, cost_micro=6_000),
+              output_tokens=400, cost_micro=6_000, cache_creation_input_tokens=300),
         _call("reviewer", OK, attempts=1, elapsed_ms=100, latency_ms=90, input_tokens=300,
               output_tokens=20, cost_micro=500, quality_score=6, stage="review"),
         _call("writer", OK, attempts=2, elapsed_ms=400, latency_ms=150, input_tokens=120,
-              output_tokens=380, cost_micro=6_000, stage="review", iteration=2),
+              output_tokens=380, cost_micro=6_000, stage="review", iteration=2,
+              cache_read_input_tokens=300),
         _call("reviewer", OK, attempts=1, elapsed_ms=80, latency_ms=70, input_tokens=320,
               output_tokens=20, cost_micro=500, quality_score=8, stage="review", iteration=2),
     ],
@@ -214,7 +215,11 @@ def test_aggregation_per_agent() -> None:
     assert (writer.runs, writer.calls, writer.succeeded, writer.errors) == (2, 3, 3, 0)
     assert (writer.success_rate_percent, writer.error_rate_percent) == (100.0, 0.0)
     assert (writer.retries, writer.fallbacks, writer.missing) == (1, 0, 0)
-    assert (writer.tokens, writer.tokens_per_run) == (1_500, 750)
+    # 1,500 plus 300 prompt-cache writes and 300 reads.
+    assert (writer.tokens, writer.tokens_per_run) == (2_100, 1_050)
+    # Prompt cache: 300 of its 920 prompt tokens (320 uncached, 300 written, 300 read) read.
+    assert (writer.cache_creation_input_tokens, writer.cache_read_input_tokens) == (300, 300)
+    assert writer.prompt_cache_hit_percent == 32.6
     assert (writer.cost_micro, writer.cost_per_run_micro) == (18_000, 9_000)
     # elapsed [200, 400, 250] -> sorted [200, 250, 400]: ranks 2, 3, 3.
     assert (writer.latency.p50_ms, writer.latency.p95_ms, writer.latency.p99_ms) == (250, 400, 400)
@@ -279,7 +284,9 @@ def test_aggregation_per_team() -> None:
     assert (team.retries, team.fallbacks) == (3, 1)
     assert (team.degraded_runs, team.degradation_rate_percent) == (1, 50.0)
     assert team.fan_out_degraded_runs == 1
-    assert (team.tokens, team.tokens_per_run) == (2_270, 1_135)
+    assert (team.tokens, team.tokens_per_run) == (2_870, 1_435)
+    # 300 of the team's 1,650 prompt tokens were read from the prompt cache.
+    assert team.prompt_cache_hit_percent == 18.2
     assert (team.cost_micro, team.cost_per_run_micro, team.runs_over_cost) == (19_100, 9_550, 1)
     assert (team.duration.p50_ms, team.duration.p95_ms, team.duration.p99_ms) == (
         2_000,
@@ -409,13 +416,20 @@ team docs: 2 runs (COMPLETED 1, DEGRADED 1), 1 in flight, 1 without a result
 
 agent     runs  calls  success  errors  retries  fallbacks  degraded  tok/run   cost/run    p50    p95    p99    sla  gate pass
 --------  ----  -----  -------  ------  -------  ---------  --------  -------  ---------  -----  -----  -----  -----  ------------
-writer       2      3   100.0%    0.0%        1          0      0.0%      750  $0.009000  250ms  400ms  400ms  250ms  50.0% (1/2)
+writer       2      3   100.0%    0.0%        1          0      0.0%     1050  $0.009000  250ms  400ms  400ms  250ms  50.0% (1/2)
 reviewer     2      3    66.7%    0.0%        0          0      0.0%      330  $0.000500   80ms  100ms  100ms      -  -
 scout        1      2     0.0%  100.0%        2          1    100.0%       55  $0.000050  900ms   1.5s   1.5s      -  -
-team         2      8    62.5%   25.0%        3          1     50.0%     1135  $0.009550     2s     5s     5s      -  100.0% (1/1)
+team         2      8    62.5%   25.0%        3          1     50.0%     1435  $0.009550     2s     5s     5s      -  100.0% (1/1)
 
   errors of scout: ProviderUnavailable 1 (50.0%), Timeout.START_TO_CLOSE 1 (50.0%)
   errors of the team: ProviderUnavailable 1 (12.5%), Timeout.START_TO_CLOSE 1 (12.5%)
+
+prompt cache  write tok  read tok    hit
+------------  ---------  --------  -----
+writer              300       300  32.6%
+reviewer              0         0   0.0%
+scout                 0         0   0.0%
+team                300       300  18.2%
 
 latency: agents: each call's time, retries and back-off included (what sla is
 checked against); team: each run's duration. Percentiles are nearest-rank.

@@ -115,6 +115,27 @@ async def test_a_long_prefix_is_written_once_read_after_and_expires() -> None:
     assert fourth.cache_creation_1h_input_tokens == 0
 
 
+async def test_a_revision_reads_the_prefix_its_first_draft_wrote() -> None:
+    provider = _provider(_Clock())
+    findings = HandoffItem(source="researcher", content="Findings: durable timers. " * 300)
+    call = _call("writer", role="Technical writer", handoff=[findings])
+    first = (await provider.generate(call, attempt=1, on_progress=_noop)).usage
+    assert first.cache_creation_input_tokens >= 1_024
+    # Its own draft comes after the breakpoint: the same text, a shared prefix.
+    draft = HandoffItem(source="writer", content="Draft one. " * 200, importance=3)
+    revision = call.model_copy(
+        update={"handoff": [findings, draft], "feedback": ["Cite sources"], "iteration": 2}
+    )
+    stable, volatile = render_user_parts(revision)
+    assert stable == render_user_parts(call)[0]
+    assert volatile.startswith("# Input from writer\nDraft one.")
+    second = (await provider.generate(revision, attempt=1, on_progress=_noop)).usage
+    assert (second.cache_read_input_tokens, second.cache_creation_input_tokens) == (
+        first.cache_creation_input_tokens,
+        0,
+    )
+
+
 async def test_a_one_hour_ttl_outlives_five_minutes_and_is_priced_as_such() -> None:
     clock = _Clock()
     provider = _provider(clock)

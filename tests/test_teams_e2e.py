@@ -164,7 +164,7 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         ("editor", "approved", "ok", "signal")
     ]
     assert_costs_add_up(result)
-    assert result.total_cost_micro == 54428  # deterministic: same task, same simulated answers
+    assert result.total_cost_micro == 53208  # deterministic: same task, same simulated answers
     events = await history_events(handle)
     # One model turn is one call_agent activity and one tool call one call_tool,
     # and nothing else in history: no markers, no per-call upserts, no admission

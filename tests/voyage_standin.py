@@ -5,7 +5,8 @@ It speaks ``POST /v1/embeddings`` as the documented API does: a JSON body
 answer ``{"object": "list", "data": [{"object": "embedding", "embedding": [...],
 "index": i}], "model": ..., "usage": {"total_tokens": n}}``. Each input text
 gets the vector scripted for it (:attr:`VoyageStandIn.vectors`), or, unscripted,
-a deterministic one made from the text's SHA-256; ``total_tokens`` counts the
+the vector of the first scripted phrase it contains (:attr:`VoyageStandIn.phrases`),
+or a deterministic one made from the text's SHA-256; ``total_tokens`` counts the
 inputs' words.
 
 Tests script replies in front of that default (:class:`Reply`): a status with
@@ -59,6 +60,9 @@ class VoyageStandIn:
     def __init__(self, *, dimensions: int = 4) -> None:
         self.dimensions = dimensions
         self.vectors: dict[str, list[float]] = {}
+        self.phrases: dict[str, list[float]] = {}
+        """A text that contains one of these phrases (and is not in ``vectors``) gets its
+        vector: a whole prompt, however rendered, embeds as the ticket it quotes."""
         self.requests: list[Recorded] = []
         self._script: list[Reply] = []
         self._lock = threading.Lock()
@@ -90,6 +94,9 @@ class VoyageStandIn:
         """The scripted vector of ``text``, or its deterministic default."""
         if text in self.vectors:
             return self.vectors[text]
+        for phrase, vector in self.phrases.items():
+            if phrase in text:
+                return vector
         digest = hashlib.sha256(text.encode("utf-8")).digest()
         return [(digest[i % len(digest)] - 127.5) / 127.5 for i in range(self.dimensions)]
 

@@ -26,28 +26,36 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.admission import AdmissionActivities
 from activities.agent_calls import AgentActivities
+from activities.batch_calls import BatchActivities
 from activities.call_controls import CallControls, ControlsPolicy
 from activities.evaluation_inputs import EvaluationActivities
 from activities.run_events import RunEventActivities
+from activities.semantic_lookup import SemanticResponses
 from activities.team_specs import TeamSpecActivities
 from activities.tool_calls import ToolActivities, ToolBox
 from activities.webhooks import WebhookActivities
 from contracts.raw_arguments import WorkflowArgumentsConverter
 from providers.anthropic import AnthropicConfig, AnthropicProvider
+from providers.anthropic_batches import AnthropicBatches
 from providers.base import ModelProvider
+from providers.batches import BatchProvider
+from providers.embeddings import Embedder
 from providers.simulated import SimulatedConfig, SimulatedProvider
+from providers.simulated_batches import SimulatedBatches, SimulatedBatchesConfig
 from security.codec import EncryptionCodec, raw_arguments
 from security.injection import InjectionDetector
 from security.keyring import KeyRing
 from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
+from stores.controls.run_starts import RunStartGate
 from stores.response_cache import ResponseCache
 from streams.log import RunStreamLog, open_stream_log
 from teams.catalog import Catalog
 from worker.connection import connect, connect_config, describe, project_data_converter
 from worker.deployment import Deployment
 from worker.search_attributes import ensure_search_attributes
+from worker.semantic import build_embedder, open_semantic
 from worker.settings import WorkerSettings, load_api_key
 from worker.telemetry import build_tracer_provider, worker_runtime
 from workflows.agent_team import AgentTeamWorkflow
@@ -84,12 +92,28 @@ def build_provider(settings: WorkerSettings, environ: dict[str, str]) -> ModelPr
     """The model provider the settings ask for (the key is read here, and only here)."""
     if settings.provider == "simulated":
         return SimulatedProvider(SimulatedConfig.from_env(environ))
-    config = AnthropicConfig(
+    return AnthropicProvider(anthropic_config(environ))
+
+
+def anthropic_config(environ: dict[str, str]) -> AnthropicConfig:
+    """The Anthropic client's settings, shared by interactive and batched calls."""
+    return AnthropicConfig(
         api_key=load_api_key(environ),
         base_url=environ.get("ANTHROPIC_BASE_URL") or None,
         count_tokens=environ.get("AGENT_TEAMS_COUNT_TOKENS", "1") != "0",
     )
-    return AnthropicProvider(config)
+
+
+def build_batches(provider: ModelProvider, environ: dict[str, str]) -> BatchProvider | None:
+    """The batch provider for ``provider``'s ``mode = "batch"`` calls, same client settings.
+
+    The simulated provider's own batches, or the Message Batches API.
+    """
+    if isinstance(provider, SimulatedProvider):
+        return SimulatedBatches(provider, SimulatedBatchesConfig.from_env(environ))
+    if isinstance(provider, AnthropicProvider):
+        return AnthropicBatches(anthropic_config(environ))
+    return None
 
 
 SHUTDOWN_GRACE = timedelta(seconds=25)
@@ -129,6 +153,8 @@ def build_workers(
     detectors: tuple[InjectionDetector, ...] | None = None,
     tools: ToolBox | None = None,
     streams: RunStreamLog | None = None,
+    semantic: SemanticResponses | None = None,
+    batches: BatchProvider | None = None,
 ) -> list[Worker]:
     """The workers of a process: one, or two with model calls on their own queue.
 
@@ -140,6 +166,8 @@ def build_workers(
     ``tools``: the worker's tools (Python toolsets, MCP servers) and blob store;
     without them a team whose agents list tools fails at its start.
     ``streams``: the runs' live-stream log; without it no run streams.
+    ``semantic``: the semantic response cache and its embedder (worker/semantic.py);
+    without it teams that enable one are answered by the model, unwarned.
     """
     if deployment.cost_controls and controls is None:
         raise ValueError("cost controls are on but no controls store was given")
@@ -158,6 +186,7 @@ def build_workers(
         detectors=detectors,
         blobs=tools.blobs if tools is not None else None,
         streams=streams,
+        semantic=semantic,
     )
     run_activities = _run_activities(
         client,
@@ -169,8 +198,19 @@ def build_workers(
         tools=tools,
         streams=streams,
     )
+    if batches is None and isinstance(provider, SimulatedProvider):
+        batches = SimulatedBatches(provider)
+    # Batched calls (mode = "batch"): always registered, so a worker without a batch
+    # provider fails them as BatchUnavailable rather than leaving them unscheduled.
+    batch_calls = BatchActivities(batches, controls=call_controls, detectors=detectors)
     # Model turns and tool calls share a queue (and its rate limits, on their own queue).
-    call_activities: list[Callable[..., Any]] = [agents.call_agent]
+    call_activities: list[Callable[..., Any]] = [
+        agents.call_agent,
+        batch_calls.submit_batch_call,
+        batch_calls.poll_batch_call,
+        batch_calls.fetch_batch_result,
+        batch_calls.cancel_batch_call,
+    ]
     if tools is not None:
         call_activities.append(
             ToolActivities(
@@ -224,6 +264,16 @@ def with_raw_arguments(client: Client) -> Client:
     return Client(**config)
 
 
+def _run_start_gate(deployment: Deployment, controls: ControlsStore | None) -> RunStartGate | None:
+    """The tenant start limits runs admit themselves under (None: the deployment has none)."""
+    limits = deployment.budgets.tenant_limits
+    if controls is None or not limits.configured:
+        return None
+    return RunStartGate(
+        store=controls, limits=limits, default_tenant=deployment.policy.default_tenant
+    )
+
+
 def _controls_policy(deployment: Deployment) -> ControlsPolicy:
     """The fleet's controls as this deployment sets them."""
     return ControlsPolicy(
@@ -261,6 +311,8 @@ def _run_activities(
         blobs=tools.blobs if tools is not None else None,
         webhooks=deployment.webhook_settings(),
         streams=streams is not None,
+        priorities=deployment.budgets.priorities.for_runs(),
+        run_starts=_run_start_gate(deployment, controls),
     )
     # Evaluations run on the runs' queue: their team runs are child workflows there.
     evaluations = EvaluationActivities(
@@ -282,7 +334,12 @@ def _run_activities(
     ]
     if controls is not None:
         admission = AdmissionActivities(controls, policy, streams)
-        activities += [admission.record_run_cost, admission.admit_call, admission.settle_call]
+        activities += [
+            admission.record_run_cost,
+            admission.admit_call,
+            admission.settle_call,
+            admission.end_run_slot,
+        ]
     return activities
 
 
@@ -292,6 +349,8 @@ async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
     # The encryption keys, if any; lenient: a payload that does not decrypt never wedges a run.
     converter = project_data_converter(environ, lenient=True)
     provider = build_provider(settings, environ)
+    batches = build_batches(provider, environ)
+    embedder = build_embedder(settings, environ)  # the Voyage key is read here, and only here
     catalog = settings.catalog()
     tracer_provider = build_tracer_provider(settings.tracing)
     try:
@@ -301,9 +360,11 @@ async def run_worker(settings: WorkerSettings, environ: dict[str, str]) -> None:
             runtime=worker_runtime(settings),
             tracer_provider=tracer_provider,
         )
-        await _serve(client, settings, provider, catalog, describe(config))
+        await _serve(client, settings, provider, embedder, catalog, describe(config), batches)
     finally:
         await provider.aclose()
+        if batches is not None:
+            await batches.aclose()
         if tracer_provider is not None:
             # Flushes the spans still batched (bounded by the exporter's timeout).
             await asyncio.to_thread(tracer_provider.shutdown)
@@ -313,14 +374,19 @@ async def _serve(
     client: Client,
     settings: WorkerSettings,
     provider: ModelProvider,
+    embedder: Embedder | None,
     catalog: Catalog,
     server: str,
+    batches: BatchProvider | None = None,
 ) -> None:
     added = await ensure_search_attributes(client, client.namespace)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
     # Sealed with the payload key ring: model answers at rest are as secret as history.
     cache = open_cache(settings.cache_url, keyring=_payload_keyring(client))
+    semantic = open_semantic(
+        settings, embedder, keyring=_payload_keyring(client), provider=provider.name
+    )
     deployment = settings.deployment()
     controls = open_controls(settings.controls_url) if deployment.cost_controls else None
     # Imported here: the MCP client brings an HTTP stack no workflow module may load.
@@ -342,6 +408,8 @@ async def _serve(
         log_prompts=settings.log_prompts,
         tools=tools.box,
         streams=streams,
+        semantic=semantic,
+        batches=batches,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -373,6 +441,7 @@ async def _serve(
         await tools.aclose()
         if cache is not None:
             await cache.aclose()
+        await semantic.aclose()
         if controls is not None:
             await controls.aclose()
         if streams is not None:

@@ -71,6 +71,7 @@ ProviderName = Literal["simulated", "anthropic"]
 LogFormat = Literal["json", "text"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 TracesExporter = Literal["otlp", "console", "none"]
+EmbedderName = Literal["voyage", "lexical", "off"]
 DEFAULT_CACHE_URL = "sqlite:///.temporal/response-cache.sqlite"
 WORKER_SERVICE_NAME = "agent-teams-worker"
 DEFAULT_OTLP_TRACES_ENDPOINT = "http://localhost:4318/v1/traces"
@@ -164,6 +165,15 @@ class WorkerSettings(BaseModel):
     )
     budgets_path: Path | None = None
     cache_url: str = DEFAULT_CACHE_URL
+    embedder: EmbedderName | None = None
+    """The semantic cache's embedder (``AGENT_TEAMS_EMBEDDER``); None: ``voyage`` when a
+    Voyage key is set (``VOYAGE_API_KEY`` or ``VOYAGE_API_KEY_FILE``), else ``off``."""
+    semantic_cache_url: str | None = None
+    """Where semantic cache entries live (``AGENT_TEAMS_SEMANTIC_CACHE_URL``); None: the
+    response cache's URL (another table or keys of the same store)."""
+    voyage_model: str = Field(default="voyage-3.5", min_length=1, max_length=100)
+    voyage_dimensions: int = Field(default=1024, ge=1, le=4096)
+    voyage_base_url: str = "https://api.voyageai.com"
     stream_url: str = DEFAULT_STREAM_URL
     """Where runs' live streams go (``AGENT_TEAMS_STREAM_URL``; ``off``: nowhere)."""
     stream_retention_s: float = Field(default=DEFAULT_RETENTION_S, gt=0, le=90 * 86_400)
@@ -245,7 +255,7 @@ class WorkerSettings(BaseModel):
             raise ValueError(f"{value!r} is not host:port (e.g. 0.0.0.0:9464)")
         return value
 
-    @field_validator("otlp_metrics_endpoint", "webhook_url", "ui_url")
+    @field_validator("otlp_metrics_endpoint", "webhook_url", "ui_url", "voyage_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None:
@@ -367,6 +377,11 @@ _ENV_FIELDS = {
     "AGENT_TEAMS_TOKENS_PER_MINUTE": "tokens_per_minute",
     "AGENT_TEAMS_BUDGETS": "budgets_path",
     "AGENT_TEAMS_CACHE_URL": "cache_url",
+    "AGENT_TEAMS_EMBEDDER": "embedder",
+    "AGENT_TEAMS_SEMANTIC_CACHE_URL": "semantic_cache_url",
+    "AGENT_TEAMS_VOYAGE_MODEL": "voyage_model",
+    "AGENT_TEAMS_VOYAGE_DIMENSIONS": "voyage_dimensions",
+    "AGENT_TEAMS_VOYAGE_BASE_URL": "voyage_base_url",
     "AGENT_TEAMS_STREAM_URL": "stream_url",
     "AGENT_TEAMS_STREAM_RETENTION_S": "stream_retention_s",
     "AGENT_TEAMS_CONTROLS_URL": "controls_url",

@@ -5,10 +5,15 @@ One call (:meth:`AgentRunner._budgeted_call`) reads as a straight line:
 1. the :class:`AgentCall` is built deterministically (prompt, handoff, price,
    routing decision): :meth:`workflows.call_builder.CallBuilder.build`;
 2. its worst case (estimated prompt + ``max_tokens`` at the model's prices) is
-   reserved on the run's own budget; if it does not fit, the call is not made;
+   reserved on the run's own budget and on its agent's per-run cap
+   (``max_usd.run``, :mod:`workflows.agent_caps`); if it does not fit, the call
+   is not made;
 3. ``call_agent`` runs with the agent's timeouts and retry policy (Temporal owns
    every retry); inside it, the fleet's daily budgets, breakers and rate limits
-   admit the call and settle it (:mod:`activities.call_controls`);
+   admit the call and settle it (:mod:`activities.call_controls`); a batched
+   call (``mode = "batch"``) goes through :mod:`workflows.batch_call` instead
+   (submit, durable waits, fetch, at the batch price; at its deadline the batch
+   is canceled and the call made interactively or failed, by ``on_deadline``);
 4. the outcome is recorded in one place, :meth:`AgentRunner._record`: the run's
    budget is settled with what every attempt cost (a failed or cancelled call
    that used tokens is charged too), then the call record, metrics and progress.
@@ -41,7 +46,7 @@ from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
     from contracts.admission import SettlementReceipt
-    from contracts.calls import AgentCall, AgentOutcome, AttemptUsage
+    from contracts.calls import AgentCall, AgentOutcome, AttemptUsage, batched
     from contracts.results import AgentCallRecord, CallStatus, RunStatus
     from providers.provider_errors import (
         CIRCUIT_OPEN,
@@ -53,6 +58,14 @@ with workflow.unsafe.imports_passed_through():
     from teams.prompting import worst_case_cost_micro
     from teams.spec import AgentSpec
     from workflows import call_records
+    from workflows.agent_caps import AgentCaps
+    from workflows.batch_call import (
+        BATCH_DEADLINE_EXCEEDED,
+        BatchAnswer,
+        BatchCaller,
+        BatchStopped,
+        on_record,
+    )
     from workflows.call_activity import StopFlag, outcome_of, start_call
     from workflows.call_builder import AgentStep, CallBuilder, RunnerMode, describe_call
     from workflows.call_failures import CallFailure, classify
@@ -135,6 +148,7 @@ class AgentRunner:
         self._team = run.team
         self._guard = guard
         self._budget = run.budget
+        self._caps = AgentCaps.of(run.team.spec)
         self._state = run.state
         self._mode = mode
         self._visibility = run.visibility
@@ -259,25 +273,21 @@ class AgentRunner:
         self._state.agent_running(call.agent)
         self._show_progress()
         started = workflow.now()
-        cooperative = self._mode.cooperative_cancel
-        handle = start_call(
-            call, spec, task_queue=self._team.calls_task_queue, cooperative=cooperative
-        )
-        try:
-            outcome = await outcome_of(handle, stop, cooperative=cooperative)
-        except ActivityError as err:
-            failure = classify(err, spec, call.price)
-            record = call_records.failed(call, failure, worst, _elapsed(started))
-            await self._record(call, record, heartbeat=failure.heartbeat)
-            raise _raised_for(call, failure) from None
-        except asyncio.CancelledError:
-            await self._on_run_cancelled(call, spec, handle, worst, started)
-            raise
+        batch: BatchAnswer | None = None
+        if batched(call):
+            answered = await self._batched(call, spec, stop, worst, started)
+            if not isinstance(answered, BatchAnswer):
+                return answered  # the deadline's interactive fallback, recorded on its own
+            batch, outcome = answered, answered.outcome
+        else:
+            outcome = await self._interactive(call, spec, stop, worst, started)
         if not outcome.cancelled and not outcome.tool_uses:
             # Before the call is recorded, in the same activation: a status query
             # never sees the call done without its output.
             self._state.produced(call.agent, outcome.text, call.handoff)
         record = call_records.answered(call, outcome, worst, _elapsed(started))
+        if batch is not None:
+            record = on_record(record, batch.batch_id, batch.waited_s)
         # A turn that asked for tools is not the agent's answer: it stays running.
         await self._record(call, record, continues=bool(outcome.tool_uses))
         for warning in outcome.warnings:
@@ -290,9 +300,84 @@ class AgentRunner:
             self._state.warn(f"{call.agent}: output truncated at max_tokens ({call.max_tokens})")
         return outcome
 
+    async def _interactive(
+        self,
+        call: AgentCall,
+        spec: AgentSpec,
+        stop: StopFlag | None,
+        worst: int,
+        started: datetime,
+    ) -> AgentOutcome:
+        """``call_agent``'s outcome; a failure is recorded and raised as what it means."""
+        cooperative = self._mode.cooperative_cancel
+        handle = start_call(
+            call, spec, task_queue=self._team.calls_task_queue, cooperative=cooperative
+        )
+        try:
+            return await outcome_of(handle, stop, cooperative=cooperative)
+        except ActivityError as err:
+            failure = classify(err, spec, call.price)
+            record = call_records.failed(call, failure, worst, _elapsed(started))
+            await self._record(call, record, heartbeat=failure.heartbeat)
+            raise _raised_for(call, failure) from None
+        except asyncio.CancelledError:
+            await self._on_run_cancelled(call, spec, handle, worst, started)
+            raise
+
+    async def _batched(
+        self,
+        call: AgentCall,
+        spec: AgentSpec,
+        stop: StopFlag | None,
+        worst: int,
+        started: datetime,
+    ) -> BatchAnswer | AgentOutcome:
+        """The batch's answer; else recorded, then the ``on_deadline`` fallback or raised."""
+        settings = self._team.spec.batch
+        caller = BatchCaller(settings, task_queue=self._team.calls_task_queue)
+        try:
+            end = await caller.run(call, spec, stop)
+        except asyncio.CancelledError:
+            cancelled = CallFailure(
+                CallStatus.CANCELLED, "Cancelled", "run cancelled", None, TokenUsage(), 0
+            )
+            await self._record(call, call_records.failed(call, cancelled, worst, _elapsed(started)))
+            raise
+        if isinstance(end, BatchAnswer):
+            return end
+        if isinstance(end, BatchStopped):
+            why = "stopped by the stage timeout"
+            stopped = CallFailure(CallStatus.CANCELLED, "Cancelled", why, None, TokenUsage(), 0)
+            record = call_records.failed(call, stopped, worst, _elapsed(started))
+            await self._record(call, on_record(record, end.batch_id, end.waited_s))
+            raise StageStopped(call.agent)
+        record = call_records.failed(call, end.failure, worst, _elapsed(started))
+        await self._record(call, on_record(record, end.batch_id, end.waited_s))
+        if not end.deadline:
+            raise _raised_for(call, end.failure)
+        if settings.on_deadline == "fail":
+            raise AgentFailed(call.agent, f"{BATCH_DEADLINE_EXCEEDED}: {end.failure.message}")
+        reason = f"batch: {end.failure.message}; made interactively"
+        self._state.warn(f"{call.agent}: {reason}", degrade=False)
+        interactive = call.model_copy(
+            update={
+                "mode": "interactive",
+                "call_id": self._calls.next_id(call.stage, call.agent),
+                "fallback_reason": reason,
+            }
+        )
+        return await self._budgeted_call(interactive, spec, stop)
+
     def _reserve_run_budget(self, call: AgentCall) -> int:
-        """Reserve the call's worst case on the run's budget, or refuse it (recorded)."""
+        """Reserve the call's worst case on the run budget and its agent's cap, or refuse it.
+
+        A refusal is recorded (``SKIPPED_BUDGET``); the agent's cap is ``max_usd.run``.
+        """
         worst = worst_case_cost_micro(call)
+        capped = self._caps.refusal(call.agent, call.call_id, worst)
+        if capped is not None:
+            self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, capped))
+            raise _BudgetRefused(capped)
         if not self._budget.try_reserve(call.call_id, worst):
             reason = (
                 f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
@@ -300,6 +385,7 @@ class AgentRunner:
             )
             self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
             raise _BudgetRefused(reason)
+        self._caps.reserve(call.agent, call.call_id, worst)
         return worst
 
     async def _record(
@@ -330,6 +416,7 @@ class AgentRunner:
             if receipt is not None:
                 record = _with_receipt(record, receipt)
         self._budget.settle(call.call_id, record.cost_micro)
+        self._caps.settle(call.call_id, record.cost_micro)
         self._visibility.cost(self._budget.spent_micro)
         if record.cost_micro > record.reserved_micro:
             self._state.warn(
@@ -385,6 +472,7 @@ class AgentRunner:
         if admission.granted:
             return
         self._budget.settle(call.call_id, 0)  # nothing will be spent: free the reservation
+        self._caps.settle(call.call_id, 0)
         reason = admission.reason or "refused"
         if admission.refused_by == "breaker":
             self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_CIRCUIT, reason))

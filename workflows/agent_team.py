@@ -14,7 +14,7 @@ it ends.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from teams.metric_labels import team_label
     from teams.pricing import usd_to_micro
+    from teams.tenant_limits import TENANT_LIMIT_EXCEEDED
     from workflows import inputs
     from workflows.agent_runner import AgentRunner
     from workflows.approval_desk import ApprovalDesk
@@ -57,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.run_budget import RunBudget
     from workflows.run_context import RunContext
     from workflows.run_state import RunState
-    from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls
+    from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls, end_run_slot
     from workflows.stages import StageRunner
     from workflows.stops import RunStopped, StageStopped
     from workflows.tool_runner import ToolRunner
@@ -72,7 +73,7 @@ search attributes are upserted per phase, and every earlier patch's behaviour is
 on without checking it (one patch marker per run)."""
 REQUEST_REFUSED = RequestRefusedError.__name__
 """The failure type of a run the deployment's policy refused (see teams/policy.py)."""
-REFUSAL_TYPES = (REQUEST_REFUSED, PII_BLOCKED, INJECTION_REJECTED)
+REFUSAL_TYPES = (REQUEST_REFUSED, PII_BLOCKED, INJECTION_REJECTED, TENANT_LIMIT_EXCEEDED)
 """Failure types of a run refused at its start, kept as they are (typed reasons)."""
 SPEC_START_TO_CLOSE = timedelta(seconds=30)
 SPEC_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
@@ -99,6 +100,7 @@ class AgentTeamWorkflow:
         self._final: RunStatus | None = None
         self._guard: InjectionGuard | None = None
         self._notifier = Notifier()
+        self._slot_freed = False
 
     @workflow.run
     async def run(self, *args: RawValue) -> TeamResult:
@@ -112,6 +114,27 @@ class AgentTeamWorkflow:
         # First, so a new run records one patch marker and old runs replay as they ran.
         current = workflow.patched(CONTROLS_IN_CALL_PATCH)
         team = await self._resolve(request, local=current)
+        try:
+            return await self._run_team(
+                request, team, plaintext=plaintext, current=current, started=started
+            )
+        except (Exception, asyncio.CancelledError):
+            # Failed or cancelled: free the tenant's run slot, if it holds one.
+            if team.run_slot and not self._slot_freed:
+                self._slot_freed = True
+                await end_run_slot(self._state)
+            raise
+
+    async def _run_team(
+        self,
+        request: TeamRequest,
+        team: ResolvedTeam,
+        *,
+        plaintext: bool,
+        current: bool,
+        started: datetime,
+    ) -> TeamResult:
+        """The resolved team's run: admitted, begun, its stages run, its result."""
         request = self._admit(request, team, plaintext=plaintext)
         budget, shared = self._begin(request, team, current=current)
         stages = self._stage_runner(request, team, budget, shared, current=current)
@@ -131,8 +154,15 @@ class AgentTeamWorkflow:
         if shared is not None:
             # The run's end rides on its cost record: one local activity, not two.
             event = self._notifier.finished_event(status.value, reason)
-            await shared.record_run(budget.spent_micro, status, stream_event=event)
+            # The tenant's run slot is freed by the same local activity.
+            self._slot_freed = team.run_slot
+            await shared.record_run(
+                budget.spent_micro, status, stream_event=event, release_slot=team.run_slot
+            )
             streamed = event is not None
+        elif team.run_slot:  # a team without shared controls still frees its slot
+            self._slot_freed = True
+            await end_run_slot(self._state)
         self._state.finish()
         # Started, not delivered: a receiver that is down never holds the run open.
         self._notifier.finished(status.value, reason, streamed=streamed)
@@ -195,6 +225,7 @@ class AgentTeamWorkflow:
         budget = RunBudget(usd_to_micro(request.budget_usd or team.spec.budget.max_usd))
         self._budget = budget
         self._state.begin(team)
+        self._prioritise(request, team)
         # No webhooks from an evaluation's child runs: no human waits on them.
         self._notifier.configure(
             None if request.evaluator else team.notifications,
@@ -230,6 +261,22 @@ class AgentTeamWorkflow:
             )
             self._guard.task_screened(team.task_injection)
         return budget, shared
+
+    def _prioritise(self, request: TeamRequest, team: ResolvedTeam) -> None:
+        """Record the run's priority level: an unknown one runs at the default, warned.
+
+        A level the deployment does not know (a request sent past teamctl) never
+        fails the run. A team resolved by a worker from before priorities has
+        none in history: the run records what it asked for, as given.
+        """
+        if team.priorities is None:
+            self._state.prioritise(request.priority)
+            return
+        level, warning = team.priorities.resolve(request.priority)
+        if warning is not None:
+            self._state.warn(warning, degrade=False)
+            workflow.logger.warning("%s", warning)
+        self._state.prioritise(level)
 
     def _stage_runner(
         self,

@@ -68,6 +68,11 @@ def _gate(
                 f"{name} ran out of iterations ({gate.iterations} of {gate.max_iterations}) "
                 "without passing"
             )
+        elif gate.converged:
+            held.append(
+                f"{name} converged without passing: scores {gate.scores} stopped improving "
+                f"after {gate.iterations} of {gate.max_iterations}"
+            )
         else:
             done = "passed" if gate.passed else "stopped"
             not_held.append(f"{name} {done} after {gate.iterations} of {gate.max_iterations}")

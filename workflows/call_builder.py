@@ -20,6 +20,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts.tools import Continuation, ToolDefinition, ToolOutcome
     from providers.provider_errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
     from security.injection import FENCE_INSTRUCTIONS
+    from teams.batch_spec import effective_mode
+    from teams.pricing import usd_to_micro
     from teams.prompting import (
         ESTIMATE_BYTES_PER_TOKEN,
         estimate_prompt_tokens,
@@ -124,8 +126,11 @@ class CallBuilder:
             max_tokens=spec.max_tokens,
             price=self._team.prices[model],
             variant=self._team.variant_of(spec.name),
+            agent_day_limit_micro=_day_cap(spec),
+            priority=self._state.priority,
             context_budget_tokens=spec.context_budget_tokens,
             cache_ttl_s=spec.cache_ttl.total_seconds() if spec.cache else None,
+            semantic_threshold=self._semantic_threshold(spec),
             prompt_cache_ttl=spec.prompt_cache_ttl,
             # Slightly under start-to-close, so the SDK's typed timeout wins the race.
             request_timeout_s=spec.timeouts.start_to_close.total_seconds() * 0.9,
@@ -136,6 +141,7 @@ class CallBuilder:
             pii=self._team.spec.pii if fenced else "allow",
             **self._stream_fields(),
             **self._tool_fields(spec),
+            **self._mode_fields(step, spec),
         )
         if fallback or spec.routing is None:
             return call
@@ -146,6 +152,30 @@ class CallBuilder:
             budget_left_micro=self._budget.left_micro,
             route=self._state.route,
         )
+
+    def _semantic_threshold(self, spec: AgentSpec) -> float | None:
+        """The team's semantic-cache threshold, unless it is off or the agent is never cached.
+
+        None for every run whose team has no ``[semantic_cache]`` (all runs from before
+        it, whose histories record no such table): their calls ask for no lookup.
+        """
+        settings = self._team.spec.semantic_cache
+        return settings.threshold if settings.enabled and spec.cache else None
+
+    def _mode_fields(self, step: AgentStep, spec: AgentSpec) -> dict[str, Any]:
+        """``mode = "batch"`` when the request, else the stage, else the team says so.
+
+        Agents with tools stay interactive (a tools loop is many dependent turns;
+        the spec refuses a batched stage with one, a request cannot change that).
+        Left out when interactive: a call's payload stays as it was.
+        """
+        stage = next((s for s in self._team.spec.stages if s.name == step.stage), None)
+        mode = effective_mode(
+            self._request.mode, stage.mode if stage else None, self._team.spec.mode
+        )
+        if mode != "batch" or spec.tools:
+            return {}
+        return {"mode": "batch"}
 
     def _stream_fields(self) -> dict[str, Any]:
         """What a call carries for the run's live stream (nothing when the run does not stream).
@@ -229,6 +259,12 @@ class CallBuilder:
         number = self._sequence.get(agent, 0) + 1
         self._sequence[agent] = number
         return f"{workflow.info().workflow_id}/{stage}/{agent}/{number}"
+
+
+def _day_cap(spec: AgentSpec) -> int | None:
+    """The agent's daily cap (``max_usd.day``) in micro-dollars, if it has one."""
+    cap = spec.max_usd.day if spec.max_usd is not None else None
+    return usd_to_micro(cap) if cap is not None else None
 
 
 def _definition_tokens(tool: ToolDefinition) -> int:

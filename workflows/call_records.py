@@ -57,6 +57,7 @@ def answered(
             "error": "stopped by the stage timeout" if outcome.cancelled else None,
             "cache_hit": outcome.cache_hit,
             "saved_micro": outcome.saved_micro,
+            "semantic": outcome.semantic,
             "injection_rules": sorted({finding.rule for finding in outcome.injection}),
             "pii_redacted": outcome.pii_redacted,
         }

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.requests import TeamRequest
     from contracts.results import TeamResult
     from security.injection import FENCE_INSTRUCTIONS
+    from teams.batch_spec import BatchSettings
     from teams.errors import GoldSetError, TeamSpecError
     from teams.gold_sets import JUDGE_AGENT, GoldItem
     from teams.scoring import (
@@ -64,9 +65,11 @@ with workflow.unsafe.imports_passed_through():
         mean_score,
         pass_rate_percent,
     )
+    from teams.spec import AgentSpec
     from teams.telemetry_names import EVAL_DROPS, EVAL_SCORE
     from workflows import inputs
     from workflows.agent_team import WORKFLOW_NAME as AGENT_TEAM_WORKFLOW
+    from workflows.batch_call import BatchAnswer, BatchCaller, BatchGaveUp
     from workflows.call_activity import start_call
     from workflows.call_failures import classify
     from workflows.visibility import COST_USD, EVAL_DROPPED, TEAM_NAME
@@ -193,7 +196,13 @@ async def _team_run(
     try:
         result: TeamResult = await workflow.execute_child_workflow(
             AGENT_TEAM_WORKFLOW,
-            TeamRequest(team=request.team, task=item.task, tenant=request.tenant, evaluator=True),
+            TeamRequest(
+                team=request.team,
+                task=item.task,
+                tenant=request.tenant,
+                evaluator=True,
+                mode=request.mode,
+            ),
             id=run_id,
             task_queue=workflow.info().task_queue,
             result_type=TeamResult,
@@ -213,16 +222,40 @@ async def _judge(
     """The judge's verdict on ``answer`` (or why none), and what the call cost."""
     spec = resolved.gold.judge.agent()
     call = _judge_call(request, resolved, item, answer)
-    handle = start_call(call, spec, task_queue=resolved.calls_task_queue, cooperative=True)
-    try:
-        outcome: AgentOutcome = await handle
-    except ActivityError as err:
-        failure = classify(err, spec, call.price)
-        return None, failure.cost_micro, f"judge: {failure.describe()}"
+    outcome: AgentOutcome | None = None
+    if request.mode == "batch":
+        batched = await _batched_judge(call, spec, resolved)
+        if isinstance(batched, tuple):
+            return None, batched[1], batched[0]
+        outcome = batched  # None: no answer by the batch deadline, asked interactively
+    if outcome is None:
+        handle = start_call(call, spec, task_queue=resolved.calls_task_queue, cooperative=True)
+        try:
+            outcome = await handle
+        except ActivityError as err:
+            failure = classify(err, spec, call.price)
+            return None, failure.cost_micro, f"judge: {failure.describe()}"
     if outcome.verdict is None:  # parse_structured guarantees one for a verdict agent
         return None, outcome.cost_micro, "judge: no verdict in the answer"
     reasons = [reason[:MAX_REASON_CHARS] for reason in outcome.verdict.reasons]
     return outcome.verdict.model_copy(update={"reasons": reasons}), outcome.cost_micro, None
+
+
+async def _batched_judge(
+    call: AgentCall, spec: AgentSpec, resolved: ResolvedGoldSet
+) -> AgentOutcome | tuple[str, int] | None:
+    """The judge through a Message Batch.
+
+    Its outcome; why it failed, and what that cost; or None: no answer by the deadline.
+    """
+    batched = call.model_copy(update={"mode": "batch", "call_id": f"{call.call_id}/batch"})
+    caller = BatchCaller(resolved.batch or BatchSettings(), task_queue=resolved.calls_task_queue)
+    end = await caller.run(batched, spec, None)
+    if isinstance(end, BatchAnswer):
+        return end.outcome
+    if isinstance(end, BatchGaveUp) and not end.deadline:
+        return f"judge: {end.failure.describe()}", end.failure.cost_micro
+    return None
 
 
 def _judge_call(

@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         GATE_REJECTIONS,
         RUN_BUDGET_LEFT,
         RUNS_FINISHED,
+        SEMANTIC_CACHE_LOOKUPS,
         TOOL_CALLS,
         TOOL_LATENCY,
     )
@@ -105,6 +106,9 @@ class RunMetrics:
         self._retries = meter.create_counter(AGENT_RETRIES, "Attempts beyond a call's first")
         self._fallbacks = meter.create_counter(AGENT_FALLBACKS, "Fallback activations")
         self._cache_hits = meter.create_counter(CACHE_HITS, "Calls answered from the cache")
+        self._semantic = meter.create_counter(
+            SEMANTIC_CACHE_LOOKUPS, "Semantic cache lookups by outcome (hit, near_miss, ...)"
+        )
         self._degradations = meter.create_counter(DEGRADATIONS, "Fan-outs graded below FULL")
         self._gate_rejections = meter.create_counter(
             GATE_REJECTIONS, "Drafts a quality gate sent back for revision"
@@ -150,6 +154,8 @@ class RunMetrics:
         _add(self._retries, (record.attempts or 1) - 1, labels)
         if record.cache_hit:
             self._cache_hits.add(1, labels)
+        if record.semantic is not None:
+            self._semantic.add(1, {**labels, "outcome": record.semantic.outcome})
 
     def tool_call(self, tool: str, status: str, latency_ms: int) -> None:
         """Count one tool call (it ran, failed, or was refused before running)."""

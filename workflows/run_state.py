@@ -103,6 +103,7 @@ class RunState:
         self._tools: list[ToolCallRecord] = []
         self._tools_total = 0
         self._streaming = False
+        self._priority: str | None = None
 
     # --- what happened -------------------------------------------------------
 
@@ -122,6 +123,10 @@ class RunState:
         self._prompt_versions = {name: p.ref.label for name, p in team.prompts.items()}
         self._variants = list(team.variants or [])
         self._phase = "running"
+
+    def prioritise(self, level: str | None) -> None:
+        """The run's priority level, as resolved at its start (None: none recorded)."""
+        self._priority = level
 
     def enter_stage(self, name: str) -> None:
         """Stage ``name`` starts."""
@@ -253,6 +258,11 @@ class RunState:
         return self._stage
 
     @property
+    def priority(self) -> str | None:
+        """The run's priority level (None: a run from before priorities)."""
+        return self._priority
+
+    @property
     def route(self) -> RouteDecision | None:
         """The router's decision, once made."""
         return self._route
@@ -339,6 +349,7 @@ class RunState:
             tool_calls=self._tools[-STATUS_TOOL_RECORDS:],
             tool_calls_total=self._tools_total,
             streaming=self._streaming,
+            priority=self._priority,
         )
 
     def degradation(self) -> DegradationLevel:
@@ -390,6 +401,7 @@ class RunState:
             budget_micro=budget.limit_micro,
             tool_calls=self._tools,
             tool_calls_total=self._tools_total,
+            priority=self._priority,
             # Tools with a price are charged like model calls (run and daily budgets).
             total_cost_micro=sum(r.cost_micro for r in calls)
             + sum(t.cost_micro for t in self._tools),

@@ -27,12 +27,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import ADMIT_CALL, RECORD_RUN_COST, SETTLE_CALL
+    from activities.names import ADMIT_CALL, END_RUN_SLOT, RECORD_RUN_COST, SETTLE_CALL
     from contracts.admission import (
         Admission,
         AdmissionRequest,
         BreakerOutcome,
         RunCostRequest,
+        RunSlotRelease,
         SettlementReceipt,
         SettlementRequest,
     )
@@ -156,12 +157,17 @@ class SharedControls:
         return receipt if isinstance(receipt, SettlementReceipt) else None
 
     async def record_run(
-        self, total_micro: int, status: RunStatus, stream_event: RunFinished | None = None
+        self,
+        total_micro: int,
+        status: RunStatus,
+        stream_event: RunFinished | None = None,
+        *,
+        release_slot: bool = False,
     ) -> None:
         """Report the run's total, for its team's cost-outlier alert.
 
         ``stream_event``: the run's end for its live stream, published by the same
-        local activity.
+        local activity; ``release_slot``: free the run's tenant slot there too.
         """
         report = RunCostReport(
             run_id=workflow.info().workflow_id,
@@ -171,12 +177,29 @@ class SharedControls:
             ran_to_the_end=status not in (RunStatus.BUDGET_EXCEEDED, RunStatus.FAILED),
         )
         try:
-            request = RunCostRequest(day=_today(), report=report, stream_event=stream_event)
+            request = RunCostRequest(
+                day=_today(), report=report, stream_event=stream_event, release_slot=release_slot
+            )
             await _local(RECORD_RUN_COST, request, None)
         except FailureError as err:  # a local activity's failure is its own error
             if isinstance(err, CancelledError):
                 raise
             self._state.warn(f"run cost not reported to the daily budgets: {err}", degrade=False)
+
+
+async def end_run_slot(state: RunState) -> None:
+    """Free the run's tenant slot as it ends without its cost record (failed, cancelled).
+
+    Best effort: a slot left held by an unreachable store frees itself when its
+    lease expires.
+    """
+    try:
+        request = RunSlotRelease(workflow_id=workflow.info().workflow_id)
+        await _local(END_RUN_SLOT, request, bool)
+    except FailureError as err:  # a local activity's failure is its own error
+        if isinstance(err, CancelledError):
+            raise
+        state.warn(f"tenant run slot not freed (its lease will expire): {err}", degrade=False)
 
 
 def unsettled(record: AgentCallRecord) -> bool:

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalStage,
         DegradationThresholds,
         FanOutStage,
+        GateConvergence,
         GateStage,
         RouterStage,
         SequentialStage,
@@ -216,6 +217,8 @@ class StageRunner:
             scores.append(verdict.score)
             if verdict.score >= stage.threshold or iteration == stage.max_iterations:
                 break
+            if converged(scores, stage.convergence):
+                break
             self._metrics.gate_rejected(stage.name)
             revision = await self._required(
                 AgentStep(
@@ -256,10 +259,18 @@ class StageRunner:
     ) -> None:
         passed = bool(scores) and scores[-1] >= stage.threshold
         exhausted = not passed and len(scores) == stage.max_iterations
+        stopped_early = not passed and not exhausted and converged(scores, stage.convergence)
         if exhausted:
             self._state.warn(
                 f"quality gate {stage.name!r} stopped after {len(scores)} iterations "
                 f"(max_iterations); scores {scores} never reached the threshold {stage.threshold}"
+            )
+        if stopped_early and stage.convergence is not None:
+            self._state.warn(
+                f"quality gate {stage.name!r} converged after {len(scores)} of "
+                f"{stage.max_iterations} iterations: scores {scores} gained less than "
+                f"{stage.convergence.min_improvement} over the last {stage.convergence.k}, "
+                f"below the threshold {stage.threshold}"
             )
         self._state.record_gate(
             GateReport(
@@ -270,6 +281,7 @@ class StageRunner:
                 scores=scores,
                 passed=passed,
                 exhausted=exhausted,
+                converged=stopped_early,
                 last_reasons=list(verdict.reasons) if verdict and not passed else [],
             )
         )
@@ -372,6 +384,17 @@ async def _stop_all(tasks: list[asyncio.Task[AgentOutcome]], stop: StopFlag | No
         return
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def converged(scores: list[int], rule: GateConvergence | None) -> bool:
+    """Whether the last ``rule.k`` scores gained less than ``rule.min_improvement``.
+
+    Compared with the best score before them (the best, not the last: one noisy
+    review should neither stop a gate nor keep it going).
+    """
+    if rule is None or len(scores) <= rule.k:
+        return False
+    return max(scores[-rule.k :]) - max(scores[: -rule.k]) < rule.min_improvement
 
 
 def grade(succeeded: int, thresholds: DegradationThresholds) -> DegradationLevel:

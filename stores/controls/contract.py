@@ -14,10 +14,14 @@ against all three):
 - **Idempotent by key.** ``reserve``/``settle``/``release`` are keyed by the
   *call key* (run id + call id), each attempt's charge by the call key and the
   attempt number, breaker reports and bucket takes by a request id, run records
-  by the run key: a retried activity never counts twice.
+  by the run key, run starts (``admit_run``/``end_run``) by the run's workflow
+  id: a retried activity never counts twice, and a run admitted by ``teamctl``
+  is not counted again when its workflow admits itself.
 - **Reservations expire.** A reservation holds budget until its call settles
   it, is released, or its ``ttl_s`` (the call's schedule-to-close) passes, so a
   killed worker or a terminated run cannot hold budget for the rest of the day.
+  A run's concurrency slot is a lease too (``lease_s``): a terminated run's
+  slot frees itself.
 - **Settlement is per attempt.** The provider bills every attempt it answered,
   a retry after a crash included, so ``settle`` charges each attempt it carries
   on its own (:class:`contracts.ledger.AttemptCharge`): once, keyed by call key
@@ -31,7 +35,11 @@ against all three):
   total (the difference from what it holds, never less than zero).
 - **Spend never passes a limit through reservations**: a reservation is granted
   only if ``spent + held + amount <= limit`` for every scope it touches (held:
-  live reservations not yet charged).
+  live reservations not yet charged). The scopes: the day's global budget, the
+  call's tenant's and, when the call carries an agent's daily cap, that agent's
+  (``agent:<team>/<agent>``, a scope touched by no other call). A reservation
+  that carries a :class:`PriorityShed` (a run below the protected priorities)
+  must also stay within ``soft_percent`` of each limit.
 - **Bounded.** ``prune`` drops expired reservations, old idempotency keys and
   days past retention; nothing grows without limit.
 - **The store's clock** (the database's, Redis's ``TIME``, the host's for SQLite)
@@ -115,6 +123,20 @@ class BreakerReport(BaseModel):
     settings: BreakerSettings
 
 
+class PriorityShed(BaseModel):
+    """A reservation of a run below the protected priorities: it stops at ``soft_percent``.
+
+    Only runs of a priority below ``protect_from`` carry it; protected runs go
+    on to 100 % of every limit. The names are for the refusal's wording.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    priority: str = Field(min_length=1, max_length=64)
+    protect_from: str = Field(min_length=1, max_length=64)
+    soft_percent: int = Field(ge=1, le=100)
+
+
 class Reservation(BaseModel):
     """``reserve``: hold ``amount_micro`` for a call on the day's global and tenant budgets.
 
@@ -132,6 +154,12 @@ class Reservation(BaseModel):
     ttl_s: float = Field(gt=0, le=MAX_TTL_S)
     global_limit_micro: int | None = Field(default=None, ge=0)
     tenant_limit_micro: int | None = Field(default=None, ge=0)
+    agent_scope: str | None = Field(default=None, min_length=1, max_length=256)
+    """``agent:<team>/<agent>`` when the call's agent has a daily cap (None: not touched)."""
+    agent_limit_micro: int | None = Field(default=None, ge=0)
+    """That agent's daily cap."""
+    shed: PriorityShed | None = None
+    """Set for a run below the protected priorities: it is refused past ``soft_percent``."""
 
 
 class ReserveAnswer(BaseModel):
@@ -148,6 +176,10 @@ class ReserveAnswer(BaseModel):
         "scopes only).",
     )
     alerts: list[Alert] = Field(default_factory=list, description="Alerts this raised.")
+    shed: bool = Field(
+        default=False,
+        description="Refused for priority: past the soft threshold, below the limit itself.",
+    )
 
 
 class Settlement(BaseModel):
@@ -177,6 +209,10 @@ class Settlement(BaseModel):
     """How long a not-final settlement of a call with no reservation stays open."""
     global_limit_micro: int | None = Field(default=None, ge=0)
     tenant_limit_micro: int | None = Field(default=None, ge=0)
+    agent_scope: str | None = Field(default=None, min_length=1, max_length=256)
+    """The agent's scope, as in :class:`Reservation` (a call is charged to the one it
+    reserved on, whatever this says)."""
+    agent_limit_micro: int | None = Field(default=None, ge=0)
     reports: list[BreakerReport] = Field(
         default_factory=list,
         description="How the call ended, for its breakers (once per call key), in the same step.",
@@ -296,6 +332,51 @@ class RunRecord(BaseModel):
     ran_to_the_end: bool = True
 
 
+START_WINDOW_S = 60.0
+"""``admit_run`` counts a tenant's starts over this sliding window (one minute)."""
+RunStartLimit = Literal["starts_per_minute", "concurrent_runs"]
+"""Which of a tenant's run limits refused a start."""
+
+
+class RunStart(BaseModel):
+    """``admit_run``: count a run's start for its tenant and hold one of its run slots.
+
+    Admitted only if the tenant started fewer than ``starts_per_minute`` runs in
+    the last :data:`START_WINDOW_S` and fewer than ``concurrent_runs`` runs hold
+    a live slot (``None``: that limit is off). Admitting a key that holds a live
+    slot is a no-op (admitted, ``fresh`` false); a key whose run ended, or whose
+    lease expired, is a new start.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    run_key: str = Field(min_length=1, max_length=512, description="The run's workflow id.")
+    tenant: str = Field(min_length=1, max_length=256)
+    starts_per_minute: int | None = Field(default=None, ge=1)
+    concurrent_runs: int | None = Field(default=None, ge=1)
+    lease_s: float = Field(gt=0, le=MAX_TTL_S, description="How long the slot is held at most.")
+
+
+class RunStartAnswer(BaseModel):
+    """Admitted, or which limit refused, with the tenant's figures and when to retry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    admitted: bool
+    fresh: bool = Field(
+        default=False, description="This call counted the start (False: the key held a slot)."
+    )
+    refused_by: RunStartLimit | None = None
+    limit: int | None = Field(default=None, description="The refusing limit's value.")
+    starts_in_window: int = Field(default=0, description="Starts counted in the window.")
+    running: int = Field(default=0, description="Runs holding a live slot.")
+    retry_after_s: float = Field(
+        default=0.0,
+        description="When the refusing limit has room again (a slot: at the "
+        "earliest lease expiry, sooner if a run ends).",
+    )
+
+
 class PruneReport(BaseModel):
     """How many rows (or keys) ``prune`` removed, by kind."""
 
@@ -350,6 +431,17 @@ class ControlsStore(Protocol):
 
     async def record_run(self, record: RunRecord) -> list[Alert]:
         """Note a finished run's cost (once); alert if it is an outlier for its team."""
+        ...
+
+    async def admit_run(self, start: RunStart) -> RunStartAnswer:
+        """Count a run's start and hold a slot for it, if its tenant's limits allow."""
+        ...
+
+    async def end_run(self, run_key: str, *, started: bool = True) -> bool:
+        """Free a run's slot; ``started=False`` uncounts the start too (it never began).
+
+        ``False`` if the key held no live slot (already ended, expired or unknown).
+        """
         ...
 
     async def ledger(self, scope: str, day: str) -> LedgerSummary | None:

@@ -46,12 +46,13 @@ beyond any amount here; integers are written with ``%d`` and times with
 
 Keys, under ``<prefix>:``:
 
-- ``call:<call key>``: hash ``day tenant reserved charged <token fields>
-  counted open expires touched attempts`` (``tenant`` absent for no tenant), and
+- ``call:<call key>``: hash ``day tenant agent reserved charged <token fields>
+  counted open expires touched attempts`` (``tenant`` absent for no tenant,
+  ``agent``, the agent's scope, absent for an agent without a daily cap), and
   per charged attempt ``a:<n>:charged a:<n>:<token field> a:<n>:source``.
-- ``open:<day>`` and ``open:<day>:<tenant>``: sorted sets of open call keys by
-  expiry; ``index:open-calls`` (by expiry) and ``index:closed-calls`` (by
-  last touch) list every call, for ``prune``.
+- ``open:<day>``, ``open:<day>:<tenant>`` and ``open-agent:<day>:<agent scope>``:
+  sorted sets of open call keys by expiry; ``index:open-calls`` (by expiry) and
+  ``index:closed-calls`` (by last touch) list every call, for ``prune``.
 - ``budget:<day>:<scope>``: hash ``limit spent settled``; ``scopes:<day>``: the
   scopes with a budget row or alerts that day; ``index:days``: days with any
   ledger data (lexically ordered).
@@ -66,6 +67,8 @@ Keys, under ``<prefix>:``:
   ``prune``; ``reports:<key>``: report ids by time; ``index:breakers``.
 - ``bucket:<name>``: hash ``level updated``; ``take:<request id>`` with
   ``index:takes`` (by time).
+- Run-start admission: ``run-starts:<tenant>``, ``run-running:<tenant>``,
+  ``run-slot:<run key>`` (see :mod:`stores.controls.redis_admission_lua`).
 """
 
 from __future__ import annotations
@@ -90,10 +93,13 @@ from stores.controls.contract import (
     ReserveAnswer,
     Retention,
     RunRecord,
+    RunStart,
+    RunStartAnswer,
     SettleAnswer,
     Settlement,
     TakeAnswer,
 )
+from stores.controls.redis_admission_lua import ADMIT_RUN, END_RUN, PRUNE_RUN_ADMISSION
 from stores.controls.redis_breaker_lua import BREAKER_ADMIT, BREAKER_REPORT, BREAKER_STATUS
 from stores.controls.redis_bucket_lua import TAKE
 from stores.controls.redis_budget_lua import (
@@ -136,6 +142,9 @@ _SCRIPTS = {
     "breaker": BREAKER_STATUS,
     "take": TAKE,
     "prune": PRUNE,
+    "admit_run": ADMIT_RUN,
+    "end_run": END_RUN,
+    "prune_run_admission": PRUNE_RUN_ADMISSION,
 }
 
 
@@ -247,7 +256,7 @@ class RedisControls:
 
     async def reserve(self, reservation: Reservation) -> ReserveAnswer:
         """See :class:`ControlsStore`."""
-        granted, scope, reason, left, alerts = await self._run(
+        granted, scope, reason, left, alerts, shed = await self._run(
             "reserve", reservation.model_dump() | {"call_keep_s": self._call_keep_s}
         )
         return ReserveAnswer(
@@ -256,6 +265,7 @@ class RedisControls:
             reason=reason,
             left_micro=read_pairs(left),
             alerts=[read_alert(a) for a in alerts],
+            shed=bool(shed),
         )
 
     async def settle(self, settlement: Settlement) -> SettleAnswer:
@@ -329,12 +339,38 @@ class RedisControls:
         """See :class:`ControlsStore`."""
         return [read_alert(a) for a in await self._run("record_run", record.model_dump())]
 
+    async def admit_run(self, start: RunStart) -> RunStartAnswer:
+        """See :class:`ControlsStore`."""
+        request = start.model_dump() | {"slot_keep_s": self._call_keep_s}
+        admitted, fresh, refused_by, limit, starts, running, retry = await self._run(
+            "admit_run", request
+        )
+        return RunStartAnswer(
+            admitted=bool(admitted),
+            fresh=bool(fresh),
+            refused_by=refused_by,
+            limit=int(limit) if limit is not None else None,
+            starts_in_window=int(starts),
+            running=int(running),
+            retry_after_s=float(retry),
+        )
+
+    async def end_run(self, run_key: str, *, started: bool = True) -> bool:
+        """See :class:`ControlsStore`."""
+        request = {"run_key": run_key, "started": started, "slot_keep_s": self._call_keep_s}
+        return bool(await self._run("end_run", request))
+
     async def ledger(self, scope: str, day: str) -> LedgerSummary | None:
         """See :class:`ControlsStore`."""
         reply = await self._run("ledger", {"scope": scope, "day": day})
         if reply is None:
             return None
         limit, spent, settled, held, count, alerts, rows = reply
+        cost_rows = read_cost_rows(rows, rules.tenant_of(scope))
+        agent = rules.agent_of(scope)
+        if agent is not None:
+            # An agent's scope counts that agent's calls only (every tenant's).
+            cost_rows = [r for r in cost_rows if (r.key.team, r.key.agent) == agent]
         return LedgerSummary(
             scope=scope,
             day=day,
@@ -344,7 +380,7 @@ class RedisControls:
             open_reservations=int(count),
             settled_calls=int(settled),
             alerts=[read_stored_alert(scope, day, json.loads(a)) for a in alerts],
-            rows=read_cost_rows(rows, rules.tenant_of(scope)),
+            rows=cost_rows,
         )
 
     async def breaker(self, key: str) -> BreakerStatus | None:
@@ -368,8 +404,13 @@ class RedisControls:
 
     async def prune(self) -> PruneReport:
         """See :class:`ControlsStore`."""
-        removed = await self._run("prune", self._retention.model_dump())
-        return PruneReport(removed=read_pairs(removed))
+        removed = read_pairs(await self._run("prune", self._retention.model_dump()))
+        # Run-start admission prunes in a script of its own (each atomic; see admit).
+        runs = await self._run("prune_run_admission", self._retention.model_dump())
+        for kind, count in zip(("run_starts", "run_slots", "run_tenants"), runs, strict=True):
+            if int(count):
+                removed[kind] = int(count)
+        return PruneReport(removed=removed)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

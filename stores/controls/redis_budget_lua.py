@@ -2,7 +2,9 @@
 
 Each is a port of its :mod:`stores.controls.sql_budgets` (or ``sql_runs``)
 operation, with the wording of :mod:`stores.controls.rules` ported line by
-line.
+line. A call of an agent with a daily cap also counts in the agent's scope
+(``agent:<team>/<agent>``): its hash keeps the scope (``agent``) and its open
+set is ``open-agent:<day>:<scope>``.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ local function usd(micro)
   return string.format('%s$%d.%06d', sign, (micro - rest) / 1000000, rest)
 end
 
--- rules.scopes_of: global first, then the tenant's.
-local function scopes_of(tenant)
-  if truthy(tenant) then return {GLOBAL_SCOPE, TENANT_PREFIX .. tenant} end
-  return {GLOBAL_SCOPE}
+-- rules.budget_limits' scopes: global first, then the tenant's, then the agent's.
+local function scopes_of(tenant, agent)
+  local scopes = {GLOBAL_SCOPE}
+  if truthy(tenant) then scopes[#scopes + 1] = TENANT_PREFIX .. tenant end
+  if truthy(agent) then scopes[#scopes + 1] = agent end
+  return scopes
+end
+
+local function is_agent_scope(scope)
+  return string.sub(scope, 1, #AGENT_PREFIX) == AGENT_PREFIX
 end
 
 -- The tenant a scope's calls are filtered by (nil: every call of the day).
@@ -34,9 +42,10 @@ local function tenant_of(scope)
   return nil
 end
 
--- rules.limits_of: the request's limit for a scope.
+-- rules.budget_limits: the request's limit for a scope.
 local function limit_of(scope)
   if scope == GLOBAL_SCOPE then return req.global_limit_micro end
+  if is_agent_scope(scope) then return req.agent_limit_micro end
   return req.tenant_limit_micro
 end
 
@@ -45,22 +54,29 @@ local function open_key(day, tenant)
   return key('open', day)
 end
 
--- The sorted sets an open call of `day` and `tenant` is listed in, by expiry.
-local function open_sets(day, tenant)
+-- The open set of a scope's calls on `day`.
+local function scope_set(day, scope)
+  if is_agent_scope(scope) then return key('open-agent', day, scope) end
+  return open_key(day, tenant_of(scope))
+end
+
+-- The sorted sets an open call of `day`, `tenant` and `agent` is listed in, by expiry.
+local function open_sets(day, tenant, agent)
   local sets = {key('index', 'open-calls'), open_key(day)}
   if tenant ~= nil then sets[#sets + 1] = open_key(day, tenant) end
+  if truthy(agent) then sets[#sets + 1] = key('open-agent', day, agent) end
   return sets
 end
 
-local function list_open(call_key, day, tenant, expires)
-  for i, set in ipairs(open_sets(day, tenant)) do
+local function list_open(call_key, day, tenant, agent, expires)
+  for i, set in ipairs(open_sets(day, tenant, agent)) do
     redis.call('ZADD', set, float(expires), call_key)
     if i > 1 then keep_at_least(set, expires - NOW + req.call_keep_s) end
   end
 end
 
-local function list_closed(call_key, day, tenant)
-  for _, set in ipairs(open_sets(day, tenant)) do
+local function list_closed(call_key, day, tenant, agent)
+  for _, set in ipairs(open_sets(day, tenant, agent)) do
     redis.call('ZREM', set, call_key)
   end
   redis.call('ZADD', key('index', 'closed-calls'), NOW_S, call_key)
@@ -119,7 +135,7 @@ local function left(day, scopes, spent)
   for _, scope in ipairs(scopes) do
     local limit = limit_of(scope)
     if limit ~= nil then
-      local holding = held(open_key(day, tenant_of(scope)))
+      local holding = held(scope_set(day, scope))
       out[#out + 1] = scope
       out[#out + 1] = limit - spent[scope] - holding
     end
@@ -144,13 +160,26 @@ local function refusal_reason(scope, day, limit, holding, amount)
     .. ' spent or reserved, the call could cost up to ' .. usd(amount)
 end
 
+-- rules.soft_line: limit * percent // 100, exact even where limit * percent passes 2^53
+local function soft_line(limit, percent)
+  return idiv(limit, 100) * percent + idiv(math.fmod(limit, 100) * percent, 100)
+end
+
+-- rules.shed_reason
+local function shed_reason(scope, day, limit, shed, holding, amount)
+  return 'shed for priority: ' .. shed.priority .. ' runs stop at ' .. int(shed.soft_percent)
+    .. '% of the ' .. scope .. ' daily budget ' .. usd(limit) .. ' for ' .. day .. ' ('
+    .. usd(soft_line(limit, shed.soft_percent)) .. '): ' .. usd(holding)
+    .. ' spent or reserved, the call could cost up to ' .. usd(amount)
+    .. '; runs of priority ' .. shed.protect_from .. ' and above go on to 100%'
+end
+
 -- rules.crossed_thresholds: {kind, message} for each threshold crossed.
 local function crossed(scope, day, limit, before, after)
   local out = {}
   if limit == nil or limit == 0 then return out end
   for _, percent in ipairs(THRESHOLDS) do
-    -- limit * percent // 100, exact even where limit * percent passes 2^53
-    local line = idiv(limit, 100) * percent + idiv(math.fmod(limit, 100) * percent, 100)
+    local line = soft_line(limit, percent)
     if before < line and line <= after then
       local kind = 'budget_100'
       if percent == 80 then kind = 'budget_80' end
@@ -163,20 +192,22 @@ end
 """
 
 
-# reserve: hold a call's worst case on its day's global and tenant budgets, if every
-# limited scope has room (sql.reserve). Reply: granted, refused scope, reason, left
-# (flat pairs), alerts raised.
+# reserve: hold a call's worst case on its day's global, tenant and agent budgets, if
+# every limited scope has room, within its soft share for a shed run (sql.reserve).
+# Reply: granted, refused scope, reason, left (flat pairs), alerts raised, shed.
 RESERVE = (
     PRELUDE
     + _BUDGET
     + r"""
 local day, amount = req.day, req.amount_micro
-local scopes = scopes_of(req.tenant)
+local scopes = scopes_of(req.tenant, req.agent_scope)
 local spent = lock_days(day, scopes)
 local ck = key('call', req.call_key)
-local call = redis.call('HMGET', ck, 'reserved', 'charged', 'open', 'day', 'tenant', 'expires')
+local call = redis.call('HMGET', ck, 'reserved', 'charged', 'open', 'day', 'tenant', 'expires',
+  'agent')
 local exists = call[1] ~= false
 local call_tenant = call[5] or nil
+local call_agent = call[7] or nil
 local live = exists and call[3] == '1' and tonumber(call[6]) > NOW
 if exists and (call[3] ~= '1' or (live and tonumber(call[1]) >= amount)) then
   -- Already held (a retried attempt) or already finished: nothing to add. An
@@ -184,36 +215,43 @@ if exists and (call[3] ~= '1' or (live and tonumber(call[1]) >= amount)) then
   if call[3] == '1' then
     local expires = NOW + req.ttl_s
     redis.call('HSET', ck, 'expires', float(expires), 'touched', NOW_S)
-    list_open(req.call_key, call[4], call_tenant, expires)
+    list_open(req.call_key, call[4], call_tenant, call_agent, expires)
     keep_call(ck, expires)
   end
-  return {1, false, false, left(day, scopes, spent), {}}
+  return {1, false, false, left(day, scopes, spent), {}, 0}
 end
 local hold = math.max(0, amount - (exists and tonumber(call[2]) or 0))
 for _, scope in ipairs(scopes) do
   local limit = limit_of(scope)
   if limit ~= nil then
-    local others = held(open_key(day, tenant_of(scope)), req.call_key)
-    if spent[scope] + others + hold > limit then
-      local reason = refusal_reason(scope, day, limit, spent[scope] + others, amount)
+    local holding = spent[scope] + held(scope_set(day, scope), req.call_key)
+    if holding + hold > limit then
+      local reason = refusal_reason(scope, day, limit, holding, amount)
       local alert = raise(scope, day, 'budget_100', reason .. '; calls are being refused')
-      return {0, scope, reason, left(day, scopes, spent), {alert}}
+      return {0, scope, reason, left(day, scopes, spent), {alert}, 0}
+    end
+    local shed = req.shed
+    if shed ~= nil and holding + hold > soft_line(limit, shed.soft_percent) then
+      -- Below the limit itself: no alert, the limit is not reached.
+      local reason = shed_reason(scope, day, limit, shed, holding, amount)
+      return {0, scope, reason, left(day, scopes, spent), {}, 1}
     end
   end
 end
 local expires = NOW + req.ttl_s
 if exists then
   redis.call('HSET', ck, 'reserved', int(amount), 'expires', float(expires), 'touched', NOW_S)
-  list_open(req.call_key, call[4], call_tenant, expires)
+  list_open(req.call_key, call[4], call_tenant, call_agent, expires)
 else
   redis.call('HSET', ck, 'day', day, 'reserved', int(amount), 'charged', 0, 'counted', 0,
     'open', 1, 'expires', float(expires), 'touched', NOW_S)
   for _, field in ipairs(TOKEN_FIELDS) do redis.call('HSET', ck, field, 0) end
   if req.tenant ~= nil then redis.call('HSET', ck, 'tenant', req.tenant) end
-  list_open(req.call_key, day, req.tenant, expires)
+  if req.agent_scope ~= nil then redis.call('HSET', ck, 'agent', req.agent_scope) end
+  list_open(req.call_key, day, req.tenant, req.agent_scope, expires)
 end
 keep_call(ck, expires)
-return {1, false, false, left(day, scopes, spent), {}}
+return {1, false, false, left(day, scopes, spent), {}, 0}
 """
 )
 
@@ -231,18 +269,21 @@ SETTLE = (
 local ck = key('call', req.call_key)
 local fields = {'day', 'tenant', 'charged', 'counted', 'open', 'expires'}
 for _, field in ipairs(TOKEN_FIELDS) do fields[#fields + 1] = field end
+fields[#fields + 1] = 'agent'
 local v = redis.call('HMGET', ck, unpack(fields))
--- A call is charged to the day and tenant it reserved on, whatever the request says.
-local day, tenant = req.day, req.tenant
-if v[1] then day, tenant = v[1], v[2] or nil end
-local scopes = scopes_of(tenant)
+-- A call is charged to the day, tenant and agent scope it reserved on, whatever the
+-- request says.
+local day, tenant, agent = req.day, req.tenant, req.agent_scope
+if v[1] then day, tenant, agent = v[1], v[2] or nil, v[#fields] or nil end
+local scopes = scopes_of(tenant, agent)
 local spent = lock_days(day, scopes)
 if not v[1] then
   local expires = NOW + req.ttl_s
   redis.call('HSET', ck, 'day', day, 'reserved', 0, 'charged', 0, 'counted', 0, 'open', 1,
     'expires', float(expires), 'touched', NOW_S)
   if tenant ~= nil then redis.call('HSET', ck, 'tenant', tenant) end
-  list_open(req.call_key, day, tenant, expires)
+  if agent ~= nil then redis.call('HSET', ck, 'agent', agent) end
+  list_open(req.call_key, day, tenant, agent, expires)
   v = {day, tenant, '0', '0', '1', float(expires), '0', '0', '0', '0'}
 end
 local charged = tonumber(v[3])
@@ -289,7 +330,7 @@ adds.fallbacks = (first == 1 and req.fallback) and 1 or 0
 redis.call('HSET', ck, 'charged', int(charged + delta), 'counted', 1, 'touched', NOW_S)
 if was_open and req.final then
   redis.call('HSET', ck, 'open', 0)
-  list_closed(req.call_key, day, tenant)
+  list_closed(req.call_key, day, tenant, agent)
 elseif not was_open then
   redis.call('ZADD', key('index', 'closed-calls'), NOW_S, req.call_key)
 end
@@ -337,10 +378,10 @@ RELEASE = (
     + _BUDGET
     + r"""
 local ck = key('call', req.call_key)
-local v = redis.call('HMGET', ck, 'open', 'day', 'tenant', 'expires')
+local v = redis.call('HMGET', ck, 'open', 'day', 'tenant', 'expires', 'agent')
 if v[1] ~= '1' then return 0 end
 redis.call('HSET', ck, 'open', 0, 'touched', NOW_S)
-list_closed(req.call_key, v[2], v[3] or nil)
+list_closed(req.call_key, v[2], v[3] or nil, v[5] or nil)
 keep_call(ck, tonumber(v[4]))
 return 1
 """
@@ -397,7 +438,7 @@ LEDGER = (
 local b = redis.call('HMGET', key('budget', req.day, req.scope), 'limit', 'spent', 'settled')
 local alerts = redis.call('LRANGE', key('alerts', req.day, req.scope), 0, -1)
 if not b[2] and #alerts == 0 then return false end
-local holding, count = held(open_key(req.day, tenant_of(req.scope)))
+local holding, count = held(scope_set(req.day, req.scope))
 local rows = {}
 for _, row_id in ipairs(redis.call('SMEMBERS', key('rows', req.day))) do
   local row = redis.call('HMGET', key('row', req.day, row_id), unpack(ROW_FIELDS))

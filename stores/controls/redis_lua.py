@@ -22,7 +22,7 @@ from stores.controls import rules
 from stores.controls.contract import (
     TRANSITIONS_MEMORY,
 )
-from stores.controls.rules import NO_TENANT, TENANT_PREFIX
+from stores.controls.rules import AGENT_PREFIX, NO_TENANT, TENANT_PREFIX
 from teams.pricing import TOKEN_FIELDS
 
 ROW_FIELDS = ("calls", *TOKEN_FIELDS, "cost_micro", "cache_hits", "saved_micro", "fallbacks")
@@ -50,6 +50,7 @@ def lua_table(items: Iterable[tuple[str, int]]) -> str:
 PRELUDE = f"""
 local GLOBAL_SCOPE = {lua_string(GLOBAL_SCOPE)}
 local TENANT_PREFIX = {lua_string(TENANT_PREFIX)}
+local AGENT_PREFIX = {lua_string(AGENT_PREFIX)}
 local NO_TENANT = {lua_string(NO_TENANT)}
 local THRESHOLDS = {lua_list(ALERT_THRESHOLDS_PERCENT)}
 local OUTLIER_FACTOR = {OUTLIER_FACTOR}

@@ -26,10 +26,11 @@ local function prune_calls()
   cut = before(req.expired_grace_s)
   for _, call_key in ipairs(redis.call('ZRANGEBYSCORE', open, '-inf', cut)) do
     local ck = key('call', call_key)
-    local v = redis.call('HMGET', ck, 'day', 'tenant')
+    local v = redis.call('HMGET', ck, 'day', 'tenant', 'agent')
     if v[1] then
       redis.call('ZREM', key('open', v[1]), call_key)
       if v[2] then redis.call('ZREM', key('open', v[1], v[2]), call_key) end
+      if v[3] then redis.call('ZREM', key('open-agent', v[1], v[3]), call_key) end
     end
     redis.call('DEL', ck)
     n = n + 1

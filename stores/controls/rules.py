@@ -21,6 +21,7 @@ from contracts.ledger import (
     ChargeSource,
     tenant_scope,
 )
+from stores.controls.contract import PriorityShed
 from teams.breakers import BreakerSettings, BreakerState, BreakerTransition
 from teams.pricing import format_usd
 
@@ -28,6 +29,10 @@ NO_TENANT = "-"
 """The tenant column of cost rows for calls made without a tenant."""
 TENANT_PREFIX = "tenant:"
 """What :func:`contracts.ledger.tenant_scope` puts before a tenant's name."""
+AGENT_PREFIX = "agent:"
+"""What :func:`contracts.ledger.agent_scope` puts before ``<team>/<agent>``."""
+INLINE_PREFIX = "inline:"
+"""What follows :data:`AGENT_PREFIX` in the scope of an inline spec's agent."""
 PROBE_LEASE_MIN_S = 30.0
 """A half-open probe holds its lease at least this long (or twice the cool-down)."""
 
@@ -45,6 +50,54 @@ def limits_of(
         scope: global_limit if scope == GLOBAL_SCOPE else tenant_limit
         for scope in scopes_of(tenant)
     }
+
+
+def budget_limits(
+    tenant: str | None,
+    global_limit: int | None,
+    tenant_limit: int | None,
+    agent: str | None,
+    agent_limit: int | None,
+) -> dict[str, int | None]:
+    """:func:`limits_of`, then the agent's scope if the call has one (last in lock order).
+
+    Lock order everywhere: global, the tenant's, the agent's.
+    """
+    limits = limits_of(tenant, global_limit, tenant_limit)
+    if agent is not None:
+        limits[agent] = agent_limit
+    return limits
+
+
+def is_agent_scope(scope: str) -> bool:
+    """Whether ``scope`` is an agent's (``agent:<team>/<agent>``)."""
+    return scope.startswith(AGENT_PREFIX)
+
+
+def agent_of(scope: str) -> tuple[str, str] | None:
+    """``(team, agent)`` of an agent's scope; ``None`` for any other scope."""
+    if not is_agent_scope(scope):
+        return None
+    team, _, agent = scope.removeprefix(AGENT_PREFIX).removeprefix(INLINE_PREFIX).partition("/")
+    return team, agent
+
+
+def soft_line(limit: int, percent: int) -> int:
+    """``percent`` of ``limit``, rounded down: where a shed run stops."""
+    return limit * percent // 100
+
+
+def shed_reason(
+    scope: str, day: str, limit: int, shed: PriorityShed, held: int, amount: int
+) -> str:
+    """Why a run below the protected priorities was refused before the limit itself."""
+    return (
+        f"shed for priority: {shed.priority} runs stop at {shed.soft_percent}% of the {scope} "
+        f"daily budget {format_usd(limit)} for {day} "
+        f"({format_usd(soft_line(limit, shed.soft_percent))}): {format_usd(held)} spent or "
+        f"reserved, the call could cost up to {format_usd(amount)}; runs of priority "
+        f"{shed.protect_from} and above go on to 100%"
+    )
 
 
 SOURCE_RANK: dict[ChargeSource, int] = {"heartbeat": 0, "partial": 1, "answer": 2}

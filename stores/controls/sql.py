@@ -4,7 +4,7 @@ Each public function is one operation of :class:`stores.controls.contract.Contro
 run by a backend inside one transaction (:class:`Tx`). This module is where the
 backends find them: admission and pruning, which touch every table, are here;
 the others live by what they keep (``sql_budgets``, ``sql_breakers``,
-``sql_buckets``, ``sql_runs``, with ``sql_cost_rows``, ``sql_alerts`` and the
+``sql_buckets``, ``sql_runs``, ``sql_run_admission``, with ``sql_cost_rows``, ``sql_alerts`` and the
 tables in ``sql_schema``). The SQL is the common
 subset of both databases (``INSERT ... ON CONFLICT``, window functions), with
 ``?`` placeholders that the PostgreSQL backend rewrites; the one dialect
@@ -12,7 +12,7 @@ difference the logic sees is ``FOR UPDATE`` (SQLite locks the whole file for
 a write transaction instead, with ``BEGIN IMMEDIATE``).
 
 Locks are always taken in the same order: breaker rows (by key), then the
-day's global budget row, then the tenant's, then bucket rows; so concurrent
+day's global budget row, then the tenant's, then the agent's, then bucket rows; so concurrent
 operations never deadlock (``tests/test_controls_store.py`` runs admissions and
 settlements that share breakers and budgets concurrently). Money is integer
 micro-dollars; times are store seconds.
@@ -33,6 +33,7 @@ from stores.controls.contract import (
 from stores.controls.sql_breakers import breaker, breaker_admit, breaker_report
 from stores.controls.sql_buckets import take
 from stores.controls.sql_budgets import call_charges, ledger, release, reserve, settle
+from stores.controls.sql_run_admission import admit_run, end_run, prune_run_admission
 from stores.controls.sql_runs import record_run
 from stores.controls.sql_schema import schema
 from stores.controls.sql_tx import Tx
@@ -67,10 +68,15 @@ def prune(tx: Tx, retention: Retention) -> PruneReport:
     cutoff_day = cutoff.isoformat()
     done_calls = "(is_open = 0 AND touched_at < ?) OR (is_open = 1 AND expires_at < ?)"
     done_params = (now - retention.finished_calls_s, now - retention.expired_grace_s)
-    # A call's attempts go with it (counted with the calls, as the Redis store keeps
-    # them in the call's own hash).
+    # A call's attempts and agent scope go with it (counted with the calls, as the
+    # Redis store keeps them in the call's own hash).
     tx.run(
         "DELETE FROM ctl_attempts WHERE call_key IN "
+        f"(SELECT call_key FROM ctl_calls WHERE {done_calls})",
+        *done_params,
+    )
+    tx.run(
+        "DELETE FROM ctl_call_agents WHERE call_key IN "
         f"(SELECT call_key FROM ctl_calls WHERE {done_calls})",
         *done_params,
     )
@@ -96,6 +102,7 @@ def prune(tx: Tx, retention: Retention) -> PruneReport:
         "budget_days": tx.run("DELETE FROM ctl_budget_days WHERE day < ?", cutoff_day),
         "cost_rows": tx.run("DELETE FROM ctl_cost_rows WHERE day < ?", cutoff_day),
         "alerts": tx.run("DELETE FROM ctl_alerts WHERE day < ?", cutoff_day),
+        **prune_run_admission(tx, retention),
     }
     return PruneReport(removed={kind: count for kind, count in removed.items() if count})
 
@@ -104,10 +111,12 @@ __all__ = [
     "GLOBAL_SCOPE",
     "Tx",
     "admit",
+    "admit_run",
     "breaker",
     "breaker_admit",
     "breaker_report",
     "call_charges",
+    "end_run",
     "ledger",
     "prune",
     "record_run",

@@ -1,4 +1,11 @@
-"""Daily budgets in SQL: reservations, settlements, releases and the ledger view."""
+"""Daily budgets in SQL: reservations, settlements, releases and the ledger view.
+
+A call touches the day's global scope, its tenant's and, when its agent has a
+daily cap, the agent's (``agent:<team>/<agent>``, recorded for the call in
+``ctl_call_agents``); each scope's row in ``ctl_budget_days`` is locked in that
+order. A reservation carrying a :class:`PriorityShed` must also stay within its
+soft share of every limit.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +30,13 @@ from teams.pricing import TOKEN_FIELDS, TokenUsage
 
 def reserve(tx: Tx, request: Reservation) -> ReserveAnswer:
     """See :meth:`ControlsStore.reserve`."""
-    limits = rules.limits_of(request.tenant, request.global_limit_micro, request.tenant_limit_micro)
+    limits = rules.budget_limits(
+        request.tenant,
+        request.global_limit_micro,
+        request.tenant_limit_micro,
+        request.agent_scope,
+        request.agent_limit_micro,
+    )
     spent = _lock_days(tx, request.day, limits)
     call = tx.one(
         "SELECT reserved_micro, charged_micro, is_open, expires_at FROM ctl_calls "
@@ -46,11 +59,9 @@ def reserve(tx: Tx, request: Reservation) -> ReserveAnswer:
     for scope, limit in limits.items():
         if limit is None:
             continue
-        others = _held(tx, request.day, scope, exclude=request.call_key)
-        if spent[scope] + others + hold > limit:
-            reason = rules.refusal_reason(
-                scope, request.day, limit, spent[scope] + others, request.amount_micro
-            )
+        holding = spent[scope] + _held(tx, request.day, scope, exclude=request.call_key)
+        if holding + hold > limit:
+            reason = rules.refusal_reason(scope, request.day, limit, holding, request.amount_micro)
             alert = rules.refusal_alert(scope, request.day, reason, tx.now)
             raised = [alert] if raise_alert(tx, alert) else []
             return ReserveAnswer(
@@ -59,6 +70,18 @@ def reserve(tx: Tx, request: Reservation) -> ReserveAnswer:
                 reason=reason,
                 left_micro=_left(tx, request.day, spent, limits),
                 alerts=raised,
+            )
+        shed = request.shed
+        if shed is not None and holding + hold > rules.soft_line(limit, shed.soft_percent):
+            # Below the limit itself: no alert, the limit is not reached.
+            return ReserveAnswer(
+                granted=False,
+                refused_scope=scope,
+                reason=rules.shed_reason(
+                    scope, request.day, limit, shed, holding, request.amount_micro
+                ),
+                left_micro=_left(tx, request.day, spent, limits),
+                shed=True,
             )
     tx.run(
         "INSERT INTO ctl_calls (call_key, day, tenant, reserved_micro, is_open, expires_at, "
@@ -72,7 +95,20 @@ def reserve(tx: Tx, request: Reservation) -> ReserveAnswer:
         tx.now + request.ttl_s,
         tx.now,
     )
+    if request.agent_scope is not None:
+        _note_agent(tx, request.call_key, request.agent_scope, request.day)
     return ReserveAnswer(granted=True, left_micro=_left(tx, request.day, spent, limits))
+
+
+def _note_agent(tx: Tx, call_key: str, scope: str, day: str) -> None:
+    """Record that ``call_key`` counts in the agent scope ``scope`` (its first reservation)."""
+    tx.run(
+        "INSERT INTO ctl_call_agents (call_key, scope, day) VALUES (?, ?, ?) "
+        "ON CONFLICT (call_key) DO NOTHING",
+        call_key,
+        scope,
+        day,
+    )
 
 
 def settle(tx: Tx, request: Settlement) -> SettleAnswer:
@@ -85,11 +121,19 @@ def settle(tx: Tx, request: Settlement) -> SettleAnswer:
         for report in sorted(request.reports, key=lambda report: report.key)
     }
     first_look = tx.one("SELECT day, tenant FROM ctl_calls WHERE call_key = ?", request.call_key)
-    # A call is charged to the day and tenant it reserved on, whatever the request says.
+    # A call is charged to the day, tenant and agent scope it reserved on, whatever
+    # the request says.
     day, tenant = (first_look[0], first_look[1]) if first_look else (request.day, request.tenant)
-    limits = rules.limits_of(tenant, request.global_limit_micro, request.tenant_limit_micro)
+    agent = _agent_scope_of(tx, request.call_key) if first_look else request.agent_scope
+    limits = rules.budget_limits(
+        tenant,
+        request.global_limit_micro,
+        request.tenant_limit_micro,
+        agent,
+        request.agent_limit_micro,
+    )
     spent = _lock_days(tx, day, limits)
-    row = _lock_call(tx, request, day, tenant)
+    row = _lock_call(tx, request, day, tenant, agent)
     delta, token_deltas = _charge_attempts(tx, request)
     floor, floor_tokens = _floor(request, row, delta, token_deltas)
     delta += floor
@@ -122,7 +166,15 @@ def settle(tx: Tx, request: Settlement) -> SettleAnswer:
     )
 
 
-def _lock_call(tx: Tx, request: Settlement, day: str, tenant: str | None) -> Sequence[Any]:
+def _agent_scope_of(tx: Tx, call_key: str) -> str | None:
+    """The agent scope a call was reserved (or first settled) on, if any."""
+    row = tx.one("SELECT scope FROM ctl_call_agents WHERE call_key = ?", call_key)
+    return str(row[0]) if row is not None else None
+
+
+def _lock_call(
+    tx: Tx, request: Settlement, day: str, tenant: str | None, agent: str | None
+) -> Sequence[Any]:
     """The settled call's row (created open if it was never reserved), locked.
 
     Its columns: charged, the four token counts, counted, open.
@@ -146,6 +198,8 @@ def _lock_call(tx: Tx, request: Settlement, day: str, tenant: str | None) -> Seq
         tx.now + request.ttl_s,
         tx.now,
     )
+    if agent is not None:
+        _note_agent(tx, request.call_key, agent, day)
     return (0, 0, 0, 0, 0, 0, 1)
 
 
@@ -292,13 +346,18 @@ def ledger(tx: Tx, scope: str, day: str) -> LedgerSummary | None:
         return None
     limit, spent, settled = row if row is not None else (None, 0, 0)
     tenant = rules.tenant_of(scope)
-    where, params = _open_calls(tx, day, tenant)
+    where, params = _open_calls(tx, day, scope)
     held = tx.one(
         "SELECT COALESCE(SUM(CASE WHEN reserved_micro > charged_micro "
         "THEN reserved_micro - charged_micro ELSE 0 END), 0), COUNT(*) "
         f"FROM ctl_calls WHERE {where}",
         *params,
     )
+    rows = cost_rows(tx, day, tenant)
+    agent = rules.agent_of(scope)
+    if agent is not None:
+        # An agent's scope counts that agent's calls only (every tenant's).
+        rows = [r for r in rows if (r.key.team, r.key.agent) == agent]
     return LedgerSummary(
         scope=scope,
         day=day,
@@ -308,7 +367,7 @@ def ledger(tx: Tx, scope: str, day: str) -> LedgerSummary | None:
         open_reservations=int(held[1]) if held else 0,
         settled_calls=settled,
         alerts=alerts,
-        rows=cost_rows(tx, day, tenant),
+        rows=rows,
     )
 
 
@@ -332,19 +391,25 @@ def _lock_days(tx: Tx, day: str, limits: dict[str, int | None]) -> dict[str, int
     return spent
 
 
-def _open_calls(tx: Tx, day: str, tenant: str | None) -> tuple[str, list[Any]]:
+def _open_calls(tx: Tx, day: str, scope: str) -> tuple[str, list[Any]]:
     """The ``WHERE`` clause of a scope's live reservations on ``day``."""
     where = "day = ? AND is_open = 1 AND expires_at > ?"
     params: list[Any] = [day, tx.now]
+    tenant = rules.tenant_of(scope)
     if tenant is not None:
         where += " AND tenant = ?"
         params.append(tenant)
+    if rules.is_agent_scope(scope):
+        where += (
+            " AND call_key IN (SELECT call_key FROM ctl_call_agents WHERE scope = ? AND day = ?)"
+        )
+        params += [scope, day]
     return where, params
 
 
 def _held(tx: Tx, day: str, scope: str, *, exclude: str | None = None) -> int:
     """What the live reservations of ``scope`` on ``day`` hold beyond what they charged."""
-    where, params = _open_calls(tx, day, rules.tenant_of(scope))
+    where, params = _open_calls(tx, day, scope)
     if exclude is not None:
         where += " AND call_key <> ?"
         params.append(exclude)

@@ -19,6 +19,11 @@ def schema(serial: str) -> list[str]:
             counted BIGINT NOT NULL DEFAULT 0, is_open BIGINT NOT NULL,
             expires_at DOUBLE PRECISION NOT NULL, touched_at DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX IF NOT EXISTS ctl_calls_open ON ctl_calls (day, is_open, expires_at)",
+        # The agent scope (``agent:<team>/<agent>``) of a call whose agent has a daily
+        # cap; a table of its own, so stores created before it need no migration.
+        """CREATE TABLE IF NOT EXISTS ctl_call_agents (
+            call_key TEXT PRIMARY KEY, scope TEXT NOT NULL, day TEXT NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS ctl_call_agents_scope ON ctl_call_agents (scope, day)",
         # One row per charged attempt of a call; the call's row holds their sum.
         """CREATE TABLE IF NOT EXISTS ctl_attempts (
             call_key TEXT NOT NULL, attempt BIGINT NOT NULL,
@@ -64,4 +69,18 @@ def schema(serial: str) -> list[str]:
             updated_at DOUBLE PRECISION NOT NULL)""",
         """CREATE TABLE IF NOT EXISTS ctl_takes (
             request_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)""",
+        # Run-start admission (sql_run_admission): a lock row per tenant, counted
+        # starts, and each run's slot.
+        """CREATE TABLE IF NOT EXISTS ctl_run_tenants (
+            tenant TEXT PRIMARY KEY, touched_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS ctl_run_starts (
+            run_key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, tenant TEXT NOT NULL,
+            PRIMARY KEY (run_key, at))""",
+        "CREATE INDEX IF NOT EXISTS ctl_run_starts_tenant ON ctl_run_starts (tenant, at)",
+        """CREATE TABLE IF NOT EXISTS ctl_run_slots (
+            run_key TEXT PRIMARY KEY, tenant TEXT NOT NULL,
+            started_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL,
+            ended BIGINT NOT NULL, touched_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS ctl_run_slots_tenant ON ctl_run_slots "
+        "(tenant, ended, expires_at)",
     ]

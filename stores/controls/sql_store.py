@@ -23,6 +23,8 @@ from stores.controls.contract import (
     ReserveAnswer,
     Retention,
     RunRecord,
+    RunStart,
+    RunStartAnswer,
     SettleAnswer,
     Settlement,
     TakeAnswer,
@@ -82,6 +84,14 @@ class SqlControls(ABC):
     async def record_run(self, record: RunRecord) -> list[Alert]:
         """See :class:`ControlsStore`."""
         return await self._run(lambda tx: sql.record_run(tx, record))
+
+    async def admit_run(self, start: RunStart) -> RunStartAnswer:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.admit_run(tx, start))
+
+    async def end_run(self, run_key: str, *, started: bool = True) -> bool:
+        """See :class:`ControlsStore`."""
+        return await self._run(lambda tx: sql.end_run(tx, run_key, started=started))
 
     async def ledger(self, scope: str, day: str) -> LedgerSummary | None:
         """See :class:`ControlsStore`."""

@@ -9,15 +9,18 @@ Invariants every backend keeps (``tests/test_semantic_cache.py`` checks them
 against each one):
 
 - **Entries never cross scopes.** A scope is the tenant, team, agent, prompt
-  version, model, provider and embedder; an entry matches only lookups of the
-  very same scope, by its :attr:`SemanticScope.key`. The embedder is part of it
-  because vectors of two embedding models are not comparable; the provider
+  version, model, provider, embedder and a pin (a digest of the rest of the
+  request that is not the question: system prompt, output kind, rubric...);
+  an entry matches only lookups of the very same scope, by its
+  :attr:`SemanticScope.key`. The embedder is part of it because vectors of
+  two embedding models are not comparable; the provider
   because an answer of the simulated provider must never be served for a real
   one (as in :func:`stores.response_cache.cache_key`).
 - **Expired entries never match**, whether or not anything has purged them yet.
 - **Bounded.** A scope holds at most ``max_entries_per_scope`` entries
-  (default :data:`MAX_ENTRIES_PER_SCOPE`); a write beyond it evicts the oldest
-  written. That bound is also what keeps a brute-force search bounded.
+  (default :data:`MAX_ENTRIES_PER_SCOPE` with an index, 2,000 searched by brute
+  force: :data:`stores.semantic.backend.BRUTE_FORCE_MAX_ENTRIES`); a write
+  beyond it evicts the oldest written. That bound is also what keeps a brute-force search bounded.
 - **Writing the same request again replaces its entry**: entries are keyed by
   the scope and the request text's digest (:func:`text_digest`).
 - **Answers are sealed at rest** with the payload key ring
@@ -47,7 +50,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -60,7 +63,7 @@ NEAR_MISS_MARGIN = 0.05
 SIMILARITY_TOLERANCE = 1e-6
 """Vectors are 32-bit floats: a similarity this close below the threshold reaches it."""
 MAX_ENTRIES_PER_SCOPE = 10_000
-"""The default bound on one scope's entries (the oldest written are evicted)."""
+"""The default bound on one indexed scope's entries (the oldest written are evicted)."""
 MAX_DIMENSIONS = 4096
 """The longest vector an entry may hold (the largest common embedding models give 3072)."""
 MAX_TTL_S = 30 * 86_400.0
@@ -86,6 +89,10 @@ class SemanticScope(BaseModel):
     """The provider that answered (``simulated``, ``anthropic``)."""
     embedder: str = Field(min_length=1, max_length=200)
     """Which embedding model made the vectors (:func:`providers.embeddings.embedder_label`)."""
+    pin: str = Field(default="-", min_length=1, max_length=128)
+    """A digest of everything else that changes the answer and is not the question
+    (the rendered system prompt, output kind and schema, rubric, routes, tools):
+    :func:`activities.semantic_lookup.call_pin`. ``-``: none."""
 
     @property
     def key(self) -> str:
@@ -134,6 +141,43 @@ class ScopeCounts(BaseModel):
     misses: int = Field(default=0, ge=0)
 
 
+TallyOutcome = Literal["hit", "near_miss", "miss", "error"]
+"""What a day's tally counts: the three lookup outcomes, and lookups that failed."""
+TALLY_RETENTION_DAYS = 400
+"""How long a day's tally is kept (Redis expires it; the SQL backends keep every day)."""
+
+
+class SemanticTally(BaseModel):
+    """One day's lookups of one tenant, team, agent, model and embedder, in the store.
+
+    Unlike :meth:`SemanticCache.stats` (this process, since it opened the cache),
+    tallies are the fleet's: every worker sharing the store adds to them, and
+    ``teamctl costs`` reads them without any worker running.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    day: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    """The UTC day of the lookups (``YYYY-MM-DD``)."""
+    tenant: str
+    team: str
+    agent: str
+    model: str
+    embedder: str
+    hits: int = Field(default=0, ge=0)
+    near_misses: int = Field(default=0, ge=0)
+    misses: int = Field(default=0, ge=0)
+    errors: int = Field(default=0, ge=0)
+    """Lookups that failed (the embedder or the store): the call went to the model."""
+    saved_micro: int = Field(default=0, ge=0)
+    """What the hits' answers cost when the model gave them."""
+
+    @property
+    def group(self) -> tuple[str, str, str, str, str, str]:
+        """The tally's key: day, tenant, team, agent, model, embedder."""
+        return (self.day, self.tenant, self.team, self.agent, self.model, self.embedder)
+
+
 class SemanticCache(Protocol):
     """A store of (vector, answer) entries per scope, searched by cosine similarity."""
 
@@ -165,6 +209,14 @@ class SemanticCache(Protocol):
 
     def stats(self) -> list[ScopeCounts]:
         """Lookups by outcome per scope, since this object was opened."""
+        ...
+
+    async def count_error(self, scope: SemanticScope) -> None:
+        """Add a failed lookup of ``scope`` to today's tally (never raises: logged)."""
+        ...
+
+    async def tallies(self, days: list[str]) -> list[SemanticTally]:
+        """The fleet's tallies of ``days`` (``YYYY-MM-DD``), sorted by their key."""
         ...
 
     async def aclose(self) -> None:

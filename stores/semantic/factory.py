@@ -19,13 +19,17 @@ from pathlib import Path
 
 from security.keyring import KeyRing
 from stores.cache_factory import CacheConfigError, cache_location
-from stores.semantic.contract import MAX_ENTRIES_PER_SCOPE, SemanticCache
+from stores.semantic.contract import SemanticCache
 
 log = logging.getLogger("stores.semantic")
 
+DEFAULT_CACHE_URL = "sqlite:///.temporal/response-cache.sqlite"
+"""Where a worker keeps the semantic cache unless told otherwise: the response
+cache's default file (``worker.settings.DEFAULT_CACHE_URL``), another table."""
+
 
 def open_semantic_cache(
-    url: str, *, keyring: KeyRing | None, max_entries_per_scope: int = MAX_ENTRIES_PER_SCOPE
+    url: str, *, keyring: KeyRing | None, max_entries_per_scope: int | None = None
 ) -> SemanticCache | None:
     """The semantic cache for ``url``, sealing answers with ``keyring``; None when it is off.
 
@@ -42,7 +46,20 @@ def open_semantic_cache(
     return cache
 
 
-def _backend(url: str, keyring: KeyRing | None, bound: int) -> SemanticCache | None:
+def open_semantic_tallies(url: str) -> SemanticCache:
+    """The semantic cache at ``url`` for reading its tallies (``teamctl costs``).
+
+    Without the key ring: tallies are counts, never answers (so no plaintext
+    warning). Raises :class:`stores.cache_factory.CacheConfigError` for an
+    unknown scheme or ``off``.
+    """
+    cache = _backend(url, None, None)
+    if cache is None:
+        raise CacheConfigError("semantic cache: off has no tallies")
+    return cache
+
+
+def _backend(url: str, keyring: KeyRing | None, bound: int | None) -> SemanticCache | None:
     if url in ("", "off", "none"):
         return None
     if url.startswith("sqlite:///"):

@@ -9,6 +9,10 @@ for the controls store. Keys, under ``agent-teams:semantic-cache:<scope key>:``:
 - ``order``: sorted set of text digests by write order (``seq``, a counter):
   the eviction order.
 
+Each day's tally (:class:`~stores.semantic.contract.SemanticTally`) is one hash,
+``agent-teams:semantic-cache:tally:<day>``, fields ``<group as JSON>|<counter>``
+added with ``HINCRBY`` (atomic), kept :data:`~stores.semantic.contract.TALLY_RETENTION_DAYS`.
+
 Invariants:
 
 - A write is one Lua script: purge the scope's expired entries, write the
@@ -28,12 +32,20 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import json
 from array import array
 from typing import Any
 
 from security.keyring import KeyRing
-from stores.semantic.backend import Candidate, NewEntry, SemanticBackend
-from stores.semantic.contract import MAX_ENTRIES_PER_SCOPE
+from stores.semantic.backend import (
+    TALLY_COUNTERS,
+    Candidate,
+    NewEntry,
+    SemanticBackend,
+    TallyAdd,
+    tally_of,
+)
+from stores.semantic.contract import TALLY_RETENTION_DAYS, SemanticTally
 from stores.semantic.vectors import nearest
 
 KEY_PREFIX = "agent-teams:semantic-cache"
@@ -111,7 +123,7 @@ class RedisSemanticCache(SemanticBackend):
         *,
         keyring: KeyRing | None = None,
         timeout_s: float = TIMEOUT_S,
-        max_entries_per_scope: int = MAX_ENTRIES_PER_SCOPE,
+        max_entries_per_scope: int | None = None,
     ) -> None:
         super().__init__(keyring=keyring, max_entries_per_scope=max_entries_per_scope)
         import redis.asyncio  # optional dependency: imported only when configured
@@ -147,6 +159,30 @@ class RedisSemanticCache(SemanticBackend):
             return None
         return Candidate(digest.decode("ascii"), blob, bytes(answer))
 
+    async def _tally(self, add: TallyAdd) -> None:
+        group = json.dumps(list(add.group[1:]), ensure_ascii=False, separators=(",", ":"))
+        key = _tally_key(add.day)
+        async with asyncio.timeout(self._timeout_s):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for counter, value in add.counts().items():
+                    if value:
+                        pipe.hincrby(key, f"{group}|{counter}", value)
+                pipe.expire(key, TALLY_RETENTION_DAYS * 86_400)
+                await pipe.execute()
+
+    async def _tallies(self, days: list[str]) -> list[SemanticTally]:
+        found: list[SemanticTally] = []
+        for day in days:
+            async with asyncio.timeout(self._timeout_s):
+                fields: dict[bytes, bytes] = await self._redis.hgetall(_tally_key(day))
+            groups: dict[tuple[str, ...], dict[str, int]] = {}
+            for name, value in fields.items():
+                group, _, counter = name.decode("utf-8").rpartition("|")
+                if counter in TALLY_COUNTERS:
+                    groups.setdefault((day, *json.loads(group)), {})[counter] = int(value)
+            found += [tally_of(group, counts) for group, counts in groups.items()]
+        return found
+
     async def _store(self, entry: NewEntry) -> None:
         ttl_ms = max(1, round(entry.ttl_s * 1000))
         async with asyncio.timeout(self._timeout_s):
@@ -154,6 +190,11 @@ class RedisSemanticCache(SemanticBackend):
                 keys=_keys(entry.scope_key),
                 args=[entry.text_digest, entry.blob, entry.answer, ttl_ms, self._max_entries],
             )
+
+
+def _tally_key(day: str) -> str:
+    """A day's tally: one hash, fields ``<group as JSON>|<counter>``."""
+    return f"{KEY_PREFIX}:tally:{day}"
 
 
 def _keys(scope_key: str) -> list[str]:

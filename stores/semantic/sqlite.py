@@ -14,6 +14,9 @@ Lookups search one of two ways, chosen when the cache is opened:
   Python (:func:`stores.semantic.vectors.nearest`), which the bound on a
   scope's entries keeps bounded. Why the index is not used is logged once.
 
+Each day's lookups are tallied in ``semantic_tally`` (one row per day, tenant,
+team, agent, model and embedder, counters added by an upsert).
+
 Invariants:
 
 - ``semantic_cache`` is the record; the ``vec0`` rows are its index, written
@@ -46,8 +49,15 @@ from pathlib import Path
 
 from security.keyring import KeyRing
 from security.private_files import private_sqlite
-from stores.semantic.backend import Candidate, NewEntry, SemanticBackend
-from stores.semantic.contract import MAX_ENTRIES_PER_SCOPE
+from stores.semantic.backend import (
+    TALLY_COUNTERS,
+    Candidate,
+    NewEntry,
+    SemanticBackend,
+    TallyAdd,
+    tally_of,
+)
+from stores.semantic.contract import SemanticTally
 from stores.semantic.vectors import nearest, to_blob
 
 SQLITE_VEC = "sqlite-vec"
@@ -69,6 +79,25 @@ _SCHEMA = (
     # Rows of a scope in id order: the brute-force scan and the eviction walk.
     "CREATE INDEX IF NOT EXISTS semantic_cache_scope ON semantic_cache (scope_key)",
     "CREATE INDEX IF NOT EXISTS semantic_cache_expiry ON semantic_cache (expires_at)",
+    # One row per day and group: every worker's lookups added in place (an upsert).
+    """
+    CREATE TABLE IF NOT EXISTS semantic_tally (
+        day TEXT NOT NULL, tenant TEXT NOT NULL, team TEXT NOT NULL, agent TEXT NOT NULL,
+        model TEXT NOT NULL, embedder TEXT NOT NULL,
+        hits INTEGER NOT NULL DEFAULT 0, near_misses INTEGER NOT NULL DEFAULT 0,
+        misses INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0,
+        saved_micro INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, tenant, team, agent, model, embedder)
+    )
+    """,
+)
+_TALLY_UPSERT = (
+    "INSERT INTO semantic_tally (day, tenant, team, agent, model, embedder, "
+    "hits, near_misses, misses, errors, saved_micro) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (day, tenant, team, agent, model, embedder) DO UPDATE SET "
+    "hits = hits + excluded.hits, near_misses = near_misses + excluded.near_misses, "
+    "misses = misses + excluded.misses, errors = errors + excluded.errors, "
+    "saved_micro = saved_micro + excluded.saved_micro"
 )
 
 log = logging.getLogger("stores.semantic")
@@ -86,7 +115,7 @@ class SqliteSemanticCache(SemanticBackend):
         *,
         keyring: KeyRing | None = None,
         use_extension: bool = True,
-        max_entries_per_scope: int = MAX_ENTRIES_PER_SCOPE,
+        max_entries_per_scope: int | None = None,
     ) -> None:
         super().__init__(keyring=keyring, max_entries_per_scope=max_entries_per_scope)
         self._path = path
@@ -115,6 +144,27 @@ class SqliteSemanticCache(SemanticBackend):
 
     async def _store(self, entry: NewEntry) -> None:
         await asyncio.to_thread(self._write, entry)
+
+    async def _tally(self, add: TallyAdd) -> None:
+        await asyncio.to_thread(self._add_tally, add)
+
+    async def _tallies(self, days: list[str]) -> list[SemanticTally]:
+        return await asyncio.to_thread(self._read_tallies, days)
+
+    def _add_tally(self, add: TallyAdd) -> None:
+        counts = add.counts()
+        with closing(self._plain_connection()) as db:
+            db.execute(_TALLY_UPSERT, (*add.group, *(counts[c] for c in TALLY_COUNTERS)))
+
+    def _read_tallies(self, days: list[str]) -> list[SemanticTally]:
+        marks = ", ".join("?" for _ in days)
+        with closing(self._plain_connection()) as db:
+            rows = db.execute(
+                "SELECT day, tenant, team, agent, model, embedder, "
+                f"{', '.join(TALLY_COUNTERS)} FROM semantic_tally WHERE day IN ({marks})",
+                days,
+            ).fetchall()
+        return [tally_of(row[:6], dict(zip(TALLY_COUNTERS, row[6:], strict=True))) for row in rows]
 
     def _plain_connection(self) -> sqlite3.Connection:
         return sqlite3.connect(self._path, timeout=10, isolation_level=None)

@@ -489,6 +489,7 @@ def test_the_result_carries_every_call_and_the_run_totals() -> None:
                 "prompt_version": "v1",
             }
         ],
+        "priority": None,
         "budget_micro": 500_000,
         "total_cost_micro": 525,
         "started_at": STARTED,
