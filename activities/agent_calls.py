@@ -412,15 +412,7 @@ class AgentActivities:
             return
         if _uses_tools(call):
             return  # an answer built on tool results is only as fresh as they were
-        answer = CachedAnswer(
-            model=outcome.model,
-            provider=outcome.provider,
-            text=outcome.text,
-            verdict=outcome.verdict,
-            route=outcome.route,
-            stop_reason=outcome.stop_reason,
-            cost_micro=call.price.cost_micro(outcome.usage),
-        )
+        answer = CachedAnswer.of(call, outcome)
         try:
             await self._cache.put(
                 call.tenant or "-", cache_key(call, self._provider.name), answer, call.cache_ttl_s

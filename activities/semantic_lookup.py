@@ -126,15 +126,7 @@ class SemanticResponses:
             return
         if outcome.truncated or outcome.tool_uses or outcome.cancelled:
             return
-        answer = CachedAnswer(
-            model=outcome.model,
-            provider=outcome.provider,
-            text=outcome.text,
-            verdict=outcome.verdict,
-            route=outcome.route,
-            stop_reason=outcome.stop_reason,
-            cost_micro=call.price.cost_micro(outcome.usage),
-        )
+        answer = CachedAnswer.of(call, outcome)
         ttl = min(call.cache_ttl_s, MAX_TTL_S)
         try:
             await self._cache.put(probe.scope, probe.digest, probe.vector, answer, ttl)

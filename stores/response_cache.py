@@ -16,7 +16,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from contracts.calls import AgentCall, StopReason
+from contracts.calls import AgentCall, AgentOutcome, StopReason
 from contracts.outputs import ReviewVerdict, RouteDecision
 from teams.prompting import render_user_message
 
@@ -33,6 +33,19 @@ class CachedAnswer(BaseModel):
     route: RouteDecision | None = None
     stop_reason: StopReason
     cost_micro: int
+
+    @classmethod
+    def of(cls, call: AgentCall, outcome: AgentOutcome) -> CachedAnswer:
+        """``outcome``'s answer to ``call``, with what the model's answer cost at its price."""
+        return cls(
+            model=outcome.model,
+            provider=outcome.provider,
+            text=outcome.text,
+            verdict=outcome.verdict,
+            route=outcome.route,
+            stop_reason=outcome.stop_reason,
+            cost_micro=call.price.cost_micro(outcome.usage),
+        )
 
 
 class ResponseCache(Protocol):

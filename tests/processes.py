@@ -6,7 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from temporalio.client import Client
@@ -19,6 +19,34 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def address_of(env: WorkflowEnvironment) -> str:
     return env.client.service_client.config.target_host
+
+
+def store_file(folder: Path, task_queue: str) -> Path:
+    """The controls store every :func:`worker_process` of ``task_queue`` logging in ``folder``
+    shares (unless a test names another in ``AGENT_TEAMS_CONTROLS_URL``)."""
+    return folder / f"controls-{task_queue}.sqlite"
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop worker processes this test started: SIGTERM, then SIGKILL after 30 s."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+async def until(predicate: Callable[[], bool], *, attempts: int = 600) -> None:
+    """Wait (50 ms steps, 30 s by default) until ``predicate()`` holds, else fail."""
+    for _ in range(attempts):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never held")
 
 
 def worker_process(
@@ -39,7 +67,7 @@ def worker_process(
         # No response cache unless a test asks: answers must come from the model.
         "AGENT_TEAMS_CACHE_URL": "off",
         # Each test's own daily budgets, breakers and rate limits.
-        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{log.parent / f'controls-{task_queue}.sqlite'}",
+        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{store_file(log.parent, task_queue)}",
         **settings,
     }
     with log.open("ab") as out:

@@ -20,7 +20,7 @@ from contracts.results import CallStatus, RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
 from providers.simulated import SimulatedConfig, SimulatedProvider
 from teams.pricing import TokenUsage
-from tests.processes import worker_process
+from tests.processes import until, worker_process
 from tests.support import agent, awaiting_approval, history_events, inline_team, start
 
 
@@ -28,14 +28,6 @@ def _journal(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-async def _until(predicate: Any, *, attempts: int = 600) -> None:
-    for _ in range(attempts):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition never held")
 
 
 async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
@@ -61,7 +53,7 @@ async def test_sigkilled_worker_is_replaced_without_rerunning_finished_calls(
         handle = await start(env.client, task_queue, spec, "How do durable workflows help?")
         # Kill the worker while the writer's first call is streaming, after the
         # researcher's three turns (search, read, notes) have completed.
-        await _until(lambda: any(e["agent"] == "writer" for e in _journal(journal)))
+        await until(lambda: any(e["agent"] == "writer" for e in _journal(journal)))
         await asyncio.sleep(0.5)
         first.send_signal(signal.SIGKILL)
         first.wait()

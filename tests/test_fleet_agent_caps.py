@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
-import subprocess
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +29,7 @@ from contracts.ledger import GLOBAL_SCOPE, agent_scope
 from contracts.results import CallStatus, RunStatus, TeamResult
 from stores.controls.sqlite import SqliteControls
 from teams.pricing import MICRO_PER_USD
-from tests.processes import worker_process
+from tests.processes import stop_workers, store_file, until, worker_process
 from tests.support import agent, inline_team, start
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
@@ -44,23 +42,6 @@ USD = r"\$(\d+\.\d{6})"
 
 def _micro(usd: str) -> int:
     return int(Decimal(usd) * MICRO_PER_USD)
-
-
-def _controls(tmp_path: Path, task_queue: str) -> Path:
-    """The store file every worker of the test uses (tests/processes.py names it)."""
-    return tmp_path / f"controls-{task_queue}.sqlite"
-
-
-def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 async def _fleet(
@@ -77,7 +58,7 @@ async def _fleet(
     settings = {"AGENT_TEAMS_BUDGETS": str(path), "SIM_LATENCY_SCALE": "0.02"}
     logs = [tmp_path / f"worker{i}.log" for i in range(4)]
     workers = [worker_process(env, task_queue, log, **settings) for log in logs]
-    store = SqliteControls(_controls(tmp_path, task_queue))
+    store = SqliteControls(store_file(tmp_path, task_queue))
     watched: list[tuple[int, int]] = []
     done = asyncio.Event()
     gate = asyncio.Semaphore(IN_FLIGHT)
@@ -100,13 +81,13 @@ async def _fleet(
 
     try:
         # Four processes start at once on a shared machine: give them two minutes.
-        await _until(lambda: all("worker ready" in log.read_text() for log in logs), attempts=2400)
+        await until(lambda: all("worker ready" in log.read_text() for log in logs), attempts=2400)
         watcher = asyncio.create_task(watch())
         results = list(await asyncio.wait_for(asyncio.gather(*(one(r) for r in runs)), timeout=400))
         done.set()
         await watcher
     finally:
-        _stop(workers)
+        stop_workers(workers)
     [day] = set(days)
     return results, watched, store, day
 
@@ -225,11 +206,3 @@ async def test_low_priority_runs_are_shed_past_80_percent_high_ones_go_on_to_the
         f"{low_cost}, high runs {high_cost}, day {ledger.spent_micro} of {limit} micro-USD; "
         f"most spent+held seen {max(s + h for s, h in watched)}"
     )
-
-
-async def _until(predicate: Any, *, attempts: int = 600) -> None:
-    for _ in range(attempts):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition never held")

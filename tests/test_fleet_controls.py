@@ -22,30 +22,13 @@ from contracts.ledger import GLOBAL_SCOPE
 from contracts.results import CallStatus, RunStatus, TeamResult
 from stores.controls.sqlite import SqliteControls
 from teams.catalog import Catalog
-from tests.processes import worker_process
+from tests.processes import stop_workers, store_file, until, worker_process
 from tests.support import agent, inline_team, start
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
 LIMIT_USD = "0.30"
 LIMIT_MICRO = 300_000
 NOT_SETTLED = {CallStatus.SKIPPED_BUDGET, CallStatus.SKIPPED_CIRCUIT}
-
-
-def _controls(tmp_path: Path, task_queue: str) -> Path:
-    """The store file every worker of the test uses (tests/processes.py names it)."""
-    return tmp_path / f"controls-{task_queue}.sqlite"
-
-
-def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 async def test_four_workers_and_sixty_runs_never_pass_a_tight_daily_budget(
@@ -61,8 +44,8 @@ async def test_four_workers_and_sixty_runs_never_pass_a_tight_daily_budget(
     }
     logs = [tmp_path / f"worker{i}.log" for i in range(4)]
     workers = [worker_process(env, task_queue, log, **settings) for log in logs]
-    await _until(lambda: all("worker ready" in log.read_text() for log in logs))
-    store = SqliteControls(_controls(tmp_path, task_queue))
+    await until(lambda: all("worker ready" in log.read_text() for log in logs))
+    store = SqliteControls(store_file(tmp_path, task_queue))
     research = Catalog.shipped().load_team("research").without_approvals()
     watched: list[tuple[int, int]] = []
     done = asyncio.Event()
@@ -89,7 +72,7 @@ async def test_four_workers_and_sixty_runs_never_pass_a_tight_daily_budget(
         await watcher
         ledger = await store.ledger(GLOBAL_SCOPE, day)
     finally:
-        _stop(workers)
+        stop_workers(workers)
         await store.aclose()
 
     statuses = {r.status for r in results}
@@ -133,16 +116,16 @@ async def test_a_call_cut_by_a_sigkill_is_settled_once_by_its_retry(
     second: subprocess.Popen[bytes] | None = None
     try:
         handle = await start(env.client, task_queue, spec, BILLING)
-        await _until(lambda: _started(journal, "billing-specialist"))
+        await until(lambda: _started(journal, "billing-specialist"))
         await asyncio.sleep(0.8)  # streaming: the prompt's usage has been heartbeated
         first.send_signal(signal.SIGKILL)
         first.wait()
         second = worker_process(env, task_queue, tmp_path / "worker2.log", **sim)
         result = await asyncio.wait_for(handle.result(), timeout=120)
     finally:
-        _stop([first] + ([second] if second else []))
+        stop_workers([first] + ([second] if second else []))
 
-    store = SqliteControls(_controls(tmp_path, task_queue))
+    store = SqliteControls(store_file(tmp_path, task_queue))
     try:
         ledger = await store.ledger(GLOBAL_SCOPE, result.started_at.strftime("%Y-%m-%d"))
     finally:
@@ -174,11 +157,3 @@ def _started(journal: Path, agent_name: str) -> bool:
         for line in journal.read_text().splitlines()
         if line.strip()
     )
-
-
-async def _until(predicate: Any, *, attempts: int = 600) -> None:
-    for _ in range(attempts):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition never held")

@@ -12,7 +12,6 @@ limits are exact.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from teams.catalog import Catalog
 from teams.daily_budgets import BudgetConfigError, DailyBudgets, load_budgets
 from teams.policy import RequestPolicy
 from teams.tenant_limits import TenantLimit, TenantLimitExceeded, TenantLimits
-from tests.processes import teamctl_async, worker_process
+from tests.processes import stop_workers, teamctl_async, until, worker_process
 from tests.support import (
     activity_types,
     awaiting_approval,
@@ -421,26 +420,6 @@ def _day(events: list[Any]) -> str:
 # --- a fleet: four worker processes, one store --------------------------------------------
 
 
-def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.terminate()
-    for worker in workers:
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
-async def _until(predicate: Any, *, attempts: int = 600) -> None:
-    for _ in range(attempts):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition never held")
-
-
 async def test_four_workers_never_run_more_than_a_tenants_concurrent_runs(
     env: WorkflowEnvironment, task_queue: str, catalog: Catalog, tmp_path: Path
 ) -> None:
@@ -475,7 +454,7 @@ async def test_four_workers_never_run_more_than_a_tenants_concurrent_runs(
             return err
 
     try:
-        await _until(lambda: all("worker ready" in log.read_text() for log in logs))
+        await until(lambda: all("worker ready" in log.read_text() for log in logs))
         watcher = asyncio.create_task(watch())
         # Twelve at once: six through teamctl's admission, six as the temporal CLI starts.
         started = await asyncio.gather(
@@ -503,7 +482,7 @@ async def test_four_workers_never_run_more_than_a_tenants_concurrent_runs(
         await watcher
     finally:
         done.set()
-        _stop(workers)
+        stop_workers(workers)
         await store.aclose()
     assert len(admitted) == limit
     assert len(refused_here) + len(refused_in_run) == 12 - limit
