@@ -41,8 +41,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_standin import HttpStandIn
 
 Request = dict[str, Any]
 Matcher = Callable[[Request], bool]
@@ -122,7 +124,7 @@ class Recorded:
         return {**self.opened, "output_tokens": max(self.opened["output_tokens"], written)}
 
 
-class MessagesStandIn:
+class MessagesStandIn(HttpStandIn):
     """Start with :meth:`start`; point ``AnthropicConfig.base_url`` at :attr:`url`."""
 
     def __init__(self) -> None:
@@ -132,30 +134,14 @@ class MessagesStandIn:
         """Prefix digest -> when it expires (on :meth:`now`'s clock)."""
         self._clock_offset = 0.0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         # Imported here: that module builds on this one (its answers and usage).
         from tests.messages_batches_standin import BatchesStandIn
 
         self.batches = BatchesStandIn(self)
         """The Message Batches endpoints (tests/messages_batches_standin.py)."""
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> MessagesStandIn:
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def script(self, *steps: Step) -> None:
         with self._lock:
@@ -262,13 +248,6 @@ def cache_marks(request: Request) -> list[tuple[str, int, str]]:
                 text = item.get("text", "")
             block(item, text)
     return marks
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that went away mid-stream (a killed worker, a timed-out
-        # request) is part of the tests, not an error worth a traceback.
-        return
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -22,8 +22,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.http_standin import HttpStandIn
 
 
 @dataclass
@@ -54,7 +56,7 @@ class Recorded:
     body: Any
 
 
-class VoyageStandIn:
+class VoyageStandIn(HttpStandIn):
     """Start with :meth:`start`; point ``VoyageConfig.base_url`` at :attr:`url`."""
 
     def __init__(self, *, dimensions: int = 4) -> None:
@@ -66,25 +68,9 @@ class VoyageStandIn:
         self.requests: list[Recorded] = []
         self._script: list[Reply] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> VoyageStandIn:
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._server = _QuietServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
@@ -109,12 +95,6 @@ class VoyageStandIn:
             if reply.times <= 0:
                 self._script.pop(0)
             return reply
-
-
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a timed-out request) is part of the tests.
-        return
 
 
 class _Handler(BaseHTTPRequestHandler):
