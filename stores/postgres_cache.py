@@ -23,6 +23,7 @@ from typing import Any
 
 from security.keyring import KeyRing
 from stores.cache_sealing import EntrySealer
+from stores.postgres_connection import connect_bounded
 from stores.response_cache import CachedAnswer
 
 TIMEOUT_S = 2.0
@@ -54,15 +55,7 @@ class PostgresResponseCache:
         self._timeout_s = timeout_s
 
     async def _connect(self) -> Any:
-        import psycopg  # optional dependency: imported only when configured
-
-        millis = int(self._timeout_s * 1000)
-        connection = await psycopg.AsyncConnection.connect(
-            self._dsn,
-            autocommit=True,
-            connect_timeout=max(2, round(self._timeout_s)),  # libpq's minimum is 2 s
-            options=f"-c statement_timeout={millis} -c lock_timeout={millis}",
-        )
+        connection = await connect_bounded(self._dsn, self._timeout_s)
         if self._ready:
             return connection
         try:

@@ -44,6 +44,7 @@ from array import array
 from typing import Any
 
 from security.keyring import KeyRing
+from stores.postgres_connection import connect_bounded
 from stores.semantic.backend import (
     TALLY_COUNTERS,
     Candidate,
@@ -162,13 +163,7 @@ class PostgresSemanticCache(SemanticBackend):
     async def _connect(self) -> Any:
         import psycopg  # optional dependency: imported only when configured
 
-        millis = int(self._timeout_s * 1000)
-        connection = await psycopg.AsyncConnection.connect(
-            self._dsn,
-            autocommit=True,
-            connect_timeout=max(2, round(self._timeout_s)),  # libpq's minimum is 2 s
-            options=f"-c statement_timeout={millis} -c lock_timeout={millis}",
-        )
+        connection = await connect_bounded(self._dsn, self._timeout_s)
         if self._index is not None:
             return connection
         try:
