@@ -57,12 +57,12 @@ compose-check: $(STAMP)
 # Each agent's latency SLA as Prometheus series, from the shipped team files (the
 # latency alert compares with them; a test fails when the file is stale).
 alert-slas: $(STAMP)
-	$(BIN)/python -m teams.alert_slas > deploy/prometheus-slas.yml
+	$(BIN)/python -m telemetry.alert_rules > deploy/prometheus-slas.yml
 
 # The field reference in docs/teams.md, from the team-file models (a test fails
 # when the page is stale).
 team-fields: $(STAMP)
-	$(BIN)/python -m teams.field_reference --write docs/teams.md
+	$(BIN)/python -m teams.spec.reference --write docs/teams.md
 
 # Run the pieces by hand: `make server` in one terminal, `make worker` in another.
 # They use the encryption key and codec token `make demo` made, when it made them.

@@ -35,9 +35,9 @@ from contracts.admission import (
 )
 from stores.controls.contract import ControlsStore, Reservation, RunRecord, Settlement
 from streams.log import RunStreamLog
-from teams.breakers import BreakerSettings
-from teams.metric_labels import scope_label
-from teams.telemetry_names import BUDGET_ALERTS
+from teams.spec.breakers import BreakerSettings
+from telemetry.labels import scope_label
+from telemetry.names import BUDGET_ALERTS
 
 log = logging.getLogger("activities.admission")
 

@@ -59,17 +59,17 @@ from activities.structured import parse_structured, render_structured
 from activities.tool_definitions import ToolDefinitions
 from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails
 from contracts.ledger import ChargeSource
+from contracts.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
+from money.pricing import TokenUsage
+from prompting.render import render_user_message
 from providers.base import ModelProvider, ModelResponse, TextCallback
-from providers.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
-from security.injection import InjectionDetector, PatternDetector
+from security.injection.detection import InjectionDetector, PatternDetector
 from stores.blobs import Blobs
 from stores.response_cache import CachedAnswer, ResponseCache, cache_key
 from streams.call_events import stream_failure, stream_outcome
 from streams.log import RunStreamLog
 from streams.publisher import CallStream, attempt_stream
-from teams.pricing import TokenUsage
-from teams.prompting import render_user_message
-from teams.spec import OutputKind
+from teams.spec.team import OutputKind
 
 
 @dataclass

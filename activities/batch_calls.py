@@ -54,14 +54,21 @@ from activities.names import (
     SUBMIT_BATCH_CALL,
 )
 from activities.screening import Placeholders, redact_call, restored, screened
-from contracts.batch_calls import BatchFetched, BatchHold, BatchStep, BatchSubmitRequest
+from contracts.batch_calls import (
+    BatchErrored,
+    BatchFetched,
+    BatchHold,
+    BatchState,
+    BatchStep,
+    BatchSubmitRequest,
+)
 from contracts.calls import AgentCall, AgentOutcome
 from contracts.ledger import AttemptCharge
-from providers.batches import BatchErrored, BatchProvider, BatchState, BatchSucceeded
-from providers.provider_errors import ProviderError
-from security.injection import InjectionDetector, PatternDetector
-from teams.pricing import TokenUsage
-from teams.prompting import worst_case_cost_micro
+from contracts.provider_errors import ProviderError
+from money.pricing import TokenUsage
+from prompting.render import worst_case_cost_micro
+from providers.batches import BatchProvider, BatchSucceeded
+from security.injection.detection import InjectionDetector, PatternDetector
 
 log = logging.getLogger("activities.batch_calls")
 

@@ -60,12 +60,14 @@ from activities.controls_policy import ControlsPolicy
 from activities.controls_telemetry import ControlsTelemetry
 from contracts.calls import AgentCall, CallFailureDetails
 from contracts.ledger import AttemptCharge, CostKey, agent_scope
-from providers.provider_errors import (
+from contracts.provider_errors import (
     CIRCUIT_OPEN,
     CONTROLS_UNAVAILABLE,
     DAILY_BUDGET_EXCEEDED,
     RateLimited,
 )
+from money.pricing import TokenUsage, total_usage
+from prompting.render import worst_case_cost_micro
 from stores.controls.contract import (
     AdmitAnswer,
     AdmitRequest,
@@ -78,8 +80,6 @@ from stores.controls.contract import (
     Settlement,
     TakeAnswer,
 )
-from teams.pricing import TokenUsage, total_usage
-from teams.prompting import worst_case_cost_micro
 
 log = logging.getLogger("activities.call_controls")
 

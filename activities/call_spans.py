@@ -3,7 +3,7 @@
 The span is the tracing interceptor's ``RunActivity:call_agent`` (when tracing
 is on; without tracing the current span is a non-recording one and every call
 here does nothing). Attributes follow the GenAI semantic conventions plus
-``agent_teams.*`` (:mod:`teams.telemetry_names`). Tokens and cost are *this
+``agent_teams.*`` (:mod:`telemetry.names`). Tokens and cost are *this
 attempt's*, so a call's attempt spans add up to its record (to within a
 micro-dollar of rounding per attempt).
 """
@@ -17,9 +17,9 @@ from opentelemetry.util.types import AttributeValue
 
 from contracts.calls import AgentCall, AgentOutcome
 from contracts.outputs import ReviewVerdict
-from providers.provider_errors import ProviderError
-from teams import telemetry_names as names
-from teams.pricing import TokenUsage
+from contracts.provider_errors import ProviderError
+from money.pricing import TokenUsage
+from telemetry import names
 
 # GenAI semantic conventions. opentelemetry-semantic-conventions has these only
 # in its private ``_incubating`` package, deprecated there because they moved

@@ -14,9 +14,9 @@ from temporalio import activity
 
 from activities.controls_policy import ControlsPolicy
 from contracts.calls import AgentCall
+from prompting.render import estimate_prompt_tokens
 from stores.controls.contract import MAX_TTL_S, BucketTake
-from teams.breakers import BreakerSettings, agent_breaker, model_breaker
-from teams.prompting import estimate_prompt_tokens
+from teams.spec.breakers import BreakerSettings, agent_breaker, model_breaker
 
 CALLS_BUCKET = "calls-per-second"
 

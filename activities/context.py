@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from contracts.calls import AgentCall, ContextReport, ContextTrim, HandoffItem
-from providers.provider_errors import ContextOverflow
-from teams.prompting import estimate_prompt_tokens, estimate_tokens
+from contracts.provider_errors import ContextOverflow
+from prompting.render import estimate_prompt_tokens, estimate_tokens
 
 TokenCounter = Callable[[AgentCall], Awaitable[int | None]]
 SUMMARY_SHARE = 4

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from teams.breakers import BreakerSettings
-from teams.daily_budgets import DailyBudgets
+from fleet.daily_budgets import DailyBudgets
+from teams.spec.breakers import BreakerSettings
 
 OutageMode = Literal["fail", "wait"]
 

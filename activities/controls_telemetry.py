@@ -14,8 +14,8 @@ from temporalio.common import MetricCounter, MetricGauge
 
 from contracts.ledger import Alert
 from stores.controls.contract import BreakerAnswer
-from teams.metric_labels import breaker_label, scope_label
-from teams.telemetry_names import BUDGET_ALERTS, CIRCUIT_TRANSITIONS, DAILY_BUDGET_LEFT
+from telemetry.labels import breaker_label, scope_label
+from telemetry.names import BUDGET_ALERTS, CIRCUIT_TRANSITIONS, DAILY_BUDGET_LEFT
 
 # The logger of the module these lines were written in before it was split, so log
 # configuration and filters that name it keep working.

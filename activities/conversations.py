@@ -25,6 +25,7 @@ from typing import Any
 from activities.screening import Placeholders
 from activities.tool_definitions import ToolDefinitions
 from contracts.calls import AgentCall, HandoffItem
+from contracts.provider_errors import InvalidRequest
 from contracts.tools import (
     BlobRef,
     Conversation,
@@ -33,10 +34,9 @@ from contracts.tools import (
     ToolTurn,
     ToolUse,
 )
+from prompting.render import render_user_parts
 from providers.base import ModelResponse
-from providers.provider_errors import InvalidRequest
 from stores.blobs import BlobError, Blobs
-from teams.prompting import render_user_parts
 
 
 async def for_provider(

@@ -22,9 +22,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.names import EVALUATION_BASELINE, LOAD_GOLD_SET
 from contracts.evaluation import Baseline, BaselineQuery, GoldSetRef, ResolvedGoldSet
+from errors import GoldSetError, TeamSpecError
+from evaluation.scoring import mean_score
 from teams.catalog import Catalog, display_path
-from teams.errors import GoldSetError, TeamSpecError
-from teams.scoring import mean_score
 from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 from workflows.visibility import EVAL_SCORE, TEAM_NAME
 

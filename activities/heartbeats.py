@@ -17,7 +17,7 @@ from temporalio import activity
 
 from contracts.calls import AttemptUsage, CallProgress
 from contracts.ledger import AttemptCharge, ChargeSource
-from teams.pricing import ModelPrice, TokenUsage, total_usage
+from money.pricing import ModelPrice, TokenUsage, total_usage
 
 DEFAULT_KEEPALIVE = timedelta(seconds=5)
 

@@ -6,7 +6,7 @@
   prompt log sees it; the answer gets the originals back here, in the worker.
   The cache stores the answer *with placeholders*, so a cached answer never
   carries another request's values: it is restored with the current call's.
-- Every answer is screened for prompt injection (:mod:`security.injection`)
+- Every answer is screened for prompt injection (:mod:`security.injection.detection`)
   before it goes back to the workflow, which decides by the team's policy. The
   findings are part of the activity's result, so they are recorded in history:
   a replay decides as the run did, even after the rules change.
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from contracts.calls import AgentCall, AgentOutcome, HandoffItem
 from contracts.outputs import ReviewVerdict, RouteDecision
-from security.injection import InjectionDetector, scan_all
-from security.pii import NumberedRedaction, restore
+from security.injection.detection import InjectionDetector, scan_all
+from security.pii.redaction import NumberedRedaction, restore
 
 
 @dataclass(frozen=True)

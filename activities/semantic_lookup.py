@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from contracts.calls import AgentCall, AgentOutcome
 from contracts.semantic import SemanticCacheReport, SemanticOutcome
+from prompting.render import render_user_message
 from providers.embedding_errors import EmbeddingError
 from providers.embeddings import Embedder, embedder_label
 from stores.response_cache import CachedAnswer
@@ -43,7 +44,6 @@ from stores.semantic.contract import (
     SemanticScope,
     text_digest,
 )
-from teams.prompting import render_user_message
 
 log = logging.getLogger("activities.semantic_lookup")
 

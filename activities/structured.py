@@ -15,9 +15,9 @@ from pydantic import ValidationError
 
 from contracts.calls import AgentCall
 from contracts.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
+from contracts.provider_errors import MalformedOutput
 from providers.base import ModelResponse
-from providers.provider_errors import MalformedOutput
-from teams.spec import OutputKind
+from teams.spec.team import OutputKind
 
 _T = TypeVar("_T", ReviewVerdict, RouteDecision)
 

@@ -24,18 +24,18 @@ from contracts.notifications import WebhookSettings, WebhookTarget
 from contracts.requests import TeamRef
 from contracts.resolved import ResolvedTeam
 from contracts.tools import ToolDefinition
+from errors import RequestRefusedError, TeamSpecError, ToolResolutionError
+from fleet.priorities import PriorityLevels
+from fleet.tenant_limits import TENANT_LIMIT_EXCEEDED, TenantLimitExceeded
 from security.approvers import ApproverRegistry
-from security.injection import InjectionDetector, InjectionFinding, PatternDetector
+from security.injection.detection import InjectionDetector, InjectionFinding, PatternDetector
 from stores.blobs import Blobs
 from stores.controls.contract import ControlsUnavailableError
 from stores.controls.run_starts import RunStartGate
-from teams.breakers import BreakerSettings
 from teams.catalog import Catalog
-from teams.errors import RequestRefusedError, TeamSpecError, ToolResolutionError
 from teams.policy import RequestPolicy, TaskRefusedError, screen_task
-from teams.priorities import PriorityLevels
-from teams.spec import TeamSpec
-from teams.tenant_limits import TENANT_LIMIT_EXCEEDED, TenantLimitExceeded
+from teams.spec.breakers import BreakerSettings
+from teams.spec.team import TeamSpec
 
 
 class TeamSpecRef(BaseModel):

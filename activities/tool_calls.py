@@ -41,8 +41,9 @@ from activities.tool_definitions import ToolDefinitions
 from activities.tool_spans import ToolSpan
 from contracts.ledger import AttemptCharge, CostKey
 from contracts.tools import PREVIEW_CHARS, ToolCall, ToolOutcome, ToolRequest, ToolStatus
-from security.injection import InjectionDetector, PatternDetector, scan_all
-from security.pii import find_pii, redact
+from fleet.daily_budgets import DailyBudgets
+from security.injection.detection import InjectionDetector, PatternDetector, scan_all
+from security.pii.redaction import find_pii, redact
 from stores.blobs import BlobError, Blobs
 from stores.controls.contract import (
     ControlsStore,
@@ -52,7 +53,6 @@ from stores.controls.contract import (
 )
 from streams.log import RunStreamLog
 from streams.publisher import attempt_stream
-from teams.daily_budgets import DailyBudgets
 
 INLINE_RESULT_CHARS = 512
 """A result shown to the model that is longer than this goes to the blob store."""

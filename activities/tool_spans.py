@@ -12,7 +12,7 @@ from opentelemetry import trace
 
 from activities.call_spans import ERROR_TYPE, GEN_AI_OPERATION_NAME
 from contracts.tools import ToolCall, ToolOutcome
-from teams import telemetry_names as names
+from telemetry import names
 
 GEN_AI_TOOL_NAME = "gen_ai.tool.name"
 GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"

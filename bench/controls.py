@@ -36,9 +36,9 @@ from typing import Any
 from bench.postgres_cluster import database_for
 from bench.stats import Spread, Table
 from contracts.ledger import CostKey
+from money.pricing import TokenUsage
 from stores.controls.contract import ControlsStore, Reservation, Settlement
 from stores.controls.factory import open_controls
-from teams.pricing import TokenUsage
 
 PROCESSES = 4
 CONCURRENCY = 8

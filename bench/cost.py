@@ -47,12 +47,12 @@ from bench.systems import completed, new_run_id, serving, start_team
 from bench.targets import Target
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult
-from providers.simulated import SimulatedProvider
+from money.pricing import ModelPrice
+from providers.simulated.provider import SimulatedProvider
 from stores.cache_factory import open_cache
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from teams.catalog import Catalog
-from teams.pricing import ModelPrice
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers
 from workflows.agent_team import WORKFLOW_NAME

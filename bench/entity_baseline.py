@@ -94,7 +94,7 @@ async def _pairs(address: str, prefix: str, index: int, pairs: int, concurrency:
                  ready: Any, go: Event) -> None:  # fmt: skip
     admission = _old("activities.admission")
     ledger = _old("contracts.ledger")
-    budgets = _old("teams.daily_budgets")
+    budgets = _old("fleet.daily_budgets")
     client = await _connect(address)
     placement = admission.EntityPlacement(task_queue=QUEUE, prefix=prefix)
     activities = admission.AdmissionActivities(client, budgets.DailyBudgets(), placement)

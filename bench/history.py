@@ -26,7 +26,7 @@ from contracts.approvals import Decision
 from contracts.run_interface import APPROVE_SIGNAL
 from teamctl.runs import follow
 from teams.catalog import Catalog
-from teams.spec import ApprovalStage
+from teams.spec.team import ApprovalStage
 
 TASKS = {
     "research": "What does it take to run multi-agent LLM workflows reliably in production?",

@@ -35,8 +35,8 @@ from bench.workloads import (
 )
 from contracts.calls import AgentCall
 from contracts.outputs import ReviewVerdict
-from providers.simulated import SimulatedProvider
-from teams.spec import TeamSpec
+from providers.simulated.provider import SimulatedProvider
+from teams.spec.team import TeamSpec
 
 
 class _ResearchState(TypedDict, total=False):

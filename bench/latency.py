@@ -18,7 +18,7 @@ from bench.stats import Spread, Table, rotated
 from bench.systems import Dropouts, System
 from bench.workloads import CallPlan, CriticalPath, RunOutcome, critical_path, workload_spec
 from teams.catalog import Catalog
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 
 WORKLOADS = ("research", "code-review")
 SEQUENTIAL = "code-review-seq"

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from teams.tool_spec import McpServerSpec
+from teams.spec.tools import McpServerSpec
 from tools.mcp_sessions import McpSessions
 from tools.secrets import ToolSecrets
 

@@ -27,7 +27,7 @@ from bench.workloads import bench_catalog, call_plan, workload_spec
 MARKERS = {
     "workflow activations": "worker/_workflow.py:_WorkflowWorker._handle_activation",
     "sandbox entries": "workflow_sandbox/_runner.py:_Instance._run_code",
-    "controls store steps": "stores/controls/sqlite.py:SqliteControls._transaction",
+    "controls store steps": "stores/controls/sql/sqlite.py:SqliteControls._transaction",
 }
 """Counted per run, with their inclusive share of CPU. A sandbox entry is an
 activation or a payload conversion run inside the workflow sandbox."""

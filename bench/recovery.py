@@ -31,7 +31,7 @@ from bench.systems import completed, start_team
 from contracts.results import TeamResult
 from teamctl.devserver import stop_process
 from teamctl.runs import follow
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLED_AGENT = "writer"

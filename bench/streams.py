@@ -46,16 +46,16 @@ from bench.systems import completed, controlled, serving, start_team
 from bench.targets import Target
 from contracts.calls import AgentCall
 from contracts.streams import StreamEvent, TextDelta
+from money.pricing import TokenUsage
 from providers.base import ModelResponse, ProgressCallback, TextCallback
 from security.keyring import KeyRing, new_key_line
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from streams.log import RunStreamLog
 from streams.sqlite_log import SqliteStreamLog
 from teamctl.runs import TeamRun
 from teamctl.stream_server import StreamServer, temporal_resolver
 from teams.catalog import Catalog
-from teams.pricing import TokenUsage
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from worker.main import build_workers
 
 TOKENS = 1_000

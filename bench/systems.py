@@ -46,16 +46,16 @@ from bench.workloads import Answer, CallPlan, RunOutcome, ask, run_dag
 from contracts.calls import AgentCall
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
-from providers.simulated import SimulatedConfig, SimulatedProvider
+from fleet.daily_budgets import DailyBudgets
+from money.pricing import usd_to_micro
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from security.keyring import KeyRing, new_key_line
 from stores.controls.contract import ControlsStore
-from stores.controls.postgres import PostgresControls
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.postgres import PostgresControls
+from stores.controls.sql.sqlite import SqliteControls
 from streams.sqlite_log import SqliteStreamLog
 from teams.catalog import Catalog
-from teams.daily_budgets import DailyBudgets
-from teams.pricing import usd_to_micro
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers
 from worker.telemetry import tracing_interceptor

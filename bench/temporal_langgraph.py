@@ -54,8 +54,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.calls import AgentCall
     from contracts.outputs import ReviewVerdict
-    from providers.simulated import SimulatedProvider
-    from teams.spec import TeamSpec
+    from providers.simulated.provider import SimulatedProvider
+    from teams.spec.team import TeamSpec
 
 NAME = "temporalio-langgraph"
 NODE_TIMEOUT = timedelta(minutes=2)

@@ -17,7 +17,7 @@ from pathlib import Path
 from bench.stats import Spread, Table, rotated
 from bench.systems import Dropouts, System
 from bench.workloads import CallPlan
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 
 BASELINE = "bare-temporal"
 

@@ -42,18 +42,18 @@ from bench.systems import completed, controlled, serving, start_team
 from bench.targets import Target
 from contracts.calls import AgentCall
 from contracts.tools import ToolUse
+from money.pricing import TokenUsage
 from providers.base import ModelResponse, ProgressCallback, TextCallback
 from security.keyring import KeyRing, new_key_line
 from stores.blobs import open_blobs
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from teams.catalog import Catalog
-from teams.pricing import TokenUsage
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tools.mcp_sessions import McpSessions
 from tools.registry import ToolRegistry, Toolset
 from tools.secrets import ToolSecrets
-from tools.worker_tools import WorkerTools
 from worker.main import build_workers
+from worker.tools import WorkerTools
 
 CALLS = 20
 """Tool calls per measured run (one per model turn)."""

@@ -31,12 +31,12 @@ from pydantic import BaseModel, ConfigDict
 from contracts.calls import AgentCall, HandoffItem
 from contracts.outputs import ReviewVerdict
 from contracts.resolved import ResolvedTeam
+from money.pricing import TokenUsage
 from providers.base import ModelProvider
-from providers.simulated import DEFAULT_LATENCY_S, persona_of
+from providers.simulated.provider import DEFAULT_LATENCY_S, persona_of
 from teams.catalog import Catalog
-from teams.pricing import TokenUsage
 from teams.releases import PINS_FILE, Pin, Pins, write_pins
-from teams.spec import FanOutStage, GateStage, TeamSpec
+from teams.spec.team import FanOutStage, GateStage, TeamSpec
 
 RESEARCH_TASK = "What does it take to run multi-agent LLM workflows reliably in production?"
 REVIEW_TASK = (

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.ledger import AttemptCharge, Charge, RunCostReport
 from contracts.streams import RunFinished
-from teams.breakers import BreakerSettings
-from teams.pricing import TokenUsage
+from money.pricing import TokenUsage
+from teams.spec.breakers import BreakerSettings
 
 BreakerOutcome = Literal["success", "failure", "none"]
 

@@ -20,9 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-DecisionKind = Literal["approve", "reject", "changes"]
-"""``changes``: send the output back to the point's reviser with the comment as
-feedback; the run comes back to the same point (the stage's ``max_revisions``)."""
+from security.signatures import DecisionKind
+
 ApprovalMode = Literal["signed", "open"]
 """``signed``: only decisions signed by a registered approver count. ``open`` (the
 development default, warned about): an unsigned decision by an approver's name

@@ -11,16 +11,104 @@ timeout, the run's cancellation): the batch is canceled and the hold released.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.calls import AgentCall, AgentOutcome
-from providers.batches import BatchErrored, BatchTicket
-from teams.pricing import TokenUsage
+from contracts.provider_errors import ALL_PROVIDER_ERRORS, ProviderError
+from money.pricing import TokenUsage
+
+CUSTOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""What the Message Batches API accepts as a request's ``custom_id``."""
+_ERRORS_BY_NAME: dict[str, type[ProviderError]] = {cls.__name__: cls for cls in ALL_PROVIDER_ERRORS}
 
 MAX_HOLD_S = 30 * 86_400.0
 """The longest hold on the daily budgets (the controls store's reservation limit)."""
+
+
+BatchStatus = Literal["in_progress", "canceling", "ended"]
+"""A batch's processing status, as the Message Batches API names it."""
+
+
+class BatchCounts(BaseModel):
+    """A batch's requests by state; all but ``processing`` stay 0 until it ends."""
+
+    model_config = ConfigDict(frozen=True)
+
+    processing: int = Field(default=0, ge=0)
+    succeeded: int = Field(default=0, ge=0)
+    errored: int = Field(default=0, ge=0)
+    canceled: int = Field(default=0, ge=0)
+    expired: int = Field(default=0, ge=0)
+
+
+class BatchState(BaseModel):
+    """Where a batch is: processing, being canceled, or ended (its result is ready)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: str
+    status: BatchStatus
+    counts: BatchCounts
+    ended_at: float | None = Field(
+        default=None, description="When processing ended, epoch seconds (once it has)."
+    )
+
+    @property
+    def ended(self) -> bool:
+        """Whether processing has ended, so :meth:`BatchProvider.result` can fetch it."""
+        return self.status == "ended"
+
+
+class BatchTicket(BaseModel):
+    """A submitted batch: what poll, result and cancel need, and nothing else."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_id: str = Field(min_length=1)
+    custom_id: str = Field(pattern=CUSTOM_ID_PATTERN.pattern)
+    submitted_at: float = Field(ge=0, description="When the batch was created, epoch seconds.")
+    provider: str = Field(min_length=1, description="The batch provider's name.")
+    attempt: int = Field(
+        default=1, ge=1, description="Which submission of the call this is (from 1)."
+    )
+
+
+class BatchErrored(BaseModel):
+    """The batch processed the request and it failed, classified as an interactive call's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["errored"] = "errored"
+    error_type: str = Field(description="The provider_errors class, e.g. ``InvalidRequest``.")
+    provider_error_type: str = Field(
+        description="The provider's own name for it, e.g. ``invalid_request_error``."
+    )
+    message: str
+    retryable: bool = Field(description="Whether submitting the call again can help.")
+
+    @field_validator("error_type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in _ERRORS_BY_NAME:
+            raise ValueError(f"not a provider error class: {value!r}")
+        return value
+
+    @classmethod
+    def of(cls, error: ProviderError, *, provider_error_type: str) -> BatchErrored:
+        """The outcome for a request that failed with ``error``."""
+        return cls(
+            error_type=type(error).__name__,
+            provider_error_type=provider_error_type,
+            message=str(error),
+            retryable=error.retryable,
+        )
+
+    def error(self) -> ProviderError:
+        """The error to raise for it, of the class an interactive call would raise."""
+        return _ERRORS_BY_NAME[self.error_type](self.message)
 
 
 class BatchSubmitRequest(BaseModel):

@@ -16,11 +16,11 @@ from contracts.outputs import ReviewVerdict, RouteDecision
 from contracts.resolved import PromptRef
 from contracts.semantic import SemanticCacheReport
 from contracts.tools import BlobRef, Continuation, ToolDefinition, ToolTurn, ToolUse
-from security.injection import InjectionFinding
-from teams.batch_spec import CallMode
-from teams.breakers import BreakerSettings
-from teams.pricing import CacheTtl, ModelPrice, TokenUsage
-from teams.spec import OutputKind, PiiPolicy
+from money.pricing import CacheTtl, ModelPrice, TokenUsage
+from security.injection.detection import InjectionFinding
+from teams.spec.batch import CallMode
+from teams.spec.breakers import BreakerSettings
+from teams.spec.team import OutputKind, PiiPolicy
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "refusal", "pause_turn"]
 

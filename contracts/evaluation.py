@@ -1,8 +1,8 @@
 """Contracts of ``EvaluationWorkflow``: its input, its activities' values, its result.
 
-An evaluation runs every item of a team's gold set (:mod:`teams.gold_sets`) as a child
+An evaluation runs every item of a team's gold set (:mod:`evaluation.gold_sets`) as a child
 team run, checks the item's rules and asks the LLM judge for a verdict
-(:mod:`teams.scoring` says how these become scores), then compares the mean score
+(:mod:`evaluation.scoring` says how these become scores), then compares the mean score
 with the trailing baseline of the team's earlier evaluations.
 
 The input is public (schedules and other clients start evaluations with it), so
@@ -18,13 +18,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.gold_sets import MAX_GOLD_ITEMS, GoldSet
 from contracts.outputs import ReviewVerdict
 from contracts.resolved import ResolvedPrompt
 from contracts.results import RunStatus
-from teams.batch_spec import BatchSettings, CallMode
-from teams.gold_sets import MAX_GOLD_ITEMS, GoldSet
-from teams.pricing import ModelPrice
-from teams.spec_fields import Slug
+from money.pricing import ModelPrice
+from teams.spec.batch import BatchSettings, CallMode
+from teams.spec.fields import Slug
 
 MAX_CONCURRENCY = 16
 """Team runs of one evaluation in flight at once."""
@@ -39,7 +39,7 @@ class EvaluationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    team: Slug = Field(description="A catalog team with a gold set (teams/gold/<team>.toml).")
+    team: Slug = Field(description="A catalog team with a gold set (evaluation/gold/<team>.toml).")
     tenant: Slug | None = Field(default=None, description="Tenant the runs' costs go to.")
     concurrency: int = Field(default=4, ge=1, le=MAX_CONCURRENCY)
     drop_threshold: float = Field(default=DEFAULT_DROP_THRESHOLD, ge=0, le=10, allow_inf_nan=False)
@@ -72,7 +72,7 @@ class ResolvedGoldSet(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     gold: GoldSet
-    source: str = Field(description="The gold set file (teams/gold/<team>.toml).")
+    source: str = Field(description="The gold set file (evaluation/gold/<team>.toml).")
     judge_prompt: ResolvedPrompt
     judge_price: ModelPrice
     calls_task_queue: str | None = None
@@ -131,7 +131,7 @@ class ItemResult(BaseModel):
 
 
 class EvaluationResult(BaseModel):
-    """The evaluation's result (see :mod:`teams.scoring` for every figure)."""
+    """The evaluation's result (see :mod:`evaluation.scoring` for every figure)."""
 
     model_config = ConfigDict(frozen=True)
 

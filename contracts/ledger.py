@@ -14,7 +14,7 @@ from typing import ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from teams.pricing import TOKEN_FIELDS, TokenUsage, WithUsage
+from money.pricing import TOKEN_FIELDS, TokenUsage, WithUsage
 
 GLOBAL_SCOPE = "global"
 ALERT_THRESHOLDS_PERCENT = (80, 100)

@@ -22,7 +22,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from teams.durations import Duration
+from teams.spec.durations import Duration
 
 WebhookEventKind = Literal["waiting_for_approval", "escalated", "finished"]
 """Which moment of a run a webhook reports."""

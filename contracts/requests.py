@@ -4,9 +4,9 @@ This is public interface. Starting a run from the ``temporal`` CLI with
 ``--input '{"team":"research","task":"..."}'`` must keep working, so fields are
 only ever added, with defaults.
 
-Anything a caller sends is bounded here (and in :mod:`teams.spec` for an inline
+Anything a caller sends is bounded here (and in :mod:`teams.spec.team` for an inline
 team): the task's length, the budget (more than zero, at most
-:data:`teams.spec_limits.MAX_USD`, at most six decimal places), every duration, list
+:data:`teams.spec.limits.MAX_USD`, at most six decimal places), every duration, list
 and string of an inline spec. Validation either returns a request that the
 workflow can run without any arithmetic overflowing, or raises pydantic's
 ``ValidationError`` naming the field (``team.spec.agents.0.timeouts.start_to_close``:
@@ -20,11 +20,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
-from teams.batch_spec import CallMode
-from teams.errors import RequestError
-from teams.spec import TeamSpec
-from teams.spec_fields import Slug
-from teams.spec_limits import MAX_USD
+from errors import RequestError
+from teams.spec.batch import CallMode
+from teams.spec.fields import Slug
+from teams.spec.limits import MAX_USD
+from teams.spec.team import TeamSpec
 
 
 def _team_kind(value: Any) -> str:
@@ -69,7 +69,7 @@ class TeamRequest(BaseModel):
         default=None,
         description="The run's priority level (the deployment's [priorities] levels; unset: "
         "its default). Near a daily limit, runs below the protected levels are shed first "
-        "(teams/priorities.py); an unknown level runs at the default, with a warning.",
+        "(fleet/priorities.py); an unknown level runs at the default, with a warning.",
     )
     evaluator: bool = Field(
         default=False,

@@ -15,13 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.approvals import ApprovalMode
 from contracts.notifications import WebhookTarget
 from contracts.tools import BlobRef, ToolDefinition
+from fleet.priorities import PriorityLevels
+from money.pricing import ModelPrice
 from security.approvers import ApproverRegistry
-from security.injection import InjectionFinding
-from teams.breakers import BreakerSettings
+from security.injection.detection import InjectionFinding
 from teams.experiments import VariantAssignment
-from teams.pricing import ModelPrice
-from teams.priorities import PriorityLevels
-from teams.spec import TeamSpec
+from teams.spec.breakers import BreakerSettings
+from teams.spec.team import TeamSpec
 
 
 class PromptRef(BaseModel):

@@ -16,10 +16,10 @@ from contracts.approvals import ApprovalRecord, IgnoredDecision, PendingApproval
 from contracts.outputs import RouteDecision
 from contracts.semantic import SemanticCacheReport
 from contracts.tools import ToolCallRecord
-from security.injection import InjectionFinding
-from teams.batch_spec import CallMode
+from money.pricing import WithUsage, format_usd
+from security.injection.detection import InjectionFinding
 from teams.experiments import VariantAssignment
-from teams.pricing import WithUsage, format_usd
+from teams.spec.batch import CallMode
 
 
 class RunStatus(StrEnum):
@@ -278,7 +278,7 @@ class TeamResult(WithUsage):
     tool_calls_total: int = Field(default=0, description="Tool calls the run made in all.")
     priority: str | None = Field(
         default=None,
-        description="The run's priority level (teams/priorities.py); None: a run from "
+        description="The run's priority level (fleet/priorities.py); None: a run from "
         "before priorities.",
     )
     unencrypted: list[str] = Field(

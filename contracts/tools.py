@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from security.injection import InjectionFinding
-from teams.tool_spec import McpServerSpec
+from security.injection.detection import InjectionFinding
+from teams.spec.tools import McpServerSpec
 
 ToolKind = Literal["python", "mcp"]
 

@@ -3,7 +3,7 @@
 Invariants:
 - The SDK never retries (``max_retries=0``): Temporal owns every retry, so each
   attempt is visible in history and none is paid for twice.
-- Every SDK error is classified here, once, into a :mod:`providers.provider_errors`
+- Every SDK error is classified here, once, into a :mod:`contracts.provider_errors`
   type; ``retry-after-ms``/``retry-after`` become ``retry_after_s``.
 - Calls stream, reporting output tokens as they arrive so the activity can
   heartbeat; the request timeout comes from the agent's spec.
@@ -36,9 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from contracts.calls import AgentCall, StopReason
 from contracts.outputs import DIRECT_ROUTE, ReviewVerdict, RouteDecision
-from contracts.tools import ToolDefinition, ToolTurn, ToolUse
-from providers.base import ModelResponse, ProgressCallback, TextCallback
-from providers.provider_errors import (
+from contracts.provider_errors import (
     AuthenticationFailed,
     ContextOverflow,
     InvalidRequest,
@@ -51,10 +49,12 @@ from providers.provider_errors import (
     RateLimited,
     RequestTooLarge,
 )
-from security.injection import fence
-from teams.pricing import TokenUsage
-from teams.prompting import render_user_parts
-from teams.spec import OutputKind
+from contracts.tools import ToolDefinition, ToolTurn, ToolUse
+from money.pricing import TokenUsage
+from prompting.render import render_user_parts
+from providers.base import ModelResponse, ProgressCallback, TextCallback
+from security.injection.detection import fence
+from teams.spec.team import OutputKind
 
 log = logging.getLogger(__name__)
 

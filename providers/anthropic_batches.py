@@ -23,7 +23,15 @@ from anthropic.types import ErrorResponse
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
+from contracts.batch_calls import BatchCounts, BatchErrored, BatchState, BatchTicket
 from contracts.calls import AgentCall
+from contracts.provider_errors import (
+    InvalidRequest,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
 from providers.anthropic import (
     AnthropicConfig,
     build_client,
@@ -33,21 +41,10 @@ from providers.anthropic import (
 )
 from providers.batches import (
     BatchCanceled,
-    BatchCounts,
-    BatchErrored,
     BatchExpired,
     BatchOutcome,
-    BatchState,
     BatchSucceeded,
-    BatchTicket,
     batch_custom_id,
-)
-from providers.provider_errors import (
-    InvalidRequest,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeout,
-    ProviderUnavailable,
 )
 
 

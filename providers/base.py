@@ -2,7 +2,7 @@
 
 A provider turns an :class:`contracts.calls.AgentCall` into a
 :class:`ModelResponse`, streaming progress (output tokens so far) to a callback
-so the activity can heartbeat. It raises only :mod:`providers.provider_errors` types and
+so the activity can heartbeat. It raises only :mod:`contracts.provider_errors` types and
 never retries: Temporal owns retries.
 
 Providers are built by the worker from its settings and passed into the
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts.calls import AgentCall, StopReason
 from contracts.tools import ToolUse
-from teams.pricing import TokenUsage
+from money.pricing import TokenUsage
 
 ProgressCallback = Callable[[TokenUsage], Awaitable[None]]
 """Called as the call streams, with the usage so far: prompt tokens once the

@@ -15,7 +15,7 @@ Invariants:
   after submitting polls and fetches with the ticket alone (and the call).
 - The request's ``custom_id`` is a pure function of the call's ``call_id``
   (:func:`batch_custom_id`), so the same call always has the same one.
-- Failures to reach the provider raise :mod:`providers.provider_errors`
+- Failures to reach the provider raise :mod:`contracts.provider_errors`
   types, as an interactive call does; a request that the batch processed and
   that failed is not raised but returned, as :class:`BatchErrored`, with the
   same classification. Submitting is not idempotent: a retried submit makes a
@@ -28,23 +28,17 @@ import hashlib
 import re
 from typing import Annotated, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.batch_calls import BatchErrored, BatchState, BatchTicket
 from contracts.calls import AgentCall
 from providers.base import ModelResponse
-from providers.provider_errors import ALL_PROVIDER_ERRORS, ProviderError
 
-CUSTOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""What the Message Batches API accepts as a request's ``custom_id``."""
 _PREFIX_CHARS = 39
 """A readable prefix of the call id; with ``_`` and the digest: 64 characters at most."""
 _DIGEST_CHARS = 24
 """96 bits of sha256: distinct call ids never share a custom_id in practice."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_ERRORS_BY_NAME: dict[str, type[ProviderError]] = {cls.__name__: cls for cls in ALL_PROVIDER_ERRORS}
-
-BatchStatus = Literal["in_progress", "canceling", "ended"]
-"""A batch's processing status, as the Message Batches API names it."""
 
 
 def batch_custom_id(call_id: str) -> str:
@@ -59,50 +53,6 @@ def batch_custom_id(call_id: str) -> str:
     return f"{prefix}_{digest}" if prefix else digest
 
 
-class BatchTicket(BaseModel):
-    """A submitted batch: what poll, result and cancel need, and nothing else."""
-
-    model_config = ConfigDict(frozen=True)
-
-    batch_id: str = Field(min_length=1)
-    custom_id: str = Field(pattern=CUSTOM_ID_PATTERN.pattern)
-    submitted_at: float = Field(ge=0, description="When the batch was created, epoch seconds.")
-    provider: str = Field(min_length=1, description="The batch provider's name.")
-    attempt: int = Field(
-        default=1, ge=1, description="Which submission of the call this is (from 1)."
-    )
-
-
-class BatchCounts(BaseModel):
-    """A batch's requests by state; all but ``processing`` stay 0 until it ends."""
-
-    model_config = ConfigDict(frozen=True)
-
-    processing: int = Field(default=0, ge=0)
-    succeeded: int = Field(default=0, ge=0)
-    errored: int = Field(default=0, ge=0)
-    canceled: int = Field(default=0, ge=0)
-    expired: int = Field(default=0, ge=0)
-
-
-class BatchState(BaseModel):
-    """Where a batch is: processing, being canceled, or ended (its result is ready)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    batch_id: str
-    status: BatchStatus
-    counts: BatchCounts
-    ended_at: float | None = Field(
-        default=None, description="When processing ended, epoch seconds (once it has)."
-    )
-
-    @property
-    def ended(self) -> bool:
-        """Whether processing has ended, so :meth:`BatchProvider.result` can fetch it."""
-        return self.status == "ended"
-
-
 class BatchSucceeded(BaseModel):
     """The request was answered: the response, billed at the batch price."""
 
@@ -110,41 +60,6 @@ class BatchSucceeded(BaseModel):
 
     kind: Literal["succeeded"] = "succeeded"
     response: ModelResponse
-
-
-class BatchErrored(BaseModel):
-    """The batch processed the request and it failed, classified as an interactive call's."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["errored"] = "errored"
-    error_type: str = Field(description="The provider_errors class, e.g. ``InvalidRequest``.")
-    provider_error_type: str = Field(
-        description="The provider's own name for it, e.g. ``invalid_request_error``."
-    )
-    message: str
-    retryable: bool = Field(description="Whether submitting the call again can help.")
-
-    @field_validator("error_type")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in _ERRORS_BY_NAME:
-            raise ValueError(f"not a provider error class: {value!r}")
-        return value
-
-    @classmethod
-    def of(cls, error: ProviderError, *, provider_error_type: str) -> BatchErrored:
-        """The outcome for a request that failed with ``error``."""
-        return cls(
-            error_type=type(error).__name__,
-            provider_error_type=provider_error_type,
-            message=str(error),
-            retryable=error.retryable,
-        )
-
-    def error(self) -> ProviderError:
-        """The error to raise for it, of the class an interactive call would raise."""
-        return _ERRORS_BY_NAME[self.error_type](self.message)
 
 
 class BatchExpired(BaseModel):

@@ -1,6 +1,6 @@
 """Errors an embedding service raises, classified once, at the HTTP boundary.
 
-Their own tree, not :mod:`providers.provider_errors`: an embedding failure says
+Their own tree, not :mod:`contracts.provider_errors`: an embedding failure says
 nothing about the health of the model an agent calls, so it must never open
 that model's circuit breaker or send the agent to its fallback. A caller that
 uses embeddings for the semantic cache treats any of them as "no cache this

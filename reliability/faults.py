@@ -22,9 +22,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from providers.simulated import FaultKind, FaultRule
+from providers.simulated.provider import FaultKind, FaultRule
 from teams.catalog import Catalog
-from teams.spec import OutputKind
+from teams.spec.team import OutputKind
 
 
 class ChaosFault(StrEnum):

@@ -42,14 +42,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from contracts.provider_errors import EmptyResponse, MalformedOutput
 from contracts.results import CallStatus
-from providers.provider_errors import EmptyResponse, MalformedOutput
+from money.pricing import format_usd
 from reliability.disruptions import Disruption, DisruptionKind
 from reliability.ledger_totals import ChargedAttempts, LedgerTotal
 from reliability.memory import MemoryTrend
 from reliability.run_driver import RunRecord
 from reliability.tally import ProviderTally
-from teams.pricing import format_usd
 
 OK_SHARE_TARGET = 0.995
 ANSWERED_BUT_UNUSABLE = (MalformedOutput.__name__, EmptyResponse.__name__)

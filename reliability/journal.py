@@ -17,8 +17,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from money.pricing import PriceTable, TokenUsage
 from reliability.tally import ProviderTally, billed_micro
-from teams.pricing import PriceTable, TokenUsage
 
 ANSWERED = "complete"
 PROGRESS = "progress"

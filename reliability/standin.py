@@ -26,9 +26,9 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from money.pricing import PriceTable, TokenUsage
 from reliability.faults import RETRY_AFTER_S, ChaosFault, FaultPlan
 from reliability.tally import ProviderTally, billed_micro
-from teams.pricing import PriceTable, TokenUsage
 
 Request = dict[str, Any]
 """A request body as the stand-in hands it to matchers and answers."""

@@ -31,9 +31,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from errors import AgentTeamsError
 from reliability.faults import ChaosFault
-from teams.durations import Duration
-from teams.errors import AgentTeamsError
+from teams.spec.durations import Duration
 
 Provider = Literal["simulated", "anthropic"]
 PROVIDERS: tuple[Provider, ...] = ("simulated", "anthropic")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from teams.pricing import PriceTable, TokenUsage
+from money.pricing import PriceTable, TokenUsage
 
 
 @dataclass(frozen=True)

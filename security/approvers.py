@@ -22,7 +22,7 @@ Threat model:
 
 Invariants (why):
 
-- Every name is a valid approver name (the pattern of :data:`teams.spec.Slug`,
+- Every name is a valid approver name (the pattern of :data:`teams.spec.team.Slug`,
   which team specs use for approvers), so a name in the registry can match an
   approver of an approval stage and is always a bare TOML key.
 - Every key is canonical base64 of exactly 32 bytes (a raw Ed25519 public key),
@@ -51,14 +51,14 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from errors import AgentTeamsError
 from security.bounded_reads import read_bounded
-from teams.errors import AgentTeamsError
 
 APPROVERS_FILE_ENV = "AGENT_TEAMS_APPROVERS_FILE"
 """Environment variable naming the approvers registry (a TOML file)."""
 
 APPROVER_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
-"""Approver names: the pattern of ``teams.spec.Slug`` (team specs name approvers with it)."""
+"""Approver names: the pattern of ``teams.spec.team.Slug`` (team specs name approvers with it)."""
 
 PUBLIC_KEY_BYTES = 32
 """Length of a raw Ed25519 public key."""

@@ -61,13 +61,13 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
-from contracts.raw_arguments import (
+from errors import AgentTeamsError
+from security.keyring import KeyRing
+from security.raw_arguments import (
     TypedEncodedFailures,
     TypedFailures,
     WorkflowArgumentsConverter,
 )
-from security.keyring import KeyRing
-from teams.errors import AgentTeamsError
 
 log = logging.getLogger("security.codec")
 
@@ -338,7 +338,7 @@ def data_converter(
     Workers and replayers pass ``lenient``: a payload that does not decrypt
     becomes a marker (see :class:`EncryptionCodec`), an unencrypted one is
     marked as such when the worker encrypts, and workflow arguments stay raw
-    whatever their number (:mod:`contracts.raw_arguments`).
+    whatever their number (:mod:`security.raw_arguments`).
     """
     if keyring is None:
         return raw_arguments(pydantic_data_converter) if lenient else pydantic_data_converter
@@ -353,7 +353,7 @@ def data_converter(
 def raw_arguments(converter: DataConverter) -> DataConverter:
     """``converter`` as workers need it: workflow arguments stay raw, whatever their number.
 
-    See :mod:`contracts.raw_arguments`. Its codec is kept; without one, a
+    See :mod:`security.raw_arguments`. Its codec is kept; without one, a
     :class:`KeylessCodec` turns an encrypted payload into a marker naming the
     missing keys. Failures decode as before.
     """

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from teams.errors import AgentTeamsError
+from errors import AgentTeamsError
 
 KEY_FILE_ENV = "AGENT_TEAMS_ENCRYPTION_KEY_FILE"
 """Environment variable naming the key file."""

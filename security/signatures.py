@@ -71,13 +71,16 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from contracts.approvals import DecisionKind
+from errors import AgentTeamsError
 from security.approvers import (
     PUBLIC_KEY_BYTES,
     ApproverRegistry,
     decode_base64,
 )
-from teams.errors import AgentTeamsError
+
+DecisionKind = Literal["approve", "reject", "changes"]
+"""``changes``: send the output back to the point's reviser with the comment as
+feedback; the run comes back to the same point (the stage's ``max_revisions``)."""
 
 SIGNING_PREFIX = b"agent-teams-approval-v1\n"
 """Domain separation and version: the first bytes of every signed message."""

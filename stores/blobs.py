@@ -41,10 +41,10 @@ from temporalio.converter import (
 )
 
 from contracts.tools import BlobRef
+from errors import AgentTeamsError
 from security.codec import EncryptionCodec, PayloadDecryptionError
 from security.keyring import KeyRing
 from security.private_files import PRIVATE_FILE_MODE, private_folder
-from teams.errors import AgentTeamsError
 
 log = logging.getLogger("stores.blobs")
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from errors import AgentTeamsError
 from security.keyring import KeyRing
 from stores.postgres_cache import PostgresResponseCache
 from stores.redis_cache import RedisResponseCache
 from stores.response_cache import ResponseCache
 from stores.sqlite_cache import SqliteResponseCache
-from teams.errors import AgentTeamsError
 
 log = logging.getLogger("stores.response_cache")
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts.calls import AgentCall, AgentOutcome, StopReason
 from contracts.outputs import ReviewVerdict, RouteDecision
-from teams.prompting import render_user_message
+from prompting.render import render_user_message
 
 
 class CachedAnswer(BaseModel):

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Protocol
 
 from contracts.streams import StreamEvent
+from errors import AgentTeamsError
 from security.keyring import KeyRing
-from teams.errors import AgentTeamsError
 
 log = logging.getLogger("streams")
 

@@ -55,11 +55,11 @@ from collections.abc import Mapping, Sequence
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from errors import AgentTeamsError
 from security.codec import EncryptionCodec
 from security.keyring import KeyRing, KeyRingError, load_keyring
 from teamctl.codec_http import CodecApp, CodecHTTPServer
 from teamctl.ports import PortInUseError, PortUnavailableError
-from teams.errors import AgentTeamsError
 
 TOKEN_ENV = "AGENT_TEAMS_CODEC_TOKEN"
 """Environment variable holding the shared secret every POST must present."""

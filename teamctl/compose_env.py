@@ -29,9 +29,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from errors import AgentTeamsError
 from security.keyring import write_key_file
 from security.signing_keys import registry_line, write_key_pair
-from teams.errors import AgentTeamsError
 
 SECRETS_DIR = Path("deploy/secrets")
 ENV_FILE = Path(".env")

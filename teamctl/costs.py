@@ -30,9 +30,9 @@ from contracts.ledger import (
     agent_scope,
     tenant_scope,
 )
+from errors import AgentTeamsError
 from stores.controls.contract import ControlsStore
 from teamctl.semantic_costs import SemanticCostLine
-from teams.errors import AgentTeamsError
 
 Column = Literal["day", "tenant", "team", "agent", "model", "prompt"]
 COLUMNS: tuple[Column, ...] = get_args(Column)

@@ -36,6 +36,7 @@ from temporalio.client import Client, WorkflowHandle
 from contracts.approvals import Decision
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
+from errors import AgentTeamsError
 from security.keyring import write_key_file
 from security.private_files import (
     open_private_append,
@@ -45,8 +46,8 @@ from security.private_files import (
 )
 from stores.controls.factory import open_controls
 from teamctl import render
-from teamctl.cli_hints import invoked_as
-from teamctl.cli_runs import follow_and_report
+from teamctl.cli.hints import invoked_as
+from teamctl.cli.runs import follow_and_report
 from teamctl.codec_server import codec_server_from_env, new_token
 from teamctl.costs import Column, day_range, fetch_report
 from teamctl.devserver import (
@@ -57,12 +58,11 @@ from teamctl.devserver import (
     wait_until_ready,
 )
 from teamctl.ports import Listener, check_ports_free
-from teamctl.report_fetch import fetch_report as fetch_operator_report
-from teamctl.report_models import OperatorReport
-from teamctl.report_render import report_text
+from teamctl.report.fetch import fetch_report as fetch_operator_report
+from teamctl.report.models import OperatorReport
+from teamctl.report.render import report_text
 from teamctl.runs import TeamRun, new_workflow_id, query_status, start_team_run
 from teams.catalog import Catalog
-from teams.errors import AgentTeamsError
 from worker.connection import project_data_converter
 from worker.settings import WorkerSettings, choose_provider
 

@@ -11,7 +11,7 @@
 - ``report`` lists the team's evaluations, oldest first: when, mean score, change
   from the evaluation before, pass rate, cost, drop. Listed from visibility
   (``TeamName``, ``EvalScore``), figures from each result in history
-  (:mod:`teamctl.evaluation_report`).
+  (:mod:`teamctl.report.evaluation`).
 
 Bad input (an unknown team, a team without a gold set, a bad option) fails with
 exit 2 before anything connects, as for every ``teamctl`` command.
@@ -49,12 +49,12 @@ from contracts.evaluation import (
     ItemResult,
 )
 from contracts.requests import describe_validation_error
-from teamctl.evaluation_report import fetch_report, report_text
+from errors import AgentTeamsError
+from money.pricing import format_usd
+from teamctl.report.evaluation import fetch_report, report_text
 from teamctl.runs import require_worker
 from teams.catalog import Catalog
-from teams.durations import parse_short_duration
-from teams.errors import AgentTeamsError
-from teams.pricing import format_usd
+from teams.spec.durations import parse_short_duration
 from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 
 DEFAULT_EVERY = "1d"

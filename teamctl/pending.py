@@ -20,8 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.approvals import ToolApproval
 from contracts.results import TeamStatus
+from errors import AgentTeamsError
 from teamctl.runs import query_status, require_worker, run_handle
-from teams.errors import AgentTeamsError
 from workflows.agent_team import WORKFLOW_NAME
 from workflows.visibility import AWAITING_APPROVAL, PENDING_APPROVERS, TEAM_NAME, TENANT
 

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from teams.errors import AgentTeamsError
+from errors import AgentTeamsError
 
 
 class PortInUseError(AgentTeamsError):

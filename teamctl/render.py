@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from contracts.ledger import CallCounts
 from contracts.results import AgentTotals, TeamResult, TeamStatus
 from contracts.tools import ToolCallRecord
-from security.pii import redact
+from money.pricing import format_usd
+from security.pii.redaction import redact
 from teamctl.costs import BudgetLine, CostReport
 from teamctl.pending import PendingList
-from teamctl.report_figures import rate_percent
+from teamctl.report.figures import rate_percent
 from teamctl.semantic_costs import semantic_mark, semantic_text
-from teams.pricing import format_usd
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int]) -> str:
@@ -168,7 +168,7 @@ def status_text(status: TeamStatus) -> str:
 def result_text(result: TeamResult, *, reveal: bool = False, program: str = "teamctl") -> str:
     """The final result: status, output, warnings, approvals, calls and costs.
 
-    PII (:mod:`security.pii`) is replaced by placeholders everywhere unless
+    PII (:mod:`security.pii.redaction`) is replaced by placeholders everywhere unless
     ``reveal`` (``teamctl result --reveal``): a terminal is often shared, logged
     or pasted into a ticket. ``program`` is how the hint names ``teamctl``.
     """

@@ -42,7 +42,7 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
+from contracts.approvals import DecideRequest, Decision, DecisionReceipt
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult, TeamStatus
 from contracts.run_interface import (
@@ -53,15 +53,15 @@ from contracts.run_interface import (
     STATUS_QUERY,
 )
 from contracts.streams import StreamEvent, stream_key
-from security.pii import redact
-from security.signatures import claim_for, sign
+from errors import AgentTeamsError
+from security.pii.redaction import redact
+from security.signatures import DecisionKind, claim_for, sign
 from security.signing_keys import load_private_key
 from stores.controls.run_starts import RunStartGate
 from streams.follow import follow_run
 from streams.log import START, RunStreamLog, stream_log_from_env
 from teamctl.start_limits import start_gate_from_env
 from teams.catalog import Catalog
-from teams.errors import AgentTeamsError
 from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
 
 SIGNATURE_VALIDITY = timedelta(hours=1)
@@ -158,8 +158,8 @@ async def start_team_run(
     """Validate ``request`` against ``catalog``, admit it under its tenant's limits, start it.
 
     ``task_queue`` defaults to :func:`default_task_queue`. Raises the catalog's
-    :class:`teams.errors.TeamSpecError` (unknown team, bad spec, unknown model)
-    before anything is started, and :class:`teams.tenant_limits.TenantLimitExceeded`
+    :class:`errors.TeamSpecError` (unknown team, bad spec, unknown model)
+    before anything is started, and :class:`fleet.tenant_limits.TenantLimitExceeded`
     when the tenant is at a start limit (nothing is started). ``start_gate``: the
     deployment's tenant limits and store; by default read from the environment as
     the workers read them (:func:`teamctl.start_limits.start_gate_from_env`).

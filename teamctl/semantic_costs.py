@@ -16,9 +16,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.results import AgentCallRecord
+from money.pricing import format_usd
 from stores.semantic.contract import SemanticTally
 from stores.semantic.factory import open_semantic_tallies
-from teams.pricing import format_usd
 
 
 class SemanticCostLine(BaseModel):

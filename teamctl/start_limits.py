@@ -15,9 +15,9 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
+from fleet.daily_budgets import load_budgets
 from stores.controls.factory import open_controls
 from stores.controls.run_starts import RunStartGate
-from teams.daily_budgets import load_budgets
 from worker.settings import WorkerSettings
 
 BUDGETS_ENV = "AGENT_TEAMS_BUDGETS"

@@ -43,10 +43,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from contracts.streams import RunFinished, StreamEvent, stream_key
+from errors import AgentTeamsError
 from streams.follow import WAIT_S, follow_run
 from streams.log import START, RunStreamLog, stream_log_from_env
 from teamctl.ports import PortInUseError, PortUnavailableError
-from teams.errors import AgentTeamsError
 
 log = logging.getLogger("teamctl.stream_server")
 
@@ -459,7 +459,7 @@ def temporal_resolver(client: Client) -> Resolve:
 
 async def serve_streams(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``teamctl stream-server``: serve until Ctrl-C (errors are one line, exit 2)."""
-    from teamctl.cli_context import connect_client
+    from teamctl.cli.context import connect_client
 
     env = os.environ if environ is None else environ
     token = env.get(TOKEN_ENV, "")

@@ -39,11 +39,11 @@ from contracts.streams import (
     ToolStarted,
     WaitingForApproval,
 )
-from security.pii import redact
+from money.pricing import format_usd
+from security.pii.redaction import redact
 from streams.log import START, StreamsOffError
 from streams.meter import RunView
 from teamctl.runs import TeamRun, query_status, run_handle
-from teams.pricing import format_usd
 
 STATUS_TIMEOUT = timedelta(seconds=5)
 """How long ``watch`` asks a running run whether it streams."""

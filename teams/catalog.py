@@ -19,8 +19,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import ValidationError
 
+from contracts.gold_sets import GoldSet
 from contracts.resolved import PromptRef, ResolvedPrompt, ResolvedTeam
-from teams.errors import (
+from errors import (
     GoldSetError,
     OutputSchemaError,
     PromptError,
@@ -28,10 +29,10 @@ from teams.errors import (
     UnknownModelError,
     UnknownTeamError,
 )
+from errors.toml_files import problem_text, read_toml
+from evaluation.gold_sets import SHIPPED_GOLD_DIR, check_route, load_gold_file
+from money.pricing import SHIPPED_PRICES, ModelPrice, PriceTable, load_price_table
 from teams.experiments import VariantAssignment
-from teams.field_paths import describe_errors
-from teams.gold_sets import GoldSet, check_route, load_gold_file
-from teams.pricing import ModelPrice, PriceTable, load_price_table
 from teams.releases import (
     RELEASES_DIR,
     Pin,
@@ -40,14 +41,12 @@ from teams.releases import (
     released_versions,
     version_key,
 )
-from teams.spec import AgentSpec, McpServerSpec, RouterStage, TeamSpec
-from teams.toml_files import problem_text, read_toml
+from teams.spec.field_paths import describe_errors
+from teams.spec.team import AgentSpec, McpServerSpec, RouterStage, TeamSpec
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_TEAMS_DIR = PACKAGE_DIR / "shipped"
 SHIPPED_PROMPTS_DIR = PACKAGE_DIR / "prompts"
-SHIPPED_PRICES = PACKAGE_DIR / "prices.toml"
-SHIPPED_GOLD_DIR = PACKAGE_DIR / "gold"
 INLINE_SOURCE = "inline spec"
 SCHEMAS_FOLDER = "schemas"
 """Where an agent's ``output_schema = "file.json"`` is looked for, in each teams folder."""
@@ -67,7 +66,7 @@ class Catalog:
     pins_file: Path | None = None
     """Teams held at an earlier release (:mod:`teams.releases`); read at every resolution."""
     gold_dirs: tuple[Path, ...] = (SHIPPED_GOLD_DIR,)
-    """Where gold sets (``<team>.toml``, :mod:`teams.gold_sets`) are found, in order."""
+    """Where gold sets (``<team>.toml``, :mod:`evaluation.gold_sets`) are found, in order."""
 
     @classmethod
     def shipped(cls, *, prices_path: Path = SHIPPED_PRICES) -> Catalog:
@@ -292,9 +291,13 @@ def output_schema_problem(schema: Any) -> str | None:
 
 
 def display_path(path: Path) -> str:
-    """Shipped files as ``teams/shipped/x.toml`` (no host paths in history); others as given."""
-    if path.is_relative_to(PACKAGE_DIR):
-        return str(Path(PACKAGE_DIR.name) / path.relative_to(PACKAGE_DIR))
+    """Shipped files as ``teams/shipped/x.toml`` or ``evaluation/gold/x.toml``; others as given.
+
+    No host paths go into history.
+    """
+    for package_dir in (PACKAGE_DIR, SHIPPED_PRICES.parent, SHIPPED_GOLD_DIR.parent):
+        if path.is_relative_to(package_dir):
+            return str(Path(package_dir.name) / path.relative_to(package_dir))
     return str(path)
 
 

@@ -35,7 +35,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from teams.spec_fields import ModelId, Slug, SpecModel, VersionLabel
+from teams.spec.fields import ModelId, Slug, SpecModel, VersionLabel
 
 BUCKETS = 10_000
 """Assignment resolution: weights are split into this many buckets (0.01 %)."""

@@ -15,10 +15,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 
-from security.injection import InjectionDetector, InjectionFinding, scan_all
-from security.pii import find_pii
-from teams.errors import INJECTION_REJECTED, PII_BLOCKED, RequestRefusedError
-from teams.spec import McpServerSpec, TeamSpec
+from errors import INJECTION_REJECTED, PII_BLOCKED, RequestRefusedError
+from security.injection.detection import InjectionDetector, InjectionFinding, scan_all
+from security.pii.redaction import find_pii
+from teams.spec.team import McpServerSpec, TeamSpec
 
 
 class RequestPolicy(BaseModel):
@@ -140,9 +140,9 @@ def screen_task(
 ) -> list[InjectionFinding]:
     """The task's suspected injections, or :class:`TaskRefusedError` if the team refuses it.
 
-    ``pii = "block"`` refuses a task with any PII (:data:`teams.errors.PII_BLOCKED`);
+    ``pii = "block"`` refuses a task with any PII (:data:`errors.PII_BLOCKED`);
     ``injection.policy = "reject"`` one with any finding
-    (:data:`teams.errors.INJECTION_REJECTED`). Messages name the kinds and rules
+    (:data:`errors.INJECTION_REJECTED`). Messages name the kinds and rules
     found, never the text. Used by the worker when a run starts and by ``teamctl
     run`` before it starts one.
     """

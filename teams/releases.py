@@ -26,8 +26,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from teams.errors import AgentTeamsError
-from teams.spec_fields import VersionLabel
+from errors import AgentTeamsError
+from teams.spec.fields import VersionLabel
 
 PINS_FILE = "pins.json"
 RELEASES_DIR = "releases"

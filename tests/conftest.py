@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment
 
     from providers.anthropic import AnthropicProvider
-    from stores.controls.sqlite import SqliteControls
+    from stores.controls.sql.sqlite import SqliteControls
     from tests.messages_standin import MessagesStandIn
 
 # The unit tier's rules: a unit test never requests a server fixture, and
@@ -72,7 +72,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 async def controls(tmp_path: Path) -> AsyncIterator[SqliteControls]:
     """A controls store of the test's own (daily budgets, breakers, rate limits)."""
-    from stores.controls.sqlite import SqliteControls
+    from stores.controls.sql.sqlite import SqliteControls
 
     store = SqliteControls(tmp_path / "controls.sqlite")
     yield store

@@ -33,13 +33,12 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from teams.batch_spec import MAX_BATCH_DEADLINE, MAX_POLL_INTERVAL
+from fleet.daily_budgets import MAX_DAILY_USD, DailyBudgets
+from money.pricing import MAX_MODEL_ID_CHARS, MAX_PRICE_USD
 from teams.catalog import SHIPPED_TEAMS_DIR
-from teams.daily_budgets import MAX_DAILY_USD, DailyBudgets
-from teams.durations import MAX_DURATION
-from teams.pricing import MAX_MODEL_ID_CHARS, MAX_PRICE_USD
-from teams.spec import TeamSpec
-from teams.spec_limits import (
+from teams.spec.batch import MAX_BATCH_DEADLINE, MAX_POLL_INTERVAL
+from teams.spec.durations import MAX_DURATION
+from teams.spec.limits import (
     MAX_AGENTS,
     MAX_APPROVERS,
     MAX_ATTEMPT_TIMEOUT,
@@ -52,6 +51,7 @@ from teams.spec_limits import (
     MAX_STAGE_TIMEOUT,
     MAX_STAGES,
 )
+from teams.spec.team import TeamSpec
 
 
 def fuzz_settings(examples: int) -> settings:

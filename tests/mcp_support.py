@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from teams.tool_spec import McpServerSpec
+from teams.spec.tools import McpServerSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

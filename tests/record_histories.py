@@ -26,7 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import Decision
 from contracts.results import TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import FaultKind, FaultRule
+from providers.simulated.provider import FaultKind, FaultRule
 from streams.sqlite_log import SqliteStreamLog
 from teamctl.devserver import temporal_binary, test_server_binary
 from teamctl.runs import decide

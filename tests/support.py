@@ -28,16 +28,16 @@ from contracts.results import TeamResult, TeamStatus
 from contracts.run_interface import STATUS_QUERY
 from providers.base import ModelProvider
 from providers.batches import BatchProvider
-from providers.simulated import FaultRule, SimulatedConfig, SimulatedProvider
+from providers.simulated.provider import FaultRule, SimulatedConfig, SimulatedProvider
 from security.codec import data_converter
 from security.keyring import KeyRing
 from stores.controls.contract import ControlsStore
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from stores.response_cache import ResponseCache
 from streams.log import RunStreamLog
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE, Pin, Pins, release_file, write_pins
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from worker.deployment import Deployment
 from workflows.agent_team import WORKFLOW_NAME
 
@@ -86,8 +86,8 @@ async def running_worker(
     if tools is None:
         # As production workers have them: the shipped toolsets and MCP servers
         # (the research team's corpus), with state in a folder of this worker's own.
-        from tools.worker_tools import open_tools
         from worker.settings import WorkerSettings
+        from worker.tools import open_tools
 
         folder = Path(tempfile.mkdtemp(prefix="agent-teams-tools-"))
         settings = WorkerSettings(shop_db=folder / "shop.sqlite", blob_url=shared_blob_url())

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import FaultKind, FaultRule
+from providers.simulated.provider import FaultKind, FaultRule
 from tests.support import (
     agent,
     awaiting_approval,

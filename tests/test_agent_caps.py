@@ -26,16 +26,16 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.ledger import CostKey, agent_scope
 from contracts.requests import parse_team_request
 from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
+from errors import RequestError
+from fleet.daily_budgets import BudgetConfigError, load_budgets
+from fleet.priorities import Priorities
+from money.pricing import MICRO_PER_USD, format_usd
 from stores.controls.contract import Settlement
 from stores.controls.rules import agent_of
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from teamctl.costs import fetch_report
-from teams.daily_budgets import BudgetConfigError, load_budgets
-from teams.errors import RequestError
-from teams.metric_labels import scope_label
-from teams.pricing import MICRO_PER_USD, format_usd
-from teams.priorities import Priorities
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
+from telemetry.labels import scope_label
 from tests.processes import teamctl
 from tests.support import agent, inline_release, running_worker, start, status_of
 from workflows.agent_team import WORKFLOW_NAME

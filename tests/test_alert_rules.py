@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from teams.alert_slas import SLA_SERIES, load_specs, render, slas_of
 from teams.catalog import SHIPPED_TEAMS_DIR
+from telemetry.alert_rules import SLA_SERIES, load_specs, render, slas_of
 from tests.compose_config import ROOT, compose_config
 from tests.test_observability_stack import _allowed_series, _metric_names
 

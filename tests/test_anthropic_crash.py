@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
-from teams.pricing import TokenUsage
+from money.pricing import TokenUsage
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, Step, for_system
 from tests.processes import worker_process

@@ -13,7 +13,7 @@ from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
 from providers.anthropic import AnthropicProvider
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.conftest import API_KEY
 from tests.messages_standin import (
     MessagesStandIn,

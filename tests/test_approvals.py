@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import DecideRequest, Decision, DecisionReceipt
 from contracts.results import RunStatus
 from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
-from providers.simulated import FaultKind, FaultRule
+from providers.simulated.provider import FaultKind, FaultRule
 from teamctl.runs import DecisionRefusedError, decide
 from tests.support import (
     TIME_SKIPPING,

@@ -14,9 +14,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult
+from errors import UnknownModelError
 from teamctl.runs import start_team_run
 from teams.catalog import Catalog
-from teams.errors import UnknownModelError
 from tests.processes import teamctl
 from tests.support import agent, running_worker, team_data
 from workflows.agent_team import WORKFLOW_NAME

@@ -29,14 +29,15 @@ from contracts.evaluation import EvaluationRequest, EvaluationResult
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
+from evaluation.gold_sets import SHIPPED_GOLD_DIR
+from money.pricing import TokenUsage
 from providers.anthropic import AnthropicConfig
 from providers.anthropic_batches import AnthropicBatches
-from providers.simulated import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
-from providers.simulated_batches import SimulatedBatches, SimulatedBatchesConfig
-from stores.controls.sqlite import SqliteControls
-from teams.catalog import SHIPPED_GOLD_DIR, SHIPPED_TEAMS_DIR, Catalog
-from teams.pricing import TokenUsage
-from teams.spec import TeamSpec
+from providers.simulated.batches import SimulatedBatches, SimulatedBatchesConfig
+from providers.simulated.provider import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
+from stores.controls.sql.sqlite import SqliteControls
+from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
+from teams.spec.team import TeamSpec
 from tests.conftest import API_KEY
 from tests.messages_batches_standin import BatchStep
 from tests.messages_standin import MessagesStandIn

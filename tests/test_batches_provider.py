@@ -16,23 +16,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, TypeAdapter
 
+from contracts.batch_calls import BatchCounts, BatchErrored, BatchState, BatchTicket
 from contracts.calls import AgentCall
-from providers.anthropic import AnthropicConfig, AnthropicProvider, build_request
-from providers.anthropic_batches import AnthropicBatches
-from providers.base import ModelResponse
-from providers.batches import (
-    BatchCanceled,
-    BatchCounts,
-    BatchErrored,
-    BatchExpired,
-    BatchOutcome,
-    BatchProvider,
-    BatchState,
-    BatchSucceeded,
-    BatchTicket,
-    batch_custom_id,
-)
-from providers.provider_errors import (
+from contracts.provider_errors import (
     ContextOverflow,
     InvalidRequest,
     ProviderError,
@@ -40,11 +26,22 @@ from providers.provider_errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from providers.simulated import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
-from providers.simulated_batches import SimulatedBatches, SimulatedBatchesConfig
+from money.pricing import TokenUsage
+from providers.anthropic import AnthropicConfig, AnthropicProvider, build_request
+from providers.anthropic_batches import AnthropicBatches
+from providers.base import ModelResponse
+from providers.batches import (
+    BatchCanceled,
+    BatchExpired,
+    BatchOutcome,
+    BatchProvider,
+    BatchSucceeded,
+    batch_custom_id,
+)
+from providers.simulated.batches import SimulatedBatches, SimulatedBatchesConfig
+from providers.simulated.provider import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
 from teams.catalog import Catalog
-from teams.pricing import TokenUsage
-from teams.spec import OutputKind
+from teams.spec.team import OutputKind
 from tests.conftest import API_KEY
 from tests.messages_batches_standin import BatchStep, HttpFailure
 from tests.messages_standin import MessagesStandIn, default_answer

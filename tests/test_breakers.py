@@ -12,10 +12,10 @@ from pathlib import Path
 from temporalio.client import Client
 
 from contracts.results import CallStatus, RunStatus, TeamResult
-from providers.simulated import FaultKind, FaultRule
-from stores.controls.sqlite import SqliteControls
-from teams.breakers import BreakerSettings, agent_breaker, model_breaker
+from providers.simulated.provider import FaultKind, FaultRule
+from stores.controls.sql.sqlite import SqliteControls
 from teams.catalog import Catalog
+from teams.spec.breakers import BreakerSettings, agent_breaker, model_breaker
 from tests.support import (
     activity_types,
     catalog_with_edited,

@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from contracts.results import CallStatus, RunStatus
-from providers.simulated import SimulatedConfig, SimulatedProvider
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from tests.support import (
     activity_types,
     catalog_pinned,

@@ -13,8 +13,8 @@ from typing import Any
 import opentelemetry.sdk.environment_variables as otel_environment
 import pytest
 
-from teams.breakers import BreakerSettings
-from teams.daily_budgets import BudgetConfigError, DailyBudgets, load_budgets
+from fleet.daily_budgets import BudgetConfigError, DailyBudgets, load_budgets
+from teams.spec.breakers import BreakerSettings
 from tests.compose_config import compose_config
 from worker.settings import _ENV_FIELDS, WorkerSettings
 

@@ -15,11 +15,11 @@ from temporalio.client import Client
 
 from contracts.ledger import GLOBAL_SCOPE, tenant_scope
 from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
-from providers.simulated import SimulatedConfig, SimulatedProvider
-from stores.controls.sqlite import SqliteControls
+from fleet.daily_budgets import DailyBudgets
+from money.pricing import format_usd
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
+from stores.controls.sql.sqlite import SqliteControls
 from stores.sqlite_cache import SqliteResponseCache
-from teams.daily_budgets import DailyBudgets
-from teams.pricing import format_usd
 from tests.support import (
     activity_types,
     agent,

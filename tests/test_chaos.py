@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.results import CallStatus, RunStatus
-from providers.provider_errors import (
+from contracts.provider_errors import (
     MalformedOutput,
     ProviderConnectionError,
     ProviderOverloaded,
@@ -27,6 +26,8 @@ from providers.provider_errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from contracts.results import CallStatus, RunStatus
+from money.pricing import TokenUsage
 from reliability.disruptions import DisruptionKind, schedule
 from reliability.faults import ChaosFault, FaultPlan, applicable, team_agents
 from reliability.figures import percentile
@@ -37,7 +38,6 @@ from reliability.suite import Suite
 from reliability.suite_settings import ChaosSettings, ChaosSettingsError
 from reliability.workload import TEAMS, plan_runs
 from teams.catalog import Catalog
-from teams.pricing import TokenUsage
 
 INJECTED_ERRORS = {
     RateLimited.__name__,

@@ -26,7 +26,7 @@ from contracts.results import RunStatus, TeamResult
 from security.approvers import ApproverRegistry
 from security.keyring import KeyRing, write_key_file
 from security.signing_keys import write_key_pair
-from teamctl.cli_hints import NO_CODEC_NOTE
+from teamctl.cli.hints import NO_CODEC_NOTE
 from teamctl.codec_server import CodecServer, new_token
 from tests.processes import run_async, shown_teamctl, teamctl_async
 from tests.support import client_with_keys, running_worker

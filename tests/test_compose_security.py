@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from errors import RequestRefusedError
 from security.approvers import load_registry
 from security.keyring import load_keyring
 from teamctl.codec_server import codec_server_from_env
-from teams.errors import RequestRefusedError
 from tests.compose_config import CHECK_ENV, ROOT, compose_config, compose_run
 from worker.settings import WorkerSettings
 

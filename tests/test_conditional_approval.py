@@ -9,9 +9,9 @@ from temporalio.client import Client
 from contracts.approvals import Decision
 from contracts.results import RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
+from money.pricing import format_usd
 from teamctl.render import result_text
-from teams.pricing import format_usd
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.support import (
     awaiting_approval,
     history_events,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from contracts.ledger import GLOBAL_SCOPE, AttemptCharge, ChargeSource, CostKey, tenant_scope
+from money.pricing import TokenUsage
 from stores.controls.contract import (
     AdmitRequest,
     BreakerCheck,
@@ -29,8 +30,7 @@ from stores.controls.contract import (
     Settlement,
 )
 from stores.controls.factory import open_controls
-from teams.breakers import BreakerSettings
-from teams.pricing import TokenUsage
+from teams.spec.breakers import BreakerSettings
 from tests.stores_support import (  # noqa: F401
     postgres_database_url_fixture,
     postgres_url_fixture,
@@ -59,15 +59,15 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     def make(retention: Retention | None = None) -> ControlsStore:
         store: ControlsStore
         if kind == "sqlite":
-            from stores.controls.sqlite import SqliteControls
+            from stores.controls.sql.sqlite import SqliteControls
 
             store = SqliteControls(Path(location), retention=retention or Retention())
         elif kind == "postgresql":
-            from stores.controls.postgres import PostgresControls
+            from stores.controls.sql.postgres import PostgresControls
 
             store = PostgresControls(location, retention=retention or Retention())
         else:
-            from stores.controls.redis import RedisControls
+            from stores.controls.redis.store import RedisControls
 
             store = RedisControls(location, prefix=prefix, retention=retention or Retention())
         made.append(store)

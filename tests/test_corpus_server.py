@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from teams.tool_spec import McpServerSpec
+from teams.spec.tools import McpServerSpec
 from tests.test_corpus_documents import IDS, RANKINGS
 from tools.mcp_sessions import McpSessions
 from tools.secrets import ToolSecrets

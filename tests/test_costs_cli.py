@@ -17,7 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.ledger import Alert, CostKey, CostRow, LedgerSummary
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
-from stores.controls.sqlite import SqliteControls
+from money.pricing import format_usd, total_usage
+from stores.controls.sql.sqlite import SqliteControls
 from teamctl import render
 from teamctl.costs import (
     CostsInputError,
@@ -29,8 +30,7 @@ from teamctl.costs import (
     parse_day,
 )
 from teamctl.pending import PendingInputError, PendingList, PendingRun, visibility_query
-from teamctl.report_figures import rate_percent
-from teams.pricing import format_usd, total_usage
+from teamctl.report.figures import rate_percent
 from tests.processes import teamctl, teamctl_async
 from tests.support import awaiting_approval, running_worker, start
 

@@ -18,8 +18,8 @@ from contracts.approvals import Decision
 from contracts.calls import AgentCall
 from contracts.results import CallStatus, RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import SimulatedConfig, SimulatedProvider
-from teams.pricing import TokenUsage
+from money.pricing import TokenUsage
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from tests.processes import until, worker_process
 from tests.support import agent, awaiting_approval, history_events, inline_team, start
 

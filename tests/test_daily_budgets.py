@@ -21,12 +21,12 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.ledger import GLOBAL_SCOPE, tenant_scope
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
-from providers.simulated import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
+from fleet.daily_budgets import DailyBudgets
+from providers.simulated.provider import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
 from stores.controls.contract import RunRecord
-from stores.controls.sqlite import SqliteControls
-from teams.breakers import BreakerSettings, agent_breaker, model_breaker
-from teams.daily_budgets import DailyBudgets
+from stores.controls.sql.sqlite import SqliteControls
 from teams.policy import RequestPolicy
+from teams.spec.breakers import BreakerSettings, agent_breaker, model_breaker
 from tests.support import agent, history_events, inline_team, running_worker, start
 from workflows.agent_team import WORKFLOW_NAME
 

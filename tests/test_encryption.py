@@ -25,8 +25,8 @@ from contracts.run_interface import APPROVE_SIGNAL
 from security.codec import data_converter
 from security.keyring import KeyRing, write_key_file
 from teamctl.codec_server import CodecServer, new_token
-from teamctl.report_fetch import fetch_report
-from teamctl.report_models import UNKNOWN_TEAM, RunWithoutResult
+from teamctl.report.fetch import fetch_report
+from teamctl.report.models import UNKNOWN_TEAM, RunWithoutResult
 from teamctl.runs import start_team_run
 from teams.catalog import Catalog
 from tests.processes import teamctl_async, temporal_cli

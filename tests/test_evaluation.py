@@ -37,9 +37,10 @@ from contracts.approvals import ApprovalRecord
 from contracts.evaluation import EvaluationRequest, EvaluationResult, ItemResult
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
-from providers.simulated import FaultKind, FaultRule
-from teams.catalog import SHIPPED_GOLD_DIR, SHIPPED_TEAMS_DIR, Catalog
-from teams.telemetry_names import EVAL_DROPS, EVAL_SCORE
+from evaluation.gold_sets import SHIPPED_GOLD_DIR
+from providers.simulated.provider import FaultKind, FaultRule
+from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
+from telemetry.names import EVAL_DROPS, EVAL_SCORE
 from tests.processes import address_of, teamctl_async
 from tests.support import history_events, marker_names, running_worker
 from workflows.agent_team import WORKFLOW_NAME

@@ -19,10 +19,11 @@ from temporalio.worker import Replayer
 
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult
-from teams.catalog import SHIPPED_PRICES, Catalog
-from teams.errors import PromptError, UnknownModelError
+from errors import PromptError, UnknownModelError
+from money.pricing import SHIPPED_PRICES
+from teams.catalog import Catalog
 from teams.experiments import ExperimentSpec, VariantAssignment, bucket
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.processes import teamctl_async
 from tests.support import catalog_with_edited, running_worker, team_data
 from workflows.agent_team import WORKFLOW_NAME, AgentTeamWorkflow

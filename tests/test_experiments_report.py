@@ -13,8 +13,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
-from providers.simulated import FaultKind, FaultRule
-from teamctl import experiment_stats as stats
+from providers.simulated.provider import FaultKind, FaultRule
+from teamctl.report import experiment_stats as stats
 from teams.experiments import bucket
 from tests.processes import teamctl_async
 from tests.support import catalog_with_edited, running_worker

@@ -10,8 +10,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from contracts.results import CallStatus, DegradationLevel, RunStatus
-from providers.simulated import FaultKind, FaultRule
-from teams.spec import TeamSpec
+from providers.simulated.provider import FaultKind, FaultRule
+from teams.spec.team import TeamSpec
 from tests.support import agent, history_events, inline_team, running_worker, stage, start
 
 REVIEWERS = ["security-reviewer", "performance-reviewer", "maintainability-reviewer"]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from teams.field_reference import SECTIONS, render, replace_in, undescribed
-from teams.spec import TeamSpec
+from teams.spec.reference import SECTIONS, render, replace_in, undescribed
+from teams.spec.team import TeamSpec
 
 pytestmark = pytest.mark.unit
 

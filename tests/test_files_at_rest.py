@@ -28,7 +28,7 @@ from contracts.ledger import GLOBAL_SCOPE
 from security.keyring import KeyRing, new_key_line, write_key_file
 from security.signing_keys import write_key_pair
 from stores.blobs import Blobs, FileStorageDriver
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from stores.response_cache import CachedAnswer
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.compose_env import make_compose_env

@@ -27,8 +27,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.ledger import GLOBAL_SCOPE, agent_scope
 from contracts.results import CallStatus, RunStatus, TeamResult
-from stores.controls.sqlite import SqliteControls
-from teams.pricing import MICRO_PER_USD
+from money.pricing import MICRO_PER_USD
+from stores.controls.sql.sqlite import SqliteControls
 from tests.processes import stop_workers, store_file, until, worker_process
 from tests.support import agent, inline_team, start
 

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.results import CallStatus, RunStatus, TeamResult
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from teams.catalog import Catalog
 from tests.processes import stop_workers, store_file, until, worker_process
 from tests.support import agent, inline_team, start

@@ -37,13 +37,13 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.approvals import DecideRequest, Decision
 from contracts.requests import TeamRequest, describe_validation_error, parse_team_request
+from errors import PriceTableError, RequestError, TeamSpecError
+from fleet.daily_budgets import BudgetConfigError, load_budgets
+from money.pricing import load_price_table
 from teams.catalog import parse_team_spec
-from teams.daily_budgets import BudgetConfigError, load_budgets
-from teams.durations import MAX_DURATION
-from teams.errors import PriceTableError, RequestError, TeamSpecError
-from teams.pricing import load_price_table
-from teams.spec import TeamSpec
-from teams.spec_limits import MAX_STAGE_TIMEOUT
+from teams.spec.durations import MAX_DURATION
+from teams.spec.limits import MAX_STAGE_TIMEOUT
+from teams.spec.team import TeamSpec
 from tests.fuzz_strategies import (
     DURATION_LIMITS,
     DURATIONS,

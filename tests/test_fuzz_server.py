@@ -43,7 +43,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.requests import TeamRequest, describe_validation_error
 from contracts.results import TeamResult, TeamStatus
 from contracts.run_interface import APPROVE_SIGNAL, STATUS_QUERY
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.fuzz_strategies import DURATION_KEYS, SHIPPED
 from tests.processes import temporal_start
 from tests.support import running_worker

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from contracts.results import DegradationLevel, GateReport, RunStatus
-from teams.spec import ApprovalCondition, GateConvergence, TeamSpec
+from teams.spec.team import ApprovalCondition, GateConvergence, TeamSpec
 from tests.support import agent, inline_team, running_worker, stage, start
 from workflows.approval_conditions import Asked, should_ask
 from workflows.stages import converged

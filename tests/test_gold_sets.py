@@ -1,5 +1,5 @@
 """Gold set files: the shipped ones load; a bad one is refused naming file and field;
-the scoring arithmetic (teams/scoring.py) on hand-computed figures."""
+the scoring arithmetic (evaluation/scoring.py) on hand-computed figures."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from teams.catalog import SHIPPED_GOLD_DIR, Catalog
-from teams.errors import GoldSetError
-from teams.gold_sets import MAX_GOLD_ITEMS, load_gold_file
-from teams.scoring import drop_of, is_drop, mean_score, pass_rate_percent
+from contracts.gold_sets import MAX_GOLD_ITEMS
+from errors import GoldSetError
+from evaluation.gold_sets import SHIPPED_GOLD_DIR, load_gold_file
+from evaluation.scoring import drop_of, is_drop, mean_score, pass_rate_percent
+from teams.catalog import Catalog
 
 pytestmark = pytest.mark.unit
 

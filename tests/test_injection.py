@@ -1,4 +1,4 @@
-"""security.injection: fencing that untrusted text cannot escape, and the pattern detector."""
+"""security.injection.detection: fencing untrusted text cannot escape, and the detector."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from security.injection import (
+from security.injection.detection import (
     EXCERPT_CHARS,
     FENCE_INSTRUCTIONS,
     MAX_FINDINGS_PER_RULE,

@@ -29,11 +29,11 @@ from contracts.approvals import Decision
 from contracts.calls import AgentCall, HandoffItem
 from contracts.results import CallStatus, InjectionReport, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL, REJECT_SIGNAL
+from errors import INJECTION_REJECTED
+from prompting.render import render_user_message
 from providers.anthropic import AnthropicProvider
-from security.injection import FENCE_INSTRUCTIONS, RULE_NAMES
-from teams.errors import INJECTION_REJECTED
-from teams.prompting import render_user_message
-from teams.spec import InjectionPolicy, TeamSpec
+from security.injection.detection import FENCE_INSTRUCTIONS, RULE_NAMES
+from teams.spec.team import InjectionPolicy, TeamSpec
 from tests.messages_standin import MessagesStandIn, Request, Step, system_text, user_text
 from tests.support import running_worker, start, status_of, team_data, wait_for
 from tests.test_injection import BENIGN, INJECTIONS

@@ -21,13 +21,13 @@ from pydantic import ValidationError
 
 from contracts.approvals import DecideRequest, Decision
 from contracts.requests import TeamRequest, parse_team_request
-from teams.breakers import BreakerSettings
+from errors import PriceTableError, RequestError, TeamSpecError
+from fleet.daily_budgets import BudgetConfigError, load_budgets
+from money.pricing import load_price_table
 from teams.catalog import Catalog, load_team_file, parse_team_spec
-from teams.daily_budgets import BudgetConfigError, load_budgets
-from teams.durations import MAX_DURATION, parse_short_duration
-from teams.errors import PriceTableError, RequestError, TeamSpecError
-from teams.pricing import load_price_table
-from teams.spec import TeamSpec
+from teams.spec.breakers import BreakerSettings
+from teams.spec.durations import MAX_DURATION, parse_short_duration
+from teams.spec.team import TeamSpec
 from tests.support import agent, stage, team_data
 
 pytestmark = pytest.mark.unit

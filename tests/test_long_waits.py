@@ -41,11 +41,11 @@ from contracts.approvals import ApprovalRecord, Decision
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import SimulatedConfig, SimulatedProvider
-from stores.controls.sqlite import SqliteControls
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
+from stores.controls.sql.sqlite import SqliteControls
 from teamctl.devserver import stop_process
 from teamctl.runs import decide
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.processes import worker_process
 from tests.support import (
     TIME_SKIPPING,

@@ -14,9 +14,9 @@ import mcp_types
 import pytest
 
 from contracts.tools import RetrySettings, ToolDefinition
-from teams.errors import TeamSpecError, ToolResolutionError
-from teams.spec import TeamSpec
-from teams.tool_spec import McpServerSpec
+from errors import TeamSpecError, ToolResolutionError
+from teams.spec.team import TeamSpec
+from teams.spec.tools import McpServerSpec
 from tools.errors import ToolUnavailable
 from tools.mcp_definitions import MAX_DESCRIPTION_CHARS, mcp_definitions
 

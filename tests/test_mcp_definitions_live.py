@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from teams.errors import ToolResolutionError
-from teams.spec import TeamSpec
+from errors import ToolResolutionError
+from teams.spec.team import TeamSpec
 from tools.mcp_definitions import mcp_definitions
 from tools.mcp_sessions import McpSessions
 from tools.secrets import ToolSecrets

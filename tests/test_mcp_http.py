@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from teams.tool_spec import McpServerSpec, SecretRef
+from teams.spec.tools import McpServerSpec, SecretRef
 from tests.mcp_fixtures import server as fixture_server
 from tools.errors import ToolFailed, ToolUnavailable
 from tools.mcp_sessions import McpSessions

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from teams.tool_spec import McpServerSpec, SecretRef
+from teams.spec.tools import McpServerSpec, SecretRef
 from tests.mcp_support import (
     FIXTURES,
     PYTHON_OWN_ENV,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from teams.daily_budgets import DailyBudgets
-from teams.metric_labels import (
+from fleet.daily_budgets import DailyBudgets
+from teams.policy import RequestPolicy
+from telemetry.labels import (
     breaker_label,
     member_label,
     scope_label,
     team_label,
     tenant_label,
 )
-from teams.policy import RequestPolicy
 from worker.deployment import Deployment
 
 pytestmark = pytest.mark.unit

@@ -22,11 +22,11 @@ from temporalio.worker import Replayer
 
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
-from providers.simulated import FaultKind, FaultRule
+from fleet.daily_budgets import DailyBudgets
+from providers.simulated.provider import FaultKind, FaultRule
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.runs import decide
-from teams.daily_budgets import DailyBudgets
-from teams.telemetry_names import (
+from telemetry.names import (
     AGENT_CALLS,
     AGENT_COST,
     AGENT_ERRORS,

@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from contracts.results import RunStatus
 from teamctl.devserver import free_port
-from teams.telemetry_names import BUDGET_ALERTS
+from telemetry.names import BUDGET_ALERTS
 from tests.processes import worker_process
 from tests.support import start
 

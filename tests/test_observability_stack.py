@@ -1,7 +1,7 @@
 """The compose observability stack: the collector, Jaeger, Prometheus and Grafana
 services as ``docker compose config`` resolves them, the deploy/ files they mount,
 how those files point at each other, and the Grafana dashboard's queries against
-the project's metric names (teams/telemetry_names.py).
+the project's metric names (telemetry/names.py).
 
 Without a Docker engine nothing here starts a container: the checks are the ones
 a typo would fail (a port, a service name, a metric name, a datasource uid).
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import teams.telemetry_names
+import telemetry.names
 from tests.compose_config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,7 +273,7 @@ def _project_metrics() -> dict[str, str]:
     A name documented as "not emitted" (derived from others, e.g. by a recording
     rule) is left out: a panel querying it would stay empty.
     """
-    tree = ast.parse(Path(teams.telemetry_names.__file__).read_text(encoding="utf-8"))
+    tree = ast.parse(Path(telemetry.names.__file__).read_text(encoding="utf-8"))
     kinds: dict[str, str] = {}
     for statement, following in zip(tree.body, tree.body[1:], strict=False):
         if (
@@ -290,7 +290,7 @@ def _project_metrics() -> dict[str, str]:
                 kinds[name] = kind
             else:
                 assert "not emitted" in doc.value, f"{name}: docstring names no kind of {_KINDS}"
-    assert kinds, "no metric names found in teams/telemetry_names.py"
+    assert kinds, "no metric names found in telemetry/names.py"
     return kinds
 
 

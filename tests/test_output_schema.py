@@ -11,10 +11,10 @@ import pytest
 from temporalio.client import Client
 
 from contracts.results import RunStatus, TeamResult
-from providers.simulated import FaultKind, FaultRule
+from errors import OutputSchemaError
+from providers.simulated.provider import FaultKind, FaultRule
 from teams.catalog import Catalog
-from teams.errors import OutputSchemaError
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.support import running_worker
 from workflows.agent_team import WORKFLOW_NAME
 

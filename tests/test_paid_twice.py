@@ -25,13 +25,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from contracts.calls import AgentCall
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
-from providers.simulated import SimulatedConfig, SimulatedProvider
+from money.pricing import TokenUsage
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from stores.controls.factory import open_controls
 from teams.catalog import Catalog
-from teams.pricing import TokenUsage
 from workflows.agent_team import WORKFLOW_NAME
 
 TASK_QUEUE = "paid-twice"

@@ -1,4 +1,4 @@
-"""security.pii: exact redactions over corpora of PII, look-alikes and clean text."""
+"""security.pii.redaction: exact redactions over corpora of PII, look-alikes and clean text."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from security import pii, pii_matching
-from security.pii import (
+from security.pii import matching as pii_matching
+from security.pii import redaction as pii
+from security.pii.redaction import (
     PiiKind,
     PiiMatch,
     contains_pii,

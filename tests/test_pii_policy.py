@@ -32,13 +32,13 @@ from contracts.approvals import Decision
 from contracts.results import DegradationLevel, RunStatus, TeamResult
 from contracts.run_interface import REJECT_SIGNAL
 from contracts.tools import ToolCall
+from errors import PII_BLOCKED
 from providers.anthropic import AnthropicProvider
 from stores.sqlite_cache import SqliteResponseCache
 from teamctl.render import result_text
 from teams.catalog import Catalog
-from teams.errors import PII_BLOCKED
 from teams.releases import PINS_FILE, Pin, Pins, write_pins
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.messages_standin import MessagesStandIn, Step, for_tool, tool_results
 from tests.support import (
     activity_types,

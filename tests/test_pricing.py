@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from teams.errors import PriceTableError
-from teams.pricing import ModelPrice, TokenUsage, format_usd, load_price_table, usd_to_micro
+from errors import PriceTableError
+from money.pricing import ModelPrice, TokenUsage, format_usd, load_price_table, usd_to_micro
 
 pytestmark = pytest.mark.unit
 
@@ -52,7 +52,7 @@ def test_usd_conversion_is_exact() -> None:
 
 
 def test_shipped_price_table_is_read_exactly() -> None:
-    table = load_price_table(Path(__file__).parents[1] / "teams/prices.toml")
+    table = load_price_table(Path(__file__).parents[1] / "money/prices.toml")
     assert table.models["claude-haiku-4-5"].cache_read == 100_000
     assert table.models["claude-opus-5"].cache_write == 6_250_000
 
@@ -70,7 +70,7 @@ def test_price_table_errors_name_model_and_field(tmp_path: Path) -> None:
 
 
 def test_shipped_table_carries_cache_floors_and_one_hour_writes() -> None:
-    table = load_price_table(Path(__file__).parents[1] / "teams/prices.toml")
+    table = load_price_table(Path(__file__).parents[1] / "money/prices.toml")
     floors = {model: price.min_cache_tokens for model, price in table.models.items()}
     assert floors == {
         "claude-opus-5": 512,

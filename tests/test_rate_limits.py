@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from contracts.results import CallStatus, RunStatus
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from tests.support import (
     agent,
     events_of_each_call,

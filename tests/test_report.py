@@ -27,15 +27,15 @@ from contracts.results import (
     TeamResult,
 )
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import FaultKind, FaultRule
-from teamctl.report import build_report
-from teamctl.report_fetch import fetch_report, read_run, team_targets
-from teamctl.report_figures import per_run, percentile, rate_percent
-from teamctl.report_models import ListedRun, TeamTargets
-from teamctl.report_query import ReportInputError, parse_since, visibility_query
-from teamctl.report_render import report_text
+from providers.simulated.provider import FaultKind, FaultRule
+from teamctl.report.fetch import fetch_report, read_run, team_targets
+from teamctl.report.figures import per_run, percentile, rate_percent
+from teamctl.report.models import ListedRun, TeamTargets
+from teamctl.report.operator import build_report
+from teamctl.report.query import ReportInputError, parse_since, visibility_query
+from teamctl.report.render import report_text
 from teams.catalog import Catalog
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.processes import teamctl, teamctl_async
 from tests.support import agent, awaiting_approval, inline_team, running_worker, stage, start
 

@@ -12,7 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import Decision
 from contracts.results import RunStatus
 from teamctl.runs import DecisionRefusedError, TeamRun, decide
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.processes import teamctl_async
 from tests.support import (
     awaiting_approval,

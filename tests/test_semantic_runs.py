@@ -28,12 +28,12 @@ from contracts.calls import AgentCall
 from contracts.results import RunStatus, TeamResult
 from contracts.semantic import SemanticCacheReport
 from providers.embeddings import LexicalEmbedder, VoyageConfig, VoyageEmbedder
-from providers.simulated import SimulatedConfig, SimulatedProvider
-from stores.controls.sqlite import SqliteControls
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
+from stores.controls.sql.sqlite import SqliteControls
 from stores.semantic.sqlite import SqliteSemanticCache
-from teamctl.report_semantic import SemanticLine, semantic_lines, semantic_table
-from teams.spec import TeamSpec
-from teams.telemetry_names import CACHE_HITS, SEMANTIC_CACHE_LOOKUPS
+from teamctl.report.semantic import SemanticLine, semantic_lines, semantic_table
+from teams.spec.team import TeamSpec
+from telemetry.names import CACHE_HITS, SEMANTIC_CACHE_LOOKUPS
 from tests.processes import teamctl_async
 from tests.support import inline_release, running_worker, start
 from tests.test_metrics import Metered, _labels_of, _metered
@@ -351,7 +351,7 @@ def test_the_threshold_is_bounded_and_the_error_names_it() -> None:
 
 def _call(**changes: object) -> AgentCall:
     from contracts.resolved import PromptRef
-    from teams.pricing import ModelPrice
+    from money.pricing import ModelPrice
 
     fields: dict[str, object] = {
         "call_id": "w/s/a/1", "team": "support", "tenant": "acme", "stage": "triage",

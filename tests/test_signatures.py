@@ -53,7 +53,7 @@ from security.signing_keys import (
     registry_line,
     write_key_pair,
 )
-from teams.spec_fields import Slug
+from teams.spec.fields import Slug
 
 pytestmark = pytest.mark.unit
 

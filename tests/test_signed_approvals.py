@@ -15,11 +15,11 @@ import pytest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.approvals import DecideRequest, Decision, DecisionKind, DecisionReceipt
+from contracts.approvals import DecideRequest, Decision, DecisionReceipt
 from contracts.results import RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REQUEST_CHANGES_SIGNAL
 from security.approvers import ApproverRegistry
-from security.signatures import claim_for, sign
+from security.signatures import DecisionKind, claim_for, sign
 from security.signing_keys import load_private_key, write_key_pair
 from tests.processes import teamctl_async, temporal_cli
 from tests.support import awaiting_approval, inline_team, running_worker, stage, start, wait_for

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from contracts.calls import AgentCall, HandoffItem
-from providers.prompt_cache import PromptCache
-from providers.provider_errors import ProviderOverloaded, ProviderUnavailable, RateLimited
-from providers.simulated import (
+from contracts.provider_errors import ProviderOverloaded, ProviderUnavailable, RateLimited
+from money.pricing import TokenUsage
+from prompting.render import estimate_prompt_tokens, render_user_message, render_user_parts
+from providers.simulated.prompt_cache import PromptCache
+from providers.simulated.provider import (
     FaultKind,
     FaultRule,
     Persona,
@@ -20,9 +22,7 @@ from providers.simulated import (
     persona_of,
 )
 from teams.catalog import Catalog
-from teams.pricing import TokenUsage
-from teams.prompting import estimate_prompt_tokens, render_user_message, render_user_parts
-from teams.spec import OutputKind
+from teams.spec.team import OutputKind
 
 pytestmark = pytest.mark.unit
 

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from contracts.requests import parse_team_request
-from teams.catalog import SHIPPED_PROMPTS_DIR, Catalog, load_team_file, parse_team_spec
-from teams.errors import (
+from errors import (
     PromptError,
     RequestError,
     TeamSpecError,
     UnknownModelError,
     UnknownTeamError,
 )
-from teams.spec import AlertSpec, ApprovalStage, FanOutStage, GateStage, RouterStage, TeamSpec
+from teams.catalog import SHIPPED_PROMPTS_DIR, Catalog, load_team_file, parse_team_spec
+from teams.spec.team import AlertSpec, ApprovalStage, FanOutStage, GateStage, RouterStage, TeamSpec
 from tests.support import agent, stage, team_data
 
 pytestmark = pytest.mark.unit

@@ -37,7 +37,7 @@ from contracts.streams import (
     stream_key,
 )
 from providers.anthropic import AnthropicProvider
-from providers.simulated_faults import FaultKind, FaultRule
+from providers.simulated.faults import FaultKind, FaultRule
 from security.keyring import KeyRing, new_key_line
 from streams.meter import RunView
 from streams.sqlite_log import SqliteStreamLog

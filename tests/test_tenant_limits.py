@@ -28,14 +28,14 @@ from contracts.ledger import tenant_scope
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
+from fleet.daily_budgets import BudgetConfigError, DailyBudgets, load_budgets
+from fleet.tenant_limits import TenantLimit, TenantLimitExceeded, TenantLimits
 from stores.controls.contract import RunStart
 from stores.controls.run_starts import RunStartGate
-from stores.controls.sqlite import SqliteControls
+from stores.controls.sql.sqlite import SqliteControls
 from teamctl.runs import start_team_run
 from teams.catalog import Catalog
-from teams.daily_budgets import BudgetConfigError, DailyBudgets, load_budgets
 from teams.policy import RequestPolicy
-from teams.tenant_limits import TenantLimit, TenantLimitExceeded, TenantLimits
 from tests.processes import stop_workers, teamctl_async, until, worker_process
 from tests.support import (
     activity_types,

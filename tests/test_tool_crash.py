@@ -21,7 +21,7 @@ from temporalio.api.enums.v1 import TimeoutType
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.results import RunStatus, TeamResult
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, Step, for_system
 from tests.processes import worker_process

@@ -17,14 +17,14 @@ from typing import Any
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from contracts.approvals import Decision, DecisionKind
+from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL, REJECT_SIGNAL
 from providers.anthropic import AnthropicProvider
 from security.approvers import ApproverRegistry
-from security.signatures import claim_for, sign
+from security.signatures import DecisionKind, claim_for, sign
 from security.signing_keys import load_private_key, write_key_pair
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.messages_standin import MessagesStandIn, Step, for_system, tool_results
 from tests.support import (
     activity_types,

@@ -17,8 +17,8 @@ import pytest
 from pydantic import BaseModel, Field, SecretStr
 
 from contracts.tools import RetrySettings, ToolDefinition
-from teams.errors import TeamSpecError
-from teams.spec import TeamSpec
+from errors import TeamSpecError
+from teams.spec.team import TeamSpec
 from tools.context import ToolContext, ToolSecretError
 from tools.registry import (
     InvalidToolArguments,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from teams.tool_spec import SecretRef
+from teams.spec.tools import SecretRef
 from tools.context import ToolSecretError
 from tools.secrets import ToolSecrets
 

@@ -29,8 +29,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
-from providers.simulated import FaultKind, FaultRule
-from teams import telemetry_names as names
+from providers.simulated.provider import FaultKind, FaultRule
+from telemetry import names
 from tests.processes import worker_process
 from tests.support import agent, inline_team, running_worker, start, team_data
 from worker.main import workflow_runner

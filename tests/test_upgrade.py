@@ -19,8 +19,8 @@ from contracts.approvals import Decision
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.results import RunStatus
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import SimulatedConfig, SimulatedProvider
-from stores.controls.sqlite import SqliteControls
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
+from stores.controls.sql.sqlite import SqliteControls
 from tests.support import (
     activity_types,
     awaiting_approval,

@@ -15,9 +15,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.approvals import DecideRequest
 from contracts.results import RunStatus, TeamResult
+from money.pricing import format_usd
 from streams.sqlite_log import SqliteStreamLog
 from teamctl.runs import TeamRun
-from teams.pricing import format_usd
 from tests.processes import address_of, run_async, teamctl_binary
 from tests.support import inline_release, running_worker, start
 from tests.test_live_progress import _lines_until, _teamctl_run

@@ -30,8 +30,8 @@ from contracts.notifications import (
 from contracts.results import RunStatus, TeamStatus
 from contracts.run_interface import APPROVE_SIGNAL
 from security.webhook_signing import DELIVERY_HEADER, EVENT_HEADER
-from teams.spec import TeamSpec
-from teams.telemetry_names import WEBHOOK_DEAD_LETTERS, WEBHOOKS_DELIVERED
+from teams.spec.team import TeamSpec
+from telemetry.names import WEBHOOK_DEAD_LETTERS, WEBHOOKS_DELIVERED
 from tests.support import (
     awaiting_approval,
     catalog_with_edited,

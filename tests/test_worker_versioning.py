@@ -37,7 +37,7 @@ from temporalio.workflow import NondeterminismError
 from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
-from providers.simulated import SimulatedConfig, SimulatedProvider
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from teamctl.devserver import free_port, start_dev_server, stop_process, wait_until_ready
 from teams.catalog import Catalog
 from tests.incompatible_workflow import PAUSE, AgentTeamWorkflowV2

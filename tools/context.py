@@ -30,8 +30,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from errors import AgentTeamsError
 from security.bounded_reads import read_bounded
-from teams.errors import AgentTeamsError
 
 SECRETS_DIR_ENV = "AGENT_TEAMS_TOOL_SECRETS_DIR"
 """The worker's folder of tool secrets, one file per secret, named after it."""

@@ -14,7 +14,7 @@ Tree (with the tool errors that live beside the things they are about)::
     │   └── ToolFailed           the call was sent but gave no usable answer: it may have run
     ├── tools.context.ToolSecretError     a secret cannot be read (missing, empty, a bad name)
     └── TeamSpecError
-        └── teams.errors.ToolResolutionError  a team's tools do not match what its servers offer
+        └── errors.ToolResolutionError  a team's tools do not match what its servers offer
 
 Retrying: after :class:`ToolUnavailable` the call certainly did not run, so it
 may be retried whatever the tool does; after :class:`ToolTimeout` or
@@ -29,7 +29,7 @@ shown like any answer.
 
 from __future__ import annotations
 
-from teams.errors import AgentTeamsError
+from errors import AgentTeamsError
 
 
 class ToolCallError(AgentTeamsError):

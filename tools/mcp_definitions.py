@@ -23,7 +23,7 @@ How each field is decided:
 - ``approval``, ``approvers``, ``approval_timeout_s``, ``price_micro``,
   ``max_result_chars``: the tool's ``[[tools]]`` settings, else none / the defaults.
 
-What is refused (:class:`teams.errors.ToolResolutionError`, every problem
+What is refused (:class:`errors.ToolResolutionError`, every problem
 listed at once): an agent or a ``[[tools]]`` table naming a tool its server
 does not offer (the message names the agent, the tool and what the server
 offers); an ``allowed_tools`` entry the server does not offer; a tool the team
@@ -52,10 +52,10 @@ from jsonschema.validators import Draft202012Validator, validator_for
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.tools import RetrySettings, ToolDefinition, model_name
-from teams.errors import ToolResolutionError
-from teams.pricing import usd_to_micro
-from teams.spec import TeamSpec
-from teams.tool_spec import (
+from errors import ToolResolutionError
+from money.pricing import usd_to_micro
+from teams.spec.team import TeamSpec
+from teams.spec.tools import (
     DEFAULT_RESULT_CHARS,
     McpServerSpec,
     ToolName,

@@ -81,7 +81,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
-from teams.tool_spec import MAX_TOOL_TIMEOUT, McpServerSpec, SecretRef
+from teams.spec.tools import MAX_TOOL_TIMEOUT, McpServerSpec, SecretRef
 from tools.context import ToolSecretError
 from tools.errors import ToolFailed, ToolTimeout, ToolUnavailable
 from tools.mcp_results import error_answer, raw_result

@@ -54,12 +54,12 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaV
 from pydantic_core import core_schema
 
 from contracts.tools import RetrySettings, ToolDefinition
-from teams.agent_spec import RetrySpec
-from teams.durations import Duration, at_most
-from teams.pricing import usd_to_micro
-from teams.spec_fields import Slug
-from teams.spec_limits import MAX_USD
-from teams.tool_spec import (
+from money.pricing import usd_to_micro
+from teams.spec.agents import RetrySpec
+from teams.spec.durations import Duration, at_most
+from teams.spec.fields import Slug
+from teams.spec.limits import MAX_USD
+from teams.spec.tools import (
     DEFAULT_RESULT_CHARS,
     DEFAULT_TOOL_TIMEOUT,
     MAX_RESULT_CHARS,
@@ -92,7 +92,7 @@ class DeclaredSettings(BaseModel):
     """How a tool runs, as its toolset declares it (``@toolset.tool(...)``).
 
     The same fields, limits and rules as a team's ``[[tools]]`` table
-    (:class:`teams.tool_spec.ToolSettings`), which overrides them; ``secrets`` is
+    (:class:`teams.spec.tools.ToolSettings`), which overrides them; ``secrets`` is
     the toolset's alone.
     """
 

@@ -37,7 +37,7 @@ Errors::
                             (tools.python_definitions)
     ToolNotFoundError       (LookupError) run() was asked for a tool no toolset here has
     ToolsetLoadError        AGENT_TEAMS_TOOLSETS names something that cannot be loaded
-    TeamToolsError          (teams.errors.TeamSpecError) a team lists Python tools the worker
+    TeamToolsError          (errors.TeamSpecError) a team lists Python tools the worker
                             lacks, or its [[tools]] make a tool less safe than its toolset
                             declares: load_team_spec fails the run (InvalidTeamSpec)
 """
@@ -56,9 +56,9 @@ from typing import Any, Literal, TypeVar, overload
 from pydantic import ValidationError
 
 from contracts.tools import RetrySettings, ToolDefinition, model_name
-from teams.errors import AgentTeamsError, TeamSpecError
-from teams.spec import TeamSpec
-from teams.tool_spec import DEFAULT_RESULT_CHARS, source_of, tool_of
+from errors import AgentTeamsError, TeamSpecError
+from teams.spec.team import TeamSpec
+from teams.spec.tools import DEFAULT_RESULT_CHARS, source_of, tool_of
 from tools.context import ToolContext, read_secrets
 from tools.python_definitions import (
     DeclaredSettings,
@@ -82,7 +82,7 @@ TOOLSETS_ENV = "AGENT_TEAMS_TOOLSETS"
 """The worker's setting naming user toolsets: ``mypkg.tools:toolset,other:ts``."""
 
 SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-"""A toolset's name: what team files write before the dot (:data:`teams.tool_spec.ToolName`)."""
+"""A toolset's name: what team files write before the dot (:data:`teams.spec.tools.ToolName`)."""
 TOOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$")
 """A tool's name within its toolset: what team files write after the dot."""
 

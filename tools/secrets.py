@@ -1,7 +1,7 @@
 """Tool secrets of MCP servers: the values a team file names as ``{ secret = "NAME" }``.
 
 A team file never holds a secret. An MCP server's ``env`` or ``headers`` value
-may be a :class:`teams.tool_spec.SecretRef`; the worker reads the file ``NAME``
+may be a :class:`teams.spec.tools.SecretRef`; the worker reads the file ``NAME``
 in its secrets folder (``AGENT_TEAMS_TOOL_SECRETS_DIR``) when it starts or
 reaches the server, and the resolved team recorded in history keeps only the
 name. :class:`ToolSecrets` is that folder; the reading itself is
@@ -30,7 +30,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from teams.tool_spec import SecretRef
+from teams.spec.tools import SecretRef
 from tools.context import read_secrets
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from teams.errors import AgentTeamsError
+from errors import AgentTeamsError
 from worker.logs import configure_logging, secrets_in
 from worker.main import run_worker
 from worker.settings import WorkerSettings

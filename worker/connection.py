@@ -35,9 +35,9 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import Runtime
 
+from errors import AgentTeamsError
 from security.codec import client_data_converter, data_converter
 from security.keyring import load_keyring
-from teams.errors import AgentTeamsError
 from worker.telemetry import tracing_interceptor
 
 DEFAULT_ADDRESS = "localhost:7233"

@@ -11,10 +11,10 @@ from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
 from contracts.notifications import WebhookSettings
+from fleet.daily_budgets import DailyBudgets
 from security.approvers import ApproverRegistry
-from teams.breakers import BreakerSettings
-from teams.daily_budgets import DailyBudgets
 from teams.policy import RequestPolicy
+from teams.spec.breakers import BreakerSettings
 
 DEFAULT_TASK_QUEUE = "agent-teams"
 

@@ -17,7 +17,7 @@ Workflow logs are skipped while a workflow replays (the SDK's
 
 Secrets and PII: a filter on the handler rewrites every record before it is
 formatted, replacing the configured secret values (the Anthropic key) with
-``[REDACTED]`` and everything :mod:`security.pii` recognizes (e-mail addresses,
+``[REDACTED]`` and everything :mod:`security.pii.redaction` recognizes (e-mail addresses,
 phone and card numbers, IBANs, national ids, IP addresses, API-key shapes) with
 its placeholder (``[EMAIL]``), in the message, its arguments and any traceback,
 whichever logger wrote it. That holds with ``AGENT_TEAMS_LOG_PROMPTS`` too.
@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from temporalio import activity, workflow
 
-from security.pii import redact as redact_pii
+from security.pii.redaction import redact as redact_pii
 from worker.settings import LogFormat, LogLevel
 
 REDACTED = "[REDACTED]"

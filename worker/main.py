@@ -34,17 +34,17 @@ from activities.semantic_lookup import SemanticResponses
 from activities.team_specs import TeamSpecActivities
 from activities.tool_calls import ToolActivities, ToolBox
 from activities.webhooks import WebhookActivities
-from contracts.raw_arguments import WorkflowArgumentsConverter
 from providers.anthropic import AnthropicConfig, AnthropicProvider
 from providers.anthropic_batches import AnthropicBatches
 from providers.base import ModelProvider
 from providers.batches import BatchProvider
 from providers.embeddings import Embedder
-from providers.simulated import SimulatedConfig, SimulatedProvider
-from providers.simulated_batches import SimulatedBatches, SimulatedBatchesConfig
+from providers.simulated.batches import SimulatedBatches, SimulatedBatchesConfig
+from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from security.codec import EncryptionCodec, raw_arguments
-from security.injection import InjectionDetector
+from security.injection.detection import InjectionDetector
 from security.keyring import KeyRing
+from security.raw_arguments import WorkflowArgumentsConverter
 from stores.cache_factory import open_cache
 from stores.controls.contract import ControlsStore
 from stores.controls.factory import open_controls
@@ -162,7 +162,7 @@ def build_workers(
     off. Workers inherit the client's interceptors (tracing). ``log_prompts``:
     ``call_agent`` logs each rendered prompt at DEBUG. ``patch_activation``:
     whether new runs take a patch (default: all do). ``detectors``: prompt
-    injection screens (default :class:`security.injection.PatternDetector`).
+    injection screens (default :class:`security.injection.detection.PatternDetector`).
     ``tools``: the worker's tools (Python toolsets, MCP servers) and blob store;
     without them a team whose agents list tools fails at its start.
     ``streams``: the runs' live-stream log; without it no run streams.
@@ -251,7 +251,7 @@ def build_workers(
 
 
 def with_raw_arguments(client: Client) -> Client:
-    """``client``, converting workflow arguments as workers must (:mod:`contracts.raw_arguments`).
+    """``client``, converting workflow arguments as workers must (:mod:`security.raw_arguments`).
 
     A worker given a client with another payload converter (a script's, a test's)
     still hands its workflows raw arguments, so no payload shape can wedge a run.
@@ -390,7 +390,7 @@ async def _serve(
     deployment = settings.deployment()
     controls = open_controls(settings.controls_url) if deployment.cost_controls else None
     # Imported here: the MCP client brings an HTTP stack no workflow module may load.
-    from tools.worker_tools import open_tools
+    from worker.tools import open_tools
 
     tools = await open_tools(settings, _payload_keyring(client))
     streams = open_stream_log(

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
 
-from teams.errors import AgentTeamsError
+from errors import AgentTeamsError
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 

@@ -46,25 +46,24 @@ from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
 from contracts.notifications import DEFAULT_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_ATTEMPTS, WebhookSettings
+from errors import AgentTeamsError
+from evaluation.gold_sets import SHIPPED_GOLD_DIR
+from fleet.daily_budgets import DailyBudgets, load_budgets
+from money.pricing import SHIPPED_PRICES, load_price_table
 from security.approvers import ApproverRegistry
 from stores.blobs import DEFAULT_BLOB_URL
 from stores.controls.factory import DEFAULT_CONTROLS_URL
 from streams.log import DEFAULT_RETENTION_S, DEFAULT_STREAM_URL
-from teams.breakers import BreakerSettings
 from teams.catalog import (
-    SHIPPED_GOLD_DIR,
-    SHIPPED_PRICES,
     SHIPPED_PROMPTS_DIR,
     SHIPPED_TEAMS_DIR,
     Catalog,
 )
-from teams.daily_budgets import DailyBudgets, load_budgets
-from teams.durations import Duration
-from teams.errors import AgentTeamsError
 from teams.policy import RequestPolicy
-from teams.pricing import load_price_table
 from teams.releases import PINS_FILE
-from teams.spec_fields import Slug
+from teams.spec.breakers import BreakerSettings
+from teams.spec.durations import Duration
+from teams.spec.fields import Slug
 from worker.deployment import DEFAULT_TASK_QUEUE, Deployment
 
 ProviderName = Literal["simulated", "anthropic"]

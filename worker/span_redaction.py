@@ -5,7 +5,7 @@ The project's own span attributes carry names, counts and costs only
 write: the exception events and status descriptions the Temporal tracing
 interceptor records when an activity or workflow fails, whose messages may
 quote an input. Every string on a span (attributes, event attributes, link
-attributes, the status description) goes through :func:`security.pii.redact`
+attributes, the status description) goes through :func:`security.pii.redaction.redact`
 before the wrapped exporter sends it anywhere.
 """
 
@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Link, Status
 from opentelemetry.util.types import Attributes, AttributeValue
 
-from security.pii import redact
+from security.pii.redaction import redact
 
 
 class RedactingSpanExporter(SpanExporter):

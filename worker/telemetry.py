@@ -60,7 +60,7 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
-from teams.telemetry_names import histogram_buckets
+from telemetry.names import histogram_buckets
 from worker.settings import SettingsError, TracingSettings, WorkerSettings
 from worker.span_redaction import RedactingSpanExporter
 
@@ -125,7 +125,7 @@ def worker_runtime(settings: WorkerSettings) -> Runtime:
     to ``settings.otlp_metrics_endpoint``, or not collected. An address the
     core cannot bind is a :class:`SettingsError` naming the variable.
 
-    Prometheus names are kept exactly as written in ``teams/telemetry_names.py``
+    Prometheus names are kept exactly as written in ``telemetry/names.py``
     (no ``_total`` or unit suffix added: the names that are counters already
     say ``_total`` where they mean it), and durations stay integer
     milliseconds, the SDK's default, which the dashboard expects of the

@@ -17,8 +17,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from teams.pricing import format_usd, usd_to_micro
-    from teams.spec import TeamSpec
+    from money.pricing import format_usd, usd_to_micro
+    from teams.spec.team import TeamSpec
 
 
 class AgentCaps:

@@ -47,16 +47,16 @@ from temporalio.workflow import ActivityHandle
 with workflow.unsafe.imports_passed_through():
     from contracts.admission import SettlementReceipt
     from contracts.calls import AgentCall, AgentOutcome, AttemptUsage, batched
-    from contracts.results import AgentCallRecord, CallStatus, RunStatus
-    from providers.provider_errors import (
+    from contracts.provider_errors import (
         CIRCUIT_OPEN,
         CONTROLS_UNAVAILABLE,
         NO_FALLBACK_ERROR_TYPES,
     )
-    from teams.breakers import agent_breaker, model_breaker
-    from teams.pricing import TokenUsage, format_usd
-    from teams.prompting import worst_case_cost_micro
-    from teams.spec import AgentSpec
+    from contracts.results import AgentCallRecord, CallStatus, RunStatus
+    from money.pricing import TokenUsage, format_usd
+    from prompting.render import worst_case_cost_micro
+    from teams.spec.breakers import agent_breaker, model_breaker
+    from teams.spec.team import AgentSpec
     from workflows import call_records
     from workflows.agent_caps import AgentCaps
     from workflows.batch_call import (

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.names import LOAD_TEAM_SPEC
     from activities.team_specs import TeamSpecRef
-    from contracts.approvals import Decision, DecisionKind, DecisionReceipt
+    from contracts.approvals import Decision, DecisionReceipt
     from contracts.calls import HandoffItem
     from contracts.requests import TeamRequest
     from contracts.resolved import ResolvedTeam
@@ -38,15 +38,16 @@ with workflow.unsafe.imports_passed_through():
         REQUEST_CHANGES_SIGNAL,
         STATUS_QUERY,
     )
-    from teams.errors import (
+    from errors import (
         INJECTION_REJECTED,
         PII_BLOCKED,
         SPEC_ERROR_TYPES,
         RequestRefusedError,
     )
-    from teams.metric_labels import team_label
-    from teams.pricing import usd_to_micro
-    from teams.tenant_limits import TENANT_LIMIT_EXCEEDED
+    from fleet.tenant_limits import TENANT_LIMIT_EXCEEDED
+    from money.pricing import usd_to_micro
+    from security.signatures import DecisionKind
+    from telemetry.labels import team_label
     from workflows import inputs
     from workflows.agent_runner import AgentRunner
     from workflows.approval_desk import ApprovalDesk

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.results import DegradationLevel, GateReport
-from teams.pricing import format_usd, usd_to_micro
-from teams.stage_spec import ApprovalCondition
+from money.pricing import format_usd, usd_to_micro
+from teams.spec.stages import ApprovalCondition
 
 CONDITION_APPROVER = "condition"
 """The approver recorded when a stage's ``when`` let the run pass without asking."""

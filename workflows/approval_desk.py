@@ -51,16 +51,15 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRecord,
         DecideRequest,
         Decision,
-        DecisionKind,
         DecisionReceipt,
         IgnoredDecision,
         PendingApproval,
         ToolApproval,
     )
     from security.approvers import ApproverRegistry
-    from security.signatures import check, claim_for
-    from teams.durations import format_duration
-    from teams.spec import ApprovalStage
+    from security.signatures import DecisionKind, check, claim_for
+    from teams.spec.durations import format_duration
+    from teams.spec.team import ApprovalStage
     from workflows import evaluator
     from workflows.approval_conditions import CONDITION_APPROVER
     from workflows.metrics import RunMetrics

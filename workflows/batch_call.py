@@ -37,13 +37,18 @@ with workflow.unsafe.imports_passed_through():
         POLL_BATCH_CALL,
         SUBMIT_BATCH_CALL,
     )
-    from contracts.batch_calls import BatchFetched, BatchHold, BatchStep, BatchSubmitRequest
+    from contracts.batch_calls import (
+        BatchFetched,
+        BatchHold,
+        BatchState,
+        BatchStep,
+        BatchSubmitRequest,
+    )
     from contracts.calls import AgentCall, AgentOutcome
     from contracts.results import AgentCallRecord, CallStatus
-    from providers.batches import BatchState
-    from teams.batch_spec import BatchSettings
-    from teams.pricing import TokenUsage
-    from teams.spec import AgentSpec
+    from money.pricing import TokenUsage
+    from teams.spec.batch import BatchSettings
+    from teams.spec.team import AgentSpec
     from workflows.call_activity import StopFlag, retry_policy
     from workflows.call_failures import CallFailure, classify
 

@@ -17,8 +17,8 @@ from temporalio.workflow import ActivityCancellationType, ActivityHandle
 with workflow.unsafe.imports_passed_through():
     from activities.names import CALL_AGENT
     from contracts.calls import AgentCall, AgentOutcome
-    from providers.provider_errors import CONTROL_REFUSALS, NON_RETRYABLE_ERROR_TYPES
-    from teams.spec import AgentSpec
+    from contracts.provider_errors import CONTROL_REFUSALS, NON_RETRYABLE_ERROR_TYPES
+    from teams.spec.team import AgentSpec
 
 COOPERATIVE_CANCEL_PATCH = "cooperative-cancellation"
 """Patch id: runs started before this behaviour cancel with TRY_CANCEL."""

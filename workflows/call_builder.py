@@ -17,17 +17,17 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contracts.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
+    from contracts.provider_errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
     from contracts.tools import Continuation, ToolDefinition, ToolOutcome
-    from providers.provider_errors import CONTEXT_OVERFLOW, MALFORMED_OUTPUT
-    from security.injection import FENCE_INSTRUCTIONS
-    from teams.batch_spec import effective_mode
-    from teams.pricing import usd_to_micro
-    from teams.prompting import (
+    from money.pricing import usd_to_micro
+    from prompting.render import (
         ESTIMATE_BYTES_PER_TOKEN,
         estimate_prompt_tokens,
         estimate_tokens,
     )
-    from teams.spec import AgentSpec
+    from security.injection.detection import FENCE_INSTRUCTIONS
+    from teams.spec.batch import effective_mode
+    from teams.spec.team import AgentSpec
     from workflows.call_activity import StopFlag
     from workflows.call_failures import CallFailure
     from workflows.model_choice import routed

@@ -22,10 +22,10 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from contracts.calls import AttemptUsage, CallFailureDetails, CallProgress
+    from contracts.provider_errors import CIRCUIT_OPEN, DAILY_BUDGET_EXCEEDED
     from contracts.results import CallStatus
-    from providers.provider_errors import CIRCUIT_OPEN, DAILY_BUDGET_EXCEEDED
-    from teams.pricing import ModelPrice, TokenUsage
-    from teams.spec import AgentSpec
+    from money.pricing import ModelPrice, TokenUsage
+    from teams.spec.team import AgentSpec
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contracts.calls import AgentCall, AgentOutcome
     from contracts.results import AgentCallRecord, CallStatus
-    from teams.pricing import TokenUsage
+    from money.pricing import TokenUsage
     from workflows.call_failures import CallFailure
 
 

@@ -21,7 +21,7 @@ One evaluation reads as a straight line (:meth:`EvaluationWorkflow.run`):
    from workflow code (replay-safe: nothing is recorded while replaying).
 
 A failed item (the run failed, the judge failed) scores 0 and is listed; it never
-fails the evaluation. Scores and figures: :mod:`teams.scoring`.
+fails the evaluation. Scores and figures: :mod:`evaluation.scoring`.
 """
 
 from __future__ import annotations
@@ -49,14 +49,12 @@ with workflow.unsafe.imports_passed_through():
         ItemResult,
         ResolvedGoldSet,
     )
+    from contracts.gold_sets import JUDGE_AGENT, GoldItem
     from contracts.outputs import ReviewVerdict
     from contracts.requests import TeamRequest
     from contracts.results import TeamResult
-    from security.injection import FENCE_INSTRUCTIONS
-    from teams.batch_spec import BatchSettings
-    from teams.errors import GoldSetError, TeamSpecError
-    from teams.gold_sets import JUDGE_AGENT, GoldItem
-    from teams.scoring import (
+    from errors import GoldSetError, TeamSpecError
+    from evaluation.scoring import (
         check_rules,
         drop_of,
         is_drop,
@@ -65,8 +63,10 @@ with workflow.unsafe.imports_passed_through():
         mean_score,
         pass_rate_percent,
     )
-    from teams.spec import AgentSpec
-    from teams.telemetry_names import EVAL_DROPS, EVAL_SCORE
+    from security.injection.detection import FENCE_INSTRUCTIONS
+    from teams.spec.batch import BatchSettings
+    from teams.spec.team import AgentSpec
+    from telemetry.names import EVAL_DROPS, EVAL_SCORE
     from workflows import inputs
     from workflows.agent_team import WORKFLOW_NAME as AGENT_TEAM_WORKFLOW
     from workflows.batch_call import BatchAnswer, BatchCaller, BatchGaveUp
@@ -313,7 +313,7 @@ def _summary(
     baseline: Baseline | None,
     started: datetime,
 ) -> EvaluationResult:
-    """The evaluation's figures (:mod:`teams.scoring`)."""
+    """The evaluation's figures (:mod:`evaluation.scoring`)."""
     mean = mean_score([item.score for item in items])
     drop = drop_of(baseline.mean_score, mean) if baseline is not None else None
     return EvaluationResult(

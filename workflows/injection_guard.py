@@ -1,7 +1,7 @@
 """The team's prompt-injection policy, applied where untrusted text moves between agents.
 
 ``call_agent`` screens every answer and ``load_team_spec`` screens the task
-(:mod:`security.injection`); their findings are recorded in history, and this
+(:mod:`security.injection.detection`); their findings are recorded in history, and this
 class decides from them, so a replay decides exactly as the run did:
 
 - ``flag``: the text goes on; an :class:`InjectionReport` on the result (and the
@@ -32,9 +32,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.calls import AgentOutcome, HandoffItem
     from contracts.results import InjectionAction, InjectionReport, RunStatus
     from contracts.tools import ToolOutcome
-    from security.injection import InjectionFinding
-    from teams.errors import INJECTION_REJECTED
-    from teams.spec import ApprovalStage, InjectionSpec
+    from errors import INJECTION_REJECTED
+    from security.injection.detection import InjectionFinding
+    from teams.spec.team import ApprovalStage, InjectionSpec
     from workflows.approval_desk import ApprovalDesk
     from workflows.run_state import RunState
     from workflows.stops import RunStopped

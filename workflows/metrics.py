@@ -1,6 +1,6 @@
 """The project's own metrics, recorded from workflow code.
 
-Names, kinds and labels are the public contract of :mod:`teams.telemetry_names`.
+Names, kinds and labels are the public contract of :mod:`telemetry.names`.
 Instruments are created once per run (again once its team is resolved) from
 ``workflow.metric_meter()``, with the labels every update shares bound through
 ``with_additional_attributes``. The SDK adds ``namespace``, ``task_queue`` and
@@ -43,8 +43,8 @@ from temporalio.common import MetricCounter, MetricMeter
 
 with workflow.unsafe.imports_passed_through():
     from contracts.results import AgentCallRecord, CallStatus, DegradationLevel, RunStatus
-    from teams.metric_labels import OTHER, member_label, team_label
-    from teams.telemetry_names import (
+    from telemetry.labels import OTHER, member_label, team_label
+    from telemetry.names import (
         AGENT_CALLS,
         AGENT_COST,
         AGENT_ERRORS,
@@ -77,7 +77,7 @@ def _meter(**labels: str) -> MetricMeter:
 class RunMetrics:
     """A team run's metrics (labels ``team``; per call also ``agent``, ``model``).
 
-    Labels are bounded (:mod:`teams.metric_labels`): until the team is resolved a
+    Labels are bounded (:mod:`telemetry.labels`): until the team is resolved a
     run counts as team ``other`` (a request naming no known team fails there), and
     an inline spec's run as ``inline``, its agents and stages as ``other``.
     """

@@ -16,9 +16,9 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contracts.calls import AgentCall
     from contracts.outputs import RouteDecision
-    from teams.pricing import ModelPrice, format_usd, usd_to_micro
-    from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
-    from teams.spec import AgentSpec, ModelRouting
+    from money.pricing import ModelPrice, format_usd, usd_to_micro
+    from prompting.render import estimate_prompt_tokens, worst_case_cost_micro
+    from teams.spec.team import AgentSpec, ModelRouting
 
 
 def routed(

@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         NotificationRequest,
         WebhookDelivery,
     )
-    from teams.telemetry_names import WEBHOOK_DEAD_LETTERS, WEBHOOKS_DELIVERED
+    from telemetry.names import WEBHOOK_DEAD_LETTERS, WEBHOOKS_DELIVERED
 
 NOTIFICATION_WORKFLOW = "NotificationWorkflow"
 """Workflow type of a webhook delivery (public: it shows in the Temporal UI)."""

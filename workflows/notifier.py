@@ -43,8 +43,8 @@ with workflow.unsafe.imports_passed_through():
         WebhookTarget,
     )
     from contracts.streams import RunEventRequest, RunFinished, WaitingForApproval
-    from security.pii import redact
-    from teams.pricing import format_usd
+    from money.pricing import format_usd
+    from security.pii.redaction import redact
     from workflows.notification_workflow import NotificationWorkflow
     from workflows.run_budget import RunBudget
 
@@ -61,7 +61,7 @@ def decision_commands(
 ) -> list[DecisionCommands]:
     """The ``teamctl approve/reject/changes`` commands for each of ``pending``'s approvers.
 
-    As ``teamctl run`` prints them (:func:`teamctl.cli_hints.approval_hint`), without
+    As ``teamctl run`` prints them (:func:`teamctl.cli.hints.approval_hint`), without
     the local details a run cannot know (the path ``teamctl`` was invoked by, the
     connection flags): ``--key APPROVER.key`` where decisions must be signed.
     """

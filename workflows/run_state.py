@@ -31,9 +31,9 @@ with workflow.unsafe.imports_passed_through():
         TeamStatus,
     )
     from contracts.tools import ToolCallRecord
-    from security.pii import redact
+    from money.pricing import total_usage
+    from security.pii.redaction import redact
     from teams.experiments import VariantAssignment
-    from teams.pricing import total_usage
     from workflows.run_budget import RunBudget
 
 MAX_OUTPUT_CHARS = 200_000

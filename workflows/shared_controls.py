@@ -39,11 +39,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.calls import AgentCall, AttemptUsage
     from contracts.ledger import AttemptCharge, Charge, CostKey, RunCostReport
+    from contracts.provider_errors import BREAKER_NEUTRAL_ERROR_TYPES
     from contracts.requests import TeamRequest
     from contracts.resolved import ResolvedTeam
     from contracts.results import AgentCallRecord, CallStatus, RunStatus
     from contracts.streams import RunFinished
-    from providers.provider_errors import BREAKER_NEUTRAL_ERROR_TYPES
     from workflows.run_state import RunState
     from workflows.stops import RunStopped
 

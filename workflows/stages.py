@@ -18,8 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from contracts.calls import AgentOutcome, HandoffItem
     from contracts.outputs import DIRECT_ROUTE, ReviewVerdict
     from contracts.results import DegradationLevel, FanOutReport, GateReport, RunStatus
-    from teams.durations import format_duration
-    from teams.spec import (
+    from teams.spec.durations import format_duration
+    from teams.spec.team import (
         ApprovalStage,
         DegradationThresholds,
         FanOutStage,

@@ -44,8 +44,8 @@ with workflow.unsafe.imports_passed_through():
         ToolUse,
         model_name,
     )
-    from security.pii import redact
-    from teams.spec import ApprovalStage
+    from security.pii.redaction import redact
+    from teams.spec.team import ApprovalStage
     from workflows.approval_desk import ApprovalDesk
     from workflows.injection_guard import InjectionGuard
     from workflows.run_context import RunContext

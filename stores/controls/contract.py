@@ -55,8 +55,8 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.ledger import Alert, AttemptCharge, CostKey, LedgerSummary
-from teams.breakers import BreakerSettings, BreakerState, BreakerStatus, BreakerTransition
-from teams.pricing import TokenUsage
+from money.pricing import TokenUsage
+from teams.spec.breakers import BreakerSettings, BreakerState, BreakerStatus, BreakerTransition
 
 DAY_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 MAX_TTL_S = 30 * 86_400.0

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from errors import AgentTeamsError
 from stores.controls.contract import ControlsStore
-from teams.errors import AgentTeamsError
 
 DEFAULT_CONTROLS_URL = "sqlite:///.temporal/controls.sqlite"
 
@@ -22,15 +22,15 @@ class ControlsConfigError(AgentTeamsError):
 def open_controls(url: str) -> ControlsStore:
     """The store for ``url`` (nothing is connected until the first operation)."""
     if url.startswith("sqlite:///"):
-        from stores.controls.sqlite import SqliteControls
+        from stores.controls.sql.sqlite import SqliteControls
 
         return SqliteControls(Path(url.removeprefix("sqlite:///")))
     if url.startswith(("postgresql://", "postgres://")):
-        from stores.controls.postgres import PostgresControls
+        from stores.controls.sql.postgres import PostgresControls
 
         return PostgresControls(url)
     if url.startswith(("redis://", "rediss://")):
-        from stores.controls.redis import RedisControls
+        from stores.controls.redis.store import RedisControls
 
         return RedisControls(url)
     raise ControlsConfigError(

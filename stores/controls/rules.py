@@ -21,9 +21,9 @@ from contracts.ledger import (
     ChargeSource,
     tenant_scope,
 )
+from money.pricing import format_usd
 from stores.controls.contract import PriorityShed
-from teams.breakers import BreakerSettings, BreakerState, BreakerTransition
-from teams.pricing import format_usd
+from teams.spec.breakers import BreakerSettings, BreakerState, BreakerTransition
 
 NO_TENANT = "-"
 """The tenant column of cost rows for calls made without a tenant."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleet.tenant_limits import NO_TENANT, TenantLimitExceeded, TenantLimits
 from stores.controls.contract import ControlsStore, RunStart, RunStartAnswer
-from teams.tenant_limits import NO_TENANT, TenantLimitExceeded, TenantLimits
 
 
 @dataclass(frozen=True, kw_only=True)

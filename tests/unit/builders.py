@@ -10,8 +10,8 @@ from typing import Any
 
 from contracts.calls import AgentCall, HandoffItem
 from contracts.resolved import PromptRef
-from teams.pricing import ModelPrice
-from teams.spec import AgentSpec
+from money.pricing import ModelPrice
+from teams.spec.team import AgentSpec
 
 SONNET = ModelPrice(
     model="claude-sonnet-4-6",

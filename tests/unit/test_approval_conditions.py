@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.results import DegradationLevel, GateReport
-from teams.spec import ApprovalCondition, ApprovalStage, TeamSpec
+from teams.spec.team import ApprovalCondition, ApprovalStage, TeamSpec
 from tests.support import stage, team_data
 from workflows.approval_conditions import Asked, should_ask
 

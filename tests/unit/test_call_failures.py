@@ -21,7 +21,7 @@ from temporalio.exceptions import (
 
 from contracts.calls import AttemptUsage
 from contracts.results import CallStatus
-from teams.pricing import TokenUsage
+from money.pricing import TokenUsage
 from tests.unit.builders import SONNET, agent_spec
 from workflows.call_failures import CallFailure, classify
 

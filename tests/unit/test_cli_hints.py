@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from contracts.approvals import PendingApproval
-from teamctl.cli_hints import (
+from teamctl.cli.hints import (
     DEMO_TOKEN_FILE,
     NO_CODEC_NOTE,
     TOKEN_ENV,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from teamctl.cli import build_parser
-from teamctl.cli_parser import parse_arguments, unknown_command
+from teamctl.cli.main import build_parser
+from teamctl.cli.parser import parse_arguments, unknown_command
 
 pytestmark = pytest.mark.unit
 

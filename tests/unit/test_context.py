@@ -12,7 +12,7 @@ import pytest
 
 from activities.context import fit_context
 from contracts.calls import AgentCall, ContextReport, ContextTrim, HandoffItem
-from providers.provider_errors import ContextOverflow
+from contracts.provider_errors import ContextOverflow
 from tests.unit.builders import agent_call, handoff
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.results import DegradationLevel
-from teams.spec import DegradationThresholds
+from teams.spec.team import DegradationThresholds
 from workflows.stages import grade
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ import pytest
 
 from contracts.calls import AgentCall
 from contracts.outputs import RouteDecision
-from teams.prompting import estimate_prompt_tokens, worst_case_cost_micro
-from teams.spec import ModelRouting
+from prompting.render import estimate_prompt_tokens, worst_case_cost_micro
+from teams.spec.team import ModelRouting
 from tests.unit.builders import HAIKU, OPUS, PRICES, SONNET, agent_call, agent_spec
 from workflows.model_choice import cheaper, routed, routing_choice
 

@@ -27,10 +27,10 @@ from contracts.results import (
     TeamResult,
     TeamStatus,
 )
-from security.injection import InjectionFinding
+from money.pricing import TokenUsage
+from security.injection.detection import InjectionFinding
 from teams.experiments import VariantAssignment
-from teams.pricing import TokenUsage
-from teams.spec import TeamSpec
+from teams.spec.team import TeamSpec
 from tests.unit.builders import HAIKU, PRICES, SONNET
 from workflows.run_budget import RunBudget
 from workflows.run_state import (

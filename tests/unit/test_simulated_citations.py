@@ -6,9 +6,9 @@ import json
 
 from contracts.calls import HandoffItem
 from contracts.tools import ToolDefinition, ToolOutcome, ToolTurn
-from providers.simulated_answers import _verdict
-from providers.simulated_tools import tool_uses
-from teams.agent_spec import OutputKind
+from providers.simulated.answers import _verdict
+from providers.simulated.tools import tool_uses
+from teams.spec.agents import OutputKind
 from tests.unit.builders import agent_call
 
 EXISTS = ToolDefinition(

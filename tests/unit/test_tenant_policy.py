@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from teams.errors import RequestRefusedError
+from errors import RequestRefusedError
 from teams.policy import RequestPolicy
 
 pytestmark = pytest.mark.unit
@@ -51,8 +51,8 @@ def test_known_tenants_come_from_the_list_or_else_from_the_budgets_file() -> Non
 
 
 def test_an_inline_spec_may_not_start_processes_on_the_workers() -> None:
-    from teams.errors import RequestRefusedError as Refused
-    from teams.spec import TeamSpec
+    from errors import RequestRefusedError as Refused
+    from teams.spec.team import TeamSpec
     from tests.support import team_data
 
     data = team_data("support")

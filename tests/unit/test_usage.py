@@ -1,4 +1,4 @@
-"""teams.pricing beyond tests/test_pricing.py: one rounding per call across every token
+"""money.pricing beyond tests/test_pricing.py: one rounding per call across every token
 kind, TokenUsage sums, and WithUsage's flat token fields on the wire."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from contracts.results import AgentCallRecord, CallStatus
-from teams.pricing import ModelPrice, TokenUsage, WithUsage, format_usd, total_usage
+from money.pricing import ModelPrice, TokenUsage, WithUsage, format_usd, total_usage
 from tests.unit.builders import HAIKU, SONNET
 
 pytestmark = pytest.mark.unit

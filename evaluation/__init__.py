@@ -1,0 +1,1 @@
+"""Evaluation: gold sets read from files and the scoring of a run against them."""

@@ -1,0 +1,1 @@
+"""Fleet controls configuration: daily budgets, priorities, tenant start limits (budgets.toml)."""

@@ -1,0 +1,1 @@
+"""Money: model prices, token usage and costs in exact micro-USD."""

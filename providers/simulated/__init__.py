@@ -1,0 +1,1 @@
+"""The simulated provider: an offline, deterministic model (tokens, tools, faults, batches)."""

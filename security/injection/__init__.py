@@ -1,0 +1,1 @@
+"""Prompt-injection defences: fencing, normalisation, detection rules and excerpts."""

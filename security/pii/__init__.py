@@ -1,0 +1,1 @@
+"""PII and secret redaction: patterns, matching and placeholders."""

@@ -1,0 +1,1 @@
+"""The controls store in Redis: Lua scripts (package resources) and their replies."""

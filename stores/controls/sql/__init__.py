@@ -1,0 +1,1 @@
+"""The controls store in SQL: the operations written once, run on SQLite and PostgreSQL."""

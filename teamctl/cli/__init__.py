@@ -1,0 +1,1 @@
+"""The teamctl command line: the parser, the commands and their shared context."""

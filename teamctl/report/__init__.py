@@ -1,0 +1,1 @@
+"""teamctl's reports: the operator report, evaluations and experiments."""
