@@ -442,7 +442,7 @@ def test_every_worker_variable_is_documented() -> None:
 
 
 def test_every_metric_the_project_names_is_documented() -> None:
-    sources = [ROOT / "teams" / "telemetry_names.py", *(ROOT / "workflows").glob("*.py")]
+    sources = [ROOT / "telemetry" / "names.py", *(ROOT / "workflows").glob("*.py")]
     names = {
         name
         for source in sources
