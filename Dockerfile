@@ -18,6 +18,12 @@ COPY stores ./stores
 COPY security ./security
 COPY tools ./tools
 COPY streams ./streams
+COPY errors ./errors
+COPY money ./money
+COPY fleet ./fleet
+COPY evaluation ./evaluation
+COPY telemetry ./telemetry
+COPY prompting ./prompting
 # Both shared response-cache backends, so AGENT_TEAMS_CACHE_URL can name
 # redis://... or postgresql://... without rebuilding the image.
 # .temporal/ is the worker's state dir: the default cache URL

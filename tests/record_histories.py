@@ -4,9 +4,10 @@ Each scenario runs a shipped team on a fresh dev server (or the time-skipping
 server, for day-long approval waits) with the real worker and the simulated
 provider, then saves the run's history as JSON. ``test_replay.py`` replays them
 on every test run, so a workflow change that would break running workflows
-fails the suite. Histories are kept in sets (``histories/v1``, ``v2``...): after a
+fails the suite. Histories are kept in sets (``histories/v7``, ...): after a
 deliberate change guarded by ``workflow.patched()``, record a new set and keep
-the old ones, since runs started under old code may still be running.
+the old ones, since runs started under old code may still be running; a set goes
+when the patches its runs need are retired.
 """
 
 from __future__ import annotations
@@ -42,12 +43,12 @@ from worker.search_attributes import ensure_search_attributes
 from workflows.visibility import SEARCH_ATTRIBUTES
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
-CURRENT_SET = "v6"
-"""The set new recordings go to. Kept for replay: v1, before cooperative cancellation
-and context shrinking; v2, before the shared cost controls; v3, with them as entity
-workflows and local activities around each call; v4, the controls inside call_agent;
-v5, agents with tools (research 2 and support 2: tool loops, a tool's approval); v6,
-runs that stream (the workflow publishes its approval wait and its end)."""
+CURRENT_SET = "v7"
+"""The set new recordings go to. Kept for replay: v7, every scenario as the release
+that retired the workflow patches records it (one era: no patch marker but deprecated
+ones). v1 to v6 were recorded by builds before it; they needed the retired eras (v1-v3
+their legacy paths, v4-v6 a live ``controls-in-call`` marker) and were deleted with
+them (docs/rollouts.md, "Retired patches")."""
 HISTORIES = HISTORIES_ROOT / CURRENT_SET
 Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
 

@@ -68,6 +68,15 @@ PASSTHROUGH_MODULES = (
     # Our contracts and pure helpers: deterministic, import-side-effect free,
     # and shared with the worker so pydantic classes are the same objects.
     "teams",
+    # Moved out of teams/ (prices, budgets, gold sets, prompt rendering, metric
+    # names, the error base): passed through as they were there. money.pricing
+    # resolves its prices file at import, which the sandbox refuses.
+    "errors",
+    "evaluation",
+    "fleet",
+    "money",
+    "prompting",
+    "telemetry",
     "activities",
     "providers",
     "workflows",

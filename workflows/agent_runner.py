@@ -405,8 +405,9 @@ class AgentRunner:
             self._shared is not None
             and not self._shared.legacy
             and record.status is CallStatus.TIMED_OUT
-            and workflow.patched(SETTLE_TIMEOUTS_PATCH)
         )
+        if settled_first:
+            workflow.deprecate_patch(SETTLE_TIMEOUTS_PATCH)  # removed in the next release
         if settled_first and self._shared is not None:
             # The store may know of an attempt answered after the last heartbeat
             # (its worker died with the completion unsent): each is charged once.

@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import inputs
     from workflows.agent_runner import AgentRunner
     from workflows.approval_desk import ApprovalDesk
-    from workflows.call_activity import COOPERATIVE_CANCEL_PATCH
     from workflows.call_builder import RunnerMode
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
@@ -59,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.run_budget import RunBudget
     from workflows.run_context import RunContext
     from workflows.run_state import RunState
-    from workflows.shared_controls import COST_CONTROL_PATCH, SharedControls, end_run_slot
+    from workflows.shared_controls import SharedControls, end_run_slot
     from workflows.stages import StageRunner
     from workflows.stops import RunStopped, StageStopped
     from workflows.tool_runner import ToolRunner
@@ -112,8 +111,11 @@ class AgentTeamWorkflow:
         started = workflow.now()
         request = self._read(args)
         plaintext = inputs.plaintext(args)
-        # First, so a new run records one patch marker and old runs replay as they ran.
-        current = workflow.patched(CONTROLS_IN_CALL_PATCH)
+        # Deprecated (this release): a new run records a deprecated marker, which the
+        # next release, with no patch call at all, replays; runs of the release
+        # before replay here too (their marker matches). Older runs cannot.
+        workflow.deprecate_patch(CONTROLS_IN_CALL_PATCH)
+        current = True
         team = await self._resolve(request, local=current)
         try:
             return await self._run_team(
@@ -291,7 +293,7 @@ class AgentTeamWorkflow:
         """The stage runner of this run, and the agent runner it drives."""
         mode = RunnerMode(
             current=current,
-            cooperative_cancel=current or workflow.patched(COOPERATIVE_CANCEL_PATCH),
+            cooperative_cancel=True,
         )
         run = RunContext(
             team=team,
@@ -450,11 +452,7 @@ def _shared_controls(
     """The run's link to the fleet's controls (None: the team runs without them)."""
     if not team.cost_controls:
         return None
-    if current:
-        return SharedControls(team=team, request=request, state=state, legacy=False)
-    if workflow.patched(COST_CONTROL_PATCH):
-        return SharedControls(team=team, request=request, state=state, legacy=True)
-    return None
+    return SharedControls(team=team, request=request, state=state, legacy=not current)
 
 
 def _left(budget: RunBudget) -> int:

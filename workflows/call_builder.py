@@ -81,9 +81,7 @@ class CallBuilder:
         if failure.error_type == MALFORMED_OUTPUT:
             # Feed the validation error back once; a blind retry fails the same way.
             change = {"repair": failure.message}
-        elif failure.error_type == CONTEXT_OVERFLOW and (
-            self._mode.current or workflow.patched(SHRINK_CONTEXT_PATCH)
-        ):
+        elif failure.error_type == CONTEXT_OVERFLOW:
             # Halve the prompt once; call_agent trims handoffs by rule to fit.
             prompt = estimate_prompt_tokens(call)
             budget = min(call.context_budget_tokens or prompt, prompt)

@@ -56,9 +56,7 @@ def refusal(request: TeamRequest) -> str | None:
     """
     if not request.evaluator:
         return None
-    if not workflow.patched(EVALUATOR_APPROVALS_PATCH):
-        # A run recorded before the field existed refused it as an unknown field.
-        return "evaluator: Extra inputs are not permitted"
+    workflow.deprecate_patch(EVALUATOR_APPROVALS_PATCH)  # removed in the next release
     if workflow.info().parent is None:
         return (
             "evaluator: only a child run of an EvaluationWorkflow may have its approvals "

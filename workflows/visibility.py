@@ -87,7 +87,6 @@ class Visibility:
 
     def __init__(self) -> None:
         self._legacy = True
-        self._enabled: bool | None = None
         self._cost_micro = -1
         self._level = "FULL"
         self._pending: dict[str, SearchAttributeUpdate[Any]] = {}
@@ -95,17 +94,9 @@ class Visibility:
     def begin(self, *, legacy: bool) -> None:
         """Say how this run upserts: per phase, or (``legacy``) as runs before the patch."""
         self._legacy = legacy
-        if not legacy:
-            self._enabled = True
-
-    def _on(self) -> bool:
-        if self._enabled is None:
-            self._enabled = workflow.patched(SEARCH_ATTRIBUTES_PATCH)
-        return self._enabled
 
     def _upsert(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
-        if self._on():
-            workflow.upsert_search_attributes(updates)
+        workflow.upsert_search_attributes(updates)
 
     def _defer(self, update: SearchAttributeUpdate[Any]) -> None:
         """Upsert now (legacy runs), or with the next phase change."""
