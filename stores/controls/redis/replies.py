@@ -23,7 +23,7 @@ from stores.controls.contract import (
     BreakerAnswer,
     CallCharges,
 )
-from stores.controls.redis.prelude import ROW_FIELDS
+from stores.controls.redis.scripts import ROW_FIELDS
 from teams.spec.breakers import BreakerSettings, BreakerTransition
 
 

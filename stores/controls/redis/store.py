@@ -36,9 +36,11 @@ same answers, alert wording, dedup and ordering. Where a rule of
 :mod:`stores.controls.rules` has to run inside a script (alert wording, the
 breaker's state machine, the bucket refill, the outlier median) it is ported
 to Lua line by line, with the constants rendered from the Python ones. The
-scripts live by what they keep: ``redis_lua`` (the prelude every script starts
-with), ``redis_budget_lua``, ``redis_breaker_lua``, ``redis_bucket_lua`` and
-``redis_prune_lua``; ``redis_replies`` reads their answers back.
+scripts are package files, ``lua/<name>.lua`` (one per script) and
+``lua/lib/*.lua`` (the prelude every script starts with, and one library per
+concern: budgets, breakers, run admission); :mod:`stores.controls.redis.scripts`
+reads and assembles them, :mod:`stores.controls.redis.replies` reads their
+answers back.
 
 Money is integer micro-dollars. Lua numbers are doubles, exact for integers far
 beyond any amount here; integers are written with ``%d`` and times with
@@ -68,7 +70,7 @@ Keys, under ``<prefix>:``:
 - ``bucket:<name>``: hash ``level updated``; ``take:<request id>`` with
   ``index:takes`` (by time).
 - Run-start admission: ``run-starts:<tenant>``, ``run-running:<tenant>``,
-  ``run-slot:<run key>`` (see :mod:`stores.controls.redis.admission_scripts`).
+  ``run-slot:<run key>`` (see ``lua/lib/run_admission.lua``).
 """
 
 from __future__ import annotations
@@ -100,18 +102,6 @@ from stores.controls.contract import (
     Settlement,
     TakeAnswer,
 )
-from stores.controls.redis.admission_scripts import ADMIT_RUN, END_RUN, PRUNE_RUN_ADMISSION
-from stores.controls.redis.breaker_scripts import BREAKER_ADMIT, BREAKER_REPORT, BREAKER_STATUS
-from stores.controls.redis.bucket_scripts import TAKE
-from stores.controls.redis.budget_scripts import (
-    CALL_CHARGES,
-    LEDGER,
-    RECORD_RUN,
-    RELEASE,
-    RESERVE,
-    SETTLE,
-)
-from stores.controls.redis.prune_scripts import PRUNE
 from stores.controls.redis.replies import (
     breaker_request,
     read_alert,
@@ -123,6 +113,7 @@ from stores.controls.redis.replies import (
     read_time,
     read_transition,
 )
+from stores.controls.redis.scripts import scripts
 from teams.spec.breakers import BreakerSettings, BreakerStatus
 
 KEY_PREFIX = "agent-teams:controls"
@@ -130,22 +121,6 @@ TIMEOUT_S = 5.0
 """Connect and command timeout."""
 SAFETY_TTL_S = 86_400.0
 """TTLs outlast what retention keeps by this much: they back ``prune`` up, never replace it."""
-_SCRIPTS = {
-    "reserve": RESERVE,
-    "settle": SETTLE,
-    "call_charges": CALL_CHARGES,
-    "release": RELEASE,
-    "record_run": RECORD_RUN,
-    "ledger": LEDGER,
-    "breaker_admit": BREAKER_ADMIT,
-    "breaker_report": BREAKER_REPORT,
-    "breaker": BREAKER_STATUS,
-    "take": TAKE,
-    "prune": PRUNE,
-    "admit_run": ADMIT_RUN,
-    "end_run": END_RUN,
-    "prune_run_admission": PRUNE_RUN_ADMISSION,
-}
 
 
 def redacted(url: str) -> str:
@@ -195,7 +170,7 @@ class RedisControls:
             retry=Retry(NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,)),
         )
         self._scripts: dict[str, Any] = {
-            name: self._redis.register_script(source) for name, source in _SCRIPTS.items()
+            name: self._redis.register_script(source) for name, source in scripts().items()
         }
         self._response_error: type[Exception] = exceptions.ResponseError
         # Unreachable, timed out, loading, a replica or out of memory: nothing can be done.

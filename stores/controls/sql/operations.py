@@ -2,10 +2,12 @@
 
 Each public function is one operation of :class:`stores.controls.contract.ControlsStore`,
 run by a backend inside one transaction (:class:`Tx`). This module is where the
-backends find them: admission and pruning, which touch every table, are here;
-the others live by what they keep (``sql_budgets``, ``sql_breakers``,
-``sql_buckets``, ``sql_runs``, ``sql_run_admission``, with ``sql_cost_rows``, ``sql_alerts`` and the
-tables in ``sql_schema``). The SQL is the common
+backends find them: admission and pruning, which touch every table, are here,
+with the two small operations of one table each (``take``, ``record_run``); the
+others live by what they keep (:mod:`~stores.controls.sql.budgets`,
+:mod:`~stores.controls.sql.breakers`, :mod:`~stores.controls.sql.run_admission`,
+with :mod:`~stores.controls.sql.cost_rows`, :mod:`~stores.controls.sql.alerts` and
+the tables in :mod:`~stores.controls.sql.schema`). The SQL is the common
 subset of both databases (``INSERT ... ON CONFLICT``, window functions), with
 ``?`` placeholders that the PostgreSQL backend rewrites; the one dialect
 difference the logic sees is ``FOR UPDATE`` (SQLite locks the whole file for
@@ -22,19 +24,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from contracts.ledger import GLOBAL_SCOPE, TRAILING_RUNS
+from contracts.ledger import GLOBAL_SCOPE, TRAILING_RUNS, Alert
+from stores.controls import rules
 from stores.controls.contract import (
     TRANSITIONS_MEMORY,
     AdmitAnswer,
     AdmitRequest,
+    BucketTake,
     PruneReport,
     Retention,
+    RunRecord,
+    TakeAnswer,
 )
+from stores.controls.sql.alerts import raise_alert
 from stores.controls.sql.breakers import breaker, breaker_admit, breaker_report
-from stores.controls.sql.buckets import take
 from stores.controls.sql.budgets import call_charges, ledger, release, reserve, settle
 from stores.controls.sql.run_admission import admit_run, end_run, prune_run_admission
-from stores.controls.sql.runs import record_run
 from stores.controls.sql.schema import schema
 from stores.controls.sql.tx import Tx
 
@@ -59,6 +64,72 @@ def admit(tx: Tx, request: AdmitRequest) -> AdmitAnswer:
         if not answer.granted:
             return admitted.refused_at_rate(index, answer)
     return admitted
+
+
+def take(tx: Tx, request: BucketTake) -> TakeAnswer:
+    """See :meth:`ControlsStore.take`: a rate-limit token bucket, one take per request id."""
+    tx.run(
+        "INSERT INTO ctl_buckets (bucket, level, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (bucket) DO NOTHING",
+        request.bucket,
+        request.capacity,
+        tx.now,
+    )
+    row = tx.one(
+        "SELECT level, updated_at FROM ctl_buckets WHERE bucket = ?" + tx.for_update,
+        request.bucket,
+    )
+    assert row is not None  # inserted just above, in this transaction
+    level = rules.bucket_level(row[0], row[1], request.capacity, request.per_second, tx.now)
+    if tx.one("SELECT 1 FROM ctl_takes WHERE request_id = ?", request.request_id) is not None:
+        return TakeAnswer(granted=True, level=level)  # this attempt took its share already
+    wanted = min(request.tokens, request.capacity)
+    granted = level >= wanted
+    if granted:
+        level -= wanted
+        tx.run("INSERT INTO ctl_takes (request_id, at) VALUES (?, ?)", request.request_id, tx.now)
+    tx.run(
+        "UPDATE ctl_buckets SET level = ?, updated_at = ? WHERE bucket = ?",
+        level,
+        tx.now,
+        request.bucket,
+    )
+    if granted:
+        return TakeAnswer(granted=True, level=level)
+    return TakeAnswer(
+        granted=False, retry_after_s=(wanted - level) / request.per_second, level=level
+    )
+
+
+def record_run(tx: Tx, record: RunRecord) -> list[Alert]:
+    """See :meth:`ControlsStore.record_run`: recorded once, with the cost-outlier alert."""
+    if tx.one("SELECT 1 FROM ctl_runs WHERE run_key = ?", record.run_key) is not None:
+        return []
+    trailing = [
+        int(r[0])
+        for r in tx.all(
+            "SELECT cost_micro FROM ctl_runs WHERE team = ? AND ran_to_end = 1 "
+            "ORDER BY at DESC, run_key DESC LIMIT ?",
+            record.team,
+            TRAILING_RUNS,
+        )
+    ]
+    inserted = tx.run(
+        "INSERT INTO ctl_runs (run_key, team, day, cost_micro, ran_to_end, at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_key) DO NOTHING",
+        record.run_key,
+        record.team,
+        record.day,
+        record.cost_micro,
+        1 if record.ran_to_the_end else 0,
+        tx.now,
+    )
+    if not inserted:
+        return []
+    alert = rules.outlier_alert(
+        record.workflow_id, record.team, record.day, record.cost_micro, trailing, tx.now
+    )
+    return [alert] if alert is not None and raise_alert(tx, alert) else []
 
 
 def prune(tx: Tx, retention: Retention) -> PruneReport:

@@ -12,8 +12,8 @@ locks only the slot row, so the two never deadlock.
 
 from __future__ import annotations
 
+from stores.controls import rules
 from stores.controls.contract import START_WINDOW_S, Retention, RunStart, RunStartAnswer
-from stores.controls.run_admission import decide
 from stores.controls.sql.tx import Tx
 
 _LIVE_SLOTS = "FROM ctl_run_slots WHERE tenant = ? AND ended = 0 AND expires_at > ?"
@@ -40,7 +40,7 @@ def admit_run(tx: Tx, start: RunStart) -> RunStartAnswer:
     if slot is not None and int(slot[0]) == 0 and float(slot[1]) > now:
         # This run holds its slot already (teamctl admitted it; its workflow asks again).
         return RunStartAnswer(admitted=True, starts_in_window=starts, running=running)
-    refusal = decide(
+    refusal = rules.run_start_refusal(
         start,
         starts=starts,
         running=running,

@@ -1,14 +1,6 @@
-"""The Lua script that drops what retention no longer needs from the Redis controls store."""
+-- prune: drop what retention no longer needs (sql.prune). Reply: flat pairs of kind and how many
+-- were removed, non-zero counts only.
 
-from __future__ import annotations
-
-from stores.controls.redis.prelude import PRELUDE
-
-# prune: drop what retention no longer needs (sql.prune). Reply: flat pairs of kind and
-# how many were removed, non-zero counts only.
-PRUNE = (
-    PRELUDE
-    + r"""
 local function before(seconds)
   return '(' .. float(NOW - seconds)
 end
@@ -136,5 +128,3 @@ count('budget_days', budgets)
 count('cost_rows', rows)
 count('alerts', alerts)
 return removed
-"""
-)

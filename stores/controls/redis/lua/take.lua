@@ -1,14 +1,6 @@
-"""The Lua script of rate-limit token buckets in Redis: one take per request id."""
+-- take: draw tokens from a bucket refilled since its last use (rules.bucket_level), once per
+-- request id (sql.take). Reply: granted, level.
 
-from __future__ import annotations
-
-from stores.controls.redis.prelude import PRELUDE
-
-# take: draw tokens from a bucket refilled since its last use (rules.bucket_level),
-# once per request id (sql.take). Reply: granted, level.
-TAKE = (
-    PRELUDE
-    + r"""
 local bk = key('bucket', req.bucket)
 if redis.call('EXISTS', bk) == 0 then
   redis.call('HSET', bk, 'level', float(req.capacity), 'updated', NOW_S)
@@ -29,5 +21,3 @@ if granted then
 end
 redis.call('HSET', bk, 'level', float(level), 'updated', NOW_S)
 return {granted and 1 or 0, float(level)}
-"""
-)

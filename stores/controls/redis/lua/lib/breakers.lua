@@ -1,16 +1,6 @@
-"""The Lua scripts of circuit breakers in Redis: admit, report and status.
+-- Circuit breakers (breaker_admit, breaker_report): the row, and rules.breaker_admit /
+-- rules.breaker_report ported line by line; the row is that of stores.controls.sql.breakers.
 
-The state machine is :func:`stores.controls.rules.breaker_admit` and
-``breaker_report`` ported line by line; the row is that of
-:mod:`stores.controls.sql.breakers`.
-"""
-
-from __future__ import annotations
-
-from stores.controls.redis.prelude import PRELUDE
-
-# Breaker scripts: the row, and rules.breaker_admit / rules.breaker_report.
-_BREAKER = r"""
 local BK = key('breaker', req.key)
 
 -- sql._lock_breaker: create the breaker closed if new; its row.
@@ -99,53 +89,3 @@ end
 local function answer(row, allowed, probe, transition)
   return {allowed and 1 or 0, probe and 1 or 0, row.state, row.failures, transition or false}
 end
-"""
-
-
-# breaker_admit: let a call through, refuse it (open), or make it the half-open probe
-# (sql.breaker_admit). Reply: allowed, probe, state, failures, transition.
-BREAKER_ADMIT = (
-    PRELUDE
-    + _BREAKER
-    + r"""
-local row = load_breaker()
-local allowed, probe, transition = admit(row, req.request_id)
-save_breaker(row, transition)
-return answer(row, allowed, probe, transition)
-"""
-)
-
-
-# breaker_report: count a finished call once per request id; failures open the
-# breaker, the probe closes or reopens it (sql.breaker_report). Reply: as admit's.
-BREAKER_REPORT = (
-    PRELUDE
-    + _BREAKER
-    + r"""
-local row = load_breaker()
-local reports = key('reports', req.key)
-if redis.call('ZSCORE', reports, req.request_id) then
-  return answer(row, true, false, nil)  -- this report was counted already
-end
-redis.call('ZADD', reports, NOW_S, req.request_id)
-redis.call('EXPIRE', reports, math.ceil(req.reports_keep_s))
-local allowed, probe, transition = report(row, req.request_id, req.success)
-save_breaker(row, transition)
-return answer(row, allowed, probe, transition)
-"""
-)
-
-
-# breaker: a breaker's row, settings and transitions (sql.breaker). Reply: nil if never
-# used, else state, failures, opened at, probe id, probe deadline, threshold,
-# cool-down, transitions (JSON).
-BREAKER_STATUS = (
-    PRELUDE
-    + r"""
-local v = redis.call('HMGET', key('breaker', req.key), 'state', 'failures', 'opened_at',
-  'probe_id', 'probe_deadline', 'threshold', 'cool_down')
-if not v[1] then return false end
-v[8] = redis.call('LRANGE', key('transitions', req.key), 0, -1)
-return v
-"""
-)
