@@ -1,15 +1,14 @@
 """Admission, activity side (contracts: ``contracts/admission.py``): run ↔ controls store.
 
-Local activities between a run and the controls store: the run's cost, and legacy admission.
+Local activities between a run and the controls store (each call's admission
+and settlement happen inside ``call_agent``: :mod:`activities.call_controls`).
 
 - ``record_run_cost`` (every run, once, as it finishes): the run's total goes to
   the store, which raises the cost-outlier alert when the run cost more than
   twice its team's trailing median.
-- ``admit_call`` and ``settle_call``: how runs started before the
-  ``controls-in-call`` patch admitted and settled each call (they ran them as
-  local activities around ``call_agent``). Such runs still finish on today's
-  workers, so these stay registered, now answered from the store; new runs do
-  all of it inside ``call_agent`` (:mod:`activities.call_controls`).
+- ``end_run_slot``: a run that ends without its cost record frees its tenant slot.
+- ``settle_call``: a call whose last attempt died with its worker is charged
+  here, attempt by attempt, as its last heartbeat knew them.
 
 Keys include the run id (from the activity's info), so a reused workflow id is
 a new run and is charged again.
@@ -23,17 +22,15 @@ import logging
 from temporalio import activity
 
 from activities.call_controls import ControlsPolicy
-from activities.names import ADMIT_CALL, END_RUN_SLOT, RECORD_RUN_COST, SETTLE_CALL
 from activities.run_events import RunEventActivities
+from contracts.activities import END_RUN_SLOT, RECORD_RUN_COST, SETTLE_CALL
 from contracts.admission import (
-    Admission,
-    AdmissionRequest,
     RunCostRequest,
     RunSlotRelease,
     SettlementReceipt,
     SettlementRequest,
 )
-from stores.controls.contract import ControlsStore, Reservation, RunRecord, Settlement
+from stores.controls.contract import ControlsStore, RunRecord, Settlement
 from streams.log import RunStreamLog
 from teams.spec.breakers import BreakerSettings
 from telemetry.labels import scope_label
@@ -41,12 +38,9 @@ from telemetry.names import BUDGET_ALERTS
 
 log = logging.getLogger("activities.admission")
 
-LEGACY_RESERVATION_TTL_S = 3_600.0
-"""Runs from before the patch do not say when a call's time runs out: an hour."""
-
 
 class AdmissionActivities:
-    """``record_run_cost`` for every run; ``admit_call``/``settle_call`` for older runs."""
+    """``record_run_cost``, ``end_run_slot`` and ``settle_call`` (see the module docstring)."""
 
     def __init__(
         self, store: ControlsStore, policy: ControlsPolicy, streams: RunStreamLog | None = None
@@ -97,47 +91,12 @@ class AdmissionActivities:
         """
         return await self._store.end_run(request.workflow_id)
 
-    @activity.defn(name=ADMIT_CALL)
-    async def admit_call(self, request: AdmissionRequest) -> Admission:
-        """Legacy: ask the call's breakers, then reserve its worst case."""
-        key = _call_key(request.reservation_id)
-        settings = [self._settings_for(b) for b in request.breakers]
-        answers = await asyncio.gather(
-            *(
-                self._store.breaker_admit(breaker, key, s)
-                for breaker, s in zip(request.breakers, settings, strict=True)
-            )
-        )
-        closed = [b for b, a in zip(request.breakers, answers, strict=True) if not a.allowed]
-        if closed:
-            return Admission(
-                granted=False, refused_by="breaker", reason=f"circuit open: {', '.join(closed)}"
-            )
-        probes = [b for b, a in zip(request.breakers, answers, strict=True) if a.probe]
-        answer = await self._store.reserve(
-            Reservation(
-                call_key=key,
-                day=request.day,
-                tenant=request.tenant,
-                amount_micro=request.amount_micro,
-                ttl_s=LEGACY_RESERVATION_TTL_S,
-                global_limit_micro=self._policy.budgets.global_micro,
-                tenant_limit_micro=self._tenant_limit(request.tenant),
-            )
-        )
-        if not answer.granted:
-            return Admission(
-                granted=False, refused_by="budget", reason=answer.reason, probes=probes
-            )
-        return Admission(granted=True, probes=probes)
-
     @activity.defn(name=SETTLE_CALL)
     async def settle_call(self, request: SettlementRequest) -> SettlementReceipt:
         """Charge the call's cost so far and report its outcome to its breakers.
 
-        Every call of a legacy run (its cumulative cost); in current runs, a call
-        whose last attempt died with its worker (each attempt its last heartbeat
-        knew, under its own number). The receipt is what the store holds for the
+        A call whose last attempt died with its worker (each attempt its last
+        heartbeat knew, under its own number). The receipt is what the store holds for the
         call: an attempt may have been answered and settled before its worker
         died with its completion unsent, so the store can know more than the
         run's last heartbeat did.

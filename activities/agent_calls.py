@@ -42,7 +42,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
@@ -52,14 +52,16 @@ from activities.call_spans import CallSpan
 from activities.context import fit_context
 from activities.conversations import for_provider, restored_uses, store_turn
 from activities.heartbeats import Heartbeats, cancel_requested
-from activities.names import CALL_AGENT
 from activities.screening import Placeholders, redact_call, restored, screened
 from activities.semantic_lookup import SemanticProbe, SemanticResponses
 from activities.structured import parse_structured, render_structured
 from activities.tool_definitions import ToolDefinitions
-from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails
+from contracts.activities import CALL_AGENT
+from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails, ContextReport
 from contracts.ledger import ChargeSource
+from contracts.outputs import ReviewVerdict, RouteDecision
 from contracts.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
+from contracts.semantic import SemanticCacheReport
 from money.pricing import TokenUsage
 from prompting.render import render_user_message
 from providers.base import ModelProvider, ModelResponse, TextCallback
@@ -224,21 +226,19 @@ class AgentActivities:
         beats.flush()
         try:
             outcome = _outcome(
-                call, response, self._provider.name, attempt.info.attempt, latency_ms
+                call,
+                response,
+                self._provider.name,
+                attempt.info.attempt,
+                latency_ms,
+                context=context,
+                semantic=attempt.semantic.report if attempt.semantic else None,
             )
         except ProviderError as err:
             # The tokens were used even though the answer is unusable: charge them once.
             attempt.span.failed(response.usage, call, err)
             raise await self._failed(attempt, err, "answer") from None
-        outcome = await self._settled(
-            attempt,
-            outcome.model_copy(
-                update={
-                    "context": context,
-                    "semantic": attempt.semantic.report if attempt.semantic else None,
-                }
-            ),
-        )
+        outcome = await self._settled(attempt, outcome)
         attempt.span.answered(response.usage, call, outcome)
         if outcome.tool_uses and self._blobs is not None:
             # Charged first (above); the conversation is kept for the next turn.
@@ -258,23 +258,17 @@ class AgentActivities:
         """
         call, beats = attempt.call, attempt.beats
         semantic = attempt.semantic.report if attempt.semantic is not None else None
-        outcome = AgentOutcome(
-            call_id=call.call_id,
-            agent=call.agent,
+        outcome = AgentOutcome.from_cache(
+            call,
             model=cached.model,
             provider=cached.provider,
-            prompt=call.prompt,
             text=cached.text,
             verdict=cached.verdict,
             route=cached.route,
-            usage=TokenUsage(),
-            earlier_attempts_usage=beats.earlier,
-            cost_micro=0,
-            latency_ms=0,
-            attempt=attempt.info.attempt,
             stop_reason=cached.stop_reason,
-            cache_hit=semantic is None,
             saved_micro=cached.cost_micro,
+            attempt=attempt.info.attempt,
+            earlier_attempts_usage=beats.earlier,
             semantic=semantic,
             data=_cached_data(call, cached) if semantic is not None else None,
         )
@@ -285,20 +279,12 @@ class AgentActivities:
     async def _stopped(self, attempt: _Attempt) -> AgentOutcome:
         """Cut short on the workflow's request: the partial usage, charged."""
         call, beats = attempt.call, attempt.beats
-        outcome = AgentOutcome(
-            call_id=call.call_id,
-            agent=call.agent,
-            model=call.model,
+        outcome = AgentOutcome.stopped(
+            call,
             provider=self._provider.name,
-            prompt=call.prompt,
-            text="",
             usage=beats.usage,
             earlier_attempts_usage=beats.earlier,
-            cost_micro=0,
-            latency_ms=0,
             attempt=attempt.info.attempt,
-            stop_reason="end_turn",
-            cancelled=True,
         )
         outcome = await self._settled(attempt, outcome, source="partial", result="none")
         attempt.span.answered(beats.usage, call, outcome)
@@ -315,15 +301,13 @@ class AgentActivities:
         """``outcome`` with its cost over every attempt, settled on the daily budgets."""
         settled = await self._settle(attempt, source, final=True, result=result, outcome=outcome)
         attempt.warnings += settled.warnings
-        return outcome.model_copy(
-            update={
-                "cost_micro": settled.cost_micro,
-                # What the store charged the others (an answer lost with its worker
-                # included), so the run's record shows every attempt billed.
-                "earlier_attempts_usage": settled.usage.less(outcome.usage),
-                "billed_attempts": settled.billed_attempts,
-                "warnings": attempt.warnings,
-            }
+        # What the store charged the others (an answer lost with its worker
+        # included), so the run's record shows every attempt billed.
+        return outcome.charged(
+            cost_micro=settled.cost_micro,
+            total_usage=settled.usage,
+            billed_attempts=settled.billed_attempts,
+            warnings=attempt.warnings,
         )
 
     async def _settle(
@@ -450,24 +434,46 @@ def _uses_tools(call: AgentCall) -> bool:
 
 
 def _outcome(
-    call: AgentCall, response: ModelResponse, provider: str, attempt: int, latency_ms: int
+    call: AgentCall,
+    response: ModelResponse,
+    provider: str,
+    attempt: int,
+    latency_ms: int,
+    *,
+    context: ContextReport | None = None,
+    semantic: SemanticCacheReport | None = None,
 ) -> AgentOutcome:
-    if response.tool_uses and response.stop_reason == "tool_use" and not call.final_turn:
-        # The model asked for tools: its answer is still to come.
-        return AgentOutcome(
-            call_id=call.call_id,
-            agent=call.agent,
-            model=response.model,
-            provider=provider,
-            prompt=call.prompt,
-            text=response.text,
-            usage=response.usage,
-            cost_micro=call.price.cost_micro(response.usage),
-            latency_ms=latency_ms,
-            attempt=attempt,
-            stop_reason="tool_use",
-            tool_uses=response.tool_uses,
-        )
+    """The outcome of the provider's ``response`` to ``call``; raises EmptyResponse if none.
+
+    ``context`` and ``semantic``: how the prompt was fitted and the semantic cache
+    looked up (None from a batch, which does neither).
+    """
+    # Asked for tools: the answer is still to come.
+    tools = bool(response.tool_uses) and response.stop_reason == "tool_use" and not call.final_turn
+    answer = (response.text, None, None, None) if tools else _answer(call, response)
+    text, verdict, route, data = answer
+    return AgentOutcome.answered(
+        call,
+        model=response.model,
+        provider=provider,
+        text=text,
+        usage=response.usage,
+        latency_ms=latency_ms,
+        attempt=attempt,
+        stop_reason=response.stop_reason,
+        verdict=verdict,
+        route=route,
+        data=data,
+        tool_uses=response.tool_uses if tools else (),
+        context=context,
+        semantic=semantic,
+    )
+
+
+def _answer(
+    call: AgentCall, response: ModelResponse
+) -> tuple[str, ReviewVerdict | None, RouteDecision | None, Any]:
+    """The answer's text and its structured parts; raises EmptyResponse when it has none."""
     verdict, route, data = parse_structured(call, response)
     text = response.text if call.output is OutputKind.TEXT else render_structured(verdict, route)
     if data is not None:
@@ -477,23 +483,7 @@ def _outcome(
             f"{call.agent} got an empty answer from {call.model} "
             f"(stop reason {response.stop_reason})"
         )
-    return AgentOutcome(
-        call_id=call.call_id,
-        agent=call.agent,
-        model=response.model,
-        provider=provider,
-        prompt=call.prompt,
-        text=text,
-        verdict=verdict,
-        route=route,
-        usage=response.usage,
-        cost_micro=call.price.cost_micro(response.usage),
-        latency_ms=latency_ms,
-        attempt=attempt,
-        stop_reason=response.stop_reason,
-        truncated=response.stop_reason == "max_tokens",
-        data=data,
-    )
+    return text, verdict, route, data
 
 
 def call_failed(

@@ -1,7 +1,7 @@
 """The batch-call activities: one model call through a Message Batches API.
 
 Four short activities, each one request to the provider (the workflow owns
-the wait: durable timers between polls, :mod:`workflows.batch_call`):
+the wait: durable timers between polls, :mod:`workflows.calls.batch`):
 
 - ``submit_batch_call``: the same admission as ``call_agent``
   (:mod:`activities.call_controls`: breakers, rate limits, and the worst case
@@ -47,13 +47,13 @@ from temporalio.exceptions import ApplicationError
 from activities.agent_calls import _outcome as parse_answer  # call_agent's own parsing
 from activities.agent_calls import call_failed, log_fields
 from activities.call_controls import CallControls, CallTicket, Settled
-from activities.names import (
+from activities.screening import Placeholders, redact_call, restored, screened
+from contracts.activities import (
     CANCEL_BATCH_CALL,
     FETCH_BATCH_RESULT,
     POLL_BATCH_CALL,
     SUBMIT_BATCH_CALL,
 )
-from activities.screening import Placeholders, redact_call, restored, screened
 from contracts.batch_calls import (
     BatchErrored,
     BatchFetched,
@@ -163,13 +163,11 @@ class BatchActivities:
                     cost_micro=settled.cost_micro,
                 )
             settled = await self._settle(ticket, response.usage, outcome="success")
-            outcome = outcome.model_copy(
-                update={
-                    "cost_micro": settled.cost_micro,
-                    "billed_attempts": settled.billed_attempts,
-                    "earlier_attempts_usage": settled.usage.less(outcome.usage),
-                    "warnings": [*hold.warnings, *settled.warnings],
-                }
+            outcome = outcome.charged(
+                cost_micro=settled.cost_micro,
+                total_usage=settled.usage,
+                billed_attempts=settled.billed_attempts,
+                warnings=[*hold.warnings, *settled.warnings],
             )
             return BatchFetched(ending="succeeded", outcome=self._screened(outcome, placeholders))
         if isinstance(result, BatchErrored):

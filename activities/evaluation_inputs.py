@@ -9,7 +9,7 @@
   it is always safe. Visibility is eventually consistent: an evaluation that
   closed a moment ago may not be counted yet.
 
-Both names are stable (:mod:`activities.names`).
+Both names are stable (:mod:`contracts.activities`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.names import EVALUATION_BASELINE, LOAD_GOLD_SET
+from contracts.activities import EVALUATION_BASELINE, LOAD_GOLD_SET
 from contracts.evaluation import Baseline, BaselineQuery, GoldSetRef, ResolvedGoldSet
+from contracts.run_interface import EVALUATION_WORKFLOW
+from contracts.search_attributes import EVAL_SCORE, TEAM_NAME
 from errors import GoldSetError, TeamSpecError
 from evaluation.scoring import mean_score
 from teams.catalog import Catalog, display_path
-from workflows.evaluation_workflow import EVALUATION_WORKFLOW
-from workflows.visibility import EVAL_SCORE, TEAM_NAME
 
 
 class EvaluationActivities:

@@ -12,7 +12,7 @@ import logging
 
 from temporalio import activity
 
-from activities.names import PUBLISH_RUN_EVENT
+from contracts.activities import PUBLISH_RUN_EVENT
 from contracts.streams import RunEventRequest, RunFinished, WaitingForApproval, stream_key
 from streams.log import RunStreamLog
 

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from decimal import Decimal
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import LOAD_TEAM_SPEC
 from activities.tool_definitions import DEFINITIONS
+from contracts.activities import LOAD_TEAM_SPEC
 from contracts.approvals import ApprovalMode
 from contracts.notifications import WebhookSettings, WebhookTarget
-from contracts.requests import TeamRef
-from contracts.resolved import ResolvedTeam
+from contracts.resolved import ResolvedTeam, TeamSpecRef
 from contracts.tools import ToolDefinition
 from errors import RequestRefusedError, TeamSpecError, ToolResolutionError
 from fleet.priorities import PriorityLevels
@@ -36,22 +33,6 @@ from teams.catalog import Catalog
 from teams.policy import RequestPolicy, TaskRefusedError, screen_task
 from teams.spec.breakers import BreakerSettings
 from teams.spec.team import TeamSpec
-
-
-class TeamSpecRef(BaseModel):
-    """Input of ``load_team_spec``: the team, and what the deployment's policy checks.
-
-    ``team`` is a catalog team's name or an inline spec; ``tenant``,
-    ``budget_usd`` and ``task`` are the request's (None in runs from before the
-    policy; ``task`` in runs from before the screening).
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    team: TeamRef
-    tenant: str | None = None
-    budget_usd: Decimal | None = None
-    task: str | None = None
 
 
 class ToolResolver(Protocol):

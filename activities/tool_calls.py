@@ -35,10 +35,10 @@ from jsonschema.exceptions import SchemaError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import CALL_TOOL
 from activities.team_specs import ToolResolver
 from activities.tool_definitions import ToolDefinitions
 from activities.tool_spans import ToolSpan
+from contracts.activities import CALL_TOOL
 from contracts.ledger import AttemptCharge, CostKey
 from contracts.tools import PREVIEW_CHARS, ToolCall, ToolOutcome, ToolRequest, ToolStatus
 from fleet.daily_budgets import DailyBudgets

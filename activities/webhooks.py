@@ -13,7 +13,9 @@ Invariants:
   408, 425, 429 and 5xx are retryable (``WebhookUnavailable``; a ``Retry-After``
   of at most :data:`MAX_RETRY_AFTER` becomes the next delay); any other answer
   outside 2xx is final (``WebhookRejected``: a receiver that refuses the
-  request, e.g. a 401 for a wrong secret, would refuse it again).
+  request, e.g. a 401 for a wrong secret, would refuse it again). The failure
+  types are contracts (:mod:`contracts.notifications`): the workflow's retry
+  policy names the final ones.
 - The secret is only in this object: never in an input, a result, an error or
   a log line. Errors name the receiver by scheme and host only (a URL's path or
   query may hold a token of its own).
@@ -31,8 +33,15 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.names import DELIVER_WEBHOOK
-from contracts.notifications import DeliveryReceipt, WebhookDelivery
+from contracts.activities import DELIVER_WEBHOOK
+from contracts.notifications import (
+    WEBHOOK_NOT_CONFIGURED,
+    WEBHOOK_REJECTED,
+    WEBHOOK_REQUEST_TIMEOUT,
+    WEBHOOK_UNAVAILABLE,
+    DeliveryReceipt,
+    WebhookDelivery,
+)
 from security.webhook_signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -41,15 +50,6 @@ from security.webhook_signing import (
     sign,
 )
 
-WEBHOOK_UNAVAILABLE = "WebhookUnavailable"
-"""Retryable: the receiver did not answer, or answered that it cannot take it now."""
-WEBHOOK_REJECTED = "WebhookRejected"
-"""Final: the receiver refused the request (a 4xx other than 408, 425, 429)."""
-WEBHOOK_NOT_CONFIGURED = "WebhookNotConfigured"
-"""Final: this worker has no webhook secret (it cannot sign)."""
-NON_RETRYABLE = [WEBHOOK_REJECTED, WEBHOOK_NOT_CONFIGURED]
-REQUEST_TIMEOUT = timedelta(seconds=10)
-"""One POST's whole time (connect, send, answer)."""
 MAX_RETRY_AFTER = timedelta(minutes=5)
 """A longer ``Retry-After`` is ignored (the policy's own backoff applies)."""
 _RETRYABLE_STATUSES = frozenset({408, 425, 429})
@@ -61,7 +61,9 @@ log = logging.getLogger("activities.webhooks")
 class WebhookActivities:
     """The webhook activity, holding the deployment's secret and one HTTP client."""
 
-    def __init__(self, secret: SecretStr | None, *, timeout: timedelta = REQUEST_TIMEOUT) -> None:
+    def __init__(
+        self, secret: SecretStr | None, *, timeout: timedelta = WEBHOOK_REQUEST_TIMEOUT
+    ) -> None:
         self._secret = secret
         self._timeout = timeout
 

@@ -47,6 +47,7 @@ from bench.systems import completed, new_run_id, serving, start_team
 from bench.targets import Target
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from money.pricing import ModelPrice
 from providers.simulated.provider import SimulatedProvider
 from stores.cache_factory import open_cache
@@ -55,7 +56,6 @@ from teams.catalog import Catalog
 from teams.spec.team import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers
-from workflows.agent_team import WORKFLOW_NAME
 
 CHEAP_MODEL = "claude-haiku-4-5"
 OPTIMISED_SHARE = 0.20
@@ -224,7 +224,7 @@ async def run_batched(
     tenant = f"bench-{uuid.uuid4().hex[:6]}"
     handles = [
         await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest(team=spec, task=task, tenant=tenant, mode="batch"),
             id=f"bench-{spec.name}-batch-{new_run_id()}",
             task_queue=queue,

@@ -31,8 +31,8 @@ from temporalio.client import Client
 from bench.recovery import WorkerProcess
 from bench.stats import Spread, Table
 from contracts.requests import TeamRequest
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from teams.catalog import SHIPPED_TEAMS_DIR
-from workflows.agent_team import WORKFLOW_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_PER_S = 2.0
@@ -69,7 +69,7 @@ async def _traffic(client: Client, task_queue: str, stop: asyncio.Event) -> int:
     started = 0
     while not stop.is_set():
         await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest(team=TEAM, task="Review: def add(a, b): return a - b"),
             id=f"bench-rollback-{uuid.uuid4().hex[:10]}",
             task_queue=task_queue,

@@ -46,6 +46,7 @@ from bench.workloads import Answer, CallPlan, RunOutcome, ask, run_dag
 from contracts.calls import AgentCall
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from fleet.daily_budgets import DailyBudgets
 from money.pricing import usd_to_micro
 from providers.simulated.provider import SimulatedConfig, SimulatedProvider
@@ -59,7 +60,6 @@ from teams.spec.team import TeamSpec
 from worker.deployment import Deployment
 from worker.main import build_workers
 from worker.telemetry import tracing_interceptor
-from workflows.agent_team import WORKFLOW_NAME
 
 PROJECT = "agent-teams"
 NO_CONTROLS = "agent-teams/no-controls"
@@ -182,7 +182,7 @@ async def start_team(
     """Start a run of this project (a shipped team's name or an inline spec)."""
     name = team if isinstance(team, str) else team.name
     return await client.start_workflow(
-        WORKFLOW_NAME,
+        AGENT_TEAM_WORKFLOW,
         TeamRequest(team=team, task=task, tenant=tenant),
         id=f"bench-{name}-{new_run_id()}",
         task_queue=task_queue,

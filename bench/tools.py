@@ -34,12 +34,12 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.names import CALL_TOOL
 from activities.tool_calls import ToolBox
 from bench.bare import BareActivitiesWorkflow, NoopInput, noop
 from bench.stats import Spread, Table, rotated
 from bench.systems import completed, controlled, serving, start_team
 from bench.targets import Target
+from contracts.activities import CALL_TOOL
 from contracts.calls import AgentCall
 from contracts.tools import ToolUse
 from money.pricing import TokenUsage

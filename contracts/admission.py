@@ -1,10 +1,8 @@
 """Admission, contracts side (the activities: ``activities/admission.py``): run ↔ store.
 
-``record_run_cost`` (every run, as it finishes) reports the run's total. The
-others are how runs started before the ``controls-in-call`` patch admitted and
-settled each call; they are kept so such runs finish on today's workers:
-``admit_call`` asks the call's breakers and reserves its worst case,
-``settle_call`` charges its actual cost and tells the breakers how it went.
+``record_run_cost`` (every run, as it finishes) reports the run's total;
+``end_run_slot`` frees a run's tenant slot; ``settle_call`` charges a call whose
+last attempt died with its worker.
 """
 
 from __future__ import annotations
@@ -21,37 +19,10 @@ from teams.spec.breakers import BreakerSettings
 BreakerOutcome = Literal["success", "failure", "none"]
 
 
-class AdmissionRequest(BaseModel):
-    """Ask whether a call may be made, and reserve its worst case."""
-
-    model_config = ConfigDict(frozen=True)
-
-    reservation_id: str
-    run_id: str
-    day: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="UTC day of the call.")
-    tenant: str | None = None
-    amount_micro: int = Field(ge=0)
-    breakers: list[str] = Field(default_factory=list)
-    breaker_settings: BreakerSettings = BreakerSettings()
-
-
-class Admission(BaseModel):
-    """The answer: granted, or refused by a breaker or a daily budget."""
-
-    model_config = ConfigDict(frozen=True)
-
-    granted: bool
-    refused_by: Literal["breaker", "budget"] | None = None
-    reason: str | None = None
-    probes: list[str] = Field(
-        default_factory=list, description="Breakers this call is the half-open probe of."
-    )
-
-
 class SettlementRequest(BaseModel):
     """Charge a call's actual cost and report its outcome to its breakers.
 
-    ``charge`` is the call's cost so far, every attempt (what legacy runs send);
+    ``charge`` is the call's cost so far, every attempt;
     ``attempts``, when the run knows them (a timed-out call's last heartbeat), are
     charged each under its own number, with ``charge`` as a floor for the total.
     """

@@ -11,6 +11,10 @@ signature over this run, this approval point, this decision, this comment and
 ``expires_at`` (:mod:`security.signatures`; ``teamctl approve --key`` and
 ``teamctl sign`` make them). A deployment that requires signed approvals
 (``AGENT_TEAMS_APPROVALS=signed``) refuses decisions without one.
+
+Inside the run and the client a decision travels as one :class:`Ballot`, built
+where it arrives (a signal, the ``decide`` update, ``teamctl``'s arguments); the
+payloads above stay the wire shapes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from security.signatures import DecisionKind
+from security.signatures import ApprovalClaim, DecisionKind, claim_for
 
 ApprovalMode = Literal["signed", "open"]
 """``signed``: only decisions signed by a registered approver count. ``open`` (the
@@ -52,6 +56,84 @@ class DecideRequest(BaseModel):
     comment: str = Field(default="", max_length=4_000)
     signature: str | None = Field(default=None, max_length=200)
     expires_at: str | None = Field(default=None, max_length=64)
+
+
+class Ballot(BaseModel):
+    """One decision on an approval point, as it arrived: who, which, why, and its signature.
+
+    Built once where a decision arrives (a signal: its kind from the signal's
+    name and the :class:`Decision` payload; the ``decide`` update: the
+    :class:`DecideRequest`; ``teamctl``: its arguments) and passed whole to
+    whatever checks, signs, records or sends it. Not a wire shape: it leaves
+    through :meth:`request`. No bounds of its own: a ballot comes from a payload
+    already validated, or goes out through one that validates it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    approver: str
+    kind: DecisionKind
+    comment: str = ""
+    signature: str | None = None
+    """Base64 Ed25519 signature, as sent (see the module docstring); None: unsigned."""
+    expires_at: str | None = None
+    """ISO-8601 instant the signature is valid until, as sent (text: a malformed one is
+    refused when the claim is built, see :meth:`claim`)."""
+
+    @classmethod
+    def of_signal(cls, kind: DecisionKind, decision: Decision) -> Ballot:
+        """The ballot of an ``approve``/``reject``/``request_changes`` signal (its ``kind``)."""
+        return cls(
+            approver=decision.approver,
+            kind=kind,
+            comment=decision.comment,
+            signature=decision.signature,
+            expires_at=decision.expires_at,
+        )
+
+    @classmethod
+    def of_request(cls, request: DecideRequest) -> Ballot:
+        """The ballot of a ``decide`` update."""
+        return cls(
+            approver=request.approver,
+            kind=request.decision,
+            comment=request.comment,
+            signature=request.signature,
+            expires_at=request.expires_at,
+        )
+
+    @property
+    def signed(self) -> bool:
+        """It carries a signature (once accepted: a verified one)."""
+        return bool(self.signature)
+
+    def claim(self, *, workflow_id: str, run_id: str, point: str) -> ApprovalClaim:
+        """What this decision's signature signs, on ``point`` of this run.
+
+        The workflow passes ``workflow_id``, ``run_id`` and ``point`` from its own
+        state, never from the payload. Raises ``ValueError`` when ``expires_at`` is
+        not an ISO-8601 instant with a time zone, or a field is out of the claim's
+        bounds (:func:`security.signatures.claim_for`).
+        """
+        return claim_for(
+            workflow_id=workflow_id,
+            run_id=run_id,
+            point=point,
+            decision=self.kind,
+            comment=self.comment,
+            expires_at=datetime.fromisoformat(self.expires_at or ""),
+            approver=self.approver,
+        )
+
+    def request(self) -> DecideRequest:
+        """The ``decide`` update's payload for this ballot."""
+        return DecideRequest(
+            approver=self.approver,
+            decision=self.kind,
+            comment=self.comment,
+            signature=self.signature,
+            expires_at=self.expires_at,
+        )
 
 
 class DecisionReceipt(BaseModel):

@@ -8,6 +8,7 @@ whole transcript, which keeps history growth linear in the number of calls.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -174,7 +175,7 @@ class AgentCall(BaseModel):
     mode: CallMode = Field(
         default="interactive",
         description="'batch': the call goes through the Message Batches API and is priced at "
-        "the model's batch_percent (workflows/batch_call.py).",
+        "the model's batch_percent (workflows/calls/batch.py).",
     )
     # Filled in by call_agent for the provider, never sent through history:
     offered_tools: list[ToolDefinition] = Field(default_factory=list)
@@ -212,7 +213,13 @@ class ContextReport(BaseModel):
 
 
 class AgentOutcome(BaseModel):
-    """What one successful model call produced, used and cost."""
+    """What one successful model call produced, used and cost.
+
+    Built by one of its constructors, one per way a call ends in ``call_agent``:
+    :meth:`answered` (the provider answered, or asked for tools), :meth:`from_cache`
+    (a cached answer), :meth:`stopped` (cut short on the workflow's request). Each
+    takes the call's identity (id, agent, prompt) from the :class:`AgentCall`.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -278,6 +285,144 @@ class AgentOutcome(BaseModel):
     conversation: BlobRef | None = Field(
         default=None, description="The stored conversation, when the turn asked for tools."
     )
+
+    @classmethod
+    def answered(
+        cls,
+        call: AgentCall,
+        *,
+        model: str,
+        provider: str,
+        text: str,
+        usage: TokenUsage,
+        latency_ms: int,
+        attempt: int,
+        stop_reason: StopReason,
+        verdict: ReviewVerdict | None = None,
+        route: RouteDecision | None = None,
+        data: Any = None,
+        tool_uses: Sequence[ToolUse] = (),
+        context: ContextReport | None = None,
+        semantic: SemanticCacheReport | None = None,
+    ) -> AgentOutcome:
+        """The provider's answer to ``call`` (or, with ``tool_uses``, its request for tools).
+
+        Priced at the call's price (the settlement then records what every attempt
+        was charged); ``truncated`` exactly when it stopped at ``max_tokens``.
+        """
+        return cls(
+            call_id=call.call_id,
+            agent=call.agent,
+            model=model,
+            provider=provider,
+            prompt=call.prompt,
+            text=text,
+            verdict=verdict,
+            route=route,
+            usage=usage,
+            cost_micro=call.price.cost_micro(usage),
+            latency_ms=latency_ms,
+            attempt=attempt,
+            stop_reason=stop_reason,
+            truncated=stop_reason == "max_tokens",
+            context=context,
+            semantic=semantic,
+            data=data,
+            tool_uses=list(tool_uses),
+        )
+
+    @classmethod
+    def from_cache(
+        cls,
+        call: AgentCall,
+        *,
+        model: str,
+        provider: str,
+        text: str,
+        verdict: ReviewVerdict | None,
+        route: RouteDecision | None,
+        stop_reason: StopReason,
+        saved_micro: int,
+        attempt: int,
+        earlier_attempts_usage: TokenUsage,
+        semantic: SemanticCacheReport | None = None,
+        data: Any = None,
+    ) -> AgentOutcome:
+        """A cached answer to ``call``: no tokens used, charged nothing (before settlement).
+
+        ``semantic`` set: it came from the semantic cache, and is marked there, not
+        as an exact ``cache_hit`` (the two caches are counted apart).
+        """
+        return cls(
+            call_id=call.call_id,
+            agent=call.agent,
+            model=model,
+            provider=provider,
+            prompt=call.prompt,
+            text=text,
+            verdict=verdict,
+            route=route,
+            usage=TokenUsage(),
+            earlier_attempts_usage=earlier_attempts_usage,
+            cost_micro=0,
+            latency_ms=0,
+            attempt=attempt,
+            stop_reason=stop_reason,
+            cache_hit=semantic is None,
+            saved_micro=saved_micro,
+            semantic=semantic,
+            data=data,
+        )
+
+    @classmethod
+    def stopped(
+        cls,
+        call: AgentCall,
+        *,
+        provider: str,
+        usage: TokenUsage,
+        earlier_attempts_usage: TokenUsage,
+        attempt: int,
+    ) -> AgentOutcome:
+        """``call`` cut short on the workflow's request: no text, the partial ``usage``."""
+        return cls(
+            call_id=call.call_id,
+            agent=call.agent,
+            model=call.model,
+            provider=provider,
+            prompt=call.prompt,
+            text="",
+            usage=usage,
+            earlier_attempts_usage=earlier_attempts_usage,
+            cost_micro=0,
+            latency_ms=0,
+            attempt=attempt,
+            stop_reason="end_turn",
+            cancelled=True,
+        )
+
+    def charged(
+        self,
+        *,
+        cost_micro: int,
+        total_usage: TokenUsage,
+        billed_attempts: int,
+        warnings: list[str],
+    ) -> AgentOutcome:
+        """The outcome, with what settling it charged for every attempt of its call.
+
+        ``total_usage`` is every attempt's (this one's included, as the store charged
+        them: an answer lost with its worker too); the earlier attempts' share is what
+        is left after this one's ``usage``.
+        """
+        return self.model_copy(
+            update={
+                "cost_micro": cost_micro,
+                "earlier_attempts_usage": total_usage.less(self.usage),
+                "billed_attempts": billed_attempts,
+                "warnings": warnings,
+            }
+        )
 
 
 class CallFailureDetails(BaseModel):

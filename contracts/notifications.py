@@ -186,6 +186,22 @@ class DeliveryReceipt(BaseModel):
     """The attempt that succeeded (1: the first)."""
 
 
+WEBHOOK_UNAVAILABLE = "WebhookUnavailable"
+"""``deliver_webhook`` failure type, retryable: the receiver did not answer, or answered
+that it cannot take it now."""
+WEBHOOK_REJECTED = "WebhookRejected"
+"""``deliver_webhook`` failure type, final: the receiver refused the request (a 4xx other
+than 408, 425, 429)."""
+WEBHOOK_NOT_CONFIGURED = "WebhookNotConfigured"
+"""``deliver_webhook`` failure type, final: the worker has no webhook secret (it cannot
+sign)."""
+WEBHOOK_NON_RETRYABLE = [WEBHOOK_REJECTED, WEBHOOK_NOT_CONFIGURED]
+"""The failure types no retry can fix (the delivery's retry policy lists them)."""
+WEBHOOK_REQUEST_TIMEOUT = timedelta(seconds=10)
+"""One POST's whole time (connect, send, answer): ``NotificationWorkflow`` caps an attempt
+at it plus a margin."""
+
+
 class DeliveryReport(BaseModel):
     """Result of ``NotificationWorkflow``: delivered, or a dead letter and why."""
 

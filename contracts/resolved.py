@@ -1,19 +1,21 @@
 """A team spec resolved for one run: spec, prompt texts and prices.
 
-``load_team_spec`` returns a :class:`ResolvedTeam` as an activity result, so the
-exact spec, prompt versions (with content hashes) and prices a run used are
-recorded in its history. Workflow code reads everything from here and never
-touches files.
+``load_team_spec`` takes a :class:`TeamSpecRef` and returns a :class:`ResolvedTeam`
+as an activity result, so the exact spec, prompt versions (with content hashes)
+and prices a run used are recorded in its history. Workflow code reads everything
+from here and never touches files.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.approvals import ApprovalMode
 from contracts.notifications import WebhookTarget
+from contracts.requests import TeamRef
 from contracts.tools import BlobRef, ToolDefinition
 from fleet.priorities import PriorityLevels
 from money.pricing import ModelPrice
@@ -22,6 +24,22 @@ from security.injection.detection import InjectionFinding
 from teams.experiments import VariantAssignment
 from teams.spec.breakers import BreakerSettings
 from teams.spec.team import TeamSpec
+
+
+class TeamSpecRef(BaseModel):
+    """Input of ``load_team_spec``: the team, and what the deployment's policy checks.
+
+    ``team`` is a catalog team's name or an inline spec; ``tenant``,
+    ``budget_usd`` and ``task`` are the request's (None in runs from before the
+    policy; ``task`` in runs from before the screening).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    team: TeamRef
+    tenant: str | None = None
+    budget_usd: Decimal | None = None
+    task: str | None = None
 
 
 class PromptRef(BaseModel):

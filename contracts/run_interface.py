@@ -1,9 +1,12 @@
 """The names clients use to talk to a run, in one place for both sides.
 
-The workflow registers its handlers under these names
-(:class:`workflows.agent_team.AgentTeamWorkflow`) and every client — ``teamctl``,
-:mod:`teamctl.runs`, the demo, the tests — sends and asks under them, so a
-rename can never leave one side behind. Their payloads are the typed contracts
+The workflows register under these names (their types, and the team run's
+handlers: :class:`workflows.agent_team.AgentTeamWorkflow`), workers poll the
+default task queue, and every client — ``teamctl``, :mod:`teamctl.runs`, the demo,
+bench, the tests — starts, lists, sends and asks under them, so a rename can
+never leave one side behind. They are public: they appear in every history, in
+the Temporal UI and in visibility queries (``WorkflowType = '...'``); renaming a
+workflow type strands the runs in flight. Their payloads are the typed contracts
 next to them: :class:`contracts.approvals.Decision` (signals),
 :class:`contracts.approvals.DecideRequest` → :class:`contracts.approvals.DecisionReceipt`
 (update), :class:`contracts.results.TeamStatus` (query).
@@ -15,6 +18,12 @@ from typing import Final
 
 AGENT_TEAM_WORKFLOW: Final = "AgentTeamWorkflow"
 """Workflow type of a team run."""
+EVALUATION_WORKFLOW: Final = "EvaluationWorkflow"
+"""Workflow type of an evaluation: a gold set through a team, scored against its baseline."""
+NOTIFICATION_WORKFLOW: Final = "NotificationWorkflow"
+"""Workflow type of one webhook delivery (a run's abandoned child)."""
+DEFAULT_TASK_QUEUE: Final = "agent-teams"
+"""The task queue workers poll and clients start runs on, unless configured otherwise."""
 APPROVE_SIGNAL: Final = "approve"
 """Signal: approve the pending approval point (a :class:`contracts.approvals.Decision`)."""
 REJECT_SIGNAL: Final = "reject"

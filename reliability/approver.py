@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 
 from contracts.approvals import Decision
 from contracts.run_interface import APPROVE_SIGNAL
-from workflows.visibility import PENDING_APPROVERS
+from contracts.search_attributes import PENDING_APPROVERS
 
 WAITING = "AwaitingApproval = true"
 POLL_S = 0.5

@@ -23,8 +23,8 @@ from temporalio.service import RPCError
 
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from reliability.workload import RunPlan
-from workflows.agent_team import WORKFLOW_NAME
 
 _T = TypeVar("_T")
 RETRY_PAUSE_S = 0.5
@@ -83,7 +83,7 @@ async def start_run(client: Client, plan: RunPlan) -> WorkflowHandle[Any, TeamRe
     async def start() -> WorkflowHandle[Any, TeamResult]:
         try:
             return await client.start_workflow(
-                WORKFLOW_NAME,
+                AGENT_TEAM_WORKFLOW,
                 request,
                 id=plan.workflow_id,
                 task_queue=plan.task_queue,

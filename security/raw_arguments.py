@@ -18,8 +18,8 @@ arguments: ``workflow.memo_value()`` and ``workflow.payload_converter()``
 without a type hint (the workflows here use neither).
 
 Workers and replayers use this converter (:func:`security.codec.data_converter`
-with ``lenient``; ``worker.main.build_workers`` sees to it whatever client it is
-given), so both see the same values; clients keep pydantic's own.
+with ``lenient``; ``worker.plugin.AgentTeamsPlugin`` sees to it whatever client it
+is given), so both see the same values; clients keep pydantic's own.
 """
 
 from __future__ import annotations

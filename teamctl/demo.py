@@ -29,7 +29,7 @@ import sys
 from collections.abc import Awaitable
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from temporalio.client import Client, WorkflowHandle
 
@@ -49,7 +49,8 @@ from teamctl import render
 from teamctl.cli.hints import invoked_as
 from teamctl.cli.runs import follow_and_report
 from teamctl.codec_server import codec_server_from_env, new_token
-from teamctl.costs import Column, day_range, fetch_report
+from teamctl.costs.render import costs_text
+from teamctl.costs.report import Column, day_range, fetch_report
 from teamctl.devserver import (
     DevServer,
     DevServerError,
@@ -65,6 +66,9 @@ from teamctl.runs import TeamRun, new_workflow_id, query_status, start_team_run
 from teams.catalog import Catalog
 from worker.connection import project_data_converter
 from worker.settings import WorkerSettings, choose_provider
+
+if TYPE_CHECKING:
+    from workflows.agent_team import AgentTeamWorkflow
 
 _T = TypeVar("_T")
 STATE_DIR = Path(".temporal")
@@ -158,7 +162,7 @@ def _start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 async def _approve_like_a_person(
-    handle: WorkflowHandle[object, TeamResult], address: str, codec_url: str
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], address: str, codec_url: str
 ) -> TeamResult:
     status = await query_status(handle)
     if status.phase != "awaiting_approval":
@@ -214,7 +218,7 @@ async def _costs(client: Client, result: TeamResult, address: str) -> str:
             f"(includes earlier {result.tenant} runs of the day; this run cost "
             f"{result.total_cost_usd})"
         )
-    return "\n".join([*lines, "", render.costs_text(report)])
+    return "\n".join([*lines, "", costs_text(report)])
 
 
 async def _report(client: Client, result: TeamResult, address: str) -> str:

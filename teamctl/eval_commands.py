@@ -49,13 +49,13 @@ from contracts.evaluation import (
     ItemResult,
 )
 from contracts.requests import describe_validation_error
+from contracts.run_interface import EVALUATION_WORKFLOW
 from errors import AgentTeamsError
 from money.pricing import format_usd
 from teamctl.report.evaluation import fetch_report, report_text
 from teamctl.runs import require_worker
 from teams.catalog import Catalog
 from teams.spec.durations import parse_short_duration
-from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 
 DEFAULT_EVERY = "1d"
 MIN_EVERY = timedelta(minutes=1)

@@ -20,10 +20,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.approvals import ToolApproval
 from contracts.results import TeamStatus
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from contracts.search_attributes import AWAITING_APPROVAL, PENDING_APPROVERS, TEAM_NAME, TENANT
 from errors import AgentTeamsError
 from teamctl.runs import query_status, require_worker, run_handle
-from workflows.agent_team import WORKFLOW_NAME
-from workflows.visibility import AWAITING_APPROVAL, PENDING_APPROVERS, TEAM_NAME, TENANT
 
 DEFAULT_LIMIT = 100
 QUERY_CONCURRENCY = 8
@@ -68,7 +68,7 @@ def visibility_query(
 ) -> str:
     """The list filter for running team runs awaiting approval, narrowed as asked."""
     clauses = [
-        f"WorkflowType = '{WORKFLOW_NAME}'",
+        f"WorkflowType = '{AGENT_TEAM_WORKFLOW}'",
         "ExecutionStatus = 'Running'",
         f"{AWAITING_APPROVAL.name} = true",
     ]

@@ -1,4 +1,4 @@
-"""Plain-text rendering of statuses, results and cost tables for ``teamctl``.
+"""Plain-text rendering of statuses, results and pending approvals for ``teamctl``.
 
 Pure functions from our contracts to strings, so output is testable and the
 CLI stays a thin shell.
@@ -9,15 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from contracts.ledger import CallCounts
-from contracts.results import AgentTotals, TeamResult, TeamStatus
+from contracts.results import AgentCallRecord, AgentTotals, TeamResult, TeamStatus
 from contracts.tools import ToolCallRecord
 from money.pricing import format_usd
 from security.pii.redaction import redact
-from teamctl.costs import BudgetLine, CostReport
 from teamctl.pending import PendingList
-from teamctl.report.figures import rate_percent
-from teamctl.semantic_costs import semantic_mark, semantic_text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int]) -> str:
@@ -90,6 +86,15 @@ def cost_table(agents: Sequence[AgentTotals], tools: Sequence[ToolCallRecord] = 
     )
     headers = ["agent", "calls", "in", "out", "cache w", "cache r", "cost", "time"]
     return table(headers, rows, right={1, 2, 3, 4, 5, 6, 7})
+
+
+def semantic_mark(call: AgentCallRecord) -> str:
+    """What a call's status says of a semantic hit (``(semantic 0.981, saved $...)``), else ''."""
+    report = call.semantic
+    if report is None or report.outcome != "hit" or report.similarity is None:
+        return ""
+    kind = "semantic" if report.semantic else "lexical"
+    return f" ({kind} {report.similarity:.3f}, saved {format_usd(call.saved_micro)})"
 
 
 def calls_table(result: TeamResult) -> str:
@@ -265,90 +270,6 @@ def tools_table(records: list[ToolCallRecord], total: int) -> str:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def costs_text(report: CostReport) -> str:
-    """The ``teamctl costs`` view: cost lines and a total, then budgets and alerts."""
-    by = list(report.by)
-    rows = [[*(line.column(c) for c in by), *_count_cells(line)] for line in report.lines]
-    total = report.total
-    rows.append([*(["TOTAL", *[""] * (len(by) - 1)] if by else []), *_count_cells(total)])
-    headers = [
-        *by,
-        "calls",
-        "in tok",
-        "out tok",
-        "pc write",
-        "pc read",
-        "pc hit",
-        "cost",
-        "cache hits",
-        "saved",
-        "fallbacks",
-    ]
-    numbers = set(range(len(by), len(headers)))
-    days = report.days
-    scope = [f"day {days[0]}" if len(days) == 1 else f"days {days[0]} to {days[-1]}"]
-    scope += [f"tenant {report.tenant}"] if report.tenant is not None else []
-    scope += [f"team {report.team}"] if report.team is not None else []
-    budget_headers = ["day", "budget", "limit", "spent", "reserved", "used"]
-    budget_rows = [_budget_cells(b) for b in report.budgets]
-    alerts = [
-        f"alert  {a.day}  {a.scope}  {a.kind}: {a.message}"
-        for b in report.budgets
-        for a in b.alerts
-    ]
-    parts = [
-        f"costs for {', '.join(scope)}",
-        "",
-        table(headers, rows, right=numbers),
-        "",
-        table(budget_headers, budget_rows, right={3, 4, 5}),
-    ]
-    if alerts:
-        parts += ["", *alerts]
-    if report.semantic:
-        parts += ["", *semantic_text(report.semantic)]
-    parts += ["", COSTS_LEGEND]
-    return "\n".join(parts)
-
-
-COSTS_LEGEND = (
-    "pc: the provider's prompt cache (tokens written, tokens read, read / all prompt "
-    "tokens);\ncache hits, saved: the response cache (calls answered without the model)"
-)
-
-
-def _count_cells(counts: CallCounts) -> list[str]:
-    """A costs line's figures after its group columns (``calls`` to ``fallbacks``)."""
-    usage = counts.usage
-    hit = rate_percent(usage.cache_read_input_tokens, usage.total_input_tokens)
-    return [
-        str(counts.calls),
-        str(counts.input_tokens),
-        str(counts.output_tokens),
-        str(usage.cache_creation_input_tokens),
-        str(usage.cache_read_input_tokens),
-        "-" if hit is None else f"{hit:.1f}%",
-        format_usd(counts.cost_micro),
-        str(counts.cache_hits),
-        format_usd(counts.saved_micro),
-        str(counts.fallbacks),
-    ]
-
-
-def _budget_cells(line: BudgetLine) -> list[str]:
-    if not line.recorded:
-        return [line.day, line.scope, "no spend recorded", "", "", ""]
-    used = line.used_tenths_percent
-    return [
-        line.day,
-        line.scope,
-        "no limit" if line.limit_micro is None else format_usd(line.limit_micro),
-        format_usd(line.spent_micro),
-        format_usd(line.reserved_micro),
-        "-" if used is None else f"{used // 10}.{used % 10}%",
-    ]
 
 
 def pending_text(pending: PendingList) -> str:

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client
 
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from contracts.search_attributes import TEAM_NAME, TEAM_VERSION
 from teams.catalog import Catalog, load_team_file
 from teams.releases import (
     Pin,
@@ -31,8 +33,6 @@ from teams.releases import (
     release_file,
     write_pins,
 )
-from workflows.agent_team import WORKFLOW_NAME
-from workflows.visibility import TEAM_NAME, TEAM_VERSION
 
 DEFAULT_WAIT_S = 60.0
 """How long ``teamctl rollback`` watches for the first new run on the old version."""
@@ -97,7 +97,7 @@ def first_run_query(team: str, version: str, since: datetime) -> str:
     """Visibility filter: runs of ``team`` on ``version`` started after ``since``."""
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return (
-        f"WorkflowType = '{WORKFLOW_NAME}' AND {TEAM_NAME.name} = '{team}' AND "
+        f"WorkflowType = '{AGENT_TEAM_WORKFLOW}' AND {TEAM_NAME.name} = '{team}' AND "
         f"{TEAM_VERSION.name} = '{version}' AND StartTime > '{stamp}'"
     )
 

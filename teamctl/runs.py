@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -42,12 +43,14 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.approvals import DecideRequest, Decision, DecisionReceipt
+from contracts.approvals import Ballot, DecideRequest, Decision, DecisionReceipt
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult, TeamStatus
 from contracts.run_interface import (
+    AGENT_TEAM_WORKFLOW,
     APPROVE_SIGNAL,
     DECIDE_UPDATE,
+    DEFAULT_TASK_QUEUE,
     REJECT_SIGNAL,
     REQUEST_CHANGES_SIGNAL,
     STATUS_QUERY,
@@ -55,14 +58,16 @@ from contracts.run_interface import (
 from contracts.streams import StreamEvent, stream_key
 from errors import AgentTeamsError
 from security.pii.redaction import redact
-from security.signatures import DecisionKind, claim_for, sign
+from security.signatures import sign
 from security.signing_keys import load_private_key
 from stores.controls.run_starts import RunStartGate
 from streams.follow import follow_run
 from streams.log import START, RunStreamLog, stream_log_from_env
 from teamctl.start_limits import start_gate_from_env
 from teams.catalog import Catalog
-from workflows.agent_team import DEFAULT_TASK_QUEUE, WORKFLOW_NAME
+
+if TYPE_CHECKING:
+    from workflows.agent_team import AgentTeamWorkflow
 
 SIGNATURE_VALIDITY = timedelta(hours=1)
 """How long a signed decision stays valid: long enough to deliver, short enough that a
@@ -154,7 +159,7 @@ async def start_team_run(
     workflow_id: str | None = None,
     task_queue: str | None = None,
     start_gate: RunStartGate | None = None,
-) -> WorkflowHandle[object, TeamResult]:
+) -> WorkflowHandle[AgentTeamWorkflow, TeamResult]:
     """Validate ``request`` against ``catalog``, admit it under its tenant's limits, start it.
 
     ``task_queue`` defaults to :func:`default_task_queue`. Raises the catalog's
@@ -182,7 +187,7 @@ async def _admitted_start(
     run_id: str,
     task_queue: str | None,
     gate: RunStartGate,
-) -> WorkflowHandle[object, TeamResult]:
+) -> WorkflowHandle[AgentTeamWorkflow, TeamResult]:
     """Admit the start (under the workflow id the run's own admission uses), then start it."""
     answer = await gate.admit(run_id, request.tenant)  # TenantLimitExceeded: nothing started
     try:
@@ -197,9 +202,9 @@ async def _admitted_start(
 
 async def _start(
     client: Client, request: TeamRequest, run_id: str, task_queue: str | None
-) -> WorkflowHandle[object, TeamResult]:
+) -> WorkflowHandle[AgentTeamWorkflow, TeamResult]:
     return await client.start_workflow(
-        WORKFLOW_NAME,
+        AGENT_TEAM_WORKFLOW,
         request,
         id=run_id,
         task_queue=task_queue or default_task_queue(),
@@ -259,7 +264,7 @@ async def require_worker(client: Client, task_queue: str, consequence: str) -> N
         raise NoWorkerError(task_queue, consequence)
 
 
-def run_handle(client: Client, workflow_id: str) -> WorkflowHandle[object, TeamResult]:
+def run_handle(client: Client, workflow_id: str) -> WorkflowHandle[AgentTeamWorkflow, TeamResult]:
     """A handle on an existing run."""
     return client.get_workflow_handle(workflow_id, result_type=TeamResult)
 
@@ -273,7 +278,7 @@ class TeamRun:
     which is why the types live here rather than in the handlers' signatures.
     """
 
-    handle: WorkflowHandle[object, TeamResult]
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]
     streams: RunStreamLog | None = None
     """The runs' stream log; None: opened from ``AGENT_TEAMS_STREAM_URL`` by :meth:`stream`."""
 
@@ -333,7 +338,7 @@ class TeamRun:
 
 
 async def query_status(
-    handle: WorkflowHandle[object, TeamResult], *, rpc_timeout: timedelta | None = None
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], *, rpc_timeout: timedelta | None = None
 ) -> TeamStatus:
     """The run's ``status`` query (answered by a worker; ``rpc_timeout`` bounds the wait)."""
     status: TeamStatus = await handle.query(
@@ -342,7 +347,7 @@ async def query_status(
     return status
 
 
-async def run_result(handle: WorkflowHandle[object, TeamResult]) -> TeamResult:
+async def run_result(handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]) -> TeamResult:
     """The run's result, once it ends; :class:`RunFailedError` if it ended without one."""
     try:
         return await handle.result()
@@ -391,7 +396,7 @@ def finished_status(result: TeamResult) -> TeamStatus:
 
 
 async def follow(
-    handle: WorkflowHandle[object, TeamResult],
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult],
     *,
     interval_s: float = 0.5,
     client: Client | None = None,
@@ -440,19 +445,17 @@ def _one_line(text: str) -> str:
 
 
 async def signed_decision(
-    handle: WorkflowHandle[object, TeamResult],
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult],
+    ballot: Ballot,
     *,
-    approver: str,
-    decision: DecisionKind,
-    comment: str,
     key: Path,
     valid_for: timedelta = SIGNATURE_VALIDITY,
-) -> DecideRequest:
-    """A decision on the run's pending point, signed with the approver's private key.
+) -> Ballot:
+    """``ballot`` on the run's pending point, signed with the approver's private key.
 
     The signature covers this run (workflow id and the current run id), the
     pending point, the decision, the comment and an expiry ``valid_for`` from
-    now (:mod:`security.signatures`).
+    now (:mod:`security.signatures`); any signature ``ballot`` had is replaced.
     """
     private_key = load_private_key(key)
     description = await handle.describe()
@@ -460,43 +463,26 @@ async def signed_decision(
     if status.pending_approval is None:
         raise DecisionRefusedError(f"decision refused: {handle.id} is not waiting for approval")
     expires_at = datetime.now(UTC).replace(microsecond=0) + valid_for
-    claim = claim_for(
-        workflow_id=handle.id,
-        run_id=description.run_id,
-        point=status.pending_approval.point,
-        decision=decision,
-        comment=comment,
-        expires_at=expires_at,
-        approver=approver,
+    expiring = ballot.model_copy(update={"expires_at": expires_at.isoformat(), "signature": None})
+    claim = expiring.claim(
+        workflow_id=handle.id, run_id=description.run_id, point=status.pending_approval.point
     )
-    return DecideRequest(
-        approver=approver,
-        decision=decision,
-        comment=comment,
-        signature=sign(claim, private_key),
-        expires_at=expires_at.isoformat(),
-    )
+    return expiring.model_copy(update={"signature": sign(claim, private_key)})
 
 
 async def decide(
-    handle: WorkflowHandle[object, TeamResult],
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult],
+    ballot: Ballot,
     *,
-    approver: str,
-    decision: DecisionKind,
-    comment: str = "",
     key: Path | None = None,
 ) -> DecisionReceipt:
-    """Approve or reject through the ``decide`` update; refusals raise DecisionRefusedError.
+    """Send ``ballot`` through the ``decide`` update; refusals raise DecisionRefusedError.
 
     With ``key`` (the approver's private key file) the decision is signed.
     """
-    request = (
-        await signed_decision(
-            handle, approver=approver, decision=decision, comment=comment, key=key
-        )
-        if key is not None
-        else DecideRequest(approver=approver, decision=decision, comment=comment)
-    )
+    if key is not None:
+        ballot = await signed_decision(handle, ballot, key=key)
+    request = ballot.request()
     try:
         receipt = await TeamRun(handle).decide(request)
     except WorkflowUpdateFailedError as err:

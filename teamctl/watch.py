@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import TemporalError
@@ -44,6 +44,9 @@ from security.pii.redaction import redact
 from streams.log import START, StreamsOffError
 from streams.meter import RunView
 from teamctl.runs import TeamRun, query_status, run_handle
+
+if TYPE_CHECKING:
+    from workflows.agent_team import AgentTeamWorkflow
 
 STATUS_TIMEOUT = timedelta(seconds=5)
 """How long ``watch`` asks a running run whether it streams."""
@@ -181,7 +184,7 @@ _NOT_STREAMING = (
 )
 
 
-async def _streams(handle: WorkflowHandle[object, TeamResult]) -> bool:
+async def _streams(handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]) -> bool:
     """Whether a running run says it streams (True for a closed one: its log will tell)."""
     try:
         if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
@@ -193,7 +196,7 @@ async def _streams(handle: WorkflowHandle[object, TeamResult]) -> bool:
 
 
 async def print_stream(
-    handle: WorkflowHandle[object, TeamResult],
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult],
     events: AsyncIterator[StreamEvent],
     *,
     as_json: bool,

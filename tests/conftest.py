@@ -37,8 +37,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
+    from contracts.search_attributes import SEARCH_ATTRIBUTES
     from teamctl.devserver import temporal_binary
-    from workflows.visibility import SEARCH_ATTRIBUTES
 
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),

@@ -3,7 +3,7 @@
 ``AgentTeamWorkflow`` (same workflow type name).
 
 Test-only, so production code carries no switch for it: the swap replaces the
-class :func:`worker.main.build_workers` registers before the worker starts;
+class :class:`worker.plugin.AgentTeamsPlugin` registers before the worker starts;
 everything else (settings from the environment, activities, logging, shutdown)
 is ``python -m worker`` unchanged.
 """
@@ -14,12 +14,12 @@ import logging
 import os
 import sys
 
-import worker.main
+import worker.plugin
 from tests.incompatible_workflow import AgentTeamWorkflowV2
 from worker.__main__ import main
 
 if __name__ == "__main__":
-    worker.main.AgentTeamWorkflow = AgentTeamWorkflowV2  # type: ignore[attr-defined]
+    worker.plugin.AgentTeamWorkflow = AgentTeamWorkflowV2  # type: ignore[misc]
     code = main()
     logging.shutdown()
     sys.stdout.flush()

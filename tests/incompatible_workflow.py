@@ -19,13 +19,14 @@ from temporalio import workflow
 from temporalio.common import RawValue
 
 from contracts.results import TeamResult
-from workflows.agent_team import WORKFLOW_NAME, AgentTeamWorkflow
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from workflows.agent_team import AgentTeamWorkflow
 
 PAUSE = timedelta(milliseconds=10)
 """The new first step: a timer of this length, recorded in history as such."""
 
 
-@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
+@workflow.defn(name=AGENT_TEAM_WORKFLOW, failure_exception_types=[ValidationError])
 class AgentTeamWorkflowV2(AgentTeamWorkflow):
     """The real workflow, with a step added before everything else (not patched)."""
 

@@ -24,9 +24,10 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.approvals import Decision
+from contracts.approvals import Ballot, Decision
 from contracts.results import TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
+from contracts.search_attributes import SEARCH_ATTRIBUTES
 from providers.simulated.provider import FaultKind, FaultRule
 from streams.sqlite_log import SqliteStreamLog
 from teamctl.devserver import temporal_binary, test_server_binary
@@ -40,15 +41,15 @@ from tests.support import (
     wait_for,
 )
 from worker.search_attributes import ensure_search_attributes
-from workflows.visibility import SEARCH_ATTRIBUTES
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
-CURRENT_SET = "v7"
+CURRENT_SET = "v8"
 """The set new recordings go to. Kept for replay: v7, every scenario as the release
-that retired the workflow patches records it (one era: no patch marker but deprecated
-ones). v1 to v6 were recorded by builds before it; they needed the retired eras (v1-v3
-their legacy paths, v4-v6 a live ``controls-in-call`` marker) and were deleted with
-them (docs/rollouts.md, "Retired patches")."""
+that deprecated the workflow patches recorded it (a deprecated ``controls-in-call``
+marker per run); v8, every scenario on the release that removed them (no marker).
+v1 to v6, recorded by builds before those, needed the retired eras (v1-v3 their old
+paths, v4-v6 a live ``controls-in-call`` marker) and were deleted with them
+(docs/rollouts.md, "Retired patches")."""
 HISTORIES = HISTORIES_ROOT / CURRENT_SET
 Scenario = Callable[[Client, str], Awaitable[WorkflowHandle[Any, TeamResult]]]
 
@@ -71,7 +72,7 @@ async def research_rejected_by_update(
     async with running_worker(client, queue):
         handle = await start(client, queue, "research", "Summarise the case for durable agents")
         await awaiting_approval(handle)
-        await decide(handle, approver="editor", decision="reject", comment="too long")
+        await decide(handle, Ballot(approver="editor", kind="reject", comment="too long"))
         await handle.result()
     return handle
 
@@ -254,7 +255,7 @@ STREAMED_SCENARIOS: dict[str, Scenario] = {
     "code-review-streamed": code_review_streamed,
     "support-streamed": support_streamed,
 }
-"""The v6 set: only what changed (runs that stream); v5 holds the rest as it replays."""
+"""Runs that stream (first recorded as the v6 set)."""
 
 
 DEV_SERVER_SCENARIOS: dict[str, Scenario] = {

@@ -25,7 +25,7 @@ from activities.semantic_lookup import SemanticResponses
 from activities.tool_calls import ToolBox
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult, TeamStatus
-from contracts.run_interface import STATUS_QUERY
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, STATUS_QUERY
 from providers.base import ModelProvider
 from providers.batches import BatchProvider
 from providers.simulated.provider import FaultRule, SimulatedConfig, SimulatedProvider
@@ -39,7 +39,6 @@ from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE, Pin, Pins, release_file, write_pins
 from teams.spec.team import TeamSpec
 from worker.deployment import Deployment
-from workflows.agent_team import WORKFLOW_NAME
 
 TIME_SKIPPING: dict[str, Any] = {}
 """Deployment overrides for workers on the time-skipping server (none are needed:
@@ -188,7 +187,7 @@ async def start(
     request = TeamRequest(team=team, task=task, **fields)
     name = team if isinstance(team, str) else team.name
     return await client.start_workflow(
-        WORKFLOW_NAME,
+        AGENT_TEAM_WORKFLOW,
         request,
         id=f"{name}-{uuid.uuid4().hex[:10]}",
         task_queue=task_queue,
@@ -300,7 +299,6 @@ def wait_before_start(events: list[HistoryEvent], activity_id: str) -> timedelta
 
 
 LOCAL_ACTIVITY_MARKER = "core_local_activity"
-PATCH_MARKER = "core_patch"
 WORKFLOW_TASK_EVENTS = (
     EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
     EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,

@@ -26,6 +26,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.ledger import CostKey, agent_scope
 from contracts.requests import parse_team_request
 from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from errors import RequestError
 from fleet.daily_budgets import BudgetConfigError, load_budgets
 from fleet.priorities import Priorities
@@ -33,12 +34,11 @@ from money.pricing import MICRO_PER_USD, format_usd
 from stores.controls.contract import Settlement
 from stores.controls.rules import agent_of
 from stores.controls.sql.sqlite import SqliteControls
-from teamctl.costs import fetch_report
+from teamctl.costs.report import fetch_report
 from teams.spec.team import TeamSpec
 from telemetry.labels import scope_label
 from tests.processes import teamctl
 from tests.support import agent, inline_release, running_worker, start, status_of
-from workflows.agent_team import WORKFLOW_NAME
 
 TOPIC = "Durable execution for agent teams"
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
@@ -161,7 +161,7 @@ async def test_an_unknown_priority_runs_at_the_default_with_a_warning(
     async with running_worker(client, task_queue):
         # As the temporal CLI sends it: raw JSON, never checked by teamctl.
         raw = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": "support", "task": BILLING, "priority": "urgent"},
             id=f"support-{uuid.uuid4().hex[:10]}",
             task_queue=task_queue,

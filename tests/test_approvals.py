@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailed
 from temporalio.exceptions import ApplicationError, CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.approvals import DecideRequest, Decision, DecisionReceipt
+from contracts.approvals import Ballot, DecideRequest, Decision, DecisionReceipt
 from contracts.results import RunStatus
 from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
 from providers.simulated.provider import FaultKind, FaultRule
@@ -87,7 +87,7 @@ async def test_decide_update_answers_synchronously(client: Client, task_queue: s
     async with running_worker(client, task_queue):
         handle = await start(client, task_queue, "research", TASK)
         await awaiting_approval(handle)
-        receipt = await decide(handle, approver="editor", decision="approve", comment="ship it")
+        receipt = await decide(handle, Ballot(approver="editor", kind="approve", comment="ship it"))
         result = await handle.result()
 
     assert isinstance(receipt, DecisionReceipt)
@@ -139,7 +139,7 @@ async def test_nothing_pending_refuses_decisions_and_cancel_keeps_results(
         handle = await start(client, task_queue, spec, TASK)
         await wait_for(handle, lambda s: bool(s.agents) and s.agents[0].state == "running")
         with pytest.raises(DecisionRefusedError, match="no approval is pending"):
-            await decide(handle, approver="editor", decision="approve")
+            await decide(handle, Ballot(approver="editor", kind="approve"))
         await handle.signal(APPROVE_SIGNAL, Decision(approver="editor", comment="too early"))
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as ended:

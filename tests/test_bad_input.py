@@ -14,12 +14,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from errors import UnknownModelError
 from teamctl.runs import start_team_run
 from teams.catalog import Catalog
 from tests.processes import teamctl
 from tests.support import agent, running_worker, team_data
-from workflows.agent_team import WORKFLOW_NAME
 
 
 async def _assert_never_started(client: Client, workflow_id: str) -> None:
@@ -86,7 +86,7 @@ async def test_raw_bad_input_fails_the_run_naming_the_field(
     # What `temporal workflow start --input '{"team":"research","task":""}'` sends.
     async with running_worker(client, task_queue):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": "research", "task": "", "budget_usd": -1},
             id=f"raw-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
@@ -107,7 +107,7 @@ async def test_raw_bad_input_fails_the_run_naming_the_field(
 async def test_raw_unknown_team_fails_the_run_clearly(client: Client, task_queue: str) -> None:
     async with running_worker(client, task_queue):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": "nope", "task": "hello"},
             id=f"raw-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

@@ -18,7 +18,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.names import (
+from contracts.activities import (
     CALL_AGENT,
     CANCEL_BATCH_CALL,
     FETCH_BATCH_RESULT,
@@ -29,6 +29,7 @@ from contracts.evaluation import EvaluationRequest, EvaluationResult
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import EVALUATION_WORKFLOW
 from evaluation.gold_sets import SHIPPED_GOLD_DIR
 from money.pricing import TokenUsage
 from providers.anthropic import AnthropicConfig
@@ -50,7 +51,6 @@ from tests.support import (
     start,
     team_data,
 )
-from workflows.evaluation_workflow import EVALUATION_WORKFLOW
 
 TASK = "def add(a, b): return a - b  # review this"
 REVIEWERS = ["security-reviewer", "performance-reviewer", "maintainability-reviewer"]

@@ -19,8 +19,8 @@ from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
 from money.pricing import format_usd, total_usage
 from stores.controls.sql.sqlite import SqliteControls
-from teamctl import render
-from teamctl.costs import (
+from teamctl.costs.render import costs_text
+from teamctl.costs.report import (
     CostsInputError,
     CostTotals,
     aggregate,
@@ -157,7 +157,7 @@ def test_report_text_has_lines_a_total_budgets_and_alerts() -> None:
         by=["day", "tenant", "model"],
     )
 
-    assert render.costs_text(report) == "\n".join(
+    assert costs_text(report) == "\n".join(
         [
             "costs for days 2026-11-22 to 2026-11-23",
             "",

@@ -21,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.ledger import GLOBAL_SCOPE, tenant_scope
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from fleet.daily_budgets import DailyBudgets
 from providers.simulated.provider import FaultKind, FaultRule, SimulatedConfig, SimulatedProvider
 from stores.controls.contract import RunRecord
@@ -28,7 +29,6 @@ from stores.controls.sql.sqlite import SqliteControls
 from teams.policy import RequestPolicy
 from teams.spec.breakers import BreakerSettings, agent_breaker, model_breaker
 from tests.support import agent, history_events, inline_team, running_worker, start
-from workflows.agent_team import WORKFLOW_NAME
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
 HAIKU = "claude-haiku-4-5"
@@ -155,7 +155,7 @@ async def test_a_reused_workflow_id_is_a_new_run_and_is_charged_again(
 
     async def run_once() -> TeamResult:
         handle: WorkflowHandle[object, TeamResult] = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest(team="support", task=BILLING),
             id=workflow_id,
             task_queue=task_queue,

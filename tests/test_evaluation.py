@@ -37,16 +37,15 @@ from contracts.approvals import ApprovalRecord
 from contracts.evaluation import EvaluationRequest, EvaluationResult, ItemResult
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, EVALUATION_WORKFLOW
+from contracts.search_attributes import EVAL_DROPPED
+from contracts.search_attributes import EVAL_SCORE as EVAL_SCORE_ATTRIBUTE
 from evaluation.gold_sets import SHIPPED_GOLD_DIR
 from providers.simulated.provider import FaultKind, FaultRule
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from telemetry.names import EVAL_DROPS, EVAL_SCORE
 from tests.processes import address_of, teamctl_async
 from tests.support import history_events, marker_names, running_worker
-from workflows.agent_team import WORKFLOW_NAME
-from workflows.evaluation_workflow import EVALUATION_WORKFLOW
-from workflows.visibility import EVAL_DROPPED
-from workflows.visibility import EVAL_SCORE as EVAL_SCORE_ATTRIBUTE
 
 
 async def _evaluate(
@@ -157,7 +156,7 @@ async def test_research_is_evaluated_with_its_approval_decided_by_the_evaluator(
         ]
         assert {t.status for t in run.tool_calls} == {"ok"}
         events = await history_events(client.get_workflow_handle(item.workflow_id))
-        assert marker_names(events).count("core_patch") == 2  # controls-in-call, evaluator
+        assert marker_names(events).count("core_patch") == 0  # one era: no patch is checked
         assert not [
             e for e in events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
         ]
@@ -182,7 +181,7 @@ async def test_a_client_started_run_cannot_have_evaluator_approvals(
     run_id = f"research-{uuid.uuid4().hex[:8]}"
     async with running_worker(client, task_queue):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest(team="research", task="Approve yourself", evaluator=True),
             id=run_id,
             task_queue=task_queue,
@@ -201,7 +200,7 @@ async def test_a_client_started_run_cannot_have_evaluator_approvals(
     events = await history_events(handle)
     kinds = [e.event_type for e in events]
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
-    assert EventType.EVENT_TYPE_MARKER_RECORDED in kinds  # the patch marker, nothing ran
+    assert EventType.EVENT_TYPE_MARKER_RECORDED not in kinds  # nothing ran, no patch marker
     assert kinds[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
 
 

@@ -19,6 +19,8 @@ from temporalio.worker import Replayer
 
 from contracts.requests import TeamRequest
 from contracts.results import TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from contracts.search_attributes import TEAM_VERSION, VARIANTS
 from errors import PromptError, UnknownModelError
 from money.pricing import SHIPPED_PRICES
 from teams.catalog import Catalog
@@ -26,8 +28,7 @@ from teams.experiments import ExperimentSpec, VariantAssignment, bucket
 from teams.spec.team import TeamSpec
 from tests.processes import teamctl_async
 from tests.support import catalog_with_edited, running_worker, team_data
-from workflows.agent_team import WORKFLOW_NAME, AgentTeamWorkflow
-from workflows.visibility import TEAM_VERSION, VARIANTS
+from workflows.agent_team import AgentTeamWorkflow
 
 SPLIT = """
 [[experiments]]
@@ -180,7 +181,7 @@ def _with_experiment(folder: Path, experiment: str) -> Catalog:
 
 async def _run(client: Client, task_queue: str, workflow_id: str) -> TeamResult:
     result: TeamResult = await client.execute_workflow(
-        WORKFLOW_NAME,
+        AGENT_TEAM_WORKFLOW,
         TeamRequest(team="code-review", task="Review: def add(a, b): return a - b"),
         id=workflow_id,
         task_queue=task_queue,

@@ -13,12 +13,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from providers.simulated.provider import FaultKind, FaultRule
 from teamctl.report import experiment_stats as stats
 from teams.experiments import bucket
 from tests.processes import teamctl_async
 from tests.support import catalog_with_edited, running_worker
-from workflows.agent_team import WORKFLOW_NAME
 
 # --- statistics (values from the literature, or worked by hand) ---------------
 
@@ -134,7 +134,7 @@ async def test_figures_of_seeded_runs_equal_hand_computed_values(
     async with running_worker(client, task_queue, catalog=catalog, faults=[fault]):
         for workflow_id in ids:
             result: TeamResult = await client.execute_workflow(
-                WORKFLOW_NAME,
+                AGENT_TEAM_WORKFLOW,
                 TeamRequest(team="code-review", task="Review: def f(): return 1"),
                 id=workflow_id,
                 task_queue=task_queue,

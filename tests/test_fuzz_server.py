@@ -42,12 +42,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.requests import TeamRequest, describe_validation_error
 from contracts.results import TeamResult, TeamStatus
-from contracts.run_interface import APPROVE_SIGNAL, STATUS_QUERY
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, APPROVE_SIGNAL, STATUS_QUERY
 from teams.spec.team import TeamSpec
 from tests.fuzz_strategies import DURATION_KEYS, SHIPPED
 from tests.processes import temporal_start
 from tests.support import running_worker
-from workflows.agent_team import WORKFLOW_NAME
 
 SEED = 20_261_122
 CASES = 200
@@ -264,7 +263,11 @@ async def _start(env: WorkflowEnvironment, task_queue: str, case: Case) -> Workf
     workflow_id = f"fuzz-{case.index:03d}-{uuid.uuid4().hex[:8]}"
     if case.via == "python":
         return await env.client.start_workflow(
-            WORKFLOW_NAME, case.raw, id=workflow_id, task_queue=task_queue, result_type=TeamResult
+            AGENT_TEAM_WORKFLOW,
+            case.raw,
+            id=workflow_id,
+            task_queue=task_queue,
+            result_type=TeamResult,
         )
     await temporal_start(env, task_queue, workflow_id, case.text)
     return env.client.get_workflow_handle(workflow_id, result_type=TeamResult)

@@ -34,11 +34,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.approvals import Decision
 from contracts.results import RunStatus, TeamResult, TeamStatus
-from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL, STATUS_QUERY
+from contracts.run_interface import (
+    AGENT_TEAM_WORKFLOW,
+    APPROVE_SIGNAL,
+    DECIDE_UPDATE,
+    REJECT_SIGNAL,
+    STATUS_QUERY,
+)
 from security.codec import ENCODING, KEY_ID_METADATA, UNDECRYPTABLE
 from security.keyring import KeyRing, write_key_file
 from tests.support import awaiting_approval, client_with_keys, history_events, running_worker
-from workflows.agent_team import WORKFLOW_NAME
 
 SEED = 20_261_206
 SHAPES = 48
@@ -123,7 +128,7 @@ async def test_no_start_shape_wedges_a_run(
     async def start_one(shape: Shape) -> tuple[ApplicationError, int]:
         async with gate:
             handle = await env.client.start_workflow(
-                WORKFLOW_NAME,
+                AGENT_TEAM_WORKFLOW,
                 args=shape.args(),
                 id=f"shape-{uuid.uuid4().hex[:8]}",
                 task_queue=task_queue,
@@ -156,7 +161,7 @@ async def test_no_signal_update_or_query_shape_wedges_a_waiting_run(
     queries = generate(b"null", count=SHAPES // 4, salt=3)
     async with running_worker(worker_client, task_queue):
         handle = await keyed.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": "research", "task": "a task"},
             id=f"shape-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

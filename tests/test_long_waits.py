@@ -37,10 +37,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import WorkerConfig
 
 from bench.environment import dev_server, restart
-from contracts.approvals import ApprovalRecord, Decision
+from contracts.approvals import ApprovalRecord, Ballot, Decision
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.results import CallStatus, RunStatus, TeamResult
-from contracts.run_interface import APPROVE_SIGNAL
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, APPROVE_SIGNAL
 from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from stores.controls.sql.sqlite import SqliteControls
 from teamctl.devserver import stop_process
@@ -60,7 +60,6 @@ from tests.support import (
     started_attempts,
     status_of,
 )
-from workflows.agent_team import WORKFLOW_NAME
 
 TASK = "Summarise the case for durable execution of agent teams"
 RESEARCH_CALLS = [
@@ -531,7 +530,7 @@ async def test_the_run_depends_on_no_shared_workflow(task_queue: str) -> None:
         async with running_worker(client, task_queue):
             handle = await start(client, task_queue, "research", TASK)
             await awaiting_approval(handle)
-            receipt = await decide(handle, approver="editor", decision="approve")
+            receipt = await decide(handle, Ballot(approver="editor", kind="approve"))
             result = await handle.result()
         events = await history_events(handle)
         run_id = (await handle.describe()).run_id
@@ -569,7 +568,7 @@ async def test_the_run_depends_on_no_shared_workflow(task_queue: str) -> None:
     # The run is the only workflow on its task queue, and on the whole server:
     # no ledger, breaker or budget workflow was started on its behalf.
     only_the_run = [
-        (handle.id, run_id, WORKFLOW_NAME, task_queue, WorkflowExecutionStatus.COMPLETED)
+        (handle.id, run_id, AGENT_TEAM_WORKFLOW, task_queue, WorkflowExecutionStatus.COMPLETED)
     ]
     assert on_queue == only_the_run
     assert everything == only_the_run

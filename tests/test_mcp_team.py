@@ -15,9 +15,9 @@ from temporalio.client import Client
 
 from contracts.resolved import ResolvedTeam
 from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from tests.support import activity_types, history_events, running_worker
 from worker.settings import WorkerSettings
-from workflows.agent_team import WORKFLOW_NAME
 
 TEAM = """\
 name = "clock"
@@ -53,7 +53,7 @@ async def test_a_reference_mcp_server_configured_by_the_team_file_alone(
     catalog = WorkerSettings.from_env({"AGENT_TEAMS_TEAMS_DIR": str(tmp_path)}).catalog()
     async with running_worker(client, task_queue, catalog=catalog):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": "clock", "task": "What time is it?"},
             id=f"clock-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

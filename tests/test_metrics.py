@@ -20,8 +20,10 @@ from temporalio.runtime import BufferedMetricUpdate, MetricBuffer, Runtime, Tele
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from contracts.approvals import Ballot
 from contracts.ledger import GLOBAL_SCOPE
 from contracts.results import AgentCallRecord, CallStatus, RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from fleet.daily_budgets import DailyBudgets
 from providers.simulated.provider import FaultKind, FaultRule
 from stores.sqlite_cache import SqliteResponseCache
@@ -56,7 +58,7 @@ from tests.support import (
     status_of,
 )
 from worker.main import workflow_runner
-from workflows.agent_team import WORKFLOW_NAME, AgentTeamWorkflow
+from workflows.agent_team import AgentTeamWorkflow
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
 RESEARCH = "Summarise the case for durable execution of agent teams"
@@ -81,7 +83,7 @@ class Recorded:
         """Move what the buffer holds into ``updates``."""
         self.updates.extend(self.buffer.retrieve_updates())
 
-    def of(self, name: str, workflow_type: str = WORKFLOW_NAME) -> list[Update]:
+    def of(self, name: str, workflow_type: str = AGENT_TEAM_WORKFLOW) -> list[Update]:
         """``name``'s updates in order: (our labels, value), the SDK's labels checked."""
         self.drain()
         found = []
@@ -311,7 +313,7 @@ async def test_gate_rejections_and_an_approval_opened_then_closed(
         handle = await start(metered.client, task_queue, "research", RESEARCH)
         await awaiting_approval(handle)
         waiting = (recorded.of(APPROVALS_OPENED), recorded.of(APPROVALS_CLOSED))
-        await decide(handle, approver="editor", decision="approve", comment="ok")
+        await decide(handle, Ballot(approver="editor", kind="approve", comment="ok"))
         result = await handle.result()
 
     team = {"team": "research"}

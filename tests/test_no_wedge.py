@@ -21,7 +21,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.approvals import Decision
 from contracts.results import RunStatus, TeamResult
-from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL
+from contracts.run_interface import (
+    AGENT_TEAM_WORKFLOW,
+    APPROVE_SIGNAL,
+    DECIDE_UPDATE,
+    REJECT_SIGNAL,
+)
 from security.codec import ENCODING, KEY_ID_METADATA
 from security.keyring import KeyRing, write_key_file
 from tests.processes import temporal_start
@@ -34,7 +39,6 @@ from tests.support import (
     start,
     team_data,
 )
-from workflows.agent_team import WORKFLOW_NAME
 from workflows.approval_desk import MAX_IGNORED_KEPT, UNREADABLE_APPROVER
 
 FAILED_AT_ONCE = [
@@ -144,7 +148,7 @@ async def test_an_undecryptable_input_fails_the_run_instead_of_wedging_it(
             ("key-z", "which is not in the key ring"),
         ):
             handle = await env.client.start_workflow(
-                WORKFLOW_NAME,
+                AGENT_TEAM_WORKFLOW,
                 _forged(key_id),
                 id=f"forged-{uuid.uuid4().hex[:8]}",
                 task_queue=task_queue,

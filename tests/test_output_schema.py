@@ -11,12 +11,12 @@ import pytest
 from temporalio.client import Client
 
 from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from errors import OutputSchemaError
 from providers.simulated.provider import FaultKind, FaultRule
 from teams.catalog import Catalog
 from teams.spec.team import TeamSpec
 from tests.support import running_worker
-from workflows.agent_team import WORKFLOW_NAME
 
 TICKET = {
     "type": "object",
@@ -54,7 +54,7 @@ def _team(schema: Any = TICKET) -> TeamSpec:
 async def _run(client: Client, task_queue: str, **worker: Any) -> TeamResult:
     async with running_worker(client, task_queue, **worker):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": _team().model_dump(mode="json"), "task": TASK},
             id=f"triage-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

@@ -25,6 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from contracts.calls import AgentCall
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from money.pricing import TokenUsage
 from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from reliability.ledger_totals import ledger_total
@@ -32,7 +33,6 @@ from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from stores.controls.factory import open_controls
 from teams.catalog import Catalog
-from workflows.agent_team import WORKFLOW_NAME
 
 TASK_QUEUE = "paid-twice"
 
@@ -111,7 +111,7 @@ async def test_an_answer_lost_with_its_worker_and_asked_again_is_charged_twice(
     try:
         await first.ready()
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest.model_validate({"team": _team(), "task": "What are your opening hours?"}),
             id="paid-twice-1",
             task_queue=TASK_QUEUE,

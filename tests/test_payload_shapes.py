@@ -21,10 +21,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from contracts.approvals import DecideRequest, Decision
 from contracts.results import RunStatus, TeamResult, TeamStatus
-from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE, REJECT_SIGNAL, STATUS_QUERY
+from contracts.run_interface import (
+    AGENT_TEAM_WORKFLOW,
+    APPROVE_SIGNAL,
+    DECIDE_UPDATE,
+    REJECT_SIGNAL,
+    STATUS_QUERY,
+)
 from tests.processes import temporal_cli
 from tests.support import awaiting_approval, history_events, running_worker, start
-from workflows.agent_team import WORKFLOW_NAME
 from workflows.approval_desk import UNREADABLE_APPROVER
 
 REQUEST = {"team": "research", "task": "a task"}
@@ -44,7 +49,7 @@ async def test_a_start_with_the_wrong_number_of_inputs_fails_at_once(
 ) -> None:
     async with running_worker(client, task_queue):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             args=args,
             id=f"shape-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
@@ -73,7 +78,7 @@ async def test_the_temporal_cli_start_without_input_fails_at_once(
             "workflow",
             "start",
             "--type",
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             "--task-queue",
             task_queue,
             "--workflow-id",

@@ -20,11 +20,10 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import DecideRequest, Decision
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
-from contracts.run_interface import APPROVE_SIGNAL, DECIDE_UPDATE
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, APPROVE_SIGNAL, DECIDE_UPDATE
 from security.keyring import KeyRing, write_key_file
 from teams.policy import RequestPolicy
 from tests.support import awaiting_approval, client_with_keys, running_worker, start
-from workflows.agent_team import WORKFLOW_NAME
 
 REQUIRED = {"policy": RequestPolicy(require_encrypted_input=True)}
 WARNING_START = "input arrived unencrypted, so its text is stored in plaintext"
@@ -66,7 +65,7 @@ async def test_a_plaintext_input_is_refused_where_encrypted_input_is_required(
     worker_client = client_with_keys(env, keyring, lenient=True)
     async with running_worker(worker_client, task_queue, deployment_overrides=REQUIRED):
         handle = await env.client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest(team="research", task="a task"),
             id=f"plain-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

@@ -2,6 +2,11 @@
 
 A change to workflow logic that would alter the command sequence of a running
 workflow fails here. Such changes must go behind ``workflow.patched()``.
+
+``v7`` was recorded by the release that deprecated every patch (its runs carry
+deprecated ``controls-in-call`` markers, which today's code, with no patch call,
+must still replay); ``v8`` by today's code. The sets before them needed the
+retired eras and went with them (docs/rollouts.md, "Retired patches").
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ async def test_a_non_deterministic_change_fails_replay() -> None:
         await replayer.replay_workflow(_history(history))
 
 
-def _recorded_result(name: str, version: str = "v4") -> TeamResult:
+def _recorded_result(name: str, version: str = "v7") -> TeamResult:
     """The result in a recorded history's completion event."""
     history = _history(Path(__file__).parent / "histories" / version / f"{name}.json")
     (completed,) = [
@@ -109,7 +114,7 @@ def test_the_recorded_support_run_redacted_the_address() -> None:
 
 
 def test_the_recorded_research_run_has_its_tool_loops() -> None:
-    result = _recorded_result("research-approved", "v5")
+    result = _recorded_result("research-approved")
 
     assert [t.tool for t in result.tool_calls] == [
         "corpus.search",
@@ -127,7 +132,7 @@ def test_the_recorded_research_run_has_its_tool_loops() -> None:
 
 
 def test_the_recorded_refund_ran_once_after_its_approval() -> None:
-    result = _recorded_result("support-refund-approved", "v5")
+    result = _recorded_result("support-refund-approved")
 
     assert [(t.tool, t.status, t.approved_by) for t in result.tool_calls] == [
         ("shop.lookup_order", "ok", None),

@@ -9,7 +9,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from contracts.approvals import Decision
+from contracts.approvals import Ballot, Decision
 from contracts.results import RunStatus
 from teamctl.runs import DecisionRefusedError, TeamRun, decide
 from teams.spec.team import TeamSpec
@@ -47,7 +47,7 @@ async def test_changes_go_back_through_the_writer_and_the_gate_to_the_same_point
         assert first.pending_approval.changes_left == 1
 
         with pytest.raises(DecisionRefusedError) as empty:
-            await decide(handle, approver="editor", decision="changes", comment="  ")
+            await decide(handle, Ballot(approver="editor", kind="changes", comment="  "))
         assert str(empty.value) == (
             "decision refused: a request for changes needs a comment saying what to change"
         )
@@ -68,12 +68,12 @@ async def test_changes_go_back_through_the_writer_and_the_gate_to_the_same_point
         assert second.pending_approval is not None
         assert second.pending_approval.point == "final-text"
         with pytest.raises(DecisionRefusedError) as spent:
-            await decide(handle, approver="editor", decision="changes", comment="once more")
+            await decide(handle, Ballot(approver="editor", kind="changes", comment="once more"))
         assert str(spent.value) == (
             "decision refused: 'final-text' takes no more changes (max_revisions used): "
             "approve or reject it"
         )
-        await decide(handle, approver="editor", decision="approve", comment="better")
+        await decide(handle, Ballot(approver="editor", kind="approve", comment="better"))
         result = await handle.result()
 
     assert result.status is RunStatus.COMPLETED
@@ -101,10 +101,10 @@ async def test_a_point_without_a_reviser_refuses_changes_and_a_signal_is_recorde
         assert waiting.pending_approval is not None
         assert waiting.pending_approval.changes_left == 0
         with pytest.raises(DecisionRefusedError) as refused:
-            await decide(handle, approver="editor", decision="changes", comment="shorter")
+            await decide(handle, Ballot(approver="editor", kind="changes", comment="shorter"))
         await TeamRun(handle).request_changes(Decision(approver="editor", comment="shorter"))
         ignored = await wait_for(handle, lambda s: s.ignored_decisions_total == 1)
-        await decide(handle, approver="editor", decision="reject", comment="no")
+        await decide(handle, Ballot(approver="editor", kind="reject", comment="no"))
         result = await handle.result()
 
     reason = "'final-text' takes no changes (its stage names no reviser): approve or reject it"

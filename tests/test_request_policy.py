@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import Decision
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
-from contracts.run_interface import APPROVE_SIGNAL
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, APPROVE_SIGNAL
 from teams.policy import RequestPolicy
 from tests.processes import teamctl
 from tests.support import (
@@ -28,7 +28,6 @@ from tests.support import (
     running_worker,
     start,
 )
-from workflows.agent_team import WORKFLOW_NAME
 
 BILLING = "My invoice shows a double charge for the annual plan; please refund one of them."
 SIMPLE = "What are your opening hours?"
@@ -39,7 +38,7 @@ async def _refusal(
 ) -> tuple[ApplicationError, list[str]]:
     async with running_worker(client, task_queue, deployment_overrides={"policy": policy}):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest.model_validate({"task": BILLING, **request}),
             id=f"policy-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

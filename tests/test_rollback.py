@@ -20,11 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 from contracts.approvals import Decision
 from contracts.results import TeamResult
 from contracts.run_interface import APPROVE_SIGNAL
+from contracts.search_attributes import TEAM_VERSION
 from teams.catalog import SHIPPED_TEAMS_DIR, Catalog
 from teams.releases import PINS_FILE
 from tests.processes import teamctl_async
 from tests.support import awaiting_approval, running_worker, start
-from workflows.visibility import TEAM_VERSION
 
 WRITER_V1 = 'model = "claude-sonnet-4-6"\n# The fallback'
 WRITER_V2 = 'model = "claude-sonnet-4-5"\n# The fallback'

@@ -13,7 +13,6 @@ from contracts.results import CallStatus, DegradationLevel, RunStatus, TeamResul
 from contracts.run_interface import APPROVE_SIGNAL
 from tests.support import (
     LOCAL_ACTIVITY_MARKER,
-    PATCH_MARKER,
     WORKFLOW_TASK_EVENTS,
     activity_types,
     awaiting_approval,
@@ -178,9 +177,9 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         *(turn, tool, turn),  # reviewer
     ]
     assert events_of_each_call(events) == [CALL_EVENTS] * 9
-    # Per run: one patch marker, the team resolved and the run's cost recorded
-    # (local activities), and search attributes on phase changes only.
-    assert marker_names(events) == [PATCH_MARKER] + [LOCAL_ACTIVITY_MARKER] * 2
+    # Per run: the team resolved and the run's cost recorded (local activities; no
+    # patch marker: one era), and search attributes on phase changes only.
+    assert marker_names(events) == [LOCAL_ACTIVITY_MARKER] * 2
     assert local_activity_types(events) == ["load_team_spec", "record_run_cost"]
     started = [
         "CostUsd",
@@ -192,7 +191,6 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
     ]
     waiting = ["AwaitingApproval", "CostUsd", "PendingApprovers", "TeamStatus"]
     assert upserted(events) == [
-        ["TemporalChangeVersion"],  # the patch marker's
         ["AwaitingApproval", *started],
         ["CostUsd"],  # research -> write
         ["CostUsd"],  # write -> review
@@ -200,8 +198,9 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         sorted([*waiting, "DegradationLevel"]),  # decided and finished
     ]
     # Everything but workflow tasks (how many of those depends on query timing).
-    # (14 activities of 3 events each, and the run's own 14.)
-    assert len([e for e in events if e.event_type not in WORKFLOW_TASK_EVENTS]) == 56
+    # (14 activities of 3 events each, and the run's own 12: no patch marker, nor
+    # the TemporalChangeVersion upsert it came with.)
+    assert len([e for e in events if e.event_type not in WORKFLOW_TASK_EVENTS]) == 54
 
 
 async def test_code_review_fan_out_merges_three_perspectives(

@@ -27,7 +27,7 @@ from contracts.approvals import Decision
 from contracts.ledger import tenant_scope
 from contracts.requests import TeamRequest
 from contracts.results import RunStatus, TeamResult
-from contracts.run_interface import APPROVE_SIGNAL
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, APPROVE_SIGNAL
 from fleet.daily_budgets import BudgetConfigError, DailyBudgets, load_budgets
 from fleet.tenant_limits import TenantLimit, TenantLimitExceeded, TenantLimits
 from stores.controls.contract import RunStart
@@ -45,7 +45,6 @@ from tests.support import (
     running_worker,
     start,
 )
-from workflows.agent_team import WORKFLOW_NAME
 
 TASK = "My invoice shows a double charge for the annual plan; please refund one of them."
 RESEARCH = "Summarise what is known about durable execution for AI agents."
@@ -508,4 +507,4 @@ async def _end_or_wait(handle: WorkflowHandle[Any, TeamResult]) -> str:
     raise AssertionError(f"{handle.id} neither waited nor failed")
 
 
-__all__ = ["WORKFLOW_NAME"]
+__all__ = ["AGENT_TEAM_WORKFLOW"]

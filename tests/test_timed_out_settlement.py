@@ -18,11 +18,11 @@ from pathlib import Path
 
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from teams.catalog import Catalog
-from workflows.agent_team import WORKFLOW_NAME
 
 TASK_QUEUE = "settle-timeouts"
 
@@ -70,7 +70,7 @@ async def test_a_call_settled_then_lost_with_its_worker_is_recorded_at_its_settl
     try:
         await first.ready()
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             TeamRequest.model_validate({"team": _team(), "task": "What are your opening hours?"}),
             id="settle-1",
             task_queue=TASK_QUEUE,

@@ -21,12 +21,12 @@ from temporalio.api.enums.v1 import TimeoutType
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.results import RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from teams.spec.team import TeamSpec
 from tests.conftest import API_KEY
 from tests.messages_standin import MessagesStandIn, Step, for_system
 from tests.processes import worker_process
 from tests.support import history_events, last_start
-from workflows.agent_team import WORKFLOW_NAME
 
 SYSTEM = "Use your tools, in order"
 
@@ -89,7 +89,7 @@ async def test_killed_mid_loop_resumes_where_it_stopped(
     first = worker_process(env, task_queue, tmp_path / "worker1.log", **settings)
     try:
         handle = await env.client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": _team().model_dump(mode="json"), "task": "Do the two steps"},
             id=f"crash-loop-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

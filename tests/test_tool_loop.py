@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from contracts.approvals import Decision
 from contracts.results import CallStatus, RunStatus, TeamResult
-from contracts.run_interface import APPROVE_SIGNAL, REJECT_SIGNAL
+from contracts.run_interface import AGENT_TEAM_WORKFLOW, APPROVE_SIGNAL, REJECT_SIGNAL
 from providers.anthropic import AnthropicProvider
 from security.approvers import ApproverRegistry
 from security.signatures import DecisionKind, claim_for, sign
@@ -34,7 +34,6 @@ from tests.support import (
     status_of,
 )
 from tests.tool_kit import ToolKit, tool_box
-from workflows.agent_team import WORKFLOW_NAME
 
 
 def _team(tools: list[str], **agent: Any) -> TeamSpec:
@@ -63,7 +62,7 @@ async def _run(
 ) -> tuple[TeamResult, list[Any]]:
     async with running_worker(client, task_queue, tools=tool_box(kit, tmp_path / "blobs")):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": team.model_dump(mode="json"), "task": task},
             id=f"kit-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
@@ -116,7 +115,7 @@ async def _run_on_claude(
     box = tool_box(kit, tmp_path / "blobs")
     async with running_worker(client, task_queue, provider=claude, tools=box):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": team.model_dump(mode="json"), "task": "Look it up"},
             id=f"kit-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
@@ -261,7 +260,7 @@ async def test_a_tool_needing_approval_runs_only_with_a_signature_over_its_argum
     box = tool_box(kit, tmp_path / "blobs")
     async with running_worker(client, task_queue, deployment_overrides=signed, tools=box):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": team.model_dump(mode="json"), "task": PAY_TASK},
             id=f"kit-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,
@@ -307,7 +306,7 @@ async def test_a_rejected_tool_call_tells_the_model_why(
     team = _team(["kit.pay"])
     async with running_worker(client, task_queue, tools=tool_box(kit, tmp_path / "blobs")):
         handle = await client.start_workflow(
-            WORKFLOW_NAME,
+            AGENT_TEAM_WORKFLOW,
             {"team": team.model_dump(mode="json"), "task": PAY_TASK},
             id=f"kit-{uuid.uuid4().hex[:8]}",
             task_queue=task_queue,

@@ -305,7 +305,8 @@ async def test_every_worker_of_a_versioned_process_polls_as_its_version(
             catalog=Catalog.shipped(),
             controls=None,
         )
-        return [w.config().get("deployment_config") for w in workers]
+        # As the workers poll: the plugin sets it (the initial config is the arguments).
+        return [w.config(active_config=True).get("deployment_config") for w in workers]
 
     calls = f"{task_queue}-calls"
     unversioned = Deployment(task_queue=task_queue, calls_task_queue=calls, cost_controls=False)

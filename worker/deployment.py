@@ -11,12 +11,11 @@ from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
 from contracts.notifications import WebhookSettings
+from contracts.run_interface import DEFAULT_TASK_QUEUE
 from fleet.daily_budgets import DailyBudgets
 from security.approvers import ApproverRegistry
 from teams.policy import RequestPolicy
 from teams.spec.breakers import BreakerSettings
-
-DEFAULT_TASK_QUEUE = "agent-teams"
 
 
 @dataclass(frozen=True, kw_only=True)

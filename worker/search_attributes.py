@@ -17,8 +17,8 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.search_attributes import SEARCH_ATTRIBUTES
 from errors import AgentTeamsError
-from workflows.visibility import SEARCH_ATTRIBUTES
 
 
 class SearchAttributeSetupError(AgentTeamsError):

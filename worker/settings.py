@@ -46,6 +46,7 @@ from temporalio.common import WorkerDeploymentVersion
 
 from contracts.approvals import ApprovalMode
 from contracts.notifications import DEFAULT_WEBHOOK_ATTEMPTS, MAX_WEBHOOK_ATTEMPTS, WebhookSettings
+from contracts.run_interface import DEFAULT_TASK_QUEUE
 from errors import AgentTeamsError
 from evaluation.gold_sets import SHIPPED_GOLD_DIR
 from fleet.daily_budgets import DailyBudgets, load_budgets
@@ -64,7 +65,7 @@ from teams.releases import PINS_FILE
 from teams.spec.breakers import BreakerSettings
 from teams.spec.durations import Duration
 from teams.spec.fields import Slug
-from worker.deployment import DEFAULT_TASK_QUEUE, Deployment
+from worker.deployment import Deployment
 
 ProviderName = Literal["simulated", "anthropic"]
 LogFormat = Literal["json", "text"]
@@ -222,6 +223,8 @@ class WorkerSettings(BaseModel):
     """The Worker Deployment (Worker Versioning) this worker belongs to, with ``build_id``."""
     build_id: str | None = Field(default=None, max_length=255)
     """This worker's code within ``deployment_name``; a new one for every rollout."""
+    skip_era_check: bool = False
+    """Start unversioned even if open runs need a retired era (``worker/era_check.py``)."""
 
     @field_validator("deployment_name")
     @classmethod
@@ -410,6 +413,7 @@ _ENV_FIELDS = {
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "otlp_metrics_endpoint",
     "AGENT_TEAMS_DEPLOYMENT_NAME": "deployment_name",
     "AGENT_TEAMS_BUILD_ID": "build_id",
+    "AGENT_TEAMS_SKIP_ERA_CHECK": "skip_era_check",
 }
 
 

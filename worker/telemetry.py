@@ -15,12 +15,8 @@ every span twice. One run is one trace::
     ├── RunWorkflow:AgentTeamWorkflow
     ├── StartActivity:load_team_spec
     │   └── RunActivity:load_team_spec
-    ├── StartActivity:admit_call               (local activities, one pair per call)
-    │   └── RunActivity:admit_call
     ├── StartActivity:call_agent
     │   └── RunActivity:call_agent             (one per attempt; GenAI + agent_teams.* attributes)
-    ├── StartActivity:settle_call
-    │   └── RunActivity:settle_call
     ├── ...
     └── CompleteWorkflow:AgentTeamWorkflow
 

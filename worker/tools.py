@@ -157,16 +157,24 @@ class OpenTools:
         await self.box.blobs.aclose()
 
 
-async def open_tools(settings: WorkerSettings, keyring: KeyRing | None) -> OpenTools:
-    """The worker's tools from its settings: shipped and user toolsets, MCP sessions, blobs."""
+def worker_tools(settings: WorkerSettings) -> WorkerTools:
+    """The worker's toolsets (shipped and the user's) and MCP sessions; nothing starts yet.
+
+    MCP servers start on a team's first use of them; :meth:`WorkerTools.aclose` stops them.
+    """
     toolsets = [shop_toolset(settings.shop_db)]
     if settings.files_root is not None:
         toolsets.append(files_toolset(settings.files_root))
     toolsets += load_toolsets(settings.toolsets)
-    tools = WorkerTools(
+    return WorkerTools(
         registry=ToolRegistry(toolsets),
         sessions=McpSessions(ToolSecrets(settings.tool_secrets_dir)),
         secrets_dir=settings.tool_secrets_dir,
     )
+
+
+async def open_tools(settings: WorkerSettings, keyring: KeyRing | None) -> OpenTools:
+    """The worker's tools from its settings: shipped and user toolsets, MCP sessions, blobs."""
+    tools = worker_tools(settings)
     blobs = await open_blobs(settings.blob_url, keyring)
     return OpenTools(box=ToolBox(resolver=tools, executor=tools, blobs=blobs), tools=tools)

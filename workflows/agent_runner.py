@@ -3,7 +3,7 @@
 One call (:meth:`AgentRunner._budgeted_call`) reads as a straight line:
 
 1. the :class:`AgentCall` is built deterministically (prompt, handoff, price,
-   routing decision): :meth:`workflows.call_builder.CallBuilder.build`;
+   routing decision): :meth:`workflows.calls.builder.CallBuilder.build`;
 2. its worst case (estimated prompt + ``max_tokens`` at the model's prices) is
    reserved on the run's own budget and on its agent's per-run cap
    (``max_usd.run``, :mod:`workflows.agent_caps`); if it does not fit, the call
@@ -11,7 +11,7 @@ One call (:meth:`AgentRunner._budgeted_call`) reads as a straight line:
 3. ``call_agent`` runs with the agent's timeouts and retry policy (Temporal owns
    every retry); inside it, the fleet's daily budgets, breakers and rate limits
    admit the call and settle it (:mod:`activities.call_controls`); a batched
-   call (``mode = "batch"``) goes through :mod:`workflows.batch_call` instead
+   call (``mode = "batch"``) goes through :mod:`workflows.calls.batch` instead
    (submit, durable waits, fetch, at the batch price; at its deadline the batch
    is canceled and the call made interactively or failed, by ``on_deadline``);
 4. the outcome is recorded in one place, :meth:`AgentRunner._record`: the run's
@@ -23,14 +23,10 @@ Around it, three explicit steps:
 - **re-ask once** (:meth:`AgentRunner._ask`) when a changed request can help:
   ``MalformedOutput`` (the validation error fed back) or ``ContextOverflow``
   (half the context budget);
-- **a cheaper model** (:meth:`AgentRunner._within_budgets`) when a budget (the
+- **a cheaper model** (:meth:`AgentRunner.run`) when a budget (the
   run's, or a daily one) refuses the call and the team allows degrading;
 - **fall back** (:meth:`AgentRunner.run`) to the agent's cheaper model and/or
   simpler prompt, flagged degraded, unless no fallback can help.
-
-Runs started before the ``controls-in-call`` patch admitted and settled every
-call through local activities around ``call_agent``; they still do
-(``SharedControls.legacy``), so their histories replay as they ran.
 """
 
 from __future__ import annotations
@@ -45,34 +41,28 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityHandle
 
 with workflow.unsafe.imports_passed_through():
-    from contracts.admission import SettlementReceipt
     from contracts.calls import AgentCall, AgentOutcome, AttemptUsage, batched
-    from contracts.provider_errors import (
-        CIRCUIT_OPEN,
-        CONTROLS_UNAVAILABLE,
-        NO_FALLBACK_ERROR_TYPES,
-    )
+    from contracts.provider_errors import CONTROLS_UNAVAILABLE, NO_FALLBACK_ERROR_TYPES
     from contracts.results import AgentCallRecord, CallStatus, RunStatus
     from money.pricing import TokenUsage, format_usd
     from prompting.render import worst_case_cost_micro
-    from teams.spec.breakers import agent_breaker, model_breaker
     from teams.spec.team import AgentSpec
-    from workflows import call_records
     from workflows.agent_caps import AgentCaps
-    from workflows.batch_call import (
+    from workflows.calls import records
+    from workflows.calls.activity import StopFlag, outcome_of, start_call
+    from workflows.calls.batch import (
         BATCH_DEADLINE_EXCEEDED,
         BatchAnswer,
         BatchCaller,
         BatchStopped,
         on_record,
     )
-    from workflows.call_activity import StopFlag, outcome_of, start_call
-    from workflows.call_builder import AgentStep, CallBuilder, RunnerMode, describe_call
-    from workflows.call_failures import CallFailure, classify
+    from workflows.calls.builder import AgentStep, CallBuilder, describe_call
+    from workflows.calls.failures import CallFailure, classify
     from workflows.injection_guard import InjectionGuard
     from workflows.model_choice import cheaper
     from workflows.run_context import RunContext
-    from workflows.shared_controls import SETTLE_TIMEOUTS_PATCH, SharedControls, unsettled
+    from workflows.shared_controls import SharedControls
     from workflows.stops import AgentFailed, RunStopped, StageStopped
     from workflows.tool_runner import ToolRunner
 
@@ -140,7 +130,6 @@ class AgentRunner:
         self,
         run: RunContext,
         *,
-        mode: RunnerMode,
         shared: SharedControls | None,
         guard: InjectionGuard | None = None,
         tools: ToolRunner | None = None,
@@ -150,25 +139,19 @@ class AgentRunner:
         self._budget = run.budget
         self._caps = AgentCaps.of(run.team.spec)
         self._state = run.state
-        self._mode = mode
         self._visibility = run.visibility
         self._shared = shared
         self._metrics = run.metrics
-        self._calls = CallBuilder(run, mode)
+        self._calls = CallBuilder(run)
         self._tools = tools
-
-    @property
-    def cooperative_cancel(self) -> bool:
-        """Whether calls are stopped cooperatively (partial usage charged)."""
-        return self._mode.cooperative_cancel
 
     async def run(self, step: AgentStep) -> AgentOutcome:
         """Run ``step``; raise :class:`AgentFailed` if neither primary nor fallback answered.
 
-        One loop over typed outcomes: an answer ends it; tools asked for run and
-        the next turn follows; a failure is re-asked once when a changed request
-        can help, else the fallback takes over (once); a budget refusal tries the
-        cheaper model inside :meth:`_within_budgets`, or stops the run.
+        One loop over typed outcomes, top to bottom: a budget refusal tries the
+        cheaper model once, or stops the run; an answer ends the step; tools
+        asked for run and the next turn follows; a failure is re-asked once when
+        a changed request can help, else the fallback takes over (once).
         """
         spec = self._team.spec.agent(step.agent)
         if self._guard is not None:
@@ -176,7 +159,14 @@ class AgentRunner:
             await self._guard.release(step.handoff, step.feedback)
         ladder = _Ladder(asked=self._calls.build(step, spec))
         while True:
-            result = await self._within_budgets(ladder.asked, spec, step.stop)
+            if step.stop is not None and step.stop.is_set():
+                raise StageStopped(step.agent)  # the stage is over: start nothing new
+            result = await self._turn(ladder.asked, spec, step.stop)
+            if isinstance(result, _Refused):
+                degraded = self._cheaper(ladder.asked, spec, result.reason)
+                result = await self._turn(degraded, spec, step.stop)
+                if isinstance(result, _Refused):
+                    raise RunStopped(RunStatus.BUDGET_EXCEEDED, result.reason)
             if isinstance(result, _Answered):
                 return result.outcome
             if isinstance(result, _ToolsRequested):
@@ -218,19 +208,12 @@ class AgentRunner:
         results = await self._tools.run(call, outcome.tool_uses)
         return self._calls.continuation(call, outcome, results, spec)
 
-    async def _within_budgets(
-        self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
-    ) -> _Answered | _ToolsRequested | _Failed:
-        """Run ``call``; when a budget refuses it, the same call on a cheaper model, or stop.
+    def _cheaper(self, call: AgentCall, spec: AgentSpec, reason: str) -> AgentCall:
+        """``call`` on the agent's cheaper model, refused by a budget for ``reason``.
 
-        A budget refusal stops the run (``BUDGET_EXCEEDED``), unless the team
-        allows degrading to a cheaper model and the agent has one.
+        The run stops (``BUDGET_EXCEEDED``) unless the team allows degrading to a
+        cheaper model and the agent has one.
         """
-        if stop is not None and stop.is_set():
-            raise StageStopped(call.agent)  # the stage is over: start nothing new
-        result = await self._turn(call, spec, stop)
-        if not isinstance(result, _Refused):
-            return result
         degrade = self._team.spec.budget.degrade_to_cheaper
         cheaper_call = (
             cheaper(
@@ -240,14 +223,10 @@ class AgentRunner:
             else None
         )
         if cheaper_call is None:
-            raise RunStopped(RunStatus.BUDGET_EXCEEDED, result.reason)
-        cheaper_call = cheaper_call.model_copy(
-            update={"routing": f"budget: {result.reason}; degraded to cheaper {cheaper_call.model}"}
+            raise RunStopped(RunStatus.BUDGET_EXCEEDED, reason)
+        return cheaper_call.model_copy(
+            update={"routing": f"budget: {reason}; degraded to cheaper {cheaper_call.model}"}
         )
-        again = await self._turn(cheaper_call, spec, stop)
-        if isinstance(again, _Refused):
-            raise RunStopped(RunStatus.BUDGET_EXCEEDED, again.reason)
-        return again
 
     async def _turn(
         self, call: AgentCall, spec: AgentSpec, stop: StopFlag | None
@@ -268,8 +247,6 @@ class AgentRunner:
     ) -> AgentOutcome:
         """Check the run budget → run ``call_agent`` → record the outcome (one call)."""
         worst = self._reserve_run_budget(call)
-        if self._shared is not None and self._shared.legacy:
-            await self._legacy_admit(self._shared, call, worst)
         self._state.agent_running(call.agent)
         self._show_progress()
         started = workflow.now()
@@ -285,7 +262,7 @@ class AgentRunner:
             # Before the call is recorded, in the same activation: a status query
             # never sees the call done without its output.
             self._state.produced(call.agent, outcome.text, call.handoff)
-        record = call_records.answered(call, outcome, worst, _elapsed(started))
+        record = records.answered(call, outcome, worst, _elapsed(started))
         if batch is not None:
             record = on_record(record, batch.batch_id, batch.waited_s)
         # A turn that asked for tools is not the agent's answer: it stays running.
@@ -309,15 +286,12 @@ class AgentRunner:
         started: datetime,
     ) -> AgentOutcome:
         """``call_agent``'s outcome; a failure is recorded and raised as what it means."""
-        cooperative = self._mode.cooperative_cancel
-        handle = start_call(
-            call, spec, task_queue=self._team.calls_task_queue, cooperative=cooperative
-        )
+        handle = start_call(call, spec, task_queue=self._team.calls_task_queue)
         try:
-            return await outcome_of(handle, stop, cooperative=cooperative)
+            return await outcome_of(handle, stop)
         except ActivityError as err:
             failure = classify(err, spec, call.price)
-            record = call_records.failed(call, failure, worst, _elapsed(started))
+            record = records.failed(call, failure, worst, _elapsed(started))
             await self._record(call, record, heartbeat=failure.heartbeat)
             raise _raised_for(call, failure) from None
         except asyncio.CancelledError:
@@ -341,17 +315,17 @@ class AgentRunner:
             cancelled = CallFailure(
                 CallStatus.CANCELLED, "Cancelled", "run cancelled", None, TokenUsage(), 0
             )
-            await self._record(call, call_records.failed(call, cancelled, worst, _elapsed(started)))
+            await self._record(call, records.failed(call, cancelled, worst, _elapsed(started)))
             raise
         if isinstance(end, BatchAnswer):
             return end
         if isinstance(end, BatchStopped):
             why = "stopped by the stage timeout"
             stopped = CallFailure(CallStatus.CANCELLED, "Cancelled", why, None, TokenUsage(), 0)
-            record = call_records.failed(call, stopped, worst, _elapsed(started))
+            record = records.failed(call, stopped, worst, _elapsed(started))
             await self._record(call, on_record(record, end.batch_id, end.waited_s))
             raise StageStopped(call.agent)
-        record = call_records.failed(call, end.failure, worst, _elapsed(started))
+        record = records.failed(call, end.failure, worst, _elapsed(started))
         await self._record(call, on_record(record, end.batch_id, end.waited_s))
         if not end.deadline:
             raise _raised_for(call, end.failure)
@@ -376,14 +350,14 @@ class AgentRunner:
         worst = worst_case_cost_micro(call)
         capped = self._caps.refusal(call.agent, call.call_id, worst)
         if capped is not None:
-            self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, capped))
+            self._note(records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, capped))
             raise _BudgetRefused(capped)
         if not self._budget.try_reserve(call.call_id, worst):
             reason = (
                 f"{call.agent} on {call.model} could cost up to {worst} micro-USD but only "
                 f"{self._budget.left_micro} of {self._budget.limit_micro} are left"
             )
-            self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
+            self._note(records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
             raise _BudgetRefused(reason)
         self._caps.reserve(call.agent, call.call_id, worst)
         return worst
@@ -401,21 +375,14 @@ class AgentRunner:
         ``heartbeat``: a timed-out call's attempts as its last heartbeat told;
         ``continues``: the turn asked for tools (the agent's call goes on).
         """
-        settled_first = (
-            self._shared is not None
-            and not self._shared.legacy
-            and record.status is CallStatus.TIMED_OUT
-        )
-        if settled_first:
-            workflow.deprecate_patch(SETTLE_TIMEOUTS_PATCH)  # removed in the next release
-        if settled_first and self._shared is not None:
-            # The store may know of an attempt answered after the last heartbeat
-            # (its worker died with the completion unsent): each is charged once.
-            receipt = await self._shared.settle(
-                call, record, self._breakers_for(call), attempts=heartbeat
-            )
+        if self._shared is not None and record.status is CallStatus.TIMED_OUT:
+            # Its last attempt died with its worker: the daily budgets are charged
+            # here, before the call is recorded. The store may know of an attempt
+            # answered after the last heartbeat (its worker died with the completion
+            # unsent): each is charged once.
+            receipt = await self._shared.settle(call, record, attempts=heartbeat)
             if receipt is not None:
-                record = _with_receipt(record, receipt)
+                record = records.with_receipt(record, receipt)
         self._budget.settle(call.call_id, record.cost_micro)
         self._caps.settle(call.call_id, record.cost_micro)
         self._visibility.cost(self._budget.spent_micro)
@@ -427,12 +394,6 @@ class AgentRunner:
             )
         self._note(record, continues=continues)
         self._show_progress()
-        if (
-            self._shared is not None
-            and not settled_first
-            and (self._shared.legacy or unsettled(record))
-        ):
-            await self._shared.settle(call, record, self._breakers_for(call))
 
     def _note(self, record: AgentCallRecord, *, continues: bool = False) -> None:
         """Add a call's record to the run, and count it in the metrics."""
@@ -448,47 +409,16 @@ class AgentRunner:
         started: datetime,
     ) -> None:
         """Record (and charge) a call caught by the cancellation of the whole run."""
-        if not self._mode.cooperative_cancel:
-            # Runs from before cooperative cancellation: the activity was
-            # abandoned and its partial usage is unknown.
-            unknown = CallFailure(
-                CallStatus.CANCELLED, "Cancelled", "cancelled", None, TokenUsage(), 0
-            )
-            await self._record(call, call_records.failed(call, unknown, worst, _elapsed(started)))
-            return
         # Stop the call and wait for its answer, which carries what it used.
         handle.cancel()
         try:
             outcome = await handle
         except ActivityError as err:
             failure = classify(err, spec, call.price)
-            record = call_records.failed(call, failure, worst, _elapsed(started))
+            record = records.failed(call, failure, worst, _elapsed(started))
             await self._record(call, record, heartbeat=failure.heartbeat)
             return
-        await self._record(call, call_records.answered(call, outcome, worst, _elapsed(started)))
-
-    async def _legacy_admit(self, shared: SharedControls, call: AgentCall, worst: int) -> None:
-        """Runs from before ``controls-in-call``: breakers and daily budgets, as they ran."""
-        admission = await shared.admit(call, worst, self._breakers_for(call))
-        if admission.granted:
-            return
-        self._budget.settle(call.call_id, 0)  # nothing will be spent: free the reservation
-        self._caps.settle(call.call_id, 0)
-        reason = admission.reason or "refused"
-        if admission.refused_by == "breaker":
-            self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_CIRCUIT, reason))
-            raise _CallFailed(
-                CallFailure(CallStatus.SKIPPED_CIRCUIT, CIRCUIT_OPEN, reason, 0, TokenUsage(), 0)
-            )
-        self._note(call_records.skipped(call, worst, CallStatus.SKIPPED_BUDGET, reason))
-        raise _BudgetRefused(reason)
-
-    def _breakers_for(self, call: AgentCall) -> list[str]:
-        """Legacy runs: the model's breaker, and (for the primary path) the agent's."""
-        keys = [model_breaker(call.model)]
-        if call.fallback_reason is None:
-            keys.append(agent_breaker(self._team.spec.name, call.agent))
-        return keys
+        await self._record(call, records.answered(call, outcome, worst, _elapsed(started)))
 
     def _show_progress(self) -> None:
         self._visibility.progress(
@@ -509,25 +439,6 @@ def _raised_for(call: AgentCall, failure: CallFailure) -> Exception:
         # Budgets fail closed, and no fallback can help: the run stops.
         return RunStopped(RunStatus.FAILED, f"{call.agent}: {failure.message}")
     return _CallFailed(failure)
-
-
-def _with_receipt(record: AgentCallRecord, receipt: SettlementReceipt) -> AgentCallRecord:
-    """``record`` at what the store charged for the call, if that is more (or better known).
-
-    Receipts from before per-attempt charging carry no usage: their runs take
-    the total only when it is larger, as they did.
-    """
-    if receipt.usage is None:
-        if receipt.total_micro <= record.cost_micro:
-            return record
-        return record.model_copy(update={"cost_micro": receipt.total_micro})
-    return record.model_copy(
-        update={
-            "cost_micro": max(receipt.total_micro, record.cost_micro),
-            "usage": receipt.usage,
-            "billed_attempts": receipt.billed_attempts or record.billed_attempts,
-        }
-    )
 
 
 def _elapsed(started: datetime) -> int:

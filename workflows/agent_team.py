@@ -23,12 +23,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.names import LOAD_TEAM_SPEC
-    from activities.team_specs import TeamSpecRef
+    from contracts.activities import load_team_spec
     from contracts.approvals import Decision, DecisionReceipt
     from contracts.calls import HandoffItem
     from contracts.requests import TeamRequest
-    from contracts.resolved import ResolvedTeam
+    from contracts.resolved import ResolvedTeam, TeamSpecRef
     from contracts.results import RunStatus, TeamResult, TeamStatus
     from contracts.run_interface import (
         AGENT_TEAM_WORKFLOW,
@@ -51,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import inputs
     from workflows.agent_runner import AgentRunner
     from workflows.approval_desk import ApprovalDesk
-    from workflows.call_builder import RunnerMode
     from workflows.injection_guard import InjectionGuard
     from workflows.metrics import RunMetrics
     from workflows.notifier import Notifier
@@ -64,13 +62,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.tool_runner import ToolRunner
     from workflows.visibility import Visibility
 
-WORKFLOW_NAME = AGENT_TEAM_WORKFLOW
-DEFAULT_TASK_QUEUE = "agent-teams"
-CONTROLS_IN_CALL_PATCH = "controls-in-call"
-"""Patch id: the fleet's controls are applied inside ``call_agent`` (no local
-activities or entity updates per call), the team is resolved by a local activity,
-search attributes are upserted per phase, and every earlier patch's behaviour is
-on without checking it (one patch marker per run)."""
 REQUEST_REFUSED = RequestRefusedError.__name__
 """The failure type of a run the deployment's policy refused (see teams/policy.py)."""
 REFUSAL_TYPES = (REQUEST_REFUSED, PII_BLOCKED, INJECTION_REJECTED, TENANT_LIMIT_EXCEEDED)
@@ -82,7 +73,7 @@ SPEC_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 # ValidationError: a model built in workflow code from bad data fails the run
 # with the field named instead of failing the workflow task over and over (the
 # input itself is read by workflows.inputs, which fails the run as InvalidRequest).
-@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[ValidationError])
+@workflow.defn(name=AGENT_TEAM_WORKFLOW, failure_exception_types=[ValidationError])
 class AgentTeamWorkflow:
     """Runs a team of agents on one task (see module docstring)."""
 
@@ -111,16 +102,9 @@ class AgentTeamWorkflow:
         started = workflow.now()
         request = self._read(args)
         plaintext = inputs.plaintext(args)
-        # Deprecated (this release): a new run records a deprecated marker, which the
-        # next release, with no patch call at all, replays; runs of the release
-        # before replay here too (their marker matches). Older runs cannot.
-        workflow.deprecate_patch(CONTROLS_IN_CALL_PATCH)
-        current = True
-        team = await self._resolve(request, local=current)
+        team = await self._resolve(request)
         try:
-            return await self._run_team(
-                request, team, plaintext=plaintext, current=current, started=started
-            )
+            return await self._run_team(request, team, plaintext=plaintext, started=started)
         except (Exception, asyncio.CancelledError):
             # Failed or cancelled: free the tenant's run slot, if it holds one.
             if team.run_slot and not self._slot_freed:
@@ -134,13 +118,12 @@ class AgentTeamWorkflow:
         team: ResolvedTeam,
         *,
         plaintext: bool,
-        current: bool,
         started: datetime,
     ) -> TeamResult:
         """The resolved team's run: admitted, begun, its stages run, its result."""
         request = self._admit(request, team, plaintext=plaintext)
-        budget, shared = self._begin(request, team, current=current)
-        stages = self._stage_runner(request, team, budget, shared, current=current)
+        budget, shared = self._begin(request, team)
+        stages = self._stage_runner(request, team, budget, shared)
         try:
             status, reason = await self._run_stages(stages, team)
         except (asyncio.CancelledError, StageStopped):
@@ -221,7 +204,7 @@ class AgentTeamWorkflow:
         return request
 
     def _begin(
-        self, request: TeamRequest, team: ResolvedTeam, *, current: bool
+        self, request: TeamRequest, team: ResolvedTeam
     ) -> tuple[RunBudget, SharedControls | None]:
         """The team is resolved: budget, approvals, shared controls and search attributes."""
         self._metrics.resolved(team.spec.name, inline=team.inline)
@@ -246,8 +229,7 @@ class AgentTeamWorkflow:
             require_encrypted=team.require_encrypted_input,
             notifier=self._notifier,
         )
-        self._visibility.begin(legacy=not current)
-        shared = _shared_controls(team, request, self._state, current=current)
+        shared = _shared_controls(team, request, self._state)
         # No patch needed: a team resolved by a worker from before experiments
         # has variants None in history, and such a run upserts as it did.
         tagged = team.variants is not None
@@ -258,11 +240,10 @@ class AgentTeamWorkflow:
             version=team.spec.version if tagged else None,
             variants=[v.label for v in team.variants or []],
         )
-        if current:
-            self._guard = InjectionGuard(
-                team.spec.injection, task=request.task, desk=self._desk, state=self._state
-            )
-            self._guard.task_screened(team.task_injection)
+        self._guard = InjectionGuard(
+            team.spec.injection, task=request.task, desk=self._desk, state=self._state
+        )
+        self._guard.task_screened(team.task_injection)
         return budget, shared
 
     def _prioritise(self, request: TeamRequest, team: ResolvedTeam) -> None:
@@ -287,14 +268,8 @@ class AgentTeamWorkflow:
         team: ResolvedTeam,
         budget: RunBudget,
         shared: SharedControls | None,
-        *,
-        current: bool,
     ) -> StageRunner:
         """The stage runner of this run, and the agent runner it drives."""
-        mode = RunnerMode(
-            current=current,
-            cooperative_cancel=True,
-        )
         run = RunContext(
             team=team,
             request=request,
@@ -304,7 +279,7 @@ class AgentTeamWorkflow:
             metrics=self._metrics,
         )
         tools = ToolRunner(run, desk=self._desk, guard=self._guard) if team.tools else None
-        runner = AgentRunner(run, mode=mode, shared=shared, guard=self._guard, tools=tools)
+        runner = AgentRunner(run, shared=shared, guard=self._guard, tools=tools)
         return StageRunner(runner=runner, run=run, desk=self._desk)
 
     def _cancelled(self, budget: RunBudget) -> None:
@@ -319,38 +294,30 @@ class AgentTeamWorkflow:
         )
         self._metrics.finished(RunStatus.CANCELLED, _left(budget))
 
-    async def _resolve(self, request: TeamRequest, *, local: bool) -> ResolvedTeam:
+    async def _resolve(self, request: TeamRequest) -> ResolvedTeam:
         """The team as the worker's catalog resolves it (recorded in history).
 
-        A local activity in current runs: no extra round trip through the
-        server before the first call. Runs from before ran a regular activity.
+        A local activity: no extra round trip through the server before the first call.
         """
-        ref = (
-            TeamSpecRef(
-                team=request.team,
-                tenant=request.tenant,
-                budget_usd=request.budget_usd,
-                task=request.task,
-            )
-            if local
-            else TeamSpecRef(team=request.team)
+        ref = TeamSpecRef(
+            team=request.team,
+            tenant=request.tenant,
+            budget_usd=request.budget_usd,
+            task=request.task,
         )
         retry = RetryPolicy(maximum_attempts=5, non_retryable_error_types=list(SPEC_ERROR_TYPES))
         try:
-            # The same options either way; only the kind of activity differs.
-            execute = workflow.execute_local_activity if local else workflow.execute_activity
-            resolved: ResolvedTeam = await execute(
-                LOAD_TEAM_SPEC,
+            resolved: ResolvedTeam = await workflow.execute_local_activity(
+                load_team_spec,
                 ref,
-                result_type=ResolvedTeam,
                 summary=f"load team {request.team_name}",
                 start_to_close_timeout=SPEC_START_TO_CLOSE,
                 schedule_to_close_timeout=SPEC_SCHEDULE_TO_CLOSE,
                 retry_policy=retry,
             )
         except (ActivityError, ApplicationError) as err:
-            # A regular activity's failure arrives as ActivityError(cause=...); a
-            # local activity's, as the activity's own ApplicationError.
+            # A local activity's failure arrives as the activity's own ApplicationError
+            # (an ActivityError(cause=...) is taken the same way).
             cause = err.cause if isinstance(err, ActivityError) else err
             detail = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             kind = cause.type if isinstance(cause, ApplicationError) else None
@@ -447,12 +414,12 @@ class AgentTeamWorkflow:
 
 
 def _shared_controls(
-    team: ResolvedTeam, request: TeamRequest, state: RunState, *, current: bool
+    team: ResolvedTeam, request: TeamRequest, state: RunState
 ) -> SharedControls | None:
     """The run's link to the fleet's controls (None: the team runs without them)."""
     if not team.cost_controls:
         return None
-    return SharedControls(team=team, request=request, state=state, legacy=not current)
+    return SharedControls(team=team, request=request, state=state)
 
 
 def _left(budget: RunBudget) -> int:

@@ -39,7 +39,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Literal
 
 from temporalio import workflow
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from contracts.approvals import (
         ApprovalMode,
         ApprovalRecord,
+        Ballot,
         DecideRequest,
         Decision,
         DecisionReceipt,
@@ -57,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
         ToolApproval,
     )
     from security.approvers import ApproverRegistry
-    from security.signatures import DecisionKind, check, claim_for
+    from security.signatures import DecisionKind, check
     from teams.spec.durations import format_duration
     from teams.spec.team import ApprovalStage
     from workflows import evaluator
@@ -151,26 +152,17 @@ class ApprovalDesk:
         self._evaluator = evaluator
         self._require_encrypted = require_encrypted
 
-    def refusal(
-        self,
-        approver: str,
-        kind: DecisionKind,
-        comment: str,
-        signature: str | None,
-        expires_at: str | None,
-        *,
-        plaintext: bool = False,
-    ) -> str | None:
-        """Why this decision does not count now, or ``None`` if it does."""
+    def refusal(self, ballot: Ballot, *, plaintext: bool = False) -> str | None:
+        """Why ``ballot`` does not count now, or ``None`` if it does."""
         if self.pending is None:
             return "no approval is pending"
-        if approver not in self.pending.approvers:
+        if ballot.approver not in self.pending.approvers:
             return (
-                f"{approver!r} may not decide {self.pending.point!r} "
+                f"{ballot.approver!r} may not decide {self.pending.point!r} "
                 f"(its approvers: {', '.join(self.pending.approvers)})"
             )
-        if kind == "changes" and (
-            problem := _changes_refusal(self.pending, comment, self._revisable)
+        if ballot.kind == "changes" and (
+            problem := _changes_refusal(self.pending, ballot.comment, self._revisable)
         ):
             return problem
         if plaintext and self._require_encrypted:
@@ -179,115 +171,88 @@ class ApprovalDesk:
                 "input (AGENT_TEAMS_REQUIRE_ENCRYPTED_INPUT): send it with teamctl, or give "
                 "the temporal CLI the codec endpoint (--codec-endpoint, --codec-auth)"
             )
-        if signature is None and expires_at is None:
+        if ballot.signature is None and ballot.expires_at is None:
             if self._mode == "signed":
                 return (
                     "unsigned decision: this deployment requires signed approvals "
                     "(teamctl approve --key, or teamctl sign)"
                 )
             return None
-        return self._signature_refusal(self.pending, approver, kind, comment, signature, expires_at)
+        return self._signature_refusal(self.pending, ballot)
 
-    def _signature_refusal(
-        self,
-        pending: PendingApproval,
-        approver: str,
-        kind: DecisionKind,
-        comment: str,
-        signature: str | None,
-        expires_at: str | None,
-    ) -> str | None:
+    def _signature_refusal(self, pending: PendingApproval, ballot: Ballot) -> str | None:
         info = workflow.info()
         try:
-            expires = datetime.fromisoformat(expires_at or "")
-            claim = claim_for(
-                workflow_id=info.workflow_id,
-                run_id=info.run_id,
-                point=pending.point,
-                decision=kind,
-                comment=comment,
-                expires_at=expires,
-                approver=approver,
+            claim = ballot.claim(
+                workflow_id=info.workflow_id, run_id=info.run_id, point=pending.point
             )
         except ValueError:
             return "signature refused: expires_at is not an ISO-8601 instant with a time zone"
         verdict = check(
-            claim, signature, self._registry or ApproverRegistry(keys={}), now=workflow.now()
+            claim,
+            ballot.signature,
+            self._registry or ApproverRegistry(keys={}),
+            now=workflow.now(),
         )
         return None if verdict.ok else f"signature refused: {verdict.reason}"
 
     def on_signal(self, kind: DecisionKind, decision: Decision, *, plaintext: bool = False) -> None:
         """Handle an ``approve``/``reject`` signal: decide, or record and ignore."""
-        reason = self.refusal(
-            decision.approver,
-            kind,
-            decision.comment,
-            decision.signature,
-            decision.expires_at,
-            plaintext=plaintext,
-        )
+        ballot = Ballot.of_signal(kind, decision)
+        reason = self.refusal(ballot, plaintext=plaintext)
         if reason is not None:
-            self._ignore(kind, decision.approver, decision.comment, reason)
+            self._ignore(ballot, reason)
             return
         if plaintext:
-            self._arrived_unencrypted(f"{kind} signal from {decision.approver!r}")
-        self._decide(
-            kind, decision.approver, decision.comment, via="signal", signed=bool(decision.signature)
-        )
+            self._arrived_unencrypted(f"{kind} signal from {ballot.approver!r}")
+        self._decide(ballot, via="signal")
 
     def on_unreadable_signal(self, kind: DecisionKind, problems: list[str]) -> None:
         """Record and ignore an ``approve``/``reject`` signal that is not a valid decision."""
-        self._ignore(kind, UNREADABLE_APPROVER, "", "not a valid decision: " + "; ".join(problems))
+        unreadable = Ballot(approver=UNREADABLE_APPROVER, kind=kind)
+        self._ignore(unreadable, "not a valid decision: " + "; ".join(problems))
 
     def _arrived_unencrypted(self, what: str) -> None:
         if warning := self._state.arrived_unencrypted(what):
             workflow.logger.warning("%s", warning)
 
-    def _ignore(self, kind: DecisionKind, approver: str, comment: str, reason: str) -> None:
+    def _ignore(self, ballot: Ballot, reason: str) -> None:
         self.ignored_total += 1
         self.ignored.append(
             IgnoredDecision(
-                approver=approver,
-                decision=kind,
-                comment=comment,
+                approver=ballot.approver,
+                decision=ballot.kind,
+                comment=ballot.comment,
                 reason=reason[:MAX_REASON_CHARS],
                 received_at=workflow.now(),
             )
         )
         del self.ignored[:-MAX_IGNORED_KEPT]  # the oldest go first
-        workflow.logger.warning("ignored %s from %s: %s", kind, approver, reason)
+        workflow.logger.warning("ignored %s from %s: %s", ballot.kind, ballot.approver, reason)
 
     def validate_update(self, request: DecideRequest, *, plaintext: bool = False) -> None:
         """The ``decide`` validator: refuse before the update enters history."""
-        reason = self.refusal(
-            request.approver,
-            request.decision,
-            request.comment,
-            request.signature,
-            request.expires_at,
-            plaintext=plaintext,
-        )
-        if reason is not None:
-            raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
+        self._refuse_update(Ballot.of_request(request), plaintext=plaintext)
 
     def on_update(self, request: DecideRequest, *, plaintext: bool = False) -> DecisionReceipt:
         """Handle an accepted ``decide`` update and answer synchronously."""
-        self.validate_update(request, plaintext=plaintext)
+        ballot = Ballot.of_request(request)
+        self._refuse_update(ballot, plaintext=plaintext)
         if plaintext:
-            self._arrived_unencrypted(f"decide update from {request.approver!r}")
-        record = self._decide(
-            request.decision,
-            request.approver,
-            request.comment,
-            via="update",
-            signed=bool(request.signature),
-        )
+            self._arrived_unencrypted(f"decide update from {ballot.approver!r}")
+        record = self._decide(ballot, via="update")
         return DecisionReceipt(
             approval_point=record.point,
-            decision=request.decision,
+            decision=ballot.kind,
             approver=record.approver,
             decided_at=record.decided_at,
         )
+
+    def _refuse_update(self, ballot: Ballot, *, plaintext: bool) -> None:
+        """Raise ``DecisionRefused`` (non-retryable) unless ``ballot`` counts now."""
+        reason = self.refusal(ballot, plaintext=plaintext)
+        if reason is not None:
+            raise ApplicationError(reason, type="DecisionRefused", non_retryable=True)
 
     async def wait(
         self, stage: ApprovalStage, *, tool: ToolApproval | None = None, changes_left: int = 0
@@ -375,25 +340,23 @@ class ApprovalDesk:
             return False
         return True
 
-    def _decide(
-        self, kind: DecisionKind, approver: str, comment: str, *, via: DecidedVia, signed: bool
-    ) -> ApprovalRecord:
+    def _decide(self, ballot: Ballot, *, via: DecidedVia) -> ApprovalRecord:
         pending = self.pending
         if pending is None:  # refused by the callers; kept for type narrowing
             raise ApplicationError("no approval is pending", type="DecisionRefused")
         record = ApprovalRecord(
             point=pending.point,
-            outcome=_OUTCOMES[kind],
-            approver=approver,
-            comment=comment,
+            outcome=_OUTCOMES[ballot.kind],
+            approver=ballot.approver,
+            comment=ballot.comment,
             decided_at=workflow.now(),
             via=via,
             escalated=pending.escalated,
-            authenticated=signed,
+            authenticated=ballot.signed,
         )
-        if not signed:
+        if not ballot.signed:
             warning = (
-                f"approval {pending.point!r} {record.outcome} by {approver!r} without a "
+                f"approval {pending.point!r} {record.outcome} by {ballot.approver!r} without a "
                 "signature (the deployment allows unsigned decisions: AGENT_TEAMS_APPROVALS=open)"
             )
             self._state.warn(warning, degrade=False)

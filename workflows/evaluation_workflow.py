@@ -38,7 +38,7 @@ from temporalio.workflow import ParentClosePolicy
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from activities.names import EVALUATION_BASELINE, LOAD_GOLD_SET
+    from contracts.activities import evaluation_baseline, load_gold_set
     from contracts.calls import MAX_HANDOFF_CHARS, AgentCall, AgentOutcome, HandoffItem
     from contracts.evaluation import (
         Baseline,
@@ -53,6 +53,9 @@ with workflow.unsafe.imports_passed_through():
     from contracts.outputs import ReviewVerdict
     from contracts.requests import TeamRequest
     from contracts.results import TeamResult
+    from contracts.run_interface import AGENT_TEAM_WORKFLOW, EVALUATION_WORKFLOW
+    from contracts.search_attributes import COST_USD, EVAL_DROPPED, TEAM_NAME
+    from contracts.search_attributes import EVAL_SCORE as EVAL_SCORE_ATTRIBUTE
     from errors import GoldSetError, TeamSpecError
     from evaluation.scoring import (
         check_rules,
@@ -68,15 +71,10 @@ with workflow.unsafe.imports_passed_through():
     from teams.spec.team import AgentSpec
     from telemetry.names import EVAL_DROPS, EVAL_SCORE
     from workflows import inputs
-    from workflows.agent_team import WORKFLOW_NAME as AGENT_TEAM_WORKFLOW
-    from workflows.batch_call import BatchAnswer, BatchCaller, BatchGaveUp
-    from workflows.call_activity import start_call
-    from workflows.call_failures import classify
-    from workflows.visibility import COST_USD, EVAL_DROPPED, TEAM_NAME
-    from workflows.visibility import EVAL_SCORE as EVAL_SCORE_ATTRIBUTE
+    from workflows.calls.activity import start_call
+    from workflows.calls.batch import BatchAnswer, BatchCaller, BatchGaveUp
+    from workflows.calls.failures import classify
 
-EVALUATION_WORKFLOW = "EvaluationWorkflow"
-"""The workflow type (public: schedules, ``teamctl eval`` and visibility queries use it)."""
 GOLD_START_TO_CLOSE = timedelta(seconds=30)
 GOLD_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 BASELINE_START_TO_CLOSE = timedelta(seconds=30)
@@ -167,9 +165,8 @@ async def _load_gold_set(team: str) -> ResolvedGoldSet:
     """The gold set and judge as the worker resolves them (recorded in history)."""
     try:
         resolved: ResolvedGoldSet = await workflow.execute_activity(
-            LOAD_GOLD_SET,
+            load_gold_set,
             GoldSetRef(team=team),
-            result_type=ResolvedGoldSet,
             summary=f"load gold set {team}",
             start_to_close_timeout=GOLD_START_TO_CLOSE,
             schedule_to_close_timeout=GOLD_SCHEDULE_TO_CLOSE,
@@ -229,7 +226,7 @@ async def _judge(
             return None, batched[1], batched[0]
         outcome = batched  # None: no answer by the batch deadline, asked interactively
     if outcome is None:
-        handle = start_call(call, spec, task_queue=resolved.calls_task_queue, cooperative=True)
+        handle = start_call(call, spec, task_queue=resolved.calls_task_queue)
         try:
             outcome = await handle
         except ActivityError as err:
@@ -295,9 +292,8 @@ def _judge_call(
 async def _baseline(request: EvaluationRequest) -> Baseline | None:
     """The mean of the team's last ``baseline_runs`` completed evaluations (this one excluded)."""
     baseline: Baseline | None = await workflow.execute_activity(
-        EVALUATION_BASELINE,
+        evaluation_baseline,
         BaselineQuery(team=request.team, runs=request.baseline_runs),
-        result_type=Baseline | None,  # type: ignore[arg-type]
         summary=f"baseline of {request.team}",
         start_to_close_timeout=BASELINE_START_TO_CLOSE,
         schedule_to_close_timeout=BASELINE_SCHEDULE_TO_CLOSE,

@@ -30,10 +30,6 @@ Why this design, and not another:
 - **Visible, never silent.** The approval record says ``evaluator`` (approver
   and ``via``) and names the evaluation run; child run ids are
   ``<evaluation id>/<item id>`` (``eval/<team>/...``).
-
-The behaviour is new, so it sits behind the patch :data:`EVALUATOR_APPROVALS_PATCH`,
-checked only by runs that ask for it: every other run's history (and the
-checked-in replay histories) is unchanged.
 """
 
 from __future__ import annotations
@@ -45,8 +41,6 @@ with workflow.unsafe.imports_passed_through():
 
 EVALUATOR = "evaluator"
 """The approver recorded for an evaluator approval."""
-EVALUATOR_APPROVALS_PATCH = "evaluator-approvals"
-"""Patch id: runs may ask for evaluator approvals (``TeamRequest.evaluator``)."""
 
 
 def refusal(request: TeamRequest) -> str | None:
@@ -56,7 +50,6 @@ def refusal(request: TeamRequest) -> str | None:
     """
     if not request.evaluator:
         return None
-    workflow.deprecate_patch(EVALUATOR_APPROVALS_PATCH)  # removed in the next release
     if workflow.info().parent is None:
         return (
             "evaluator: only a child run of an EvaluationWorkflow may have its approvals "

@@ -27,19 +27,19 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import DELIVER_WEBHOOK
-    from activities.webhooks import NON_RETRYABLE, REQUEST_TIMEOUT
+    from contracts.activities import deliver_webhook
     from contracts.notifications import (
+        WEBHOOK_NON_RETRYABLE,
+        WEBHOOK_REQUEST_TIMEOUT,
         DeliveryReceipt,
         DeliveryReport,
         NotificationRequest,
         WebhookDelivery,
     )
+    from contracts.run_interface import NOTIFICATION_WORKFLOW
     from telemetry.names import WEBHOOK_DEAD_LETTERS, WEBHOOKS_DELIVERED
 
-NOTIFICATION_WORKFLOW = "NotificationWorkflow"
-"""Workflow type of a webhook delivery (public: it shows in the Temporal UI)."""
-ATTEMPT_TIMEOUT = REQUEST_TIMEOUT + timedelta(seconds=5)
+ATTEMPT_TIMEOUT = WEBHOOK_REQUEST_TIMEOUT + timedelta(seconds=5)
 """One attempt's cap: the POST's own timeout, and a margin to report it."""
 
 
@@ -59,13 +59,12 @@ class NotificationWorkflow:
             backoff_coefficient=2.0,
             maximum_interval=target.max_retry,
             maximum_attempts=target.attempts,
-            non_retryable_error_types=NON_RETRYABLE,
+            non_retryable_error_types=WEBHOOK_NON_RETRYABLE,
         )
         try:
             receipt: DeliveryReceipt = await workflow.execute_activity(
-                DELIVER_WEBHOOK,
+                deliver_webhook,
                 WebhookDelivery(url=target.url, event=event),
-                result_type=DeliveryReceipt,
                 summary=f"{event.event} webhook",
                 start_to_close_timeout=ATTEMPT_TIMEOUT,
                 # Every attempt at its longest, and every wait between them.

@@ -31,7 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import PUBLISH_RUN_EVENT
+    from contracts.activities import publish_run_event
     from contracts.approvals import ApprovalMode, PendingApproval
     from contracts.notifications import (
         DecisionCommands,
@@ -200,7 +200,7 @@ class Notifier:
     async def _publish(self, event: WaitingForApproval | RunFinished) -> None:
         try:
             await workflow.execute_local_activity(
-                PUBLISH_RUN_EVENT,
+                publish_run_event,
                 RunEventRequest(event=event),
                 start_to_close_timeout=STREAM_TIMEOUT,
                 retry_policy=STREAM_RETRY,

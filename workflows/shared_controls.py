@@ -1,16 +1,18 @@
 """A run's few words with the controls shared by every run (daily budgets, breakers).
 
-Since the ``controls-in-call`` patch, each call's admission and settlement
-happen inside ``call_agent`` (:mod:`activities.call_controls`): nothing here is
-on a call's path. What is left, as local activities:
+Each call's admission and settlement happen inside ``call_agent``
+(:mod:`activities.call_controls`): nothing here is on a call's path. What is
+left, as local activities:
 
 - ``record_run_cost``, once as the run finishes, for the cost-outlier alert;
+- ``end_run_slot``, as a run ends without its cost record (failed, cancelled);
 - ``settle_call``, only for a call whose last attempt died with its worker
   (the run charges what its heartbeat reported, attempt by attempt, and so must
-  the daily budgets: no attempt is left to do it);
-- for runs started before the patch (``legacy``), ``admit_call`` before and
-  ``settle_call`` after every call, as they ran then, so they replay and finish
-  unchanged on today's workers.
+  the daily budgets: no attempt is left to do it). It runs *before* the call is
+  recorded, whatever its heartbeat said it cost, and the run records what the
+  store holds: the last attempt may have been answered and settled before its
+  worker died with the completion unsent (heartbeats are throttled, so the
+  run's view can be an earlier attempt's; found by ``make chaos``).
 
 All of them are idempotent by key (the call id, and the run id the activity
 adds), so a re-run after a crash never reserves or charges twice.
@@ -18,20 +20,18 @@ adds), so a re-run after a crash never reserves or charges twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import ADMIT_CALL, END_RUN_SLOT, RECORD_RUN_COST, SETTLE_CALL
+    from contracts.activities import end_run_slot as free_run_slot
+    from contracts.activities import record_run_cost, settle_call
     from contracts.admission import (
-        Admission,
-        AdmissionRequest,
-        BreakerOutcome,
         RunCostRequest,
         RunSlotRelease,
         SettlementReceipt,
@@ -39,25 +39,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from contracts.calls import AgentCall, AttemptUsage
     from contracts.ledger import AttemptCharge, Charge, CostKey, RunCostReport
-    from contracts.provider_errors import BREAKER_NEUTRAL_ERROR_TYPES
     from contracts.requests import TeamRequest
     from contracts.resolved import ResolvedTeam
-    from contracts.results import AgentCallRecord, CallStatus, RunStatus
+    from contracts.results import AgentCallRecord, RunStatus
     from contracts.streams import RunFinished
+    from teams.spec.breakers import agent_breaker, model_breaker
     from workflows.run_state import RunState
-    from workflows.stops import RunStopped
 
-COST_CONTROL_PATCH = "cost-control"
-"""Patch id: runs from before it had no shared controls at all."""
-SETTLE_TIMEOUTS_PATCH = "settle-timed-out-calls"
-"""Patch id: a timed-out call is settled with the store *before* it is recorded,
-whatever its heartbeat said it cost, and the run records what the store holds.
-Its last attempt may have been answered and settled before its worker died with
-the completion unsent (heartbeats are throttled, so the run's view can be an
-earlier attempt's); before, the run recorded the heartbeat's cost and the
-day's ledger held more than the sum of the runs (found by ``make chaos``)."""
 START_TO_CLOSE = timedelta(seconds=30)
 SCHEDULE_TO_CLOSE = timedelta(minutes=2)
+_Arg = TypeVar("_Arg")
+_Result = TypeVar("_Result")
 RETRY = RetryPolicy(maximum_interval=timedelta(seconds=2), maximum_attempts=3)
 """A few quick tries: an unreachable store must not hold a finished run open."""
 
@@ -65,51 +57,23 @@ RETRY = RetryPolicy(maximum_interval=timedelta(seconds=2), maximum_attempts=3)
 class SharedControls:
     """The run's local activities with the controls store (see module docstring)."""
 
-    def __init__(
-        self, *, team: ResolvedTeam, request: TeamRequest, state: RunState, legacy: bool
-    ) -> None:
+    def __init__(self, *, team: ResolvedTeam, request: TeamRequest, state: RunState) -> None:
         self._team = team
         self._request = request
         self._state = state
-        self.legacy = legacy
-        """Admit and settle every call here, as runs from before the patch did."""
-
-    async def admit(self, call: AgentCall, worst: int, breakers: list[str]) -> Admission:
-        """Legacy runs: pass the call's breakers and reserve its worst case."""
-        request = AdmissionRequest(
-            reservation_id=call.call_id,
-            run_id=workflow.info().workflow_id,
-            day=_today(),
-            tenant=self._request.tenant,
-            amount_micro=worst,
-            breakers=breakers,
-            breaker_settings=self._team.spec.breakers,
-        )
-        try:
-            admission: Admission = await _local(ADMIT_CALL, request, Admission)
-        except FailureError as err:  # a local activity's failure is its own error
-            if isinstance(err, CancelledError):
-                raise
-            # Fail closed: spending without the daily budgets in view is not allowed.
-            raise RunStopped(
-                RunStatus.FAILED, f"cost controls unavailable, {call.agent} not called: {err}"
-            ) from None
-        return admission
 
     async def settle(
         self,
         call: AgentCall,
         record: AgentCallRecord,
-        breakers: list[str],
         attempts: Sequence[AttemptUsage] = (),
     ) -> SettlementReceipt | None:
-        """Charge the call on the daily budgets (and, legacy runs, report it to its breakers).
+        """Charge a call whose last attempt died with its worker on the daily budgets.
 
         ``attempts``: what each attempt used, as the call's last heartbeat told
         (a timed-out call), charged each once under its own number; the record's
         cost is a floor for the call's total. Returns what the store holds for
-        the call (``None``: legacy runs, whose history has no receipt, and when
-        the store could not be reached).
+        the call (``None`` when the store could not be reached).
         """
         request = SettlementRequest(
             reservation_id=call.call_id,
@@ -138,13 +102,12 @@ class SharedControls:
                 )
                 for attempt in attempts
             ],
-            breakers=breakers,
-            outcome=_outcome(record) if self.legacy else "none",
+            breakers=self._breakers_of(call),
+            outcome="none",
             breaker_settings=self._team.spec.breakers,
         )
         try:
-            # Legacy runs' recorded results are null: never read them as a receipt.
-            receipt = await _local(SETTLE_CALL, request, None if self.legacy else SettlementReceipt)
+            receipt = await _local(settle_call, request)
         except FailureError as err:  # a local activity's failure is its own error
             if isinstance(err, CancelledError):
                 raise
@@ -155,6 +118,13 @@ class SharedControls:
             )
             return None
         return receipt if isinstance(receipt, SettlementReceipt) else None
+
+    def _breakers_of(self, call: AgentCall) -> list[str]:
+        """The call's breakers: the model's, and (for the primary path) the agent's."""
+        keys = [model_breaker(call.model)]
+        if call.fallback_reason is None:
+            keys.append(agent_breaker(self._team.spec.name, call.agent))
+        return keys
 
     async def record_run(
         self,
@@ -180,7 +150,7 @@ class SharedControls:
             request = RunCostRequest(
                 day=_today(), report=report, stream_event=stream_event, release_slot=release_slot
             )
-            await _local(RECORD_RUN_COST, request, None)
+            await _local(record_run_cost, request)
         except FailureError as err:  # a local activity's failure is its own error
             if isinstance(err, CancelledError):
                 raise
@@ -195,42 +165,22 @@ async def end_run_slot(state: RunState) -> None:
     """
     try:
         request = RunSlotRelease(workflow_id=workflow.info().workflow_id)
-        await _local(END_RUN_SLOT, request, bool)
+        await _local(free_run_slot, request)
     except FailureError as err:  # a local activity's failure is its own error
         if isinstance(err, CancelledError):
             raise
         state.warn(f"tenant run slot not freed (its lease will expire): {err}", degrade=False)
 
 
-def unsettled(record: AgentCallRecord) -> bool:
-    """Whether a call ended with a cost no attempt of it settled: its last attempt died.
-
-    Runs from before :data:`SETTLE_TIMEOUTS_PATCH` (current runs settle every
-    timed-out call, cost or not, before recording it).
-    """
-    return record.status is CallStatus.TIMED_OUT and record.cost_micro > 0
-
-
 def _today() -> str:
     return workflow.now().strftime("%Y-%m-%d")
 
 
-def _outcome(record: AgentCallRecord) -> BreakerOutcome:
-    if record.status is CallStatus.SUCCEEDED:
-        return "success"
-    if record.status in (CallStatus.FAILED, CallStatus.TIMED_OUT) and (
-        record.error_type not in BREAKER_NEUTRAL_ERROR_TYPES
-    ):
-        return "failure"
-    return "none"
-
-
-async def _local(name: str, arg: object, result_type: type | None) -> Any:
+async def _local(stub: Callable[[_Arg], Awaitable[_Result]], arg: _Arg) -> _Result:
     """Run one of the controls' local activities, with their timeouts and retries."""
     return await workflow.execute_local_activity(
-        name,
+        stub,
         arg,
-        result_type=result_type,
         start_to_close_timeout=START_TO_CLOSE,
         schedule_to_close_timeout=SCHEDULE_TO_CLOSE,
         retry_policy=RETRY,

@@ -32,8 +32,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_runner import AgentRunner
     from workflows.approval_conditions import should_ask
     from workflows.approval_desk import ApprovalDesk
-    from workflows.call_activity import StopFlag
-    from workflows.call_builder import AgentStep, output_of
+    from workflows.calls.activity import StopFlag
+    from workflows.calls.builder import AgentStep, output_of
     from workflows.run_context import RunContext
     from workflows.stops import AgentFailed, RunStopped, StageStopped
 
@@ -98,7 +98,7 @@ class StageRunner:
         return StageOutcome(produced)
 
     async def _fan_out(self, stage: FanOutStage, incoming: list[HandoffItem]) -> StageOutcome:
-        stop = StopFlag() if self._runner.cooperative_cancel else None
+        stop = StopFlag()
         tasks = [
             asyncio.create_task(
                 self._runner.run(
@@ -372,16 +372,8 @@ class StageRunner:
         return next((s for s in reversed(before) if isinstance(s, GateStage)), None)
 
 
-async def _stop_all(tasks: list[asyncio.Task[AgentOutcome]], stop: StopFlag | None) -> None:
-    """Stop the calls of ``tasks``.
-
-    Cooperatively, each call stops and reports its usage; for runs from before
-    cooperative cancellation, the tasks are cancelled.
-    """
-    if stop is None:
-        for task in tasks:
-            task.cancel()
-        return
+async def _stop_all(tasks: list[asyncio.Task[AgentOutcome]], stop: StopFlag) -> None:
+    """Stop the calls of ``tasks``: cooperatively, each call stops and reports its usage."""
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
 

@@ -31,7 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.names import CALL_TOOL
+    from contracts.activities import call_tool
     from contracts.approvals import ToolApproval
     from contracts.calls import AgentCall
     from contracts.tools import (
@@ -150,9 +150,8 @@ class ToolRunner:
         self._run.state.tool_running(call.agent)
         try:
             outcome = await workflow.execute_activity(
-                CALL_TOOL,
+                call_tool,
                 tool_call,
-                result_type=ToolOutcome,
                 task_queue=self._run.team.calls_task_queue,
                 activity_id=tool_call.call_id.removeprefix(f"{workflow.info().workflow_id}/"),
                 summary=f"tool · {tool.name}",

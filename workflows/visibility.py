@@ -1,26 +1,7 @@
-"""Custom search attributes: what an operator filters runs by in the Temporal UI.
+"""A run's search attributes, upserted as it goes: what the Temporal UI filters by.
 
-=====================  ===========  =============================================
-Attribute              Type         Value
-=====================  ===========  =============================================
-``TeamName``           Keyword      the team's name
-``Tenant``             Keyword      the request's tenant (unset without one)
-``TeamStatus``         Keyword      RUNNING, AWAITING_APPROVAL, then the final
-                                    status (COMPLETED, DEGRADED, ...)
-``CostUsd``            Double       cost so far, in USD (for filtering only: money
-                                    is exact, in micro-dollars, in the result)
-``DegradationLevel``   Keyword      FULL, PARTIAL, MINIMAL or FAILED
-``AwaitingApproval``   Bool         true while an approval point is pending
-``PendingApprovers``   KeywordList  who may decide the pending point
-``PromptVersions``     KeywordList  name/version of every prompt the team uses
-``TeamVersion``        Keyword      the team file's ``version`` the run resolved
-``Variants``           KeywordList  ``experiment:variant`` of each experiment the
-                                    run is in (unset without experiments)
-``EvalScore``          Double       an evaluation's mean score, 0-10 (set when it
-                                    finishes; ``EvaluationWorkflow`` only)
-``EvalDropped``        Bool         the evaluation's mean fell below its baseline
-                                    by more than the threshold
-=====================  ===========  =============================================
+The attributes, their types and what each holds are the contract of
+:mod:`contracts.search_attributes`; this module decides when each is set.
 
 Runs whose team was resolved by a worker from before experiments (their
 recorded ``ResolvedTeam.variants`` is None) set neither ``TeamVersion`` nor
@@ -30,16 +11,10 @@ An ``EvaluationWorkflow`` also sets ``TeamName`` (the team evaluated) and, when 
 finishes, ``CostUsd`` (its runs and judge calls together); see
 :mod:`workflows.evaluation_workflow`.
 
-Examples: ``AwaitingApproval = true``, ``CostUsd > 1``, ``TeamName = 'research' AND
-TeamStatus = 'DEGRADED'``, ``PendingApprovers = 'editor'``.
-
 Upserts are deterministic workflow commands, so each is an event in history.
 Runs upsert on phase changes only, merging what changed since the last one:
 the start, each next stage (cost and degradation, if they changed), an approval
-wait opening, and the finish (a research run: five upserts). Runs started
-before the ``controls-in-call`` patch upserted ``CostUsd`` after every call (and
-runs before the ``search-attributes`` patch not at all): they replay as they
-ran (``legacy=True``).
+wait opening, and the finish (a research run: five upserts).
 """
 
 from __future__ import annotations
@@ -47,63 +22,37 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 
-TEAM_NAME = SearchAttributeKey.for_keyword("TeamName")
-TENANT = SearchAttributeKey.for_keyword("Tenant")
-TEAM_STATUS = SearchAttributeKey.for_keyword("TeamStatus")
-COST_USD = SearchAttributeKey.for_float("CostUsd")
-DEGRADATION_LEVEL = SearchAttributeKey.for_keyword("DegradationLevel")
-AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
-PENDING_APPROVERS = SearchAttributeKey.for_keyword_list("PendingApprovers")
-PROMPT_VERSIONS = SearchAttributeKey.for_keyword_list("PromptVersions")
-TEAM_VERSION = SearchAttributeKey.for_keyword("TeamVersion")
-VARIANTS = SearchAttributeKey.for_keyword_list("Variants")
-EVAL_SCORE = SearchAttributeKey.for_float("EvalScore")
-EVAL_DROPPED = SearchAttributeKey.for_bool("EvalDropped")
-
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey[Any], ...] = (
-    TEAM_NAME,
-    TENANT,
-    TEAM_STATUS,
-    COST_USD,
-    DEGRADATION_LEVEL,
-    AWAITING_APPROVAL,
-    PENDING_APPROVERS,
-    PROMPT_VERSIONS,
-    TEAM_VERSION,
-    VARIANTS,
-    EVAL_SCORE,
-    EVAL_DROPPED,
-)
-"""Every attribute the workflows set; registered by the dev server, tests and worker."""
-
-SEARCH_ATTRIBUTES_PATCH = "search-attributes"
-"""Patch id: runs upsert search attributes (runs from before it upserted none)."""
+with workflow.unsafe.imports_passed_through():
+    from contracts.search_attributes import (
+        AWAITING_APPROVAL,
+        COST_USD,
+        DEGRADATION_LEVEL,
+        PENDING_APPROVERS,
+        PROMPT_VERSIONS,
+        TEAM_NAME,
+        TEAM_STATUS,
+        TEAM_VERSION,
+        TENANT,
+        VARIANTS,
+    )
 
 
 class Visibility:
     """Keeps a run's search attributes current (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._legacy = True
         self._cost_micro = -1
         self._level = "FULL"
         self._pending: dict[str, SearchAttributeUpdate[Any]] = {}
-
-    def begin(self, *, legacy: bool) -> None:
-        """Say how this run upserts: per phase, or (``legacy``) as runs before the patch."""
-        self._legacy = legacy
 
     def _upsert(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
         workflow.upsert_search_attributes(updates)
 
     def _defer(self, update: SearchAttributeUpdate[Any]) -> None:
-        """Upsert now (legacy runs), or with the next phase change."""
-        if self._legacy:
-            self._upsert([update])
-        else:
-            self._pending[update.key.name] = update
+        """Upsert with the next phase change."""
+        self._pending[update.key.name] = update
 
     def _with_pending(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
         named = {update.key.name: update for update in updates}
@@ -165,7 +114,7 @@ class Visibility:
             TEAM_STATUS.value_set("AWAITING_APPROVAL" if waiting else "RUNNING"),
             PENDING_APPROVERS.value_set(approvers or []),
         ]
-        if waiting or self._legacy:
+        if waiting:
             self._with_pending(updates)
         else:
             for update in updates:
@@ -182,7 +131,7 @@ class Visibility:
 
     def degradation(self, level: str) -> None:
         """A fan-out was graded (shown at the next phase change)."""
-        if self._legacy or level != self._level:
+        if level != self._level:
             self._level = level
             self._defer(DEGRADATION_LEVEL.value_set(level))
 

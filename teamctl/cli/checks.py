@@ -23,6 +23,7 @@ showing its last encrypted run as a sign until a plaintext run is newer
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
@@ -30,11 +31,15 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.results import TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from errors import AgentTeamsError
 from security.codec import ENCODING, EncryptionCodec
 from teamctl.cli.hints import CODEC_ENDPOINT_ENV
 from teamctl.codec_server import TOKEN_ENV
-from workflows.agent_team import WORKFLOW_NAME
+
+if TYPE_CHECKING:
+    from workflows.agent_team import AgentTeamWorkflow
 
 SCAN_EVENTS = 50
 """How many of a history's first events to look at: the start and the team's
@@ -59,7 +64,7 @@ async def check_not_plaintext(
     *,
     writing: str,
     task_queue: str | None = None,
-    handle: WorkflowHandle[object, object] | None = None,
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult] | None = None,
 ) -> None:
     """Refuse (:class:`PlaintextRefusedError`) to write plaintext where payloads are encrypted.
 
@@ -92,7 +97,7 @@ def _configured_codec(environ: Mapping[str, str]) -> str | None:
 async def _newest_run_encrypted(client: Client, task_queue: str) -> str | None:
     if any(c in task_queue for c in "'\"\\\n"):
         return None  # not a name a list filter can hold as it is; nothing to learn
-    query = f"WorkflowType = '{WORKFLOW_NAME}' AND TaskQueue = '{task_queue}'"
+    query = f"WorkflowType = '{AGENT_TEAM_WORKFLOW}' AND TaskQueue = '{task_queue}'"
     try:
         async for execution in client.list_workflows(query, limit=1):
             handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
@@ -106,7 +111,7 @@ async def _newest_run_encrypted(client: Client, task_queue: str) -> str | None:
     return None
 
 
-async def history_encrypted(handle: WorkflowHandle[object, object]) -> bool:
+async def history_encrypted(handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]) -> bool:
     """Whether the first events of the run's history hold an encrypted payload."""
     scanned = 0
     async for event in handle.fetch_history_events(page_size=SCAN_EVENTS):

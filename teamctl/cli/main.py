@@ -41,6 +41,7 @@ from collections.abc import Sequence
 from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.run_interface import DEFAULT_TASK_QUEUE
 from errors import AgentTeamsError
 from fleet.tenant_limits import TenantLimitExceeded
 from teamctl import eval_commands as evaluations
@@ -76,7 +77,6 @@ from teamctl.cli.runs import (
 from teamctl.codec_server import run_codec_server
 from teamctl.devserver import DevServerError
 from teamctl.runs import DecisionRefusedError, RunFailedError, run_handle
-from worker.deployment import DEFAULT_TASK_QUEUE
 from worker.settings import TracingSettings
 from worker.telemetry import build_tracer_provider
 

@@ -27,7 +27,7 @@ from stores.semantic.factory import DEFAULT_CACHE_URL
 from teamctl import eval_commands as evaluations
 from teamctl import rollback as team_rollback
 from teamctl.codec_server import DEFAULT_PORT as DEFAULT_CODEC_PORT
-from teamctl.costs import COLUMNS
+from teamctl.costs.report import COLUMNS
 from teamctl.pending import DEFAULT_LIMIT
 from teamctl.report import experiments as team_experiments
 from teamctl.report import query as report_query

@@ -17,13 +17,14 @@ from stores.controls.factory import open_controls
 from teamctl import render
 from teamctl import rollback as team_rollback
 from teamctl.cli.context import connect_client, team_catalog
-from teamctl.costs import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
+from teamctl.costs.render import costs_text
+from teamctl.costs.report import COLUMNS, Column, day_range, fetch_report, parse_columns, parse_day
+from teamctl.costs.semantic import fetch_semantic
 from teamctl.pending import check_limit, list_pending, visibility_query
 from teamctl.report import experiments as team_experiments
 from teamctl.report import query as report_query
 from teamctl.report.fetch import fetch_report as fetch_operator_report
 from teamctl.report.render import report_text
-from teamctl.semantic_costs import fetch_semantic
 
 
 async def costs_from_args(args: argparse.Namespace) -> int:
@@ -97,7 +98,7 @@ async def show_costs(
         await store.aclose()
     semantic = await fetch_semantic(semantic_url, days, tenant=tenant, team=team)
     report = report.model_copy(update={"semantic": semantic})
-    print(report.model_dump_json(indent=2) if as_json else render.costs_text(report))
+    print(report.model_dump_json(indent=2) if as_json else costs_text(report))
     return 0
 
 

@@ -18,10 +18,12 @@ import os
 import sys
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import TemporalError
 
+from contracts.approvals import Ballot
 from contracts.requests import TeamRequest, parse_team_request
 from contracts.results import RunStatus, TeamResult, TeamStatus
 from contracts.streams import WaitingForApproval
@@ -59,6 +61,9 @@ from teams.catalog import load_team_file
 from teams.policy import check_budget, screen_task
 from teams.spec.team import TeamSpec
 from worker.telemetry import without_tracing
+
+if TYPE_CHECKING:
+    from workflows.agent_team import AgentTeamWorkflow
 
 OK_STATUSES = {RunStatus.COMPLETED, RunStatus.DEGRADED}
 INTERRUPTED = 130
@@ -128,7 +133,7 @@ async def _run_team(client: Client, args: argparse.Namespace, request: TeamReque
 
 
 async def following(
-    handle: WorkflowHandle[object, TeamResult], work: Awaitable[int], hints: Hints
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], work: Awaitable[int], hints: Hints
 ) -> int:
     """Await ``work`` on a run that exists; Ctrl-C or an error names the run and how it stands.
 
@@ -151,7 +156,7 @@ async def following(
         ) from err
 
 
-async def _standing(handle: WorkflowHandle[object, TeamResult], hints: Hints) -> str:
+async def _standing(handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], hints: Hints) -> str:
     """``run X goes on (see ...)`` or ``run X has ended: FAILED (see ...)``."""
     try:
         status = (await handle.describe()).status
@@ -171,7 +176,7 @@ def _sentence(err: BaseException) -> str:
 
 
 async def follow_and_report(
-    handle: WorkflowHandle[object, TeamResult],
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult],
     *,
     client: Client | None = None,
     hints: Hints | None = None,
@@ -233,7 +238,7 @@ async def follow_and_report(
 
 
 async def print_live(
-    handle: WorkflowHandle[object, TeamResult], environ: Mapping[str, str]
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], environ: Mapping[str, str]
 ) -> bool | None:
     """Print the run's stream until it waits for a human (True) or ends (False).
 
@@ -258,7 +263,9 @@ async def print_live(
     return False
 
 
-async def approvals_signed(client: Client, handle: WorkflowHandle[object, TeamResult]) -> bool:
+async def approvals_signed(
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]
+) -> bool:
     """Whether the run takes signed decisions only.
 
     The workers record their approval mode in the team they resolve for the
@@ -281,15 +288,14 @@ DONE: dict[DecisionKind, str] = {
 
 
 async def send_decision(
-    client: Client, handle: WorkflowHandle[object, TeamResult], args: argparse.Namespace
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], args: argparse.Namespace
 ) -> int:
     """``teamctl approve|reject|changes``: send the decision; with ``--wait``, follow the run."""
     kind: DecisionKind = args.command
     await _decidable(client, handle, f"run {handle.id} cannot take a decision now")
     await check_not_plaintext(client, os.environ, writing="the decision", handle=handle)
-    receipt = await decide(
-        handle, approver=args.approver, decision=kind, comment=args.comment, key=args.key
-    )
+    ballot = Ballot(approver=args.approver, kind=kind, comment=args.comment)
+    receipt = await decide(handle, ballot, key=args.key)
     print(
         f"{DONE[receipt.decision]} {receipt.approval_point!r} of {handle.id} as "
         f"{receipt.approver} at {receipt.decided_at.isoformat()}",
@@ -302,7 +308,7 @@ async def send_decision(
 
 
 async def _decidable(
-    client: Client, handle: WorkflowHandle[object, TeamResult], consequence: str
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], consequence: str
 ) -> None:
     """Refuse at once a decision on a run that has ended or that no worker serves."""
     description = await handle.describe()
@@ -313,13 +319,12 @@ async def _decidable(
 
 
 async def print_signed_decision(
-    client: Client, handle: WorkflowHandle[object, TeamResult], args: argparse.Namespace
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], args: argparse.Namespace
 ) -> int:
     """Print the signed decision, and the temporal CLI commands that send it."""
     await _decidable(client, handle, f"run {handle.id} cannot say what is pending")
-    request = await signed_decision(
-        handle, approver=args.approver, decision=args.decision, comment=args.comment, key=args.key
-    )
+    ballot = Ballot(approver=args.approver, kind=args.decision, comment=args.comment)
+    request = (await signed_decision(handle, ballot, key=args.key)).request()
     signal = request.model_dump_json(exclude={"decision"})
     update = request.model_dump_json()
     print(signal)
@@ -334,7 +339,7 @@ async def print_signed_decision(
 
 
 async def show_status(
-    client: Client, handle: WorkflowHandle[object, TeamResult], *, as_json: bool
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult], *, as_json: bool
 ) -> int:
     """``teamctl status``: the run's progress (PII redacted); a run that failed says how."""
     description = await handle.describe()
@@ -357,7 +362,7 @@ async def show_status(
 
 async def show_result(
     client: Client,
-    handle: WorkflowHandle[object, TeamResult],
+    handle: WorkflowHandle[AgentTeamWorkflow, TeamResult],
     *,
     as_json: bool,
     reveal: bool,

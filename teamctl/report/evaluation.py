@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 
 from contracts.evaluation import EvaluationResult
+from contracts.run_interface import EVALUATION_WORKFLOW
+from contracts.search_attributes import TEAM_NAME
 from money.pricing import format_usd
-from workflows.evaluation_workflow import EVALUATION_WORKFLOW
-from workflows.visibility import TEAM_NAME
 
 READ_CONCURRENCY = 8
 """Result reads in flight at once (``report``)."""

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
 from contracts.results import RunStatus
+from contracts.search_attributes import VARIANTS
 from money.pricing import format_usd
 from teamctl.render import table
 from teamctl.report import experiment_stats as stats
@@ -40,7 +41,6 @@ from teamctl.report.figures import format_ms, percentile, rate_percent
 from teamctl.report.models import ListedRun
 from teamctl.report.query import check_limit, visibility_query
 from teams.experiments import CONTROL
-from workflows.visibility import VARIANTS
 
 DEFAULT_SINCE = "7d"
 DEFAULT_LIMIT = 2000

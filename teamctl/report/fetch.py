@@ -10,7 +10,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload
@@ -27,16 +27,19 @@ from temporalio.client import (
 from temporalio.exceptions import FailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.names import LOAD_TEAM_SPEC
+from contracts.activities import LOAD_TEAM_SPEC
 from contracts.requests import TeamRequest
 from contracts.resolved import ResolvedTeam
 from contracts.results import TeamResult
+from contracts.search_attributes import TEAM_NAME
 from errors import AgentTeamsError, TeamSpecError
 from teamctl.report.models import UNKNOWN_TEAM, Ending, ListedRun, OperatorReport, TeamTargets
 from teamctl.report.operator import build_report
 from teamctl.report.query import DEFAULT_LIMIT, check_limit, visibility_query
 from teams.catalog import Catalog, display_path
-from workflows.visibility import TEAM_NAME
+
+if TYPE_CHECKING:
+    from workflows.agent_team import AgentTeamWorkflow
 
 READ_CONCURRENCY = 8
 """History reads in flight at once."""
@@ -176,7 +179,7 @@ async def team_targets(
 
 
 async def recorded_start(
-    client: Client, handle: WorkflowHandle[object, object]
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]
 ) -> tuple[TeamRequest | None, ResolvedTeam | None]:
     """The run's input and the team ``load_team_spec`` resolved for it, from history.
 
@@ -224,13 +227,15 @@ def _is_local_activity(event: HistoryEvent, activity_type: str) -> bool:
     return isinstance(described, dict) and described.get("activity_type") == activity_type
 
 
-async def _requested_team(client: Client, handle: WorkflowHandle[object, object]) -> str:
+async def _requested_team(
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]
+) -> str:
     request, _ = await recorded_start(client, handle)
     return request.team_name if request is not None else UNKNOWN_TEAM
 
 
 async def _close(
-    client: Client, handle: WorkflowHandle[object, object]
+    client: Client, handle: WorkflowHandle[AgentTeamWorkflow, TeamResult]
 ) -> tuple[Ending, TeamResult | None, str | None]:
     async for event in handle.fetch_history_events(
         event_filter_type=WorkflowHistoryEventFilterType.CLOSE_EVENT

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from contracts.search_attributes import TEAM_NAME
 from errors import AgentTeamsError
 from teams.spec.durations import parse_short_duration
-from workflows.agent_team import WORKFLOW_NAME
-from workflows.visibility import TEAM_NAME
 
 DEFAULT_SINCE = "24h"
 
@@ -63,7 +63,7 @@ def check_known_team(team: str | None, known: Sequence[str], *, runs_found: bool
 def visibility_query(since: datetime, *, team: str | None = None) -> str:
     """The list filter for team runs started after ``since``, of ``team`` if given."""
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    query = f"WorkflowType = '{WORKFLOW_NAME}' AND StartTime > '{stamp}'"
+    query = f"WorkflowType = '{AGENT_TEAM_WORKFLOW}' AND StartTime > '{stamp}'"
     if check_team(team) is not None:
         query += f" AND {TEAM_NAME.name} = '{team}'"
     return query

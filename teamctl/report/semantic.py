@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.results import TeamResult
 from money.pricing import format_usd
+from teamctl.render import table
 
 
 class SemanticLine(BaseModel):
@@ -66,8 +67,6 @@ _OUTCOMES = ("hit", "near_miss", "miss", "error", "off")
 
 def semantic_table(lines: Sequence[SemanticLine]) -> str:
     """The team's semantic cache table (``lexical`` marks word-overlap lookups)."""
-    from teamctl.render import table  # render imports the costs views, which import this package
-
     rows = [
         [
             line.agent + (" (lexical)" if line.lexical else ""),

@@ -23,7 +23,7 @@ from contracts.calls import AttemptUsage
 from contracts.results import CallStatus
 from money.pricing import TokenUsage
 from tests.unit.builders import SONNET, agent_spec
-from workflows.call_failures import CallFailure, classify
+from workflows.calls.failures import CallFailure, classify
 
 pytestmark = pytest.mark.unit
 

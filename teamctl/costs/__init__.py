@@ -1,0 +1,1 @@
+"""``teamctl costs``: the spend report, its semantic cache section, and their text."""
