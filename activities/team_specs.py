@@ -36,7 +36,7 @@ from teams.spec.team import TeamSpec
 
 
 class ToolResolver(Protocol):
-    """Every tool a team's agents list, resolved (:mod:`tools.resolution`)."""
+    """Every tool a team's agents list, resolved (:class:`worker.tools.WorkerTools`)."""
 
     async def definitions(self, spec: TeamSpec) -> list[ToolDefinition]:
         """The definitions, ``SOURCE.*`` expanded; :class:`ToolResolutionError` if one is not."""

@@ -108,8 +108,7 @@ class AgentCall(BaseModel):
     shared_controls: bool = Field(
         default=False,
         description="Apply the fleet's controls (daily budgets, breakers, rate limits) in "
-        "call_agent. False for runs from before the controls-in-call patch: they admit and "
-        "settle through their own local activities.",
+        "call_agent: the deployment's cost controls (False where they are turned off).",
     )
     catalog_team: bool = Field(
         default=True,

@@ -19,7 +19,6 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import PatchActivationInput
 
 from activities.semantic_lookup import SemanticResponses
 from activities.tool_calls import ToolBox
@@ -58,7 +57,6 @@ async def running_worker(
     cache: ResponseCache | None = None,
     controls: ControlsStore | None = None,
     deployment_overrides: dict[str, Any] | None = None,
-    patch_activation: Callable[[PatchActivationInput], bool] | None = None,
     tools: ToolBox | None = None,
     streams: RunStreamLog | None = None,
     semantic: SemanticResponses | None = None,
@@ -99,7 +97,6 @@ async def running_worker(
         catalog=catalog or Catalog.shipped(),
         cache=cache,
         controls=controls or own,
-        patch_activation=patch_activation,
         tools=tools,
         streams=streams,
         semantic=semantic,

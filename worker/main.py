@@ -18,12 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from temporalio.client import Client
 from temporalio.common import WorkerDeploymentVersion
-from temporalio.worker import PatchActivationInput, Worker
+from temporalio.worker import Worker
 
 from activities.semantic_lookup import SemanticResponses
 from activities.tool_calls import ToolBox
@@ -56,7 +55,6 @@ def build_workers(
     cache: ResponseCache | None = None,
     controls: ControlsStore | None = None,
     log_prompts: bool = False,
-    patch_activation: Callable[[PatchActivationInput], bool] | None = None,
     detectors: tuple[InjectionDetector, ...] | None = None,
     tools: ToolBox | None = None,
     streams: RunStreamLog | None = None,
@@ -67,8 +65,7 @@ def build_workers(
 
     ``controls``: the fleet's controls store, required unless cost controls are
     off. Workers inherit the client's interceptors (tracing). ``log_prompts``:
-    ``call_agent`` logs each rendered prompt at DEBUG. ``patch_activation``:
-    whether new runs take a patch (default: all do). ``detectors``: prompt
+    ``call_agent`` logs each rendered prompt at DEBUG. ``detectors``: prompt
     injection screens (default :class:`security.injection.detection.PatternDetector`).
     ``tools``: the worker's tools (Python toolsets, MCP servers) and blob store;
     without them a team whose agents list tools fails at its start.
@@ -93,7 +90,6 @@ def build_workers(
             batches=batches,
             detectors=detectors,
         ),
-        patch_activation=patch_activation,
     )
     return plugin_workers(client, plugin)
 

@@ -65,7 +65,6 @@ from temporalio.converter import (
 )
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import (
-    PatchActivationInput,
     ReplayerConfig,
     Worker,
     WorkerConfig,
@@ -279,7 +278,6 @@ class AgentTeamsPlugin(SimplePlugin):
     ``deployment``: the fleet's queues and controls (default ``settings.deployment()``).
     ``resources``: already open resources, the caller's to close (default: the
     plugin opens them from ``settings`` and closes them when its workers stop).
-    ``patch_activation``: whether new runs take a patch (default: all do).
 
     Bad settings (a missing key, an unreadable team file) fail here, before any
     worker is built. See the module docstring for what a worker gets.
@@ -292,13 +290,11 @@ class AgentTeamsPlugin(SimplePlugin):
         *,
         deployment: Deployment | None = None,
         resources: TeamResources | None = None,
-        patch_activation: Callable[[PatchActivationInput], bool] | None = None,
     ) -> None:
         self._settings = settings
         # Read at construction, never at import: the process's settings as they are now.
         self._environ = dict(os.environ if environ is None else environ)
         self._deployment = deployment if deployment is not None else settings.deployment()
-        self._patch_activation = patch_activation
         self._keyring = load_keyring(self._environ)
         self._given = resources is not None
         if resources is None:
@@ -374,8 +370,6 @@ class AgentTeamsPlugin(SimplePlugin):
             )
             config["workflows"] = self._with_workflows(config.get("workflows"))
             config["workflow_runner"] = self._with_runner(config.get("workflow_runner"))
-            if config.get("patch_activation_callback") is None:
-                config["patch_activation_callback"] = self._patch_activation
         config["activities"] = [*config.get("activities", []), *chosen]
         # Model turns and tool calls share the activity slots (and their rate limits).
         if config.get("max_concurrent_activities") is None:
