@@ -54,7 +54,6 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
@@ -62,6 +61,7 @@ from temporalio.converter import (
 )
 
 from errors import AgentTeamsError
+from security.compact_payloads import compact_data_converter
 from security.keyring import KeyRing
 from security.raw_arguments import (
     TypedEncodedFailures,
@@ -322,7 +322,7 @@ def client_data_converter(keyring: KeyRing | None) -> DataConverter:
     """
     if keyring is not None:
         return data_converter(keyring)
-    return dataclasses.replace(pydantic_data_converter, payload_codec=KeylessCodec())
+    return dataclasses.replace(compact_data_converter, payload_codec=KeylessCodec())
 
 
 def data_converter(
@@ -332,7 +332,8 @@ def data_converter(
 
     With a key ring: :class:`EncryptionCodec` on every payload and failure
     messages/stack traces moved into an encoded (so encrypted) attribute. With
-    None: exactly ``pydantic_data_converter`` (no codec, default failures).
+    None: exactly :data:`~security.compact_payloads.compact_data_converter` (pydantic with
+    compact payloads, no codec, default failures).
     Client, worker and replayer must all use the same keys.
 
     Workers and replayers pass ``lenient``: a payload that does not decrypt
@@ -341,9 +342,9 @@ def data_converter(
     whatever their number (:mod:`security.raw_arguments`).
     """
     if keyring is None:
-        return raw_arguments(pydantic_data_converter) if lenient else pydantic_data_converter
+        return raw_arguments(compact_data_converter) if lenient else compact_data_converter
     encrypted = dataclasses.replace(
-        pydantic_data_converter,
+        compact_data_converter,
         payload_codec=EncryptionCodec(keyring, compress=compress, lenient=lenient),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -11,15 +11,16 @@ So in a workflow, a payload converted *without* a type hint stays a
 :class:`~temporalio.common.RawValue`, and the workflow converts it itself
 (:mod:`workflows.inputs`), where every problem becomes a typed answer. Every
 other conversion (activity inputs and results, anything with a type hint) is
-pydantic's, unchanged; failures (messages, details, heartbeat details), which
-the SDK decodes without hints, are decoded as JSON values through
-:class:`TypedFailures`. What stays raw in workflow code besides handler
-arguments: ``workflow.memo_value()`` and ``workflow.payload_converter()``
-without a type hint (the workflows here use neither).
+pydantic's, written without defaults (:mod:`security.compact_payloads`); failures
+(messages, details, heartbeat details), which the SDK decodes without hints, are
+decoded as JSON values through :class:`TypedFailures`. What stays raw in workflow
+code besides handler arguments: ``workflow.memo_value()`` and
+``workflow.payload_converter()`` without a type hint (the workflows here use neither).
 
 Workers and replayers use this converter (:func:`security.codec.data_converter`
 with ``lenient``; ``worker.plugin.AgentTeamsPlugin`` sees to it whatever client it
-is given), so both see the same values; clients keep pydantic's own.
+is given), so both see the same values; clients keep their own (the project's
+clients: :data:`~security.compact_payloads.compact_data_converter`, keyed or not).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from typing import Any
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.converter import (
     DefaultFailureConverter,
     DefaultFailureConverterWithEncodedAttributes,
@@ -39,9 +39,11 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
+from security.compact_payloads import CompactPayloadConverter
 
-class WorkflowArgumentsConverter(PydanticPayloadConverter):
-    """Pydantic's converter, with untyped values kept raw in workflow code."""
+
+class WorkflowArgumentsConverter(CompactPayloadConverter):
+    """The project's pydantic converter, with untyped values kept raw in workflow code."""
 
     def with_context(self, context: SerializationContext) -> Any:
         """In a workflow's own context, untyped payloads convert to ``RawValue``.

@@ -27,6 +27,7 @@ from security.codec import (
     UnknownKeyError,
     data_converter,
 )
+from security.compact_payloads import compact_data_converter
 from security.keyring import (
     KEY_FILE_ENV,
     KEYS_ENV,
@@ -116,15 +117,15 @@ async def test_failure_messages_and_stack_traces_are_encrypted() -> None:
     assert restored.details == ({"detail": SECRET},)
 
 
-def test_without_keys_the_converter_is_exactly_pydantic_data_converter() -> None:
-    assert data_converter(None) is pydantic_data_converter
-    assert pydantic_data_converter.payload_codec is None
+def test_without_keys_the_converter_is_exactly_compact_data_converter() -> None:
+    assert data_converter(None) is compact_data_converter
+    assert compact_data_converter.payload_codec is None
 
 
 def test_with_keys_only_codec_and_failure_converter_change() -> None:
     converter = data_converter(ring("k1"))
     assert isinstance(converter.payload_codec, EncryptionCodec)
-    assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
+    assert converter.payload_converter_class is compact_data_converter.payload_converter_class
 
 
 # --- tampering -----------------------------------------------------------------------

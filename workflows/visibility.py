@@ -15,6 +15,14 @@ Upserts are deterministic workflow commands, so each is an event in history.
 Runs upsert on phase changes only, merging what changed since the last one:
 the start, each next stage (cost and degradation, if they changed), an approval
 wait opening, and the finish (a research run: five upserts).
+
+These fall in different workflow tasks, except on two rare paths: a run stopped
+as a stage starts (its budget spent: the stage's upsert, then the finish) and an
+approval point opened in the run's first task (an injection quarantine of the
+task: the start, then the wait). Merging those pairs would change the command
+sequence of recorded runs, which replay refuses (an upsert is matched to its
+event), so it would need a patch, whose marker costs every run more events than
+the merge saves a few.
 """
 
 from __future__ import annotations

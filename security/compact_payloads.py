@@ -1,0 +1,125 @@
+"""Payloads without default values: the project's pydantic payload converter.
+
+Pydantic's converter writes every field of a model, so each agent call's input
+and result carried dozens of ``null``, ``false``, ``[]`` and default prices into
+history (issue 26). This converter writes a model without the fields whose value
+is their default (pydantic's ``exclude_defaults``); reading is pydantic's,
+unchanged, so the defaults fill back in and every value reads back equal.
+
+Invariants:
+
+- **Union tags stay.** A field whose type is a single-value ``Literal`` with a
+  default (``kind: Literal["errored"] = "errored"``) is a discriminated union's
+  tag: it is always written, at any depth, or the union could not be read back.
+- **Old payloads read as before.** Payloads written with every field (histories
+  recorded before this converter, clients on pydantic's own converter) decode the
+  same: a field that is present wins over its default.
+- **A default is part of the wire format.** A payload in history that omits a
+  field reads it as the field's default *of the code that reads it*: changing a
+  contract field's default changes what recorded histories mean, so a new
+  behaviour gets a new field (or a patch), never a new default.
+
+Everything that is not a pydantic model (plain values, ``RawValue``, ``None``,
+bytes) converts exactly as pydantic's converter converts it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_core import SchemaSerializer, to_json, to_jsonable_python
+from pydantic_core.core_schema import any_schema
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter, PydanticPayloadConverter
+from temporalio.converter import (
+    CompositePayloadConverter,
+    DataConverter,
+    DefaultPayloadConverter,
+    JSONPlainPayloadConverter,
+)
+
+
+class CompactJSONPayloadConverter(PydanticJSONPlainPayloadConverter):
+    """``json/plain`` as pydantic writes it, without default values (union tags kept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._any = SchemaSerializer(any_schema())
+
+    def to_payload(self, value: Any) -> Payload | None:
+        """``value`` as compact JSON: fields at their default left out, tags kept."""
+        data = self._any.to_python(value, mode="json", exclude_defaults=True)
+        _restore_tags(value, data)
+        return Payload(metadata={"encoding": self.encoding.encode()}, data=to_json(data))
+
+
+class CompactPayloadConverter(PydanticPayloadConverter):
+    """Pydantic's payload converter, its JSON written by :class:`CompactJSONPayloadConverter`."""
+
+    def __init__(self) -> None:
+        json_converter = CompactJSONPayloadConverter()
+        CompositePayloadConverter.__init__(
+            self,
+            *(
+                json_converter if isinstance(c, JSONPlainPayloadConverter) else c
+                for c in DefaultPayloadConverter.default_encoding_payload_converters
+            ),
+        )
+
+
+compact_data_converter = DataConverter(payload_converter_class=CompactPayloadConverter)
+"""Pydantic's data converter (no codec, default failures) with compact payloads."""
+
+
+def _restore_tags(value: Any, data: Any) -> None:
+    """Put back, in ``data`` (``value`` dumped), every union tag ``exclude_defaults`` left out.
+
+    Walks ``value`` and ``data`` side by side: models (their fields, by the name they
+    are written under), lists, tuples and dicts (in order). Where the two do not
+    match in shape (a model with its own serializer), the walk stops there.
+    """
+    if isinstance(value, BaseModel):
+        if not isinstance(data, dict):
+            return
+        keyed = _keys(type(value))
+        for name in _tags(type(value)):
+            key = keyed[name]
+            if key not in data:
+                data[key] = to_jsonable_python(getattr(value, name))
+        for name, key in keyed.items():
+            if key in data:
+                _restore_tags(getattr(value, name), data[key])
+    elif isinstance(value, list | tuple):
+        if isinstance(data, list) and len(data) == len(value):
+            for item, dumped in zip(value, data, strict=True):
+                _restore_tags(item, dumped)
+    elif isinstance(value, dict):
+        if isinstance(data, dict) and len(data) == len(value):
+            for item, dumped in zip(value.values(), data.values(), strict=True):
+                _restore_tags(item, dumped)
+
+
+@functools.lru_cache(maxsize=1024)
+def _keys(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's name, and the key it is written under."""
+    by_alias = bool(model.model_config.get("serialize_by_alias"))
+    return {
+        name: (field.serialization_alias or field.alias or name) if by_alias else name
+        for name, field in model.model_fields.items()
+        if not field.exclude
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _tags(model: type[BaseModel]) -> tuple[str, ...]:
+    """``model``'s fields that tag it in a union: a single-value ``Literal`` with a default."""
+    return tuple(
+        name
+        for name, field in model.model_fields.items()
+        if not field.exclude
+        and not field.is_required()
+        and get_origin(field.annotation) is Literal
+        and len(get_args(field.annotation)) == 1
+    )
