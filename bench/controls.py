@@ -6,8 +6,9 @@ call. Here ``PROCESSES`` processes (as a fleet's workers on one host would be)
 share one store, each keeping ``CONCURRENCY`` pairs in flight, each pair a
 fresh call key: ``reserve`` (the global and the tenant budget, both limited)
 then a final ``settle`` (usage, cost row, both budgets). SQLite is one file on
-local disk; PostgreSQL a throwaway local cluster (:mod:`bench.postgres_cluster`), when
-installed. Each repeat starts on a fresh file or database; timing starts when
+local disk; PostgreSQL a throwaway local cluster (:mod:`bench.postgres_cluster`) and
+Redis a throwaway local server (:mod:`bench.redis_server`), when installed.
+Each repeat starts on a fresh file or database; timing starts when
 every process has opened the store and done one warm-up pair, and ends when
 the last one is done.
 
@@ -33,7 +34,8 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from bench.postgres_cluster import database_for
+from bench import redis_server
+from bench.postgres_cluster import Unavailable, database_for
 from bench.stats import Spread, Table
 from contracts.ledger import CostKey
 from money.pricing import TokenUsage
@@ -218,7 +220,11 @@ def measure(
     pairs: int = PAIRS,
     concurrency: int = CONCURRENCY,
 ) -> ControlsResults:
-    """SQLite always; PostgreSQL on the server at ``postgres_url`` (else ``postgres_skip``)."""
+    """SQLite always; PostgreSQL on the server at ``postgres_url`` (else ``postgres_skip``).
+
+    Then Redis, on a throwaway server started here (skipped, with the reason, where
+    ``redis-server`` is not installed).
+    """
     results = ControlsResults(processes, concurrency, pairs)
     folder = Path(tempfile.mkdtemp(prefix="bench-controls-micro-"))
     try:
@@ -234,15 +240,27 @@ def measure(
     print("  controls: sqlite done", flush=True)
     if postgres_url is None:
         results.skipped["postgresql"] = postgres_skip or "no PostgreSQL server"
-        return results
-    results.spreads["postgresql"] = measure_backend(
-        lambda r: database_for(postgres_url, f"bench_controls_{os.getpid()}_{r}"),
-        repeats,
-        processes,
-        pairs,
-        concurrency,
-    )
-    print("  controls: postgresql done", flush=True)
+    else:
+        results.spreads["postgresql"] = measure_backend(
+            lambda r: database_for(postgres_url, f"bench_controls_{os.getpid()}_{r}"),
+            repeats,
+            processes,
+            pairs,
+            concurrency,
+        )
+        print("  controls: postgresql done", flush=True)
+    with redis_server.redis_server() as redis_url:
+        if isinstance(redis_url, Unavailable):
+            results.skipped["redis"] = redis_url.reason
+            return results
+        results.spreads["redis"] = measure_backend(
+            lambda r: redis_server.database_for(redis_url, r),
+            repeats,
+            processes,
+            pairs,
+            concurrency,
+        )
+    print("  controls: redis done", flush=True)
     return results
 
 
@@ -261,6 +279,7 @@ def controls_table(results: ControlsResults, baseline: EntityBaseline = ENTITY_B
     labels = {
         "sqlite": "controls store, SQLite (one file)",
         "postgresql": "controls store, PostgreSQL (local cluster)",
+        "redis": "controls store, Redis (local server)",
     }
     for backend, spread in results.spreads.items():
         table.rows.append(
@@ -280,9 +299,10 @@ def controls_table(results: ControlsResults, baseline: EntityBaseline = ENTITY_B
     for backend, reason in results.skipped.items():
         table.notes.append(f"{labels[backend]}: skipped, {reason}")
     table.notes.append(
-        "a store pair holds and charges both the global and the tenant budget (one transaction "
-        "each); an entity pair touched one ledger (the global), where a call with a tenant "
-        "needed two: the entity figure is that design at its most favourable"
+        "a store pair holds and charges both the global and the tenant budget (one "
+        "transaction, or one Redis script, each); an entity pair touched one ledger (the "
+        "global), where a call with a tenant needed two: the entity figure is that design at "
+        "its most favourable"
     )
     table.notes.append(baseline.note())
     return table

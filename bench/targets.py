@@ -198,12 +198,16 @@ def history_targets(rows: list[HistoryFigures] | None) -> list[Target]:
     return found
 
 
+POSTGRES_PAIRS_TARGET = 1_000
+"""Issue 26: the PostgreSQL store's reserve + settle pairs per second at 4 processes."""
+
+
 def controls_targets(ctl: ControlsResults | None, baseline: EntityBaseline) -> list[Target]:
     """Each backend's pairs per second against the entity design's (above it: pass)."""
     if ctl is None:
         return [_missing("controls store pairs/s vs entity workflows", "controls section not run")]
     found: list[Target] = []
-    for backend in ("sqlite", "postgresql"):
+    for backend in ("sqlite", "postgresql", "redis"):
         name = (
             f"reserve + settle pairs/s, {backend}, {ctl.processes} processes, vs entity workflows"
         )
@@ -218,6 +222,17 @@ def controls_targets(ctl: ControlsResults | None, baseline: EntityBaseline) -> l
                 f"{spread.median:.0f} vs {baseline.pairs_per_s.median:.0f} ({ratio:.1f} ×)",
                 ratio > 1,
             )
+        )
+    postgres = ctl.spreads.get("postgresql")
+    name = (
+        f"reserve + settle pairs/s, postgresql, {ctl.processes} processes "
+        f">= {POSTGRES_PAIRS_TARGET:,}"
+    )
+    if postgres is None:
+        found.append(_missing(name, ctl.skipped.get("postgresql", "not measured")))
+    else:
+        found.append(
+            Target(name, f"{postgres.median:.0f}", postgres.median >= POSTGRES_PAIRS_TARGET)
         )
     return found
 

@@ -275,6 +275,19 @@ def test_controls_table_sets_each_backend_next_to_the_entity_design() -> None:
     assert ENTITY_BASELINE.pairs_per_s.median > 0  # measured, not a placeholder
 
 
+def test_controls_targets_hold_every_backend_and_postgresql_to_a_thousand_pairs() -> None:
+    baseline = EntityBaseline(Spread(100.0, 90.0, 110.0, 3), "abc1234", "2026-01-01", "m", "how")
+    results = ControlsResults(processes=4, concurrency=8, pairs=500)
+    results.spreads["sqlite"] = Spread(1200.0, 1100.0, 1300.0, 3)
+    results.spreads["postgresql"] = Spread(999.0, 900.0, 1100.0, 3)
+    results.skipped["redis"] = "/usr/bin/redis-server is not installed"
+    found = {t.target: t for t in targets.controls_targets(results, baseline)}
+    assert [t.verdict for t in found.values()] == ["pass", "pass", "not measured", "miss"]
+    assert found["reserve + settle pairs/s, postgresql, 4 processes >= 1,000"].figure == "999"
+    results.spreads["postgresql"] = Spread(1000.0, 900.0, 1100.0, 3)
+    assert targets.controls_targets(results, baseline)[-1].met
+
+
 def _history(run: str, calls: int, events: int, kib: float) -> HistoryFigures:
     return HistoryFigures(run, calls, events, int(kib * 1024), 0, 0, 0, 0)
 

@@ -22,6 +22,7 @@ micro-dollars; times are store seconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from contracts.ledger import GLOBAL_SCOPE, TRAILING_RUNS, Alert
@@ -32,6 +33,8 @@ from stores.controls.contract import (
     AdmitRequest,
     BucketTake,
     PruneReport,
+    Reservation,
+    ReserveAnswer,
     Retention,
     RunRecord,
     TakeAnswer,
@@ -44,8 +47,15 @@ from stores.controls.sql.schema import schema
 from stores.controls.sql.tx import Tx
 
 
-def admit(tx: Tx, request: AdmitRequest) -> AdmitAnswer:
-    """See :meth:`ControlsStore.admit`: breakers, reservation, takes; the first refusal stops."""
+def admit(
+    tx: Tx,
+    request: AdmitRequest,
+    reserve_with: Callable[[Tx, Reservation], ReserveAnswer] = reserve,
+) -> AdmitAnswer:
+    """See :meth:`ControlsStore.admit`: breakers, reservation, takes; the first refusal stops.
+
+    ``reserve_with`` makes the reservation (PostgreSQL: its one-statement function).
+    """
     # Lock order, everywhere: breakers (by key), then budget days (global, tenant),
     # then buckets; so concurrent admissions and settlements never deadlock.
     answers = {
@@ -55,7 +65,7 @@ def admit(tx: Tx, request: AdmitRequest) -> AdmitAnswer:
     breakers = [answers[check.key] for check in request.breakers]
     if not all(answer.allowed for answer in breakers):
         return AdmitAnswer(refused_by="breaker", breakers=breakers)
-    reservation = reserve(tx, request.reservation) if request.reservation else None
+    reservation = reserve_with(tx, request.reservation) if request.reservation else None
     if reservation is not None and not reservation.granted:
         return AdmitAnswer(refused_by="budget", breakers=breakers, reservation=reservation)
     admitted = AdmitAnswer(breakers=breakers, reservation=reservation)
