@@ -376,7 +376,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     found = [
         *targets.throughput_targets(thr),
         *targets.latency_targets(lat),
+        *targets.peer_latency_targets(lat),
         targets.cpu_target(thr),
+        targets.peer_cpu_target(thr),
         targets.rollback_target(back),
         *targets.history_targets(rows),
         *tools.tools_targets(tool_figures),

@@ -332,9 +332,13 @@ def test_throughput_targets_against_bare_the_peer_and_the_calls_queue() -> None:
         }
     )
     verdicts = [t.verdict for t in targets.throughput_targets(thr)]
-    # ≥ 0.75 × bare at c=10, c=50; ahead of the peer; default ≥ calls queue
-    assert verdicts == ["pass", "miss", "pass", "miss", "miss", "pass"]
+    # ≥ 0.9 × bare at c=10, c=50 (0.80, 0.70); ≥ 1.0 × the peer; default ≥ calls queue
+    assert verdicts == ["miss", "miss", "pass", "miss", "miss", "pass"]
     assert targets.cpu_target(thr).met  # 15 ms vs 15 ms
+    peer_cpu = targets.peer_cpu_target(thr)
+    assert (peer_cpu.figure, peer_cpu.met) == ("15.0 vs 15.0 ms at c=50 (1.00 ×)", True)
+    thr.cpu_ms[PROJECT] = Spread(11.0, 11.0, 11.0, 1)
+    assert targets.peer_cpu_target(thr).verdict == "miss"
     del thr.spreads[(TEMPORAL_LANGGRAPH, 10)]
     assert targets.throughput_targets(thr)[2].verdict == "not measured"
     assert [t.verdict for t in targets.throughput_targets(None)] == ["not measured"] * 2
@@ -359,6 +363,21 @@ def test_latency_targets_use_the_critical_path_and_the_ideal_speedup() -> None:
     found = targets.latency_targets(lat)
     assert [t.verdict for t in found] == ["pass", "miss", "pass", "pass", "pass"]
     assert found[3].figure.startswith("0.98")  # 1.95x of the ideal 2.00x
+    assert [t.verdict for t in targets.peer_latency_targets(lat)] == [
+        "not measured",
+        "not measured",
+        "pass",  # (1.05 - 1.0) s over 5 steps: 10 ms per step
+    ]
+    lat.spreads[("research", 20, TEMPORAL_LANGGRAPH)] = Spread(1.5, 1.5, 1.5, 1)
+    lat.spreads[("code-review", 20, TEMPORAL_LANGGRAPH)] = Spread(0.9, 0.9, 0.9, 1)
+    lat.spreads[("research", 1, PROJECT)] = Spread(1.2, 1.2, 1.2, 1)
+    found = targets.peer_latency_targets(lat)
+    assert [(t.figure, t.verdict) for t in found] == [
+        ("1.60 vs 1.50", "miss"),
+        ("2.00 vs 2.25", "pass"),
+        ("40 ms", "miss"),
+    ]
+    assert [t.verdict for t in targets.peer_latency_targets(None)] == ["not measured"] * 3
 
 
 def test_targets_table_says_pass_miss_or_not_measured() -> None:
