@@ -1,7 +1,7 @@
 """A throwaway Redis for the bench's Redis rows, when ``redis-server`` is installed.
 
-The same recipe as ``tests/stores_support.py`` (copied, so the bench never
-imports the tests): ``redis-server`` on a free loopback port with persistence
+The tests' ``redis_url`` fixture (``tests/stores_support.py``) starts its
+Redis here too: ``redis-server`` on a free loopback port with persistence
 off (``--save "" --appendonly no``) in a temporary directory, stopped by the
 process this started, the directory removed. Where ``redis-server`` or the
 ``redis`` extra is missing, :func:`redis_server` yields an :class:`Unavailable`

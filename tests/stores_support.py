@@ -17,84 +17,28 @@ skips the tests that need it, with the reason, and never fails them.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from bench.postgres_cluster import Unavailable, find_tools, postgres_server
-
-REDIS_SERVER = Path("/usr/bin/redis-server")
-START_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Return once ``port`` accepts connections; fail with the server's log if it dies."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(
-        f"server not listening on {port} after {START_TIMEOUT_S}s:\n{log.read_text()}"
-    )
+from bench.redis_server import REDIS_SERVER, redis_server
 
 
 @pytest.fixture(name="redis_url", scope="session")
 def redis_url_fixture() -> Iterator[str]:
-    """``redis://127.0.0.1:<port>/0`` of a throwaway, non-persistent ``redis-server``."""
+    """``redis://127.0.0.1:<port>/0`` of a throwaway, non-persistent ``redis-server``.
+
+    The bench's launcher (:func:`bench.redis_server.redis_server`): skipped, with the
+    reason, where redis-server is not installed; a failure to start fails.
+    """
     if not REDIS_SERVER.exists():
         pytest.skip(f"{REDIS_SERVER} is not installed (apt-get install redis-server)")
-    workdir = Path(tempfile.mkdtemp(prefix="agent-teams-redis-"))
-    log = workdir / "redis.log"
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                str(REDIS_SERVER),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_for_port(port, process, log)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with redis_server() as url:
+        if isinstance(url, Unavailable):
+            raise RuntimeError(url.reason)
+        yield f"{url}/0"
 
 
 @pytest.fixture(name="postgres_url", scope="session")
