@@ -74,8 +74,8 @@ from stores.semantic.postgres import PostgresSemanticCache
 from stores.semantic.redis import KEY_PREFIX, RedisSemanticCache
 from stores.semantic.sqlite import SqliteSemanticCache, load_sqlite_vec
 from stores.semantic.vectors import to_blob, unit_vector
+from teamctl.devserver import free_port
 from tests.stores_support import (  # noqa: F401  (registers the fixtures in this module)
-    free_port,
     postgres_database_url_fixture,
     postgres_url_fixture,
     redis_url_fixture,
