@@ -110,7 +110,10 @@ class TeamSpecActivities:
         except TeamSpecError as err:
             raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
         inline = not isinstance(ref.team, str)
-        servers = await asyncio.to_thread(self._catalog.mcp_servers) if inline else []
+        # The catalog's servers matter only to an inline spec that starts one (policy
+        # check); reading every team file for the others cost three TOML parses a run.
+        starts_one = inline and any(m.command is not None for m in resolved.spec.mcp_servers)
+        servers = await asyncio.to_thread(self._catalog.mcp_servers) if starts_one else []
         try:
             charged = self._policy.check(
                 spec=resolved.spec,

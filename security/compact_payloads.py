@@ -26,7 +26,10 @@ bytes) converts exactly as pydantic's converter converts it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Literal, get_args, get_origin
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import SchemaSerializer, to_json, to_jsonable_python
@@ -78,17 +81,18 @@ def _restore_tags(value: Any, data: Any) -> None:
 
     Walks ``value`` and ``data`` side by side: models (their fields, by the name they
     are written under), lists, tuples and dicts (in order). Where the two do not
-    match in shape (a model with its own serializer), the walk stops there.
+    match in shape (a model with its own serializer), the walk stops there. A model
+    field whose annotation cannot hold a tagged model is not walked
+    (:func:`_walk_plan`): most fields are text and numbers.
     """
     if isinstance(value, BaseModel):
         if not isinstance(data, dict):
             return
-        keyed = _keys(type(value))
-        for name in _tags(type(value)):
-            key = keyed[name]
+        tags, walked = _walk_plan(type(value))
+        for name, key in tags:
             if key not in data:
                 data[key] = to_jsonable_python(getattr(value, name))
-        for name, key in keyed.items():
+        for name, key in walked:
             if key in data:
                 _restore_tags(getattr(value, name), data[key])
     elif isinstance(value, list | tuple):
@@ -99,6 +103,59 @@ def _restore_tags(value: Any, data: Any) -> None:
         if isinstance(data, dict) and len(data) == len(value):
             for item, dumped in zip(value.values(), data.values(), strict=True):
                 _restore_tags(item, dumped)
+
+
+_Plan = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _walk_plan(model: type[BaseModel]) -> _Plan:
+    """``model``'s tags (name, key), and the fields (name, key) that may hold a tagged model."""
+    keyed = _keys(model)
+    tags = tuple((name, keyed[name]) for name in _tags(model))
+    walked = tuple(
+        (name, key)
+        for name, key in keyed.items()
+        if _may_hold_tags(model.model_fields[name].annotation, frozenset())
+    )
+    return tags, walked
+
+
+_LEAVES = (str, bytes, int, float, bool, type(None), Decimal, datetime, date, time, timedelta)
+"""Annotations whose values are never models."""
+
+
+def _may_hold_tags(annotation: Any, seen: frozenset[type]) -> bool:
+    """Whether a value of ``annotation`` can be, or contain, a model with a union tag.
+
+    Unknown shapes (``Any``, ``object``, type variables, classes we cannot see
+    into) answer yes: skipping a tag would lose it, walking costs only time.
+    """
+    if annotation is None or annotation is type(None):
+        return False
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return False
+    if origin is Annotated:
+        return _may_hold_tags(get_args(annotation)[0], seen)
+    if origin is not None:
+        args = get_args(annotation)
+        if origin in (type, ClassVar):
+            return False
+        return not args or any(_may_hold_tags(arg, seen) for arg in args if arg is not Ellipsis)
+    if isinstance(annotation, type):
+        if issubclass(annotation, Enum) or issubclass(annotation, _LEAVES):
+            return False
+        if issubclass(annotation, BaseModel):
+            if annotation in seen:
+                return False  # a cycle: what it holds is answered where it was first met
+            if _tags(annotation):
+                return True
+            inner = seen | {annotation}
+            return any(
+                _may_hold_tags(f.annotation, inner) for f in annotation.model_fields.values()
+            )
+    return True
 
 
 @functools.lru_cache(maxsize=1024)

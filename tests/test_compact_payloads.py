@@ -19,7 +19,7 @@ import pkgutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_type_hints
 
 import pytest
 from pydantic import BaseModel
@@ -102,7 +102,7 @@ from contracts.streams import (
 from contracts.tools import Conversation, ToolCall, ToolOutcome, ToolTurn, ToolUse
 from money.pricing import TokenUsage
 from security.codec import client_data_converter, data_converter
-from security.compact_payloads import CompactPayloadConverter, compact_data_converter
+from security.compact_payloads import CompactPayloadConverter, _walk_plan, compact_data_converter
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 COMPACT = CompactPayloadConverter()
@@ -439,6 +439,47 @@ def test_union_tags_are_written_even_at_their_default() -> None:
             "retryable": False,
         }
     ]
+
+
+class _Tagged(BaseModel):
+    kind: Literal["tagged"] = "tagged"
+    note: str = ""
+
+
+class _Tree(BaseModel):
+    """Recursive, and tagless itself: its tagged leaves sit under a tagless model."""
+
+    label: str = ""
+    children: list[_Tree] = []
+    holder: _Holder | None = None
+
+
+class _Holder(BaseModel):
+    inner: _Tagged | None = None
+    back: _Tree | None = None
+
+
+_Tree.model_rebuild()
+
+
+def test_tags_under_recursive_and_tagless_models_are_written() -> None:
+    leaf = _Tree(holder=_Holder(inner=_Tagged()))
+    tree = _Tree(children=[_Tree(children=[leaf])], holder=_Holder(back=leaf))
+    (payload,) = COMPACT.to_payloads([tree])
+    inner = {"holder": {"inner": {"kind": "tagged"}}}
+    assert json.loads(payload.data) == {
+        "children": [{"children": [inner]}],
+        "holder": {"back": inner},
+    }
+    assert COMPACT.from_payloads([payload], [_Tree]) == [tree]
+
+
+def test_fields_that_cannot_hold_a_tag_are_not_walked() -> None:
+    # Text, numbers, enums and literals are never walked; the walk is the payload's cost.
+    assert _walk_plan(Decision) == ((), ())
+    assert _walk_plan(_Tagged) == ((("kind", "kind"),), ())
+    assert _walk_plan(_Tree) == ((), (("children", "children"), ("holder", "holder")))
+    assert _walk_plan(RunEventRequest)[1] == (("event", "event"),)
 
 
 def test_defaults_are_left_out() -> None:

@@ -38,7 +38,7 @@ from worker.connection import connect_config, describe
 from worker.deployment import Deployment
 from worker.era_check import check_eras
 from worker.plugin import AgentTeamsClientPlugin, AgentTeamsPlugin, TeamResources
-from worker.plugin import workflow_runner as workflow_runner  # the replayer's, tests' import
+from worker.runner import workflow_runner as workflow_runner  # the replayer's, tests' import
 from worker.search_attributes import ensure_search_attributes
 from worker.settings import WorkerSettings
 from worker.telemetry import build_tracer_provider, worker_runtime

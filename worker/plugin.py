@@ -71,7 +71,7 @@ from temporalio.worker import (
     WorkerDeploymentConfig,
     WorkflowRunner,
 )
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from activities.admission import AdmissionActivities
 from activities.agent_calls import AgentActivities
@@ -103,6 +103,7 @@ from stores.response_cache import ResponseCache
 from streams.log import RunStreamLog, open_stream_log
 from teams.catalog import Catalog
 from worker.deployment import Deployment
+from worker.runner import workflow_runner
 from worker.search_attributes import ensure_search_attributes
 from worker.semantic import build_embedder, open_semantic
 from worker.settings import WorkerSettings, load_api_key
@@ -119,41 +120,10 @@ log = logging.getLogger("worker")
 PLUGIN_NAME = "agent-teams.AgentTeamsPlugin"
 CLIENT_PLUGIN_NAME = "agent-teams.AgentTeamsClientPlugin"
 
-PASSTHROUGH_MODULES = (
-    # Our contracts and pure helpers: deterministic, import-side-effect free,
-    # and shared with the worker so pydantic classes are the same objects.
-    "teams",
-    # Moved out of teams/ (prices, budgets, gold sets, prompt rendering, metric
-    # names, the error base): passed through as they were there. money.pricing
-    # resolves its prices file at import, which the sandbox refuses.
-    "errors",
-    "evaluation",
-    "fleet",
-    "money",
-    "prompting",
-    "telemetry",
-    "activities",
-    "providers",
-    "workflows",
-    "security",
-    # Third-party modules the contracts use; re-importing them per run is slow.
-    # cryptography verifies approval signatures (deterministic, pure CPU).
-    "cryptography",
-    "pydantic",
-    "pydantic_core",
-    "annotated_types",
-)
 
 SHUTDOWN_GRACE = timedelta(seconds=25)
 """On SIGTERM, work in flight may finish this long (compose gives 30 s) before it is
 cancelled and retried on another worker."""
-
-
-def workflow_runner() -> SandboxedWorkflowRunner:
-    """The sandbox configuration shared by the worker and the replayer."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
 
 
 def build_provider(settings: WorkerSettings, environ: Mapping[str, str]) -> ModelProvider:
@@ -369,7 +339,9 @@ class AgentTeamsPlugin(SimplePlugin):
                 activities.runs if self.calls_task_queue else activities.runs + activities.calls
             )
             config["workflows"] = self._with_workflows(config.get("workflows"))
-            config["workflow_runner"] = self._with_runner(config.get("workflow_runner"))
+            config["workflow_runner"] = self._with_runner(
+                config.get("workflow_runner"), client.data_converter
+            )
         config["activities"] = [*config.get("activities", []), *chosen]
         # Model turns and tool calls share the activity slots (and their rate limits).
         if config.get("max_concurrent_activities") is None:
@@ -383,6 +355,14 @@ class AgentTeamsPlugin(SimplePlugin):
         tracing = self._owned.tracing if self._owned is not None else None
         if tracing is not None and not _traced(client):
             config["interceptors"] = [*config.get("interceptors", []), tracing]
+        return config
+
+    def configure_replayer(self, config: ReplayerConfig) -> ReplayerConfig:
+        """As :class:`SimplePlugin` does, the runner chosen for the replayer's converter."""
+        config = super().configure_replayer(config)
+        config["workflow_runner"] = self._with_runner(
+            config.get("workflow_runner"), config.get("data_converter")
+        )
         return config
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
@@ -450,9 +430,13 @@ class AgentTeamsPlugin(SimplePlugin):
         return [*(existing or []), *(w for w in ours if w not in (existing or []))]
 
     @staticmethod
-    def _with_runner(existing: WorkflowRunner | None) -> WorkflowRunner:
+    def _with_runner(
+        existing: WorkflowRunner | None, converter: DataConverter | None = None
+    ) -> WorkflowRunner:
+        # With the converter the worker encodes with: the runner skips the sandbox
+        # entries its codec passes would cost when the codec ignores context.
         if existing is None or isinstance(existing, SandboxedWorkflowRunner):
-            return workflow_runner()
+            return workflow_runner(converter)
         return existing  # the user's choice (an unsandboxed runner, for a debugger)
 
     def _activities_for(self, client: Client) -> _Activities:

@@ -69,6 +69,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from security.injection.excerpts import EXCERPT_CHARS, finding_excerpt
 from security.injection.fencing import FENCE_INSTRUCTIONS, FENCE_TAG, fence, sanitize_source
 from security.injection.normalization import lower_view, normalize, original_span
+from security.injection.prefilter import may_match, required_literals
 from security.injection.rules import DEFAULT_RULES, RULE_NAMES, PatternRule, View
 from security.pii.redaction import find_pii
 
@@ -136,6 +137,11 @@ class PatternDetector:
 
     def __init__(self, rules: Sequence[PatternRule] | None = None) -> None:
         self._rules = tuple(DEFAULT_RULES if rules is None else rules)
+        # Each pattern with the literals its every match contains (security.injection.prefilter):
+        # a regex runs only on a text holding one of them.
+        self._gated = tuple(
+            (rule, tuple((p, required_literals(p)) for p in rule.patterns)) for rule in self._rules
+        )
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -150,11 +156,16 @@ class PatternDetector:
         """
         cased, origin = normalize(text)
         views = {"raw": text, "cased": cased, "lower": lower_view(cased)}
+        lowered = {"raw": text.lower(), "cased": views["lower"], "lower": views["lower"]}
+        ascii_views = {"raw": text.isascii(), "cased": cased.isascii(), "lower": cased.isascii()}
         spans: dict[str, list[tuple[int, int]]] = {}
-        for rule in self._rules:
+        for rule, patterns in self._gated:
             found = spans.setdefault(rule.name, [])
-            for pattern in rule.patterns:
-                for match in pattern.finditer(views[rule.view]):
+            view = views[rule.view]
+            for pattern, literals in patterns:
+                if not may_match(literals, lowered[rule.view], ascii_views[rule.view]):
+                    continue
+                for match in pattern.finditer(view):
                     if match.end() == match.start():
                         continue
                     if rule.view == "raw":

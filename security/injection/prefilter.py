@@ -1,0 +1,95 @@
+"""Literals a regex's every match must contain: a cheap test before the regex runs.
+
+A detector scans each answer and tool result against some 70 patterns, and on
+ordinary text none of them matches: running each regex over the whole text was
+2 ms per 1.6 KB answer, 13 ms of a research run's CPU (``python -m
+bench.profile``, issue 26). Most patterns cannot match without one of a few
+words (``ignore``, ``disregard``...), and a substring test is a fraction of a
+regex scan; so each pattern gets the set of literals one of which any match
+must contain, and the regex runs only when the text holds one.
+
+:func:`required_literals` reads the pattern's parse tree (the standard
+library's own parser, ``re._parser``, the tree ``re.compile`` compiles) and
+answers only what it can prove: a sequence needs any of its elements'
+requirements (the most selective is kept), an alternation the union of its
+branches' (none if one branch needs nothing), a repeat its body's if it repeats
+at least once; anything else (classes, anchors, look-arounds, back references)
+needs nothing. ``None`` means "no requirement known": the regex always runs.
+
+Case: literals are lower-cased and tested against the lower-cased text, which
+is sound for a case-sensitive or a case-insensitive pattern alike, **on ASCII
+text**: Unicode case folding (``ſ`` matching ``s`` under ``IGNORECASE``) is
+beyond a substring test, so :func:`may_match` runs the regex on any text that
+is not ASCII, and a pattern literal that is not ASCII needs nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import re._parser as sre_parse  # type: ignore[import-not-found]  # no stub; the stdlib parser
+from typing import Any
+
+Literals = frozenset[str] | None
+"""Literals one of which every match contains; ``None``: no requirement known."""
+
+
+def required_literals(pattern: re.Pattern[str]) -> Literals:
+    """The lower-cased literals one of which every match of ``pattern`` contains."""
+    return _sequence(list(sre_parse.parse(pattern.pattern, pattern.flags)))
+
+
+def may_match(literals: Literals, lowered: str, ascii_text: bool) -> bool:
+    """Whether the pattern behind ``literals`` can match the text ``lowered`` was made from.
+
+    ``lowered`` is the text lower-cased; ``ascii_text`` whether the text is ASCII.
+    """
+    if literals is None or not ascii_text:
+        return True
+    return any(literal in lowered for literal in literals)
+
+
+def _best(candidates: list[frozenset[str]]) -> Literals:
+    """The most selective requirement: longest shortest literal, then fewest literals."""
+    if not candidates:
+        return None
+    return max(candidates, key=lambda c: (min(len(s) for s in c), -len(c)))
+
+
+def _sequence(items: list[tuple[Any, Any]]) -> Literals:
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def end_run() -> None:
+        if run:
+            candidates.append(frozenset({"".join(run)}))
+            run.clear()
+
+    for op, arg in items:
+        if op is sre_parse.LITERAL and arg < 128:
+            run.append(chr(arg).lower())
+            continue
+        end_run()
+        found = _element(op, arg)
+        if found is not None:
+            candidates.append(found)
+    end_run()
+    return _best(candidates)
+
+
+def _element(op: Any, arg: Any) -> Literals:
+    if op is sre_parse.SUBPATTERN:
+        return _sequence(list(arg[3]))
+    if op is sre_parse.ATOMIC_GROUP:
+        return _sequence(list(arg))
+    if op in (sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, sre_parse.POSSESSIVE_REPEAT):
+        low, _high, body = arg
+        return _sequence(list(body)) if low >= 1 else None
+    if op is sre_parse.BRANCH:
+        union: set[str] = set()
+        for branch in arg[1]:
+            found = _sequence(list(branch))
+            if found is None:
+                return None
+            union |= found
+        return frozenset(union)
+    return None

@@ -1,0 +1,100 @@
+"""security.injection.prefilter: a pattern's required literals never skip a real match."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from security.injection.detection import PatternDetector
+from security.injection.normalization import lower_view, normalize
+from security.injection.prefilter import may_match, required_literals
+from security.injection.rules import DEFAULT_RULES
+from tests.test_injection import BENIGN, INJECTIONS
+
+pytestmark = pytest.mark.unit
+
+PATTERNS = [(rule.view, p) for rule in DEFAULT_RULES for p in rule.patterns]
+TEXTS = [text for _, text in INJECTIONS] + BENIGN
+
+
+def _views(text: str) -> dict[str, str]:
+    cased, _ = normalize(text)
+    return {"raw": text, "cased": cased, "lower": lower_view(cased)}
+
+
+def _sound(text: str) -> list[str]:
+    """Every (pattern, view) whose regex matches ``text`` but whose literals say it cannot."""
+    views = _views(text)
+    missed = []
+    for view, pattern in PATTERNS:
+        target = views[view]
+        literals = required_literals(pattern)
+        if pattern.search(target) and not may_match(literals, target.lower(), target.isascii()):
+            missed.append(f"{pattern.pattern[:60]!r} on {text[:60]!r}")
+    return missed
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"\bignore\s+(?:all\s+)?previous\b", {"previous"}),
+        (r"(?:disregard|forget)\s+it", {"disregard", "forget"}),
+        (r"(?i)Hello\s+World", {"hello"}),
+        (r"(?:foo|)bar", {"bar"}),
+        (r"(?:foo|\d)x", {"x"}),
+        (r"(?:foo|\d)", None),
+        (r"x*", None),
+        (r"(?:ab){2,}", {"ab"}),
+        (r"[a-z]+", None),
+        (r"(?=ignore)\w+", None),
+    ],
+)
+def test_required_literals(pattern: str, expected: set[str] | None) -> None:
+    found = required_literals(re.compile(pattern))
+    assert found == (None if expected is None else frozenset(expected))
+
+
+def test_most_patterns_have_a_requirement() -> None:
+    # The point of the prefilter: if most patterns needed nothing it would save nothing.
+    required = [p for _, p in PATTERNS if required_literals(p) is not None]
+    assert len(PATTERNS) == 70
+    assert len(required) == 66
+
+
+def test_no_match_in_the_corpora_is_skipped() -> None:
+    assert sum(len(_sound(text)) for text in TEXTS) == 0
+    assert len(TEXTS) > 100
+
+
+def test_text_that_is_not_ascii_always_runs_the_regex() -> None:
+    # Under IGNORECASE "s" matches the long s, which no substring test of "s" sees.
+    assert re.compile("s", re.IGNORECASE).search("\u017f")
+    assert may_match(frozenset({"s"}), "\u017f", ascii_text=False)
+    assert not may_match(frozenset({"s"}), "x", ascii_text=True)
+    assert may_match(None, "x", ascii_text=True)
+
+
+WORDS = sorted(
+    {word for _, p in PATTERNS for word in re.findall(r"[a-z']{2,}", p.pattern)}
+    | {"you", "the", "all", "now", "previous", "instructions", "system", "prompt"}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(WORDS) | st.sampled_from([" ", ", ", ". ", "\n", ": "]), max_size=40)
+)
+def test_no_match_in_random_word_salads_is_skipped(parts: list[str]) -> None:
+    text = " ".join(parts)
+    assert _sound(text) == []
+    assert _sound(text.upper()) == []
+
+
+def test_gated_scan_finds_what_the_regexes_find() -> None:
+    detector = PatternDetector()
+    for rules, text in INJECTIONS:
+        found = {f.rule for f in detector.scan(text)}
+        assert set(rules) <= found, text
