@@ -49,7 +49,12 @@ def _sound(text: str) -> list[str]:
         (r"x*", None),
         (r"(?:ab){2,}", {"ab"}),
         (r"[a-z]+", None),
-        (r"(?=ignore)\w+", None),
+        (r"(?=ignore)\w+", {"ignore"}),  # a look-ahead that must match is in the text
+        (r"(?!ignore)\w+", None),
+        (r"[\u202A-\u202E]+", set()),  # only characters beyond ASCII: no ASCII text matches
+        (r"(?i)[\u212A]", None),  # the Kelvin sign matches an ASCII k without case
+        (r"(?:ab|[\u0400-\u04FF])c", {"ab"}),  # on ASCII text only "ab" can match
+        (r"(?:ab|[\u0400-\u04FF])", {"ab"}),
     ],
 )
 def test_required_literals(pattern: str, expected: set[str] | None) -> None:
@@ -61,7 +66,8 @@ def test_most_patterns_have_a_requirement() -> None:
     # The point of the prefilter: if most patterns needed nothing it would save nothing.
     required = [p for _, p in PATTERNS if required_literals(p) is not None]
     assert len(PATTERNS) == 70
-    assert len(required) == 66
+    assert len(required) == 70
+    assert sum(1 for _, p in PATTERNS if required_literals(p) == frozenset()) == 4
 
 
 def test_no_match_in_the_corpora_is_skipped() -> None:
@@ -85,7 +91,11 @@ WORDS = sorted(
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.sampled_from(WORDS) | st.sampled_from([" ", ", ", ". ", "\n", ": "]), max_size=40)
+    st.lists(
+        st.sampled_from(WORDS)
+        | st.sampled_from([" ", ", ", ". ", "\n", ": ", "\u200b", "\u0456", "\U000e0041"]),
+        max_size=40,
+    )
 )
 def test_no_match_in_random_word_salads_is_skipped(parts: list[str]) -> None:
     text = " ".join(parts)

@@ -13,14 +13,18 @@ library's own parser, ``re._parser``, the tree ``re.compile`` compiles) and
 answers only what it can prove: a sequence needs any of its elements'
 requirements (the most selective is kept), an alternation the union of its
 branches' (none if one branch needs nothing), a repeat its body's if it repeats
-at least once; anything else (classes, anchors, look-arounds, back references)
-needs nothing. ``None`` means "no requirement known": the regex always runs.
+at least once, a look-ahead or look-behind that must succeed its body's (what
+it matches is in the text too); anything else (classes, anchors, negative
+look-arounds, back references) needs nothing. ``None`` means "no requirement
+known": the regex always runs.
 
 Case: literals are lower-cased and tested against the lower-cased text, which
 is sound for a case-sensitive or a case-insensitive pattern alike, **on ASCII
 text**: Unicode case folding (``ſ`` matching ``s`` under ``IGNORECASE``) is
 beyond a substring test, so :func:`may_match` runs the regex on any text that
-is not ASCII, and a pattern literal that is not ASCII needs nothing.
+is not ASCII. On ASCII text, a case-sensitive pattern element that only matches
+characters beyond ASCII (hidden tags, direction overrides, Cyrillic letters)
+cannot match at all: its requirement is the empty set, which no text meets.
 """
 
 from __future__ import annotations
@@ -34,8 +38,13 @@ Literals = frozenset[str] | None
 
 
 def required_literals(pattern: re.Pattern[str]) -> Literals:
-    """The lower-cased literals one of which every match of ``pattern`` contains."""
-    return _sequence(list(sre_parse.parse(pattern.pattern, pattern.flags)))
+    """The lower-cased literals one of which every match of ``pattern`` in ASCII text contains.
+
+    An empty set: the pattern cannot match ASCII text at all (it needs a character
+    that is not ASCII: a hidden tag, a direction override, a Cyrillic letter).
+    """
+    tree = sre_parse.parse(pattern.pattern, pattern.flags)
+    return _sequence(list(tree), bool(pattern.flags & re.IGNORECASE))
 
 
 def may_match(literals: Literals, lowered: str, ascii_text: bool) -> bool:
@@ -48,14 +57,19 @@ def may_match(literals: Literals, lowered: str, ascii_text: bool) -> bool:
     return any(literal in lowered for literal in literals)
 
 
+def _selectivity(literals: frozenset[str]) -> tuple[float, int]:
+    """Longest shortest literal, then fewest literals; a set that excludes ASCII text wins."""
+    if not literals:
+        return (float("inf"), 0)
+    return (min(len(s) for s in literals), -len(literals))
+
+
 def _best(candidates: list[frozenset[str]]) -> Literals:
-    """The most selective requirement: longest shortest literal, then fewest literals."""
-    if not candidates:
-        return None
-    return max(candidates, key=lambda c: (min(len(s) for s in c), -len(c)))
+    """The most selective requirement of a sequence's elements."""
+    return max(candidates, key=_selectivity) if candidates else None
 
 
-def _sequence(items: list[tuple[Any, Any]]) -> Literals:
+def _sequence(items: list[tuple[Any, Any]], ignorecase: bool) -> Literals:
     candidates: list[frozenset[str]] = []
     run: list[str] = []
 
@@ -69,27 +83,54 @@ def _sequence(items: list[tuple[Any, Any]]) -> Literals:
             run.append(chr(arg).lower())
             continue
         end_run()
-        found = _element(op, arg)
+        found = _element(op, arg, ignorecase)
         if found is not None:
             candidates.append(found)
     end_run()
     return _best(candidates)
 
 
-def _element(op: Any, arg: Any) -> Literals:
+def _element(op: Any, arg: Any, ignorecase: bool) -> Literals:
     if op is sre_parse.SUBPATTERN:
-        return _sequence(list(arg[3]))
+        _group, add_flags, del_flags, body = arg
+        if add_flags & re.IGNORECASE:
+            ignorecase = True
+        if del_flags & re.IGNORECASE:
+            ignorecase = False
+        return _sequence(list(body), ignorecase)
     if op is sre_parse.ATOMIC_GROUP:
-        return _sequence(list(arg))
+        return _sequence(list(arg), ignorecase)
+    if op is sre_parse.ASSERT:
+        # A look-around that must succeed: what it matches is in the text too.
+        _direction, body = arg
+        return _sequence(list(body), ignorecase)
     if op in (sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT, sre_parse.POSSESSIVE_REPEAT):
         low, _high, body = arg
-        return _sequence(list(body)) if low >= 1 else None
+        return _sequence(list(body), ignorecase) if low >= 1 else None
     if op is sre_parse.BRANCH:
+        # A branch that needs a character beyond ASCII (an empty set) cannot match
+        # ASCII text, the only text the literals are tested against: it adds nothing.
         union: set[str] = set()
         for branch in arg[1]:
-            found = _sequence(list(branch))
+            found = _sequence(list(branch), ignorecase)
             if found is None:
                 return None
             union |= found
         return frozenset(union)
+    if not ignorecase and (
+        (op is sre_parse.LITERAL and arg >= 128) or (op is sre_parse.IN and _beyond_ascii(arg))
+    ):
+        # Case-sensitive, so it matches only itself: never an ASCII character.
+        return frozenset()
     return None
+
+
+def _beyond_ascii(members: list[tuple[Any, Any]]) -> bool:
+    """Whether a character class holds only characters beyond ASCII (no negation, no category)."""
+    for op, arg in members:
+        if op is sre_parse.LITERAL and arg >= 128:
+            continue
+        if op is sre_parse.RANGE and arg[0] >= 128:
+            continue
+        return False
+    return True
