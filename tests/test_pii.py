@@ -292,6 +292,7 @@ ALLOWED_IMPORTS = {
     "enum",
     "ipaddress",
     "re",
+    "re._parser",  # the stdlib regex parser (security.injection.prefilter reads its tree)
     "typing",
     "unicodedata",
     "pydantic",
@@ -306,6 +307,7 @@ PURE_MODULES = [
     "injection.fencing",
     "injection.rules",
     "injection.excerpts",
+    "injection.prefilter",
 ]
 """The text-screening modules workflow code reaches (they may import each other)."""
 
