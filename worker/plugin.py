@@ -292,7 +292,6 @@ class AgentTeamsPlugin(SimplePlugin):
                 existing or DataConverter.default, self._keyring
             ),
             workflows=self._with_workflows,
-            workflow_runner=self._with_runner,
         )
 
     @property
@@ -358,7 +357,7 @@ class AgentTeamsPlugin(SimplePlugin):
         return config
 
     def configure_replayer(self, config: ReplayerConfig) -> ReplayerConfig:
-        """As :class:`SimplePlugin` does, the runner chosen for the replayer's converter."""
+        """As :class:`SimplePlugin` does, and the sandbox chosen for the replayer's converter."""
         config = super().configure_replayer(config)
         config["workflow_runner"] = self._with_runner(
             config.get("workflow_runner"), config.get("data_converter")
