@@ -312,6 +312,12 @@ def targets_table(targets: list[Target]) -> Table:
         "the bare runs' KiB per call"
     )
     table.notes.append(
+        "history: a run of N agent calls one after another takes at least 5 + 6N events on any "
+        "Temporal workflow (start, first task, 3 per activity and 3 per task after it, the end): "
+        "8.5 per call for support's 2 calls, so its events target is out of reach by "
+        "construction; an approval adds at least 6 (timer, signal, a task, timer cancelled)"
+    )
+    table.notes.append(
         "CPU: the bench process (client and every worker, one system loaded at a time) plus "
         "the dev server, per run, at the highest throughput concurrency"
     )

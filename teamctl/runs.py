@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -75,6 +76,10 @@ leaked one is soon useless (runs refuse expiries over 24 h ahead)."""
 
 TASK_QUEUE_ENV = "AGENT_TEAMS_TASK_QUEUE"
 """The workers' task queue, read by the worker, ``teamctl`` and :func:`start_team_run`."""
+
+REQUERY_AFTER = timedelta(seconds=5)
+"""How long :func:`follow` goes without a status query while the run's history stands
+still (its state can only change with its history; the query also checks a worker)."""
 
 QUERY_TIMEOUT = timedelta(seconds=10)
 """How long one status query may take before :func:`follow` checks for a worker again
@@ -410,16 +415,29 @@ async def follow(
     Given the ``client`` the handle came from, it also raises
     :class:`NoWorkerError` when no worker polls the run's task queue, before
     the first query and whenever one goes unanswered for :data:`QUERY_TIMEOUT`.
+
+    It queries only when the run's history has grown since the last query (or
+    :data:`REQUERY_AFTER` has passed): a run's state changes only with its
+    history, and a query answered while the run has a local activity in flight
+    makes the worker ask for a fresh workflow task (three more events).
     """
     last: str | None = None
     checked = client is None
     consequence = f"run {handle.id} cannot answer its status query (it goes on once one does)"
+    seen: tuple[str | None, int] | None = None
+    queried_at = 0.0
     while True:
         description = await handle.describe()
         if description.status in ENDED_WITHOUT_RESULT:
             await run_result(handle)  # raises RunFailedError, decoded
         if description.status is WorkflowExecutionStatus.COMPLETED:
             return  # its result says the rest, and needs no worker (a query would)
+        where = (description.run_id, description.history_length)
+        now = time.monotonic()
+        if where == seen and now - queried_at < REQUERY_AFTER.total_seconds():
+            await asyncio.sleep(interval_s)
+            continue
+        seen, queried_at = where, now
         if client is not None and not checked:
             await require_worker(client, description.task_queue, consequence)
             checked = True
@@ -429,6 +447,7 @@ async def follow(
             if err.status is not RPCStatusCode.DEADLINE_EXCEEDED:
                 raise
             checked = client is None  # unanswered: is there a worker at all now?
+            seen = None  # and ask again at once
             continue
         fingerprint = status.model_dump_json(exclude={"budget_left_micro", "reserved_micro"})
         if fingerprint != last:
