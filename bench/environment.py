@@ -13,7 +13,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from teamctl.devserver import DevServer, free_port, start_dev_server, wait_until_ready
+from teamctl.devserver import (
+    TRANSFER_POLL_RPS,
+    DevServer,
+    free_port,
+    start_dev_server,
+    wait_until_ready,
+)
 from worker.connection import connect, connect_config, describe, project_data_converter
 
 
@@ -42,7 +48,10 @@ def machine(server_mode: str) -> Machine:
     )
 
 
-SERVER_MODE = "temporal dev server (start-dev), in-memory SQLite"
+SERVER_MODE = (
+    "temporal dev server (start-dev), in-memory SQLite, "
+    f"history.transferProcessorMaxPollRPS={TRANSFER_POLL_RPS}"
+)
 
 
 @dataclass
