@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import shutil
 import tempfile
 import tomllib
 import uuid
@@ -74,7 +75,8 @@ async def running_worker(
     own = None
     if controls is None and deployment.cost_controls:
         # Each test gets its own daily budgets, breakers and rate limits.
-        own = SqliteControls(Path(tempfile.mkdtemp(prefix="agent-teams-controls-")) / "c.sqlite")
+        own_folder = Path(tempfile.mkdtemp(prefix="agent-teams-controls-"))
+        own = SqliteControls(own_folder / "c.sqlite")
     # Imported here: it brings the Anthropic SDK, which the pure tests that use
     # this module's spec helpers (the unit tier) need not import.
     from worker.main import build_workers
@@ -110,8 +112,10 @@ async def running_worker(
     finally:
         if opened is not None:
             await opened.aclose()
+            shutil.rmtree(folder, ignore_errors=True)
         if own is not None:
             await own.aclose()
+            shutil.rmtree(own_folder, ignore_errors=True)
         if provider is not None:
             await provider.aclose()
 

@@ -54,7 +54,9 @@ async def test_follow_queries_once_per_history_change_not_per_poll(
         result = await handle.result()
 
     assert result.status is RunStatus.COMPLETED
-    assert statuses and statuses[0].phase == "running"
+    phases = [status.phase for status in statuses]
+    assert phases[0] in ("starting", "running")  # the first query may beat the first stage
+    assert "running" in phases
     assert polls >= 100  # the router's 1.5 s at 10 ms a poll
     # One query per history length seen while running; the last describe usually saw
     # the run completed (a new length, no query), unless the last query found it finished.
