@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from teamctl.devserver import (
     TRANSFER_POLL_RPS,
+    TRANSFER_POLL_SETTING,
     DevServer,
     free_port,
     start_dev_server,
@@ -50,7 +51,7 @@ def machine(server_mode: str) -> Machine:
 
 SERVER_MODE = (
     "temporal dev server (start-dev), in-memory SQLite, "
-    f"history.transferProcessorMaxPollRPS={TRANSFER_POLL_RPS}"
+    f"{TRANSFER_POLL_SETTING}={TRANSFER_POLL_RPS}"
 )
 
 

@@ -128,8 +128,11 @@ def dev_server_listeners(
     return listeners
 
 
+TRANSFER_POLL_SETTING = "history.transferProcessorMaxPollRPS"
+"""The dynamic-config key :data:`TRANSFER_POLL_RPS` sets."""
+
 TRANSFER_POLL_RPS = 200
-"""``history.transferProcessorMaxPollRPS`` for the servers this module starts.
+""":data:`TRANSFER_POLL_SETTING` for the servers this module starts.
 
 The server's default reads new transfer tasks at most 20 times a second per
 history shard (a dev server has one). Once tasks arrive faster than that (many
@@ -143,7 +146,7 @@ to the compose stack's server (``deploy/temporal-dynamicconfig.yaml``).
 
 def server_settings() -> list[str]:
     """The dynamic-config arguments every dev server started here gets."""
-    return ["--dynamic-config-value", f"history.transferProcessorMaxPollRPS={TRANSFER_POLL_RPS}"]
+    return ["--dynamic-config-value", f"{TRANSFER_POLL_SETTING}={TRANSFER_POLL_RPS}"]
 
 
 def start_dev_server(

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from errors import RequestRefusedError
 from security.approvers import load_registry
 from security.keyring import load_keyring
 from teamctl.codec_server import codec_server_from_env
+from teamctl.devserver import TRANSFER_POLL_RPS, TRANSFER_POLL_SETTING
 from tests.compose_config import CHECK_ENV, ROOT, compose_config, compose_run
 from worker.settings import WorkerSettings
 
@@ -262,3 +264,16 @@ def test_compose_env_takes_named_approvers(tmp_path: Path) -> None:
         {"AGENT_TEAMS_APPROVERS_FILE": str(tmp_path / "deploy/secrets/approvers.toml")}
     )
     assert registry is not None and sorted(registry.keys) == ["editor", "legal"]
+
+
+def test_the_temporal_server_gets_the_dev_servers_dispatch_setting(
+    compose: dict[str, Any],
+) -> None:
+    """The compose stack's server and every dev server we start read transfer tasks alike."""
+    temporal = compose["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    [mount] = [v for v in temporal["volumes"] if v["target"] == path]
+    assert mount["read_only"] is True
+    assert Path(mount["source"]) == ROOT / "deploy" / "temporal-dynamicconfig.yaml"
+    settings = yaml.safe_load(Path(mount["source"]).read_text())
+    assert settings == {TRANSFER_POLL_SETTING: [{"value": TRANSFER_POLL_RPS}]}
