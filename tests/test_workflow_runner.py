@@ -25,12 +25,20 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox._importer import Importer
+from temporalio.worker.workflow_sandbox._restrictions import RestrictionContext
 
 with workflow.unsafe.imports_passed_through():
     from security.codec import data_converter
     from security.keyring import KeyRing
-    from worker.runner import CodecContextFreeRunner, codec_ignores_context, workflow_runner
+    from tests.test_determinism_check import IO_BUILTINS
+    from worker.runner import (
+        RESTRICTIONS,
+        CodecContextFreeRunner,
+        codec_ignores_context,
+        workflow_runner,
+    )
 
 
 class _ContextCodec(PayloadCodec, WithSerializationContext):
@@ -123,3 +131,16 @@ async def test_a_context_free_codec_runs_the_same_workflow(client: Client) -> No
     assert await _run_echo(client, _ContextFreeCodec(seen)) == "hi"
     assert ActivitySerializationContext.__name__ not in seen
     assert seen and set(seen) == {"NoneType"}
+
+
+def test_the_sandbox_keeps_every_default_restriction_but_the_builtins() -> None:
+    """No per-entry builtins swap (``isinstance`` wrapped): those calls are refused statically."""
+    default = SandboxRestrictions.default.invalid_module_members.children
+    ours = RESTRICTIONS.invalid_module_members.children
+    assert "__builtins__" in default and "__builtins__" not in ours
+    assert {name: matcher for name, matcher in default.items() if name != "__builtins__"} == ours
+    assert Importer(RESTRICTIONS, RestrictionContext()).restricted_builtins == []
+    for runner in (workflow_runner(), workflow_runner(data_converter(None))):
+        assert runner.restrictions is RESTRICTIONS
+    # What the SDK's builtins entry refused, the static check refuses in workflows/.
+    assert {"open", "input", "breakpoint"} <= IO_BUILTINS

@@ -14,6 +14,18 @@ in and out. That was 63 of the 88 sandbox entries of a research run and about
 a quarter of the worker's CPU (``python -m bench.profile``, issue 26), spent to
 compute a value nobody reads when the codec ignores context.
 
+**Why no builtins restriction.** The SDK's default restrictions forbid
+``open``, ``input`` and ``breakpoint`` at run time, and to enforce that it swaps
+those builtins, with ``isinstance`` and ``issubclass`` (wrapped to unwrap its
+proxies), for thread-local wrappers on every sandbox entry: about a thousand
+wrapped ``isinstance`` calls per research run, and a tenth of the worker's CPU
+under ``python -m bench.profile`` (issue 26). Our workflow code is passed
+through, so those wrappers never see a proxy of ours, and the calls they guard
+are refused statically in ``workflows/`` instead (ruff's banned-api and the I/O
+builtins check of ``tests/test_determinism_check.py``). :data:`RESTRICTIONS`
+is the default without its ``__builtins__`` entry; every other module
+restriction stays.
+
 The context of those passes reaches only the codec and external storage (the
 payload converter runs inside the sandbox, with the workflow's own context,
 untouched by this). So when the worker's codec ignores context (no codec, one
@@ -28,6 +40,8 @@ SDK's path (:func:`codec_ignores_context` is checked per worker).
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.converter import (
@@ -39,7 +53,10 @@ from temporalio.converter import (
 )
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker._command_aware_visitor import CommandInfo  # the ABC's own annotation
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker.workflow_sandbox import (
+    SandboxedWorkflowRunner,
+    SandboxRestrictions,
+)
 from temporalio.workflow import Info
 
 PASSTHROUGH_MODULES = (
@@ -67,6 +84,22 @@ PASSTHROUGH_MODULES = (
     "annotated_types",
 )
 
+
+def _without_builtins(restrictions: SandboxRestrictions) -> SandboxRestrictions:
+    """``restrictions`` without their run-time check of builtins (the module docstring says why)."""
+    members = restrictions.invalid_module_members
+    children = {name: m for name, m in members.children.items() if name != "__builtins__"}
+    return dataclasses.replace(
+        restrictions,
+        invalid_module_members=dataclasses.replace(members, children=children),
+    )
+
+
+RESTRICTIONS: SandboxRestrictions = _without_builtins(
+    SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+)
+"""The sandbox's restrictions: the SDK's default, our modules passed through, builtins unwrapped."""
+
 _PROBE = WorkflowSerializationContext(namespace="agent-teams-probe", workflow_id="probe")
 """A context to ask a codec whether it would change with one."""
 
@@ -91,10 +124,9 @@ def workflow_runner(converter: DataConverter | None = None) -> SandboxedWorkflow
     With the ``converter`` the worker encodes with, and a codec that ignores
     context: :class:`CodecContextFreeRunner` (the same sandbox, fewer entries).
     """
-    restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
     if converter is not None and codec_ignores_context(converter):
-        return CodecContextFreeRunner(restrictions=restrictions)
-    return SandboxedWorkflowRunner(restrictions=restrictions)
+        return CodecContextFreeRunner(restrictions=RESTRICTIONS)
+    return SandboxedWorkflowRunner(restrictions=RESTRICTIONS)
 
 
 class CodecContextFreeRunner(SandboxedWorkflowRunner):
