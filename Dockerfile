@@ -24,6 +24,7 @@ COPY fleet ./fleet
 COPY evaluation ./evaluation
 COPY telemetry ./telemetry
 COPY prompting ./prompting
+COPY localdb ./localdb
 # Both shared response-cache backends, so AGENT_TEAMS_CACHE_URL can name
 # redis://... or postgresql://... without rebuilding the image.
 # .temporal/ is the worker's state dir: the default cache URL

@@ -5,18 +5,20 @@ WAL mode lets viewers read while a worker writes. The offset is the row id
 polls every 20 ms: a cheap indexed query, and well inside the stream's latency
 target (the publisher batches about 100 ms). The file and its side files are
 mode 0600 from their first byte, and entries are sealed (:mod:`streams.sealing`).
+Appends and reads run on the event loop when the file is free, in the log's
+thread when not (:class:`localdb.transactions.LoopFirstFile`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from contracts.streams import StreamEvent
+from localdb.transactions import LoopFirstFile
 from security.keyring import KeyRing
 from security.private_files import private_sqlite
 from streams.log import READ_LIMIT, START
@@ -45,15 +47,9 @@ class SqliteStreamLog:
         self._sealer = EventSealer(keyring)
         self._retention_s = retention_s
         self._appends = 0
-        self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         private_sqlite(path)  # before SQLite creates anything: never a readable moment
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            for statement in _SCHEMA:
-                self._db.execute(statement)
+        self._file = LoopFirstFile(path, busy_timeout_s=10, setup=_schema, name="stream-sqlite")
 
     @property
     def where(self) -> str:
@@ -65,7 +61,7 @@ class SqliteStreamLog:
         if not events:
             return
         rows = [(run_id, time.time(), self._sealer.seal(run_id, event)) for event in events]
-        await asyncio.to_thread(self._append, rows)
+        await self._file.write(lambda db: self._append(db, rows))
 
     async def read(
         self, run_id: str, after: str = START, *, limit: int = READ_LIMIT, wait_s: float = 0.0
@@ -74,7 +70,9 @@ class SqliteStreamLog:
         start = _row_id(after)
         deadline = time.monotonic() + wait_s
         while True:
-            rows = await asyncio.to_thread(self._read, run_id, start, limit)
+            rows = await self._file.read(
+                lambda db: _read(db, run_id, start, limit, self._retention_s)
+            )
             if rows or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_S)
@@ -89,35 +87,35 @@ class SqliteStreamLog:
         return events
 
     async def aclose(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
+        """Close the connections and the thread."""
+        await self._file.aclose()
 
-    def _append(self, rows: list[tuple[str, float, str]]) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO run_stream (stream, created, entry) VALUES (?, ?, ?)", rows
-                )
-                self._appends += 1
-                if self._appends % PURGE_EVERY == 1:
-                    cutoff = time.time() - self._retention_s
-                    self._db.execute("DELETE FROM run_stream WHERE created < ?", (cutoff,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+    def _append(self, db: sqlite3.Connection, rows: list[tuple[str, float, str]]) -> None:
+        db.executemany("INSERT INTO run_stream (stream, created, entry) VALUES (?, ?, ?)", rows)
+        # Counted when the purge is decided, so a transaction retried in the thread
+        # (its first try found the file locked, and rolled back) counts once more:
+        # purges a little early, never late.
+        self._appends += 1
+        if self._appends % PURGE_EVERY == 1:
+            cutoff = time.time() - self._retention_s
+            db.execute("DELETE FROM run_stream WHERE created < ?", (cutoff,))
 
-    def _read(self, run_id: str, after: int, limit: int) -> list[tuple[int, str]]:
-        cutoff = time.time() - self._retention_s
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, entry FROM run_stream WHERE stream = ? AND id > ? AND created >= ? "
-                "ORDER BY id LIMIT ?",
-                (run_id, after, cutoff, limit),
-            ).fetchall()
-        return [(int(row_id), str(entry)) for row_id, entry in rows]
+
+def _schema(db: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        db.execute(statement)
+
+
+def _read(
+    db: sqlite3.Connection, run_id: str, after: int, limit: int, retention_s: float
+) -> list[tuple[int, str]]:
+    cutoff = time.time() - retention_s
+    rows = db.execute(
+        "SELECT id, entry FROM run_stream WHERE stream = ? AND id > ? AND created >= ? "
+        "ORDER BY id LIMIT ?",
+        (run_id, after, cutoff, limit),
+    ).fetchall()
+    return [(int(row_id), str(entry)) for row_id, entry in rows]
 
 
 def _row_id(offset: str) -> int:

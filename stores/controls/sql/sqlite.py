@@ -10,8 +10,9 @@ a single-machine deployment need nothing else):
   taken up front, so two processes never both read a budget and both spend it.
   Waiting for another process's lock is bounded by ``busy_timeout``; past it
   the operation fails as :class:`ControlsUnavailableError`.
-- One connection per process, used by one thread, so the event loop never
-  blocks on the file.
+- An operation runs on the event loop when the write lock is free at once, in
+  the store's thread when not, so the loop never waits on another process
+  (:class:`localdb.transactions.LoopFirstFile`, which says why).
 - The file and its ``-wal``/``-shm`` side files are mode 0600 from their first
   byte (:func:`security.private_files.private_sqlite`): the counters name
   tenants, teams, agents and run ids.
@@ -19,14 +20,13 @@ a single-machine deployment need nothing else):
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from localdb.transactions import LoopFirstFile
 from security.private_files import private_sqlite
 from stores.controls.contract import DEFAULT_RETENTION, ControlsUnavailableError, Retention
 from stores.controls.sql import operations as sql
@@ -72,61 +72,26 @@ class SqliteControls(SqlControls):
         self.location = str(path)
         self._retention = retention
         self._path = path
-        self._busy_timeout_s = busy_timeout_s
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="controls-sqlite")
-        self._db: sqlite3.Connection | None = None
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            private_sqlite(self._path)  # before SQLite writes a page: never readable by others
-            db = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in sql.schema("INTEGER PRIMARY KEY AUTOINCREMENT"):
-                    db.execute(statement)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                db.close()
-                raise
-            self._db = db
-        return self._db
-
-    def _transaction(self, work: Callable[[sql.Tx], _T]) -> _T:
-        try:
-            db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-        except (sqlite3.Error, OSError) as err:
-            raise ControlsUnavailableError(f"sqlite controls store {self._path}: {err}") from err
-        try:
-            result = work(_SqliteTx(db))
-            db.execute("COMMIT")
-        except sqlite3.Error as err:
-            db.execute("ROLLBACK")
-            raise ControlsUnavailableError(f"sqlite controls store {self._path}: {err}") from err
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return result
+        self._file = LoopFirstFile(
+            path,
+            busy_timeout_s=busy_timeout_s,
+            setup=_schema,
+            name="controls-sqlite",
+            # Before SQLite writes a page: never readable by others.
+            prepare=lambda: private_sqlite(path),
+        )
 
     async def _run(self, work: Callable[[sql.Tx], _T]) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._transaction, work)
+        try:
+            return await self._file.write(lambda db: work(_SqliteTx(db)))
+        except (sqlite3.Error, OSError) as err:
+            raise ControlsUnavailableError(f"sqlite controls store {self._path}: {err}") from err
 
     async def aclose(self) -> None:
-        """Close the connection and its thread."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)
+        """Close the connections and the thread."""
+        await self._file.aclose()
 
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+
+def _schema(db: sqlite3.Connection) -> None:
+    for statement in sql.schema("INTEGER PRIMARY KEY AUTOINCREMENT"):
+        db.execute(statement)

@@ -1,0 +1,1 @@
+"""SQLite files a host's processes share, used from an event loop."""

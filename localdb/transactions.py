@@ -1,0 +1,196 @@
+"""A SQLite file's transactions: on the event loop when the file is free, in a thread when not.
+
+A hop through a thread costs about 130 µs of CPU, a small SQLite transaction
+about 25 µs: the controls store's admission and settlement of every model
+call, and the run streams' appends, made the hops 7 % of a worker's CPU
+(``py-spy``, issue 26). So :class:`LoopFirstFile` runs a transaction on the
+event loop when it can start at once, and hands it to its one thread only
+when it cannot:
+
+- The loop's connection waits for nothing (``busy_timeout`` 0). A write that
+  finds the write lock held (another process, or this file's own thread) is
+  rolled back, untouched, and run in the thread, which waits up to
+  ``busy_timeout_s`` like any other writer. So the loop never waits on
+  another process.
+- Writes are ``BEGIN IMMEDIATE``: the write lock is taken up front, so a
+  transaction that starts finishes without another writer in between (two
+  processes never both read a budget and both spend it).
+- The loop's connection never checkpoints the WAL (a checkpoint syncs the
+  file to disk): every :data:`CHECKPOINT_EVERY` of its commits, the thread
+  runs a passive one.
+- Opening the file and creating its schema happen in the thread, once; until
+  then every transaction goes there. Only the thread of the loop that first
+  used the file uses the loop's connection; other threads go to the thread.
+- WAL journal and ``synchronous=NORMAL``: readers never block the writer, and
+  a commit costs no fsync (a power cut may lose the last transactions, never
+  corrupt the file; a process crash loses nothing).
+
+Errors are SQLite's own (``sqlite3.Error``, ``OSError``): the stores say what
+they mean to their callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal, TypeVar
+
+_T = TypeVar("_T")
+CHECKPOINT_EVERY = 200
+"""Commits on the event loop's connection between two WAL checkpoints in the thread."""
+Begin = Literal["BEGIN IMMEDIATE", "BEGIN DEFERRED"]
+
+log = logging.getLogger(__name__)
+
+
+class _Busy:
+    """The file was locked: run the transaction in the thread."""
+
+
+_BUSY = _Busy()
+
+
+class LoopFirstFile:
+    """One SQLite file's transactions, each on the event loop if it can start at once.
+
+    ``prepare`` runs once, in the thread, before the file is opened (making it
+    private); ``setup`` in the first transaction (the schema); ``name`` names
+    the thread.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float,
+        setup: Callable[[sqlite3.Connection], None],
+        name: str,
+        prepare: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.path = path
+        self._prepare = prepare
+        self._busy_timeout_s = busy_timeout_s
+        self._setup = setup
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._db: sqlite3.Connection | None = None
+        """The thread's connection."""
+        self._inline: sqlite3.Connection | None = None
+        """The event loop's connection, opened by the thread once the schema exists."""
+        self._inline_thread: int | None = None
+        self._inline_commits = 0
+
+    async def write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work`` in one ``BEGIN IMMEDIATE`` transaction; its result."""
+        return await self._run(work, "BEGIN IMMEDIATE")
+
+    async def read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work`` in one read transaction (it must not write); its result."""
+        return await self._run(work, "BEGIN DEFERRED")
+
+    async def aclose(self) -> None:
+        """Close both connections and the thread."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=True)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], _T], begin: Begin) -> _T:
+        if self._inline is not None and self._inline_thread == threading.get_ident():
+            result = self._on_loop(self._inline, work, begin)
+            if not isinstance(result, _Busy):
+                return result
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._thread, self._threaded, work, begin)
+        if self._inline is None and self._db is not None:
+            self._inline = await loop.run_in_executor(self._thread, self._open_inline)
+            self._inline_thread = threading.get_ident()
+        return result
+
+    def _connection(self) -> sqlite3.Connection:
+        """The thread's connection, opened (and the schema set up) on first use."""
+        if self._db is None:
+            self._prepare()
+            db = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                _transaction(db, self._setup, "BEGIN IMMEDIATE")
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _threaded(self, work: Callable[[sqlite3.Connection], _T], begin: Begin) -> _T:
+        return _transaction(self._connection(), work, begin)
+
+    def _open_inline(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA wal_autocheckpoint=0")
+        return db
+
+    def _on_loop(
+        self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T], begin: Begin
+    ) -> _T | _Busy:
+        """``work``'s result, or :data:`_BUSY` (nothing written) if the file was locked."""
+        try:
+            db.execute(begin)
+        except sqlite3.OperationalError:
+            return _BUSY  # locked (or the file is gone): the thread tells which
+        try:
+            result = work(db)
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as err:
+            db.execute("ROLLBACK")
+            if _locked(err):
+                return _BUSY
+            raise
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if begin == "BEGIN IMMEDIATE":
+            self._inline_commits += 1
+            if self._inline_commits % CHECKPOINT_EVERY == 0:
+                self._thread.submit(self._checkpoint)
+        return result
+
+    def _checkpoint(self) -> None:
+        """Move the WAL's pages into the file, waiting for no reader (in the thread)."""
+        try:
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, OSError) as err:
+            log.warning("sqlite file %s: checkpoint failed: %s", self.path, err)
+
+    def _close(self) -> None:
+        for db in (self._inline, self._db):
+            if db is not None:
+                db.close()
+        self._inline = self._db = None
+
+
+def _transaction(
+    db: sqlite3.Connection, work: Callable[[sqlite3.Connection], _T], begin: Begin
+) -> _T:
+    db.execute(begin)
+    try:
+        result = work(db)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _locked(err: sqlite3.OperationalError) -> bool:
+    """Whether ``err`` is SQLite's busy or locked answer."""
+    code = getattr(err, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(err)
