@@ -20,6 +20,7 @@ from contracts.activities import LOAD_TEAM_SPEC
 from contracts.approvals import ApprovalMode
 from contracts.notifications import WebhookSettings, WebhookTarget
 from contracts.resolved import ResolvedTeam, TeamSpecRef
+from contracts.search_attributes import COST_REFRESH_S
 from contracts.tools import ToolDefinition
 from errors import RequestRefusedError, TeamSpecError, ToolResolutionError
 from fleet.priorities import PriorityLevels
@@ -153,6 +154,8 @@ class TeamSpecActivities:
                 "streaming": self._streams and resolved.spec.stream,
                 # The levels a run's priority is checked against, as they were at its start.
                 "priorities": self._priorities,
+                # Recorded, so runs from before it replay their per-stage cost upserts.
+                "cost_refresh_s": COST_REFRESH_S,
                 **tools,
             }
         )

@@ -115,6 +115,12 @@ class ResolvedTeam(BaseModel):
         "None in runs recorded before this field.",
     )
 
+    cost_refresh_s: float | None = Field(
+        default=None,
+        description="Least seconds between two search-attribute upserts of a cost change "
+        "alone, at stage starts (contracts.search_attributes.COST_REFRESH_S). None in runs "
+        "recorded before this field: they upsert a changed cost at every stage start.",
+    )
     charged_tenant: str | None = Field(
         default=None,
         description="The tenant a request without one is charged to (the deployment's "

@@ -8,7 +8,10 @@ Attribute              Type         Value
 ``TeamStatus``         Keyword      RUNNING, AWAITING_APPROVAL, then the final
                                     status (COMPLETED, DEGRADED, ...)
 ``CostUsd``            Double       cost so far, in USD (for filtering only: money
-                                    is exact, in micro-dollars, in the result)
+                                    is exact, in micro-dollars, in the result);
+                                    refreshed at most every ``COST_REFRESH_S``
+                                    on its own, and at every approval wait and
+                                    the finish
 ``DegradationLevel``   Keyword      FULL, PARTIAL, MINIMAL or FAILED
 ``AwaitingApproval``   Bool         true while an approval point is pending
 ``PendingApprovers``   KeywordList  who may decide the pending point
@@ -41,6 +44,14 @@ TEAM_NAME = SearchAttributeKey.for_keyword("TeamName")
 TENANT = SearchAttributeKey.for_keyword("Tenant")
 TEAM_STATUS = SearchAttributeKey.for_keyword("TeamStatus")
 COST_USD = SearchAttributeKey.for_float("CostUsd")
+COST_REFRESH_S = 60.0
+"""Least seconds between two upserts of a cost change alone (at stage starts).
+
+Each upsert is an event and a visibility write: two of a research run's five
+were a stage start's new cost alone (issue 26). A change of anything else, an
+approval wait and the finish upsert the cost with it at once; the run's
+current details (the UI) and its status query show the cost live.
+"""
 DEGRADATION_LEVEL = SearchAttributeKey.for_keyword("DegradationLevel")
 AWAITING_APPROVAL = SearchAttributeKey.for_bool("AwaitingApproval")
 PENDING_APPROVERS = SearchAttributeKey.for_keyword_list("PendingApprovers")

@@ -190,17 +190,17 @@ async def test_research_pipeline_with_gate_and_approval(client: Client, task_que
         "TeamVersion",
     ]
     waiting = ["AwaitingApproval", "CostUsd", "PendingApprovers", "TeamStatus"]
+    # research -> write and write -> review change the cost alone, within a
+    # minute of the start: shown with the approval wait (COST_REFRESH_S).
     assert upserted(events) == [
         ["AwaitingApproval", *started],
-        ["CostUsd"],  # research -> write
-        ["CostUsd"],  # write -> review
         waiting,  # review -> the approval wait
         sorted([*waiting, "DegradationLevel"]),  # decided and finished
     ]
     # Everything but workflow tasks (how many of those depends on query timing).
-    # (14 activities of 3 events each, and the run's own 12: no patch marker, nor
+    # (14 activities of 3 events each, and the run's own 10: no patch marker, nor
     # the TemporalChangeVersion upsert it came with.)
-    assert len([e for e in events if e.event_type not in WORKFLOW_TASK_EVENTS]) == 54
+    assert len([e for e in events if e.event_type not in WORKFLOW_TASK_EVENTS]) == 52
 
 
 async def test_code_review_fan_out_merges_three_perspectives(

@@ -239,6 +239,7 @@ class AgentTeamWorkflow:
             prompts=[f"{p.ref.name}/{p.ref.version}" for p in team.prompts.values()],
             version=team.spec.version if tagged else None,
             variants=[v.label for v in team.variants or []],
+            cost_refresh_s=team.cost_refresh_s,
         )
         self._guard = InjectionGuard(
             team.spec.injection, task=request.task, desk=self._desk, state=self._state

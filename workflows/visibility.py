@@ -11,10 +11,15 @@ An ``EvaluationWorkflow`` also sets ``TeamName`` (the team evaluated) and, when 
 finishes, ``CostUsd`` (its runs and judge calls together); see
 :mod:`workflows.evaluation_workflow`.
 
-Upserts are deterministic workflow commands, so each is an event in history.
-Runs upsert on phase changes only, merging what changed since the last one:
-the start, each next stage (cost and degradation, if they changed), an approval
-wait opening, and the finish (a research run: five upserts).
+Upserts are deterministic workflow commands, so each is an event in history
+and a write to the visibility store. Runs upsert on phase changes only, merging
+what changed since the last one: the start, each next stage (cost and
+degradation, if they changed), an approval wait opening, and the finish. A
+stage start whose only change is the cost waits for the next phase change,
+unless the last upsert is ``ResolvedTeam.cost_refresh_s`` (a minute) old: a
+research run upserts three times, not five (issue 26). Runs resolved before that
+field (None in their recorded team) upsert a changed cost at every stage start,
+as they did; no patch is needed, the recorded team says which.
 
 These fall in different workflow tasks, except on two rare paths: a run stopped
 as a stage starts (its budget spent: the stage's upsert, then the finish) and an
@@ -27,6 +32,7 @@ the merge saves a few.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -54,9 +60,20 @@ class Visibility:
         self._cost_micro = -1
         self._level = "FULL"
         self._pending: dict[str, SearchAttributeUpdate[Any]] = {}
+        self._cost_refresh: timedelta | None = None
+        self._upserted_at: datetime | None = None
 
     def _upsert(self, updates: list[SearchAttributeUpdate[Any]]) -> None:
         workflow.upsert_search_attributes(updates)
+        self._upserted_at = workflow.now()
+
+    def _cost_alone_can_wait(self) -> bool:
+        """Whether only the cost changed, and the last upsert is younger than the refresh."""
+        if self._cost_refresh is None or self._upserted_at is None:
+            return False
+        if set(self._pending) != {COST_USD.name}:
+            return False
+        return workflow.now() - self._upserted_at < self._cost_refresh
 
     def _defer(self, update: SearchAttributeUpdate[Any]) -> None:
         """Upsert with the next phase change."""
@@ -77,12 +94,16 @@ class Visibility:
         prompts: list[str],
         version: str | None = None,
         variants: list[str] | None = None,
+        cost_refresh_s: float | None = None,
     ) -> None:
         """The run began: name it, and say it is running.
 
         ``version`` is None, and ``variants`` empty, in runs resolved by a worker
-        from before experiments (they did not set them).
+        from before experiments (they did not set them); ``cost_refresh_s`` None
+        in runs resolved before it (a changed cost is upserted at every stage).
         """
+        if cost_refresh_s is not None:
+            self._cost_refresh = timedelta(seconds=cost_refresh_s)
         updates: list[SearchAttributeUpdate[Any]] = [
             TEAM_NAME.value_set(team),
             TEAM_STATUS.value_set("RUNNING"),
@@ -106,8 +127,12 @@ class Visibility:
             self._defer(COST_USD.value_set(total_micro / 1_000_000))
 
     def stage_started(self, *, approval: bool) -> None:
-        """A stage starts: show what changed before it (an approval wait shows it itself)."""
-        if not approval:
+        """A stage starts: show what changed before it.
+
+        An approval wait shows it itself; a cost change alone may wait (the
+        module docstring says when).
+        """
+        if not approval and not self._cost_alone_can_wait():
             self._with_pending([])
 
     def awaiting(self, approvers: list[str] | None) -> None:
