@@ -43,10 +43,12 @@ from tests.support import (
 from worker.search_attributes import ensure_search_attributes
 
 HISTORIES_ROOT = Path(__file__).resolve().parent / "histories"
-CURRENT_SET = "v8"
+CURRENT_SET = "v9"
 """The set new recordings go to. Kept for replay: v7, every scenario as the release
 that deprecated the workflow patches recorded it (a deprecated ``controls-in-call``
-marker per run); v8, every scenario on the release that removed them (no marker).
+marker per run); v8, every scenario on the release that removed them (no marker),
+whose resolved teams have no ``cost_refresh_s`` (a changed cost upserted at every
+stage start); v9, every scenario with it (a cost change alone waits a minute).
 v1 to v6, recorded by builds before those, needed the retired eras (v1-v3 their old
 paths, v4-v6 a live ``controls-in-call`` marker) and were deleted with them
 (docs/rollouts.md, "Retired patches")."""

@@ -81,9 +81,9 @@ async def _exit_code(worker: subprocess.Popen[bytes], *, timeout_s: float = 60) 
 
 
 def test_the_checked_in_histories_need_no_retired_era() -> None:
-    # v7: the deprecating release (deprecated markers); v8: today's code (none).
+    # v7: the deprecating release (deprecated markers); v8 and v9: one era (none).
     paths = sorted(HISTORIES.glob("*/*.json"))
-    assert {p.parent.name for p in paths} == {"v7", "v8"}
+    assert {p.parent.name for p in paths} == {"v7", "v8", "v9"}
     for path in paths:
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         assert retired_era_of(history.events) is None, path

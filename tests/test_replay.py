@@ -5,8 +5,10 @@ workflow fails here. Such changes must go behind ``workflow.patched()``.
 
 ``v7`` was recorded by the release that deprecated every patch (its runs carry
 deprecated ``controls-in-call`` markers, which today's code, with no patch call,
-must still replay); ``v8`` by today's code. The sets before them needed the
-retired eras and went with them (docs/rollouts.md, "Retired patches").
+must still replay); ``v8`` by the release that removed them, before resolved
+teams carried ``cost_refresh_s`` (a changed cost upserted at every stage start);
+``v9`` by today's code. The sets before them needed the retired eras and went
+with them (docs/rollouts.md, "Retired patches").
 """
 
 from __future__ import annotations
