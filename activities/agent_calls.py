@@ -15,9 +15,11 @@ Invariants:
 - Every attempt the provider billed is charged exactly once, in the daily
   budgets (per attempt, idempotent by call key and attempt number) and in the
   run (through the outcome or the failure details). An interrupted attempt's
-  usage reaches the next attempt through the last heartbeat's details; an
-  attempt that settled its answer and then died with its worker stays charged
-  when the retry is answered again (the provider billed both).
+  usage reaches the next attempt through the last heartbeat's details, and,
+  with a controls store, through the store, where the attempt charged its
+  prompt as the stream started (:mod:`activities.heartbeats`); an attempt that
+  settled its answer and then died with its worker stays charged when the
+  retry is answered again (the provider billed both).
 - The answer is settled as soon as the provider has given it: between the two
   there is no await (the answer is parsed, pure, only to know how the call
   ended), so a worker killed in between is the one way an answer goes
@@ -58,7 +60,7 @@ from activities.structured import parse_structured, render_structured
 from activities.tool_definitions import ToolDefinitions
 from contracts.activities import CALL_AGENT
 from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails, ContextReport
-from contracts.ledger import ChargeSource
+from contracts.ledger import AttemptCharge, ChargeSource
 from contracts.outputs import ReviewVerdict, RouteDecision
 from contracts.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
 from contracts.semantic import SemanticCacheReport
@@ -124,13 +126,17 @@ class AgentActivities:
     async def call_agent(self, call: AgentCall) -> AgentOutcome:
         """Call ``call.model`` for ``call.agent`` and return text, usage and cost."""
         info = activity.info()
-        beats = Heartbeats(info)
+        ticket = CallTicket.of(call, info) if self._controls is not None else None
+        beats = Heartbeats(info, **self._progress_to_store(ticket))
+        if ticket is not None and self._controls is not None and info.attempt > 1:
+            # An earlier attempt may have charged its usage in the store, not heartbeated it.
+            beats.absorb(await self._controls.earlier_attempts(ticket))
         attempt = _Attempt(
             call=call,
             info=info,
             beats=beats,
             span=CallSpan(call, self._provider.name, info.attempt),
-            ticket=CallTicket.of(call, info) if self._controls is not None else None,
+            ticket=ticket,
         )
         if self._streams is not None and call.stream:
             attempt.stream = attempt_stream(
@@ -141,6 +147,17 @@ class AgentActivities:
         finally:
             if attempt.stream is not None:
                 await attempt.stream.close()
+
+    def _progress_to_store(self, ticket: CallTicket | None) -> dict[str, Any]:
+        """The attempt's first usage report charged in the store, when one settles its calls."""
+        controls = self._controls
+        if controls is None or ticket is None:
+            return {}
+
+        async def record(charges: list[AttemptCharge], floor: TokenUsage) -> bool:
+            return await controls.record_progress(ticket, charges=charges, floor=floor)
+
+        return {"price": ticket.call.price, "recorder": record}
 
     async def _streamed(self, attempt: _Attempt) -> AgentOutcome:
         """The attempt, screened, its start and end published to the run's stream."""
@@ -221,9 +238,11 @@ class AgentActivities:
         latency_ms = int((time.monotonic() - started) * 1000)
         # The provider has billed this answer: from here to the settlement nothing
         # waits (parsing is pure), so the window a killed worker could lose the
-        # charge in is the settlement's own. The heartbeat goes too, for a retry.
+        # charge in is the settlement's own. Without the store holding this
+        # attempt's prompt already, the heartbeat goes too, for a retry.
         beats.usage = response.usage
-        beats.flush()
+        if not beats.recorded:
+            beats.flush()
         try:
             outcome = _outcome(
                 call,

@@ -297,6 +297,55 @@ class CallControls:
         be no less). One store step. Returns the call's totals as the store holds
         them (the run records those as the call's cost and usage).
         """
+        settlement = self._settlement(
+            ticket, charges=charges, floor=floor, final=final, outcome=outcome
+        )
+        settlement = settlement.model_copy(
+            update={"cache_hit": cache_hit, "saved_micro": saved_micro}
+        )
+        return await self._charge(settlement, ticket.call)
+
+    async def record_progress(
+        self, ticket: CallTicket, *, charges: list[AttemptCharge], floor: TokenUsage
+    ) -> bool:
+        """Charge an attempt's usage so far (not final), in one try; whether the store took it.
+
+        What a heartbeat would carry to a retry: with the store holding it, the
+        retry reads it there (:meth:`earlier_attempts`), so the attempt needs no
+        heartbeat of its own until its keep-alive is due. A store that cannot be
+        reached is not waited for: the caller heartbeats instead.
+        """
+        settlement = self._settlement(
+            ticket, charges=charges, floor=floor, final=False, outcome="none"
+        )
+        try:
+            answer = await self._store.settle(settlement)
+        except ControlsUnavailableError as err:
+            log.warning("progress not recorded, heartbeating: %s", err, extra=_fields(ticket.call))
+            return False
+        self._telemetry.observe(answer.alerts, answer.left_micro)
+        return True
+
+    async def earlier_attempts(self, ticket: CallTicket) -> dict[int, TokenUsage]:
+        """Each earlier attempt of the call as the store charged it (empty if it cannot say)."""
+        try:
+            charges = await self._store.call_charges(ticket.call_key)
+        except ControlsUnavailableError as err:
+            log.warning("earlier attempts not read: %s", err, extra=_fields(ticket.call))
+            return {}
+        if charges is None:
+            return {}
+        return {c.attempt: c.usage for c in charges.attempts if c.attempt < ticket.attempt}
+
+    def _settlement(
+        self,
+        ticket: CallTicket,
+        *,
+        charges: list[AttemptCharge],
+        floor: TokenUsage,
+        final: bool,
+        outcome: Literal["success", "failure", "none"],
+    ) -> Settlement:
         call = ticket.call
         reports = (
             [
@@ -306,7 +355,7 @@ class CallControls:
             if final and outcome != "none"
             else []
         )
-        settlement = Settlement(
+        return Settlement(
             call_key=ticket.call_key,
             day=ticket.day,
             tenant=call.tenant,
@@ -320,8 +369,6 @@ class CallControls:
             attempts=charges,
             usage=floor,
             cost_micro=call.price.cost_micro(floor, batch=call.mode == "batch"),
-            cache_hit=cache_hit,
-            saved_micro=saved_micro,
             fallback=call.fallback_for is not None,
             final=final,
             ttl_s=ticket.ttl_s,
@@ -331,7 +378,6 @@ class CallControls:
             agent_scope=_agent_scope(call),
             agent_limit_micro=call.agent_day_limit_micro,
         )
-        return await self._charge(settlement, call)
 
     async def _charge(self, settlement: Settlement, call: AgentCall) -> Settled:
         """Send ``settlement``, retrying a store outage briefly; after that, warn (never fail)."""

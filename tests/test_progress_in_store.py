@@ -1,0 +1,132 @@
+"""With a controls store, a call's prompt is charged in the store as its stream starts, not
+heartbeated, and a retry after its worker died reads it there.
+
+A worker process is SIGKILLed while the router streams, before its first keep-alive
+heartbeat is due: the server never saw a heartbeat of that attempt, yet the store
+holds its prompt's charge; the retry, on another worker, charges both attempts
+once each, and the day's ledger equals the run's cost to the micro-dollar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+
+from contracts.requests import TeamRequest
+from contracts.results import CallStatus, RunStatus, TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from reliability.ledger_totals import ledger_total
+from reliability.server import ChaosServer
+from reliability.workers import WorkerProcess
+from stores.controls.factory import open_controls
+from teams.catalog import Catalog
+
+TASK_QUEUE = "progress-in-store"
+
+
+def _team() -> dict[str, object]:
+    spec = Catalog.shipped().load_team("support").model_dump(mode="json")
+    for agent in spec["agents"]:
+        agent["retry"] = {"maximum_attempts": 2, "initial_interval": "100ms"}
+        # Keep-alive every 2 s (a third of the heartbeat timeout): the kill comes first.
+        agent["timeouts"] = {"start_to_close": "30s", "schedule_to_close": "90s", "heartbeat": "6s"}
+    return spec
+
+
+def _environ(server: ChaosServer, folder: Path, journal: Path) -> dict[str, str]:
+    keep = ("AGENT_TEAMS_", "SIM_", "ANTHROPIC_", "TEMPORAL_")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
+    return environ | {
+        "TEMPORAL_ADDRESS": server.address,
+        "AGENT_TEAMS_TASK_QUEUE": TASK_QUEUE,
+        "AGENT_TEAMS_PROVIDER": "simulated",
+        "AGENT_TEAMS_CACHE_URL": "off",
+        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{folder / 'controls.sqlite'}",
+        "SIM_JOURNAL": str(journal),
+        "SIM_LATENCY": json.dumps({"router": 3.0}),
+    }
+
+
+def _events(journal: Path, agent: str) -> list[dict[str, object]]:
+    if not journal.exists():
+        return []
+    lines = journal.read_text().splitlines()
+    return [
+        e for e in (json.loads(line) for line in lines if line.endswith("}")) if e["agent"] == agent
+    ]
+
+
+async def _until_progress(journal: Path) -> None:
+    while not any(e["event"] == "progress" for e in _events(journal, "router")):
+        await asyncio.sleep(0.02)
+
+
+async def test_a_prompt_charged_in_the_store_reaches_the_retry_without_a_heartbeat(
+    tmp_path: Path,
+) -> None:
+    server = ChaosServer(tmp_path)
+    client = await server.start()
+    journal = tmp_path / "journal.jsonl"
+    environ = _environ(server, tmp_path, journal)
+    store_file = tmp_path / "controls.sqlite"
+    first = WorkerProcess("w1", environ, tmp_path / "w1.log")
+    second: WorkerProcess | None = None
+    try:
+        await first.ready()
+        handle = await client.start_workflow(
+            AGENT_TEAM_WORKFLOW,
+            TeamRequest.model_validate({"team": _team(), "task": "What are your opening hours?"}),
+            id="progress-1",
+            task_queue=TASK_QUEUE,
+            result_type=TeamResult,
+        )
+        await _until_progress(journal)
+        await asyncio.sleep(0.3)  # the store write follows the provider's report
+        described = await handle.describe()
+        [pending] = described.raw_description.pending_activities
+        assert pending.attempt == 1
+        assert not pending.HasField("last_heartbeat_time")  # no heartbeat reached the server
+        assert not pending.heartbeat_details.payloads
+        first.kill()
+        store = open_controls(f"sqlite:///{store_file}")
+        try:
+            [call_key] = _call_keys(store_file)  # the router's: the run's only call so far
+            assert call_key.startswith(f"{described.run_id}/") and "router" in call_key
+            held = await store.call_charges(call_key)
+        finally:
+            await store.aclose()
+        second = WorkerProcess("w2", environ, tmp_path / "w2.log")
+        await second.ready()
+        result = await handle.result()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+        server.stop()
+
+    assert held is not None and held.open
+    [cut] = held.attempts
+    assert (cut.attempt, cut.source) == (1, "heartbeat")
+    assert cut.usage.total_input_tokens > 0 and cut.usage.output_tokens == 0 and cut.cost_micro > 0
+    router = result.calls[0]
+    assert (router.agent, router.status, router.attempts) == ("router", CallStatus.SUCCEEDED, 2)
+    assert router.billed_attempts == 2
+    assert result.status is RunStatus.COMPLETED
+    day = datetime.now(UTC).date().isoformat()
+    ledger = await ledger_total(store_file, [day])
+    assert ledger.spent_micro == result.total_cost_micro == sum(c.cost_micro for c in result.calls)
+    # The router: its cut attempt's prompt, and its answered retry, once each.
+    answered = [e for e in _events(journal, "router") if e["event"] == "complete"]
+    assert len(answered) == 1
+    assert router.cost_micro > cut.cost_micro
+
+
+def _call_keys(store_file: Path) -> list[str]:
+    """The call keys the store holds (a call's key is its run id and call id)."""
+    with closing(sqlite3.connect(store_file)) as db:
+        return [str(row[0]) for row in db.execute("SELECT call_key FROM ctl_calls")]
