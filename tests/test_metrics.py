@@ -411,12 +411,15 @@ async def test_the_daily_budget_gauge_shows_what_is_left_of_its_limit(
 
     router, specialist = result.calls
     spent = router.cost_micro
-    # Set where the budget is reserved and settled: inside call_agent.
+    # Set where the budget is reserved and settled: inside call_agent. The prompt,
+    # charged as the stream starts, is within the call's hold: nothing more is gone.
     assert metered.recorded.of_activity(DAILY_BUDGET_LEFT, "call_agent") == [
         ({"scope": GLOBAL_SCOPE}, left)
         for left in [
             limit - router.reserved_micro,
+            limit - router.reserved_micro,
             limit - spent,
+            limit - spent - specialist.reserved_micro,
             limit - spent - specialist.reserved_micro,
             limit - spent - specialist.cost_micro,
         ]
