@@ -115,13 +115,11 @@ class Heartbeats:
         docstring says why); after it, the keep-alive heartbeats carry the rest.
         """
         self.usage = usage
-        if self._recorder is not None and self._price is not None:
-            if not self.recorded:
-                self.recorded = await self._recorder(
-                    self.charges(self._price, "heartbeat"), self.total
-                )
-            if self.recorded:
-                return
+        recorder, self._recorder = self._recorder, None  # one try: a store down is not waited on
+        if recorder is not None and self._price is not None:
+            self.recorded = await recorder(self.charges(self._price, "heartbeat"), self.total)
+        if self.recorded:
+            return
         # The SDK throttles heartbeats to the server, so calling per chunk is cheap.
         self.flush()
 

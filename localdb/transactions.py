@@ -104,9 +104,12 @@ class LoopFirstFile:
                 return result
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._thread, self._threaded, work, begin)
-        if self._inline is None and self._db is not None:
-            self._inline = await loop.run_in_executor(self._thread, self._open_inline)
-            self._inline_thread = threading.get_ident()
+        if self._inline_thread is None and self._db is not None:
+            self._inline_thread = threading.get_ident()  # claimed before the await: opened once
+            try:
+                self._inline = await loop.run_in_executor(self._thread, self._open_inline)
+            except (sqlite3.Error, OSError) as err:  # the work is done: say so, stay threaded
+                log.warning("sqlite file %s: no event-loop connection: %s", self.path, err)
         return result
 
     def _connection(self) -> sqlite3.Connection:

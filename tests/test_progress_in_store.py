@@ -17,9 +17,16 @@ from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
+from temporalio import activity
+from temporalio.testing import ActivityEnvironment
+
+from activities.heartbeats import Heartbeats
+from contracts.calls import CallProgress
+from contracts.ledger import AttemptCharge
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from money.pricing import ModelPrice, TokenUsage
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
@@ -130,3 +137,44 @@ def _call_keys(store_file: Path) -> list[str]:
     """The call keys the store holds (a call's key is its run id and call id)."""
     with closing(sqlite3.connect(store_file)) as db:
         return [str(row[0]) for row in db.execute("SELECT call_key FROM ctl_calls")]
+
+
+PRICE = ModelPrice(
+    model="m", input=3_000_000, output=15_000_000, cache_write=3_750_000, cache_read=300_000
+)
+PROMPT = TokenUsage(input_tokens=400)
+
+
+async def _reports(recorded: bool) -> tuple[list[int], list[list[object]]]:
+    """Two usage reports of one attempt: (the store's tries, the heartbeats sent)."""
+    tries: list[int] = []
+    beats: list[list[object]] = []
+
+    async def record(charges: list[AttemptCharge], floor: TokenUsage) -> bool:
+        assert [(c.attempt, c.usage, c.source) for c in charges] == [(1, PROMPT, "heartbeat")]
+        assert floor == PROMPT
+        tries.append(1)
+        return recorded
+
+    async def attempt() -> None:
+        watched = Heartbeats(activity.info(), price=PRICE, recorder=record)
+        await watched.update(PROMPT)
+        await watched.update(PROMPT.model_copy(update={"output_tokens": 50}))
+        assert watched.recorded is recorded
+
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(list(details))
+    await env.run(attempt)
+    return tries, beats
+
+
+async def test_a_prompt_the_store_took_is_not_heartbeated() -> None:
+    tries, beats = await _reports(recorded=True)
+    assert (tries, beats) == ([1], [])
+
+
+async def test_a_store_that_refused_is_tried_once_then_every_report_heartbeats() -> None:
+    tries, beats = await _reports(recorded=False)
+    assert tries == [1] and len(beats) == 2
+    last = CallProgress.model_validate(beats[-1][0])
+    assert (last.attempt, last.usage.output_tokens) == (1, 50)
