@@ -19,17 +19,28 @@ TomlProblem = Literal["missing", "invalid", "unreadable"]
 
 def read_toml(path: Path, fail: Callable[[TomlProblem, Exception], Exception]) -> dict[str, Any]:
     """The TOML file at ``path``, parsed; ``fail`` makes the error raised when it cannot be."""
+    return parse_toml(read_file_bytes(path, fail), fail)
+
+
+def read_file_bytes(path: Path, fail: Callable[[TomlProblem, Exception], Exception]) -> bytes:
+    """The bytes of the file at ``path``; ``fail`` makes the error raised when it cannot be read."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError as err:
         raise fail("missing", err) from err
+    except OSError as err:
+        raise fail("unreadable", err) from err
+
+
+def parse_toml(raw: bytes, fail: Callable[[TomlProblem, Exception], Exception]) -> dict[str, Any]:
+    """A TOML file's bytes, parsed; ``fail`` makes the error raised when they are not TOML."""
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError) as err:
         # TOMLDecodeError, UnicodeDecodeError (not UTF-8), and what tomllib lets
         # escape: ValueError (an integer over 4300 digits), RecursionError (arrays
         # nested thousands deep).
         raise fail("invalid", err) from err
-    except OSError as err:
-        raise fail("unreadable", err) from err
 
 
 def labelled_message(label: str, path: Path, problem: TomlProblem, err: Exception) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from errors import (
     UnknownModelError,
     UnknownTeamError,
 )
-from errors.toml_files import problem_text, read_toml
+from errors.toml_files import TomlProblem, parse_toml, problem_text, read_file_bytes
 from evaluation.gold_sets import SHIPPED_GOLD_DIR, check_route, load_gold_file
 from money.pricing import SHIPPED_PRICES, ModelPrice, PriceTable, load_price_table
 from teams.experiments import VariantAssignment
@@ -306,12 +307,32 @@ def _prompt(name: str, version: str, text: str) -> ResolvedPrompt:
     return ResolvedPrompt(ref=PromptRef(name=name, version=version, sha256=digest), text=text)
 
 
+PARSED_TEAMS = 128
+"""Team files kept parsed, by content (:func:`load_team_file`)."""
+_parsed: OrderedDict[bytes, TeamSpec] = OrderedDict()
+
+
 def load_team_file(path: Path) -> TeamSpec:
-    """Read a team file (TOML) and validate it; errors name the file and field."""
-    data = read_toml(
-        path, lambda problem, err: TeamSpecError(str(path), [problem_text(problem, err)])
-    )
-    return parse_team_spec(data, source=str(path))
+    """Read a team file (TOML) and validate it; errors name the file and field.
+
+    Every run resolves its team, and parsing and validating the file was most of
+    it (0.8 ms a research run: issue 26): a file whose bytes were parsed before
+    gives the same spec (immutable) without a second parse. Keyed by the bytes'
+    digest, so an edited file is parsed again.
+    """
+
+    def fail(problem: TomlProblem, err: Exception) -> Exception:
+        return TeamSpecError(str(path), [problem_text(problem, err)])
+
+    raw = read_file_bytes(path, fail)
+    key = hashlib.sha256(raw).digest()
+    spec = _parsed.get(key)
+    if spec is None:
+        spec = parse_team_spec(parse_toml(raw, fail), source=str(path))
+        _parsed[key] = spec
+        while len(_parsed) > PARSED_TEAMS:
+            _parsed.popitem(last=False)
+    return spec
 
 
 def parse_team_spec(data: object, *, source: str = INLINE_SOURCE) -> TeamSpec:

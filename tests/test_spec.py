@@ -18,7 +18,13 @@ from errors import (
     UnknownModelError,
     UnknownTeamError,
 )
-from teams.catalog import SHIPPED_PROMPTS_DIR, Catalog, load_team_file, parse_team_spec
+from teams.catalog import (
+    SHIPPED_PROMPTS_DIR,
+    SHIPPED_TEAMS_DIR,
+    Catalog,
+    load_team_file,
+    parse_team_spec,
+)
 from teams.spec.team import AlertSpec, ApprovalStage, FanOutStage, GateStage, RouterStage, TeamSpec
 from tests.support import agent, stage, team_data
 
@@ -65,6 +71,22 @@ def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
         load_team_file(path)
     assert str(path) in str(err.value)
     assert "not valid TOML" in str(err.value)
+
+
+def test_a_team_file_is_parsed_once_per_content_and_again_when_edited(tmp_path: Path) -> None:
+    shipped = (SHIPPED_TEAMS_DIR / "support.toml").read_text()
+    path = _write(tmp_path, shipped, "support.toml")
+    first = load_team_file(path)
+    assert load_team_file(path) is first  # the same bytes: the parsed spec, shared (frozen)
+    path.write_text(shipped.replace('version = "', 'version = "9', 1))
+    edited = load_team_file(path)
+    assert edited is not first and edited.version == "9" + first.version
+    path.write_text("name = 'x\n")
+    with pytest.raises(TeamSpecError, match="not valid TOML"):
+        load_team_file(path)
+    path.unlink()
+    with pytest.raises(TeamSpecError, match="file does not exist"):
+        load_team_file(path)
 
 
 def _problems(data: dict[str, Any]) -> list[str]:
