@@ -136,6 +136,26 @@ async def _ready(log: Path, *, attempts: int = 600) -> None:
     raise AssertionError(f"worker never ready:\n{log.read_text() if log.exists() else ''}")
 
 
+async def _history_at_rest(handle: WorkflowHandle[Any, TeamResult]) -> list[HistoryEvent]:
+    """The run's history once no workflow task is open (bounded).
+
+    The status query can show the wait as soon as the worker has run the task
+    that opens it, before the server has that task's completion: history
+    fetched in between ends in an open workflow task, whose completion would
+    then look like the first event after the wait.
+    """
+    open_task = (
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    )
+    for _ in range(200):
+        events = await history_events(handle)
+        if events[-1].event_type not in open_task:
+            return events
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"a workflow task stayed open: {_names(events[-3:])}")
+
+
 def _completed_activities(events: list[HistoryEvent]) -> list[int]:
     """Scheduled-event ids of the activities history shows as completed."""
     return [
@@ -316,7 +336,7 @@ async def test_wait_survives_a_worker_restart_and_a_server_restart(
         try:
             handle = await start(server.client, task_queue, "research", TASK)
             waiting = await awaiting_approval(handle)
-            before = await history_events(handle)
+            before = await _history_at_rest(handle)
             # The worker goes away while the run waits; a new one takes its place...
             stop_process(first, timeout_s=30)
             second = worker_process(env, task_queue, tmp_path / "worker2.log", **sim)
@@ -391,7 +411,7 @@ async def test_approved_after_two_days_with_the_worker_replaced_midway(
         async with _worker(client, task_queue, first_journal, controls):
             handle = await start(client, task_queue, spec, TASK)
             waiting = await awaiting_approval(handle)
-            before = await history_events(handle)
+            before = await _history_at_rest(handle)
             await ts_env.sleep(timedelta(days=1))
             day_one = await status_of(handle)
         async with _worker(client, task_queue, second_journal, controls):
@@ -458,7 +478,7 @@ async def test_timeout_policy_decides_after_days_across_worker_swaps(
         async with _worker(client, task_queue, journals[0], controls):
             handle = await start(client, task_queue, spec, TASK)
             waiting = await awaiting_approval(handle)
-            before = await history_events(handle)
+            before = await _history_at_rest(handle)
             await ts_env.sleep(timedelta(days=1))
         # Nobody answers; each day a new worker takes over the waiting run.
         async with _worker(client, task_queue, journals[1], controls):
