@@ -293,6 +293,7 @@ ALLOWED_IMPORTS = {
     "ipaddress",
     "re",
     "re._parser",  # the stdlib regex parser (security.injection.prefilter reads its tree)
+    "ahocorasick",  # the prefilter's one-pass literal search: pure CPU, no I/O
     "typing",
     "unicodedata",
     "pydantic",

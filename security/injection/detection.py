@@ -69,7 +69,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from security.injection.excerpts import EXCERPT_CHARS, finding_excerpt
 from security.injection.fencing import FENCE_INSTRUCTIONS, FENCE_TAG, fence, sanitize_source
 from security.injection.normalization import lower_view, normalize, original_span
-from security.injection.prefilter import may_match, required_literals
+from security.injection.prefilter import LiteralIndex, required_literals
 from security.injection.rules import DEFAULT_RULES, RULE_NAMES, PatternRule, View
 from security.pii.redaction import find_pii
 
@@ -142,6 +142,9 @@ class PatternDetector:
         self._gated = tuple(
             (rule, tuple((p, required_literals(p)) for p in rule.patterns)) for rule in self._rules
         )
+        self._index = LiteralIndex(
+            literals for _, patterns in self._gated for _, literals in patterns
+        )
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -156,14 +159,20 @@ class PatternDetector:
         """
         cased, origin = normalize(text)
         views = {"raw": text, "cased": cased, "lower": lower_view(cased)}
-        lowered = {"raw": text.lower(), "cased": views["lower"], "lower": views["lower"]}
+        cased_present = self._index.present(views["lower"])
+        present = {
+            "raw": self._index.present(text.lower()),
+            "cased": cased_present,
+            "lower": cased_present,
+        }
         ascii_views = {"raw": text.isascii(), "cased": cased.isascii(), "lower": cased.isascii()}
         spans: dict[str, list[tuple[int, int]]] = {}
+        may_match = self._index.may_match
         for rule, patterns in self._gated:
             found = spans.setdefault(rule.name, [])
             view = views[rule.view]
             for pattern, literals in patterns:
-                if not may_match(literals, lowered[rule.view], ascii_views[rule.view]):
+                if not may_match(literals, present[rule.view], ascii_views[rule.view]):
                     continue
                 for match in pattern.finditer(view):
                     if match.end() == match.start():

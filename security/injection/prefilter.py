@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import re
 import re._parser as sre_parse  # type: ignore[import-not-found]  # no stub; the stdlib parser
+from collections.abc import Iterable
 from typing import Any
+
+import ahocorasick  # multi-literal search in one pass: pure CPU, deterministic
 
 Literals = frozenset[str] | None
 """Literals one of which every match contains; ``None``: no requirement known."""
@@ -55,6 +58,39 @@ def may_match(literals: Literals, lowered: str, ascii_text: bool) -> bool:
     if literals is None or not ascii_text:
         return True
     return any(literal in lowered for literal in literals)
+
+
+class LiteralIndex:
+    """Every pattern's literals, found in a text in one pass (an Aho-Corasick automaton).
+
+    A test per literal per pattern (about 270 substring searches of the whole
+    text a scan) was most of a scan's cost on ordinary text, 0.24 ms of 0.3 ms
+    for a 1.6 KB answer (issue 26): the automaton reads the text once and says
+    which literals occur (15 µs), and each pattern's test is then a set
+    intersection (:meth:`may_match`), with :func:`may_match`'s answer.
+    """
+
+    def __init__(self, requirements: Iterable[Literals]) -> None:
+        self._automaton: Any = ahocorasick.Automaton()
+        for literals in requirements:
+            for literal in literals or ():
+                self._automaton.add_word(literal, literal)
+        self._empty = len(self._automaton) == 0
+        if not self._empty:
+            self._automaton.make_automaton()
+
+    def present(self, lowered: str) -> frozenset[str]:
+        """The literals the lower-cased text ``lowered`` holds."""
+        if self._empty or not lowered:
+            return frozenset()
+        return frozenset(literal for _, literal in self._automaton.iter(lowered))
+
+    @staticmethod
+    def may_match(literals: Literals, present: frozenset[str], ascii_text: bool) -> bool:
+        """:func:`may_match`, given the text's literals (:meth:`present`)."""
+        if literals is None or not ascii_text:
+            return True
+        return not literals.isdisjoint(present)
 
 
 def _selectivity(literals: frozenset[str]) -> tuple[float, int]:
