@@ -83,6 +83,9 @@ class LoopFirstFile:
         """The event loop's connection, opened by the thread once the schema exists."""
         self._inline_thread: int | None = None
         self._inline_commits = 0
+        self._inline_failed = False
+        """The loop's connection could not be opened, or was dropped: the thread does all."""
+        self._closed = False
 
     async def write(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work`` in one ``BEGIN IMMEDIATE`` transaction; its result."""
@@ -93,27 +96,32 @@ class LoopFirstFile:
         return await self._run(work, "BEGIN DEFERRED")
 
     async def aclose(self) -> None:
-        """Close both connections and the thread."""
+        """Close both connections and the thread; later transactions are refused."""
+        self._closed = True
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()  # only ever used synchronously on the loop: nothing is mid-way
         await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         self._thread.shutdown(wait=True)
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T], begin: Begin) -> _T:
-        if self._inline is not None and self._inline_thread == threading.get_ident():
-            result = self._on_loop(self._inline, work, begin)
+        if self._closed:
+            raise sqlite3.ProgrammingError(f"sqlite file {self.path} is closed")
+        inline = self._inline
+        if inline is not None and self._inline_thread == threading.get_ident():
+            result = self._on_loop(inline, work, begin)
             if not isinstance(result, _Busy):
                 return result
         loop = asyncio.get_running_loop()
         result = await loop.run_in_executor(self._thread, self._threaded, work, begin)
-        if self._inline_thread is None and self._db is not None:
-            self._inline_thread = threading.get_ident()  # claimed before the await: opened once
-            try:
-                self._inline = await loop.run_in_executor(self._thread, self._open_inline)
-            except (sqlite3.Error, OSError) as err:  # the work is done: say so, stay threaded
-                log.warning("sqlite file %s: no event-loop connection: %s", self.path, err)
+        if self._inline_thread is None and self._inline is not None:
+            self._inline_thread = threading.get_ident()  # the first loop to use it owns it
         return result
 
     def _connection(self) -> sqlite3.Connection:
         """The thread's connection, opened (and the schema set up) on first use."""
+        if self._closed:
+            raise sqlite3.ProgrammingError(f"sqlite file {self.path} is closed")
         if self._db is None:
             self._prepare()
             db = sqlite3.connect(
@@ -133,12 +141,25 @@ class LoopFirstFile:
         return self._db
 
     def _threaded(self, work: Callable[[sqlite3.Connection], _T], begin: Begin) -> _T:
-        return _transaction(self._connection(), work, begin)
+        result = _transaction(self._connection(), work, begin)
+        if self._inline is None and not self._closed and not self._inline_failed:
+            # In the same job as the first transaction: the caller waits once, and
+            # the work it waited for is done whatever happens here.
+            try:
+                self._inline = self._open_inline()
+            except (sqlite3.Error, OSError) as err:
+                self._inline_failed = True
+                log.warning("sqlite file %s: no event-loop connection: %s", self.path, err)
+        return result
 
     def _open_inline(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA wal_autocheckpoint=0")
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def _on_loop(
@@ -153,21 +174,43 @@ class LoopFirstFile:
             result = work(db)
             db.execute("COMMIT")
         except sqlite3.OperationalError as err:
-            db.execute("ROLLBACK")
+            self._roll_back_on_loop(db)
             if _locked(err):
                 return _BUSY
             raise
         except BaseException:
-            db.execute("ROLLBACK")
+            self._roll_back_on_loop(db)
             raise
         if begin == "BEGIN IMMEDIATE":
             self._inline_commits += 1
-            if self._inline_commits % CHECKPOINT_EVERY == 0:
-                self._thread.submit(self._checkpoint)
+            if self._inline_commits % CHECKPOINT_EVERY == 0 and not self._closed:
+                try:
+                    self._thread.submit(self._checkpoint)
+                except RuntimeError:  # the thread is shutting down: the commit stands
+                    pass
         return result
+
+    def _roll_back_on_loop(self, db: sqlite3.Connection) -> None:
+        """Roll back the loop's open transaction; a connection that cannot is dropped.
+
+        SQLite may have rolled back by itself (a full disk, an I/O error), and a
+        connection left holding the write lock would block every process.
+        """
+        if not db.in_transaction:
+            return
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error as err:
+            log.warning("sqlite file %s: rollback failed, connection dropped: %s", self.path, err)
+            if self._inline is db:
+                self._inline = None
+                self._inline_failed = True
+            db.close()
 
     def _checkpoint(self) -> None:
         """Move the WAL's pages into the file, waiting for no reader (in the thread)."""
+        if self._closed:
+            return
         try:
             self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
         except (sqlite3.Error, OSError) as err:
@@ -188,7 +231,8 @@ def _transaction(
         result = work(db)
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
     return result
 

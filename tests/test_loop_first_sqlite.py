@@ -23,7 +23,7 @@ from contracts.ledger import GLOBAL_SCOPE
 from contracts.streams import TextDelta
 from localdb import transactions
 from localdb.transactions import LoopFirstFile
-from stores.controls.contract import Reservation
+from stores.controls.contract import ControlsUnavailableError, Reservation
 from stores.controls.sql.sqlite import SqliteControls
 from streams.sqlite_log import SqliteStreamLog
 
@@ -155,3 +155,15 @@ async def test_stream_reads_never_wait_for_a_writer_and_appends_wait_in_the_thre
     finally:
         other.close()
         await log.aclose()
+
+
+async def test_a_closed_file_refuses_work_and_its_store_says_unavailable(tmp_path: Path) -> None:
+    store = SqliteControls(tmp_path / "controls.sqlite")
+    assert (await store.reserve(_reserve("first", 10))).granted
+    assert store._file._inline is not None  # opened with the first transaction, in its job
+    await store.aclose()
+    assert store._file._inline is None and store._file._db is None
+    with pytest.raises(ControlsUnavailableError, match="is closed"):
+        await store.reserve(_reserve("late", 10))
+    store._file._checkpoint()  # a checkpoint queued before the close does nothing after it
+    assert store._file._db is None
