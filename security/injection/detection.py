@@ -69,7 +69,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from security.injection.excerpts import EXCERPT_CHARS, finding_excerpt
 from security.injection.fencing import FENCE_INSTRUCTIONS, FENCE_TAG, fence, sanitize_source
 from security.injection.normalization import lower_view, normalize, original_span
-from security.injection.prefilter import LiteralIndex, required_literals
+from security.injection.prefilter import LiteralIndex, may_match, required_literals
 from security.injection.rules import DEFAULT_RULES, RULE_NAMES, PatternRule, View
 from security.pii.redaction import find_pii
 
@@ -167,7 +167,6 @@ class PatternDetector:
         }
         ascii_views = {"raw": text.isascii(), "cased": cased.isascii(), "lower": cased.isascii()}
         spans: dict[str, list[tuple[int, int]]] = {}
-        may_match = self._index.may_match
         for rule, patterns in self._gated:
             found = spans.setdefault(rule.name, [])
             view = views[rule.view]
