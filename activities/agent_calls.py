@@ -53,14 +53,14 @@ from activities.call_controls import CallControls, CallTicket, Settled
 from activities.call_spans import CallSpan
 from activities.context import fit_context
 from activities.conversations import for_provider, restored_uses, store_turn
-from activities.heartbeats import Heartbeats, cancel_requested
+from activities.heartbeats import Heartbeats, ProgressRecorder, cancel_requested
 from activities.screening import Placeholders, redact_call, restored, screened
 from activities.semantic_lookup import SemanticProbe, SemanticResponses
 from activities.structured import parse_structured, render_structured
 from activities.tool_definitions import ToolDefinitions
 from contracts.activities import CALL_AGENT
 from contracts.calls import AgentCall, AgentOutcome, CallFailureDetails, ContextReport
-from contracts.ledger import AttemptCharge, ChargeSource
+from contracts.ledger import ChargeSource
 from contracts.outputs import ReviewVerdict, RouteDecision
 from contracts.provider_errors import CONTROLS_UNAVAILABLE, EmptyResponse, ProviderError
 from contracts.semantic import SemanticCacheReport
@@ -127,7 +127,7 @@ class AgentActivities:
         """Call ``call.model`` for ``call.agent`` and return text, usage and cost."""
         info = activity.info()
         ticket = CallTicket.of(call, info) if self._controls is not None else None
-        beats = Heartbeats(info, **self._progress_to_store(ticket))
+        beats = Heartbeats(info, recorder=self._progress_to_store(ticket))
         if ticket is not None and self._controls is not None and info.attempt > 1:
             # An earlier attempt may have charged its usage in the store, not heartbeated it.
             beats.absorb(await self._controls.earlier_attempts(ticket))
@@ -148,16 +148,17 @@ class AgentActivities:
             if attempt.stream is not None:
                 await attempt.stream.close()
 
-    def _progress_to_store(self, ticket: CallTicket | None) -> dict[str, Any]:
+    def _progress_to_store(self, ticket: CallTicket | None) -> ProgressRecorder | None:
         """The attempt's first usage report charged in the store, when one settles its calls."""
         controls = self._controls
         if controls is None or ticket is None:
-            return {}
+            return None
 
-        async def record(charges: list[AttemptCharge], floor: TokenUsage) -> bool:
-            return await controls.record_progress(ticket, charges=charges, floor=floor)
+        async def record(beats: Heartbeats) -> bool:
+            charges = beats.charges(ticket.call.price, "heartbeat")
+            return await controls.record_progress(ticket, charges=charges, floor=beats.total)
 
-        return {"price": ticket.call.price, "recorder": record}
+        return record
 
     async def _streamed(self, attempt: _Attempt) -> AgentOutcome:
         """The attempt, screened, its start and end published to the run's stream."""

@@ -298,10 +298,13 @@ class CallControls:
         them (the run records those as the call's cost and usage).
         """
         settlement = self._settlement(
-            ticket, charges=charges, floor=floor, final=final, outcome=outcome
-        )
-        settlement = settlement.model_copy(
-            update={"cache_hit": cache_hit, "saved_micro": saved_micro}
+            ticket,
+            charges=charges,
+            floor=floor,
+            final=final,
+            outcome=outcome,
+            cache_hit=cache_hit,
+            saved_micro=saved_micro,
         )
         return await self._charge(settlement, ticket.call)
 
@@ -345,6 +348,8 @@ class CallControls:
         floor: TokenUsage,
         final: bool,
         outcome: Literal["success", "failure", "none"],
+        cache_hit: bool = False,
+        saved_micro: int = 0,
     ) -> Settlement:
         call = ticket.call
         reports = (
@@ -369,6 +374,8 @@ class CallControls:
             attempts=charges,
             usage=floor,
             cost_micro=call.price.cost_micro(floor, batch=call.mode == "batch"),
+            cache_hit=cache_hit,
+            saved_micro=saved_micro,
             fallback=call.fallback_for is not None,
             final=final,
             ttl_s=ticket.ttl_s,

@@ -32,8 +32,8 @@ from money.pricing import ModelPrice, TokenUsage, total_usage
 
 DEFAULT_KEEPALIVE = timedelta(seconds=5)
 
-ProgressRecorder = Callable[[list[AttemptCharge], TokenUsage], Awaitable[bool]]
-"""Charges an attempt's usage so far durably (every attempt's charges, their floor);
+ProgressRecorder = Callable[["Heartbeats"], Awaitable[bool]]
+"""Charges an attempt's usage so far durably (its heartbeats' charges and total);
 whether it did. Given by ``call_agent`` when a controls store settles its calls."""
 
 
@@ -54,7 +54,6 @@ class Heartbeats:
         self,
         info: activity.Info,
         *,
-        price: ModelPrice | None = None,
         recorder: ProgressRecorder | None = None,
     ) -> None:
         self.attempt = info.attempt
@@ -63,8 +62,7 @@ class Heartbeats:
         self.earlier = carried.total
         self.usage = TokenUsage()
         self._interval_s = _keepalive_interval(info)
-        self._price = price
-        self._recorder = recorder if price is not None else None
+        self._recorder = recorder
         self.recorded = False
         """Whether the store holds this attempt's first reported usage."""
 
@@ -116,8 +114,8 @@ class Heartbeats:
         """
         self.usage = usage
         recorder, self._recorder = self._recorder, None  # one try: a store down is not waited on
-        if recorder is not None and self._price is not None:
-            self.recorded = await recorder(self.charges(self._price, "heartbeat"), self.total)
+        if recorder is not None:
+            self.recorded = await recorder(self)
         if self.recorded:
             return
         # The SDK throttles heartbeats to the server, so calling per chunk is cheap.

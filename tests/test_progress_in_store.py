@@ -22,7 +22,6 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.heartbeats import Heartbeats
 from contracts.calls import CallProgress
-from contracts.ledger import AttemptCharge
 from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
 from contracts.run_interface import AGENT_TEAM_WORKFLOW
@@ -150,14 +149,15 @@ async def _reports(recorded: bool) -> tuple[list[int], list[list[object]]]:
     tries: list[int] = []
     beats: list[list[object]] = []
 
-    async def record(charges: list[AttemptCharge], floor: TokenUsage) -> bool:
+    async def record(beats: Heartbeats) -> bool:
+        charges = beats.charges(PRICE, "heartbeat")
         assert [(c.attempt, c.usage, c.source) for c in charges] == [(1, PROMPT, "heartbeat")]
-        assert floor == PROMPT
+        assert beats.total == PROMPT
         tries.append(1)
         return recorded
 
     async def attempt() -> None:
-        watched = Heartbeats(activity.info(), price=PRICE, recorder=record)
+        watched = Heartbeats(activity.info(), recorder=record)
         await watched.update(PROMPT)
         await watched.update(PROMPT.model_copy(update={"output_tokens": 50}))
         assert watched.recorded is recorded
