@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -74,6 +75,26 @@ def worker_process(
         return subprocess.Popen(
             [sys.executable, "-m", module], cwd=ROOT, env=environ, stdout=out, stderr=out
         )
+
+
+def journalled_worker_environ(
+    address: str, task_queue: str, folder: Path, journal: Path, latency: Mapping[str, float]
+) -> dict[str, str]:
+    """The environment of a worker process (:class:`reliability.workers.WorkerProcess`) on
+    the simulated provider, journalling its calls to ``journal``, with per-agent
+    ``latency``, no response cache and the controls store ``folder/controls.sqlite``;
+    nothing of the test's own agent-teams, simulator, Anthropic or Temporal settings."""
+    keep = ("AGENT_TEAMS_", "SIM_", "ANTHROPIC_", "TEMPORAL_")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
+    return environ | {
+        "TEMPORAL_ADDRESS": address,
+        "AGENT_TEAMS_TASK_QUEUE": task_queue,
+        "AGENT_TEAMS_PROVIDER": "simulated",
+        "AGENT_TEAMS_CACHE_URL": "off",
+        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{folder / 'controls.sqlite'}",
+        "SIM_JOURNAL": str(journal),
+        "SIM_LATENCY": json.dumps(dict(latency)),
+    }
 
 
 def teamctl_binary() -> Path:

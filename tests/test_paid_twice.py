@@ -33,6 +33,7 @@ from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from stores.controls.factory import open_controls
 from teams.catalog import Catalog
+from tests.processes import journalled_worker_environ
 
 TASK_QUEUE = "paid-twice"
 
@@ -44,20 +45,6 @@ def _team() -> dict[str, object]:
         # A dead worker is noticed in 3 s.
         agent["timeouts"] = {"start_to_close": "30s", "schedule_to_close": "90s", "heartbeat": "3s"}
     return spec
-
-
-def _environ(server: ChaosServer, folder: Path, journal: Path) -> dict[str, str]:
-    keep = ("AGENT_TEAMS_", "SIM_", "ANTHROPIC_", "TEMPORAL_")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
-    return environ | {
-        "TEMPORAL_ADDRESS": server.address,
-        "AGENT_TEAMS_TASK_QUEUE": TASK_QUEUE,
-        "AGENT_TEAMS_PROVIDER": "simulated",
-        "AGENT_TEAMS_CACHE_URL": "off",
-        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{folder / 'controls.sqlite'}",
-        "SIM_JOURNAL": str(journal),
-        "SIM_LATENCY": json.dumps({"router": 1.0}),
-    }
 
 
 def _events(journal: Path) -> list[dict[str, Any]]:
@@ -105,7 +92,9 @@ async def test_an_answer_lost_with_its_worker_and_asked_again_is_charged_twice(
     journal = tmp_path / "journal.jsonl"
     store_file = tmp_path / "controls.sqlite"
     day = datetime.now(UTC).date().isoformat()
-    environ = _environ(server, tmp_path, journal)
+    environ = journalled_worker_environ(
+        server.address, TASK_QUEUE, tmp_path, journal, {"router": 1.0}
+    )
     first = WorkerProcess("w1", environ, tmp_path / "w1.log")
     second: WorkerProcess | None = None
     try:

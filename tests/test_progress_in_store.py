@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from stores.controls.factory import open_controls
 from teams.catalog import Catalog
+from tests.processes import journalled_worker_environ, until
 
 TASK_QUEUE = "progress-in-store"
 
@@ -44,20 +44,6 @@ def _team() -> dict[str, object]:
     return spec
 
 
-def _environ(server: ChaosServer, folder: Path, journal: Path) -> dict[str, str]:
-    keep = ("AGENT_TEAMS_", "SIM_", "ANTHROPIC_", "TEMPORAL_")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
-    return environ | {
-        "TEMPORAL_ADDRESS": server.address,
-        "AGENT_TEAMS_TASK_QUEUE": TASK_QUEUE,
-        "AGENT_TEAMS_PROVIDER": "simulated",
-        "AGENT_TEAMS_CACHE_URL": "off",
-        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{folder / 'controls.sqlite'}",
-        "SIM_JOURNAL": str(journal),
-        "SIM_LATENCY": json.dumps({"router": 3.0}),
-    }
-
-
 def _events(journal: Path, agent: str) -> list[dict[str, object]]:
     if not journal.exists():
         return []
@@ -67,18 +53,15 @@ def _events(journal: Path, agent: str) -> list[dict[str, object]]:
     ]
 
 
-async def _until_progress(journal: Path) -> None:
-    while not any(e["event"] == "progress" for e in _events(journal, "router")):
-        await asyncio.sleep(0.02)
-
-
 async def test_a_prompt_charged_in_the_store_reaches_the_retry_without_a_heartbeat(
     tmp_path: Path,
 ) -> None:
     server = ChaosServer(tmp_path)
     client = await server.start()
     journal = tmp_path / "journal.jsonl"
-    environ = _environ(server, tmp_path, journal)
+    environ = journalled_worker_environ(
+        server.address, TASK_QUEUE, tmp_path, journal, {"router": 3.0}
+    )
     store_file = tmp_path / "controls.sqlite"
     first = WorkerProcess("w1", environ, tmp_path / "w1.log")
     second: WorkerProcess | None = None
@@ -91,7 +74,7 @@ async def test_a_prompt_charged_in_the_store_reaches_the_retry_without_a_heartbe
             task_queue=TASK_QUEUE,
             result_type=TeamResult,
         )
-        await _until_progress(journal)
+        await until(lambda: any(e["event"] == "progress" for e in _events(journal, "router")))
         await asyncio.sleep(0.3)  # the store write follows the provider's report
         described = await handle.describe()
         [pending] = described.raw_description.pending_activities

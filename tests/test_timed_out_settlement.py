@@ -23,6 +23,7 @@ from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from teams.catalog import Catalog
+from tests.processes import journalled_worker_environ
 
 TASK_QUEUE = "settle-timeouts"
 
@@ -39,20 +40,6 @@ def _team() -> dict[str, object]:
     return spec
 
 
-def _environ(server: ChaosServer, folder: Path, journal: Path) -> dict[str, str]:
-    keep = ("AGENT_TEAMS_", "SIM_", "ANTHROPIC_", "TEMPORAL_")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
-    return environ | {
-        "TEMPORAL_ADDRESS": server.address,
-        "AGENT_TEAMS_TASK_QUEUE": TASK_QUEUE,
-        "AGENT_TEAMS_PROVIDER": "simulated",
-        "AGENT_TEAMS_CACHE_URL": "off",
-        "AGENT_TEAMS_CONTROLS_URL": f"sqlite:///{folder / 'controls.sqlite'}",
-        "SIM_JOURNAL": str(journal),
-        "SIM_LATENCY": json.dumps({"router": 2.0}),
-    }
-
-
 async def _until(journal: Path, event: str) -> None:
     while not journal.exists() or f'"{event}"' not in journal.read_text():
         await asyncio.sleep(0.05)
@@ -64,7 +51,9 @@ async def test_a_call_settled_then_lost_with_its_worker_is_recorded_at_its_settl
     server = ChaosServer(tmp_path)
     client = await server.start()
     journal = tmp_path / "journal.jsonl"
-    environ = _environ(server, tmp_path, journal)
+    environ = journalled_worker_environ(
+        server.address, TASK_QUEUE, tmp_path, journal, {"router": 2.0}
+    )
     first = WorkerProcess("w1", environ, tmp_path / "w1.log")
     second: WorkerProcess | None = None
     try:
