@@ -35,7 +35,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -59,7 +59,7 @@ class LoopFirstFile:
     """One SQLite file's transactions, each on the event loop if it can start at once.
 
     ``prepare`` runs once, in the thread, before the file is opened (making it
-    private); ``setup`` in the first transaction (the schema); ``name`` names
+    private); the ``schema`` statements in the first transaction; ``name`` names
     the thread.
     """
 
@@ -68,14 +68,14 @@ class LoopFirstFile:
         path: Path,
         *,
         busy_timeout_s: float,
-        setup: Callable[[sqlite3.Connection], None],
+        schema: Sequence[str],
         name: str,
         prepare: Callable[[], None] = lambda: None,
     ) -> None:
         self.path = path
         self._prepare = prepare
         self._busy_timeout_s = busy_timeout_s
-        self._setup = setup
+        self._schema = tuple(schema)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._db: sqlite3.Connection | None = None
         """The thread's connection."""
@@ -94,6 +94,14 @@ class LoopFirstFile:
     async def read(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work`` in one read transaction (it must not write); its result."""
         return await self._run(work, "BEGIN DEFERRED")
+
+    def open_now(self) -> None:
+        """Open the file and create its schema in the calling thread, before any loop uses it.
+
+        For a store whose file must hold its tables from construction on (a
+        reader may look before the first write).
+        """
+        self._connection()
 
     async def aclose(self) -> None:
         """Close both connections and the thread; later transactions are refused."""
@@ -133,12 +141,16 @@ class LoopFirstFile:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-                _transaction(db, self._setup, "BEGIN IMMEDIATE")
+                _transaction(db, self._create_schema, "BEGIN IMMEDIATE")
             except BaseException:
                 db.close()
                 raise
             self._db = db
         return self._db
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        for statement in self._schema:
+            db.execute(statement)
 
     def _threaded(self, work: Callable[[sqlite3.Connection], _T], begin: Begin) -> _T:
         result = _transaction(self._connection(), work, begin)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 
 from localdb.transactions import LoopFirstFile
@@ -47,12 +46,10 @@ class SqliteResponseCache:
         self._path = path
         self._sealer = EntrySealer(keyring)
         private_sqlite(path)  # before SQLite creates anything: never a readable moment
-        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            _schema(db)  # at once, as before: a reader may look before the first put
         self._file = LoopFirstFile(
-            path, busy_timeout_s=BUSY_TIMEOUT_S, setup=_schema, name="cache-sqlite"
+            path, busy_timeout_s=BUSY_TIMEOUT_S, schema=_SCHEMA, name="cache-sqlite"
         )
+        self._file.open_now()  # at once, as before: a reader may look before the first put
 
     async def get(self, tenant: str, key: str) -> CachedAnswer | None:
         """The live entry, if any."""
@@ -67,11 +64,6 @@ class SqliteResponseCache:
     async def aclose(self) -> None:
         """Close the connections and the thread."""
         await self._file.aclose()
-
-
-def _schema(db: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        db.execute(statement)
 
 
 def _get(db: sqlite3.Connection, tenant: str, key: str) -> str | None:

@@ -49,7 +49,7 @@ class SqliteStreamLog:
         self._appends = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         private_sqlite(path)  # before SQLite creates anything: never a readable moment
-        self._file = LoopFirstFile(path, busy_timeout_s=10, setup=_schema, name="stream-sqlite")
+        self._file = LoopFirstFile(path, busy_timeout_s=10, schema=_SCHEMA, name="stream-sqlite")
 
     @property
     def where(self) -> str:
@@ -99,11 +99,6 @@ class SqliteStreamLog:
         if self._appends % PURGE_EVERY == 1:
             cutoff = time.time() - self._retention_s
             db.execute("DELETE FROM run_stream WHERE created < ?", (cutoff,))
-
-
-def _schema(db: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        db.execute(statement)
 
 
 def _read(

@@ -75,7 +75,7 @@ class SqliteControls(SqlControls):
         self._file = LoopFirstFile(
             path,
             busy_timeout_s=busy_timeout_s,
-            setup=_schema,
+            schema=sql.schema("INTEGER PRIMARY KEY AUTOINCREMENT"),
             name="controls-sqlite",
             # Before SQLite writes a page: never readable by others.
             prepare=lambda: private_sqlite(path),
@@ -90,8 +90,3 @@ class SqliteControls(SqlControls):
     async def aclose(self) -> None:
         """Close the connections and the thread."""
         await self._file.aclose()
-
-
-def _schema(db: sqlite3.Connection) -> None:
-    for statement in sql.schema("INTEGER PRIMARY KEY AUTOINCREMENT"):
-        db.execute(statement)
