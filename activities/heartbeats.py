@@ -72,8 +72,6 @@ class Heartbeats:
         for attempt, usage in stored.items():
             if attempt != self.attempt:
                 merged[attempt] = max_usage(merged.get(attempt, TokenUsage()), usage)
-        if merged == self.earlier_attempts:
-            return
         self.earlier_attempts = merged
         self.earlier = max_usage(self.earlier, total_usage(merged.values()))
 
