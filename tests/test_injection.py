@@ -253,7 +253,10 @@ def test_normalize_maps_every_character_back_to_the_original() -> None:
 
 
 def test_normalize_keeps_ascii_as_is() -> None:
-    assert normalize("Plain text.") == ("Plain text.", list(range(11)))
+    text = "Plain text."
+    view, origin = normalize(text)
+    assert view is text
+    assert list(origin) == list(range(11))
 
 
 # --- fencing --------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from security.injection.detection import PatternDetector
 from security.injection.normalization import lower_view, normalize
-from security.injection.prefilter import LiteralIndex, may_match, required_literals
+from security.injection.prefilter import LiteralIndex, Requirement, may_match, required_literals
 from security.injection.rules import DEFAULT_RULES
 from tests.test_injection import BENIGN, INJECTIONS
 
@@ -42,26 +42,52 @@ def _sound(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [
-        (r"\bignore\s+(?:all\s+)?previous\b", {"previous"}),
-        (r"(?:disregard|forget)\s+it", {"disregard", "forget"}),
-        (r"(?i)Hello\s+World", {"hello"}),
-        (r"(?:foo|)bar", {"bar"}),
-        (r"(?:foo|\d)x", {"x"}),
+        (r"\bignore\s+(?:all\s+)?previous\b", [{"previous"}, {"ignore"}]),
+        (r"(?:disregard|forget)\s+it", [{"disregard", "forget"}, {"it"}]),
+        (r"(?i)Hello\s+World", [{"hello"}, {"world"}]),
+        (r"(?:foo|)bar", [{"bar"}]),
+        (r"(?:foo|\d)x", [{"x"}]),
         (r"(?:foo|\d)", None),
         (r"x*", None),
-        (r"(?:ab){2,}", {"ab"}),
+        (r"(?:ab){2,}", [{"ab"}]),
         (r"[a-z]+", None),
-        (r"(?=ignore)\w+", {"ignore"}),  # a look-ahead that must match is in the text
+        (r"(?=ignore)\w+", [{"ignore"}]),  # a look-ahead that must match is in the text
         (r"(?!ignore)\w+", None),
-        (r"[\u202A-\u202E]+", set()),  # only characters beyond ASCII: no ASCII text matches
+        (r"[\u202A-\u202E]+", [set()]),  # only characters beyond ASCII: no ASCII text matches
         (r"(?i)[\u212A]", None),  # the Kelvin sign matches an ASCII k without case
-        (r"(?:ab|[\u0400-\u04FF])c", {"ab"}),  # on ASCII text only "ab" can match
-        (r"(?:ab|[\u0400-\u04FF])", {"ab"}),
+        (r"(?:ab|[\u0400-\u04FF])c", [{"ab"}, {"c"}]),  # on ASCII text only "ab" can match
+        (r"(?:ab|[\u0400-\u04FF])", [{"ab"}]),
+        # Each branch gives its most selective clause: "note" here, "ps" there.
+        (r"(?:note\s+to|p\.?s\.?)\s+the\s+ai", [{"note", "p"}, {"the"}, {"ai"}]),
+        (r"a\s+a", [{"a"}]),  # a clause met twice is tested once
     ],
 )
-def test_required_literals(pattern: str, expected: set[str] | None) -> None:
+def test_required_literals(pattern: str, expected: list[set[str]] | None) -> None:
     found = required_literals(re.compile(pattern))
-    assert found == (None if expected is None else frozenset(expected))
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert len(found) == len(expected)
+        assert set(found) == {frozenset(c) for c in expected}
+
+
+def test_every_clause_must_be_met() -> None:
+    requirement = required_literals(re.compile(r"\bnote\s+(?:to|for)\s+the\s+model"))
+    assert requirement is not None
+    assert set(requirement) == {
+        frozenset({"model"}),
+        frozenset({"note"}),
+        frozenset({"the"}),
+        frozenset({"for", "to"}),
+    }
+    # Most selective first: the first clause the text misses ends the test.
+    assert requirement[-1] == frozenset({"for", "to"})
+    assert required_literals(re.compile(r"the\s+instructions"))[0] == {"instructions"}  # type: ignore[index]
+    assert may_match(requirement, INDEX.present("a note to the model"), ascii_text=True)
+    # "note", "to" and "the" are there; without "model" the regex never runs.
+    assert not may_match(requirement, frozenset({"note", "to", "the"}), ascii_text=True)
+    assert not may_match(requirement, frozenset({"model", "the", "to"}), ascii_text=True)
 
 
 def test_most_patterns_have_a_requirement() -> None:
@@ -69,7 +95,7 @@ def test_most_patterns_have_a_requirement() -> None:
     required = [p for _, p in PATTERNS if required_literals(p) is not None]
     assert len(PATTERNS) == 70
     assert len(required) == 70
-    assert sum(1 for _, p in PATTERNS if required_literals(p) == frozenset()) == 4
+    assert sum(1 for _, p in PATTERNS if frozenset() in (required_literals(p) or ())) == 4
 
 
 def test_no_match_in_the_corpora_is_skipped() -> None:
@@ -80,8 +106,8 @@ def test_no_match_in_the_corpora_is_skipped() -> None:
 def test_text_that_is_not_ascii_always_runs_the_regex() -> None:
     # Under IGNORECASE "s" matches the long s, which no substring test of "s" sees.
     assert re.compile("s", re.IGNORECASE).search("\u017f")
-    assert may_match(frozenset({"s"}), INDEX.present("\u017f"), ascii_text=False)
-    assert not may_match(frozenset({"s"}), INDEX.present("x"), ascii_text=True)
+    assert may_match((frozenset({"s"}),), INDEX.present("\u017f"), ascii_text=False)
+    assert not may_match((frozenset({"s"}),), INDEX.present("x"), ascii_text=True)
     assert may_match(None, INDEX.present("x"), ascii_text=True)
 
 
@@ -112,11 +138,11 @@ def test_gated_scan_finds_what_the_regexes_find() -> None:
         assert set(rules) <= found, text
 
 
-def _per_literal(literals: frozenset[str] | None, lowered: str, ascii_text: bool) -> bool:
+def _per_literal(requirement: Requirement, lowered: str, ascii_text: bool) -> bool:
     """The prefilter's rule one substring search at a time: what the index must answer."""
-    if literals is None or not ascii_text:
+    if requirement is None or not ascii_text:
         return True
-    return any(literal in lowered for literal in literals)
+    return all(any(literal in lowered for literal in clause) for clause in requirement)
 
 
 def _index_agrees(text: str) -> list[str]:

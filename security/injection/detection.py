@@ -160,11 +160,9 @@ class PatternDetector:
         cased, origin = normalize(text)
         views = {"raw": text, "cased": cased, "lower": lower_view(cased)}
         cased_present = self._index.present(views["lower"])
-        present = {
-            "raw": self._index.present(text.lower()),
-            "cased": cased_present,
-            "lower": cased_present,
-        }
+        # ASCII text normalises to itself: the raw view's literals are the same.
+        raw_present = cased_present if cased is text else self._index.present(text.lower())
+        present = {"raw": raw_present, "cased": cased_present, "lower": cased_present}
         ascii_views = {"raw": text.isascii(), "cased": cased.isascii(), "lower": cased.isascii()}
         spans: dict[str, list[tuple[int, int]]] = {}
         for rule, patterns in self._gated:

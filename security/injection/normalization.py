@@ -10,6 +10,7 @@ in the view is reported at its place in the text. Pure: workflow code calls it.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 _LOOKALIKES = {
     # Cyrillic
@@ -48,15 +49,16 @@ def _fold(char: str) -> str:
     return "".join(parts)
 
 
-def normalize(text: str) -> tuple[str, list[int]]:
+def normalize(text: str) -> tuple[str, Sequence[int]]:
     """The view detectors read, and for each of its characters the index it came from.
 
     Invisible characters (format controls, combining marks) are dropped,
     compatibility forms and accents folded (NFKD), look-alike letters mapped to
-    ASCII, and Unicode tag characters decoded to the ASCII they hide.
+    ASCII, and Unicode tag characters decoded to the ASCII they hide. ASCII text
+    is its own view (the very object), each character from its own index.
     """
     if text.isascii():
-        return text, list(range(len(text)))
+        return text, range(len(text))
     folded: list[str] = []
     origin: list[int] = []
     cache: dict[str, str] = {}
@@ -79,6 +81,6 @@ def lower_view(view: str) -> str:
     return "".join(low if len(low := char.lower()) == 1 else char for char in view)
 
 
-def original_span(origin: list[int], start: int, end: int) -> tuple[int, int]:
+def original_span(origin: Sequence[int], start: int, end: int) -> tuple[int, int]:
     """The span of the original text that a normalised span ``[start, end)`` came from."""
     return origin[start], origin[end - 1] + 1
