@@ -9,11 +9,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.requests import TeamRequest
+from contracts.results import TeamResult
+from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from teamctl.devserver import temporal_binary
+from teams.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,6 +100,40 @@ def journalled_worker_environ(
         "SIM_JOURNAL": str(journal),
         "SIM_LATENCY": json.dumps(dict(latency)),
     }
+
+
+def support_team(*, retry: Mapping[str, object], timeouts: Mapping[str, str]) -> dict[str, object]:
+    """The shipped support team as JSON, each of its agents given ``retry`` and ``timeouts``."""
+    spec = Catalog.shipped().load_team("support").model_dump(mode="json")
+    for agent in spec["agents"]:
+        agent["retry"] = dict(retry)
+        agent["timeouts"] = dict(timeouts)
+    return spec
+
+
+async def start_support_run(
+    client: Client, team: dict[str, object], *, workflow_id: str, task_queue: str
+) -> WorkflowHandle[Any, TeamResult]:
+    """A run of ``team`` (:func:`support_team`) on a support question, started on ``task_queue``."""
+    return await client.start_workflow(
+        AGENT_TEAM_WORKFLOW,
+        TeamRequest.model_validate({"team": team, "task": "What are your opening hours?"}),
+        id=workflow_id,
+        task_queue=task_queue,
+        result_type=TeamResult,
+    )
+
+
+def journal_events(journal: Path, agent: str | None = None) -> list[dict[str, Any]]:
+    """The simulator's journal entries so far (``agent``'s only, if given).
+
+    A line still being written (no closing brace yet) is left for the next read.
+    """
+    if not journal.exists():
+        return []
+    lines = journal.read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.endswith("}")]
+    return [e for e in events if agent is None or e["agent"] == agent]
 
 
 def teamctl_binary() -> Path:

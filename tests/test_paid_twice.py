@@ -12,7 +12,6 @@ by run, call and attempt.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from datetime import UTC, datetime
@@ -23,38 +22,33 @@ from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts.calls import AgentCall
-from contracts.requests import TeamRequest
 from contracts.results import CallStatus, RunStatus, TeamResult
-from contracts.run_interface import AGENT_TEAM_WORKFLOW
 from money.pricing import TokenUsage
 from providers.simulated.provider import SimulatedConfig, SimulatedProvider
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from stores.controls.factory import open_controls
-from teams.catalog import Catalog
-from tests.processes import journalled_worker_environ
+from tests.processes import (
+    journal_events,
+    journalled_worker_environ,
+    start_support_run,
+    support_team,
+)
 
 TASK_QUEUE = "paid-twice"
 
 
 def _team() -> dict[str, object]:
-    spec = Catalog.shipped().load_team("support").model_dump(mode="json")
-    for agent in spec["agents"]:
-        agent["retry"] = {"maximum_attempts": 2, "initial_interval": "100ms"}
+    return support_team(
+        retry={"maximum_attempts": 2, "initial_interval": "100ms"},
         # A dead worker is noticed in 3 s.
-        agent["timeouts"] = {"start_to_close": "30s", "schedule_to_close": "90s", "heartbeat": "3s"}
-    return spec
-
-
-def _events(journal: Path) -> list[dict[str, Any]]:
-    if not journal.exists():
-        return []
-    return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+        timeouts={"start_to_close": "30s", "schedule_to_close": "90s", "heartbeat": "3s"},
+    )
 
 
 async def _until_journal(journal: Path, event: str) -> None:
-    while not any(e["event"] == event for e in _events(journal)):
+    while not any(e["event"] == event for e in journal_events(journal)):
         await asyncio.sleep(0.05)
 
 
@@ -99,12 +93,8 @@ async def test_an_answer_lost_with_its_worker_and_asked_again_is_charged_twice(
     second: WorkerProcess | None = None
     try:
         await first.ready()
-        handle = await client.start_workflow(
-            AGENT_TEAM_WORKFLOW,
-            TeamRequest.model_validate({"team": _team(), "task": "What are your opening hours?"}),
-            id="paid-twice-1",
-            task_queue=TASK_QUEUE,
-            result_type=TeamResult,
+        handle = await start_support_run(
+            client, _team(), workflow_id="paid-twice-1", task_queue=TASK_QUEUE
         )
         await _until_journal(journal, "start")
         frozen = server.process.process.pid if server.process is not None else 0
@@ -126,7 +116,7 @@ async def test_an_answer_lost_with_its_worker_and_asked_again_is_charged_twice(
         server.stop()
 
     # The provider answered the router twice: attempt 1 (lost) and attempt 2.
-    router_events = [(e["event"], e["attempt"]) for e in _events(journal) if e["agent"] == "router"]
+    router_events = [(e["event"], e["attempt"]) for e in journal_events(journal, "router")]
     answered = [attempt for event, attempt in router_events if event == "complete"]
     assert answered == [1, 2]
     one = await _one_answer(call)

@@ -10,7 +10,6 @@ once each, and the day's ledger equals the run's cost to the micro-dollar.
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime
@@ -21,36 +20,29 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.heartbeats import Heartbeats
 from contracts.calls import CallProgress
-from contracts.requests import TeamRequest
-from contracts.results import CallStatus, RunStatus, TeamResult
-from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from contracts.results import CallStatus, RunStatus
 from money.pricing import ModelPrice, TokenUsage
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
 from stores.controls.factory import open_controls
-from teams.catalog import Catalog
-from tests.processes import journalled_worker_environ, until
+from tests.processes import (
+    journal_events,
+    journalled_worker_environ,
+    start_support_run,
+    support_team,
+    until,
+)
 
 TASK_QUEUE = "progress-in-store"
 
 
 def _team() -> dict[str, object]:
-    spec = Catalog.shipped().load_team("support").model_dump(mode="json")
-    for agent in spec["agents"]:
-        agent["retry"] = {"maximum_attempts": 2, "initial_interval": "100ms"}
+    return support_team(
+        retry={"maximum_attempts": 2, "initial_interval": "100ms"},
         # Keep-alive every 2 s (a third of the heartbeat timeout): the kill comes first.
-        agent["timeouts"] = {"start_to_close": "30s", "schedule_to_close": "90s", "heartbeat": "6s"}
-    return spec
-
-
-def _events(journal: Path, agent: str) -> list[dict[str, object]]:
-    if not journal.exists():
-        return []
-    lines = journal.read_text().splitlines()
-    return [
-        e for e in (json.loads(line) for line in lines if line.endswith("}")) if e["agent"] == agent
-    ]
+        timeouts={"start_to_close": "30s", "schedule_to_close": "90s", "heartbeat": "6s"},
+    )
 
 
 async def test_a_prompt_charged_in_the_store_reaches_the_retry_without_a_heartbeat(
@@ -67,14 +59,12 @@ async def test_a_prompt_charged_in_the_store_reaches_the_retry_without_a_heartbe
     second: WorkerProcess | None = None
     try:
         await first.ready()
-        handle = await client.start_workflow(
-            AGENT_TEAM_WORKFLOW,
-            TeamRequest.model_validate({"team": _team(), "task": "What are your opening hours?"}),
-            id="progress-1",
-            task_queue=TASK_QUEUE,
-            result_type=TeamResult,
+        handle = await start_support_run(
+            client, _team(), workflow_id="progress-1", task_queue=TASK_QUEUE
         )
-        await until(lambda: any(e["event"] == "progress" for e in _events(journal, "router")))
+        await until(
+            lambda: any(e["event"] == "progress" for e in journal_events(journal, "router"))
+        )
         await asyncio.sleep(0.3)  # the store write follows the provider's report
         described = await handle.describe()
         [pending] = described.raw_description.pending_activities
@@ -110,7 +100,7 @@ async def test_a_prompt_charged_in_the_store_reaches_the_retry_without_a_heartbe
     ledger = await ledger_total(store_file, [day])
     assert ledger.spent_micro == result.total_cost_micro == sum(c.cost_micro for c in result.calls)
     # The router: its cut attempt's prompt, and its answered retry, once each.
-    answered = [e for e in _events(journal, "router") if e["event"] == "complete"]
+    answered = [e for e in journal_events(journal, "router") if e["event"] == "complete"]
     assert len(answered) == 1
     assert router.cost_micro > cut.cost_micro
 

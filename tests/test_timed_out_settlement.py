@@ -16,28 +16,20 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from contracts.requests import TeamRequest
-from contracts.results import CallStatus, RunStatus, TeamResult
-from contracts.run_interface import AGENT_TEAM_WORKFLOW
+from contracts.results import CallStatus, RunStatus
 from reliability.ledger_totals import ledger_total
 from reliability.server import ChaosServer
 from reliability.workers import WorkerProcess
-from teams.catalog import Catalog
-from tests.processes import journalled_worker_environ
+from tests.processes import journalled_worker_environ, start_support_run, support_team
 
 TASK_QUEUE = "settle-timeouts"
 
 
 def _team() -> dict[str, object]:
-    spec = Catalog.shipped().load_team("support").model_dump(mode="json")
-    for agent in spec["agents"]:
-        agent["retry"] = {"maximum_attempts": 1}
-        agent["timeouts"] = {
-            "start_to_close": "30s",
-            "schedule_to_close": "60s",
-            "heartbeat": "3s",
-        }
-    return spec
+    return support_team(
+        retry={"maximum_attempts": 1},
+        timeouts={"start_to_close": "30s", "schedule_to_close": "60s", "heartbeat": "3s"},
+    )
 
 
 async def _until(journal: Path, event: str) -> None:
@@ -58,12 +50,8 @@ async def test_a_call_settled_then_lost_with_its_worker_is_recorded_at_its_settl
     second: WorkerProcess | None = None
     try:
         await first.ready()
-        handle = await client.start_workflow(
-            AGENT_TEAM_WORKFLOW,
-            TeamRequest.model_validate({"team": _team(), "task": "What are your opening hours?"}),
-            id="settle-1",
-            task_queue=TASK_QUEUE,
-            result_type=TeamResult,
+        handle = await start_support_run(
+            client, _team(), workflow_id="settle-1", task_queue=TASK_QUEUE
         )
         await _until(journal, "start")
         frozen = server.process.process.pid
