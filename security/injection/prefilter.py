@@ -104,10 +104,6 @@ def _selectivity(literals: frozenset[str]) -> tuple[float, int]:
     return (min(len(s) for s in literals), -len(literals))
 
 
-def _most_selective(clauses: list[Clause]) -> Clause:
-    return max(clauses, key=_selectivity)
-
-
 def _requirement(clauses: list[Clause]) -> Requirement:
     """``clauses`` each once, most selective first (the first unmet one ends the test)."""
     if not clauses:
@@ -162,7 +158,8 @@ def _element(op: Any, arg: Any, ignorecase: bool) -> list[Clause]:
             found = _sequence(list(branch), ignorecase)
             if not found:
                 return []
-            union |= _most_selective(found)
+            best: Clause = max(found, key=_selectivity)
+            union |= best
         return [frozenset(union)]
     if not ignorecase and (
         (op is sre_parse.LITERAL and arg >= 128) or (op is sre_parse.IN and _beyond_ascii(arg))
